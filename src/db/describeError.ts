@@ -1,0 +1,41 @@
+import type { DbConfig } from '../config.js';
+import { SqlState, sqlStateOf } from './sqlstate.js';
+
+/**
+ * One line a person understands for a database error: the root cause, never a stack trace,
+ * never a password.
+ */
+export function describeDbError(err: unknown, db?: DbConfig): string {
+  const where = db ? `${db.host}:${db.port}` : 'the server';
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: string; message?: string; column?: string; table?: string };
+  const state = sqlStateOf(err);
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return `connection to ${where} refused (is PostgreSQL running there?)`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `host of ${where} not found`;
+    case 'ETIMEDOUT':
+      return `connection to ${where} timed out`;
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return `connection to ${where} lost`;
+  }
+  if (state === SqlState.adminShutdown || state === SqlState.crashShutdown) return `connection to ${where} lost (the server ended the session: ${scrub(e.message)})`;
+  if (state === SqlState.cannotConnectNow) return `the server at ${where} is starting up or shutting down`;
+  if (state === SqlState.invalidPassword) return `password authentication failed for user "${db?.user ?? '?'}" (check PGPASSWORD or DATABASE_URL)`;
+  if (state === SqlState.invalidCatalogName) return `database "${db?.database ?? '?'}" does not exist`;
+  if (state !== undefined && state.startsWith('08')) return `connection to ${where} lost (${scrub(e.message)})`;
+  const message = scrub(e.message ?? String(err));
+  if (/Connection terminated|connection is closed|Client has encountered a connection error/i.test(message)) {
+    return `connection to ${where} lost`;
+  }
+  if (/timeout exceeded when trying to connect/i.test(message)) return `connection to ${where} timed out`;
+  return message;
+}
+
+/** Removes anything that looks like a password from a message (URLs with user:password@). */
+export function scrub(message: string | undefined): string {
+  if (message === undefined) return '';
+  return message.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*):[^@\s]*@/gi, '$1:***@').split('\n')[0] ?? '';
+}

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import type pg from 'pg';
+import { UsageError } from '../errors.js';
+import { SqlState, sqlStateOf } from './sqlstate.js';
+
+/** Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`. */
+export const sqlDir = new URL('../../sql/', import.meta.url);
+
+/** Advisory lock namespace for migrations; the run lock uses another (see run/lock.ts). */
+const migrateLockClass = 0x5c0b;
+
+export interface MigrationFile {
+  version: number;
+  name: string;
+  checksum: string;
+  sql: string;
+}
+
+export interface MigrationStep {
+  version: number;
+  name: string;
+  /** `applied` now, or `unchanged` because an earlier migrate applied it. */
+  outcome: 'applied' | 'unchanged';
+}
+
+/** The migration files, in order. */
+export async function readMigrations(dir: URL = sqlDir): Promise<MigrationFile[]> {
+  const names = (await readdir(dir)).filter((n) => /^\d{3}_[a-z0-9_]+\.sql$/.test(n)).sort();
+  const files: MigrationFile[] = [];
+  for (const name of names) {
+    const sql = await readFile(new URL(name, dir), 'utf8');
+    files.push({ version: Number(name.slice(0, 3)), name, checksum: sha256(sql), sql });
+  }
+  return files;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Creates or upgrades the schema: each pending file in its own transaction, recorded with its checksum.
+ * A session advisory lock makes concurrent migrates wait for each other; the second finds nothing to do.
+ */
+export async function migrate(client: pg.ClientBase, schema: string, dir: URL = sqlDir): Promise<MigrationStep[]> {
+  const files = await readMigrations(dir);
+  const ident = client.escapeIdentifier(schema);
+  await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [migrateLockClass, schema]);
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${ident}.schema_migrations (
+         version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const applied = await appliedMigrations(client, ident);
+    checkApplied(applied, files, schema);
+    const steps: MigrationStep[] = [];
+    for (const file of files) {
+      if (applied.has(file.version)) {
+        steps.push({ version: file.version, name: file.name, outcome: 'unchanged' });
+        continue;
+      }
+      await client.query('BEGIN');
+      try {
+        await client.query(file.sql.replaceAll(':SCHEMA', ident));
+        await client.query(`INSERT INTO ${ident}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [file.version, file.name, file.checksum]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw new Error(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
+      }
+      steps.push({ version: file.version, name: file.name, outcome: 'applied' });
+    }
+    return steps;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [migrateLockClass, schema]).catch(() => undefined);
+  }
+}
+
+async function appliedMigrations(client: pg.ClientBase, ident: string): Promise<Map<number, { name: string; checksum: string }>> {
+  const { rows } = await client.query<{ version: number; name: string; checksum: string }>(`SELECT version, name, checksum FROM ${ident}.schema_migrations ORDER BY version`);
+  return new Map(rows.map((r) => [r.version, { name: r.name, checksum: r.checksum }]));
+}
+
+function checkApplied(applied: Map<number, { name: string; checksum: string }>, files: MigrationFile[], schema: string): void {
+  const known = new Map(files.map((f) => [f.version, f]));
+  for (const [version, row] of applied) {
+    const file = known.get(version);
+    if (!file) {
+      throw new UsageError(
+        `schema "${schema}" was migrated by a newer scorejob (it has migration ${row.name}, unknown to this version); upgrade scorejob instead of downgrading the schema`,
+      );
+    }
+    if (file.checksum !== row.checksum) {
+      throw new UsageError(`sql/${file.name} was edited after it was applied to schema "${schema}" (checksum differs); restore the file and add a new migration instead`);
+    }
+  }
+}
+
+/**
+ * Refuses to work on a database that `scorejob migrate` has not brought to this version (exit 2),
+ * or that a newer scorejob has migrated past it.
+ */
+export async function assertMigrated(client: pg.ClientBase, schema: string): Promise<void> {
+  const files = await readMigrations();
+  const latest = files.at(-1)?.version ?? 0;
+  let current: number;
+  try {
+    const { rows } = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${client.escapeIdentifier(schema)}.schema_migrations`);
+    current = rows[0]?.v ?? 0;
+  } catch (err) {
+    const state = sqlStateOf(err);
+    if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) {
+      throw new UsageError(`the database is not migrated for scorejob (schema "${schema}" is missing): run \`scorejob migrate\``);
+    }
+    throw err;
+  }
+  if (current < latest) {
+    throw new UsageError(`schema "${schema}" is at version ${current}, this scorejob needs ${latest}: run \`scorejob migrate\``);
+  }
+  if (current > latest) {
+    throw new UsageError(`schema "${schema}" is at version ${current}, newer than this scorejob (${latest}); upgrade scorejob instead of downgrading the schema`);
+  }
+}

@@ -1,0 +1,51 @@
+import pg from 'pg';
+import { describeDb, type DbConfig } from '../config.js';
+import { ScorejobError, UsageError, ExitCode } from '../errors.js';
+import { describeDbError } from './describeError.js';
+import { SqlState, sqlStateOf } from './sqlstate.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+/** A pool for one command. COPY always runs on a client of its own taken from it. */
+export function createPool(db: DbConfig, max = 6): pg.Pool {
+  const pool = new pg.Pool({
+    host: db.host,
+    port: db.port,
+    user: db.user,
+    database: db.database,
+    password: db.password,
+    ssl: sslOption(db.sslmode),
+    max,
+    application_name: 'scorejob',
+    connectionTimeoutMillis: 15_000,
+    keepAlive: true,
+  });
+  // An idle client whose server went away emits 'error' on the pool; without a listener that kills the process.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+function sslOption(mode: string | undefined): pg.PoolConfig['ssl'] {
+  if (mode === undefined || mode === 'disable' || mode === 'allow' || mode === 'prefer') return undefined;
+  if (mode === 'verify-ca' || mode === 'verify-full') return { rejectUnauthorized: true };
+  return { rejectUnauthorized: false };
+}
+
+/**
+ * Opens a first connection to prove the server is there, turning the usual failures into one clear line:
+ * wrong password or missing database are configuration (exit 2); an unreachable server is a failure to retry later (exit 1).
+ */
+export async function checkConnection(pool: pg.Pool, db: DbConfig): Promise<void> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    const state = sqlStateOf(err);
+    const config = state === SqlState.invalidPassword || state === SqlState.invalidAuthorization || state === SqlState.invalidCatalogName;
+    throw new ScorejobError(`cannot connect to PostgreSQL ${describeDb(db)}: ${describeDbError(err, db)}`, config ? ExitCode.usage : ExitCode.runFailed, { cause: err });
+  }
+  client.release();
+}
+
+export { UsageError };

@@ -1,0 +1,60 @@
+/**
+ * The few error classes scorejob uses. Each carries the exit code DESIGN.md §1 documents, so the CLI
+ * is the only place that turns an error into a process exit.
+ */
+
+/** Exit codes relied on by cron wrappers (README "Exit codes"). */
+export const ExitCode = {
+  ok: 0,
+  runFailed: 1,
+  usage: 2,
+  locked: 75,
+  sigint: 130,
+  sigterm: 143,
+} as const;
+
+export class ScorejobError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Bad flag, bad configuration, bad model, un-migrated database: found before anything is written. */
+export class UsageError extends ScorejobError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.usage, options);
+  }
+}
+
+/** A run (or a command) failed after it started; for a run the ledger says why and it can be resumed. */
+export class RunFailedError extends ScorejobError {
+  readonly runId: string | undefined;
+  constructor(message: string, runId?: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.runFailed, options);
+    this.runId = runId;
+  }
+}
+
+/** Another run holds the advisory lock; nothing was done. */
+export class LockedError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.locked);
+  }
+}
+
+/** The run stopped cleanly on a signal and is resumable. */
+export class InterruptedError extends ScorejobError {
+  readonly signal: NodeJS.Signals;
+  constructor(message: string, signal: NodeJS.Signals) {
+    super(message, signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm);
+    this.signal = signal;
+  }
+}
+
+/** The exit code for any thrown value: ours carry one; anything else is a failure (1). */
+export function toExitCode(err: unknown): number {
+  return err instanceof ScorejobError ? err.exitCode : ExitCode.runFailed;
+}

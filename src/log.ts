@@ -1,0 +1,21 @@
+import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger };
+
+/**
+ * The root logger: JSON lines on stdout (what cron and log shippers read), or pino-pretty for people.
+ * Writes are synchronous so that a line logged just before `process.exit` is never lost.
+ */
+export function createLogger(opts: { level: string; pretty: boolean }): Logger {
+  const options = {
+    level: opts.level,
+    base: { pid: process.pid },
+    // Belt and braces: connection secrets never reach a line even if someone logs a config object.
+    redact: { paths: ['password', '*.password', 'db.password', 'connectionString', '*.connectionString'], censor: '[redacted]' },
+  };
+  if (opts.pretty) {
+    return pino(options, pretty({ destination: 1, sync: true, colorize: Boolean(process.stdout.isTTY), ignore: 'pid,hostname' }));
+  }
+  return pino(options, pino.destination({ dest: 1, sync: true }));
+}

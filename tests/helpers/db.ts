@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { resolveDb, type DbConfig } from '../../src/config.js';
+import { createPool, type Pool } from '../../src/db/pool.js';
+import { migrate } from '../../src/db/migrate.js';
+
+/** A database of its own for one test file, on the server globalSetup chose. */
+export interface TestDatabase {
+  name: string;
+  /** Connection URL (may hold a password). */
+  url: string;
+  db: DbConfig;
+  /** Environment for a child `scorejob` process: DATABASE_URL of this database, nothing inherited that could point elsewhere. */
+  env: Record<string, string>;
+  pool: Pool;
+  drop(): Promise<void>;
+}
+
+export function adminUrl(): string {
+  return inject('adminUrl');
+}
+
+export function urlFor(database: string): string {
+  const url = new URL(adminUrl());
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Creates an empty database (and migrates it, unless told not to). Dropped by `drop()`. */
+export async function createTestDatabase(opts: { migrated?: boolean; schema?: string } = {}): Promise<TestDatabase> {
+  const name = `sj_test_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  const url = urlFor(name);
+  const db = resolveDb({ DATABASE_URL: url });
+  const pool = createPool(db, 10);
+  if (opts.migrated ?? true) {
+    const client = await pool.connect();
+    try {
+      await migrate(client, opts.schema ?? 'scoring');
+    } finally {
+      client.release();
+    }
+  }
+  return {
+    name,
+    url,
+    db,
+    env: { DATABASE_URL: url },
+    pool,
+    drop: async () => {
+      await pool.end().catch(() => undefined);
+      if (process.env.KEEP_TEST_DATABASES) return;
+      const c = new pg.Client({ connectionString: adminUrl() });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
