@@ -1,0 +1,262 @@
+import type { ColumnBatch, ColumnSpec, RawColumn } from '../columns.js';
+import type { Feature, Manifest } from './manifest.js';
+
+/**
+ * The manifest's features compiled for the hot path: which source columns to read (and how the COPY
+ * reader casts them), where each feature's inputs sit in a model input row, and the constants of each
+ * transform.
+ */
+export interface FeaturePlan {
+  /** Model inputs per row: one per standardize or boolean feature, one per category of a one_hot feature. */
+  readonly width: number;
+  /** One per feature, in manifest order (= the order of `ColumnBatch.columns`). */
+  readonly columns: readonly ColumnSpec[];
+  readonly features: readonly PlannedFeature[];
+}
+
+/** One feature with its place in the input row. */
+export interface PlannedFeature {
+  readonly feature: Feature;
+  /** Index of its first input in a row. */
+  readonly offset: number;
+  /** Number of inputs it produces. */
+  readonly inputs: number;
+}
+
+/** A row the model cannot score: it goes to score_rejects. */
+export interface Reject {
+  key: bigint;
+  reason: RejectReason;
+  /** The first feature column (in manifest order) that made the row unscorable. */
+  column: string;
+  /** The offending value as text; null for a NULL. */
+  value: string | null;
+}
+
+/**
+ * `null_without_fill`: a NULL in a feature whose manifest entry has no `fill`.
+ * `non_finite`: NaN or ±Infinity in a standardize column (numeric 'NaN'/'Infinity' or a float column).
+ */
+export type RejectReason = 'null_without_fill' | 'non_finite';
+
+/** Where {@link transformBatch} writes: model input rows and the key of each. */
+export interface ModelInput {
+  /** Row-major, `width` floats per row; at least `capacity * width` long. */
+  x: Float32Array;
+  keys: BigInt64Array;
+}
+
+/**
+ * Per-feature data statistics, summed over every row read (rejected ones too), so a run can report
+ * how its input looked. Arrays are indexed like `FeaturePlan.features`.
+ */
+export interface FeatureCounters {
+  rows: number;
+  /** NULLs (filled or rejected). */
+  nulls: Float64Array;
+  /** Finite values below the manifest's `min` / above its `max` (standardize features with a range). */
+  belowMin: Float64Array;
+  aboveMax: Float64Array;
+  /** Non-NULL values not among the categories of a one_hot feature (fed as all zeros). */
+  unknownCategory: Float64Array;
+}
+
+/** Compiles a validated manifest's features. */
+export function compileFeatures(manifest: Pick<Manifest, 'features'>): FeaturePlan {
+  let offset = 0;
+  const features = manifest.features.map((feature): PlannedFeature => {
+    const inputs = feature.transform === 'one_hot' ? feature.categories.length : 1;
+    const planned = { feature, offset, inputs };
+    offset += inputs;
+    return planned;
+  });
+  const columns = manifest.features.map((f): ColumnSpec => {
+    switch (f.transform) {
+      case 'standardize':
+        return { name: f.column, kind: 'float8' };
+      case 'boolean':
+        return { name: f.column, kind: 'bool' };
+      case 'one_hot':
+        return { name: f.column, kind: 'category', categories: f.categories };
+    }
+  });
+  return Object.freeze({ width: offset, columns: Object.freeze(columns), features: Object.freeze(features) });
+}
+
+/** Allocates model input for `capacity` rows. */
+export function allocateModelInput(plan: FeaturePlan, capacity: number): ModelInput {
+  return { x: new Float32Array(capacity * plan.width), keys: new BigInt64Array(capacity) };
+}
+
+export function createFeatureCounters(plan: FeaturePlan): FeatureCounters {
+  const n = plan.features.length;
+  return { rows: 0, nulls: new Float64Array(n), belowMin: new Float64Array(n), aboveMax: new Float64Array(n), unknownCategory: new Float64Array(n) };
+}
+
+/** Adds `from` into `into` (e.g. a chunk's counters into the run's). */
+export function addFeatureCounters(into: FeatureCounters, from: FeatureCounters): void {
+  into.rows += from.rows;
+  for (let f = 0; f < into.nulls.length; f++) {
+    into.nulls[f]! += from.nulls[f]!;
+    into.belowMin[f]! += from.belowMin[f]!;
+    into.aboveMax[f]! += from.aboveMax[f]!;
+    into.unknownCategory[f]! += from.unknownCategory[f]!;
+  }
+}
+
+// Scratch reused across calls (the transform is synchronous, so one per thread is enough); grows to the largest batch.
+let rejected = new Uint8Array(0);
+let target = new Int32Array(0);
+
+/**
+ * Turns a decoded batch into model input rows, compacting away rows that cannot be scored: accepted row
+ * j is `out.x[j*width .. (j+1)*width)` with key `out.keys[j]`. Each rejected row is appended to
+ * `rejects` once, with its first offending column. Returns the number of accepted rows.
+ */
+export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput, rejects: Reject[], counters?: FeatureCounters): number {
+  const rows = batch.rows;
+  checkShapes(batch, plan, out);
+  if (rejected.length < rows) {
+    rejected = new Uint8Array(batch.capacity);
+    target = new Int32Array(batch.capacity);
+  }
+  // Column-wise passes over typed arrays; per-row work in JS objects happens only for rejected rows.
+  rejected.fill(0, 0, rows);
+  let anyRejected = 0;
+  for (let f = 0; f < plan.features.length; f++) anyRejected |= markRejects(batch.columns[f]!, plan.features[f]!.feature, rows);
+  let accepted = 0;
+  for (let r = 0; r < rows; r++) {
+    if (rejected[r] === 0) {
+      target[r] = accepted;
+      out.keys[accepted++] = batch.keys[r]!;
+    } else {
+      target[r] = -1;
+      rejects.push(describeReject(batch, plan, r));
+    }
+  }
+  for (let f = 0; f < plan.features.length; f++) writeFeature(batch.columns[f]!, plan.features[f]!, plan.width, rows, out.x, anyRejected !== 0);
+  if (counters !== undefined) countFeatures(batch, plan, counters);
+  return accepted;
+}
+
+function checkShapes(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput): void {
+  if (batch.columns.length !== plan.features.length) {
+    throw new Error(`batch has ${batch.columns.length} columns, the feature plan ${plan.features.length}`);
+  }
+  plan.columns.forEach((spec, f) => {
+    const column = batch.columns[f]!;
+    if (column.kind !== spec.kind || column.name !== spec.name) {
+      throw new Error(`batch column ${f} is ${column.name} (${column.kind}), the feature plan expects ${spec.name} (${spec.kind})`);
+    }
+  });
+  if (out.x.length < batch.rows * plan.width || out.keys.length < batch.rows) {
+    throw new Error(`model input holds ${out.keys.length} rows of ${plan.width}, the batch has ${batch.rows} rows`);
+  }
+}
+
+/** Sets rejected[r] for rows this column makes unscorable; returns 1 if it set any. */
+function markRejects(column: RawColumn, feature: Feature, rows: number): number {
+  let any = 0;
+  const nulls = column.nulls;
+  if (feature.fill === undefined) {
+    for (let r = 0; r < rows; r++) {
+      const n = nulls[r]!;
+      rejected[r]! |= n;
+      any |= n;
+    }
+  }
+  if (column.kind === 'float8') {
+    const values = column.values;
+    for (let r = 0; r < rows; r++) {
+      // v - v is NaN exactly for NaN and ±Infinity: one branch-free test per value.
+      const bad = nulls[r] === 0 && Number.isNaN(values[r]! - values[r]!) ? 1 : 0;
+      rejected[r]! |= bad;
+      any |= bad;
+    }
+  }
+  return any;
+}
+
+function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Reject {
+  for (let f = 0; f < plan.features.length; f++) {
+    const column = batch.columns[f]!;
+    const feature = plan.features[f]!.feature;
+    if (column.nulls[r] === 1) {
+      if (feature.fill === undefined) return { key: batch.keys[r]!, reason: 'null_without_fill', column: column.name, value: null };
+    } else if (column.kind === 'float8' && !Number.isFinite(column.values[r]!)) {
+      return { key: batch.keys[r]!, reason: 'non_finite', column: column.name, value: String(column.values[r]) };
+    }
+  }
+  throw new Error(`row ${r} was marked rejected without a cause`);
+}
+
+/** Writes one feature's inputs of every accepted row (row r goes to target[r] when compacting, else to r). */
+function writeFeature(column: RawColumn, planned: PlannedFeature, width: number, rows: number, x: Float32Array, compact: boolean): void {
+  const { feature, offset } = planned;
+  const nulls = column.nulls;
+  if (column.kind === 'float8' && feature.transform === 'standardize') {
+    const { mean, std } = feature;
+    const fill = feature.fill ?? 0;
+    const values = column.values;
+    for (let r = 0; r < rows; r++) {
+      const t = compact ? target[r]! : r;
+      if (t < 0) continue;
+      x[t * width + offset] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
+    }
+  } else if (column.kind === 'bool' && feature.transform === 'boolean') {
+    const fill = feature.fill === true ? 1 : 0;
+    const values = column.values;
+    for (let r = 0; r < rows; r++) {
+      const t = compact ? target[r]! : r;
+      if (t < 0) continue;
+      x[t * width + offset] = nulls[r] === 1 ? fill : values[r] !== 0 ? 1 : 0;
+    }
+  } else if (column.kind === 'category' && feature.transform === 'one_hot') {
+    const k = planned.inputs;
+    const fill = feature.fill === undefined ? -1 : feature.categories.indexOf(feature.fill);
+    const codes = column.codes;
+    for (let r = 0; r < rows; r++) {
+      const t = compact ? target[r]! : r;
+      if (t < 0) continue;
+      const base = t * width + offset;
+      for (let j = 0; j < k; j++) x[base + j] = 0; // k is small: a loop beats a fill() call per row
+      const code = nulls[r] === 1 ? fill : codes[r]!;
+      if (code >= 0 && code < k) x[base + code] = 1; // unknown category (-1): all zeros
+    }
+  } else {
+    throw new Error(`column ${column.name} is ${column.kind}, feature transform is ${feature.transform}`);
+  }
+}
+
+function countFeatures(batch: ColumnBatch, plan: FeaturePlan, c: FeatureCounters): void {
+  const rows = batch.rows;
+  c.rows += rows;
+  for (let f = 0; f < plan.features.length; f++) {
+    const column = batch.columns[f]!;
+    const feature = plan.features[f]!.feature;
+    const nulls = column.nulls;
+    let n = 0;
+    for (let r = 0; r < rows; r++) n += nulls[r]!;
+    c.nulls[f]! += n;
+    if (column.kind === 'float8' && feature.transform === 'standardize' && (feature.min !== undefined || feature.max !== undefined)) {
+      const min = feature.min ?? -Infinity;
+      const max = feature.max ?? Infinity;
+      const values = column.values;
+      let below = 0;
+      let above = 0;
+      for (let r = 0; r < rows; r++) {
+        if (nulls[r] === 1) continue;
+        const v = values[r]!;
+        if (v < min && v !== -Infinity) below++;
+        else if (v > max && v !== Infinity) above++;
+      }
+      c.belowMin[f]! += below;
+      c.aboveMax[f]! += above;
+    } else if (column.kind === 'category') {
+      const codes = column.codes;
+      let unknown = 0;
+      for (let r = 0; r < rows; r++) if (nulls[r] === 0 && codes[r]! < 0) unknown++;
+      c.unknownCategory[f]! += unknown;
+    }
+  }
+}

@@ -1,0 +1,245 @@
+import { UsageError } from '../errors.js';
+
+/**
+ * `manifest.json`: what a model directory's TF.js model means (DESIGN.md §3). Written by
+ * `scripts/train.ts`, read once at start-up; every problem is a one-line {@link UsageError} that names
+ * the file and the field path, so a person can fix the file without reading this code.
+ */
+export interface Manifest {
+  name: string;
+  version: string;
+  description: string;
+  /** The table or view to read; `table` may be `schema.table`, else the search_path resolves it. */
+  source: ManifestSource;
+  /** In model input order: feature i's inputs come right after feature i-1's. */
+  features: Feature[];
+  output: ManifestOutput;
+  /** Free-form notes of the training script (data, metrics); never interpreted. */
+  training?: Record<string, unknown> | undefined;
+}
+
+export interface ManifestSource {
+  table: string;
+  /** Integer key column: chunk ranges and score rows are keyed by it. */
+  key: string;
+}
+
+export interface ManifestOutput {
+  /** What the score is, e.g. `churn_probability`. */
+  name: string;
+  description: string;
+  /**
+   * Which output unit is the score, counting across the model's outputs in order. Undefined when the
+   * manifest leaves it out: then the model must have exactly one output unit (checked by loadModel).
+   */
+  unit: number | undefined;
+}
+
+/**
+ * `fill` is the value a NULL is replaced with, in the column's own terms (a number before standardizing,
+ * a category, a boolean). No `fill`: a NULL sends the row to score_rejects.
+ */
+export type Feature = StandardizeFeature | OneHotFeature | BooleanFeature;
+
+/** A number, fed to the model as `(value - mean) / std`. */
+export interface StandardizeFeature {
+  column: string;
+  transform: 'standardize';
+  mean: number;
+  std: number;
+  /** The range seen in training; values outside it are counted (they are still scored). */
+  min?: number | undefined;
+  max?: number | undefined;
+  fill?: number | undefined;
+}
+
+/** A category, fed as one input per category (1 for its own, 0 elsewhere; all 0 for an unknown one). */
+export interface OneHotFeature {
+  column: string;
+  transform: 'one_hot';
+  categories: string[];
+  fill?: string | undefined;
+}
+
+/** A boolean, fed as 1 or 0. */
+export interface BooleanFeature {
+  column: string;
+  transform: 'boolean';
+  fill?: boolean | undefined;
+}
+
+export type Transform = Feature['transform'];
+export const transforms: readonly Transform[] = ['standardize', 'one_hot', 'boolean'];
+
+export const defaultSource: Readonly<ManifestSource> = Object.freeze({ table: 'customers', key: 'customer_id' });
+
+/** Splits `schema.table` (or a bare `table`, left to the search_path) as the manifest writes it. */
+export function splitTableName(table: string): { schema: string | undefined; name: string } {
+  const dot = table.indexOf('.');
+  return dot < 0 ? { schema: undefined, name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) };
+}
+
+/** Validates parsed `manifest.json` content; `file` is how messages name the file. */
+export function parseManifest(json: unknown, file: string): Manifest {
+  const r = new Reader(file);
+  const top = r.object(json, '');
+  r.only(top, '', ['name', 'version', 'description', 'source', 'features', 'output', 'training']);
+  const manifest: Manifest = {
+    name: r.name(top.name, 'name'),
+    version: r.name(top.version, 'version'),
+    description: top.description === undefined ? '' : r.string(top.description, 'description'),
+    source: parseSource(r, top.source),
+    features: parseFeatures(r, top.features),
+    output: parseOutput(r, top.output),
+  };
+  if (top.training !== undefined) manifest.training = r.object(top.training, 'training');
+  return manifest;
+}
+
+function parseSource(r: Reader, value: unknown): ManifestSource {
+  if (value === undefined) return { ...defaultSource };
+  const o = r.object(value, 'source');
+  r.only(o, 'source', ['table', 'key']);
+  const table = o.table === undefined ? defaultSource.table : r.string(o.table, 'source.table');
+  const parts = table.split('.');
+  if (parts.length > 2 || parts.some((p) => p === '')) {
+    r.fail('source.table', `must be "table" or "schema.table" (got "${table}")`);
+  }
+  for (const part of parts) r.identifier(part, 'source.table');
+  return { table, key: o.key === undefined ? defaultSource.key : r.identifier(o.key, 'source.key') };
+}
+
+function parseFeatures(r: Reader, value: unknown): Feature[] {
+  if (!Array.isArray(value) || value.length === 0) r.fail('features', 'must be a non-empty array');
+  const seen = new Map<string, number>();
+  return value.map((item: unknown, i) => {
+    const at = `features[${i}]`;
+    const feature = parseFeature(r, item, at);
+    const first = seen.get(feature.column);
+    if (first !== undefined) r.fail(`${at}.column`, `"${feature.column}" is already used by features[${first}]`);
+    seen.set(feature.column, i);
+    return feature;
+  });
+}
+
+function parseFeature(r: Reader, value: unknown, at: string): Feature {
+  const o = r.object(value, at);
+  const column = r.identifier(o.column, `${at}.column`);
+  switch (o.transform) {
+    case 'standardize': {
+      r.only(o, at, ['column', 'transform', 'mean', 'std', 'min', 'max', 'fill']);
+      const f: StandardizeFeature = { column, transform: 'standardize', mean: r.finite(o.mean, `${at}.mean`), std: r.positive(o.std, `${at}.std`) };
+      if (o.min !== undefined) f.min = r.finite(o.min, `${at}.min`);
+      if (o.max !== undefined) f.max = r.finite(o.max, `${at}.max`);
+      if (f.min !== undefined && f.max !== undefined && f.min > f.max) r.fail(`${at}.min`, `(${f.min}) must not exceed max (${f.max})`);
+      if (o.fill !== undefined) f.fill = r.finite(o.fill, `${at}.fill`);
+      return f;
+    }
+    case 'one_hot': {
+      r.only(o, at, ['column', 'transform', 'categories', 'fill']);
+      const categories = parseCategories(r, o.categories, `${at}.categories`);
+      const f: OneHotFeature = { column, transform: 'one_hot', categories };
+      if (o.fill !== undefined) {
+        const fill = r.string(o.fill, `${at}.fill`);
+        if (!categories.includes(fill)) r.fail(`${at}.fill`, `"${fill}" must be one of categories`);
+        f.fill = fill;
+      }
+      return f;
+    }
+    case 'boolean': {
+      r.only(o, at, ['column', 'transform', 'fill']);
+      const f: BooleanFeature = { column, transform: 'boolean' };
+      if (o.fill !== undefined) {
+        if (typeof o.fill !== 'boolean') r.fail(`${at}.fill`, 'must be true or false');
+        f.fill = o.fill;
+      }
+      return f;
+    }
+    default:
+      return r.fail(`${at}.transform`, `must be one of ${transforms.join(', ')} (got ${describe(o.transform)})`);
+  }
+}
+
+function parseCategories(r: Reader, value: unknown, at: string): string[] {
+  if (!Array.isArray(value) || value.length === 0) r.fail(at, 'must be a non-empty array of strings');
+  const seen = new Set<string>();
+  return value.map((c: unknown, i) => {
+    if (typeof c !== 'string') r.fail(`${at}[${i}]`, `must be a string (got ${describe(c)})`);
+    if (seen.has(c)) r.fail(`${at}[${i}]`, `"${c}" is listed twice`);
+    seen.add(c);
+    return c;
+  });
+}
+
+function parseOutput(r: Reader, value: unknown): ManifestOutput {
+  const o = r.object(value, 'output');
+  r.only(o, 'output', ['name', 'description', 'unit']);
+  let unit: number | undefined;
+  if (o.unit !== undefined) {
+    if (typeof o.unit !== 'number' || !Number.isInteger(o.unit) || o.unit < 0) r.fail('output.unit', `must be a whole number >= 0 (got ${describe(o.unit)})`);
+    unit = o.unit;
+  }
+  return { name: r.name(o.name, 'output.name'), description: o.description === undefined ? '' : r.string(o.description, 'output.description'), unit };
+}
+
+/** Type checks that throw a UsageError naming `file` and the field path. */
+class Reader {
+  constructor(private readonly file: string) {}
+
+  fail(path: string, what: string): never {
+    throw new UsageError(`${this.file}: ${path === '' ? '' : `${path} `}${what}`);
+  }
+
+  object(value: unknown, path: string): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.fail(path, `${path === '' ? 'must hold' : 'must be'} a JSON object (got ${describe(value)})`);
+    }
+    return value as Record<string, unknown>;
+  }
+
+  /** Unknown keys are errors: a misspelt `fill` would otherwise silently reject rows. */
+  only(o: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+    for (const key of Object.keys(o)) {
+      if (!allowed.includes(key)) this.fail(path === '' ? key : `${path}.${key}`, `is not a known field (expected ${allowed.join(', ')})`);
+    }
+  }
+
+  string(value: unknown, path: string): string {
+    if (typeof value !== 'string') this.fail(path, `must be a string (got ${describe(value)})`);
+    return value;
+  }
+
+  name(value: unknown, path: string): string {
+    const s = this.string(value, path);
+    if (s.trim() === '') this.fail(path, 'must not be empty');
+    return s;
+  }
+
+  /** A PostgreSQL identifier: any characters (it is always quoted), at most 63 bytes, no NUL. */
+  identifier(value: unknown, path: string): string {
+    const s = this.string(value, path);
+    if (s === '') this.fail(path, 'must not be empty');
+    if (s.includes('\0')) this.fail(path, 'must not contain a NUL character');
+    if (Buffer.byteLength(s) > 63) this.fail(path, `"${s}" is longer than PostgreSQL's 63-byte names`);
+    return s;
+  }
+
+  finite(value: unknown, path: string): number {
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(path, `must be a number (got ${describe(value)})`);
+    return value;
+  }
+
+  positive(value: unknown, path: string): number {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) this.fail(path, `must be a positive number (got ${describe(value)})`);
+    return value;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
