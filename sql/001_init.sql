@@ -43,6 +43,8 @@ CREATE TABLE :SCHEMA.score_chunks (
   finished_at    timestamptz,
   duration_ms    integer,
   last_error     text,
+  -- Score histogram and moments of the chunk, merged into the run's statistics at the end.
+  stats          jsonb,
   PRIMARY KEY (run_id, chunk_no),
   CHECK (key_lo < key_hi)
 );

@@ -4,7 +4,28 @@ import { resolveConfig, type Config, type GlobalFlags } from './config.js';
 import { ExitCode, ScorejobError, UsageError, toExitCode } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { checkConnection, createPool, type Pool } from './db/pool.js';
-import { migrate } from './db/migrate.js';
+import { assertMigrated, migrate } from './db/migrate.js';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import {
+  backendChoices,
+  defaultModelDir,
+  parseChoice,
+  parseIntFlag,
+  parseNumberFlag,
+  triggers,
+  type BackendChoice,
+  type RunOptions,
+  type Trigger,
+} from './config.js';
+import { resumeRun, startRun, type RunResult } from './run/runJob.js';
+import type { StopSignal } from './run/chunkLoop.js';
+import { listRuns, showRun } from './run/runsReport.js';
+import { formatRunDetail, formatRunList } from './run/formatRuns.js';
+import { seedCustomers } from './seed.js';
+import { inspectModel, formatModelReport } from './model/inspect.js';
+import { checkSourceColumns } from './db/sourceColumns.js';
+import type { Logger as PinoLogger } from 'pino';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -96,8 +117,213 @@ export function buildProgram(): Command {
       }),
     );
 
+  const runCommand = program
+    .command('run')
+    .description('start a new run: plan chunks, score every customer, publish')
+    .option('--model <dir>', `model directory (env SCOREJOB_MODEL_DIR; default ${defaultModelDir})`)
+    .option('--chunk-size <n>', 'rows per key-range chunk (env SCOREJOB_CHUNK_SIZE; default 50000)')
+    .option('--trigger <trigger>', 'what started the run: manual, cron or schedule', 'manual')
+    .option('--dry-run', 'score and validate, publish nothing', false)
+    .option('--backend <backend>', 'TensorFlow.js backend: auto, tensorflow, wasm or cpu (env SCOREJOB_BACKEND)')
+    .option('--keep-runs <n>', 'succeeded runs kept in history (env SCOREJOB_KEEP_RUNS; default 12)')
+    .option('--max-reject-ratio <ratio>', 'fail without publishing when more than this fraction of rows is rejected (env SCOREJOB_MAX_REJECT_RATIO; default 0.01)')
+    .option('--chunk-attempts <n>', 'attempts per chunk on transient database errors', '4');
+  runCommand.action(
+    action(async (ctx, flags: RunFlags) => {
+      const opts = runOptions(flags);
+      return await withStopSignal(ctx.log, async (stop) => reportRun(ctx, await startRun({ ...ctx, stop }, opts)));
+    }),
+  );
+
+  program
+    .command('resume')
+    .description('continue a failed or interrupted run from its first unfinished chunk, with the same model')
+    .argument('<run-id>', 'the run to continue (see `scorejob runs`)')
+    .action(action(async (ctx, runId: string) => withStopSignal(ctx.log, async (stop) => reportRun(ctx, await resumeRun({ ...ctx, stop }, runId)))));
+
+  const runs = program
+    .command('runs')
+    .description('list recent runs; `runs show <run-id>` for one run in detail')
+    .option('--limit <n>', 'how many runs', '20')
+    .option('--status <status>', 'only runs with this status: running, succeeded, failed, interrupted')
+    .option('--json', 'machine-readable output', false)
+    .action(
+      action(
+        async (ctx, flags: { limit: string; status?: string; json: boolean }) => {
+          const limit = parseIntFlag(flags.limit, '--limit', 1, 10_000);
+          const status = flags.status === undefined ? undefined : parseChoice(flags.status, '--status', ['running', 'succeeded', 'failed', 'interrupted']);
+          await withMigratedClient(ctx, async (client) => {
+            const items = await listRuns(client, ctx.config.schema, { limit, status });
+            process.stdout.write(flags.json ? JSON.stringify(items, null, 2) + '\n' : formatRunList(items));
+          });
+        },
+        { quiet: true },
+      ),
+    );
+  runs
+    .command('show')
+    .description('one run in detail: chunks, rejects by reason, score statistics, the previous published run')
+    .argument('<run-id>', 'the run')
+    .option('--json', 'machine-readable output', false)
+    .action(
+      action(
+        async (ctx, runId: string, flags: { json: boolean }) => {
+          await withMigratedClient(ctx, async (client) => {
+            const detail = await showRun(client, ctx.config.schema, runId);
+            process.stdout.write(flags.json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail));
+          });
+        },
+        { quiet: true },
+      ),
+    );
+
+  program
+    .command('seed')
+    .description('fill the source table with deterministic synthetic customers (for trying the tool and for benchmarks)')
+    .requiredOption('--customers <n>', 'how many customers')
+    .option('--seed <s>', 'random seed (same seed, same table)', '42')
+    .option('--null-fraction <f>', 'fraction of NULLs in the nullable columns', '0.02')
+    .option('--table <name>', 'table to (re)create', 'customers')
+    .action(
+      action(async (ctx, flags: { customers: string; seed: string; nullFraction: string; table: string }) => {
+        const customers = parseIntFlag(flags.customers, '--customers', 0, 1_000_000_000);
+        const seed = parseIntFlag(flags.seed, '--seed', 0, 2 ** 31 - 1);
+        const nullFraction = parseNumberFlag(flags.nullFraction, '--null-fraction', 0, 1);
+        await withPool(ctx, async (pool) => {
+          const r = await seedCustomers(pool, { customers, seed, nullFraction, table: flags.table, log: ctx.log });
+          ctx.log.info({ table: r.table, rows: r.rows, ms: Math.round(r.ms) }, `seeded ${r.rows} customers into ${r.table} in ${(r.ms / 1000).toFixed(1)} s`);
+        });
+      }),
+    );
+
+  const model = program.command('model').description('model tools');
+  model
+    .command('inspect')
+    .description('print the manifest, input width, files and sha256, and check the source has every column the model needs')
+    .argument('[dir]', 'model directory', undefined)
+    .option('--backend <backend>', 'backend to try: auto, tensorflow, wasm or cpu', 'auto')
+    .option('--no-db', 'do not connect to check the source columns')
+    .action(
+      action(
+        async (ctx, dir: string | undefined, flags: { backend: string; db: boolean }) => {
+          const backend = parseChoice(flags.backend, '--backend', backendChoices);
+          const report = await inspectModel(modelDir(dir), { backend });
+          if (!flags.db) {
+            process.stdout.write(formatModelReport(report));
+            return;
+          }
+          const problems = await withPool(ctx, async (pool) => {
+            const client = await pool.connect();
+            try {
+              const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns]);
+              process.stdout.write(formatModelReport(report, check));
+              return check.problems.length;
+            } finally {
+              client.release();
+            }
+          });
+          return problems > 0 ? ExitCode.usage : ExitCode.ok;
+        },
+        { quiet: true },
+      ),
+    );
+
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'scorejob: ').split('\n')[0] + '\n') });
   return program;
+}
+
+interface RunFlags {
+  model?: string;
+  chunkSize?: string;
+  trigger: string;
+  dryRun: boolean;
+  backend?: string;
+  keepRuns?: string;
+  maxRejectRatio?: string;
+  chunkAttempts: string;
+}
+
+/** The shipped model, wherever scorejob is installed; a given directory is taken relative to the working directory. */
+function modelDir(dir: string | undefined): string {
+  const given = dir ?? process.env.SCOREJOB_MODEL_DIR;
+  return given ? resolve(given) : fileURLToPath(new URL(`../${defaultModelDir}/`, import.meta.url));
+}
+
+/** Flag > environment > default, validated once, each message naming the flag. */
+function runOptions(flags: RunFlags, env = process.env): RunOptions {
+  return Object.freeze({
+    modelDir: modelDir(flags.model),
+    chunkSize: parseIntFlag(flags.chunkSize ?? env.SCOREJOB_CHUNK_SIZE ?? '50000', flags.chunkSize ? '--chunk-size' : 'SCOREJOB_CHUNK_SIZE', 1, 10_000_000),
+    trigger: parseChoice(flags.trigger, '--trigger', triggers) as Trigger,
+    dryRun: flags.dryRun,
+    backend: parseChoice(flags.backend ?? env.SCOREJOB_BACKEND ?? 'auto', '--backend', backendChoices) as BackendChoice,
+    keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', flags.keepRuns ? '--keep-runs' : 'SCOREJOB_KEEP_RUNS', 1, 10_000),
+    maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', flags.maxRejectRatio ? '--max-reject-ratio' : 'SCOREJOB_MAX_REJECT_RATIO', 0, 1),
+    chunkAttempts: parseIntFlag(flags.chunkAttempts, '--chunk-attempts', 1, 100),
+  });
+}
+
+/** A migrated database's client for read-only commands. */
+async function withMigratedClient<T>(ctx: Context, fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
+  return withPool(ctx, async (pool) => {
+    const client = await pool.connect();
+    try {
+      await assertMigrated(client, ctx.config.schema);
+      return await fn(client);
+    } finally {
+      client.release();
+    }
+  });
+}
+
+/**
+ * SIGINT/SIGTERM: the first asks the run to stop after the chunk in flight (it is marked interrupted
+ * and exits 130/143); a second exits at once (the open chunk transaction dies with the connection).
+ */
+async function withStopSignal<T>(log: PinoLogger, fn: (stop: StopSignal) => Promise<T>): Promise<T> {
+  const stop: StopSignal = { requested: undefined };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.requested) {
+      log.fatal({ signal }, `${signal} again: stopping at once; the chunk in flight is rolled back`);
+      process.exit(signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm);
+    }
+    stop.requested = signal;
+    log.warn({ signal }, `${signal}: finishing the chunk in flight, then stopping (send it again to stop at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn(stop);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** The run's closing paragraph: one log line with every figure as a field. */
+function reportRun(ctx: Context, r: RunResult): number {
+  const rate = Math.round(r.rowsPerSecond);
+  const what = r.dryRun ? 'dry run (nothing published)' : `published to ${ctx.config.schema}.customer_scores`;
+  ctx.log.info(
+    {
+      run_id: r.runId,
+      status: r.status,
+      rows_scored: r.rowsScored,
+      rows_rejected: r.rowsRejected,
+      duration_ms: Math.round(r.durationMs),
+      rows_per_second: rate,
+      backend: r.backend,
+      model: r.modelName,
+      model_version: r.modelVersion,
+      dry_run: r.dryRun,
+      score_mean: r.stats.mean,
+      timings_ms: r.timings,
+      dropped_runs: r.droppedRuns,
+    },
+    `run ${r.runId} succeeded: scored ${r.rowsScored} customers (${r.rowsRejected} rejected) in ${(r.durationMs / 1000).toFixed(1)} s, ` +
+      `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; ${what}`,
+  );
+  return ExitCode.ok;
 }
 
 /** argv -> exit code. Commander's own usage errors (unknown flag, missing argument) exit 2. */

@@ -1,0 +1,167 @@
+import type pg from 'pg';
+import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../columns.js';
+import { chunkCopySql, readChunk, type SourceRef } from '../db/copyReader.js';
+import { copyScores, encodeScores } from '../db/copyWriter.js';
+import { describeDbError } from '../db/describeError.js';
+import { isTransient } from '../db/sqlstate.js';
+import { RunFailedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Ledger, PlannedChunk } from './ledger.js';
+import { accumulate, emptyStats } from './scoreStats.js';
+import type { StageTimings } from './timings.js';
+
+/** What the chunk loop needs of a model: the narrow boundary of STYLE.md §8 (tests still use a real model). */
+export interface Scorer {
+  readonly inputWidth: number;
+  score(x: Float32Array, rows: number): Promise<Float32Array>;
+}
+
+/** A row the model cannot score, with the reason recorded in score_rejects. */
+export interface RejectRow {
+  key: bigint;
+  reason: string;
+  column: string;
+  value: string | null;
+}
+
+/** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
+export type Transform = (batch: ColumnBatch, out: { x: Float32Array; keys: BigInt64Array }, rejects: RejectRow[]) => number;
+
+/** Set by the CLI's signal handler: the loop stops after the chunk in flight. */
+export interface StopSignal {
+  requested: NodeJS.Signals | undefined;
+}
+
+export interface ChunkLoopDeps {
+  pool: pg.Pool;
+  ledger: Ledger;
+  runId: string;
+  source: SourceRef;
+  columns: readonly ColumnSpec[];
+  transform: Transform;
+  scorer: Scorer;
+  chunkSize: number;
+  /** Attempts per chunk before a transient failure fails the run. */
+  attempts: number;
+  stop: StopSignal;
+  log: Logger;
+  timings: StageTimings;
+  /** Records a failed attempt in the ledger (outside the rolled-back chunk transaction). */
+  recordFailure(chunkNo: number, message: string): Promise<void>;
+  /** After a connection loss: makes sure the ledger connection and the run lock are still ours. */
+  recover(): Promise<void>;
+  onChunkDone?(info: { chunkNo: number; scored: number; rejected: number }): void;
+  /** Base backoff between attempts, ms (doubles each time). */
+  backoffMs?: number;
+}
+
+/**
+ * Scores the given chunks in order. Reading chunk k+1 (one connection) overlaps transforming,
+ * predicting and writing chunk k (another connection); two batches alternate, so memory is bounded
+ * by two chunks whatever the table size. Each chunk's scores, rejects and "done" mark commit in one
+ * transaction. Returns false when stopped by a signal before all chunks were done.
+ */
+export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[]): Promise<boolean> {
+  if (chunks.length === 0) return true;
+  const capacity = Math.ceil(d.chunkSize * 1.25) + 64;
+  const batches: ColumnBatch[] = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
+  let x = new Float32Array(capacity * d.scorer.inputWidth);
+  let keys = new BigInt64Array(capacity);
+  let encoded: Buffer | undefined;
+  const table = d.ledger.runTable(d.runId);
+  let reader: pg.PoolClient | undefined = await connect(d.pool, 'reader');
+  let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
+  let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
+  let failures = 0;
+
+  const read = (index: number): { index: number; promise: Promise<ColumnBatch> } => {
+    const chunk = chunks[index] as PlannedChunk;
+    const slot = index % 2;
+    const client = reader as pg.PoolClient;
+    const promise = readChunk(client, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi), batches[slot] as ColumnBatch).then((b) => (batches[slot] = b));
+    promise.catch(() => undefined); // awaited below; never an unhandled rejection
+    return { index, promise };
+  };
+
+  try {
+    for (let i = 0; i < chunks.length; ) {
+      if (d.stop.requested) return false;
+      const chunk = chunks[i] as PlannedChunk;
+      const startedAt = new Date();
+      try {
+        const current = prefetch?.index === i ? prefetch : read(i);
+        prefetch = undefined;
+        let t = performance.now();
+        const batch = await current.promise;
+        d.timings.add('read', performance.now() - t);
+        if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
+
+        if (batch.rows > keys.length) {
+          keys = new BigInt64Array(batch.capacity);
+          x = new Float32Array(batch.capacity * d.scorer.inputWidth);
+        }
+        const rejects: RejectRow[] = [];
+        t = performance.now();
+        const accepted = d.transform(batch, { x, keys }, rejects);
+        d.timings.add('transform', performance.now() - t);
+        t = performance.now();
+        const scores = accepted > 0 ? await d.scorer.score(x, accepted) : new Float32Array(0);
+        d.timings.add('predict', performance.now() - t);
+        const stats = emptyStats();
+        accumulate(stats, scores, accepted);
+
+        t = performance.now();
+        encoded = encodeScores(keys, scores, accepted, encoded);
+        const w = writer as pg.PoolClient;
+        await w.query('BEGIN');
+        try {
+          await copyScores(w, table, encoded);
+          await d.ledger.insertRejects(w, d.runId, rejects);
+          const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats });
+          if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+          await w.query('COMMIT');
+        } catch (err) {
+          await w.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        d.timings.add('write', performance.now() - t);
+        d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
+        d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length });
+        i++;
+        failures = 0;
+      } catch (err) {
+        if (prefetch) await prefetch.promise.catch(() => undefined);
+        prefetch = undefined;
+        failures++;
+        const message = describeDbError(err);
+        // The reader may be mid-COPY and the writer mid-transaction: never reuse them after an error.
+        reader?.release(true);
+        writer?.release(true);
+        reader = writer = undefined;
+        const transient = isTransient(err);
+        if (!transient || failures >= d.attempts || d.stop.requested) {
+          await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
+          throw err;
+        }
+        const wait = (d.backoffMs ?? 500) * 2 ** (failures - 1);
+        d.log.warn({ chunk: chunk.chunkNo, attempt: failures, retry_in_ms: wait, error: message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
+        await new Promise((r) => setTimeout(r, wait));
+        await d.recover();
+        await d.recordFailure(chunk.chunkNo, message);
+        reader = await connect(d.pool, 'reader');
+        writer = await connect(d.pool, 'writer');
+      }
+    }
+    return true;
+  } finally {
+    if (prefetch) await prefetch.promise.catch(() => undefined);
+    reader?.release();
+    writer?.release();
+  }
+}
+
+async function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  await client.query(`SET application_name = 'scorejob ${role}'`);
+  return client;
+}

@@ -1,0 +1,173 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import { describeDbError } from '../db/describeError.js';
+import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
+import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { LoadedModel } from '../model/load.js';
+import { transformBatch, type Reject } from '../model/features.js';
+import { runChunks, type StopSignal } from './chunkLoop.js';
+import type { ErrorKind, Ledger, RunParams } from './ledger.js';
+import { applyRetention, publishRun } from './publish.js';
+import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
+import { explainSourceFailure } from './sourceCheck.js';
+import type { StageTimings } from './timings.js';
+
+/** What a finished run reports: the summary line's facts. */
+export interface RunResult {
+  runId: string;
+  status: 'succeeded';
+  dryRun: boolean;
+  published: boolean;
+  rowsScored: number;
+  rowsRejected: number;
+  durationMs: number;
+  rowsPerSecond: number;
+  backend: string;
+  modelName: string;
+  modelVersion: string;
+  stats: ScoreSummary;
+  timings: Record<string, number>;
+  /** Runs whose history retention dropped. */
+  droppedRuns: string[];
+}
+
+export interface ExecuteDeps {
+  pool: pg.Pool;
+  client: pg.PoolClient;
+  ledger: Ledger;
+  config: Config;
+  recover(): Promise<void>;
+  log: Logger;
+  stop: StopSignal;
+  model: LoadedModel;
+  runId: string;
+  params: RunParams;
+  timings: StageTimings;
+}
+
+/**
+ * Scores the run's unfinished chunks, checks the gates, publishes (or, for a dry run, drops the scores),
+ * and writes the outcome to the ledger whatever happens. The ledger is the truth: a failure is recorded
+ * there in words before this throws.
+ */
+export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
+  const { ledger, runId, params, log, model } = d;
+  const started = performance.now();
+  const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
+  heartbeat.unref();
+  try {
+    const chunks = await ledger.getChunks(d.client, runId);
+    const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
+    let done = chunks.length - pending.length;
+    const completed = await runChunks(
+      {
+        pool: d.pool,
+        ledger,
+        runId,
+        source: params.source,
+        columns: model.plan.columns,
+        transform: (batch, out, rejects) => transformBatch(batch, model.plan, out, rejects as Reject[]),
+        scorer: model.scorer,
+        chunkSize: params.chunkSize,
+        attempts: params.chunkAttempts,
+        stop: d.stop,
+        log,
+        timings: d.timings,
+        recordFailure: (chunkNo, message) => ledger.recordChunkFailure(d.client, runId, chunkNo, message),
+        recover: d.recover,
+        onChunkDone: ({ chunkNo, scored, rejected }) => {
+          done++;
+          log.info({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+        },
+      },
+      pending,
+    );
+    if (!completed || d.stop.requested) throw stopped(d.stop, runId);
+
+    const run = await ledger.getRun(d.client, runId);
+    const scored = Number(run?.rows_scored ?? 0);
+    const rejected = Number(run?.rows_rejected ?? 0);
+    const finalChunks = await ledger.getChunks(d.client, runId);
+    const stats = summarize(mergeStats(finalChunks.map((c) => c.stats).filter((s): s is ScoreStats => s !== null)));
+    const total = scored + rejected;
+    const ratio = total === 0 ? 0 : rejected / total;
+    if (ratio > params.maxRejectRatio) {
+      throw new GateError(
+        `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+          `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
+      );
+    }
+    const runStats = { scores: stats, timings_ms: d.timings.toJSON() };
+    let t = performance.now();
+    let dropped: string[] = [];
+    if (params.dryRun) {
+      await d.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
+      await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
+    } else {
+      await publishRun(d.client, ledger, runId, runStats, log);
+      dropped = await applyRetention(d.client, ledger, params.keepRuns, log);
+    }
+    d.timings.add('publish', performance.now() - t);
+    const durationMs = performance.now() - started;
+    return {
+      runId,
+      status: 'succeeded',
+      dryRun: params.dryRun,
+      published: !params.dryRun,
+      rowsScored: scored,
+      rowsRejected: rejected,
+      durationMs,
+      rowsPerSecond: scored / Math.max(durationMs / 1000, 1e-9),
+      backend: model.backend,
+      modelName: model.manifest.name,
+      modelVersion: model.manifest.version,
+      stats,
+      timings: d.timings.toJSON(),
+      droppedRuns: dropped,
+    };
+  } catch (err) {
+    const failure = await classify(err, d);
+    await d
+      .recover()
+      .then(() => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind }))
+      .catch((e: unknown) => log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run will mark this run interrupted'));
+    if (failure.status === 'interrupted' && d.stop.requested) {
+      log.warn({ status: 'interrupted' }, `run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``);
+      throw new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+    }
+    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
+    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob resume ' + runId + '` re-checks the gate' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+class GateError extends Error {}
+
+class StoppedError extends Error {}
+
+function stopped(stop: StopSignal, runId: string): StoppedError {
+  return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
+}
+
+function formatPercent(r: number): string {
+  return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
+}
+
+/** The ledger's words for a failure: the root cause in one line, and its kind. */
+async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
+  if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
+  if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
+  if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
+  const state = sqlStateOf(err);
+  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
+  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}` };
+  if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
+    // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
+    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) };
+  }
+  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
+  return { status: 'failed', kind: 'internal', message: err instanceof Error ? err.message : String(err) };
+}

@@ -1,0 +1,65 @@
+import type { RunDetail, RunListItem } from './runsReport.js';
+
+const num = new Intl.NumberFormat('en-US');
+
+/** `scorejob runs` as a table for people. */
+export function formatRunList(items: readonly RunListItem[]): string {
+  if (items.length === 0) return 'No runs yet. Start one with `scorejob run`.\n';
+  const header = ['RUN', 'STATUS', 'TRIGGER', 'MODEL', 'ROWS', 'REJECTED', 'STARTED (UTC)', 'DURATION', 'ERROR / NEXT STEP'];
+  const rows = items.map((r) => [
+    r.run_id,
+    r.status + (r.dry_run ? ' (dry)' : r.published ? '' : r.status === 'succeeded' ? '' : ''),
+    r.trigger,
+    `${r.model} ${r.model_version}`,
+    num.format(r.rows_scored),
+    num.format(r.rows_rejected),
+    r.started_at.replace('T', ' ').slice(0, 19),
+    r.duration_s === null ? '' : `${r.duration_s}s`,
+    r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
+  ]);
+  return table([header, ...rows]);
+}
+
+/** `scorejob runs show <id>` for people. */
+export function formatRunDetail(r: RunDetail): string {
+  const lines: string[] = [];
+  lines.push(`Run ${r.run_id}: ${r.status}${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`);
+  lines.push(`  trigger      ${r.trigger}${r.tick_at ? ` (tick ${r.tick_at})` : ''}${r.resumes ? `, resumed ${r.resumes}×` : ''}`);
+  lines.push(`  model        ${r.model} ${r.model_version} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`);
+  lines.push(`  started      ${r.started_at}   finished ${r.finished_at ?? '—'}   duration ${r.duration_s ?? '—'}s`);
+  lines.push(`  host / pid   ${r.host} / ${r.pid}`);
+  lines.push(`  rows         ${num.format(r.rows_scored)} scored, ${num.format(r.rows_rejected)} rejected`);
+  lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
+  if (r.error) lines.push(`  error        ${r.error}`);
+  if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);
+  if (r.rejects_by_reason.length > 0) {
+    lines.push('', 'Rejected rows by reason:');
+    for (const x of r.rejects_by_reason) lines.push(`  ${x.reason}${x.column ? ` (${x.column})` : ''}: ${num.format(x.rows)}`);
+  }
+  if (r.stats && r.stats.count > 0) {
+    const s = r.stats;
+    const prev = r.previous_published?.stats ?? null;
+    lines.push('', `Scores${prev ? ` (previous published run ${r.previous_published?.run_id} in brackets)` : ''}:`);
+    const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '—' : v.toFixed(4));
+    const pair = (a: number | null, b: number | null | undefined) => (prev ? `${fmt(a)} (${fmt(b)})` : fmt(a));
+    lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
+    lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
+  }
+  const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
+  if (failing.length > 0) {
+    lines.push('', 'Chunks not done or retried:');
+    for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo}, ${c.key_hi}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+    if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function oneLine(s: string, max: number): string {
+  const flat = s.replace(/\s+/g, ' ');
+  return flat.length > max ? flat.slice(0, max - 1) + '…' : flat;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
+}

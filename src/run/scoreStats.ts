@@ -1,0 +1,105 @@
+/**
+ * Score statistics computed while streaming: moments, extremes and a fixed-bin histogram, per chunk,
+ * merged into the run's statistics at the end (no second pass over the scores).
+ */
+export interface ScoreStats {
+  count: number;
+  sum: number;
+  sumSquares: number;
+  min: number | null;
+  max: number | null;
+  /** Histogram over [lo, hi) in `bins.length` equal bins; scores outside land in below/above. */
+  histogram: { lo: number; hi: number; bins: number[]; below: number; above: number };
+}
+
+/** Bins of the score histogram: scores are probabilities, so [0, 1] in 100 bins (quantiles to within 0.01). */
+export const histogramBins = 100;
+
+export function emptyStats(lo = 0, hi = 1, bins = histogramBins): ScoreStats {
+  return { count: 0, sum: 0, sumSquares: 0, min: null, max: null, histogram: { lo, hi, bins: new Array<number>(bins).fill(0), below: 0, above: 0 } };
+}
+
+/** Adds scores[0..rows) to stats. Plain loop over the typed array: this runs once per scored row. */
+export function accumulate(stats: ScoreStats, scores: Float32Array, rows: number): void {
+  const h = stats.histogram;
+  const n = h.bins.length;
+  const width = (h.hi - h.lo) / n;
+  let sum = 0;
+  let sumSquares = 0;
+  let min = stats.min ?? Infinity;
+  let max = stats.max ?? -Infinity;
+  for (let i = 0; i < rows; i++) {
+    const s = scores[i] as number;
+    sum += s;
+    sumSquares += s * s;
+    if (s < min) min = s;
+    if (s > max) max = s;
+    if (s < h.lo) h.below++;
+    else if (s > h.hi) h.above++;
+    else {
+      const b = Math.min(n - 1, Math.floor((s - h.lo) / width));
+      h.bins[b] = (h.bins[b] as number) + 1;
+    }
+  }
+  stats.count += rows;
+  stats.sum += sum;
+  stats.sumSquares += sumSquares;
+  if (rows > 0) {
+    stats.min = min;
+    stats.max = max;
+  }
+}
+
+/** Merges chunk statistics (same histogram layout). */
+export function mergeStats(parts: readonly ScoreStats[]): ScoreStats {
+  const first = parts[0];
+  const out = first ? emptyStats(first.histogram.lo, first.histogram.hi, first.histogram.bins.length) : emptyStats();
+  for (const p of parts) {
+    out.count += p.count;
+    out.sum += p.sum;
+    out.sumSquares += p.sumSquares;
+    if (p.min !== null) out.min = out.min === null ? p.min : Math.min(out.min, p.min);
+    if (p.max !== null) out.max = out.max === null ? p.max : Math.max(out.max, p.max);
+    out.histogram.below += p.histogram.below;
+    out.histogram.above += p.histogram.above;
+    p.histogram.bins.forEach((v, i) => (out.histogram.bins[i] = (out.histogram.bins[i] as number) + v));
+  }
+  return out;
+}
+
+/** The summary stored on the run row and shown by `scorejob runs show`. */
+export interface ScoreSummary {
+  count: number;
+  mean: number | null;
+  std: number | null;
+  min: number | null;
+  max: number | null;
+  /** Quantiles read off the histogram (upper edge of the bin where the rank falls: within one bin). */
+  quantiles: Record<string, number | null>;
+  histogram: ScoreStats['histogram'];
+}
+
+export const quantileLevels = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
+
+export function summarize(stats: ScoreStats): ScoreSummary {
+  const n = stats.count;
+  const mean = n > 0 ? stats.sum / n : null;
+  const variance = n > 0 && mean !== null ? Math.max(0, stats.sumSquares / n - mean * mean) : null;
+  const quantiles: Record<string, number | null> = {};
+  for (const q of quantileLevels) quantiles[`p${Math.round(q * 100)}`] = histogramQuantile(stats, q);
+  return { count: n, mean, std: variance === null ? null : Math.sqrt(variance), min: stats.min, max: stats.max, quantiles, histogram: stats.histogram };
+}
+
+function histogramQuantile(stats: ScoreStats, q: number): number | null {
+  if (stats.count === 0) return null;
+  const h = stats.histogram;
+  const rank = q * stats.count;
+  let seen = h.below;
+  if (seen >= rank) return stats.min;
+  const width = (h.hi - h.lo) / h.bins.length;
+  for (let b = 0; b < h.bins.length; b++) {
+    seen += h.bins[b] as number;
+    if (seen >= rank) return Math.min(h.lo + (b + 1) * width, stats.max ?? Infinity);
+  }
+  return stats.max;
+}
