@@ -1,0 +1,185 @@
+import pg from 'pg';
+import type { ColumnSpec, RawColumnKind } from '../columns.js';
+
+/** The source relation as the catalog describes it, checked against what a model reads. */
+export interface SourceColumnCheck {
+  /** The table as the manifest names it (`table` or `schema.table`). */
+  table: string;
+  /** The relation it resolves to, `schema.name`; undefined when it does not exist. */
+  relation: string | undefined;
+  relkind: RelationKind | undefined;
+  key: KeyColumnCheck;
+  columns: SourceColumn[];
+  /** One line per problem that stops a run (missing relation or column, wrong type, key not unique). */
+  problems: string[];
+  /** Things to know that do not stop a run (e.g. uniqueness of a view's key cannot be checked). */
+  notes: string[];
+}
+
+export type RelationKind = 'table' | 'partitioned table' | 'view' | 'materialized view' | 'foreign table';
+
+export interface SourceColumn {
+  name: string;
+  /** How the model reads it. */
+  kind: RawColumnKind;
+  /** The column's SQL type (`format_type`), undefined when the column does not exist. */
+  type: string | undefined;
+  /** Exists, has a type the COPY reader can cast to `kind`, and can be read. */
+  ok: boolean;
+}
+
+export interface KeyColumnCheck {
+  name: string;
+  type: string | undefined;
+  ok: boolean;
+  /** Whether a primary key or unique index covers exactly the key; views and foreign tables cannot say. */
+  unique: 'yes' | 'no' | 'unknown';
+}
+
+const relkinds: Record<string, RelationKind> = { r: 'table', p: 'partitioned table', v: 'view', m: 'materialized view', f: 'foreign table' };
+const numericTypes = new Set(['int2', 'int4', 'int8', 'numeric', 'float4', 'float8']);
+const integerTypes = new Set(['int2', 'int4', 'int8']);
+const textTypes = new Set(['text', 'varchar', 'bpchar', 'citext', 'name']);
+const expected: Record<RawColumnKind, string> = { float8: 'a number', bool: 'boolean', category: 'text or an enum (a category)' };
+
+/**
+ * Reads the catalog to tell, before a run writes anything, whether the source has every column the
+ * model needs with a type the reader can cast, and an integer key that is unique. Only reads the
+ * catalog: names travel as parameters, so any column name is just a name.
+ */
+export async function checkSourceColumns(
+  client: pg.ClientBase,
+  source: { table: string; key: string },
+  specs: readonly ColumnSpec[],
+  modelName?: string,
+): Promise<SourceColumnCheck> {
+  const check: SourceColumnCheck = {
+    table: source.table,
+    relation: undefined,
+    relkind: undefined,
+    key: { name: source.key, type: undefined, ok: false, unique: 'unknown' },
+    columns: specs.map((s) => ({ name: s.name, kind: s.kind, type: undefined, ok: false })),
+    problems: [],
+    notes: [],
+  };
+  const rel = await findRelation(client, source.table);
+  if (rel === undefined) {
+    const path = source.table.includes('.') ? '' : ` (looked in search_path: ${await searchPath(client)})`;
+    check.problems.push(`source table ${source.table} does not exist${path}`);
+    return check;
+  }
+  check.relation = rel.name;
+  check.relkind = relkinds[rel.relkind];
+  if (check.relkind === undefined) {
+    check.problems.push(`source ${source.table} is not a table or view (relkind ${rel.relkind})`);
+    return check;
+  }
+  const found = await readColumns(client, rel.oid, [source.key, ...specs.map((s) => s.name)]);
+  const what = `${check.relkind === 'view' || check.relkind === 'materialized view' ? check.relkind : 'table'} ${source.table}`;
+  const needs = modelName === undefined ? 'the model needs it' : `model ${modelName} needs it`;
+
+  const key = found.get(source.key);
+  if (key === undefined) {
+    check.problems.push(`${what} has no key column ${source.key} (manifest source.key)`);
+  } else {
+    check.key.type = key.type;
+    if (!integerTypes.has(key.base)) check.problems.push(`key column ${source.key} of ${source.table} is ${key.type}, expected an integer type (smallint, integer or bigint)`);
+    else if (!key.readable) check.problems.push(`cannot read key column ${source.key} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
+    else check.key.ok = true;
+    check.key.unique = await keyUniqueness(client, rel.oid, rel.relkind, key.attnum);
+    if (check.key.unique === 'no') {
+      check.problems.push(`key column ${source.key} of ${source.table} is not unique (no primary key or unique index on exactly that column); scores are one per customer`);
+    } else if (check.key.unique === 'unknown') {
+      check.notes.push(`${source.table} is a ${check.relkind}: whether ${source.key} is unique cannot be checked`);
+    }
+  }
+
+  for (const column of check.columns) {
+    const c = found.get(column.name);
+    if (c === undefined) {
+      check.problems.push(`${what} has no column ${column.name} (${needs})`);
+      continue;
+    }
+    column.type = c.type;
+    if (!compatible(column.kind, c)) check.problems.push(`column ${column.name} of ${source.table} is ${c.type}, expected ${expected[column.kind]}`);
+    else if (!c.readable) check.problems.push(`cannot read column ${column.name} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
+    else column.ok = true;
+  }
+  return check;
+}
+
+function compatible(kind: RawColumnKind, c: CatalogColumn): boolean {
+  switch (kind) {
+    case 'float8':
+      return numericTypes.has(c.base);
+    case 'bool':
+      return c.base === 'bool';
+    case 'category':
+      return textTypes.has(c.base) || c.isEnum;
+  }
+}
+
+/** `"schema"."name"` (or `"name"`, resolved by the search_path) so to_regclass takes every name literally. */
+function quotedName(table: string): string {
+  const dot = table.indexOf('.');
+  const parts = dot < 0 ? [table] : [table.slice(0, dot), table.slice(dot + 1)];
+  return parts.map((p) => pg.escapeIdentifier(p)).join('.');
+}
+
+async function findRelation(client: pg.ClientBase, table: string): Promise<{ oid: number; name: string; relkind: string } | undefined> {
+  const { rows } = await client.query<{ oid: number; name: string; relkind: string }>(
+    `SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relkind::text AS relkind
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = pg_catalog.to_regclass($1)`,
+    [quotedName(table)],
+  );
+  return rows[0];
+}
+
+interface CatalogColumn {
+  attnum: number;
+  /** format_type of the declared type, e.g. `numeric(12,2)`. */
+  type: string;
+  /** typname of the type, or of a domain's base type. */
+  base: string;
+  isEnum: boolean;
+  readable: boolean;
+}
+
+async function readColumns(client: pg.ClientBase, oid: number, names: string[]): Promise<Map<string, CatalogColumn>> {
+  // A domain is checked by its base type (one level: domains over domains are rare enough).
+  const { rows } = await client.query<CatalogColumn & { name: string }>(
+    `SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+            b.typname::text AS base, b.typtype = 'e' AS "isEnum",
+            pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+       JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2::text[])`,
+    [oid, names],
+  );
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
+async function keyUniqueness(client: pg.ClientBase, oid: number, relkind: string, attnum: number): Promise<KeyColumnCheck['unique']> {
+  if (relkind !== 'r' && relkind !== 'p' && relkind !== 'm') return 'unknown';
+  // Only a valid, non-partial unique index over exactly the key guarantees one row per key.
+  const { rows } = await client.query<{ unique: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_index i
+        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+          AND i.indkey[0] = $2 AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique`,
+    [oid, attnum],
+  );
+  return rows[0]?.unique === true ? 'yes' : 'no';
+}
+
+async function searchPath(client: pg.ClientBase): Promise<string> {
+  const { rows } = await client.query<{ path: string }>(`SELECT pg_catalog.current_setting('search_path') AS path`);
+  return rows[0]?.path ?? '?';
+}
+
+async function currentUser(client: pg.ClientBase): Promise<string> {
+  const { rows } = await client.query<{ user: string }>('SELECT current_user AS user');
+  return rows[0]?.user ?? 'the current role';
+}
