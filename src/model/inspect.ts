@@ -1,0 +1,120 @@
+import type { BackendChoice } from '../config.js';
+import type { FeaturePlan, PlannedFeature } from './features.js';
+import { loadModel, type LoadedModel } from './load.js';
+import type { Manifest } from './manifest.js';
+import type { ModelFile } from './modelFiles.js';
+
+/** What `scorejob model inspect` shows about a model directory. */
+export interface ModelReport {
+  dir: string;
+  manifest: Manifest;
+  plan: FeaturePlan;
+  inputWidth: number;
+  output: LoadedModel['output'];
+  files: ModelFile[];
+  /** Fingerprint of all files, as recorded on runs. */
+  sha256: string;
+  /** The backend scoring would run on with the given choice. */
+  backend: string;
+}
+
+/**
+ * The source check as {@link formatModelReport} needs it: `SourceColumnCheck` from db/sourceColumns.ts
+ * fits, without model/ depending on db/.
+ */
+export interface SourceColumnsSummary {
+  table: string;
+  relation: string | undefined;
+  relkind: string | undefined;
+  key: { name: string; type: string | undefined; ok: boolean; unique: string };
+  columns: readonly { name: string; type: string | undefined; ok: boolean }[];
+  problems: readonly string[];
+  notes: readonly string[];
+}
+
+/** Loads the model exactly as a run would (same checks, same backend choice), reports, and frees it. */
+export async function inspectModel(dir: string, opts: { backend: BackendChoice }): Promise<ModelReport> {
+  const model = await loadModel(dir, { backend: opts.backend });
+  try {
+    const { manifest, plan, inputWidth, output, files, sha256, backend } = model;
+    return { dir, manifest, plan, inputWidth, output, files, sha256, backend };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The report as terminal text (plain, aligned, no colour); with `columns`, the source check too. */
+export function formatModelReport(report: ModelReport, columns?: SourceColumnsSummary): string {
+  const { manifest: m, output } = report;
+  const lines: string[] = [`model    ${m.name} ${m.version}  (${report.dir})`];
+  if (m.description !== '') lines.push(`         ${m.description}`);
+  lines.push(`source   ${m.source.table}, key ${m.source.key}`);
+  lines.push(`input    ${report.inputWidth} floats per row, from ${m.features.length} features`);
+  const unit = output.totalUnits > 1 ? ` (unit ${m.output.unit ?? 0} of ${output.totalUnits})` : '';
+  lines.push(`output   ${m.output.name}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
+  lines.push(`backend  ${report.backend}`, '', 'features (model input order)');
+  lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], '  '));
+  lines.push('', 'files');
+  const fileRows = report.files.map((f) => [f.name, formatBytes(f.bytes), `sha256 ${f.sha256}`]);
+  lines.push(...table([...fileRows, ['all', '', `sha256 ${report.sha256}`]], '  '));
+  lines.push(`  (all = sha256sum ${report.files.map((f) => f.name).join(' ')} | sha256sum)`);
+  if (m.training !== undefined) {
+    lines.push('', 'training');
+    for (const [k, v] of Object.entries(m.training)) lines.push(`  ${k}: ${clip(JSON.stringify(v), 100)}`);
+  }
+  if (columns !== undefined) lines.push('', ...formatColumns(columns));
+  return `${lines.join('\n')}\n`;
+}
+
+function featureRow(p: PlannedFeature): string[] {
+  const f = p.feature;
+  const inputs = p.inputs === 1 ? String(p.offset) : `${p.offset}-${p.offset + p.inputs - 1}`;
+  const fill = f.fill === undefined ? 'NULL rejects the row' : `NULL -> ${String(f.fill)}`;
+  let details: string;
+  switch (f.transform) {
+    case 'standardize': {
+      const range = f.min !== undefined || f.max !== undefined ? `, training range [${f.min ?? '-inf'}, ${f.max ?? 'inf'}]` : '';
+      details = `mean ${f.mean}, std ${f.std}${range}`;
+      break;
+    }
+    case 'one_hot':
+      details = clip(f.categories.join(', '), 60);
+      break;
+    case 'boolean':
+      details = 'true -> 1, false -> 0';
+      break;
+  }
+  return [inputs, f.column, f.transform, `${details}; ${fill}`];
+}
+
+function formatColumns(c: SourceColumnsSummary): string[] {
+  const where = c.relation === undefined ? c.table : `${c.relation}${c.relkind === undefined ? '' : `, ${c.relkind}`}`;
+  const lines = [`source check (${where})`];
+  if (c.relation !== undefined) {
+    const mark = (ok: boolean) => (ok ? 'ok' : '--');
+    const rows = [[mark(c.key.ok && c.key.unique !== 'no'), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}`]];
+    for (const col of c.columns) rows.push([mark(col.ok), col.name, col.type ?? 'missing', '']);
+    lines.push(...table(rows, '  '));
+  }
+  for (const p of c.problems) lines.push(`  problem: ${p}`);
+  for (const n of c.notes) lines.push(`  note: ${n}`);
+  if (c.problems.length === 0) lines.push('  the source has every column the model needs');
+  return lines;
+}
+
+/** Left-aligned columns, two spaces apart. */
+function table(rows: string[][], indent: string): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => `${indent}${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd());
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function clip(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
