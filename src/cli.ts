@@ -181,13 +181,13 @@ export function buildProgram(): Command {
     .command('seed')
     .description('fill the source table with deterministic synthetic customers (for trying the tool and for benchmarks)')
     .requiredOption('--customers <n>', 'how many customers')
-    .option('--seed <s>', 'random seed (same seed, same table)', '42')
+    .option('--seed <s>', 'random seed: the same seed gives the same table (default 1)')
     .option('--null-fraction <f>', 'fraction of NULLs in the nullable columns', '0.02')
     .option('--table <name>', 'table to (re)create', 'customers')
     .action(
-      action(async (ctx, flags: { customers: string; seed: string; nullFraction: string; table: string }) => {
+      action(async (ctx, flags: { customers: string; seed?: string; nullFraction: string; table: string }) => {
         const customers = parseIntFlag(flags.customers, '--customers', 0, 1_000_000_000);
-        const seed = parseIntFlag(flags.seed, '--seed', 0, 2 ** 31 - 1);
+        const seed = flags.seed === undefined ? undefined : parseIntFlag(flags.seed, '--seed', 0, 2 ** 32 - 1);
         const nullFraction = parseNumberFlag(flags.nullFraction, '--null-fraction', 0, 1);
         await withPool(ctx, async (pool) => {
           const r = await seedCustomers(pool, { customers, seed, nullFraction, table: flags.table, log: ctx.log });
