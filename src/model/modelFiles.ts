@@ -72,12 +72,20 @@ async function readModelFile(dir: string, name: string, why: string): Promise<Bu
 }
 
 function parseJson(bytes: Buffer, dir: string, name: string): unknown {
+  const text = bytes.toString('utf8');
   try {
-    return JSON.parse(bytes.toString('utf8'));
+    return JSON.parse(text);
   } catch (err) {
-    const truncated = /end of (JSON )?input/i.test((err as Error).message) ? ' (truncated?)' : '';
+    const truncated = looksTruncated(text, (err as Error).message) ? ' (truncated?)' : '';
     throw new UsageError(`${path.join(dir, name)} is not valid JSON${truncated}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** A parse error at the very end of the text: the usual sign of a partly copied or partly written file. */
+function looksTruncated(text: string, message: string): boolean {
+  if (/end of (JSON )?input/i.test(message)) return true;
+  const at = /position (\d+)/.exec(message);
+  return at !== null && Number(at[1]) >= text.trimEnd().length - 1;
 }
 
 /** The parts of model.json scorejob relies on; the topology itself is TF.js's to check. */

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend, type BackendName } from '../../../src/model/backend.js';
 import { loadModel } from '../../../src/model/load.js';
@@ -35,7 +36,7 @@ function inputs(rows: number, width: number, extra = 0): Float32Array {
 }
 
 /** What the built model itself predicts (default predict options), one column of one output. */
-async function reference(model: tf.LayersModel | { predict: (x: tf.Tensor) => tf.Tensor | tf.Tensor[] }, x: Float32Array, rows: number, width: number, output = 0, unit = 0): Promise<Float32Array> {
+async function reference(model: LayersModel, x: Float32Array, rows: number, width: number, output = 0, unit = 0): Promise<Float32Array> {
   const t = tf.tensor2d(x.subarray(0, rows * width), [rows, width]);
   const raw = model.predict(t);
   const y = Array.isArray(raw) ? raw[output]! : raw;
