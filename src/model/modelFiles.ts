@@ -93,24 +93,26 @@ function checkModelJson(json: unknown, file: string): io.ModelJSON {
   const fail = (what: string): never => {
     throw new UsageError(`${file}: ${what}`);
   };
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('must hold a JSON object');
-  const o = json as Record<string, unknown>;
-  if (typeof o.modelTopology !== 'object' || o.modelTopology === null) fail('modelTopology is missing (is this a TF.js layers model.json?)');
-  if (!Array.isArray(o.weightsManifest)) fail('weightsManifest must be an array');
-  (o.weightsManifest as unknown[]).forEach((group, g) => {
+  const o = isObject(json) ? json : fail('must hold a JSON object');
+  if (!isObject(o.modelTopology)) fail('modelTopology is missing (is this a TF.js layers model.json?)');
+  const groups = Array.isArray(o.weightsManifest) ? (o.weightsManifest as unknown[]) : fail('weightsManifest must be an array');
+  groups.forEach((group, g) => {
     const at = `weightsManifest[${g}]`;
-    const grp = group as Record<string, unknown> | null;
-    if (typeof grp !== 'object' || grp === null) fail(`${at} must be an object`);
-    if (!Array.isArray(grp!.paths) || grp!.paths.some((p) => typeof p !== 'string' || p === '')) fail(`${at}.paths must be an array of file names`);
-    if (!Array.isArray(grp!.weights)) fail(`${at}.weights must be an array`);
-    (grp!.weights as unknown[]).forEach((spec, w) => {
-      const s = spec as Record<string, unknown> | null;
-      const ok = typeof s === 'object' && s !== null && typeof s.name === 'string' && Array.isArray(s.shape) && s.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
+    const grp = isObject(group) ? group : fail(`${at} must be an object`);
+    if (!Array.isArray(grp.paths) || grp.paths.some((p) => typeof p !== 'string' || p === '')) fail(`${at}.paths must be an array of file names`);
+    const weights = Array.isArray(grp.weights) ? (grp.weights as unknown[]) : fail(`${at}.weights must be an array`);
+    weights.forEach((spec, w) => {
+      const ok = isObject(spec) && typeof spec.name === 'string' && Array.isArray(spec.shape) && spec.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
       if (!ok) fail(`${at}.weights[${w}] must have a name, a shape of whole numbers and a dtype`);
-      if (weightBytes(s as unknown as io.WeightsManifestEntry) === undefined) fail(`${at}.weights[${w}] (${String(s!.name)}) has dtype ${JSON.stringify(s!.dtype)}, which a layers model cannot use`);
+      const entry = spec as unknown as io.WeightsManifestEntry;
+      if (weightBytes(entry) === undefined) fail(`${at}.weights[${w}] (${entry.name}) has dtype ${JSON.stringify(entry.dtype)}, which a layers model cannot use`);
     });
   });
   return o as unknown as io.ModelJSON;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Shard names come from a file: keep them inside the model directory. */

@@ -135,6 +135,14 @@ describe('loadModel', () => {
     expect(await loadError(dir)).toContain('weight file "../../etc/passwd" is outside the model directory');
   });
 
+  it('refuses weight specs it cannot size', async () => {
+    const dir = await made();
+    const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
+    json.weightsManifest[0].weights[0].dtype = 'string';
+    await writeFile(path.join(dir, 'model.json'), JSON.stringify(json));
+    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: weightsManifest[0].weights[0] (hidden_0/kernel) has dtype "string", which a layers model cannot use`);
+  });
+
   it('refuses an invalid manifest, naming the file and field', async () => {
     const dir = await made();
     const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
