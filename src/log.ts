@@ -15,7 +15,8 @@ export function createLogger(opts: { level: string; pretty: boolean }): Logger {
     redact: { paths: ['password', '*.password', 'db.password', 'connectionString', '*.connectionString'], censor: '[redacted]' },
   };
   if (opts.pretty) {
-    return pino(options, pretty({ destination: 1, sync: true, colorize: Boolean(process.stdout.isTTY), ignore: 'pid,hostname' }));
+    // Messages are written to stand alone; the fields stay in the JSON form for machines.
+    return pino(options, pretty({ destination: 1, sync: true, colorize: Boolean(process.stdout.isTTY), ignore: 'pid,hostname', hideObject: true }));
   }
   return pino(options, pino.destination({ dest: 1, sync: true }));
 }
