@@ -23,6 +23,9 @@ export function createPool(db: DbConfig, max = 6): pg.Pool {
   });
   // An idle client whose server went away emits 'error' on the pool; without a listener that kills the process.
   pool.on('error', () => undefined);
+  // Likewise a checked-out client whose connection is terminated while it waits between queries:
+  // the error then surfaces, handled, on that client's next query.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -96,6 +96,11 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       const run = await new Ledger((n) => client.escapeIdentifier(n), ctx.config.schema).getRun(client, runId);
       if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
       if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+      if (run.status === 'running') {
+        // Still running for real only if someone holds the run lock; otherwise its process died.
+        if (!(await tryRunLock(client, ctx.config.schema))) throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
+        await releaseRunLock(client, ctx.config.schema);
+      }
       params = run.params;
     } finally {
       client.release();
