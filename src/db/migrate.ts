@@ -48,7 +48,19 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
   const ident = client.escapeIdentifier(schema);
   await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [migrateLockClass, schema]);
   try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident}`);
+    // CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database; a least-privilege job role
+    // (sql/roles.sql) owns a schema an administrator made, so only create it when it is missing.
+    const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+    if (exists.rowCount === 0) {
+      try {
+        await client.query(`CREATE SCHEMA ${ident}`);
+      } catch (err) {
+        if (sqlStateOf(err) === SqlState.insufficientPrivilege) {
+          throw new UsageError(`cannot create schema "${schema}": this role may not create schemas in the database; have an administrator run sql/roles.sql (it creates the schema owned by the job's role)`, { cause: err });
+        }
+        throw err;
+      }
+    }
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${ident}.schema_migrations (
          version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,

@@ -1,0 +1,36 @@
+-- Least-privilege roles for scorejob (DESIGN.md guarantee 5). Not a migration: an administrator runs
+-- part 1 once before the first `scorejob migrate`, and part 2 once after it. Adapt the names (and the
+-- source table) to your database; `scorejob_job`, `scorejob_reader`, `public.customers` and `scoring`
+-- are the defaults.
+--
+--   psql "$ADMIN_URL" -f sql/roles.sql          -- both parts, when the job's first migrate ran already
+--
+-- Part 1: the job's role and its schema.
+-- The job logs in as scorejob_job: it may only read the source, and it owns the scoring schema
+-- (so `scorejob migrate` can create and upgrade it). It is not a superuser and cannot create databases or roles.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'scorejob_job') THEN
+    CREATE ROLE scorejob_job LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;  -- set its password with \password scorejob_job
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'scorejob_reader') THEN
+    CREATE ROLE scorejob_reader NOLOGIN;  -- grant it to the downstream teams' login roles
+  END IF;
+END $$;
+GRANT USAGE ON SCHEMA public TO scorejob_job;
+GRANT SELECT ON public.customers TO scorejob_job;
+CREATE SCHEMA IF NOT EXISTS scoring AUTHORIZATION scorejob_job;
+ALTER SCHEMA scoring OWNER TO scorejob_job;
+
+-- Part 2 (after the first `scorejob migrate`): downstream readers may read the published scores and
+-- their history, nothing else. The views run with their owner's (the job's) rights, so readers need
+-- no grant on the tables behind them, and new runs' partitions are covered without new grants.
+GRANT USAGE ON SCHEMA scoring TO scorejob_reader;
+DO $$ BEGIN
+  IF to_regclass('scoring.customer_scores') IS NOT NULL THEN
+    GRANT SELECT ON scoring.customer_scores, scoring.customer_score_history TO scorejob_reader;
+    -- Freshness: which run is published and when (README "The downstream contract").
+    GRANT SELECT ON scoring.published_run TO scorejob_reader;
+  ELSE
+    RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
+  END IF;
+END $$;
