@@ -12,6 +12,11 @@ export interface EmbeddedServer {
   dataDir: string;
   /** Stops the server and deletes its data directory. */
   stop(): Promise<void>;
+  /** Stops the server and starts it again on the same data (a server restart, for failure tests). */
+  restart(): Promise<void>;
+  /** Stops the server, keeping the data (start it again with `start`). */
+  halt(): Promise<void>;
+  start(): Promise<void>;
 }
 
 export interface EmbeddedOptions {
@@ -36,7 +41,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
     user: 'postgres',
     password,
     authMethod: 'scram-sha-256',
-    persistent: false,
+    // We delete the folder ourselves in stop(); persistent:false would delete it on every stop, restarts included.
+    persistent: true,
     // PostgreSQL refuses to run as root: as root, the package runs it as the `postgres` user,
     // which must own the (fresh) data directory.
     createPostgresUser: isRoot,
@@ -54,6 +60,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
     stop: async () => {
       await server.stop().catch(() => undefined);
       await rm(dataDir, { recursive: true, force: true });
+    },
+    halt: async () => server.stop(),
+    start: async () => server.start(),
+    restart: async () => {
+      await server.stop();
+      await server.start();
     },
   };
 }

@@ -126,6 +126,9 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
     if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) {
       throw new UsageError(`the database is not migrated for scorejob (schema "${schema}" is missing): run \`scorejob migrate\``);
     }
+    if (state === SqlState.insufficientPrivilege) {
+      throw new UsageError(`this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`, { cause: err });
+    }
     throw err;
   }
   if (current < latest) {

@@ -8,6 +8,7 @@ import type { LoadedModel } from '../model/load.js';
 import { transformBatch, type Reject } from '../model/features.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
+import { planChunks } from './plan.js';
 import { applyRetention, publishRun } from './publish.js';
 import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
@@ -57,6 +58,23 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
   heartbeat.unref();
   try {
+    const run0 = await ledger.getRun(d.client, runId);
+    if (run0?.chunks_total === null || run0?.chunks_total === undefined) {
+      // Planned here (not before the run row) so that a failed plan is recorded, and a resume re-plans.
+      const t0 = performance.now();
+      const plan = await planChunks(d.client, params.source, params.chunkSize);
+      if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
+      await d.client.query('BEGIN');
+      try {
+        await ledger.recordPlan(d.client, runId, plan.chunks);
+        await d.client.query('COMMIT');
+      } catch (err) {
+        await d.client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+      d.timings.add('plan', performance.now() - t0);
+      log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
+    }
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;

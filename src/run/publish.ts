@@ -15,7 +15,9 @@ export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string
   const table = ledger.runTable(runId);
   const id = BigInt(runId).toString();
   try {
-    await c.query(`ALTER TABLE ${table} ADD CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id)`);
+    // A resume after a crash during publish finds the key already built.
+    const built = await c.query(`SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'`, [table]);
+    if (built.rowCount === 0) await c.query(`ALTER TABLE ${table} ADD CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id)`);
   } catch (err) {
     if (sqlStateOf(err) === SqlState.uniqueViolation) {
       const detail = (err as { detail?: string }).detail ?? '';

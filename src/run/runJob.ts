@@ -11,7 +11,7 @@ import type { StopSignal } from './chunkLoop.js';
 import { executeRun, type RunResult } from './execute.js';
 import { Ledger, type RunParams } from './ledger.js';
 import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
-import { planChunks } from './plan.js';
+import { quoteQualified, type SourceRef } from '../db/copyReader.js';
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from './timings.js';
 
@@ -42,40 +42,28 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   };
   return withLockedLedger(ctx, model, async (session) => {
     const { ledger, client } = session;
-    const timings = new StageTimings();
-    let t = performance.now();
-    const plan = await planChunks(client, params.source, params.chunkSize);
-    timings.add('plan', performance.now() - t);
-    if (plan.rows === 0) {
+    if (!(await sourceHasRows(client, params.source))) {
       throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
     }
-    await client.query('BEGIN');
-    let runId: string;
-    try {
-      runId = await ledger.createRun(client, {
-        trigger: opts.trigger,
-        dryRun: opts.dryRun,
-        modelName: model.manifest.name,
-        modelVersion: model.manifest.version,
-        modelSha256: model.sha256,
-        backend: model.backend,
-        params,
-        tickAt: opts.tickAt,
-        host: hostname(),
-        pid: process.pid,
-      });
-      await ledger.recordPlan(client, runId, plan.chunks);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+    // The ledger row comes before the work: whatever happens from here on is recorded on it.
+    const runId = await ledger.createRun(client, {
+      trigger: opts.trigger,
+      dryRun: opts.dryRun,
+      modelName: model.manifest.name,
+      modelVersion: model.manifest.version,
+      modelSha256: model.sha256,
+      backend: model.backend,
+      params,
+      tickAt: opts.tickAt,
+      host: hostname(),
+      pid: process.pid,
+    });
     const log = ctx.log.child({ run_id: runId });
     log.info(
-      { trigger: opts.trigger, dry_run: opts.dryRun, chunks: plan.chunks.length, source_rows: plan.rows, chunk_size: params.chunkSize },
-      `run ${runId} started: ${plan.rows} customers in ${plan.chunks.length} chunks${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
+      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend },
+      `run ${runId} started${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
-    return executeRun({ ...session, log, stop: ctx.stop, model, runId, params, timings });
+    return executeRun({ ...session, log, stop: ctx.stop, model, runId, params, timings: new StageTimings() });
   });
 }
 
@@ -125,7 +113,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, which succeeded later; start a new run instead`);
     }
     const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
-    if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+    if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
     await ledger.reopenRun(client, runId, hostname(), process.pid);
     const log = ctx.log.child({ run_id: runId });
     const chunks = await ledger.getChunks(client, runId);
@@ -133,6 +121,19 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     return executeRun({ ...session, log, stop: ctx.stop, model, runId, params, timings: new StageTimings() });
   });
+}
+
+/** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */
+async function assertWritable(client: pg.ClientBase, config: Config): Promise<void> {
+  const { rows } = await client.query<{ ro: string }>(`SELECT current_setting('transaction_read_only') AS ro`);
+  if (rows[0]?.ro === 'on') {
+    throw new UsageError(`database ${describeDb(config.db)} is read-only (default_transaction_read_only is on, or it is a standby): scorejob needs to write its ledger and scores`);
+  }
+}
+
+async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
+  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(client, source.table)}) AS any`);
+  return rows[0]?.any === true;
 }
 
 /** A pool, the ledger connection holding the run lock, and the ledger, for one run's life. */
@@ -160,6 +161,7 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, fn: (s: 
     client = await pool.connect();
     await client.query(`SET application_name = 'scorejob ledger'`);
     await assertMigrated(client, config.schema);
+    await assertWritable(client, config);
     await checkSource(client, model);
     const ledger = new Ledger((n) => (client as pg.PoolClient).escapeIdentifier(n), config.schema);
     locked = await tryRunLock(client, config.schema);
