@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { seedCustomers } from '../../src/seed.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { modelCopy } from '../helpers/run.js';
+import { expectRefusedUnchanged, ledgerState, type LedgerState } from '../helpers/state.js';
+
+/** README "What can go wrong": the source table and its columns. Each case: exit 2, one line, nothing written. */
+describe('what can go wrong: the source', () => {
+  let t: TestDatabase;
+  let before: LedgerState;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 500, seed: 8 });
+    expect((await runCli(['run'], t.env)).code).toBe(0);
+  });
+  beforeEach(async () => {
+    before = await ledgerState(t);
+  });
+  afterAll(async () => t.drop());
+
+  const run = async (edit?: (m: Record<string, any>) => void) => runCli(['run', ...(edit ? ['--model', await modelCopy(edit)] : [])], t.env);
+
+  it('source table missing', async () => {
+    await expectRefusedUnchanged(t, before, await run((m) => (m.source.table = 'clients')), /source table clients does not exist/);
+  });
+
+  it('key column missing', async () => {
+    await expectRefusedUnchanged(t, before, await run((m) => (m.source.key = 'client_id')), /has no key column client_id/);
+  });
+
+  it('key column not unique', async () => {
+    await t.pool.query('CREATE TABLE customers_dup AS SELECT * FROM customers');
+    await expectRefusedUnchanged(t, before, await run((m) => (m.source.table = 'customers_dup')), /key column customer_id of customers_dup is not unique/);
+  });
+
+  it('key column not an integer', async () => {
+    await t.pool.query('CREATE TABLE customers_textkey AS SELECT customer_id::text AS customer_id, tenure_months FROM customers');
+    await t.pool.query('ALTER TABLE customers_textkey ADD PRIMARY KEY (customer_id)');
+    await expectRefusedUnchanged(t, before, await run((m) => (m.source.table = 'customers_textkey')), /key column customer_id of customers_textkey is text, expected an integer type/);
+  });
+
+  it('a feature column renamed upstream', async () => {
+    await t.pool.query('ALTER TABLE customers RENAME COLUMN orders_12m TO orders_last_year');
+    try {
+      await expectRefusedUnchanged(t, before, await runCli(['run'], t.env), /table customers has no column orders_12m/);
+    } finally {
+      await t.pool.query('ALTER TABLE customers RENAME COLUMN orders_last_year TO orders_12m');
+    }
+  });
+
+  it('a feature column of the wrong type (text for a number, text for a boolean)', async () => {
+    await t.pool.query(`ALTER TABLE customers ALTER COLUMN revenue_12m TYPE text, ALTER COLUMN has_app TYPE text`);
+    try {
+      const r = await runCli(['run'], t.env);
+      await expectRefusedUnchanged(t, before, r, /column revenue_12m of customers is text, expected a number \(and 1 more problem/);
+      const inspect = await runCli(['model', 'inspect'], t.env);
+      expect(inspect.code).toBe(2);
+      expect(inspect.stdout).toMatch(/has_app/);
+    } finally {
+      await t.pool.query(`ALTER TABLE customers ALTER COLUMN revenue_12m TYPE numeric(12,2) USING revenue_12m::numeric, ALTER COLUMN has_app TYPE boolean USING has_app::boolean`);
+    }
+  });
+
+  it('a view as the source works (its key uniqueness cannot be checked: noted, not refused)', async () => {
+    await t.pool.query('CREATE VIEW customers_v AS SELECT * FROM customers WHERE tenure_months >= 0');
+    const r = await run((m) => (m.source.table = 'public.customers_v'));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const after = await ledgerState(t);
+    expect(after.publishedRows).toBe(500);
+  });
+
+  it('values far outside the training range are scored, not rejected', async () => {
+    await t.pool.query(`UPDATE customers SET revenue_12m = 99999999 WHERE customer_id = (SELECT min(customer_id) FROM customers)`);
+    const r = await runCli(['run'], t.env);
+    expect(r.code).toBe(0);
+    const summary = r.logs.at(-1) as { rows_scored: number; rows_rejected: number };
+    expect(summary.rows_scored).toBe(500);
+    expect(summary.rows_rejected).toBe(0);
+  });
+});
