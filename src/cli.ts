@@ -25,6 +25,8 @@ import { formatRunDetail, formatRunList } from './run/formatRuns.js';
 import { seedCustomers } from './seed.js';
 import { inspectModel, formatModelReport } from './model/inspect.js';
 import { checkSourceColumns } from './db/sourceColumns.js';
+import { applyTickFlags, type TickFlags } from './run/ifDue.js';
+import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from './schedule.js';
 import type { Logger as PinoLogger } from 'pino';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -127,13 +129,38 @@ export function buildProgram(): Command {
     .option('--backend <backend>', 'TensorFlow.js backend: auto, tensorflow, wasm or cpu (env SCOREJOB_BACKEND)')
     .option('--keep-runs <n>', 'succeeded runs kept in history (env SCOREJOB_KEEP_RUNS; default 12)')
     .option('--max-reject-ratio <ratio>', 'fail without publishing when more than this fraction of rows is rejected (env SCOREJOB_MAX_REJECT_RATIO; default 0.01)')
-    .option('--chunk-attempts <n>', 'attempts per chunk on transient database errors', '4');
+    .option('--chunk-attempts <n>', 'attempts per chunk on transient database errors', '4')
+    .option('--if-due <expr>', 'run only if the latest tick of this cron expression has no succeeded run yet; else exit 0 (for cron lines that fire more often than the schedule)')
+    .option('--timezone <tz>', 'time zone of --if-due (default: the system time zone)')
+    .addOption(new Option('--tick-at <iso>', 'the tick this run is for (set by `scorejob schedule`)').hideHelp());
   runCommand.action(
     action(async (ctx, flags: RunFlags) => {
-      const opts = runOptions(flags);
+      const opts = await applyTickFlags(ctx, flags, runOptions(flags));
+      if (opts === undefined) return ExitCode.ok;
       return await withStopSignal(ctx.log, async (stop) => reportRun(ctx, await startRun({ ...ctx, stop }, opts)));
     }),
   );
+
+  program
+    .command('schedule')
+    .description('long-running scheduler: a run (in a child process) at each cron tick, never two at once; SIGTERM stops it cleanly')
+    .option('--cron <expr>', 'cron expression, 5 fields or 6 with seconds first', defaultCron)
+    .option('--timezone <tz>', 'IANA time zone of --cron (default: the system time zone)')
+    .option('--catch-up', 'at start-up, run at once for the latest tick if it has no succeeded run', false)
+    .option('--model <dir>', 'forwarded to each run (env SCOREJOB_MODEL_DIR)')
+    .option('--chunk-size <n>', 'forwarded to each run (env SCOREJOB_CHUNK_SIZE)')
+    .option('--backend <backend>', 'forwarded to each run (env SCOREJOB_BACKEND)')
+    .option('--keep-runs <n>', 'forwarded to each run (env SCOREJOB_KEEP_RUNS)')
+    .option('--max-reject-ratio <ratio>', 'forwarded to each run (env SCOREJOB_MAX_REJECT_RATIO)')
+    .option('--chunk-attempts <n>', 'forwarded to each run')
+    .action(
+      action(async (ctx, flags: ForwardedRunFlags & { cron: string; timezone?: string; catchUp: boolean }) => {
+        // The forwarded flags are checked now (exit 2), not at every tick.
+        const checked = runOptions({ ...flags, trigger: 'schedule', dryRun: false, chunkAttempts: flags.chunkAttempts ?? '4' });
+        await checkModelDirectory(checked.modelDir, flags.model !== undefined ? '--model' : process.env.SCOREJOB_MODEL_DIR ? 'SCOREJOB_MODEL_DIR' : 'model directory');
+        return runScheduler(ctx, { cron: flags.cron, timezone: flags.timezone, catchUp: flags.catchUp, runArgs: forwardedRunArgs(flags) });
+      }),
+    );
 
   program
     .command('resume')
@@ -232,7 +259,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-interface RunFlags {
+interface RunFlags extends TickFlags {
   model?: string;
   chunkSize?: string;
   trigger: string;
