@@ -52,32 +52,61 @@ export async function readChunk(client: pg.ClientBase, sql: string, batch: Colum
 
 const signature = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
+// Column kinds as small integers: the per-field switch compares numbers, not strings.
+const FLOAT8 = 0;
+const BOOL = 1;
+const CATEGORY = 2;
+const kindCode = { float8: FLOAT8, bool: BOOL, category: CATEGORY } as const;
+
 /**
  * Decodes PostgreSQL's binary COPY format straight into the batch's typed arrays.
- * Rows may straddle the stream's chunks: an incomplete row is kept as a tail and decoded again
- * once the next chunk arrives (tails are shorter than a row, so the copy is cheap).
+ * Rows may straddle the stream's chunks: the incomplete row is copied to a small scratch buffer and
+ * completed from the next chunk, whose remaining rows are then decoded in place (no chunk is copied whole).
  */
 export class BinaryCopyDecoder extends Writable {
   batch: ColumnBatch;
-  private tail: Buffer | undefined;
+  /** The bytes of a row (or of the header) begun in an earlier chunk: scratch[0, carried). */
+  private scratch = Buffer.allocUnsafe(4096);
+  private carried = 0;
   private headerDone = false;
   private ended = false;
-  private keyView: DataView;
-  private readonly categoryBytes: (Buffer[] | undefined)[];
+  private keyView!: DataView;
+  private kinds!: Uint8Array;
+  private nulls!: Uint8Array[];
+  private float8s!: Float64Array[];
+  private bools!: Uint8Array[];
+  private codes!: Int32Array[];
+  private readonly categoryBytes: Buffer[][];
 
   constructor(batch: ColumnBatch) {
     super({ highWaterMark: 1 << 20 });
     batch.rows = 0;
     this.batch = batch;
+    this.categoryBytes = batch.columns.map((c) => (c.kind === 'category' ? c.categories.map((s) => Buffer.from(s, 'utf8')) : []));
+    this.bind(batch);
+  }
+
+  /** Hoists the batch's arrays into flat per-column lists the per-row loop indexes without property lookups. */
+  private bind(batch: ColumnBatch): void {
+    const none64 = new Float64Array(0);
+    const none8 = new Uint8Array(0);
+    const none32 = new Int32Array(0);
     this.keyView = new DataView(batch.keys.buffer, batch.keys.byteOffset, batch.keys.byteLength);
-    this.categoryBytes = batch.columns.map((c) => (c.kind === 'category' ? c.categories.map((s) => Buffer.from(s, 'utf8')) : undefined));
+    this.kinds = Uint8Array.from(batch.columns, (c) => kindCode[c.kind]);
+    this.nulls = batch.columns.map((c) => c.nulls);
+    this.float8s = batch.columns.map((c) => (c.kind === 'float8' ? c.values : none64));
+    this.bools = batch.columns.map((c) => (c.kind === 'bool' ? c.values : none8));
+    this.codes = batch.columns.map((c) => (c.kind === 'category' ? c.codes : none32));
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     try {
-      const buf = this.tail ? Buffer.concat([this.tail, chunk]) : chunk;
-      const used = this.decode(buf);
-      this.tail = used < buf.length ? buf.subarray(used) : undefined;
+      let p = 0;
+      if (this.carried > 0 || !this.headerDone) p = this.finishCarried(chunk);
+      if (p < chunk.length) {
+        const used = this.decode(chunk, p, chunk.length, Infinity);
+        if (used < chunk.length) this.carry(chunk, used, chunk.length);
+      }
       done();
     } catch (err) {
       done(err as Error);
@@ -85,66 +114,108 @@ export class BinaryCopyDecoder extends Writable {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    if (!this.ended && (this.tail !== undefined || this.headerDone)) {
+    if (!this.ended && (this.carried > 0 || this.headerDone)) {
       done(new Error('binary COPY stream ended in the middle of a row'));
       return;
     }
     done();
   }
 
-  /** Decodes every complete row in buf; returns the bytes consumed. */
-  private decode(buf: Buffer): number {
-    let p = 0;
+  /**
+   * Completes the carried row (or header) with the first bytes of chunk: appends a slice, tries to decode
+   * one row, and appends more while it is incomplete. Returns where the rest of chunk starts.
+   */
+  private finishCarried(chunk: Buffer): number {
+    const before = this.carried;
+    let take = Math.min(chunk.length, 1024);
+    for (;;) {
+      this.carry(chunk, this.carried - before, take);
+      const used = this.decode(this.scratch, 0, this.carried, 1);
+      if (used > 0 || (this.headerDone && this.ended)) {
+        this.carried = 0;
+        return this.ended ? chunk.length : used - before;
+      }
+      if (take === chunk.length) return chunk.length; // still incomplete: all of chunk is carried
+      take = Math.min(chunk.length, take * 4);
+    }
+  }
+
+  /** Appends chunk[from, to) to the carried bytes. */
+  private carry(chunk: Buffer, from: number, to: number): void {
+    const need = this.carried + (to - from);
+    if (need > this.scratch.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.scratch.length * 2));
+      this.scratch.copy(bigger, 0, 0, this.carried);
+      this.scratch = bigger;
+    }
+    this.carried += chunk.copy(this.scratch, this.carried, from, to);
+  }
+
+  /** Decodes up to maxRows complete rows of buf[p, end); returns the offset after the last one (p if none). */
+  private decode(buf: Buffer, p: number, end: number, maxRows: number): number {
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     if (!this.headerDone) {
-      if (buf.length < 19) return 0;
-      if (buf.compare(signature, 0, 11, 0, 11) !== 0) throw new Error('not a binary COPY stream');
-      const extension = buf.readUInt32BE(15);
-      if (buf.length < 19 + extension) return 0;
-      p = 19 + extension;
+      if (end - p < 19) return p;
+      if (buf.compare(signature, 0, 11, p, p + 11) !== 0) throw new Error('not a binary COPY stream');
+      const extension = view.getUint32(p + 15);
+      if (end - p < 19 + extension) return p;
+      p += 19 + extension;
       this.headerDone = true;
     }
-    const columns = this.batch.columns;
-    const fieldCount = columns.length + 1;
-    // The per-row loop: typed-array writes only, no objects or strings (DESIGN §4, STYLE 6).
-    while (p + 2 <= buf.length) {
-      const fields = buf.readInt16BE(p);
+    const { kinds, categoryBytes } = this;
+    let { nulls, float8s, bools, codes } = this;
+    const columnCount = kinds.length;
+    const fieldCount = columnCount + 1;
+    let decoded = 0;
+    // The per-row loop: DataView reads into typed arrays, no objects or strings (DESIGN §4, STYLE 6).
+    while (decoded < maxRows && p + 2 <= end) {
+      const fields = view.getInt16(p);
       if (fields === -1) {
         this.ended = true;
-        return buf.length;
+        return end;
       }
       if (fields !== fieldCount) throw new Error(`binary COPY row has ${fields} fields, expected ${fieldCount}`);
       const rowStart = p;
-      p += 2;
-      if (this.batch.rows === this.batch.capacity) this.grow();
+      if (p + 14 > end) return rowStart;
+      if (view.getInt32(p + 2) !== 8) throw new Error('source key is NULL or not int8');
+      if (this.batch.rows === this.batch.capacity) {
+        this.grow();
+        ({ nulls, float8s, bools, codes } = this);
+      }
       const row = this.batch.rows;
       // Key: int8, copied as two 32-bit halves into the BigInt64Array's memory (no BigInt allocated).
-      if (p + 12 > buf.length) return rowStart;
-      if (buf.readInt32BE(p) !== 8) throw new Error('source key is NULL or not int8');
-      this.keyView.setInt32(row * 8 + 4, buf.readInt32BE(p + 4), true);
-      this.keyView.setUint32(row * 8, buf.readUInt32BE(p + 8), true);
-      p += 12;
-      for (let c = 0; c < columns.length; c++) {
-        if (p + 4 > buf.length) return rowStart;
-        const len = buf.readInt32BE(p);
+      this.keyView.setInt32(row * 8 + 4, view.getInt32(p + 6), true);
+      this.keyView.setUint32(row * 8, view.getUint32(p + 10), true);
+      p += 14;
+      for (let c = 0; c < columnCount; c++) {
+        if (p + 4 > end) return rowStart;
+        const len = view.getInt32(p);
         p += 4;
-        const col = columns[c] as RawColumn;
         if (len === -1) {
-          col.nulls[row] = 1;
+          nulls[c]![row] = 1;
           continue;
         }
-        if (p + len > buf.length) return rowStart;
-        col.nulls[row] = 0;
-        if (col.kind === 'float8') col.values[row] = buf.readDoubleBE(p);
-        else if (col.kind === 'bool') col.values[row] = buf[p] === 0 ? 0 : 1;
-        else col.codes[row] = matchCategory(buf, p, len, this.categoryBytes[c] as Buffer[]);
+        if (p + len > end) return rowStart;
+        nulls[c]![row] = 0;
+        switch (kinds[c]) {
+          case FLOAT8:
+            float8s[c]![row] = view.getFloat64(p);
+            break;
+          case BOOL:
+            bools[c]![row] = buf[p] === 0 ? 0 : 1;
+            break;
+          default:
+            codes[c]![row] = matchCategory(buf, p, len, categoryBytes[c]!);
+        }
         p += len;
       }
       this.batch.rows = row + 1;
+      decoded++;
     }
     return p;
   }
 
-  /** More rows than planned (rows added since planning): grow by half, keeping what was decoded. */
+/** More rows than planned (rows added since planning): grow by half, keeping what was decoded. */
   private grow(): void {
     const old = this.batch;
     const bigger = allocateBatch(
@@ -161,7 +232,7 @@ export class BinaryCopyDecoder extends Writable {
     });
     bigger.rows = old.rows;
     this.batch = bigger;
-    this.keyView = new DataView(bigger.keys.buffer);
+    this.bind(bigger);
   }
 }
 

@@ -104,6 +104,9 @@ export function addFeatureCounters(into: FeatureCounters, from: FeatureCounters)
   }
 }
 
+/** Rows per block of {@link transformBatch}: 1024 rows of a few dozen inputs fit in a core's L2 cache. */
+const rowBlock = 1024;
+
 // Scratch reused across calls (the transform is synchronous, so one per thread is enough); grows to the largest batch.
 let rejected = new Uint8Array(0);
 let target = new Int32Array(0);
@@ -124,17 +127,32 @@ export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: Model
   rejected.fill(0, 0, rows);
   let anyRejected = 0;
   for (let f = 0; f < plan.features.length; f++) anyRejected |= markRejects(batch.columns[f]!, plan.features[f]!.feature, rows);
-  let accepted = 0;
-  for (let r = 0; r < rows; r++) {
-    if (rejected[r] === 0) {
-      target[r] = accepted;
-      out.keys[accepted++] = batch.keys[r]!;
-    } else {
-      target[r] = -1;
-      rejects.push(describeReject(batch, plan, r));
+  let accepted = rows;
+  if (anyRejected === 0) {
+    out.keys.set(batch.keys.subarray(0, rows));
+  } else {
+    // Keys move as pairs of 32-bit halves: reading a BigInt64Array element would allocate a BigInt per row.
+    const from = new Int32Array(batch.keys.buffer, batch.keys.byteOffset, rows * 2);
+    const into = new Int32Array(out.keys.buffer, out.keys.byteOffset, rows * 2);
+    accepted = 0;
+    for (let r = 0; r < rows; r++) {
+      if (rejected[r] === 0) {
+        target[r] = accepted;
+        into[accepted * 2] = from[r * 2]!;
+        into[accepted * 2 + 1] = from[r * 2 + 1]!;
+        accepted++;
+      } else {
+        target[r] = -1;
+        rejects.push(describeReject(batch, plan, r));
+      }
     }
   }
-  for (let f = 0; f < plan.features.length; f++) writeFeature(batch.columns[f]!, plan.features[f]!, plan.width, rows, out.x, anyRejected !== 0);
+  // Feature by feature within blocks of rows: a block of model input rows stays in cache while every feature writes into it.
+  const compact = anyRejected !== 0;
+  for (let from = 0; from < rows; from += rowBlock) {
+    const to = Math.min(rows, from + rowBlock);
+    for (let f = 0; f < plan.features.length; f++) writeFeature(batch.columns[f]!, plan.features[f]!, plan.width, from, to, out.x, compact);
+  }
   if (counters !== undefined) countFeatures(batch, plan, counters);
   return accepted;
 }
@@ -190,23 +208,27 @@ function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Rejec
   throw new Error(`row ${r} was marked rejected without a cause`);
 }
 
-/** Writes one feature's inputs of every accepted row (row r goes to target[r] when compacting, else to r). */
-function writeFeature(column: RawColumn, planned: PlannedFeature, width: number, rows: number, x: Float32Array, compact: boolean): void {
+/** Writes one feature's inputs of accepted rows from..to-1 (row r goes to target[r] when compacting, else to r). */
+function writeFeature(column: RawColumn, planned: PlannedFeature, width: number, from: number, to: number, x: Float32Array, compact: boolean): void {
   const { feature, offset } = planned;
   const nulls = column.nulls;
   if (column.kind === 'float8' && feature.transform === 'standardize') {
     const { mean, std } = feature;
     const fill = feature.fill ?? 0;
     const values = column.values;
-    for (let r = 0; r < rows; r++) {
-      const t = compact ? target[r]! : r;
+    if (!compact) {
+      for (let r = from, i = from * width + offset; r < to; r++, i += width) x[i] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
+      return;
+    }
+    for (let r = from; r < to; r++) {
+      const t = target[r]!;
       if (t < 0) continue;
       x[t * width + offset] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
     }
   } else if (column.kind === 'bool' && feature.transform === 'boolean') {
     const fill = feature.fill === true ? 1 : 0;
     const values = column.values;
-    for (let r = 0; r < rows; r++) {
+    for (let r = from; r < to; r++) {
       const t = compact ? target[r]! : r;
       if (t < 0) continue;
       x[t * width + offset] = nulls[r] === 1 ? fill : values[r] !== 0 ? 1 : 0;
@@ -215,7 +237,7 @@ function writeFeature(column: RawColumn, planned: PlannedFeature, width: number,
     const k = planned.inputs;
     const fill = feature.fill === undefined ? -1 : feature.categories.indexOf(feature.fill);
     const codes = column.codes;
-    for (let r = 0; r < rows; r++) {
+    for (let r = from; r < to; r++) {
       const t = compact ? target[r]! : r;
       if (t < 0) continue;
       const base = t * width + offset;
