@@ -15,19 +15,21 @@ export function encodeScores(keys: BigInt64Array, scores: Float32Array, rows: nu
   const size = header.length + rows * rowBytes + 2;
   const buf = out && out.length >= size ? out : Buffer.allocUnsafe(Math.ceil(size * 1.25));
   header.copy(buf, 0);
+  // DataView writes (big-endian by default) compile to plain stores; Buffer's write*BE helpers cost a call each.
+  const view = new DataView(buf.buffer, buf.byteOffset, size);
   const keyView = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
   let p = header.length;
   for (let i = 0; i < rows; i++) {
-    buf.writeInt16BE(2, p);
-    buf.writeInt32BE(8, p + 2);
+    view.setInt16(p, 2);
+    view.setInt32(p + 2, 8);
     // The key's two little-endian halves, written big-endian: no BigInt per row.
-    buf.writeInt32BE(keyView.getInt32(i * 8 + 4, true), p + 6);
-    buf.writeUInt32BE(keyView.getUint32(i * 8, true), p + 10);
-    buf.writeInt32BE(4, p + 14);
-    buf.writeFloatBE(scores[i] as number, p + 18);
+    view.setInt32(p + 6, keyView.getInt32(i * 8 + 4, true));
+    view.setUint32(p + 10, keyView.getUint32(i * 8, true));
+    view.setInt32(p + 14, 4);
+    view.setFloat32(p + 18, scores[i]!);
     p += rowBytes;
   }
-  buf.writeInt16BE(-1, p);
+  view.setInt16(p, -1);
   return buf.subarray(0, size);
 }
 
