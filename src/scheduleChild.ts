@@ -82,7 +82,8 @@ async function findChildRun(pool: pg.Pool, schema: string, run: ChildRun): Promi
 
 /** One log line per finished child, at the level its exit code deserves, naming the run from the ledger. */
 export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: string, run: ChildRun, outcome: ChildOutcome, tickText: string): Promise<void> {
-  const row = await findChildRun(pool, schema, run).catch(() => undefined);
+  let ledgerAway = false;
+  const row = await findChildRun(pool, schema, run).catch(() => void (ledgerAway = true));
   const id = row?.run_id;
   const fields = { tick_at: run.tick.toISOString(), child_pid: run.pid, exit_code: outcome.code, signal: outcome.signal ?? undefined, run_id: id, status: row?.status };
   const the = id === undefined ? 'the run' : `run ${id}`;
@@ -96,7 +97,8 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
       return;
     case ExitCode.runFailed:
       if (row) log.error({ ...fields, error: row.error }, `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`);
-      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database is unreachable; see the lines above; the next tick tries again`);
+      else if (ledgerAway) log.error(fields, `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`);
+      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable; see the lines above; the next tick tries again`);
       return;
     case ExitCode.usage:
       log.error(fields, `the run for tick ${tickText} refused its configuration (exit 2; see the lines above); fix it, the next tick tries again`);
