@@ -256,7 +256,8 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
   });
 
   it('a run for the tick still in progress (lock held): exit 75, nothing done', async () => {
-    const tick = previousTick({ expression: '*/10 * * * * *', timezone: 'UTC' }, new Date()) as Date;
+    // A tick (passed with --tick-at, as the scheduler does) later than every run so far, whose run is "in flight" elsewhere.
+    const tick = previousTick({ expression: '*/10 * * * * *', timezone: 'UTC' }, new Date(Date.now() + 60_000)) as Date;
     const holder = new pg.Client({ connectionString: t.url });
     await holder.connect();
     try {
