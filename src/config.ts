@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { parseIntoClientConfig } from 'pg-connection-string';
 import { UsageError } from './errors.js';
 
@@ -38,6 +40,8 @@ export interface RunOptions {
   keepRuns: number;
   /** A run whose rejected/total ratio exceeds this fails without publishing. */
   maxRejectRatio: number;
+  /** A run whose scores' PSI against the previous published run exceeds this fails without publishing; undefined: no PSI gate. */
+  maxPsi?: number | undefined;
   /** Attempts per chunk for transient failures (connection lost, serialization failure). */
   chunkAttempts: number;
   /** For scheduled runs: the tick the run is for. */
@@ -141,6 +145,28 @@ export function parseNumberFlag(value: string, flag: string, min: number, max: n
     throw new UsageError(`${flag}: "${value}" is not a number between ${min} and ${max}`);
   }
   return n;
+}
+
+/** How a run reports itself, per invocation (not stored on the run, so a resume may choose differently). */
+export interface ObserveOptions {
+  /** Prometheus text file (node_exporter textfile collector) written atomically at the end of every run, success or failure. */
+  metricsFile: string | undefined;
+  /** Seconds between progress log lines when stderr is not a terminal; 0 for none. Default 30. */
+  progressIntervalS: number;
+}
+
+/** `--metrics-file` (env SCOREJOB_METRICS_FILE) and `--progress-interval` (env SCOREJOB_PROGRESS_INTERVAL), checked before anything is written. */
+export function resolveObserveOptions(flags: { metricsFile?: string | undefined; progressInterval?: string | undefined }, env: Env = process.env): ObserveOptions {
+  const interval = flags.progressInterval ?? env.SCOREJOB_PROGRESS_INTERVAL ?? '30';
+  const progressIntervalS = parseNumberFlag(interval, flags.progressInterval !== undefined ? '--progress-interval' : 'SCOREJOB_PROGRESS_INTERVAL', 0, 86_400);
+  const given = flags.metricsFile ?? (env.SCOREJOB_METRICS_FILE || undefined);
+  if (given === undefined) return Object.freeze({ metricsFile: undefined, progressIntervalS });
+  const name = flags.metricsFile !== undefined ? '--metrics-file' : 'SCOREJOB_METRICS_FILE';
+  const file = resolvePath(given);
+  const dir = statSync(dirname(file), { throwIfNoEntry: false });
+  if (!dir?.isDirectory()) throw new UsageError(`${name}: "${given}": the directory ${dirname(file)} does not exist`);
+  if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${name}: "${given}" is a directory, not a file`);
+  return Object.freeze({ metricsFile: file, progressIntervalS });
 }
 
 /** Checks a value against a list, naming the flag. */

@@ -51,6 +51,12 @@ export interface ChunkLoopDeps {
   /** After a connection loss: makes sure the ledger connection and the run lock are still ours. */
   recover(): Promise<void>;
   onChunkDone?(info: { chunkNo: number; scored: number; rejected: number }): void;
+  /**
+   * Statistics of the chunk just transformed that the transform gathered (feature counters), stored
+   * beside its score statistics in score_chunks.stats, in the chunk's transaction. Called once per
+   * attempt, right after `transform`.
+   */
+  chunkStats?(): Record<string, unknown>;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
 }
@@ -117,7 +123,8 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
         try {
           await copyScores(w, table, encoded);
           await d.ledger.insertRejects(w, d.runId, rejects);
-          const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats });
+          const extra = d.chunkStats?.();
+          const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
           await w.query('COMMIT');
         } catch (err) {

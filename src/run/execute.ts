@@ -5,13 +5,15 @@ import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
 import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
-import { transformBatch, type Reject } from '../model/features.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
 import { planChunks } from './plan.js';
 import { applyRetention, publishRun } from './publish.js';
-import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
+import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
+import { lastSuccessAt } from './metrics.js';
+import { RunObserver, type ObserveDeps } from './observer.js';
+import { computeRunStatistics, psiGateBreach } from './runStats.js';
 import type { StageTimings } from './timings.js';
 
 /** What a finished run reports: the summary line's facts. */
@@ -28,6 +30,9 @@ export interface RunResult {
   modelName: string;
   modelVersion: string;
   stats: ScoreSummary;
+  /** PSI of the scores against the previous published run (`psiBaselineRunId`); null without one. */
+  psi: number | null;
+  psiBaselineRunId: string | null;
   timings: Record<string, number>;
   /** Runs whose history retention dropped. */
   droppedRuns: string[];
@@ -45,6 +50,8 @@ export interface ExecuteDeps {
   runId: string;
   params: RunParams;
   timings: StageTimings;
+  /** Progress line / log lines and the metrics file (the CLI's choices); none when absent. */
+  observe?: ObserveDeps | undefined;
 }
 
 /**
@@ -57,7 +64,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   const started = performance.now();
   const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
   heartbeat.unref();
+  const observer = new RunObserver(d.observe, log, model.plan);
+  let runStats: Record<string, unknown> | undefined;
   try {
+    let sourceRows: number | undefined;
     const run0 = await ledger.getRun(d.client, runId);
     if (run0?.chunks_total === null || run0?.chunks_total === undefined) {
       // Planned here (not before the run row) so that a failed plan is recorded, and a resume re-plans.
@@ -73,11 +83,13 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
         throw err;
       }
       d.timings.add('plan', performance.now() - t0);
+      sourceRows = plan.rows;
       log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
     }
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;
+    observer.begin(chunks, params.chunkSize, sourceRows);
     const completed = await runChunks(
       {
         pool: d.pool,
@@ -85,7 +97,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
         runId,
         source: params.source,
         columns: model.plan.columns,
-        transform: (batch, out, rejects) => transformBatch(batch, model.plan, out, rejects as Reject[]),
+        transform: observer.transform,
+        chunkStats: observer.chunkStats,
         scorer: model.scorer,
         chunkSize: params.chunkSize,
         attempts: params.chunkAttempts,
@@ -96,18 +109,24 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
         recover: d.recover,
         onChunkDone: ({ chunkNo, scored, rejected }) => {
           done++;
-          log.info({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+          // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
+          log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+          observer.chunkDone(scored, rejected);
         },
       },
       pending,
     );
+    observer.stopProgress();
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
 
     const run = await ledger.getRun(d.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
     const rejected = Number(run?.rows_rejected ?? 0);
     const finalChunks = await ledger.getChunks(d.client, runId);
-    const stats = summarize(mergeStats(finalChunks.map((c) => c.stats).filter((s): s is ScoreStats => s !== null)));
+    const statistics = await computeRunStatistics(d.client, ledger, runId, model.plan, finalChunks);
+    const stats = statistics.scores;
+    // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
+    runStats = { ...statistics, timings_ms: d.timings.toJSON() };
     const total = scored + rejected;
     const ratio = total === 0 ? 0 : rejected / total;
     if (ratio > params.maxRejectRatio) {
@@ -116,7 +135,9 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
           `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
       );
     }
-    const runStats = { scores: stats, timings_ms: d.timings.toJSON() };
+    const psiBreach = psiGateBreach(statistics.drift, params.maxPsi);
+    if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
+    if (params.maxPsi != null && statistics.drift.psi === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
     let t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
@@ -128,6 +149,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     }
     d.timings.add('publish', performance.now() - t);
     const durationMs = performance.now() - started;
+    await observer.finished(
+      { runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
+      () => lastSuccessAt(d.client, ledger),
+    );
     return {
       runId,
       status: 'succeeded',
@@ -141,6 +166,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       modelName: model.manifest.name,
       modelVersion: model.manifest.version,
       stats,
+      psi: statistics.drift.psi,
+      psiBaselineRunId: statistics.drift.baseline_run_id,
       timings: d.timings.toJSON(),
       droppedRuns: dropped,
     };
@@ -148,15 +175,18 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     const failure = await classify(err, d);
     await d
       .recover()
-      .then(() => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind }))
+      .then(() => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }))
       .catch((e: unknown) => log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run will mark this run interrupted'));
+    const drift = runStats?.drift as { psi: number | null } | undefined;
+    await observer.finished({ runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger));
     if (failure.status === 'interrupted' && d.stop.requested) {
       log.warn({ status: 'interrupted' }, `run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``);
       throw new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
     }
     log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
-    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob resume ' + runId + '` re-checks the gate' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
   } finally {
+    observer.stopProgress();
     clearInterval(heartbeat);
   }
 }

@@ -12,6 +12,8 @@ export interface RunParams {
   dryRun: boolean;
   keepRuns: number;
   maxRejectRatio: number;
+  /** The PSI gate (`--max-psi`); null or absent: none. */
+  maxPsi?: number | null;
   chunkAttempts: number;
   backendChoice: string;
   source: { table: string; key: string };

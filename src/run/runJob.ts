@@ -8,7 +8,7 @@ import { InterruptedError, LockedError, RunFailedError, ScorejobError, UsageErro
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
-import { executeRun, type RunResult } from './execute.js';
+import { executeRun, type ExecuteDeps, type RunResult } from './execute.js';
 import { Ledger, type RunParams } from './ledger.js';
 import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
 import { quoteQualified, type SourceRef } from '../db/copyReader.js';
@@ -21,6 +21,8 @@ export interface RunContext {
   config: Config;
   log: Logger;
   stop: StopSignal;
+  /** Progress and metrics of this invocation (the CLI's `--progress-interval`, `--metrics-file`). */
+  observe?: ExecuteDeps['observe'];
 }
 
 /**
@@ -36,6 +38,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     dryRun: opts.dryRun,
     keepRuns: opts.keepRuns,
     maxRejectRatio: opts.maxRejectRatio,
+    maxPsi: opts.maxPsi ?? null,
     chunkAttempts: opts.chunkAttempts,
     backendChoice: opts.backend,
     source: { table: model.manifest.source.table, key: model.manifest.source.key },
@@ -63,7 +66,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend },
       `run ${runId} started${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
-    return executeRun({ ...session, log, stop: ctx.stop, model, runId, params, timings: new StageTimings() });
+    return executeRun({ ...session, log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() });
   });
 }
 
@@ -119,7 +122,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
-    return executeRun({ ...session, log, stop: ctx.stop, model, runId, params, timings: new StageTimings() });
+    return executeRun({ ...session, log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() });
   });
 }
 

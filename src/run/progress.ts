@@ -1,0 +1,149 @@
+import type { Logger } from '../log.js';
+
+/** Where a run reports its progress; chosen by the CLI (a library caller may leave it out). */
+export interface ProgressOptions {
+  /** A terminal for the live line (the CLI passes stderr when it is a TTY); without one, log lines. */
+  tty?: ProgressTerminal | undefined;
+  /** Milliseconds between progress log lines when there is no terminal; 0 for none. */
+  intervalMs: number;
+}
+
+/** The little of a TTY stream the live line needs. */
+export interface ProgressTerminal {
+  write(s: string): unknown;
+  columns?: number | undefined;
+}
+
+/** A run's progress at one moment: the fields of a progress log line. */
+export interface ProgressSnapshot {
+  customers_done: number;
+  customers_total: number;
+  chunks_done: number;
+  chunks_total: number;
+  elapsed_s: number;
+  /** Rows (scored or rejected) per second in this process; a resume counts only its own. */
+  rows_per_second: number;
+  /** Seconds left at the current pace; null before the first chunk. */
+  eta_s: number | null;
+}
+
+/** Counts customers and chunks as chunks commit, and turns them into rate and ETA. */
+export class RunProgress {
+  customersDone: number;
+  chunksDone: number;
+  private readonly doneBefore: number;
+
+  constructor(
+    readonly customersTotal: number,
+    readonly chunksTotal: number,
+    done: { customers: number; chunks: number },
+    private readonly startedAt = performance.now(),
+  ) {
+    this.customersDone = done.customers;
+    this.chunksDone = done.chunks;
+    this.doneBefore = done.customers;
+  }
+
+  chunkDone(rows: number): void {
+    this.customersDone += rows;
+    this.chunksDone++;
+  }
+
+  snapshot(now = performance.now()): ProgressSnapshot {
+    const elapsed = Math.max(0, now - this.startedAt) / 1000;
+    const mine = this.customersDone - this.doneBefore;
+    const rate = elapsed > 0 ? mine / elapsed : 0;
+    const total = Math.max(this.customersTotal, this.customersDone);
+    return {
+      customers_done: this.customersDone,
+      customers_total: total,
+      chunks_done: this.chunksDone,
+      chunks_total: this.chunksTotal,
+      elapsed_s: Math.round(elapsed * 10) / 10,
+      rows_per_second: Math.round(rate),
+      eta_s: mine > 0 && rate > 0 ? Math.round((total - this.customersDone) / rate) : null,
+    };
+  }
+}
+
+const num = new Intl.NumberFormat('en-US');
+
+/** 75 -> "1:15", 3725 -> "1:02:05". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+function percent(s: ProgressSnapshot): number {
+  return s.customers_total === 0 ? 100 : Math.min(100, (100 * s.customers_done) / s.customers_total);
+}
+
+/** The live line: bar, customers, rate, chunks, elapsed, ETA; cut to the terminal's width so it never wraps. */
+export function formatProgressLine(s: ProgressSnapshot, columns = 100): string {
+  const pct = percent(s);
+  const width = 20;
+  const filled = Math.round((pct / 100) * width);
+  const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+  const line =
+    `scoring ${bar} ${pct.toFixed(1).padStart(5)}%  ${num.format(s.customers_done)}/${num.format(s.customers_total)} customers  ` +
+    `${num.format(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatDuration(s.elapsed_s)}  ETA ${s.eta_s === null ? '—' : formatDuration(s.eta_s)}`;
+  return line.length >= columns ? line.slice(0, Math.max(0, columns - 1)) : line;
+}
+
+/** The message of a progress log line (the figures are also its fields). */
+export function formatProgressMessage(s: ProgressSnapshot): string {
+  return (
+    `progress: ${num.format(s.customers_done)} of ${num.format(s.customers_total)} customers (${percent(s).toFixed(1)}%), ` +
+    `${s.chunks_done} of ${s.chunks_total} chunks, ${num.format(s.rows_per_second)} rows/s, elapsed ${formatDuration(s.elapsed_s)}, ETA ${s.eta_s === null ? 'unknown' : formatDuration(s.eta_s)}`
+  );
+}
+
+export interface ProgressReporter {
+  /** A chunk committed: redraw the live line (log lines keep their own pace). */
+  update(): void;
+  /** Clears the live line / stops the log timer. Safe to call twice. */
+  stop(): void;
+}
+
+/**
+ * On a terminal: a live line on it, redrawn when a chunk commits and every second (elapsed, ETA),
+ * cleared at the end. Otherwise (cron, a pipe, a log file): an info log line every `intervalMs`,
+ * never a bar.
+ */
+export function startProgress(progress: RunProgress, opts: ProgressOptions | undefined, log: Logger): ProgressReporter {
+  if (!opts) return { update: () => undefined, stop: () => undefined };
+  const tty = opts.tty;
+  if (tty) {
+    let drawn = false;
+    let last = 0;
+    const draw = () => {
+      last = performance.now();
+      drawn = true;
+      // \r and "erase line": the line is redrawn in place and never scrolls.
+      tty.write(`\r\x1b[2K${formatProgressLine(progress.snapshot(), tty.columns ?? 100)}`);
+    };
+    const timer = setInterval(draw, 1000);
+    timer.unref();
+    draw();
+    return {
+      update: () => {
+        if (performance.now() - last >= 100) draw(); // many small chunks: at most ten redraws a second
+      },
+      stop: () => {
+        clearInterval(timer);
+        if (drawn) tty.write('\r\x1b[2K');
+        drawn = false;
+      },
+    };
+  }
+  if (opts.intervalMs <= 0) return { update: () => undefined, stop: () => undefined };
+  const timer = setInterval(() => {
+    const s = progress.snapshot();
+    log.info({ progress: true, ...s }, formatProgressMessage(s));
+  }, opts.intervalMs);
+  timer.unref();
+  return { update: () => undefined, stop: () => clearInterval(timer) };
+}
