@@ -27,6 +27,10 @@ import { inspectModel, formatModelReport } from './model/inspect.js';
 import { checkSourceColumns } from './db/sourceColumns.js';
 import { applyTickFlags, type TickFlags } from './run/ifDue.js';
 import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from './schedule.js';
+import { resolveObserveOptions } from './config.js';
+import type { ObserveDeps } from './run/observer.js';
+import { forcePublish } from './run/forcePublish.js';
+import { writeHtmlReport } from './run/htmlReport.js';
 import type { Logger as PinoLogger } from 'pino';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -130,6 +134,9 @@ export function buildProgram(): Command {
     .option('--keep-runs <n>', 'succeeded runs kept in history (env SCOREJOB_KEEP_RUNS; default 12)')
     .option('--max-reject-ratio <ratio>', 'fail without publishing when more than this fraction of rows is rejected (env SCOREJOB_MAX_REJECT_RATIO; default 0.01)')
     .option('--chunk-attempts <n>', 'attempts per chunk on transient database errors', '4')
+    .option('--max-psi <x>', "fail without publishing when the scores' PSI against the previous published run exceeds this (env SCOREJOB_MAX_PSI; default: no PSI gate)")
+    .option('--metrics-file <path>', 'write Prometheus metrics (textfile collector) at the end of the run, success or failure (env SCOREJOB_METRICS_FILE)')
+    .option('--progress-interval <seconds>', 'seconds between progress log lines when stderr is not a terminal; 0 for none (env SCOREJOB_PROGRESS_INTERVAL; default 30)')
     .option('--if-due <expr>', 'run only if the latest tick of this cron expression has no succeeded run yet; else exit 0 (for cron lines that fire more often than the schedule)')
     .option('--timezone <tz>', 'time zone of --if-due (default: the system time zone)')
     .addOption(new Option('--tick-at <iso>', 'the tick this run is for (set by `scorejob schedule`)').hideHelp());
@@ -137,7 +144,8 @@ export function buildProgram(): Command {
     action(async (ctx, flags: RunFlags) => {
       const opts = await applyTickFlags(ctx, flags, runOptions(flags));
       if (opts === undefined) return ExitCode.ok;
-      return await withStopSignal(ctx.log, async (stop) => reportRun(ctx, await startRun({ ...ctx, stop }, opts)));
+      const observe = observeOptions(flags);
+      return await withStopSignal(ctx.log, async (stop) => reportRun(ctx, await startRun({ ...ctx, stop, observe }, opts)));
     }),
   );
 
@@ -166,7 +174,31 @@ export function buildProgram(): Command {
     .command('resume')
     .description('continue a failed or interrupted run from its first unfinished chunk, with the same model')
     .argument('<run-id>', 'the run to continue (see `scorejob runs`)')
-    .action(action(async (ctx, runId: string) => withStopSignal(ctx.log, async (stop) => reportRun(ctx, await resumeRun({ ...ctx, stop }, runId)))));
+    .option('--metrics-file <path>', 'write Prometheus metrics (textfile collector) at the end of the run, success or failure (env SCOREJOB_METRICS_FILE)')
+    .option('--progress-interval <seconds>', 'seconds between progress log lines when stderr is not a terminal; 0 for none (env SCOREJOB_PROGRESS_INTERVAL; default 30)')
+    .action(
+      action(async (ctx, runId: string, flags: ObserveFlags) => {
+        const observe = observeOptions(flags);
+        return withStopSignal(ctx.log, async (stop) => reportRun(ctx, await resumeRun({ ...ctx, stop, observe }, runId)));
+      }),
+    );
+
+  program
+    .command('publish')
+    .description('publish a run that a publish gate (--max-reject-ratio, --max-psi) stopped, after a person has looked at it')
+    .argument('<run-id>', 'the run (see `scorejob runs show <run-id>`)')
+    .option('--force', 'publish it although it breached a gate', false)
+    .option('--metrics-file <path>', 'write Prometheus metrics (textfile collector) when done (env SCOREJOB_METRICS_FILE)')
+    .action(
+      action(async (ctx, runId: string, flags: ObserveFlags & { force: boolean }) => {
+        const { metricsFile } = resolveObserveOptions(flags);
+        const r = await forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force });
+        ctx.log.info(
+          { run_id: r.runId, status: 'succeeded', forced_publish: true, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
+          `run ${r.runId} published to ${ctx.config.schema}.customer_scores by force: ${r.rowsScored} customers, model ${r.modelVersion}`,
+        );
+      }),
+    );
 
   const runs = program
     .command('runs')
@@ -192,11 +224,13 @@ export function buildProgram(): Command {
     .description('one run in detail: chunks, rejects by reason, score statistics, the previous published run')
     .argument('<run-id>', 'the run')
     .option('--json', 'machine-readable output', false)
+    .option('--html <file>', 'also write a self-contained HTML report (histogram against the previous run, feature table) to this file')
     .action(
       action(
-        async (ctx, runId: string, flags: { json: boolean }) => {
+        async (ctx, runId: string, flags: { json: boolean; html?: string }) => {
           await withMigratedClient(ctx, async (client) => {
             const detail = await showRun(client, ctx.config.schema, runId);
+            if (flags.html !== undefined) await writeHtmlReport(flags.html, detail);
             process.stdout.write(flags.json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail));
           });
         },
@@ -267,7 +301,21 @@ interface RunFlags extends TickFlags {
   backend?: string;
   keepRuns?: string;
   maxRejectRatio?: string;
+  maxPsi?: string;
   chunkAttempts: string;
+  metricsFile?: string;
+  progressInterval?: string;
+}
+
+interface ObserveFlags {
+  metricsFile?: string;
+  progressInterval?: string;
+}
+
+/** The live progress line on stderr when it is a terminal, else progress log lines; the metrics file. Checked before anything is written. */
+function observeOptions(flags: ObserveFlags): ObserveDeps {
+  const o = resolveObserveOptions(flags);
+  return { metricsFile: o.metricsFile, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
 }
 
 /** The shipped model, wherever scorejob is installed; a given directory is taken relative to the working directory. */
@@ -287,6 +335,7 @@ function runOptions(flags: RunFlags, env = process.env): RunOptions {
     keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', flags.keepRuns ? '--keep-runs' : 'SCOREJOB_KEEP_RUNS', 1, 10_000),
     maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', flags.maxRejectRatio ? '--max-reject-ratio' : 'SCOREJOB_MAX_REJECT_RATIO', 0, 1),
     chunkAttempts: parseIntFlag(flags.chunkAttempts, '--chunk-attempts', 1, 100),
+    maxPsi: flags.maxPsi !== undefined || env.SCOREJOB_MAX_PSI ? parseNumberFlag((flags.maxPsi ?? env.SCOREJOB_MAX_PSI) as string, flags.maxPsi !== undefined ? '--max-psi' : 'SCOREJOB_MAX_PSI', 0, 1000) : undefined,
   });
 }
 
@@ -344,6 +393,8 @@ function reportRun(ctx: Context, r: RunResult): number {
       model_version: r.modelVersion,
       dry_run: r.dryRun,
       score_mean: r.stats.mean,
+      psi: r.psi,
+      psi_baseline_run_id: r.psiBaselineRunId,
       timings_ms: r.timings,
       dropped_runs: r.droppedRuns,
     },

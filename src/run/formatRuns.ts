@@ -1,4 +1,5 @@
 import type { RunDetail, RunListItem } from './runsReport.js';
+import { formatRunStatistics } from './formatStats.js';
 
 const num = new Intl.NumberFormat('en-US');
 
@@ -45,6 +46,7 @@ export function formatRunDetail(r: RunDetail): string {
     lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
     lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
   }
+  lines.push(...formatRunStatistics(r));
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
   if (failing.length > 0) {
     lines.push('', 'Chunks not done or retried:');

@@ -3,6 +3,9 @@ import { UsageError } from '../errors.js';
 import { Ledger, type RunRow, type RunStatus } from './ledger.js';
 import { releaseRunLock, tryRunLock } from './lock.js';
 import type { ScoreSummary } from './scoreStats.js';
+import type { FeaturesSummary } from './featureStats.js';
+import type { ForcedPublish } from './forcePublish.js';
+import { drift as computeDrift, type Drift } from './psi.js';
 
 /** One line of `scorejob runs`. */
 export interface RunListItem {
@@ -40,7 +43,13 @@ export interface RunDetail extends RunListItem {
   chunks: { chunk_no: number; key_lo: string; key_hi: string; status: string; attempts: number; rows_scored: number | null; rows_rejected: number | null; duration_ms: number | null; last_error: string | null }[];
   stats: ScoreSummary | null;
   timings_ms: Record<string, number> | null;
-  previous_published: { run_id: string; model_version: string; rows_scored: number; stats: ScoreSummary | null } | null;
+  previous_published: { run_id: string; model_version: string; rows_scored: number; stats: ScoreSummary | null; features?: FeaturesSummary | null } | null;
+  /** Per-feature NULL, out-of-range and unknown-category fractions over every row read. */
+  features?: FeaturesSummary | null;
+  /** PSI against the previous published run: as recorded by the run, else computed from the two histograms. */
+  drift?: Drift | null;
+  /** Set when `scorejob publish --force` published the run over a failed gate. */
+  forced_publish?: ForcedPublish | null;
 }
 
 /**
@@ -117,7 +126,9 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     [runId],
   );
   const p = prev.rows[0];
-  const stats = (run.stats ?? null) as { scores?: ScoreSummary; timings_ms?: Record<string, number> } | null;
+  const stats = (run.stats ?? null) as { scores?: ScoreSummary; timings_ms?: Record<string, number>; features?: FeaturesSummary; drift?: Drift; forced_publish?: ForcedPublish } | null;
+  const prevStats = (p?.stats ?? null) as { scores?: ScoreSummary; features?: FeaturesSummary } | null;
+  const drift = stats?.drift ?? (stats?.scores && p ? computeDrift(p.run_id, prevStats?.scores?.histogram, stats.scores.histogram) : null);
   return {
     ...toItem(run),
     host: run.host,
@@ -132,7 +143,10 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     stats: stats?.scores ?? null,
     timings_ms: stats?.timings_ms ?? null,
     previous_published: p
-      ? { run_id: p.run_id, model_version: p.model_version, rows_scored: Number(p.rows_scored), stats: ((p.stats as { scores?: ScoreSummary } | null)?.scores ?? null) }
+      ? { run_id: p.run_id, model_version: p.model_version, rows_scored: Number(p.rows_scored), stats: ((p.stats as { scores?: ScoreSummary } | null)?.scores ?? null), features: prevStats?.features ?? null }
       : null,
+    features: stats?.features ?? null,
+    drift,
+    forced_publish: stats?.forced_publish ?? null,
   };
 }
