@@ -21,7 +21,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bott
 .sub{color:#5b6577;margin:0 0 16px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #eceff4;vertical-align:top}
 th{background:#f5f7fa;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-#facts th{width:180px}
+#facts th{width:180px}#scores{width:auto;min-width:50%}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .succeeded{background:#e3f5e9;color:#17663a}.failed{background:#fde8e8;color:#9b1c1c}.interrupted,.running{background:#fff4d6;color:#8a5a00}
 .stable{color:#17663a}.moderate{color:#8a5a00}.major{color:#9b1c1c}
