@@ -231,7 +231,9 @@ export function buildProgram(): Command {
           await withMigratedClient(ctx, async (client) => {
             const detail = await showRun(client, ctx.config.schema, runId);
             if (flags.html !== undefined) await writeHtmlReport(flags.html, detail);
-            process.stdout.write(flags.json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail));
+            // `runs show <id> --json`: commander hands --json to `runs`, which declares it too.
+            const json = flags.json || runs.opts<{ json: boolean }>().json;
+            process.stdout.write(json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail));
           });
         },
         { quiet: true },

@@ -81,16 +81,19 @@ function percent(s: ProgressSnapshot): number {
   return s.customers_total === 0 ? 100 : Math.min(100, (100 * s.customers_done) / s.customers_total);
 }
 
-/** The live line: bar, customers, rate, chunks, elapsed, ETA; cut to the terminal's width so it never wraps. */
-export function formatProgressLine(s: ProgressSnapshot, columns = 100): string {
+/** The live line: bar, customers, rate, chunks, elapsed, ETA; the bar goes first when the terminal is narrow, and the line never wraps. */
+export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
   const pct = percent(s);
   const width = 20;
   const filled = Math.round((pct / 100) * width);
   const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-  const line =
-    `scoring ${bar} ${pct.toFixed(1).padStart(5)}%  ${num.format(s.customers_done)}/${num.format(s.customers_total)} customers  ` +
+  const figures =
+    `${pct.toFixed(1).padStart(5)}%  ${num.format(s.customers_done)}/${num.format(s.customers_total)} customers  ` +
     `${num.format(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatDuration(s.elapsed_s)}  ETA ${s.eta_s === null ? '—' : formatDuration(s.eta_s)}`;
-  return line.length >= columns ? line.slice(0, Math.max(0, columns - 1)) : line;
+  const withBar = `scoring ${bar} ${figures}`;
+  if (withBar.length < columns) return withBar;
+  const plain = `scoring ${figures.trimStart()}`;
+  return plain.length < columns ? plain : plain.slice(0, Math.max(0, columns - 1));
 }
 
 /** The message of a progress log line (the figures are also its fields). */
@@ -123,7 +126,9 @@ export function startProgress(progress: RunProgress, opts: ProgressOptions | und
       last = performance.now();
       drawn = true;
       // \r and "erase line": the line is redrawn in place and never scrolls.
-      tty.write(`\r\x1b[2K${formatProgressLine(progress.snapshot(), tty.columns ?? 100)}`);
+      // A pseudo-terminal without a size reports 0 columns: assume 120 then.
+      const columns = tty.columns !== undefined && tty.columns >= 20 ? tty.columns : 120;
+      tty.write(`\r\x1b[2K${formatProgressLine(progress.snapshot(), columns)}`);
     };
     const timer = setInterval(draw, 1000);
     timer.unref();
