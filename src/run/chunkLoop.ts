@@ -79,6 +79,8 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
   let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
   let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
   let failures = 0;
+  /** The last failure, recorded on the chunk once the ledger connection is back. */
+  let pendingFailure: string | undefined;
 
   const read = (index: number): { index: number; promise: Promise<ColumnBatch> } => {
     const chunk = chunks[index] as PlannedChunk;
@@ -95,6 +97,14 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
       const chunk = chunks[i] as PlannedChunk;
       const startedAt = new Date();
       try {
+        if (pendingFailure !== undefined || !reader || !writer) {
+          // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
+          await d.recover();
+          if (pendingFailure !== undefined) await d.recordFailure(chunk.chunkNo, pendingFailure);
+          pendingFailure = undefined;
+          reader ??= await connect(d.pool, 'reader');
+          writer ??= await connect(d.pool, 'writer');
+        }
         const current = prefetch?.index === i ? prefetch : read(i);
         prefetch = undefined;
         let t = performance.now();
@@ -151,12 +161,9 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
           throw err;
         }
         const wait = (d.backoffMs ?? 500) * 2 ** (failures - 1);
-        d.log.warn({ chunk: chunk.chunkNo, attempt: failures, retry_in_ms: wait, error: message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
+        d.log.warn({ chunk: chunk.chunkNo, attempt: failures, retry_in_ms: wait, error: message, cause: (err as Error).message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
         await new Promise((r) => setTimeout(r, wait));
-        await d.recover();
-        await d.recordFailure(chunk.chunkNo, message);
-        reader = await connect(d.pool, 'reader');
-        writer = await connect(d.pool, 'writer');
+        pendingFailure = message;
       }
     }
     return true;

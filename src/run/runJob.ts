@@ -66,7 +66,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend },
       `run ${runId} started${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
-    return executeRun({ ...session, log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() });
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
   });
 }
 
@@ -122,7 +122,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
-    return executeRun({ ...session, log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() });
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
   });
 }
 
@@ -137,6 +137,23 @@ async function assertWritable(client: pg.ClientBase, config: Config): Promise<vo
 async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
   const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(client, source.table)}) AS any`);
   return rows[0]?.any === true;
+}
+
+/**
+ * The session's parts for executeRun. `client` is a getter, not a copy: recover() replaces the ledger
+ * connection after a connection loss, and every later ledger write must use the new one.
+ */
+function executeDeps(session: LockedSession, rest: Omit<ExecuteDeps, 'pool' | 'client' | 'ledger' | 'config' | 'recover'>): ExecuteDeps {
+  return {
+    ...rest,
+    pool: session.pool,
+    ledger: session.ledger,
+    config: session.config,
+    recover: () => session.recover(),
+    get client() {
+      return session.client;
+    },
+  };
 }
 
 /** A pool, the ledger connection holding the run lock, and the ledger, for one run's life. */

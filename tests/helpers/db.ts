@@ -21,23 +21,24 @@ export function adminUrl(): string {
   return inject('adminUrl');
 }
 
-export function urlFor(database: string): string {
-  const url = new URL(adminUrl());
+export function urlFor(database: string, admin = adminUrl()): string {
+  const url = new URL(admin);
   url.pathname = `/${database}`;
   return url.toString();
 }
 
 /** Creates an empty database (and migrates it, unless told not to). Dropped by `drop()`. */
-export async function createTestDatabase(opts: { migrated?: boolean; schema?: string } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(opts: { migrated?: boolean; schema?: string; adminUrl?: string } = {}): Promise<TestDatabase> {
   const name = `sj_test_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl() });
+  const server = opts.adminUrl ?? adminUrl();
+  const admin = new pg.Client({ connectionString: server });
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
   } finally {
     await admin.end();
   }
-  const url = urlFor(name);
+  const url = urlFor(name, server);
   const db = resolveDb({ DATABASE_URL: url });
   const pool = createPool(db, 10);
   if (opts.migrated ?? true) {
@@ -57,7 +58,7 @@ export async function createTestDatabase(opts: { migrated?: boolean; schema?: st
     drop: async () => {
       await pool.end().catch(() => undefined);
       if (process.env.KEEP_TEST_DATABASES) return;
-      const c = new pg.Client({ connectionString: adminUrl() });
+      const c = new pg.Client({ connectionString: server });
       await c.connect();
       try {
         await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(name)} WITH (FORCE)`);
