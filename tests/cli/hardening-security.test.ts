@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedCustomers } from '../../src/seed.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { modelCopy } from '../helpers/run.js';
+
+const hostileColumn = 'x"; DROP TABLE customers; --';
+const hostileTable = "cust'; DROP TABLE customers; --";
+const hostileSchema = 'sc"; DROP TABLE customers; --';
+
+async function customersStillThere(t: TestDatabase): Promise<void> {
+  const { rows } = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers');
+  expect(rows[0]?.n).toBe(400);
+}
+
+/** Identifiers from configuration or a manifest are names, never SQL. */
+describe('hostile identifiers', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase({ migrated: false });
+    await seedCustomers(t.pool, { customers: 400, seed: 12 });
+    const table = `"${hostileTable.replaceAll('"', '""')}"`;
+    await t.pool.query(`CREATE TABLE ${table} AS SELECT * FROM customers`);
+    await t.pool.query(`ALTER TABLE ${table} ADD PRIMARY KEY (customer_id)`);
+    await t.pool.query(`ALTER TABLE ${table} RENAME COLUMN tenure_months TO "${hostileColumn.replaceAll('"', '""')}"`);
+  });
+  afterAll(async () => t.drop());
+
+  it('a source table and feature column with hostile names are read as names', async () => {
+    expect((await runCli(['migrate'], t.env)).code).toBe(0);
+    const dir = await modelCopy((m) => {
+      m.source.table = hostileTable;
+      m.features[0].column = hostileColumn;
+    });
+    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    expect(inspect.code).toBe(0);
+    const r = await runCli(['run', '--model', dir], t.env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await customersStillThere(t);
+    const { rows } = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.customer_scores');
+    expect(rows[0]?.n).toBe(400);
+  });
+
+  it('a hostile --schema is a schema name: migrate, run, runs and resume work in it', async () => {
+    const env = { ...t.env, SCOREJOB_SCHEMA: hostileSchema };
+    expect((await runCli(['migrate'], env)).code).toBe(0);
+    const r = await runCli(['run', '--chunk-size', '100'], env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await customersStillThere(t);
+    const quoted = `"${hostileSchema.replaceAll('"', '""')}"`;
+    const { rows } = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM ${quoted}.customer_scores`);
+    expect(rows[0]?.n).toBe(400);
+    const runs = await runCli(['runs', '--json'], env);
+    expect(runs.code).toBe(0);
+    expect(JSON.parse(runs.stdout)).toHaveLength(1);
+    // The default schema is untouched by runs in the other one.
+    const other = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs');
+    expect(other.rows[0]?.n).toBe(1);
+  });
+});
