@@ -6,26 +6,17 @@ import { describeDbError } from '../db/describeError.js';
 import { isTransient } from '../db/sqlstate.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { ModelInput, Reject } from '../model/features.js';
+import type { Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
 import { accumulate, emptyStats } from './scoreStats.js';
 import type { StageTimings } from './timings.js';
 
-/** What the chunk loop needs of a model: the narrow boundary of STYLE.md §8 (tests still use a real model). */
-export interface Scorer {
-  readonly inputWidth: number;
-  score(x: Float32Array, rows: number): Promise<Float32Array>;
-}
-
-/** A row the model cannot score, with the reason recorded in score_rejects. */
-export interface RejectRow {
-  key: bigint;
-  reason: string;
-  column: string;
-  value: string | null;
-}
+/** A row the model cannot score (see model/features.ts). */
+export type RejectRow = Reject;
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
-export type Transform = (batch: ColumnBatch, out: { x: Float32Array; keys: BigInt64Array }, rejects: RejectRow[]) => number;
+export type Transform = (batch: ColumnBatch, out: ModelInput, rejects: Reject[]) => number;
 
 /** Set by the CLI's signal handler: the loop stops after the chunk in flight. */
 export interface StopSignal {
@@ -39,6 +30,7 @@ export interface ChunkLoopDeps {
   source: SourceRef;
   columns: readonly ColumnSpec[];
   transform: Transform;
+  /** The narrow boundary to the model (STYLE.md §8): tests of the loop still use a real model. */
   scorer: Scorer;
   chunkSize: number;
   /** Attempts per chunk before a transient failure fails the run. */
@@ -116,7 +108,7 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
           keys = new BigInt64Array(batch.capacity);
           x = new Float32Array(batch.capacity * d.scorer.inputWidth);
         }
-        const rejects: RejectRow[] = [];
+        const rejects: Reject[] = [];
         t = performance.now();
         const accepted = d.transform(batch, { x, keys }, rejects);
         d.timings.add('transform', performance.now() - t);
