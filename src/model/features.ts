@@ -109,12 +109,17 @@ const rowBlock = 1024;
 
 // Scratch reused across calls (the transform is synchronous, so one per thread is enough); grows to the largest batch.
 let rejected = new Uint8Array(0);
+/** Where row r's inputs go: its accepted position, or -1 for a rejected row (the identity when none is rejected). */
 let target = new Int32Array(0);
 
 /**
  * Turns a decoded batch into model input rows, compacting away rows that cannot be scored: accepted row
  * j is `out.x[j*width .. (j+1)*width)` with key `out.keys[j]`. Each rejected row is appended to
  * `rejects` once, with its first offending column. Returns the number of accepted rows.
+ *
+ * The per-row loops live in small functions that take typed arrays and numbers only: each sees one
+ * array type per argument, so V8 optimizes it once and keeps it optimized (a loop over `column.values`
+ * of varying column kinds deoptimized on every chunk and then ran unoptimized, boxing every number).
  */
 export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput, rejects: Reject[], counters?: FeatureCounters): number {
   const rows = batch.rows;
@@ -123,35 +128,26 @@ export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: Model
     rejected = new Uint8Array(batch.capacity);
     target = new Int32Array(batch.capacity);
   }
-  // Column-wise passes over typed arrays; per-row work in JS objects happens only for rejected rows.
   rejected.fill(0, 0, rows);
   let anyRejected = 0;
-  for (let f = 0; f < plan.features.length; f++) anyRejected |= markRejects(batch.columns[f]!, plan.features[f]!.feature, rows);
+  for (let f = 0; f < plan.features.length; f++) {
+    const column = batch.columns[f]!;
+    if (plan.features[f]!.feature.fill === undefined) anyRejected |= markNulls(column.nulls, rejected, rows);
+    if (column.kind === 'float8') anyRejected |= markNonFinite(column.values, column.nulls, rejected, rows);
+  }
   let accepted = rows;
   if (anyRejected === 0) {
     out.keys.set(batch.keys.subarray(0, rows));
+    identity(target, rows);
   } else {
     // Keys move as pairs of 32-bit halves: reading a BigInt64Array element would allocate a BigInt per row.
-    const from = new Int32Array(batch.keys.buffer, batch.keys.byteOffset, rows * 2);
-    const into = new Int32Array(out.keys.buffer, out.keys.byteOffset, rows * 2);
-    accepted = 0;
-    for (let r = 0; r < rows; r++) {
-      if (rejected[r] === 0) {
-        target[r] = accepted;
-        into[accepted * 2] = from[r * 2]!;
-        into[accepted * 2 + 1] = from[r * 2 + 1]!;
-        accepted++;
-      } else {
-        target[r] = -1;
-        rejects.push(describeReject(batch, plan, r));
-      }
-    }
+    accepted = compactKeys(new Int32Array(batch.keys.buffer, batch.keys.byteOffset, rows * 2), new Int32Array(out.keys.buffer, out.keys.byteOffset, rows * 2), rejected, target, rows);
+    for (let r = 0; r < rows; r++) if (rejected[r] !== 0) rejects.push(describeReject(batch, plan, r));
   }
   // Feature by feature within blocks of rows: a block of model input rows stays in cache while every feature writes into it.
-  const compact = anyRejected !== 0;
   for (let from = 0; from < rows; from += rowBlock) {
     const to = Math.min(rows, from + rowBlock);
-    for (let f = 0; f < plan.features.length; f++) writeFeature(batch.columns[f]!, plan.features[f]!, plan.width, from, to, out.x, compact);
+    for (let f = 0; f < plan.features.length; f++) writeFeature(batch.columns[f]!, plan.features[f]!, plan.width, from, to, out.x);
   }
   if (counters !== undefined) countFeatures(batch, plan, counters);
   return accepted;
@@ -172,27 +168,47 @@ function checkShapes(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput): vo
   }
 }
 
-/** Sets rejected[r] for rows this column makes unscorable; returns 1 if it set any. */
-function markRejects(column: RawColumn, feature: Feature, rows: number): number {
+/** Marks rows whose value is NULL; returns 1 if it marked any. */
+function markNulls(nulls: Uint8Array, marks: Uint8Array, rows: number): number {
   let any = 0;
-  const nulls = column.nulls;
-  if (feature.fill === undefined) {
-    for (let r = 0; r < rows; r++) {
-      const n = nulls[r]!;
-      rejected[r]! |= n;
-      any |= n;
-    }
-  }
-  if (column.kind === 'float8') {
-    const values = column.values;
-    for (let r = 0; r < rows; r++) {
-      // v - v is NaN exactly for NaN and ±Infinity: one branch-free test per value.
-      const bad = nulls[r] === 0 && Number.isNaN(values[r]! - values[r]!) ? 1 : 0;
-      rejected[r]! |= bad;
-      any |= bad;
-    }
+  for (let r = 0; r < rows; r++) {
+    const n = nulls[r]!;
+    marks[r]! |= n;
+    any |= n;
   }
   return any;
+}
+
+/** Marks rows whose (non-NULL) value is NaN or ±Infinity; returns 1 if it marked any. */
+function markNonFinite(values: Float64Array, nulls: Uint8Array, marks: Uint8Array, rows: number): number {
+  let any = 0;
+  for (let r = 0; r < rows; r++) {
+    // v - v is NaN exactly for NaN and ±Infinity: one branch-free test per value.
+    const bad = nulls[r] === 0 && Number.isNaN(values[r]! - values[r]!) ? 1 : 0;
+    marks[r]! |= bad;
+    any |= bad;
+  }
+  return any;
+}
+
+function identity(into: Int32Array, rows: number): void {
+  for (let r = 0; r < rows; r++) into[r] = r;
+}
+
+/** Copies the keys of unmarked rows to the front (as 32-bit halves), sets `into` (row -> position or -1); returns their count. */
+function compactKeys(keys: Int32Array, out: Int32Array, marks: Uint8Array, into: Int32Array, rows: number): number {
+  let accepted = 0;
+  for (let r = 0; r < rows; r++) {
+    if (marks[r] === 0) {
+      into[r] = accepted;
+      out[accepted * 2] = keys[r * 2]!;
+      out[accepted * 2 + 1] = keys[r * 2 + 1]!;
+      accepted++;
+    } else {
+      into[r] = -1;
+    }
+  }
+  return accepted;
 }
 
 function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Reject {
@@ -208,45 +224,44 @@ function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Rejec
   throw new Error(`row ${r} was marked rejected without a cause`);
 }
 
-/** Writes one feature's inputs of accepted rows from..to-1 (row r goes to target[r] when compacting, else to r). */
-function writeFeature(column: RawColumn, planned: PlannedFeature, width: number, from: number, to: number, x: Float32Array, compact: boolean): void {
+/** Writes one feature's inputs of rows from..to-1 (row r to position target[r]; rejected rows are skipped). */
+function writeFeature(column: RawColumn, planned: PlannedFeature, width: number, from: number, to: number, x: Float32Array): void {
   const { feature, offset } = planned;
-  const nulls = column.nulls;
   if (column.kind === 'float8' && feature.transform === 'standardize') {
-    const { mean, std } = feature;
-    const fill = feature.fill ?? 0;
-    const values = column.values;
-    if (!compact) {
-      for (let r = from, i = from * width + offset; r < to; r++, i += width) x[i] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
-      return;
-    }
-    for (let r = from; r < to; r++) {
-      const t = target[r]!;
-      if (t < 0) continue;
-      x[t * width + offset] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
-    }
+    standardize(column.values, column.nulls, feature.fill ?? 0, feature.mean, feature.std, x, width, offset, target, from, to);
   } else if (column.kind === 'bool' && feature.transform === 'boolean') {
-    const fill = feature.fill === true ? 1 : 0;
-    const values = column.values;
-    for (let r = from; r < to; r++) {
-      const t = compact ? target[r]! : r;
-      if (t < 0) continue;
-      x[t * width + offset] = nulls[r] === 1 ? fill : values[r] !== 0 ? 1 : 0;
-    }
+    booleans(column.values, column.nulls, feature.fill === true ? 1 : 0, x, width, offset, target, from, to);
   } else if (column.kind === 'category' && feature.transform === 'one_hot') {
-    const k = planned.inputs;
     const fill = feature.fill === undefined ? -1 : feature.categories.indexOf(feature.fill);
-    const codes = column.codes;
-    for (let r = from; r < to; r++) {
-      const t = compact ? target[r]! : r;
-      if (t < 0) continue;
-      const base = t * width + offset;
-      for (let j = 0; j < k; j++) x[base + j] = 0; // k is small: a loop beats a fill() call per row
-      const code = nulls[r] === 1 ? fill : codes[r]!;
-      if (code >= 0 && code < k) x[base + code] = 1; // unknown category (-1): all zeros
-    }
+    oneHot(column.codes, column.nulls, fill, planned.inputs, x, width, offset, target, from, to);
   } else {
     throw new Error(`column ${column.name} is ${column.kind}, feature transform is ${feature.transform}`);
+  }
+}
+
+function standardize(values: Float64Array, nulls: Uint8Array, fill: number, mean: number, std: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+  for (let r = from; r < to; r++) {
+    const t = at[r]!;
+    if (t >= 0) x[t * width + offset] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
+  }
+}
+
+function booleans(values: Uint8Array, nulls: Uint8Array, fill: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+  for (let r = from; r < to; r++) {
+    const t = at[r]!;
+    if (t >= 0) x[t * width + offset] = nulls[r] === 1 ? fill : values[r] !== 0 ? 1 : 0;
+  }
+}
+
+/** k inputs per row, all 0 but the category's (an unknown category, code -1, is all zeros). */
+function oneHot(codes: Int32Array, nulls: Uint8Array, fill: number, k: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+  for (let r = from; r < to; r++) {
+    const t = at[r]!;
+    if (t < 0) continue;
+    const base = t * width + offset;
+    for (let j = 0; j < k; j++) x[base + j] = 0; // k is small: a loop beats a fill() call per row
+    const code = nulls[r] === 1 ? fill : codes[r]!;
+    if (code >= 0 && code < k) x[base + code] = 1;
   }
 }
 
@@ -256,29 +271,45 @@ function countFeatures(batch: ColumnBatch, plan: FeaturePlan, c: FeatureCounters
   for (let f = 0; f < plan.features.length; f++) {
     const column = batch.columns[f]!;
     const feature = plan.features[f]!.feature;
-    const nulls = column.nulls;
-    let n = 0;
-    for (let r = 0; r < rows; r++) n += nulls[r]!;
-    c.nulls[f]! += n;
+    c.nulls[f]! += countSet(column.nulls, rows);
     if (column.kind === 'float8' && feature.transform === 'standardize' && (feature.min !== undefined || feature.max !== undefined)) {
-      const min = feature.min ?? -Infinity;
-      const max = feature.max ?? Infinity;
-      const values = column.values;
-      let below = 0;
-      let above = 0;
-      for (let r = 0; r < rows; r++) {
-        if (nulls[r] === 1) continue;
-        const v = values[r]!;
-        if (v < min && v !== -Infinity) below++;
-        else if (v > max && v !== Infinity) above++;
-      }
-      c.belowMin[f]! += below;
-      c.aboveMax[f]! += above;
+      c.belowMin[f]! += countBelow(column.values, column.nulls, feature.min ?? -Infinity, rows);
+      c.aboveMax[f]! += countAbove(column.values, column.nulls, feature.max ?? Infinity, rows);
     } else if (column.kind === 'category') {
-      const codes = column.codes;
-      let unknown = 0;
-      for (let r = 0; r < rows; r++) if (nulls[r] === 0 && codes[r]! < 0) unknown++;
-      c.unknownCategory[f]! += unknown;
+      c.unknownCategory[f]! += countUnknown(column.codes, column.nulls, rows);
     }
   }
+}
+
+function countSet(flags: Uint8Array, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) n += flags[r]!;
+  return n;
+}
+
+/** Finite non-NULL values below min. */
+function countBelow(values: Float64Array, nulls: Uint8Array, min: number, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    const v = values[r]!;
+    n += nulls[r] === 0 && v < min && v !== -Infinity ? 1 : 0;
+  }
+  return n;
+}
+
+/** Finite non-NULL values above max. */
+function countAbove(values: Float64Array, nulls: Uint8Array, max: number, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    const v = values[r]!;
+    n += nulls[r] === 0 && v > max && v !== Infinity ? 1 : 0;
+  }
+  return n;
+}
+
+/** Non-NULL values that matched no category. */
+function countUnknown(codes: Int32Array, nulls: Uint8Array, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) n += nulls[r] === 0 && codes[r]! < 0 ? 1 : 0;
+  return n;
 }

@@ -19,35 +19,57 @@ export function emptyStats(lo = 0, hi = 1, bins = histogramBins): ScoreStats {
   return { count: 0, sum: 0, sumSquares: 0, min: null, max: null, histogram: { lo, hi, bins: new Array<number>(bins).fill(0), below: 0, above: 0 } };
 }
 
-/** Adds scores[0..rows) to stats. Plain loop over the typed array: this runs once per scored row. */
+// What scorePass leaves: its sums and extremes, and the bin counts of the call (zeroed again once folded in).
+const pass = new Float64Array(6);
+let passBins = new Float64Array(histogramBins);
+
+/** Adds scores[0..rows) to stats. */
 export function accumulate(stats: ScoreStats, scores: Float32Array, rows: number): void {
   const h = stats.histogram;
-  const n = h.bins.length;
-  const width = (h.hi - h.lo) / n;
+  if (passBins.length !== h.bins.length) passBins = new Float64Array(h.bins.length);
+  scorePass(scores, rows, h.lo, h.hi, passBins, pass);
+  for (let b = 0; b < passBins.length; b++) h.bins[b] = (h.bins[b] as number) + (passBins[b] as number);
+  passBins.fill(0);
+  stats.count += rows;
+  stats.sum += pass[0] as number;
+  stats.sumSquares += pass[1] as number;
+  if (rows > 0) {
+    stats.min = Math.min(stats.min ?? Infinity, pass[2] as number);
+    stats.max = Math.max(stats.max ?? -Infinity, pass[3] as number);
+  }
+  h.below += pass[4] as number;
+  h.above += pass[5] as number;
+}
+
+/**
+ * The loop that runs once per scored row, alone in a function of typed arrays and numbers: V8 keeps it
+ * optimized (the same loop over the stats object's properties deoptimized on every chunk and boxed every sum).
+ */
+function scorePass(scores: Float32Array, rows: number, lo: number, hi: number, bins: Float64Array, out: Float64Array): void {
+  const n = bins.length;
+  const width = (hi - lo) / n;
   let sum = 0;
   let sumSquares = 0;
-  let min = stats.min ?? Infinity;
-  let max = stats.max ?? -Infinity;
+  let min = Infinity;
+  let max = -Infinity;
+  let below = 0;
+  let above = 0;
   for (let i = 0; i < rows; i++) {
-    const s = scores[i] as number;
+    const s = scores[i]!;
     sum += s;
     sumSquares += s * s;
     if (s < min) min = s;
     if (s > max) max = s;
-    if (s < h.lo) h.below++;
-    else if (s > h.hi) h.above++;
-    else {
-      const b = Math.min(n - 1, Math.floor((s - h.lo) / width));
-      h.bins[b] = (h.bins[b] as number) + 1;
-    }
+    if (s < lo) below++;
+    else if (s > hi) above++;
+    else bins[Math.min(n - 1, Math.floor((s - lo) / width))]!++;
   }
-  stats.count += rows;
-  stats.sum += sum;
-  stats.sumSquares += sumSquares;
-  if (rows > 0) {
-    stats.min = min;
-    stats.max = max;
-  }
+  out[0] = sum;
+  out[1] = sumSquares;
+  out[2] = min;
+  out[3] = max;
+  out[4] = below;
+  out[5] = above;
 }
 
 /** Merges chunk statistics (same histogram layout). */
