@@ -29,8 +29,8 @@ describe('what can go wrong: the database', () => {
   const runId = (log: Record<string, unknown>) => log.run_id as string;
 
   /** A run with tiny chunks (seconds long), once `chunks` chunks have committed. */
-  async function slowRun(chunks: number, env: Record<string, string> = t.env) {
-    const child = startCli(['run', '--chunk-size', '20'], env);
+  async function slowRun(chunks: number, env: Record<string, string> = t.env, extra: string[] = []) {
+    const child = startCli(['run', '--chunk-size', '20', ...extra], env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     if (chunks > 0) await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done as number) >= chunks);
     return { child, runId: runId(started) };
@@ -110,7 +110,8 @@ describe('what can go wrong: the database', () => {
   });
 
   it('the server restarted mid-run: the chunk is retried and the run succeeds', async () => {
-    const { child, runId: id } = await slowRun(3);
+    // Tiny chunks keep the run going through the restart; more attempts give a loaded machine time to bring the server back.
+    const { child, runId: id } = await slowRun(3, t.env, ['--chunk-size', '5', '--chunk-attempts', '7']);
     await server.restart();
     const r = await child.result;
     outputs.push(r);
