@@ -25,6 +25,14 @@ export interface OutputSelection {
   units: number;
 }
 
+/**
+ * Rows per predict call. Large enough that per-call overhead vanishes, small enough that the layers'
+ * activations stay in cache and the backend's memory (WebAssembly memory only grows) does not scale
+ * with the chunk size: on wasm, 8192-row calls score 1M rows in ~95 ms where one 50000-row call
+ * per chunk takes ~115 ms and grows the heap by ~15 MB more.
+ */
+export const predictBatchRows = 8192;
+
 /** A {@link Scorer} over a loaded TF.js layers model with a single `[rows, inputWidth]` input. */
 export function createTfScorer(model: LayersModel, inputWidth: number, selection: OutputSelection): Scorer {
   let disposed = false;
@@ -35,21 +43,26 @@ export function createTfScorer(model: LayersModel, inputWidth: number, selection
       if (!Number.isInteger(rows) || rows < 0 || x.length < rows * inputWidth) {
         throw new Error(`cannot score ${rows} rows of ${inputWidth} from ${x.length} floats`);
       }
-      if (rows === 0) return new Float32Array(0);
-      // The tensor is returned from tidy and read outside it, once: reading inside tidy (dataSync) costs a third of the speed.
-      const y = tf.tidy(() => {
-        // subarray: no copy on the JS side (the cpu backend keeps a reference, wasm copies into its heap once).
-        const input = tf.tensor2d(x.subarray(0, rows * inputWidth), [rows, inputWidth], 'float32');
-        // batchSize = rows: one pass through the layers; the default (32) is ~36x slower.
-        const out = model.predict(input, { batchSize: rows });
-        return Array.isArray(out) ? out[selection.output]! : out;
-      });
-      try {
-        const data = (await y.data()) as Float32Array;
-        return selection.units === 1 ? data : column(data, rows, selection.units, selection.unit);
-      } finally {
-        y.dispose();
+      const scores = new Float32Array(rows);
+      for (let from = 0; from < rows; from += predictBatchRows) {
+        const n = Math.min(predictBatchRows, rows - from);
+        // The tensor is returned from tidy and read outside it, once: reading inside tidy (dataSync) costs a third of the speed.
+        const y = tf.tidy(() => {
+          // subarray: no copy on the JS side (the cpu backend keeps a reference, wasm copies into its heap once).
+          const input = tf.tensor2d(x.subarray(from * inputWidth, (from + n) * inputWidth), [n, inputWidth], 'float32');
+          // batchSize = n: one pass through the layers; the default (32) is ~36x slower.
+          const out = model.predict(input, { batchSize: n });
+          return Array.isArray(out) ? out[selection.output]! : out;
+        });
+        try {
+          const data = (await y.data()) as Float32Array;
+          if (selection.units === 1) scores.set(data.subarray(0, n), from);
+          else for (let r = 0, i = selection.unit; r < n; r++, i += selection.units) scores[from + r] = data[i]!;
+        } finally {
+          y.dispose();
+        }
       }
+      return scores;
     },
     dispose() {
       if (disposed) return;
@@ -57,11 +70,4 @@ export function createTfScorer(model: LayersModel, inputWidth: number, selection
       model.dispose();
     },
   };
-}
-
-/** Column `unit` of a row-major `[rows, units]` matrix. */
-function column(data: Float32Array, rows: number, units: number, unit: number): Float32Array {
-  const scores = new Float32Array(rows);
-  for (let r = 0, i = unit; r < rows; r++, i += units) scores[r] = data[i]!;
-  return scores;
 }
