@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../columns.js';
-import { chunkCopySql, readChunk, type SourceRef } from '../db/copyReader.js';
+import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/copyReader.js';
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
 import { isTransient } from '../db/sqlstate.js';
@@ -69,6 +69,8 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
   const table = d.ledger.runTable(d.runId);
   let reader: pg.PoolClient | undefined = await connect(d.pool, 'reader');
   let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
+  // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
+  const wire = await sourceWireTypes(reader, d.source, d.columns);
   let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
   let failures = 0;
   /** The last failure, recorded on the chunk once the ledger connection is back. */
@@ -78,7 +80,7 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
     const chunk = chunks[index] as PlannedChunk;
     const slot = index % 2;
     const client = reader as pg.PoolClient;
-    const promise = readChunk(client, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi), batches[slot] as ColumnBatch).then((b) => (batches[slot] = b));
+    const promise = readChunk(client, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire), batches[slot] as ColumnBatch, wire).then((b) => (batches[slot] = b));
     promise.catch(() => undefined); // awaited below; never an unhandled rejection
     return { index, promise };
   };
