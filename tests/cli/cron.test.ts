@@ -1,0 +1,148 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { previousTick } from '../../src/cronTicks.js';
+import { seedCustomers } from '../../src/seed.js';
+import { repoRoot } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+
+/**
+ * The repo's `crontab` under a real cron daemon (Debian's `cron`): its job line, fired every minute
+ * from /etc/cron.d with the environment the file sets (PATH to node, DATABASE_URL from a chmod 600
+ * file, the working directory, a log file), must leave a succeeded run with trigger `cron` in the
+ * ledger. Needs root (to install and start cron and to write /etc/cron.d); skipped, with the reason
+ * printed, where that is impossible.
+ */
+
+const cronDaemon = '/usr/sbin/cron';
+
+/** Installs cron when absent; the reason it cannot, or undefined. */
+function ensureCron(): string | undefined {
+  if (process.platform !== 'linux') return `cron test needs Linux (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return 'cron test needs root (to install and start cron and write /etc/cron.d)';
+  if (existsSync(cronDaemon)) return undefined;
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
+  if (r.status !== 0) {
+    spawnSync('apt-get', ['update'], { env, encoding: 'utf8' });
+    r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
+  }
+  if (r.error || r.status !== 0 || !existsSync(cronDaemon)) return `cannot install cron: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;
+  return undefined;
+}
+
+/** Whether a cron daemon already runs (Debian's pid file names a live process). */
+async function cronRunning(): Promise<boolean> {
+  try {
+    const pid = Number((await readFile('/var/run/crond.pid', 'utf8')).trim());
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \([^)]*\) Z/.test(stat); // not a zombie
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The repo's crontab as an /etc/cron.d file: its variable lines with the given values, and its one
+ * job line, unchanged but for the schedule (every minute) and the user field cron.d files have.
+ */
+async function cronDFromRepoCrontab(values: Record<string, string>, user = 'root'): Promise<{ text: string; command: string }> {
+  const lines = (await readFile(join(repoRoot, 'crontab'), 'utf8')).split('\n');
+  const out: string[] = [];
+  const jobs: string[] = [];
+  for (const line of lines) {
+    if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+    const assignment = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (assignment) {
+      const name = assignment[1] as string;
+      out.push(`${name}=${values[name] ?? assignment[2]}`);
+      continue;
+    }
+    jobs.push(line);
+  }
+  expect(jobs, 'the repo crontab has exactly one active job line').toHaveLength(1);
+  const m = /^\s*(\S+\s+){5}(.*)$/.exec(jobs[0] as string);
+  const command = (m?.[2] ?? '').trim();
+  expect(command).toContain('scorejob');
+  for (const [name, value] of Object.entries(values)) if (!out.some((l) => l.startsWith(`${name}=`))) out.push(`${name}=${value}`);
+  out.push(`* * * * * ${user} ${command}`);
+  return { text: `${out.join('\n')}\n`, command };
+}
+
+const unavailable = ensureCron();
+if (unavailable) console.warn(`SKIPPED tests/cli/cron.test.ts: ${unavailable}`);
+
+describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron daemon', () => {
+  let t: TestDatabase;
+  let dir: string;
+  let cronFile: string;
+  let startedCron: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 2000, seed: 9 });
+    dir = await mkdtemp(join(tmpdir(), 'sj-cron-'));
+    const envFile = join(dir, 'scorejob.env');
+    await writeFile(envFile, `DATABASE_URL='${t.url}'\n`, { mode: 0o600 });
+    await chmod(envFile, 0o600);
+    // cron.d file names may hold only letters, digits, _ and -.
+    cronFile = `/etc/cron.d/scorejob-test-${randomBytes(4).toString('hex')}`;
+    const { text } = await cronDFromRepoCrontab({
+      PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+      SCOREJOB_HOME: repoRoot,
+      SCOREJOB_ENV: envFile,
+      SCOREJOB_LOG: join(dir, 'scorejob.log'),
+      MAILTO: '""', // no mail; Debian's cron ignores the whole file on a bare `MAILTO=`
+    });
+    await writeFile(cronFile, text, { mode: 0o644 });
+    await chmod(cronFile, 0o644);
+    await ensureCronRunning();
+  });
+
+  /** Starts cron unless one runs (another test run may have started one, or stopped its own meanwhile). */
+  async function ensureCronRunning(): Promise<void> {
+    if (await cronRunning()) return;
+    const daemon = spawn(cronDaemon, ['-f'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    if (daemon.exitCode === null) startedCron = daemon;
+    else if (!(await cronRunning())) throw new Error(`cron -f exited at once (code ${daemon.exitCode}) and no other cron runs`);
+  }
+
+  afterAll(async () => {
+    if (cronFile) await rm(cronFile, { force: true });
+    // Only the daemon this file started; one that was running before stays.
+    if (startedCron?.pid !== undefined && startedCron.exitCode === null) startedCron.kill('SIGTERM');
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await t?.drop();
+  });
+
+  it(
+    'fires the crontab line and leaves a succeeded run with trigger cron in the ledger within two minutes',
+    async () => {
+      const deadline = Date.now() + 130_000;
+      let run: { run_id: string; status: string; trigger: string; tick_at: Date | null } | undefined;
+      while (Date.now() < deadline) {
+        const { rows } = await t.pool.query<{ run_id: string; status: string; trigger: string; tick_at: Date | null }>(
+          `SELECT run_id::text, status, trigger, tick_at FROM scoring.score_runs WHERE status <> 'running' ORDER BY run_id LIMIT 1`,
+        );
+        run = rows[0];
+        if (run) break;
+        await ensureCronRunning();
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const log = await readFile(join(dir, 'scorejob.log'), 'utf8').catch(() => '(no log file)');
+      expect(run, `no run within two minutes; ${cronFile}:\n${await readFile(cronFile, 'utf8')}\nlog:\n${log}`).toBeDefined();
+      expect(run, log).toMatchObject({ status: 'succeeded', trigger: 'cron' });
+      // --if-due in the line: the run is for the month's tick (02:30 on the 1st, the machine's time zone).
+      expect(run?.tick_at).toEqual(previousTick({ expression: '30 2 1 * *' }, new Date()));
+      expect(log).toMatch(/"msg":"due: tick \S+ has no run/);
+    },
+    200_000,
+  );
+});
