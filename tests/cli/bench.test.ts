@@ -43,6 +43,7 @@ describe('npm run bench', () => {
       expect(side.rounds[0].rows).toBe(20000);
     }
     expect(results.job.jobRowsPerSecond.median).toBeGreaterThan(0);
+    expect(results.job.startupMs).toBeGreaterThan(0);
     expect(results.baseline.copyRowsPerSecond.median).toBeGreaterThan(0);
     for (const stage of ['plan', 'read', 'transform', 'predict', 'write', 'publish']) expect(results.job.timingsMs[stage], stage).toBeGreaterThan(0);
 
