@@ -357,7 +357,7 @@ export class BinaryRowDecoder {
             float8s[c]![row] = view.getInt32(p);
             break;
           case NUMERIC:
-            float8s[c]![row] = numericToFloat8(view, p, len);
+            numericInto(view, p, len, float8s[c]!, row);
             break;
           case BOOL:
             bools[c]![row] = buf[p] === 0 ? 0 : 1;
@@ -420,29 +420,41 @@ function matchCategory(buf: Buffer, p: number, len: number, categories: Buffer[]
 const powersOfTen = Float64Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
 
 /**
- * A binary numeric (int16 ndigits, weight, sign, dscale, then ndigits base-10000 digits) as the double
- * nearest to it, the same value the server's numeric-to-float8 cast gives. Fast path: the digits form an
- * integer below 2^53 and the decimal exponent is within ±22, so one exact multiply or divide by a power
- * of ten rounds correctly; anything else goes through a decimal string, also correctly rounded.
+ * Stores a binary numeric (int16 ndigits, weight, sign, dscale, then ndigits base-10000 digits) into
+ * out[i] as the double nearest to it, the same value the server's numeric-to-float8 cast gives. Fast
+ * path: the digits form an integer below 2^53 and the decimal exponent is within ±22, so one exact
+ * multiply or divide by a power of ten rounds correctly; anything else goes through a decimal string,
+ * also correctly rounded. It stores rather than returns: a double returned from a call that is not
+ * inlined is boxed, an allocation per value.
  */
-function numericToFloat8(view: DataView, p: number, len: number): number {
+function numericInto(view: DataView, p: number, len: number, out: Float64Array, i: number): void {
   const ndigits = view.getInt16(p);
   const weight = view.getInt16(p + 2);
   const sign = view.getUint16(p + 4);
-  if (sign === 0xc000) return NaN;
-  if (sign === 0xd000) return Infinity;
-  if (sign === 0xf000) return -Infinity;
+  if (sign === 0xc000) {
+    out[i] = NaN;
+    return;
+  }
+  if (sign === 0xd000 || sign === 0xf000) {
+    out[i] = sign === 0xd000 ? Infinity : -Infinity;
+    return;
+  }
   if (len !== 8 + 2 * ndigits) throw new Error(`binary numeric of ${len} bytes has ${ndigits} digits`);
   let m = 0;
-  for (let i = 0; i < ndigits; i++) m = m * 10000 + view.getInt16(p + 8 + 2 * i);
-  if (m === 0) return 0;
+  for (let k = 0; k < ndigits; k++) m = m * 10000 + view.getInt16(p + 8 + 2 * k);
+  if (m === 0) {
+    out[i] = 0;
+    return;
+  }
   const e = 4 * (weight - ndigits + 1);
   let v: number;
   if (m <= 9007199254740992 && e >= -22 && e <= 22) v = e >= 0 ? m * powersOfTen[e]! : m / powersOfTen[-e]!;
-  else {
-    let digits = '';
-    for (let i = 0; i < ndigits; i++) digits += String(view.getInt16(p + 8 + 2 * i)).padStart(4, '0');
-    v = Number(`${digits}e${e}`);
-  }
-  return sign === 0x4000 ? -v : v;
+  else v = Number(`${numericDigits(view, p + 8, ndigits)}e${e}`);
+  out[i] = sign === 0x4000 ? -v : v;
+}
+
+function numericDigits(view: DataView, p: number, ndigits: number): string {
+  let digits = '';
+  for (let k = 0; k < ndigits; k++) digits += String(view.getInt16(p + 2 * k)).padStart(4, '0');
+  return digits;
 }

@@ -117,9 +117,10 @@ let target = new Int32Array(0);
  * j is `out.x[j*width .. (j+1)*width)` with key `out.keys[j]`. Each rejected row is appended to
  * `rejects` once, with its first offending column. Returns the number of accepted rows.
  *
- * The per-row loops live in small functions that take typed arrays and numbers only: each sees one
- * array type per argument, so V8 optimizes it once and keeps it optimized (a loop over `column.values`
- * of varying column kinds deoptimized on every chunk and then ran unoptimized, boxing every number).
+ * The per-row loops live in small functions that take typed arrays and numbers only, called once per
+ * block of rows: each sees one array type per argument and is called often, so V8 optimizes it as a
+ * function and keeps it optimized. (A loop over `column.values` of varying column kinds deoptimized on
+ * every chunk; a whole-chunk loop ran interpreted until on-stack replacement, boxing every number.)
  */
 export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput, rejects: Reject[], counters?: FeatureCounters): number {
   const rows = batch.rows;
@@ -130,18 +131,24 @@ export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: Model
   }
   rejected.fill(0, 0, rows);
   let anyRejected = 0;
-  for (let f = 0; f < plan.features.length; f++) {
-    const column = batch.columns[f]!;
-    if (plan.features[f]!.feature.fill === undefined) anyRejected |= markNulls(column.nulls, rejected, rows);
-    if (column.kind === 'float8') anyRejected |= markNonFinite(column.values, column.nulls, rejected, rows);
+  for (let from = 0; from < rows; from += rowBlock) {
+    const to = Math.min(rows, from + rowBlock);
+    for (let f = 0; f < plan.features.length; f++) {
+      const column = batch.columns[f]!;
+      if (plan.features[f]!.feature.fill === undefined) anyRejected |= markNulls(column.nulls, rejected, from, to);
+      if (column.kind === 'float8') anyRejected |= markNonFinite(column.values, column.nulls, rejected, from, to);
+    }
   }
   let accepted = rows;
   if (anyRejected === 0) {
     out.keys.set(batch.keys.subarray(0, rows));
-    identity(target, rows);
+    for (let from = 0; from < rows; from += rowBlock) identity(target, from, Math.min(rows, from + rowBlock));
   } else {
     // Keys move as pairs of 32-bit halves: reading a BigInt64Array element would allocate a BigInt per row.
-    accepted = compactKeys(new Int32Array(batch.keys.buffer, batch.keys.byteOffset, rows * 2), new Int32Array(out.keys.buffer, out.keys.byteOffset, rows * 2), rejected, target, rows);
+    const keys = new Int32Array(batch.keys.buffer, batch.keys.byteOffset, rows * 2);
+    const outKeys = new Int32Array(out.keys.buffer, out.keys.byteOffset, rows * 2);
+    accepted = 0;
+    for (let from = 0; from < rows; from += rowBlock) accepted = compactKeys(keys, outKeys, rejected, target, from, Math.min(rows, from + rowBlock), accepted);
     for (let r = 0; r < rows; r++) if (rejected[r] !== 0) rejects.push(describeReject(batch, plan, r));
   }
   // Feature by feature within blocks of rows: a block of model input rows stays in cache while every feature writes into it.
@@ -169,9 +176,9 @@ function checkShapes(batch: ColumnBatch, plan: FeaturePlan, out: ModelInput): vo
 }
 
 /** Marks rows whose value is NULL; returns 1 if it marked any. */
-function markNulls(nulls: Uint8Array, marks: Uint8Array, rows: number): number {
+function markNulls(nulls: Uint8Array, marks: Uint8Array, from: number, to: number): number {
   let any = 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = from; r < to; r++) {
     const n = nulls[r]!;
     marks[r]! |= n;
     any |= n;
@@ -180,9 +187,9 @@ function markNulls(nulls: Uint8Array, marks: Uint8Array, rows: number): number {
 }
 
 /** Marks rows whose (non-NULL) value is NaN or ±Infinity; returns 1 if it marked any. */
-function markNonFinite(values: Float64Array, nulls: Uint8Array, marks: Uint8Array, rows: number): number {
+function markNonFinite(values: Float64Array, nulls: Uint8Array, marks: Uint8Array, from: number, to: number): number {
   let any = 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = from; r < to; r++) {
     // v - v is NaN exactly for NaN and ±Infinity: one branch-free test per value.
     const bad = nulls[r] === 0 && Number.isNaN(values[r]! - values[r]!) ? 1 : 0;
     marks[r]! |= bad;
@@ -191,14 +198,16 @@ function markNonFinite(values: Float64Array, nulls: Uint8Array, marks: Uint8Arra
   return any;
 }
 
-function identity(into: Int32Array, rows: number): void {
-  for (let r = 0; r < rows; r++) into[r] = r;
+function identity(into: Int32Array, from: number, to: number): void {
+  for (let r = from; r < to; r++) into[r] = r;
 }
 
-/** Copies the keys of unmarked rows to the front (as 32-bit halves), sets `into` (row -> position or -1); returns their count. */
-function compactKeys(keys: Int32Array, out: Int32Array, marks: Uint8Array, into: Int32Array, rows: number): number {
-  let accepted = 0;
-  for (let r = 0; r < rows; r++) {
+/**
+ * Copies the keys of unmarked rows from..to-1 after the `accepted` already copied (as 32-bit halves) and
+ * sets `into` (row -> position, or -1); returns the new count.
+ */
+function compactKeys(keys: Int32Array, out: Int32Array, marks: Uint8Array, into: Int32Array, from: number, to: number, accepted: number): number {
+  for (let r = from; r < to; r++) {
     if (marks[r] === 0) {
       into[r] = accepted;
       out[accepted * 2] = keys[r * 2]!;
@@ -240,9 +249,12 @@ function writeFeature(column: RawColumn, planned: PlannedFeature, width: number,
 }
 
 function standardize(values: Float64Array, nulls: Uint8Array, fill: number, mean: number, std: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+  // The fill's input computed once, as a double: choosing between the `fill` argument and values[r] inside
+  // the loop made V8 box every value (an allocation per value).
+  const filled = (fill - mean) / std;
   for (let r = from; r < to; r++) {
     const t = at[r]!;
-    if (t >= 0) x[t * width + offset] = ((nulls[r] === 1 ? fill : values[r]!) - mean) / std;
+    if (t >= 0) x[t * width + offset] = nulls[r] === 1 ? filled : (values[r]! - mean) / std;
   }
 }
 
@@ -271,26 +283,40 @@ function countFeatures(batch: ColumnBatch, plan: FeaturePlan, c: FeatureCounters
   for (let f = 0; f < plan.features.length; f++) {
     const column = batch.columns[f]!;
     const feature = plan.features[f]!.feature;
-    c.nulls[f]! += countSet(column.nulls, rows);
-    if (column.kind === 'float8' && feature.transform === 'standardize' && (feature.min !== undefined || feature.max !== undefined)) {
-      c.belowMin[f]! += countBelow(column.values, column.nulls, feature.min ?? -Infinity, rows);
-      c.aboveMax[f]! += countAbove(column.values, column.nulls, feature.max ?? Infinity, rows);
-    } else if (column.kind === 'category') {
-      c.unknownCategory[f]! += countUnknown(column.codes, column.nulls, rows);
+    const ranged = column.kind === 'float8' && feature.transform === 'standardize' && (feature.min !== undefined || feature.max !== undefined);
+    const min = ranged && feature.transform === 'standardize' ? (feature.min ?? -Infinity) : -Infinity;
+    const max = ranged && feature.transform === 'standardize' ? (feature.max ?? Infinity) : Infinity;
+    let nulls = 0;
+    let below = 0;
+    let above = 0;
+    let unknown = 0;
+    for (let from = 0; from < rows; from += rowBlock) {
+      const to = Math.min(rows, from + rowBlock);
+      nulls += countSet(column.nulls, from, to);
+      if (ranged && column.kind === 'float8') {
+        below += countBelow(column.values, column.nulls, min, from, to);
+        above += countAbove(column.values, column.nulls, max, from, to);
+      } else if (column.kind === 'category') {
+        unknown += countUnknown(column.codes, column.nulls, from, to);
+      }
     }
+    c.nulls[f]! += nulls;
+    c.belowMin[f]! += below;
+    c.aboveMax[f]! += above;
+    c.unknownCategory[f]! += unknown;
   }
 }
 
-function countSet(flags: Uint8Array, rows: number): number {
+function countSet(flags: Uint8Array, from: number, to: number): number {
   let n = 0;
-  for (let r = 0; r < rows; r++) n += flags[r]!;
+  for (let r = from; r < to; r++) n += flags[r]!;
   return n;
 }
 
 /** Finite non-NULL values below min. */
-function countBelow(values: Float64Array, nulls: Uint8Array, min: number, rows: number): number {
+function countBelow(values: Float64Array, nulls: Uint8Array, min: number, from: number, to: number): number {
   let n = 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = from; r < to; r++) {
     const v = values[r]!;
     n += nulls[r] === 0 && v < min && v !== -Infinity ? 1 : 0;
   }
@@ -298,9 +324,9 @@ function countBelow(values: Float64Array, nulls: Uint8Array, min: number, rows: 
 }
 
 /** Finite non-NULL values above max. */
-function countAbove(values: Float64Array, nulls: Uint8Array, max: number, rows: number): number {
+function countAbove(values: Float64Array, nulls: Uint8Array, max: number, from: number, to: number): number {
   let n = 0;
-  for (let r = 0; r < rows; r++) {
+  for (let r = from; r < to; r++) {
     const v = values[r]!;
     n += nulls[r] === 0 && v > max && v !== Infinity ? 1 : 0;
   }
@@ -308,8 +334,8 @@ function countAbove(values: Float64Array, nulls: Uint8Array, max: number, rows: 
 }
 
 /** Non-NULL values that matched no category. */
-function countUnknown(codes: Int32Array, nulls: Uint8Array, rows: number): number {
+function countUnknown(codes: Int32Array, nulls: Uint8Array, from: number, to: number): number {
   let n = 0;
-  for (let r = 0; r < rows; r++) n += nulls[r] === 0 && codes[r]! < 0 ? 1 : 0;
+  for (let r = from; r < to; r++) n += nulls[r] === 0 && codes[r]! < 0 ? 1 : 0;
   return n;
 }
