@@ -77,141 +77,177 @@ export async function checkModelDirectory(dir: string, flag: string): Promise<vo
  * interrupted), wait for it, exit 0; a second signal stops the run at once and exits 143/130.
  */
 export async function runScheduler(ctx: { config: Config; log: Logger }, opts: ScheduleOptions, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const { config, log } = ctx;
   checkCronExpression(opts.cron, '--cron');
   const timezone = opts.timezone === undefined ? undefined : checkTimezone(opts.timezone, '--timezone');
-  const spec: CronSpec = { expression: opts.cron, timezone };
-  const zone = timezone ?? `system time zone, ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
-  const at = (tick: Date) => formatTick(tick, timezone);
+  const scheduler = new Scheduler(ctx.config, ctx.log, { ...opts, timezone });
+  const onSignal = (signal: NodeJS.Signals) => scheduler.stop(signal);
+  // Before anything async: a signal during start-up stops it too.
+  signals.on('SIGTERM', onSignal);
+  signals.on('SIGINT', onSignal);
+  try {
+    return await scheduler.run();
+  } finally {
+    signals.off('SIGTERM', onSignal);
+    signals.off('SIGINT', onSignal);
+  }
+}
 
-  let current: ChildRun | undefined;
-  /** The current child's life, up to its report: what a stop waits for. */
-  let active: Promise<void> | undefined;
-  let stopping: NodeJS.Signals | undefined;
-  let forced: NodeJS.Signals | undefined;
-  let ticks = 0;
-  const abort = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      if (current && !forced) {
-        forced = signal;
-        log.warn({ signal, child_pid: current.pid }, `${signal} again: stopping the run at once (its chunk in flight is rolled back)`);
+/** One scheduler's state: the node-cron task, the child in flight, the stop request. */
+class Scheduler {
+  private readonly spec: CronSpec;
+  private readonly pool: Pool;
+  private readonly stopped = new AbortController();
+  private task: ScheduledTask | undefined;
+  private current: ChildRun | undefined;
+  /** The current child's life up to its report: what a stop waits for. */
+  private active: Promise<void> | undefined;
+  private stopping: NodeJS.Signals | undefined;
+  private forced: NodeJS.Signals | undefined;
+  private ticks = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly opts: ScheduleOptions,
+  ) {
+    this.spec = { expression: opts.cron, timezone: opts.timezone };
+    this.pool = createPool(config.db, 2);
+  }
+
+  private at(tick: Date | null | undefined): string {
+    return tick ? formatTick(tick, this.spec.timezone) : 'never';
+  }
+
+  async run(): Promise<number> {
+    const { log, spec } = this;
+    try {
+      await startupCheck(this.pool, this.config, log);
+      if (this.stopping) return ExitCode.ok;
+      const task = createTask(spec.expression, (c) => this.onTick(c.date), { timezone: spec.timezone, noOverlap: true, name: 'scorejob', logger: cronLogger(log) });
+      this.task = task;
+      // noOverlap: node-cron does not call us while the previous tick's run is in flight; say so.
+      task.on('execution:overlap', (c) => this.logSkipped(c.date));
+      task.on('execution:missed', (c) => {
+        log.warn({ tick_at: c.date.toISOString() }, `tick ${this.at(c.date)} was missed (the process or the machine was suspended or busy)`);
+        if (this.opts.catchUp) void this.checkMissed('missed tick');
+      });
+      await task.start();
+      const zone = spec.timezone ?? `system time zone, ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
+      const next = task.getNextRun();
+      log.info(
+        { cron: spec.expression, timezone: spec.timezone, catch_up: this.opts.catchUp, next_tick: next?.toISOString(), run_args: this.opts.runArgs },
+        `scheduler started: "${spec.expression}" (${zone}); next tick at ${this.at(next)}`,
+      );
+      const missed = this.checkMissed('start-up');
+      await new Promise<void>((resolve) => (this.stopped.signal.aborted ? resolve() : this.stopped.signal.addEventListener('abort', () => resolve(), { once: true })));
+      await task.destroy();
+      await missed;
+      await this.active;
+      const forced = this.forced;
+      log.info({ signal: this.stopping, forced }, forced ? `scheduler stopped; the run was stopped at once (${forced})` : 'scheduler stopped');
+      return forced === undefined ? ExitCode.ok : forced === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm;
+    } finally {
+      await this.task?.destroy();
+      await this.pool.end().catch(() => undefined);
+    }
+  }
+
+  /** First signal: no more ticks, one SIGTERM to the run in flight. Second: that run stops at once. */
+  stop(signal: NodeJS.Signals): void {
+    const current = this.current;
+    if (this.stopping) {
+      if (current && !this.forced) {
+        this.forced = signal;
+        this.log.warn({ signal, child_pid: current.pid }, `${signal} again: stopping the run at once (its chunk in flight is rolled back)`);
         current.child.kill('SIGTERM');
       }
       return;
     }
-    stopping = signal;
-    abort.abort();
+    this.stopping = signal;
+    this.stopped.abort();
     if (current) {
-      log.warn({ signal, child_pid: current.pid, tick_at: current.tick.toISOString() }, `${signal}: no more ticks; asking the run in flight (pid ${current.pid}) to stop after its chunk, then stopping (send it again to stop at once)`);
+      this.log.warn(
+        { signal, child_pid: current.pid, tick_at: current.tick.toISOString() },
+        `${signal}: no more ticks; asking the run in flight (pid ${current.pid}) to stop after its chunk, then stopping (send it again to stop at once)`,
+      );
       current.child.kill('SIGTERM');
     } else {
-      log.info({ signal }, `${signal}: no run in flight; scheduler stopping`);
+      this.log.info({ signal }, `${signal}: no run in flight; scheduler stopping`);
     }
-  };
-  signals.on('SIGTERM', onSignal);
-  signals.on('SIGINT', onSignal);
+  }
 
-  const pool = createPool(config.db, 2);
-  let task: ScheduledTask | undefined;
-  try {
-    await startupCheck(pool, config, log);
+  private async onTick(tick: Date): Promise<void> {
+    this.ticks++;
+    try {
+      await this.runFor(tick, 'tick');
+    } catch (err) {
+      this.log.error({ err }, `tick ${this.at(tick)}: ${(err as Error).message}`);
+    }
+  }
 
-    /** Starts the child for a tick unless one is in flight; resolves when it has ended and been reported. */
-    const runFor = (tick: Date, why: 'tick' | 'catch-up'): Promise<void> => {
-      if (stopping) return Promise.resolve();
-      if (current) {
-        log.warn({ tick_at: tick.toISOString(), running_tick_at: current.tick.toISOString() }, `tick ${at(tick)} skipped: the run for tick ${at(current.tick)} is still in flight`);
-        return Promise.resolve();
+  private logSkipped(tick: Date): void {
+    const running = this.current?.tick;
+    this.log.warn({ tick_at: tick.toISOString(), running_tick_at: running?.toISOString() }, `tick ${this.at(tick)} skipped: the run for tick ${running ? this.at(running) : 'before it'} is still in flight`);
+  }
+
+  /** Starts the child for a tick unless one is in flight; resolves when it has ended and been reported. */
+  private runFor(tick: Date, why: 'tick' | 'catch-up'): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    if (this.current) {
+      this.logSkipped(tick);
+      return Promise.resolve();
+    }
+    const run = startChildRun(this.config, this.spec, tick, this.opts.runArgs);
+    this.current = run;
+    this.log.info({ tick_at: tick.toISOString(), child_pid: run.pid, why }, `${why === 'tick' ? 'tick' : 'catch-up for tick'} ${this.at(tick)}: run started in child process ${run.pid ?? '?'}`);
+    this.active = (async () => {
+      const outcome = await run.done;
+      await reportChildOutcome(this.log, this.pool, this.config.schema, run, outcome, this.at(tick));
+      this.current = undefined;
+      if (!this.stopping && this.task) {
+        const next = this.task.getNextRun();
+        this.log.info({ cron: this.spec.expression, timezone: this.spec.timezone, next_tick: next?.toISOString() }, `next tick at ${this.at(next)}`);
       }
-      const run = startChildRun(config, spec, tick, opts.runArgs);
-      current = run;
-      log.info({ tick_at: tick.toISOString(), child_pid: run.pid, why }, `${why === 'tick' ? 'tick' : 'catch-up for tick'} ${at(tick)}: run started in child process ${run.pid ?? '?'}`);
-      active = (async () => {
-        const outcome = await run.done;
-        await reportChildOutcome(log, pool, config.schema, run, outcome, at(tick));
-        current = undefined;
-        if (!stopping && task) logNext(task, 'next tick');
-      })();
-      return active;
-    };
+    })();
+    return this.active;
+  }
 
-    const logNext = (t: ScheduledTask, what: string) => {
-      const next = t.getNextRun();
-      log.info({ cron: spec.expression, timezone, next_tick: next?.toISOString() }, `${what} at ${next ? at(next) : 'never'}`);
-    };
-
-    /** The latest tick before now has no succeeded run: run it (--catch-up) or say it was missed. */
-    const checkMissed = async (why: 'start-up' | 'missed tick'): Promise<void> => {
-      for (let delay = 1000; !stopping; delay = Math.min(delay * 2, 60_000)) {
-        let d: DueDecision;
-        try {
-          const client = await pool.connect();
-          try {
-            d = await checkDue(client, config.schema, spec, new Date());
-          } finally {
-            client.release();
-          }
-        } catch (err) {
-          if (why === 'start-up' && ticks > 0) return; // a tick has fired since: the question is moot
-          log.warn({ err: describeDbError(err, config.db), retry_in_s: delay / 1000 }, `cannot read the ledger to check for a missed run (${describeDbError(err, config.db)}); retrying in ${delay / 1000} s`);
-          await sleep(delay, undefined, { signal: abort.signal }).catch(() => undefined);
-          continue;
-        }
-        if (d.due) {
-          const line = `${why}: ${describeDue(d, at(d.tick))}`;
-          if (opts.catchUp) {
-            log.warn({ tick_at: d.tick.toISOString(), reason: d.reason }, `${line}; catching up now (--catch-up)`);
-            await runFor(d.tick, 'catch-up');
-          } else {
-            log.warn({ tick_at: d.tick.toISOString(), reason: d.reason, missed: true }, `${line}: a run was missed; start one with \`scorejob run\`, or restart the scheduler with --catch-up`);
-          }
-        } else if (d.reason !== 'no-tick') {
-          log.info({ tick_at: d.tick.toISOString(), reason: d.reason, run_id: d.run.run_id }, `${why}: ${describeDue(d, at(d.tick))}`);
-        }
+  /** Whether the latest tick before now has no succeeded run: run it (--catch-up) or say it was missed. Retries while the database is away. */
+  private async checkMissed(why: 'start-up' | 'missed tick'): Promise<void> {
+    const { log } = this;
+    for (let delay = 1000; !this.stopping; delay = Math.min(delay * 2, 60_000)) {
+      let d: DueDecision;
+      try {
+        d = await this.readDue();
+      } catch (err) {
+        if (why === 'start-up' && this.ticks > 0) return; // a tick has fired since: the question is moot
+        const problem = describeDbError(err, this.config.db);
+        log.warn({ problem, retry_in_s: delay / 1000 }, `cannot read the ledger to check for a missed run (${problem}); retrying in ${delay / 1000} s`);
+        await sleep(delay, undefined, { signal: this.stopped.signal }).catch(() => undefined);
+        continue;
+      }
+      if (!d.due) {
+        if (d.reason !== 'no-tick') log.info({ tick_at: d.tick.toISOString(), reason: d.reason, run_id: d.run.run_id }, `${why}: ${describeDue(d, this.at(d.tick))}`);
         return;
       }
-    };
+      const line = `${why}: ${describeDue(d, this.at(d.tick))}`;
+      if (!this.opts.catchUp) {
+        log.warn({ tick_at: d.tick.toISOString(), reason: d.reason, missed: true }, `${line}: a run was missed; start one with \`scorejob run\`, or restart the scheduler with --catch-up`);
+        return;
+      }
+      log.warn({ tick_at: d.tick.toISOString(), reason: d.reason }, `${line}; catching up now (--catch-up)`);
+      await this.runFor(d.tick, 'catch-up');
+      return;
+    }
+  }
 
-    if (stopping) return ExitCode.ok;
-    task = createTask(
-      spec.expression,
-      async (c) => {
-        ticks++;
-        try {
-          await runFor(c.date, 'tick');
-        } catch (err) {
-          log.error({ err }, `tick ${at(c.date)}: ${(err as Error).message}`);
-        }
-      },
-      { timezone, noOverlap: true, name: 'scorejob', logger: cronLogger(log) },
-    );
-    // noOverlap: node-cron does not call us while the previous tick's run is in flight; say so.
-    task.on('execution:overlap', (c) => {
-      log.warn({ tick_at: c.date.toISOString(), running_tick_at: current?.tick.toISOString() }, `tick ${at(c.date)} skipped: the run for tick ${current ? at(current.tick) : 'before it'} is still in flight`);
-    });
-    task.on('execution:missed', (c) => {
-      log.warn({ tick_at: c.date.toISOString() }, `tick ${at(c.date)} was missed (the process or the machine was suspended or busy)`);
-      if (opts.catchUp) void checkMissed('missed tick');
-    });
-    await task.start();
-    log.info(
-      { cron: spec.expression, timezone, catch_up: opts.catchUp, next_tick: task.getNextRun()?.toISOString(), run_args: opts.runArgs },
-      `scheduler started: "${spec.expression}" (${zone}); next tick at ${at(task.getNextRun() ?? new Date(NaN))}`,
-    );
-    const missed = checkMissed('start-up');
-
-    await new Promise<void>((resolveStop) => (abort.signal.aborted ? resolveStop() : abort.signal.addEventListener('abort', () => resolveStop(), { once: true })));
-    await task.destroy();
-    await missed;
-    await active;
-    log.info({ signal: stopping, forced }, forced ? `scheduler stopped; the run was stopped at once (${forced})` : 'scheduler stopped');
-    return forced === undefined ? ExitCode.ok : forced === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm;
-  } finally {
-    signals.off('SIGTERM', onSignal);
-    signals.off('SIGINT', onSignal);
-    await task?.destroy();
-    await pool.end().catch(() => undefined);
+  private async readDue(): Promise<DueDecision> {
+    const client = await this.pool.connect();
+    try {
+      return await checkDue(client, this.config.schema, this.spec, new Date());
+    } finally {
+      client.release();
+    }
   }
 }
 
