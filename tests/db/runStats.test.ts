@@ -39,7 +39,7 @@ async function sqlDeciles(t: TestDatabase, runId: string): Promise<number[]> {
   return out;
 }
 
-/** The PSI formula of docs/observability.md, written out again here on purpose. */
+/** The PSI formula of README.md ("Drift"), written out again here on purpose. */
 function psiByHand(expected: number[], actual: number[]): number {
   const e = expected.reduce((a, b) => a + b, 0);
   const a = actual.reduce((x, y) => x + y, 0);
