@@ -1,37 +1,25 @@
 import { Command, CommanderError, Option } from 'commander';
 import { createRequire } from 'node:module';
-import { resolveConfig, type Config, type GlobalFlags } from './config.js';
-import { ExitCode, ScorejobError, UsageError, toExitCode } from './errors.js';
-import { createLogger, type Logger } from './log.js';
-import { checkConnection, createPool, type Pool } from './db/pool.js';
+import type pg from 'pg';
+import { backendChoices, defaultModelDir, parseChoice, parseIntFlag, parseNumberFlag, resolveConfig, resolveObserveOptions, type Config, type GlobalFlags } from './config.js';
 import { assertMigrated, migrate } from './db/migrate.js';
-import { fileURLToPath } from 'node:url';
-import { resolve } from 'node:path';
-import {
-  backendChoices,
-  defaultModelDir,
-  parseChoice,
-  parseIntFlag,
-  parseNumberFlag,
-  triggers,
-  type BackendChoice,
-  type RunOptions,
-  type Trigger,
-} from './config.js';
-import { resumeRun, startRun, type RunResult } from './run/runJob.js';
-import type { StopSignal } from './run/chunkLoop.js';
-import { listRuns, showRun } from './run/runsReport.js';
-import { formatRunDetail, formatRunList } from './run/formatRuns.js';
-import { seedCustomers } from './seed.js';
-import { inspectModel, formatModelReport } from './model/inspect.js';
+import { checkConnection, createPool, type Pool } from './db/pool.js';
 import { checkSourceColumns } from './db/sourceColumns.js';
-import { applyTickFlags, type TickFlags } from './run/ifDue.js';
-import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from './schedule.js';
-import { resolveObserveOptions } from './config.js';
-import type { ObserveDeps } from './run/observer.js';
+import { ExitCode, ScorejobError, toExitCode } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { formatModelReport, inspectModel } from './model/inspect.js';
+import type { StopSignal } from './run/chunkLoop.js';
 import { forcePublish } from './run/forcePublish.js';
+import { formatRunDetail, formatRunList } from './run/formatRuns.js';
 import { writeHtmlReport } from './run/htmlReport.js';
-import type { Logger as PinoLogger } from 'pino';
+import { applyTickFlags } from './run/ifDue.js';
+import type { ObserveDeps } from './run/observer.js';
+import { resumeRun, startRun, type RunResult } from './run/runJob.js';
+import { listRuns, showRun } from './run/runsReport.js';
+import { logRunSummary } from './run/summary.js';
+import { modelDir, runOptions, type RunFlags } from './runOptions.js';
+import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from './schedule.js';
+import { seedCustomers } from './seed.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -145,7 +133,7 @@ export function buildProgram(): Command {
       const opts = await applyTickFlags(ctx, flags, runOptions(flags));
       if (opts === undefined) return ExitCode.ok;
       const observe = observeOptions(flags);
-      return await withStopSignal(ctx.log, async (stop) => reportRun(ctx, await startRun({ ...ctx, stop, observe }, opts)));
+      return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await startRun({ ...ctx, stop, observe }, opts)));
     }),
   );
 
@@ -179,7 +167,7 @@ export function buildProgram(): Command {
     .action(
       action(async (ctx, runId: string, flags: ObserveFlags) => {
         const observe = observeOptions(flags);
-        return withStopSignal(ctx.log, async (stop) => reportRun(ctx, await resumeRun({ ...ctx, stop, observe }, runId)));
+        return withStopSignal(ctx.log, async (stop) => runSummary(ctx, await resumeRun({ ...ctx, stop, observe }, runId)));
       }),
     );
 
@@ -295,20 +283,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-interface RunFlags extends TickFlags {
-  model?: string;
-  chunkSize?: string;
-  trigger: string;
-  dryRun: boolean;
-  backend?: string;
-  keepRuns?: string;
-  maxRejectRatio?: string;
-  maxPsi?: string;
-  chunkAttempts: string;
-  metricsFile?: string;
-  progressInterval?: string;
-}
-
 interface ObserveFlags {
   metricsFile?: string;
   progressInterval?: string;
@@ -320,29 +294,8 @@ function observeOptions(flags: ObserveFlags): ObserveDeps {
   return { metricsFile: o.metricsFile, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
 }
 
-/** The shipped model, wherever scorejob is installed; a given directory is taken relative to the working directory. */
-function modelDir(dir: string | undefined): string {
-  const given = dir ?? process.env.SCOREJOB_MODEL_DIR;
-  return given ? resolve(given) : fileURLToPath(new URL(`../${defaultModelDir}/`, import.meta.url));
-}
-
-/** Flag > environment > default, validated once, each message naming the flag. */
-function runOptions(flags: RunFlags, env = process.env): RunOptions {
-  return Object.freeze({
-    modelDir: modelDir(flags.model),
-    chunkSize: parseIntFlag(flags.chunkSize ?? env.SCOREJOB_CHUNK_SIZE ?? '50000', flags.chunkSize ? '--chunk-size' : 'SCOREJOB_CHUNK_SIZE', 1, 10_000_000),
-    trigger: parseChoice(flags.trigger, '--trigger', triggers) as Trigger,
-    dryRun: flags.dryRun,
-    backend: parseChoice(flags.backend ?? env.SCOREJOB_BACKEND ?? 'auto', '--backend', backendChoices) as BackendChoice,
-    keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', flags.keepRuns ? '--keep-runs' : 'SCOREJOB_KEEP_RUNS', 1, 10_000),
-    maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', flags.maxRejectRatio ? '--max-reject-ratio' : 'SCOREJOB_MAX_REJECT_RATIO', 0, 1),
-    chunkAttempts: parseIntFlag(flags.chunkAttempts, '--chunk-attempts', 1, 100),
-    maxPsi: flags.maxPsi !== undefined || env.SCOREJOB_MAX_PSI ? parseNumberFlag((flags.maxPsi ?? env.SCOREJOB_MAX_PSI) as string, flags.maxPsi !== undefined ? '--max-psi' : 'SCOREJOB_MAX_PSI', 0, 1000) : undefined,
-  });
-}
-
 /** A migrated database's client for read-only commands. */
-async function withMigratedClient<T>(ctx: Context, fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
+async function withMigratedClient<T>(ctx: Context, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return withPool(ctx, async (pool) => {
     const client = await pool.connect();
     try {
@@ -358,7 +311,7 @@ async function withMigratedClient<T>(ctx: Context, fn: (client: import('pg').Poo
  * SIGINT/SIGTERM: the first asks the run to stop after the chunk in flight (it is marked interrupted
  * and exits 130/143); a second exits at once (the open chunk transaction dies with the connection).
  */
-async function withStopSignal<T>(log: PinoLogger, fn: (stop: StopSignal) => Promise<T>): Promise<T> {
+async function withStopSignal<T>(log: Logger, fn: (stop: StopSignal) => Promise<T>): Promise<T> {
   const stop: StopSignal = { requested: undefined };
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.requested) {
@@ -378,31 +331,9 @@ async function withStopSignal<T>(log: PinoLogger, fn: (stop: StopSignal) => Prom
   }
 }
 
-/** The run's closing paragraph: one log line with every figure as a field. */
-function reportRun(ctx: Context, r: RunResult): number {
-  const rate = Math.round(r.rowsPerSecond);
-  const what = r.dryRun ? 'dry run (nothing published)' : `published to ${ctx.config.schema}.customer_scores`;
-  ctx.log.info(
-    {
-      run_id: r.runId,
-      status: r.status,
-      rows_scored: r.rowsScored,
-      rows_rejected: r.rowsRejected,
-      duration_ms: Math.round(r.durationMs),
-      rows_per_second: rate,
-      backend: r.backend,
-      model: r.modelName,
-      model_version: r.modelVersion,
-      dry_run: r.dryRun,
-      score_mean: r.stats.mean,
-      psi: r.psi,
-      psi_baseline_run_id: r.psiBaselineRunId,
-      timings_ms: r.timings,
-      dropped_runs: r.droppedRuns,
-    },
-    `run ${r.runId} succeeded: scored ${r.rowsScored} customers (${r.rowsRejected} rejected) in ${(r.durationMs / 1000).toFixed(1)} s, ` +
-      `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; ${what}`,
-  );
+/** The run's closing summary line; the run succeeded, so exit 0. */
+function runSummary(ctx: Context, r: RunResult): number {
+  logRunSummary(ctx.log, ctx.config.schema, r);
   return ExitCode.ok;
 }
 
@@ -416,7 +347,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
       return ExitCode.usage;
     }
-    return reportError(err instanceof UsageError ? err : err, undefined);
+    return reportError(err, undefined);
   }
   return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
 }

@@ -11,6 +11,7 @@ import { createLogger } from './log.js';
 import { formatRunList } from './run/formatRuns.js';
 import { listRuns } from './run/runsReport.js';
 import { startRun } from './run/runJob.js';
+import { logRunSummary } from './run/summary.js';
 import { seedCustomers } from './seed.js';
 import { fileURLToPath } from 'node:url';
 
@@ -42,12 +43,7 @@ try {
     await startRun(
       { config, log, stop: { requested: undefined } },
       { modelDir, chunkSize: 50_000, trigger: 'manual', dryRun: false, backend: 'auto', keepRuns: 12, maxRejectRatio: 0.01, chunkAttempts: 3 },
-    ).then((r) =>
-      log.info(
-        `run ${r.runId} succeeded: scored ${r.rowsScored} customers (${r.rowsRejected} rejected) in ${(r.durationMs / 1000).toFixed(1)} s, ` +
-          `${Math.round(r.rowsPerSecond)} rows/s, model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; published to scoring.customer_scores`,
-      ),
-    );
+    ).then((r) => logRunSummary(log, config.schema, r));
     const client2 = await pool.connect();
     try {
       say('\n5. scorejob runs:');
