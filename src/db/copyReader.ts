@@ -115,16 +115,17 @@ class CopyOutQuery {
     private readonly reject: (err: Error) => void,
   ) {}
 
-  /** Called by pg when the query's turn comes: take the socket's data, then send the query. */
-  submit(connection: pg.Connection): void {
+  /** Called by pg when the query's turn comes: take the socket's data, then send the query. An error returned goes to handleError. */
+  submit(connection: pg.Connection): Error | undefined {
     const stream = connection.stream;
     const listeners = stream.listeners('data') as DataListener[];
-    if (listeners.length !== 1) throw new Error(`cannot take over the connection for COPY: it has ${listeners.length} data listeners, expected pg's one`);
+    if (listeners.length !== 1) return new Error(`cannot take over the connection for COPY: it has ${listeners.length} data listeners, expected pg's one`);
     this.connection = connection;
     this.pgListener = listeners[0];
     stream.removeListener('data', this.pgListener as DataListener);
     stream.on('data', this.listener);
     connection.query(this.text);
+    return undefined;
   }
 
   private onData(chunk: Buffer): void {
