@@ -59,6 +59,10 @@ function action(fn: Action, defaults: { quiet?: boolean } = {}) {
 function reportError(err: unknown, log: Logger | undefined): number {
   const code = toExitCode(err);
   const message = err instanceof Error ? err.message : String(err);
+  if (code === ExitCode.ok) {
+    log?.info(message); // nothing to do is not an error
+    return code;
+  }
   if (log) {
     const fields: Record<string, unknown> = { exit_code: code };
     if (!(err instanceof ScorejobError)) fields.err = err;

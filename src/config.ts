@@ -46,6 +46,8 @@ export interface RunOptions {
   chunkAttempts: number;
   /** For scheduled runs: the tick the run is for. */
   tickAt?: Date | undefined;
+  /** `--if-due`: the schedule whose tick `tickAt` is; checked again once the run lock is held. */
+  dueCheck?: { expression: string; timezone?: string | undefined } | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

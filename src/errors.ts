@@ -54,6 +54,13 @@ export class InterruptedError extends ScorejobError {
   }
 }
 
+/** Nothing to do (e.g. `--if-due` found the tick done once the lock was held): exit 0, nothing written. */
+export class NothingToDoError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.ok);
+  }
+}
+
 /** The exit code for any thrown value: ours carry one; anything else is a failure (1). */
 export function toExitCode(err: unknown): number {
   return err instanceof ScorejobError ? err.exitCode : ExitCode.runFailed;

@@ -71,6 +71,7 @@ export async function applyTickFlags(ctx: { config: Config; log: Logger }, flags
   }
   checkCronExpression(flags.ifDue, '--if-due');
   const timezone = flags.timezone === undefined ? undefined : checkTimezone(flags.timezone, '--timezone');
-  const tick = await tickIfDue(ctx, { expression: flags.ifDue, timezone }, tickAt);
-  return tick === undefined ? undefined : Object.freeze({ ...opts, tickAt: tick });
+  const spec = { expression: flags.ifDue, timezone };
+  const tick = await tickIfDue(ctx, spec, tickAt);
+  return tick === undefined ? undefined : Object.freeze({ ...opts, tickAt: tick, dueCheck: spec });
 }

@@ -2,16 +2,18 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Config, RunOptions } from '../config.js';
 import { describeDb } from '../config.js';
+import { quoteQualified, type SourceRef } from '../db/copyReader.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
-import { InterruptedError, LockedError, RunFailedError, ScorejobError, UsageError } from '../errors.js';
+import { LockedError, NothingToDoError, RunFailedError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
+import { checkDue, describeDue } from './due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './execute.js';
 import { Ledger, type RunParams } from './ledger.js';
 import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
-import { quoteQualified, type SourceRef } from '../db/copyReader.js';
+
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from './timings.js';
 
@@ -45,6 +47,11 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   };
   return withLockedLedger(ctx, model, async (session) => {
     const { ledger, client } = session;
+    if (opts.dueCheck && opts.tickAt) {
+      // --if-due looked before the lock; another host's whole run may have fit in between: look again.
+      const due = await checkDue(client, ctx.config.schema, opts.dueCheck, new Date(), opts.tickAt);
+      if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
+    }
     if (!(await sourceHasRows(client, params.source))) {
       throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
     }
@@ -230,4 +237,3 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, fn: (s: 
   }
 }
 
-export { InterruptedError, ScorejobError };
