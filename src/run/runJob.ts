@@ -33,7 +33,8 @@ export interface RunContext {
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
-  ctx.log.info({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
+  // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
+  ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
     modelDir: opts.modelDir,
     chunkSize: opts.chunkSize,
@@ -70,8 +71,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     });
     const log = ctx.log.child({ run_id: runId });
     log.info(
-      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend },
-      `run ${runId} started${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
+      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256 },
+      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
     return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
   });

@@ -75,6 +75,9 @@ describe('what can go wrong: the source', () => {
     await t.pool.query(`UPDATE customers SET revenue_12m = 99999999 WHERE customer_id = (SELECT min(customer_id) FROM customers)`);
     const r = await runCli(['run'], t.env);
     expect(r.code).toBe(0);
+    // Every log line of a run carries its run id (cron's log shippers group by it).
+    expect(r.logs.length).toBeGreaterThan(3);
+    expect(r.logs.filter((l) => typeof l.run_id !== 'string')).toEqual([]);
     const summary = r.logs.at(-1) as { rows_scored: number; rows_rejected: number };
     expect(summary.rows_scored).toBe(500);
     expect(summary.rows_rejected).toBe(0);
