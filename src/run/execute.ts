@@ -13,7 +13,7 @@ import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
 import { lastSuccessAt } from './metrics.js';
 import { RunObserver, type ObserveDeps } from './observer.js';
-import { computeRunStatistics, psiGateBreach } from './runStats.js';
+import { computeRunStatistics, psiGateBreach, type RunStatistics } from './runStats.js';
 import type { StageTimings } from './timings.js';
 
 /** What a finished run reports: the summary line's facts. */
@@ -67,25 +67,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   const observer = new RunObserver(d.observe, log, model.plan);
   let runStats: Record<string, unknown> | undefined;
   try {
-    let sourceRows: number | undefined;
-    const run0 = await ledger.getRun(d.client, runId);
-    if (run0?.chunks_total === null || run0?.chunks_total === undefined) {
-      // Planned here (not before the run row) so that a failed plan is recorded, and a resume re-plans.
-      const t0 = performance.now();
-      const plan = await planChunks(d.client, params.source, params.chunkSize);
-      if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
-      await d.client.query('BEGIN');
-      try {
-        await ledger.recordPlan(d.client, runId, plan.chunks);
-        await d.client.query('COMMIT');
-      } catch (err) {
-        await d.client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-      d.timings.add('plan', performance.now() - t0);
-      sourceRows = plan.rows;
-      log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
-    }
+    const sourceRows = await ensurePlanned(d);
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;
@@ -127,17 +109,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: d.timings.toJSON() };
-    const total = scored + rejected;
-    const ratio = total === 0 ? 0 : rejected / total;
-    if (ratio > params.maxRejectRatio) {
-      throw new GateError(
-        `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
-          `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
-      );
-    }
-    const psiBreach = psiGateBreach(statistics.drift, params.maxPsi);
-    if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
-    if (params.maxPsi != null && statistics.drift.psi === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+    checkGates(d, scored, rejected, statistics.drift);
     let t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
@@ -189,6 +161,47 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     observer.stopProgress();
     clearInterval(heartbeat);
   }
+}
+
+/**
+ * Plans the run's chunks unless a plan is recorded. Planned here (not before the run row) so that a
+ * failed plan is recorded on the run, and a resume of a run that died while planning plans again.
+ * Returns the source's row count when it planned now.
+ */
+async function ensurePlanned(d: ExecuteDeps): Promise<number | undefined> {
+  const { ledger, runId, params, log } = d;
+  const run = await ledger.getRun(d.client, runId);
+  if (run?.chunks_total !== null && run?.chunks_total !== undefined) return undefined;
+  const t0 = performance.now();
+  const plan = await planChunks(d.client, params.source, params.chunkSize);
+  if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
+  await d.client.query('BEGIN');
+  try {
+    await ledger.recordPlan(d.client, runId, plan.chunks);
+    await d.client.query('COMMIT');
+  } catch (err) {
+    await d.client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  d.timings.add('plan', performance.now() - t0);
+  log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
+  return plan.rows;
+}
+
+/** The publish gates: too many rejects, or scores drifted too far from the previous published run. */
+function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
+  const { params, runId, ledger, log } = d;
+  const total = scored + rejected;
+  const ratio = total === 0 ? 0 : rejected / total;
+  if (ratio > params.maxRejectRatio) {
+    throw new GateError(
+      `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+        `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
+    );
+  }
+  const psiBreach = psiGateBreach(drift, params.maxPsi);
+  if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
+  if (params.maxPsi != null && drift.psi === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
 class GateError extends Error {}
