@@ -12,9 +12,6 @@ import type { Ledger, PlannedChunk } from './ledger.js';
 import { accumulate, emptyStats } from './scoreStats.js';
 import type { StageTimings } from './timings.js';
 
-/** A row the model cannot score (see model/features.ts). */
-export type RejectRow = Reject;
-
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
 export type Transform = (batch: ColumnBatch, out: ModelInput, rejects: Reject[]) => number;
 

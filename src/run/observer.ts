@@ -1,7 +1,6 @@
 import type { ColumnBatch } from '../columns.js';
 import type { Logger } from '../log.js';
-import { createFeatureCounters, transformBatch, type FeatureCounters, type FeaturePlan, type Reject } from '../model/features.js';
-import type { RejectRow } from './chunkLoop.js';
+import { createFeatureCounters, transformBatch, type FeatureCounters, type FeaturePlan, type ModelInput, type Reject } from '../model/features.js';
 import { toFeatureCounts } from './featureStats.js';
 import type { ChunkRow } from './ledger.js';
 import { exportRunMetrics, type RunMetrics } from './metrics.js';
@@ -40,9 +39,9 @@ export class RunObserver {
   }
 
   /** The chunk loop's transform: the model's, with fresh feature counters for each chunk attempt. */
-  readonly transform = (batch: ColumnBatch, out: { x: Float32Array; keys: BigInt64Array }, rejects: RejectRow[]): number => {
+  readonly transform = (batch: ColumnBatch, out: ModelInput, rejects: Reject[]): number => {
     this.counters = createFeatureCounters(this.plan);
-    return transformBatch(batch, this.plan, out, rejects as Reject[], this.counters);
+    return transformBatch(batch, this.plan, out, rejects, this.counters);
   };
 
   /** The chunk's feature counters, committed with it in `score_chunks.stats.features`. */
