@@ -23,7 +23,7 @@ import { seedCustomers } from './seed.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
-/** What every command gets: the frozen config, the root logger, and (lazily) a pool. */
+/** What every command gets: the frozen config and the root logger. */
 export interface Context {
   config: Config;
   log: Logger;

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describeDb, type DbConfig } from '../config.js';
-import { ScorejobError, UsageError, ExitCode } from '../errors.js';
+import { ScorejobError, ExitCode } from '../errors.js';
 import { describeDbError } from './describeError.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
@@ -50,5 +50,3 @@ export async function checkConnection(pool: pg.Pool, db: DbConfig): Promise<void
   }
   client.release();
 }
-
-export { UsageError };
