@@ -4,7 +4,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedde
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { ledgerState, expectRefusedUnchanged } from '../helpers/state.js';
+import { ledgerState, expectRefusedUnchanged, publishedSnapshot } from '../helpers/state.js';
 
 /**
  * README "What can go wrong": the database and the environment. This file owns its PostgreSQL (password
@@ -22,10 +22,7 @@ describe('what can go wrong: the database', () => {
     outputs.push(r);
     return r;
   };
-  const scores = async (): Promise<Map<string, number>> => {
-    const { rows } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.customer_scores');
-    return new Map(rows.map((r) => [r.k, r.s]));
-  };
+  const scores = async (): Promise<Map<string, number>> => (await publishedSnapshot(t)).scores;
   const runId = (log: Record<string, unknown>) => log.run_id as string;
 
   /** A run with tiny chunks (seconds long), once `chunks` chunks have committed. */

@@ -3,14 +3,11 @@ import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy } from '../helpers/run.js';
+import { publishedSnapshot } from '../helpers/state.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** The published table as a map customer -> score, and which runs it came from. */
-async function snapshot(t: TestDatabase): Promise<{ runs: string[]; scores: Map<string, number> }> {
-  const { rows } = await t.pool.query<{ k: string; s: number; r: string }>('SELECT customer_id::text k, score s, run_id::text r FROM scoring.customer_scores');
-  return { runs: [...new Set(rows.map((x) => x.r))], scores: new Map(rows.map((x) => [x.k, x.s])) };
-}
+const snapshot = publishedSnapshot;
 
 async function runRow(t: TestDatabase, runId: string): Promise<Record<string, any>> {
   const { rows } = await t.pool.query('SELECT * FROM scoring.score_runs WHERE run_id = $1', [runId]);

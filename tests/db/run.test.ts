@@ -5,10 +5,10 @@ import { seedCustomers } from '../../src/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { independentScores, modelCopy, runInProcess } from '../helpers/run.js';
+import { publishedSnapshot } from '../helpers/state.js';
 
 async function published(t: TestDatabase): Promise<Map<string, number>> {
-  const { rows } = await t.pool.query<{ k: string; score: number }>('SELECT customer_id::text AS k, score FROM scoring.customer_scores');
-  return new Map(rows.map((r) => [r.k, r.score]));
+  return (await publishedSnapshot(t)).scores;
 }
 
 describe('a full scoring run', () => {

@@ -23,3 +23,9 @@ export async function expectRefusedUnchanged(t: TestDatabase, before: LedgerStat
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(await ledgerState(t)).toEqual(before);
 }
+
+/** What `scoring.customer_scores` shows: the runs it comes from and customer -> score. */
+export async function publishedSnapshot(t: TestDatabase): Promise<{ runs: string[]; scores: Map<string, number> }> {
+  const { rows } = await t.pool.query<{ k: string; s: number; r: string }>('SELECT customer_id::text k, score s, run_id::text r FROM scoring.customer_scores');
+  return { runs: [...new Set(rows.map((x) => x.r))], scores: new Map(rows.map((x) => [x.k, x.s])) };
+}
