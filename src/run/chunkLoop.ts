@@ -91,10 +91,19 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
         if (pendingFailure !== undefined || !reader || !writer) {
           // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
           await d.recover();
-          if (pendingFailure !== undefined) await d.recordFailure(chunk.chunkNo, pendingFailure);
-          pendingFailure = undefined;
           reader ??= await connect(d.pool, 'reader');
           writer ??= await connect(d.pool, 'writer');
+          // A connection lost at COMMIT may have lost only the reply: the chunk can be done already.
+          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writer, d.runId, chunk.chunkNo);
+          if (committed) {
+            pendingFailure = undefined;
+            failures = 0;
+            d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: committed.scored, rejected: committed.rejected });
+            i++;
+            continue;
+          }
+          if (pendingFailure !== undefined) await d.recordFailure(chunk.chunkNo, pendingFailure);
+          pendingFailure = undefined;
         }
         const current = prefetch?.index === i ? prefetch : read(i);
         prefetch = undefined;

@@ -164,6 +164,15 @@ export class Ledger {
     return row !== undefined && row.chunks === '1' && row.runs === '1';
   }
 
+  /** The counts of a chunk that is done, or undefined while it is pending. */
+  async doneChunk(c: pg.ClientBase, runId: string, chunkNo: number): Promise<{ scored: number; rejected: number } | undefined> {
+    const { rows } = await c.query<{ scored: number; rejected: number }>(
+      `SELECT rows_scored AS scored, rows_rejected AS rejected FROM ${this.s}.score_chunks WHERE run_id = $1 AND chunk_no = $2 AND status = 'done'`,
+      [runId, chunkNo],
+    );
+    return rows[0];
+  }
+
   async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string; value: string | null }[]): Promise<void> {
     if (rejects.length === 0) return;
     await c.query(

@@ -131,6 +131,7 @@ describe('runs that survive failure', () => {
     );
     expect(killed.rows[0]?.n).toBeGreaterThan(0);
     const r = await child.result;
+    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.logs.some((l) => /retrying/.test(String(l.msg)))).toBe(true);
     const chunks = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND attempts > 1`, [started.run_id]);
