@@ -25,7 +25,7 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
   if (state === SqlState.cannotConnectNow) return `the server at ${where} is starting up or shutting down`;
   if (state === SqlState.invalidPassword) return `password authentication failed for user "${db?.user ?? '?'}" (check PGPASSWORD or DATABASE_URL)`;
   if (state === SqlState.queryCanceled && /statement timeout/i.test(e.message ?? '')) {
-    return `a statement ran longer than statement_timeout and was canceled; raise statement_timeout for the job's role or lower --chunk-size`;
+    return `a statement ran longer than statement_timeout and was canceled; raise statement_timeout for the job's role (ALTER ROLE … SET statement_timeout), then resume the run; or start a new run with a smaller --chunk-size`;
   }
   if (state === SqlState.readOnlySqlTransaction) return `the database is read-only (${scrub(e.message)})`;
   if (state === SqlState.diskFull) return `the database server's disk is full (${scrub(e.message)})`;

@@ -8,7 +8,7 @@ import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
 import { planChunks } from './plan.js';
-import { applyRetention, publishRun } from './publish.js';
+import { applyRetention, attachRunTable, duplicateKeyError, publishRun } from './publish.js';
 import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
 import { lastSuccessAt } from './metrics.js';
@@ -68,6 +68,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   let runStats: Record<string, unknown> | undefined;
   try {
     const sourceRows = await ensurePlanned(d);
+    if (!params.dryRun) await attachRunTable(d.client, ledger, runId, log);
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;
@@ -156,7 +157,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       throw new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
     }
     log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
-    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? gateAdvice(runId, params.dryRun) : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
   } finally {
     observer.stopProgress();
     clearInterval(heartbeat);
@@ -206,6 +207,15 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
 
 class GateError extends Error {}
 
+/**
+ * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
+ * the same figures and stop at the same gate.
+ */
+function gateAdvice(runId: string, dryRun: boolean): string {
+  if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
+  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
+}
+
 class StoppedError extends Error {}
 
 function stopped(stop: StopSignal, runId: string): StoppedError {
@@ -221,6 +231,8 @@ async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
+  const duplicate = duplicateKeyError(err, d.runId);
+  if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
   const state = sqlStateOf(err);
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
   if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}` };

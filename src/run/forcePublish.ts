@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { Ledger, type RunRow } from './ledger.js';
 import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
 import { exportRunMetrics, lastSuccessAt } from './metrics.js';
-import { applyRetention, publishRun } from './publish.js';
+import { applyRetention, attachRunTable, publishRun } from './publish.js';
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
 export interface ForcedPublish {
@@ -62,6 +62,8 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       const log = ctx.log.child({ run_id: runId });
       const previousStats = (r.stats ?? {}) as Record<string, unknown>;
       const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
+      // A run stopped by a gate before its table was attached at plan time (schema version 1).
+      await attachRunTable(client, ledger, runId, log);
       await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log);
       const dropped = await applyRetention(client, ledger, r.params.keepRuns ?? 12, log);
       const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;

@@ -105,7 +105,12 @@ export class Ledger {
     return (rows[0] as { run_id: string }).run_id;
   }
 
-  /** Records the plan and creates the run's own score table, in the caller's transaction. */
+  /**
+   * Records the plan and creates the run's own score table with its primary key, in the caller's
+   * transaction. The key is built as the chunks are written (a duplicate source key fails its chunk,
+   * which a resume redoes once the source is fixed) so that the table can be attached to score_data
+   * now, long before it is published (see attachRunTable).
+   */
   async recordPlan(c: pg.ClientBase, runId: string, chunks: readonly PlannedChunk[]): Promise<void> {
     await c.query(
       `INSERT INTO ${this.s}.score_chunks (run_id, chunk_no, key_lo, key_hi)
@@ -117,9 +122,45 @@ export class Ledger {
     const id = BigInt(runId).toString();
     await c.query(
       `CREATE TABLE ${this.runTable(runId)} (LIKE ${this.s}.score_data INCLUDING DEFAULTS,
-         CONSTRAINT "score_data_${id}_run" CHECK (run_id = ${id}))`,
+         CONSTRAINT "score_data_${id}_run" CHECK (run_id = ${id}),
+         CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id))`,
     );
     await c.query(`ALTER TABLE ${this.runTable(runId)} ALTER COLUMN run_id SET DEFAULT ${id}`);
+  }
+
+  /** Whether the run's table exists, and whether it is attached to score_data. */
+  async runTableState(c: pg.ClientBase, runId: string): Promise<{ exists: boolean; attached: boolean; hasKey: boolean }> {
+    const { rows } = await c.query<{ exists: boolean; attached: boolean; has_key: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS exists,
+              EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)) AS attached,
+              EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p') AS has_key`,
+      [this.runTable(runId), `${this.s}.score_data`],
+    );
+    const r = rows[0] as { exists: boolean; attached: boolean; has_key: boolean };
+    return { exists: r.exists, attached: r.attached, hasKey: r.has_key };
+  }
+
+  /** ATTACH the run's table to score_data, in the caller's transaction (see publish.ts for why at plan time). */
+  async attachRunTable(c: pg.ClientBase, runId: string): Promise<void> {
+    await c.query(`ALTER TABLE ${this.s}.score_data ATTACH PARTITION ${this.runTable(runId)} FOR VALUES IN (${BigInt(runId).toString()})`);
+  }
+
+  /** Stamps when the run's table became visible to planners: publish waits for reader transactions older than this. */
+  async markAttached(c: pg.ClientBase, runId: string): Promise<void> {
+    await c.query(`UPDATE ${this.s}.score_runs SET scores_attached_at = clock_timestamp() WHERE run_id = $1`, [runId]);
+  }
+
+  /** Sessions (other than the caller's) in a transaction older than the run's attach that hold a lock on score_data. */
+  async readersOlderThanAttach(c: pg.ClientBase, runId: string): Promise<{ pid: number; xact_start: Date; application_name: string }[]> {
+    const { rows } = await c.query<{ pid: number; xact_start: Date; application_name: string }>(
+      `SELECT DISTINCT a.pid, a.xact_start, a.application_name
+         FROM pg_locks l
+         JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.relation = to_regclass($2) AND l.pid <> pg_backend_pid()
+          AND a.xact_start < COALESCE((SELECT scores_attached_at FROM ${this.s}.score_runs WHERE run_id = $1), clock_timestamp())`,
+      [runId, `${this.s}.score_data`],
+    );
+    return rows;
   }
 
   async getRun(c: pg.ClientBase, runId: string): Promise<RunRow | undefined> {

@@ -13,6 +13,7 @@ import { checkDue, describeDue } from './due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './execute.js';
 import { Ledger, type RunParams } from './ledger.js';
 import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
+import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from './timings.js';
@@ -56,6 +57,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     if (!(await sourceHasRows(client, params.source))) {
       throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
     }
+    // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
+    await applyRetention(client, ledger, params.keepRuns, ctx.log);
     // The ledger row comes before the work: whatever happens from here on is recorded on it.
     const runId = await ledger.createRun(client, {
       trigger: opts.trigger,

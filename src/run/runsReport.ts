@@ -68,13 +68,38 @@ async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
 
 const listColumns = `r.run_id, r.status, r.trigger, r.dry_run, r.model_name, r.model_version, r.backend, r.rows_scored, r.rows_rejected,
   r.chunks_total, r.started_at, r.finished_at, r.heartbeat_at, r.error, r.error_kind, r.published_at,
-  (SELECT count(*) FROM %S.score_chunks ch WHERE ch.run_id = r.run_id AND ch.status = 'done')::int AS chunks_done`;
+  (SELECT count(*) FROM %S.score_chunks ch WHERE ch.run_id = r.run_id AND ch.status = 'done')::int AS chunks_done,
+  EXISTS (SELECT 1 FROM %S.score_runs l WHERE l.run_id > r.run_id AND l.published_at IS NOT NULL) AS superseded,
+  (r.chunks_total IS NULL OR EXISTS (SELECT 1 FROM pg_class t WHERE t.relname = 'score_data_' || r.run_id
+     AND t.relnamespace = (SELECT s.relnamespace FROM pg_class s WHERE s.oid = r.tableoid))) AS resumable_scores`;
 
-type ListRow = Pick<RunRow, 'run_id' | 'status' | 'trigger' | 'dry_run' | 'model_name' | 'model_version' | 'backend' | 'rows_scored' | 'rows_rejected' | 'chunks_total' | 'started_at' | 'finished_at' | 'heartbeat_at' | 'error' | 'error_kind' | 'published_at'> & { chunks_done: number };
+type ListRow = Pick<RunRow, 'run_id' | 'status' | 'trigger' | 'dry_run' | 'model_name' | 'model_version' | 'backend' | 'rows_scored' | 'rows_rejected' | 'chunks_total' | 'started_at' | 'finished_at' | 'heartbeat_at' | 'error' | 'error_kind' | 'published_at'> & {
+  chunks_done: number;
+  /** A later run was published: neither resume nor publish --force accepts this run any more. */
+  superseded: boolean;
+  /** The run's scores table is still there (or the run never planned): retention did not drop it. */
+  resumable_scores: boolean;
+};
+
+/**
+ * The next step `runs` offers for a run that did not succeed, true when followed (issue: advice that
+ * cannot work): resume for a failure a resume can fix; for a run a gate stopped, a new run once the
+ * data is fixed (a resume would find every chunk done and stop at the same gate), or `publish --force`
+ * after review; a new run once a later publish superseded it or retention dropped its scores.
+ */
+function nextStep(r: ListRow): string | null {
+  if (r.status !== 'failed' && r.status !== 'interrupted') return null;
+  if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
+  if (r.error_kind === 'gate') return r.dry_run ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force after review`;
+  return `scorejob resume ${r.run_id}`;
+}
+
+function listColumn(ledger: Ledger): string {
+  return listColumns.replaceAll('%S', ledger.s);
+}
 
 function toItem(r: ListRow): RunListItem {
   const end = r.finished_at ?? (r.status === 'running' ? new Date() : r.heartbeat_at);
-  const resumable = r.status === 'failed' || r.status === 'interrupted';
   return {
     run_id: r.run_id,
     status: r.status,
@@ -93,7 +118,7 @@ function toItem(r: ListRow): RunListItem {
     duration_s: Math.round((end.getTime() - r.started_at.getTime()) / 100) / 10,
     error: r.error,
     error_kind: r.error_kind,
-    resume_command: resumable ? `scorejob resume ${r.run_id}` : null,
+    resume_command: nextStep(r),
   };
 }
 
@@ -101,7 +126,7 @@ export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: 
   const ledger = new Ledger((n) => c.escapeIdentifier(n), schema);
   await settleDeadRuns(c, ledger);
   const { rows } = await c.query<ListRow>(
-    `SELECT ${listColumns.replace('%S', ledger.s)} FROM ${ledger.s}.score_runs r
+    `SELECT ${listColumn(ledger)} FROM ${ledger.s}.score_runs r
       WHERE ($2::text IS NULL OR r.status = $2) ORDER BY r.run_id DESC LIMIT $1`,
     [opts.limit, opts.status ?? null],
   );
@@ -112,7 +137,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const ledger = new Ledger((n) => c.escapeIdentifier(n), schema);
   await settleDeadRuns(c, ledger);
-  const { rows } = await c.query<ListRow & RunRow>(`SELECT ${listColumns.replace('%S', ledger.s)}, r.* FROM ${ledger.s}.score_runs r WHERE r.run_id = $1`, [runId]);
+  const { rows } = await c.query<ListRow & RunRow>(`SELECT ${listColumn(ledger)}, r.* FROM ${ledger.s}.score_runs r WHERE r.run_id = $1`, [runId]);
   const run = rows[0];
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   const rejects = await c.query<{ reason: string; column: string | null; rows: number }>(
