@@ -57,15 +57,19 @@ describe('guarantee 1 under a polling reader', () => {
     await oneRun(writer, ledger, rows);
     const readers = await Promise.all([t.pool.connect(), t.pool.connect()]);
     // Every poll's result is collected; the assertions run after the readers stopped.
-    const polls: { runs: number; n: number; score: number | null; runId: string | null }[] = [];
+    const polls: { runs: number; n: number; score: number | null; runId: string | null; undated: number; inHistory: number }[] = [];
     let running = true;
     const poll = async (r: pg.PoolClient): Promise<void> => {
       while (running) {
-        const { rows: got } = await r.query<{ runs: string; n: string; score: number | null; run_id: string | null }>(
-          'SELECT count(DISTINCT run_id) AS runs, count(*) AS n, max(score) AS score, max(run_id)::text AS run_id FROM scoring.customer_scores',
+        // One statement, one snapshot: the published rows, their run's finish time, and history's view of that run.
+        const { rows: got } = await r.query<{ runs: string; n: string; score: number | null; run_id: string | null; undated: string; in_history: string }>(
+          `SELECT count(DISTINCT run_id) AS runs, count(*) AS n, max(score) AS score, max(run_id)::text AS run_id,
+                  count(*) FILTER (WHERE scored_at IS NULL) AS undated,
+                  (SELECT count(*) FROM scoring.customer_score_history h WHERE h.run_id = (SELECT run_id FROM scoring.published_run)) AS in_history
+             FROM scoring.customer_scores`,
         );
-        const g = got[0] as { runs: string; n: string; score: number | null; run_id: string | null };
-        polls.push({ runs: Number(g.runs), n: Number(g.n), score: g.score, runId: g.run_id });
+        const g = got[0] as { runs: string; n: string; score: number | null; run_id: string | null; undated: string; in_history: string };
+        polls.push({ runs: Number(g.runs), n: Number(g.n), score: g.score, runId: g.run_id, undated: Number(g.undated), inHistory: Number(g.in_history) });
       }
     };
     const pollers = readers.map(poll);
@@ -78,7 +82,8 @@ describe('guarantee 1 under a polling reader', () => {
       writer.release();
     }
     expect(polls.length).toBeGreaterThan(300);
-    const bad = polls.filter((p) => p.runs !== 1 || p.n !== rows || p.score !== Number(p.runId));
+    // A publish split in two transactions would show the new pointer with its run not yet finished (no scored_at, not in history).
+    const bad = polls.filter((p) => p.runs !== 1 || p.n !== rows || p.score !== Number(p.runId) || p.undated !== 0 || p.inHistory !== rows);
     expect(bad.slice(0, 5), `${bad.length} of ${polls.length} polls saw an empty, partial or mixed view`).toEqual([]);
   });
 });
