@@ -11,7 +11,7 @@ import type { Ledger } from './ledger.js';
  * and move the published_run pointer. A reader's statement sees the old pointer or the new one,
  * never a mix (guarantee 1). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
-export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: unknown, log: Logger): Promise<void> {
+export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: unknown, log: Logger, fence?: (c: pg.ClientBase) => Promise<void>): Promise<void> {
   const table = ledger.runTable(runId);
   const id = BigInt(runId).toString();
   try {
@@ -38,6 +38,8 @@ export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string
                 error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
         [runId, JSON.stringify(stats)],
       );
+      // The run lock must still be ours (src/run/lock.ts): never publish after another process took it over.
+      await fence?.(c);
       await c.query('COMMIT');
       return;
     } catch (err) {
