@@ -59,3 +59,21 @@ export async function runStatus(t: TestDatabase, runId: string): Promise<{ statu
   expect(rows).toHaveLength(1);
   return rows[0] as { status: string; error: string | null; error_kind: string | null };
 }
+
+/**
+ * Holds the run lock as another scorejob would (through the library, on a pool of the test's own):
+ * what a second process finds while a run is in flight. `release()` frees it.
+ */
+export async function holdRunLock(t: TestDatabase, schema = 'scoring'): Promise<{ release: () => Promise<void> }> {
+  const { createPool } = await import('../../src/db/pool.js');
+  const { takeRunLock } = await import('../../src/run/lock.js');
+  const { createLogger } = await import('../../src/log.js');
+  const pool = createPool(t.db, 2);
+  const lock = await takeRunLock(pool, { schema, purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });
+  return {
+    release: async () => {
+      await lock.release();
+      await pool.end();
+    },
+  };
+}
