@@ -196,4 +196,28 @@ describe('the run lock', () => {
     expect(next.code).toBe(0);
     expect(await scores()).toEqual(baseline);
   });
+  it('a frozen run whose lock was taken over stops without writing: exit 1, left interrupted, its done chunks unchanged', async () => {
+    const { child, runId } = await startHeldRun(t);
+    const hold = await holdRunAtChunkWrite(t, child, runId, 3);
+    child.kill('SIGSTOP'); // frozen: it cannot renew its lease or re-register
+    let taker;
+    let doneBefore: number;
+    try {
+      expect((await terminate('scorejob lock')).rows[0]?.n).toBe(1);
+      doneBefore = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId])).rows[0]?.n as number;
+      taker = await runCli(['run', '--chunk-size', '1000'], t.env); // waits out the grace, takes the lock over
+    } finally {
+      child.kill('SIGCONT');
+      await hold.release();
+    }
+    expect(taker.stderr).toBe('');
+    expect(taker.code).toBe(0);
+    expect(taker.logs.some((l) => new RegExp(`run ${runId} had stopped without a word; marked interrupted`).test(String(l.msg)))).toBe(true);
+    const r = await child.result;
+    expect(r.code).toBe(1);
+    expect(await runStatus(t, runId)).toMatchObject({ status: 'interrupted' });
+    const doneAfter = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId])).rows[0]?.n;
+    expect(doneAfter).toBe(doneBefore);
+    expect((await publishedSnapshot(t)).runs).toEqual([taker.logs.find((l) => /started/.test(String(l.msg)))?.run_id]);
+  });
 });
