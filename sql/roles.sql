@@ -33,4 +33,9 @@ DO $$ BEGIN
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;
+  -- Nothing on the run lock (scoring.run_locks, DESIGN.md guarantee 3): a role that could update or
+  -- row-lock it (SELECT ... FOR UPDATE/SHARE needs UPDATE) could take or block the job's lock.
+  IF to_regclass('scoring.run_locks') IS NOT NULL THEN
+    REVOKE ALL ON scoring.run_locks FROM scorejob_reader;
+  END IF;
 END $$;

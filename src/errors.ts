@@ -9,6 +9,7 @@ export const ExitCode = {
   runFailed: 1,
   usage: 2,
   locked: 75,
+  lockStuck: 69,
   sigint: 130,
   sigterm: 143,
 } as const;
@@ -38,10 +39,20 @@ export class RunFailedError extends ScorejobError {
   }
 }
 
-/** Another run holds the advisory lock; nothing was done. */
+/** Another run holds the run lock; nothing was done (cron: try later). */
 export class LockedError extends ScorejobError {
   constructor(message: string) {
     super(message, ExitCode.locked);
+  }
+}
+
+/**
+ * The run lock has been held far longer than a normal run (its holder still renews it): nothing was
+ * done, and unlike 75 this is not "try later" but "look at the holder" (EX_UNAVAILABLE, 69).
+ */
+export class LockStuckError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.lockStuck);
   }
 }
 

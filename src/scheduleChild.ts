@@ -95,6 +95,9 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
     case ExitCode.locked:
       log.warn(fields, `tick ${tickText} skipped: another run holds the lock (exit 75); waiting for the next tick`);
       return;
+    case ExitCode.lockStuck:
+      log.error(fields, `tick ${tickText} skipped: the run lock has been held far longer than a normal run (exit 69; the child's line above names the holder); look at that process, the next tick tries again`);
+      return;
     case ExitCode.runFailed:
       if (row) log.error({ ...fields, error: row.error }, `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`);
       else if (ledgerAway) log.error(fields, `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`);

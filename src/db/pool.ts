@@ -50,3 +50,23 @@ export async function checkConnection(pool: pg.Pool, db: DbConfig): Promise<void
   }
   client.release();
 }
+
+/**
+ * A connection for one of a run's long-lived roles (ledger, lock, reader, writer), named for
+ * pg_stat_activity. A role's `idle_session_timeout` is switched off for it: these sessions wait idle
+ * on purpose while other stages work, and end with the process (the setting exists from PostgreSQL 14,
+ * hence the lookup instead of SET).
+ */
+export async function connectAs(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  try {
+    await client.query(
+      `SELECT set_config('application_name', $1, false), (SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout')`,
+      [`scorejob ${role}`],
+    );
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
+  return client;
+}

@@ -3,6 +3,7 @@ import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../columns.js'
 import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/copyReader.js';
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
+import { connectAs } from '../db/pool.js';
 import { isTransient } from '../db/sqlstate.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -39,6 +40,8 @@ export interface ChunkLoopDeps {
   recordFailure(chunkNo: number, message: string): Promise<void>;
   /** After a connection loss: makes sure the ledger connection and the run lock are still ours. */
   recover(): Promise<void>;
+  /** Checked in the chunk's transaction just before COMMIT: the run lock is still ours. */
+  fence?(c: pg.ClientBase): Promise<void>;
   onChunkDone?(info: { chunkNo: number; scored: number; rejected: number }): void;
   /**
    * Statistics of the chunk just transformed that the transform gathered (feature counters), stored
@@ -136,6 +139,7 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
           const extra = d.chunkStats?.();
           const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+          await d.fence?.(w);
           await w.query('COMMIT');
         } catch (err) {
           await w.query('ROLLBACK').catch(() => undefined);
@@ -174,8 +178,6 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
   }
 }
 
-async function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
-  const client = await pool.connect();
-  await client.query(`SET application_name = 'scorejob ${role}'`);
-  return client;
+function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
+  return connectAs(pool, role);
 }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { previousTick, type CronSpec } from '../cronTicks.js';
 import type { RunStatus } from './ledger.js';
-import { runLockHolderPid } from './lock.js';
+import { runLockHeld } from './lock.js';
 
 /** What the due check needs of a ledger row. */
 export interface TickRun {
@@ -63,7 +63,7 @@ export async function checkDue(client: pg.ClientBase, schema: string, spec: Cron
       WHERE NOT dry_run AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
     [tick],
   );
-  const lockHeld = (await runLockHolderPid(client, schema)) !== undefined;
+  const lockHeld = await runLockHeld(client, schema);
   return decideDue(tick, rows, lockHeld);
 }
 

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import { describeDbError } from '../db/describeError.js';
 import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
 import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
+import { LockLostError } from './lock.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
@@ -44,6 +45,8 @@ export interface ExecuteDeps {
   ledger: Ledger;
   config: Config;
   recover(): Promise<void>;
+  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/run/lock.ts). */
+  fence(c: pg.ClientBase): Promise<void>;
   log: Logger;
   stop: StopSignal;
   model: LoadedModel;
@@ -62,6 +65,7 @@ export interface ExecuteDeps {
 export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   const { ledger, runId, params, log, model } = d;
   const started = performance.now();
+  // The run row's sign of life for people (`runs`); whether the run is alive is the run lock's business.
   const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
   heartbeat.unref();
   const observer = new RunObserver(d.observe, log, model.plan);
@@ -90,6 +94,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
         timings: d.timings,
         recordFailure: (chunkNo, message) => ledger.recordChunkFailure(d.client, runId, chunkNo, message),
         recover: d.recover,
+        fence: d.fence,
         onChunkDone: ({ chunkNo, scored, rejected }) => {
           done++;
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
@@ -101,11 +106,19 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     );
     observer.stopProgress();
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
+    // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
+    await d.recover();
 
     const run = await ledger.getRun(d.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
     const rejected = Number(run?.rows_rejected ?? 0);
     const finalChunks = await ledger.getChunks(d.client, runId);
+    // The ledger, not this process's memory, says what is done: a commit the server lost (a crash of a
+    // server without synchronous commit) leaves its chunk pending, and such a run must not publish.
+    const notDone = finalChunks.filter((c) => c.status !== 'done').map((c) => c.chunk_no);
+    if (notDone.length > 0) {
+      throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
+    }
     const statistics = await computeRunStatistics(d.client, ledger, runId, model.plan, finalChunks);
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
@@ -117,7 +130,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       await d.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
       await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
     } else {
-      await publishRun(d.client, ledger, runId, runStats, log);
+      await publishRun(d.client, ledger, runId, runStats, log, d.fence);
       dropped = await applyRetention(d.client, ledger, params.keepRuns, log);
     }
     d.timings.add('publish', performance.now() - t);
@@ -146,10 +159,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     };
   } catch (err) {
     const failure = await classify(err, d);
-    await d
-      .recover()
-      .then(() => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }))
-      .catch((e: unknown) => log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run will mark this run interrupted'));
+    await recordOutcome(d, () => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
     const drift = runStats?.drift as { psi: number | null } | undefined;
     await observer.finished({ runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger));
     if (failure.status === 'interrupted' && d.stop.requested) {
@@ -161,6 +171,37 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   } finally {
     observer.stopProgress();
     clearInterval(heartbeat);
+  }
+}
+
+/** How long a failed run keeps trying to record its outcome while the database is unreachable. */
+const recordOutcomeForMs = 60_000;
+
+/**
+ * Records a failed run's outcome, waiting out a database outage (up to a minute, trying every second
+ * or two), so that a run that failed because the server went away is still recorded `failed`, with its
+ * reason, rather than left `running`. Never writes once the run lock was taken over (another process
+ * owns the ledger of this run now).
+ */
+async function recordOutcome(d: ExecuteDeps, write: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + recordOutcomeForMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await d.recover();
+      await write();
+      return;
+    } catch (e) {
+      if (e instanceof LockLostError) {
+        d.log.error({ err: e.message }, 'the outcome is not recorded: the run lock was taken over, and the process that took it marked this run');
+        return;
+      }
+      if (!isTransient(e) || Date.now() >= deadline) {
+        d.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
+        return;
+      }
+      if (attempt === 1) d.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${recordOutcomeForMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
+    }
   }
 }
 

@@ -1,12 +1,12 @@
 import { hostname, userInfo } from 'node:os';
 import type { Config } from '../config.js';
-import { describeDb } from '../config.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
-import { LockedError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Ledger, type RunRow } from './ledger.js';
-import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
+import type { RunLock } from './lock.js';
+import { acquireRunLock } from './acquireRunLock.js';
 import { exportRunMetrics, lastSuccessAt } from './metrics.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 
@@ -41,21 +41,17 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
   const started = performance.now();
-  const pool = createPool(config.db, 1);
+  // The command's connection and the lock's.
+  const pool = createPool(config.db, 2);
   try {
     await checkConnection(pool, config.db);
     const client = await pool.connect();
-    let locked = false;
+    let lock: RunLock | undefined;
     try {
       await assertMigrated(client, config.schema);
       const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
-      locked = await tryRunLock(client, config.schema);
-      if (!locked) {
-        const holder = await ledger.runningRun(client);
-        const who = holder ? `run ${holder.run_id} (pid ${holder.pid} on ${holder.host})` : `another scorejob (database backend pid ${(await runLockHolderPid(client, config.schema)) ?? '?'})`;
-        throw new LockedError(`another run holds the lock on ${describeDb(config.db)} schema "${config.schema}": ${who}; nothing was done, try later`);
-      }
-      await ledger.markDeadRuns(client);
+      const held = await acquireRunLock(pool, config, ctx.log, 'publish', ledger);
+      lock = held;
       const run = await ledger.getRun(client, runId);
       await checkPublishable(client, ledger, runId, run, opts.force);
       const r = run as RunRow;
@@ -64,7 +60,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
       // A run stopped by a gate before its table was attached at plan time (schema version 1).
       await attachRunTable(client, ledger, runId, log);
-      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log);
+      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c));
       const dropped = await applyRetention(client, ledger, r.params.keepRuns ?? 12, log);
       const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;
       log.warn(
@@ -90,7 +86,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       );
       return { runId, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
     } finally {
-      if (locked) await releaseRunLock(client, config.schema).catch(() => undefined);
+      await lock?.release();
       client.release();
     }
   } finally {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { holderAliveSql, lockTiming } from './lock.js';
 import type { ScoreStats } from './scoreStats.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -250,18 +251,33 @@ export class Ledger {
   }
 
   /**
-   * Runs still marked `running` while the caller holds the run lock have lost their process
-   * (kill -9, machine gone): mark them interrupted so they can be resumed.
+   * Runs still marked `running` whose process is gone (kill -9, machine lost): no live holder of a run
+   * lock works on them (src/run/lock.ts: lease current, and backend alive or heartbeat within the grace).
+   * Marks them interrupted so they can be resumed. Safe without holding the lock: a live run is
+   * attached to its lock in the transaction that creates or reopens it.
    */
   async markDeadRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(
-      `UPDATE ${this.s}.score_runs
+      `UPDATE ${this.s}.score_runs r
           SET status = 'interrupted', error_kind = 'interrupted', finished_at = heartbeat_at,
               error = 'the process (pid ' || pid || ' on ' || host || ') stopped without a word; last sign of life ' ||
                       to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-        WHERE status = 'running' RETURNING run_id`,
+        WHERE status = 'running'
+          AND NOT EXISTS (SELECT 1 FROM ${this.s}.run_locks l WHERE l.run_id = r.run_id AND ${holderAliveSql('l', '$1')})
+        RETURNING run_id`,
+      [lockTiming.graceMs],
     );
     return rows.map((r) => r.run_id);
+  }
+
+  /** The longest of the last 20 succeeded runs, ms (what "far longer than a normal run" compares with); null when none. */
+  async longestRecentRunMs(c: pg.ClientBase | pg.Pool): Promise<number | null> {
+    const { rows } = await c.query<{ ms: string | null }>(
+      `SELECT (extract(epoch FROM max(finished_at - started_at)) * 1000)::bigint AS ms
+         FROM (SELECT started_at, finished_at FROM ${this.s}.score_runs WHERE status = 'succeeded' AND finished_at IS NOT NULL ORDER BY run_id DESC LIMIT 20) t`,
+    );
+    const ms = rows[0]?.ms;
+    return ms === null || ms === undefined ? null : Number(ms);
   }
 
   /** The newest running run (to say who holds the lock). */

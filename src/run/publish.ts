@@ -37,7 +37,7 @@ const oldReaderWaitMs = 30_000;
  * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
  * (guarantee 1). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
-export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: unknown, log: Logger): Promise<void> {
+export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: unknown, log: Logger, fence?: (c: pg.ClientBase) => Promise<void>): Promise<void> {
   const state = await ledger.runTableState(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   await waitForOlderReaders(c, ledger, runId, log);
@@ -49,6 +49,8 @@ export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string
               error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
       [runId, JSON.stringify(stats)],
     );
+    // The run lock must still be ours (src/run/lock.ts): never publish after another process took it over.
+    await fence?.(c);
   });
 }
 

@@ -5,14 +5,16 @@ import { describeDb } from '../config.js';
 import { quoteQualified, type SourceRef } from '../db/copyReader.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
-import { LockedError, NothingToDoError, RunFailedError, UsageError } from '../errors.js';
+import { ResilientClient } from '../db/resilientClient.js';
+import { NothingToDoError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
 import { checkDue, describeDue } from './due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './execute.js';
 import { Ledger, type RunParams } from './ledger.js';
-import { releaseRunLock, runLockHolderPid, tryRunLock } from './lock.js';
+import { acquireRunLock } from './acquireRunLock.js';
+import { runHolderState, type LockPurpose, type RunLock } from './lock.js';
 import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
@@ -47,7 +49,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     backendChoice: opts.backend,
     source: { table: model.manifest.source.table, key: model.manifest.source.key },
   };
-  return withLockedLedger(ctx, model, async (session) => {
+  return withLockedLedger(ctx, model, 'run', async (session) => {
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
       // --if-due looked before the lock; another host's whole run may have fit in between: look again.
@@ -59,18 +61,23 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     }
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, params.keepRuns, ctx.log);
-    // The ledger row comes before the work: whatever happens from here on is recorded on it.
-    const runId = await ledger.createRun(client, {
-      trigger: opts.trigger,
-      dryRun: opts.dryRun,
-      modelName: model.manifest.name,
-      modelVersion: model.manifest.version,
-      modelSha256: model.sha256,
-      backend: model.backend,
-      params,
-      tickAt: opts.tickAt,
-      host: hostname(),
-      pid: process.pid,
+    // The ledger row comes before the work: whatever happens from here on is recorded on it. It is
+    // attached to the lock in the same transaction, so no one ever sees it running without a holder.
+    const runId = await session.inTransaction(async (c) => {
+      const id = await ledger.createRun(c, {
+        trigger: opts.trigger,
+        dryRun: opts.dryRun,
+        modelName: model.manifest.name,
+        modelVersion: model.manifest.version,
+        modelSha256: model.sha256,
+        backend: model.backend,
+        params,
+        tickAt: opts.tickAt,
+        host: hostname(),
+        pid: process.pid,
+      });
+      await session.lock.attachRun(c, id);
+      return id;
     });
     const log = ctx.log.child({ run_id: runId });
     log.info(
@@ -98,10 +105,10 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       const run = await new Ledger((n) => client.escapeIdentifier(n), ctx.config.schema).getRun(client, runId);
       if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
       if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
-      if (run.status === 'running') {
-        // Still running for real only if someone holds the run lock; otherwise its process died.
-        if (!(await tryRunLock(client, ctx.config.schema))) throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
-        await releaseRunLock(client, ctx.config.schema);
+      // Still running for real only while a live lock holder works on it (grace included); otherwise
+      // its process died, and taking the lock below marks it interrupted.
+      if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
+        throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
       }
       params = run.params;
     } finally {
@@ -111,7 +118,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     await pool.end().catch(() => undefined);
   }
   const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
-  return withLockedLedger(ctx, model, async (session) => {
+  return withLockedLedger(ctx, model, 'resume', async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
     if (!run) throw new UsageError(`there is no run ${runId}`);
@@ -128,7 +135,10 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     }
     const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
     if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
-    await ledger.reopenRun(client, runId, hostname(), process.pid);
+    await session.inTransaction(async (c) => {
+      await ledger.reopenRun(c, runId, hostname(), process.pid);
+      await session.lock.attachRun(c, runId);
+    });
     const log = ctx.log.child({ run_id: runId });
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
@@ -154,90 +164,90 @@ async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<
  * The session's parts for executeRun. `client` is a getter, not a copy: recover() replaces the ledger
  * connection after a connection loss, and every later ledger write must use the new one.
  */
-function executeDeps(session: LockedSession, rest: Omit<ExecuteDeps, 'pool' | 'client' | 'ledger' | 'config' | 'recover'>): ExecuteDeps {
+function executeDeps(session: LockedSession, rest: Omit<ExecuteDeps, 'pool' | 'client' | 'ledger' | 'config' | 'recover' | 'fence'>): ExecuteDeps {
   return {
     ...rest,
     pool: session.pool,
     ledger: session.ledger,
     config: session.config,
     recover: () => session.recover(),
+    fence: (c) => session.lock.fence(c),
     get client() {
       return session.client;
     },
   };
 }
 
-/** A pool, the ledger connection holding the run lock, and the ledger, for one run's life. */
+/** A pool, the ledger connection, the run lock, and the ledger, for one run's life. */
 export interface LockedSession {
   pool: pg.Pool;
-  client: pg.PoolClient;
+  /** The ledger connection (a getter: a lost one is replaced, see recover). */
+  readonly client: pg.PoolClient;
   ledger: Ledger;
   config: Config;
-  /** Reconnects the ledger connection and takes the lock again after a connection loss. */
+  lock: RunLock;
+  /** After a connection loss: the lock must still be ours (else LockLostError) and the ledger connection up. */
   recover(): Promise<void>;
+  /** fn in one transaction on the ledger connection. */
+  inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
 }
 
 /**
  * Opens the pool and the ledger connection, refuses an un-migrated database or a source that lacks
- * what the model needs, takes the run lock (or exits 75 naming the holder), marks dead runs
- * interrupted, runs fn, and releases everything in reverse order.
+ * what the model needs, takes the run lock (or exits 75 naming the holder, 69 if it is stuck), marks
+ * dead runs interrupted, runs fn, and releases everything in reverse order.
  */
-async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, fn: (s: LockedSession) => Promise<T>): Promise<T> {
+async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, fn: (s: LockedSession) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
-  const pool = createPool(config.db, 4);
-  let client: pg.PoolClient | undefined;
-  let locked = false;
+  // ledger, lock, reader, writer, and one spare while a lost connection is being replaced.
+  const pool = createPool(config.db, 5);
+  let conn: ResilientClient | undefined;
+  let lock: RunLock | undefined;
   try {
     await checkConnection(pool, config.db);
-    client = await pool.connect();
-    await client.query(`SET application_name = 'scorejob ledger'`);
+    conn = await ResilientClient.connect(pool, { role: 'ledger', log });
+    const ledgerConn = conn;
+    const client = ledgerConn.client;
     await assertMigrated(client, config.schema);
     await assertWritable(client, config);
     await checkSource(client, model);
-    const ledger = new Ledger((n) => (client as pg.PoolClient).escapeIdentifier(n), config.schema);
-    locked = await tryRunLock(client, config.schema);
-    if (!locked) {
-      const holder = await ledger.runningRun(client);
-      const pid = await runLockHolderPid(client, config.schema);
-      const who = holder ? `run ${holder.run_id} (pid ${holder.pid} on ${holder.host}, started ${holder.started_at.toISOString()})` : `another scorejob (database backend pid ${pid ?? '?'})`;
-      log.warn({ holder_run_id: holder?.run_id, holder_host: holder?.host, holder_pid: holder?.pid }, `another run holds the lock: ${who}`);
-      throw new LockedError(`another run holds the lock on ${describeDb(config.db)} schema "${config.schema}": ${who}; nothing was done, try later`);
-    }
-    for (const dead of await ledger.markDeadRuns(client)) {
-      log.warn({ dead_run_id: dead }, `run ${dead} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${dead}\`)`);
+    const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
+    const dead: string[] = [];
+    lock = await acquireRunLock(pool, config, log, purpose, ledger, (ids) => dead.push(...ids));
+    const held = lock;
+    for (const id of dead) {
+      log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
     }
     const session: LockedSession = {
       pool,
-      client,
       ledger,
       config,
+      lock: held,
+      get client() {
+        return ledgerConn.client;
+      },
       recover: async () => {
+        await held.ensure();
+        await ledgerConn.ensure();
+      },
+      inTransaction: async (f) => {
+        const c = ledgerConn.client;
+        await c.query('BEGIN');
         try {
-          await session.client.query('SELECT 1');
-          return;
-        } catch {
-          // the ledger connection is gone, and the lock with it
-        }
-        session.client.release(true);
-        client = undefined;
-        const fresh = await pool.connect();
-        await fresh.query(`SET application_name = 'scorejob ledger'`);
-        session.client = fresh;
-        client = fresh;
-        if (!(await tryRunLock(fresh, config.schema))) {
-          locked = false;
-          throw new RunFailedError('lost the connection holding the run lock, and another process took the lock meanwhile');
+          const result = await f(c);
+          await c.query('COMMIT');
+          return result;
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err;
         }
       },
     };
     return await fn(session);
   } finally {
-    if (client) {
-      if (locked) await releaseRunLock(client, config.schema).catch(() => undefined);
-      client.release();
-    }
+    await lock?.release();
+    await conn?.close();
     model.dispose();
     await pool.end().catch(() => undefined);
   }
 }
-

@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import { UsageError } from '../errors.js';
 import { Ledger, type RunRow, type RunStatus } from './ledger.js';
-import { releaseRunLock, tryRunLock } from './lock.js';
 import type { ScoreSummary } from './scoreStats.js';
 import type { FeaturesSummary } from './featureStats.js';
 import type { ForcedPublish } from './forcePublish.js';
@@ -53,17 +52,11 @@ export interface RunDetail extends RunListItem {
 }
 
 /**
- * Before reporting: runs still marked `running` while nobody holds the run lock have died;
- * mark them interrupted so the report tells the truth.
+ * Before reporting: runs still marked `running` that no live lock holder works on have died; mark
+ * them interrupted so the report tells the truth. A live run (even one reconnecting) is left alone.
  */
 async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
-  if (await tryRunLock(c, ledger.schema)) {
-    try {
-      await ledger.markDeadRuns(c);
-    } finally {
-      await releaseRunLock(c, ledger.schema);
-    }
-  }
+  await ledger.markDeadRuns(c);
 }
 
 const listColumns = `r.run_id, r.status, r.trigger, r.dry_run, r.model_name, r.model_version, r.backend, r.rows_scored, r.rows_rejected,

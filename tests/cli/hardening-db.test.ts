@@ -4,6 +4,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedde
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitUntil } from '../helpers/hold.js';
 import { ledgerState, expectRefusedUnchanged, publishedSnapshot } from '../helpers/state.js';
 
 /**
@@ -132,8 +133,12 @@ describe('what can go wrong: the database', () => {
     await locker.query('ROLLBACK');
     locker.release();
     expect(await scores()).toEqual(baseline);
-    const runs = await cli(['runs', '--json']);
-    expect(JSON.parse(runs.stdout)[0]).toMatchObject({ run_id: runId(started), status: 'interrupted', chunks_total: null });
+    // Once the lock's grace is over (a live run whose connection dropped would be back by then).
+    const listed = await waitUntil('runs to show the killed run interrupted', async () => {
+      const first = JSON.parse((await cli(['runs', '--json'])).stdout)[0] as { status: string };
+      return first.status === 'interrupted' ? first : undefined;
+    });
+    expect(listed).toMatchObject({ run_id: runId(started), status: 'interrupted', chunks_total: null });
     await resumeAndCheck(runId(started));
   });
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
 import { childEnv, repoRoot, runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { holdRunLock } from '../helpers/hold.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 
 async function snapshot(t: TestDatabase): Promise<{ runs: string[]; scores: Map<string, number> }> {
@@ -109,14 +110,12 @@ describe('publish gates, publish --force and the metrics file', () => {
     const ok = await runCli(['publish', firstRun, '--force'], t.env);
     expect(ok.code).toBe(2);
     expect((await runCli(['publish', '999999', '--force'], t.env)).stderr).toMatch(/there is no run 999999/);
-    const holder = await t.pool.connect();
+    const holder = await holdRunLock(t);
     try {
-      await holder.query(`SELECT pg_advisory_lock(${0x5c0c}, hashtext('scoring'))`);
       const locked = await runCli(['publish', gated, '--force'], t.env);
       expect(locked.code).toBe(75);
     } finally {
-      await holder.query(`SELECT pg_advisory_unlock(${0x5c0c}, hashtext('scoring'))`);
-      holder.release();
+      await holder.release();
     }
   });
 

@@ -5,6 +5,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { holdRunLock } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
 
 /**
@@ -136,15 +137,13 @@ describe('scorejob schedule', () => {
 
   it('a tick that finds the lock taken (a manual run, another scheduler) is skipped with exit 75, and the next tick runs', async () => {
     await knob(0);
-    const lockHolder = new pg.Client({ connectionString: t.url });
-    await lockHolder.connect();
-    await lockHolder.query(`SELECT pg_advisory_lock(${0x5c0c}, hashtext('scoring'))`);
+    const lockHolder = await holdRunLock(t);
     const before = (await ledger()).length;
     const child = schedule(['--cron', '*/2 * * * * *']);
     try {
       await waitForLog(child, (l) => l.exit_code === 75 && /^tick \S+ skipped: another run holds the lock/.test(String(l.msg)), 20_000);
     } finally {
-      await lockHolder.end();
+      await lockHolder.release();
     }
     await waitFor('a run once the lock is free', async () => (await ledger()).slice(before).find((x) => x.status === 'succeeded'));
     child.kill('SIGTERM');
@@ -259,11 +258,9 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
   it('a run for the tick still in progress (lock held): exit 75, nothing done', async () => {
     // A tick (passed with --tick-at, as the scheduler does) later than every run so far, whose run is "in flight" elsewhere.
     const tick = previousTick({ expression: '*/10 * * * * *', timezone: 'UTC' }, new Date(Date.now() + 60_000)) as Date;
-    const holder = new pg.Client({ connectionString: t.url });
-    await holder.connect();
+    const holder = await holdRunLock(t);
     try {
-      await holder.query(`SELECT pg_advisory_lock(${0x5c0c}, hashtext('scoring'))`);
-      await holder.query(
+      await t.pool.query(
         `INSERT INTO scoring.score_runs (status, trigger, model_name, model_version, model_sha256, backend, tick_at, host, pid)
          VALUES ('running', 'schedule', 'm', '1', 'x', 'cpu', $1, 'elsewhere', 1)`,
         [tick],
@@ -274,7 +271,7 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
       expect(r.stderr).toMatch(/is in progress \(pid 1 on elsewhere\); nothing was done, try later/);
       expect(await runs()).toHaveLength(before);
     } finally {
-      await holder.end();
+      await holder.release();
     }
   });
 

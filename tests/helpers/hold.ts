@@ -1,0 +1,79 @@
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { startCli, waitForLog } from './cli.js';
+import type { TestDatabase } from './db.js';
+
+/** Polls `probe` until it returns a value (not undefined), or fails after `timeoutMs`. */
+export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Holds a run at a known point: an ACCESS EXCLUSIVE lock on the run's own score table, taken after
+ * `chunks` chunks committed, makes the next chunk's write wait inside its transaction. Resolves once
+ * the writer is seen waiting on that lock (no fixed sleep). `release()` lets the run go on.
+ */
+export async function holdRunAtChunkWrite(
+  t: TestDatabase,
+  child: ReturnType<typeof startCli>,
+  runId: string,
+  chunks: number,
+): Promise<{ locker: pg.PoolClient; release: () => Promise<void> }> {
+  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done as number) >= chunks);
+  const locker = await t.pool.connect();
+  await locker.query('BEGIN');
+  await locker.query(`LOCK TABLE scoring."score_data_${BigInt(runId)}" IN ACCESS EXCLUSIVE MODE`);
+  await waitUntil('the writer to wait on the held table', async () => {
+    const { rows } = await t.pool.query<{ n: number }>(
+      `SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'scorejob writer' AND wait_event_type = 'Lock'`,
+    );
+    return (rows[0]?.n ?? 0) > 0 ? true : undefined;
+  });
+  let released = false;
+  return {
+    locker,
+    release: async () => {
+      if (released) return;
+      released = true;
+      await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release(true);
+    },
+  };
+}
+
+/** Starts a run of many small chunks (seconds long) and returns it with its run id. */
+export async function startHeldRun(t: TestDatabase, env: Record<string, string> = t.env, extra: string[] = []) {
+  const child = startCli(['run', '--chunk-size', '20', ...extra], env);
+  const started = await waitForLog(child, (l) => typeof l.run_id === 'string' && /started/.test(String(l.msg)));
+  return { child, runId: started.run_id as string };
+}
+
+export async function runStatus(t: TestDatabase, runId: string): Promise<{ status: string; error: string | null; error_kind: string | null }> {
+  const { rows } = await t.pool.query<{ status: string; error: string | null; error_kind: string | null }>('SELECT status, error, error_kind FROM scoring.score_runs WHERE run_id = $1', [runId]);
+  expect(rows).toHaveLength(1);
+  return rows[0] as { status: string; error: string | null; error_kind: string | null };
+}
+
+/**
+ * Holds the run lock as another scorejob would (through the library, on a pool of the test's own):
+ * what a second process finds while a run is in flight. `release()` frees it.
+ */
+export async function holdRunLock(t: TestDatabase, schema = 'scoring'): Promise<{ release: () => Promise<void> }> {
+  const { createPool } = await import('../../src/db/pool.js');
+  const { takeRunLock } = await import('../../src/run/lock.js');
+  const { createLogger } = await import('../../src/log.js');
+  const pool = createPool(t.db, 2);
+  const lock = await takeRunLock(pool, { schema, purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });
+  return {
+    release: async () => {
+      await lock.release();
+      await pool.end();
+    },
+  };
+}
