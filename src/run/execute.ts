@@ -201,7 +201,7 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   }
   const psiBreach = psiGateBreach(drift, params.maxPsi);
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
-  if (params.maxPsi != null && drift.psi === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+  if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
 class GateError extends Error {}

@@ -45,6 +45,9 @@ export function formatRunDetail(r: RunDetail): string {
     const pair = (a: number | null, b: number | null | undefined) => (prev ? `${fmt(a)} (${fmt(b)})` : fmt(a));
     lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
     lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
+  } else if (r.stats) {
+    // No score to describe: never a mean or std of 0.
+    lines.push('', `Scores: none${r.rows_rejected > 0 ? ' (every row was rejected)' : ''}`);
   }
   lines.push(...formatRunStatistics(r));
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);

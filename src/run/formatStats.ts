@@ -11,7 +11,7 @@ export function psiVerdict(psi: number): string {
 }
 
 export function formatPsi(d: Drift | null | undefined): string {
-  if (!d || d.psi === null) return d?.baseline_run_id ? `— (histograms of run ${d.baseline_run_id} not comparable)` : '— (no previous published run)';
+  if (!d || d.psi === null) return d?.baseline_run_id ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})` : '— (no previous published run)';
   return `${d.psi.toFixed(4)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
 }
 

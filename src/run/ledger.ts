@@ -173,7 +173,7 @@ export class Ledger {
     return rows[0];
   }
 
-  async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string; value: string | null }[]): Promise<void> {
+  async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[]): Promise<void> {
     if (rejects.length === 0) return;
     await c.query(
       `INSERT INTO ${this.s}.score_rejects (run_id, customer_id, reason, detail)
