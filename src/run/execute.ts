@@ -151,12 +151,17 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       .catch((e: unknown) => log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run will mark this run interrupted'));
     const drift = runStats?.drift as { psi: number | null } | undefined;
     await observer.finished({ runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger));
+    // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
     if (failure.status === 'interrupted' && d.stop.requested) {
-      log.warn({ status: 'interrupted' }, `run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``);
-      throw new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+      const interrupted = new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+      log.warn({ status: 'interrupted' }, interrupted.message);
+      interrupted.loggedAt = 'warn';
+      throw interrupted;
     }
-    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
-    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, exit_code: failed.exitCode }, failed.message);
+    failed.loggedAt = 'error';
+    throw failed;
   } finally {
     observer.stopProgress();
     clearInterval(heartbeat);
