@@ -56,7 +56,19 @@ export function formatRunDetail(r: RunDetail): string {
     for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo}, ${c.key_hi}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }
-  return lines.join('\n') + '\n';
+  return lines.map(visible).join('\n') + '\n';
+}
+
+/**
+ * Text from the ledger as it may safely reach a terminal: control characters (ESC, BEL, CR, newline, …)
+ * and bidirectional overrides in a model's name, an error or a column name are shown escaped (`\x1b`,
+ * `\u{202e}`), never sent raw, so that a manifest cannot recolour, rewrite or hide what `runs` prints.
+ */
+export function visible(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
 }
 
 function oneLine(s: string, max: number): string {
@@ -64,7 +76,8 @@ function oneLine(s: string, max: number): string {
   return flat.length > max ? flat.slice(0, max - 1) + '…' : flat;
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(visible));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
 }

@@ -54,6 +54,25 @@ describe('what scorejob says about a failure', () => {
     expect((JSON.parse(ok.stdout) as { run_id: string }).run_id).toBe('1');
   });
 
+  it('an escape sequence in a manifest\'s name or version reaches `runs` and `runs show` escaped, never raw', async () => {
+    const evil = await modelCopy((m) => {
+      m.name = 'value\u001b[2J\u001b[31mred';
+      m.version = '1.0\u0007\u202e';
+    });
+    const r = await runCli(['run', '--model', evil, '--chunk-size', '100'], t.env);
+    expect(r.code).toBe(0);
+    const runId = String(r.logs.at(-1)?.run_id);
+    for (const args of [['runs'], ['runs', 'show', runId]]) {
+      const out = await runCli(args, t.env);
+      expect(out.code).toBe(0);
+      expect(out.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/);
+      expect(out.stdout).toContain('value\\x1b[2J\\x1b[31mred 1.0\\x07\\u{202e}');
+    }
+    // Machines get the value itself, JSON-escaped.
+    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as { model: string };
+    expect(json.model).toBe('value\u001b[2J\u001b[31mred');
+  });
+
   it.skipIf(!existsSync('/usr/bin/script'))('on a terminal a failed run says its error once', async () => {
     const r = await inPty(['run', '--model', nan, '--chunk-size', '100'], t.env);
     expect(r.code).toBe(1);
