@@ -22,9 +22,14 @@ export interface RunResult {
   status: 'succeeded';
   dryRun: boolean;
   published: boolean;
+  /** The run's totals (a resumed run: with the chunks done before). */
   rowsScored: number;
   rowsRejected: number;
+  /** What this invocation scored and rejected (a resume: only the chunks it did). */
+  rowsScoredNow: number;
+  rowsRejectedNow: number;
   durationMs: number;
+  /** This invocation's rows scored per second of its duration. */
   rowsPerSecond: number;
   backend: string;
   modelName: string;
@@ -66,11 +71,18 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   heartbeat.unref();
   const observer = new RunObserver(d.observe, log, model.plan);
   let runStats: Record<string, unknown> | undefined;
+  /** Where the run is, for the ledger's words when it fails: planning, chunk N, statistics, publish. */
+  let stage = 'planning';
+  let scoredNow = 0;
+  let rejectedNow = 0;
   try {
     const sourceRows = await ensurePlanned(d);
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;
+    // The loop does the pending chunks in order: the one in flight is the first not reported done.
+    let inFlight = 0;
+    stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
     observer.begin(chunks, params.chunkSize, sourceRows);
     const completed = await runChunks(
       {
@@ -94,12 +106,17 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
           log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
           observer.chunkDone(scored, rejected);
+          scoredNow += scored;
+          rejectedNow += rejected;
+          const next = pending[++inFlight];
+          if (next) stage = `chunk ${next.chunkNo}`;
         },
       },
       pending,
     );
     observer.stopProgress();
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
+    stage = 'statistics';
 
     const run = await ledger.getRun(d.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
@@ -110,6 +127,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: d.timings.toJSON() };
     checkGates(d, scored, rejected, statistics.drift);
+    stage = 'publish';
     let t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
@@ -132,8 +150,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       published: !params.dryRun,
       rowsScored: scored,
       rowsRejected: rejected,
+      rowsScoredNow: scoredNow,
+      rowsRejectedNow: rejectedNow,
       durationMs,
-      rowsPerSecond: scored / Math.max(durationMs / 1000, 1e-9),
+      rowsPerSecond: scoredNow / Math.max(durationMs / 1000, 1e-9),
       backend: model.backend,
       modelName: model.manifest.name,
       modelVersion: model.manifest.version,
@@ -144,7 +164,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       droppedRuns: dropped,
     };
   } catch (err) {
-    const failure = await classify(err, d);
+    const failure = await classify(err, d, stage);
     await d
       .recover()
       .then(() => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }))
@@ -159,7 +179,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       throw interrupted;
     }
     const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
-    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, exit_code: failed.exitCode }, failed.message);
+    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage, exit_code: failed.exitCode }, failed.message);
     failed.loggedAt = 'error';
     throw failed;
   } finally {
@@ -221,19 +241,24 @@ function formatPercent(r: number): string {
   return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
 }
 
-/** The ledger's words for a failure: the root cause in one line, and its kind. */
-async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
+/**
+ * The ledger's words for a failure: the root cause in one line, and its kind. A database or internal
+ * failure also names the stage it happened in (`… during chunk 12`, `… during publish`): its message
+ * alone (a lost connection) does not say.
+ */
+async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const state = sqlStateOf(err);
-  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
-  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}` };
+  const during = ` during ${stage}`;
+  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
   if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
     // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
     const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
-    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) };
+    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) + during };
   }
-  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
-  return { status: 'failed', kind: 'internal', message: err instanceof Error ? err.message : String(err) };
+  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
 }

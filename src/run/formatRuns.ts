@@ -33,6 +33,12 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);
+  // The failures a resume took over: the error line above shows only the current one.
+  const earlier = r.status === 'failed' || r.status === 'interrupted' ? r.failures.slice(0, -1) : r.failures;
+  if (earlier.length > 0) {
+    lines.push('', r.status === 'succeeded' ? 'Failures before it succeeded (oldest first):' : 'Earlier failures (oldest first):');
+    for (const f of earlier) lines.push(`  ${f.at.replace('T', ' ').slice(0, 19)} UTC  ${f.status}${f.kind ? ` (${f.kind})` : ''}: ${oneLine(f.error ?? '—', 200)}`);
+  }
   if (r.rejects_by_reason.length > 0) {
     lines.push('', 'Rejected rows by reason:');
     for (const x of r.rejects_by_reason) lines.push(`  ${x.reason}${x.column ? ` (${x.column})` : ''}: ${num.format(x.rows)}`);
