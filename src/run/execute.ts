@@ -243,7 +243,7 @@ function formatPercent(r: number): string {
 
 /**
  * The ledger's words for a failure: the root cause in one line, and its kind. A database or internal
- * failure also names the stage it happened in (`… during chunk 12`, `… during publish`): its message
+ * failure also names the stage it happened in (`… (during chunk 12)`, `… (during publish)`): its message
  * alone (a lost connection) does not say.
  */
 async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
@@ -251,7 +251,7 @@ async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ 
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const state = sqlStateOf(err);
-  const during = ` during ${stage}`;
+  const during = ` (during ${stage})`;
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
   if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
   if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
