@@ -75,6 +75,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   let stage = 'planning';
   let scoredNow = 0;
   let rejectedNow = 0;
+  /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
+  let scoredTotal: number | undefined;
   try {
     const sourceRows = await ensurePlanned(d);
     const chunks = await ledger.getChunks(d.client, runId);
@@ -120,6 +122,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
 
     const run = await ledger.getRun(d.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
+    scoredTotal = scored;
     const rejected = Number(run?.rows_rejected ?? 0);
     const finalChunks = await ledger.getChunks(d.client, runId);
     const statistics = await computeRunStatistics(d.client, ledger, runId, model.plan, finalChunks);
@@ -178,7 +181,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       interrupted.loggedAt = 'warn';
       throw interrupted;
     }
-    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${advice(failure.kind, runId, scoredTotal)}`, runId, { cause: err });
     log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage, exit_code: failed.exitCode }, failed.message);
     failed.loggedAt = 'error';
     throw failed;
@@ -213,7 +216,17 @@ async function ensurePlanned(d: ExecuteDeps): Promise<number | undefined> {
   return plan.rows;
 }
 
-/** The publish gates: too many rejects, or scores drifted too far from the previous published run. */
+/** What to do about a failed run, as it can be done: never to publish a run that scored no customer. */
+function advice(kind: ErrorKind, runId: string, scored: number | undefined): string {
+  if (kind !== 'gate') return `resume it with \`scorejob resume ${runId}\``;
+  if (scored === 0) return 'no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run (`scorejob run`)';
+  return `after review, \`scorejob publish ${runId} --force\` publishes these scores (\`scorejob resume ${runId}\` re-checks the gate)`;
+}
+
+/**
+ * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
+ * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
+ */
 function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
   const { params, runId, ledger, log } = d;
   const total = scored + rejected;
@@ -226,6 +239,7 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   }
   const psiBreach = psiGateBreach(drift, params.maxPsi);
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
+  if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 

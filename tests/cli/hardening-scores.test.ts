@@ -58,6 +58,21 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     const prom = parsePrometheus(await readFile(metrics, 'utf8'));
     expect(prom.get('scorejob_last_run_success')).toBe(0);
     expect(prom.get('scorejob_last_run_failure', { kind: 'gate' })).toBe(1);
+    // The advice cannot be to publish these scores (there are none): it is a new run, and `publish --force` refuses.
+    expect(r.stderr).not.toMatch(/publish \d+ --force/);
+    expect(r.stderr).toMatch(/no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run \(`scorejob run`\)/);
+    const forced = await runCli(['publish', runId, '--force'], t.env);
+    expect(forced.stderr).toMatch(new RegExp(`run ${runId} scored no customer .*: publishing it would empty scoring\\.customer_scores`));
+    expect(forced.code).toBe(2);
+    expect(await publishedSnapshot(t)).toEqual(before);
+  });
+
+  it('with every gate open (--max-reject-ratio 1, no --max-psi) a run that scored no customer still publishes nothing', async () => {
+    const before = await publishedSnapshot(t);
+    const r = await runCli(['run', '--model', nanModel, '--chunk-size', '100', '--max-reject-ratio', '1'], t.env);
+    expect(r.stderr).toMatch(/failed: no customer could be scored \(300 rejected: see scoring\.score_rejects for run \d+\)/);
+    expect(r.code).toBe(1);
+    expect(await publishedSnapshot(t)).toEqual(before);
   });
 
   it('with the reject gate opened, a PSI that cannot be computed fails --max-psi (there is a previous published run)', async () => {
