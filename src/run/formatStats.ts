@@ -91,7 +91,8 @@ export function formatRunStatistics(r: RunDetail): string[] {
     lines.push('', `Features (${num.format(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
     lines.push(...formatFeatureTable(r.features, prev));
   }
-  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total) {
+  // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
+  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
     lines.push('', `After review, \`scorejob publish ${r.run_id} --force\` publishes these scores as they are.`);
   }
   return lines;

@@ -94,6 +94,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     expect(text.stdout).toMatch(/non_finite_score: 300/);
     expect(text.stdout).not.toMatch(/mean 0\.0000|std 0\.0000/);
     expect(text.stdout).toMatch(/Scores: none \(every row was rejected\)/);
+    expect(text.stdout).not.toMatch(/--force/);
     const json = await runCli(['runs', 'show', runId, '--json'], t.env);
     const detail = JSON.parse(json.stdout) as { stats: { count: number; mean: number | null; std: number | null } };
     expect(detail.stats).toMatchObject({ count: 0, mean: null, std: null });
