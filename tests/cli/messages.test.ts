@@ -78,7 +78,7 @@ describe('what scorejob says about a failure', () => {
     expect(r.code).toBe(1);
     expect(occurrences(r.text, 'rejected 100.00% of rows (200 of 200)')).toBe(1);
     // The one it says carries the advice.
-    expect(r.text).toMatch(/rejected 100\.00% of rows \(200 of 200\).*scorejob publish \d+ --force/);
+    expect(r.text).toMatch(/rejected 100\.00% of rows \(200 of 200\).*then start a new run \(`scorejob run`\)/);
   });
 
   it.skipIf(!existsSync('/usr/bin/script'))('on a terminal a usage error is said once', async () => {
