@@ -43,33 +43,44 @@ function action(fn: Action, defaults: { quiet?: boolean } = {}) {
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args.at(-1) as Command;
     const flags = globalFlags(cmd);
+    // `--json`: stdout holds the JSON document or nothing; the logs go to stderr, and an error is its one line there.
+    const json = (flags as { json?: unknown }).json === true;
     let log: Logger | undefined;
+    let onTerminal = false;
     try {
       if (defaults.quiet && flags.logLevel === undefined && process.env.SCOREJOB_LOG_LEVEL === undefined) flags.logLevel = 'warn';
       const config = resolveConfig(flags);
-      log = createLogger({ level: config.logLevel, pretty: config.pretty });
+      log = createLogger({ level: config.logLevel, pretty: config.pretty, destination: json ? 2 : 1 });
+      onTerminal = !json && config.pretty && Boolean(process.stdout.isTTY) && Boolean(process.stderr.isTTY);
       const code = await (fn as (ctx: Context, ...rest: unknown[]) => Promise<number | void>)({ config, log }, ...args.slice(0, -1));
       process.exitCode = code ?? ExitCode.ok;
     } catch (err) {
-      process.exitCode = reportError(err, log);
+      process.exitCode = reportError(err, json ? undefined : log, onTerminal);
     }
   };
 }
 
-function reportError(err: unknown, log: Logger | undefined): number {
+/**
+ * An error said once per destination: one log line (unless the run already logged it, with its
+ * run_id), and one line on stderr for people and cron mail. On a terminal, where the logs and stderr
+ * are the same screen, the log line is all: the stderr line would say it a second time.
+ */
+function reportError(err: unknown, log: Logger | undefined, onTerminal = false): number {
   const code = toExitCode(err);
   const message = err instanceof Error ? err.message : String(err);
   if (code === ExitCode.ok) {
     log?.info(message); // nothing to do is not an error
     return code;
   }
-  if (log) {
+  const loggedAt = err instanceof ScorejobError ? err.loggedAt : undefined;
+  if (log && loggedAt === undefined) {
     const fields: Record<string, unknown> = { exit_code: code };
     if (!(err instanceof ScorejobError)) fields.err = err;
     log.error(fields, message);
   }
+  const shownInLog = log !== undefined && onTerminal && log.isLevelEnabled(loggedAt ?? 'error');
   // The one line a person reads, on stderr, whatever the log format.
-  process.stderr.write(`scorejob: ${message}\n`);
+  if (!shownInLog) process.stderr.write(`scorejob: ${message}\n`);
   return code;
 }
 
@@ -348,7 +359,9 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      // Help asked for exits 0; help shown because no command was given (on stderr) is a usage error.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
       return ExitCode.usage;
     }
     return reportError(err, undefined);

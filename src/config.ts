@@ -71,14 +71,19 @@ export interface GlobalFlags {
 export function resolveConfig(flags: GlobalFlags, env: Env = process.env, stdoutIsTty = Boolean(process.stdout.isTTY)): Config {
   const schema = flags.schema ?? env.SCOREJOB_SCHEMA ?? 'scoring';
   if (schema === '' || schema.length > 63) {
-    throw new UsageError(`--schema: "${schema}" is not a schema name (1 to 63 characters)`);
+    throw new UsageError(`${settingName(flags.schema, '--schema', 'SCOREJOB_SCHEMA')}: "${schema}" is not a schema name (1 to 63 characters)`);
   }
   const logLevel = flags.logLevel ?? env.SCOREJOB_LOG_LEVEL ?? 'info';
   if (!logLevels.includes(logLevel)) {
-    throw new UsageError(`--log-level: "${logLevel}" is not one of ${logLevels.join(', ')}`);
+    throw new UsageError(`${settingName(flags.logLevel, '--log-level', 'SCOREJOB_LOG_LEVEL')}: "${logLevel}" is not one of ${logLevels.join(', ')}`);
   }
   const pretty = flags.pretty ?? stdoutIsTty;
   return Object.freeze({ db: Object.freeze(resolveDb(env)), schema, logLevel, pretty });
+}
+
+/** What a validation message names: the flag when it was given, else the environment variable the value came from. */
+export function settingName(flagValue: unknown, flag: string, variable: string): string {
+  return flagValue !== undefined ? flag : variable;
 }
 
 /** DATABASE_URL if set, else the libpq variables, else libpq's defaults. */
@@ -160,7 +165,7 @@ export interface ObserveOptions {
 /** `--metrics-file` (env SCOREJOB_METRICS_FILE) and `--progress-interval` (env SCOREJOB_PROGRESS_INTERVAL), checked before anything is written. */
 export function resolveObserveOptions(flags: { metricsFile?: string | undefined; progressInterval?: string | undefined }, env: Env = process.env): ObserveOptions {
   const interval = flags.progressInterval ?? env.SCOREJOB_PROGRESS_INTERVAL ?? '30';
-  const progressIntervalS = parseNumberFlag(interval, flags.progressInterval !== undefined ? '--progress-interval' : 'SCOREJOB_PROGRESS_INTERVAL', 0, 86_400);
+  const progressIntervalS = parseProgressInterval(interval, settingName(flags.progressInterval, '--progress-interval', 'SCOREJOB_PROGRESS_INTERVAL'));
   const given = flags.metricsFile ?? (env.SCOREJOB_METRICS_FILE || undefined);
   if (given === undefined) return Object.freeze({ metricsFile: undefined, progressIntervalS });
   const name = flags.metricsFile !== undefined ? '--metrics-file' : 'SCOREJOB_METRICS_FILE';
@@ -169,6 +174,18 @@ export function resolveObserveOptions(flags: { metricsFile?: string | undefined;
   if (!dir?.isDirectory()) throw new UsageError(`${name}: "${given}": the directory ${dirname(file)} does not exist`);
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${name}: "${given}" is a directory, not a file`);
   return Object.freeze({ metricsFile: file, progressIntervalS });
+}
+
+/** Shortest time between progress log lines: a shorter one floods the log with lines nobody reads (and costs a timer per line). */
+export const minProgressIntervalS = 0.1;
+
+/** `--progress-interval`: 0 (no progress lines) or seconds from {@link minProgressIntervalS} to a day. */
+function parseProgressInterval(value: string, name: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (n !== 0 && (n < minProgressIntervalS || n > 86_400))) {
+    throw new UsageError(`${name}: "${value}" is not 0 (no progress lines) or a number of seconds from ${minProgressIntervalS} to 86400`);
+  }
+  return n;
 }
 
 /** Checks a value against a list, naming the flag. */

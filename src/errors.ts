@@ -16,6 +16,8 @@ export const ExitCode = {
 
 export class ScorejobError extends Error {
   readonly exitCode: number;
+  /** Set by the code that already logged this error with its context (a run, with its run_id): the CLI does not log it again. */
+  loggedAt: 'warn' | 'error' | undefined;
   constructor(message: string, exitCode: number, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;

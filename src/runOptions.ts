@@ -6,6 +6,7 @@ import {
   parseChoice,
   parseIntFlag,
   parseNumberFlag,
+  settingName,
   triggers,
   type BackendChoice,
   type RunOptions,
@@ -38,13 +39,13 @@ export function modelDir(dir: string | undefined): string {
 export function runOptions(flags: RunFlags, env = process.env): RunOptions {
   return Object.freeze({
     modelDir: modelDir(flags.model),
-    chunkSize: parseIntFlag(flags.chunkSize ?? env.SCOREJOB_CHUNK_SIZE ?? '50000', flags.chunkSize ? '--chunk-size' : 'SCOREJOB_CHUNK_SIZE', 1, 10_000_000),
+    chunkSize: parseIntFlag(flags.chunkSize ?? env.SCOREJOB_CHUNK_SIZE ?? '50000', settingName(flags.chunkSize, '--chunk-size', 'SCOREJOB_CHUNK_SIZE'), 1, 10_000_000),
     trigger: parseChoice(flags.trigger, '--trigger', triggers) as Trigger,
     dryRun: flags.dryRun,
-    backend: parseChoice(flags.backend ?? env.SCOREJOB_BACKEND ?? 'auto', '--backend', backendChoices) as BackendChoice,
-    keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', flags.keepRuns ? '--keep-runs' : 'SCOREJOB_KEEP_RUNS', 1, 10_000),
-    maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', flags.maxRejectRatio ? '--max-reject-ratio' : 'SCOREJOB_MAX_REJECT_RATIO', 0, 1),
+    backend: parseChoice(flags.backend ?? env.SCOREJOB_BACKEND ?? 'auto', settingName(flags.backend, '--backend', 'SCOREJOB_BACKEND'), backendChoices) as BackendChoice,
+    keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', settingName(flags.keepRuns, '--keep-runs', 'SCOREJOB_KEEP_RUNS'), 1, 10_000),
+    maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', settingName(flags.maxRejectRatio, '--max-reject-ratio', 'SCOREJOB_MAX_REJECT_RATIO'), 0, 1),
     chunkAttempts: parseIntFlag(flags.chunkAttempts, '--chunk-attempts', 1, 100),
-    maxPsi: flags.maxPsi !== undefined || env.SCOREJOB_MAX_PSI ? parseNumberFlag((flags.maxPsi ?? env.SCOREJOB_MAX_PSI) as string, flags.maxPsi !== undefined ? '--max-psi' : 'SCOREJOB_MAX_PSI', 0, 1000) : undefined,
+    maxPsi: flags.maxPsi !== undefined || env.SCOREJOB_MAX_PSI ? parseNumberFlag((flags.maxPsi ?? env.SCOREJOB_MAX_PSI) as string, settingName(flags.maxPsi, '--max-psi', 'SCOREJOB_MAX_PSI'), 0, 1000) : undefined,
   });
 }

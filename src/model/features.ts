@@ -27,17 +27,19 @@ export interface PlannedFeature {
 export interface Reject {
   key: bigint;
   reason: RejectReason;
-  /** The first feature column (in manifest order) that made the row unscorable. */
-  column: string;
+  /** The first feature column (in manifest order) that made the row unscorable; null for a `non_finite_score`. */
+  column: string | null;
   /** The offending value as text; null for a NULL. */
   value: string | null;
 }
 
 /**
  * `null_without_fill`: a NULL in a feature whose manifest entry has no `fill`.
- * `non_finite`: NaN or ±Infinity in a standardize column (numeric 'NaN'/'Infinity' or a float column).
+ * `non_finite`: a standardize column whose model input is NaN or ±Infinity: numeric 'NaN'/'Infinity', a float
+ * column's NaN/±Infinity, or a finite value that overflows float32 once standardized (1e300, numeric 1e45).
+ * `non_finite_score`: the model's output for the row is NaN or ±Infinity (see `keepFiniteScores`).
  */
-export type RejectReason = 'null_without_fill' | 'non_finite';
+export type RejectReason = 'null_without_fill' | 'non_finite' | 'non_finite_score';
 
 /** Where {@link transformBatch} writes: model input rows and the key of each. */
 export interface ModelInput {
@@ -136,7 +138,10 @@ export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: Model
     for (let f = 0; f < plan.features.length; f++) {
       const column = batch.columns[f]!;
       if (plan.features[f]!.feature.fill === undefined) anyRejected |= markNulls(column.nulls, rejected, from, to);
-      if (column.kind === 'float8') anyRejected |= markNonFinite(column.values, column.nulls, rejected, from, to);
+      const feature = plan.features[f]!.feature;
+      if (column.kind === 'float8' && feature.transform === 'standardize') {
+        anyRejected |= markNonFinite(column.values, column.nulls, feature.mean, feature.std, rejected, from, to);
+      }
     }
   }
   let accepted = rows;
@@ -186,16 +191,27 @@ function markNulls(nulls: Uint8Array, marks: Uint8Array, from: number, to: numbe
   return any;
 }
 
-/** Marks rows whose (non-NULL) value is NaN or ±Infinity; returns 1 if it marked any. */
-function markNonFinite(values: Float64Array, nulls: Uint8Array, marks: Uint8Array, from: number, to: number): number {
+/**
+ * Marks rows whose (non-NULL) value gives the model a NaN or ±Infinity input: NaN and ±Infinity in the
+ * source, and finite doubles whose input overflows float32 (1e300, numeric 1e45; or a value that a small
+ * std scales past 3.4e38). The check is on the value the model receives, computed exactly as
+ * {@link standardize} writes it; returns 1 if it marked any.
+ */
+function markNonFinite(values: Float64Array, nulls: Uint8Array, mean: number, std: number, marks: Uint8Array, from: number, to: number): number {
   let any = 0;
   for (let r = from; r < to; r++) {
-    // v - v is NaN exactly for NaN and ±Infinity: one branch-free test per value.
-    const bad = nulls[r] === 0 && Number.isNaN(values[r]! - values[r]!) ? 1 : 0;
+    // Math.fround narrows like the Float32Array store does (no allocation); v - v is NaN exactly for NaN and ±Infinity.
+    const input = Math.fround((values[r]! - mean) / std);
+    const bad = nulls[r] === 0 && Number.isNaN(input - input) ? 1 : 0;
     marks[r]! |= bad;
     any |= bad;
   }
   return any;
+}
+
+/** The float32 input the model gets for a standardize value (see {@link markNonFinite}). */
+function standardizedInput(value: number, mean: number, std: number): number {
+  return Math.fround((value - mean) / std);
 }
 
 function identity(into: Int32Array, from: number, to: number): void {
@@ -226,7 +242,7 @@ function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Rejec
     const feature = plan.features[f]!.feature;
     if (column.nulls[r] === 1) {
       if (feature.fill === undefined) return { key: batch.keys[r]!, reason: 'null_without_fill', column: column.name, value: null };
-    } else if (column.kind === 'float8' && !Number.isFinite(column.values[r]!)) {
+    } else if (column.kind === 'float8' && feature.transform === 'standardize' && !Number.isFinite(standardizedInput(column.values[r]!, feature.mean, feature.std))) {
       return { key: batch.keys[r]!, reason: 'non_finite', column: column.name, value: String(column.values[r]) };
     }
   }

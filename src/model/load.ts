@@ -50,7 +50,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
     const artifacts = await tf.io.getModelArtifactsForJSON(files.modelJson, async (groups) => [groups.flatMap((g) => g.weights), files.weightData]);
     model = await loadLayersModel(tf.io.fromMemory(artifacts), { strict: true });
   } catch (err) {
-    throw new UsageError(`${modelFile}: TF.js cannot load the model: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`${modelFile}: TF.js cannot load the model: ${loadFailure(err)}`, { cause: err });
   }
   try {
     const inputWidth = checkInput(model, plan, modelFile);
@@ -61,6 +61,21 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
     model.dispose();
     throw err;
   }
+}
+
+/**
+ * TF.js's reason in one line (errors are one line, README "What can go wrong"). Its message for an
+ * unknown layer runs over three lines of generic advice; the class name is what a person needs.
+ */
+function loadFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  // tfjs-layers: `Unknown ${kind}: ${name}. This may be due to …` for a layer, initializer, activation, … it has no class for.
+  const unknown = /^Unknown (\w+): ([^\s.]+)/.exec(message);
+  if (unknown) {
+    const [, kind, name] = unknown;
+    return `unknown ${kind} class ${name} (not built into TF.js: save the model with built-in ${kind}s only, or port it to TF.js and register it)`;
+  }
+  return message.replace(/\s+/g, ' ').trim();
 }
 
 async function checkDirectory(dir: string): Promise<void> {

@@ -133,6 +133,10 @@ function parseFeature(r: Reader, value: unknown, at: string): Feature {
       if (o.max !== undefined) f.max = r.finite(o.max, `${at}.max`);
       if (f.min !== undefined && f.max !== undefined && f.min > f.max) r.fail(`${at}.min`, `(${f.min}) must not exceed max (${f.max})`);
       if (o.fill !== undefined) f.fill = r.finite(o.fill, `${at}.fill`);
+      // Every NULL would reach the model as ±Infinity (the per-row non_finite check covers values, not the fill).
+      if (f.fill !== undefined && !Number.isFinite(Math.fround((f.fill - f.mean) / f.std))) {
+        r.fail(`${at}.fill`, `(${f.fill}) gives the model a non-finite input: (fill - mean) / std overflows float32`);
+      }
       return f;
     }
     case 'one_hot': {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { Reject } from './features.js';
 
 /**
  * What the chunk loop needs from a model: rows of inputs in, one score per row out. The loop depends on
@@ -70,4 +71,40 @@ export function createTfScorer(model: LayersModel, inputWidth: number, selection
       model.dispose();
     },
   };
+}
+
+/**
+ * Takes the rows whose score is NaN or ±Infinity out of a scored batch: each becomes a
+ * `non_finite_score` reject (with its key and the value), and the other rows are compacted in place so
+ * that `keys[j]` and `scores[j]` stay aligned. Returns the number of rows kept. A non-finite score is
+ * never published: a model whose weights hold a NaN scores every row NaN, and it is the reject gate that
+ * must notice, not the readers.
+ */
+export function keepFiniteScores(keys: BigInt64Array, scores: Float32Array, rows: number, rejects: Reject[]): number {
+  // The common case is one branch-free pass over the scores, no allocation (STYLE.md §6).
+  if (countNonFinite(scores, rows) === 0) return rows;
+  // Keys move as 32-bit halves: reading a BigInt64Array element allocates a BigInt (only done for the rejects).
+  const halves = new Int32Array(keys.buffer, keys.byteOffset, rows * 2);
+  let kept = 0;
+  for (let r = 0; r < rows; r++) {
+    const s = scores[r]!;
+    if (Number.isNaN(s - s)) {
+      rejects.push({ key: keys[r]!, reason: 'non_finite_score', column: null, value: String(s) });
+      continue;
+    }
+    scores[kept] = s;
+    halves[kept * 2] = halves[r * 2]!;
+    halves[kept * 2 + 1] = halves[r * 2 + 1]!;
+    kept++;
+  }
+  return kept;
+}
+
+function countNonFinite(scores: Float32Array, rows: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) {
+    const s = scores[r]!;
+    n += Number.isNaN(s - s) ? 1 : 0;
+  }
+  return n;
 }

@@ -8,7 +8,7 @@ import { isTransient } from '../db/sqlstate.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
-import type { Scorer } from '../model/scorer.js';
+import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
 import { accumulate, emptyStats } from './scoreStats.js';
 import type { StageTimings } from './timings.js';
@@ -121,10 +121,12 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
         }
         const rejects: Reject[] = [];
         t = performance.now();
-        const accepted = d.transform(batch, { x, keys }, rejects);
+        const transformed = d.transform(batch, { x, keys }, rejects);
         d.timings.add('transform', performance.now() - t);
         t = performance.now();
-        const scores = accepted > 0 ? await d.scorer.score(x, accepted) : new Float32Array(0);
+        const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+        // A NaN or ±Infinity score is a reject, never a published score.
+        const accepted = keepFiniteScores(keys, scores, transformed, rejects);
         d.timings.add('predict', performance.now() - t);
         const stats = emptyStats();
         accumulate(stats, scores, accepted);

@@ -23,9 +23,14 @@ export interface RunResult {
   status: 'succeeded';
   dryRun: boolean;
   published: boolean;
+  /** The run's totals (a resumed run: with the chunks done before). */
   rowsScored: number;
   rowsRejected: number;
+  /** What this invocation scored and rejected (a resume: only the chunks it did). */
+  rowsScoredNow: number;
+  rowsRejectedNow: number;
   durationMs: number;
+  /** This invocation's rows scored per second of its duration. */
   rowsPerSecond: number;
   backend: string;
   modelName: string;
@@ -70,12 +75,21 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   heartbeat.unref();
   const observer = new RunObserver(d.observe, log, model.plan);
   let runStats: Record<string, unknown> | undefined;
+  /** Where the run is, for the ledger's words when it fails: planning, chunk N, statistics, publish. */
+  let stage = 'planning';
+  let scoredNow = 0;
+  let rejectedNow = 0;
+  /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
+  let scoredTotal: number | undefined;
   try {
     const sourceRows = await ensurePlanned(d);
     if (!params.dryRun) await attachRunTable(d.client, ledger, runId, log);
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
     let done = chunks.length - pending.length;
+    // The loop does the pending chunks in order: the one in flight is the first not reported done.
+    let inFlight = 0;
+    stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
     observer.begin(chunks, params.chunkSize, sourceRows);
     const completed = await runChunks(
       {
@@ -100,6 +114,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
           log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
           observer.chunkDone(scored, rejected);
+          scoredNow += scored;
+          rejectedNow += rejected;
+          const next = pending[++inFlight];
+          if (next) stage = `chunk ${next.chunkNo}`;
         },
       },
       pending,
@@ -108,9 +126,11 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
     await d.recover();
+    stage = 'statistics';
 
     const run = await ledger.getRun(d.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
+    scoredTotal = scored;
     const rejected = Number(run?.rows_rejected ?? 0);
     const finalChunks = await ledger.getChunks(d.client, runId);
     // The ledger, not this process's memory, says what is done: a commit the server lost (a crash of a
@@ -124,6 +144,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: d.timings.toJSON() };
     checkGates(d, scored, rejected, statistics.drift);
+    stage = 'publish';
     let t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
@@ -146,8 +167,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       published: !params.dryRun,
       rowsScored: scored,
       rowsRejected: rejected,
+      rowsScoredNow: scoredNow,
+      rowsRejectedNow: rejectedNow,
       durationMs,
-      rowsPerSecond: scored / Math.max(durationMs / 1000, 1e-9),
+      rowsPerSecond: scoredNow / Math.max(durationMs / 1000, 1e-9),
       backend: model.backend,
       modelName: model.manifest.name,
       modelVersion: model.manifest.version,
@@ -158,16 +181,21 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       droppedRuns: dropped,
     };
   } catch (err) {
-    const failure = await classify(err, d);
+    const failure = await classify(err, d, stage);
     await recordOutcome(d, () => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
     const drift = runStats?.drift as { psi: number | null } | undefined;
     await observer.finished({ runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger));
+    // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
     if (failure.status === 'interrupted' && d.stop.requested) {
-      log.warn({ status: 'interrupted' }, `run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``);
-      throw new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+      const interrupted = new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+      log.warn({ status: 'interrupted' }, interrupted.message);
+      interrupted.loggedAt = 'warn';
+      throw interrupted;
     }
-    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
-    throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? gateAdvice(runId, params.dryRun) : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
+    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${advice(failure.kind, runId, scoredTotal, params.dryRun)}`, runId, { cause: err });
+    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage, exit_code: failed.exitCode }, failed.message);
+    failed.loggedAt = 'error';
+    throw failed;
   } finally {
     observer.stopProgress();
     clearInterval(heartbeat);
@@ -230,7 +258,17 @@ async function ensurePlanned(d: ExecuteDeps): Promise<number | undefined> {
   return plan.rows;
 }
 
-/** The publish gates: too many rejects, or scores drifted too far from the previous published run. */
+/** What to do about a failed run, as it can be done: never to publish a run that scored no customer. */
+function advice(kind: ErrorKind, runId: string, scored: number | undefined, dryRun: boolean): string {
+  if (kind !== 'gate') return `resume it with \`scorejob resume ${runId}\``;
+  if (scored === 0) return 'no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run (`scorejob run`)';
+  return gateAdvice(runId, dryRun);
+}
+
+/**
+ * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
+ * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
+ */
 function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
   const { params, runId, ledger, log } = d;
   const total = scored + rejected;
@@ -243,7 +281,8 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   }
   const psiBreach = psiGateBreach(drift, params.maxPsi);
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
-  if (params.maxPsi != null && drift.psi === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+  if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
+  if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
 class GateError extends Error {}
@@ -267,21 +306,26 @@ function formatPercent(r: number): string {
   return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
 }
 
-/** The ledger's words for a failure: the root cause in one line, and its kind. */
-async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
+/**
+ * The ledger's words for a failure: the root cause in one line, and its kind. A database or internal
+ * failure also names the stage it happened in (`… (during chunk 12)`, `… (during publish)`): its message
+ * alone (a lost connection) does not say.
+ */
+async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const duplicate = duplicateKeyError(err, d.runId);
   if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
   const state = sqlStateOf(err);
-  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
-  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}` };
+  const during = ` (during ${stage})`;
+  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
   if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
     // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
     const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
-    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) };
+    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) + during };
   }
-  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
-  return { status: 'failed', kind: 'internal', message: err instanceof Error ? err.message : String(err) };
+  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
 }

@@ -103,6 +103,9 @@ async function checkPublishable(client: import('pg').ClientBase, ledger: Ledger,
     throw new UsageError(`run ${runId} is ${why}; only a run stopped by a publish gate (--max-reject-ratio, --max-psi) can be published with \`scorejob publish --force\`${run.status === 'failed' || run.status === 'interrupted' ? `; continue it with \`scorejob resume ${runId}\`` : ''}`);
   }
   if (run.dry_run) throw new UsageError(`run ${runId} was a dry run: its scores were never meant to be published; start a real run with \`scorejob run\``);
+  if (Number(run.rows_scored) === 0) {
+    throw new UsageError(`run ${runId} scored no customer (${run.rows_rejected} rejected): publishing it would empty ${ledger.schema}.customer_scores; fix the model or the data, then start a new run with \`scorejob run\``);
+  }
   const pending = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${ledger.s}.score_chunks WHERE run_id = $1 AND status <> 'done'`, [runId]);
   if ((pending.rows[0]?.n ?? 0) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
   const newer = await client.query<{ run_id: string }>(`SELECT run_id::text FROM ${ledger.s}.score_runs WHERE run_id > $1 AND published_at IS NOT NULL ORDER BY run_id LIMIT 1`, [runId]);

@@ -33,6 +33,12 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);
+  // The failures a resume took over: the error line above shows only the current one.
+  const earlier = r.status === 'failed' || r.status === 'interrupted' ? r.failures.slice(0, -1) : r.failures;
+  if (earlier.length > 0) {
+    lines.push('', r.status === 'succeeded' ? 'Failures before it succeeded (oldest first):' : 'Earlier failures (oldest first):');
+    for (const f of earlier) lines.push(`  ${f.at.replace('T', ' ').slice(0, 19)} UTC  ${f.status}${f.kind ? ` (${f.kind})` : ''}: ${oneLine(f.error ?? '—', 200)}`);
+  }
   if (r.rejects_by_reason.length > 0) {
     lines.push('', 'Rejected rows by reason:');
     for (const x of r.rejects_by_reason) lines.push(`  ${x.reason}${x.column ? ` (${x.column})` : ''}: ${num.format(x.rows)}`);
@@ -45,6 +51,9 @@ export function formatRunDetail(r: RunDetail): string {
     const pair = (a: number | null, b: number | null | undefined) => (prev ? `${fmt(a)} (${fmt(b)})` : fmt(a));
     lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
     lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
+  } else if (r.stats) {
+    // No score to describe: never a mean or std of 0.
+    lines.push('', `Scores: none${r.rows_rejected > 0 ? ' (every row was rejected)' : ''}`);
   }
   lines.push(...formatRunStatistics(r));
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
@@ -53,7 +62,19 @@ export function formatRunDetail(r: RunDetail): string {
     for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo}, ${c.key_hi}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }
-  return lines.join('\n') + '\n';
+  return lines.map(visible).join('\n') + '\n';
+}
+
+/**
+ * Text from the ledger as it may safely reach a terminal: control characters (ESC, BEL, CR, newline, …)
+ * and bidirectional overrides in a model's name, an error or a column name are shown escaped (`\x1b`,
+ * `\u{202e}`), never sent raw, so that a manifest cannot recolour, rewrite or hide what `runs` prints.
+ */
+export function visible(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
 }
 
 function oneLine(s: string, max: number): string {
@@ -61,7 +82,8 @@ function oneLine(s: string, max: number): string {
   return flat.length > max ? flat.slice(0, max - 1) + '…' : flat;
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(visible));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
 }

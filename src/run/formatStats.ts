@@ -11,7 +11,7 @@ export function psiVerdict(psi: number): string {
 }
 
 export function formatPsi(d: Drift | null | undefined): string {
-  if (!d || d.psi === null) return d?.baseline_run_id ? `— (histograms of run ${d.baseline_run_id} not comparable)` : '— (no previous published run)';
+  if (!d || d.psi === null) return d?.baseline_run_id ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})` : '— (no previous published run)';
   return `${d.psi.toFixed(4)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
 }
 
@@ -91,7 +91,8 @@ export function formatRunStatistics(r: RunDetail): string[] {
     lines.push('', `Features (${num.format(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
     lines.push(...formatFeatureTable(r.features, prev));
   }
-  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total) {
+  // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
+  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
     lines.push('', `After review, \`scorejob publish ${r.run_id} --force\` publishes these scores as they are.`);
   }
   return lines;

@@ -44,6 +44,16 @@ export interface RunRow {
   host: string;
   pid: number;
   resumes: number;
+  /** Failures before the resumes, oldest first (sql/005_run_failures.sql). */
+  failures: RunFailure[];
+}
+
+/** A failure of a run that was then resumed. */
+export interface RunFailure {
+  at: string;
+  status: 'failed' | 'interrupted';
+  kind: ErrorKind | null;
+  error: string | null;
 }
 
 export interface ChunkRow {
@@ -215,7 +225,7 @@ export class Ledger {
     return rows[0];
   }
 
-  async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string; value: string | null }[]): Promise<void> {
+  async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[]): Promise<void> {
     if (rejects.length === 0) return;
     await c.query(
       `INSERT INTO ${this.s}.score_rejects (run_id, customer_id, reason, detail)
@@ -241,10 +251,15 @@ export class Ledger {
     );
   }
 
-  /** Takes a failed or interrupted run back to `running` for a resume. */
+  /**
+   * Takes a failed or interrupted run back to `running` for a resume. Its failure moves to `failures`
+   * (with its time) before `error` is cleared, so the history of a resumed run is never lost.
+   */
   async reopenRun(c: pg.ClientBase, runId: string, host: string, pid: number): Promise<void> {
     await c.query(
       `UPDATE ${this.s}.score_runs SET status = 'running', resumes = resumes + 1, error = NULL, error_kind = NULL, finished_at = NULL,
+              failures = failures || jsonb_build_array(jsonb_build_object(
+                'at', COALESCE(finished_at, heartbeat_at), 'status', status, 'kind', error_kind, 'error', error)),
               heartbeat_at = now(), host = $2, pid = $3 WHERE run_id = $1`,
       [runId, host, pid],
     );

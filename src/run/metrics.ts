@@ -20,6 +20,8 @@ export interface RunMetrics {
   durationMs: number;
   rowsScored: number;
   rowsRejected: number;
+  /** Rows this process scored (a resume: fewer than `rowsScored`); the rate is of these. Default `rowsScored`. */
+  rowsScoredNow?: number | undefined;
   psi: number | null;
   finishedAt: Date;
   /** Finish time of the latest run that succeeded and published (kept from the ledger on failure). */
@@ -71,7 +73,7 @@ export function renderMetrics(m: RunMetrics): string {
     family('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored)),
     family('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected)),
     family('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total)),
-    family('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run.', one(seconds > 0 ? Math.round(m.rowsScored / seconds) : 0)),
+    family('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0)),
     family('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi)),
     family('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000)),
   ].join('');

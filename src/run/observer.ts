@@ -23,6 +23,8 @@ export class RunObserver {
   private reporter: ProgressReporter | undefined;
   private scored = 0;
   private rejected = 0;
+  /** Rows scored before this invocation (the done chunks a resume takes over). */
+  private scoredBefore = 0;
   private readonly started = performance.now();
 
   constructor(
@@ -54,6 +56,7 @@ export class RunObserver {
   begin(chunks: readonly ChunkRow[], chunkSize: number, sourceRows: number | undefined): void {
     const done = chunks.filter((c) => c.status === 'done');
     this.scored = done.reduce((s, c) => s + (c.rows_scored ?? 0), 0);
+    this.scoredBefore = this.scored;
     this.rejected = done.reduce((s, c) => s + (c.rows_rejected ?? 0), 0);
     const customers = this.scored + this.rejected;
     const total = sourceRows ?? customers + (chunks.length - done.length) * chunkSize;
@@ -87,6 +90,7 @@ export class RunObserver {
         durationMs: performance.now() - this.started,
         rowsScored: outcome.rowsScored ?? this.scored,
         rowsRejected: outcome.rowsRejected ?? this.rejected,
+        rowsScoredNow: this.scored - this.scoredBefore,
       },
       lastSuccess,
       this.log,

@@ -56,6 +56,8 @@ export interface Drift {
   baseline_run_id: string | null;
   bins: number;
   epsilon: number;
+  /** Why the PSI is null although there is a baseline; absent otherwise. */
+  unavailable?: string;
 }
 
 /** PSI of two score histograms, merged to {@link psiBins} bins; they must cover the same range. */
@@ -66,6 +68,20 @@ export function histogramPsi(baseline: Histogram | null | undefined, current: Hi
   return e && a ? populationStabilityIndex(e, a) : null;
 }
 
+/** Why {@link histogramPsi} of these two is null, in words; undefined when it is not. */
+export function psiUnavailable(baselineRunId: string, baseline: Histogram | null | undefined, current: Histogram): string | undefined {
+  if (!baseline) return `run ${baselineRunId} has no score histogram`;
+  if (baseline.lo !== current.lo || baseline.hi !== current.hi || !coarsen(baseline) || !coarsen(current)) return `the histograms of run ${baselineRunId} and this run have different bins`;
+  const total = (h: Histogram) => h.bins.reduce((s, v) => s + v, 0) + h.below + h.above;
+  if (total(current) === 0) return 'this run has no scores';
+  if (total(baseline) === 0) return `run ${baselineRunId} has no scores`;
+  return undefined;
+}
+
 export function drift(baselineRunId: string | null, baseline: Histogram | null | undefined, current: Histogram): Drift {
-  return { psi: baselineRunId === null ? null : histogramPsi(baseline, current), baseline_run_id: baselineRunId, bins: psiBins, epsilon: psiEpsilon };
+  const d: Drift = { psi: null, baseline_run_id: baselineRunId, bins: psiBins, epsilon: psiEpsilon };
+  if (baselineRunId === null) return d;
+  d.psi = histogramPsi(baseline, current);
+  if (d.psi === null) d.unavailable = psiUnavailable(baselineRunId, baseline, current) ?? 'the histograms cannot be compared';
+  return d;
 }

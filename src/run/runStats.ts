@@ -39,8 +39,16 @@ export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, run
   };
 }
 
-/** The PSI gate's complaint, or undefined when the run passes (no limit, or no baseline to compare with). */
+/**
+ * The PSI gate's complaint, or undefined when the run passes: no limit, no previous published run, or
+ * a PSI within the limit. A PSI that cannot be computed while there is a previous published run fails
+ * the gate: the gate cannot tell that the scores did not drift.
+ */
 export function psiGateBreach(d: Drift, maxPsi: number | null | undefined): string | undefined {
-  if (maxPsi === null || maxPsi === undefined || d.psi === null || d.psi <= maxPsi) return undefined;
+  if (maxPsi === null || maxPsi === undefined || d.baseline_run_id === null) return undefined;
+  if (d.psi === null) {
+    return `the PSI of the scores against run ${d.baseline_run_id}'s cannot be computed (${d.unavailable ?? 'the histograms cannot be compared'}), so the scores cannot pass the limit of ${maxPsi} (--max-psi)`;
+  }
+  if (d.psi <= maxPsi) return undefined;
   return `the scores drifted from run ${d.baseline_run_id}'s: PSI ${d.psi.toFixed(4)}, over the limit of ${maxPsi} (--max-psi)`;
 }

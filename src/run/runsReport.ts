@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { UsageError } from '../errors.js';
-import { Ledger, type RunRow, type RunStatus } from './ledger.js';
+import { Ledger, type RunFailure, type RunRow, type RunStatus } from './ledger.js';
 import type { ScoreSummary } from './scoreStats.js';
 import type { FeaturesSummary } from './featureStats.js';
 import type { ForcedPublish } from './forcePublish.js';
@@ -34,6 +34,11 @@ export interface RunDetail extends RunListItem {
   host: string;
   pid: number;
   resumes: number;
+  /**
+   * Every failure of the run, oldest first, with its time: those before each resume, then the current
+   * one if the run is failed or interrupted now.
+   */
+  failures: RunFailure[];
   model_sha256: string;
   params: unknown;
   tick_at: string | null;
@@ -152,6 +157,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     host: run.host,
     pid: run.pid,
     resumes: run.resumes,
+    failures: failureHistory(run),
     model_sha256: run.model_sha256,
     params: run.params,
     tick_at: run.tick_at?.toISOString() ?? null,
@@ -167,4 +173,11 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     drift,
     forced_publish: stats?.forced_publish ?? null,
   };
+}
+
+function failureHistory(run: RunRow): RunFailure[] {
+  const earlier = (run.failures ?? []).map((f) => ({ ...f, at: new Date(f.at).toISOString() }));
+  if (run.status !== 'failed' && run.status !== 'interrupted') return earlier;
+  const at = (run.finished_at ?? run.heartbeat_at).toISOString();
+  return [...earlier, { at, status: run.status, kind: run.error_kind, error: run.error }];
 }

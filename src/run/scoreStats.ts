@@ -81,8 +81,9 @@ export function mergeStats(parts: readonly ScoreStats[]): ScoreStats {
   const out = first ? emptyStats(first.histogram.lo, first.histogram.hi, first.histogram.bins.length) : emptyStats();
   for (const p of parts) {
     out.count += p.count;
-    out.sum += p.sum;
-    out.sumSquares += p.sumSquares;
+    // A chunk recorded with a NaN sum (stored as JSON null by a scorejob that let NaN scores through) poisons the moments, not hides them as 0.
+    out.sum += typeof p.sum === 'number' ? p.sum : Number.NaN;
+    out.sumSquares += typeof p.sumSquares === 'number' ? p.sumSquares : Number.NaN;
     if (p.min !== null) out.min = out.min === null ? p.min : Math.min(out.min, p.min);
     if (p.max !== null) out.max = out.max === null ? p.max : Math.max(out.max, p.max);
     out.histogram.below += p.histogram.below;
@@ -108,8 +109,9 @@ export const quantileLevels = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
 
 export function summarize(stats: ScoreStats): ScoreSummary {
   const n = stats.count;
-  const mean = n > 0 ? stats.sum / n : null;
-  const variance = n > 0 && mean !== null ? Math.max(0, stats.sumSquares / n - mean * mean) : null;
+  // No mean or std rather than a wrong one: none without scores, none from non-finite sums.
+  const mean = n > 0 && Number.isFinite(stats.sum) ? stats.sum / n : null;
+  const variance = mean !== null && Number.isFinite(stats.sumSquares) ? Math.max(0, stats.sumSquares / n - mean * mean) : null;
   const quantiles: Record<string, number | null> = {};
   for (const q of quantileLevels) quantiles[`p${Math.round(q * 100)}`] = histogramQuantile(stats, q);
   return { count: n, mean, std: variance === null ? null : Math.sqrt(variance), min: stats.min, max: stats.max, quantiles, histogram: stats.histogram };

@@ -1,9 +1,18 @@
 import type { Logger } from '../log.js';
 import type { RunResult } from './runJob.js';
 
-/** The run's closing paragraph: one log line with every figure as a field. */
+/**
+ * The run's closing paragraph: one log line with every figure as a field. `rows_scored` and
+ * `rows_rejected` are the run's totals; `rows_scored_now`, `rows_rejected_now` and `rows_per_second`
+ * are this invocation's (they differ after a resume).
+ */
 export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
   const rate = Math.round(r.rowsPerSecond);
+  // What this invocation did, and its rate; a resume that took over done chunks also gives the run's totals.
+  const tookOver = r.rowsScoredNow !== r.rowsScored || r.rowsRejectedNow !== r.rowsRejected;
+  const scored = tookOver
+    ? `${r.rowsScoredNow} customers now (${r.rowsScored} in all, ${r.rowsRejected} rejected)`
+    : `${r.rowsScored} customers (${r.rowsRejected} rejected)`;
   const what = r.dryRun ? 'dry run (nothing published)' : `published to ${schema}.customer_scores`;
   log.info(
     {
@@ -11,6 +20,8 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
       status: r.status,
       rows_scored: r.rowsScored,
       rows_rejected: r.rowsRejected,
+      rows_scored_now: r.rowsScoredNow,
+      rows_rejected_now: r.rowsRejectedNow,
       duration_ms: Math.round(r.durationMs),
       rows_per_second: rate,
       backend: r.backend,
@@ -23,7 +34,7 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
       timings_ms: r.timings,
       dropped_runs: r.droppedRuns,
     },
-    `run ${r.runId} succeeded: scored ${r.rowsScored} customers (${r.rowsRejected} rejected) in ${(r.durationMs / 1000).toFixed(1)} s, ` +
+    `run ${r.runId} succeeded: scored ${scored} in ${(r.durationMs / 1000).toFixed(1)} s, ` +
       `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; ${what}`,
   );
 }

@@ -113,6 +113,27 @@ describe('transformBatch', () => {
     ]);
   });
 
+  it('rejects finite values whose model input overflows float32 (what the model receives), naming the column and value', () => {
+    // tenure's input is (v - 10) / 4, spend's v / 2; float32 ends at 3.4e38. 1e300, -1e300 and 1e45 are finite doubles
+    // but ±Infinity as float32 inputs; 1e38 gives 2.5e37 (kept); 1e39 as spend gives 5e38 (rejected).
+    const { accepted, rejects, keys } = run([
+      [1, 1e300, 0, 0, 0, 0, 0],
+      [2, 1, -1e300, 0, 0, 0, 0],
+      [3, 1e45, 0, 0, 0, 0, 0],
+      [4, 1e38, 0, 0, 0, 0, 0],
+      [5, 1, 1e39, 0, 0, 0, 0],
+      [6, 1, 0, 0, 0, 0, 0],
+    ]);
+    expect(rejects).toEqual([
+      { key: 1n, reason: 'non_finite', column: 'tenure', value: '1e+300' },
+      { key: 2n, reason: 'non_finite', column: 'spend', value: '-1e+300' },
+      { key: 3n, reason: 'non_finite', column: 'tenure', value: '1e+45' },
+      { key: 5n, reason: 'non_finite', column: 'spend', value: '1e+39' },
+    ]);
+    expect(accepted).toBe(2);
+    expect(keys).toEqual([4n, 6n]);
+  });
+
   it('compacts accepted rows so that keys and input rows stay aligned', () => {
     const rows: Row[] = [];
     for (let k = 0; k < 50; k++) rows.push([1000 + k, k % 7 === 0 ? null : k, k % 11 === 0 ? Number.NaN : 0, k % 3, 0, k % 2, 1]);

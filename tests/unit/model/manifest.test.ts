@@ -74,6 +74,7 @@ describe('parseManifest', () => {
     ['mean not a number', (m) => (m.features[0].mean = '3'), 'features[0].mean must be a number (got "3")'],
     ['min above max', (m) => (m.features[0].min = 200), 'features[0].min (200) must not exceed max (120)'],
     ['fill of wrong type', (m) => (m.features[0].fill = null), 'features[0].fill must be a number (got null)'],
+    ['fill overflowing float32', (m) => (m.features[0].fill = 1e300), 'features[0].fill (1e+300) gives the model a non-finite input: (fill - mean) / std overflows float32'],
     ['misspelt fill', (m) => (m.features[2].fil = true), 'features[2].fil is not a known field (expected column, transform, fill)'],
     ['boolean fill not boolean', (m) => (m.features[2].fill = 'no'), 'features[2].fill must be true or false'],
     ['empty categories', (m) => (m.features[1].categories = []), 'features[1].categories must be a non-empty array of strings'],

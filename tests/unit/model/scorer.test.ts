@@ -7,6 +7,8 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend, type BackendName } from '../../../src/model/backend.js';
 import { loadModel } from '../../../src/model/load.js';
+import type { Reject } from '../../../src/model/features.js';
+import { keepFiniteScores } from '../../../src/model/scorer.js';
 import { makeModel, type MakeModelOptions } from '../../helpers/makeModel.js';
 
 const realModel = 'models/customer-value';
@@ -129,5 +131,31 @@ describe('the shipped model', () => {
     }
     expectClose(scores.wasm!, scores.cpu!, 1e-5);
     expect(scores.wasm!.every((s) => s >= 0 && s <= 1)).toBe(true);
+  });
+});
+
+describe('keepFiniteScores', () => {
+  it('turns NaN and ±Infinity scores into non_finite_score rejects and keeps keys and scores aligned', () => {
+    const keys = BigInt64Array.from([10n, -(2n ** 40n), 30n, 40n, 2n ** 62n, 60n]);
+    const scores = Float32Array.from([0.1, Number.NaN, 0.3, Number.POSITIVE_INFINITY, 0.5, Number.NEGATIVE_INFINITY]);
+    const rejects: Reject[] = [];
+    const kept = keepFiniteScores(keys, scores, 6, rejects);
+    expect(kept).toBe(3);
+    expect(Array.from(keys.subarray(0, kept))).toEqual([10n, 30n, 2n ** 62n]);
+    expect(Array.from(scores.subarray(0, kept))).toEqual([Math.fround(0.1), Math.fround(0.3), 0.5]);
+    expect(rejects).toEqual([
+      { key: -(2n ** 40n), reason: 'non_finite_score', column: null, value: 'NaN' },
+      { key: 40n, reason: 'non_finite_score', column: null, value: 'Infinity' },
+      { key: 60n, reason: 'non_finite_score', column: null, value: '-Infinity' },
+    ]);
+  });
+
+  it('changes nothing when every score is finite, and looks only at the first `rows`', () => {
+    const keys = BigInt64Array.from([1n, 2n, 3n]);
+    const scores = Float32Array.from([0.2, 0.4, Number.NaN]);
+    const rejects: Reject[] = [];
+    expect(keepFiniteScores(keys, scores, 2, rejects)).toBe(2);
+    expect(rejects).toEqual([]);
+    expect(Array.from(keys)).toEqual([1n, 2n, 3n]);
   });
 });

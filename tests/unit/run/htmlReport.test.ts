@@ -11,7 +11,7 @@ function detail(): RunDetail {
   return {
     run_id: '7', status: 'failed', trigger: 'cron', dry_run: false, published: false, model: 'm', model_version: '1', backend: 'cpu',
     rows_scored: 4, rows_rejected: 0, chunks_done: 1, chunks_total: 1, started_at: '2026-01-01T00:00:00.000Z', finished_at: null, duration_s: 1,
-    error: 'PSI <b>0.5</b> over the limit', error_kind: 'gate', resume_command: 'scorejob resume 7', host: 'h', pid: 1, resumes: 0, model_sha256: 'ab'.repeat(32),
+    error: 'PSI <b>0.5</b> over the limit', error_kind: 'gate', resume_command: 'scorejob resume 7', host: 'h', pid: 1, resumes: 0, failures: [], model_sha256: 'ab'.repeat(32),
     params: {}, tick_at: null, published_at: null, rejects_by_reason: [{ reason: 'null_without_fill', column, rows: 1 }], chunks: [],
     stats: summarize(s), timings_ms: null, previous_published: null,
     features: { rows: 4, features: [{ column, transform: 'standardize', nulls: 1, null_fraction: 0.25, min: 0, max: 1, below_min: 0, above_max: 1, outside_range_fraction: 0.25, unknown_category: 0, unknown_category_fraction: 0 }] },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { coarsen, drift, histogramPsi, populationStabilityIndex, psiEpsilon } from '../../../src/run/psi.js';
+import { psiGateBreach } from '../../../src/run/runStats.js';
 import { accumulate, emptyStats } from '../../../src/run/scoreStats.js';
 
 function statsOf(scores: number[]) {
@@ -54,5 +55,33 @@ describe('population stability index', () => {
     expect(drift(null, undefined, a.histogram)).toEqual({ psi: null, baseline_run_id: null, bins: 10, epsilon: 1e-4 });
     const other = emptyStats(0, 2);
     expect(histogramPsi(other.histogram, a.histogram)).toBeNull();
+  });
+
+  it('says why it has no value when there is a baseline: no histogram, other bins, no scores on either side', () => {
+    const a = statsOf([0.2, 0.4]);
+    expect(drift('4', undefined, a.histogram)).toMatchObject({ psi: null, baseline_run_id: '4', unavailable: 'run 4 has no score histogram' });
+    expect(drift('4', emptyStats(0, 2).histogram, a.histogram).unavailable).toBe('the histograms of run 4 and this run have different bins');
+    expect(drift('4', a.histogram, emptyStats().histogram).unavailable).toBe('this run has no scores');
+    expect(drift('4', emptyStats().histogram, a.histogram).unavailable).toBe('run 4 has no scores');
+    expect(drift('4', a.histogram, a.histogram)).toEqual({ psi: 0, baseline_run_id: '4', bins: 10, epsilon: 1e-4 });
+  });
+});
+
+describe('the PSI gate', () => {
+  const a = statsOf([0.2, 0.4]);
+  it('passes without a limit or without a previous published run', () => {
+    expect(psiGateBreach(drift('4', undefined, a.histogram), undefined)).toBeUndefined();
+    expect(psiGateBreach(drift(null, undefined, a.histogram), 0.1)).toBeUndefined();
+  });
+  it('fails when the PSI cannot be computed although there is a previous published run', () => {
+    expect(psiGateBreach(drift('4', a.histogram, emptyStats().histogram), 0.1)).toBe(
+      "the PSI of the scores against run 4's cannot be computed (this run has no scores), so the scores cannot pass the limit of 0.1 (--max-psi)",
+    );
+  });
+  it('fails over the limit, passes at it', () => {
+    const b = statsOf([0.2, 0.9]);
+    const d = drift('4', a.histogram, b.histogram);
+    expect(psiGateBreach(d, d.psi! - 1e-9)).toMatch(/drifted from run 4's: PSI/);
+    expect(psiGateBreach(d, d.psi!)).toBeUndefined();
   });
 });
