@@ -88,7 +88,8 @@ type ListRow = Pick<RunRow, 'run_id' | 'status' | 'trigger' | 'dry_run' | 'model
 function nextStep(r: ListRow): string | null {
   if (r.status !== 'failed' && r.status !== 'interrupted') return null;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
-  if (r.error_kind === 'gate') return r.dry_run ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force after review`;
+  // A run that scored no customer is never published, not even by force.
+  if (r.error_kind === 'gate') return r.dry_run || Number(r.rows_scored) === 0 ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force after review`;
   return `scorejob resume ${r.run_id}`;
 }
 
