@@ -7,10 +7,12 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
-import { planChunks } from './plan.js';
 import { applyRetention, publishRun } from './publish.js';
 import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
+import { SourceView } from './sourceView.js';
+import { nullKeysProblem } from '../db/sourceColumns.js';
+import { SnapshotLostError } from '../db/snapshot.js';
 import { lastSuccessAt } from './metrics.js';
 import { RunObserver, type ObserveDeps } from './observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from './runStats.js';
@@ -66,15 +68,18 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   heartbeat.unref();
   const observer = new RunObserver(d.observe, log, model.plan);
   let runStats: Record<string, unknown> | undefined;
+  let view: SourceView | undefined;
   try {
-    const sourceRows = await ensurePlanned(d);
+    view = await SourceView.open({ pool: d.pool, ledger, ledgerClient: () => d.client, runId, source: params.source, log });
+    const sourceRows = await ensurePlanned(d, view);
     const chunks = await ledger.getChunks(d.client, runId);
-    const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
+    const pending = await ledger.pendingChunks(d.client, runId);
     let done = chunks.length - pending.length;
     observer.begin(chunks, params.chunkSize, sourceRows);
     const completed = await runChunks(
       {
         pool: d.pool,
+        view,
         ledger,
         runId,
         source: params.source,
@@ -99,6 +104,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       pending,
     );
     observer.stopProgress();
+    await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
 
     const run = await ledger.getRun(d.client, runId);
@@ -158,26 +164,34 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     log.error({ status: failure.status, error_kind: failure.kind, error: failure.message }, `run ${runId} failed: ${failure.message}`);
     throw new RunFailedError(`run ${runId} failed: ${failure.message}; ${failure.kind === 'gate' ? 'after review, `scorejob publish ' + runId + ' --force` publishes these scores (`scorejob resume ' + runId + '` re-checks the gate)' : 'resume it with `scorejob resume ' + runId + '`'}`, runId, { cause: err });
   } finally {
+    await view?.close();
     observer.stopProgress();
     clearInterval(heartbeat);
   }
 }
 
 /**
- * Plans the run's chunks unless a plan is recorded. Planned here (not before the run row) so that a
- * failed plan is recorded on the run, and a resume of a run that died while planning plans again.
- * Returns the source's row count when it planned now.
+ * Plans the run's chunks in the run's snapshot unless a plan is recorded. Planned here (not before the run
+ * row) so that a failed plan is recorded on the run, and a resume of a run that died while planning plans
+ * again. A resume of a planned run counts its unfinished chunks again in its new snapshot: they read the
+ * source as of the resume. Returns the source's row count when it planned now.
  */
-async function ensurePlanned(d: ExecuteDeps): Promise<number | undefined> {
+async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number | undefined> {
   const { ledger, runId, params, log } = d;
   const run = await ledger.getRun(d.client, runId);
-  if (run?.chunks_total !== null && run?.chunks_total !== undefined) return undefined;
+  if (run?.chunks_total !== null && run?.chunks_total !== undefined) {
+    await view.recount(await ledger.pendingChunks(d.client, runId));
+    return undefined;
+  }
   const t0 = performance.now();
-  const plan = await planChunks(d.client, params.source, params.chunkSize);
+  const plan = await view.plan(params.chunkSize);
+  // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
+  if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
   if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
   await d.client.query('BEGIN');
   try {
     await ledger.recordPlan(d.client, runId, plan.chunks);
+    await ledger.recordChunkRows(d.client, runId, plan.chunks);
     await d.client.query('COMMIT');
   } catch (err) {
     await d.client.query('ROLLBACK').catch(() => undefined);
@@ -221,6 +235,7 @@ async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
+  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   const state = sqlStateOf(err);
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) };
   if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}` };
