@@ -11,7 +11,7 @@ import type { ModelInput, Reject } from '../model/features.js';
 import type { Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
 import { accumulate, emptyStats } from './scoreStats.js';
-import { chunkCountMismatch } from './sourceView.js';
+import { ChunkCountError } from './sourceView.js';
 import type { StageTimings } from './timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -128,7 +128,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
         const batch = await current.promise;
         d.timings.add('read', performance.now() - t);
         if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
-        if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new RunFailedError(chunkCountMismatch(chunk.chunkNo, d.source, batch.rows, chunk.rows), d.runId);
+        if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
 
         if (batch.rows > keys.length) {
           keys = new BigInt64Array(batch.capacity);

@@ -10,7 +10,7 @@ import type { ErrorKind, Ledger, RunParams } from './ledger.js';
 import { applyRetention, publishRun } from './publish.js';
 import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
-import { SourceView } from './sourceView.js';
+import { ChunkCountError, SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
 import { SnapshotLostError } from '../db/snapshot.js';
 import { lastSuccessAt } from './metrics.js';
@@ -234,6 +234,11 @@ function formatPercent(r: number): string {
 async function classify(err: unknown, d: ExecuteDeps): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
+  if (err instanceof ChunkCountError) {
+    // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.
+    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    return { status: 'failed', kind: 'data', message: explained ?? err.message };
+  }
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   const state = sqlStateOf(err);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { SourceRef } from '../db/copyReader.js';
 import { ExportedSnapshot, inSnapshot } from '../db/snapshot.js';
+import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
 import { countChunkRows, planChunks, type CountedChunk, type Plan } from './plan.js';
@@ -99,18 +100,19 @@ export class SourceView {
 }
 
 /**
- * Why a chunk that read `read` rows where its snapshot held `planned` cannot be counted done. In one
- * snapshot the two are equal unless the table was rewritten (its new file's rows are invisible to any
- * older snapshot) or the source does not give the same rows twice.
+ * A chunk read `read` rows where its snapshot held `planned`. In one snapshot the two are equal unless the
+ * table was rewritten (its new file's rows are invisible to any older snapshot) or the source does not give
+ * the same rows twice. Not retried: the same snapshot reads the same.
  */
-export function chunkCountMismatch(chunkNo: number, source: SourceRef, read: number, planned: number): string {
-  const what = `chunk ${chunkNo} read ${read} rows of ${source.table} where the run's snapshot held ${planned}`;
-  if (read < planned) {
-    return (
-      `${what}: the source was rewritten during the run (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE), ` +
-      `which leaves a snapshot older than the rewrite an empty table; a resume reads the source afresh`
+export class ChunkCountError extends RunFailedError {
+  constructor(chunkNo: number, source: SourceRef, read: number, planned: number, runId: string) {
+    const what = `chunk ${chunkNo} read ${read} rows of ${source.table} where the run's snapshot held ${planned}`;
+    super(
+      read < planned
+        ? `${what}: the source was rewritten during the run (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE), ` +
+            `which leaves a snapshot older than the rewrite an empty table; a resume reads the source afresh`
+        : `${what}: the source does not return the same rows twice in one snapshot (a view over volatile functions or a foreign table?); make it stable, then resume`,
+      runId,
     );
   }
-  return `${what}: the source does not return the same rows twice in one snapshot (a view over volatile functions or a foreign table?); make it stable, then resume`;
 }
-
