@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { holdAtChunk, type ChunkHold } from '../helpers/hold.js';
+import { holdAtChunk, holdAtRunStart, type ChunkHold } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
@@ -182,6 +182,27 @@ describe('a run reads one defined view of a changing source', () => {
     for (const c of await chunkAccounts(runId)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
     ok(await runCli(['run', '--chunk-size', String(size)], t.env)); // a new run: exactly the source again
     expect(await publishedKeys()).toEqual(await keys());
+  });
+
+  it('NULL keys that appear after the start-up check are still refused, in the run’s snapshot: the run fails naming them (exit 1); giving them keys and resuming, as advised, scores every row', async () => {
+    await t.pool.query('CREATE TABLE customers_nk AS SELECT * FROM customers');
+    await t.pool.query('CREATE UNIQUE INDEX ON customers_nk (customer_id)');
+    const model = await modelCopy((m) => (m.source.table = 'customers_nk'));
+    const hold = await holdAtRunStart(t.pool);
+    const child = startCli(['run', '--model', model, '--chunk-size', String(size)], t.env);
+    leftovers.push({ child, hold });
+    await hold.held();
+    await t.pool.query(`UPDATE customers_nk SET customer_id = NULL WHERE customer_id IN (SELECT customer_id FROM customers_nk ORDER BY customer_id LIMIT 3)`);
+    await hold.release();
+    const r = await child.result;
+    expect(r.code).toBe(1);
+    const runId = (r.logs.find((l) => typeof l.run_id === 'string')?.run_id ?? '') as string;
+    expect(r.stderr).toMatch(new RegExp(`^scorejob: run ${runId} failed: key column customer_id of customers_nk has 3 NULL values: .*give those rows a key.*resume it with \`scorejob resume ${runId}\``));
+    await t.pool.query(`UPDATE customers_nk c SET customer_id = -n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`);
+    ok(await runCli(['resume', runId], t.env));
+    const { rows } = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers_nk');
+    expect(await publishedKeys()).toHaveLength(rows[0]?.n as number);
+    await t.pool.query('DROP TABLE customers_nk');
   });
 
   it('the connection holding the run’s snapshot is lost mid-run: the run takes a new one for its remaining chunks, says so, and succeeds', async () => {
