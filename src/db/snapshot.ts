@@ -76,17 +76,10 @@ export class ExportedSnapshot {
  * so a run never holds a lock on the source between its reads.
  */
 export async function inSnapshot<T>(client: pg.ClientBase, id: string, fn: () => Promise<T>): Promise<T> {
-  if (!snapshotId.test(id)) throw new Error(`not a snapshot id: "${id}"`);
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ${setSnapshot(client, id)}`).catch((err: unknown) => {
+    throw snapshotError(err, id);
+  });
   try {
-    try {
-      // SET takes no bind parameters: the id is checked above and quoted as a literal.
-      await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(id)}`);
-    } catch (err) {
-      // invalid_parameter_value: what SET TRANSACTION SNAPSHOT answers once the exporting transaction has ended.
-      if (sqlStateOf(err) === SqlState.invalidParameterValue) throw new SnapshotLostError(`the run's snapshot of the source (${id}) is gone: the connection holding it was lost`, { cause: err });
-      throw err;
-    }
     const result = await fn();
     await client.query('COMMIT');
     return result;
@@ -94,4 +87,31 @@ export async function inSnapshot<T>(client: pg.ClientBase, id: string, fn: () =>
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * `statement` in a transaction of its own that reads snapshot `id` and commits, as one simple-query
+ * message: one round trip, and the server starts reading at once. (Sent as separate queries, each part
+ * would wait for the event loop to be free of the scoring work before the next went out, and a prefetch
+ * would start late.) On error the transaction is left aborted: roll back, and pass the error through
+ * {@link snapshotError}.
+ */
+export function inSnapshotSql(client: Pick<pg.ClientBase, 'escapeLiteral'>, id: string, statement: string): string {
+  return `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ${setSnapshot(client, id)}; ${statement}; COMMIT`;
+}
+
+/** The error a read in snapshot `id` failed with, as a SnapshotLostError when the snapshot is gone. */
+export function snapshotError(err: unknown, id: string): unknown {
+  // invalid_parameter_value from ImportSnapshot: what SET TRANSACTION SNAPSHOT answers once the exporting transaction has ended.
+  const routine = (err as { routine?: unknown } | null)?.routine;
+  if (sqlStateOf(err) === SqlState.invalidParameterValue && (routine === undefined || routine === 'ImportSnapshot')) {
+    return new SnapshotLostError(`the run's snapshot of the source (${id}) is gone: the connection holding it was lost`, { cause: err });
+  }
+  return err;
+}
+
+/** SET takes no bind parameters: the id is checked against the form pg_export_snapshot() gives and quoted as a literal. */
+function setSnapshot(client: Pick<pg.ClientBase, 'escapeLiteral'>, id: string): string {
+  if (!snapshotId.test(id)) throw new Error(`not a snapshot id: "${id}"`);
+  return `SET TRANSACTION SNAPSHOT ${client.escapeLiteral(id)}`;
 }

@@ -3,7 +3,7 @@ import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../columns.js'
 import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/copyReader.js';
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
-import { SnapshotLostError, inSnapshot } from '../db/snapshot.js';
+import { SnapshotLostError, inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { isTransient } from '../db/sqlstate.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -90,9 +90,16 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const chunk = chunks[index] as PlannedChunk;
     const slot = index % 2;
     const client = reader as pg.PoolClient;
-    // A transaction per chunk: it holds its lock on the source only while it reads.
-    const sql = chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire);
-    const promise = inSnapshot(client, d.view.snapshotId, () => readChunk(client, sql, batches[slot] as ColumnBatch, wire)).then((b) => (batches[slot] = b));
+    // A transaction per chunk, in the run's snapshot: it holds its lock on the source only while it reads.
+    const id = d.view.snapshotId;
+    const sql = inSnapshotSql(client, id, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire));
+    const promise = readChunk(client, sql, batches[slot] as ColumnBatch, wire).then(
+      (b) => (batches[slot] = b),
+      async (err: unknown) => {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw snapshotError(err, id);
+      },
+    );
     promise.catch(() => undefined); // awaited below; never an unhandled rejection
     return { index, promise };
   };
