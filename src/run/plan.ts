@@ -127,3 +127,20 @@ export async function countChunkRows(client: pg.ClientBase, source: SourceRef, c
   }
   return chunks.map((c) => ({ ...c, rows: counts.get(c.chunkNo) ?? 0 }));
 }
+
+/**
+ * The tables of the source (itself, or its partitions) rewritten since the caller's snapshot was taken:
+ * their file as of the snapshot (pg_class read in it) is not their file now (the relation cache). A
+ * rewrite (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER, TRUNCATE) is not MVCC-safe: an older snapshot sees
+ * the new file empty, so a plan or count made in it would agree with reads that miss every row. Views
+ * are not looked through (their rewritten tables show as short chunks only when the rewrite comes later).
+ */
+export async function rewrittenSinceSnapshot(client: pg.ClientBase, source: SourceRef): Promise<string[]> {
+  const { rows } = await client.query<{ rel: string }>(
+    `SELECT c.oid::regclass::text AS rel FROM pg_catalog.pg_class c
+      WHERE c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1)) UNION ALL SELECT pg_catalog.to_regclass($1))
+        AND c.relkind IN ('r', 'm') AND c.relfilenode <> pg_catalog.pg_relation_filenode(c.oid)`,
+    [quoteQualified(client, source.table)],
+  );
+  return rows.map((r) => r.rel);
+}

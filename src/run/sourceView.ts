@@ -4,7 +4,7 @@ import { ExportedSnapshot, inSnapshot } from '../db/snapshot.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
-import { countChunkRows, planChunks, type CountedChunk, type Plan } from './plan.js';
+import { countChunkRows, planChunks, rewrittenSinceSnapshot, type CountedChunk, type Plan } from './plan.js';
 
 export interface SourceViewDeps {
   pool: pg.Pool;
@@ -51,12 +51,18 @@ export class SourceView {
    * transaction reads nothing, so nothing holds a lock on the source between chunk reads.
    */
   plan(chunkSize: number): Promise<Plan> {
-    return this.onOwnConnection((c) => planChunks(c, this.d.source, chunkSize));
+    return this.onOwnConnection(async (c) => {
+      await this.assertNotRewritten(c);
+      return planChunks(c, this.d.source, chunkSize);
+    });
   }
 
   /** Counts `pending` in the snapshot (on `client`, or a connection of its own) and records the counts on the chunks. */
   async recount(pending: readonly PlannedChunk[], client?: pg.ClientBase): Promise<CountedChunk[]> {
-    const count = (c: pg.ClientBase) => countChunkRows(c, this.d.source, pending);
+    const count = async (c: pg.ClientBase) => {
+      await this.assertNotRewritten(c);
+      return countChunkRows(c, this.d.source, pending);
+    };
     const counted = client ? await inSnapshot(client, this.snapshot.id, () => count(client)) : await this.onOwnConnection(count);
     await this.d.ledger.recordChunkRows(this.d.ledgerClient(), this.d.runId, counted);
     return counted;
@@ -83,6 +89,18 @@ export class SourceView {
   /** Ends the snapshot: it holds back VACUUM, so not a moment longer than the reads need it. */
   close(): Promise<void> {
     return this.snapshot.close();
+  }
+
+  /** In the snapshot: a table rewritten after it was taken would plan (or count) empty, and read empty. */
+  private async assertNotRewritten(client: pg.ClientBase): Promise<void> {
+    const rewritten = await rewrittenSinceSnapshot(client, this.d.source);
+    if (rewritten.length > 0) {
+      throw new RunFailedError(
+        `${rewritten.join(', ')} was rewritten (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE) after the run took its snapshot of the source, ` +
+          `which sees it empty; a resume takes a new snapshot`,
+        this.d.runId,
+      );
+    }
   }
 
   private async onOwnConnection<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {

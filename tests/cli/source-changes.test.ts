@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { holdAtChunk, holdAtRunStart, type ChunkHold } from '../helpers/hold.js';
+import { holdAtChunk, holdAtRunStart, holdAtSnapshot, type ChunkHold } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
@@ -143,6 +143,51 @@ describe('a run reads one defined view of a changing source', () => {
       for (const c of await chunkAccounts(runId)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
     } finally {
       await t.pool.query('ALTER TABLE customers ALTER COLUMN orders_12m TYPE integer');
+    }
+  });
+
+  it('a table rewrite between the snapshot and the plan (or the recount of a resume) fails the run naming the rewrite, never a run missing rows; resume completes it', async () => {
+    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    const reference = await published();
+    const rewrite = (type: string) => t.pool.query(`ALTER TABLE customers ALTER COLUMN orders_12m TYPE ${type}`);
+    const message = (id: string) =>
+      new RegExp(`^scorejob: run ${id} failed: customers was rewritten \\(ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE\\) after the run took its snapshot of the source, which sees it empty; a resume takes a new snapshot; resume it with`);
+    try {
+      // A new run, held once its snapshot is taken.
+      let hold = await holdAtSnapshot(t.pool);
+      let child = startCli(['run', '--chunk-size', String(size)], t.env);
+      leftovers.push({ child, hold });
+      await hold.held();
+      await rewrite('bigint');
+      await hold.release();
+      let r = await child.result;
+      const runId = (r.logs.find((l) => typeof l.run_id === 'string')?.run_id ?? '') as string;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message(runId));
+      expect(await published()).toEqual(reference);
+
+      ok(await runCli(['resume', runId], t.env)); // plans afresh
+      expect((await published()).scores).toEqual(reference.scores);
+
+      // A resume of a planned run, held the same way: its unfinished chunks must not be counted (and read) empty.
+      const killed = await killHeld(3);
+      hold = await holdAtSnapshot(t.pool);
+      child = startCli(['resume', killed], t.env);
+      leftovers.push({ child, hold });
+      await hold.held();
+      await rewrite('integer');
+      await hold.release();
+      r = await child.result;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message(killed));
+      expect((await published()).scores).toEqual(reference.scores);
+      expect((await published()).runs).toEqual([runId]);
+
+      ok(await runCli(['resume', killed], t.env));
+      expect((await published()).scores).toEqual(reference.scores);
+      for (const c of await chunkAccounts(killed)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
+    } finally {
+      await rewrite('integer');
     }
   });
 

@@ -29,6 +29,14 @@ export function holdAtRunStart(pool: pg.Pool, schema = 'scoring'): Promise<Chunk
   return holdOnTrigger(pool, 0, `AFTER INSERT ON ${quote(schema)}.score_runs FOR EACH ROW`);
 }
 
+/**
+ * Holds the next run (or resume) right after it has taken its snapshot of the source (recorded on the run),
+ * before it plans or counts anything in it.
+ */
+export function holdAtSnapshot(pool: pg.Pool, schema = 'scoring'): Promise<ChunkHold> {
+  return holdOnTrigger(pool, 1000, `AFTER UPDATE OF source_snapshot ON ${quote(schema)}.score_runs FOR EACH ROW`);
+}
+
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 async function holdOnTrigger(pool: pg.Pool, key: number, trigger: string): Promise<ChunkHold> {
