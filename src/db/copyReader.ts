@@ -42,25 +42,39 @@ export async function sourceWireTypes(client: pg.ClientBase, source: SourceRef, 
 }
 
 /**
- * `COPY (SELECT key, features... WHERE key > lo AND key <= hi) TO STDOUT (FORMAT binary)`.
+ * The SQL condition for keys in (lo, hi], `quotedKey` already quoted; a null bound is no bound (the first
+ * chunk is open below, the last open above), and rows without a key are never in a range. Bounds are
+ * written as int8 literals formatted from bigint (never from user text): compared with an int2 or int4
+ * key without overflow, and still by the key's index.
+ */
+export function keyRangeCondition(quotedKey: string, lo: bigint | null, hi: bigint | null): string {
+  const int8 = (v: bigint) => `'${BigInt.asIntN(64, v).toString()}'::int8`;
+  const parts: string[] = [];
+  if (lo !== null) parts.push(`${quotedKey} > ${int8(lo)}`);
+  if (hi !== null) parts.push(`${quotedKey} <= ${int8(hi)}`);
+  return parts.length > 0 ? parts.join(' AND ') : `${quotedKey} IS NOT NULL`;
+}
+
+/**
+ * `COPY (SELECT key, features... WHERE key > lo AND key <= hi) TO STDOUT (FORMAT binary)`; a null bound is no bound.
  * Every column is cast to its wire type: free when the column already has that type (the server drops
  * the cast), and a guarantee of what arrives if the source changed type meanwhile.
- * COPY takes no bind parameters: the bounds are bigints the planner produced (formatted from bigint,
- * never from user text) and every identifier goes through escapeIdentifier here, once.
+ * COPY takes no bind parameters: the bounds are bigints the planner produced (see keyRangeCondition)
+ * and every identifier goes through escapeIdentifier here, once.
  */
 export function chunkCopySql(
   client: Pick<pg.ClientBase, 'escapeIdentifier'>,
   source: SourceRef,
   specs: readonly ColumnSpec[],
-  lo: bigint,
-  hi: bigint,
+  lo: bigint | null,
+  hi: bigint | null,
   wire: readonly WireType[] = specs.map((s) => castWire[s.kind]),
 ): string {
   const key = client.escapeIdentifier(source.key);
   const cols = specs.map((s, i) => `${client.escapeIdentifier(s.name)}::${wireSql[wire[i] ?? castWire[s.kind]]}`);
   return (
     `COPY (SELECT ${key}::int8${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(client, source.table)} ` +
-    `WHERE ${key} > ${BigInt.asIntN(64, lo).toString()} AND ${key} <= ${BigInt.asIntN(64, hi).toString()}) TO STDOUT (FORMAT binary)`
+    `WHERE ${keyRangeCondition(key, lo, hi)}) TO STDOUT (FORMAT binary)`
   );
 }
 

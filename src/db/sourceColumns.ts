@@ -34,6 +34,19 @@ export interface KeyColumnCheck {
   ok: boolean;
   /** Whether a primary key or unique index covers exactly the key; views and foreign tables cannot say. */
   unique: 'yes' | 'no' | 'unknown';
+  /** Rows whose key is NULL (counted unless the column is NOT NULL); undefined when not counted. */
+  nullKeys: number | undefined;
+}
+
+/**
+ * The one line for a source with NULL keys. Refused rather than skipped or rejected: a row without a key
+ * cannot be stored in score_rejects (keyed by customer) nor published, and every row must be accounted for.
+ */
+export function nullKeysProblem(table: string, key: string, count: number): string {
+  return (
+    `key column ${key} of ${table} has ${count} NULL value${count === 1 ? '' : 's'}: a row without a key can be neither scored nor rejected; ` +
+    `give those rows a key or delete them (or read a view that leaves them out: WHERE ${key} IS NOT NULL)`
+  );
 }
 
 const relkinds: Record<string, RelationKind> = { r: 'table', p: 'partitioned table', v: 'view', m: 'materialized view', f: 'foreign table' };
@@ -57,7 +70,7 @@ export async function checkSourceColumns(
     table: source.table,
     relation: undefined,
     relkind: undefined,
-    key: { name: source.key, type: undefined, ok: false, unique: 'unknown' },
+    key: { name: source.key, type: undefined, ok: false, unique: 'unknown', nullKeys: undefined },
     columns: specs.map((s) => ({ name: s.name, kind: s.kind, type: undefined, ok: false })),
     problems: [],
     notes: [],
@@ -91,6 +104,10 @@ export async function checkSourceColumns(
       check.problems.push(`key column ${source.key} of ${source.table} is not unique (no primary key or unique index on exactly that column); scores are one per customer`);
     } else if (check.key.unique === 'unknown') {
       check.notes.push(`${source.table} is a ${check.relkind}: whether ${source.key} is unique cannot be checked`);
+    }
+    if (check.key.ok && !key.notNull) {
+      check.key.nullKeys = await countNullKeys(client, source);
+      if (check.key.nullKeys > 0) check.problems.push(nullKeysProblem(source.table, source.key, check.key.nullKeys));
     }
   }
 
@@ -144,6 +161,8 @@ interface CatalogColumn {
   base: string;
   isEnum: boolean;
   readable: boolean;
+  /** Declared NOT NULL (a primary key's column is). */
+  notNull: boolean;
 }
 
 async function readColumns(client: pg.ClientBase, oid: number, names: string[]): Promise<Map<string, CatalogColumn>> {
@@ -151,7 +170,7 @@ async function readColumns(client: pg.ClientBase, oid: number, names: string[]):
   const { rows } = await client.query<CatalogColumn & { name: string }>(
     `SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
             b.typname::text AS base, b.typtype = 'e' AS "isEnum",
-            pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable
+            pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT') AS readable, a.attnotnull AS "notNull"
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -172,6 +191,15 @@ async function keyUniqueness(client: pg.ClientBase, oid: number, relkind: string
     [oid, attnum],
   );
   return rows[0]?.unique === true ? 'yes' : 'no';
+}
+
+/**
+ * Rows whose key is NULL. By the key's index when it has one (btree indexes NULLs); a view is read whole,
+ * once per run start: the price of knowing that no row will be silently left out.
+ */
+async function countNullKeys(client: pg.ClientBase, source: { table: string; key: string }): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quotedName(source.table)} WHERE ${pg.escapeIdentifier(source.key)} IS NULL`);
+  return Number(rows[0]?.n ?? 0);
 }
 
 async function searchPath(client: pg.ClientBase): Promise<string> {

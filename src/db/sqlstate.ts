@@ -9,6 +9,7 @@ export const SqlState = {
   invalidAuthorization: '28000',
   invalidCatalogName: '3D000',
   invalidTextRepresentation: '22P02',
+  invalidParameterValue: '22023',
   datatypeMismatch: '42804',
   cannotCoerce: '42846',
   serializationFailure: '40001',

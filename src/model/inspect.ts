@@ -26,7 +26,7 @@ export interface SourceColumnsSummary {
   table: string;
   relation: string | undefined;
   relkind: string | undefined;
-  key: { name: string; type: string | undefined; ok: boolean; unique: string };
+  key: { name: string; type: string | undefined; ok: boolean; unique: string; nullKeys?: number | undefined };
   columns: readonly { name: string; type: string | undefined; ok: boolean }[];
   problems: readonly string[];
   notes: readonly string[];
@@ -92,7 +92,8 @@ function formatColumns(c: SourceColumnsSummary): string[] {
   const lines = [`source check (${where})`];
   if (c.relation !== undefined) {
     const mark = (ok: boolean) => (ok ? 'ok' : '--');
-    const rows = [[mark(c.key.ok && c.key.unique !== 'no'), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}`]];
+    const nulls = c.key.nullKeys === undefined ? '' : `, NULL keys: ${c.key.nullKeys}`;
+    const rows = [[mark(c.key.ok && c.key.unique !== 'no' && !c.key.nullKeys), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}${nulls}`]];
     for (const col of c.columns) rows.push([mark(col.ok), col.name, col.type ?? 'missing', '']);
     lines.push(...table(rows, '  '));
   }

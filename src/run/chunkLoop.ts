@@ -4,6 +4,7 @@ import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
+import { SnapshotLostError, inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { isTransient } from '../db/sqlstate.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -11,6 +12,7 @@ import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from './ledger.js';
 import { accumulate, emptyStats } from './scoreStats.js';
+import { ChunkCountError } from './sourceView.js';
 import type { StageTimings } from './timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -21,8 +23,16 @@ export interface StopSignal {
   requested: NodeJS.Signals | undefined;
 }
 
+/** The run's one view of the source (sourceView.ts): the snapshot every chunk read imports. */
+export interface ChunkSource {
+  readonly snapshotId: string;
+  /** After a failure: if the snapshot is gone, takes a new one and returns `pending` counted in it. */
+  ensure(client: pg.ClientBase, pending: readonly PlannedChunk[]): Promise<readonly PlannedChunk[] | undefined>;
+}
+
 export interface ChunkLoopDeps {
   pool: pg.Pool;
+  view: ChunkSource;
   ledger: Ledger;
   runId: string;
   source: SourceRef;
@@ -57,10 +67,13 @@ export interface ChunkLoopDeps {
  * Scores the given chunks in order. Reading chunk k+1 (one connection) overlaps transforming,
  * predicting and writing chunk k (another connection); two batches alternate, so memory is bounded
  * by two chunks whatever the table size. Each chunk's scores, rejects and "done" mark commit in one
- * transaction. Returns false when stopped by a signal before all chunks were done.
+ * transaction. Every chunk is read in the run's snapshot, and must read exactly the rows planned for it
+ * there (a rewritten table reads empty). Returns false when stopped by a signal before all chunks were done.
  */
-export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[]): Promise<boolean> {
-  if (chunks.length === 0) return true;
+export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
+  if (planned.length === 0) return true;
+  /** Copies: a new snapshot recounts the chunks left. */
+  const chunks = planned.map((c) => ({ ...c }));
   const capacity = Math.ceil(d.chunkSize * 1.25) + 64;
   const batches: ColumnBatch[] = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
   let x = new Float32Array(capacity * d.scorer.inputWidth);
@@ -80,7 +93,16 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
     const chunk = chunks[index] as PlannedChunk;
     const slot = index % 2;
     const client = reader as pg.PoolClient;
-    const promise = readChunk(client, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire), batches[slot] as ColumnBatch, wire).then((b) => (batches[slot] = b));
+    // A transaction per chunk, in the run's snapshot: it holds its lock on the source only while it reads.
+    const id = d.view.snapshotId;
+    const sql = inSnapshotSql(client, id, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire));
+    const promise = readChunk(client, sql, batches[slot] as ColumnBatch, wire).then(
+      (b) => (batches[slot] = b),
+      async (err: unknown) => {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw snapshotError(err, id);
+      },
+    );
     promise.catch(() => undefined); // awaited below; never an unhandled rejection
     return { index, promise };
   };
@@ -107,6 +129,8 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
           }
           if (pendingFailure !== undefined) await d.recordFailure(chunk.chunkNo, pendingFailure);
           pendingFailure = undefined;
+          const recounted = await d.view.ensure(reader, chunks.slice(i));
+          recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
         }
         const current = prefetch?.index === i ? prefetch : read(i);
         prefetch = undefined;
@@ -114,6 +138,7 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
         const batch = await current.promise;
         d.timings.add('read', performance.now() - t);
         if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
+        if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
 
         if (batch.rows > keys.length) {
           keys = new BigInt64Array(batch.capacity);
@@ -161,7 +186,8 @@ export async function runChunks(d: ChunkLoopDeps, chunks: readonly PlannedChunk[
         reader?.release(true);
         writer?.release(true);
         reader = writer = undefined;
-        const transient = isTransient(err);
+        // A lost snapshot is taken again (d.view.ensure) before the retry.
+        const transient = isTransient(err) || err instanceof SnapshotLostError;
         if (!transient || failures >= d.attempts || d.stop.requested) {
           await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
           throw err;

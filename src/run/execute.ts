@@ -8,10 +8,12 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
-import { planChunks } from './plan.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun } from './publish.js';
 import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
+import { ChunkCountError, SourceView } from './sourceView.js';
+import { nullKeysProblem } from '../db/sourceColumns.js';
+import { SnapshotLostError } from '../db/snapshot.js';
 import { lastSuccessAt } from './metrics.js';
 import { RunObserver, type ObserveDeps } from './observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from './runStats.js';
@@ -81,11 +83,13 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   let rejectedNow = 0;
   /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
   let scoredTotal: number | undefined;
+  let view: SourceView | undefined;
   try {
-    const sourceRows = await ensurePlanned(d);
+    view = await SourceView.open({ pool: d.pool, ledger, ledgerClient: () => d.client, runId, source: params.source, log });
+    const sourceRows = await ensurePlanned(d, view);
     if (!params.dryRun) await attachRunTable(d.client, ledger, runId, log);
     const chunks = await ledger.getChunks(d.client, runId);
-    const pending = chunks.filter((c) => c.status !== 'done').map((c) => ({ chunkNo: c.chunk_no, lo: BigInt(c.key_lo), hi: BigInt(c.key_hi) }));
+    const pending = await ledger.pendingChunks(d.client, runId);
     let done = chunks.length - pending.length;
     // The loop does the pending chunks in order: the one in flight is the first not reported done.
     let inFlight = 0;
@@ -94,6 +98,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     const completed = await runChunks(
       {
         pool: d.pool,
+        view,
         ledger,
         runId,
         source: params.source,
@@ -123,6 +128,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       pending,
     );
     observer.stopProgress();
+    await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
     if (!completed || d.stop.requested) throw stopped(d.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
     await d.recover();
@@ -197,6 +203,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     failed.loggedAt = 'error';
     throw failed;
   } finally {
+    await view?.close();
     observer.stopProgress();
     clearInterval(heartbeat);
   }
@@ -234,20 +241,27 @@ async function recordOutcome(d: ExecuteDeps, write: () => Promise<void>): Promis
 }
 
 /**
- * Plans the run's chunks unless a plan is recorded. Planned here (not before the run row) so that a
- * failed plan is recorded on the run, and a resume of a run that died while planning plans again.
- * Returns the source's row count when it planned now.
+ * Plans the run's chunks in the run's snapshot unless a plan is recorded. Planned here (not before the run
+ * row) so that a failed plan is recorded on the run, and a resume of a run that died while planning plans
+ * again. A resume of a planned run counts its unfinished chunks again in its new snapshot: they read the
+ * source as of the resume. Returns the source's row count when it planned now.
  */
-async function ensurePlanned(d: ExecuteDeps): Promise<number | undefined> {
+async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number | undefined> {
   const { ledger, runId, params, log } = d;
   const run = await ledger.getRun(d.client, runId);
-  if (run?.chunks_total !== null && run?.chunks_total !== undefined) return undefined;
+  if (run?.chunks_total !== null && run?.chunks_total !== undefined) {
+    await view.recount(await ledger.pendingChunks(d.client, runId));
+    return undefined;
+  }
   const t0 = performance.now();
-  const plan = await planChunks(d.client, params.source, params.chunkSize);
+  const plan = await view.plan(params.chunkSize);
+  // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
+  if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
   if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
   await d.client.query('BEGIN');
   try {
     await ledger.recordPlan(d.client, runId, plan.chunks);
+    await ledger.recordChunkRows(d.client, runId, plan.chunks);
     await d.client.query('COMMIT');
   } catch (err) {
     await d.client.query('ROLLBACK').catch(() => undefined);
@@ -314,9 +328,15 @@ function formatPercent(r: number): string {
 async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
+  if (err instanceof ChunkCountError) {
+    // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.
+    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    return { status: 'failed', kind: 'data', message: explained ?? err.message };
+  }
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const duplicate = duplicateKeyError(err, d.runId);
   if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
+  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   const state = sqlStateOf(err);
   const during = ` (during ${stage})`;
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };

@@ -59,7 +59,7 @@ export function formatRunDetail(r: RunDetail): string {
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
   if (failing.length > 0) {
     lines.push('', 'Chunks not done or retried:');
-    for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo}, ${c.key_hi}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+    for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }
   return lines.map(visible).join('\n') + '\n';

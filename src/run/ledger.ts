@@ -58,8 +58,10 @@ export interface RunFailure {
 
 export interface ChunkRow {
   chunk_no: number;
-  key_lo: string;
-  key_hi: string;
+  /** null: no lower bound (the first chunk). */
+  key_lo: string | null;
+  /** null: no upper bound (the last chunk). */
+  key_hi: string | null;
   status: 'pending' | 'done';
   attempts: number;
   rows_scored: number | null;
@@ -69,11 +71,13 @@ export interface ChunkRow {
   stats: ScoreStats | null;
 }
 
-/** A planned chunk: keys in (lo, hi]. */
+/** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */
 export interface PlannedChunk {
   chunkNo: number;
-  lo: bigint;
-  hi: bigint;
+  lo: bigint | null;
+  hi: bigint | null;
+  /** The rows it holds in the snapshot it is read in (score_chunks.rows_planned); undefined: not known. */
+  rows?: number | undefined;
 }
 
 export interface NewRun {
@@ -126,7 +130,7 @@ export class Ledger {
     await c.query(
       `INSERT INTO ${this.s}.score_chunks (run_id, chunk_no, key_lo, key_hi)
        SELECT $1, n, lo, hi FROM unnest($2::int[], $3::int8[], $4::int8[]) AS t(n, lo, hi)`,
-      [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo.toString()), chunks.map((c) => c.hi.toString())],
+      [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
     );
     await c.query(`UPDATE ${this.s}.score_runs SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
     // run_id defaults to this run and is checked, so COPY sends two columns and ATTACH needs no validation scan.
@@ -172,6 +176,34 @@ export class Ledger {
       [runId, `${this.s}.score_data`],
     );
     return rows;
+  }
+
+  /** Each chunk's planned row count (in the snapshot it will be read in), in the caller's transaction if any. */
+  async recordChunkRows(c: pg.ClientBase, runId: string, chunks: readonly { chunkNo: number; rows: number }[]): Promise<void> {
+    await c.query(
+      `UPDATE ${this.s}.score_chunks ch SET rows_planned = t.rows FROM unnest($2::int[], $3::int8[]) AS t(n, rows)
+        WHERE ch.run_id = $1 AND ch.chunk_no = t.n`,
+      [runId, chunks.map((ch) => ch.chunkNo), chunks.map((ch) => ch.rows)],
+    );
+  }
+
+  /** The snapshot the run's chunks read now (see db/snapshot.ts): importable while the run's process holds it. */
+  async recordSnapshot(c: pg.ClientBase, runId: string, snapshot: string): Promise<void> {
+    await c.query(`UPDATE ${this.s}.score_runs SET source_snapshot = $2 WHERE run_id = $1`, [runId, snapshot]);
+  }
+
+  /** The chunks not done yet, in order, with their bounds and planned rows. */
+  async pendingChunks(c: pg.ClientBase, runId: string): Promise<PlannedChunk[]> {
+    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null }>(
+      `SELECT chunk_no, key_lo, key_hi, rows_planned FROM ${this.s}.score_chunks WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
+      [runId],
+    );
+    return rows.map((r) => ({
+      chunkNo: r.chunk_no,
+      lo: r.key_lo === null ? null : BigInt(r.key_lo),
+      hi: r.key_hi === null ? null : BigInt(r.key_hi),
+      rows: r.rows_planned === null ? undefined : Number(r.rows_planned),
+    }));
   }
 
   async getRun(c: pg.ClientBase, runId: string): Promise<RunRow | undefined> {

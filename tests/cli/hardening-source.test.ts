@@ -62,6 +62,29 @@ describe('what can go wrong: the source', () => {
     }
   });
 
+  it('rows with a NULL key (a unique index but no primary key, or a view over it): refused before the run, naming the table, the key and the count; model inspect says so; giving them keys, as advised, scores every row', async () => {
+    await t.pool.query('CREATE TABLE customers_nk AS SELECT * FROM customers');
+    await t.pool.query('CREATE UNIQUE INDEX ON customers_nk (customer_id)');
+    await t.pool.query(
+      `INSERT INTO customers_nk SELECT (jsonb_populate_record(NULL::customers_nk, to_jsonb(c) || '{"customer_id": null}'::jsonb)).* FROM customers c ORDER BY customer_id LIMIT 7`,
+    );
+    await t.pool.query('CREATE VIEW customers_nk_v AS SELECT * FROM customers_nk');
+    const message = (table: string) => new RegExp(`^scorejob: key column customer_id of ${table} has 7 NULL values: a row without a key can be neither scored nor rejected; give those rows a key or delete them`);
+    for (const table of ['customers_nk', 'public.customers_nk_v']) {
+      const model = await modelCopy((m) => (m.source.table = table));
+      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', model], t.env), message(table));
+      const inspect = await runCli(['model', 'inspect', model], t.env);
+      expect(inspect.code).toBe(2);
+      expect(inspect.stdout).toMatch(new RegExp(`problem: key column customer_id of ${table} has 7 NULL values`));
+    }
+    // The advice, followed: give them keys.
+    await t.pool.query(`UPDATE customers_nk c SET customer_id = 1000000000 + n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`);
+    const r = await run((m) => (m.source.table = 'customers_nk'));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await ledgerState(t)).publishedRows).toBe(507);
+  });
+
   it('a view as the source works (its key uniqueness cannot be checked: noted, not refused)', async () => {
     await t.pool.query('CREATE VIEW customers_v AS SELECT * FROM customers WHERE tenure_months >= 0');
     const r = await run((m) => (m.source.table = 'public.customers_v'));
