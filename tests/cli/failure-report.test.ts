@@ -42,13 +42,13 @@ describe('what the ledger says about a failure', () => {
 
   it('a connection lost during the publish step: the run fails naming the stage; its resume scores 0 rows and says so; runs show keeps the failure', async () => {
     const before = await publishedSnapshot(t);
-    // Hold the publish: attaching the run's table to score_data needs a lock that SHARE conflicts with (and nothing before publish does).
+    // Hold the publish: moving the published_run pointer needs a lock that SHARE conflicts with (and nothing before publish does).
     const holder = new pg.Client({ connectionString: t.url });
     await holder.connect();
     let runId: string;
     try {
       await holder.query('BEGIN');
-      await holder.query('LOCK TABLE scoring.score_data IN SHARE MODE');
+      await holder.query('LOCK TABLE scoring.published_run IN SHARE MODE');
       const child = startCli(['run', '--chunk-size', '100'], t.env);
       runId = String((await waitForLog(child, (l) => typeof l.run_id === 'string')).run_id);
       const pid = await waitForRow<number>(admin, waitingBackend('scorejob ledger'));

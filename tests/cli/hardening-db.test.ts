@@ -166,7 +166,7 @@ describe('what can go wrong: the database', () => {
   it('SIGKILL during publish: readers keep the previous run; resume publishes', async () => {
     const locker = await t.pool.connect();
     await locker.query('BEGIN');
-    await locker.query('LOCK TABLE scoring.score_data IN SHARE UPDATE EXCLUSIVE MODE'); // ATTACH waits; readers do not
+    await locker.query('LOCK TABLE scoring.published_run IN SHARE MODE'); // moving the pointer waits; readers do not
     const child = startCli(['run', '--chunk-size', '2000'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done === l.chunks_total);
