@@ -10,6 +10,10 @@
 -- History must therefore show published runs only (an attached partition may now belong to a run in
 -- progress, failed or interrupted), decided by the ledger in the same snapshot as the rows.
 
+-- Readers wait for this transaction instead of deadlocking with it: a reader of the history locks the
+-- view first and score_runs next, so this locks the view (and, through it, what it reads) first.
+LOCK TABLE :SCHEMA.customer_score_history IN ACCESS EXCLUSIVE MODE;
+
 -- When the run's table was attached: publish waits for reader transactions older than this.
 ALTER TABLE :SCHEMA.score_runs ADD COLUMN scores_attached_at timestamptz;
 
