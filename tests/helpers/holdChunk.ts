@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { TestDatabase } from './db.js';
+import { waitUntil } from './waitUntil.js';
 
 /** Advisory lock keys of the hold (class, object); far from the job's own lock key (0x5c0c). */
 const holdKey = [0x7e57, 1] as const;
@@ -45,20 +46,13 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
         [names(roles)],
       )
     ).rows[0]?.n ?? 0;
-  const until = async (what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await ok())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
   let released = false;
   return {
     reached: (timeoutMs = 60_000) =>
-      until(`chunk ${chunkNo} waits at the hold`, async () => (await jobSessions(['writer'], `AND wait_event_type = 'Lock' AND wait_event = 'advisory'`)) > 0, timeoutMs),
+      waitUntil(`chunk ${chunkNo} waits at the hold`, async () => (await jobSessions(['writer'], `AND wait_event_type = 'Lock' AND wait_event = 'advisory'`)) > 0, timeoutMs).then(() => undefined),
     endJobSessions: async (roles = ['ledger', 'reader', 'writer']) => {
       await t.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY($1)`, [names(roles)]);
-      await until(`the job's ${roles.join(', ')} sessions are gone`, async () => (await jobSessions(roles)) === 0, 30_000);
+      await waitUntil(`the job's ${roles.join(', ')} sessions are gone`, async () => (await jobSessions(roles)) === 0, 30_000);
     },
     release: async () => {
       if (released) return;
