@@ -39,7 +39,7 @@ export interface ReaderPoll {
 
 /**
  * A downstream reader polling `scoring.customer_scores` on a connection of its own, from now until
- * `stop()`, which returns every poll. Nothing is asserted inside the loop: the caller asserts on the
+ * `stop()`, which takes a last look and returns every poll. Nothing is asserted inside the loop: the caller asserts on the
  * whole list afterwards.
  */
 export function startReader(t: TestDatabase, intervalMs = 25, schema = 'scoring'): { stop(): Promise<ReaderPoll[]> } {
@@ -47,15 +47,18 @@ export function startReader(t: TestDatabase, intervalMs = 25, schema = 'scoring'
   const polls: ReaderPoll[] = [];
   let stopping = false;
   const client = new pg.Client({ connectionString: t.url });
+  const poll = async () => {
+    try {
+      const { rows } = await client.query<{ run_id: string; n: number }>(`SELECT run_id::text AS run_id, count(*)::int AS n FROM ${s}.customer_scores GROUP BY 1 ORDER BY 1`);
+      polls.push({ runs: rows });
+    } catch (err) {
+      polls.push({ runs: [], error: (err as Error).message });
+    }
+  };
   const loop = (async () => {
     await client.connect();
     while (!stopping) {
-      try {
-        const { rows } = await client.query<{ run_id: string; n: number }>(`SELECT run_id::text AS run_id, count(*)::int AS n FROM ${s}.customer_scores GROUP BY 1 ORDER BY 1`);
-        polls.push({ runs: rows });
-      } catch (err) {
-        polls.push({ runs: [], error: (err as Error).message });
-      }
+      await poll();
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   })();
@@ -64,6 +67,7 @@ export function startReader(t: TestDatabase, intervalMs = 25, schema = 'scoring'
       stopping = true;
       try {
         await loop;
+        await poll(); // a last look, after whatever the caller waited for
       } finally {
         await client.end().catch(() => undefined);
       }
