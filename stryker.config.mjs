@@ -10,7 +10,8 @@ export default {
   // Module-level code runs once per test process: mutating it would rerun every test for each mutant.
   ignoreStatic: true,
   concurrency: 2,
-  timeoutMS: 60_000,
+  // Added to 1.5 × a test run's time: a mutant that makes the job wait forever (a lost COMMIT, a loop) costs this much.
+  timeoutMS: 15_000,
   reporters: ['clear-text', 'progress-append-only', 'html', 'json'],
   htmlReporter: { fileName: 'reports/mutation/index.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
