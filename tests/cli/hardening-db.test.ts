@@ -5,7 +5,7 @@ import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { startOwnServer, type OwnServer } from '../helpers/ownServer.js';
 import { jobWaitsOnLock } from '../helpers/waitUntil.js';
-import { ledgerState, expectRefusedUnchanged, publishedSnapshot } from '../helpers/state.js';
+import { ledgerState, expectRefusedUnchanged, judgePolls, publishedSnapshot, startReader } from '../helpers/state.js';
 
 /**
  * README "What can go wrong": the database and the environment. This file owns its PostgreSQL (password
@@ -164,6 +164,8 @@ describe('what can go wrong: the database', () => {
     const locker = await t.pool.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE scoring.score_data IN SHARE UPDATE EXCLUSIVE MODE'); // ATTACH waits; readers do not
+    const before = await publishedSnapshot(t);
+    const reader = startReader(t); // polls from before the run until after the resume has published
     const child = startCli(['run', '--chunk-size', '2000'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done === l.chunks_total);
@@ -179,6 +181,9 @@ describe('what can go wrong: the database', () => {
     await resumeAndCheck(runId(started));
     const run = await t.pool.query('SELECT status, published_at IS NOT NULL AS published FROM scoring.score_runs WHERE run_id = $1', [runId(started)]);
     expect(run.rows[0]).toEqual({ status: 'succeeded', published: true });
+    const { bad, sequence } = judgePolls(await reader.stop(), [...before.runs, runId(started)], baseline.size);
+    expect(bad).toEqual([]);
+    expect(sequence).toEqual([...before.runs, runId(started)]);
   });
 
   it('no password or connection string in any output, ledger row or runs --json', async () => {
