@@ -60,4 +60,29 @@ describe('a chunk commits whole or not at all', () => {
     expect(after.scores).toEqual(baseline.scores);
     expect(await rejects(runId)).toEqual(baselineRejects);
   });
+
+  it('the same loss with attempts left: the chunk is retried, its failed attempt recorded, and the run publishes the clean run', async () => {
+    const hold = await holdChunk(t, 3);
+    let outcome: Promise<string>;
+    try {
+      outcome = runInProcess(t, { chunkSize: 500, chunkAttempts: 3 }).then(
+        (r) => r.runId,
+        (e: unknown) => `failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      await hold.reached();
+      await hold.endJobSessions(['writer']);
+    } finally {
+      await hold.release();
+    }
+    const runId = await outcome;
+    expect(runId).toMatch(/^\d+$/);
+    const chunk = await t.pool.query<{ status: string; attempts: number; last_error: string | null }>('SELECT status, attempts, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3', [runId]);
+    expect(chunk.rows[0]).toEqual({ status: 'done', attempts: 2, last_error: null });
+    const others = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no <> 3 AND attempts <> 1', [runId]);
+    expect(others.rows[0]?.n).toBe(0);
+    const after = await publishedSnapshot(t);
+    expect(after.runs).toEqual([runId]);
+    expect(after.scores).toEqual(baseline.scores);
+    expect(await rejects(runId)).toEqual(baselineRejects);
+  });
 });
