@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
+    // tests/fixtures holds suites that tests run in a child vitest (some fail on purpose).
+    exclude: [...configDefaults.exclude, 'tests/fixtures/**'],
     globalSetup: ['tests/helpers/globalSetup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,

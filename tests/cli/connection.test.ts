@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedded.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { startOwnServer, type OwnServer } from '../helpers/ownServer.js';
 
 const secret = 'hunter2-Sup3rSecret';
 
@@ -12,12 +12,13 @@ function expectNoSecret(r: CliResult, ...secrets: string[]): void {
 }
 
 describe('connection configuration', () => {
-  let server: EmbeddedServer;
+  let server: OwnServer;
   beforeAll(async () => {
-    // A server of the test's own with password authentication, whatever TEST_DATABASE_URL allows.
-    server = await startEmbeddedPostgres({ fast: true });
+    // A server of the test's own with password authentication, whatever TEST_DATABASE_URL allows
+    // (of TEST_DATABASE_URL's version when it is set, embedded PostgreSQL otherwise).
+    server = await startOwnServer();
   });
-  afterAll(async () => server.stop());
+  afterAll(async () => server?.stop());
 
   it('a malformed DATABASE_URL exits 2 with one line naming the variable, never its value', async () => {
     const r = await runCli(['migrate'], { DATABASE_URL: `mysql://admin:${secret}@db.example/prod` });

@@ -9,6 +9,7 @@ import { previousTick } from '../../src/cronTicks.js';
 import { seedCustomers } from '../../src/seed.js';
 import { repoRoot } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitUntil } from '../helpers/waitUntil.js';
 
 /**
  * The repo's `crontab` under a real cron daemon (Debian's `cron`): its job line, fired every minute
@@ -109,7 +110,8 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
   async function ensureCronRunning(): Promise<void> {
     if (await cronRunning()) return;
     const daemon = spawn(cronDaemon, ['-f'], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 500));
+    // Up once its pid file names a live cron (this one, or another that won the race); or it exited.
+    await waitUntil('cron writes its pid file or exits', async () => daemon.exitCode !== null || (await cronRunning()), 30_000);
     if (daemon.exitCode === null) startedCron = daemon;
     else if (!(await cronRunning())) throw new Error(`cron -f exited at once (code ${daemon.exitCode}) and no other cron runs`);
   }

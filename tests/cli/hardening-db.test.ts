@@ -1,18 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/db/embedded.js';
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
-import { ledgerState, expectRefusedUnchanged, publishedSnapshot } from '../helpers/state.js';
+import { startOwnServer, type OwnServer } from '../helpers/ownServer.js';
+import { jobWaitsOnLock } from '../helpers/waitUntil.js';
+import { ledgerState, expectRefusedUnchanged, judgePolls, publishedSnapshot, startReader } from '../helpers/state.js';
 
 /**
  * README "What can go wrong": the database and the environment. This file owns its PostgreSQL (password
- * authentication, so every output can be checked for the password; restartable).
+ * authentication, so every output can be checked for the password; restartable): of TEST_DATABASE_URL's
+ * version when that is set, embedded PostgreSQL otherwise (tests/helpers/ownServer.ts).
  */
 describe('what can go wrong: the database', () => {
-  let server: EmbeddedServer;
+  let server: OwnServer;
   let t: TestDatabase;
   let password: string;
   let baseline: Map<string, number>;
@@ -42,7 +44,7 @@ describe('what can go wrong: the database', () => {
   }
 
   beforeAll(async () => {
-    server = await startEmbeddedPostgres({ fast: true });
+    server = await startOwnServer();
     password = decodeURIComponent(new URL(server.url).password);
     t = await createTestDatabase({ adminUrl: server.url });
     await seedCustomers(t.pool, { customers: 6000, seed: 31 });
@@ -127,7 +129,7 @@ describe('what can go wrong: the database', () => {
     await locker.query('LOCK TABLE scoring.score_chunks IN EXCLUSIVE MODE'); // reads pass, the plan's INSERT waits
     const child = startCli(['run'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    await new Promise((r) => setTimeout(r, 300));
+    await jobWaitsOnLock(t.pool, ['ledger']); // the plan's INSERT waits on the lock: the job is recording its plan
     child.kill('SIGKILL');
     await child.result;
     await locker.query('ROLLBACK');
@@ -147,7 +149,7 @@ describe('what can go wrong: the database', () => {
     const locker = await t.pool.connect();
     await locker.query('BEGIN');
     await locker.query(`LOCK TABLE scoring."score_data_${id}" IN ACCESS EXCLUSIVE MODE`);
-    await new Promise((r) => setTimeout(r, 300)); // the writer is now inside a chunk transaction, waiting
+    await jobWaitsOnLock(t.pool, ['writer']); // the writer is inside a chunk transaction, waiting
     child.kill('SIGKILL');
     await child.result;
     await locker.query('ROLLBACK');
@@ -167,10 +169,12 @@ describe('what can go wrong: the database', () => {
     const locker = await t.pool.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE scoring.published_run IN SHARE MODE'); // moving the pointer waits; readers do not
+    const before = await publishedSnapshot(t);
+    const reader = startReader(t); // polls from before the run until after the resume has published
     const child = startCli(['run', '--chunk-size', '2000'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done === l.chunks_total);
-    await new Promise((r) => setTimeout(r, 500));
+    await jobWaitsOnLock(t.pool, ['ledger']); // the publish waits on the lock, inside its transaction
     const during = await t.pool.query<{ run_id: string; n: number }>('SELECT run_id::text, count(*)::int n FROM scoring.customer_scores GROUP BY 1');
     expect(during.rows).toHaveLength(1);
     expect(during.rows[0]?.n).toBe(baseline.size);
@@ -182,6 +186,9 @@ describe('what can go wrong: the database', () => {
     await resumeAndCheck(runId(started));
     const run = await t.pool.query('SELECT status, published_at IS NOT NULL AS published FROM scoring.score_runs WHERE run_id = $1', [runId(started)]);
     expect(run.rows[0]).toEqual({ status: 'succeeded', published: true });
+    const { bad, sequence } = judgePolls(await reader.stop(), [...before.runs, runId(started)], baseline.size);
+    expect(bad).toEqual([]);
+    expect(sequence).toEqual([...before.runs, runId(started)]);
   });
 
   it('no password or connection string in any output, ledger row or runs --json', async () => {

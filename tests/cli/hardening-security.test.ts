@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy } from '../helpers/run.js';
 
 const hostileColumn = 'x"; DROP TABLE customers; --';
@@ -55,6 +56,37 @@ describe('hostile identifiers', () => {
     const runs = await runCli(['runs', '--json'], env);
     expect(runs.code).toBe(0);
     expect(JSON.parse(runs.stdout)).toHaveLength(1);
+
+    // A second run killed inside its third chunk (held there by a trigger in the hostile schema), then resumed.
+    const hold = await holdChunk(t, 3, hostileSchema);
+    let runId: string;
+    try {
+      const child = startCli(['run', '--chunk-size', '100'], env);
+      const started = waitForLog(child, (l) => typeof l.run_id === 'string' && /started/.test(String(l.msg)));
+      started.catch(() => undefined); // awaited below, once the job is held
+      await hold.reached();
+      runId = (await started).run_id as string;
+      child.kill('SIGKILL');
+      await child.result;
+      await hold.endJobSessions();
+    } finally {
+      await hold.release();
+    }
+    const listed = await runCli(['runs', '--json'], env);
+    expect(listed.code).toBe(0);
+    expect((JSON.parse(listed.stdout) as { run_id: string; status: string; resume_command: string }[]).find((x) => x.run_id === runId)).toMatchObject({
+      status: 'interrupted',
+      resume_command: `scorejob resume ${runId}`,
+    });
+    const resumed = await runCli(['resume', runId], env);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    await customersStillThere(t);
+    const published = await t.pool.query<{ run_id: string; n: number }>(`SELECT run_id::text, count(*)::int n FROM ${quoted}.customer_scores GROUP BY 1`);
+    expect(published.rows).toEqual([{ run_id: runId, n: 400 }]);
+    const show = await runCli(['runs', 'show', runId, '--json'], env);
+    expect(show.code).toBe(0);
+    expect(JSON.parse(show.stdout)).toMatchObject({ run_id: runId, status: 'succeeded' });
     // The default schema is untouched by runs in the other one.
     const other = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs');
     expect(other.rows[0]?.n).toBe(1);

@@ -4,7 +4,7 @@ import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
-import { publishedSnapshot } from '../helpers/state.js';
+import { judgePolls, publishedSnapshot, startReader } from '../helpers/state.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -36,11 +36,10 @@ describe('runs that survive failure', () => {
   });
   afterAll(async () => t.drop());
 
-  it('kill -9 mid-run: runs shows it interrupted, resume finishes it, the table equals an uninterrupted run, readers saw the previous run throughout', async () => {
+  it('kill -9 mid-run: runs shows it interrupted, resume finishes it, the table equals an uninterrupted run, a polling reader saw one complete run throughout (the previous one until the resume published)', async () => {
+    // A reader polling the published view from before the run starts until after the resume has published.
+    const reader = startReader(t);
     const { child, runId } = await startSlowRun(t, 5);
-    // A reader polling the published table while the job dies.
-    const seen = await snapshot(t);
-    expect(seen.runs).toEqual(baseline.runs);
     child.kill('SIGKILL');
     await child.result;
     expect((await snapshot(t)).runs).toEqual(baseline.runs);
@@ -70,6 +69,13 @@ describe('runs that survive failure', () => {
     expect(dupes.rows).toEqual([]);
     const run = await runRow(t, runId);
     expect(run).toMatchObject({ status: 'succeeded', resumes: 1, rows_scored: '30000' });
+
+    // Every poll saw one complete run: the previous one until the resume published, then the new one.
+    const polls = await reader.stop();
+    const { bad, sequence } = judgePolls(polls, [...baseline.runs, runId], baseline.scores.size);
+    expect(polls.length).toBeGreaterThan(20);
+    expect(bad).toEqual([]);
+    expect(sequence).toEqual([...baseline.runs, runId]);
   });
 
   it('SIGTERM mid-run: exit 143, status interrupted, resumable, nothing lost', async () => {

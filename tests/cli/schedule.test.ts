@@ -6,6 +6,7 @@ import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';
+import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy } from '../helpers/run.js';
 
 /**
@@ -117,13 +118,24 @@ describe('scorejob schedule', () => {
   });
 
   it('SIGTERM: no more ticks, the run in flight stops cleanly (interrupted, exit 143), the scheduler exits 0', async () => {
-    await knob(0.003); // ~7 s runs, ~2 s of them after planning: SIGTERM lands mid-run
+    await knob(0);
     const before = (await ledger()).length;
-    const child = schedule(['--cron', '*/2 * * * * *']);
-    const started = await waitForLog(child, (l) => typeof l.run_id === 'string' && /^run \d+ planned/.test(String(l.msg)));
-    await sleep(300);
-    child.kill('SIGTERM');
-    const r = await child.result;
+    // The run is held inside its second chunk (a trigger waits on a lock the test holds) until it has the SIGTERM.
+    const hold = await holdChunk(t, 2);
+    let r: CliResult;
+    let started: Record<string, unknown>;
+    try {
+      const child = schedule(['--cron', '*/2 * * * * *']);
+      started = await waitForLog(child, (l) => typeof l.run_id === 'string' && /^run \d+ planned/.test(String(l.msg)));
+      await hold.reached();
+      const asked = waitForLog(child, (l) => /^SIGTERM: finishing the chunk in flight/.test(String(l.msg))); // the run's line, not the scheduler's
+      child.kill('SIGTERM');
+      await asked; // the run itself logged that it stops after this chunk
+      await hold.release();
+      r = await child.result;
+    } finally {
+      await hold.release();
+    }
     expect(r.code).toBe(0);
     expect(r.signal).toBeNull();
     const runs = (await ledger()).slice(before);
@@ -190,9 +202,11 @@ describe('scorejob schedule', () => {
       const child = schedule(yearly, 'catchup');
       const line = await waitForLog(child, (l) => l.missed === true);
       expect(line.msg).toMatch(/^start-up: tick \d{4}-01-01T00:00:00Z has no run: a run was missed; start one with `scorejob run`, or restart the scheduler with --catch-up$/);
-      await sleep(1500);
+      // That line is the start-up check's decision, its last word: nothing runs until the next tick, months away.
       child.kill('SIGTERM');
-      expect((await child.result).code).toBe(0);
+      const r = await child.result;
+      expect(r.code).toBe(0);
+      expect(msgs(r).filter((m) => /run started in child process/.test(m))).toEqual([]);
       expect(await ledger('catchup')).toEqual([]);
     });
 

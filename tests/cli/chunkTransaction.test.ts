@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedCustomers } from '../../src/seed.js';
+import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { chunkState, holdChunk } from '../helpers/holdChunk.js';
+import { publishedSnapshot } from '../helpers/state.js';
+
+/**
+ * DESIGN.md §2 guarantee 2 under kill -9, deterministically: the job is held inside chunk 3's
+ * transaction (its scores and rejects written, the done mark waiting on a lock the test holds) and
+ * killed exactly there.
+ */
+describe('SIGKILL inside a chunk transaction', () => {
+  let t: TestDatabase;
+  let baseline: Awaited<ReturnType<typeof publishedSnapshot>>;
+  let baselineRejects: string[];
+  const rejects = async (runId: string) =>
+    (await t.pool.query<{ r: string }>(`SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`, [runId])).rows.map((x) => x.r);
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 3000, seed: 19, nullFraction: 0 });
+    // Rejects in every chunk: every 150th customer lacks tenure_months (no fill).
+    await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`);
+    const clean = await runCli(['run', '--chunk-size', '500'], t.env);
+    expect(clean.code).toBe(0);
+    baseline = await publishedSnapshot(t);
+    baselineRejects = await rejects(baseline.runs[0] as string);
+    expect(baselineRejects).toHaveLength(20);
+  });
+  afterAll(async () => t.drop());
+
+  it('leaves none of the chunk visible and the chunk pending; readers keep the previous run; resume gives the same table as a clean run', async () => {
+    const hold = await holdChunk(t, 3);
+    let runId: string;
+    try {
+      const child = startCli(['run', '--chunk-size', '500'], t.env);
+      const started = waitForLog(child, (l) => typeof l.run_id === 'string' && /started/.test(String(l.msg)));
+      started.catch(() => undefined); // awaited below, once the job is held
+      await hold.reached();
+      runId = (await started).run_id as string;
+      child.kill('SIGKILL');
+      expect((await child.result).signal).toBe('SIGKILL');
+      // The killed client's session waits at the hold: end it as the server would once it notices.
+      await hold.endJobSessions();
+    } finally {
+      await hold.release();
+    }
+    const chunk = await chunkState(t, runId, 3);
+    const expectedRejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers WHERE tenure_months IS NULL AND customer_id > $1 AND customer_id <= $2', [chunk.lo, chunk.hi]);
+    expect(expectedRejects.rows[0]?.n).toBeGreaterThan(0); // the chunk had rejects to write
+    expect(chunk).toMatchObject({ status: 'pending', in_chunk_scores: 0, in_chunk_rejects: 0 });
+    expect(chunk.done_scored).toBeGreaterThan(0);
+    expect({ scores: chunk.scores, rejects: chunk.rejects }).toEqual({ scores: chunk.done_scored, rejects: chunk.done_rejected });
+    expect(await publishedSnapshot(t)).toEqual(baseline);
+
+    const resumed = await runCli(['resume', runId], t.env);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    const after = await publishedSnapshot(t);
+    expect(after.runs).toEqual([runId]);
+    expect(after.scores).toEqual(baseline.scores);
+    expect(await rejects(runId)).toEqual(baselineRejects);
+  });
+});
