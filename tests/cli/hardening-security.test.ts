@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitUntil } from '../helpers/hold.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy } from '../helpers/run.js';
 
@@ -72,9 +73,14 @@ describe('hostile identifiers', () => {
     } finally {
       await hold.release();
     }
-    const listed = await runCli(['runs', '--json'], env);
-    expect(listed.code).toBe(0);
-    expect((JSON.parse(listed.stdout) as { run_id: string; status: string; resume_command: string }[]).find((x) => x.run_id === runId)).toMatchObject({
+    // The killed run's lock has a grace (src/run/lock.ts) before `runs` may call it interrupted.
+    const item = await waitUntil('runs to show the killed run interrupted', async () => {
+      const listed = await runCli(['runs', '--json'], env);
+      expect(listed.code).toBe(0);
+      const found = (JSON.parse(listed.stdout) as { run_id: string; status: string; resume_command: string }[]).find((x) => x.run_id === runId);
+      return found?.status === 'interrupted' ? found : undefined;
+    });
+    expect(item).toMatchObject({
       status: 'interrupted',
       resume_command: `scorejob resume ${runId}`,
     });

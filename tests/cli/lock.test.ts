@@ -3,9 +3,9 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/seed.js';
-import { runCli, waitForLog } from '../helpers/cli.js';
+import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { holdRunAtChunkWrite, runStatus, startHeldRun, waitUntil } from '../helpers/hold.js';
+import { holdAtChunk, holdRunAtChunkWrite, runStatus, startHeldRun, waitUntil } from '../helpers/hold.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
 /**
@@ -137,10 +137,18 @@ describe('the run lock', () => {
   it('idle_session_timeout = 3s on the role: a run longer than 3 s succeeds', async () => {
     await t.pool.query(`ALTER ROLE ${job} SET idle_session_timeout = '3s'`);
     try {
-      // Tiny chunks: the reader and writer never rest 3 s, but the ledger connection sits idle through
-      // the whole chunk phase, and the server would end it after 3 s.
+      // The run is held inside chunk 2's commit for 4 s: the writer waits on the hold, while the ledger
+      // connection sits idle through it, and the server would end that session after 3 s.
+      const hold = await holdAtChunk(t.pool, 2);
       const t0 = Date.now();
-      const r = await runCli(['run', '--chunk-size', '5'], t.env);
+      const child = startCli(['run', '--chunk-size', '100'], t.env);
+      try {
+        await hold.held();
+        await new Promise((r) => setTimeout(r, 4000));
+      } finally {
+        await hold.release();
+      }
+      const r = await child.result;
       expect(Date.now() - t0).toBeGreaterThan(4000);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
