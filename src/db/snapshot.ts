@@ -102,9 +102,11 @@ export function inSnapshotSql(client: Pick<pg.ClientBase, 'escapeLiteral'>, id: 
 
 /** The error a read in snapshot `id` failed with, as a SnapshotLostError when the snapshot is gone. */
 export function snapshotError(err: unknown, id: string): unknown {
-  // invalid_parameter_value from ImportSnapshot: what SET TRANSACTION SNAPSHOT answers once the exporting transaction has ended.
+  // What SET TRANSACTION SNAPSHOT answers once the exporting transaction has ended: invalid_parameter_value
+  // (PostgreSQL 15: "invalid snapshot identifier"), or undefined_object (18: "snapshot … does not exist").
   const routine = (err as { routine?: unknown } | null)?.routine;
-  if (sqlStateOf(err) === SqlState.invalidParameterValue && (routine === undefined || routine === 'ImportSnapshot')) {
+  const state = sqlStateOf(err);
+  if ((state === SqlState.invalidParameterValue || state === SqlState.undefinedObject) && (routine === undefined || routine === 'ImportSnapshot')) {
     return new SnapshotLostError(`the run's snapshot of the source (${id}) is gone: the connection holding it was lost`, { cause: err });
   }
   return err;

@@ -10,6 +10,7 @@ export const SqlState = {
   invalidCatalogName: '3D000',
   invalidTextRepresentation: '22P02',
   invalidParameterValue: '22023',
+  undefinedObject: '42704',
   datatypeMismatch: '42804',
   cannotCoerce: '42846',
   serializationFailure: '40001',

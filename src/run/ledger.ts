@@ -165,6 +165,17 @@ export class Ledger {
     await c.query(`UPDATE ${this.s}.score_runs SET scores_attached_at = clock_timestamp() WHERE run_id = $1`, [runId]);
   }
 
+  /** Milliseconds until the run's table has been attached for `ms` (0 when it has; `ms` when the time is unknown). */
+  async msUntilAttachedFor(c: pg.ClientBase, runId: string, ms: number): Promise<number> {
+    const { rows } = await c.query<{ wait: number | null }>(
+      `SELECT ceil(extract(epoch FROM scores_attached_at + $2 * interval '1 millisecond' - clock_timestamp()) * 1000)::int AS wait
+         FROM ${this.s}.score_runs WHERE run_id = $1`,
+      [runId, ms],
+    );
+    const wait = rows[0]?.wait;
+    return wait === null || wait === undefined ? ms : Math.max(0, wait);
+  }
+
   /** Sessions (other than the caller's) in a transaction older than the run's attach that hold a lock on score_data. */
   async readersOlderThanAttach(c: pg.ClientBase, runId: string): Promise<{ pid: number; xact_start: Date; application_name: string }[]> {
     const { rows } = await c.query<{ pid: number; xact_start: Date; application_name: string }>(

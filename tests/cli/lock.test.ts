@@ -18,6 +18,7 @@ describe('the run lock', () => {
   const suffix = randomBytes(4).toString('hex');
   const job = `scorejob_job_${suffix}`;
   const reader = `scorejob_reader_${suffix}`;
+  const password = `pw-${suffix}`;
 
   const scores = async () => (await publishedSnapshot(t)).scores;
   const terminate = (appName: string) =>
@@ -34,9 +35,13 @@ describe('the run lock', () => {
     // sql/roles.sql as written (names made unique: roles are cluster-wide), then migrate as the job's role.
     const sql = (await readFile(new URL('../../sql/roles.sql', import.meta.url), 'utf8')).replaceAll('scorejob_job', job).replaceAll('scorejob_reader', reader);
     await t.pool.query(sql);
-    await t.pool.query(`CREATE ROLE ${reader}_login LOGIN IN ROLE ${reader}`);
+    // Passwords: the server may require them (embedded PostgreSQL does; the machine's PostgreSQL 15 trusts).
+    await t.pool.query(`ALTER ROLE ${job} PASSWORD '${password}'`);
+    await t.pool.query(`CREATE ROLE ${reader}_login LOGIN PASSWORD '${password}' IN ROLE ${reader}`);
     const env = { DATABASE_URL: urlAs(job) };
-    expect((await runCli(['migrate'], env)).code).toBe(0);
+    const migrated = await runCli(['migrate'], env);
+    expect(migrated.stderr).toBe('');
+    expect(migrated.code).toBe(0);
     await t.pool.query(sql); // part 2: the reader's grants
     t.env = env; // every scorejob in this file runs as the least-privilege job role
     expect((await runCli(['run', '--chunk-size', '1000'], t.env)).code).toBe(0);
@@ -53,6 +58,7 @@ describe('the run lock', () => {
   function urlAs(role: string): string {
     const u = new URL(t.url);
     u.username = role;
+    u.password = password;
     return u.toString();
   }
 
