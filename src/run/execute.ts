@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams } from './ledger.js';
-import { applyRetention, attachRunTable, duplicateKeyError, publishRun } from './publish.js';
+import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from './scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
 import { ChunkCountError, SourceView } from './sourceView.js';
@@ -87,7 +87,10 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   try {
     view = await SourceView.open({ pool: d.pool, ledger, ledgerClient: () => d.client, runId, source: params.source, log });
     const sourceRows = await ensurePlanned(d, view);
-    if (!params.dryRun) await attachRunTable(d.client, ledger, runId, log);
+    if (!params.dryRun) {
+      await registerModel(d.client, ledger, model.manifest.name, log);
+      await attachRunTable(d.client, ledger, runId, log);
+    }
     const chunks = await ledger.getChunks(d.client, runId);
     const pending = await ledger.pendingChunks(d.client, runId);
     let done = chunks.length - pending.length;
@@ -158,7 +161,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
     } else {
       await publishRun(d.client, ledger, runId, runStats, log, d.fence);
-      dropped = await applyRetention(d.client, ledger, params.keepRuns, log);
+      dropped = await applyRetention(d.client, ledger, model.manifest.name, params.keepRuns, log);
     }
     d.timings.add('publish', performance.now() - t);
     const durationMs = performance.now() - started;

@@ -61,7 +61,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       // A run stopped by a gate before its table was attached at plan time (schema version 1).
       await attachRunTable(client, ledger, runId, log);
       await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c));
-      const dropped = await applyRetention(client, ledger, r.params.keepRuns ?? 12, log);
+      const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
       const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;
       log.warn(
         { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), dropped_runs: dropped },
@@ -108,7 +108,7 @@ async function checkPublishable(client: import('pg').ClientBase, ledger: Ledger,
   }
   const pending = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${ledger.s}.score_chunks WHERE run_id = $1 AND status <> 'done'`, [runId]);
   if ((pending.rows[0]?.n ?? 0) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
-  const newer = await client.query<{ run_id: string }>(`SELECT run_id::text FROM ${ledger.s}.score_runs WHERE run_id > $1 AND published_at IS NOT NULL ORDER BY run_id LIMIT 1`, [runId]);
+  const newer = await client.query<{ run_id: string }>(`SELECT run_id::text FROM ${ledger.s}.score_runs WHERE run_id > $1 AND published_at IS NOT NULL AND model_name = $2 ORDER BY run_id LIMIT 1`, [runId, run.model_name]);
   if (newer.rows[0]) throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, published later; publishing it would go back in time`);
   const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [ledger.runTable(runId)]);
   if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);

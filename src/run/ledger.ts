@@ -143,6 +143,22 @@ export class Ledger {
     await c.query(`ALTER TABLE ${this.runTable(runId)} ALTER COLUMN run_id SET DEFAULT ${id}`);
   }
 
+  async modelRegistered(c: pg.ClientBase, modelName: string): Promise<boolean> {
+    const { rowCount } = await c.query(`SELECT 1 FROM ${this.s}.models WHERE model_name = $1`, [modelName]);
+    return rowCount === 1;
+  }
+
+  /** Adds the model to the schema's registry; false when it was there already. */
+  async registerModel(c: pg.ClientBase, modelName: string): Promise<boolean> {
+    const { rowCount } = await c.query(`INSERT INTO ${this.s}.models (model_name) VALUES ($1) ON CONFLICT DO NOTHING`, [modelName]);
+    return rowCount === 1;
+  }
+
+  /** Rebuilds customer_scores with one branch per registered model (sql/006_models.sql). */
+  async refreshScoreViews(c: pg.ClientBase): Promise<void> {
+    await c.query(`SELECT ${this.s}.refresh_score_views()`);
+  }
+
   /** Whether the run's table exists, and whether it is attached to score_data. */
   async runTableState(c: pg.ClientBase, runId: string): Promise<{ exists: boolean; attached: boolean; hasKey: boolean }> {
     const { rows } = await c.query<{ exists: boolean; attached: boolean; has_key: boolean }>(

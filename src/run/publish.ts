@@ -37,6 +37,20 @@ export async function attachRunTable(c: pg.ClientBase, ledger: Ledger, runId: st
  */
 const attachSettleMs = 1_000;
 
+/**
+ * Registers the run's model in this schema (its first non-dry run does), which adds the model's branch
+ * to customer_scores (sql/006_models.sql). Done when the run starts, long before its publish, for the
+ * same reason the run's table is attached then: a reader's plan must know the branch before the
+ * pointer names the model's run. Replacing the view waits for its readers, at most 5 s at a time.
+ */
+export async function registerModel(c: pg.ClientBase, ledger: Ledger, modelName: string, log: Logger): Promise<void> {
+  if (await ledger.modelRegistered(c, modelName)) return;
+  await withLockRetry(c, log, `registering model ${modelName}`, async () => {
+    if (await ledger.registerModel(c, modelName)) await ledger.refreshScoreViews(c);
+  });
+  log.info({ model: modelName }, `model ${modelName} registered in schema ${ledger.schema}: customer_scores now has its rows once it publishes (WHERE model_name = '${modelName}')`);
+}
+
 /** How long publish waits for reader transactions that began before the run's table was attached. */
 const oldReaderWaitMs = 30_000;
 
@@ -63,7 +77,12 @@ export async function publishRun(
   await waitForOlderReaders(c, ledger, runId, log);
   await c.query(`ANALYZE ${ledger.runTable(runId)}`);
   await withLockRetry(c, log, 'publishing', async () => {
-    await c.query(`UPDATE ${ledger.s}.published_run SET run_id = $1, published_at = now()`, [runId]);
+    await c.query(
+      `INSERT INTO ${ledger.s}.published_run (model_name, run_id, published_at)
+       SELECT model_name, run_id, now() FROM ${ledger.s}.score_runs WHERE run_id = $1
+       ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at`,
+      [runId],
+    );
     await c.query(
       `UPDATE ${ledger.s}.score_runs SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
               error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
@@ -123,7 +142,7 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
 }
 
 /**
- * What retention keeps (guarantee 4, README "History"):
+ * What retention keeps of one model's runs (guarantee 4, README "History"); other models' runs are never touched:
  * - the published run, always, whatever `keep` says, and the newest published runs up to `keep` in all;
  * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
  *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at
@@ -132,19 +151,19 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
  * first. `current` (the run in progress, if any) is never touched. Best effort: a failure is logged,
  * and the next run finishes the job.
  */
-export async function applyRetention(c: pg.ClientBase, ledger: Ledger, keep: number, log: Logger, current?: string): Promise<string[]> {
+export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName: string, keep: number, log: Logger, current?: string): Promise<string[]> {
   const { rows } = await c.query<{ run_id: string; published: boolean; attached: boolean; pending: boolean; is_pointer: boolean; superseded: boolean }>(
     `SELECT r.run_id::text, r.published_at IS NOT NULL AS published,
             i.inhrelid IS NOT NULL AS attached, COALESCE(i.inhdetachpending, false) AS pending,
-            r.run_id = COALESCE((SELECT run_id FROM ${ledger.s}.published_run), -1) AS is_pointer,
-            r.run_id < COALESCE((SELECT max(run_id) FROM ${ledger.s}.score_runs WHERE published_at IS NOT NULL), -1) AS superseded
+            EXISTS (SELECT 1 FROM ${ledger.s}.published_run p WHERE p.run_id = r.run_id) AS is_pointer,
+            r.run_id < COALESCE((SELECT max(l.run_id) FROM ${ledger.s}.score_runs l WHERE l.published_at IS NOT NULL AND l.model_name = r.model_name), -1) AS superseded
        FROM pg_class t
        JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = $1
        JOIN ${ledger.s}.score_runs r ON t.relname = 'score_data_' || r.run_id
        LEFT JOIN pg_inherits i ON i.inhrelid = t.oid AND i.inhparent = to_regclass($2)
-      WHERE t.relkind = 'r' AND r.status <> 'running' AND r.run_id <> COALESCE($3::bigint, -1)
+      WHERE t.relkind = 'r' AND r.status <> 'running' AND r.run_id <> COALESCE($3::bigint, -1) AND r.model_name = $4
       ORDER BY r.run_id DESC`,
-    [ledger.schema, `${ledger.s}.score_data`, current ?? null],
+    [ledger.schema, `${ledger.s}.score_data`, current ?? null, modelName],
   );
   const published = rows.filter((r) => r.published && !r.is_pointer);
   const unpublished = rows.filter((r) => !r.published);

@@ -60,7 +60,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
     }
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
-    await applyRetention(client, ledger, params.keepRuns, ctx.log);
+    await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
     // The ledger row comes before the work: whatever happens from here on is recorded on it. It is
     // attached to the lock in the same transaction, so no one ever sees it running without a holder.
     const runId = await session.inTransaction(async (c) => {
@@ -129,7 +129,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
         `the model files in ${params.modelDir} changed since run ${runId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${run.model_sha256.slice(0, 12)}… then); start a new run with \`scorejob run\` instead`,
       );
     }
-    const newer = await client.query<{ run_id: string }>(`SELECT run_id FROM ${ledger.s}.score_runs WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run LIMIT 1`, [runId]);
+    const newer = await client.query<{ run_id: string }>(`SELECT run_id FROM ${ledger.s}.score_runs WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2 LIMIT 1`, [runId, run.model_name]);
     if (newer.rows[0] && !run.dry_run) {
       throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, which succeeded later; start a new run instead`);
     }

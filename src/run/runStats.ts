@@ -13,10 +13,12 @@ export interface RunStatistics {
   drift: Drift;
 }
 
-/** The latest published run before `runId`: the baseline of its drift and of `runs show`. */
+/** The latest published run of the same model before `runId`: the baseline of its drift and of `runs show`. */
 export async function previousPublishedRun(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<{ run_id: string; stats: { scores?: ScoreSummary } | null } | undefined> {
   const { rows } = await c.query<{ run_id: string; stats: { scores?: ScoreSummary } | null }>(
-    `SELECT run_id::text AS run_id, stats FROM ${ledger.s}.score_runs WHERE run_id < $1 AND published_at IS NOT NULL ORDER BY run_id DESC LIMIT 1`,
+    `SELECT run_id::text AS run_id, stats FROM ${ledger.s}.score_runs
+      WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${ledger.s}.score_runs WHERE run_id = $1)
+      ORDER BY run_id DESC LIMIT 1`,
     [runId],
   );
   return rows[0];

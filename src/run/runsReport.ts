@@ -67,7 +67,7 @@ async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
 const listColumns = `r.run_id, r.status, r.trigger, r.dry_run, r.model_name, r.model_version, r.backend, r.rows_scored, r.rows_rejected,
   r.chunks_total, r.started_at, r.finished_at, r.heartbeat_at, r.error, r.error_kind, r.published_at,
   (SELECT count(*) FROM %S.score_chunks ch WHERE ch.run_id = r.run_id AND ch.status = 'done')::int AS chunks_done,
-  EXISTS (SELECT 1 FROM %S.score_runs l WHERE l.run_id > r.run_id AND l.published_at IS NOT NULL) AS superseded,
+  EXISTS (SELECT 1 FROM %S.score_runs l WHERE l.run_id > r.run_id AND l.published_at IS NOT NULL AND l.model_name = r.model_name) AS superseded,
   (r.chunks_total IS NULL OR EXISTS (SELECT 1 FROM pg_class t WHERE t.relname = 'score_data_' || r.run_id
      AND t.relnamespace = (SELECT s.relnamespace FROM pg_class s WHERE s.oid = r.tableoid))) AS resumable_scores`;
 
@@ -146,7 +146,8 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
   const chunks = await ledger.getChunks(c, runId);
   const prev = await c.query<Pick<RunRow, 'run_id' | 'model_version' | 'rows_scored' | 'stats'>>(
     `SELECT run_id, model_version, rows_scored, stats FROM ${ledger.s}.score_runs
-      WHERE run_id < $1 AND published_at IS NOT NULL ORDER BY run_id DESC LIMIT 1`,
+      WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${ledger.s}.score_runs WHERE run_id = $1)
+      ORDER BY run_id DESC LIMIT 1`,
     [runId],
   );
   const p = prev.rows[0];
