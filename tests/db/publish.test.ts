@@ -12,7 +12,7 @@ import { seedCustomers } from '../../src/seed.js';
 import { modelCopy, resumeInProcess, runInProcess, shippedModelDir } from '../helpers/run.js';
 import { createLogger } from '../../src/log.js';
 import { Ledger, type RunParams } from '../../src/run/ledger.js';
-import { attachRunTable, publishRun } from '../../src/run/publish.js';
+import { attachRunTable, publishRun, registerModel } from '../../src/run/publish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const silent = createLogger({ level: 'silent', pretty: false });
@@ -37,6 +37,7 @@ async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<s
   await c.query('BEGIN');
   await ledger.recordPlan(c, runId, [{ chunkNo: 1, lo: 0n, hi: BigInt(rows) }]);
   await c.query('COMMIT');
+  await registerModel(c, ledger, 'm', silent);
   await attachRunTable(c, ledger, runId, silent);
   await c.query(`INSERT INTO ${ledger.runTable(runId)} (customer_id, score) SELECT g, $1 FROM generate_series(1, $2) g`, [Number(runId), rows]);
   // 50 ms of settling after the attach (a real run has seconds): hundreds of publishes stay quick.
@@ -66,7 +67,7 @@ describe('guarantee 1 under a polling reader', () => {
         const { rows: got } = await r.query<{ runs: string; n: string; score: number | null; run_id: string | null; undated: string; in_history: string }>(
           `SELECT count(DISTINCT run_id) AS runs, count(*) AS n, max(score) AS score, max(run_id)::text AS run_id,
                   count(*) FILTER (WHERE scored_at IS NULL) AS undated,
-                  (SELECT count(*) FROM scoring.customer_score_history h WHERE h.run_id = (SELECT run_id FROM scoring.published_run)) AS in_history
+                  (SELECT count(*) FROM scoring.customer_score_history h WHERE h.run_id = (SELECT run_id FROM scoring.published_run WHERE model_name = 'm')) AS in_history
              FROM scoring.customer_scores`,
         );
         const g = got[0] as { runs: string; n: string; score: number | null; run_id: string | null; undated: string; in_history: string };
