@@ -168,8 +168,8 @@ export function buildProgram(): Command {
       action(async (ctx, flags: ForwardedRunFlags & { cron: string; timezone?: string; catchUp: boolean }) => {
         // The forwarded flags are checked now (exit 2), not at every tick.
         const checked = runOptions({ ...flags, trigger: 'schedule', dryRun: false, chunkAttempts: flags.chunkAttempts ?? '4' });
-        await checkModelDirectory(checked.modelDir, flags.model !== undefined ? '--model' : process.env.SCOREJOB_MODEL_DIR ? 'SCOREJOB_MODEL_DIR' : 'model directory');
-        return runScheduler(ctx, { cron: flags.cron, timezone: flags.timezone, catchUp: flags.catchUp, runArgs: forwardedRunArgs(flags) });
+        const modelName = await checkModelDirectory(checked.modelDir, flags.model !== undefined ? '--model' : process.env.SCOREJOB_MODEL_DIR ? 'SCOREJOB_MODEL_DIR' : 'model directory');
+        return runScheduler(ctx, { cron: flags.cron, timezone: flags.timezone, catchUp: flags.catchUp, runArgs: forwardedRunArgs(flags), modelName });
       }),
     );
 

@@ -26,6 +26,8 @@ export interface ScheduleOptions {
   catchUp: boolean;
   /** `scorejob run` flags forwarded to every child (model, chunk size, backend, ...), already validated. */
   runArgs: readonly string[];
+  /** The model's manifest `name`: ticks are due, and runs locked, per model. */
+  modelName: string;
 }
 
 /** Flags of `scorejob run` that `schedule` forwards to its children. */
@@ -51,7 +53,7 @@ export function forwardedRunArgs(flags: ForwardedRunFlags): string[] {
 }
 
 /** A model directory that cannot work is refused at start-up (exit 2), not at every tick for a month. */
-export async function checkModelDirectory(dir: string, flag: string): Promise<void> {
+export async function checkModelDirectory(dir: string, flag: string): Promise<string> {
   const file = join(dir, 'manifest.json');
   let text: string;
   try {
@@ -66,7 +68,7 @@ export async function checkModelDirectory(dir: string, flag: string): Promise<vo
   } catch (err) {
     throw new UsageError(`${flag}: ${file} is not JSON: ${(err as Error).message}`);
   }
-  parseManifest(json, file);
+  return parseManifest(json, file).name;
 }
 
 /**
@@ -244,7 +246,7 @@ class Scheduler {
   private async readDue(): Promise<DueDecision> {
     const client = await this.pool.connect();
     try {
-      return await checkDue(client, this.config.schema, this.spec, new Date());
+      return await checkDue(client, this.config.schema, this.opts.modelName, this.spec, new Date());
     } finally {
       client.release();
     }

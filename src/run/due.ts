@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { previousTick, type CronSpec } from '../cronTicks.js';
 import type { RunStatus } from './ledger.js';
-import { runLockHeld } from './lock.js';
+import { modelLockName, runLockHeld } from './lock.js';
 
 /** What the due check needs of a ledger row. */
 export interface TickRun {
@@ -55,15 +55,15 @@ export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lock
 }
 
 /** The latest tick at or before `now`, and whether it still needs a run, from the ledger. */
-export async function checkDue(client: pg.ClientBase, schema: string, spec: CronSpec, now: Date, tick = previousTick(spec, now)): Promise<DueDecision> {
+export async function checkDue(client: pg.ClientBase, schema: string, modelName: string, spec: CronSpec, now: Date, tick = previousTick(spec, now)): Promise<DueDecision> {
   if (tick === undefined) return decideDue(undefined, [], false);
   const s = client.escapeIdentifier(schema);
   const { rows } = await client.query<TickRun>(
     `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid FROM ${s}.score_runs
-      WHERE NOT dry_run AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
-    [tick],
+      WHERE NOT dry_run AND model_name = $2 AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
+    [tick, modelName],
   );
-  const lockHeld = await runLockHeld(client, schema);
+  const lockHeld = await runLockHeld(client, schema, modelLockName(modelName));
   return decideDue(tick, rows, lockHeld);
 }
 

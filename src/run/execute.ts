@@ -166,8 +166,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     d.timings.add('publish', performance.now() - t);
     const durationMs = performance.now() - started;
     await observer.finished(
-      { runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
-      () => lastSuccessAt(d.client, ledger),
+      { model: model.manifest.name, runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
+      () => lastSuccessAt(d.client, ledger, model.manifest.name),
     );
     return {
       runId,
@@ -193,7 +193,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     const failure = await classify(err, d, stage);
     await recordOutcome(d, () => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
     const drift = runStats?.drift as { psi: number | null } | undefined;
-    await observer.finished({ runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger));
+    await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger, model.manifest.name));
     // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
     if (failure.status === 'interrupted' && d.stop.requested) {
       const interrupted = new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);

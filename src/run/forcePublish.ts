@@ -50,7 +50,10 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
     try {
       await assertMigrated(client, config.schema);
       const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
-      const held = await acquireRunLock(pool, config, ctx.log, 'publish', ledger);
+      // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
+      const before = await ledger.getRun(client, runId);
+      if (!before) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+      const held = await acquireRunLock(pool, config, ctx.log, 'publish', ledger, before.model_name);
       lock = held;
       const run = await ledger.getRun(client, runId);
       await checkPublishable(client, ledger, runId, run, opts.force);
@@ -70,6 +73,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       await exportRunMetrics(
         ctx.metricsFile,
         {
+          model: r.model_name,
           runId,
           status: 'succeeded',
           errorKind: null,
@@ -81,7 +85,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
           rowsRejected: Number(r.rows_rejected),
           psi,
         },
-        () => lastSuccessAt(client, ledger),
+        () => lastSuccessAt(client, ledger, r.model_name),
         log,
       );
       return { runId, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };

@@ -4,6 +4,7 @@ import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { LockedError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { checkModelDirectory } from '../schedule.js';
 import { checkDue, describeDue } from './due.js';
 
 /**
@@ -12,7 +13,7 @@ import { checkDue, describeDue } from './due.js';
  * or `tickAt` when given (the scheduler's child checks the tick it was started for). A run in
  * progress for the tick throws {@link LockedError} (75, "try later"), as the lock would.
  */
-export async function tickIfDue(ctx: { config: Config; log: Logger }, spec: CronSpec, tickAt: Date | undefined, now = new Date()): Promise<Date | undefined> {
+export async function tickIfDue(ctx: { config: Config; log: Logger }, modelName: string, spec: CronSpec, tickAt: Date | undefined, now = new Date()): Promise<Date | undefined> {
   const tick = tickAt ?? previousTick(spec, now);
   const zone = spec.timezone ?? 'system time zone';
   if (tick === undefined) {
@@ -26,7 +27,7 @@ export async function tickIfDue(ctx: { config: Config; log: Logger }, spec: Cron
     const client = await pool.connect();
     try {
       await assertMigrated(client, ctx.config.schema);
-      const d = await checkDue(client, ctx.config.schema, spec, now, tick);
+      const d = await checkDue(client, ctx.config.schema, modelName, spec, now, tick);
       const fields = { if_due: spec.expression, timezone: spec.timezone, tick_at: tick.toISOString(), due: d.due, reason: d.reason, run_id_for_tick: 'run' in d ? d.run?.run_id : undefined };
       if (d.reason === 'in-progress') throw new LockedError(`${describeDue(d, tickText)}; nothing was done, try later`);
       if (!d.due) {
@@ -72,6 +73,8 @@ export async function applyTickFlags(ctx: { config: Config; log: Logger }, flags
   checkCronExpression(flags.ifDue, '--if-due');
   const timezone = flags.timezone === undefined ? undefined : checkTimezone(flags.timezone, '--timezone');
   const spec = { expression: flags.ifDue, timezone };
-  const tick = await tickIfDue(ctx, spec, tickAt);
+  // Due per model: another model's run for the tick does not make this one's.
+  const modelName = await checkModelDirectory(opts.modelDir, '--model');
+  const tick = await tickIfDue(ctx, modelName, spec, tickAt);
   return tick === undefined ? undefined : Object.freeze({ ...opts, tickAt: tick, dueCheck: spec });
 }

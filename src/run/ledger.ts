@@ -345,20 +345,14 @@ export class Ledger {
   }
 
   /** The longest of the last 20 succeeded runs, ms (what "far longer than a normal run" compares with); null when none. */
-  async longestRecentRunMs(c: pg.ClientBase | pg.Pool): Promise<number | null> {
+  async longestRecentRunMs(c: pg.ClientBase | pg.Pool, modelName: string): Promise<number | null> {
     const { rows } = await c.query<{ ms: string | null }>(
       `SELECT (extract(epoch FROM max(finished_at - started_at)) * 1000)::bigint AS ms
-         FROM (SELECT started_at, finished_at FROM ${this.s}.score_runs WHERE status = 'succeeded' AND finished_at IS NOT NULL ORDER BY run_id DESC LIMIT 20) t`,
+         FROM (SELECT started_at, finished_at FROM ${this.s}.score_runs
+                WHERE status = 'succeeded' AND finished_at IS NOT NULL AND model_name = $1 ORDER BY run_id DESC LIMIT 20) t`,
+      [modelName],
     );
     const ms = rows[0]?.ms;
     return ms === null || ms === undefined ? null : Number(ms);
-  }
-
-  /** The newest running run (to say who holds the lock). */
-  async runningRun(c: pg.ClientBase): Promise<Pick<RunRow, 'run_id' | 'host' | 'pid' | 'started_at'> | undefined> {
-    const { rows } = await c.query<Pick<RunRow, 'run_id' | 'host' | 'pid' | 'started_at'>>(
-      `SELECT run_id, host, pid, started_at FROM ${this.s}.score_runs WHERE status = 'running' ORDER BY run_id DESC LIMIT 1`,
-    );
-    return rows[0];
   }
 }

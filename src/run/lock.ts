@@ -19,8 +19,13 @@ export interface LockTiming {
 
 export const lockTiming: LockTiming = Object.freeze({ beatMs: 2_000, leaseMs: 30_000, graceMs: 6_000 });
 
-/** The one lock name in use: one writer per schema. The table is keyed by name so that a later change can lock per model. */
+/** The lock of schema version 3 (one writer per schema); unused since runs lock per model. */
 export const runLockName = 'run';
+
+/** One writer per model: the lock a run, resume or publish of this model (manifest `name`) takes. */
+export function modelLockName(modelName: string): string {
+  return `model:${modelName}`;
+}
 
 /** What a holder is doing, for the "who holds it" message. */
 export type LockPurpose = 'run' | 'resume' | 'publish';

@@ -10,6 +10,8 @@ import type { ErrorKind, Ledger } from './ledger.js';
  * registry, and prom-client's global default registry and collectors would only be in the way.
  */
 export interface RunMetrics {
+  /** The model (manifest `name`): a `model` label on every sample, so several models' files can sit side by side. */
+  model: string;
   runId: string | null;
   status: 'succeeded' | 'failed' | 'interrupted';
   errorKind: ErrorKind | null;
@@ -36,11 +38,12 @@ interface Sample {
   value: number;
 }
 
-function family(name: string, help: string, samples: Sample[]): string {
+function family(name: string, help: string, samples: Sample[], base: Record<string, string>): string {
   if (samples.length === 0) return '';
   const lines = [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} gauge`];
   for (const s of samples) {
-    const labels = s.labels ? `{${Object.entries(s.labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}` : '';
+    const all = { ...base, ...s.labels };
+    const labels = Object.keys(all).length > 0 ? `{${Object.entries(all).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}` : '';
     lines.push(`${name}${labels} ${formatValue(s.value)}`);
   }
   return lines.join('\n') + '\n';
@@ -60,22 +63,23 @@ const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
 export function renderMetrics(m: RunMetrics): string {
   const seconds = m.durationMs / 1000;
   const total = m.rowsScored + m.rowsRejected;
+  const base = { model: m.model };
   return [
-    family('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded')),
-    family('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 }))),
-    family('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 }))),
-    family('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId))),
-    family('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published)),
-    family('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun)),
-    family('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced)),
-    family('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000)),
-    family('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000)),
-    family('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored)),
-    family('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected)),
-    family('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total)),
-    family('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0)),
-    family('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi)),
-    family('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000)),
+    family('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded'), base),
+    family('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })), base),
+    family('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 })), base),
+    family('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId)), base),
+    family('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published), base),
+    family('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun), base),
+    family('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced), base),
+    family('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000), base),
+    family('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000), base),
+    family('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored), base),
+    family('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected), base),
+    family('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total), base),
+    family('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0), base),
+    family('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi), base),
+    family('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000), base),
   ].join('');
 }
 
@@ -95,16 +99,19 @@ export async function writeMetricsFile(path: string, content: string): Promise<v
   }
 }
 
-/** The ledger's latest succeeded, published (not dry) run's finish time. */
-export async function lastSuccessAt(c: pg.ClientBase, ledger: Ledger): Promise<Date | null> {
-  const { rows } = await c.query<{ at: Date | null }>(`SELECT max(finished_at) AS at FROM ${ledger.s}.score_runs WHERE status = 'succeeded' AND NOT dry_run`);
+/** The ledger's latest succeeded, published (not dry) run's finish time, of one model. */
+export async function lastSuccessAt(c: pg.ClientBase, ledger: Ledger, modelName: string): Promise<Date | null> {
+  const { rows } = await c.query<{ at: Date | null }>(
+    `SELECT max(finished_at) AS at FROM ${ledger.s}.score_runs WHERE status = 'succeeded' AND NOT dry_run AND model_name = $1`,
+    [modelName],
+  );
   return rows[0]?.at ?? null;
 }
 
 /** The value the previous metrics file held, for when the ledger cannot be asked (the database is gone). */
 async function previousLastSuccess(path: string): Promise<Date | null> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  const m = /^scorejob_last_success_timestamp_seconds (\S+)$/m.exec(text);
+  const m = /^scorejob_last_success_timestamp_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
   const v = m ? Number(m[1]) : NaN;
   return Number.isFinite(v) ? new Date(v * 1000) : null;
 }

@@ -53,7 +53,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
       // --if-due looked before the lock; another host's whole run may have fit in between: look again.
-      const due = await checkDue(client, ctx.config.schema, opts.dueCheck, new Date(), opts.tickAt);
+      const due = await checkDue(client, ctx.config.schema, model.manifest.name, opts.dueCheck, new Date(), opts.tickAt);
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
     if (!(await sourceHasRows(client, params.source))) {
@@ -213,7 +213,7 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
     await checkSource(client, model);
     const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
     const dead: string[] = [];
-    lock = await acquireRunLock(pool, config, log, purpose, ledger, (ids) => dead.push(...ids));
+    lock = await acquireRunLock(pool, config, log, purpose, ledger, model.manifest.name, (ids) => dead.push(...ids));
     const held = lock;
     for (const id of dead) {
       log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);

@@ -9,6 +9,7 @@ import { parsePrometheus } from '../../helpers/prometheus.js';
 const silent = createLogger({ level: 'silent', pretty: false });
 
 const failed: RunMetrics = {
+  model: 'customer-value',
   runId: '42',
   status: 'failed',
   errorKind: 'gate',
