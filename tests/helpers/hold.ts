@@ -64,12 +64,12 @@ export async function runStatus(t: TestDatabase, runId: string): Promise<{ statu
  * Holds the run lock as another scorejob would (through the library, on a pool of the test's own):
  * what a second process finds while a run is in flight. `release()` frees it.
  */
-export async function holdRunLock(t: TestDatabase, schema = 'scoring'): Promise<{ release: () => Promise<void> }> {
+export async function holdRunLock(t: TestDatabase, schema = 'scoring', modelName = 'customer-value'): Promise<{ release: () => Promise<void> }> {
   const { createPool } = await import('../../src/db/pool.js');
-  const { takeRunLock } = await import('../../src/run/lock.js');
+  const { modelLockName, takeRunLock } = await import('../../src/run/lock.js');
   const { createLogger } = await import('../../src/log.js');
   const pool = createPool(t.db, 2);
-  const lock = await takeRunLock(pool, { schema, purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });
+  const lock = await takeRunLock(pool, { schema, name: modelLockName(modelName), purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });
   return {
     release: async () => {
       await lock.release();
