@@ -276,7 +276,7 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
     try {
       await t.pool.query(
         `INSERT INTO scoring.score_runs (status, trigger, model_name, model_version, model_sha256, backend, tick_at, host, pid)
-         VALUES ('running', 'schedule', 'm', '1', 'x', 'cpu', $1, 'elsewhere', 1)`,
+         VALUES ('running', 'schedule', 'customer-value', '1', 'x', 'cpu', $1, 'elsewhere', 1)`,
         [tick],
       );
       const before = (await runs()).length;
