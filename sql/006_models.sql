@@ -4,6 +4,10 @@
 -- The migration keeps the published run and history of the schema's model: readers wait for this
 -- transaction (a few ms) and then see the same rows, now with a model_name.
 
+-- Readers wait for this transaction instead of deadlocking with it: a reader locks the view first and
+-- the tables behind it next, so this takes the views first (LOCK on a view locks what it reads too).
+LOCK TABLE :SCHEMA.customer_scores, :SCHEMA.customer_score_history IN ACCESS EXCLUSIVE MODE;
+
 -- The models that publish into this schema. A model is registered by its first (non-dry) run; the
 -- customer_scores view has one branch per registered model (see refresh_score_views).
 CREATE TABLE :SCHEMA.models (

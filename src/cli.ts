@@ -197,8 +197,8 @@ export function buildProgram(): Command {
         const { metricsFile } = resolveObserveOptions(flags);
         const r = await forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force });
         ctx.log.info(
-          { run_id: r.runId, status: 'succeeded', forced_publish: true, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
-          `run ${r.runId} published to ${ctx.config.schema}.customer_scores by force: ${r.rowsScored} customers, model ${r.modelVersion}`,
+          { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
+          `run ${r.runId} published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}') by force: ${r.rowsScored} customers, model ${r.modelName} ${r.modelVersion}`,
         );
       }),
     );
@@ -208,14 +208,15 @@ export function buildProgram(): Command {
     .description('list recent runs; `runs show <run-id>` for one run in detail')
     .option('--limit <n>', 'how many runs', '20')
     .option('--status <status>', 'only runs with this status: running, succeeded, failed, interrupted')
+    .option('--model-name <name>', "only runs of this model (the manifest's name)")
     .option('--json', 'machine-readable output', false)
     .action(
       action(
-        async (ctx, flags: { limit: string; status?: string; json: boolean }) => {
+        async (ctx, flags: { limit: string; status?: string; modelName?: string; json: boolean }) => {
           const limit = parseIntFlag(flags.limit, '--limit', 1, 10_000);
           const status = flags.status === undefined ? undefined : parseChoice(flags.status, '--status', ['running', 'succeeded', 'failed', 'interrupted']);
           await withMigratedClient(ctx, async (client) => {
-            const items = await listRuns(client, ctx.config.schema, { limit, status });
+            const items = await listRuns(client, ctx.config.schema, { limit, status, modelName: flags.modelName });
             process.stdout.write(flags.json ? JSON.stringify(items, null, 2) + '\n' : formatRunList(items));
           });
         },

@@ -22,6 +22,7 @@ export interface ForcedPublish {
 
 export interface ForcePublishResult {
   runId: string;
+  modelName: string;
   modelVersion: string;
   rowsScored: number;
   rowsRejected: number;
@@ -88,7 +89,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
         () => lastSuccessAt(client, ledger, r.model_name),
         log,
       );
-      return { runId, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
+      return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
     } finally {
       await lock?.release();
       client.release();

@@ -121,13 +121,13 @@ function toItem(r: ListRow): RunListItem {
   };
 }
 
-export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: number; status?: string | undefined }): Promise<RunListItem[]> {
+export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: number; status?: string | undefined; modelName?: string | undefined }): Promise<RunListItem[]> {
   const ledger = new Ledger((n) => c.escapeIdentifier(n), schema);
   await settleDeadRuns(c, ledger);
   const { rows } = await c.query<ListRow>(
     `SELECT ${listColumn(ledger)} FROM ${ledger.s}.score_runs r
-      WHERE ($2::text IS NULL OR r.status = $2) ORDER BY r.run_id DESC LIMIT $1`,
-    [opts.limit, opts.status ?? null],
+      WHERE ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR r.model_name = $3) ORDER BY r.run_id DESC LIMIT $1`,
+    [opts.limit, opts.status ?? null, opts.modelName ?? null],
   );
   return rows.map(toItem);
 }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listRuns } from '../../src/run/runsReport.js';
 import { seedCustomers } from '../../src/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -62,6 +63,27 @@ describe('several models in one schema', () => {
     expect(mixed.rows[0]?.n).toBe('0');
     const unique = await t.pool.query<{ n: string; d: string }>(`SELECT count(*) n, count(DISTINCT (model_name, customer_id)) d FROM scoring.customer_scores`);
     expect(unique.rows[0]?.n).toBe(unique.rows[0]?.d);
+  });
+
+  it('two models run at the same time, each publishing its own; the same model twice at once: one exits 75', async () => {
+    const [a, b] = await Promise.all([runInProcess(t, { chunkSize: 100 }), runInProcess(t, { chunkSize: 100, modelDir: expansion })]);
+    const shown = await published(t);
+    expect(shown['customer-value']?.run_id).toBe(a.runId);
+    expect(shown['account-expansion']?.run_id).toBe(b.runId);
+    const twice = await Promise.allSettled([runInProcess(t, { chunkSize: 100 }), runInProcess(t, { chunkSize: 100 })]);
+    const codes = twice.map((r) => (r.status === 'fulfilled' ? 0 : (r.reason as { exitCode?: number }).exitCode));
+    expect(codes.sort()).toEqual([0, 75]);
+    const refused = twice.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(String((refused.reason as Error).message)).toMatch(/holds the lock/);
+    // `runs --model-name` lists one model's runs only.
+    const c = await t.pool.connect();
+    try {
+      const listed = await listRuns(c, 'scoring', { limit: 100, modelName: 'account-expansion' });
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.every((r) => r.model === 'account-expansion')).toBe(true);
+    } finally {
+      c.release();
+    }
   });
 
   it("retention of one model never drops the other's runs", async () => {

@@ -230,11 +230,34 @@ describe('a schema of version 1 with data, migrated', () => {
       await c.query(`ALTER TABLE scoring.score_data_${cut} ALTER COLUMN run_id SET DEFAULT ${cut}`);
       await c.query(`INSERT INTO scoring.score_data_${cut} (customer_id, score) SELECT customer_id, 0.25 FROM customers WHERE customer_id <= $1`, [String(bounds[1])]);
 
-      const steps = await migrate(c, 'scoring');
+      // Readers poll customer_scores while the schema is migrated: every poll sees the published run, whole.
+      const reader = await t.pool.connect();
+      const polls: { n: number; run_id: string | null }[] = [];
+      let polling = true;
+      const poll = (async () => {
+        while (polling) {
+          const { rows } = await reader.query<{ n: string; run_id: string | null }>('SELECT count(*) n, max(run_id)::text run_id FROM scoring.customer_scores');
+          polls.push({ n: Number(rows[0]?.n), run_id: rows[0]?.run_id ?? null });
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 50));
+      let steps: Awaited<ReturnType<typeof migrate>>;
+      try {
+        steps = await migrate(c, 'scoring');
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        polling = false;
+        await poll.catch(() => undefined);
+        reader.release();
+      }
+      expect(polls.length).toBeGreaterThan(1);
+      expect(polls.filter((p) => p.n !== 250 || p.run_id !== old)).toEqual([]);
       expect(steps.filter((s) => s.outcome === 'applied').map((s) => s.version)).toContain(2);
       expect(await historyRuns(t)).toEqual([old]);
       const scores = await c.query<{ n: string; run_id: string }>('SELECT count(*) n, max(run_id)::text run_id FROM scoring.customer_scores');
       expect(scores.rows[0]).toEqual({ n: '250', run_id: old });
+      const named = await c.query<{ model_name: string }>('SELECT DISTINCT model_name FROM scoring.customer_scores');
+      expect(named.rows).toEqual([{ model_name: 'customer-value' }]);
 
       const resumed = await resumeInProcess(t, cut);
       expect(resumed.rowsScored).toBe(250);
