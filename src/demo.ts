@@ -49,7 +49,7 @@ try {
       say('\n5. scorejob runs:');
       say(formatRunList(await listRuns(client2, config.schema, { limit: 5 })));
       const sql = `SELECT customer_id, round(score::numeric, 4) AS churn_probability, model_version, run_id, scored_at
-  FROM scoring.customer_scores ORDER BY score DESC LIMIT 5`;
+  FROM scoring.customer_scores WHERE model_name = 'customer-value' ORDER BY score DESC LIMIT 5`;
       say(`6. What a downstream team queries (the customers most likely to churn):\n\n${sql};\n`);
       const { rows } = await client2.query(sql);
       say(formatRows(rows));
