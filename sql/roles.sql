@@ -1,4 +1,4 @@
--- Least-privilege roles for scorejob (DESIGN.md guarantee 5). Not a migration: an administrator runs
+-- Least-privilege roles for scorejob (README, "Least privilege"). Not a migration: an administrator runs
 -- part 1 once before the first `scorejob migrate`, and part 2 once after it. Adapt the names (and the
 -- source table) to your database; `scorejob_job`, `scorejob_reader`, `public.customers` and `scoring`
 -- are the defaults.
@@ -33,7 +33,7 @@ DO $$ BEGIN
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;
-  -- Nothing on the run lock (scoring.run_locks, DESIGN.md guarantee 3): a role that could update or
+  -- Nothing on the run lock (scoring.run_locks, README "The run lock"): a role that could update or
   -- row-lock it (SELECT ... FOR UPDATE/SHARE needs UPDATE) could take or block the job's lock.
   IF to_regclass('scoring.run_locks') IS NOT NULL THEN
     REVOKE ALL ON scoring.run_locks FROM scorejob_reader;

@@ -1,5 +1,5 @@
 /**
- * The few error classes scorejob uses. Each carries the exit code DESIGN.md §1 documents, so the CLI
+ * The few error classes scorejob uses. Each carries the exit code the README ("Exit codes") documents, so the CLI
  * is the only place that turns an error into a process exit.
  */
 
