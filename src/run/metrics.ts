@@ -63,23 +63,24 @@ const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
 export function renderMetrics(m: RunMetrics): string {
   const seconds = m.durationMs / 1000;
   const total = m.rowsScored + m.rowsRejected;
-  const base = { model: m.model };
+  // Every sample carries the run's model, so several models' files can sit side by side.
+  const gauge = (name: string, help: string, samples: Sample[]) => family(name, help, samples, { model: m.model });
   return [
-    family('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded'), base),
-    family('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })), base),
-    family('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 })), base),
-    family('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId)), base),
-    family('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published), base),
-    family('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun), base),
-    family('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced), base),
-    family('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000), base),
-    family('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000), base),
-    family('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored), base),
-    family('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected), base),
-    family('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total), base),
-    family('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0), base),
-    family('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi), base),
-    family('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000), base),
+    gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded')),
+    gauge('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 }))),
+    gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 }))),
+    gauge('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId))),
+    gauge('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published)),
+    gauge('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun)),
+    gauge('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced)),
+    gauge('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000)),
+    gauge('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000)),
+    gauge('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored)),
+    gauge('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected)),
+    gauge('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total)),
+    gauge('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0)),
+    gauge('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi)),
+    gauge('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000)),
   ].join('');
 }
 

@@ -3,16 +3,9 @@ import { expect } from 'vitest';
 import { startCli, waitForLog } from './cli.js';
 import type { TestDatabase } from './db.js';
 
-/** Polls `probe` until it returns a value (not undefined), or fails after `timeoutMs`. */
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// One polling helper for the tests (tests/helpers/waitUntil.ts); re-exported for the files that import it from here.
+import { waitUntil } from './waitUntil.js';
+export { waitUntil };
 
 /**
  * Holds a run at a known point: an ACCESS EXCLUSIVE lock on the run's own score table, taken after
