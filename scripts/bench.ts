@@ -18,11 +18,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { resolveDb, describeDb } from '../src/config.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../src/dev/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPool } from '../src/db/pool.js';
-import { defaultSeed, seedCustomers } from '../src/seed.js';
-import { customerColumns } from '../src/synthetic.js';
+import { defaultSeed, seedCustomers } from '../src/dev/seed.js';
+import { customerColumns } from '../src/dev/synthetic.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'publish'] as const;
@@ -157,7 +157,7 @@ function say(line: string): void {
 
 /** Rebuilds dist/ when a source file is newer: A runs the built CLI, as users do. */
 function buildIfStale(): void {
-  const built = join(repoRoot, 'dist/cli.js');
+  const built = join(repoRoot, 'dist/cli/program.js');
   const newest = (dir: string): number =>
     readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
   if (existsSync(built) && statSync(built).mtimeMs >= newest(join(repoRoot, 'src'))) return;

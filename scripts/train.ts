@@ -1,5 +1,5 @@
 /**
- * Trains the shipped model, `models/customer-value/`, on synthetic customers (src/synthetic.ts):
+ * Trains the shipped model, `models/customer-value/`, on synthetic customers (src/dev/synthetic.ts):
  * `npm run train [-- OUT_DIR]`. Deterministic: fixed data seed, seeded initializers, seeded shuffles, and
  * the pure-JS cpu backend, so a retrain writes the same weights (only `trained_at` changes).
  *
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { channels, churnProbability, generateLabeledCustomers, regions, segments, type CustomerRow, type LabeledCustomerRow } from '../src/synthetic.js';
+import { channels, churnProbability, generateLabeledCustomers, regions, segments, type CustomerRow, type LabeledCustomerRow } from '../src/dev/synthetic.js';
 
 const dataSeed = 7;
 const trainRows = 60_000;
@@ -196,7 +196,7 @@ async function writeManifest(dir: string, features: Feature[], holdoutAuc: numbe
     version: '1.0.0',
     description:
       'Probability that a customer churns in the next 90 days, from 12-month order, support and engagement history. ' +
-      `Trained by scripts/train.ts on ${trainRows} synthetic customers (src/synthetic.ts, seed ${dataSeed}); ` +
+      `Trained by scripts/train.ts on ${trainRows} synthetic customers (src/dev/synthetic.ts, seed ${dataSeed}); ` +
       `evaluated on the next ${holdoutRows} generated customers.`,
     source: { table: 'customers', key: 'customer_id' },
     features,

@@ -2,7 +2,7 @@ import { rm, truncate, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/model/backend.js';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { makeModel } from '../helpers/makeModel.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
@@ -73,7 +73,7 @@ describe('hostile identifiers', () => {
     } finally {
       await hold.release();
     }
-    // The killed run's lock has a grace (src/run/lock.ts) before `runs` may call it interrupted.
+    // The killed run's lock has a grace (src/job/runLock.ts) before `runs` may call it interrupted.
     const item = await waitUntil('runs to show the killed run interrupted', async () => {
       const listed = await runCli(['runs', '--json'], env);
       expect(listed.code).toBe(0);

@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { previousTick } from '../../src/cronTicks.js';
+import { previousTick } from '../../src/schedule/cronTicks.js';
 import { migrate } from '../../src/db/migrate.js';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';

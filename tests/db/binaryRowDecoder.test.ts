@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../../src/columns.js';
 import { BinaryRowDecoder, type WireType } from '../../src/db/binaryRowDecoder.js';
 import { readChunk, chunkCopySql, sourceWireTypes } from '../../src/db/copyReader.js';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const specs: ColumnSpec[] = [

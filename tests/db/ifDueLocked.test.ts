@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runInProcess } from '../helpers/run.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listRuns } from '../../src/run/runsReport.js';
-import { seedCustomers } from '../../src/seed.js';
+import { listRuns } from '../../src/report/runsReport.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
 

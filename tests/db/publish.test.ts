@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import type { RunFailedError } from '../../src/errors.js';
 import { loadModel } from '../../src/model/load.js';
-import { listRuns } from '../../src/run/runsReport.js';
-import { seedCustomers } from '../../src/seed.js';
+import { listRuns } from '../../src/report/runsReport.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { modelCopy, resumeInProcess, runInProcess, shippedModelDir } from '../helpers/run.js';
 import { createLogger } from '../../src/log.js';
-import { Ledger, type RunParams } from '../../src/run/ledger.js';
-import { attachRunTable, publishRun, registerModel } from '../../src/run/publish.js';
+import { Ledger, type RunParams } from '../../src/ledger/ledger.js';
+import { attachRunTable, publishRun, registerModel } from '../../src/job/publish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const silent = createLogger({ level: 'silent', pretty: false });

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { resumeInProcess, runInProcess } from '../helpers/run.js';
 import { judgePolls, publishedSnapshot, startReader } from '../helpers/state.js';

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { independentScores, modelCopy, runInProcess } from '../helpers/run.js';

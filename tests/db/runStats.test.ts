@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
-import type { FeaturesSummary } from '../../src/run/featureStats.js';
-import type { Drift } from '../../src/run/psi.js';
-import type { ScoreSummary } from '../../src/run/scoreStats.js';
+import { seedCustomers } from '../../src/dev/seed.js';
+import type { FeaturesSummary } from '../../src/stats/featureStats.js';
+import type { Drift } from '../../src/stats/psi.js';
+import type { ScoreSummary } from '../../src/stats/scoreStats.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runInProcess, shippedModelDir } from '../helpers/run.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/seed.js';
-import { customerColumns, generateCustomers } from '../../src/synthetic.js';
+import { seedCustomers } from '../../src/dev/seed.js';
+import { customerColumns, generateCustomers } from '../../src/dev/synthetic.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 /** A digest of the whole table, in key order: equal digests mean equal content. */

@@ -8,7 +8,7 @@
  * stopped and its folder deleted when stdin closes (teardown, or vitest died), or on SIGTERM/SIGINT
  * (the package's own hook).
  */
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { startEmbeddedPostgres } from '../../src/dev/embedded.js';
 
 const server = await startEmbeddedPostgres({ fast: true });
 process.stdout.write(`${JSON.stringify({ url: server.url })}\n`);

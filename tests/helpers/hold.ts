@@ -59,7 +59,7 @@ export async function runStatus(t: TestDatabase, runId: string): Promise<{ statu
  */
 export async function holdRunLock(t: TestDatabase, schema = 'scoring', modelName = 'customer-value'): Promise<{ release: () => Promise<void> }> {
   const { createPool } = await import('../../src/db/pool.js');
-  const { modelLockName, takeRunLock } = await import('../../src/run/lock.js');
+  const { modelLockName, takeRunLock } = await import('../../src/job/runLock.js');
   const { createLogger } = await import('../../src/log.js');
   const pool = createPool(t.db, 2);
   const lock = await takeRunLock(pool, { schema, name: modelLockName(modelName), purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });

@@ -12,7 +12,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { selectBackend } from '../../src/model/backend.js';
 import type { Feature } from '../../src/model/manifest.js';
 
-/** Features over columns of the synthetic customers table (src/synthetic.ts): 13 inputs. */
+/** Features over columns of the synthetic customers table (src/dev/synthetic.ts): 13 inputs. */
 export const tinyFeatures: Feature[] = [
   { column: 'tenure_months', transform: 'standardize', mean: 30, std: 20, min: 0, max: 120 },
   { column: 'revenue_12m', transform: 'standardize', mean: 500, std: 400, min: 0 },

@@ -32,7 +32,7 @@ export async function startOwnServer(): Promise<OwnServer> {
   const shared = process.env.TEST_DATABASE_URL;
   if (!shared) {
     // Imported only here: the package's exit hook comes with it (see tests/helpers/globalSetup.ts).
-    const { startEmbeddedPostgres } = await import('../../src/db/embedded.js');
+    const { startEmbeddedPostgres } = await import('../../src/dev/embedded.js');
     const s = await startEmbeddedPostgres({ fast: true });
     return { url: s.url, kind: 'embedded PostgreSQL', stop: s.stop, restart: s.restart };
   }
@@ -84,7 +84,7 @@ async function startCluster(bindir: string, major: number): Promise<OwnServer> {
     throw await explain('initdb', e);
   });
   const port = await freePort();
-  // Same settings as the embedded server (src/db/embedded.ts): loopback only, no socket file, durability traded for speed.
+  // Same settings as the embedded server (src/dev/embedded.ts): loopback only, no socket file, durability traded for speed.
   await appendFile(
     join(dataDir, 'postgresql.conf'),
     `\nport = ${port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n`,

@@ -1,0 +1,98 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Pool, PoolClient } from '../db/pool.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { copyTextBlocks, customerColumns, defaultNullFraction } from './synthetic.js';
+
+/** Options of `scorejob seed`. */
+export interface SeedOptions {
+  /** Number of customers to generate (`--customers`), a whole number ≥ 0. */
+  customers: number;
+  /** PRNG seed (`--seed`); the same seed gives the same table. Default 1. */
+  seed?: number;
+  /** Share of NULLs in each nullable column (`--null-fraction`), in [0, 1]. Default 0.02. */
+  nullFraction?: number;
+  /** Table to (re)create, `table` or `schema.table`. Default `customers`. */
+  table?: string;
+  log?: Logger;
+}
+
+/** What a seed did. */
+export interface SeedResult {
+  /** The table as given (unquoted). */
+  table: string;
+  rows: number;
+  /** Wall time of the whole seed, load, key and ANALYZE included. */
+  ms: number;
+}
+
+export const defaultSeed = 1;
+
+/**
+ * Replaces `opts.table` with `opts.customers` deterministic synthetic customers.
+ *
+ * Drop, create, load, key and ANALYZE happen in one transaction, so a reader sees the old table or the
+ * complete new one. The load is `COPY ... FREEZE` (rows are written already frozen, no later hint-bit
+ * rewrite) and the primary key is built once after the load, which is far cheaper than maintaining it
+ * row by row.
+ */
+export async function seedCustomers(pool: Pool, opts: SeedOptions): Promise<SeedResult> {
+  const started = performance.now();
+  const { customers, seed, nullFraction, table } = validate(opts);
+  const client = await pool.connect();
+  try {
+    const target = qualifiedName(client, table);
+    const columns = customerColumns.map((c) => client.escapeIdentifier(c.name));
+    const definitions = customerColumns.map((c, i) => `${columns[i]} ${c.type}`);
+    await client.query('BEGIN');
+    try {
+      await client.query(`DROP TABLE IF EXISTS ${target}`);
+      await client.query(`CREATE TABLE ${target} (${definitions.join(', ')})`);
+      const blocks = copyTextBlocks({ count: customers, seed, nullFraction });
+      // pipeline() ends the COPY on success and sends CopyFail on any error, so a failed load rolls back.
+      await pipeline(Readable.from(latin1Buffers(blocks)), client.query(copyFrom(`COPY ${target} (${columns.join(', ')}) FROM STDIN WITH (FREEZE)`)));
+      await client.query(`ALTER TABLE ${target} ADD PRIMARY KEY (${columns[0]})`);
+      await client.query(`ANALYZE ${target}`);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    client.release();
+  }
+  const ms = Math.round(performance.now() - started);
+  opts.log?.info({ table, rows: customers, seed, null_fraction: nullFraction, ms, rows_per_s: ms > 0 ? Math.round((customers * 1000) / ms) : undefined }, 'seeded customers');
+  return { table, rows: customers, ms };
+}
+
+function validate(opts: SeedOptions): Required<Omit<SeedOptions, 'log'>> {
+  const { customers, seed = defaultSeed, nullFraction = defaultNullFraction, table = 'customers' } = opts;
+  if (!Number.isSafeInteger(customers) || customers < 0) {
+    throw new UsageError(`--customers: "${customers}" is not a whole number ≥ 0`);
+  }
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffff_ffff) {
+    throw new UsageError(`--seed: "${seed}" is not a whole number between 0 and ${0xffff_ffff}`);
+  }
+  if (!Number.isFinite(nullFraction) || nullFraction < 0 || nullFraction > 1) {
+    throw new UsageError(`--null-fraction: "${nullFraction}" is not a number between 0 and 1`);
+  }
+  if (table === '' || table.startsWith('.') || table.endsWith('.')) {
+    throw new UsageError(`table: "${table}" is not a table name (table or schema.table)`);
+  }
+  return { customers, seed, nullFraction, table };
+}
+
+/** `schema.table` (split on the first dot) or `table`, quoted: the one place the name enters SQL. */
+function qualifiedName(client: PoolClient, table: string): string {
+  const dot = table.indexOf('.');
+  if (dot < 0) return client.escapeIdentifier(table);
+  return `${client.escapeIdentifier(table.slice(0, dot))}.${client.escapeIdentifier(table.slice(dot + 1))}`;
+}
+
+/** The COPY text is ASCII, so latin1 is the cheapest correct encoding into bytes. */
+function* latin1Buffers(blocks: Iterable<string>): Generator<Buffer> {
+  for (const block of blocks) yield Buffer.from(block, 'latin1');
+}

@@ -1,0 +1,354 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import { describeDbError } from '../db/describeError.js';
+import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
+import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
+import { LockLostError } from './runLock.js';
+import type { Logger } from '../log.js';
+import type { LoadedModel } from '../model/load.js';
+import { runChunks, type StopSignal } from './chunkLoop.js';
+import type { ErrorKind, Ledger, RunParams } from '../ledger/ledger.js';
+import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
+import type { ScoreSummary } from '../stats/scoreStats.js';
+import { explainSourceFailure } from './sourceCheck.js';
+import { ChunkCountError, SourceView } from './sourceView.js';
+import { nullKeysProblem } from '../db/sourceColumns.js';
+import { SnapshotLostError } from '../db/snapshot.js';
+import { lastSuccessAt } from '../observe/metrics.js';
+import { RunObserver, type ObserveDeps } from '../observe/observer.js';
+import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
+import type { StageTimings } from '../observe/timings.js';
+
+/** What a finished run reports: the summary line's facts. */
+export interface RunResult {
+  runId: string;
+  status: 'succeeded';
+  dryRun: boolean;
+  published: boolean;
+  /** The run's totals (a resumed run: with the chunks done before). */
+  rowsScored: number;
+  rowsRejected: number;
+  /** What this invocation scored and rejected (a resume: only the chunks it did). */
+  rowsScoredNow: number;
+  rowsRejectedNow: number;
+  durationMs: number;
+  /** This invocation's rows scored per second of its duration. */
+  rowsPerSecond: number;
+  backend: string;
+  modelName: string;
+  modelVersion: string;
+  stats: ScoreSummary;
+  /** PSI of the scores against the previous published run (`psiBaselineRunId`); null without one. */
+  psi: number | null;
+  psiBaselineRunId: string | null;
+  timings: Record<string, number>;
+  /** Runs whose history retention dropped. */
+  droppedRuns: string[];
+}
+
+export interface ExecuteDeps {
+  pool: pg.Pool;
+  client: pg.PoolClient;
+  ledger: Ledger;
+  config: Config;
+  recover(): Promise<void>;
+  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/job/runLock.ts). */
+  fence(c: pg.ClientBase): Promise<void>;
+  log: Logger;
+  stop: StopSignal;
+  model: LoadedModel;
+  runId: string;
+  params: RunParams;
+  timings: StageTimings;
+  /** Progress line / log lines and the metrics file (the CLI's choices); none when absent. */
+  observe?: ObserveDeps | undefined;
+}
+
+/**
+ * Scores the run's unfinished chunks, checks the gates, publishes (or, for a dry run, drops the scores),
+ * and writes the outcome to the ledger whatever happens. The ledger is the truth: a failure is recorded
+ * there in words before this throws.
+ */
+export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
+  const { ledger, runId, params, log, model } = d;
+  const started = performance.now();
+  // The run row's sign of life for people (`runs`); whether the run is alive is the run lock's business.
+  const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
+  heartbeat.unref();
+  const observer = new RunObserver(d.observe, log, model.plan);
+  let runStats: Record<string, unknown> | undefined;
+  /** Where the run is, for the ledger's words when it fails: planning, chunk N, statistics, publish. */
+  let stage = 'planning';
+  let scoredNow = 0;
+  let rejectedNow = 0;
+  /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
+  let scoredTotal: number | undefined;
+  let view: SourceView | undefined;
+  try {
+    view = await SourceView.open({ pool: d.pool, ledger, ledgerClient: () => d.client, runId, source: params.source, log });
+    const sourceRows = await ensurePlanned(d, view);
+    if (!params.dryRun) {
+      await registerModel(d.client, ledger, model.manifest.name, log);
+      await attachRunTable(d.client, ledger, runId, log);
+    }
+    const chunks = await ledger.getChunks(d.client, runId);
+    const pending = await ledger.pendingChunks(d.client, runId);
+    let done = chunks.length - pending.length;
+    // The loop does the pending chunks in order: the one in flight is the first not reported done.
+    let inFlight = 0;
+    stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
+    observer.begin(chunks, params.chunkSize, sourceRows);
+    const completed = await runChunks(
+      {
+        pool: d.pool,
+        view,
+        ledger,
+        runId,
+        source: params.source,
+        columns: model.plan.columns,
+        transform: observer.transform,
+        chunkStats: observer.chunkStats,
+        scorer: model.scorer,
+        chunkSize: params.chunkSize,
+        attempts: params.chunkAttempts,
+        stop: d.stop,
+        log,
+        timings: d.timings,
+        recordFailure: (chunkNo, message) => ledger.recordChunkFailure(d.client, runId, chunkNo, message),
+        recover: d.recover,
+        fence: d.fence,
+        onChunkDone: ({ chunkNo, scored, rejected }) => {
+          done++;
+          // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
+          log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+          observer.chunkDone(scored, rejected);
+          scoredNow += scored;
+          rejectedNow += rejected;
+          const next = pending[++inFlight];
+          if (next) stage = `chunk ${next.chunkNo}`;
+        },
+      },
+      pending,
+    );
+    observer.stopProgress();
+    await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
+    if (!completed || d.stop.requested) throw stopped(d.stop, runId);
+    // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
+    await d.recover();
+    stage = 'statistics';
+
+    const run = await ledger.getRun(d.client, runId);
+    const scored = Number(run?.rows_scored ?? 0);
+    scoredTotal = scored;
+    const rejected = Number(run?.rows_rejected ?? 0);
+    const finalChunks = await ledger.getChunks(d.client, runId);
+    // The ledger, not this process's memory, says what is done: a commit the server lost (a crash of a
+    // server without synchronous commit) leaves its chunk pending, and such a run must not publish.
+    const notDone = finalChunks.filter((c) => c.status !== 'done').map((c) => c.chunk_no);
+    if (notDone.length > 0) {
+      throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
+    }
+    const statistics = await computeRunStatistics(d.client, ledger, runId, model.plan, finalChunks);
+    const stats = statistics.scores;
+    // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
+    runStats = { ...statistics, timings_ms: d.timings.toJSON() };
+    checkGates(d, scored, rejected, statistics.drift);
+    stage = 'publish';
+    let t = performance.now();
+    let dropped: string[] = [];
+    if (params.dryRun) {
+      await d.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
+      await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
+    } else {
+      await publishRun(d.client, ledger, runId, runStats, log, d.fence);
+      dropped = await applyRetention(d.client, ledger, model.manifest.name, params.keepRuns, log);
+    }
+    d.timings.add('publish', performance.now() - t);
+    const durationMs = performance.now() - started;
+    await observer.finished(
+      { model: model.manifest.name, runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
+      () => lastSuccessAt(d.client, ledger, model.manifest.name),
+    );
+    return {
+      runId,
+      status: 'succeeded',
+      dryRun: params.dryRun,
+      published: !params.dryRun,
+      rowsScored: scored,
+      rowsRejected: rejected,
+      rowsScoredNow: scoredNow,
+      rowsRejectedNow: rejectedNow,
+      durationMs,
+      rowsPerSecond: scoredNow / Math.max(durationMs / 1000, 1e-9),
+      backend: model.backend,
+      modelName: model.manifest.name,
+      modelVersion: model.manifest.version,
+      stats,
+      psi: statistics.drift.psi,
+      psiBaselineRunId: statistics.drift.baseline_run_id,
+      timings: d.timings.toJSON(),
+      droppedRuns: dropped,
+    };
+  } catch (err) {
+    const failure = await classify(err, d, stage);
+    await recordOutcome(d, () => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
+    const drift = runStats?.drift as { psi: number | null } | undefined;
+    await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger, model.manifest.name));
+    // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
+    if (failure.status === 'interrupted' && d.stop.requested) {
+      const interrupted = new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+      log.warn({ status: 'interrupted' }, interrupted.message);
+      interrupted.loggedAt = 'warn';
+      throw interrupted;
+    }
+    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${advice(failure.kind, runId, scoredTotal, params.dryRun)}`, runId, { cause: err });
+    log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage, exit_code: failed.exitCode }, failed.message);
+    failed.loggedAt = 'error';
+    throw failed;
+  } finally {
+    await view?.close();
+    observer.stopProgress();
+    clearInterval(heartbeat);
+  }
+}
+
+/** How long a failed run keeps trying to record its outcome while the database is unreachable. */
+const recordOutcomeForMs = 60_000;
+
+/**
+ * Records a failed run's outcome, waiting out a database outage (up to a minute, trying every second
+ * or two), so that a run that failed because the server went away is still recorded `failed`, with its
+ * reason, rather than left `running`. Never writes once the run lock was taken over (another process
+ * owns the ledger of this run now).
+ */
+async function recordOutcome(d: ExecuteDeps, write: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + recordOutcomeForMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await d.recover();
+      await write();
+      return;
+    } catch (e) {
+      if (e instanceof LockLostError) {
+        d.log.error({ err: e.message }, 'the outcome is not recorded: the run lock was taken over, and the process that took it marked this run');
+        return;
+      }
+      if (!isTransient(e) || Date.now() >= deadline) {
+        d.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
+        return;
+      }
+      if (attempt === 1) d.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${recordOutcomeForMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
+    }
+  }
+}
+
+/**
+ * Plans the run's chunks in the run's snapshot unless a plan is recorded. Planned here (not before the run
+ * row) so that a failed plan is recorded on the run, and a resume of a run that died while planning plans
+ * again. A resume of a planned run counts its unfinished chunks again in its new snapshot: they read the
+ * source as of the resume. Returns the source's row count when it planned now.
+ */
+async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number | undefined> {
+  const { ledger, runId, params, log } = d;
+  const run = await ledger.getRun(d.client, runId);
+  if (run?.chunks_total !== null && run?.chunks_total !== undefined) {
+    await view.recount(await ledger.pendingChunks(d.client, runId));
+    return undefined;
+  }
+  const t0 = performance.now();
+  const plan = await view.plan(params.chunkSize);
+  // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
+  if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
+  if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
+  await d.client.query('BEGIN');
+  try {
+    await ledger.recordPlan(d.client, runId, plan.chunks);
+    await ledger.recordChunkRows(d.client, runId, plan.chunks);
+    await d.client.query('COMMIT');
+  } catch (err) {
+    await d.client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  d.timings.add('plan', performance.now() - t0);
+  log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
+  return plan.rows;
+}
+
+/** What to do about a failed run, as it can be done: never to publish a run that scored no customer. */
+function advice(kind: ErrorKind, runId: string, scored: number | undefined, dryRun: boolean): string {
+  if (kind !== 'gate') return `resume it with \`scorejob resume ${runId}\``;
+  if (scored === 0) return 'no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run (`scorejob run`)';
+  return gateAdvice(runId, dryRun);
+}
+
+/**
+ * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
+ * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
+ */
+function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
+  const { params, runId, ledger, log } = d;
+  const total = scored + rejected;
+  const ratio = total === 0 ? 0 : rejected / total;
+  if (ratio > params.maxRejectRatio) {
+    throw new GateError(
+      `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+        `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
+    );
+  }
+  const psiBreach = psiGateBreach(drift, params.maxPsi);
+  if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
+  if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
+  if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+}
+
+class GateError extends Error {}
+
+/**
+ * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
+ * the same figures and stop at the same gate.
+ */
+function gateAdvice(runId: string, dryRun: boolean): string {
+  if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
+  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
+}
+
+class StoppedError extends Error {}
+
+function stopped(stop: StopSignal, runId: string): StoppedError {
+  return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
+}
+
+function formatPercent(r: number): string {
+  return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
+}
+
+/**
+ * The ledger's words for a failure: the root cause in one line, and its kind. A database or internal
+ * failure also names the stage it happened in (`… (during chunk 12)`, `… (during publish)`): its message
+ * alone (a lost connection) does not say.
+ */
+async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
+  if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
+  if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
+  if (err instanceof ChunkCountError) {
+    // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.
+    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    return { status: 'failed', kind: 'data', message: explained ?? err.message };
+  }
+  if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
+  const duplicate = duplicateKeyError(err, d.runId);
+  if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
+  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
+  const state = sqlStateOf(err);
+  const during = ` (during ${stage})`;
+  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
+  if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
+    // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
+    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) + during };
+  }
+  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
+}

@@ -1,0 +1,192 @@
+import type pg from 'pg';
+import { RunFailedError } from '../errors.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import type { Logger } from '../log.js';
+import type { Ledger } from '../ledger/ledger.js';
+
+/**
+ * Attaches the run's table to score_data before any of its chunks is scored, and long before it is
+ * published (guarantee 1). A reader's statement is planned with the partitions that exist then and
+ * executed with a newer snapshot; had the attach and the pointer moved in one transaction, a statement
+ * planned just before that commit and executed just after it would follow the new pointer to a
+ * partition its plan lacks, and see no rows. Attached at plan time, the partition is in every plan by
+ * the time the pointer can name it; customer_scores prunes it away until then, and
+ * customer_score_history shows published runs only. Idempotent: a resume (or a run planned before this
+ * rule) attaches a table that is not attached yet, building its primary key first if it lacks one.
+ */
+export async function attachRunTable(c: pg.ClientBase, ledger: Ledger, runId: string, log: Logger): Promise<void> {
+  const state = await ledger.runTableState(c, runId);
+  if (!state.exists || state.attached) return;
+  if (!state.hasKey) {
+    try {
+      const id = BigInt(runId).toString();
+      await c.query(`ALTER TABLE ${ledger.runTable(runId)} ADD CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id)`);
+    } catch (err) {
+      throw duplicateKeyError(err, runId) ?? err;
+    }
+  }
+  await withLockRetry(c, log, 'attaching the run table to score_data', () => ledger.attachRunTable(c, runId));
+  await ledger.markAttached(c, runId);
+}
+
+/**
+ * How old the attach must be before the pointer may name the run. Not needed in theory (the older
+ * readers' wait below covers statements planned before the attach), but under load on PostgreSQL 18
+ * 3 of 6,610 polls still saw an empty view when the pointer moved within milliseconds of the attach:
+ * this margin closes whatever window is left. A real run attaches at plan time, seconds before.
+ */
+const attachSettleMs = 1_000;
+
+/**
+ * Registers the run's model in this schema (its first non-dry run does), which adds the model's branch
+ * to customer_scores (sql/006_models.sql). Done when the run starts, long before its publish, for the
+ * same reason the run's table is attached then: a reader's plan must know the branch before the
+ * pointer names the model's run. Replacing the view waits for its readers, at most 5 s at a time.
+ */
+export async function registerModel(c: pg.ClientBase, ledger: Ledger, modelName: string, log: Logger): Promise<void> {
+  if (await ledger.modelRegistered(c, modelName)) return;
+  await withLockRetry(c, log, `registering model ${modelName}`, async () => {
+    if (await ledger.registerModel(c, modelName)) await ledger.refreshScoreViews(c);
+  });
+  log.info({ model: modelName }, `model ${modelName} registered in schema ${ledger.schema}: customer_scores now has its rows once it publishes (WHERE model_name = '${modelName}')`);
+}
+
+/** How long publish waits for reader transactions that began before the run's table was attached. */
+const oldReaderWaitMs = 30_000;
+
+/**
+ * Makes a finished run what readers see, in one short transaction: move the published_run pointer and
+ * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
+ * (guarantee 1). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
+ */
+export async function publishRun(
+  c: pg.ClientBase,
+  ledger: Ledger,
+  runId: string,
+  stats: unknown,
+  log: Logger,
+  fence?: (c: pg.ClientBase) => Promise<void>,
+  settleMs: number = attachSettleMs,
+): Promise<void> {
+  const state = await ledger.runTableState(c, runId);
+  if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
+  // A statement planned around the attach's commit takes its snapshot right after planning: once the
+  // attach is this old, any such statement saw the old pointer, or still runs (and is waited for below).
+  const wait = await ledger.msUntilAttachedFor(c, runId, settleMs);
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  await waitForOlderReaders(c, ledger, runId, log);
+  await c.query(`ANALYZE ${ledger.runTable(runId)}`);
+  await withLockRetry(c, log, 'publishing', async () => {
+    await c.query(
+      `INSERT INTO ${ledger.s}.published_run (model_name, run_id, published_at)
+       SELECT model_name, run_id, now() FROM ${ledger.s}.score_runs WHERE run_id = $1
+       ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at`,
+      [runId],
+    );
+    await c.query(
+      `UPDATE ${ledger.s}.score_runs SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
+              error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
+      [runId, JSON.stringify(stats)],
+    );
+    // The run lock must still be ours (src/job/runLock.ts): never publish after another process took it over.
+    await fence?.(c);
+  });
+}
+
+/**
+ * A transaction that began before the attach committed may still plan with the partitions it saw
+ * then (it holds its lock on score_data, so it need not look again): wait for such transactions to end
+ * before the pointer names the new run. Usually there are none (the attach was at plan time); a session
+ * idle in a transaction for longer than the wait is named in a warning and not waited for.
+ */
+async function waitForOlderReaders(c: pg.ClientBase, ledger: Ledger, runId: string, log: Logger): Promise<void> {
+  const deadline = performance.now() + oldReaderWaitMs;
+  for (let waited = false; ; waited = true) {
+    const old = await ledger.readersOlderThanAttach(c, runId);
+    if (old.length === 0) return;
+    if (performance.now() >= deadline) {
+      log.warn({ pids: old.map((o) => o.pid) }, `publishing although ${old.length} session(s) in a transaction older than this run still hold a lock on score_data (pids ${old.map((o) => o.pid).join(', ')}): their next statement may see no scores until they end their transaction`);
+      return;
+    }
+    if (!waited) log.info({ pids: old.map((o) => o.pid) }, `waiting for ${old.length} reader transaction(s) older than this run to end before publishing`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Runs fn in a transaction that never waits long behind another lock on score_data (DDL, a
+ * retention DETACH): it gives up after 5 s, waits, and tries again, up to six times.
+ */
+async function withLockRetry(c: pg.ClientBase, log: Logger, what: string, fn: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await c.query('BEGIN');
+      await c.query(`SET LOCAL lock_timeout = '5s'`);
+      await fn();
+      await c.query('COMMIT');
+      return;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      if (sqlStateOf(err) !== SqlState.lockNotAvailable || attempt >= 6) throw err;
+      log.warn({ attempt }, `${what} waited too long for a lock on score_data; trying again`);
+      await new Promise((r) => setTimeout(r, 1000 * attempt));
+    }
+  }
+}
+
+/** A unique violation on the run's key, in words: the source key is not unique. */
+export function duplicateKeyError(err: unknown, runId: string): RunFailedError | undefined {
+  if (sqlStateOf(err) !== SqlState.uniqueViolation) return undefined;
+  const detail = ((err as { detail?: string }).detail ?? '').replace(/\s+/g, ' ');
+  return new RunFailedError(`the source key is not unique, so a customer was scored twice (${detail}); fix the source key`, runId, { cause: err });
+}
+
+/**
+ * What retention keeps of one model's runs (guarantee 4, README "History"); other models' runs are never touched:
+ * - the published run, always, whatever `keep` says, and the newest published runs up to `keep` in all;
+ * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
+ *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at
+ *   most `keep` of them in any case, the newest.
+ * Everything else is dropped whole: attached tables are detached CONCURRENTLY (readers never blocked)
+ * first. `current` (the run in progress, if any) is never touched. Best effort: a failure is logged,
+ * and the next run finishes the job.
+ */
+export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName: string, keep: number, log: Logger, current?: string): Promise<string[]> {
+  const { rows } = await c.query<{ run_id: string; published: boolean; attached: boolean; pending: boolean; is_pointer: boolean; superseded: boolean }>(
+    `SELECT r.run_id::text, r.published_at IS NOT NULL AS published,
+            i.inhrelid IS NOT NULL AS attached, COALESCE(i.inhdetachpending, false) AS pending,
+            EXISTS (SELECT 1 FROM ${ledger.s}.published_run p WHERE p.run_id = r.run_id) AS is_pointer,
+            r.run_id < COALESCE((SELECT max(l.run_id) FROM ${ledger.s}.score_runs l WHERE l.published_at IS NOT NULL AND l.model_name = r.model_name), -1) AS superseded
+       FROM pg_class t
+       JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = $1
+       JOIN ${ledger.s}.score_runs r ON t.relname = 'score_data_' || r.run_id
+       LEFT JOIN pg_inherits i ON i.inhrelid = t.oid AND i.inhparent = to_regclass($2)
+      WHERE t.relkind = 'r' AND r.status <> 'running' AND r.run_id <> COALESCE($3::bigint, -1) AND r.model_name = $4
+      ORDER BY r.run_id DESC`,
+    [ledger.schema, `${ledger.s}.score_data`, current ?? null, modelName],
+  );
+  const published = rows.filter((r) => r.published && !r.is_pointer);
+  const unpublished = rows.filter((r) => !r.published);
+  const pointerKept = rows.some((r) => r.is_pointer) ? 1 : 0;
+  const doomed = [
+    // The published run counts as one of `keep`.
+    ...published.slice(Math.max(0, keep - pointerKept)),
+    ...unpublished.filter((r) => r.superseded),
+    ...unpublished.filter((r) => !r.superseded).slice(Math.max(0, keep)),
+  ];
+  const dropped: string[] = [];
+  for (const row of doomed.sort((a, b) => Number(a.run_id) - Number(b.run_id))) {
+    const table = ledger.runTable(row.run_id);
+    try {
+      await c.query(`SET lock_timeout = '10s'`);
+      if (row.attached) await c.query(`ALTER TABLE ${ledger.s}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
+      await c.query(`DROP TABLE ${table}`);
+      dropped.push(row.run_id);
+    } catch (err) {
+      log.warn({ dropped_run: row.run_id, err: (err as Error).message }, `could not drop the scores of run ${row.run_id} yet; the next run will try again`);
+    } finally {
+      await c.query(`RESET lock_timeout`).catch(() => undefined);
+    }
+  }
+  return dropped;
+}

@@ -1,0 +1,253 @@
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import type { Config, RunOptions } from '../config.js';
+import { describeDb } from '../config.js';
+import { quoteQualified, type SourceRef } from '../db/copyReader.js';
+import { assertMigrated } from '../db/migrate.js';
+import { checkConnection, createPool } from '../db/pool.js';
+import { ResilientClient } from '../db/resilientClient.js';
+import { NothingToDoError, UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
+import type { StopSignal } from './chunkLoop.js';
+import { checkDue, describeDue } from '../schedule/due.js';
+import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
+import { Ledger, type RunParams } from '../ledger/ledger.js';
+import { acquireRunLock } from './acquireRunLock.js';
+import { runHolderState, type LockPurpose, type RunLock } from './runLock.js';
+import { applyRetention } from './publish.js';
+
+import { checkSource } from './sourceCheck.js';
+import { StageTimings } from '../observe/timings.js';
+
+export type { RunResult };
+
+export interface RunContext {
+  config: Config;
+  log: Logger;
+  stop: StopSignal;
+  /** Progress and metrics of this invocation (the CLI's `--progress-interval`, `--metrics-file`). */
+  observe?: ExecuteDeps['observe'];
+}
+
+/**
+ * `scorejob run`: load and check the model (nothing written yet), take the run lock, plan the chunks,
+ * record the run, score every chunk, publish. Throws a ScorejobError carrying the exit code.
+ */
+export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
+  const model = await loadModel(opts.modelDir, { backend: opts.backend });
+  // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
+  ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
+  const params: RunParams = {
+    modelDir: opts.modelDir,
+    chunkSize: opts.chunkSize,
+    dryRun: opts.dryRun,
+    keepRuns: opts.keepRuns,
+    maxRejectRatio: opts.maxRejectRatio,
+    maxPsi: opts.maxPsi ?? null,
+    chunkAttempts: opts.chunkAttempts,
+    backendChoice: opts.backend,
+    source: { table: model.manifest.source.table, key: model.manifest.source.key },
+  };
+  return withLockedLedger(ctx, model, 'run', async (session) => {
+    const { ledger, client } = session;
+    if (opts.dueCheck && opts.tickAt) {
+      // --if-due looked before the lock; another host's whole run may have fit in between: look again.
+      const due = await checkDue(client, ctx.config.schema, model.manifest.name, opts.dueCheck, new Date(), opts.tickAt);
+      if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
+    }
+    if (!(await sourceHasRows(client, params.source))) {
+      throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
+    }
+    // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
+    await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
+    // The ledger row comes before the work: whatever happens from here on is recorded on it. It is
+    // attached to the lock in the same transaction, so no one ever sees it running without a holder.
+    const runId = await session.inTransaction(async (c) => {
+      const id = await ledger.createRun(c, {
+        trigger: opts.trigger,
+        dryRun: opts.dryRun,
+        modelName: model.manifest.name,
+        modelVersion: model.manifest.version,
+        modelSha256: model.sha256,
+        backend: model.backend,
+        params,
+        tickAt: opts.tickAt,
+        host: hostname(),
+        pid: process.pid,
+      });
+      await session.lock.attachRun(c, id);
+      return id;
+    });
+    const log = ctx.log.child({ run_id: runId });
+    log.info(
+      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256 },
+      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
+    );
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+  });
+}
+
+/**
+ * `scorejob resume <id>`: continue a failed or interrupted run from its unfinished chunks with the same
+ * parameters and the same model (its files' sha256 must match).
+ */
+export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResult> {
+  if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
+  // Read the run first (without the lock) to know which model to load.
+  const pool = createPool(ctx.config.db, 1);
+  let params: RunParams;
+  try {
+    await checkConnection(pool, ctx.config.db);
+    const client = await pool.connect();
+    try {
+      await assertMigrated(client, ctx.config.schema);
+      const run = await new Ledger((n) => client.escapeIdentifier(n), ctx.config.schema).getRun(client, runId);
+      if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+      if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+      // Still running for real only while a live lock holder works on it (grace included); otherwise
+      // its process died, and taking the lock below marks it interrupted.
+      if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
+        throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
+      }
+      params = run.params;
+    } finally {
+      client.release();
+    }
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+  const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
+  return withLockedLedger(ctx, model, 'resume', async (session) => {
+    const { ledger, client } = session;
+    const run = await ledger.getRun(client, runId);
+    if (!run) throw new UsageError(`there is no run ${runId}`);
+    if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+    if (run.status === 'running') throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host})`);
+    if (run.model_sha256 !== model.sha256) {
+      throw new UsageError(
+        `the model files in ${params.modelDir} changed since run ${runId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${run.model_sha256.slice(0, 12)}… then); start a new run with \`scorejob run\` instead`,
+      );
+    }
+    const newer = await client.query<{ run_id: string }>(`SELECT run_id FROM ${ledger.s}.score_runs WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2 LIMIT 1`, [runId, run.model_name]);
+    if (newer.rows[0] && !run.dry_run) {
+      throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, which succeeded later; start a new run instead`);
+    }
+    const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
+    if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+    await session.inTransaction(async (c) => {
+      await ledger.reopenRun(c, runId, hostname(), process.pid);
+      await session.lock.attachRun(c, runId);
+    });
+    const log = ctx.log.child({ run_id: runId });
+    const chunks = await ledger.getChunks(client, runId);
+    const left = chunks.filter((c) => c.status !== 'done').length;
+    log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+  });
+}
+
+/** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */
+async function assertWritable(client: pg.ClientBase, config: Config): Promise<void> {
+  const { rows } = await client.query<{ ro: string }>(`SELECT current_setting('transaction_read_only') AS ro`);
+  if (rows[0]?.ro === 'on') {
+    throw new UsageError(`database ${describeDb(config.db)} is read-only (default_transaction_read_only is on, or it is a standby): scorejob needs to write its ledger and scores`);
+  }
+}
+
+async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
+  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(client, source.table)}) AS any`);
+  return rows[0]?.any === true;
+}
+
+/**
+ * The session's parts for executeRun. `client` is a getter, not a copy: recover() replaces the ledger
+ * connection after a connection loss, and every later ledger write must use the new one.
+ */
+function executeDeps(session: LockedSession, rest: Omit<ExecuteDeps, 'pool' | 'client' | 'ledger' | 'config' | 'recover' | 'fence'>): ExecuteDeps {
+  return {
+    ...rest,
+    pool: session.pool,
+    ledger: session.ledger,
+    config: session.config,
+    recover: () => session.recover(),
+    fence: (c) => session.lock.fence(c),
+    get client() {
+      return session.client;
+    },
+  };
+}
+
+/** A pool, the ledger connection, the run lock, and the ledger, for one run's life. */
+export interface LockedSession {
+  pool: pg.Pool;
+  /** The ledger connection (a getter: a lost one is replaced, see recover). */
+  readonly client: pg.PoolClient;
+  ledger: Ledger;
+  config: Config;
+  lock: RunLock;
+  /** After a connection loss: the lock must still be ours (else LockLostError) and the ledger connection up. */
+  recover(): Promise<void>;
+  /** fn in one transaction on the ledger connection. */
+  inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Opens the pool and the ledger connection, refuses an un-migrated database or a source that lacks
+ * what the model needs, takes the run lock (or exits 75 naming the holder, 69 if it is stuck), marks
+ * dead runs interrupted, runs fn, and releases everything in reverse order.
+ */
+async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, fn: (s: LockedSession) => Promise<T>): Promise<T> {
+  const { config, log } = ctx;
+  // ledger, lock, reader, writer, and one spare while a lost connection is being replaced.
+  const pool = createPool(config.db, 5);
+  let conn: ResilientClient | undefined;
+  let lock: RunLock | undefined;
+  try {
+    await checkConnection(pool, config.db);
+    conn = await ResilientClient.connect(pool, { role: 'ledger', log });
+    const ledgerConn = conn;
+    const client = ledgerConn.client;
+    await assertMigrated(client, config.schema);
+    await assertWritable(client, config);
+    await checkSource(client, model);
+    const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
+    const dead: string[] = [];
+    lock = await acquireRunLock(pool, config, log, purpose, ledger, model.manifest.name, (ids) => dead.push(...ids));
+    const held = lock;
+    for (const id of dead) {
+      log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
+    }
+    const session: LockedSession = {
+      pool,
+      ledger,
+      config,
+      lock: held,
+      get client() {
+        return ledgerConn.client;
+      },
+      recover: async () => {
+        await held.ensure();
+        await ledgerConn.ensure();
+      },
+      inTransaction: async (f) => {
+        const c = ledgerConn.client;
+        await c.query('BEGIN');
+        try {
+          const result = await f(c);
+          await c.query('COMMIT');
+          return result;
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      },
+    };
+    return await fn(session);
+  } finally {
+    await lock?.release();
+    await conn?.close();
+    model.dispose();
+    await pool.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,99 @@
+import type { FeatureSummary, FeaturesSummary } from '../stats/featureStats.js';
+import { coarsen, type Drift } from '../stats/psi.js';
+import type { RunDetail } from './runsReport.js';
+import type { ScoreSummary } from '../stats/scoreStats.js';
+
+const num = new Intl.NumberFormat('en-US');
+
+/** The usual reading of a PSI value. */
+export function psiVerdict(psi: number): string {
+  return psi < 0.1 ? 'stable' : psi < 0.25 ? 'moderate shift' : 'major shift';
+}
+
+export function formatPsi(d: Drift | null | undefined): string {
+  if (!d || d.psi === null) return d?.baseline_run_id ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})` : '— (no previous published run)';
+  return `${d.psi.toFixed(4)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
+}
+
+/** Shares of each of `bins` coarse bins, or undefined when the histogram cannot be merged to that many. */
+export function binShares(h: ScoreSummary['histogram'], bins: number): number[] | undefined {
+  const counts = coarsen(h, bins);
+  if (!counts) return undefined;
+  const total = counts.reduce((s, v) => s + v, 0);
+  return counts.map((c) => (total === 0 ? 0 : c / total));
+}
+
+const eighths = ['', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+
+/** A horizontal bar of `share / max` of `width` cells, in eighths of a cell. */
+function bar(share: number, max: number, width: number): string {
+  const units = max === 0 ? 0 : Math.round((share / max) * width * 8);
+  return ('█'.repeat(Math.floor(units / 8)) + eighths[units % 8]).padEnd(width);
+}
+
+/**
+ * The score histogram drawn in the terminal: `bins` coarse bins as bars, beside the previous published
+ * run's on the same scale.
+ */
+export function formatHistogram(current: ScoreSummary['histogram'], previous: ScoreSummary['histogram'] | null | undefined, bins = 20, width = 24): string[] {
+  const a = binShares(current, bins);
+  if (!a) return [];
+  const p = previous && previous.lo === current.lo && previous.hi === current.hi ? binShares(previous, bins) : undefined;
+  const max = Math.max(...a, ...(p ?? []));
+  const step = (current.hi - current.lo) / bins;
+  const digits = step < 0.01 ? 3 : 2;
+  return a.map((share, i) => {
+    const lo = (current.lo + i * step).toFixed(digits);
+    const hi = (current.lo + (i + 1) * step).toFixed(digits);
+    const left = `${bar(share, max, width)} ${(share * 100).toFixed(1).padStart(5)}%`;
+    return `  ${lo}–${hi}  ${left}${p ? `  │ ${bar(p[i] ?? 0, max, width)} ${((p[i] ?? 0) * 100).toFixed(1).padStart(5)}%` : ''}`;
+  });
+}
+
+function pct(x: number | undefined): string {
+  return x === undefined ? '—' : `${(x * 100).toFixed(x > 0 && x < 0.0001 ? 4 : 2)}%`;
+}
+
+/** The per-feature table: NULL, outside the training range, unknown category; the previous run's in brackets. */
+export function formatFeatureTable(f: FeaturesSummary, previous: FeaturesSummary | null | undefined): string[] {
+  const prevOf = (column: string): FeatureSummary | undefined => previous?.features.find((x) => x.column === column);
+  const pair = (now: string, before: string | undefined) => (previous ? `${now} (${before ?? '—'})` : now);
+  const rows = f.features.map((x) => {
+    const b = prevOf(x.column);
+    const ranged = x.min !== null || x.max !== null;
+    return [
+      x.column,
+      x.transform,
+      pair(pct(x.null_fraction), b && pct(b.null_fraction)),
+      ranged ? pair(pct(x.outside_range_fraction), b && pct(b.outside_range_fraction)) : '—',
+      x.transform === 'one_hot' ? pair(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—',
+    ];
+  });
+  const table = [['feature', 'transform', 'NULL', 'outside training range', 'unknown category'], ...rows];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length)));
+  return table.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}`);
+}
+
+/** The statistics part of `scorejob runs show`: drift, the histogram beside the previous run's, the feature table. */
+export function formatRunStatistics(r: RunDetail): string[] {
+  const lines: string[] = [];
+  if (r.forced_publish) {
+    lines.push('', `Published by force on ${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`);
+  }
+  if (r.stats && r.stats.count > 0) {
+    lines.push('', `Drift (PSI over ${r.drift?.bins ?? 10} bins)  ${formatPsi(r.drift)}`);
+    const prev = r.previous_published?.stats?.histogram;
+    lines.push('', `Score histogram (this run${prev ? ` │ previous published run ${r.previous_published?.run_id}` : ''}):`);
+    lines.push(...formatHistogram(r.stats.histogram, prev));
+  }
+  if (r.features && r.features.features.length > 0) {
+    const prev = r.previous_published?.features;
+    lines.push('', `Features (${num.format(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
+    lines.push(...formatFeatureTable(r.features, prev));
+  }
+  // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
+  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
+    lines.push('', `After review, \`scorejob publish ${r.run_id} --force\` publishes these scores as they are.`);
+  }
+  return lines;
+}

@@ -1,0 +1,177 @@
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import type { FeatureSummary } from '../stats/featureStats.js';
+import { binShares, formatPsi, psiVerdict } from './formatStats.js';
+import type { RunDetail } from './runsReport.js';
+import type { ScoreSummary } from '../stats/scoreStats.js';
+
+/** Escapes text for HTML content and attribute values. */
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+const num = new Intl.NumberFormat('en-US');
+const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '—' : v.toFixed(digits));
+const pct = (v: number | undefined) => (v === undefined ? '—' : `${(v * 100).toFixed(2)}%`);
+
+const css = `
+body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1d2433;margin:32px auto;max-width:1080px;padding:0 24px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #d8dde6;padding-bottom:4px}
+.sub{color:#5b6577;margin:0 0 16px}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #eceff4;vertical-align:top}
+th{background:#f5f7fa;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+#facts th{width:180px}#scores{width:auto;min-width:50%}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.succeeded{background:#e3f5e9;color:#17663a}.failed{background:#fde8e8;color:#9b1c1c}.interrupted,.running{background:#fff4d6;color:#8a5a00}
+.stable{color:#17663a}.moderate{color:#8a5a00}.major{color:#9b1c1c}
+.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 14px;vertical-align:-1px}
+.note{color:#5b6577;font-size:12px}
+`;
+
+function facts(r: RunDetail): string {
+  const rows: [string, string][] = [
+    ['status', `<span class="badge ${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`],
+    ['model', escapeHtml(`${r.model} ${r.model_version} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`)],
+    ['trigger', escapeHtml(r.trigger + (r.resumes ? `, resumed ${r.resumes}×` : ''))],
+    ['started / finished (UTC)', escapeHtml(`${r.started_at} / ${r.finished_at ?? '—'}`)],
+    ['duration', escapeHtml(`${r.duration_s ?? '—'} s`)],
+    ['rows', escapeHtml(`${num.format(r.rows_scored)} scored, ${num.format(r.rows_rejected)} rejected`)],
+    ['chunks', escapeHtml(`${r.chunks_done} of ${r.chunks_total ?? '?'} done`)],
+    ['drift (PSI)', psiCell(r)],
+  ];
+  if (r.error) rows.push(['error', escapeHtml(r.error)]);
+  if (r.forced_publish) rows.push(['published by force', escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`)]);
+  for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${num.format(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
+  return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
+}
+
+function psiCell(r: RunDetail): string {
+  const psi = r.drift?.psi;
+  if (psi === null || psi === undefined) return escapeHtml(formatPsi(r.drift));
+  const cls = psi < 0.1 ? 'stable' : psi < 0.25 ? 'moderate' : 'major';
+  return `<span class="${cls}">${psi.toFixed(4)} — ${escapeHtml(psiVerdict(psi))}</span> against run ${escapeHtml(r.drift?.baseline_run_id ?? '')}`;
+}
+
+/** Grouped bars: this run (blue) and the previous published run (grey) per bin, same scale. */
+export function histogramSvg(current: ScoreSummary['histogram'], previous: ScoreSummary['histogram'] | null | undefined, bins = 20): string {
+  const a = binShares(current, bins) ?? [];
+  const p = previous && previous.lo === current.lo && previous.hi === current.hi ? binShares(previous, bins) : undefined;
+  const max = Math.max(1e-9, ...a, ...(p ?? []));
+  const W = 1000;
+  const H = 320;
+  const left = 50;
+  const bottom = 40;
+  const plotW = W - left - 10;
+  const plotH = H - bottom - 10;
+  const slot = plotW / bins;
+  const barW = p ? slot * 0.4 : slot * 0.8;
+  const y = (share: number) => 10 + plotH - (share / max) * plotH;
+  const parts: string[] = [];
+  for (let t = 0; t <= 4; t++) {
+    const share = (max * t) / 4;
+    parts.push(`<line x1="${left}" x2="${W - 10}" y1="${y(share).toFixed(1)}" y2="${y(share).toFixed(1)}" stroke="#eceff4"/>`);
+    parts.push(`<text x="${left - 6}" y="${(y(share) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#5b6577">${(share * 100).toFixed(1)}%</text>`);
+  }
+  const step = (current.hi - current.lo) / bins;
+  a.forEach((share, i) => {
+    const x0 = left + i * slot + slot * 0.1;
+    parts.push(`<rect class="bar current" x="${x0.toFixed(1)}" y="${y(share).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(share)).toFixed(1)}" fill="#2f6fde"><title>${(current.lo + i * step).toFixed(2)}–${(current.lo + (i + 1) * step).toFixed(2)}: ${(share * 100).toFixed(2)}%</title></rect>`);
+    if (p) {
+      const ps = p[i] ?? 0;
+      parts.push(`<rect class="bar previous" x="${(x0 + barW).toFixed(1)}" y="${y(ps).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(ps)).toFixed(1)}" fill="#a7b0bf"><title>previous: ${(ps * 100).toFixed(2)}%</title></rect>`);
+    }
+    if (i % 2 === 0) parts.push(`<text x="${(left + i * slot).toFixed(1)}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="middle">${(current.lo + i * step).toFixed(2)}</text>`);
+  });
+  parts.push(`<text x="${W - 10}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="end">${current.hi.toFixed(2)}</text>`);
+  parts.push(`<line x1="${left}" x2="${W - 10}" y1="${10 + plotH}" y2="${10 + plotH}" stroke="#5b6577"/>`);
+  parts.push(`<text x="${left + plotW / 2}" y="${H - 6}" font-size="12" fill="#1d2433" text-anchor="middle">score</text>`);
+  return `<svg id="histogram" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="score histogram">${parts.join('')}</svg>`;
+}
+
+function quantileTable(s: ScoreSummary, prev: ScoreSummary | null | undefined): string {
+  const keys: [string, (x: ScoreSummary) => number | null][] = [
+    ['count', (x) => x.count],
+    ['mean', (x) => x.mean],
+    ['std', (x) => x.std],
+    ['min', (x) => x.min],
+    ...Object.keys(s.quantiles).map((k): [string, (x: ScoreSummary) => number | null] => [k, (x) => x.quantiles[k] ?? null]),
+    ['max', (x) => x.max],
+  ];
+  const cell = (k: string, v: number | null) => `<td class="n">${k === 'count' ? (v === null ? '—' : num.format(v)) : fmt(v)}</td>`;
+  return (
+    `<table id="scores"><tr><th>statistic</th><th>this run</th>${prev ? '<th>previous published run</th>' : ''}</tr>` +
+    keys.map(([k, get]) => `<tr><th>${escapeHtml(k)}</th>${cell(k, get(s))}${prev ? cell(k, get(prev)) : ''}</tr>`).join('') +
+    '</table>'
+  );
+}
+
+function featureTable(r: RunDetail): string {
+  const f = r.features;
+  if (!f) return '<p class="note">No feature statistics for this run (its chunks were scored by an older scorejob).</p>';
+  const prev = r.previous_published?.features ?? null;
+  const before = (c: string): FeatureSummary | undefined => prev?.features.find((x) => x.column === c);
+  const both = (now: string, was: string | undefined) => `${now}${prev ? ` <span class="note">(${was ?? '—'})</span>` : ''}`;
+  const rows = f.features.map((x) => {
+    const b = before(x.column);
+    const range = x.min !== null || x.max !== null ? `${x.min ?? '−∞'} … ${x.max ?? '∞'}` : '—';
+    return (
+      `<tr><td>${escapeHtml(x.column)}</td><td>${escapeHtml(x.transform)}</td>` +
+      `<td class="n">${both(pct(x.null_fraction), b && pct(b.null_fraction))}</td>` +
+      `<td>${escapeHtml(range)}</td>` +
+      `<td class="n">${range === '—' ? '—' : both(pct(x.outside_range_fraction), b && pct(b.outside_range_fraction))}</td>` +
+      `<td class="n">${x.transform === 'one_hot' ? both(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—'}</td></tr>`
+    );
+  });
+  return (
+    `<table id="features"><tr><th>feature</th><th>transform</th><th>NULL</th><th>training range</th><th>outside range</th><th>unknown category</th></tr>${rows.join('')}</table>` +
+    `<p class="note">Fractions of the ${num.format(f.rows)} rows read (rejected rows included)${prev ? `; the previous published run's in brackets` : ''}.</p>`
+  );
+}
+
+/**
+ * `scorejob runs show <id> --html FILE`: one self-contained page (inline CSS and SVG, no script, no
+ * external resource) an analyst can attach to an email.
+ */
+export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
+  const prev = r.previous_published;
+  const title = `scorejob run ${r.run_id}: ${r.status}`;
+  const body = [
+    `<h1>${escapeHtml(title)}</h1>`,
+    `<p class="sub">${escapeHtml(`${r.model} ${r.model_version} · ${num.format(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
+    '<h2>Run</h2>',
+    facts(r),
+  ];
+  if (r.stats && r.stats.count > 0) {
+    body.push(
+      '<h2>Score distribution</h2>',
+      `<p class="legend"><span style="background:#2f6fde"></span>run ${escapeHtml(r.run_id)}${prev?.stats ? `<span style="background:#a7b0bf"></span>previous published run ${escapeHtml(prev.run_id)}` : ''}</p>`,
+      histogramSvg(r.stats.histogram, prev?.stats?.histogram),
+      `<p class="note">Share of scores per bin of width ${((r.stats.histogram.hi - r.stats.histogram.lo) / 20).toFixed(2)}. PSI = Σ (aᵢ − eᵢ)·ln(aᵢ/eᵢ) over ${r.drift?.bins ?? 10} equal bins, empty bins counted as ${r.drift?.epsilon ?? 1e-4}; below 0.1 stable, 0.1–0.25 moderate shift, above 0.25 major shift. Quantiles are read off a 100-bin histogram (within 0.01).</p>`,
+      quantileTable(r.stats, prev?.stats),
+    );
+  } else {
+    body.push('<h2>Score distribution</h2><p class="note">No scores recorded for this run yet.</p>');
+  }
+  body.push('<h2>Features</h2>', featureTable(r));
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title><style>${css}</style></head>
+<body>
+${body.join('\n')}
+</body></html>
+`;
+}
+
+/** Writes the page (temporary file + rename, so a mail client never attaches half of it). */
+export async function writeHtmlReport(file: string, r: RunDetail): Promise<void> {
+  const target = resolve(file);
+  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
+  try {
+    await writeFile(tmp, renderRunHtml(r));
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new UsageError(`--html: cannot write "${file}": ${(err as Error).message}`);
+  }
+}

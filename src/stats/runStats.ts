@@ -1,0 +1,56 @@
+import type pg from 'pg';
+import type { FeaturePlan } from '../model/features.js';
+import { chunkFeatureCounts, mergeFeatureCounts, summarizeFeatures, type FeatureCounts, type FeaturesSummary } from './featureStats.js';
+import type { ChunkRow, Ledger } from '../ledger/ledger.js';
+import { drift, type Drift } from './psi.js';
+import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
+
+/** A run's statistics as stored in `score_runs.stats` (beside `timings_ms`). */
+export interface RunStatistics {
+  scores: ScoreSummary;
+  /** Null for runs whose chunks predate feature counters. */
+  features: FeaturesSummary | null;
+  drift: Drift;
+}
+
+/** The latest published run of the same model before `runId`: the baseline of its drift and of `runs show`. */
+export async function previousPublishedRun(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<{ run_id: string; stats: { scores?: ScoreSummary } | null } | undefined> {
+  const { rows } = await c.query<{ run_id: string; stats: { scores?: ScoreSummary } | null }>(
+    `SELECT run_id::text AS run_id, stats FROM ${ledger.s}.score_runs
+      WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${ledger.s}.score_runs WHERE run_id = $1)
+      ORDER BY run_id DESC LIMIT 1`,
+    [runId],
+  );
+  return rows[0];
+}
+
+/**
+ * Merges every chunk's statistics (all chunks, also those a failed attempt of the run committed
+ * before a resume) and compares the scores with the previous published run. No pass over the scores.
+ */
+export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, runId: string, plan: FeaturePlan, chunks: readonly ChunkRow[]): Promise<RunStatistics> {
+  const scores = summarize(mergeStats(chunks.map((ch) => ch.stats).filter((s): s is ScoreStats => s !== null)));
+  const counts = chunks.map((ch) => chunkFeatureCounts(ch.stats));
+  const complete = counts.every((x): x is FeatureCounts => x !== undefined);
+  const merged = complete ? mergeFeatureCounts(counts) : undefined;
+  const previous = await previousPublishedRun(c, ledger, runId);
+  return {
+    scores,
+    features: merged ? summarizeFeatures(plan, merged) : null,
+    drift: drift(previous?.run_id ?? null, previous?.stats?.scores?.histogram, scores.histogram),
+  };
+}
+
+/**
+ * The PSI gate's complaint, or undefined when the run passes: no limit, no previous published run, or
+ * a PSI within the limit. A PSI that cannot be computed while there is a previous published run fails
+ * the gate: the gate cannot tell that the scores did not drift.
+ */
+export function psiGateBreach(d: Drift, maxPsi: number | null | undefined): string | undefined {
+  if (maxPsi === null || maxPsi === undefined || d.baseline_run_id === null) return undefined;
+  if (d.psi === null) {
+    return `the PSI of the scores against run ${d.baseline_run_id}'s cannot be computed (${d.unavailable ?? 'the histograms cannot be compared'}), so the scores cannot pass the limit of ${maxPsi} (--max-psi)`;
+  }
+  if (d.psi <= maxPsi) return undefined;
+  return `the scores drifted from run ${d.baseline_run_id}'s: PSI ${d.psi.toFixed(4)}, over the limit of ${maxPsi} (--max-psi)`;
+}
