@@ -48,6 +48,8 @@ export interface RunOptions {
   tickAt?: Date | undefined;
   /** `--if-due`: the schedule whose tick `tickAt` is; checked again once the run lock is held. */
   dueCheck?: { expression: string; timezone?: string | undefined } | undefined;
+  /** `--on-publish-command`: a shell command run after the publish committed (src/job/onPublishCommand.ts). */
+  onPublishCommand?: string | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

@@ -20,6 +20,7 @@ import { logRunSummary } from '../job/summary.js';
 import { modelDir, runOptions, type RunFlags } from './runOptions.js';
 import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from '../schedule/scheduler.js';
 import { seedCustomers } from '../dev/seed.js';
+import { registerRollbackCommand } from './rollback.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -142,6 +143,7 @@ export function buildProgram(): Command {
     .option('--progress-interval <seconds>', 'seconds between progress log lines when stderr is not a terminal; 0 for none (env SCOREJOB_PROGRESS_INTERVAL; default 30)')
     .option('--if-due <expr>', 'run only if the latest tick of this cron expression has no succeeded run yet; else exit 0 (for cron lines that fire more often than the schedule)')
     .option('--timezone <tz>', 'time zone of --if-due (default: the system time zone)')
+    .option('--on-publish-command <cmd>', 'shell command run after the publish committed, with SCOREJOB_RUN_ID etc. in its environment; its failure is logged, not fatal (env SCOREJOB_ON_PUBLISH_COMMAND)')
     .addOption(new Option('--tick-at <iso>', 'the tick this run is for (set by `scorejob schedule`)').hideHelp());
   runCommand.action(
     action(async (ctx, flags: RunFlags) => {
@@ -202,6 +204,8 @@ export function buildProgram(): Command {
         );
       }),
     );
+
+  registerRollbackCommand(program, action);
 
   const runs = program
     .command('runs')

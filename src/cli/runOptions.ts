@@ -27,6 +27,7 @@ export interface RunFlags extends TickFlags {
   chunkAttempts: string;
   metricsFile?: string;
   progressInterval?: string;
+  onPublishCommand?: string;
 }
 
 /** The shipped model, wherever scorejob is installed; a given directory is taken relative to the working directory. */
@@ -46,6 +47,7 @@ export function runOptions(flags: RunFlags, env = process.env): RunOptions {
     keepRuns: parseIntFlag(flags.keepRuns ?? env.SCOREJOB_KEEP_RUNS ?? '12', settingName(flags.keepRuns, '--keep-runs', 'SCOREJOB_KEEP_RUNS'), 1, 10_000),
     maxRejectRatio: parseNumberFlag(flags.maxRejectRatio ?? env.SCOREJOB_MAX_REJECT_RATIO ?? '0.01', settingName(flags.maxRejectRatio, '--max-reject-ratio', 'SCOREJOB_MAX_REJECT_RATIO'), 0, 1),
     chunkAttempts: parseIntFlag(flags.chunkAttempts, '--chunk-attempts', 1, 100),
+    onPublishCommand: flags.onPublishCommand ?? env.SCOREJOB_ON_PUBLISH_COMMAND,
     maxPsi: flags.maxPsi !== undefined || env.SCOREJOB_MAX_PSI ? parseNumberFlag((flags.maxPsi ?? env.SCOREJOB_MAX_PSI) as string, settingName(flags.maxPsi, '--max-psi', 'SCOREJOB_MAX_PSI'), 0, 1000) : undefined,
   });
 }

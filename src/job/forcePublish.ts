@@ -64,7 +64,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
       // A run stopped by a gate before its table was attached at plan time (schema version 1).
       await attachRunTable(client, ledger, runId, log);
-      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c));
+      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c), undefined, 'force');
       const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
       const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;
       log.warn(

@@ -18,6 +18,9 @@ import { lastSuccessAt } from '../observe/metrics.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
+import { Publications, type RunBands } from '../ledger/publications.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
+import type { ManifestBand } from '../model/manifest.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -152,6 +155,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: d.timings.toJSON() };
+    // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
+    if (!params.dryRun && scored > 0) await new Publications(ledger).recordRanks(d.client, runId, runBands(model.manifest.output.bands));
     checkGates(d, scored, rejected, statistics.drift);
     stage = 'publish';
     let t = performance.now();
@@ -160,7 +165,8 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       await d.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
       await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
     } else {
-      await publishRun(d.client, ledger, runId, runStats, log, d.fence);
+      const event = await publishRun(d.client, ledger, runId, runStats, log, d.fence);
+      await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(d.client, ledger, model.manifest.name, params.keepRuns, log);
     }
     d.timings.add('publish', performance.now() - t);
@@ -303,6 +309,12 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
 }
 
 class GateError extends Error {}
+
+/** The manifest's bands as stored on the run: the bounds between them, and every name. */
+function runBands(bands: readonly ManifestBand[] | undefined): RunBands | undefined {
+  if (!bands) return undefined;
+  return { bounds: bands.slice(0, -1).map((b) => b.below as number), names: bands.map((b) => b.name) };
+}
 
 /**
  * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute

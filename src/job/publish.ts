@@ -1,8 +1,10 @@
+import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
 import { RunFailedError } from '../errors.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
 import type { Ledger } from '../ledger/ledger.js';
+import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**
  * Attaches the run's table to score_data before any of its chunks is scored, and long before it is
@@ -67,7 +69,8 @@ export async function publishRun(
   log: Logger,
   fence?: (c: pg.ClientBase) => Promise<void>,
   settleMs: number = attachSettleMs,
-): Promise<void> {
+  kind: Exclude<PublicationKind, 'rollback'> = 'publish',
+): Promise<PublishedEvent> {
   const state = await ledger.runTableState(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   // A statement planned around the attach's commit takes its snapshot right after planning: once the
@@ -76,13 +79,13 @@ export async function publishRun(
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   await waitForOlderReaders(c, ledger, runId, log);
   await c.query(`ANALYZE ${ledger.runTable(runId)}`);
+  const publications = new Publications(ledger);
+  // A run scored before schema version 7 (published by force now) gets its percentiles' cut points.
+  await publications.ensureCuts(c, runId);
+  let event: PublishedEvent | undefined;
   await withLockRetry(c, log, 'publishing', async () => {
-    await c.query(
-      `INSERT INTO ${ledger.s}.published_run (model_name, run_id, published_at)
-       SELECT model_name, run_id, now() FROM ${ledger.s}.score_runs WHERE run_id = $1
-       ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at`,
-      [runId],
-    );
+    // The pointer, the publication's record and its notification (sent at COMMIT) in one transaction.
+    event = await publications.movePointer(c, runId, kind, publishedBy());
     await c.query(
       `UPDATE ${ledger.s}.score_runs SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
               error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
@@ -91,6 +94,18 @@ export async function publishRun(
     // The run lock must still be ours (src/job/runLock.ts): never publish after another process took it over.
     await fence?.(c);
   });
+  return event as PublishedEvent;
+}
+
+/** This process, as score_publications records who published. */
+export function publishedBy(reason?: string): PublishedBy {
+  let osUser: string;
+  try {
+    osUser = userInfo().username;
+  } catch {
+    osUser = process.env.USER ?? 'unknown';
+  }
+  return { osUser, host: hostname(), pid: process.pid, reason };
 }
 
 /**
@@ -117,7 +132,7 @@ async function waitForOlderReaders(c: pg.ClientBase, ledger: Ledger, runId: stri
  * Runs fn in a transaction that never waits long behind another lock on score_data (DDL, a
  * retention DETACH): it gives up after 5 s, waits, and tries again, up to six times.
  */
-async function withLockRetry(c: pg.ClientBase, log: Logger, what: string, fn: () => Promise<void>): Promise<void> {
+export async function withLockRetry(c: pg.ClientBase, log: Logger, what: string, fn: () => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await c.query('BEGIN');

@@ -48,6 +48,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     chunkAttempts: opts.chunkAttempts,
     backendChoice: opts.backend,
     source: { table: model.manifest.source.table, key: model.manifest.source.key },
+    onPublishCommand: opts.onPublishCommand ?? null,
   };
   return withLockedLedger(ctx, model, 'run', async (session) => {
     const { ledger, client } = session;

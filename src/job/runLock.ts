@@ -28,7 +28,7 @@ export function modelLockName(modelName: string): string {
 }
 
 /** What a holder is doing, for the "who holds it" message. */
-export type LockPurpose = 'run' | 'resume' | 'publish';
+export type LockPurpose = 'run' | 'resume' | 'publish' | 'rollback';
 
 /**
  * SQL: whether the holder recorded in run_locks row `l` is alive (see {@link LockTiming}). `grace` is a

@@ -18,6 +18,8 @@ export interface RunParams {
   chunkAttempts: number;
   backendChoice: string;
   source: { table: string; key: string };
+  /** `--on-publish-command`; null or absent: none. */
+  onPublishCommand?: string | null;
 }
 
 export interface RunRow {

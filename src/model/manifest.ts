@@ -33,6 +33,17 @@ export interface ManifestOutput {
    * manifest leaves it out: then the model must have exactly one output unit (checked by loadModel).
    */
   unit: number | undefined;
+  /**
+   * Named score bands, lowest first (`customer_scores.band`): each band but the last has `below`, its
+   * exclusive upper bound, strictly increasing; band i holds `bands[i-1].below <= score < bands[i].below`.
+   */
+  bands?: ManifestBand[] | undefined;
+}
+
+/** One score band of `output.bands`; the last band has no `below`. */
+export interface ManifestBand {
+  name: string;
+  below?: number | undefined;
 }
 
 /**
@@ -177,13 +188,38 @@ function parseCategories(r: Reader, value: unknown, at: string): string[] {
 
 function parseOutput(r: Reader, value: unknown): ManifestOutput {
   const o = r.object(value, 'output');
-  r.only(o, 'output', ['name', 'description', 'unit']);
+  r.only(o, 'output', ['name', 'description', 'unit', 'bands']);
   let unit: number | undefined;
   if (o.unit !== undefined) {
     if (typeof o.unit !== 'number' || !Number.isInteger(o.unit) || o.unit < 0) r.fail('output.unit', `must be a whole number >= 0 (got ${describe(o.unit)})`);
     unit = o.unit;
   }
-  return { name: r.name(o.name, 'output.name'), description: o.description === undefined ? '' : r.string(o.description, 'output.description'), unit };
+  const output: ManifestOutput = { name: r.name(o.name, 'output.name'), description: o.description === undefined ? '' : r.string(o.description, 'output.description'), unit };
+  if (o.bands !== undefined) output.bands = parseBands(r, o.bands);
+  return output;
+}
+
+/** `output.bands`: at least two, names unique, `below` on every band but the last and strictly increasing. */
+function parseBands(r: Reader, value: unknown): ManifestBand[] {
+  const at = 'output.bands';
+  if (!Array.isArray(value) || value.length < 2) r.fail(at, 'must be an array of at least two bands, lowest first, e.g. [{"name": "low", "below": 0.3}, {"name": "high"}]');
+  const names = new Set<string>();
+  let previous = -Infinity;
+  return value.map((item: unknown, i) => {
+    const o = r.object(item, `${at}[${i}]`);
+    r.only(o, `${at}[${i}]`, ['name', 'below']);
+    const name = r.name(o.name, `${at}[${i}].name`);
+    if (names.has(name)) r.fail(`${at}[${i}].name`, `"${name}" is used twice`);
+    names.add(name);
+    if (i === value.length - 1) {
+      if (o.below !== undefined) r.fail(`${at}[${i}].below`, 'must be left out on the last band (it has no upper bound)');
+      return { name };
+    }
+    const below = r.finite(o.below, `${at}[${i}].below`);
+    if (below <= previous) r.fail(`${at}[${i}].below`, `(${below}) must be greater than the band before's (${previous})`);
+    previous = below;
+    return { name, below };
+  });
 }
 
 /** Type checks that throw a UsageError naming `file` and the field path. */

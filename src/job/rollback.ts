@@ -1,0 +1,106 @@
+import type { Config } from '../config.js';
+import { assertMigrated } from '../db/migrate.js';
+import { checkConnection, createPool } from '../db/pool.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Ledger } from '../ledger/ledger.js';
+import { Publications, type PublishedEvent } from '../ledger/publications.js';
+import { acquireRunLock } from './acquireRunLock.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
+import { publishedBy, withLockRetry } from './publish.js';
+import type { RunLock } from './runLock.js';
+
+export interface RollbackOptions {
+  /** The run to put back; default: the newest kept run of the model published before the current one. */
+  runId?: string | undefined;
+  /** Which model, when the schema has several and no run is named. */
+  modelName?: string | undefined;
+  /** Recorded on the publication (published_runs.reason). */
+  reason?: string | undefined;
+  /** Run after the commit (see onPublishCommand.ts). */
+  onPublishCommand?: string | undefined;
+}
+
+/**
+ * `scorejob rollback [RUN_ID]`: points the model's customer_scores at an earlier kept, succeeded run, in
+ * one short transaction and without rescoring (its table is still attached to score_data, so readers'
+ * plans already know it). Takes the model's run lock like a publish (exit 75 if a run holds it), records
+ * the rollback in score_publications and sends `scorejob_published`, in the pointer's transaction.
+ * Every refusal is a UsageError (exit 2) in one line.
+ */
+export async function rollback(ctx: { config: Config; log: Logger }, opts: RollbackOptions): Promise<PublishedEvent> {
+  if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`run id "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
+  const { config } = ctx;
+  // The command's connection and the lock's.
+  const pool = createPool(config.db, 2);
+  try {
+    await checkConnection(pool, config.db);
+    const client = await pool.connect();
+    let lock: RunLock | undefined;
+    try {
+      await assertMigrated(client, config.schema);
+      const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
+      const publications = new Publications(ledger);
+      const modelName = await whichModel(client, ledger, publications, opts);
+      const held = await acquireRunLock(pool, config, ctx.log, 'rollback', ledger, modelName);
+      lock = held;
+      // Under the lock: what is published now, and the target, read again.
+      const current = await publications.currentRun(client, modelName);
+      if (current === undefined) throw new UsageError(`model ${modelName} has no published run: there is nothing to roll back`);
+      const target = opts.runId ?? (await publications.previousKeptRun(client, modelName, current));
+      if (target === undefined) throw new UsageError(`model ${modelName} has no kept run published before run ${current} (see \`scorejob runs --model-name ${modelName}\`); name one with \`scorejob rollback <run-id>\``);
+      await checkTarget(client, publications, target, modelName, current);
+      const log = ctx.log.child({ run_id: target, model: modelName });
+      let event: PublishedEvent | undefined;
+      // No attach settle or wait for older readers (publishRun): the run's table has been attached since
+      // it was planned, and readers' plans have had its partition ever since.
+      await withLockRetry(client, log, 'rolling back', async () => {
+        event = await publications.movePointer(client, target, 'rollback', publishedBy(opts.reason));
+        await held.fence(client);
+      });
+      const done = event as PublishedEvent;
+      log.warn(
+        { rollback: true, from_run_id: current, by: publishedBy().osUser, reason: opts.reason ?? null, rows: done.rows },
+        `rolled back: ${config.schema}.customer_scores (model_name = '${modelName}') shows run ${target} again (${done.rows} customers, model ${modelName} ${done.model_version}) instead of run ${current}`,
+      );
+      await runOnPublishCommand(opts.onPublishCommand, done, log);
+      return done;
+    } finally {
+      await lock?.release();
+      client.release();
+    }
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
+
+/** The model to roll back: the named run's, else --model-name, else the schema's only published model. */
+async function whichModel(client: import('pg').ClientBase, ledger: Ledger, publications: Publications, opts: RollbackOptions): Promise<string> {
+  if (opts.runId !== undefined) {
+    const run = await ledger.getRun(client, opts.runId);
+    if (!run) throw new UsageError(`there is no run ${opts.runId} (see \`scorejob runs\`)`);
+    if (opts.modelName !== undefined && opts.modelName !== run.model_name) throw new UsageError(`run ${opts.runId} is a run of model ${run.model_name}, not of ${opts.modelName} (--model-name)`);
+    return run.model_name;
+  }
+  const models = await publications.publishedModels(client);
+  if (opts.modelName !== undefined) {
+    if (!models.includes(opts.modelName)) throw new UsageError(`model ${opts.modelName} (--model-name) has no published run in schema ${ledger.schema}${models.length ? ` (published: ${models.join(', ')})` : ''}`);
+    return opts.modelName;
+  }
+  if (models.length === 0) throw new UsageError(`schema ${ledger.schema} has no published run: there is nothing to roll back`);
+  if (models.length > 1) throw new UsageError(`schema ${ledger.schema} publishes several models (${models.join(', ')}): name one with --model-name, or name the run`);
+  return models[0] as string;
+}
+
+/** Every reason a run cannot be put back, each a usage error (exit 2). */
+async function checkTarget(client: import('pg').ClientBase, publications: Publications, runId: string, modelName: string, current: string): Promise<void> {
+  const run = await publications.candidate(client, runId);
+  if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+  if (run.model_name !== modelName) throw new UsageError(`run ${runId} is a run of model ${run.model_name}, not of ${modelName}`);
+  if (runId === current) throw new UsageError(`run ${runId} is already published (model ${modelName}); there is nothing to do`);
+  if (run.dry_run) throw new UsageError(`run ${runId} was a dry run: its scores were never meant to be published`);
+  if (run.status !== 'succeeded' || run.published_at === null) {
+    throw new UsageError(`run ${runId} is ${run.status === 'succeeded' ? 'not published' : run.status}: only a run that succeeded and was published can be put back (see \`scorejob runs show ${runId}\`)`);
+  }
+  if (!run.kept) throw new UsageError(`run ${runId} is not kept: retention dropped its scores (--keep-runs); start a new run instead`);
+}

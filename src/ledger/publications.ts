@@ -1,0 +1,168 @@
+import type pg from 'pg';
+import type { Ledger } from './ledger.js';
+
+/** How a model's pointer moved: a run published, a run published by force over a gate, a rollback. */
+export type PublicationKind = 'publish' | 'force' | 'rollback';
+
+/** Who moved the pointer and why (score_publications; the database role is recorded by the server). */
+export interface PublishedBy {
+  osUser: string;
+  host: string;
+  pid: number;
+  reason?: string | undefined;
+}
+
+/** The `scorejob_published` notification's payload (README "The downstream contract"). */
+export interface PublishedEvent {
+  schema: string;
+  model_name: string;
+  model_version: string;
+  run_id: string;
+  previous_run_id: string | null;
+  rows: number;
+  published_at: string;
+  kind: PublicationKind;
+  rollback: boolean;
+}
+
+/** The channel a listener LISTENs on; one notification per publish and per rollback. */
+export const publishedChannel = 'scorejob_published';
+
+/** A run as a rollback target: what the refusals need to know. */
+export interface RollbackCandidate {
+  run_id: string;
+  model_name: string;
+  model_version: string;
+  status: string;
+  dry_run: boolean;
+  published_at: Date | null;
+  rows_scored: string;
+  /** Its scores are still attached to score_data (retention did not drop them). */
+  kept: boolean;
+}
+
+/** The manifest's bands as stored on a run: names[i] for bounds[i-1] <= score < bounds[i]. */
+export interface RunBands {
+  bounds: number[];
+  names: string[];
+}
+
+/**
+ * The SQL on score_publications, published_run's pointer moves, and the run's percentile cut points and
+ * bands (sql/007_downstream.sql). Values go as parameters; the schema enters through the Ledger's quoting.
+ */
+export class Publications {
+  constructor(private readonly ledger: Ledger) {}
+
+  /**
+   * Moves the model's pointer to the run, records the publication and sends `scorejob_published`, all
+   * in the caller's transaction: the notification is delivered at COMMIT, so a listener never hears of
+   * scores it cannot read yet, and a rolled-back publish says nothing.
+   */
+  async movePointer(c: pg.ClientBase, runId: string, kind: PublicationKind, by: PublishedBy): Promise<PublishedEvent> {
+    const s = this.ledger.s;
+    const { rows } = await c.query<{ model_name: string; previous_run_id: string | null }>(
+      `INSERT INTO ${s}.published_run (model_name, run_id, published_at, previous_run_id)
+       SELECT model_name, run_id, now(), NULL FROM ${s}.score_runs WHERE run_id = $1
+       ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at,
+              previous_run_id = CASE WHEN published_run.run_id = EXCLUDED.run_id THEN published_run.previous_run_id ELSE published_run.run_id END
+       RETURNING model_name, previous_run_id::text`,
+      [runId],
+    );
+    const moved = rows[0];
+    if (!moved) throw new Error(`run ${runId} is not in ${this.ledger.schema}.score_runs`);
+    const { rows: events } = await c.query<{ event: PublishedEvent }>(
+      `WITH q AS (
+         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
+         VALUES ($2, $1, $3, $4, $5, $6, $7, $8) RETURNING published_at)
+       SELECT json_build_object('schema', $9::text, 'model_name', r.model_name, 'model_version', r.model_version,
+                'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored, 'published_at', q.published_at,
+                'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
+         FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
+      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema],
+    );
+    const event = (events[0] as { event: PublishedEvent }).event;
+    await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
+    return event;
+  }
+
+  /** The run a model's customer_scores shows now, if any. */
+  async currentRun(c: pg.ClientBase, modelName: string): Promise<string | undefined> {
+    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.ledger.s}.published_run WHERE model_name = $1`, [modelName]);
+    return rows[0]?.run_id;
+  }
+
+  /** The models with a published run. */
+  async publishedModels(c: pg.ClientBase): Promise<string[]> {
+    const { rows } = await c.query<{ model_name: string }>(`SELECT model_name FROM ${this.ledger.s}.published_run ORDER BY model_name`);
+    return rows.map((r) => r.model_name);
+  }
+
+  /** `rollback` with no run: the newest published run of the model older than the current one whose scores are kept. */
+  async previousKeptRun(c: pg.ClientBase, modelName: string, currentRunId: string): Promise<string | undefined> {
+    const { rows } = await c.query<{ run_id: string }>(
+      `SELECT r.run_id::text FROM ${this.ledger.s}.score_runs r
+        WHERE r.model_name = $1 AND r.run_id < $2 AND r.published_at IS NOT NULL AND r.status = 'succeeded' AND NOT r.dry_run
+          AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = to_regclass($3) AND i.inhrelid = to_regclass($4 || r.run_id))
+        ORDER BY r.run_id DESC LIMIT 1`,
+      [modelName, currentRunId, `${this.ledger.s}.score_data`, `${this.ledger.s}.score_data_`],
+    );
+    return rows[0]?.run_id;
+  }
+
+  async candidate(c: pg.ClientBase, runId: string): Promise<RollbackCandidate | undefined> {
+    const { rows } = await c.query<RollbackCandidate>(
+      `SELECT r.run_id::text, r.model_name, r.model_version, r.status, r.dry_run, r.published_at, r.rows_scored::text,
+              EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = to_regclass($2) AND i.inhrelid = to_regclass($3)) AS kept
+         FROM ${this.ledger.s}.score_runs r WHERE r.run_id = $1`,
+      [runId, `${this.ledger.s}.score_data`, this.ledger.runTable(runId)],
+    );
+    return rows[0];
+  }
+
+  /**
+   * The run's 99 percentile cut points, in one pass (a sort) over the run's own table, and the manifest's
+   * bands, stored on the run before its gates so that a run published later by force has them too.
+   */
+  async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined): Promise<void> {
+    await c.query(
+      `UPDATE ${this.ledger.s}.score_runs SET band_bounds = $2, band_names = $3,
+              score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
+                              FROM ${this.ledger.runTable(runId)})
+        WHERE run_id = $1`,
+      [runId, bands?.bounds ?? null, bands?.names ?? null],
+    );
+  }
+
+  /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
+  async ensureCuts(c: pg.ClientBase, runId: string): Promise<void> {
+    await c.query(
+      `UPDATE ${this.ledger.s}.score_runs SET
+              score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
+                              FROM ${this.ledger.runTable(runId)})
+        WHERE run_id = $1 AND score_cuts IS NULL`,
+      [runId],
+    );
+  }
+
+  /** The publications of these runs (`scorejob runs`), oldest first. */
+  async forRuns(c: pg.ClientBase, runIds: readonly string[]): Promise<PublicationRow[]> {
+    if (runIds.length === 0) return [];
+    const { rows } = await c.query<PublicationRow>(
+      `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason
+         FROM ${this.ledger.s}.score_publications WHERE run_id = ANY($1::bigint[]) ORDER BY publication_id`,
+      [runIds],
+    );
+    return rows;
+  }
+}
+
+/** One row of score_publications, as `scorejob runs` shows it. */
+export interface PublicationRow {
+  run_id: string;
+  kind: PublicationKind;
+  from_run_id: string | null;
+  published_at: Date;
+  by: string;
+  reason: string | null;
+}
