@@ -92,6 +92,12 @@ export class Publications {
     return rows[0]?.run_id;
   }
 
+  /** The run of every model that customer_scores shows now. */
+  async currentRuns(c: pg.ClientBase): Promise<string[]> {
+    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.ledger.s}.published_run`);
+    return rows.map((r) => r.run_id);
+  }
+
   /** The models with a published run. */
   async publishedModels(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ model_name: string }>(`SELECT model_name FROM ${this.ledger.s}.published_run ORDER BY model_name`);

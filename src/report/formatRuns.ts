@@ -18,7 +18,20 @@ export function formatRunList(items: readonly RunListItem[]): string {
     r.duration_s === null ? '' : `${r.duration_s}s`,
     r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
   ]);
-  return table([header, ...rows]);
+  return table([header, ...rows]) + formatRollbacks(items);
+}
+
+/** The rollbacks among the listed runs' publications, newest first: who put which run back, from which, and why. */
+function formatRollbacks(items: readonly RunListItem[]): string {
+  const rollbacks = items
+    .flatMap((r) => (r.publications ?? []).filter((p) => p.kind === 'rollback').map((p) => ({ ...p, run_id: r.run_id, model: r.model, current: r.current === true })))
+    .sort((a, b) => b.at.localeCompare(a.at));
+  if (rollbacks.length === 0) return '';
+  const lines = ['', 'Rollbacks (newest first):'];
+  for (const p of rollbacks) {
+    lines.push(`  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.from_run_id ?? '—'} -> run ${p.run_id}${p.current ? ' (current)' : ''} by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+  }
+  return lines.map(visible).join('\n') + '\n';
 }
 
 /** `scorejob runs show <id>` for people. */
@@ -32,6 +45,11 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  rows         ${num.format(r.rows_scored)} scored, ${num.format(r.rows_rejected)} rejected`);
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
+  for (const p of r.publications ?? []) {
+    const what = p.kind === 'rollback' ? 'put back by rollback' : p.kind === 'force' ? 'published by force' : 'published';
+    lines.push(`  ${what.padEnd(12)} ${p.at} by ${p.by}${p.from_run_id ? ` (replacing run ${p.from_run_id})` : ''}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+  }
+  if (r.current) lines.push(`  current      customer_scores shows this run now`);
   if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);
   // The failures a resume took over: the error line above shows only the current one.
   const earlier = r.status === 'failed' || r.status === 'interrupted' ? r.failures.slice(0, -1) : r.failures;

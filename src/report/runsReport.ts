@@ -5,6 +5,7 @@ import type { ScoreSummary } from '../stats/scoreStats.js';
 import type { FeaturesSummary } from '../stats/featureStats.js';
 import type { ForcedPublish } from '../job/forcePublish.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
+import { Publications, type PublicationKind } from '../ledger/publications.js';
 
 /** One line of `scorejob runs`. */
 export interface RunListItem {
@@ -27,6 +28,20 @@ export interface RunListItem {
   error_kind: string | null;
   /** The command that continues it, when it can be continued. */
   resume_command: string | null;
+  /** customer_scores shows this run now (its model's pointer names it). */
+  current?: boolean;
+  /** Every time the run was made current, oldest first: published, published by force, put back by a rollback. */
+  publications?: PublicationInfo[];
+}
+
+/** One move of a model's pointer to a run (score_publications). */
+export interface PublicationInfo {
+  kind: PublicationKind;
+  at: string;
+  by: string;
+  /** The run readers saw before. */
+  from_run_id: string | null;
+  reason: string | null;
 }
 
 /** `scorejob runs show`: a run, its chunks, its rejects by reason, its statistics, and the previous published run. */
@@ -129,7 +144,21 @@ export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: 
       WHERE ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR r.model_name = $3) ORDER BY r.run_id DESC LIMIT $1`,
     [opts.limit, opts.status ?? null, opts.modelName ?? null],
   );
-  return rows.map(toItem);
+  return withPublications(c, ledger, rows.map(toItem));
+}
+
+/** Adds each run's publications (and whether it is current) to the items. */
+async function withPublications<T extends RunListItem>(c: pg.ClientBase, ledger: Ledger, items: T[]): Promise<T[]> {
+  const publications = new Publications(ledger);
+  const rows = await publications.forRuns(c, items.map((i) => i.run_id));
+  const current = new Set(await publications.currentRuns(c));
+  for (const item of items) {
+    item.current = current.has(item.run_id);
+    item.publications = rows
+      .filter((p) => p.run_id === item.run_id)
+      .map((p) => ({ kind: p.kind, at: p.published_at.toISOString(), by: p.by, from_run_id: p.from_run_id, reason: p.reason }));
+  }
+  return items;
 }
 
 export async function showRun(c: pg.ClientBase, schema: string, runId: string): Promise<RunDetail> {
@@ -154,8 +183,9 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
   const stats = (run.stats ?? null) as { scores?: ScoreSummary; timings_ms?: Record<string, number>; features?: FeaturesSummary; drift?: Drift; forced_publish?: ForcedPublish } | null;
   const prevStats = (p?.stats ?? null) as { scores?: ScoreSummary; features?: FeaturesSummary } | null;
   const drift = stats?.drift ?? (stats?.scores && p ? computeDrift(p.run_id, prevStats?.scores?.histogram, stats.scores.histogram) : null);
+  const [item] = await withPublications(c, ledger, [toItem(run)]);
   return {
-    ...toItem(run),
+    ...(item as RunListItem),
     host: run.host,
     pid: run.pid,
     resumes: run.resumes,
