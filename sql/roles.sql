@@ -30,6 +30,10 @@ DO $$ BEGIN
     GRANT SELECT ON scoring.customer_scores, scoring.customer_score_history TO scorejob_reader;
     -- Freshness: which run is published and when (README "The downstream contract").
     GRANT SELECT ON scoring.published_run TO scorejob_reader;
+    -- Schema version 7 (issue 15): what changed, every publication, and what could not be scored.
+    IF to_regclass('scoring.published_runs') IS NOT NULL THEN
+      GRANT SELECT ON scoring.customer_score_changes, scoring.published_runs, scoring.customer_score_rejects TO scorejob_reader;
+    END IF;
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;
