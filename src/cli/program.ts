@@ -194,10 +194,11 @@ export function buildProgram(): Command {
     .argument('<run-id>', 'the run (see `scorejob runs show <run-id>`)')
     .option('--force', 'publish it although it breached a gate', false)
     .option('--metrics-file <path>', 'write Prometheus metrics (textfile collector) when done (env SCOREJOB_METRICS_FILE)')
+    .addOption(new Option('--on-publish-command <cmd>', 'shell command run after the publish committed, with SCOREJOB_RUN_ID etc. in its environment; its failure is logged only').env('SCOREJOB_ON_PUBLISH_COMMAND'))
     .action(
-      action(async (ctx, runId: string, flags: ObserveFlags & { force: boolean }) => {
+      action(async (ctx, runId: string, flags: ObserveFlags & { force: boolean; onPublishCommand?: string }) => {
         const { metricsFile } = resolveObserveOptions(flags);
-        const r = await forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force });
+        const r = await forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force, onPublishCommand: flags.onPublishCommand });
         ctx.log.info(
           { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
           `run ${r.runId} published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}') by force: ${r.rowsScored} customers, model ${r.modelName} ${r.modelVersion}`,

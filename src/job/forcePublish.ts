@@ -9,6 +9,7 @@ import type { RunLock } from './runLock.js';
 import { acquireRunLock } from './acquireRunLock.js';
 import { exportRunMetrics, lastSuccessAt } from '../observe/metrics.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
 export interface ForcedPublish {
@@ -38,7 +39,7 @@ export interface ForcePublishResult {
  * is refused (exit 2). Takes the run lock like a run (exit 75 if held) and publishes through the same
  * `publishRun` as a run, recording who forced it on the run.
  */
-export async function forcePublish(ctx: { config: Config; log: Logger; metricsFile?: string | undefined }, runId: string, opts: { force: boolean }): Promise<ForcePublishResult> {
+export async function forcePublish(ctx: { config: Config; log: Logger; metricsFile?: string | undefined }, runId: string, opts: { force: boolean; onPublishCommand?: string | undefined }): Promise<ForcePublishResult> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
   const started = performance.now();
@@ -64,7 +65,8 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
       // A run stopped by a gate before its table was attached at plan time (schema version 1).
       await attachRunTable(client, ledger, runId, log);
-      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c), undefined, 'force');
+      const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c), undefined, 'force');
+      await runOnPublishCommand(opts.onPublishCommand, event, log);
       const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
       const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;
       log.warn(
