@@ -2,8 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDbError } from '../db/describeError.js';
 import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
-import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
-import { LockLostError } from './runLock.js';
+import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLostError, RunFailedError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
@@ -11,9 +10,8 @@ import type { ErrorKind, Ledger, RunParams } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
-import { ChunkCountError, SourceView } from './sourceView.js';
+import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
-import { SnapshotLostError } from '../db/snapshot.js';
 import { lastSuccessAt } from '../observe/metrics.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
@@ -260,7 +258,7 @@ async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number |
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
-  if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
+  if (plan.rows === 0) throw new EmptySourceError(params.source.table, runId);
   await d.client.query('BEGIN');
   try {
     await ledger.recordPlan(d.client, runId, plan.chunks);
@@ -302,8 +300,6 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
-class GateError extends Error {}
-
 /**
  * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
  * the same figures and stop at the same gate.
@@ -312,8 +308,6 @@ function gateAdvice(runId: string, dryRun: boolean): string {
   if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
   return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
 }
-
-class StoppedError extends Error {}
 
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
@@ -336,10 +330,10 @@ async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ 
     const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
     return { status: 'failed', kind: 'data', message: explained ?? err.message };
   }
+  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const duplicate = duplicateKeyError(err, d.runId);
   if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
-  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   const state = sqlStateOf(err);
   const during = ` (during ${stage})`;
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };

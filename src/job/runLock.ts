@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { ResilientClient } from '../db/resilientClient.js';
-import { LockedError, LockStuckError, RunFailedError } from '../errors.js';
+import { LockedError, LockLostError, LockStuckError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -140,9 +140,6 @@ export function formatDuration(ms: number): string {
   if (m < 1) return `${Math.round(ms / 1000)}s`;
   return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : `${m}m${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}s`;
 }
-
-/** The lock was taken over while this process believed it held it: stop, write nothing more. */
-export class LockLostError extends RunFailedError {}
 
 /**
  * A held run lock: its connection, the heartbeat renewing its lease, and the fence a writer checks in
