@@ -1,5 +1,5 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../files.js';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { ErrorKind, Ledger } from '../ledger/ledger.js';
@@ -84,20 +84,9 @@ export function renderMetrics(m: RunMetrics): string {
   ].join('');
 }
 
-/**
- * Writes the file atomically: a temporary file in the same directory (so the rename cannot cross
- * file systems), then rename over the target. The collector reads `*.prom` only, so it never sees
- * the temporary name, and never a half-written file.
- */
+/** Writes the file atomically (the collector reads `*.prom` only, and never a half-written file), readable by the collector. */
 export async function writeMetricsFile(path: string, content: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    await writeFile(tmp, content, { mode: 0o644 });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
+  await writeFileAtomic(path, content, { mode: 0o644 });
 }
 
 /** The ledger's latest succeeded, published (not dry) run's finish time, of one model. */

@@ -1,6 +1,5 @@
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, formatPsi, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
@@ -165,13 +164,9 @@ ${body.join('\n')}
 
 /** Writes the page (temporary file + rename, so a mail client never attaches half of it). */
 export async function writeHtmlReport(file: string, r: RunDetail): Promise<void> {
-  const target = resolve(file);
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
   try {
-    await writeFile(tmp, renderRunHtml(r));
-    await rename(tmp, target);
+    await writeFileAtomic(file, renderRunHtml(r));
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new UsageError(`--html: cannot write "${file}": ${(err as Error).message}`);
   }
 }
