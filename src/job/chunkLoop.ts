@@ -37,7 +37,7 @@ export interface ChunkLoopDeps {
   source: SourceRef;
   columns: readonly ColumnSpec[];
   transform: Transform;
-  /** The narrow boundary to the model (STYLE.md §8): tests of the loop still use a real model. */
+  /** The narrow boundary to the model (a Scorer, not tfjs): tests of the loop still use a real model. */
   scorer: Scorer;
   chunkSize: number;
   /** Attempts per chunk before a transient failure fails the run. */
