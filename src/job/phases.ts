@@ -16,6 +16,7 @@ import { lastSuccessAt } from '../observe/metrics.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
+import { formatPercent } from '../report/format.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -290,7 +291,7 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   const ratio = total === 0 ? 0 : rejected / total;
   if (ratio > params.maxRejectRatio) {
     throw new GateError(
-      `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+      `rejected ${percent(ratio)} of rows (${rejected} of ${total}), over the limit of ${percent(params.maxRejectRatio)} (--max-reject-ratio); ` +
         `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
     );
   }
@@ -298,6 +299,11 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
   if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+}
+
+/** A reject ratio; a small one keeps a third decimal so that it does not read as 0.00%. */
+function percent(r: number): string {
+  return formatPercent(r, r < 0.001 ? 3 : 2);
 }
 
 /**
@@ -311,10 +317,6 @@ function gateAdvice(runId: string, dryRun: boolean): string {
 
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
-}
-
-function formatPercent(r: number): string {
-  return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
 }
 
 /**
