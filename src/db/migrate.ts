@@ -4,7 +4,10 @@ import type pg from 'pg';
 import { MigrationError, UsageError } from '../errors.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
-/** Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`. */
+/**
+ * Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`.
+ * @internal exported for tests
+ */
 export const sqlDir = new URL('../../sql/', import.meta.url);
 
 /** Advisory lock namespace for migrations; the run lock uses another (see run/lock.ts). */

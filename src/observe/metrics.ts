@@ -45,6 +45,7 @@ const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
  * The metrics file's content, rendered by prom-client in a registry of its own (not the global one, and
  * no default collectors: the file holds this run's facts only). Gauges with no value (no PSI, never a
  * success) are left out, not faked: a gauge is registered only when it has a sample.
+ * @internal exported for tests
  */
 export async function renderMetrics(m: RunMetrics): Promise<string> {
   const seconds = m.durationMs / 1000;
@@ -75,7 +76,10 @@ export async function renderMetrics(m: RunMetrics): Promise<string> {
   return registry.metrics();
 }
 
-/** Writes the file atomically (the collector reads `*.prom` only, and never a half-written file), readable by the collector. */
+/**
+ * Writes the file atomically (the collector reads `*.prom` only, and never a half-written file), readable by the collector.
+ * @internal exported for tests
+ */
 export async function writeMetricsFile(path: string, content: string): Promise<void> {
   await writeFileAtomic(path, content, { mode: 0o644 });
 }

@@ -71,7 +71,10 @@ function percent(s: ProgressSnapshot): number {
   return s.customers_total === 0 ? 100 : Math.min(100, (100 * s.customers_done) / s.customers_total);
 }
 
-/** The live line: bar, customers, rate, chunks, elapsed, ETA; the bar goes first when the terminal is narrow, and the line never wraps. */
+/**
+ * The live line: bar, customers, rate, chunks, elapsed, ETA; the bar goes first when the terminal is narrow, and the line never wraps.
+ * @internal exported for tests
+ */
 export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
   const pct = percent(s);
   const width = 20;
@@ -86,7 +89,10 @@ export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
   return plain.length < columns ? plain : plain.slice(0, Math.max(0, columns - 1));
 }
 
-/** The message of a progress log line (the figures are also its fields). */
+/**
+ * The message of a progress log line (the figures are also its fields).
+ * @internal exported for tests
+ */
 export function formatProgressMessage(s: ProgressSnapshot): string {
   return (
     `progress: ${formatCount(s.customers_done)} of ${formatCount(s.customers_total)} customers (${percent(s).toFixed(1)}%), ` +

@@ -129,6 +129,7 @@ function featureTable(r: RunDetail): string {
 /**
  * `scorejob runs show <id> --html FILE`: one self-contained page (inline CSS and SVG, no script, no
  * external resource) an analyst can attach to an email.
+ * @internal exported for tests
  */
 export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
   const prev = r.previous_published;
