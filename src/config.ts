@@ -36,7 +36,7 @@ export interface RunOptions {
   /** Score and validate, publish nothing. */
   dryRun: boolean;
   backend: BackendChoice;
-  /** Succeeded runs kept in history (guarantee 4). */
+  /** Published runs kept in history (README "The downstream contract", "History"). */
   keepRuns: number;
   /** A run whose rejected/total ratio exceeds this fails without publishing. */
   maxRejectRatio: number;

@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import { UsageError } from '../errors.js';
+import { MigrationError, UsageError } from '../errors.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
-/** Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`. */
+/**
+ * Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`.
+ * @internal exported for tests
+ */
 export const sqlDir = new URL('../../sql/', import.meta.url);
 
 /** Advisory lock namespace for migrations; the run lock uses another (see run/lock.ts). */
@@ -80,7 +83,7 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
+        throw new MigrationError(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
       }
       steps.push({ version: file.version, name: file.name, outcome: 'applied' });
     }

@@ -8,6 +8,7 @@ import { startEmbeddedPostgres } from './embedded.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
+import { formatSeconds, table } from '../report/format.js';
 import { formatRunList } from '../report/formatRuns.js';
 import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';
@@ -37,7 +38,7 @@ try {
       client.release();
     }
     const seeded = await seedCustomers(pool, { customers });
-    say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${(seeded.ms / 1000).toFixed(1)} s.\n`);
+    say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${formatSeconds(seeded.ms)}.\n`);
     say('4. scorejob run:');
     const modelDir = fileURLToPath(new URL('../../models/customer-value/', import.meta.url));
     await startRun(
@@ -82,7 +83,5 @@ function formatRows(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const cols = Object.keys(rows[0] as object);
   const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? (r[c] as Date).toISOString() : String(r[c]))));
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] as string).length)));
-  const line = (v: string[]) => '  ' + v.map((x, i) => x.padEnd(widths[i] as number)).join('  ');
-  return [line(cols), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+  return table([cols, ...cells], { indent: '  ', rule: true }).join('\n');
 }

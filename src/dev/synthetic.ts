@@ -84,7 +84,10 @@ export interface SyntheticOptions {
 
 export const defaultNullFraction = 0.02;
 
-/** The customers, one fresh object each (for training and tests; seeding uses {@link copyTextBlocks}). */
+/**
+ * The customers, one fresh object each (for training and tests; seeding uses {@link copyTextBlocks}).
+ * @internal exported for tests
+ */
 export function* generateCustomers(opts: SyntheticOptions): Generator<CustomerRow> {
   for (const row of generateLabeledCustomers(opts)) {
     const { churned: _hidden, ...customer } = row;
@@ -122,7 +125,10 @@ export function* copyTextBlocks(opts: SyntheticOptions, blockChars = 65_536): Ge
   if (block !== '') yield block;
 }
 
-/** One row as a line of PostgreSQL text COPY format, newline included. */
+/**
+ * One row as a line of PostgreSQL text COPY format, newline included.
+ * @internal exported for tests
+ */
 export function formatCopyLine(r: CustomerRow): string {
   const openRate = r.email_open_rate;
   return (

@@ -4,15 +4,14 @@ import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
-import { SnapshotLostError, inSnapshotSql, snapshotError } from '../db/snapshot.js';
+import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { isTransient } from '../db/sqlstate.js';
-import { RunFailedError } from '../errors.js';
+import { ChunkCountError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
 import { accumulate, emptyStats } from '../stats/scoreStats.js';
-import { ChunkCountError } from './sourceView.js';
 import type { StageTimings } from '../observe/timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -38,7 +37,7 @@ export interface ChunkLoopDeps {
   source: SourceRef;
   columns: readonly ColumnSpec[];
   transform: Transform;
-  /** The narrow boundary to the model (STYLE.md §8): tests of the loop still use a real model. */
+  /** The narrow boundary to the model (a Scorer, not tfjs): tests of the loop still use a real model. */
   scorer: Scorer;
   chunkSize: number;
   /** Attempts per chunk before a transient failure fails the run. */

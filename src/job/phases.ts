@@ -2,8 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDbError } from '../db/describeError.js';
 import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
-import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
-import { LockLostError } from './runLock.js';
+import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLostError, RunFailedError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
@@ -11,13 +10,13 @@ import type { ErrorKind, Ledger, RunParams } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
-import { ChunkCountError, SourceView } from './sourceView.js';
+import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
-import { SnapshotLostError } from '../db/snapshot.js';
 import { lastSuccessAt } from '../observe/metrics.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
+import { formatPercent } from '../report/format.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -260,7 +259,7 @@ async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number |
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
-  if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
+  if (plan.rows === 0) throw new EmptySourceError(params.source.table, runId);
   await d.client.query('BEGIN');
   try {
     await ledger.recordPlan(d.client, runId, plan.chunks);
@@ -292,7 +291,7 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   const ratio = total === 0 ? 0 : rejected / total;
   if (ratio > params.maxRejectRatio) {
     throw new GateError(
-      `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+      `rejected ${percent(ratio)} of rows (${rejected} of ${total}), over the limit of ${percent(params.maxRejectRatio)} (--max-reject-ratio); ` +
         `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
     );
   }
@@ -302,7 +301,10 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
-class GateError extends Error {}
+/** A reject ratio; a small one keeps a third decimal so that it does not read as 0.00%. */
+function percent(r: number): string {
+  return formatPercent(r, r < 0.001 ? 3 : 2);
+}
 
 /**
  * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
@@ -313,14 +315,8 @@ function gateAdvice(runId: string, dryRun: boolean): string {
   return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
 }
 
-class StoppedError extends Error {}
-
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
-}
-
-function formatPercent(r: number): string {
-  return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
 }
 
 /**
@@ -336,10 +332,10 @@ async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ 
     const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
     return { status: 'failed', kind: 'data', message: explained ?? err.message };
   }
+  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
   const duplicate = duplicateKeyError(err, d.runId);
   if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
-  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
   const state = sqlStateOf(err);
   const during = ` (during ${stage})`;
   if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };

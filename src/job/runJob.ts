@@ -6,7 +6,7 @@ import { quoteQualified, type SourceRef } from '../db/copyReader.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { ResilientClient } from '../db/resilientClient.js';
-import { NothingToDoError, UsageError } from '../errors.js';
+import { EmptySourceError, NothingToDoError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
@@ -57,7 +57,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
     if (!(await sourceHasRows(client, params.source))) {
-      throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
+      throw new EmptySourceError(params.source.table);
     }
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { ResilientClient } from '../db/resilientClient.js';
-import { LockedError, LockStuckError, RunFailedError } from '../errors.js';
+import { LockedError, LockLostError, LockStuckError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { formatDuration } from '../report/format.js';
 
 /**
  * How the run lock stays alive. The holder renews its lease every `beatMs` on a connection of its own.
@@ -134,15 +135,6 @@ function describeHolder(h: Pick<HolderRow, 'run_id' | 'purpose' | 'pid' | 'host'
   if (h.run_id !== null) return `run ${h.run_id} (pid ${h.pid} on ${h.host}${since})`;
   return `\`scorejob ${h.purpose === 'publish' ? 'publish' : h.purpose ?? 'run'}\` (pid ${h.pid} on ${h.host}${since})`;
 }
-
-export function formatDuration(ms: number): string {
-  const m = Math.floor(ms / 60_000);
-  if (m < 1) return `${Math.round(ms / 1000)}s`;
-  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : `${m}m${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}s`;
-}
-
-/** The lock was taken over while this process believed it held it: stop, write nothing more. */
-export class LockLostError extends RunFailedError {}
 
 /**
  * A held run lock: its connection, the heartbeat renewing its lease, and the fence a writer checks in

@@ -116,21 +116,3 @@ export class SourceView {
     }
   }
 }
-
-/**
- * A chunk read `read` rows where its snapshot held `planned`. In one snapshot the two are equal unless the
- * table was rewritten (its new file's rows are invisible to any older snapshot) or the source does not give
- * the same rows twice. Not retried: the same snapshot reads the same.
- */
-export class ChunkCountError extends RunFailedError {
-  constructor(chunkNo: number, source: SourceRef, read: number, planned: number, runId: string) {
-    const what = `chunk ${chunkNo} read ${read} rows of ${source.table} where the run's snapshot held ${planned}`;
-    super(
-      read < planned
-        ? `${what}: the source was rewritten during the run (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE), ` +
-            `which leaves a snapshot older than the rewrite an empty table; a resume reads the source afresh`
-        : `${what}: the source does not return the same rows twice in one snapshot (a view over volatile functions or a foreign table?); make it stable, then resume`,
-      runId,
-    );
-  }
-}

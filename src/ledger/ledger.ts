@@ -249,7 +249,7 @@ export class Ledger {
 
   /**
    * Marks one chunk done and adds its counts to the run, in the writer's chunk transaction, so that
-   * a chunk's scores and its "done" mark commit together (guarantee 2). Returns false when the run
+   * a chunk's scores and its "done" mark commit together: a crash leaves a chunk either done with all its scores or pending with none, so a resume redoes exactly the pending chunks. Returns false when the run
    * is no longer `running` here (another process took it over): the caller must roll back.
    */
   async commitChunk(

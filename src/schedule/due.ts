@@ -3,7 +3,10 @@ import { previousTick, type CronSpec } from './cronTicks.js';
 import type { RunStatus } from '../ledger/ledger.js';
 import { modelLockName, runLockHeld } from '../job/runLock.js';
 
-/** What the due check needs of a ledger row. */
+/**
+ * What the due check needs of a ledger row.
+ * @internal exported for tests
+ */
 export interface TickRun {
   run_id: string;
   status: RunStatus;
@@ -33,6 +36,7 @@ export type DueDecision =
  * clock runs ahead of the database's still matches) or started at or after the tick, whatever its
  * trigger (a manual rescoring after the 1st of the month serves that month). Dry runs publish
  * nothing and serve no tick.
+ * @internal exported for tests
  */
 export function runCoversTick(run: TickRun, tick: Date): boolean {
   if (run.dry_run) return false;
@@ -40,7 +44,10 @@ export function runCoversTick(run: TickRun, tick: Date): boolean {
   return run.started_at.getTime() >= tick.getTime();
 }
 
-/** The decision from the tick and the ledger's rows (any rows: those not for the tick are ignored). Pure. */
+/**
+ * The decision from the tick and the ledger's rows (any rows: those not for the tick are ignored). Pure.
+ * @internal exported for tests
+ */
 export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lockHeld: boolean): DueDecision {
   if (tick === undefined) return { due: false, reason: 'no-tick', tick: undefined };
   const covering = runs.filter((r) => runCoversTick(r, tick)).sort((a, b) => Number(BigInt(b.run_id) - BigInt(a.run_id)));

@@ -7,7 +7,7 @@ import { checkCronExpression, checkTimezone, formatTick, type CronSpec } from '.
 import { describeDbError } from '../db/describeError.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool, type Pool } from '../db/pool.js';
-import { ExitCode, UsageError } from '../errors.js';
+import { ExitCode, UsageError, toExitCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
 import { checkDue, describeDue, type DueDecision } from './due.js';
@@ -262,7 +262,7 @@ async function startupCheck(pool: Pool, config: Config, log: Logger): Promise<vo
   try {
     await checkConnection(pool, config.db);
   } catch (err) {
-    if ((err as { exitCode?: number }).exitCode === ExitCode.usage) throw err;
+    if (toExitCode(err) === ExitCode.usage) throw err;
     log.warn({ err: (err as Error).message }, `${(err as Error).message}; starting anyway: each run connects afresh, and the missed-run check is retried`);
     return;
   }

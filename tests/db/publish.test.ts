@@ -45,7 +45,7 @@ async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<s
   return runId;
 }
 
-describe('guarantee 1 under a polling reader', () => {
+describe('complete or nothing under a polling reader', () => {
   let t: TestDatabase;
   beforeAll(async () => {
     t = await createTestDatabase();
@@ -121,7 +121,7 @@ async function gateStoppedRun(t: TestDatabase, keepRuns = 12): Promise<string> {
   return (err as RunFailedError).runId as string;
 }
 
-describe('retention of runs that were never published (guarantee 4)', () => {
+describe('retention of runs that were never published', () => {
   let t: TestDatabase;
   beforeAll(async () => {
     t = await createTestDatabase();
