@@ -10,6 +10,7 @@ import {
   parseNumberFlag,
   parseProgressInterval,
   parseSchema,
+  shippedModelDir,
   triggers,
   type BackendChoice,
   type Trigger,
@@ -63,8 +64,8 @@ export const model: Setting<string> = {
   env: 'SCOREJOB_MODEL_DIR',
   blankIsUnset: true,
   forward: 'path',
-  // Relative to the working directory; the shipped model is found relative to the installation.
-  parse: (value) => resolve(value),
+  // Relative to the working directory; the shipped model is found relative to the installation (also for an empty flag, as before).
+  parse: (value) => (value === '' ? shippedModelDir : resolve(value)),
 };
 
 export const chunkSize: DefaultedSetting<number> = {
