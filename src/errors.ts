@@ -14,6 +14,14 @@ export const ExitCode = {
   sigterm: 143,
 } as const;
 
+/**
+ * The exit code of a run stopped by SIGINT or SIGTERM: 128 + the signal's number, what a shell reports
+ * for a process the signal killed (130, 143). The one mapping: the CLI, the scheduler and errors use it.
+ */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm;
+}
+
 export class ScorejobError extends Error {
   readonly exitCode: number;
   /** Set by the code that already logged this error with its context (a run, with its run_id): the CLI does not log it again. */
@@ -62,7 +70,7 @@ export class LockStuckError extends ScorejobError {
 export class InterruptedError extends ScorejobError {
   readonly signal: NodeJS.Signals;
   constructor(message: string, signal: NodeJS.Signals) {
-    super(message, signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm);
+    super(message, signalExitCode(signal));
     this.signal = signal;
   }
 }

@@ -3,7 +3,8 @@
  * the ledger, and a sample downstream query; everything is removed at the end.
  */
 import pg from 'pg';
-import { resolveConfig } from '../config.js';
+import { defaultRunOptions, defaults, resolveConfig, shippedModelDir } from '../config.js';
+import { signalExitCode } from '../errors.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
@@ -14,7 +15,6 @@ import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';
 import { logRunSummary } from '../job/summary.js';
 import { seedCustomers } from './seed.js';
-import { fileURLToPath } from 'node:url';
 
 const customers = Number(process.env.DEMO_CUSTOMERS ?? 200_000);
 const say = (line = '') => process.stdout.write(line + '\n');
@@ -22,11 +22,11 @@ const say = (line = '') => process.stdout.write(line + '\n');
 say('scorejob demo: a temporary PostgreSQL, 200,000 synthetic customers, one full scoring run.\n');
 const server = await startEmbeddedPostgres();
 const stop = async () => server.stop();
-process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
+process.once('SIGINT', () => void stop().finally(() => process.exit(signalExitCode('SIGINT'))));
 let code = 0;
 try {
-  const config = resolveConfig({ logLevel: 'info', pretty: true }, { DATABASE_URL: server.url }, true);
-  const log = createLogger({ level: 'info', pretty: true });
+  const config = resolveConfig({ logLevel: defaults.logLevel, pretty: true }, { DATABASE_URL: server.url }, true);
+  const log = createLogger({ level: config.logLevel, pretty: true });
   say(`1. Embedded PostgreSQL ${await serverVersion(server.url)} started on 127.0.0.1:${server.port} (data in ${server.dataDir}).`);
   const pool = createPool(config.db);
   try {
@@ -40,11 +40,7 @@ try {
     const seeded = await seedCustomers(pool, { customers });
     say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${formatSeconds(seeded.ms)}.\n`);
     say('4. scorejob run:');
-    const modelDir = fileURLToPath(new URL('../../models/customer-value/', import.meta.url));
-    await startRun(
-      { config, log, stop: { requested: undefined } },
-      { modelDir, chunkSize: 50_000, trigger: 'manual', dryRun: false, backend: 'auto', keepRuns: 12, maxRejectRatio: 0.01, chunkAttempts: 3 },
-    ).then((r) => logRunSummary(log, config.schema, r));
+    await startRun({ config, log, stop: { requested: undefined } }, defaultRunOptions(shippedModelDir)).then((r) => logRunSummary(log, config.schema, r));
     const client2 = await pool.connect();
     try {
       say('\n5. scorejob runs:');

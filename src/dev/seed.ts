@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Pool, PoolClient } from '../db/pool.js';
+import { defaults } from '../config.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { copyTextBlocks, customerColumns, defaultNullFraction } from './synthetic.js';
@@ -28,7 +29,7 @@ export interface SeedResult {
   ms: number;
 }
 
-export const defaultSeed = 1;
+export const defaultSeed = defaults.seed;
 
 /**
  * Replaces `opts.table` with `opts.customers` deterministic synthetic customers.
@@ -69,7 +70,7 @@ export async function seedCustomers(pool: Pool, opts: SeedOptions): Promise<Seed
 }
 
 function validate(opts: SeedOptions): Required<Omit<SeedOptions, 'log'>> {
-  const { customers, seed = defaultSeed, nullFraction = defaultNullFraction, table = 'customers' } = opts;
+  const { customers, seed = defaultSeed, nullFraction = defaultNullFraction, table = defaults.seedTable } = opts;
   if (!Number.isSafeInteger(customers) || customers < 0) {
     throw new UsageError(`--customers: "${customers}" is not a whole number ≥ 0`);
   }

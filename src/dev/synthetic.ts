@@ -5,6 +5,7 @@
  *
  * Pure code (no database): seed.ts streams {@link copyTextBlocks} into COPY.
  */
+import { defaults } from '../config.js';
 
 /** A column of the synthetic customers table, as PostgreSQL declares it. */
 export interface CustomerColumn {
@@ -82,7 +83,7 @@ export interface SyntheticOptions {
   nullFraction?: number;
 }
 
-export const defaultNullFraction = 0.02;
+export const defaultNullFraction = defaults.nullFraction;
 
 /**
  * The customers, one fresh object each (for training and tests; seeding uses {@link copyTextBlocks}).
