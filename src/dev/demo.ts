@@ -13,6 +13,7 @@ import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';
 import { logRunSummary } from '../job/summary.js';
 import { seedCustomers } from './seed.js';
+import { withClient } from '../db/sql.js';
 import { fileURLToPath } from 'node:url';
 
 const customers = Number(process.env.DEMO_CUSTOMERS ?? 200_000);
@@ -29,13 +30,10 @@ try {
   say(`1. Embedded PostgreSQL ${await serverVersion(server.url)} started on 127.0.0.1:${server.port} (data in ${server.dataDir}).`);
   const pool = createPool(config.db);
   try {
-    const client = await pool.connect();
-    try {
+    await withClient(pool, async (client) => {
       const steps = await migrate(client, config.schema);
       say(`2. scorejob migrate: ${steps.map((s) => `${s.name} ${s.outcome}`).join(', ')}.`);
-    } finally {
-      client.release();
-    }
+    });
     const seeded = await seedCustomers(pool, { customers });
     say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${(seeded.ms / 1000).toFixed(1)} s.\n`);
     say('4. scorejob run:');
@@ -44,8 +42,7 @@ try {
       { config, log, stop: { requested: undefined } },
       { modelDir, chunkSize: 50_000, trigger: 'manual', dryRun: false, backend: 'auto', keepRuns: 12, maxRejectRatio: 0.01, chunkAttempts: 3 },
     ).then((r) => logRunSummary(log, config.schema, r));
-    const client2 = await pool.connect();
-    try {
+    await withClient(pool, async (client2) => {
       say('\n5. scorejob runs:');
       say(formatRunList(await listRuns(client2, config.schema, { limit: 5 })));
       const sql = `SELECT customer_id, round(score::numeric, 4) AS churn_probability, model_version, run_id, scored_at
@@ -53,9 +50,7 @@ try {
       say(`6. What a downstream team queries (the customers most likely to churn):\n\n${sql};\n`);
       const { rows } = await client2.query(sql);
       say(formatRows(rows));
-    } finally {
-      client2.release();
-    }
+    });
   } finally {
     await pool.end();
   }

@@ -96,7 +96,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const client = reader as pg.PoolClient;
     // A transaction per chunk, in the run's snapshot: it holds its lock on the source only while it reads.
     const id = d.view.snapshotId;
-    const sql = inSnapshotSql(client, id, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire));
+    const sql = inSnapshotSql(client, id, chunkCopySql(d.source, d.columns, chunk.lo, chunk.hi, wire));
     const promise = readChunk(client, sql, batches[slot] as ColumnBatch, wire).then(
       (b) => (batches[slot] = b),
       async (err: unknown) => {
