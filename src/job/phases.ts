@@ -52,7 +52,7 @@ export interface ExecuteDeps {
   ledger: Ledger;
   config: Config;
   recover(): Promise<void>;
-  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/job/runLock.ts). */
+  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/ledger/runLock.ts). */
   fence(c: pg.ClientBase): Promise<void>;
   log: Logger;
   stop: StopSignal;

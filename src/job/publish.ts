@@ -87,7 +87,7 @@ export async function publishRun(
       );
     }
     await ledger.markPublished(c, runId, stats);
-    // The run lock must still be ours (src/job/runLock.ts): never publish after another process took it over.
+    // The run lock must still be ours (src/ledger/runLock.ts): never publish after another process took it over.
     await fence?.(c);
   });
 }
