@@ -13,7 +13,6 @@ export type { Queryable } from './history.js';
  * (RunHistory); every value goes as a parameter. The writes are here, the reads in history.ts.
  */
 export class Ledger extends RunHistory {
-
   /** The table a run writes its scores into before it is published (attached to score_data). */
   runTable(runId: string): string {
     return this.table(`"score_data_${BigInt(runId).toString()}"`);
