@@ -15,6 +15,7 @@ import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';
 import { logRunSummary } from '../job/summary.js';
 import { seedCustomers } from './seed.js';
+import { withClient } from '../db/sql.js';
 
 const customers = Number(process.env.DEMO_CUSTOMERS ?? 200_000);
 const say = (line = '') => process.stdout.write(line + '\n');
@@ -30,19 +31,15 @@ try {
   say(`1. Embedded PostgreSQL ${await serverVersion(server.url)} started on 127.0.0.1:${server.port} (data in ${server.dataDir}).`);
   const pool = createPool(config.db);
   try {
-    const client = await pool.connect();
-    try {
+    await withClient(pool, async (client) => {
       const steps = await migrate(client, config.schema);
       say(`2. scorejob migrate: ${steps.map((s) => `${s.name} ${s.outcome}`).join(', ')}.`);
-    } finally {
-      client.release();
-    }
+    });
     const seeded = await seedCustomers(pool, { customers });
     say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${formatSeconds(seeded.ms)}.\n`);
     say('4. scorejob run:');
     await startRun({ config, log, stop: { requested: undefined } }, defaultRunOptions(shippedModelDir)).then((r) => logRunSummary(log, config.schema, r));
-    const client2 = await pool.connect();
-    try {
+    await withClient(pool, async (client2) => {
       say('\n5. scorejob runs:');
       say(formatRunList(await listRuns(client2, config.schema, { limit: 5 })));
       const sql = `SELECT customer_id, round(score::numeric, 4) AS churn_probability, model_version, run_id, scored_at
@@ -50,9 +47,7 @@ try {
       say(`6. What a downstream team queries (the customers most likely to churn):\n\n${sql};\n`);
       const { rows } = await client2.query(sql);
       say(formatRows(rows));
-    } finally {
-      client2.release();
-    }
+    });
   } finally {
     await pool.end();
   }

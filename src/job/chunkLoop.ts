@@ -4,6 +4,7 @@ import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
+import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { isTransient } from '../db/sqlstate.js';
 import { ChunkCountError, RunFailedError, SnapshotLostError } from '../errors.js';
@@ -94,7 +95,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const client = reader as pg.PoolClient;
     // A transaction per chunk, in the run's snapshot: it holds its lock on the source only while it reads.
     const id = d.view.snapshotId;
-    const sql = inSnapshotSql(client, id, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire));
+    const sql = inSnapshotSql(client, id, chunkCopySql(d.source, d.columns, chunk.lo, chunk.hi, wire));
     const promise = readChunk(client, sql, batches[slot] as ColumnBatch, wire).then(
       (b) => (batches[slot] = b),
       async (err: unknown) => {
@@ -157,20 +158,16 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
 
         t = performance.now();
         encoded = encodeScores(keys, scores, accepted, encoded);
-        const w = writer as pg.PoolClient;
-        await w.query('BEGIN');
-        try {
-          await copyScores(w, table, encoded);
+        const scoresBuffer = encoded;
+        await withTransaction(writer as pg.PoolClient, async (w) => {
+          await copyScores(w, table, scoresBuffer);
           await d.ledger.insertRejects(w, d.runId, rejects);
           const extra = d.chunkStats?.();
           const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+          // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
           await d.fence?.(w);
-          await w.query('COMMIT');
-        } catch (err) {
-          await w.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
+        });
         d.timings.add('write', performance.now() - t);
         d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
         d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length });

@@ -4,6 +4,7 @@ import { ExportedSnapshot, inSnapshot } from '../db/snapshot.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
+import { withClient } from '../db/sql.js';
 import { countChunkRows, planChunks, rewrittenSinceSnapshot, type CountedChunk, type Plan } from './plan.js';
 
 export interface SourceViewDeps {
@@ -104,15 +105,14 @@ export class SourceView {
   }
 
   private async onOwnConnection<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
-    const client = await this.d.pool.connect();
-    let ok = false;
-    try {
-      await client.query(`SET application_name = 'scorejob planner'`);
-      const result = await inSnapshot(client, this.snapshot.id, () => fn(client));
-      ok = true;
-      return result;
-    } finally {
-      client.release(!ok);
-    }
+    // A connection a failure left mid-transaction is destroyed, not returned to the pool.
+    return withClient(
+      this.d.pool,
+      async (client) => {
+        await client.query(`SET application_name = 'scorejob planner'`);
+        return inSnapshot(client, this.snapshot.id, () => fn(client));
+      },
+      { discardOnError: true },
+    );
   }
 }

@@ -1,9 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { Gauge, Registry } from 'prom-client';
 import { writeFileAtomic } from '../files.js';
-import type pg from 'pg';
 import type { Logger } from '../log.js';
-import type { ErrorKind, Ledger } from '../ledger/ledger.js';
+import type { ErrorKind } from '../ledger/ledger.js';
 
 /**
  * The facts of a run's end that `--metrics-file` exports, in the Prometheus text format for
@@ -82,15 +81,6 @@ export async function renderMetrics(m: RunMetrics): Promise<string> {
  */
 export async function writeMetricsFile(path: string, content: string): Promise<void> {
   await writeFileAtomic(path, content, { mode: 0o644 });
-}
-
-/** The ledger's latest succeeded, published (not dry) run's finish time, of one model. */
-export async function lastSuccessAt(c: pg.ClientBase, ledger: Ledger, modelName: string): Promise<Date | null> {
-  const { rows } = await c.query<{ at: Date | null }>(
-    `SELECT max(finished_at) AS at FROM ${ledger.s}.score_runs WHERE status = 'succeeded' AND NOT dry_run AND model_name = $1`,
-    [modelName],
-  );
-  return rows[0]?.at ?? null;
 }
 
 /** The value the previous metrics file held, for when the ledger cannot be asked (the database is gone). */

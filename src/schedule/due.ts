@@ -1,22 +1,9 @@
 import type pg from 'pg';
 import { previousTick, type CronSpec } from './cronTicks.js';
-import type { RunStatus } from '../ledger/ledger.js';
-import { modelLockName, runLockHeld } from '../job/runLock.js';
+import { Ledger, type TickRun } from '../ledger/ledger.js';
+import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 
-/**
- * What the due check needs of a ledger row.
- * @internal exported for tests
- */
-export interface TickRun {
-  run_id: string;
-  status: RunStatus;
-  trigger: string;
-  dry_run: boolean;
-  started_at: Date;
-  tick_at: Date | null;
-  host: string;
-  pid: number;
-}
+export type { TickRun };
 
 /**
  * Whether the latest tick still needs a run:
@@ -64,12 +51,7 @@ export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lock
 /** The latest tick at or before `now`, and whether it still needs a run, from the ledger. */
 export async function checkDue(client: pg.ClientBase, schema: string, modelName: string, spec: CronSpec, now: Date, tick = previousTick(spec, now)): Promise<DueDecision> {
   if (tick === undefined) return decideDue(undefined, [], false);
-  const s = client.escapeIdentifier(schema);
-  const { rows } = await client.query<TickRun>(
-    `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid FROM ${s}.score_runs
-      WHERE NOT dry_run AND model_name = $2 AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
-    [tick, modelName],
-  );
+  const rows = await new Ledger(schema).runsForTick(client, modelName, tick);
   const lockHeld = await runLockHeld(client, schema, modelLockName(modelName));
   return decideDue(tick, rows, lockHeld);
 }

@@ -11,6 +11,7 @@ import { ExitCode, signalExitCode, toExitCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
 import { checkDue, describeDue, type DueDecision } from './due.js';
+import { withClient } from '../db/sql.js';
 import { reportChildOutcome, startChildRun, type ChildRun } from './child.js';
 
 /** Options of `scorejob schedule`. */
@@ -219,12 +220,7 @@ class Scheduler {
   }
 
   private async readDue(): Promise<DueDecision> {
-    const client = await this.pool.connect();
-    try {
-      return await checkDue(client, this.config.schema, this.opts.modelName, this.spec, new Date());
-    } finally {
-      client.release();
-    }
+    return withClient(this.pool, (client) => checkDue(client, this.config.schema, this.opts.modelName, this.spec, new Date()));
   }
 }
 
@@ -241,12 +237,7 @@ async function startupCheck(pool: Pool, config: Config, log: Logger): Promise<vo
     log.warn({ err: (err as Error).message }, `${(err as Error).message}; starting anyway: each run connects afresh, and the missed-run check is retried`);
     return;
   }
-  const client = await pool.connect();
-  try {
-    await assertMigrated(client, config.schema);
-  } finally {
-    client.release();
-  }
+  await withClient(pool, (client) => assertMigrated(client, config.schema));
 }
 
 /** node-cron's own messages, into our log (it would print to the console otherwise). */
