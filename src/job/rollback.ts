@@ -3,12 +3,12 @@ import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { describeDb } from '../config.js';
 import { Ledger } from '../ledger/ledger.js';
 import { Publications, type PublishedEvent } from '../ledger/publications.js';
-import { acquireRunLock } from './acquireRunLock.js';
+import { takeRunLock, type RunLock } from '../ledger/runLock.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { publishedBy, withLockRetry } from './publish.js';
-import type { RunLock } from './runLock.js';
 
 export interface RollbackOptions {
   /** The run to put back; default: the newest kept run of the model published before the current one. */
@@ -39,10 +39,10 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
     let lock: RunLock | undefined;
     try {
       await assertMigrated(client, config.schema);
-      const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
+      const ledger = new Ledger(config.schema);
       const publications = new Publications(ledger);
       const modelName = await whichModel(client, ledger, publications, opts);
-      const held = await acquireRunLock(pool, config, ctx.log, 'rollback', ledger, modelName);
+      const held = await takeRunLock(pool, { schema: config.schema, modelName, purpose: 'rollback', log: ctx.log, where: describeDb(config.db), ledger });
       lock = held;
       // Under the lock: what is published now, and the target, read again.
       const current = await publications.currentRun(client, modelName);

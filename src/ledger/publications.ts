@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdent } from '../db/sql.js';
 import type { Ledger } from './ledger.js';
 
 /** How a model's pointer moved: a run published, a run published by force over a gate, a rollback. */
@@ -52,7 +53,12 @@ export interface RunBands {
  * bands (sql/007_downstream.sql). Values go as parameters; the schema enters through the Ledger's quoting.
  */
 export class Publications {
-  constructor(private readonly ledger: Ledger) {}
+  /** The schema, quoted once. */
+  private readonly s: string;
+
+  constructor(private readonly ledger: Ledger) {
+    this.s = quoteIdent(ledger.schema);
+  }
 
   /**
    * Moves the model's pointer to the run, records the publication and sends `scorejob_published`, all
@@ -60,7 +66,7 @@ export class Publications {
    * scores it cannot read yet, and a rolled-back publish says nothing.
    */
   async movePointer(c: pg.ClientBase, runId: string, kind: PublicationKind, by: PublishedBy): Promise<PublishedEvent> {
-    const s = this.ledger.s;
+    const s = this.s;
     const { rows } = await c.query<{ model_name: string; previous_run_id: string | null }>(
       `INSERT INTO ${s}.published_run (model_name, run_id, published_at, previous_run_id)
        SELECT model_name, run_id, now(), NULL FROM ${s}.score_runs WHERE run_id = $1
@@ -88,30 +94,30 @@ export class Publications {
 
   /** The run a model's customer_scores shows now, if any. */
   async currentRun(c: pg.ClientBase, modelName: string): Promise<string | undefined> {
-    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.ledger.s}.published_run WHERE model_name = $1`, [modelName]);
+    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.s}.published_run WHERE model_name = $1`, [modelName]);
     return rows[0]?.run_id;
   }
 
   /** The run of every model that customer_scores shows now. */
   async currentRuns(c: pg.ClientBase): Promise<string[]> {
-    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.ledger.s}.published_run`);
+    const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.s}.published_run`);
     return rows.map((r) => r.run_id);
   }
 
   /** The models with a published run. */
   async publishedModels(c: pg.ClientBase): Promise<string[]> {
-    const { rows } = await c.query<{ model_name: string }>(`SELECT model_name FROM ${this.ledger.s}.published_run ORDER BY model_name`);
+    const { rows } = await c.query<{ model_name: string }>(`SELECT model_name FROM ${this.s}.published_run ORDER BY model_name`);
     return rows.map((r) => r.model_name);
   }
 
   /** `rollback` with no run: the newest published run of the model older than the current one whose scores are kept. */
   async previousKeptRun(c: pg.ClientBase, modelName: string, currentRunId: string): Promise<string | undefined> {
     const { rows } = await c.query<{ run_id: string }>(
-      `SELECT r.run_id::text FROM ${this.ledger.s}.score_runs r
+      `SELECT r.run_id::text FROM ${this.s}.score_runs r
         WHERE r.model_name = $1 AND r.run_id < $2 AND r.published_at IS NOT NULL AND r.status = 'succeeded' AND NOT r.dry_run
           AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = to_regclass($3) AND i.inhrelid = to_regclass($4 || r.run_id))
         ORDER BY r.run_id DESC LIMIT 1`,
-      [modelName, currentRunId, `${this.ledger.s}.score_data`, `${this.ledger.s}.score_data_`],
+      [modelName, currentRunId, `${this.s}.score_data`, `${this.s}.score_data_`],
     );
     return rows[0]?.run_id;
   }
@@ -120,8 +126,8 @@ export class Publications {
     const { rows } = await c.query<RollbackCandidate>(
       `SELECT r.run_id::text, r.model_name, r.model_version, r.status, r.dry_run, r.published_at, r.rows_scored::text,
               EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = to_regclass($2) AND i.inhrelid = to_regclass($3)) AS kept
-         FROM ${this.ledger.s}.score_runs r WHERE r.run_id = $1`,
-      [runId, `${this.ledger.s}.score_data`, this.ledger.runTable(runId)],
+         FROM ${this.s}.score_runs r WHERE r.run_id = $1`,
+      [runId, `${this.s}.score_data`, this.ledger.runTable(runId)],
     );
     return rows[0];
   }
@@ -132,7 +138,7 @@ export class Publications {
    */
   async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined): Promise<void> {
     await c.query(
-      `UPDATE ${this.ledger.s}.score_runs SET band_bounds = $2, band_names = $3,
+      `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
               score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
                               FROM ${this.ledger.runTable(runId)})
         WHERE run_id = $1`,
@@ -143,7 +149,7 @@ export class Publications {
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
   async ensureCuts(c: pg.ClientBase, runId: string): Promise<void> {
     await c.query(
-      `UPDATE ${this.ledger.s}.score_runs SET
+      `UPDATE ${this.s}.score_runs SET
               score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
                               FROM ${this.ledger.runTable(runId)})
         WHERE run_id = $1 AND score_cuts IS NULL`,
@@ -156,7 +162,7 @@ export class Publications {
     if (runIds.length === 0) return [];
     const { rows } = await c.query<PublicationRow>(
       `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason
-         FROM ${this.ledger.s}.score_publications WHERE run_id = ANY($1::bigint[]) ORDER BY publication_id`,
+         FROM ${this.s}.score_publications WHERE run_id = ANY($1::bigint[]) ORDER BY publication_id`,
       [runIds],
     );
     return rows;

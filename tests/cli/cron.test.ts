@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,8 @@ import { previousTick } from '../../src/schedule/cronTicks.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { repoRoot } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { holdRunLock } from '../helpers/hold.js';
+import { modelCopy } from '../helpers/run.js';
 import { waitUntil } from '../helpers/waitUntil.js';
 
 /**
@@ -53,7 +55,7 @@ async function cronRunning(): Promise<boolean> {
  * The repo's crontab as an /etc/cron.d file: its variable lines with the given values, and its one
  * job line, unchanged but for the schedule (every minute) and the user field cron.d files have.
  */
-async function cronDFromRepoCrontab(values: Record<string, string>, user = 'root'): Promise<{ text: string; command: string }> {
+async function cronDFromRepoCrontab(values: Record<string, string>, user = 'root', variants: readonly string[] = []): Promise<{ text: string; command: string }> {
   const lines = (await readFile(join(repoRoot, 'crontab'), 'utf8')).split('\n');
   const out: string[] = [];
   const jobs: string[] = [];
@@ -73,34 +75,81 @@ async function cronDFromRepoCrontab(values: Record<string, string>, user = 'root
   expect(command).toContain('scorejob');
   for (const [name, value] of Object.entries(values)) if (!out.some((l) => l.startsWith(`${name}=`))) out.push(`${name}=${value}`);
   out.push(`* * * * * ${user} ${command}`);
+  // The same line again, each with variables of its own set before the command (sh's `NAME=value cmd`).
+  for (const prefix of variants) out.push(`* * * * * ${user} ${prefix} ${command}`);
   return { text: `${out.join('\n')}\n`, command };
+}
+
+/**
+ * A stand-in for the MTA: cron pipes each mail to /usr/sbin/sendmail; this one files it under mailDir.
+ * Installed only where no sendmail exists (a real MTA is never replaced), and removed afterwards.
+ */
+const sendmail = '/usr/sbin/sendmail';
+const mailDir = '/var/tmp/scorejob-test-mail';
+const stubMark = '# scorejob test stub';
+async function installSendmailStub(): Promise<'installed' | 'present' | 'foreign'> {
+  if (existsSync(sendmail)) return (await readFile(sendmail, 'utf8').catch(() => '')).includes(stubMark) ? 'present' : 'foreign';
+  await mkdir(mailDir, { recursive: true });
+  await writeFile(sendmail, `#!/bin/sh\n${stubMark}\ncat > "${mailDir}/$(date +%s%N)-$$.eml"\n`, { mode: 0o755 });
+  return 'installed';
+}
+async function mailsMentioning(token: string): Promise<string[]> {
+  const names = await readdir(mailDir).catch(() => [] as string[]);
+  const mails = await Promise.all(names.map((n) => readFile(join(mailDir, n), 'utf8').catch(() => '')));
+  return mails.filter((m) => m.includes(token));
 }
 
 const unavailable = ensureCron();
 if (unavailable) console.warn(`SKIPPED tests/cli/cron.test.ts: ${unavailable}`);
 
+/**
+ * One cron.d file, four copies of the repo's job line firing in the same minute, each on a database
+ * (or env file) of its own: a run that succeeds; a run that fails its publish gate (a model that
+ * scores NaN: exit 1); a run that finds the lock held (exit 75); and an env file that does not exist.
+ */
 describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron daemon', () => {
   let t: TestDatabase;
+  let failing: TestDatabase;
+  let locked: TestDatabase;
+  let lock: { release: () => Promise<void> } | undefined;
   let dir: string;
   let cronFile: string;
   let startedCron: ChildProcess | undefined;
+  let stub: 'installed' | 'present' | 'foreign' = 'foreign';
 
   beforeAll(async () => {
-    t = await createTestDatabase();
-    await seedCustomers(t.pool, { customers: 2000, seed: 9 });
+    [t, failing, locked] = await Promise.all([createTestDatabase(), createTestDatabase(), createTestDatabase()]);
+    await Promise.all([t, failing, locked].map((db) => seedCustomers(db.pool, { customers: 2000, seed: 9 })));
+    lock = await holdRunLock(locked);
     dir = await mkdtemp(join(tmpdir(), 'sj-cron-'));
     const envFile = join(dir, 'scorejob.env');
     await writeFile(envFile, `DATABASE_URL='${t.url}'\n`, { mode: 0o600 });
-    await chmod(envFile, 0o600);
+    // A model whose output bias is NaN scores every customer NaN: all rejected, the reject gate fails the run.
+    const nanModel = await modelCopy();
+    const weights = join(nanModel, 'weights.bin');
+    const bytes = await readFile(weights);
+    bytes.writeFloatLE(Number.NaN, bytes.length - 4);
+    await writeFile(weights, bytes);
+    await writeFile(join(dir, 'failing.env'), `DATABASE_URL='${failing.url}'\nSCOREJOB_MODEL_DIR='${nanModel}'\n`, { mode: 0o600 });
+    await writeFile(join(dir, 'locked.env'), `DATABASE_URL='${locked.url}'\n`, { mode: 0o600 });
+    stub = await installSendmailStub();
     // cron.d file names may hold only letters, digits, _ and -.
     cronFile = `/etc/cron.d/scorejob-test-${randomBytes(4).toString('hex')}`;
-    const { text } = await cronDFromRepoCrontab({
-      PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
-      SCOREJOB_HOME: repoRoot,
-      SCOREJOB_ENV: envFile,
-      SCOREJOB_LOG: join(dir, 'scorejob.log'),
-      MAILTO: '""', // no mail; Debian's cron ignores the whole file on a bare `MAILTO=`
-    });
+    const { text } = await cronDFromRepoCrontab(
+      {
+        PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+        SCOREJOB_HOME: repoRoot,
+        SCOREJOB_ENV: envFile,
+        SCOREJOB_LOG: join(dir, 'scorejob.log'),
+        MAILTO: 'root',
+      },
+      'root',
+      [
+        `SCOREJOB_ENV=${dir}/failing.env SCOREJOB_LOG=${dir}/failing.log`,
+        `SCOREJOB_ENV=${dir}/locked.env SCOREJOB_LOG=${dir}/locked.log`,
+        `SCOREJOB_ENV=${dir}/missing.env SCOREJOB_LOG=${dir}/missing.log`,
+      ],
+    );
     await writeFile(cronFile, text, { mode: 0o644 });
     await chmod(cronFile, 0o644);
     await ensureCronRunning();
@@ -120,20 +169,26 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     if (cronFile) await rm(cronFile, { force: true });
     // Only the daemon this file started; one that was running before stays.
     if (startedCron?.pid !== undefined && startedCron.exitCode === null) startedCron.kill('SIGTERM');
+    if (stub === 'installed') await rm(sendmail, { force: true });
+    await lock?.release();
     if (dir) await rm(dir, { recursive: true, force: true });
-    await t?.drop();
+    await Promise.all([t?.drop(), failing?.drop(), locked?.drop()]);
   });
+
+  const firstRun = async (db: TestDatabase) =>
+    (
+      await db.pool.query<{ run_id: string; status: string; trigger: string; tick_at: Date | null }>(
+        `SELECT run_id::text, status, trigger, tick_at FROM scoring.score_runs WHERE status <> 'running' ORDER BY run_id LIMIT 1`,
+      )
+    ).rows[0];
 
   it(
     'fires the crontab line and leaves a succeeded run with trigger cron in the ledger within two minutes',
     async () => {
       const deadline = Date.now() + 130_000;
-      let run: { run_id: string; status: string; trigger: string; tick_at: Date | null } | undefined;
+      let run: Awaited<ReturnType<typeof firstRun>>;
       while (Date.now() < deadline) {
-        const { rows } = await t.pool.query<{ run_id: string; status: string; trigger: string; tick_at: Date | null }>(
-          `SELECT run_id::text, status, trigger, tick_at FROM scoring.score_runs WHERE status <> 'running' ORDER BY run_id LIMIT 1`,
-        );
-        run = rows[0];
+        run = await firstRun(t);
         if (run) break;
         await ensureCronRunning();
         await new Promise((r) => setTimeout(r, 1000));
@@ -147,4 +202,34 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     },
     200_000,
   );
+
+  it('mails a failed run: the exit code, the reason with the run id, and the next step; a short subject', async (ctx) => {
+    if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
+    let mails: string[] = [];
+    await waitUntil('cron mails the failed run', async () => (mails = await mailsMentioning(`${dir}/failing.env`)).length > 0, 130_000);
+    const run = await firstRun(failing);
+    expect(run).toMatchObject({ status: 'failed' });
+    const mail = mails[0] as string;
+    const subject = /^Subject: (.*)$/m.exec(mail)?.[1] ?? '';
+    expect(subject.length, subject).toBeLessThan(200);
+    expect(mail).toMatch(/^scorejob run exited 1 on /m);
+    expect(mail).toContain(`run ${run?.run_id} failed`);
+    expect(mail).toMatch(/rejected 100\.00% of rows/);
+    // The advice of this gate failure (nothing scored): fix the model or the data; never "resume it".
+    expect(mail).toContain('fix the model or the data, then start a new run');
+    expect(mail).not.toMatch(/resume/);
+    expect(mail).toMatch(new RegExp(`^What to do: .*\`scorejob runs show ${run?.run_id}\``, 'm'));
+  }, 150_000);
+
+  it('sends no mail when the lock is held (exit 75), and explains a missing env file', async (ctx) => {
+    if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
+    let missing: string[] = [];
+    await waitUntil('cron mails the missing env file', async () => (missing = await mailsMentioning(`${dir}/missing.env`)).length > 0, 130_000);
+    expect(missing[0]).toMatch(/the env file SCOREJOB_ENV=\S+missing\.env does not exist: create it .* DATABASE_URL=/);
+    // The locked line fired in the same minute: its log has the refusal, and no mail names its env file.
+    await waitUntil('the locked line logs its refusal', async () => /lock/i.test(await readFile(join(dir, 'locked.log'), 'utf8').catch(() => '')), 60_000);
+    await new Promise((r) => setTimeout(r, 2000)); // cron mails as the job ends
+    expect(await mailsMentioning(`${dir}/locked.env`)).toEqual([]);
+    expect(await firstRun(locked)).toBeUndefined();
+  }, 200_000);
 });

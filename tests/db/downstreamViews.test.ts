@@ -100,7 +100,7 @@ describe('the downstream views', () => {
   it('on scores without ties, percentile equals ntile(100)', async () => {
     const c = await t.pool.connect();
     try {
-      const ledger = new Ledger((n) => c.escapeIdentifier(n), 'scoring');
+      const ledger = new Ledger('scoring');
       const params = { modelDir: 'm', chunkSize: 10, dryRun: false, keepRuns: 12, maxRejectRatio: 0, chunkAttempts: 1, backendChoice: 'cpu', source: { table: 'customers', key: 'customer_id' } } satisfies RunParams;
       const runId = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'tie-free', modelVersion: '1', modelSha256: 'x', backend: 'cpu', params, host: 'h', pid: 1 });
       await c.query('BEGIN');

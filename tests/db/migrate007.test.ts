@@ -27,7 +27,7 @@ describe('upgrading a schema with published runs to version 7', () => {
     const c = await t.pool.connect();
     try {
       await migrate(c, 'scoring', pathToFileURL(`${dir}/`));
-      const ledger = new Ledger((n) => c.escapeIdentifier(n), 'scoring');
+      const ledger = new Ledger('scoring');
       for (let i = 1; i <= 3; i++) {
         const runId = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'm', modelVersion: `${i}`, modelSha256: 'x', backend: 'cpu', params, host: 'h', pid: 1 });
         await c.query('BEGIN');

@@ -104,7 +104,7 @@ describe('rollback and the publish event', () => {
     await rollback({ config: testConfig(t), log: silentLog }, { runId: runs[0] });
     const c = await t.pool.connect();
     try {
-      const ledger = new Ledger((n) => c.escapeIdentifier(n), 'scoring');
+      const ledger = new Ledger('scoring');
       const dropped = await applyRetention(c, ledger, 'customer-value', 1, silentLog);
       expect(dropped.sort()).toEqual([runs[1], runs[2]]);
     } finally {

@@ -1,0 +1,58 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+
+/**
+ * The README's "On your own database" block, run as written by a newcomer: `scorejob` on PATH (what
+ * `npm link` does: a `scorejob` that is this repo's bin/scorejob), a shell in some other folder, an
+ * empty database. Only the DATABASE_URL's value is the test's.
+ */
+async function readmeBlock(): Promise<string[]> {
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+  const at = readme.indexOf('On your own database');
+  expect(at, 'README has an "On your own database" block').toBeGreaterThan(0);
+  const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))?.[1] ?? '';
+  return block.split('\n').filter((l) => l.trim() !== '');
+}
+
+describe('README quick start, on your own database', () => {
+  let t: TestDatabase;
+  let dir: string;
+  beforeAll(async () => {
+    t = await createTestDatabase({ migrated: false });
+    dir = await mkdtemp(join(tmpdir(), 'sj-readme-'));
+    await symlink(join(repoRoot, 'bin/scorejob'), join(dir, 'scorejob'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await t?.drop();
+  });
+
+  it('every command of the block exits 0, and the last one lists a succeeded run', async () => {
+    const lines = await readmeBlock();
+    expect(lines[0]).toMatch(/^export DATABASE_URL=/);
+    expect(lines.slice(1).every((l) => l.startsWith('scorejob ')), lines.join('\n')).toBe(true);
+    const script = ['set -e', `export DATABASE_URL='${t.url}'`, ...lines.slice(1).map((l) => `echo "+ ${l.replace(/\s+#.*$/, '')}" >&2; ${l}`)].join('\n');
+    const child = spawn('/bin/sh', ['-c', script], {
+      cwd: dir,
+      env: { PATH: `${dir}:${process.env.PATH}`, HOME: process.env.HOME },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, `${stderr}\n${stdout.slice(-3000)}`).toBe(0);
+    const runs = await t.pool.query<{ status: string; dry_run: boolean }>('SELECT status, dry_run FROM scoring.score_runs ORDER BY run_id');
+    expect(runs.rows).toEqual([
+      { status: 'succeeded', dry_run: true },
+      { status: 'succeeded', dry_run: false },
+    ]);
+    expect(stdout).toMatch(/succeeded/);
+  }, 180_000);
+});
