@@ -1,7 +1,7 @@
 import type { BackendChoice } from '../config.js';
 import type { FeaturePlan, PlannedFeature } from './features.js';
 import { loadModel, type LoadedModel } from './load.js';
-import type { Manifest } from './manifest.js';
+import { unknownId, type Manifest } from './manifest.js';
 import type { ModelFile } from './modelFiles.js';
 
 /** What `scorejob model inspect` shows about a model directory. */
@@ -82,6 +82,12 @@ function featureRow(p: PlannedFeature): string[] {
       break;
     case 'boolean':
       details = 'true -> 1, false -> 0';
+      break;
+    case 'raw':
+      details = f.min !== undefined || f.max !== undefined ? `as stored, training range [${f.min ?? '-inf'}, ${f.max ?? 'inf'}]` : 'as stored';
+      break;
+    case 'index':
+      details = `${clip(f.categories.map((c, i) => `${c}=${i}`).join(', '), 60)}; unknown -> ${unknownId(f)}`;
       break;
   }
   return [inputs, f.column, f.transform, `${details}; ${fill}`];
