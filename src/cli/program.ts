@@ -20,6 +20,7 @@ import { logRunSummary } from '../job/summary.js';
 import { modelDir, runOptions, type RunFlags } from './runOptions.js';
 import { checkModelDirectory, defaultCron, forwardedRunArgs, runScheduler, type ForwardedRunFlags } from '../schedule/scheduler.js';
 import { seedCustomers } from '../dev/seed.js';
+import { addModelInitCommand } from './modelInit.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -294,6 +295,8 @@ export function buildProgram(): Command {
         { quiet: true },
       ),
     );
+
+  addModelInitCommand(model, { action: (fn) => action(fn as Action, { quiet: true }), withPool });
 
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'scorejob: ').split('\n')[0] + '\n') });
   return program;
