@@ -16,6 +16,11 @@ export interface ModelReport {
   sha256: string;
   /** The backend scoring would run on with the given choice. */
   backend: string;
+  format: LoadedModel['format'];
+  execution: LoadedModel['execution'];
+  /** The model's inputs and the features' columns each takes. */
+  inputs: LoadedModel['inputs'];
+  outputName: string;
 }
 
 /**
@@ -36,8 +41,8 @@ export interface SourceColumnsSummary {
 export async function inspectModel(dir: string, opts: { backend: BackendChoice }): Promise<ModelReport> {
   const model = await loadModel(dir, { backend: opts.backend });
   try {
-    const { manifest, plan, inputWidth, output, files, sha256, backend } = model;
-    return { dir, manifest, plan, inputWidth, output, files, sha256, backend };
+    const { manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName } = model;
+    return { dir, manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName };
   } finally {
     model.dispose();
   }
@@ -49,9 +54,14 @@ export function formatModelReport(report: ModelReport, columns?: SourceColumnsSu
   const lines: string[] = [`model    ${m.name} ${m.version}  (${report.dir})`];
   if (m.description !== '') lines.push(`         ${m.description}`);
   lines.push(`source   ${m.source.table}, key ${m.source.key}`);
+  lines.push(`format   ${report.format} (${report.execution})`);
   lines.push(`input    ${report.inputWidth} floats per row, from ${m.features.length} features`);
+  if (report.inputs.length > 1 || report.inputs.some((i) => i.dtype !== 'float32')) {
+    for (const i of report.inputs) lines.push(`         ${i.name}: ${i.dtype} [rows${i.rank === 2 ? `, ${i.width}` : ''}] <- row inputs ${Array.from(i.columns).join(', ')}`);
+  }
   const unit = output.totalUnits > 1 ? ` (unit ${m.output.unit ?? 0} of ${output.totalUnits})` : '';
-  lines.push(`output   ${m.output.name}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
+  const from = m.output.from !== undefined || output.totalUnits > 1 ? ` from output "${report.outputName}"` : '';
+  lines.push(`output   ${m.output.name}${from}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
   lines.push(`backend  ${report.backend}`, '', 'features (model input order)');
   lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], '  '));
   lines.push('', 'files');

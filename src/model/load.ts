@@ -28,6 +28,8 @@ export interface LoadedModel {
   /** The TF.js backend scoring runs on. */
   backend: BackendName;
   format: TfModel['format'];
+  /** How the model runs: a layers model's predict, a graph's execute, or executeAsync (control flow, dynamic ops). */
+  execution: 'predict' | 'execute' | 'executeAsync';
   /** The model's inputs, each with the features' columns that feed it. */
   inputs: InputSlot[];
   /** Floats per row the features produce (all inputs together). */
@@ -66,7 +68,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
     const outputs = await probe(model, slots, backend, modelFile);
     const output = selectOutput(model.outputNames, outputs, manifest, modelFile);
     const scorer = createTfScorer(model, plan.width, slots, output);
-    return { dir, manifest, plan, sha256: files.sha256, files: files.files, backend, format: model.format, inputs: slots, inputWidth: plan.width, output, outputName: model.outputNames[output.output]!, scorer, dispose: () => scorer.dispose() };
+    return { dir, manifest, plan, sha256: files.sha256, files: files.files, backend, format: model.format, execution: model.format === 'layers-model' ? 'predict' : model.async ? 'executeAsync' : 'execute', inputs: slots, inputWidth: plan.width, output, outputName: model.outputNames[output.output]!, scorer, dispose: () => scorer.dispose() };
   } catch (err) {
     model.dispose();
     throw err;

@@ -12,7 +12,7 @@ export interface Weight {
   data: Float32Array;
 }
 
-/** Every float32 weight of the model, by its name in weightsManifest. */
+/** Every float32 weight of the model, by its name in weightsManifest (bool constants are skipped). */
 export async function readWeights(dir: string): Promise<Map<string, Weight>> {
   const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[] };
   const out = new Map<string, Weight>();
@@ -20,8 +20,12 @@ export async function readWeights(dir: string): Promise<Map<string, Weight>> {
     const bytes = Buffer.concat(await Promise.all(group.paths.map((p) => readFile(join(dir, p)))));
     let offset = 0;
     for (const spec of group.weights) {
-      if (spec.dtype !== 'float32') throw new Error(`${spec.name} is ${spec.dtype}; the reference reads float32 only`);
       const n = spec.shape.reduce((a, b) => a * b, 1);
+      if (spec.dtype === 'bool') {
+        offset += n; // a control-flow predicate: one byte each, not a weight of the arithmetic
+        continue;
+      }
+      if (spec.dtype !== 'float32') throw new Error(`${spec.name} is ${spec.dtype}; the reference reads float32 and bool only`);
       const data = new Float32Array(n);
       for (let i = 0; i < n; i++) data[i] = bytes.readFloatLE(offset + i * 4);
       offset += n * 4;
