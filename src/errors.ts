@@ -14,6 +14,14 @@ export const ExitCode = {
   sigterm: 143,
 } as const;
 
+/**
+ * The exit code of a run stopped by SIGINT or SIGTERM: 128 + the signal's number, what a shell reports
+ * for a process the signal killed (130, 143). The one mapping: the CLI, the scheduler and errors use it.
+ */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm;
+}
+
 export class ScorejobError extends Error {
   readonly exitCode: number;
   /** Set by the code that already logged this error with its context (a run, with its run_id): the CLI does not log it again. */
@@ -62,7 +70,7 @@ export class LockStuckError extends ScorejobError {
 export class InterruptedError extends ScorejobError {
   readonly signal: NodeJS.Signals;
   constructor(message: string, signal: NodeJS.Signals) {
-    super(message, signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm);
+    super(message, signalExitCode(signal));
     this.signal = signal;
   }
 }
@@ -71,6 +79,71 @@ export class InterruptedError extends ScorejobError {
 export class NothingToDoError extends ScorejobError {
   constructor(message: string) {
     super(message, ExitCode.ok);
+  }
+}
+
+/** The lock was taken over while this process believed it held it: stop, write nothing more. */
+export class LockLostError extends RunFailedError {}
+
+/**
+ * A chunk read `read` rows where its snapshot held `planned`. In one snapshot the two are equal unless the
+ * table was rewritten (its new file's rows are invisible to any older snapshot) or the source does not give
+ * the same rows twice. Not retried: the same snapshot reads the same.
+ */
+export class ChunkCountError extends RunFailedError {
+  constructor(chunkNo: number, source: { table: string }, read: number, planned: number, runId: string) {
+    const what = `chunk ${chunkNo} read ${read} rows of ${source.table} where the run's snapshot held ${planned}`;
+    super(
+      read < planned
+        ? `${what}: the source was rewritten during the run (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE), ` +
+            `which leaves a snapshot older than the rewrite an empty table; a resume reads the source afresh`
+        : `${what}: the source does not return the same rows twice in one snapshot (a view over volatile functions or a foreign table?); make it stable, then resume`,
+      runId,
+    );
+  }
+}
+
+/**
+ * The source has no rows: nothing to score, the published scores are unchanged. Found before a run
+ * started it is a usage error (2, nothing written); found when a started run plans (the rows went away
+ * since), the run fails (1) and the ledger records it.
+ */
+export class EmptySourceError extends ScorejobError {
+  readonly runId: string | undefined;
+  constructor(table: string, runId?: string) {
+    super(`source ${table} has no rows: nothing to score (the published scores are unchanged)`, runId === undefined ? ExitCode.usage : ExitCode.runFailed);
+    this.runId = runId;
+  }
+}
+
+/** A gate (reject ratio, PSI, nothing scored) stopped a run before publish: the run fails (1), its scores kept unpublished. */
+export class GateError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.runFailed);
+  }
+}
+
+/**
+ * A run noticed a stop request between chunks. The run records it as interrupted and rethrows it as an
+ * {@link InterruptedError} (the signal's exit code); on its own it is a failure (1).
+ */
+export class StoppedError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.runFailed);
+  }
+}
+
+/** The snapshot a read was to import is gone: the transaction that exported it ended (its connection was lost). */
+export class SnapshotLostError extends ScorejobError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.runFailed, options);
+  }
+}
+
+/** A migration's SQL failed; its transaction was rolled back, the schema is at the previous version. */
+export class MigrationError extends ScorejobError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.runFailed, options);
   }
 }
 

@@ -1,20 +1,10 @@
 import { type Command } from 'commander';
-import type pg from 'pg';
 import { profileColumns } from '../db/columnProfile.js';
 import { UsageError } from '../errors.js';
-import type { Context } from './program.js';
+import { action, withPool } from './action.js';
 import { checkDraftTarget, draftManifest, readModelSignature, writeDraft } from '../model/init.js';
 
-/**
- * What program.ts lends the command: its action wrapper (config, logger, errors to exit codes) and its
- * pool helper, passed in so that this file does not depend on where they live.
- */
-export interface ModelInitDeps {
-  action: (fn: (ctx: Context, dir: string, flags: InitFlags) => Promise<number | void>) => (...args: unknown[]) => Promise<void>;
-  withPool: <T>(ctx: Context, fn: (pool: pg.Pool) => Promise<T>) => Promise<T>;
-}
-
-export interface InitFlags {
+interface InitFlags {
   table: string;
   key?: string;
   columns?: string;
@@ -24,7 +14,7 @@ export interface InitFlags {
 }
 
 /** Adds `scorejob model init DIR --table T [--key K] [--columns A,B,…] [--max-categories N] [--force]` to the `model` command. */
-export function addModelInitCommand(model: Command, deps: ModelInitDeps): void {
+export function addModelInitCommand(model: Command): void {
   model
     .command('init')
     .description("draft DIR/manifest.json for the model in DIR from a table's data (statistics, categories, NULL fills): a person reviews it before use")
@@ -36,7 +26,8 @@ export function addModelInitCommand(model: Command, deps: ModelInitDeps): void {
     .option('--numbers <transform>', 'numeric columns as standardize (mean and std from the data) or raw (the model normalizes them itself)', 'standardize')
     .option('--force', 'replace an existing manifest.json')
     .action(
-      deps.action(async (ctx, dir: string, flags: InitFlags) => {
+      action(async (ctx, dir: string, cmd: Command) => {
+        const flags = cmd.opts<InitFlags>();
         const maxCategories = Number(flags.maxCategories);
         if (!Number.isInteger(maxCategories) || maxCategories < 1) throw new UsageError(`--max-categories must be a whole number >= 1 (got ${flags.maxCategories})`);
         if (flags.numbers !== 'standardize' && flags.numbers !== 'raw') throw new UsageError(`--numbers must be standardize or raw (got ${flags.numbers})`);
@@ -46,7 +37,7 @@ export function addModelInitCommand(model: Command, deps: ModelInitDeps): void {
         // Everything that needs no database is checked first.
         await checkDraftTarget(dir, flags.force === true);
         const signature = await readModelSignature(dir);
-        const profile = await deps.withPool(ctx, async (pool) => {
+        const profile = await withPool(ctx, async (pool) => {
           const client = await pool.connect();
           try {
             return await profileColumns(client, flags.table, { key: flags.key, columns, maxCategories });
@@ -59,6 +50,6 @@ export function addModelInitCommand(model: Command, deps: ModelInitDeps): void {
         const lines = [`wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}; review it, then run scorejob model inspect ${dir}`];
         for (const note of draft.notes) lines.push(`  review: ${note}`);
         process.stdout.write(`${lines.join('\n')}\n`);
-      }),
+      }, { quiet: true }),
     );
 }

@@ -126,7 +126,7 @@ export class BinaryRowDecoder {
     const columnCount = kinds.length;
     const fieldCount = columnCount + 1;
     let decoded = 0;
-    // The per-row loop: DataView reads into typed arrays, no objects or strings (DESIGN §4, STYLE 6).
+    // The per-row loop: DataView reads into typed arrays, no objects or strings (it runs once per source row).
     while (decoded < maxRows && p + 2 <= end) {
       const fields = view.getInt16(p);
       if (fields === -1) {

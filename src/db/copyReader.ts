@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { ColumnBatch, ColumnSpec } from '../columns.js';
 import { BinaryRowDecoder, castWire, type WireType } from './binaryRowDecoder.js';
 import { CopyOutQuery } from './copyOut.js';
+import { quoteIdent, quoteQualified } from './sql.js';
 
 export type { WireType };
 
@@ -10,12 +11,6 @@ export interface SourceRef {
   /** `table` or `schema.table`. */
   table: string;
   key: string;
-}
-
-/** Quotes `table` or `schema.table`, each part through the driver's escaping. */
-export function quoteQualified(client: Pick<pg.ClientBase, 'escapeIdentifier'>, name: string): string {
-  const dot = name.indexOf('.');
-  return dot < 0 ? client.escapeIdentifier(name) : `${client.escapeIdentifier(name.slice(0, dot))}.${client.escapeIdentifier(name.slice(dot + 1))}`;
 }
 
 const wireSql: Record<WireType, string> = { int2: 'int2', int4: 'int4', int8: 'int8', float4: 'float4', float8: 'float8', numeric: 'numeric', bool: 'boolean', text: 'text' };
@@ -36,8 +31,8 @@ const numericOids = new Map<number, WireType>([
  */
 export async function sourceWireTypes(client: pg.ClientBase, source: SourceRef, specs: readonly ColumnSpec[]): Promise<WireType[]> {
   if (specs.length === 0) return [];
-  const cols = specs.map((s) => client.escapeIdentifier(s.name)).join(', ');
-  const { fields } = await client.query(`SELECT ${cols} FROM ${quoteQualified(client, source.table)} LIMIT 0`);
+  const cols = specs.map((s) => quoteIdent(s.name)).join(', ');
+  const { fields } = await client.query(`SELECT ${cols} FROM ${quoteQualified(source.table)} LIMIT 0`);
   return specs.map((spec, i) => (spec.kind === 'float8' ? (numericOids.get(fields[i]?.dataTypeID ?? 0) ?? 'float8') : castWire[spec.kind]));
 }
 
@@ -60,20 +55,19 @@ export function keyRangeCondition(quotedKey: string, lo: bigint | null, hi: bigi
  * Every column is cast to its wire type: free when the column already has that type (the server drops
  * the cast), and a guarantee of what arrives if the source changed type meanwhile.
  * COPY takes no bind parameters: the bounds are bigints the planner produced (see keyRangeCondition)
- * and every identifier goes through escapeIdentifier here, once.
+ * and every identifier goes through quoteIdent (src/db/sql.ts) here, once.
  */
 export function chunkCopySql(
-  client: Pick<pg.ClientBase, 'escapeIdentifier'>,
   source: SourceRef,
   specs: readonly ColumnSpec[],
   lo: bigint | null,
   hi: bigint | null,
   wire: readonly WireType[] = specs.map((s) => castWire[s.kind]),
 ): string {
-  const key = client.escapeIdentifier(source.key);
-  const cols = specs.map((s, i) => `${client.escapeIdentifier(s.name)}::${wireSql[wire[i] ?? castWire[s.kind]]}`);
+  const key = quoteIdent(source.key);
+  const cols = specs.map((s, i) => `${quoteIdent(s.name)}::${wireSql[wire[i] ?? castWire[s.kind]]}`);
   return (
-    `COPY (SELECT ${key}::int8${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(client, source.table)} ` +
+    `COPY (SELECT ${key}::int8${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(source.table)} ` +
     `WHERE ${keyRangeCondition(key, lo, hi)}) TO STDOUT (FORMAT binary)`
   );
 }

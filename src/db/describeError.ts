@@ -39,7 +39,10 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
   return message;
 }
 
-/** Removes anything that looks like a password from a message (URLs with user:password@). */
+/**
+ * Removes anything that looks like a password from a message (URLs with user:password@).
+ * @internal exported for tests
+ */
 export function scrub(message: string | undefined): string {
   if (message === undefined) return '';
   return message.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*):[^@\s]*@/gi, '$1:***@').split('\n')[0] ?? '';

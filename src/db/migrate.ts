@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import { UsageError } from '../errors.js';
+import { MigrationError, UsageError } from '../errors.js';
+import { quoteIdent, withTransaction } from './sql.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
-/** Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`. */
+/**
+ * Folder of the forward-only migrations `NNN_name.sql`, next to `src/` and `dist/`.
+ * @internal exported for tests
+ */
 export const sqlDir = new URL('../../sql/', import.meta.url);
 
 /** Advisory lock namespace for migrations; the run lock uses another (see run/lock.ts). */
@@ -45,7 +49,7 @@ function sha256(text: string): string {
  */
 export async function migrate(client: pg.ClientBase, schema: string, dir: URL = sqlDir): Promise<MigrationStep[]> {
   const files = await readMigrations(dir);
-  const ident = client.escapeIdentifier(schema);
+  const ident = quoteIdent(schema);
   await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [migrateLockClass, schema]);
   try {
     // CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database; a least-privilege job role
@@ -73,14 +77,13 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
         steps.push({ version: file.version, name: file.name, outcome: 'unchanged' });
         continue;
       }
-      await client.query('BEGIN');
       try {
-        await client.query(file.sql.replaceAll(':SCHEMA', ident));
-        await client.query(`INSERT INTO ${ident}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [file.version, file.name, file.checksum]);
-        await client.query('COMMIT');
+        await withTransaction(client, async () => {
+          await client.query(file.sql.replaceAll(':SCHEMA', ident));
+          await client.query(`INSERT INTO ${ident}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [file.version, file.name, file.checksum]);
+        });
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
+        throw new MigrationError(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
       }
       steps.push({ version: file.version, name: file.name, outcome: 'applied' });
     }
@@ -119,7 +122,7 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
   const latest = files.at(-1)?.version ?? 0;
   let current: number;
   try {
-    const { rows } = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${client.escapeIdentifier(schema)}.schema_migrations`);
+    const { rows } = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${quoteIdent(schema)}.schema_migrations`);
     current = rows[0]?.v ?? 0;
   } catch (err) {
     const state = sqlStateOf(err);

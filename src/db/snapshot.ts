@@ -1,11 +1,9 @@
 import pg from 'pg';
+import { SnapshotLostError } from '../errors.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
 /** What `pg_export_snapshot()` returns, e.g. `00000003-0000001B-1`: checked before it goes into SQL. */
 const snapshotId = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/;
-
-/** The snapshot a read was to import is gone: the transaction that exported it ended (its connection was lost). */
-export class SnapshotLostError extends Error {}
 
 /**
  * A snapshot of the whole database, exported by a REPEATABLE READ transaction held open on a connection of

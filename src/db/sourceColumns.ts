@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { quoteIdent, quoteQualified } from './sql.js';
 import type { ColumnSpec, RawColumnKind } from '../columns.js';
 
 /** The source relation as the catalog describes it, checked against what a model reads. */
@@ -136,19 +137,13 @@ function compatible(kind: RawColumnKind, c: CatalogColumn): boolean {
   }
 }
 
-/** `"schema"."name"` (or `"name"`, resolved by the search_path) so to_regclass takes every name literally. */
-function quotedName(table: string): string {
-  const dot = table.indexOf('.');
-  const parts = dot < 0 ? [table] : [table.slice(0, dot), table.slice(dot + 1)];
-  return parts.map((p) => pg.escapeIdentifier(p)).join('.');
-}
-
 async function findRelation(client: pg.ClientBase, table: string): Promise<{ oid: number; name: string; relkind: string } | undefined> {
   const { rows } = await client.query<{ oid: number; name: string; relkind: string }>(
     `SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relkind::text AS relkind
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.oid = pg_catalog.to_regclass($1)`,
-    [quotedName(table)],
+    // Quoted ("schema"."name", or "name" resolved by the search_path) so that to_regclass takes every name literally.
+    [quoteQualified(table)],
   );
   return rows[0];
 }
@@ -198,7 +193,7 @@ async function keyUniqueness(client: pg.ClientBase, oid: number, relkind: string
  * once per run start: the price of knowing that no row will be silently left out.
  */
 async function countNullKeys(client: pg.ClientBase, source: { table: string; key: string }): Promise<number> {
-  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quotedName(source.table)} WHERE ${pg.escapeIdentifier(source.key)} IS NULL`);
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteQualified(source.table)} WHERE ${quoteIdent(source.key)} IS NULL`);
   return Number(rows[0]?.n ?? 0);
 }
 

@@ -3,17 +3,19 @@
  * the ledger, and a sample downstream query; everything is removed at the end.
  */
 import pg from 'pg';
-import { resolveConfig } from '../config.js';
+import { defaultRunOptions, defaults, resolveConfig, shippedModelDir } from '../config.js';
+import { signalExitCode } from '../errors.js';
 import { startEmbeddedPostgres } from './embedded.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
+import { formatSeconds, table } from '../report/format.js';
 import { formatRunList } from '../report/formatRuns.js';
 import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';
 import { logRunSummary } from '../job/summary.js';
 import { seedCustomers } from './seed.js';
-import { fileURLToPath } from 'node:url';
+import { withClient } from '../db/sql.js';
 
 const customers = Number(process.env.DEMO_CUSTOMERS ?? 200_000);
 const say = (line = '') => process.stdout.write(line + '\n');
@@ -21,31 +23,23 @@ const say = (line = '') => process.stdout.write(line + '\n');
 say('scorejob demo: a temporary PostgreSQL, 200,000 synthetic customers, one full scoring run.\n');
 const server = await startEmbeddedPostgres();
 const stop = async () => server.stop();
-process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
+process.once('SIGINT', () => void stop().finally(() => process.exit(signalExitCode('SIGINT'))));
 let code = 0;
 try {
-  const config = resolveConfig({ logLevel: 'info', pretty: true }, { DATABASE_URL: server.url }, true);
-  const log = createLogger({ level: 'info', pretty: true });
+  const config = resolveConfig({ logLevel: defaults.logLevel, pretty: true }, { DATABASE_URL: server.url }, true);
+  const log = createLogger({ level: config.logLevel, pretty: true });
   say(`1. Embedded PostgreSQL ${await serverVersion(server.url)} started on 127.0.0.1:${server.port} (data in ${server.dataDir}).`);
   const pool = createPool(config.db);
   try {
-    const client = await pool.connect();
-    try {
+    await withClient(pool, async (client) => {
       const steps = await migrate(client, config.schema);
       say(`2. scorejob migrate: ${steps.map((s) => `${s.name} ${s.outcome}`).join(', ')}.`);
-    } finally {
-      client.release();
-    }
+    });
     const seeded = await seedCustomers(pool, { customers });
-    say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${(seeded.ms / 1000).toFixed(1)} s.\n`);
+    say(`3. scorejob seed --customers ${customers}: ${seeded.rows} rows in ${formatSeconds(seeded.ms)}.\n`);
     say('4. scorejob run:');
-    const modelDir = fileURLToPath(new URL('../../models/customer-value/', import.meta.url));
-    await startRun(
-      { config, log, stop: { requested: undefined } },
-      { modelDir, chunkSize: 50_000, trigger: 'manual', dryRun: false, backend: 'auto', keepRuns: 12, maxRejectRatio: 0.01, chunkAttempts: 3 },
-    ).then((r) => logRunSummary(log, config.schema, r));
-    const client2 = await pool.connect();
-    try {
+    await startRun({ config, log, stop: { requested: undefined } }, defaultRunOptions(shippedModelDir)).then((r) => logRunSummary(log, config.schema, r));
+    await withClient(pool, async (client2) => {
       say('\n5. scorejob runs:');
       say(formatRunList(await listRuns(client2, config.schema, { limit: 5 })));
       const sql = `SELECT customer_id, round(score::numeric, 4) AS churn_probability, model_version, run_id, scored_at
@@ -53,9 +47,7 @@ try {
       say(`6. What a downstream team queries (the customers most likely to churn):\n\n${sql};\n`);
       const { rows } = await client2.query(sql);
       say(formatRows(rows));
-    } finally {
-      client2.release();
-    }
+    });
   } finally {
     await pool.end();
   }
@@ -82,7 +74,5 @@ function formatRows(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const cols = Object.keys(rows[0] as object);
   const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? (r[c] as Date).toISOString() : String(r[c]))));
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] as string).length)));
-  const line = (v: string[]) => '  ' + v.map((x, i) => x.padEnd(widths[i] as number)).join('  ');
-  return [line(cols), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+  return table([cols, ...cells], { indent: '  ', rule: true }).join('\n');
 }

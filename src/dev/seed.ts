@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Pool, PoolClient } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
+import { defaults } from '../config.js';
+import { quoteIdent, quoteQualified, withClient, withTransaction } from '../db/sql.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { copyTextBlocks, customerColumns, defaultNullFraction } from './synthetic.js';
@@ -28,7 +30,7 @@ export interface SeedResult {
   ms: number;
 }
 
-export const defaultSeed = 1;
+export const defaultSeed = defaults.seed;
 
 /**
  * Replaces `opts.table` with `opts.customers` deterministic synthetic customers.
@@ -41,13 +43,11 @@ export const defaultSeed = 1;
 export async function seedCustomers(pool: Pool, opts: SeedOptions): Promise<SeedResult> {
   const started = performance.now();
   const { customers, seed, nullFraction, table } = validate(opts);
-  const client = await pool.connect();
-  try {
-    const target = qualifiedName(client, table);
-    const columns = customerColumns.map((c) => client.escapeIdentifier(c.name));
+  await withClient(pool, async (client) => {
+    const target = quoteQualified(table);
+    const columns = customerColumns.map((c) => quoteIdent(c.name));
     const definitions = customerColumns.map((c, i) => `${columns[i]} ${c.type}`);
-    await client.query('BEGIN');
-    try {
+    await withTransaction(client, async () => {
       await client.query(`DROP TABLE IF EXISTS ${target}`);
       await client.query(`CREATE TABLE ${target} (${definitions.join(', ')})`);
       const blocks = copyTextBlocks({ count: customers, seed, nullFraction });
@@ -55,21 +55,15 @@ export async function seedCustomers(pool: Pool, opts: SeedOptions): Promise<Seed
       await pipeline(Readable.from(latin1Buffers(blocks)), client.query(copyFrom(`COPY ${target} (${columns.join(', ')}) FROM STDIN WITH (FREEZE)`)));
       await client.query(`ALTER TABLE ${target} ADD PRIMARY KEY (${columns[0]})`);
       await client.query(`ANALYZE ${target}`);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  } finally {
-    client.release();
-  }
+    });
+  });
   const ms = Math.round(performance.now() - started);
   opts.log?.info({ table, rows: customers, seed, null_fraction: nullFraction, ms, rows_per_s: ms > 0 ? Math.round((customers * 1000) / ms) : undefined }, 'seeded customers');
   return { table, rows: customers, ms };
 }
 
 function validate(opts: SeedOptions): Required<Omit<SeedOptions, 'log'>> {
-  const { customers, seed = defaultSeed, nullFraction = defaultNullFraction, table = 'customers' } = opts;
+  const { customers, seed = defaultSeed, nullFraction = defaultNullFraction, table = defaults.seedTable } = opts;
   if (!Number.isSafeInteger(customers) || customers < 0) {
     throw new UsageError(`--customers: "${customers}" is not a whole number ≥ 0`);
   }
@@ -83,13 +77,6 @@ function validate(opts: SeedOptions): Required<Omit<SeedOptions, 'log'>> {
     throw new UsageError(`table: "${table}" is not a table name (table or schema.table)`);
   }
   return { customers, seed, nullFraction, table };
-}
-
-/** `schema.table` (split on the first dot) or `table`, quoted: the one place the name enters SQL. */
-function qualifiedName(client: PoolClient, table: string): string {
-  const dot = table.indexOf('.');
-  if (dot < 0) return client.escapeIdentifier(table);
-  return `${client.escapeIdentifier(table.slice(0, dot))}.${client.escapeIdentifier(table.slice(dot + 1))}`;
 }
 
 /** The COPY text is ASCII, so latin1 is the cheapest correct encoding into bytes. */

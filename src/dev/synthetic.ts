@@ -5,6 +5,7 @@
  *
  * Pure code (no database): seed.ts streams {@link copyTextBlocks} into COPY.
  */
+import { defaults } from '../config.js';
 
 /** A column of the synthetic customers table, as PostgreSQL declares it. */
 export interface CustomerColumn {
@@ -82,9 +83,12 @@ export interface SyntheticOptions {
   nullFraction?: number;
 }
 
-export const defaultNullFraction = 0.02;
+export const defaultNullFraction = defaults.nullFraction;
 
-/** The customers, one fresh object each (for training and tests; seeding uses {@link copyTextBlocks}). */
+/**
+ * The customers, one fresh object each (for training and tests; seeding uses {@link copyTextBlocks}).
+ * @internal exported for tests
+ */
 export function* generateCustomers(opts: SyntheticOptions): Generator<CustomerRow> {
   for (const row of generateLabeledCustomers(opts)) {
     const { churned: _hidden, ...customer } = row;
@@ -122,7 +126,10 @@ export function* copyTextBlocks(opts: SyntheticOptions, blockChars = 65_536): Ge
   if (block !== '') yield block;
 }
 
-/** One row as a line of PostgreSQL text COPY format, newline included. */
+/**
+ * One row as a line of PostgreSQL text COPY format, newline included.
+ * @internal exported for tests
+ */
 export function formatCopyLine(r: CustomerRow): string {
   const openRate = r.email_open_rate;
   return (

@@ -4,15 +4,15 @@ import { chunkCopySql, readChunk, sourceWireTypes, type SourceRef } from '../db/
 import { copyScores, encodeScores } from '../db/copyWriter.js';
 import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
-import { SnapshotLostError, inSnapshotSql, snapshotError } from '../db/snapshot.js';
+import { withTransaction } from '../db/sql.js';
+import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { isTransient } from '../db/sqlstate.js';
-import { RunFailedError } from '../errors.js';
+import { ChunkCountError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
 import { accumulate, emptyStats } from '../stats/scoreStats.js';
-import { ChunkCountError } from './sourceView.js';
 import type { StageTimings } from '../observe/timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -38,7 +38,7 @@ export interface ChunkLoopDeps {
   source: SourceRef;
   columns: readonly ColumnSpec[];
   transform: Transform;
-  /** The narrow boundary to the model (STYLE.md §8): tests of the loop still use a real model. */
+  /** The narrow boundary to the model (a Scorer, not tfjs): tests of the loop still use a real model. */
   scorer: Scorer;
   chunkSize: number;
   /** Attempts per chunk before a transient failure fails the run. */
@@ -95,7 +95,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const client = reader as pg.PoolClient;
     // A transaction per chunk, in the run's snapshot: it holds its lock on the source only while it reads.
     const id = d.view.snapshotId;
-    const sql = inSnapshotSql(client, id, chunkCopySql(client, d.source, d.columns, chunk.lo, chunk.hi, wire));
+    const sql = inSnapshotSql(client, id, chunkCopySql(d.source, d.columns, chunk.lo, chunk.hi, wire));
     const promise = readChunk(client, sql, batches[slot] as ColumnBatch, wire).then(
       (b) => (batches[slot] = b),
       async (err: unknown) => {
@@ -158,20 +158,16 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
 
         t = performance.now();
         encoded = encodeScores(keys, scores, accepted, encoded);
-        const w = writer as pg.PoolClient;
-        await w.query('BEGIN');
-        try {
-          await copyScores(w, table, encoded);
+        const scoresBuffer = encoded;
+        await withTransaction(writer as pg.PoolClient, async (w) => {
+          await copyScores(w, table, scoresBuffer);
           await d.ledger.insertRejects(w, d.runId, rejects);
           const extra = d.chunkStats?.();
           const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+          // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
           await d.fence?.(w);
-          await w.query('COMMIT');
-        } catch (err) {
-          await w.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
+        });
         d.timings.add('write', performance.now() - t);
         d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
         d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length });

@@ -1,24 +1,16 @@
 import { hostname, userInfo } from 'node:os';
-import type { Config } from '../config.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { Ledger, type RunRow } from '../ledger/ledger.js';
-import type { RunLock } from './runLock.js';
-import { acquireRunLock } from './acquireRunLock.js';
-import { exportRunMetrics, lastSuccessAt } from '../observe/metrics.js';
+import { describeDb, type Config } from '../config.js';
+import { withClient } from '../db/sql.js';
+import { Ledger, type ForcedPublish, type Queryable, type RunRow } from '../ledger/ledger.js';
+import { takeRunLock, type RunLock } from '../ledger/runLock.js';
+import { exportRunMetrics } from '../observe/metrics.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 
-/** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
-export interface ForcedPublish {
-  at: string;
-  by: string;
-  host: string;
-  pid: number;
-  /** The gate's complaint that was overridden. */
-  overridden_error: string | null;
-}
+export type { ForcedPublish };
 
 export interface ForcePublishResult {
   runId: string;
@@ -46,61 +38,61 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
   const pool = createPool(config.db, 2);
   try {
     await checkConnection(pool, config.db);
-    const client = await pool.connect();
-    let lock: RunLock | undefined;
-    try {
-      await assertMigrated(client, config.schema);
-      const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
-      // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
-      const before = await ledger.getRun(client, runId);
-      if (!before) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-      const held = await acquireRunLock(pool, config, ctx.log, 'publish', ledger, before.model_name);
-      lock = held;
-      const run = await ledger.getRun(client, runId);
-      await checkPublishable(client, ledger, runId, run, opts.force);
-      const r = run as RunRow;
-      const log = ctx.log.child({ run_id: runId });
-      const previousStats = (r.stats ?? {}) as Record<string, unknown>;
-      const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
-      // A run stopped by a gate before its table was attached at plan time (schema version 1).
-      await attachRunTable(client, ledger, runId, log);
-      await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c));
-      const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
-      const psi = ((previousStats.drift ?? null) as { psi?: number | null } | null)?.psi ?? null;
-      log.warn(
-        { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), dropped_runs: dropped },
-        `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}`,
-      );
-      await exportRunMetrics(
-        ctx.metricsFile,
-        {
-          model: r.model_name,
-          runId,
-          status: 'succeeded',
-          errorKind: null,
-          published: true,
-          dryRun: false,
-          forced: true,
-          durationMs: performance.now() - started,
-          rowsScored: Number(r.rows_scored),
-          rowsRejected: Number(r.rows_rejected),
-          psi,
-        },
-        () => lastSuccessAt(client, ledger, r.model_name),
-        log,
-      );
-      return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
-    } finally {
-      await lock?.release();
-      client.release();
-    }
+    return await withClient(pool, async (client) => {
+      let lock: RunLock | undefined;
+      try {
+        await assertMigrated(client, config.schema);
+        const ledger = new Ledger(config.schema);
+        // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
+        const before = await ledger.getRun(client, runId);
+        if (!before) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+        const held = await takeRunLock(pool, { schema: config.schema, modelName: before.model_name, purpose: 'publish', log: ctx.log, where: describeDb(config.db), ledger });
+        lock = held;
+        const run = await ledger.getRun(client, runId);
+        await checkPublishable(client, ledger, runId, run, opts.force);
+        const r = run as RunRow;
+        const log = ctx.log.child({ run_id: runId });
+        const previousStats = r.stats ?? {};
+        const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
+        // A run stopped by a gate before its table was attached at plan time (schema version 1).
+        await attachRunTable(client, ledger, runId, log);
+        await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c));
+        const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
+        const psi = previousStats.drift?.psi ?? null;
+        log.warn(
+          { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), dropped_runs: dropped },
+          `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}`,
+        );
+        await exportRunMetrics(
+          ctx.metricsFile,
+          {
+            model: r.model_name,
+            runId,
+            status: 'succeeded',
+            errorKind: null,
+            published: true,
+            dryRun: false,
+            forced: true,
+            durationMs: performance.now() - started,
+            rowsScored: Number(r.rows_scored),
+            rowsRejected: Number(r.rows_rejected),
+            psi,
+          },
+          () => ledger.lastSuccessAt(client, r.model_name),
+          log,
+        );
+        return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
+      } finally {
+        await lock?.release();
+      }
+    });
   } finally {
     await pool.end().catch(() => undefined);
   }
 }
 
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */
-async function checkPublishable(client: import('pg').ClientBase, ledger: Ledger, runId: string, run: RunRow | undefined, force: boolean): Promise<void> {
+async function checkPublishable(client: Queryable, ledger: Ledger, runId: string, run: RunRow | undefined, force: boolean): Promise<void> {
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
   if (run.status !== 'failed' || run.error_kind !== 'gate') {
@@ -111,10 +103,9 @@ async function checkPublishable(client: import('pg').ClientBase, ledger: Ledger,
   if (Number(run.rows_scored) === 0) {
     throw new UsageError(`run ${runId} scored no customer (${run.rows_rejected} rejected): publishing it would empty ${ledger.schema}.customer_scores; fix the model or the data, then start a new run with \`scorejob run\``);
   }
-  const pending = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${ledger.s}.score_chunks WHERE run_id = $1 AND status <> 'done'`, [runId]);
-  if ((pending.rows[0]?.n ?? 0) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
-  const newer = await client.query<{ run_id: string }>(`SELECT run_id::text FROM ${ledger.s}.score_runs WHERE run_id > $1 AND published_at IS NOT NULL AND model_name = $2 ORDER BY run_id LIMIT 1`, [runId, run.model_name]);
-  if (newer.rows[0]) throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, published later; publishing it would go back in time`);
+  if ((await ledger.pendingChunkCount(client, runId)) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
+  const newer = await ledger.laterPublishedRun(client, runId, run.model_name);
+  if (newer !== undefined) throw new UsageError(`run ${runId} was superseded by run ${newer}, published later; publishing it would go back in time`);
   const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [ledger.runTable(runId)]);
   if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
   if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with \`scorejob publish ${runId} --force\``);

@@ -2,22 +2,21 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDbError } from '../db/describeError.js';
 import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
-import { InterruptedError, RunFailedError, ScorejobError } from '../errors.js';
-import { LockLostError } from './runLock.js';
+import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLostError, RunFailedError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
+import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { runChunks, type StopSignal } from './chunkLoop.js';
-import type { ErrorKind, Ledger, RunParams } from '../ledger/ledger.js';
+import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
-import { ChunkCountError, SourceView } from './sourceView.js';
+import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
-import { SnapshotLostError } from '../db/snapshot.js';
-import { lastSuccessAt } from '../observe/metrics.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
+import { formatPercent } from '../report/format.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -52,7 +51,7 @@ export interface ExecuteDeps {
   ledger: Ledger;
   config: Config;
   recover(): Promise<void>;
-  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/job/runLock.ts). */
+  /** Checked in every writing transaction just before COMMIT: the run lock is still ours (src/ledger/runLock.ts). */
   fence(c: pg.ClientBase): Promise<void>;
   log: Logger;
   stop: StopSignal;
@@ -69,14 +68,14 @@ export interface ExecuteDeps {
  * and writes the outcome to the ledger whatever happens. The ledger is the truth: a failure is recorded
  * there in words before this throws.
  */
-export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
-  const { ledger, runId, params, log, model } = d;
+export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
+  const { ledger, runId, params, log, model } = deps;
   const started = performance.now();
   // The run row's sign of life for people (`runs`); whether the run is alive is the run lock's business.
-  const heartbeat = setInterval(() => void ledger.heartbeat(d.client, runId).catch(() => undefined), 15_000);
+  const heartbeat = setInterval(() => void ledger.heartbeat(deps.client, runId).catch(() => undefined), 15_000);
   heartbeat.unref();
-  const observer = new RunObserver(d.observe, log, model.plan);
-  let runStats: Record<string, unknown> | undefined;
+  const observer = new RunObserver(deps.observe, log, model.plan);
+  let runStats: RunStats | undefined;
   /** Where the run is, for the ledger's words when it fails: planning, chunk N, statistics, publish. */
   let stage = 'planning';
   let scoredNow = 0;
@@ -85,14 +84,14 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
   let scoredTotal: number | undefined;
   let view: SourceView | undefined;
   try {
-    view = await SourceView.open({ pool: d.pool, ledger, ledgerClient: () => d.client, runId, source: params.source, log });
-    const sourceRows = await ensurePlanned(d, view);
+    view = await SourceView.open({ pool: deps.pool, ledger, ledgerClient: () => deps.client, runId, source: params.source, log });
+    const sourceRows = await ensurePlanned(deps, view);
     if (!params.dryRun) {
-      await registerModel(d.client, ledger, model.manifest.name, log);
-      await attachRunTable(d.client, ledger, runId, log);
+      await registerModel(deps.client, ledger, model.manifest.name, log);
+      await attachRunTable(deps.client, ledger, runId, log);
     }
-    const chunks = await ledger.getChunks(d.client, runId);
-    const pending = await ledger.pendingChunks(d.client, runId);
+    const chunks = await ledger.getChunks(deps.client, runId);
+    const pending = await ledger.pendingChunks(deps.client, runId);
     let done = chunks.length - pending.length;
     // The loop does the pending chunks in order: the one in flight is the first not reported done.
     let inFlight = 0;
@@ -100,7 +99,7 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     observer.begin(chunks, params.chunkSize, sourceRows);
     const completed = await runChunks(
       {
-        pool: d.pool,
+        pool: deps.pool,
         view,
         ledger,
         runId,
@@ -111,12 +110,12 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
         scorer: model.scorer,
         chunkSize: params.chunkSize,
         attempts: params.chunkAttempts,
-        stop: d.stop,
+        stop: deps.stop,
         log,
-        timings: d.timings,
-        recordFailure: (chunkNo, message) => ledger.recordChunkFailure(d.client, runId, chunkNo, message),
-        recover: d.recover,
-        fence: d.fence,
+        timings: deps.timings,
+        recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
+        recover: deps.recover,
+        fence: deps.fence,
         onChunkDone: ({ chunkNo, scored, rejected }) => {
           done++;
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
@@ -132,42 +131,42 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
     );
     observer.stopProgress();
     await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
-    if (!completed || d.stop.requested) throw stopped(d.stop, runId);
+    if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
-    await d.recover();
+    await deps.recover();
     stage = 'statistics';
 
-    const run = await ledger.getRun(d.client, runId);
+    const run = await ledger.getRun(deps.client, runId);
     const scored = Number(run?.rows_scored ?? 0);
     scoredTotal = scored;
     const rejected = Number(run?.rows_rejected ?? 0);
-    const finalChunks = await ledger.getChunks(d.client, runId);
+    const finalChunks = await ledger.getChunks(deps.client, runId);
     // The ledger, not this process's memory, says what is done: a commit the server lost (a crash of a
     // server without synchronous commit) leaves its chunk pending, and such a run must not publish.
     const notDone = finalChunks.filter((c) => c.status !== 'done').map((c) => c.chunk_no);
     if (notDone.length > 0) {
       throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
     }
-    const statistics = await computeRunStatistics(d.client, ledger, runId, model.plan, finalChunks);
+    const statistics = await computeRunStatistics(deps.client, ledger, runId, model.plan, finalChunks);
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
-    runStats = { ...statistics, timings_ms: d.timings.toJSON() };
-    checkGates(d, scored, rejected, statistics.drift);
+    runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
+    checkGates(deps, scored, rejected, statistics.drift);
     stage = 'publish';
     let t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
-      await d.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
-      await ledger.finishRun(d.client, runId, 'succeeded', { stats: runStats });
+      await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
+      await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
-      await publishRun(d.client, ledger, runId, runStats, log, d.fence);
-      dropped = await applyRetention(d.client, ledger, model.manifest.name, params.keepRuns, log);
+      await publishRun(deps.client, ledger, runId, runStats, log, deps.fence);
+      dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }
-    d.timings.add('publish', performance.now() - t);
+    deps.timings.add('publish', performance.now() - t);
     const durationMs = performance.now() - started;
     await observer.finished(
       { model: model.manifest.name, runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
-      () => lastSuccessAt(d.client, ledger, model.manifest.name),
+      () => ledger.lastSuccessAt(deps.client, model.manifest.name),
     );
     return {
       runId,
@@ -186,17 +185,16 @@ export async function executeRun(d: ExecuteDeps): Promise<RunResult> {
       stats,
       psi: statistics.drift.psi,
       psiBaselineRunId: statistics.drift.baseline_run_id,
-      timings: d.timings.toJSON(),
+      timings: deps.timings.toJSON(),
       droppedRuns: dropped,
     };
   } catch (err) {
-    const failure = await classify(err, d, stage);
-    await recordOutcome(d, () => ledger.finishRun(d.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
-    const drift = runStats?.drift as { psi: number | null } | undefined;
-    await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: drift?.psi ?? null }, () => lastSuccessAt(d.client, ledger, model.manifest.name));
+    const failure = await classify(err, deps, stage);
+    await recordOutcome(deps, () => ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
+    await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: runStats?.drift?.psi ?? null }, () => ledger.lastSuccessAt(deps.client, model.manifest.name));
     // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
-    if (failure.status === 'interrupted' && d.stop.requested) {
-      const interrupted = new InterruptedError(`run ${runId} interrupted by ${d.stop.requested}; resume it with \`scorejob resume ${runId}\``, d.stop.requested);
+    if (failure.status === 'interrupted' && deps.stop.requested) {
+      const interrupted = new InterruptedError(`run ${runId} interrupted by ${deps.stop.requested}; resume it with \`scorejob resume ${runId}\``, deps.stop.requested);
       log.warn({ status: 'interrupted' }, interrupted.message);
       interrupted.loggedAt = 'warn';
       throw interrupted;
@@ -221,23 +219,23 @@ const recordOutcomeForMs = 60_000;
  * reason, rather than left `running`. Never writes once the run lock was taken over (another process
  * owns the ledger of this run now).
  */
-async function recordOutcome(d: ExecuteDeps, write: () => Promise<void>): Promise<void> {
+async function recordOutcome(deps: ExecuteDeps, write: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + recordOutcomeForMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      await d.recover();
+      await deps.recover();
       await write();
       return;
     } catch (e) {
       if (e instanceof LockLostError) {
-        d.log.error({ err: e.message }, 'the outcome is not recorded: the run lock was taken over, and the process that took it marked this run');
+        deps.log.error({ err: e.message }, 'the outcome is not recorded: the run lock was taken over, and the process that took it marked this run');
         return;
       }
       if (!isTransient(e) || Date.now() >= deadline) {
-        d.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
+        deps.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
         return;
       }
-      if (attempt === 1) d.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${recordOutcomeForMs / 1000} s`);
+      if (attempt === 1) deps.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${recordOutcomeForMs / 1000} s`);
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
     }
   }
@@ -249,28 +247,23 @@ async function recordOutcome(d: ExecuteDeps, write: () => Promise<void>): Promis
  * again. A resume of a planned run counts its unfinished chunks again in its new snapshot: they read the
  * source as of the resume. Returns the source's row count when it planned now.
  */
-async function ensurePlanned(d: ExecuteDeps, view: SourceView): Promise<number | undefined> {
-  const { ledger, runId, params, log } = d;
-  const run = await ledger.getRun(d.client, runId);
+async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<number | undefined> {
+  const { ledger, runId, params, log } = deps;
+  const run = await ledger.getRun(deps.client, runId);
   if (run?.chunks_total !== null && run?.chunks_total !== undefined) {
-    await view.recount(await ledger.pendingChunks(d.client, runId));
+    await view.recount(await ledger.pendingChunks(deps.client, runId));
     return undefined;
   }
   const t0 = performance.now();
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
-  if (plan.rows === 0) throw new RunFailedError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`, runId);
-  await d.client.query('BEGIN');
-  try {
-    await ledger.recordPlan(d.client, runId, plan.chunks);
-    await ledger.recordChunkRows(d.client, runId, plan.chunks);
-    await d.client.query('COMMIT');
-  } catch (err) {
-    await d.client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-  d.timings.add('plan', performance.now() - t0);
+  if (plan.rows === 0) throw new EmptySourceError(params.source.table, runId);
+  await withTransaction(deps.client, async (c) => {
+    await ledger.recordPlan(c, runId, plan.chunks);
+    await ledger.recordChunkRows(c, runId, plan.chunks);
+  });
+  deps.timings.add('plan', performance.now() - t0);
   log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
   return plan.rows;
 }
@@ -286,13 +279,13 @@ function advice(kind: ErrorKind, runId: string, scored: number | undefined, dryR
  * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
  * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
  */
-function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
-  const { params, runId, ledger, log } = d;
+function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
+  const { params, runId, ledger, log } = deps;
   const total = scored + rejected;
   const ratio = total === 0 ? 0 : rejected / total;
   if (ratio > params.maxRejectRatio) {
     throw new GateError(
-      `rejected ${formatPercent(ratio)} of rows (${rejected} of ${total}), over the limit of ${formatPercent(params.maxRejectRatio)} (--max-reject-ratio); ` +
+      `rejected ${percent(ratio)} of rows (${rejected} of ${total}), over the limit of ${percent(params.maxRejectRatio)} (--max-reject-ratio); ` +
         `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
     );
   }
@@ -302,7 +295,10 @@ function checkGates(d: ExecuteDeps, scored: number, rejected: number, drift: Run
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
-class GateError extends Error {}
+/** A reject ratio; a small one keeps a third decimal so that it does not read as 0.00%. */
+function percent(r: number): string {
+  return formatPercent(r, r < 0.001 ? 3 : 2);
+}
 
 /**
  * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
@@ -313,14 +309,8 @@ function gateAdvice(runId: string, dryRun: boolean): string {
   return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
 }
 
-class StoppedError extends Error {}
-
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
-}
-
-function formatPercent(r: number): string {
-  return `${(r * 100).toFixed(r < 0.001 ? 3 : 2)}%`;
 }
 
 /**
@@ -328,27 +318,27 @@ function formatPercent(r: number): string {
  * failure also names the stage it happened in (`… (during chunk 12)`, `… (during publish)`): its message
  * alone (a lost connection) does not say.
  */
-async function classify(err: unknown, d: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
+async function classify(err: unknown, deps: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
   if (err instanceof ChunkCountError) {
     // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.
-    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    const explained = await explainSourceFailure(deps.client, deps.model).catch(() => undefined);
     return { status: 'failed', kind: 'data', message: explained ?? err.message };
   }
-  if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
-  const duplicate = duplicateKeyError(err, d.runId);
-  if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
   if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
+  if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
+  const duplicate = duplicateKeyError(err, deps.runId);
+  if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
   const state = sqlStateOf(err);
   const during = ` (during ${stage})`;
-  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, deps.config.db) + during };
   if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
   if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
     // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
-    const explained = await explainSourceFailure(d.client, d.model).catch(() => undefined);
+    const explained = await explainSourceFailure(deps.client, deps.model).catch(() => undefined);
     return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) + during };
   }
-  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, d.config.db) + during };
+  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, deps.config.db) + during };
   return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { keyRangeCondition, quoteQualified, type SourceRef } from '../db/copyReader.js';
+import { keyRangeCondition, type SourceRef } from '../db/copyReader.js';
+import { quoteIdent, quoteQualified } from '../db/sql.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
 
 /** A planned chunk with its row count, as the plan knows it. */
@@ -22,8 +23,8 @@ export interface Plan {
  * Each chunk carries its exact row count: run this in the transaction (snapshot) the chunks are read in.
  */
 export async function planChunks(client: pg.ClientBase, source: SourceRef, chunkSize: number): Promise<Plan> {
-  const key = client.escapeIdentifier(source.key);
-  const table = quoteQualified(client, source.table);
+  const key = quoteIdent(source.key);
+  const table = quoteQualified(source.table);
   return (await keyIsIndexed(client, source)) ? planByIndex(client, key, table, chunkSize) : planByWindow(client, key, table, chunkSize);
 }
 
@@ -36,7 +37,7 @@ async function keyIsIndexed(client: pg.ClientBase, source: SourceRef): Promise<b
          JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
         WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND i.indpred IS NULL) AS ok`,
-    [quoteQualified(client, source.table), source.key],
+    [quoteQualified(source.table), source.key],
   );
   return rows[0]?.ok === true;
 }
@@ -109,8 +110,8 @@ function finish(chunks: CountedChunk[], prev: bigint | null, tail: number, nullK
  * Bounded chunks are counted in one statement (a range count per chunk, by the index when there is one).
  */
 export async function countChunkRows(client: pg.ClientBase, source: SourceRef, chunks: readonly PlannedChunk[]): Promise<CountedChunk[]> {
-  const key = client.escapeIdentifier(source.key);
-  const table = quoteQualified(client, source.table);
+  const key = quoteIdent(source.key);
+  const table = quoteQualified(source.table);
   const counts = new Map<number, number>();
   const bounded = chunks.filter((c) => c.lo !== null && c.hi !== null);
   if (bounded.length > 0) {
@@ -140,7 +141,7 @@ export async function rewrittenSinceSnapshot(client: pg.ClientBase, source: Sour
     `SELECT c.oid::regclass::text AS rel FROM pg_catalog.pg_class c
       WHERE c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass($1)) UNION ALL SELECT pg_catalog.to_regclass($1))
         AND c.relkind IN ('r', 'm') AND c.relfilenode <> pg_catalog.pg_relation_filenode(c.oid)`,
-    [quoteQualified(client, source.table)],
+    [quoteQualified(source.table)],
   );
   return rows.map((r) => r.rel);
 }

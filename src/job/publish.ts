@@ -2,11 +2,13 @@ import type pg from 'pg';
 import { RunFailedError } from '../errors.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
-import type { Ledger } from '../ledger/ledger.js';
+import { quoteIdent, withTransaction } from '../db/sql.js';
+import type { Ledger, RunStats } from '../ledger/ledger.js';
 
 /**
  * Attaches the run's table to score_data before any of its chunks is scored, and long before it is
- * published (guarantee 1). A reader's statement is planned with the partitions that exist then and
+ * published, so that a reader sees the previous complete run or the new one, never a mix or nothing
+ * (README "The downstream contract", "Complete or nothing"). A reader's statement is planned with the partitions that exist then and
  * executed with a newer snapshot; had the attach and the pointer moved in one transaction, a statement
  * planned just before that commit and executed just after it would follow the new pointer to a
  * partition its plan lacks, and see no rows. Attached at plan time, the partition is in every plan by
@@ -57,13 +59,13 @@ const oldReaderWaitMs = 30_000;
 /**
  * Makes a finished run what readers see, in one short transaction: move the published_run pointer and
  * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
- * (guarantee 1). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
+ * (README "The downstream contract", "Complete or nothing"). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
 export async function publishRun(
   c: pg.ClientBase,
   ledger: Ledger,
   runId: string,
-  stats: unknown,
+  stats: RunStats,
   log: Logger,
   fence?: (c: pg.ClientBase) => Promise<void>,
   settleMs: number = attachSettleMs,
@@ -77,18 +79,16 @@ export async function publishRun(
   await waitForOlderReaders(c, ledger, runId, log);
   await c.query(`ANALYZE ${ledger.runTable(runId)}`);
   await withLockRetry(c, log, 'publishing', async () => {
-    await c.query(
-      `INSERT INTO ${ledger.s}.published_run (model_name, run_id, published_at)
-       SELECT model_name, run_id, now() FROM ${ledger.s}.score_runs WHERE run_id = $1
-       ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at`,
-      [runId],
-    );
-    await c.query(
-      `UPDATE ${ledger.s}.score_runs SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
-              error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
-      [runId, JSON.stringify(stats)],
-    );
-    // The run lock must still be ours (src/job/runLock.ts): never publish after another process took it over.
+    const run = await ledger.getRun(c, runId);
+    if (run) {
+      await c.query(
+        `INSERT INTO ${quoteIdent(ledger.schema)}.published_run (model_name, run_id, published_at) VALUES ($1, $2, now())
+         ON CONFLICT (model_name) DO UPDATE SET run_id = EXCLUDED.run_id, published_at = EXCLUDED.published_at`,
+        [run.model_name, runId],
+      );
+    }
+    await ledger.markPublished(c, runId, stats);
+    // The run lock must still be ours (src/ledger/runLock.ts): never publish after another process took it over.
     await fence?.(c);
   });
 }
@@ -120,13 +120,12 @@ async function waitForOlderReaders(c: pg.ClientBase, ledger: Ledger, runId: stri
 async function withLockRetry(c: pg.ClientBase, log: Logger, what: string, fn: () => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await c.query('BEGIN');
-      await c.query(`SET LOCAL lock_timeout = '5s'`);
-      await fn();
-      await c.query('COMMIT');
+      await withTransaction(c, async () => {
+        await c.query(`SET LOCAL lock_timeout = '5s'`);
+        await fn();
+      });
       return;
     } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
       if (sqlStateOf(err) !== SqlState.lockNotAvailable || attempt >= 6) throw err;
       log.warn({ attempt }, `${what} waited too long for a lock on score_data; trying again`);
       await new Promise((r) => setTimeout(r, 1000 * attempt));
@@ -142,7 +141,7 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
 }
 
 /**
- * What retention keeps of one model's runs (guarantee 4, README "History"); other models' runs are never touched:
+ * What retention keeps of one model's runs (README "The downstream contract": "History" and "Runs never published"); other models' runs are never touched:
  * - the published run, always, whatever `keep` says, and the newest published runs up to `keep` in all;
  * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
  *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at
@@ -152,19 +151,7 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
  * and the next run finishes the job.
  */
 export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName: string, keep: number, log: Logger, current?: string): Promise<string[]> {
-  const { rows } = await c.query<{ run_id: string; published: boolean; attached: boolean; pending: boolean; is_pointer: boolean; superseded: boolean }>(
-    `SELECT r.run_id::text, r.published_at IS NOT NULL AS published,
-            i.inhrelid IS NOT NULL AS attached, COALESCE(i.inhdetachpending, false) AS pending,
-            EXISTS (SELECT 1 FROM ${ledger.s}.published_run p WHERE p.run_id = r.run_id) AS is_pointer,
-            r.run_id < COALESCE((SELECT max(l.run_id) FROM ${ledger.s}.score_runs l WHERE l.published_at IS NOT NULL AND l.model_name = r.model_name), -1) AS superseded
-       FROM pg_class t
-       JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = $1
-       JOIN ${ledger.s}.score_runs r ON t.relname = 'score_data_' || r.run_id
-       LEFT JOIN pg_inherits i ON i.inhrelid = t.oid AND i.inhparent = to_regclass($2)
-      WHERE t.relkind = 'r' AND r.status <> 'running' AND r.run_id <> COALESCE($3::bigint, -1) AND r.model_name = $4
-      ORDER BY r.run_id DESC`,
-    [ledger.schema, `${ledger.s}.score_data`, current ?? null, modelName],
-  );
+  const rows = await ledger.runTables(c, modelName, current);
   const published = rows.filter((r) => r.published && !r.is_pointer);
   const unpublished = rows.filter((r) => !r.published);
   const pointerKept = rows.some((r) => r.is_pointer) ? 1 : 0;
@@ -179,7 +166,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
     const table = ledger.runTable(row.run_id);
     try {
       await c.query(`SET lock_timeout = '10s'`);
-      if (row.attached) await c.query(`ALTER TABLE ${ledger.s}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
+      if (row.attached) await c.query(`ALTER TABLE ${quoteIdent(ledger.schema)}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
       await c.query(`DROP TABLE ${table}`);
       dropped.push(row.run_id);
     } catch (err) {

@@ -2,19 +2,19 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Config, RunOptions } from '../config.js';
 import { describeDb } from '../config.js';
-import { quoteQualified, type SourceRef } from '../db/copyReader.js';
+import type { SourceRef } from '../db/copyReader.js';
+import { quoteQualified, withClient, withTransaction } from '../db/sql.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { ResilientClient } from '../db/resilientClient.js';
-import { NothingToDoError, UsageError } from '../errors.js';
+import { EmptySourceError, NothingToDoError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
 import { checkDue, describeDue } from '../schedule/due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
-import { acquireRunLock } from './acquireRunLock.js';
-import { runHolderState, type LockPurpose, type RunLock } from './runLock.js';
+import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
 import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
@@ -57,7 +57,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
     if (!(await sourceHasRows(client, params.source))) {
-      throw new UsageError(`source ${params.source.table} has no rows: nothing to score (the published scores are unchanged)`);
+      throw new EmptySourceError(params.source.table);
     }
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
@@ -99,10 +99,9 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
   let params: RunParams;
   try {
     await checkConnection(pool, ctx.config.db);
-    const client = await pool.connect();
-    try {
+    params = await withClient(pool, async (client) => {
       await assertMigrated(client, ctx.config.schema);
-      const run = await new Ledger((n) => client.escapeIdentifier(n), ctx.config.schema).getRun(client, runId);
+      const run = await new Ledger(ctx.config.schema).getRun(client, runId);
       if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
       if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
       // Still running for real only while a live lock holder works on it (grace included); otherwise
@@ -110,10 +109,8 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
         throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
       }
-      params = run.params;
-    } finally {
-      client.release();
-    }
+      return run.params;
+    });
   } finally {
     await pool.end().catch(() => undefined);
   }
@@ -129,9 +126,9 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
         `the model files in ${params.modelDir} changed since run ${runId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${run.model_sha256.slice(0, 12)}… then); start a new run with \`scorejob run\` instead`,
       );
     }
-    const newer = await client.query<{ run_id: string }>(`SELECT run_id FROM ${ledger.s}.score_runs WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2 LIMIT 1`, [runId, run.model_name]);
-    if (newer.rows[0] && !run.dry_run) {
-      throw new UsageError(`run ${runId} was superseded by run ${newer.rows[0].run_id}, which succeeded later; start a new run instead`);
+    const newer = await ledger.laterSucceededRun(client, runId, run.model_name);
+    if (newer !== undefined && !run.dry_run) {
+      throw new UsageError(`run ${runId} was superseded by run ${newer}, which succeeded later; start a new run instead`);
     }
     const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
     if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
@@ -156,7 +153,7 @@ async function assertWritable(client: pg.ClientBase, config: Config): Promise<vo
 }
 
 async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
-  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(client, source.table)}) AS any`);
+  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(source.table)}) AS any`);
   return rows[0]?.any === true;
 }
 
@@ -211,9 +208,9 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
     await assertMigrated(client, config.schema);
     await assertWritable(client, config);
     await checkSource(client, model);
-    const ledger = new Ledger((n) => client.escapeIdentifier(n), config.schema);
+    const ledger = new Ledger(config.schema);
     const dead: string[] = [];
-    lock = await acquireRunLock(pool, config, log, purpose, ledger, model.manifest.name, (ids) => dead.push(...ids));
+    lock = await takeRunLock(pool, { schema: config.schema, modelName: model.manifest.name, purpose, log, where: describeDb(config.db), ledger, onDead: (ids) => dead.push(...ids) });
     const held = lock;
     for (const id of dead) {
       log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
@@ -230,18 +227,7 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
         await held.ensure();
         await ledgerConn.ensure();
       },
-      inTransaction: async (f) => {
-        const c = ledgerConn.client;
-        await c.query('BEGIN');
-        try {
-          const result = await f(c);
-          await c.query('COMMIT');
-          return result;
-        } catch (err) {
-          await c.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
-      },
+      inTransaction: (f) => withTransaction(ledgerConn.client, f),
     };
     return await fn(session);
   } finally {

@@ -4,6 +4,7 @@ import { ExportedSnapshot, inSnapshot } from '../db/snapshot.js';
 import { RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
+import { withClient } from '../db/sql.js';
 import { countChunkRows, planChunks, rewrittenSinceSnapshot, type CountedChunk, type Plan } from './plan.js';
 
 export interface SourceViewDeps {
@@ -104,33 +105,14 @@ export class SourceView {
   }
 
   private async onOwnConnection<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
-    const client = await this.d.pool.connect();
-    let ok = false;
-    try {
-      await client.query(`SET application_name = 'scorejob planner'`);
-      const result = await inSnapshot(client, this.snapshot.id, () => fn(client));
-      ok = true;
-      return result;
-    } finally {
-      client.release(!ok);
-    }
-  }
-}
-
-/**
- * A chunk read `read` rows where its snapshot held `planned`. In one snapshot the two are equal unless the
- * table was rewritten (its new file's rows are invisible to any older snapshot) or the source does not give
- * the same rows twice. Not retried: the same snapshot reads the same.
- */
-export class ChunkCountError extends RunFailedError {
-  constructor(chunkNo: number, source: SourceRef, read: number, planned: number, runId: string) {
-    const what = `chunk ${chunkNo} read ${read} rows of ${source.table} where the run's snapshot held ${planned}`;
-    super(
-      read < planned
-        ? `${what}: the source was rewritten during the run (ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE), ` +
-            `which leaves a snapshot older than the rewrite an empty table; a resume reads the source afresh`
-        : `${what}: the source does not return the same rows twice in one snapshot (a view over volatile functions or a foreign table?); make it stable, then resume`,
-      runId,
+    // A connection a failure left mid-transaction is destroyed, not returned to the pool.
+    return withClient(
+      this.d.pool,
+      async (client) => {
+        await client.query(`SET application_name = 'scorejob planner'`);
+        return inSnapshot(client, this.snapshot.id, () => fn(client));
+      },
+      { discardOnError: true },
     );
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import type { RunResult } from './runJob.js';
+import { formatSeconds } from '../report/format.js';
 
 /**
  * The run's closing paragraph: one log line with every figure as a field. `rows_scored` and
@@ -34,7 +35,7 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
       timings_ms: r.timings,
       dropped_runs: r.droppedRuns,
     },
-    `run ${r.runId} succeeded: scored ${scored} in ${(r.durationMs / 1000).toFixed(1)} s, ` +
+    `run ${r.runId} succeeded: scored ${scored} in ${formatSeconds(r.durationMs)}, ` +
       `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; ${what}`,
   );
 }

@@ -1,119 +1,26 @@
 import type pg from 'pg';
-import { holderAliveSql, lockTiming } from '../job/runLock.js';
+import { RunHistory } from './history.js';
+import { holderAliveSql, lockTiming } from './runLock.js';
+import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
 
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
-/** Why a run failed, for people and for filters: data, model, database, gate, interrupted, internal. */
-export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' | 'internal';
-
-/** The parameters a run was started with; a resume continues with exactly these. */
-export interface RunParams {
-  modelDir: string;
-  chunkSize: number;
-  dryRun: boolean;
-  keepRuns: number;
-  maxRejectRatio: number;
-  /** The PSI gate (`--max-psi`); null or absent: none. */
-  maxPsi?: number | null;
-  chunkAttempts: number;
-  backendChoice: string;
-  source: { table: string; key: string };
-}
-
-export interface RunRow {
-  run_id: string;
-  status: RunStatus;
-  trigger: string;
-  dry_run: boolean;
-  model_name: string;
-  model_version: string;
-  model_sha256: string;
-  backend: string;
-  params: RunParams;
-  started_at: Date;
-  finished_at: Date | null;
-  heartbeat_at: Date;
-  published_at: Date | null;
-  tick_at: Date | null;
-  chunks_total: number | null;
-  rows_scored: string;
-  rows_rejected: string;
-  error: string | null;
-  error_kind: ErrorKind | null;
-  stats: Record<string, unknown> | null;
-  host: string;
-  pid: number;
-  resumes: number;
-  /** Failures before the resumes, oldest first (sql/005_run_failures.sql). */
-  failures: RunFailure[];
-}
-
-/** A failure of a run that was then resumed. */
-export interface RunFailure {
-  at: string;
-  status: 'failed' | 'interrupted';
-  kind: ErrorKind | null;
-  error: string | null;
-}
-
-export interface ChunkRow {
-  chunk_no: number;
-  /** null: no lower bound (the first chunk). */
-  key_lo: string | null;
-  /** null: no upper bound (the last chunk). */
-  key_hi: string | null;
-  status: 'pending' | 'done';
-  attempts: number;
-  rows_scored: number | null;
-  rows_rejected: number | null;
-  duration_ms: number | null;
-  last_error: string | null;
-  stats: ScoreStats | null;
-}
-
-/** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */
-export interface PlannedChunk {
-  chunkNo: number;
-  lo: bigint | null;
-  hi: bigint | null;
-  /** The rows it holds in the snapshot it is read in (score_chunks.rows_planned); undefined: not known. */
-  rows?: number | undefined;
-}
-
-export interface NewRun {
-  trigger: string;
-  dryRun: boolean;
-  modelName: string;
-  modelVersion: string;
-  modelSha256: string;
-  backend: string;
-  params: RunParams;
-  tickAt?: Date | undefined;
-  host: string;
-  pid: number;
-}
+export type * from './types.js';
+export type { Queryable } from './history.js';
 
 /**
- * The ledger's SQL, one method per operation. The schema name enters here, escaped once;
- * every value goes as a parameter.
+ * The run ledger: the only code that reads or writes the run, chunk and reject tables (score_runs,
+ * score_chunks, score_rejects), one method per operation. The schema name enters once, quoted
+ * (RunHistory); every value goes as a parameter. The writes are here, the reads in history.ts.
  */
-export class Ledger {
-  readonly s: string;
-  constructor(
-    escape: (name: string) => string,
-    readonly schema: string,
-  ) {
-    this.s = escape(schema);
-  }
-
+export class Ledger extends RunHistory {
   /** The table a run writes its scores into before it is published (attached to score_data). */
   runTable(runId: string): string {
-    return `${this.s}.${`"score_data_${BigInt(runId).toString()}"`}`;
+    return this.table(`"score_data_${BigInt(runId).toString()}"`);
   }
 
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {
     const { rows } = await c.query<{ run_id: string }>(
-      `INSERT INTO ${this.s}.score_runs (status, trigger, dry_run, model_name, model_version, model_sha256, backend, params, tick_at, host, pid)
+      `INSERT INTO ${this.table('score_runs')} (status, trigger, dry_run, model_name, model_version, model_sha256, backend, params, tick_at, host, pid)
        VALUES ('running', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING run_id`,
       [run.trigger, run.dryRun, run.modelName, run.modelVersion, run.modelSha256, run.backend, JSON.stringify(run.params), run.tickAt ?? null, run.host, run.pid],
     );
@@ -128,15 +35,15 @@ export class Ledger {
    */
   async recordPlan(c: pg.ClientBase, runId: string, chunks: readonly PlannedChunk[]): Promise<void> {
     await c.query(
-      `INSERT INTO ${this.s}.score_chunks (run_id, chunk_no, key_lo, key_hi)
+      `INSERT INTO ${this.table('score_chunks')} (run_id, chunk_no, key_lo, key_hi)
        SELECT $1, n, lo, hi FROM unnest($2::int[], $3::int8[], $4::int8[]) AS t(n, lo, hi)`,
       [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
     );
-    await c.query(`UPDATE ${this.s}.score_runs SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
+    await c.query(`UPDATE ${this.table('score_runs')} SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
     // run_id defaults to this run and is checked, so COPY sends two columns and ATTACH needs no validation scan.
     const id = BigInt(runId).toString();
     await c.query(
-      `CREATE TABLE ${this.runTable(runId)} (LIKE ${this.s}.score_data INCLUDING DEFAULTS,
+      `CREATE TABLE ${this.runTable(runId)} (LIKE ${this.table('score_data')} INCLUDING DEFAULTS,
          CONSTRAINT "score_data_${id}_run" CHECK (run_id = ${id}),
          CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id))`,
     );
@@ -144,19 +51,19 @@ export class Ledger {
   }
 
   async modelRegistered(c: pg.ClientBase, modelName: string): Promise<boolean> {
-    const { rowCount } = await c.query(`SELECT 1 FROM ${this.s}.models WHERE model_name = $1`, [modelName]);
+    const { rowCount } = await c.query(`SELECT 1 FROM ${this.table('models')} WHERE model_name = $1`, [modelName]);
     return rowCount === 1;
   }
 
   /** Adds the model to the schema's registry; false when it was there already. */
   async registerModel(c: pg.ClientBase, modelName: string): Promise<boolean> {
-    const { rowCount } = await c.query(`INSERT INTO ${this.s}.models (model_name) VALUES ($1) ON CONFLICT DO NOTHING`, [modelName]);
+    const { rowCount } = await c.query(`INSERT INTO ${this.table('models')} (model_name) VALUES ($1) ON CONFLICT DO NOTHING`, [modelName]);
     return rowCount === 1;
   }
 
   /** Rebuilds customer_scores with one branch per registered model (sql/006_models.sql). */
   async refreshScoreViews(c: pg.ClientBase): Promise<void> {
-    await c.query(`SELECT ${this.s}.refresh_score_views()`);
+    await c.query(`SELECT ${this.table('refresh_score_views')}()`);
   }
 
   /** Whether the run's table exists, and whether it is attached to score_data. */
@@ -165,7 +72,7 @@ export class Ledger {
       `SELECT to_regclass($1) IS NOT NULL AS exists,
               EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)) AS attached,
               EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p') AS has_key`,
-      [this.runTable(runId), `${this.s}.score_data`],
+      [this.runTable(runId), `${this.table('score_data')}`],
     );
     const r = rows[0] as { exists: boolean; attached: boolean; has_key: boolean };
     return { exists: r.exists, attached: r.attached, hasKey: r.has_key };
@@ -173,19 +80,19 @@ export class Ledger {
 
   /** ATTACH the run's table to score_data, in the caller's transaction (see publish.ts for why at plan time). */
   async attachRunTable(c: pg.ClientBase, runId: string): Promise<void> {
-    await c.query(`ALTER TABLE ${this.s}.score_data ATTACH PARTITION ${this.runTable(runId)} FOR VALUES IN (${BigInt(runId).toString()})`);
+    await c.query(`ALTER TABLE ${this.table('score_data')} ATTACH PARTITION ${this.runTable(runId)} FOR VALUES IN (${BigInt(runId).toString()})`);
   }
 
   /** Stamps when the run's table became visible to planners: publish waits for reader transactions older than this. */
   async markAttached(c: pg.ClientBase, runId: string): Promise<void> {
-    await c.query(`UPDATE ${this.s}.score_runs SET scores_attached_at = clock_timestamp() WHERE run_id = $1`, [runId]);
+    await c.query(`UPDATE ${this.table('score_runs')} SET scores_attached_at = clock_timestamp() WHERE run_id = $1`, [runId]);
   }
 
   /** Milliseconds until the run's table has been attached for `ms` (0 when it has; `ms` when the time is unknown). */
   async msUntilAttachedFor(c: pg.ClientBase, runId: string, ms: number): Promise<number> {
     const { rows } = await c.query<{ wait: number | null }>(
       `SELECT ceil(extract(epoch FROM scores_attached_at + $2 * interval '1 millisecond' - clock_timestamp()) * 1000)::int AS wait
-         FROM ${this.s}.score_runs WHERE run_id = $1`,
+         FROM ${this.table('score_runs')} WHERE run_id = $1`,
       [runId, ms],
     );
     const wait = rows[0]?.wait;
@@ -199,8 +106,8 @@ export class Ledger {
          FROM pg_locks l
          JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.relation = to_regclass($2) AND l.pid <> pg_backend_pid()
-          AND a.xact_start < COALESCE((SELECT scores_attached_at FROM ${this.s}.score_runs WHERE run_id = $1), clock_timestamp())`,
-      [runId, `${this.s}.score_data`],
+          AND a.xact_start < COALESCE((SELECT scores_attached_at FROM ${this.table('score_runs')} WHERE run_id = $1), clock_timestamp())`,
+      [runId, `${this.table('score_data')}`],
     );
     return rows;
   }
@@ -208,7 +115,7 @@ export class Ledger {
   /** Each chunk's planned row count (in the snapshot it will be read in), in the caller's transaction if any. */
   async recordChunkRows(c: pg.ClientBase, runId: string, chunks: readonly { chunkNo: number; rows: number }[]): Promise<void> {
     await c.query(
-      `UPDATE ${this.s}.score_chunks ch SET rows_planned = t.rows FROM unnest($2::int[], $3::int8[]) AS t(n, rows)
+      `UPDATE ${this.table('score_chunks')} ch SET rows_planned = t.rows FROM unnest($2::int[], $3::int8[]) AS t(n, rows)
         WHERE ch.run_id = $1 AND ch.chunk_no = t.n`,
       [runId, chunks.map((ch) => ch.chunkNo), chunks.map((ch) => ch.rows)],
     );
@@ -216,13 +123,13 @@ export class Ledger {
 
   /** The snapshot the run's chunks read now (see db/snapshot.ts): importable while the run's process holds it. */
   async recordSnapshot(c: pg.ClientBase, runId: string, snapshot: string): Promise<void> {
-    await c.query(`UPDATE ${this.s}.score_runs SET source_snapshot = $2 WHERE run_id = $1`, [runId, snapshot]);
+    await c.query(`UPDATE ${this.table('score_runs')} SET source_snapshot = $2 WHERE run_id = $1`, [runId, snapshot]);
   }
 
   /** The chunks not done yet, in order, with their bounds and planned rows. */
   async pendingChunks(c: pg.ClientBase, runId: string): Promise<PlannedChunk[]> {
     const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null }>(
-      `SELECT chunk_no, key_lo, key_hi, rows_planned FROM ${this.s}.score_chunks WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
+      `SELECT chunk_no, key_lo, key_hi, rows_planned FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
       [runId],
     );
     return rows.map((r) => ({
@@ -233,23 +140,9 @@ export class Ledger {
     }));
   }
 
-  async getRun(c: pg.ClientBase, runId: string): Promise<RunRow | undefined> {
-    const { rows } = await c.query<RunRow>(`SELECT * FROM ${this.s}.score_runs WHERE run_id = $1`, [runId]);
-    return rows[0];
-  }
-
-  async getChunks(c: pg.ClientBase, runId: string): Promise<ChunkRow[]> {
-    const { rows } = await c.query<ChunkRow>(
-      `SELECT chunk_no, key_lo, key_hi, status, attempts, rows_scored, rows_rejected, duration_ms, last_error, stats
-         FROM ${this.s}.score_chunks WHERE run_id = $1 ORDER BY chunk_no`,
-      [runId],
-    );
-    return rows;
-  }
-
   /**
    * Marks one chunk done and adds its counts to the run, in the writer's chunk transaction, so that
-   * a chunk's scores and its "done" mark commit together (guarantee 2). Returns false when the run
+   * a chunk's scores and its "done" mark commit together: a crash leaves a chunk either done with all its scores or pending with none, so a resume redoes exactly the pending chunks. Returns false when the run
    * is no longer `running` here (another process took it over): the caller must roll back.
    */
   async commitChunk(
@@ -259,13 +152,13 @@ export class Ledger {
   ): Promise<boolean> {
     const { rows } = await c.query<{ chunks: string; runs: string }>(
       `WITH ch AS (
-         UPDATE ${this.s}.score_chunks
+         UPDATE ${this.table('score_chunks')}
             SET status = 'done', attempts = attempts + 1, rows_scored = $3, rows_rejected = $4, started_at = $5,
                 finished_at = clock_timestamp(), duration_ms = (extract(epoch FROM clock_timestamp() - $5) * 1000)::int,
                 last_error = NULL, stats = $6
           WHERE run_id = $1 AND chunk_no = $2 AND status = 'pending' RETURNING 1),
        r AS (
-         UPDATE ${this.s}.score_runs
+         UPDATE ${this.table('score_runs')}
             SET rows_scored = rows_scored + $3, rows_rejected = rows_rejected + $4, heartbeat_at = now()
           WHERE run_id = $1 AND status = 'running' RETURNING 1)
        SELECT (SELECT count(*) FROM ch) AS chunks, (SELECT count(*) FROM r) AS runs`,
@@ -278,7 +171,7 @@ export class Ledger {
   /** The counts of a chunk that is done, or undefined while it is pending. */
   async doneChunk(c: pg.ClientBase, runId: string, chunkNo: number): Promise<{ scored: number; rejected: number } | undefined> {
     const { rows } = await c.query<{ scored: number; rejected: number }>(
-      `SELECT rows_scored AS scored, rows_rejected AS rejected FROM ${this.s}.score_chunks WHERE run_id = $1 AND chunk_no = $2 AND status = 'done'`,
+      `SELECT rows_scored AS scored, rows_rejected AS rejected FROM ${this.table('score_chunks')} WHERE run_id = $1 AND chunk_no = $2 AND status = 'done'`,
       [runId, chunkNo],
     );
     return rows[0];
@@ -287,7 +180,7 @@ export class Ledger {
   async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[]): Promise<void> {
     if (rejects.length === 0) return;
     await c.query(
-      `INSERT INTO ${this.s}.score_rejects (run_id, customer_id, reason, detail)
+      `INSERT INTO ${this.table('score_rejects')} (run_id, customer_id, reason, detail)
        SELECT $1, k, r, jsonb_build_object('column', col, 'value', v) FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS t(k, r, col, v)`,
       [runId, rejects.map((r) => r.key.toString()), rejects.map((r) => r.reason), rejects.map((r) => r.column), rejects.map((r) => r.value)],
     );
@@ -295,18 +188,27 @@ export class Ledger {
 
   /** A failed attempt at a chunk, recorded outside the (rolled back) chunk transaction. */
   async recordChunkFailure(c: pg.ClientBase, runId: string, chunkNo: number, error: string): Promise<void> {
-    await c.query(`UPDATE ${this.s}.score_chunks SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [runId, chunkNo, error]);
+    await c.query(`UPDATE ${this.table('score_chunks')} SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [runId, chunkNo, error]);
   }
 
   async heartbeat(c: pg.ClientBase, runId: string): Promise<void> {
-    await c.query(`UPDATE ${this.s}.score_runs SET heartbeat_at = now() WHERE run_id = $1 AND status = 'running'`, [runId]);
+    await c.query(`UPDATE ${this.table('score_runs')} SET heartbeat_at = now() WHERE run_id = $1 AND status = 'running'`, [runId]);
   }
 
-  async finishRun(c: pg.ClientBase, runId: string, status: Exclude<RunStatus, 'running'>, fields: { error?: string | null; errorKind?: ErrorKind | null; stats?: unknown } = {}): Promise<void> {
+  async finishRun(c: pg.ClientBase, runId: string, status: Exclude<RunStatus, 'running'>, fields: { error?: string | null; errorKind?: ErrorKind | null; stats?: RunStats | undefined } = {}): Promise<void> {
     await c.query(
-      `UPDATE ${this.s}.score_runs SET status = $2, finished_at = now(), heartbeat_at = now(), error = $3, error_kind = $4, stats = COALESCE($5, stats)
+      `UPDATE ${this.table('score_runs')} SET status = $2, finished_at = now(), heartbeat_at = now(), error = $3, error_kind = $4, stats = COALESCE($5, stats)
         WHERE run_id = $1`,
       [runId, status, fields.error ?? null, fields.errorKind ?? null, fields.stats === undefined ? null : JSON.stringify(fields.stats)],
+    );
+  }
+
+  /** The run's row as published (in the caller's publish transaction): succeeded, its failure cleared, its statistics final. */
+  async markPublished(c: pg.ClientBase, runId: string, stats: RunStats): Promise<void> {
+    await c.query(
+      `UPDATE ${this.table('score_runs')} SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
+              error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
+      [runId, JSON.stringify(stats)],
     );
   }
 
@@ -316,7 +218,7 @@ export class Ledger {
    */
   async reopenRun(c: pg.ClientBase, runId: string, host: string, pid: number): Promise<void> {
     await c.query(
-      `UPDATE ${this.s}.score_runs SET status = 'running', resumes = resumes + 1, error = NULL, error_kind = NULL, finished_at = NULL,
+      `UPDATE ${this.table('score_runs')} SET status = 'running', resumes = resumes + 1, error = NULL, error_kind = NULL, finished_at = NULL,
               failures = failures || jsonb_build_array(jsonb_build_object(
                 'at', COALESCE(finished_at, heartbeat_at), 'status', status, 'kind', error_kind, 'error', error)),
               heartbeat_at = now(), host = $2, pid = $3 WHERE run_id = $1`,
@@ -326,33 +228,21 @@ export class Ledger {
 
   /**
    * Runs still marked `running` whose process is gone (kill -9, machine lost): no live holder of a run
-   * lock works on them (src/job/runLock.ts: lease current, and backend alive or heartbeat within the grace).
+   * lock works on them (src/ledger/runLock.ts: lease current, and backend alive or heartbeat within the grace).
    * Marks them interrupted so they can be resumed. Safe without holding the lock: a live run is
    * attached to its lock in the transaction that creates or reopens it.
    */
   async markDeadRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(
-      `UPDATE ${this.s}.score_runs r
+      `UPDATE ${this.table('score_runs')} r
           SET status = 'interrupted', error_kind = 'interrupted', finished_at = heartbeat_at,
               error = 'the process (pid ' || pid || ' on ' || host || ') stopped without a word; last sign of life ' ||
                       to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
         WHERE status = 'running'
-          AND NOT EXISTS (SELECT 1 FROM ${this.s}.run_locks l WHERE l.run_id = r.run_id AND ${holderAliveSql('l', '$1')})
+          AND NOT EXISTS (SELECT 1 FROM ${this.table('run_locks')} l WHERE l.run_id = r.run_id AND ${holderAliveSql('l', '$1')})
         RETURNING run_id`,
       [lockTiming.graceMs],
     );
     return rows.map((r) => r.run_id);
-  }
-
-  /** The longest of the last 20 succeeded runs, ms (what "far longer than a normal run" compares with); null when none. */
-  async longestRecentRunMs(c: pg.ClientBase | pg.Pool, modelName: string): Promise<number | null> {
-    const { rows } = await c.query<{ ms: string | null }>(
-      `SELECT (extract(epoch FROM max(finished_at - started_at)) * 1000)::bigint AS ms
-         FROM (SELECT started_at, finished_at FROM ${this.s}.score_runs
-                WHERE status = 'succeeded' AND finished_at IS NOT NULL AND model_name = $1 ORDER BY run_id DESC LIMIT 20) t`,
-      [modelName],
-    );
-    const ms = rows[0]?.ms;
-    return ms === null || ms === undefined ? null : Number(ms);
   }
 }

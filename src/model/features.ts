@@ -87,7 +87,10 @@ export function compileFeatures(manifest: Pick<Manifest, 'features'>): FeaturePl
   return Object.freeze({ width: offset, columns: Object.freeze(columns), features: Object.freeze(features) });
 }
 
-/** Allocates model input for `capacity` rows. */
+/**
+ * Allocates model input for `capacity` rows.
+ * @internal exported for tests
+ */
 export function allocateModelInput(plan: FeaturePlan, capacity: number): ModelInput {
   return { x: new Float32Array(capacity * plan.width), keys: new BigInt64Array(capacity) };
 }
@@ -97,7 +100,10 @@ export function createFeatureCounters(plan: FeaturePlan): FeatureCounters {
   return { rows: 0, nulls: new Float64Array(n), belowMin: new Float64Array(n), aboveMax: new Float64Array(n), unknownCategory: new Float64Array(n) };
 }
 
-/** Adds `from` into `into` (e.g. a chunk's counters into the run's). */
+/**
+ * Adds `from` into `into` (e.g. a chunk's counters into the run's).
+ * @internal exported for tests
+ */
 export function addFeatureCounters(into: FeatureCounters, from: FeatureCounters): void {
   into.rows += from.rows;
   for (let f = 0; f < into.nulls.length; f++) {

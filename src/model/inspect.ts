@@ -3,6 +3,7 @@ import type { FeaturePlan, PlannedFeature } from './features.js';
 import { loadModel, type LoadedModel } from './load.js';
 import { unknownId, type Manifest } from './manifest.js';
 import type { ModelFile } from './modelFiles.js';
+import { formatBytes, table } from '../report/format.js';
 
 /** What `scorejob model inspect` shows about a model directory. */
 export interface ModelReport {
@@ -63,10 +64,10 @@ export function formatModelReport(report: ModelReport, columns?: SourceColumnsSu
   const from = m.output.from !== undefined || output.totalUnits > 1 ? ` from output "${report.outputName}"` : '';
   lines.push(`output   ${m.output.name}${from}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
   lines.push(`backend  ${report.backend}`, '', 'features (model input order)');
-  lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], '  '));
+  lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], { indent: '  ' }));
   lines.push('', 'files');
   const fileRows = report.files.map((f) => [f.name, formatBytes(f.bytes), `sha256 ${f.sha256}`]);
-  lines.push(...table([...fileRows, ['all', '', `sha256 ${report.sha256}`]], '  '));
+  lines.push(...table([...fileRows, ['all', '', `sha256 ${report.sha256}`]], { indent: '  ' }));
   lines.push(`  (all = sha256sum ${report.files.map((f) => f.name).join(' ')} | sha256sum)`);
   if (m.training !== undefined) {
     lines.push('', 'training');
@@ -111,25 +112,12 @@ function formatColumns(c: SourceColumnsSummary): string[] {
     const nulls = c.key.nullKeys === undefined ? '' : `, NULL keys: ${c.key.nullKeys}`;
     const rows = [[mark(c.key.ok && c.key.unique !== 'no' && !c.key.nullKeys), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}${nulls}`]];
     for (const col of c.columns) rows.push([mark(col.ok), col.name, col.type ?? 'missing', '']);
-    lines.push(...table(rows, '  '));
+    lines.push(...table(rows, { indent: '  ' }));
   }
   for (const p of c.problems) lines.push(`  problem: ${p}`);
   for (const n of c.notes) lines.push(`  note: ${n}`);
   if (c.problems.length === 0) lines.push('  the source has every column the model needs');
   return lines;
-}
-
-/** Left-aligned columns, two spaces apart. */
-function table(rows: string[][], indent: string): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => `${indent}${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd());
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 function clip(s: string, max: number): string {

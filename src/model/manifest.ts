@@ -126,7 +126,10 @@ export const transforms: readonly Transform[] = ['standardize', 'one_hot', 'bool
 
 export const defaultSource: Readonly<ManifestSource> = Object.freeze({ table: 'customers', key: 'customer_id' });
 
-/** Splits `schema.table` (or a bare `table`, left to the search_path) as the manifest writes it. */
+/**
+ * Splits `schema.table` (or a bare `table`, left to the search_path) as the manifest writes it.
+ * @internal exported for tests
+ */
 export function splitTableName(table: string): { schema: string | undefined; name: string } {
   const dot = table.indexOf('.');
   return dot < 0 ? { schema: undefined, name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) };

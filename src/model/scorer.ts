@@ -109,7 +109,7 @@ function gather(x: Float32Array, width: number, from: number, n: number, columns
  * must notice, not the readers.
  */
 export function keepFiniteScores(keys: BigInt64Array, scores: Float32Array, rows: number, rejects: Reject[]): number {
-  // The common case is one branch-free pass over the scores, no allocation (STYLE.md §6).
+  // The common case is one branch-free pass over the scores, no allocation: this runs once per scored row.
   if (countNonFinite(scores, rows) === 0) return rows;
   // Keys move as 32-bit halves: reading a BigInt64Array element allocates a BigInt (only done for the rejects).
   const halves = new Int32Array(keys.buffer, keys.byteOffset, rows * 2);

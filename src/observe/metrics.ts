@@ -1,13 +1,12 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type pg from 'pg';
+import { readFile } from 'node:fs/promises';
+import { Gauge, Registry } from 'prom-client';
+import { writeFileAtomic } from '../files.js';
 import type { Logger } from '../log.js';
-import type { ErrorKind, Ledger } from '../ledger/ledger.js';
+import type { ErrorKind } from '../ledger/ledger.js';
 
 /**
  * The facts of a run's end that `--metrics-file` exports, in the Prometheus text format for
- * node_exporter's textfile collector. Rendered by hand: a dozen gauges written once per run need no
- * registry, and prom-client's global default registry and collectors would only be in the way.
+ * node_exporter's textfile collector.
  */
 export interface RunMetrics {
   /** The model (manifest `name`): a `model` label on every sample, so several models' files can sit side by side. */
@@ -38,75 +37,50 @@ interface Sample {
   value: number;
 }
 
-function family(name: string, help: string, samples: Sample[], base: Record<string, string>): string {
-  if (samples.length === 0) return '';
-  const lines = [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} gauge`];
-  for (const s of samples) {
-    const all = { ...base, ...s.labels };
-    const labels = Object.keys(all).length > 0 ? `{${Object.entries(all).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}` : '';
-    lines.push(`${name}${labels} ${formatValue(s.value)}`);
-  }
-  return lines.join('\n') + '\n';
-}
-
-function formatValue(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
-}
-
 const one = (v: number | null | undefined): Sample[] => (v === null || v === undefined ? [] : [{ value: v }]);
 const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
 
-/** The metrics file's content. Gauges with no value (no PSI, never a success) are left out, not faked. */
-export function renderMetrics(m: RunMetrics): string {
+/**
+ * The metrics file's content, rendered by prom-client in a registry of its own (not the global one, and
+ * no default collectors: the file holds this run's facts only). Gauges with no value (no PSI, never a
+ * success) are left out, not faked: a gauge is registered only when it has a sample.
+ * @internal exported for tests
+ */
+export async function renderMetrics(m: RunMetrics): Promise<string> {
   const seconds = m.durationMs / 1000;
   const total = m.rowsScored + m.rowsRejected;
+  const registry = new Registry();
   // Every sample carries the run's model, so several models' files can sit side by side.
-  const gauge = (name: string, help: string, samples: Sample[]) => family(name, help, samples, { model: m.model });
-  return [
-    gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded')),
-    gauge('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 }))),
-    gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 }))),
-    gauge('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId))),
-    gauge('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published)),
-    gauge('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun)),
-    gauge('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced)),
-    gauge('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000)),
-    gauge('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000)),
-    gauge('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored)),
-    gauge('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected)),
-    gauge('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total)),
-    gauge('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0)),
-    gauge('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi)),
-    gauge('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000)),
-  ].join('');
+  const gauge = (name: string, help: string, samples: Sample[]): void => {
+    if (samples.length === 0) return;
+    const labelNames = ['model', ...Object.keys(samples[0]?.labels ?? {})];
+    const g = new Gauge({ name, help, labelNames, registers: [registry] });
+    for (const s of samples) g.set({ model: m.model, ...s.labels }, s.value);
+  };
+  gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded'));
+  gauge('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })));
+  gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 })));
+  gauge('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId)));
+  gauge('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published));
+  gauge('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun));
+  gauge('scorejob_last_run_forced_publish', '1 if the last run was published by `scorejob publish --force` over a failed gate.', flag(m.forced));
+  gauge('scorejob_last_run_finish_timestamp_seconds', 'When the last run ended (Unix time).', one(m.finishedAt.getTime() / 1000));
+  gauge('scorejob_last_run_duration_seconds', 'Wall time of the last run in this process.', one(Math.round(seconds * 1000) / 1000));
+  gauge('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored));
+  gauge('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected));
+  gauge('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total));
+  gauge('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0));
+  gauge('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi));
+  gauge('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000));
+  return registry.metrics();
 }
 
 /**
- * Writes the file atomically: a temporary file in the same directory (so the rename cannot cross
- * file systems), then rename over the target. The collector reads `*.prom` only, so it never sees
- * the temporary name, and never a half-written file.
+ * Writes the file atomically (the collector reads `*.prom` only, and never a half-written file), readable by the collector.
+ * @internal exported for tests
  */
 export async function writeMetricsFile(path: string, content: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    await writeFile(tmp, content, { mode: 0o644 });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-}
-
-/** The ledger's latest succeeded, published (not dry) run's finish time, of one model. */
-export async function lastSuccessAt(c: pg.ClientBase, ledger: Ledger, modelName: string): Promise<Date | null> {
-  const { rows } = await c.query<{ at: Date | null }>(
-    `SELECT max(finished_at) AS at FROM ${ledger.s}.score_runs WHERE status = 'succeeded' AND NOT dry_run AND model_name = $1`,
-    [modelName],
-  );
-  return rows[0]?.at ?? null;
+  await writeFileAtomic(path, content, { mode: 0o644 });
 }
 
 /** The value the previous metrics file held, for when the ledger cannot be asked (the database is gone). */
@@ -130,7 +104,7 @@ export async function exportRunMetrics(
   if (!path) return;
   try {
     const last = await ledgerLookup().catch(() => previousLastSuccess(path));
-    await writeMetricsFile(path, renderMetrics({ ...facts, finishedAt: new Date(), lastSuccessAt: last }));
+    await writeMetricsFile(path, await renderMetrics({ ...facts, finishedAt: new Date(), lastSuccessAt: last }));
     log.debug({ metrics_file: path }, `metrics written to ${path}`);
   } catch (err) {
     log.warn({ metrics_file: path, err: (err as Error).message }, `could not write the metrics file ${path}: ${(err as Error).message}`);

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import { formatClock, formatCount } from '../report/format.js';
 
 /** Where a run reports its progress; chosen by the CLI (a library caller may leave it out). */
 export interface ProgressOptions {
@@ -66,41 +67,36 @@ export class RunProgress {
   }
 }
 
-const num = new Intl.NumberFormat('en-US');
-
-/** 75 -> "1:15", 3725 -> "1:02:05". */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
 function percent(s: ProgressSnapshot): number {
   return s.customers_total === 0 ? 100 : Math.min(100, (100 * s.customers_done) / s.customers_total);
 }
 
-/** The live line: bar, customers, rate, chunks, elapsed, ETA; the bar goes first when the terminal is narrow, and the line never wraps. */
+/**
+ * The live line: bar, customers, rate, chunks, elapsed, ETA; the bar goes first when the terminal is narrow, and the line never wraps.
+ * @internal exported for tests
+ */
 export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
   const pct = percent(s);
   const width = 20;
   const filled = Math.round((pct / 100) * width);
   const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
   const figures =
-    `${pct.toFixed(1).padStart(5)}%  ${num.format(s.customers_done)}/${num.format(s.customers_total)} customers  ` +
-    `${num.format(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatDuration(s.elapsed_s)}  ETA ${s.eta_s === null ? '—' : formatDuration(s.eta_s)}`;
+    `${pct.toFixed(1).padStart(5)}%  ${formatCount(s.customers_done)}/${formatCount(s.customers_total)} customers  ` +
+    `${formatCount(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatClock(s.elapsed_s)}  ETA ${s.eta_s === null ? '—' : formatClock(s.eta_s)}`;
   const withBar = `scoring ${bar} ${figures}`;
   if (withBar.length < columns) return withBar;
   const plain = `scoring ${figures.trimStart()}`;
   return plain.length < columns ? plain : plain.slice(0, Math.max(0, columns - 1));
 }
 
-/** The message of a progress log line (the figures are also its fields). */
+/**
+ * The message of a progress log line (the figures are also its fields).
+ * @internal exported for tests
+ */
 export function formatProgressMessage(s: ProgressSnapshot): string {
   return (
-    `progress: ${num.format(s.customers_done)} of ${num.format(s.customers_total)} customers (${percent(s).toFixed(1)}%), ` +
-    `${s.chunks_done} of ${s.chunks_total} chunks, ${num.format(s.rows_per_second)} rows/s, elapsed ${formatDuration(s.elapsed_s)}, ETA ${s.eta_s === null ? 'unknown' : formatDuration(s.eta_s)}`
+    `progress: ${formatCount(s.customers_done)} of ${formatCount(s.customers_total)} customers (${percent(s).toFixed(1)}%), ` +
+    `${s.chunks_done} of ${s.chunks_total} chunks, ${formatCount(s.rows_per_second)} rows/s, elapsed ${formatClock(s.elapsed_s)}, ETA ${s.eta_s === null ? 'unknown' : formatClock(s.eta_s)}`
   );
 }
 

@@ -1,7 +1,6 @@
 import type { RunDetail, RunListItem } from './runsReport.js';
 import { formatRunStatistics } from './formatStats.js';
-
-const num = new Intl.NumberFormat('en-US');
+import { formatCount, formatDecimal, table } from './format.js';
 
 /** `scorejob runs` as a table for people. */
 export function formatRunList(items: readonly RunListItem[]): string {
@@ -12,13 +11,13 @@ export function formatRunList(items: readonly RunListItem[]): string {
     r.status + (r.dry_run ? ' (dry)' : r.published ? '' : r.status === 'succeeded' ? '' : ''),
     r.trigger,
     `${r.model} ${r.model_version}`,
-    num.format(r.rows_scored),
-    num.format(r.rows_rejected),
+    formatCount(r.rows_scored),
+    formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),
     r.duration_s === null ? '' : `${r.duration_s}s`,
     r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
   ]);
-  return table([header, ...rows]);
+  return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n';
 }
 
 /** `scorejob runs show <id>` for people. */
@@ -29,7 +28,7 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  model        ${r.model} ${r.model_version} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`);
   lines.push(`  started      ${r.started_at}   finished ${r.finished_at ?? '—'}   duration ${r.duration_s ?? '—'}s`);
   lines.push(`  host / pid   ${r.host} / ${r.pid}`);
-  lines.push(`  rows         ${num.format(r.rows_scored)} scored, ${num.format(r.rows_rejected)} rejected`);
+  lines.push(`  rows         ${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_rejected)} rejected`);
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);
@@ -41,14 +40,13 @@ export function formatRunDetail(r: RunDetail): string {
   }
   if (r.rejects_by_reason.length > 0) {
     lines.push('', 'Rejected rows by reason:');
-    for (const x of r.rejects_by_reason) lines.push(`  ${x.reason}${x.column ? ` (${x.column})` : ''}: ${num.format(x.rows)}`);
+    for (const x of r.rejects_by_reason) lines.push(`  ${x.reason}${x.column ? ` (${x.column})` : ''}: ${formatCount(x.rows)}`);
   }
   if (r.stats && r.stats.count > 0) {
     const s = r.stats;
     const prev = r.previous_published?.stats ?? null;
     lines.push('', `Scores${prev ? ` (previous published run ${r.previous_published?.run_id} in brackets)` : ''}:`);
-    const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '—' : v.toFixed(4));
-    const pair = (a: number | null, b: number | null | undefined) => (prev ? `${fmt(a)} (${fmt(b)})` : fmt(a));
+    const pair = (a: number | null, b: number | null | undefined) => (prev ? `${formatDecimal(a)} (${formatDecimal(b)})` : formatDecimal(a));
     lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
     lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
   } else if (r.stats) {
@@ -80,10 +78,4 @@ export function visible(s: string): string {
 function oneLine(s: string, max: number): string {
   const flat = s.replace(/\s+/g, ' ');
   return flat.length > max ? flat.slice(0, max - 1) + '…' : flat;
-}
-
-function table(cells: string[][]): string {
-  const rows = cells.map((r) => r.map(visible));
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
 }

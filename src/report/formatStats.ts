@@ -2,8 +2,7 @@ import type { FeatureSummary, FeaturesSummary } from '../stats/featureStats.js';
 import { coarsen, type Drift } from '../stats/psi.js';
 import type { RunDetail } from './runsReport.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
-
-const num = new Intl.NumberFormat('en-US');
+import { formatCount, formatDecimal, formatPercent, table } from './format.js';
 
 /** The usual reading of a PSI value. */
 export function psiVerdict(psi: number): string {
@@ -12,7 +11,7 @@ export function psiVerdict(psi: number): string {
 
 export function formatPsi(d: Drift | null | undefined): string {
   if (!d || d.psi === null) return d?.baseline_run_id ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})` : '— (no previous published run)';
-  return `${d.psi.toFixed(4)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
+  return `${formatDecimal(d.psi)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
 }
 
 /** Shares of each of `bins` coarse bins, or undefined when the histogram cannot be merged to that many. */
@@ -45,13 +44,14 @@ export function formatHistogram(current: ScoreSummary['histogram'], previous: Sc
   return a.map((share, i) => {
     const lo = (current.lo + i * step).toFixed(digits);
     const hi = (current.lo + (i + 1) * step).toFixed(digits);
-    const left = `${bar(share, max, width)} ${(share * 100).toFixed(1).padStart(5)}%`;
-    return `  ${lo}–${hi}  ${left}${p ? `  │ ${bar(p[i] ?? 0, max, width)} ${((p[i] ?? 0) * 100).toFixed(1).padStart(5)}%` : ''}`;
+    const left = `${bar(share, max, width)} ${formatPercent(share, 1).padStart(6)}`;
+    return `  ${lo}–${hi}  ${left}${p ? `  │ ${bar(p[i] ?? 0, max, width)} ${formatPercent(p[i] ?? 0, 1).padStart(6)}` : ''}`;
   });
 }
 
+/** A fraction of rows; a tiny one keeps two more decimals so that it does not read as 0.00%. */
 function pct(x: number | undefined): string {
-  return x === undefined ? '—' : `${(x * 100).toFixed(x > 0 && x < 0.0001 ? 4 : 2)}%`;
+  return formatPercent(x, x !== undefined && x > 0 && x < 0.0001 ? 4 : 2);
 }
 
 /** The per-feature table: NULL, outside the training range, unknown category; the previous run's in brackets. */
@@ -69,9 +69,7 @@ export function formatFeatureTable(f: FeaturesSummary, previous: FeaturesSummary
       x.transform === 'one_hot' ? pair(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—',
     ];
   });
-  const table = [['feature', 'transform', 'NULL', 'outside training range', 'unknown category'], ...rows];
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length)));
-  return table.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}`);
+  return table([['feature', 'transform', 'NULL', 'outside training range', 'unknown category'], ...rows], { indent: '  ' });
 }
 
 /** The statistics part of `scorejob runs show`: drift, the histogram beside the previous run's, the feature table. */
@@ -88,7 +86,7 @@ export function formatRunStatistics(r: RunDetail): string[] {
   }
   if (r.features && r.features.features.length > 0) {
     const prev = r.previous_published?.features;
-    lines.push('', `Features (${num.format(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
+    lines.push('', `Features (${formatCount(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
     lines.push(...formatFeatureTable(r.features, prev));
   }
   // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).

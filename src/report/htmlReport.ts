@@ -1,6 +1,6 @@
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
+import { formatCount, formatDecimal, formatPercent } from './format.js';
 import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, formatPsi, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
@@ -11,9 +11,6 @@ export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
-const num = new Intl.NumberFormat('en-US');
-const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '—' : v.toFixed(digits));
-const pct = (v: number | undefined) => (v === undefined ? '—' : `${(v * 100).toFixed(2)}%`);
 
 const css = `
 body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1d2433;margin:32px auto;max-width:1080px;padding:0 24px}
@@ -36,13 +33,13 @@ function facts(r: RunDetail): string {
     ['trigger', escapeHtml(r.trigger + (r.resumes ? `, resumed ${r.resumes}×` : ''))],
     ['started / finished (UTC)', escapeHtml(`${r.started_at} / ${r.finished_at ?? '—'}`)],
     ['duration', escapeHtml(`${r.duration_s ?? '—'} s`)],
-    ['rows', escapeHtml(`${num.format(r.rows_scored)} scored, ${num.format(r.rows_rejected)} rejected`)],
+    ['rows', escapeHtml(`${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_rejected)} rejected`)],
     ['chunks', escapeHtml(`${r.chunks_done} of ${r.chunks_total ?? '?'} done`)],
     ['drift (PSI)', psiCell(r)],
   ];
   if (r.error) rows.push(['error', escapeHtml(r.error)]);
   if (r.forced_publish) rows.push(['published by force', escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`)]);
-  for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${num.format(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
+  for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
 }
 
@@ -50,7 +47,7 @@ function psiCell(r: RunDetail): string {
   const psi = r.drift?.psi;
   if (psi === null || psi === undefined) return escapeHtml(formatPsi(r.drift));
   const cls = psi < 0.1 ? 'stable' : psi < 0.25 ? 'moderate' : 'major';
-  return `<span class="${cls}">${psi.toFixed(4)} — ${escapeHtml(psiVerdict(psi))}</span> against run ${escapeHtml(r.drift?.baseline_run_id ?? '')}`;
+  return `<span class="${cls}">${formatDecimal(psi)} — ${escapeHtml(psiVerdict(psi))}</span> against run ${escapeHtml(r.drift?.baseline_run_id ?? '')}`;
 }
 
 /** Grouped bars: this run (blue) and the previous published run (grey) per bin, same scale. */
@@ -71,15 +68,15 @@ export function histogramSvg(current: ScoreSummary['histogram'], previous: Score
   for (let t = 0; t <= 4; t++) {
     const share = (max * t) / 4;
     parts.push(`<line x1="${left}" x2="${W - 10}" y1="${y(share).toFixed(1)}" y2="${y(share).toFixed(1)}" stroke="#eceff4"/>`);
-    parts.push(`<text x="${left - 6}" y="${(y(share) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#5b6577">${(share * 100).toFixed(1)}%</text>`);
+    parts.push(`<text x="${left - 6}" y="${(y(share) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#5b6577">${formatPercent(share, 1)}</text>`);
   }
   const step = (current.hi - current.lo) / bins;
   a.forEach((share, i) => {
     const x0 = left + i * slot + slot * 0.1;
-    parts.push(`<rect class="bar current" x="${x0.toFixed(1)}" y="${y(share).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(share)).toFixed(1)}" fill="#2f6fde"><title>${(current.lo + i * step).toFixed(2)}–${(current.lo + (i + 1) * step).toFixed(2)}: ${(share * 100).toFixed(2)}%</title></rect>`);
+    parts.push(`<rect class="bar current" x="${x0.toFixed(1)}" y="${y(share).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(share)).toFixed(1)}" fill="#2f6fde"><title>${(current.lo + i * step).toFixed(2)}–${(current.lo + (i + 1) * step).toFixed(2)}: ${formatPercent(share)}</title></rect>`);
     if (p) {
       const ps = p[i] ?? 0;
-      parts.push(`<rect class="bar previous" x="${(x0 + barW).toFixed(1)}" y="${y(ps).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(ps)).toFixed(1)}" fill="#a7b0bf"><title>previous: ${(ps * 100).toFixed(2)}%</title></rect>`);
+      parts.push(`<rect class="bar previous" x="${(x0 + barW).toFixed(1)}" y="${y(ps).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(ps)).toFixed(1)}" fill="#a7b0bf"><title>previous: ${formatPercent(ps)}</title></rect>`);
     }
     if (i % 2 === 0) parts.push(`<text x="${(left + i * slot).toFixed(1)}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="middle">${(current.lo + i * step).toFixed(2)}</text>`);
   });
@@ -98,7 +95,7 @@ function quantileTable(s: ScoreSummary, prev: ScoreSummary | null | undefined): 
     ...Object.keys(s.quantiles).map((k): [string, (x: ScoreSummary) => number | null] => [k, (x) => x.quantiles[k] ?? null]),
     ['max', (x) => x.max],
   ];
-  const cell = (k: string, v: number | null) => `<td class="n">${k === 'count' ? (v === null ? '—' : num.format(v)) : fmt(v)}</td>`;
+  const cell = (k: string, v: number | null) => `<td class="n">${k === 'count' ? (v === null ? '—' : formatCount(v)) : formatDecimal(v)}</td>`;
   return (
     `<table id="scores"><tr><th>statistic</th><th>this run</th>${prev ? '<th>previous published run</th>' : ''}</tr>` +
     keys.map(([k, get]) => `<tr><th>${escapeHtml(k)}</th>${cell(k, get(s))}${prev ? cell(k, get(prev)) : ''}</tr>`).join('') +
@@ -117,28 +114,29 @@ function featureTable(r: RunDetail): string {
     const range = x.min !== null || x.max !== null ? `${x.min ?? '−∞'} … ${x.max ?? '∞'}` : '—';
     return (
       `<tr><td>${escapeHtml(x.column)}</td><td>${escapeHtml(x.transform)}</td>` +
-      `<td class="n">${both(pct(x.null_fraction), b && pct(b.null_fraction))}</td>` +
+      `<td class="n">${both(formatPercent(x.null_fraction), b && formatPercent(b.null_fraction))}</td>` +
       `<td>${escapeHtml(range)}</td>` +
-      `<td class="n">${range === '—' ? '—' : both(pct(x.outside_range_fraction), b && pct(b.outside_range_fraction))}</td>` +
-      `<td class="n">${x.transform === 'one_hot' ? both(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—'}</td></tr>`
+      `<td class="n">${range === '—' ? '—' : both(formatPercent(x.outside_range_fraction), b && formatPercent(b.outside_range_fraction))}</td>` +
+      `<td class="n">${x.transform === 'one_hot' ? both(formatPercent(x.unknown_category_fraction), b && formatPercent(b.unknown_category_fraction)) : '—'}</td></tr>`
     );
   });
   return (
     `<table id="features"><tr><th>feature</th><th>transform</th><th>NULL</th><th>training range</th><th>outside range</th><th>unknown category</th></tr>${rows.join('')}</table>` +
-    `<p class="note">Fractions of the ${num.format(f.rows)} rows read (rejected rows included)${prev ? `; the previous published run's in brackets` : ''}.</p>`
+    `<p class="note">Fractions of the ${formatCount(f.rows)} rows read (rejected rows included)${prev ? `; the previous published run's in brackets` : ''}.</p>`
   );
 }
 
 /**
  * `scorejob runs show <id> --html FILE`: one self-contained page (inline CSS and SVG, no script, no
  * external resource) an analyst can attach to an email.
+ * @internal exported for tests
  */
 export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
   const prev = r.previous_published;
   const title = `scorejob run ${r.run_id}: ${r.status}`;
   const body = [
     `<h1>${escapeHtml(title)}</h1>`,
-    `<p class="sub">${escapeHtml(`${r.model} ${r.model_version} · ${num.format(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
+    `<p class="sub">${escapeHtml(`${r.model} ${r.model_version} · ${formatCount(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
     '<h2>Run</h2>',
     facts(r),
   ];
@@ -165,13 +163,9 @@ ${body.join('\n')}
 
 /** Writes the page (temporary file + rename, so a mail client never attaches half of it). */
 export async function writeHtmlReport(file: string, r: RunDetail): Promise<void> {
-  const target = resolve(file);
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
   try {
-    await writeFile(tmp, renderRunHtml(r));
-    await rename(tmp, target);
+    await writeFileAtomic(file, renderRunHtml(r));
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new UsageError(`--html: cannot write "${file}": ${(err as Error).message}`);
   }
 }

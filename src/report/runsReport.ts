@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import { UsageError } from '../errors.js';
-import { Ledger, type RunFailure, type RunRow, type RunStatus } from '../ledger/ledger.js';
+import { Ledger, type ForcedPublish, type RejectCount, type RunFailure, type RunListRow, type RunRow, type RunStatus } from '../ledger/ledger.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import type { FeaturesSummary } from '../stats/featureStats.js';
-import type { ForcedPublish } from '../job/forcePublish.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
 
 /** One line of `scorejob runs`. */
@@ -43,7 +42,7 @@ export interface RunDetail extends RunListItem {
   params: unknown;
   tick_at: string | null;
   published_at: string | null;
-  rejects_by_reason: { reason: string; column: string | null; rows: number }[];
+  rejects_by_reason: RejectCount[];
   chunks: { chunk_no: number; key_lo: string | null; key_hi: string | null; status: string; attempts: number; rows_scored: number | null; rows_rejected: number | null; duration_ms: number | null; last_error: string | null }[];
   stats: ScoreSummary | null;
   timings_ms: Record<string, number> | null;
@@ -64,28 +63,13 @@ async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
   await ledger.markDeadRuns(c);
 }
 
-const listColumns = `r.run_id, r.status, r.trigger, r.dry_run, r.model_name, r.model_version, r.backend, r.rows_scored, r.rows_rejected,
-  r.chunks_total, r.started_at, r.finished_at, r.heartbeat_at, r.error, r.error_kind, r.published_at,
-  (SELECT count(*) FROM %S.score_chunks ch WHERE ch.run_id = r.run_id AND ch.status = 'done')::int AS chunks_done,
-  EXISTS (SELECT 1 FROM %S.score_runs l WHERE l.run_id > r.run_id AND l.published_at IS NOT NULL AND l.model_name = r.model_name) AS superseded,
-  (r.chunks_total IS NULL OR EXISTS (SELECT 1 FROM pg_class t WHERE t.relname = 'score_data_' || r.run_id
-     AND t.relnamespace = (SELECT s.relnamespace FROM pg_class s WHERE s.oid = r.tableoid))) AS resumable_scores`;
-
-type ListRow = Pick<RunRow, 'run_id' | 'status' | 'trigger' | 'dry_run' | 'model_name' | 'model_version' | 'backend' | 'rows_scored' | 'rows_rejected' | 'chunks_total' | 'started_at' | 'finished_at' | 'heartbeat_at' | 'error' | 'error_kind' | 'published_at'> & {
-  chunks_done: number;
-  /** A later run was published: neither resume nor publish --force accepts this run any more. */
-  superseded: boolean;
-  /** The run's scores table is still there (or the run never planned): retention did not drop it. */
-  resumable_scores: boolean;
-};
-
 /**
  * The next step `runs` offers for a run that did not succeed, true when followed (issue: advice that
  * cannot work): resume for a failure a resume can fix; for a run a gate stopped, a new run once the
  * data is fixed (a resume would find every chunk done and stop at the same gate), or `publish --force`
  * after review; a new run once a later publish superseded it or retention dropped its scores.
  */
-function nextStep(r: ListRow): string | null {
+function nextStep(r: RunListRow): string | null {
   if (r.status !== 'failed' && r.status !== 'interrupted') return null;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
   // A run that scored no customer is never published, not even by force.
@@ -93,11 +77,7 @@ function nextStep(r: ListRow): string | null {
   return `scorejob resume ${r.run_id}`;
 }
 
-function listColumn(ledger: Ledger): string {
-  return listColumns.replaceAll('%S', ledger.s);
-}
-
-function toItem(r: ListRow): RunListItem {
+function toItem(r: RunListRow): RunListItem {
   const end = r.finished_at ?? (r.status === 'running' ? new Date() : r.heartbeat_at);
   return {
     run_id: r.run_id,
@@ -122,37 +102,22 @@ function toItem(r: ListRow): RunListItem {
 }
 
 export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: number; status?: string | undefined; modelName?: string | undefined }): Promise<RunListItem[]> {
-  const ledger = new Ledger((n) => c.escapeIdentifier(n), schema);
+  const ledger = new Ledger(schema);
   await settleDeadRuns(c, ledger);
-  const { rows } = await c.query<ListRow>(
-    `SELECT ${listColumn(ledger)} FROM ${ledger.s}.score_runs r
-      WHERE ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR r.model_name = $3) ORDER BY r.run_id DESC LIMIT $1`,
-    [opts.limit, opts.status ?? null, opts.modelName ?? null],
-  );
-  return rows.map(toItem);
+  return (await ledger.listRuns(c, opts)).map(toItem);
 }
 
 export async function showRun(c: pg.ClientBase, schema: string, runId: string): Promise<RunDetail> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
-  const ledger = new Ledger((n) => c.escapeIdentifier(n), schema);
+  const ledger = new Ledger(schema);
   await settleDeadRuns(c, ledger);
-  const { rows } = await c.query<ListRow & RunRow>(`SELECT ${listColumn(ledger)}, r.* FROM ${ledger.s}.score_runs r WHERE r.run_id = $1`, [runId]);
-  const run = rows[0];
+  const run = await ledger.listedRun(c, runId);
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-  const rejects = await c.query<{ reason: string; column: string | null; rows: number }>(
-    `SELECT reason, detail->>'column' AS column, count(*)::int AS rows FROM ${ledger.s}.score_rejects WHERE run_id = $1 GROUP BY 1, 2 ORDER BY 3 DESC`,
-    [runId],
-  );
+  const rejects = await ledger.rejectsByReason(c, runId);
   const chunks = await ledger.getChunks(c, runId);
-  const prev = await c.query<Pick<RunRow, 'run_id' | 'model_version' | 'rows_scored' | 'stats'>>(
-    `SELECT run_id, model_version, rows_scored, stats FROM ${ledger.s}.score_runs
-      WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${ledger.s}.score_runs WHERE run_id = $1)
-      ORDER BY run_id DESC LIMIT 1`,
-    [runId],
-  );
-  const p = prev.rows[0];
-  const stats = (run.stats ?? null) as { scores?: ScoreSummary; timings_ms?: Record<string, number>; features?: FeaturesSummary; drift?: Drift; forced_publish?: ForcedPublish } | null;
-  const prevStats = (p?.stats ?? null) as { scores?: ScoreSummary; features?: FeaturesSummary } | null;
+  const p = await ledger.previousPublishedRun(c, runId);
+  const stats = run.stats;
+  const prevStats = p?.stats ?? null;
   const drift = stats?.drift ?? (stats?.scores && p ? computeDrift(p.run_id, prevStats?.scores?.histogram, stats.scores.histogram) : null);
   return {
     ...toItem(run),
@@ -164,13 +129,11 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     params: run.params,
     tick_at: run.tick_at?.toISOString() ?? null,
     published_at: run.published_at?.toISOString() ?? null,
-    rejects_by_reason: rejects.rows,
+    rejects_by_reason: rejects,
     chunks: chunks.map(({ stats: _s, ...rest }) => rest),
     stats: stats?.scores ?? null,
     timings_ms: stats?.timings_ms ?? null,
-    previous_published: p
-      ? { run_id: p.run_id, model_version: p.model_version, rows_scored: Number(p.rows_scored), stats: ((p.stats as { scores?: ScoreSummary } | null)?.scores ?? null), features: prevStats?.features ?? null }
-      : null,
+    previous_published: p ? { run_id: p.run_id, model_version: p.model_version, rows_scored: Number(p.rows_scored), stats: prevStats?.scores ?? null, features: prevStats?.features ?? null } : null,
     features: stats?.features ?? null,
     drift,
     forced_publish: stats?.forced_publish ?? null,

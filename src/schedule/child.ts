@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { CronSpec } from './cronTicks.js';
 import { ExitCode } from '../errors.js';
+import { Ledger, type RunRow } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 
 /** The CLI a child runs: this installation's, whatever the working directory. */
@@ -64,20 +65,12 @@ export function startChildRun(config: Config, spec: CronSpec, tick: Date, runArg
   return { tick, child, pid: child.pid, done };
 }
 
-interface ChildLedgerRow {
-  run_id: string;
-  status: string;
-  error: string | null;
-}
+type ChildLedgerRow = Pick<RunRow, 'run_id' | 'status' | 'error'>;
 
 /** The ledger row the child wrote for its tick (undefined when it wrote none, or the database is away). */
 async function findChildRun(pool: pg.Pool, schema: string, run: ChildRun): Promise<ChildLedgerRow | undefined> {
   if (run.pid === undefined) return undefined;
-  const { rows } = await pool.query<ChildLedgerRow>(
-    `SELECT run_id::text, status, error FROM ${pg.escapeIdentifier(schema)}.score_runs WHERE tick_at = $1 AND pid = $2 AND host = $3 ORDER BY run_id DESC LIMIT 1`,
-    [run.tick, run.pid, hostname()],
-  );
-  return rows[0];
+  return new Ledger(schema).runOfProcess(pool, run.tick, run.pid, hostname());
 }
 
 /** One log line per finished child, at the level its exit code deserves, naming the run from the ledger. */

@@ -5,6 +5,15 @@ import { UsageError } from '../errors.js';
  * Tick arithmetic on node-cron's own terms, so that what `schedule` fires and what `--catch-up` and
  * `run --if-due` call "the latest tick" are the same instants: node-cron parses and matches; what it
  * lacks (the tick before a given instant) is a backward walk over its parsed fields here.
+ *
+ * Why not a library's previous-tick function: measured against tests/unit/schedule/due.test.ts (which
+ * compares with the ticks node-cron fires under fake timers), neither agrees with node-cron across DST.
+ * croner 11 (`previousRuns`, `domAndDow: true`) returns a wall-clock time skipped by spring-forward as a
+ * tick at the end of the gap (Berlin `30 2 * * *` on 2026-03-29: 01:00Z), where node-cron does not
+ * fire, and of a time repeated by fall-back it returns the second occurrence where node-cron fires the
+ * first. cron-parser 5 (`prev()`) skips the gap like node-cron, but also returns the second occurrence
+ * of a repeated time (New York 01:30 EST, 06:30Z, on 2026-11-01), and its day-of-month/day-of-week rule
+ * is OR where node-cron's is AND (`0 0 13 * 5`: every 13th and every Friday vs Friday the 13th).
  */
 
 /** A cron expression and the time zone its wall-clock fields are read in. */

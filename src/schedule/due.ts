@@ -1,19 +1,9 @@
 import type pg from 'pg';
 import { previousTick, type CronSpec } from './cronTicks.js';
-import type { RunStatus } from '../ledger/ledger.js';
-import { modelLockName, runLockHeld } from '../job/runLock.js';
+import { Ledger, type TickRun } from '../ledger/ledger.js';
+import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 
-/** What the due check needs of a ledger row. */
-export interface TickRun {
-  run_id: string;
-  status: RunStatus;
-  trigger: string;
-  dry_run: boolean;
-  started_at: Date;
-  tick_at: Date | null;
-  host: string;
-  pid: number;
-}
+export type { TickRun };
 
 /**
  * Whether the latest tick still needs a run:
@@ -33,6 +23,7 @@ export type DueDecision =
  * clock runs ahead of the database's still matches) or started at or after the tick, whatever its
  * trigger (a manual rescoring after the 1st of the month serves that month). Dry runs publish
  * nothing and serve no tick.
+ * @internal exported for tests
  */
 export function runCoversTick(run: TickRun, tick: Date): boolean {
   if (run.dry_run) return false;
@@ -40,7 +31,10 @@ export function runCoversTick(run: TickRun, tick: Date): boolean {
   return run.started_at.getTime() >= tick.getTime();
 }
 
-/** The decision from the tick and the ledger's rows (any rows: those not for the tick are ignored). Pure. */
+/**
+ * The decision from the tick and the ledger's rows (any rows: those not for the tick are ignored). Pure.
+ * @internal exported for tests
+ */
 export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lockHeld: boolean): DueDecision {
   if (tick === undefined) return { due: false, reason: 'no-tick', tick: undefined };
   const covering = runs.filter((r) => runCoversTick(r, tick)).sort((a, b) => Number(BigInt(b.run_id) - BigInt(a.run_id)));
@@ -57,12 +51,7 @@ export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lock
 /** The latest tick at or before `now`, and whether it still needs a run, from the ledger. */
 export async function checkDue(client: pg.ClientBase, schema: string, modelName: string, spec: CronSpec, now: Date, tick = previousTick(spec, now)): Promise<DueDecision> {
   if (tick === undefined) return decideDue(undefined, [], false);
-  const s = client.escapeIdentifier(schema);
-  const { rows } = await client.query<TickRun>(
-    `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid FROM ${s}.score_runs
-      WHERE NOT dry_run AND model_name = $2 AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
-    [tick, modelName],
-  );
+  const rows = await new Ledger(schema).runsForTick(client, modelName, tick);
   const lockHeld = await runLockHeld(client, schema, modelLockName(modelName));
   return decideDue(tick, rows, lockHeld);
 }

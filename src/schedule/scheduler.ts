@@ -1,5 +1,5 @@
 import { access, readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTask, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
 import type { Config } from '../config.js';
@@ -7,14 +7,12 @@ import { checkCronExpression, checkTimezone, formatTick, type CronSpec } from '.
 import { describeDbError } from '../db/describeError.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool, type Pool } from '../db/pool.js';
-import { ExitCode, UsageError } from '../errors.js';
+import { ExitCode, signalExitCode, toExitCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
 import { checkDue, describeDue, type DueDecision } from './due.js';
+import { withClient } from '../db/sql.js';
 import { reportChildOutcome, startChildRun, type ChildRun } from './child.js';
-
-/** Monthly, 02:30 on the 1st: after the nightly loads of the month's last day. */
-export const defaultCron = '30 2 1 * *';
 
 /** Options of `scorejob schedule`. */
 export interface ScheduleOptions {
@@ -24,32 +22,10 @@ export interface ScheduleOptions {
   timezone: string | undefined;
   /** Run at once for a latest tick that has no succeeded run (at start-up, and when node-cron reports a missed tick). */
   catchUp: boolean;
-  /** `scorejob run` flags forwarded to every child (model, chunk size, backend, ...), already validated. */
+  /** `scorejob run` flags forwarded to every child (model, chunk size, backend, ...), already validated (src/cli/options.ts derives them). */
   runArgs: readonly string[];
   /** The model's manifest `name`: ticks are due, and runs locked, per model. */
   modelName: string;
-}
-
-/** Flags of `scorejob run` that `schedule` forwards to its children. */
-export interface ForwardedRunFlags {
-  model?: string | undefined;
-  chunkSize?: string | undefined;
-  backend?: string | undefined;
-  keepRuns?: string | undefined;
-  maxRejectRatio?: string | undefined;
-  chunkAttempts?: string | undefined;
-}
-
-/** argv for the children: only the flags given (a child reads the same environment for the rest). */
-export function forwardedRunArgs(flags: ForwardedRunFlags): string[] {
-  const args: string[] = [];
-  if (flags.model !== undefined) args.push('--model', resolve(flags.model));
-  if (flags.chunkSize !== undefined) args.push('--chunk-size', flags.chunkSize);
-  if (flags.backend !== undefined) args.push('--backend', flags.backend);
-  if (flags.keepRuns !== undefined) args.push('--keep-runs', flags.keepRuns);
-  if (flags.maxRejectRatio !== undefined) args.push('--max-reject-ratio', flags.maxRejectRatio);
-  if (flags.chunkAttempts !== undefined) args.push('--chunk-attempts', flags.chunkAttempts);
-  return args;
 }
 
 /** A model directory that cannot work is refused at start-up (exit 2), not at every tick for a month. */
@@ -147,7 +123,7 @@ class Scheduler {
       await this.active;
       const forced = this.forced;
       log.info({ signal: this.stopping, forced }, forced ? `scheduler stopped; the run was stopped at once (${forced})` : 'scheduler stopped');
-      return forced === undefined ? ExitCode.ok : forced === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm;
+      return forced === undefined ? ExitCode.ok : signalExitCode(forced);
     } finally {
       await this.task?.destroy();
       await this.pool.end().catch(() => undefined);
@@ -244,12 +220,7 @@ class Scheduler {
   }
 
   private async readDue(): Promise<DueDecision> {
-    const client = await this.pool.connect();
-    try {
-      return await checkDue(client, this.config.schema, this.opts.modelName, this.spec, new Date());
-    } finally {
-      client.release();
-    }
+    return withClient(this.pool, (client) => checkDue(client, this.config.schema, this.opts.modelName, this.spec, new Date()));
   }
 }
 
@@ -262,16 +233,11 @@ async function startupCheck(pool: Pool, config: Config, log: Logger): Promise<vo
   try {
     await checkConnection(pool, config.db);
   } catch (err) {
-    if ((err as { exitCode?: number }).exitCode === ExitCode.usage) throw err;
+    if (toExitCode(err) === ExitCode.usage) throw err;
     log.warn({ err: (err as Error).message }, `${(err as Error).message}; starting anyway: each run connects afresh, and the missed-run check is retried`);
     return;
   }
-  const client = await pool.connect();
-  try {
-    await assertMigrated(client, config.schema);
-  } finally {
-    client.release();
-  }
+  await withClient(pool, (client) => assertMigrated(client, config.schema));
 }
 
 /** node-cron's own messages, into our log (it would print to the console otherwise). */

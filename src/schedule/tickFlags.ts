@@ -5,6 +5,7 @@ import { checkConnection, createPool } from '../db/pool.js';
 import { LockedError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkModelDirectory } from './scheduler.js';
+import { withClient } from '../db/sql.js';
 import { checkDue, describeDue } from './due.js';
 
 /**
@@ -24,8 +25,7 @@ export async function tickIfDue(ctx: { config: Config; log: Logger }, modelName:
   const pool = createPool(ctx.config.db, 1);
   try {
     await checkConnection(pool, ctx.config.db);
-    const client = await pool.connect();
-    try {
+    return await withClient(pool, async (client) => {
       await assertMigrated(client, ctx.config.schema);
       const d = await checkDue(client, ctx.config.schema, modelName, spec, now, tick);
       const fields = { if_due: spec.expression, timezone: spec.timezone, tick_at: tick.toISOString(), due: d.due, reason: d.reason, run_id_for_tick: 'run' in d ? d.run?.run_id : undefined };
@@ -36,9 +36,7 @@ export async function tickIfDue(ctx: { config: Config; log: Logger }, modelName:
       }
       ctx.log.info(fields, `due: ${describeDue(d, tickText)} ("${spec.expression}", ${zone}); starting a run for it`);
       return tick;
-    } finally {
-      client.release();
-    }
+    });
   } finally {
     await pool.end().catch(() => undefined);
   }

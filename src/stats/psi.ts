@@ -5,7 +5,10 @@ type Histogram = ScoreStats['histogram'];
 /** Bins the PSI is computed over: the 100 fine bins of the score histogram merged ten by ten (deciles of the range). */
 export const psiBins = 10;
 
-/** Stands in for the share of an empty bin, so that ln(p/q) stays finite. */
+/**
+ * Stands in for the share of an empty bin, so that ln(p/q) stays finite.
+ * @internal exported for tests
+ */
 export const psiEpsilon = 1e-4;
 
 /**
@@ -33,6 +36,7 @@ export function coarsen(h: Histogram, bins = psiBins): number[] | undefined {
  * an empty bin contributes a large but finite term. 0 means the same distribution; by the usual rule
  * of thumb below 0.1 is stable, 0.1–0.25 a moderate shift, above 0.25 a major one.
  * Returns null when either side is empty or the bin counts differ.
+ * @internal exported for tests
  */
 export function populationStabilityIndex(expected: readonly number[], actual: readonly number[], epsilon = psiEpsilon): number | null {
   if (expected.length !== actual.length || expected.length === 0) return null;
@@ -60,7 +64,10 @@ export interface Drift {
   unavailable?: string;
 }
 
-/** PSI of two score histograms, merged to {@link psiBins} bins; they must cover the same range. */
+/**
+ * PSI of two score histograms, merged to {@link psiBins} bins; they must cover the same range.
+ * @internal exported for tests
+ */
 export function histogramPsi(baseline: Histogram | null | undefined, current: Histogram): number | null {
   if (!baseline || baseline.lo !== current.lo || baseline.hi !== current.hi) return null;
   const e = coarsen(baseline);

@@ -5,23 +5,12 @@ import type { ChunkRow, Ledger } from '../ledger/ledger.js';
 import { drift, type Drift } from './psi.js';
 import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
 
-/** A run's statistics as stored in `score_runs.stats` (beside `timings_ms`). */
+/** A run's statistics, as computed from its chunks; stored in `score_runs.stats` with more (RunStats, src/ledger/types.ts). */
 export interface RunStatistics {
   scores: ScoreSummary;
   /** Null for runs whose chunks predate feature counters. */
   features: FeaturesSummary | null;
   drift: Drift;
-}
-
-/** The latest published run of the same model before `runId`: the baseline of its drift and of `runs show`. */
-export async function previousPublishedRun(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<{ run_id: string; stats: { scores?: ScoreSummary } | null } | undefined> {
-  const { rows } = await c.query<{ run_id: string; stats: { scores?: ScoreSummary } | null }>(
-    `SELECT run_id::text AS run_id, stats FROM ${ledger.s}.score_runs
-      WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${ledger.s}.score_runs WHERE run_id = $1)
-      ORDER BY run_id DESC LIMIT 1`,
-    [runId],
-  );
-  return rows[0];
 }
 
 /**
@@ -33,7 +22,7 @@ export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, run
   const counts = chunks.map((ch) => chunkFeatureCounts(ch.stats));
   const complete = counts.every((x): x is FeatureCounts => x !== undefined);
   const merged = complete ? mergeFeatureCounts(counts) : undefined;
-  const previous = await previousPublishedRun(c, ledger, runId);
+  const previous = await ledger.previousPublishedRun(c, runId);
   return {
     scores,
     features: merged ? summarizeFeatures(plan, merged) : null,

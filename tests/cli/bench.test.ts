@@ -25,15 +25,18 @@ describe('npm run bench', () => {
     const r = await run(args, { DATABASE_URL: db.url });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('seeding 20000 customers');
-    expect(r.stdout).toMatch(/ratio A\/B .*: \d+\.\d\d/);
+    expect(r.stdout).toContain('seeding 20000 rows of bench_features');
+    expect(r.stdout.match(/ratio A\/B .*: \d+\.\d\d/g)).toHaveLength(2);
 
     const files = await readdir(out);
     expect(files).toContain('latest.json');
     expect(files.some((f) => /^results-.*\.json$/.test(f))).toBe(true);
     const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8'));
-    expect(results.params).toMatchObject({ customers: 20000, rounds: 1, chunkSize: 5000 });
-    expect(results.ratio).toBeGreaterThan(0);
-    for (const side of [results.job, results.baseline]) {
+    expect(results.params).toMatchObject({ customers: 20000, rounds: 1, chunkSize: 5000, tables: ['customers', 'features'] });
+    expect(Object.keys(results.tables)).toEqual(['customers', 'features']);
+    for (const table of Object.values(results.tables) as any[]) {
+    expect(table.ratio).toBeGreaterThan(0);
+    for (const side of [table.job, table.baseline]) {
       for (const key of ['rowsPerSecond', 'wallMs', 'peakRssMb', 'nodeCpuMs']) {
         expect(side[key].median, key).toBeGreaterThan(0);
         expect(side[key].min, key).toBeGreaterThan(0);
@@ -42,10 +45,11 @@ describe('npm run bench', () => {
       expect(side.rounds).toHaveLength(1);
       expect(side.rounds[0].rows).toBe(20000);
     }
-    expect(results.job.jobRowsPerSecond.median).toBeGreaterThan(0);
-    expect(results.job.startupMs).toBeGreaterThan(0);
-    expect(results.baseline.copyRowsPerSecond.median).toBeGreaterThan(0);
-    for (const stage of ['plan', 'read', 'transform', 'predict', 'write', 'publish']) expect(results.job.timingsMs[stage], stage).toBeGreaterThan(0);
+    expect(table.job.jobRowsPerSecond.median).toBeGreaterThan(0);
+    expect(table.job.startupMs).toBeGreaterThan(0);
+    expect(table.baseline.copyRowsPerSecond.median).toBeGreaterThan(0);
+    for (const stage of ['plan', 'read', 'transform', 'predict', 'write', 'publish']) expect(table.job.timingsMs[stage], stage).toBeGreaterThan(0);
+    }
 
     // A second invocation finds the data seeded and does not seed again.
     const again = await run(args, { DATABASE_URL: db.url });

@@ -6,7 +6,7 @@ import { chunkState, holdChunk } from '../helpers/holdChunk.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
 /**
- * DESIGN.md §2 guarantee 2 under kill -9, deterministically: the job is held inside chunk 3's
+ * A chunk's scores, rejects and done mark commit together, under kill -9, deterministically: the job is held inside chunk 3's
  * transaction (its scores and rejects written, the done mark waiting on a lock the test holds) and
  * killed exactly there.
  */

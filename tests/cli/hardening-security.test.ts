@@ -73,7 +73,7 @@ describe('hostile identifiers', () => {
     } finally {
       await hold.release();
     }
-    // The killed run's lock has a grace (src/job/runLock.ts) before `runs` may call it interrupted.
+    // The killed run's lock has a grace (src/ledger/runLock.ts) before `runs` may call it interrupted.
     const item = await waitUntil('runs to show the killed run interrupted', async () => {
       const listed = await runCli(['runs', '--json'], env);
       expect(listed.code).toBe(0);

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { previousTick } from '../../src/schedule/cronTicks.js';
@@ -227,6 +230,47 @@ describe('scorejob schedule', () => {
       expect((await again.result).code).toBe(0);
       expect(await ledger('catchup')).toHaveLength(1);
     });
+  });
+
+  it('takes every option of `run` a scheduled run needs (--help lists them) and refuses a wrong one at start-up, naming the flag or the variable', async () => {
+    const help = await runCli(['schedule', '--help'], t.env);
+    expect(help.code).toBe(0);
+    for (const flag of ['--model', '--chunk-size', '--backend', '--keep-runs', '--max-reject-ratio', '--chunk-attempts', '--max-psi', '--metrics-file', '--progress-interval']) {
+      expect(help.stdout).toContain(flag);
+    }
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['--max-psi', 'much'], {}, /^scorejob: --max-psi: "much" is not a number between 0 and 1000/],
+      [['--progress-interval', '0.001'], {}, /^scorejob: --progress-interval: "0\.001" is not 0/],
+      [['--metrics-file', '/nonexistent-dir/x.prom'], {}, /^scorejob: --metrics-file: .*does not exist/],
+      [[], { SCOREJOB_METRICS_FILE: '/nonexistent-dir/x.prom' }, /^scorejob: SCOREJOB_METRICS_FILE: .*does not exist/],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await runCli(['schedule', ...args], { ...t.env, ...env });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
+  it('passes the run options given as flags on to its runs (--metrics-file, --max-psi reach the child)', async () => {
+    const c = await t.pool.connect();
+    try {
+      await migrate(c, 'forwarded');
+    } finally {
+      c.release();
+    }
+    await knob(0);
+    const metrics = join(await mkdtemp(join(tmpdir(), 'sj-fwd-')), 'scorejob.prom');
+    const child = schedule(['--cron', '0 0 1 1 *', '--timezone', 'UTC', '--catch-up', '--metrics-file', metrics, '--max-psi', '1000'], 'forwarded');
+    const reported = waitForLog(child, (l) => /^run \d+ for tick \S+ succeeded$/.test(String(l.msg)));
+    const started = await waitForLog(child, (l) => String(l.msg).startsWith('scheduler started'));
+    expect(started.run_args).toEqual(expect.arrayContaining(['--metrics-file', metrics, '--max-psi', '1000']));
+    const run = await reported;
+    expect((await ledger('forwarded')).map((x) => [x.run_id, x.status])).toEqual([[run.run_id, 'succeeded']]);
+    child.kill('SIGTERM');
+    expect((await child.result).code).toBe(0);
+    // The child wrote the metrics file it was given: the flag reached it.
+    expect(await readFile(metrics, 'utf8')).toMatch(/^scorejob_last_run_\w+/m);
   });
 
   it('refuses a bad --cron or --timezone at start-up: exit 2, one line naming the flag', async () => {

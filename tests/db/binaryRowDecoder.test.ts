@@ -71,7 +71,7 @@ describe('BinaryRowDecoder on real binary COPY streams', () => {
     const c = await t.pool.connect();
     let sql: string;
     try {
-      sql = chunkCopySql(c, { table: 'customers', key: 'customer_id' }, specs, -1n, 2n ** 62n, wire);
+      sql = chunkCopySql({ table: 'customers', key: 'customer_id' }, specs, -1n, 2n ** 62n, wire);
     } finally {
       c.release();
     }
@@ -105,7 +105,7 @@ describe('BinaryRowDecoder on real binary COPY streams', () => {
   it('readChunk (the pg Submittable) leaves the connection usable after the COPY and after a COPY that fails', async () => {
     const c = await t.pool.connect();
     try {
-      const sql = chunkCopySql(c, { table: 'customers', key: 'customer_id' }, specs, -1n, 2n ** 62n, wire);
+      const sql = chunkCopySql({ table: 'customers', key: 'customer_id' }, specs, -1n, 2n ** 62n, wire);
       const batch = await readChunk(c, sql, allocateBatch(specs, 8), wire);
       expect(batch.rows).toBe(40);
       expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);

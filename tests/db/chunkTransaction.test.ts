@@ -6,7 +6,7 @@ import { resumeInProcess, runInProcess } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
 /**
- * DESIGN.md §2 guarantee 2, in-process (so that mutation testing sees it): a chunk's scores, rejects
+ * A chunk commits whole, in-process (so that mutation testing sees it): a chunk's scores, rejects
  * and done mark commit in one transaction. The run is held inside chunk 3's transaction, after its
  * scores and rejects are written, and its writer connection is cut there.
  */

@@ -4,7 +4,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runInProcess } from '../helpers/run.js';
 
 /**
- * DESIGN.md §2 guarantee 4: history keeps the last N published runs. Checked through what readers see
+ * History (README "The downstream contract"): history keeps the last N published runs. Checked through what readers see
  * (`customer_score_history`), with N ≥ 2 so that keeping N−1 or N+1 shows.
  */
 describe('--keep-runs N keeps exactly the last N published runs in history', () => {

@@ -14,7 +14,7 @@ describe('scorejob migrate', () => {
   });
   afterAll(async () => t.drop());
 
-  it('creates every object of DESIGN.md §2 on an empty database', async () => {
+  it('creates every object of the schema on an empty database', async () => {
     const r = await runCli(['migrate'], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

@@ -45,7 +45,7 @@ async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<s
   return runId;
 }
 
-describe('guarantee 1 under a polling reader', () => {
+describe('complete or nothing under a polling reader', () => {
   let t: TestDatabase;
   beforeAll(async () => {
     t = await createTestDatabase();
@@ -55,7 +55,7 @@ describe('guarantee 1 under a polling reader', () => {
   it('across 300 publishes, no poll of customer_scores ever sees an empty, partial or mixed run', async () => {
     const rows = 50;
     const writer = await t.pool.connect();
-    const ledger = new Ledger((n) => writer.escapeIdentifier(n), 'scoring');
+    const ledger = new Ledger('scoring');
     await oneRun(writer, ledger, rows);
     const readers = await Promise.all([t.pool.connect(), t.pool.connect()]);
     // Every poll's result is collected; the assertions run after the readers stopped.
@@ -121,7 +121,7 @@ async function gateStoppedRun(t: TestDatabase, keepRuns = 12): Promise<string> {
   return (err as RunFailedError).runId as string;
 }
 
-describe('retention of runs that were never published (guarantee 4)', () => {
+describe('retention of runs that were never published', () => {
   let t: TestDatabase;
   beforeAll(async () => {
     t = await createTestDatabase();
@@ -207,7 +207,7 @@ describe('a schema of version 1 with data, migrated', () => {
     try {
       await migrate(c, 'scoring', pathToFileURL(`${v1}/`));
       const sha = (await loadModel(shippedModelDir, { backend: 'cpu' })).sha256;
-      const ledger = new Ledger((n) => c.escapeIdentifier(n), 'scoring');
+      const ledger = new Ledger('scoring');
       const v1Params = { ...params, modelDir: shippedModelDir, chunkSize: 100, maxRejectRatio: 0.01, chunkAttempts: 3, backendChoice: 'auto' };
       // A published run as version 1 left it: its table attached at publish, the pointer on it.
       const old = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'customer-value', modelVersion: '0.9', modelSha256: sha, backend: 'cpu', params: v1Params, host: 'h', pid: 1 });

@@ -7,7 +7,7 @@ import { judgePolls, publishedSnapshot, startReader } from '../helpers/state.js'
 import { jobWaitsOnLock, waitUntil } from '../helpers/waitUntil.js';
 
 /**
- * DESIGN.md §2 guarantee 1 at the publish: everything a publish changes commits in one transaction.
+ * Complete or nothing (README "The downstream contract") at the publish: everything a publish changes commits in one transaction.
  * The test holds the publish at its pointer move (a lock on scoring.published_run that lets readers
  * through but makes the job's UPDATE wait), cuts the job's connection there, and checks that nothing of
  * the publish stayed behind, so that a resume publishes normally.

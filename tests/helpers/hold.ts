@@ -59,10 +59,10 @@ export async function runStatus(t: TestDatabase, runId: string): Promise<{ statu
  */
 export async function holdRunLock(t: TestDatabase, schema = 'scoring', modelName = 'customer-value'): Promise<{ release: () => Promise<void> }> {
   const { createPool } = await import('../../src/db/pool.js');
-  const { modelLockName, takeRunLock } = await import('../../src/job/runLock.js');
+  const { takeRunLock } = await import('../../src/ledger/runLock.js');
   const { createLogger } = await import('../../src/log.js');
   const pool = createPool(t.db, 2);
-  const lock = await takeRunLock(pool, { schema, name: modelLockName(modelName), purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test', normalRunMs: async () => null });
+  const lock = await takeRunLock(pool, { schema, modelName, purpose: 'run', log: createLogger({ level: 'silent', pretty: false }), where: 'test' });
   return {
     release: async () => {
       await lock.release();

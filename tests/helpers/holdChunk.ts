@@ -70,7 +70,7 @@ async function runScores(t: TestDatabase, runId: string, schema: string): Promis
 }
 
 /**
- * What a chunk whose transaction never committed must look like (DESIGN.md §2 guarantee 2): pending,
+ * What a chunk whose transaction never committed must look like (a chunk's scores and its done mark commit together): pending,
  * none of its scores or rejects visible, and the run's scores and rejects exactly those of its done
  * chunks. Returns the chunk's key range (lo, hi].
  */

@@ -2,7 +2,9 @@
  * A small parser of the Prometheus text exposition format (version 0.0.4), strict enough to catch what
  * node_exporter's textfile collector would refuse: every line a comment, a HELP/TYPE line or a sample;
  * names and labels well-formed; values floats; one TYPE per family, before its samples; samples of a
- * family together; a final newline.
+ * family together; a final newline. Kept rather than replaced by a parser package: the published parsers
+ * (e.g. parse-prometheus-text-format) are lenient by design, and the point here is to refuse what the
+ * collector refuses; they would also not check the ordering rules above.
  */
 export interface PromSample {
   name: string;

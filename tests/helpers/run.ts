@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type pg from 'pg';
-import { resolveConfig, type Config, type RunOptions } from '../../src/config.js';
+import { defaultRunOptions, resolveConfig, type Config, type RunOptions } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startRun, resumeRun, type RunResult } from '../../src/job/runJob.js';
 import type { TestDatabase } from './db.js';
@@ -18,17 +18,8 @@ export function testConfig(t: TestDatabase, schema = 'scoring'): Config {
 }
 
 export function runOptions(over: Partial<RunOptions> = {}): RunOptions {
-  return {
-    modelDir: shippedModelDir,
-    chunkSize: 1000,
-    trigger: 'manual',
-    dryRun: false,
-    backend: 'auto',
-    keepRuns: 12,
-    maxRejectRatio: 0.01,
-    chunkAttempts: 3,
-    ...over,
-  };
+  // Small chunks keep tests quick; everything else is what `scorejob run` defaults to.
+  return { ...defaultRunOptions(shippedModelDir), chunkSize: 1000, ...over };
 }
 
 /** Runs `scorejob run` in-process (the library the CLI calls). */

@@ -9,7 +9,7 @@ const db: DbConfig = { host: 'db.example', port: 5432, user: 'job', database: 'p
 /** A server error as pg gives it: SQLSTATE in `code`, the server's text in `message`. */
 const serverError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
-describe('describeDbError: one line, never a password (DESIGN.md §1)', () => {
+describe('describeDbError: one line, never a password', () => {
   it('masks user:password@ of a connection URL quoted in a server message', () => {
     const text = describeDbError(serverError('XX000', `could not connect to server postgres://job:${secret}@db.example:5432/prod: refused`), db);
     expect(text).toBe('could not connect to server postgres://job:***@db.example:5432/prod: refused');

@@ -25,8 +25,8 @@ const failed: RunMetrics = {
 };
 
 describe('metrics file', () => {
-  it('renders every figure as a gauge in the Prometheus text format', () => {
-    const m = parsePrometheus(renderMetrics(failed));
+  it('renders every figure as a gauge in the Prometheus text format', async () => {
+    const m = parsePrometheus(await renderMetrics(failed));
     expect(m.get('scorejob_last_run_success')).toBe(0);
     expect(m.get('scorejob_last_run_status', { status: 'failed' })).toBe(1);
     expect(m.get('scorejob_last_run_status', { status: 'succeeded' })).toBe(0);
@@ -44,8 +44,8 @@ describe('metrics file', () => {
     for (const s of m.samples) expect(m.types.get(s.name)).toBe('gauge');
   });
 
-  it('leaves out what has no value (no PSI, never a success) instead of faking it', () => {
-    const m = parsePrometheus(renderMetrics({ ...failed, psi: null, lastSuccessAt: null, runId: null }));
+  it('leaves out what has no value (no PSI, never a success) instead of faking it', async () => {
+    const m = parsePrometheus(await renderMetrics({ ...failed, psi: null, lastSuccessAt: null, runId: null }));
     expect(m.get('scorejob_last_run_psi')).toBeUndefined();
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBeUndefined();
     expect(m.types.has('scorejob_last_run_psi')).toBe(false);
@@ -71,7 +71,7 @@ describe('metrics file', () => {
   it('keeps the last success time of the previous file when the ledger cannot be asked', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sj-metrics-'));
     const file = join(dir, 'scorejob.prom');
-    await writeFile(file, renderMetrics(failed));
+    await writeFile(file, await renderMetrics(failed));
     const { lastSuccessAt: _l, finishedAt: _f, ...facts } = failed;
     await exportRunMetrics(file, { ...facts, errorKind: 'database' }, () => Promise.reject(new Error('connection lost')), silent);
     const m = parsePrometheus(await readFile(file, 'utf8'));

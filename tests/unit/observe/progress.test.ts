@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, formatProgressLine, formatProgressMessage, RunProgress, startProgress } from '../../../src/observe/progress.js';
+import { formatProgressLine, formatProgressMessage, RunProgress, startProgress } from '../../../src/observe/progress.js';
+import { formatClock } from '../../../src/report/format.js';
 import { createLogger } from '../../../src/log.js';
 
 describe('run progress', () => {
@@ -30,7 +31,7 @@ describe('run progress', () => {
     expect(line).toMatch(/█{8}░{12}/);
     expect(formatProgressLine(s, 40).length).toBe(39);
     expect(formatProgressMessage(s)).toBe('progress: 420,000 of 1,000,000 customers (42.0%), 9 of 20 chunks, 84,000 rows/s, elapsed 0:05, ETA 0:07');
-    expect(formatDuration(3725)).toBe('1:02:05');
+    expect(formatClock(3725)).toBe('1:02:05');
   });
 
   it('draws on a terminal and clears the line at the end', () => {

@@ -2,8 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { ResilientClient } from '../db/resilientClient.js';
-import { LockedError, LockStuckError, RunFailedError } from '../errors.js';
+import { quoteIdent, withTransaction } from '../db/sql.js';
+import { LockedError, LockLostError, LockStuckError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { formatDuration } from '../report/format.js';
+import type { Ledger } from './ledger.js';
 
 /**
  * How the run lock stays alive. The holder renews its lease every `beatMs` on a connection of its own.
@@ -59,16 +62,21 @@ interface HolderRow {
 
 export interface TakeLockOptions {
   schema: string;
+  /** The model (manifest `name`) whose lock to take: one writer per model (see {@link modelLockName}). */
+  modelName: string;
   purpose: LockPurpose;
   log: Logger;
   /** Where, for messages: "db:5432/x". */
   where: string;
-  /** The longest recent succeeded run, ms (the "held far too long" rule); null when none. */
-  normalRunMs(c: pg.Pool): Promise<number | null>;
-  /** Runs in the acquiring transaction, once the lock is ours (marks the runs of dead holders). */
-  onAcquired?(c: pg.ClientBase): Promise<void>;
+  /**
+   * The ledger's rules, for every command that writes (run, resume, publish --force): the longest recent
+   * succeeded run sets when a holder counts as stuck, and the runs of dead holders are marked interrupted
+   * in the acquiring transaction (reported through `onDead`). Without it (tests holding the lock): no
+   * stuck rule beyond the hour, no runs marked.
+   */
+  ledger?: Ledger;
+  onDead?(runIds: string[]): void;
   timing?: LockTiming;
-  name?: string;
 }
 
 /**
@@ -78,14 +86,17 @@ export interface TakeLockOptions {
  */
 export async function takeRunLock(pool: pg.Pool, opts: TakeLockOptions): Promise<RunLock> {
   const timing = opts.timing ?? lockTiming;
-  const name = opts.name ?? runLockName;
+  // One writer per model: two models run at once, the same model twice does not (exit 75).
+  const name = modelLockName(opts.modelName);
   const s = opts.log;
   const lock = new RunLock(opts.schema, name, opts.purpose, s, timing);
+  const { ledger, onDead } = opts;
+  const onAcquired = ledger ? async (c: pg.ClientBase) => onDead?.(await ledger.markDeadRuns(c)) : undefined;
   let waited = false;
   try {
     await lock.open(pool);
     for (;;) {
-      const holder = await lock.tryTake(opts.onAcquired);
+      const holder = await lock.tryTake(onAcquired);
       if (holder === undefined) {
         lock.startBeating();
         return lock;
@@ -114,7 +125,7 @@ export function stuckAfterMs(normalRunMs: number | null): number {
 async function heldError(pool: pg.Pool, holder: HolderRow, opts: TakeLockOptions): Promise<Error> {
   const who = describeHolder(holder);
   const held = holder.held_ms ?? 0;
-  const normal = await opts.normalRunMs(pool).catch(() => null);
+  const normal = opts.ledger ? await opts.ledger.longestRecentRunMs(pool, opts.modelName).catch(() => null) : null;
   const limit = stuckAfterMs(normal);
   const fields = { holder_run_id: holder.run_id ?? undefined, holder_host: holder.host, holder_pid: holder.pid, held_s: Math.round(held / 1000) };
   if (held > limit) {
@@ -134,15 +145,6 @@ function describeHolder(h: Pick<HolderRow, 'run_id' | 'purpose' | 'pid' | 'host'
   if (h.run_id !== null) return `run ${h.run_id} (pid ${h.pid} on ${h.host}${since})`;
   return `\`scorejob ${h.purpose === 'publish' ? 'publish' : h.purpose ?? 'run'}\` (pid ${h.pid} on ${h.host}${since})`;
 }
-
-export function formatDuration(ms: number): string {
-  const m = Math.floor(ms / 60_000);
-  if (m < 1) return `${Math.round(ms / 1000)}s`;
-  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : `${m}m${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}s`;
-}
-
-/** The lock was taken over while this process believed it held it: stop, write nothing more. */
-export class LockLostError extends RunFailedError {}
 
 /**
  * A held run lock: its connection, the heartbeat renewing its lease, and the fence a writer checks in
@@ -175,16 +177,16 @@ export class RunLock {
     return (this.conn as ResilientClient).client;
   }
 
-  private table(c: pg.ClientBase): string {
-    return `${c.escapeIdentifier(this.schema)}.run_locks`;
+  private get table(): string {
+    return `${quoteIdent(this.schema)}.run_locks`;
   }
 
   /** One attempt: takes the lock (returns undefined) or returns its live holder. */
   async tryTake(onAcquired?: (c: pg.ClientBase) => Promise<void>): Promise<HolderRow | undefined> {
     const c = this.client;
-    const table = this.table(c);
-    await c.query('BEGIN');
-    try {
+    const table = this.table;
+    // Nothing is written when the holder is alive: the transaction then commits what it only read.
+    return withTransaction(c, async () => {
       // Never wait long on a row another acquirer (or a writer's fence) holds for an instant.
       await c.query(`SET LOCAL lock_timeout = '10s'`);
       await c.query(`INSERT INTO ${table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, [this.name]);
@@ -199,10 +201,7 @@ export class RunLock {
         [this.name, this.timing.graceMs],
       );
       const row = rows[0] as HolderRow;
-      if (row.alive) {
-        await c.query('ROLLBACK');
-        return { ...row, held_ms: Number(row.held_ms) };
-      }
+      if (row.alive) return { ...row, held_ms: Number(row.held_ms) };
       if (row.token !== null && row.lease_expired && row.backend_alive) {
         this.log.warn({ holder_run_id: row.run_id, holder_pid: row.pid, holder_host: row.host }, `the lock's holder, ${describeHolder(row)}, stopped renewing its lease while connected (hung?); taking the lock over`);
       }
@@ -211,17 +210,13 @@ export class RunLock {
         [this.name, this.token, this.purpose, hostname(), process.pid, this.timing.leaseMs],
       );
       await onAcquired?.(c);
-      await c.query('COMMIT');
       return undefined;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+    });
   }
 
   /** Records the run this holder works on, in the caller's transaction (with the run row it creates or reopens). */
   async attachRun(c: pg.ClientBase, runId: string): Promise<void> {
-    const { rowCount } = await c.query(`UPDATE ${this.table(c)} SET run_id = $3 WHERE name = $1 AND token = $2`, [this.name, this.token, runId]);
+    const { rowCount } = await c.query(`UPDATE ${this.table} SET run_id = $3 WHERE name = $1 AND token = $2`, [this.name, this.token, runId]);
     if (rowCount !== 1) throw this.lose('it was taken over before the run was recorded');
   }
 
@@ -231,7 +226,7 @@ export class RunLock {
    */
   async fence(c: pg.ClientBase): Promise<void> {
     if (this.lost) throw this.lost;
-    const { rowCount } = await c.query(`SELECT 1 FROM ${this.table(c)} WHERE name = $1 AND token = $2 FOR SHARE`, [this.name, this.token]);
+    const { rowCount } = await c.query(`SELECT 1 FROM ${this.table} WHERE name = $1 AND token = $2 FOR SHARE`, [this.name, this.token]);
     if (rowCount !== 1) throw this.lose(takenOver);
   }
 
@@ -272,7 +267,7 @@ export class RunLock {
   }
 
   private async renew(c: pg.PoolClient): Promise<void> {
-    const { rowCount } = await c.query(`UPDATE ${this.table(c)} SET ${registerSet('$3')} WHERE name = $1 AND token = $2`, [this.name, this.token, this.timing.leaseMs]);
+    const { rowCount } = await c.query(`UPDATE ${this.table} SET ${registerSet('$3')} WHERE name = $1 AND token = $2`, [this.name, this.token, this.timing.leaseMs]);
     if (rowCount !== 1) throw this.lose(takenOver);
   }
 
@@ -294,7 +289,7 @@ export class RunLock {
     await this.beating?.catch(() => undefined);
     if (!this.lost && !conn.isDown) {
       const c = conn.client;
-      await c.query(`UPDATE ${this.table(c)} SET token = NULL, run_id = NULL, backend_pid = NULL, backend_start = NULL, lease_until = now() WHERE name = $1 AND token = $2`, [this.name, this.token]).catch(() => undefined);
+      await c.query(`UPDATE ${this.table} SET token = NULL, run_id = NULL, backend_pid = NULL, backend_start = NULL, lease_until = now() WHERE name = $1 AND token = $2`, [this.name, this.token]).catch(() => undefined);
     }
     await conn.close();
   }
@@ -310,7 +305,7 @@ function registerSet(lease: string): string {
 
 /** Whether anyone holds the run lock now (alive, grace included): the due check's "in progress". */
 export async function runLockHeld(c: pg.ClientBase, schema: string, name = runLockName): Promise<boolean> {
-  const { rows } = await c.query<{ held: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${c.escapeIdentifier(schema)}.run_locks l WHERE l.name = $1 AND ${holderAliveSql('l', '$2')}) AS held`, [
+  const { rows } = await c.query<{ held: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteIdent(schema)}.run_locks l WHERE l.name = $1 AND ${holderAliveSql('l', '$2')}) AS held`, [
     name,
     lockTiming.graceMs,
   ]);
@@ -325,7 +320,7 @@ export async function runHolderState(c: pg.ClientBase, schema: string, runId: st
   const { rows } = await c.query<{ alive: boolean; backend_alive: boolean }>(
     `SELECT ${holderAliveSql('l', '$2')} AS alive,
             ${backendAliveSql('l')} AS backend_alive
-       FROM ${c.escapeIdentifier(schema)}.run_locks l WHERE l.run_id = $1`,
+       FROM ${quoteIdent(schema)}.run_locks l WHERE l.run_id = $1`,
     [runId, lockTiming.graceMs],
   );
   const row = rows.find((r) => r.alive);

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { migrate } from '../db/migrate.js';
+import { action, withPool } from './action.js';
+
+/** `scorejob migrate`: create or upgrade the schema. */
+export function registerMigrate(program: Command): void {
+  program
+    .command('migrate')
+    .description('create or upgrade the scoring schema from sql/ (idempotent, ordered, recorded)')
+    .action(
+      action(async (ctx) => {
+        await withPool(ctx, async (pool) => {
+          const client = await pool.connect();
+          try {
+            const steps = await migrate(client, ctx.config.schema);
+            for (const step of steps) ctx.log.info({ migration: step.name, outcome: step.outcome }, `migration ${step.name}: ${step.outcome}`);
+            const applied = steps.filter((s) => s.outcome === 'applied').length;
+            ctx.log.info({ schema: ctx.config.schema, applied }, applied === 0 ? `schema "${ctx.config.schema}" is up to date` : `applied ${applied} migration(s) to schema "${ctx.config.schema}"`);
+          } finally {
+            client.release();
+          }
+        });
+      }),
+    );
+}

@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { backendChoices, defaults, parseChoice, shippedModelDir } from '../config.js';
+import { checkSourceColumns } from '../db/sourceColumns.js';
+import { ExitCode } from '../errors.js';
+import { formatModelReport, inspectModel } from '../model/inspect.js';
+import { action, withPool } from './action.js';
+import { addModelInitCommand } from './modelInit.js';
+import { model as modelSetting } from './options.js';
+
+/** `scorejob model inspect [dir]`: what a model needs, and whether the source has it; `model init` (modelInit.ts). */
+export function registerModel(program: Command): void {
+  const model = program.command('model').description('model tools');
+  model
+    .command('inspect')
+    .description('print the manifest, input width, files and sha256, and check the source has every column the model needs')
+    .argument('[dir]', 'model directory', undefined)
+    .option('--backend <backend>', 'backend to try: auto, tensorflow, wasm or cpu', defaults.backend)
+    .option('--no-db', 'do not connect to check the source columns')
+    .action(
+      action(
+        async (ctx, dir: string | undefined, cmd: Command) => {
+          const flags = cmd.opts<{ backend: string; db: boolean }>();
+          const backend = parseChoice(flags.backend, '--backend', backendChoices);
+          const report = await inspectModel(dir !== undefined ? resolve(dir) : modelDirFromEnv(), { backend });
+          if (!flags.db) {
+            process.stdout.write(formatModelReport(report));
+            return;
+          }
+          const problems = await withPool(ctx, async (pool) => {
+            const client = await pool.connect();
+            try {
+              const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns]);
+              process.stdout.write(formatModelReport(report, check));
+              return check.problems.length;
+            } finally {
+              client.release();
+            }
+          });
+          return problems > 0 ? ExitCode.usage : ExitCode.ok;
+        },
+        { quiet: true },
+      ),
+    );
+  addModelInitCommand(model);
+}
+
+/** The argument has no environment variable of its own in commander: the one of `--model` applies, then the shipped model. */
+function modelDirFromEnv(): string {
+  const given = process.env[modelSetting.env as string];
+  return given ? resolve(given) : shippedModelDir;
+}

@@ -1,0 +1,202 @@
+import { Option, type Command } from 'commander';
+import { resolve } from 'node:path';
+import {
+  backendChoices,
+  checkMetricsFile,
+  defaults,
+  parseChoice,
+  parseIntFlag,
+  parseLogLevel,
+  parseNumberFlag,
+  parseProgressInterval,
+  parseSchema,
+  shippedModelDir,
+  triggers,
+  type BackendChoice,
+  type Trigger,
+} from '../config.js';
+
+/**
+ * One option of the CLI, defined once: its flag and help, its environment variable, its default, and
+ * how its value is checked. Commander applies the precedence (flag, then environment, then default)
+ * and records where the value came from; {@link read} checks it, naming the flag or the variable.
+ */
+export interface Setting<T> {
+  /** commander flags, e.g. `--chunk-size <n>`. */
+  flags: string;
+  description: string;
+  env?: string;
+  /** The default, as a flag would spell it (shown in help). */
+  default?: string;
+  /** A variable set to the empty string counts as unset (paths, optional gates). */
+  blankIsUnset?: boolean;
+  /** `scorejob schedule` takes it too and passes it on to each run when given as a flag. */
+  forward?: 'value' | 'path';
+  /** The value, checked; `name` is the flag or the variable the value came from. */
+  parse: (value: string, name: string) => T;
+}
+
+/** A setting with a default: reading it always gives a value. */
+export interface DefaultedSetting<T> extends Setting<T> {
+  default: string;
+}
+
+/** Global: schema of the ledger and the scores. */
+export const schema: DefaultedSetting<string> = {
+  flags: '--schema <name>',
+  description: 'schema of the ledger and the scores',
+  env: 'SCOREJOB_SCHEMA',
+  default: defaults.schema,
+  parse: parseSchema,
+};
+
+/** Global. No commander default: the query commands log at a quieter level when it is not set. */
+export const logLevel: Setting<string> = {
+  flags: '--log-level <level>',
+  description: `fatal, error, warn, info, debug, trace or silent; default: ${defaults.logLevel} (${defaults.queryLogLevel} for runs and model inspect)`,
+  env: 'SCOREJOB_LOG_LEVEL',
+  parse: parseLogLevel,
+};
+
+export const model: Setting<string> = {
+  flags: '--model <dir>',
+  description: `model directory; default: the shipped ${defaults.modelDir}`,
+  env: 'SCOREJOB_MODEL_DIR',
+  blankIsUnset: true,
+  forward: 'path',
+  // Relative to the working directory; the shipped model is found relative to the installation (also for an empty flag, as before).
+  parse: (value) => (value === '' ? shippedModelDir : resolve(value)),
+};
+
+export const chunkSize: DefaultedSetting<number> = {
+  flags: '--chunk-size <n>',
+  description: 'rows per key-range chunk',
+  env: 'SCOREJOB_CHUNK_SIZE',
+  default: String(defaults.chunkSize),
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 10_000_000),
+};
+
+export const trigger: DefaultedSetting<Trigger> = {
+  flags: '--trigger <trigger>',
+  description: 'what started the run: manual, cron or schedule',
+  default: defaults.trigger,
+  parse: (value, name) => parseChoice(value, name, triggers),
+};
+
+export const backend: DefaultedSetting<BackendChoice> = {
+  flags: '--backend <backend>',
+  description: 'TensorFlow.js backend: auto, tensorflow, wasm or cpu',
+  env: 'SCOREJOB_BACKEND',
+  default: defaults.backend,
+  forward: 'value',
+  parse: (value, name) => parseChoice(value, name, backendChoices),
+};
+
+export const keepRuns: DefaultedSetting<number> = {
+  flags: '--keep-runs <n>',
+  description: 'succeeded runs kept in history',
+  env: 'SCOREJOB_KEEP_RUNS',
+  default: String(defaults.keepRuns),
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 10_000),
+};
+
+export const maxRejectRatio: DefaultedSetting<number> = {
+  flags: '--max-reject-ratio <ratio>',
+  description: 'fail without publishing when more than this fraction of rows is rejected',
+  env: 'SCOREJOB_MAX_REJECT_RATIO',
+  default: String(defaults.maxRejectRatio),
+  forward: 'value',
+  parse: (value, name) => parseNumberFlag(value, name, 0, 1),
+};
+
+export const chunkAttempts: DefaultedSetting<number> = {
+  flags: '--chunk-attempts <n>',
+  description: 'attempts per chunk on transient database errors',
+  default: String(defaults.chunkAttempts),
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 100),
+};
+
+export const maxPsi: Setting<number> = {
+  flags: '--max-psi <x>',
+  description: "fail without publishing when the scores' PSI against the previous published run exceeds this; default: no PSI gate",
+  env: 'SCOREJOB_MAX_PSI',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => parseNumberFlag(value, name, 0, 1000),
+};
+
+export const metricsFile: Setting<string> = {
+  flags: '--metrics-file <path>',
+  description: 'write Prometheus metrics (textfile collector) at the end of the run, success or failure',
+  env: 'SCOREJOB_METRICS_FILE',
+  blankIsUnset: true,
+  forward: 'path',
+  parse: checkMetricsFile,
+};
+
+export const progressInterval: DefaultedSetting<number> = {
+  flags: '--progress-interval <seconds>',
+  description: 'seconds between progress log lines when stderr is not a terminal; 0 for none',
+  env: 'SCOREJOB_PROGRESS_INTERVAL',
+  default: String(defaults.progressIntervalS),
+  forward: 'value',
+  parse: parseProgressInterval,
+};
+
+/** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval];
+
+/** The commander option for a setting (a new one each time: several commands may take it). */
+export function option(setting: Setting<unknown>, description = setting.description): Option {
+  const o = new Option(setting.flags, description);
+  if (setting.env !== undefined) o.env(setting.env);
+  if (setting.default !== undefined) o.default(setting.default, setting.default); // shown as is, not JSON-quoted
+  return o;
+}
+
+/** Adds settings to a command. */
+export function addSettings(cmd: Command, settings: readonly Setting<unknown>[]): Command {
+  for (const s of settings) cmd.addOption(option(s));
+  return cmd;
+}
+
+const longFlag = (s: Setting<unknown>) => s.flags.split(/[ ,|]+/).find((f) => f.startsWith('--')) as string;
+const key = (s: Setting<unknown>) => new Option(s.flags).attributeName();
+
+/** Where a setting's value came from on this command: `cli`, `env`, `default`, or undefined when unset. */
+export function sourceOf(cmd: Command, setting: Setting<unknown>): 'cli' | 'env' | 'default' | undefined {
+  const k = key(setting);
+  const source = cmd.getOptionValueSource(k) as 'cli' | 'env' | 'default' | undefined;
+  if (source === 'env' && setting.blankIsUnset && cmd.getOptionValue(k) === '') return undefined;
+  return source;
+}
+
+/** The name a message about the setting's value uses: the flag when given, else the variable. */
+export function nameOf(cmd: Command, setting: Setting<unknown>): string {
+  return sourceOf(cmd, setting) === 'env' ? (setting.env as string) : longFlag(setting);
+}
+
+/** The setting's value on this command, checked (a wrong one throws a UsageError naming the flag or the variable). */
+export function read<T>(cmd: Command, setting: DefaultedSetting<T>): T;
+export function read<T>(cmd: Command, setting: Setting<T>): T | undefined;
+export function read<T>(cmd: Command, setting: Setting<T>): T | undefined {
+  if (sourceOf(cmd, setting) === undefined) return undefined;
+  return setting.parse(cmd.getOptionValue(key(setting)) as string, nameOf(cmd, setting));
+}
+
+/**
+ * argv for a scheduled child run: the forwarded settings given as flags to `schedule`, paths made
+ * absolute. Those from the environment are not repeated: the child reads the same environment.
+ */
+export function forwardedArgs(cmd: Command, settings: readonly Setting<unknown>[] = forwardedRunSettings): string[] {
+  const args: string[] = [];
+  for (const s of settings) {
+    if (s.forward === undefined || sourceOf(cmd, s) !== 'cli') continue;
+    const value = cmd.getOptionValue(key(s)) as string;
+    args.push(longFlag(s), s.forward === 'path' ? resolve(value) : value);
+  }
+  return args;
+}

@@ -1,0 +1,28 @@
+import { Option, type Command } from 'commander';
+import { ExitCode } from '../errors.js';
+import { startRun } from '../job/runJob.js';
+import { applyTickFlags, type TickFlags } from '../schedule/tickFlags.js';
+import { action } from './action.js';
+import { addSettings, backend, chunkAttempts, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, option, progressInterval, trigger } from './options.js';
+import { observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
+import { runSummary } from './runSummary.js';
+import { withStopSignal } from './stopSignal.js';
+
+/** `scorejob run`: a new run. */
+export function registerRun(program: Command): void {
+  const cmd = program.command('run').description('start a new run: plan chunks, score every customer, publish');
+  cmd.addOption(option(model)).addOption(option(chunkSize)).addOption(option(trigger)).option('--dry-run', 'score and validate, publish nothing', false);
+  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval]);
+  cmd
+    .option('--if-due <expr>', 'run only if the latest tick of this cron expression has no succeeded run yet; else exit 0 (for cron lines that fire more often than the schedule)')
+    .option('--timezone <tz>', 'time zone of --if-due (default: the system time zone)')
+    .addOption(new Option('--tick-at <iso>', 'the tick this run is for (set by `scorejob schedule`)').hideHelp())
+    .action(
+      action(async (ctx, cmd: Command) => {
+        const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), readRunOptions(cmd));
+        if (opts === undefined) return ExitCode.ok;
+        const observe = observeDeps(readObserveOptions(cmd));
+        return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await startRun({ ...ctx, stop, observe }, opts)));
+      }),
+    );
+}

@@ -1,0 +1,160 @@
+import type { RunStatistics } from '../stats/runStats.js';
+import type { ScoreStats } from '../stats/scoreStats.js';
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
+/** Why a run failed, for people and for filters: data, model, database, gate, interrupted, internal. */
+export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' | 'internal';
+
+/** The parameters a run was started with; a resume continues with exactly these. */
+export interface RunParams {
+  modelDir: string;
+  chunkSize: number;
+  dryRun: boolean;
+  keepRuns: number;
+  maxRejectRatio: number;
+  /** The PSI gate (`--max-psi`); null or absent: none. */
+  maxPsi?: number | null;
+  chunkAttempts: number;
+  backendChoice: string;
+  source: { table: string; key: string };
+}
+
+export interface RunRow {
+  run_id: string;
+  status: RunStatus;
+  trigger: string;
+  dry_run: boolean;
+  model_name: string;
+  model_version: string;
+  model_sha256: string;
+  backend: string;
+  params: RunParams;
+  started_at: Date;
+  finished_at: Date | null;
+  heartbeat_at: Date;
+  published_at: Date | null;
+  tick_at: Date | null;
+  chunks_total: number | null;
+  rows_scored: string;
+  rows_rejected: string;
+  error: string | null;
+  error_kind: ErrorKind | null;
+  stats: RunStats | null;
+  host: string;
+  pid: number;
+  resumes: number;
+  /** Failures before the resumes, oldest first (sql/005_run_failures.sql). */
+  failures: RunFailure[];
+}
+
+/** A failure of a run that was then resumed. */
+export interface RunFailure {
+  at: string;
+  status: 'failed' | 'interrupted';
+  kind: ErrorKind | null;
+  error: string | null;
+}
+
+export interface ChunkRow {
+  chunk_no: number;
+  /** null: no lower bound (the first chunk). */
+  key_lo: string | null;
+  /** null: no upper bound (the last chunk). */
+  key_hi: string | null;
+  status: 'pending' | 'done';
+  attempts: number;
+  rows_scored: number | null;
+  rows_rejected: number | null;
+  duration_ms: number | null;
+  last_error: string | null;
+  stats: ScoreStats | null;
+}
+
+/** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */
+export interface PlannedChunk {
+  chunkNo: number;
+  lo: bigint | null;
+  hi: bigint | null;
+  /** The rows it holds in the snapshot it is read in (score_chunks.rows_planned); undefined: not known. */
+  rows?: number | undefined;
+}
+
+export interface NewRun {
+  trigger: string;
+  dryRun: boolean;
+  modelName: string;
+  modelVersion: string;
+  modelSha256: string;
+  backend: string;
+  params: RunParams;
+  tickAt?: Date | undefined;
+  host: string;
+  pid: number;
+}
+
+/**
+ * A run's statistics JSON (`score_runs.stats`): what computeRunStatistics produced (src/stats/runStats.ts)
+ * and the stage timings, stored before the gates; `forced_publish` once a person published it over a
+ * gate. Every part may be missing: runs that failed early, or predate a part, have less.
+ */
+export interface RunStats extends Partial<RunStatistics> {
+  timings_ms?: Record<string, number>;
+  forced_publish?: ForcedPublish;
+}
+
+/** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
+export interface ForcedPublish {
+  at: string;
+  by: string;
+  host: string;
+  pid: number;
+  /** The gate's complaint that was overridden. */
+  overridden_error: string | null;
+}
+
+/** The previous published run of the same model: the baseline of a run's drift and of `runs show`. */
+export type PreviousRun = Pick<RunRow, 'run_id' | 'model_version' | 'rows_scored' | 'stats'>;
+
+/** A run as `scorejob runs` lists it: the run's columns and what is derived from the other runs and tables. */
+export type RunListRow = Pick<
+  RunRow,
+  'run_id' | 'status' | 'trigger' | 'dry_run' | 'model_name' | 'model_version' | 'backend' | 'rows_scored' | 'rows_rejected' | 'chunks_total' | 'started_at' | 'finished_at' | 'heartbeat_at' | 'error' | 'error_kind' | 'published_at'
+> & {
+  chunks_done: number;
+  /** A later run was published: neither resume nor publish --force accepts this run any more. */
+  superseded: boolean;
+  /** The run's scores table is still there (or the run never planned): retention did not drop it. */
+  resumable_scores: boolean;
+};
+
+/** A run's rejects counted by reason and column (`runs show`). */
+export interface RejectCount {
+  reason: string;
+  column: string | null;
+  rows: number;
+}
+
+/** What the due check needs of a ledger row. */
+export interface TickRun {
+  run_id: string;
+  status: RunStatus;
+  trigger: string;
+  dry_run: boolean;
+  started_at: Date;
+  tick_at: Date | null;
+  host: string;
+  pid: number;
+}
+
+/** A run's score table as retention sees it (src/job/publish.ts applyRetention). */
+export interface RunTableRow {
+  run_id: string;
+  published: boolean;
+  attached: boolean;
+  /** A DETACH … CONCURRENTLY that did not finish. */
+  pending: boolean;
+  /** The run the published-run pointer names. */
+  is_pointer: boolean;
+  /** A later run of the model was published. */
+  superseded: boolean;
+}
