@@ -1,5 +1,6 @@
 import { type Command } from 'commander';
 import { profileColumns } from '../db/columnProfile.js';
+import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
 import { action, withPool } from './action.js';
 import { checkDraftTarget, draftManifest, readModelSignature, writeDraft } from '../model/init.js';
@@ -37,14 +38,7 @@ export function addModelInitCommand(model: Command): void {
         // Everything that needs no database is checked first.
         await checkDraftTarget(dir, flags.force === true);
         const signature = await readModelSignature(dir);
-        const profile = await withPool(ctx, async (pool) => {
-          const client = await pool.connect();
-          try {
-            return await profileColumns(client, flags.table, { key: flags.key, columns, maxCategories });
-          } finally {
-            client.release();
-          }
-        });
+        const profile = await withPool(ctx, (pool) => withClient(pool, (client) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories })));
         const draft = draftManifest(dir, profile, signature, { numbers });
         const file = await writeDraft(dir, draft);
         const lines = [`wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}; review it, then run scorejob model inspect ${dir}`];

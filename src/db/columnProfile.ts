@@ -1,5 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { UsageError } from '../errors.js';
+import { quoteIdent, quoteQualified } from './sql.js';
 
 /** What `scorejob model init` learns about a table's columns, all computed in PostgreSQL. */
 export interface TableProfile {
@@ -69,7 +70,7 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
   const { rows: rel } = await client.query<{ oid: number; name: string }>(
     `SELECT c.oid, n.nspname || '.' || c.relname AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.oid = pg_catalog.to_regclass($1)`,
-    [quotedName(table)],
+    [quoteQualified(table)],
   );
   const relation = rel[0];
   if (relation === undefined) throw new UsageError(`--table ${table}: no such table or view (is the search_path right? name it schema.table)`);
@@ -87,10 +88,10 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
   }
   const readable = wanted.filter((w) => w.kind !== undefined);
   const skipped = wanted.filter((w) => w.kind === undefined).map(({ name, type }) => ({ name, type }));
-  const from = quotedName(table);
+  const from = quoteQualified(table);
   const exprs = ['count(*)::float8 AS n'];
   readable.forEach((w, i) => {
-    const c = pg.escapeIdentifier(w.name);
+    const c = quoteIdent(w.name);
     exprs.push(`(count(*) - count(${c}))::float8 AS nulls_${i}`);
     if (w.kind === 'number') {
       // NaN and ±Infinity would make every statistic NaN or infinite: left out here, counted apart.
@@ -111,7 +112,7 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
     } else if (w.kind === 'boolean') {
       columns.push({ ...base, kind: 'boolean', trues: agg[`trues_${i}`] as number, falses: agg[`falses_${i}`] as number });
     } else {
-      const c = pg.escapeIdentifier(w.name);
+      const c = quoteIdent(w.name);
       const { rows: top } = await client.query<{ value: string; count: number }>(
         `SELECT ${c}::text AS value, count(*)::float8 AS count FROM ${from} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`,
         [opts.maxCategories + 1],
@@ -148,11 +149,4 @@ async function primaryKey(client: pg.ClientBase, oid: number): Promise<string | 
     [oid],
   );
   return rows[0]?.name;
-}
-
-/** `"schema"."name"` (or `"name"`, resolved by the search_path). */
-function quotedName(table: string): string {
-  const dot = table.indexOf('.');
-  const parts = dot < 0 ? [table] : [table.slice(0, dot), table.slice(dot + 1)];
-  return parts.map((p) => pg.escapeIdentifier(p)).join('.');
 }
