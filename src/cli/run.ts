@@ -1,10 +1,11 @@
 import { Option, type Command } from 'commander';
-import { ExitCode } from '../errors.js';
+import { ExitCode, toExitCode } from '../errors.js';
+import { exportRefusal } from '../observe/metrics.js';
 import { startRun } from '../job/runJob.js';
 import { applyTickFlags, type TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
 import { addSettings, backend, chunkAttempts, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, onPublishCommand, option, progressInterval, trigger } from './options.js';
-import { observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
+import { metricsFileOf, modelNameOf, observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
 
@@ -19,10 +20,15 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--tick-at <iso>', 'the tick this run is for (set by `scorejob schedule`)').hideHelp())
     .action(
       action(async (ctx, cmd: Command) => {
-        const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), readRunOptions(cmd));
-        if (opts === undefined) return ExitCode.ok;
-        const observe = observeDeps(readObserveOptions(cmd));
-        return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await startRun({ ...ctx, stop, observe }, opts)));
+        try {
+          const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), readRunOptions(cmd));
+          if (opts === undefined) return ExitCode.ok;
+          const observe = observeDeps(readObserveOptions(cmd));
+          return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await startRun({ ...ctx, stop, observe }, opts)));
+        } catch (err) {
+          if (toExitCode(err) === ExitCode.usage) await exportRefusal(metricsFileOf(cmd), await modelNameOf(cmd), ctx.log);
+          throw err;
+        }
       }),
     );
 }

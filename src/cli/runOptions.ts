@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
@@ -29,4 +31,26 @@ export function readObserveOptions(cmd: Command): ObserveOptions {
 /** The live progress line on stderr when it is a terminal, else progress log lines; the metrics file. */
 export function observeDeps(o: ObserveOptions): ObserveDeps {
   return { metricsFile: o.metricsFile, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
+}
+
+/** The metrics file, if one is set and valid (for a refusal: a bad value of its own writes nothing). */
+export function metricsFileOf(cmd: Command): string | undefined {
+  try {
+    return read(cmd, metricsFile);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The model a refused run was for: its manifest's name if the file says one, else the folder's name. */
+export async function modelNameOf(cmd: Command): Promise<string> {
+  let dir = shippedModelDir;
+  try {
+    dir = read(cmd, model) ?? shippedModelDir;
+    const name = (JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { name?: unknown }).name;
+    if (typeof name === 'string' && name !== '') return name;
+  } catch {
+    // a missing or broken manifest (or a bad --model) is what was refused: name the folder
+  }
+  return basename(dir.replace(/\/+$/, '')) || 'unknown';
 }

@@ -70,7 +70,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
   };
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 right now (the OS picks it). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

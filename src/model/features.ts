@@ -1,5 +1,5 @@
 import type { ColumnBatch, ColumnSpec, RawColumn } from '../columns.js';
-import type { Feature, Manifest } from './manifest.js';
+import { nullId, unknownId, type Feature, type Manifest } from './manifest.js';
 
 /**
  * The manifest's features compiled for the hot path: which source columns to read (and how the COPY
@@ -7,7 +7,7 @@ import type { Feature, Manifest } from './manifest.js';
  * transform.
  */
 export interface FeaturePlan {
-  /** Model inputs per row: one per standardize or boolean feature, one per category of a one_hot feature. */
+  /** Model inputs per row: one per standardize, boolean, raw or index feature, one per category of a one_hot feature. */
   readonly width: number;
   /** One per feature, in manifest order (= the order of `ColumnBatch.columns`). */
   readonly columns: readonly ColumnSpec[];
@@ -59,7 +59,7 @@ export interface FeatureCounters {
   /** Finite values below the manifest's `min` / above its `max` (standardize features with a range). */
   belowMin: Float64Array;
   aboveMax: Float64Array;
-  /** Non-NULL values not among the categories of a one_hot feature (fed as all zeros). */
+  /** Non-NULL values not among the categories of a one_hot feature (fed as all zeros) or an index feature (fed as its unknown id). */
   unknownCategory: Float64Array;
 }
 
@@ -75,10 +75,12 @@ export function compileFeatures(manifest: Pick<Manifest, 'features'>): FeaturePl
   const columns = manifest.features.map((f): ColumnSpec => {
     switch (f.transform) {
       case 'standardize':
+      case 'raw':
         return { name: f.column, kind: 'float8' };
       case 'boolean':
         return { name: f.column, kind: 'bool' };
       case 'one_hot':
+      case 'index':
         return { name: f.column, kind: 'category', categories: f.categories };
     }
   });
@@ -147,6 +149,9 @@ export function transformBatch(batch: ColumnBatch, plan: FeaturePlan, out: Model
       const feature = plan.features[f]!.feature;
       if (column.kind === 'float8' && feature.transform === 'standardize') {
         anyRejected |= markNonFinite(column.values, column.nulls, feature.mean, feature.std, rejected, from, to);
+      } else if (column.kind === 'float8' && feature.transform === 'raw') {
+        // raw is standardize with mean 0 and std 1: (v - 0) / 1 is v exactly.
+        anyRejected |= markNonFinite(column.values, column.nulls, 0, 1, rejected, from, to);
       }
     }
   }
@@ -242,13 +247,17 @@ function compactKeys(keys: Int32Array, out: Int32Array, marks: Uint8Array, into:
   return accepted;
 }
 
+function rawOrStandardized(value: number, feature: Feature): number {
+  return feature.transform === 'standardize' ? standardizedInput(value, feature.mean, feature.std) : standardizedInput(value, 0, 1);
+}
+
 function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Reject {
   for (let f = 0; f < plan.features.length; f++) {
     const column = batch.columns[f]!;
     const feature = plan.features[f]!.feature;
     if (column.nulls[r] === 1) {
       if (feature.fill === undefined) return { key: batch.keys[r]!, reason: 'null_without_fill', column: column.name, value: null };
-    } else if (column.kind === 'float8' && feature.transform === 'standardize' && !Number.isFinite(standardizedInput(column.values[r]!, feature.mean, feature.std))) {
+    } else if (column.kind === 'float8' && (feature.transform === 'standardize' || feature.transform === 'raw') && !Number.isFinite(rawOrStandardized(column.values[r]!, feature))) {
       return { key: batch.keys[r]!, reason: 'non_finite', column: column.name, value: String(column.values[r]) };
     }
   }
@@ -260,6 +269,11 @@ function writeFeature(column: RawColumn, planned: PlannedFeature, width: number,
   const { feature, offset } = planned;
   if (column.kind === 'float8' && feature.transform === 'standardize') {
     standardize(column.values, column.nulls, feature.fill ?? 0, feature.mean, feature.std, x, width, offset, target, from, to);
+  } else if (column.kind === 'float8' && feature.transform === 'raw') {
+    standardize(column.values, column.nulls, feature.fill ?? 0, 0, 1, x, width, offset, target, from, to);
+  } else if (column.kind === 'category' && feature.transform === 'index') {
+    // A NULL without fill never reaches here (the row was rejected); 0 only keeps the argument a number.
+    indices(column.codes, column.nulls, nullId(feature) ?? 0, unknownId(feature), x, width, offset, target, from, to);
   } else if (column.kind === 'bool' && feature.transform === 'boolean') {
     booleans(column.values, column.nulls, feature.fill === true ? 1 : 0, x, width, offset, target, from, to);
   } else if (column.kind === 'category' && feature.transform === 'one_hot') {
@@ -299,15 +313,26 @@ function oneHot(codes: Int32Array, nulls: Uint8Array, fill: number, k: number, x
   }
 }
 
+/** One input per row: the category's position, `unknown` for code -1, `fill` for a NULL. */
+function indices(codes: Int32Array, nulls: Uint8Array, fill: number, unknown: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+  for (let r = from; r < to; r++) {
+    const t = at[r]!;
+    if (t < 0) continue;
+    const code = codes[r]!;
+    x[t * width + offset] = nulls[r] === 1 ? fill : code < 0 ? unknown : code;
+  }
+}
+
 function countFeatures(batch: ColumnBatch, plan: FeaturePlan, c: FeatureCounters): void {
   const rows = batch.rows;
   c.rows += rows;
   for (let f = 0; f < plan.features.length; f++) {
     const column = batch.columns[f]!;
     const feature = plan.features[f]!.feature;
-    const ranged = column.kind === 'float8' && feature.transform === 'standardize' && (feature.min !== undefined || feature.max !== undefined);
-    const min = ranged && feature.transform === 'standardize' ? (feature.min ?? -Infinity) : -Infinity;
-    const max = ranged && feature.transform === 'standardize' ? (feature.max ?? Infinity) : Infinity;
+    const hasRange = feature.transform === 'standardize' || feature.transform === 'raw';
+    const ranged = column.kind === 'float8' && hasRange && (feature.min !== undefined || feature.max !== undefined);
+    const min = ranged && hasRange ? (feature.min ?? -Infinity) : -Infinity;
+    const max = ranged && hasRange ? (feature.max ?? Infinity) : Infinity;
     let nulls = 0;
     let below = 0;
     let above = 0;

@@ -1,7 +1,7 @@
 import type { BackendChoice } from '../config.js';
 import type { FeaturePlan, PlannedFeature } from './features.js';
 import { loadModel, type LoadedModel } from './load.js';
-import type { Manifest } from './manifest.js';
+import { unknownId, type Manifest } from './manifest.js';
 import type { ModelFile } from './modelFiles.js';
 import { formatBytes, table } from '../report/format.js';
 
@@ -17,6 +17,11 @@ export interface ModelReport {
   sha256: string;
   /** The backend scoring would run on with the given choice. */
   backend: string;
+  format: LoadedModel['format'];
+  execution: LoadedModel['execution'];
+  /** The model's inputs and the features' columns each takes. */
+  inputs: LoadedModel['inputs'];
+  outputName: string;
 }
 
 /**
@@ -37,8 +42,8 @@ export interface SourceColumnsSummary {
 export async function inspectModel(dir: string, opts: { backend: BackendChoice }): Promise<ModelReport> {
   const model = await loadModel(dir, { backend: opts.backend });
   try {
-    const { manifest, plan, inputWidth, output, files, sha256, backend } = model;
-    return { dir, manifest, plan, inputWidth, output, files, sha256, backend };
+    const { manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName } = model;
+    return { dir, manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName };
   } finally {
     model.dispose();
   }
@@ -50,9 +55,14 @@ export function formatModelReport(report: ModelReport, columns?: SourceColumnsSu
   const lines: string[] = [`model    ${m.name} ${m.version}  (${report.dir})`];
   if (m.description !== '') lines.push(`         ${m.description}`);
   lines.push(`source   ${m.source.table}, key ${m.source.key}`);
+  lines.push(`format   ${report.format} (${report.execution})`);
   lines.push(`input    ${report.inputWidth} floats per row, from ${m.features.length} features`);
+  if (report.inputs.length > 1 || report.inputs.some((i) => i.dtype !== 'float32')) {
+    for (const i of report.inputs) lines.push(`         ${i.name}: ${i.dtype} [rows${i.rank === 2 ? `, ${i.width}` : ''}] <- row inputs ${Array.from(i.columns).join(', ')}`);
+  }
   const unit = output.totalUnits > 1 ? ` (unit ${m.output.unit ?? 0} of ${output.totalUnits})` : '';
-  lines.push(`output   ${m.output.name}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
+  const from = m.output.from !== undefined || output.totalUnits > 1 ? ` from output "${report.outputName}"` : '';
+  lines.push(`output   ${m.output.name}${from}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
   lines.push(`backend  ${report.backend}`, '', 'features (model input order)');
   lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], { indent: '  ' }));
   lines.push('', 'files');
@@ -83,6 +93,12 @@ function featureRow(p: PlannedFeature): string[] {
       break;
     case 'boolean':
       details = 'true -> 1, false -> 0';
+      break;
+    case 'raw':
+      details = f.min !== undefined || f.max !== undefined ? `as stored, training range [${f.min ?? '-inf'}, ${f.max ?? 'inf'}]` : 'as stored';
+      break;
+    case 'index':
+      details = `${clip(f.categories.map((c, i) => `${c}=${i}`).join(', '), 60)}; unknown -> ${unknownId(f)}`;
       break;
   }
   return [inputs, f.column, f.transform, `${details}; ${fill}`];

@@ -11,7 +11,10 @@ export interface Manifest {
   description: string;
   /** The table or view to read; `table` may be `schema.table`, else the search_path resolves it. */
   source: ManifestSource;
-  /** In model input order: feature i's inputs come right after feature i-1's. */
+  /**
+   * In model input order: feature i's inputs come right after feature i-1's (within its model input, when
+   * features name several `input`s).
+   */
   features: Feature[];
   output: ManifestOutput;
   /** Free-form notes of the training script (data, metrics); never interpreted. */
@@ -34,6 +37,11 @@ export interface ManifestOutput {
    */
   unit: number | undefined;
   /**
+   * The model output that holds the score, by name: a graph model's signature output key (or node name), a
+   * layers model's output layer name. With it, `unit` counts within that output only.
+   */
+  from?: string | undefined;
+  /**
    * Named score bands, lowest first (`customer_scores.band`): each band but the last has `below`, its
    * exclusive upper bound, strictly increasing; band i holds `bands[i-1].below <= score < bands[i].below`.
    */
@@ -50,11 +58,20 @@ export interface ManifestBand {
  * `fill` is the value a NULL is replaced with, in the column's own terms (a number before standardizing,
  * a category, a boolean). No `fill`: a NULL sends the row to score_rejects.
  */
-export type Feature = StandardizeFeature | OneHotFeature | BooleanFeature;
+export type Feature = StandardizeFeature | OneHotFeature | BooleanFeature | RawFeature | IndexFeature;
+
+/** What every feature has. */
+export interface FeatureBase {
+  column: string;
+  /**
+   * The model input (by name) this feature feeds. May be left out when the model has one input; required
+   * for each feature of a model with several.
+   */
+  input?: string | undefined;
+}
 
 /** A number, fed to the model as `(value - mean) / std`. */
-export interface StandardizeFeature {
-  column: string;
+export interface StandardizeFeature extends FeatureBase {
   transform: 'standardize';
   mean: number;
   std: number;
@@ -65,22 +82,58 @@ export interface StandardizeFeature {
 }
 
 /** A category, fed as one input per category (1 for its own, 0 elsewhere; all 0 for an unknown one). */
-export interface OneHotFeature {
-  column: string;
+export interface OneHotFeature extends FeatureBase {
   transform: 'one_hot';
   categories: string[];
   fill?: string | undefined;
 }
 
 /** A boolean, fed as 1 or 0. */
-export interface BooleanFeature {
-  column: string;
+export interface BooleanFeature extends FeatureBase {
   transform: 'boolean';
   fill?: boolean | undefined;
 }
 
+/** A number fed as stored (for a model that normalizes its own inputs). */
+export interface RawFeature extends FeatureBase {
+  transform: 'raw';
+  /** The range seen in training; values outside it are counted (they are still scored). */
+  min?: number | undefined;
+  max?: number | undefined;
+  fill?: number | undefined;
+}
+
+/**
+ * A category fed as one integer: its position in `categories` (0-based), `unknown` for a value not listed.
+ * For an `Embedding` or a lookup of a Keras model (int32 where the model's input is int32).
+ */
+export interface IndexFeature extends FeatureBase {
+  transform: 'index';
+  categories: string[];
+  /** The id of a value not in `categories`; default `categories.length` (one past the last). */
+  unknown?: number | undefined;
+  /** A NULL's id: a category (its position) or a whole number id (e.g. the `unknown` id). */
+  fill?: string | number | undefined;
+}
+
+/**
+ * Ids are carried in the float32 model input row (the chunk loop's one array) and converted to int32 for
+ * the model: every integer up to 2^24 is exact in float32, none beyond all are.
+ */
+export const maxIndexId = 2 ** 24;
+
+/** The id an index feature gives an unknown category. */
+export function unknownId(f: IndexFeature): number {
+  return f.unknown ?? f.categories.length;
+}
+
+/** The id an index feature gives a NULL (undefined: no fill, the row is rejected). */
+export function nullId(f: IndexFeature): number | undefined {
+  return typeof f.fill === 'string' ? f.categories.indexOf(f.fill) : f.fill;
+}
+
 export type Transform = Feature['transform'];
-export const transforms: readonly Transform[] = ['standardize', 'one_hot', 'boolean'];
+export const transforms: readonly Transform[] = ['standardize', 'one_hot', 'boolean', 'raw', 'index'];
 
 export const defaultSource: Readonly<ManifestSource> = Object.freeze({ table: 'customers', key: 'customer_id' });
 
@@ -138,10 +191,16 @@ function parseFeatures(r: Reader, value: unknown): Feature[] {
 
 function parseFeature(r: Reader, value: unknown, at: string): Feature {
   const o = r.object(value, at);
+  const feature = parseTransform(r, o, at);
+  if (o.input !== undefined) feature.input = r.name(o.input, `${at}.input`);
+  return feature;
+}
+
+function parseTransform(r: Reader, o: Record<string, unknown>, at: string): Feature {
   const column = r.identifier(o.column, `${at}.column`);
   switch (o.transform) {
     case 'standardize': {
-      r.only(o, at, ['column', 'transform', 'mean', 'std', 'min', 'max', 'fill']);
+      r.only(o, at, ['column', 'transform', 'input', 'mean', 'std', 'min', 'max', 'fill']);
       const f: StandardizeFeature = { column, transform: 'standardize', mean: r.finite(o.mean, `${at}.mean`), std: r.positive(o.std, `${at}.std`) };
       if (o.min !== undefined) f.min = r.finite(o.min, `${at}.min`);
       if (o.max !== undefined) f.max = r.finite(o.max, `${at}.max`);
@@ -154,7 +213,7 @@ function parseFeature(r: Reader, value: unknown, at: string): Feature {
       return f;
     }
     case 'one_hot': {
-      r.only(o, at, ['column', 'transform', 'categories', 'fill']);
+      r.only(o, at, ['column', 'transform', 'input', 'categories', 'fill']);
       const categories = parseCategories(r, o.categories, `${at}.categories`);
       const f: OneHotFeature = { column, transform: 'one_hot', categories };
       if (o.fill !== undefined) {
@@ -165,7 +224,7 @@ function parseFeature(r: Reader, value: unknown, at: string): Feature {
       return f;
     }
     case 'boolean': {
-      r.only(o, at, ['column', 'transform', 'fill']);
+      r.only(o, at, ['column', 'transform', 'input', 'fill']);
       const f: BooleanFeature = { column, transform: 'boolean' };
       if (o.fill !== undefined) {
         if (typeof o.fill !== 'boolean') r.fail(`${at}.fill`, 'must be true or false');
@@ -173,9 +232,36 @@ function parseFeature(r: Reader, value: unknown, at: string): Feature {
       }
       return f;
     }
+    case 'raw': {
+      r.only(o, at, ['column', 'transform', 'input', 'min', 'max', 'fill']);
+      const f: RawFeature = { column, transform: 'raw' };
+      if (o.min !== undefined) f.min = r.finite(o.min, `${at}.min`);
+      if (o.max !== undefined) f.max = r.finite(o.max, `${at}.max`);
+      if (f.min !== undefined && f.max !== undefined && f.min > f.max) r.fail(`${at}.min`, `(${f.min}) must not exceed max (${f.max})`);
+      if (o.fill !== undefined) f.fill = r.finite(o.fill, `${at}.fill`);
+      if (f.fill !== undefined && !Number.isFinite(Math.fround(f.fill))) r.fail(`${at}.fill`, `(${f.fill}) is beyond float32's range`);
+      return f;
+    }
+    case 'index':
+      return parseIndex(r, o, column, at);
     default:
       return r.fail(`${at}.transform`, `must be one of ${transforms.join(', ')} (got ${describe(o.transform)})`);
   }
+}
+
+function parseIndex(r: Reader, o: Record<string, unknown>, column: string, at: string): IndexFeature {
+  r.only(o, at, ['column', 'transform', 'input', 'categories', 'unknown', 'fill']);
+  const categories = parseCategories(r, o.categories, `${at}.categories`);
+  if (categories.length >= maxIndexId) r.fail(`${at}.categories`, `has ${categories.length} entries; index ids must stay below 2^24 (${maxIndexId}) to be exact in float32`);
+  const f: IndexFeature = { column, transform: 'index', categories };
+  if (o.unknown !== undefined) f.unknown = r.id(o.unknown, `${at}.unknown`);
+  if (typeof o.fill === 'string') {
+    if (!categories.includes(o.fill)) r.fail(`${at}.fill`, `"${o.fill}" must be one of categories (or a whole number id)`);
+    f.fill = o.fill;
+  } else if (o.fill !== undefined) {
+    f.fill = r.id(o.fill, `${at}.fill`);
+  }
+  return f;
 }
 
 function parseCategories(r: Reader, value: unknown, at: string): string[] {
@@ -191,13 +277,14 @@ function parseCategories(r: Reader, value: unknown, at: string): string[] {
 
 function parseOutput(r: Reader, value: unknown): ManifestOutput {
   const o = r.object(value, 'output');
-  r.only(o, 'output', ['name', 'description', 'unit', 'bands']);
+  r.only(o, 'output', ['name', 'description', 'unit', 'from', 'bands']);
   let unit: number | undefined;
   if (o.unit !== undefined) {
     if (typeof o.unit !== 'number' || !Number.isInteger(o.unit) || o.unit < 0) r.fail('output.unit', `must be a whole number >= 0 (got ${describe(o.unit)})`);
     unit = o.unit;
   }
   const output: ManifestOutput = { name: r.name(o.name, 'output.name'), description: o.description === undefined ? '' : r.string(o.description, 'output.description'), unit };
+  if (o.from !== undefined) output.from = r.name(o.from, 'output.from');
   if (o.bands !== undefined) output.bands = parseBands(r, o.bands);
   return output;
 }
@@ -269,6 +356,14 @@ class Reader {
 
   finite(value: unknown, path: string): number {
     if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(path, `must be a number (got ${describe(value)})`);
+    return value;
+  }
+
+  /** A whole-number index id, exact in float32. */
+  id(value: unknown, path: string): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= maxIndexId) {
+      this.fail(path, `must be a whole number from 0 to ${maxIndexId - 1} (got ${describe(value)})`);
+    }
     return value;
   }
 

@@ -40,9 +40,16 @@ export function combinedSha256(files: readonly ModelFile[]): string {
 export async function readModelDirectory(dir: string): Promise<ModelDirectory> {
   const manifestBytes = await readModelFile(dir, 'manifest.json', 'the model directory needs a manifest.json next to model.json');
   const manifestJson = parseJson(manifestBytes, dir, 'manifest.json');
+  const model = await readModelFiles(dir);
+  const files: ModelFile[] = [describeFile('manifest.json', manifestBytes), ...model.files];
+  return { manifestJson, modelJson: model.modelJson, weightData: model.weightData, files, sha256: combinedSha256(files) };
+}
+
+/** model.json and its weight shards without a manifest (what `model init` drafts one for). */
+export async function readModelFiles(dir: string): Promise<Pick<ModelDirectory, 'modelJson' | 'weightData' | 'files'>> {
   const modelBytes = await readModelFile(dir, 'model.json', 'the model directory needs the model.json written by TF.js model.save() or the Keras converter');
   const modelJson = checkModelJson(parseJson(modelBytes, dir, 'model.json'), path.join(dir, 'model.json'));
-  const files: ModelFile[] = [describeFile('manifest.json', manifestBytes), describeFile('model.json', modelBytes)];
+  const files: ModelFile[] = [describeFile('model.json', modelBytes)];
   const shards: Buffer[] = [];
   for (const [g, group] of modelJson.weightsManifest.entries()) {
     const groupShards: Buffer[] = [];
@@ -57,7 +64,7 @@ export async function readModelDirectory(dir: string): Promise<ModelDirectory> {
   const all = Buffer.concat(shards);
   // A view of exactly the shard bytes: Buffer.concat may return a slice of a larger pooled ArrayBuffer.
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
-  return { manifestJson, modelJson, weightData, files, sha256: combinedSha256(files) };
+  return { modelJson, weightData, files };
 }
 
 async function readModelFile(dir: string, name: string, why: string): Promise<Buffer> {
@@ -94,7 +101,7 @@ function checkModelJson(json: unknown, file: string): io.ModelJSON {
     throw new UsageError(`${file}: ${what}`);
   };
   const o = isObject(json) ? json : fail('must hold a JSON object');
-  if (!isObject(o.modelTopology)) fail('modelTopology is missing (is this a TF.js layers model.json?)');
+  if (!isObject(o.modelTopology)) fail('modelTopology is missing (is this a TF.js model.json?)');
   const groups = Array.isArray(o.weightsManifest) ? (o.weightsManifest as unknown[]) : fail('weightsManifest must be an array');
   groups.forEach((group, g) => {
     const at = `weightsManifest[${g}]`;
@@ -105,7 +112,7 @@ function checkModelJson(json: unknown, file: string): io.ModelJSON {
       const ok = isObject(spec) && typeof spec.name === 'string' && Array.isArray(spec.shape) && spec.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
       if (!ok) fail(`${at}.weights[${w}] must have a name, a shape of whole numbers and a dtype`);
       const entry = spec as unknown as io.WeightsManifestEntry;
-      if (weightBytes(entry) === undefined) fail(`${at}.weights[${w}] (${entry.name}) has dtype ${JSON.stringify(entry.dtype)}, which a layers model cannot use`);
+      if (weightBytes(entry) === undefined) fail(`${at}.weights[${w}] (${entry.name}) has dtype ${JSON.stringify(entry.dtype)}, which scorejob cannot read`);
     });
   });
   return o as unknown as io.ModelJSON;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { Reject } from './features.js';
+import type { InputSlot } from './inputLayout.js';
+import type { TfModel } from './tfModel.js';
 
 /**
  * What the chunk loop needs from a model: rows of inputs in, one score per row out. The loop depends on
@@ -34,9 +35,14 @@ export interface OutputSelection {
  */
 export const predictBatchRows = 8192;
 
-/** A {@link Scorer} over a loaded TF.js layers model with a single `[rows, inputWidth]` input. */
-export function createTfScorer(model: LayersModel, inputWidth: number, selection: OutputSelection): Scorer {
+/**
+ * A {@link Scorer} over a loaded TF.js model (layers or graph, one input or several). Each row of `x`
+ * is split into the model's inputs as `slots` say (int32 where the input is int32).
+ */
+export function createTfScorer(model: TfModel, inputWidth: number, slots: readonly InputSlot[], selection: OutputSelection): Scorer {
   let disposed = false;
+  // Per-input buffers for one predict call, reused call after call (STYLE.md §6); a whole-row float32 input needs none.
+  const buffers = slots.map((s) => (s.whole ? undefined : s.dtype === 'int32' ? new Int32Array(predictBatchRows * s.width) : new Float32Array(predictBatchRows * s.width)));
   return {
     inputWidth,
     async score(x, rows) {
@@ -47,15 +53,15 @@ export function createTfScorer(model: LayersModel, inputWidth: number, selection
       const scores = new Float32Array(rows);
       for (let from = 0; from < rows; from += predictBatchRows) {
         const n = Math.min(predictBatchRows, rows - from);
-        // The tensor is returned from tidy and read outside it, once: reading inside tidy (dataSync) costs a third of the speed.
-        const y = tf.tidy(() => {
-          // subarray: no copy on the JS side (the cpu backend keeps a reference, wasm copies into its heap once).
-          const input = tf.tensor2d(x.subarray(from * inputWidth, (from + n) * inputWidth), [n, inputWidth], 'float32');
-          // batchSize = n: one pass through the layers; the default (32) is ~36x slower.
-          const out = model.predict(input, { batchSize: n });
-          return Array.isArray(out) ? out[selection.output]! : out;
-        });
+        const inputs = slots.map((s, i) => inputTensor(s, buffers[i], x, inputWidth, from, n));
+        let y: tf.Tensor;
         try {
+          [y] = (await model.run(inputs, [selection.output])) as [tf.Tensor];
+        } finally {
+          for (const t of inputs) t.dispose();
+        }
+        try {
+          // Read once, outside any tidy: reading inside tidy (dataSync) costs a third of the speed.
           const data = (await y.data()) as Float32Array;
           if (selection.units === 1) scores.set(data.subarray(0, n), from);
           else for (let r = 0, i = selection.unit; r < n; r++, i += selection.units) scores[from + r] = data[i]!;
@@ -71,6 +77,28 @@ export function createTfScorer(model: LayersModel, inputWidth: number, selection
       model.dispose();
     },
   };
+}
+
+/** Rows from..from+n-1 of one model input, as a tensor the caller disposes. */
+function inputTensor(s: InputSlot, buffer: Float32Array | Int32Array | undefined, x: Float32Array, width: number, from: number, n: number): tf.Tensor {
+  let values: Float32Array | Int32Array;
+  if (buffer === undefined) {
+    // subarray: no copy on the JS side (the cpu backend keeps a reference, wasm copies into its heap once).
+    values = x.subarray(from * width, (from + n) * width);
+  } else {
+    gather(x, width, from, n, s.columns, buffer);
+    values = buffer.subarray(0, n * s.width);
+  }
+  return s.rank === 1 ? tf.tensor1d(values, s.dtype) : tf.tensor2d(values, [n, s.width], s.dtype);
+}
+
+/** Copies the slot's columns of rows from..from+n-1 into `into` (an Int32Array store truncates exact integer floats exactly). */
+function gather(x: Float32Array, width: number, from: number, n: number, columns: Int32Array, into: Float32Array | Int32Array): void {
+  const k = columns.length;
+  for (let r = 0; r < n; r++) {
+    const base = (from + r) * width;
+    for (let j = 0; j < k; j++) into[r * k + j] = x[base + columns[j]!]!;
+  }
 }
 
 /**

@@ -12,8 +12,10 @@ export interface RunMetrics {
   /** The model (manifest `name`): a `model` label on every sample, so several models' files can sit side by side. */
   model: string;
   runId: string | null;
-  status: 'succeeded' | 'failed' | 'interrupted';
-  errorKind: ErrorKind | null;
+  /** refused: the command stopped before a run started (exit 2: a bad flag, model or source; nothing written). */
+  status: 'succeeded' | 'failed' | 'interrupted' | 'refused';
+  /** config: a refusal's kind (a run's kinds are the ledger's). */
+  errorKind: ErrorKind | 'config' | null;
   published: boolean;
   dryRun: boolean;
   /** Published by `scorejob publish --force` over a failed gate. */
@@ -29,8 +31,8 @@ export interface RunMetrics {
   lastSuccessAt: Date | null;
 }
 
-const statuses = ['succeeded', 'failed', 'interrupted'] as const;
-const errorKinds: readonly ErrorKind[] = ['data', 'model', 'database', 'gate', 'interrupted', 'internal'];
+const statuses = ['succeeded', 'failed', 'interrupted', 'refused'] as const;
+const errorKinds: readonly RunMetrics['errorKind'][] = ['data', 'model', 'database', 'gate', 'interrupted', 'internal', 'config'];
 
 interface Sample {
   labels?: Record<string, string>;
@@ -57,9 +59,9 @@ export async function renderMetrics(m: RunMetrics): Promise<string> {
     const g = new Gauge({ name, help, labelNames, registers: [registry] });
     for (const s of samples) g.set({ model: m.model, ...s.labels }, s.value);
   };
-  gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed or was interrupted.', flag(m.status === 'succeeded'));
-  gauge('scorejob_last_run_status', 'Status of the last run: 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })));
-  gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: k }, value: k === m.errorKind ? 1 : 0 })));
+  gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed, was interrupted or was refused.', flag(m.status === 'succeeded'));
+  gauge('scorejob_last_run_status', 'Status of the last run (refused: stopped before it started, exit 2): 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })));
+  gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it; config: refused at start-up), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: String(k) }, value: k === m.errorKind ? 1 : 0 })));
   gauge('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId)));
   gauge('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published));
   gauge('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun));
@@ -109,4 +111,15 @@ export async function exportRunMetrics(
   } catch (err) {
     log.warn({ metrics_file: path, err: (err as Error).message }, `could not write the metrics file ${path}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * A `run` refused before it started (exit 2: a bad flag, model, manifest or source column; nothing
+ * written) is an outcome too: without this, the file would keep the previous run's success and only
+ * a staleness alert would notice. The last success time is kept from the previous file.
+ */
+export async function exportRefusal(path: string | undefined, model: string, log: Logger): Promise<void> {
+  if (!path) return;
+  const facts = { model, runId: null, status: 'refused', errorKind: 'config', published: false, dryRun: false, forced: false, durationMs: 0, rowsScored: 0, rowsRejected: 0, psi: null } as const;
+  await exportRunMetrics(path, facts, () => previousLastSuccess(path), log);
 }

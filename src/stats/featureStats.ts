@@ -87,7 +87,7 @@ export function summarizeFeatures(plan: FeaturePlan, counts: FeatureCounts): Fea
   const share = (k: number) => (counts.rows === 0 ? 0 : k / counts.rows);
   const features = counts.columns.map((column, i): FeatureSummary => {
     const feature = plan.features.find((f) => f.feature.column === column)?.feature;
-    const range = feature?.transform === 'standardize' ? { min: feature.min ?? null, max: feature.max ?? null } : { min: null, max: null };
+    const range = feature?.transform === 'standardize' || feature?.transform === 'raw' ? { min: feature.min ?? null, max: feature.max ?? null } : { min: null, max: null };
     const nulls = counts.nulls[i] ?? 0;
     const below = counts.below_min[i] ?? 0;
     const above = counts.above_max[i] ?? 0;

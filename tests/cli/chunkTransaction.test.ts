@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { chunkState, holdChunk } from '../helpers/holdChunk.js';
-import { publishedSnapshot } from '../helpers/state.js';
+import { expectResumeRestores, publishedSnapshot, rejectLines, seedWithRejects } from '../helpers/state.js';
 
 /**
  * A chunk's scores, rejects and done mark commit together, under kill -9, deterministically: the job is held inside chunk 3's
@@ -14,14 +13,12 @@ describe('SIGKILL inside a chunk transaction', () => {
   let t: TestDatabase;
   let baseline: Awaited<ReturnType<typeof publishedSnapshot>>;
   let baselineRejects: string[];
-  const rejects = async (runId: string) =>
-    (await t.pool.query<{ r: string }>(`SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`, [runId])).rows.map((x) => x.r);
+  const rejects = (runId: string) => rejectLines(t, runId);
 
   beforeAll(async () => {
     t = await createTestDatabase();
-    await seedCustomers(t.pool, { customers: 3000, seed: 19, nullFraction: 0 });
     // Rejects in every chunk: every 150th customer lacks tenure_months (no fill).
-    await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`);
+    await seedWithRejects(t, 3000, 19);
     const clean = await runCli(['run', '--chunk-size', '500'], t.env);
     expect(clean.code).toBe(0);
     baseline = await publishedSnapshot(t);
@@ -54,11 +51,7 @@ describe('SIGKILL inside a chunk transaction', () => {
     expect({ scores: chunk.scores, rejects: chunk.rejects }).toEqual({ scores: chunk.done_scored, rejects: chunk.done_rejected });
     expect(await publishedSnapshot(t)).toEqual(baseline);
 
-    const resumed = await runCli(['resume', runId], t.env);
-    expect(resumed.stderr).toBe('');
-    expect(resumed.code).toBe(0);
-    const after = await publishedSnapshot(t);
-    expect(after.runs).toEqual([runId]);
+    const after = await expectResumeRestores(t, runId, baseline);
     expect(after.scores).toEqual(baseline.scores);
     expect(await rejects(runId)).toEqual(baselineRejects);
   });

@@ -164,6 +164,30 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(json.features.features).toHaveLength(15);
   });
 
+  it('a refusal (exit 2) writes the metrics file too: status refused, kind config, the last success kept', async () => {
+    const metrics = join(dir, 'refused.prom');
+    const ok = await runCli(['run', '--chunk-size', '3000', '--metrics-file', metrics], t.env);
+    expect(ok.code).toBe(0);
+    const lastSuccess = (await metricsOf(metrics)).get('scorejob_last_success_timestamp_seconds', { model: 'customer-value' });
+    expect(lastSuccess).toBeGreaterThan(0);
+    // A column the model needs changes type: the run is refused before it starts.
+    await t.pool.query('ALTER TABLE customers ALTER COLUMN tenure_months TYPE text');
+    try {
+      const refused = await runCli(['run', '--metrics-file', metrics], t.env);
+      expect(refused.code, refused.stderr).toBe(2);
+      const m = await metricsOf(metrics);
+      const labels = { model: 'customer-value' };
+      expect(m.get('scorejob_last_run_success', labels)).toBe(0);
+      expect(m.get('scorejob_last_run_status', { ...labels, status: 'refused' })).toBe(1);
+      expect(m.get('scorejob_last_run_status', { ...labels, status: 'succeeded' })).toBe(0);
+      expect(m.get('scorejob_last_run_failure', { ...labels, kind: 'config' })).toBe(1);
+      expect(m.get('scorejob_last_run_id', labels)).toBeUndefined();
+      expect(m.get('scorejob_last_success_timestamp_seconds', labels)).toBe(lastSuccess);
+    } finally {
+      await t.pool.query('ALTER TABLE customers ALTER COLUMN tenure_months TYPE integer USING tenure_months::integer');
+    }
+  });
+
   it('metrics and progress options are checked before anything is written (exit 2)', async () => {
     const count = async () => (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs')).rows[0]?.n;
     const before = await count();

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { publishedSnapshot } from '../helpers/state.js';
+import { expectResumeRestores, publishedSnapshot } from '../helpers/state.js';
 
 describe('a publish held at a known point, then killed', () => {
   let t: TestDatabase;
@@ -37,11 +37,6 @@ describe('a publish held at a known point, then killed', () => {
       old.release();
     }
     expect(await publishedSnapshot(t)).toEqual(baseline);
-    const resumed = await runCli(['resume', runId], t.env);
-    expect(resumed.stderr).toBe('');
-    expect(resumed.code).toBe(0);
-    const after = await publishedSnapshot(t);
-    expect(after.runs).toEqual([runId]);
-    expect(after.scores.size).toBe(baseline.scores.size);
+    await expectResumeRestores(t, runId, baseline);
   });
 });

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedCustomers } from '../../src/dev/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { chunkState, holdChunk } from '../helpers/holdChunk.js';
 import { resumeInProcess, runInProcess } from '../helpers/run.js';
-import { publishedSnapshot } from '../helpers/state.js';
+import { publishedSnapshot, rejectLines, seedWithRejects } from '../helpers/state.js';
 
 /**
  * A chunk commits whole, in-process (so that mutation testing sees it): a chunk's scores, rejects
@@ -14,14 +13,12 @@ describe('a chunk commits whole or not at all', () => {
   let t: TestDatabase;
   let baseline: Awaited<ReturnType<typeof publishedSnapshot>>;
   let baselineRejects: string[];
-  const rejects = async (runId: string) =>
-    (await t.pool.query<{ r: string }>(`SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`, [runId])).rows.map((x) => x.r);
+  const rejects = (runId: string) => rejectLines(t, runId);
 
   beforeAll(async () => {
     t = await createTestDatabase();
-    await seedCustomers(t.pool, { customers: 3000, seed: 17, nullFraction: 0 });
     // Rejects in every chunk: every 150th customer lacks tenure_months (no fill).
-    await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`);
+    await seedWithRejects(t, 3000, 17);
     const clean = await runInProcess(t, { chunkSize: 500 });
     baseline = await publishedSnapshot(t);
     baselineRejects = await rejects(clean.runId);

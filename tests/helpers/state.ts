@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { expect } from 'vitest';
 import type { TestDatabase } from './db.js';
+import { seedCustomers } from '../../src/dev/seed.js';
+import { runCli } from './cli.js';
 
 /** What a failure must not touch: the published scores and the ledger. */
 export interface LedgerState {
@@ -82,4 +84,30 @@ export function judgePolls(polls: ReaderPoll[], runs: string[], rows: number): {
   const sequence: string[] = [];
   for (const p of polls) if (p.runs.length === 1 && sequence.at(-1) !== p.runs[0]!.run_id) sequence.push(p.runs[0]!.run_id);
   return { bad, sequence };
+}
+
+/**
+ * Customers with rejects in every chunk: seeds `customers` (no random NULLs) and takes tenure_months
+ * (no fill in the shipped model) away from every 150th customer.
+ */
+export async function seedWithRejects(t: TestDatabase, customers: number, seed: number): Promise<void> {
+  await seedCustomers(t.pool, { customers, seed, nullFraction: 0 });
+  await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`);
+}
+
+/** A run's rejects as "customer_id reason" lines, in key order. */
+export async function rejectLines(t: TestDatabase, runId: string): Promise<string[]> {
+  const { rows } = await t.pool.query<{ r: string }>(`SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`, [runId]);
+  return rows.map((x) => x.r);
+}
+
+/** Resumes a run by the CLI and expects it to publish exactly the baseline's customers, quietly. */
+export async function expectResumeRestores(t: TestDatabase, runId: string, baseline: { scores: Map<string, number> }): Promise<{ runs: string[]; scores: Map<string, number> }> {
+  const resumed = await runCli(['resume', runId], t.env);
+  expect(resumed.stderr).toBe('');
+  expect(resumed.code).toBe(0);
+  const after = await publishedSnapshot(t);
+  expect(after.runs).toEqual([runId]);
+  expect(after.scores.size).toBe(baseline.scores.size);
+  return after;
 }

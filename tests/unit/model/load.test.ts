@@ -109,7 +109,7 @@ describe('loadModel', () => {
   it('refuses a model.json without the TF.js structure', async () => {
     const dir = await made();
     await writeFile(path.join(dir, 'model.json'), JSON.stringify({ weightsManifest: [] }));
-    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: modelTopology is missing (is this a TF.js layers model.json?)`);
+    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: modelTopology is missing (is this a TF.js model.json?)`);
   });
 
   it('refuses a missing weight shard, naming it', async () => {
@@ -140,7 +140,7 @@ describe('loadModel', () => {
     const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
     json.weightsManifest[0].weights[0].dtype = 'string';
     await writeFile(path.join(dir, 'model.json'), JSON.stringify(json));
-    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: weightsManifest[0].weights[0] (hidden_0/kernel) has dtype "string", which a layers model cannot use`);
+    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: weightsManifest[0].weights[0] (hidden_0/kernel) has dtype "string", which scorejob cannot read`);
   });
 
   it('refuses an invalid manifest, naming the file and field', async () => {

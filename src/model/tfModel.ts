@@ -1,0 +1,95 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
+import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
+
+/** A model input or output as scorejob sees it: its name, dtype and shape (null for a free dimension). */
+export interface ModelTensorInfo {
+  name: string;
+  dtype: string;
+  /** undefined when the model does not say (a graph's output nodes carry no shape). */
+  shape: (number | null)[] | undefined;
+}
+
+/**
+ * A loaded TF.js model of either format, behind one interface: inputs and outputs by name, one way to
+ * run. Layers models come from `model.save()` or the Keras converter; graph models from
+ * `tensorflowjs_converter` on a SavedModel (a GraphDef with a signature).
+ */
+export interface TfModel {
+  format: 'layers-model' | 'graph-model';
+  /** In the order `run` takes them. */
+  inputs: readonly ModelTensorInfo[];
+  /** Signature output keys (graph) or output layer names (layers), in model order. */
+  outputNames: readonly string[];
+  /**
+   * Runs the model on one tensor per input (in `inputs` order) and returns the outputs asked for (indexes
+   * into `outputNames`), in that order. The caller disposes the inputs and the outputs.
+   */
+  run(inputs: tf.Tensor[], outputs: readonly number[]): Promise<tf.Tensor[]>;
+  /** For a graph model: whether `run` uses `executeAsync` (the graph has control flow or dynamic ops). */
+  readonly async: boolean;
+  /** A graph model only: from now on run with `executeAsync`. */
+  useAsync(): void;
+  dispose(): void;
+}
+
+/** Loads the model from memory (no file or network URLs): the artifacts were read and checked by modelFiles.ts. */
+export async function loadTfModel(artifacts: tf.io.ModelArtifacts): Promise<TfModel> {
+  const handler = tf.io.fromMemory(artifacts);
+  if (isGraphModel(artifacts)) return wrapGraph(await loadGraphModel(handler));
+  return wrapLayers(await loadLayersModel(handler, { strict: true }));
+}
+
+/** `format` says so for converter output; an unlabelled GraphDef is recognized by its `node` list. */
+export function isGraphModel(artifacts: Pick<tf.io.ModelArtifacts, 'format' | 'modelTopology'>): boolean {
+  if (artifacts.format === 'graph-model') return true;
+  if (artifacts.format === 'layers-model') return false;
+  const topology = artifacts.modelTopology as Record<string, unknown> | undefined;
+  return topology !== undefined && Array.isArray(topology.node);
+}
+
+function wrapLayers(model: LayersModel): TfModel {
+  return {
+    format: 'layers-model',
+    inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i]!, dtype: t.dtype, shape: [...t.shape] })),
+    // A Sequential model leaves outputNames empty: its output layer names the output.
+    outputNames: model.outputs.map((t, i) => model.outputNames[i] ?? t.sourceLayer.name),
+    async: false,
+    useAsync() {},
+    async run(inputs, outputs) {
+      // batchSize = rows: one pass through the layers; the default (32) is ~36x slower.
+      const result = model.predict(inputs.length === 1 ? inputs[0]! : inputs, { batchSize: inputs[0]!.shape[0] });
+      const all = Array.isArray(result) ? result : [result];
+      const wanted = outputs.map((o) => all[o]!);
+      for (const t of all) if (!wanted.includes(t)) t.dispose();
+      return wanted;
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
+function wrapGraph(model: GraphModel): TfModel {
+  const names = model.inputNodes;
+  const infos = model.inputs;
+  const outputNames = model.outputNodes;
+  let useExecuteAsync = false;
+  return {
+    format: 'graph-model',
+    inputs: names.map((name, i) => ({ name, dtype: String(infos[i]?.dtype ?? 'float32'), shape: infos[i]?.shape?.map((d) => (d < 0 ? null : d)) })),
+    outputNames,
+    get async() {
+      return useExecuteAsync;
+    },
+    useAsync() {
+      useExecuteAsync = true;
+    },
+    async run(inputs, outputs) {
+      const feed: tf.NamedTensorMap = {};
+      names.forEach((name, i) => (feed[name] = inputs[i]!));
+      const wanted = outputs.map((o) => outputNames[o]!);
+      const result = useExecuteAsync ? await model.executeAsync(feed, wanted) : model.execute(feed, wanted);
+      return Array.isArray(result) ? result : [result];
+    },
+    dispose: () => model.dispose(),
+  };
+}

@@ -1,0 +1,94 @@
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTwoInputModel } from '../../scripts/fixtures/byoModels.js';
+import { seedCustomers } from '../../src/dev/seed.js';
+import { selectBackend } from '../../src/model/backend.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { shippedModelDir } from '../helpers/run.js';
+
+/** README "Bringing your own model": `scorejob model init` drafts a manifest from the data that `model inspect` and a run accept. */
+describe('scorejob model init', () => {
+  let t: TestDatabase;
+  let root: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 3000, seed: 5 });
+    root = await mkdtemp(join(tmpdir(), 'sj-init-'));
+  });
+  afterAll(async () => t.drop());
+
+  /** A model directory with the shipped model's files and no manifest. */
+  async function bareShippedModel(name: string): Promise<string> {
+    const dir = join(root, name);
+    await mkdir(dir);
+    for (const f of ['model.json', 'weights.bin']) await copyFile(join(shippedModelDir, f), join(dir, f));
+    return dir;
+  }
+
+  it("drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the draft succeeds", async () => {
+    const dir = await bareShippedModel('shipped');
+    const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    expect(init.stdout).toMatch(/^wrote .*manifest\.json: 15 features from 3000 rows of customers/);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { description: string; source: unknown; features: Record<string, any>[]; training: Record<string, any> };
+    expect(manifest.description).toMatch(/DRAFT .* a person must review it/);
+    expect(manifest.source).toEqual({ table: 'customers', key: 'customer_id' });
+    for (const f of manifest.features.filter((x) => x.transform === 'standardize')) {
+      const c = `"${f.column}"`;
+      const { rows } = await t.pool.query(`SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max, count(*) - count(${c}) AS nulls FROM customers`);
+      const sql = rows[0];
+      expect({ mean: f.mean, std: f.std, min: f.min, max: f.max }, f.column).toEqual({ mean: sql.mean, std: sql.std, min: sql.min, max: sql.max });
+      expect(f.fill, f.column).toBe(Number(sql.nulls) > 0 ? sql.mean : undefined);
+      expect(manifest.training.columns[f.column].null_fraction).toBe(Number(sql.nulls) / 3000);
+    }
+    const region = manifest.features.find((f) => f.column === 'region')!;
+    const { rows: top } = await t.pool.query<{ region: string }>('SELECT region FROM customers WHERE region IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1');
+    expect(region).toEqual({ column: 'region', transform: 'one_hot', categories: top.map((r) => r.region), fill: top[0]!.region });
+    expect(manifest.features.find((f) => f.column === 'has_app')).toHaveProperty('fill');
+    expect(manifest.features.find((f) => f.column === 'is_subscriber')).not.toHaveProperty('fill');
+
+    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    expect(inspect.code).toBe(0);
+    expect(inspect.stdout).toMatch(/the source has every column the model needs/);
+    const run = await runCli(['run', '--model', dir], t.env);
+    expect(run.code).toBe(0);
+    const { rows: scored } = await t.pool.query<{ n: number }>("SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'shipped'");
+    expect(scored[0]!.n).toBe(3000);
+  });
+
+  it('never overwrites a manifest.json without --force (exit 2, one line, before reading the table)', async () => {
+    const dir = await bareShippedModel('twice');
+    expect((await runCli(['model', 'init', dir, '--table', 'customers'], t.env)).code).toBe(0);
+    const first = await readFile(join(dir, 'manifest.json'), 'utf8');
+    const again = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', 'tenure_months'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toBe(`scorejob: ${join(dir, 'manifest.json')} exists; scorejob model init does not overwrite it (pass --force to replace it)\n`);
+    expect(await readFile(join(dir, 'manifest.json'), 'utf8')).toBe(first);
+    expect((await runCli(['model', 'init', dir, '--table', 'customers', '--force'], t.env)).code).toBe(0);
+  });
+
+  it("maps text columns to a model's int32 inputs as index features (by name), numbers raw with --numbers raw", async () => {
+    await selectBackend('cpu');
+    const dir = join(root, 'two-inputs');
+    await writeTwoInputModel(dir);
+    await rm(join(dir, 'manifest.json'));
+    const columns = 'tenure_months,discount_share,email_open_rate,days_since_last_order,region,segment';
+    const init = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
+    expect(init.code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[] };
+    expect(manifest.features.map((f) => [f.column, f.transform, f.input])).toEqual([
+      ['tenure_months', 'raw', 'numeric'],
+      ['discount_share', 'raw', 'numeric'],
+      ['email_open_rate', 'raw', 'numeric'],
+      ['days_since_last_order', 'raw', 'numeric'],
+      ['segment', 'index', 'segment_id'],
+      ['region', 'index', 'region_id'],
+    ]);
+    expect(manifest.features[5]!.fill).toBe(manifest.features[5]!.categories.length); // NULL -> the unknown id
+    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+  });
+});
