@@ -51,6 +51,10 @@ export interface RunOptions {
   dueCheck?: { expression: string; timezone?: string | undefined } | undefined;
   /** `--on-publish-command`: a shell command run after the publish committed (src/job/onPublishCommand.ts). */
   onPublishCommand?: string | undefined;
+  /** `--workers`: a shared run with this many local workers (src/job/sharedRun.ts); undefined: one process, as before. */
+  workers?: number | undefined;
+  /** `--chunk-lease`: seconds a worker's claim on a chunk lasts without renewal. */
+  chunkLeaseS?: number | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

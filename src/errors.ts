@@ -140,6 +140,16 @@ export class SnapshotLostError extends ScorejobError {
   }
 }
 
+/**
+ * A worker of a shared run found, at its chunk's commit, that its claim on the chunk was taken over (its
+ * lease expired while it stalled): the chunk's transaction is rolled back and the worker claims another.
+ */
+export class ClaimLostError extends ScorejobError {
+  constructor(readonly chunkNo: number) {
+    super(`lost the claim on chunk ${chunkNo}: another worker took it over after this one's lease expired`, ExitCode.runFailed);
+  }
+}
+
 /** A migration's SQL failed; its transaction was rolled back, the schema is at the previous version. */
 export class MigrationError extends ScorejobError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -15,6 +15,7 @@ import {
   type BackendChoice,
   type Trigger,
 } from '../config.js';
+import { autoWorkers, defaultLeaseS } from '../job/sharedRun.js';
 
 /**
  * One option of the CLI, defined once: its flag and help, its environment variable, its default, and
@@ -156,8 +157,46 @@ export const onPublishCommand: Setting<string> = {
   parse: (value) => value,
 };
 
+/** `--workers N|auto`: a shared run (src/job/sharedRun.ts). Unset: one process scores the chunks in order, as before. */
+export const workers: Setting<number> = {
+  flags: '--workers <n>',
+  description: 'share the run between this many local worker processes (auto: one per core, less one beside a local database); `scorejob work` may join it from other machines; default: one process, unshared',
+  env: 'SCOREJOB_WORKERS',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => (value === 'auto' ? autoWorkers(process.env.PGHOST ?? hostOfUrl(process.env.DATABASE_URL)) : parseIntFlag(value, name, 1, 256)),
+};
+
+/** `--chunk-lease`: how long a worker's claim on a chunk lasts without renewal (shared runs). */
+export const chunkLease: DefaultedSetting<number> = {
+  flags: '--chunk-lease <seconds>',
+  description: "seconds a worker's claim on a chunk lasts unrenewed (shared runs): a stalled or dead worker's chunk is taken over after it",
+  env: 'SCOREJOB_CHUNK_LEASE',
+  default: String(defaultLeaseS),
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 3600),
+};
+
+/** `scorejob work --wait`: how long a worker waits for a run to join. */
+export const workWait: DefaultedSetting<number> = {
+  flags: '--wait <seconds>',
+  description: 'with no run to join, wait this long for one, then exit 0',
+  env: 'SCOREJOB_WORK_WAIT',
+  default: '300',
+  parse: (value, name) => parseIntFlag(value, name, 0, 86_400),
+};
+
+function hostOfUrl(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return new URL(url).hostname || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, workers, chunkLease];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

@@ -12,6 +12,7 @@ import { registerRun } from './run.js';
 import { registerRuns } from './runs.js';
 import { registerSchedule } from './schedule.js';
 import { registerSeed } from './seed.js';
+import { registerWork } from './work.js';
 
 export type { Context } from './action.js';
 export { withPool } from './action.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerPublish(program);
   registerRollback(program);
   registerRuns(program);
+  registerWork(program);
   registerSeed(program);
   registerModel(program);
 

@@ -6,7 +6,7 @@ import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLos
 import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
-import { runChunks, type StopSignal } from './chunkLoop.js';
+import { runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -20,6 +20,7 @@ import { formatPercent } from '../report/format.js';
 import { Publications, type RunBands } from '../ledger/publications.js';
 import type { ManifestBand } from '../model/manifest.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
+import { runShared, sharedSource } from './sharedRun.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -100,38 +101,37 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     let inFlight = 0;
     stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
     observer.begin(chunks, params.chunkSize, sourceRows);
-    const completed = await runChunks(
-      {
-        pool: deps.pool,
-        view,
-        ledger,
-        runId,
-        source: params.source,
-        columns: model.plan.columns,
-        transform: observer.transform,
-        chunkStats: observer.chunkStats,
-        scorer: model.scorer,
-        chunkSize: params.chunkSize,
-        attempts: params.chunkAttempts,
-        stop: deps.stop,
-        log,
-        timings: deps.timings,
-        recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
-        recover: deps.recover,
-        fence: deps.fence,
-        onChunkDone: ({ chunkNo, scored, rejected }) => {
-          done++;
-          // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
-          log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
-          observer.chunkDone(scored, rejected);
-          scoredNow += scored;
-          rejectedNow += rejected;
-          const next = pending[++inFlight];
-          if (next) stage = `chunk ${next.chunkNo}`;
-        },
+    const loop: ChunkLoopDeps = {
+      pool: deps.pool,
+      view: params.workers === undefined ? view : sharedSource(view, () => ledger.pendingChunks(deps.client, runId)),
+      ledger,
+      runId,
+      source: params.source,
+      columns: model.plan.columns,
+      transform: observer.transform,
+      chunkStats: observer.chunkStats,
+      scorer: model.scorer,
+      chunkSize: params.chunkSize,
+      attempts: params.chunkAttempts,
+      stop: deps.stop,
+      log,
+      timings: deps.timings,
+      recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
+      recover: deps.recover,
+      fence: deps.fence,
+      onChunkDone: ({ chunkNo, scored, rejected }) => {
+        done++;
+        // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
+        log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+        observer.chunkDone(scored, rejected);
+        scoredNow += scored;
+        rejectedNow += rejected;
+        const next = pending[++inFlight];
+        if (next) stage = `chunk ${next.chunkNo}`;
       },
-      pending,
-    );
+    };
+    // A run started with --workers shares its chunks by claim with its local and remote workers (sharedRun.ts).
+    const completed = params.workers === undefined ? await runChunks(loop, pending) : await runShared(loop, { config: deps.config, params, modelDir: params.modelDir });
     observer.stopProgress();
     await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
     if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);

@@ -19,6 +19,7 @@ import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
+import { defaultLeaseS } from './sharedRun.js';
 
 export type { RunResult };
 
@@ -49,6 +50,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     backendChoice: opts.backend,
     source: { table: model.manifest.source.table, key: model.manifest.source.key },
     onPublishCommand: opts.onPublishCommand ?? null,
+    // Only a shared run carries these: a default run's params (and behaviour) stay as before.
+    ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
   };
   return withLockedLedger(ctx, model, 'run', async (session) => {
     const { ledger, client } = session;

@@ -316,7 +316,7 @@ export async function runLockHeld(c: pg.ClientBase, schema: string, name = runLo
  * Whether a live lock holder works on this run: `alive` (its backend is there), `grace` (its connection
  * just dropped; it may come back within the grace), or `none` (a leftover `running` row).
  */
-export async function runHolderState(c: pg.ClientBase, schema: string, runId: string): Promise<'alive' | 'grace' | 'none'> {
+export async function runHolderState(c: pg.ClientBase | pg.Pool, schema: string, runId: string): Promise<'alive' | 'grace' | 'none'> {
   const { rows } = await c.query<{ alive: boolean; backend_alive: boolean }>(
     `SELECT ${holderAliveSql('l', '$2')} AS alive,
             ${backendAliveSql('l')} AS backend_alive

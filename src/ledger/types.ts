@@ -19,6 +19,13 @@ export interface RunParams {
   source: { table: string; key: string };
   /** `--on-publish-command`; null or absent: none. */
   onPublishCommand?: string | null;
+  /**
+   * `--workers`: the run's chunks are claimed (src/ledger/chunkClaims.ts) by this many local workers, and
+   * `scorejob work` may join it from anywhere. Absent: one process scores the chunks in order, as before.
+   */
+  workers?: number;
+  /** How long a worker's claim on a chunk lasts without renewal (`--chunk-lease`), seconds. */
+  chunkLeaseS?: number;
 }
 
 export interface RunRow {
@@ -70,6 +77,9 @@ export interface ChunkRow {
   duration_ms: number | null;
   last_error: string | null;
   stats: ScoreStats | null;
+  /** The worker that claimed it last (shared runs, sql/009_chunk_claims.sql); null otherwise. */
+  claim_host?: string | null;
+  claim_pid?: number | null;
 }
 
 /** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */

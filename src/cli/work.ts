@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { ExitCode, signalExitCode } from '../errors.js';
+import { joinRun } from '../job/worker.js';
+import { action } from './action.js';
+import { backend, model, option, read, workWait } from './options.js';
+import { withStopSignal } from './stopSignal.js';
+
+/** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */
+export function registerWork(program: Command): void {
+  const cmd = program
+    .command('work')
+    .description('join a shared run (one started with --workers) as a worker: claim its chunks and score them until none is left')
+    .option('--run <id>', 'the run to join; default: the newest shared run that is running')
+    .addOption(option(workWait))
+    .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"))
+    .addOption(option(backend, "TensorFlow.js backend: auto, tensorflow, wasm or cpu; default: the run's"));
+  cmd.action(
+    action(async (ctx, cmd: Command) => {
+      const opts = cmd.opts<{ run?: string }>();
+      const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
+      return withStopSignal(ctx.log, async (stop) => {
+        const result = await joinRun(
+          { ...ctx, stop },
+          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), backend: given('backend') ? read(cmd, backend) : undefined },
+        );
+        const words = {
+          done: 'no chunk is left',
+          stopped: `stopped by ${stop.requested ?? 'a signal'}`,
+          'run-ended': 'the run is not running any more',
+          'coordinator-gone': `its coordinator is gone: resume the run with \`scorejob resume ${result.runId}\`, then start the workers again`,
+        }[result.outcome];
+        ctx.log.info(
+          { outcome: result.outcome, chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
+          `worker done with run ${result.runId}: ${result.chunks} chunk(s), ${result.rowsScored} scored, ${result.rowsRejected} rejected; ${words}`,
+        );
+        return result.outcome === 'stopped' && stop.requested ? signalExitCode(stop.requested) : ExitCode.ok;
+      });
+    }),
+  );
+}

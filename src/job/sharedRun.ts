@@ -1,0 +1,99 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../config.js';
+import { ChunkClaims } from '../ledger/chunkClaims.js';
+import type { PlannedChunk, RunParams } from '../ledger/types.js';
+import type { ChunkLoopDeps, ChunkSource } from './chunkLoop.js';
+import { runClaimed, thisWorker } from './claimLoop.js';
+
+/** A claim's lease without renewal, seconds: long against a renewal every third of it, short against a dead worker's chunk waiting. */
+export const defaultLeaseS = 30;
+
+/**
+ * `--workers auto`: one worker per core, less one when the database server shares the host (measured on
+ * 2 cores: a second worker next to the server ran no faster, README "Scaling out"). At least one.
+ */
+export function autoWorkers(dbHost: string | undefined): number {
+  const cores = availableParallelism();
+  const local = dbHost === undefined || dbHost === '' || dbHost === 'localhost' || dbHost.startsWith('127.') || dbHost === '::1' || dbHost.startsWith('/');
+  return Math.max(1, local ? cores - 1 : cores);
+}
+
+const bin = fileURLToPath(new URL('../../bin/scorejob', import.meta.url));
+
+/**
+ * The coordinator's part of a shared run (one started with `--workers`): it voids the claims of an
+ * earlier attempt, starts `workers - 1` local worker processes (`scorejob work --run ID`: each its own
+ * connections and model backend), scores chunks itself by claim like any worker, and returns once no
+ * chunk is pending (remote workers may have done some) or it was stopped. Workers' failures reach it
+ * through the ledger: a chunk marked failed fails the run here.
+ */
+export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run: { config: Config; params: RunParams; modelDir: string }): Promise<boolean> {
+  const claims = new ChunkClaims(run.config.schema);
+  await claims.reset(loop.pool, loop.runId);
+  const children = spawnWorkers((run.params.workers ?? 1) - 1, loop.runId, run);
+  if (children.length > 0) loop.log.info({ workers: children.length + 1, worker_pids: children.map((c) => c.pid) }, `run ${loop.runId}: ${children.length} local worker process(es) started beside this one`);
+  // A stop request reaches the local workers too: each finishes its chunk and gives nothing else back.
+  const forward = setInterval(() => {
+    if (loop.stop.requested) for (const c of children) if (c.exitCode === null) c.kill(loop.stop.requested);
+  }, 200);
+  forward.unref();
+  try {
+    const outcome = await runClaimed({
+      ...loop,
+      claims,
+      schema: run.config.schema,
+      worker: thisWorker(),
+      leaseMs: (run.params.chunkLeaseS ?? defaultLeaseS) * 1000,
+      role: 'coordinator',
+    });
+    return outcome === 'done';
+  } finally {
+    clearInterval(forward);
+    // The workers end on their own once no chunk is pending; after a failure they see the failed chunk and stop.
+    await Promise.all(children.map((c) => exited(c, 30_000)));
+  }
+}
+
+function spawnWorkers(n: number, runId: string, run: { config: Config; params: RunParams; modelDir: string }): ChildProcess[] {
+  const children: ChildProcess[] = [];
+  for (let i = 0; i < n; i++) {
+    const args = [bin, '--schema', run.config.schema, '--log-level', run.config.logLevel, '--no-pretty', 'work', '--run', runId, '--model', run.modelDir, '--backend', run.params.backendChoice, '--wait', '30'];
+    // The environment carries the connection (DATABASE_URL / PG*), as for the coordinator; the logs share its stdout.
+    children.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }));
+  }
+  return children;
+}
+
+function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
+ * The coordinator's view of a shared run's snapshot: when it is lost and taken again, every pending chunk
+ * of the run is counted in the new one (not only those this process scores), since any worker may read any.
+ */
+export function sharedSource(view: ChunkSource, allPending: () => Promise<readonly PlannedChunk[]>): ChunkSource {
+  return {
+    get snapshotId() {
+      return view.snapshotId;
+    },
+    async ensure(client, pending) {
+      const counted = await view.ensure(client, await allPending());
+      if (!counted) return undefined;
+      const rows = new Map(counted.map((c) => [c.chunkNo, c.rows]));
+      return pending.map((c) => ({ ...c, rows: rows.get(c.chunkNo) }));
+    },
+  };
+}

@@ -1,0 +1,167 @@
+import type pg from 'pg';
+import type { BackendChoice, Config } from '../config.js';
+import { assertMigrated } from '../db/migrate.js';
+import { checkConnection, createPool } from '../db/pool.js';
+import { withClient } from '../db/sql.js';
+import { NothingToDoError, SnapshotLostError, UsageError } from '../errors.js';
+import { ChunkClaims } from '../ledger/chunkClaims.js';
+import { Ledger, type PlannedChunk, type RunRow } from '../ledger/ledger.js';
+import { runHolderState } from '../ledger/runLock.js';
+import type { Logger } from '../log.js';
+import { loadModel } from '../model/load.js';
+import { RunObserver } from '../observe/observer.js';
+import { StageTimings } from '../observe/timings.js';
+import type { ChunkSource, StopSignal } from './chunkLoop.js';
+import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
+import { defaultLeaseS } from './sharedRun.js';
+
+export interface WorkOptions {
+  /** The run to join; undefined: the newest shared run that is running. */
+  runId: string | undefined;
+  /** Without a run to join: how long to wait for one, seconds. */
+  waitS: number;
+  /** The model files; undefined: the run's own model directory. */
+  modelDir: string | undefined;
+  backend: BackendChoice | undefined;
+}
+
+export interface WorkResult {
+  runId: string;
+  outcome: ClaimOutcome;
+  chunks: number;
+  rowsScored: number;
+  rowsRejected: number;
+  durationMs: number;
+  timings: Record<string, number>;
+}
+
+/**
+ * `scorejob work`: joins a shared run (one started with `--workers`) from any machine and scores its
+ * chunks until none is left. It reads each chunk in the run's snapshot, which the coordinator holds
+ * open: once the coordinator is gone (its run lock has no live holder), the snapshot is gone too, and
+ * the worker stops cleanly (exit 0) with its claim given back; `scorejob resume` makes a new coordinator,
+ * and workers started again join it.
+ */
+export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSignal }, opts: WorkOptions): Promise<WorkResult> {
+  const { config } = ctx;
+  // reader, writer, the claims and their leases, and one spare.
+  const pool = createPool(config.db, 4);
+  const claims = new ChunkClaims(config.schema);
+  const ledger = new Ledger(config.schema);
+  try {
+    await checkConnection(pool, config.db);
+    await withClient(pool, (c) => assertMigrated(c, config.schema));
+    const run = await findRun(pool, claims, ledger, config.schema, opts, ctx);
+    const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
+    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend: opts.backend ?? (run.params.backendChoice as BackendChoice) });
+    try {
+      if (model.sha256 !== run.model_sha256) {
+        throw new UsageError(
+          `the model files in ${opts.modelDir ?? run.params.modelDir} are not run ${run.run_id}'s (sha256 ${model.sha256.slice(0, 12)}… here, ${run.model_sha256.slice(0, 12)}… in the run): give \`--model\` the run's model`,
+        );
+      }
+      const observer = new RunObserver(undefined, log, model.plan);
+      const timings = new StageTimings();
+      const view = new LedgerSnapshot(pool, claims, config.schema, run.run_id);
+      await view.refresh([]);
+      let chunks = 0;
+      let scored = 0;
+      let rejected = 0;
+      const started = performance.now();
+      log.info({ model: model.manifest.name, backend: model.backend }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend`);
+      const outcome = await runClaimed({
+        pool,
+        view,
+        ledger,
+        claims,
+        schema: config.schema,
+        runId: run.run_id,
+        worker: thisWorker(),
+        leaseMs: (run.params.chunkLeaseS ?? defaultLeaseS) * 1000,
+        role: 'worker',
+        source: run.params.source,
+        columns: model.plan.columns,
+        transform: observer.transform,
+        chunkStats: observer.chunkStats,
+        scorer: model.scorer,
+        chunkSize: run.params.chunkSize,
+        attempts: run.params.chunkAttempts,
+        stop: ctx.stop,
+        log,
+        timings,
+        recover: async () => undefined,
+        onChunkDone: ({ chunkNo, scored: s, rejected: r }) => {
+          chunks++;
+          scored += s;
+          rejected += r;
+          log.info({ chunk: chunkNo, scored: s, rejected: r }, `chunk ${chunkNo} done`);
+        },
+      });
+      const durationMs = performance.now() - started;
+      return { runId: run.run_id, outcome, chunks, rowsScored: scored, rowsRejected: rejected, durationMs, timings: timings.toJSON() };
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
+
+/** The run to join: the one named, or the newest shared run that is running (waiting up to --wait for one). */
+async function findRun(pool: pg.Pool, claims: ChunkClaims, ledger: Ledger, schema: string, opts: WorkOptions, ctx: { log: Logger; stop: StopSignal }): Promise<RunRow> {
+  if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`--run "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
+  const deadline = Date.now() + opts.waitS * 1000;
+  let said = false;
+  for (;;) {
+    const id = opts.runId ?? (await claims.joinableRun(pool));
+    const run = id === undefined ? undefined : await ledger.getRun(pool, id);
+    if (opts.runId !== undefined) {
+      if (!run) throw new UsageError(`there is no run ${opts.runId} (see \`scorejob runs\`)`);
+      if (run.params.workers === undefined) throw new UsageError(`run ${run.run_id} was not started with --workers: only its own process scores it`);
+      if (run.status !== 'running' && run.status !== 'interrupted' && run.status !== 'failed') throw new NothingToDoError(`run ${run.run_id} is ${run.status}; nothing to do`);
+    }
+    if (run && run.status === 'running' && run.chunks_total !== null && (await runHolderState(pool, schema, run.run_id)) === 'alive') return run;
+    if (Date.now() >= deadline || ctx.stop.requested) {
+      throw new NothingToDoError(opts.runId !== undefined ? `run ${opts.runId} is not running (waited ${opts.waitS} s); nothing to do` : `no shared run is running (waited ${opts.waitS} s); nothing to do`);
+    }
+    if (!said) ctx.log.info({ wait_s: opts.waitS }, opts.runId !== undefined ? `run ${opts.runId} is not running yet; waiting up to ${opts.waitS} s` : `no shared run is running; waiting up to ${opts.waitS} s for one`);
+    said = true;
+    await new Promise((r) => setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))));
+  }
+}
+
+/**
+ * A worker's view of the run's snapshot: the id the coordinator recorded on the run. When a read finds it
+ * gone, the coordinator either took a new one (and counted the pending chunks in it: the worker takes the
+ * new id and counts) or died (the claim loop stops the worker).
+ */
+class LedgerSnapshot implements ChunkSource {
+  private id = '';
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly claims: ChunkClaims,
+    private readonly schema: string,
+    private readonly runId: string,
+  ) {}
+
+  get snapshotId(): string {
+    return this.id;
+  }
+
+  async refresh(pending: readonly PlannedChunk[]): Promise<Map<number, number | undefined>> {
+    const { snapshot, rows } = await this.claims.snapshotAndRows(this.pool, this.runId, pending.map((c) => c.chunkNo));
+    this.id = snapshot ?? '';
+    return rows;
+  }
+
+  async ensure(_client: pg.ClientBase, pending: readonly PlannedChunk[]): Promise<readonly PlannedChunk[] | undefined> {
+    const before = this.id;
+    const rows = await this.refresh(pending);
+    if (this.id !== before) return pending.map((c) => ({ ...c, rows: rows.get(c.chunkNo) }));
+    if ((await runHolderState(this.pool, this.schema, this.runId)) !== 'alive') {
+      throw new SnapshotLostError(`the run's snapshot of the source (${this.id}) is gone with its coordinator`);
+    }
+    return undefined;
+  }
+}
