@@ -44,14 +44,24 @@ export interface WorkResult {
  */
 export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSignal }, opts: WorkOptions): Promise<WorkResult> {
   const { config } = ctx;
-  // reader, writer, the claims and their leases, and one spare.
-  const pool = createPool(config.db, 4);
   const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
+  const lookup = createPool(config.db, 1);
+  let run: RunRow;
   try {
-    await checkConnection(pool, config.db);
-    await withClient(pool, (c) => assertMigrated(c, config.schema));
-    const run = await findRun(pool, claims, ledger, config.schema, opts, ctx);
+    await checkConnection(lookup, config.db);
+    await withClient(lookup, (c) => assertMigrated(c, config.schema));
+    run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
+  } finally {
+    await lookup.end().catch(() => undefined);
+  }
+  const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
+  // reader, writer, the claims and their leases, and one spare.
+  const pool = createPool(config.db, 4);
+  // A worker that stalls (paused, swapped out) inside its chunk's transaction would keep the chunk's row
+  // locked, and no one could take the chunk over: the server ends such a transaction after the lease.
+  pool.options.idle_in_transaction_session_timeout = leaseMs;
+  try {
     const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
     const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend: opts.backend ?? (run.params.backendChoice as BackendChoice) });
     try {
@@ -77,7 +87,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
         schema: config.schema,
         runId: run.run_id,
         worker: thisWorker(),
-        leaseMs: (run.params.chunkLeaseS ?? defaultLeaseS) * 1000,
+        leaseMs,
         role: 'worker',
         source: run.params.source,
         columns: model.plan.columns,

@@ -1,8 +1,10 @@
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
+import { modelCopy } from '../helpers/run.js';
 
 /** The published table as the issue compares it: the count and an md5 of the ordered (customer_id, score). */
 async function published(t: TestDatabase): Promise<{ n: number; md5: string }> {
@@ -15,6 +17,22 @@ async function published(t: TestDatabase): Promise<{ n: number; md5: string }> {
 async function distinctPublished(t: TestDatabase): Promise<number> {
   const { rows } = await t.pool.query<{ n: number }>(`SELECT count(DISTINCT customer_id)::int AS n FROM scoring.customer_scores`);
   return rows[0]?.n ?? -1;
+}
+
+/** Waits until worker `pid` holds a claim on a pending chunk; with `pause`, stops it (SIGSTOP) while it does. */
+async function whileHoldingClaim(t: TestDatabase, runId: string, child: ChildProcess, act: () => void): Promise<void> {
+  const holds = async () =>
+    (await t.pool.query(`SELECT 1 FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND status = 'pending' AND lease_until > now()`, [runId, child.pid])).rows.length > 0;
+  for (let i = 0; i < 200; i++) {
+    await waitUntil('the worker to hold a claim', async () => ((await holds()) ? true : undefined), 20_000, 2);
+    child.kill('SIGSTOP');
+    if (await holds()) {
+      act();
+      return;
+    }
+    child.kill('SIGCONT'); // it finished that chunk in between: try again
+  }
+  throw new Error('never caught the worker holding a claim');
 }
 
 const started = (l: Record<string, unknown>) => typeof l.run_id === 'string' && /started/.test(String(l.msg));
@@ -33,7 +51,7 @@ describe('several workers share one run', () => {
   afterAll(async () => t.drop());
 
   it('--workers 2 on one host publishes the same table as --workers 1, and the chunks were scored by two processes', async () => {
-    const r = await runCli(['run', '--chunk-size', '200', '--workers', '2'], t.env);
+    const r = await runCli(['run', '--chunk-size', '50', '--workers', '2'], t.env);
     exitOk(r);
     expect(await published(t)).toEqual(oneWorker);
     const runId = r.logs.find(started)?.run_id as string;
@@ -47,13 +65,12 @@ describe('several workers share one run', () => {
   }, 60_000);
 
   it('`work` processes on other "machines" join a coordinator; a worker killed -9 mid-chunk has its chunk taken over after the lease; nothing lost or doubled', async () => {
-    const coordinator = startCli(['run', '--chunk-size', '100', '--workers', '1', '--chunk-lease', '2'], t.env);
+    const coordinator = startCli(['run', '--chunk-size', '20', '--workers', '1', '--chunk-lease', '2'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
     const a = startCli(['work', '--wait', '30'], t.env);
     const b = startCli(['work', '--run', runId], t.env);
-    // Kill `a` while it holds a claim (after its first chunk, it claims the next at once).
-    await waitForLog(a, (l) => /chunk \d+ done/.test(String(l.msg)));
-    a.kill('SIGKILL');
+    await waitForLog(a, (l) => /joined run/.test(String(l.msg)));
+    await whileHoldingClaim(t, runId, a, () => a.kill('SIGKILL'));
     await a.result;
     const [rc, rb] = await Promise.all([coordinator.result, b.result]);
     exitOk(rc);
@@ -68,16 +85,11 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('fencing: a worker paused (SIGSTOP) past its lease cannot commit the chunk another worker finished; it logs that it lost the claim', async () => {
-    const coordinator = startCli(['run', '--chunk-size', '100', '--workers', '1', '--chunk-lease', '1'], t.env, );
+    const coordinator = startCli(['run', '--chunk-size', '20', '--workers', '1', '--chunk-lease', '1'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
     const stale = startCli(['--log-level', 'debug', 'work', '--run', runId], t.env);
-    // Pause it while it holds a claim: right after it logged a claim-free moment is unknowable, so pause on its first chunk's read.
     await waitForLog(stale, (l) => /joined run/.test(String(l.msg)));
-    await waitUntil('the worker to hold a claim', async () => {
-      const { rows } = await t.pool.query(`SELECT 1 FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND status = 'pending' AND claim_token IS NOT NULL`, [runId, stale.pid]);
-      return rows.length > 0 ? true : undefined;
-    }, 20_000, 5);
-    stale.kill('SIGSTOP');
+    await whileHoldingClaim(t, runId, stale, () => undefined);
     const rc = await coordinator.result;
     exitOk(rc);
     stale.kill('SIGCONT');
@@ -89,7 +101,7 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('kill -9 of the coordinator while workers run: the workers stop cleanly, and `resume` gives the table of a clean run', async () => {
-    const coordinator = startCli(['run', '--chunk-size', '50', '--workers', '1', '--chunk-lease', '2'], t.env);
+    const coordinator = startCli(['run', '--chunk-size', '40', '--workers', '1', '--chunk-lease', '2'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
     const w = startCli(['work', '--run', runId], t.env);
     await waitForLog(w, (l) => /chunk \d+ done/.test(String(l.msg)));
@@ -106,6 +118,13 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('a worker refuses model files that are not the run\'s (exit 2), and exits 0 when no run is running', async () => {
+    const coordinator = startCli(['run', '--chunk-size', '200', '--workers', '1'], t.env);
+    const runId = (await waitForLog(coordinator, started)).run_id as string;
+    const other = await modelCopy((m) => (m.version = '9.9.9'));
+    const refused = await runCli(['work', '--run', runId, '--model', other], t.env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`scorejob: the model files in .* are not run ${runId}'s \\(sha256`));
+    exitOk(await coordinator.result);
     const idle = await runCli(['work', '--wait', '0'], t.env);
     expect(idle.code).toBe(0);
     expect(idle.stderr + idle.stdout).toMatch(/no shared run is running/);
