@@ -75,10 +75,32 @@ export function formatRunDetail(r: RunDetail): string {
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
   if (failing.length > 0) {
     lines.push('', 'Chunks not done or retried:');
-    for (const c of failing.slice(0, 20)) lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.status}, ${c.attempts} attempt(s)${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+    for (const c of failing.slice(0, 20)) {
+      const by = c.claim_host ? ` (last by pid ${c.claim_pid} on ${c.claim_host})` : '';
+      lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.status}, ${c.attempts} attempt(s)${by}${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+    }
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }
+  lines.push(...formatWorkers(r.chunks));
   return lines.map(visible).join('\n') + '\n';
+}
+
+/** A shared run's workers (src/job/claimLoop.ts): the chunks, rows and scoring time of each, from the ledger. */
+function formatWorkers(chunks: RunDetail['chunks']): string[] {
+  const by = new Map<string, { chunks: number; rows: number; ms: number }>();
+  for (const c of chunks) {
+    if (!c.claim_host || c.status !== 'done') continue;
+    const key = `pid ${c.claim_pid} on ${c.claim_host}`;
+    const w = by.get(key) ?? { chunks: 0, rows: 0, ms: 0 };
+    w.chunks++;
+    w.rows += (c.rows_scored ?? 0) + (c.rows_rejected ?? 0);
+    w.ms += c.duration_ms ?? 0;
+    by.set(key, w);
+  }
+  if (by.size === 0) return [];
+  const lines = ['', `Workers (${by.size}):`];
+  for (const [who, w] of by) lines.push(`  ${who}: ${formatCount(w.chunks)} chunk(s), ${formatCount(w.rows)} rows, ${(w.ms / 1000).toFixed(1)} s in its chunks`);
+  return lines;
 }
 
 /**

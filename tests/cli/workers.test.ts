@@ -62,6 +62,8 @@ describe('several workers share one run', () => {
     expect(rows[0]?.pids).toBe(2);
     const run = await t.pool.query(`SELECT rows_scored::int + rows_rejected::int AS total FROM scoring.score_runs WHERE run_id = $1`, [runId]);
     expect(run.rows[0]?.total).toBe(rows[0]?.rows);
+    const show = await runCli(['runs', 'show', runId], t.env);
+    expect(show.stdout).toMatch(/Workers \(2\):\n  pid \d+ on .+: \d+ chunk\(s\), [\d,]+ rows, [\d.]+ s in its chunks\n  pid \d+ on /);
   }, 60_000);
 
   it('`work` processes on other "machines" join a coordinator; a worker killed -9 mid-chunk has its chunk taken over after the lease; nothing lost or doubled', async () => {
