@@ -97,6 +97,19 @@ describe('deployment files', () => {
     }
   });
 
+  it('the workers Job is a work queue of `scorejob work` joining the coordinator\'s shared run', async () => {
+    const all = await manifests();
+    const workers = all.find((m) => m.doc.kind === 'Job' && (m.doc.metadata as any).labels?.['app.kubernetes.io/component'] === 'worker');
+    expect(workers).toBeDefined();
+    const spec = workers!.doc.spec as any;
+    expect(spec.parallelism).toBeGreaterThan(1);
+    expect(spec.completionMode).toBe('NonIndexed');
+    expect(spec.completions).toBeUndefined();
+    expect(containers(workers!.doc)[0]?.args).toContain('work');
+    const coordinator = all.find((m) => m.doc.kind === 'CronJob')!;
+    expect(containers(coordinator.doc)[0]?.args).toContain('--workers');
+  });
+
   it('every path the Dockerfile copies from the context exists, and .dockerignore lets it in', async () => {
     const dockerfile = await readFile(join(repoRoot, 'Dockerfile'), 'utf8');
     const ignore = (await readFile(join(repoRoot, '.dockerignore'), 'utf8')).split('\n').filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
