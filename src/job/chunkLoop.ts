@@ -50,8 +50,10 @@ export interface ChunkLoopDeps {
   recordFailure(chunkNo: number, message: string): Promise<void>;
   /** After a connection loss: makes sure the ledger connection and the run lock are still ours. */
   recover(): Promise<void>;
-  /** Checked in the chunk's transaction just before COMMIT: the run lock is still ours. */
-  fence?(c: pg.ClientBase): Promise<void>;
+  /** Checked in the chunk's transaction just before COMMIT: the run lock (and, in a shared run, the chunk's claim) is still ours. */
+  fence?(c: pg.ClientBase, chunkNo: number): Promise<void>;
+  /** Shared runs (claimLoop.ts): the next chunk, claimed when the given ones run out; undefined when none is free. */
+  more?(): Promise<PlannedChunk | undefined>;
   onChunkDone?(info: { chunkNo: number; scored: number; rejected: number }): void;
   /**
    * Statistics of the chunk just transformed that the transform gathered (feature counters), stored
@@ -71,7 +73,7 @@ export interface ChunkLoopDeps {
  * there (a rewritten table reads empty). Returns false when stopped by a signal before all chunks were done.
  */
 export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
-  if (planned.length === 0) return true;
+  if (planned.length === 0 && !d.more) return true;
   /** Copies: a new snapshot recounts the chunks left. */
   const chunks = planned.map((c) => ({ ...c }));
   const capacity = Math.ceil(d.chunkSize * 1.25) + 64;
@@ -108,8 +110,13 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   };
 
   try {
-    for (let i = 0; i < chunks.length; ) {
+    for (let i = 0; ; ) {
       if (d.stop.requested) return false;
+      if (i === chunks.length) {
+        const next = d.more && (await d.more());
+        if (!next) break;
+        chunks.push({ ...next });
+      }
       const chunk = chunks[i] as PlannedChunk;
       const startedAt = new Date();
       try {
@@ -137,6 +144,11 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
         let t = performance.now();
         const batch = await current.promise;
         d.timings.add('read', performance.now() - t);
+        if (i + 1 === chunks.length && d.more && !d.stop.requested) {
+          // A shared run claims the next chunk now, so that its read overlaps this one's scoring as in a run of its own.
+          const next = await d.more();
+          if (next) chunks.push({ ...next });
+        }
         if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
         if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
 
@@ -166,7 +178,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
           // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
-          await d.fence?.(w);
+          await d.fence?.(w, chunk.chunkNo);
         });
         d.timings.add('write', performance.now() - t);
         d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);

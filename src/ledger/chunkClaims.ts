@@ -79,10 +79,11 @@ export class ChunkClaims {
     };
   }
 
-  /** Extends the claim's lease; false when the claim is no longer ours (taken over, or the chunk is done). */
+  /** Extends the claim's lease; false when the claim is no longer ours (another worker took it over). */
   async renew(c: Queryable, runId: string, claim: ChunkClaim, leaseMs: number): Promise<boolean> {
+    // No status condition: a renewal racing this worker's own commit of the chunk must not read as a lost claim.
     const { rowCount } = await c.query(
-      `UPDATE ${this.chunks} SET lease_until = now() + $4::int * interval '1 millisecond' WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
+      `UPDATE ${this.chunks} SET lease_until = now() + $4::int * interval '1 millisecond' WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3`,
       [runId, claim.chunkNo, claim.token, leaseMs],
     );
     return rowCount === 1;

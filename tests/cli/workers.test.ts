@@ -80,10 +80,13 @@ describe('several workers share one run', () => {
     expect(rb.logs.some((l) => /chunk \d+ done/.test(String(l.msg)))).toBe(true);
     expect(await published(t)).toEqual(oneWorker);
     // The killed worker's chunk: taken over, its lost attempt counted.
-    const taken = [...rc.logs, ...rb.logs].filter((l) => /took it over/.test(String(l.msg)));
+    const taken = [...rc.logs, ...rb.logs].filter((l) => /took it over from pid/.test(String(l.msg)));
     expect(taken.length).toBeGreaterThanOrEqual(1);
     const { rows } = await t.pool.query<{ attempts: number }>(`SELECT attempts FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [runId, taken[0]?.chunk]);
     expect(rows[0]?.attempts).toBe(2);
+    expect(taken[0]?.from_pid).toBe(a.pid);
+    // No worker lost a claim it was not paused or killed for.
+    expect([...rc.logs, ...rb.logs].filter((l) => l.claim_lost === true)).toEqual([]);
   }, 90_000);
 
   it('fencing: a worker paused (SIGSTOP) past its lease cannot commit the chunk another worker finished; it logs that it lost the claim', async () => {
