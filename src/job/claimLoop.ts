@@ -5,6 +5,10 @@ import { ClaimLostError, RunFailedError, SnapshotLostError } from '../errors.js'
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import { runHolderState } from '../ledger/runLock.js';
 import { runChunks, type ChunkLoopDeps } from './chunkLoop.js';
+import type { Stage } from '../observe/timings.js';
+
+/** The stages a chunk costs (planning and publishing are the coordinator's). */
+export const chunkStages: readonly Stage[] = ['read', 'transform', 'predict', 'write'];
 
 /** Who a worker is, in the ledger and the logs. */
 export interface WorkerId {
@@ -57,6 +61,13 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
     for (const c of held.values()) void d.claims.renew(d.pool, d.runId, c, d.leaseMs).then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined);
   }, Math.max(100, Math.floor(d.leaseMs / 3)));
   renewal.unref();
+  let last = d.timings.toJSON();
+  const stageDelta = (): Partial<Record<Stage, number>> => {
+    const now = d.timings.toJSON();
+    const delta = Object.fromEntries(chunkStages.map((k) => [k, Math.round((now[k] - last[k]) * 10) / 10]));
+    last = now;
+    return delta;
+  };
   try {
     for (;;) {
       if (d.stop.requested) return 'stopped';
@@ -91,6 +102,8 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
               if (!claim || !(await d.claims.holds(c, d.runId, claim))) throw new ClaimLostError(chunkNo);
               await d.fence?.(c, chunkNo);
             },
+            // Each chunk carries the stage times it cost this worker, so the coordinator can add up the whole run's (sharedRun.ts).
+            chunkStats: () => ({ ...d.chunkStats?.(), timings_ms: stageDelta() }),
             onChunkDone: (info) => {
               held.delete(info.chunkNo);
               d.onChunkDone?.(info);

@@ -5,7 +5,8 @@ import type { Config } from '../config.js';
 import { ChunkClaims } from '../ledger/chunkClaims.js';
 import type { PlannedChunk, RunParams } from '../ledger/types.js';
 import type { ChunkLoopDeps, ChunkSource } from './chunkLoop.js';
-import { runClaimed, thisWorker } from './claimLoop.js';
+import { chunkStages, runClaimed, thisWorker } from './claimLoop.js';
+import type { Stage } from '../observe/timings.js';
 
 /** A claim's lease without renewal, seconds: long against a renewal every third of it, short against a dead worker's chunk waiting. */
 export const defaultLeaseS = 30;
@@ -48,11 +49,25 @@ export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run:
       leaseMs: (run.params.chunkLeaseS ?? defaultLeaseS) * 1000,
       role: 'coordinator',
     });
+    if (outcome === 'done') await addWorkerTimings(loop);
     return outcome === 'done';
   } finally {
     clearInterval(forward);
     // The workers end on their own once no chunk is pending; after a failure they see the failed chunk and stop.
     await Promise.all(children.map((c) => exited(c, 30_000)));
+  }
+}
+
+/**
+ * The run's stage timings are the whole run's, as in an unshared run: this process measured its own chunks;
+ * the other workers' come from their chunks' ledger rows (`stats.timings_ms`, written with each chunk).
+ */
+async function addWorkerTimings(loop: Omit<ChunkLoopDeps, 'recordFailure'>): Promise<void> {
+  const me = thisWorker();
+  for (const c of await loop.ledger.getChunks(loop.pool, loop.runId)) {
+    if (c.status !== 'done' || (c.claim_pid === me.pid && c.claim_host === me.host)) continue;
+    const t = (c.stats as { timings_ms?: Partial<Record<Stage, number>> } | null)?.timings_ms;
+    for (const stage of chunkStages) loop.timings.add(stage, t?.[stage] ?? 0);
   }
 }
 

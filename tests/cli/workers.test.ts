@@ -41,10 +41,13 @@ const exitOk = (r: CliResult) => expect(r.code, r.stderr + r.stdout.slice(-3000)
 describe('several workers share one run', () => {
   let t: TestDatabase;
   let oneWorker: { n: number; md5: string };
+  let oneWorkerRun: string;
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 6000, seed: 5 });
-    exitOk(await runCli(['run', '--chunk-size', '500', '--workers', '1'], t.env));
+    const first = await runCli(['run', '--chunk-size', '500', '--workers', '1'], t.env);
+    exitOk(first);
+    oneWorkerRun = first.logs.find(started)?.run_id as string;
     oneWorker = await published(t);
     expect(oneWorker.n).toBeGreaterThan(5000);
   }, 60_000);
@@ -62,6 +65,16 @@ describe('several workers share one run', () => {
     expect(rows[0]?.pids).toBe(2);
     const run = await t.pool.query(`SELECT rows_scored::int + rows_rejected::int AS total FROM scoring.score_runs WHERE run_id = $1`, [runId]);
     expect(run.rows[0]?.total).toBe(rows[0]?.rows);
+    // The run's totals and statistics are the one-worker run's; its stage timings add up every worker's chunks.
+    const both = await t.pool.query<{ run_id: string; scored: string; rejected: string; n: string; mean: number; predict: number }>(
+      `SELECT run_id::text, rows_scored AS scored, rows_rejected AS rejected, stats->'scores'->>'count' AS n, (stats->'scores'->>'mean')::float8 AS mean,
+              (stats->'timings_ms'->>'predict')::float8 AS predict FROM scoring.score_runs WHERE run_id IN ($1, $2) ORDER BY run_id`,
+      [oneWorkerRun, runId],
+    );
+    const [one, two] = both.rows;
+    expect([two?.scored, two?.rejected, two?.n]).toEqual([one?.scored, one?.rejected, one?.n]);
+    expect(two?.mean).toBeCloseTo(one?.mean as number, 9);
+    expect(two?.predict).toBeGreaterThan(0);
     const show = await runCli(['runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/Workers \(2\):\n  pid \d+ on .+: \d+ chunk\(s\), [\d,]+ rows, [\d.]+ s in its chunks\n  pid \d+ on /);
   }, 60_000);
