@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
-import { accumulate, emptyStats } from '../stats/scoreStats.js';
+import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
 import type { StageTimings } from '../observe/timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -78,7 +78,8 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   const batches: ColumnBatch[] = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
   let x = new Float32Array(capacity * d.scorer.inputWidth);
   let keys = new BigInt64Array(capacity);
-  let encoded: Buffer | undefined;
+  /** Two encode buffers: chunk i's is being written while chunk i+1 is encoded into the other. */
+  const encoded: (Buffer | undefined)[] = [undefined, undefined];
   const table = d.ledger.runTable(d.runId);
   let reader: pg.PoolClient | undefined = await connect(d.pool, 'reader');
   let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
@@ -107,12 +108,89 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     return { index, promise };
   };
 
+  /** The chunk whose write transaction is in flight on the writer while the next chunk is scored. */
+  let writing: { index: number; promise: Promise<PreparedChunk> } | undefined;
+  const finished = (p: PreparedChunk): void => {
+    d.log.debug({ chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length }, `chunk ${p.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
+    d.onChunkDone?.({ chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length });
+  };
+
+  /** Reads (the read-ahead), transforms, scores and encodes chunk i into encoded[i % 2]; writes nothing. */
+  const prepare = async (i: number): Promise<PreparedChunk> => {
+    const chunk = chunks[i] as PlannedChunk;
+    const startedAt = new Date();
+    const current = prefetch?.index === i ? prefetch : read(i);
+    prefetch = undefined;
+    let t = performance.now();
+    const batch = await current.promise;
+    d.timings.add('read', performance.now() - t);
+    if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
+    if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
+
+    if (batch.rows > keys.length) {
+      keys = new BigInt64Array(batch.capacity);
+      x = new Float32Array(batch.capacity * d.scorer.inputWidth);
+    }
+    const rejects: Reject[] = [];
+    t = performance.now();
+    const transformed = d.transform(batch, { x, keys }, rejects);
+    // Taken now: the next chunk's transform resets the counters while this chunk is still being written.
+    const extra = d.chunkStats?.();
+    d.timings.add('transform', performance.now() - t);
+    t = performance.now();
+    const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+    // A NaN or ±Infinity score is a reject, never a published score.
+    const accepted = keepFiniteScores(keys, scores, transformed, rejects);
+    d.timings.add('predict', performance.now() - t);
+    const stats = emptyStats();
+    accumulate(stats, scores, accepted);
+    // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
+    const slot = i % 2;
+    const buf = (encoded[slot] = encodeScores(keys, scores, accepted, encoded[slot]));
+    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, encoded: buf, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
+  };
+
+  /** The chunk's scores, rejects and "done" mark in one transaction on the writer. */
+  const write = async (p: PreparedChunk): Promise<PreparedChunk> => {
+    const t = performance.now();
+    await withTransaction(writer as pg.PoolClient, async (w) => {
+      await copyScores(w, table, p.encoded);
+      await d.ledger.insertRejects(w, d.runId, p.rejects);
+      const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats });
+      if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+      // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
+      await d.fence?.(w);
+    });
+    d.timings.add('write', performance.now() - t);
+    return p;
+  };
+
+  /** Waits for the write in flight (chunks commit in order: one writer, one transaction at a time). */
+  const drain = async (): Promise<void> => {
+    if (!writing) return;
+    const t = performance.now();
+    const p = await writing.promise;
+    d.timings.add('writeWait', performance.now() - t);
+    writing = undefined;
+    finished(p);
+  };
+
+  // Chunk i is scored while chunk i-1's write transaction runs (and chunk i+1 is read): the client's
+  // CPU (transform, predict) overlaps the server's (COPY into the keyed table). Chunks still commit in
+  // order, each in its own transaction; a failure of either is retried from the chunk that failed.
+  let i = 0;
   try {
-    for (let i = 0; i < chunks.length; ) {
-      if (d.stop.requested) return false;
-      const chunk = chunks[i] as PlannedChunk;
-      const startedAt = new Date();
+    while (i < chunks.length || writing) {
       try {
+        if (d.stop.requested) {
+          await drain();
+          return false;
+        }
+        if (i >= chunks.length) {
+          await drain();
+          continue;
+        }
+        const chunk = chunks[i] as PlannedChunk;
         if (pendingFailure !== undefined || !reader || !writer) {
           // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
           await d.recover();
@@ -132,51 +210,33 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           const recounted = await d.view.ensure(reader, chunks.slice(i));
           recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
         }
-        const current = prefetch?.index === i ? prefetch : read(i);
-        prefetch = undefined;
-        let t = performance.now();
-        const batch = await current.promise;
-        d.timings.add('read', performance.now() - t);
-        if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
-        if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
-
-        if (batch.rows > keys.length) {
-          keys = new BigInt64Array(batch.capacity);
-          x = new Float32Array(batch.capacity * d.scorer.inputWidth);
-        }
-        const rejects: Reject[] = [];
-        t = performance.now();
-        const transformed = d.transform(batch, { x, keys }, rejects);
-        d.timings.add('transform', performance.now() - t);
-        t = performance.now();
-        const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
-        // A NaN or ±Infinity score is a reject, never a published score.
-        const accepted = keepFiniteScores(keys, scores, transformed, rejects);
-        d.timings.add('predict', performance.now() - t);
-        const stats = emptyStats();
-        accumulate(stats, scores, accepted);
-
-        t = performance.now();
-        encoded = encodeScores(keys, scores, accepted, encoded);
-        const scoresBuffer = encoded;
-        await withTransaction(writer as pg.PoolClient, async (w) => {
-          await copyScores(w, table, scoresBuffer);
-          await d.ledger.insertRejects(w, d.runId, rejects);
-          const extra = d.chunkStats?.();
-          const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
-          if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
-          // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
-          await d.fence?.(w);
-        });
-        d.timings.add('write', performance.now() - t);
-        d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
-        d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length });
+        const prepared = await prepare(i);
+        await drain();
+        const promise = write(prepared);
+        promise.catch(() => undefined); // awaited by drain (or the catch below); never an unhandled rejection
+        writing = { index: i, promise };
         i++;
         failures = 0;
-      } catch (err) {
+      } catch (thrown) {
+        let err = thrown;
+        // The write in flight settles first: done, its chunk counts; failed, the retry starts from it.
+        if (writing) {
+          const w = writing;
+          writing = undefined;
+          const outcome = await w.promise.then(
+            (p) => ({ p }),
+            (e: unknown) => ({ e }),
+          );
+          if ('p' in outcome) finished(outcome.p);
+          else {
+            err = outcome.e;
+            i = w.index;
+          }
+        }
         if (prefetch) await prefetch.promise.catch(() => undefined);
         prefetch = undefined;
         failures++;
+        const chunk = chunks[i] as PlannedChunk;
         const message = describeDbError(err);
         // The reader may be mid-COPY and the writer mid-transaction: never reuse them after an error.
         reader?.release(true);
@@ -196,10 +256,22 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     }
     return true;
   } finally {
+    if (writing) await writing.promise.catch(() => undefined);
     if (prefetch) await prefetch.promise.catch(() => undefined);
     reader?.release();
     writer?.release();
   }
+}
+
+/** A chunk scored and encoded, waiting for (or in) its write transaction. */
+interface PreparedChunk {
+  chunkNo: number;
+  rows: number;
+  startedAt: Date;
+  encoded: Buffer;
+  scored: number;
+  rejects: Reject[];
+  stats: ScoreStats;
 }
 
 function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {

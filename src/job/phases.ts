@@ -150,15 +150,17 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (notDone.length > 0) {
       throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
     }
+    let t = performance.now();
     const statistics = await computeRunStatistics(deps.client, ledger, runId, model.plan, finalChunks);
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
     if (!params.dryRun && scored > 0) await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands));
+    deps.timings.add('statistics', performance.now() - t);
     checkGates(deps, scored, rejected, statistics.drift);
     stage = 'publish';
-    let t = performance.now();
+    t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
