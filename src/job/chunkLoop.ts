@@ -59,6 +59,8 @@ export interface ChunkLoopDeps {
    * attempt, right after `transform`.
    */
   chunkStats?(): Record<string, unknown>;
+  /** A committed chunk's scores (the first `rows`, finite), exactly once per chunk committed by this loop. */
+  onScoresCommitted?(scores: Float32Array, rows: number): void;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
 }
@@ -112,6 +114,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   let writing: { index: number; promise: Promise<PreparedChunk> } | undefined;
   const finished = (p: PreparedChunk): void => {
     d.log.debug({ chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length }, `chunk ${p.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
+    d.onScoresCommitted?.(p.scores, p.scored);
     d.onChunkDone?.({ chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length });
   };
 
@@ -147,7 +150,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
     const slot = i % 2;
     const buf = (encoded[slot] = encodeScores(keys, scores, accepted, encoded[slot]));
-    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, encoded: buf, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
+    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
   };
 
   /** The chunk's scores, rejects and "done" mark in one transaction on the writer. */
@@ -269,6 +272,8 @@ interface PreparedChunk {
   rows: number;
   startedAt: Date;
   encoded: Buffer;
+  /** The scorer's array (new for each chunk): the first `scored` are the chunk's finite scores. */
+  scores: Float32Array;
   scored: number;
   rejects: Reject[];
   stats: ScoreStats;

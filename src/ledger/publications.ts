@@ -136,14 +136,27 @@ export class Publications {
    * The run's 99 percentile cut points, in one pass (a sort) over the run's own table, and the manifest's
    * bands, stored on the run before its gates so that a run published later by force has them too.
    */
-  async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined): Promise<void> {
+  async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined, cuts?: readonly number[]): Promise<void> {
+    // With `cuts` (computed from the chunks' scores, src/stats/scoreCuts.ts: the same figures) the sort is skipped.
     await c.query(
       `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
-              score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runTable(runId)})
+              score_cuts = COALESCE($4::float8[], (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
+                              FROM ${this.ledger.runTable(runId)}))
         WHERE run_id = $1`,
-      [runId, bands?.bounds ?? null, bands?.names ?? null],
+      [runId, bands?.bounds ?? null, bands?.names ?? null, cuts ?? null],
     );
+  }
+
+  /**
+   * The run's scores in the value ranges [t0, t1), [t2, t3), … (`thresholds` ascending): one scan, no
+   * sort, the few scores the cut points' ranks fall among (src/stats/scoreCuts.ts).
+   */
+  async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[]): Promise<number[]> {
+    const { rows } = await c.query<{ s: number[] | null }>(
+      `SELECT array_agg(score) AS s FROM ${this.ledger.runTable(runId)} WHERE width_bucket(score, $1::real[]) % 2 = 1`,
+      [thresholds.map((t) => (t === Infinity ? 'Infinity' : String(t)))],
+    );
+    return rows[0]?.s ?? [];
   }
 
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
