@@ -10,6 +10,7 @@ import type { ScoreHistogram } from '../stats/scoreCuts.js';
  */
 export async function cutPointsFromHistogram(c: pg.ClientBase, ledger: Ledger, runId: string, histogram: ScoreHistogram | undefined, scored: number): Promise<number[] | undefined> {
   if (!histogram || histogram.count !== scored || scored === 0) return undefined;
-  const scores = await new Publications(ledger).scoresInRanges(c, runId, histogram.ranges().thresholds);
-  return histogram.cuts(scores);
+  const refined = histogram.refinement();
+  await new Publications(ledger).scoresInRanges(c, runId, histogram.ranges().thresholds, (bits) => refined.add(bits));
+  return histogram.cuts(refined);
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
+import { copyFloat4Bits } from '../db/copyFloat4.js';
 import type { Ledger } from './ledger.js';
 
 /** How a model's pointer moved: a run published, a run published by force over a gate, a rollback. */
@@ -148,15 +149,14 @@ export class Publications {
   }
 
   /**
-   * The run's scores in the value ranges [t0, t1), [t2, t3), … (`thresholds` ascending): one scan, no
-   * sort, the few scores the cut points' ranks fall among (src/stats/scoreCuts.ts).
+   * Streams the float32 bits of the run's scores in the value ranges [t0, t1), [t2, t3), … (`thresholds`
+   * ascending, float32 values) to `sink`: one scan, no sort, nothing kept (src/stats/scoreCuts.ts).
+   * COPY takes no parameters: the thresholds are written as float literals, from numbers only.
    */
-  async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[]): Promise<number[]> {
-    const { rows } = await c.query<{ s: number[] | null }>(
-      `SELECT array_agg(score) AS s FROM ${this.ledger.runTable(runId)} WHERE width_bucket(score, $1::real[]) % 2 = 1`,
-      [thresholds.map((t) => (t === Infinity ? 'Infinity' : String(t)))],
-    );
-    return rows[0]?.s ?? [];
+  async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[], sink: (bits: number) => void): Promise<void> {
+    const literal = (t: number) => (t === Infinity ? "'Infinity'" : Number.isFinite(t) ? `'${String(t)}'` : "'-Infinity'");
+    const array = `ARRAY[${thresholds.map(literal).join(', ')}]::real[]`;
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runTable(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
   }
 
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
