@@ -80,11 +80,12 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   const batches: ColumnBatch[] = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
   let x = new Float32Array(capacity * d.scorer.inputWidth);
   let keys = new BigInt64Array(capacity);
-  /** Two encode buffers: chunk i's is being written while chunk i+1 is encoded into the other. */
-  const encoded: (Buffer | undefined)[] = [undefined, undefined];
+  /** One encode buffer per write in flight and one for the chunk being encoded. */
+  const encoded: (Buffer | undefined)[] = new Array<Buffer | undefined>(writerCount + 1).fill(undefined);
   const table = d.ledger.runTable(d.runId);
   let reader: pg.PoolClient | undefined = await connect(d.pool, 'reader');
-  let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
+  const writers: (pg.PoolClient | undefined)[] = [];
+  for (let k = 0; k < writerCount; k++) writers.push(await connect(d.pool, 'writer'));
   // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
   const wire = await sourceWireTypes(reader, d.source, d.columns);
   let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
@@ -110,15 +111,17 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     return { index, promise };
   };
 
-  /** The chunk whose write transaction is in flight on the writer while the next chunk is scored. */
-  let writing: { index: number; promise: Promise<PreparedChunk> } | undefined;
+  /** The chunks whose write transactions are in flight (oldest first), each on its own writer. */
+  let writing: { index: number; writer: number; slot: number; promise: Promise<PreparedChunk> }[] = [];
+  /** Chunks committed after a lower one failed: the retry from the failed one skips them. */
+  const committedAhead = new Set<number>();
   const finished = (p: PreparedChunk): void => {
     d.log.debug({ chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length }, `chunk ${p.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
     d.onScoresCommitted?.(p.scores, p.scored);
     d.onChunkDone?.({ chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length });
   };
 
-  /** Reads (the read-ahead), transforms, scores and encodes chunk i into encoded[i % 2]; writes nothing. */
+  /** Reads (the read-ahead), transforms, scores and encodes chunk i into a free encode buffer; writes nothing. */
   const prepare = async (i: number): Promise<PreparedChunk> => {
     const chunk = chunks[i] as PlannedChunk;
     const startedAt = new Date();
@@ -148,15 +151,15 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const stats = emptyStats();
     accumulate(stats, scores, accepted);
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
-    const slot = i % 2;
+    const slot = encoded.findIndex((_, k) => !writing.some((w) => w.slot === k));
     const buf = (encoded[slot] = encodeScores(keys, scores, accepted, encoded[slot]));
-    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
+    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, slot, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
   };
 
-  /** The chunk's scores, rejects and "done" mark in one transaction on the writer. */
-  const write = async (p: PreparedChunk): Promise<PreparedChunk> => {
+  /** The chunk's scores, rejects and "done" mark in one transaction on the given writer. */
+  const write = async (p: PreparedChunk, writer: pg.PoolClient): Promise<PreparedChunk> => {
     const t = performance.now();
-    await withTransaction(writer as pg.PoolClient, async (w) => {
+    await withTransaction(writer, async (w) => {
       await copyScores(w, table, p.encoded);
       await d.ledger.insertRejects(w, d.runId, p.rejects);
       const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats });
@@ -168,39 +171,49 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     return p;
   };
 
-  /** Waits for the write in flight (chunks commit in order: one writer, one transaction at a time). */
-  const drain = async (): Promise<void> => {
-    if (!writing) return;
+  /** Waits for the oldest write in flight; the chunks are reported done in their order. */
+  const drainOne = async (): Promise<void> => {
+    const oldest = writing[0];
+    if (!oldest) return;
     const t = performance.now();
-    const p = await writing.promise;
+    const p = await oldest.promise;
     d.timings.add('writeWait', performance.now() - t);
-    writing = undefined;
+    writing.shift();
     finished(p);
   };
+  const drainAll = async (): Promise<void> => {
+    while (writing.length > 0) await drainOne();
+  };
 
-  // Chunk i is scored while chunk i-1's write transaction runs (and chunk i+1 is read): the client's
-  // CPU (transform, predict) overlaps the server's (COPY into the keyed table). Chunks still commit in
-  // order, each in its own transaction; a failure of either is retried from the chunk that failed.
+  // Chunk i is scored while the writes of chunks i-1 and i-2 run, each in its own transaction on its own
+  // connection (and chunk i+1 is read): the client's CPU (transform, predict) overlaps the server's, and
+  // the server's COPY into the keyed table, the longest stage, runs on two of its backends. Each chunk
+  // still commits whole or not at all; after a failure every write in flight settles, and the retry
+  // starts from the lowest chunk that failed, skipping those that committed.
   let i = 0;
   try {
-    while (i < chunks.length || writing) {
+    while (i < chunks.length || writing.length > 0) {
       try {
         if (d.stop.requested) {
-          await drain();
+          await drainAll();
           return false;
         }
         if (i >= chunks.length) {
-          await drain();
+          await drainAll();
+          continue;
+        }
+        if (committedAhead.delete(i)) {
+          i++;
           continue;
         }
         const chunk = chunks[i] as PlannedChunk;
-        if (pendingFailure !== undefined || !reader || !writer) {
+        if (pendingFailure !== undefined || !reader || writers.some((w) => !w)) {
           // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
           await d.recover();
           reader ??= await connect(d.pool, 'reader');
-          writer ??= await connect(d.pool, 'writer');
+          for (let k = 0; k < writerCount; k++) writers[k] ??= await connect(d.pool, 'writer');
           // A connection lost at COMMIT may have lost only the reply: the chunk can be done already.
-          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writer, d.runId, chunk.chunkNo);
+          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writers[0] as pg.PoolClient, d.runId, chunk.chunkNo);
           if (committed) {
             pendingFailure = undefined;
             failures = 0;
@@ -214,37 +227,45 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
         }
         const prepared = await prepare(i);
-        await drain();
-        const promise = write(prepared);
-        promise.catch(() => undefined); // awaited by drain (or the catch below); never an unhandled rejection
-        writing = { index: i, promise };
+        if (writing.length >= writerCount) await drainOne();
+        const k = writers.findIndex((_, n) => !writing.some((w) => w.writer === n));
+        const promise = write(prepared, writers[k] as pg.PoolClient);
+        promise.catch(() => undefined); // awaited by drainOne (or the catch below); never an unhandled rejection
+        writing.push({ index: i, writer: k, slot: prepared.slot, promise });
         i++;
         failures = 0;
       } catch (thrown) {
         let err = thrown;
-        // The write in flight settles first: done, its chunk counts; failed, the retry starts from it.
-        if (writing) {
-          const w = writing;
-          writing = undefined;
+        // The writes in flight settle first: done, their chunks count; failed, the retry starts from the lowest.
+        const settled = writing;
+        writing = [];
+        let failedAt: number | undefined;
+        for (const w of settled) {
           const outcome = await w.promise.then(
             (p) => ({ p }),
             (e: unknown) => ({ e }),
           );
-          if ('p' in outcome) finished(outcome.p);
-          else {
+          if ('p' in outcome) {
+            finished(outcome.p);
+            if (failedAt !== undefined) committedAhead.add(w.index);
+          } else if (failedAt === undefined) {
+            failedAt = w.index;
             err = outcome.e;
-            i = w.index;
           }
         }
+        if (failedAt !== undefined) i = failedAt;
         if (prefetch) await prefetch.promise.catch(() => undefined);
         prefetch = undefined;
         failures++;
         const chunk = chunks[i] as PlannedChunk;
         const message = describeDbError(err);
-        // The reader may be mid-COPY and the writer mid-transaction: never reuse them after an error.
+        // The reader may be mid-COPY and a writer mid-transaction: never reuse them after an error.
         reader?.release(true);
-        writer?.release(true);
-        reader = writer = undefined;
+        reader = undefined;
+        writers.forEach((w, n) => {
+          w?.release(true);
+          writers[n] = undefined;
+        });
         // A lost snapshot is taken again (d.view.ensure) before the retry.
         const transient = isTransient(err) || err instanceof SnapshotLostError;
         if (!transient || failures >= d.attempts || d.stop.requested) {
@@ -259,10 +280,10 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     }
     return true;
   } finally {
-    if (writing) await writing.promise.catch(() => undefined);
+    for (const w of writing) await w.promise.catch(() => undefined);
     if (prefetch) await prefetch.promise.catch(() => undefined);
     reader?.release();
-    writer?.release();
+    for (const w of writers) w?.release();
   }
 }
 
@@ -271,6 +292,8 @@ interface PreparedChunk {
   chunkNo: number;
   rows: number;
   startedAt: Date;
+  /** Its encode buffer's index (busy until the write settles). */
+  slot: number;
   encoded: Buffer;
   /** The scorer's array (new for each chunk): the first `scored` are the chunk's finite scores. */
   scores: Float32Array;
@@ -278,6 +301,12 @@ interface PreparedChunk {
   rejects: Reject[];
   stats: ScoreStats;
 }
+
+/**
+ * Write transactions in flight at once. Two: the COPY into the run's keyed table is the longest stage
+ * (its index build is server CPU), and with one writer the loop waited on it while a core idled.
+ */
+const writerCount = 2;
 
 function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
   return connectAs(pool, role);
