@@ -4,6 +4,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
+import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy } from '../helpers/run.js';
 
 /** The published table as the issue compares it: the count and an md5 of the ordered (customer_id, score). */
@@ -54,7 +55,15 @@ describe('several workers share one run', () => {
   afterAll(async () => t.drop());
 
   it('--workers 2 on one host publishes the same table as --workers 1, and the chunks were scored by two processes', async () => {
-    const r = await runCli(['run', '--chunk-size', '50', '--workers', '2'], t.env);
+    // The coordinator is held inside chunk 3's commit until its local worker has joined: both then score.
+    const hold = await holdChunk(t, 3);
+    const child = startCli(['run', '--chunk-size', '50', '--workers', '2'], t.env);
+    try {
+      await waitForLog(child, (l) => /joined run/.test(String(l.msg)));
+    } finally {
+      await hold.release();
+    }
+    const r = await child.result;
     exitOk(r);
     expect(await published(t)).toEqual(oneWorker);
     const runId = r.logs.find(started)?.run_id as string;
@@ -80,13 +89,19 @@ describe('several workers share one run', () => {
   }, 60_000);
 
   it('`work` processes on other "machines" join a coordinator; a worker killed -9 mid-chunk has its chunk taken over after the lease; nothing lost or doubled', async () => {
+    // The coordinator waits inside chunk 3's commit while `a` joins and is killed holding a claim; then `b` joins.
+    const hold = await holdChunk(t, 3);
     const coordinator = startCli(['run', '--chunk-size', '20', '--workers', '1', '--chunk-lease', '2'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
     const a = startCli(['work', '--wait', '30'], t.env);
+    try {
+      await waitForLog(a, (l) => /joined run/.test(String(l.msg)));
+      await whileHoldingClaim(t, runId, a, () => a.kill('SIGKILL'));
+      await a.result;
+    } finally {
+      await hold.release();
+    }
     const b = startCli(['work', '--run', runId], t.env);
-    await waitForLog(a, (l) => /joined run/.test(String(l.msg)));
-    await whileHoldingClaim(t, runId, a, () => a.kill('SIGKILL'));
-    await a.result;
     const [rc, rb] = await Promise.all([coordinator.result, b.result]);
     exitOk(rc);
     exitOk(rb);
@@ -103,11 +118,16 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('fencing: a worker paused (SIGSTOP) past its lease cannot commit the chunk another worker finished; it logs that it lost the claim', async () => {
+    const hold = await holdChunk(t, 3);
     const coordinator = startCli(['run', '--chunk-size', '20', '--workers', '1', '--chunk-lease', '1'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
-    const stale = startCli(['--log-level', 'debug', 'work', '--run', runId], t.env);
-    await waitForLog(stale, (l) => /joined run/.test(String(l.msg)));
-    await whileHoldingClaim(t, runId, stale, () => undefined);
+    const stale = startCli(['work', '--run', runId], t.env);
+    try {
+      await waitForLog(stale, (l) => /joined run/.test(String(l.msg)));
+      await whileHoldingClaim(t, runId, stale, () => undefined);
+    } finally {
+      await hold.release();
+    }
     const rc = await coordinator.result;
     exitOk(rc);
     stale.kill('SIGCONT');
@@ -119,12 +139,18 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('kill -9 of the coordinator while workers run: the workers stop cleanly, and `resume` gives the table of a clean run', async () => {
+    // The coordinator waits inside chunk 3's commit while the worker scores, and is killed there.
+    const hold = await holdChunk(t, 3);
     const coordinator = startCli(['run', '--chunk-size', '40', '--workers', '1', '--chunk-lease', '2'], t.env);
     const runId = (await waitForLog(coordinator, started)).run_id as string;
     const w = startCli(['work', '--run', runId], t.env);
-    await waitForLog(w, (l) => /chunk \d+ done/.test(String(l.msg)));
-    coordinator.kill('SIGKILL');
-    await coordinator.result;
+    try {
+      await waitForLog(w, (l) => /chunk \d+ done/.test(String(l.msg)));
+      coordinator.kill('SIGKILL');
+      await coordinator.result;
+    } finally {
+      await hold.release();
+    }
     const rw = await w.result;
     exitOk(rw);
     expect(rw.logs.some((l) => l.outcome === 'coordinator-gone')).toBe(true);
