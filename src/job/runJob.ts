@@ -200,8 +200,9 @@ export interface LockedSession {
  */
 async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, fn: (s: LockedSession) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
-  // ledger, lock, reader, two writers (chunkLoop.ts), and one spare while a lost connection is being replaced.
-  const pool = createPool(config.db, 6);
+  // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
+  // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
+  const pool = createPool(config.db, 7);
   let conn: ResilientClient | undefined;
   let lock: RunLock | undefined;
   try {

@@ -56,8 +56,8 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
     await lookup.end().catch(() => undefined);
   }
   const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
-  // reader, writer, the claims and their leases, and one spare.
-  const pool = createPool(config.db, 4);
+  // reader, two writers (chunkLoop.ts), the claims and their leases, and one spare.
+  const pool = createPool(config.db, 5);
   // A worker that stalls (paused, swapped out) inside its chunk's transaction would keep the chunk's row
   // locked, and no one could take the chunk over: the server ends such a transaction after the lease.
   pool.options.idle_in_transaction_session_timeout = leaseMs;
