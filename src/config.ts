@@ -51,6 +51,8 @@ export interface RunOptions {
   dueCheck?: { expression: string; timezone?: string | undefined } | undefined;
   /** `--on-publish-command`: a shell command run after the publish committed (src/job/onPublishCommand.ts). */
   onPublishCommand?: string | undefined;
+  /** `--reasons K`: store the K features that moved each customer's score most (src/model/explainer.ts); undefined: none. */
+  reasons?: number | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, chunkAttempts, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, onPublishCommand, progressInterval, read, trigger } from './options.js';
+import { backend, chunkAttempts, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, onPublishCommand, progressInterval, read, reasons, trigger } from './options.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {
@@ -19,6 +19,7 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
     maxPsi: read(cmd, maxPsi),
     // Only where the command takes it (`run`); `schedule` passes it on to each run.
     onPublishCommand: cmd.options.some((o) => o.long === '--on-publish-command') ? read(cmd, onPublishCommand) : undefined,
+    reasons: cmd.options.some((o) => o.long === '--reasons') ? read(cmd, reasons) : undefined,
   });
 }
 

@@ -61,6 +61,16 @@ export interface ChunkLoopDeps {
   chunkStats?(): Record<string, unknown>;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
+  /** More output per chunk (reasons, src/job/reasons.ts), written in the chunk's transaction: exactly once with its scores. */
+  sidecar?: ChunkSidecar | undefined;
+}
+
+/** Per-chunk output beside the scores, committed (or rolled back) with them. */
+export interface ChunkSidecar {
+  /** Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. */
+  prepare(x: Float32Array, rows: number, scores: Float32Array): Promise<void>;
+  /** In the chunk's transaction: `keys[0..accepted)` are the rows kept (finite scores), in order. */
+  write(c: pg.ClientBase, keys: BigInt64Array, accepted: number): Promise<void>;
 }
 
 /**
@@ -150,6 +160,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
         d.timings.add('transform', performance.now() - t);
         t = performance.now();
         const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+        await d.sidecar?.prepare(x, transformed, scores);
         // A NaN or ±Infinity score is a reject, never a published score.
         const accepted = keepFiniteScores(keys, scores, transformed, rejects);
         d.timings.add('predict', performance.now() - t);
@@ -162,6 +173,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
         await withTransaction(writer as pg.PoolClient, async (w) => {
           await copyScores(w, table, scoresBuffer);
           await d.ledger.insertRejects(w, d.runId, rejects);
+          await d.sidecar?.write(w, keys, accepted);
           const extra = d.chunkStats?.();
           const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
           if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);

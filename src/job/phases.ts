@@ -20,6 +20,8 @@ import { formatPercent } from '../report/format.js';
 import { Publications, type RunBands } from '../ledger/publications.js';
 import type { ManifestBand } from '../model/manifest.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
+import type { Explainer } from '../model/explainer.js';
+import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -64,6 +66,8 @@ export interface ExecuteDeps {
   timings: StageTimings;
   /** Progress line / log lines and the metrics file (the CLI's choices); none when absent. */
   observe?: ObserveDeps | undefined;
+  /** `--reasons K`: explains every scored row; its reasons are written with the scores (src/job/reasons.ts). */
+  explainer?: Explainer | undefined;
 }
 
 /**
@@ -93,6 +97,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await registerModel(deps.client, ledger, model.manifest.name, log);
       await attachRunTable(deps.client, ledger, runId, log);
     }
+    if (deps.explainer) await ensureReasonsTable(deps.client, ledger, runId, !params.dryRun, log);
     const chunks = await ledger.getChunks(deps.client, runId);
     const pending = await ledger.pendingChunks(deps.client, runId);
     let done = chunks.length - pending.length;
@@ -119,6 +124,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
         recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
         recover: deps.recover,
         fence: deps.fence,
+        sidecar: deps.explainer && reasonsSidecar(deps.explainer, ledger, runId),
         onChunkDone: ({ chunkNo, scored, rejected }) => {
           done++;
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
@@ -162,6 +168,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     let dropped: string[] = [];
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
+      await dropReasonsTable(deps.client, ledger, runId);
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       const event = await publishRun(deps.client, ledger, runId, runStats, log, deps.fence);

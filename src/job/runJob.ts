@@ -19,6 +19,8 @@ import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
+import { explainerFor } from './reasonsSetup.js';
+import { reasonsMethod } from '../model/explainer.js';
 
 export type { RunResult };
 
@@ -36,6 +38,7 @@ export interface RunContext {
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
+  const explainer = explainerFor(model, opts.reasons);
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
   ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
@@ -49,6 +52,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     backendChoice: opts.backend,
     source: { table: model.manifest.source.table, key: model.manifest.source.key },
     onPublishCommand: opts.onPublishCommand ?? null,
+    reasons: explainer ? { k: explainer.k, features: [...explainer.features], space: explainer.space, method: reasonsMethod } : null,
   };
   return withLockedLedger(ctx, model, 'run', async (session) => {
     const { ledger, client } = session;
@@ -85,7 +89,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256 },
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer }));
   });
 }
 
@@ -116,6 +120,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     await pool.end().catch(() => undefined);
   }
   const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
+  const explainer = explainerFor(model, params.reasons?.k);
   return withLockedLedger(ctx, model, 'resume', async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
@@ -141,7 +146,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer }));
   });
 }
 

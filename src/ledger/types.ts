@@ -19,6 +19,16 @@ export interface RunParams {
   source: { table: string; key: string };
   /** `--on-publish-command`; null or absent: none. */
   onPublishCommand?: string | null;
+  /** `--reasons K` (src/model/explainer.ts): K, the features the stored indexes name, the unit, the method; absent: none. */
+  reasons?: RunReasons | null;
+}
+
+/** What a run's reasons are (params.reasons; the view customer_score_reasons reads `features` and `space`). */
+export interface RunReasons {
+  k: number;
+  features: string[];
+  space: 'logit' | 'score';
+  method: string;
 }
 
 export interface RunRow {
