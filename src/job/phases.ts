@@ -22,6 +22,7 @@ import type { ManifestBand } from '../model/manifest.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.js';
+import { carryForward } from './onlyNew.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -139,6 +140,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       pending,
     );
     observer.stopProgress();
+    // --only-new: the scores not rescored come from the base run, in the same snapshot the chunks read.
+    const carried = params.onlyNew && completed && !deps.stop.requested ? await carryForward(deps.client, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
     if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
@@ -161,8 +164,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
-    if (!params.dryRun && scored > 0) await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands));
-    checkGates(deps, scored, rejected, statistics.drift);
+    if (!params.dryRun && scored + carried > 0) await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands));
+    checkGates(deps, scored + carried, rejected, statistics.drift);
     stage = 'publish';
     let t = performance.now();
     let dropped: string[] = [];
@@ -271,7 +274,8 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
-  if (plan.rows === 0) throw new EmptySourceError(params.source.table, runId);
+  // An --only-new run with no new customer still publishes: every score is carried forward.
+  if (plan.rows === 0 && !params.onlyNew) throw new EmptySourceError(params.source.table, runId);
   await withTransaction(deps.client, async (c) => {
     await ledger.recordPlan(c, runId, plan.chunks);
     await ledger.recordChunkRows(c, runId, plan.chunks);

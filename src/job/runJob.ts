@@ -20,6 +20,8 @@ import { applyRetention } from './publish.js';
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
 import { explainerFor } from './reasonsSetup.js';
+import { prepareOnlyNew } from './onlyNew.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
 
 export type { RunResult };
@@ -64,6 +66,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
+    // --only-new: the run reads a view of the customers to rescore (src/job/onlyNew.ts); refused (exit 2) without a base run.
+    if (opts.onlyNew) Object.assign(params, await prepareOnlyNew(client, ledger, model));
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
     // The ledger row comes before the work: whatever happens from here on is recorded on it. It is
@@ -82,12 +86,13 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
         pid: process.pid,
       });
       await session.lock.attachRun(c, id);
+      if (params.onlyNew) await new IncrementalLedger(ledger).markOnlyNew(c, id, params.onlyNew.baseRunId);
       return id;
     });
     const log = ctx.log.child({ run_id: runId });
     log.info(
-      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256 },
-      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
+      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, kind: params.onlyNew ? 'only_new' : 'full', base_run_id: params.onlyNew?.baseRunId },
+      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
     return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer }));
   });

@@ -1,0 +1,85 @@
+import type pg from 'pg';
+import type { SourceRef } from '../db/copyReader.js';
+import { quoteIdent, quoteQualified, withTransaction } from '../db/sql.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { UsageError } from '../errors.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
+import type { Ledger, OnlyNewParams } from '../ledger/ledger.js';
+import type { Logger } from '../log.js';
+import type { LoadedModel } from '../model/load.js';
+
+/**
+ * `scorejob run --only-new` (README "New customers between monthly runs"). The run reads a view of the
+ * source that holds only the customers to rescore: those without a score in the base run (the model's
+ * published run when it starts: new customers, and those it rejected) and, where the manifest names
+ * `source.updated_column`, those whose row changed since the base run started. Its chunks, snapshot,
+ * resume and ledger are a normal run's. After its last chunk, in the same snapshot, the base run's
+ * scores of every other customer still in the source are copied into the run's table inside the
+ * database; the run then publishes a complete table as any run does.
+ */
+export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: LoadedModel): Promise<{ source: SourceRef; onlyNew: OnlyNewParams }> {
+  const { name, version } = model.manifest;
+  const base = await new IncrementalLedger(ledger).publishedRun(c, name);
+  if (!base) throw new UsageError(`--only-new needs a published run of model ${name} to carry forward; run a full \`scorejob run\` first`);
+  if (base.modelSha256 !== model.sha256) {
+    throw new UsageError(
+      `--only-new would mix two models: the published run ${base.runId} was scored by ${name} ${base.modelVersion} with other model files (sha256 ${base.modelSha256.slice(0, 12)}…, now ${model.sha256.slice(0, 12)}… ${version}); run a full \`scorejob run\``,
+    );
+  }
+  const onlyNew: OnlyNewParams = { baseRunId: base.runId, since: base.startedAt.toISOString(), sourceTable: model.manifest.source.table, updatedColumn: model.manifest.source.updatedColumn ?? null };
+  const view = `${ledger.schema}.only_new_source_${BigInt(base.runId).toString()}`;
+  try {
+    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(onlyNew.sourceTable)} s WHERE ${rescoredCondition(c, ledger, onlyNew, model.manifest.source.key)}`);
+  } catch (err) {
+    if (sqlStateOf(err) === SqlState.undefinedColumn && onlyNew.updatedColumn !== null) {
+      throw new UsageError(`source.updated_column "${onlyNew.updatedColumn}" of ${model.dir}/manifest.json is not a column of ${onlyNew.sourceTable}`, { cause: err });
+    }
+    throw err;
+  }
+  return { source: { table: view, key: model.manifest.source.key }, onlyNew };
+}
+
+/** Whether source row `s` is rescored: no score in the base run, or (with an updated column) changed since it started. */
+function rescoredCondition(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string): string {
+  const notInBase = `NOT EXISTS (SELECT 1 FROM ${quoteIdent(ledger.schema)}.score_data b WHERE b.run_id = ${BigInt(p.baseRunId).toString()} AND b.customer_id = s.${quoteIdent(key)})`;
+  if (p.updatedColumn === null) return notInBase;
+  return `${notInBase} OR s.${quoteIdent(p.updatedColumn)} > ${c.escapeLiteral(p.since)}::timestamptz`;
+}
+
+/**
+ * Copies the base run's scores of the customers this run did not rescore and that are still in the
+ * source into the run's table, in the run's snapshot (`snapshotId`): so exactly the complement of what
+ * the chunks read, and no customer deleted since (nor one deleted before the snapshot). Each keeps the run
+ * that computed it (scored_run_id). Idempotent (a resume carries again only what is missing). Returns
+ * the number of carried scores in the run's table.
+ */
+export async function carryForward(c: pg.ClientBase, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, snapshotId: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
+  const t0 = performance.now();
+  const table = ledger.runTable(runId);
+  const k = quoteIdent(key);
+  const unchanged = p.updatedColumn === null ? '' : ` AND (s.${quoteIdent(p.updatedColumn)} IS NULL OR s.${quoteIdent(p.updatedColumn)} <= $2::timestamptz)`;
+  await withTransaction(c, async () => {
+    await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    await c.query(`SET TRANSACTION SNAPSHOT ${c.escapeLiteral(snapshotId)}`);
+    // A semi-join on the source: a source that repeats a key must not repeat a carried score.
+    await c.query(
+      `INSERT INTO ${table} (customer_id, score, scored_run_id)
+       SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id)
+         FROM ${quoteIdent(ledger.schema)}.score_data b
+        WHERE b.run_id = $1 AND EXISTS (SELECT 1 FROM ${quoteQualified(p.sourceTable)} s WHERE s.${k} = b.customer_id${unchanged})
+       ON CONFLICT (run_id, customer_id) DO NOTHING`,
+      p.updatedColumn === null ? [p.baseRunId] : [p.baseRunId, p.since],
+    );
+  });
+  // Not in the snapshot's transaction: the run's ledger row and the lock changed since the snapshot, and
+  // writing them there would be a serialization failure. The carried rows are only ever in this run's table.
+  let carried = 0;
+  await withTransaction(c, async () => {
+    const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE scored_run_id IS NOT NULL`);
+    carried = rows[0]?.n ?? 0;
+    await new IncrementalLedger(ledger).recordCarried(c, runId, carried);
+    await fence(c);
+  });
+  log.info({ rows_carried: carried, base_run_id: p.baseRunId, ms: Math.round(performance.now() - t0) }, `carried ${carried} scores forward from run ${p.baseRunId}`);
+  return carried;
+}
