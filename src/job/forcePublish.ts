@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { describeDb, type Config } from '../config.js';
 import { withClient } from '../db/sql.js';
-import { Ledger, type ForcedPublish, type Queryable, type RunRow } from '../ledger/ledger.js';
+import { Ledger, type ForcedPublish, type Queryable, type RejectCount, type RunRow } from '../ledger/ledger.js';
 import { takeRunLock, type RunLock } from '../ledger/runLock.js';
 import { exportRunMetrics } from '../observe/metrics.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
@@ -61,9 +61,10 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
         await runOnPublishCommand(opts.onPublishCommand, event, log);
         const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
         const psi = previousStats.drift?.psi ?? null;
+        const missing = await ledger.rejectsByReason(client, runId);
         log.warn(
-          { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), dropped_runs: dropped },
-          `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}`,
+          { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
+          `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
         );
         await exportRunMetrics(
           ctx.metricsFile,
@@ -111,6 +112,16 @@ async function checkPublishable(client: Queryable, ledger: Ledger, runId: string
   const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [ledger.runTable(runId)]);
   if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
   if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with \`scorejob publish ${runId} --force\``);
+}
+
+/** Who is not in customer_scores after a forced publish, and where a reader and an operator find them. */
+function missingCustomers(schema: string, runId: string, model: string, rejected: number, byReason: readonly RejectCount[]): string {
+  if (rejected === 0) return 'every customer of the source has a score';
+  const reasons = byReason.map((x) => `${x.reason}${x.column === null ? '' : ` in ${x.column}`}: ${x.rows}`).join(', ');
+  return (
+    `${rejected} customer(s) the run could not score (${reasons}) have no row in ${schema}.customer_scores for model ${model}: ` +
+    `they are listed in ${schema}.customer_score_rejects (readers) and ${schema}.score_rejects WHERE run_id = ${runId} (with the offending values)`
+  );
 }
 
 function safeUser(): string {

@@ -44,14 +44,25 @@ export class RunHistory {
   }
 
   /**
-   * The previous published run: the latest run of the same model before `runId` that was published
-   * (whether or not the pointer still names it). The baseline of a run's drift and of `runs show`.
+   * The baseline of a run's drift and of `runs show`: the run readers saw when `runId` was scored. For a
+   * run that was published, the run its publication replaced; for one that was not, the model's
+   * current published run (a rollback counts: after `scorejob rollback`, the run put back is what
+   * readers see, not the newer run rolled back from). Read from the publication ledger
+   * (score_publications), whose order is the order of the pointer's moves.
    */
   async previousPublishedRun(c: Queryable, runId: string): Promise<PreviousRun | undefined> {
     const { rows } = await c.query<PreviousRun>(
-      `SELECT run_id::text AS run_id, model_version, rows_scored, stats FROM ${this.table('score_runs')}
-        WHERE run_id < $1 AND published_at IS NOT NULL AND model_name = (SELECT model_name FROM ${this.table('score_runs')} WHERE run_id = $1)
-        ORDER BY run_id DESC LIMIT 1`,
+      `WITH own AS (
+         SELECT p.from_run_id FROM ${this.table('score_publications')} p
+          WHERE p.run_id = $1 AND p.kind <> 'rollback' ORDER BY p.publication_id LIMIT 1
+       ), current AS (
+         SELECT p.run_id FROM ${this.table('score_publications')} p
+          WHERE p.model_name = (SELECT model_name FROM ${this.table('score_runs')} WHERE run_id = $1)
+          ORDER BY p.publication_id DESC LIMIT 1
+       )
+       SELECT run_id::text AS run_id, model_version, rows_scored, stats FROM ${this.table('score_runs')}
+        WHERE run_id <> $1
+          AND run_id = CASE WHEN EXISTS (SELECT 1 FROM own) THEN (SELECT from_run_id FROM own) ELSE (SELECT run_id FROM current) END`,
       [runId],
     );
     return rows[0];

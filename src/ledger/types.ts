@@ -136,7 +136,7 @@ export interface ForcedPublish {
   overridden_error: string | null;
 }
 
-/** The previous published run of the same model: the baseline of a run's drift and of `runs show`. */
+/** The run readers saw when a run was scored (see RunHistory.previousPublishedRun): the baseline of its drift and of `runs show`. */
 export type PreviousRun = Pick<RunRow, 'run_id' | 'model_version' | 'rows_scored' | 'stats'>;
 
 /** A run as `scorejob runs` lists it: the run's columns and what is derived from the other runs and tables. */

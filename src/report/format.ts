@@ -26,6 +26,11 @@ export function formatPercent(ratio: number | undefined, digits = 2): string {
   return ratio === undefined ? missing : `${(ratio * 100).toFixed(digits)}%`;
 }
 
+/** A fraction of rows as a percentage; a tiny one keeps two more decimals so that it does not read as 0.00%: 0.000003 -> "0.0003%". */
+export function formatFraction(x: number | undefined): string {
+  return formatPercent(x, x !== undefined && x > 0 && x < 0.0001 ? 4 : 2);
+}
+
 /** Milliseconds as seconds with one decimal: 12345 -> "12.3 s". */
 export function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;

@@ -3,7 +3,7 @@ import type { FeatureSummary, FeaturesSummary } from '../stats/featureStats.js';
 import { coarsen, type Drift } from '../stats/psi.js';
 import type { RunDetail } from './runsReport.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
-import { formatCount, formatDecimal, formatPercent, table } from './format.js';
+import { formatCount, formatDecimal, formatFraction, formatPercent, table } from './format.js';
 
 /** The usual reading of a PSI value. */
 export function psiVerdict(psi: number): string {
@@ -50,9 +50,42 @@ export function formatHistogram(current: ScoreSummary['histogram'], previous: Sc
   });
 }
 
-/** A fraction of rows; a tiny one keeps two more decimals so that it does not read as 0.00%. */
-function pct(x: number | undefined): string {
-  return formatPercent(x, x !== undefined && x > 0 && x < 0.0001 ? 4 : 2);
+const pct = formatFraction;
+
+/** Features whose values are categories: an unknown one is counted. */
+export function hasCategories(f: Pick<FeatureSummary, 'transform'>): boolean {
+  return f.transform === 'one_hot' || f.transform === 'index';
+}
+
+/** One of a feature's row fractions, named for people. */
+export interface FeatureChange {
+  column: string;
+  what: 'NULL' | 'outside the training range' | 'unknown category';
+  now: number;
+  before: number;
+}
+
+/**
+ * The fractions that moved enough to look at, against the previous published run: one that appears
+ * (0 before, any now), or one that moved by at least half a percentage point, or doubled (or halved)
+ * while above 0.1%. What a person reading the report should not miss among rows that look alike.
+ */
+export function featureChanges(f: FeaturesSummary, previous: FeaturesSummary | null | undefined): FeatureChange[] {
+  if (!previous) return [];
+  const changed = (now: number, before: number) =>
+    (before === 0 && now > 0) || Math.abs(now - before) >= 0.005 || (Math.max(now, before) >= 0.001 && (now >= 2 * before || before >= 2 * now));
+  const out: FeatureChange[] = [];
+  for (const x of f.features) {
+    const b = previous.features.find((p) => p.column === x.column);
+    if (!b) continue;
+    const pairs: [FeatureChange['what'], number, number, boolean][] = [
+      ['NULL', x.null_fraction, b.null_fraction, true],
+      ['outside the training range', x.outside_range_fraction, b.outside_range_fraction, x.min !== null || x.max !== null],
+      ['unknown category', x.unknown_category_fraction, b.unknown_category_fraction, hasCategories(x)],
+    ];
+    for (const [what, now, before, applies] of pairs) if (applies && changed(now, before)) out.push({ column: x.column, what, now, before });
+  }
+  return out;
 }
 
 /** The per-feature table: NULL, outside the training range, unknown category; the previous run's in brackets. */
@@ -67,7 +100,7 @@ export function formatFeatureTable(f: FeaturesSummary, previous: FeaturesSummary
       x.transform,
       pair(pct(x.null_fraction), b && pct(b.null_fraction)),
       ranged ? pair(pct(x.outside_range_fraction), b && pct(b.outside_range_fraction)) : '—',
-      x.transform === 'one_hot' ? pair(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—',
+      hasCategories(x) ? pair(pct(x.unknown_category_fraction), b && pct(b.unknown_category_fraction)) : '—',
     ];
   });
   return table([['feature', 'transform', 'NULL', 'outside training range', 'unknown category'], ...rows], { indent: '  ' });

@@ -1,9 +1,9 @@
 import { formatAnalystFacts } from './analystFacts.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { formatCount, formatDecimal, formatPercent } from './format.js';
+import { formatCount, formatDecimal, formatFraction, formatPercent } from './format.js';
 import type { FeatureSummary } from '../stats/featureStats.js';
-import { binShares, formatPsi, psiVerdict } from './formatStats.js';
+import { binShares, featureChanges, formatPsi, hasCategories, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 
@@ -25,6 +25,10 @@ th{background:#f5f7fa;font-weight:600}td.n{text-align:right;font-variant-numeric
 .stable{color:#17663a}.moderate{color:#8a5a00}.major{color:#9b1c1c}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 14px;vertical-align:-1px}
 .note{color:#5b6577;font-size:12px}
+#next{border-left:4px solid #2f6fde;background:#eef3fc;padding:8px 14px;margin:16px 0}#next.act{border-color:#c2410c;background:#fff1e6}
+#next code{font-size:13px;background:#fff;padding:1px 5px;border:1px solid #d8dde6;border-radius:4px}
+tr.changed td{background:#fff4d6}tr.changed td:first-child{font-weight:600}td .up{color:#9b1c1c}td .down{color:#17663a}
+#changes li{margin:2px 0}
 `;
 
 function facts(r: RunDetail): string {
@@ -43,6 +47,46 @@ function facts(r: RunDetail): string {
   for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([line.startsWith('  ') ? 'first reason' : line.startsWith('Reasons') ? 'reasons' : 'only new customers', escapeHtml(line.trim())]);
   for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
+}
+
+/**
+ * What to do about this run, in the words `runs show` uses: resume, a new run, or `publish --force`
+ * after review for a failure; nothing for a published run.
+ */
+function nextStep(r: RunDetail): string {
+  const cmd = (c: string) => `<code>${escapeHtml(c)}</code>`;
+  let html: string;
+  let act = true;
+  if (r.status === 'running') html = `In progress. Follow it with ${cmd('scorejob runs')}.`;
+  else if (r.resume_command) {
+    const why = r.error_kind === 'gate' ? 'A publish gate stopped this run; its scores are kept unpublished.' : r.status === 'interrupted' ? 'The run was interrupted; it is resumable.' : 'The run failed; the ledger recorded why (above).';
+    // resume_command names one command, or two joined by words ("… once the data is fixed, or … after review").
+    html = `${escapeHtml(why)} Next: ${escapeHtml(r.resume_command).replace(/scorejob [a-z]+(?: \d+)?(?: --force)?/g, (c) => cmd(c))}.`;
+  } else if (r.status === 'succeeded' && r.dry_run) html = `A dry run: nothing was published. To publish, start a real run: ${cmd('scorejob run')}.`;
+  else if (r.status === 'succeeded') {
+    act = false;
+    html = `Nothing to do: the run succeeded and its scores were published. To put the previous scores back, ${cmd('scorejob rollback')}.`;
+  } else html = `Nothing to resume: start a new run with ${cmd('scorejob run')}.`;
+  return `<div id="next" class="${act ? 'act' : 'ok'}"><strong>Next step.</strong> ${html}</div>`;
+}
+
+/** What changed against the previous published run, most telling first: drift, the mean, rejects, features that moved. */
+function changes(r: RunDetail): string {
+  const prev = r.previous_published;
+  if (!prev || !r.stats || r.stats.count === 0) return '';
+  const items: string[] = [];
+  const psi = r.drift?.psi;
+  if (psi !== null && psi !== undefined) items.push(`Score distribution: ${psiCell(r)}.`);
+  if (prev.stats && r.stats.mean !== null && prev.stats.mean !== null) items.push(escapeHtml(`Mean score ${formatDecimal(r.stats.mean)} (was ${formatDecimal(prev.stats.mean)}).`));
+  const rejected = r.rows_scored + r.rows_rejected > 0 ? r.rows_rejected / (r.rows_scored + r.rows_rejected) : 0;
+  items.push(escapeHtml(`Customers scored: ${formatCount(r.rows_scored)} (was ${formatCount(prev.rows_scored)}); rejected ${formatFraction(rejected)}.`));
+  const moved = r.features ? featureChanges(r.features, prev.features) : [];
+  for (const c of moved) {
+    const dir = c.now > c.before ? 'up' : 'down';
+    items.push(`<span class="${dir}">${escapeHtml(`${c.column}: ${c.what} ${formatFraction(c.now)} (was ${formatFraction(c.before)})`)}</span>`);
+  }
+  if (r.features && prev.features && moved.length === 0) items.push('No feature\'s NULL, out-of-range or unknown-category fraction moved notably.');
+  return `<h2>What changed against run ${escapeHtml(prev.run_id)}</h2><ul id="changes">${items.map((i) => `<li>${i}</li>`).join('')}</ul>`;
 }
 
 function psiCell(r: RunDetail): string {
@@ -111,20 +155,21 @@ function featureTable(r: RunDetail): string {
   const prev = r.previous_published?.features ?? null;
   const before = (c: string): FeatureSummary | undefined => prev?.features.find((x) => x.column === c);
   const both = (now: string, was: string | undefined) => `${now}${prev ? ` <span class="note">(${was ?? '—'})</span>` : ''}`;
+  const changed = new Set(featureChanges(f, prev).map((c) => c.column));
   const rows = f.features.map((x) => {
     const b = before(x.column);
     const range = x.min !== null || x.max !== null ? `${x.min ?? '−∞'} … ${x.max ?? '∞'}` : '—';
     return (
-      `<tr><td>${escapeHtml(x.column)}</td><td>${escapeHtml(x.transform)}</td>` +
-      `<td class="n">${both(formatPercent(x.null_fraction), b && formatPercent(b.null_fraction))}</td>` +
+      `<tr${changed.has(x.column) ? ' class="changed" title="changed notably against the previous published run"' : ''}><td>${escapeHtml(x.column)}</td><td>${escapeHtml(x.transform)}</td>` +
+      `<td class="n">${both(formatFraction(x.null_fraction), b && formatFraction(b.null_fraction))}</td>` +
       `<td>${escapeHtml(range)}</td>` +
-      `<td class="n">${range === '—' ? '—' : both(formatPercent(x.outside_range_fraction), b && formatPercent(b.outside_range_fraction))}</td>` +
-      `<td class="n">${x.transform === 'one_hot' ? both(formatPercent(x.unknown_category_fraction), b && formatPercent(b.unknown_category_fraction)) : '—'}</td></tr>`
+      `<td class="n">${range === '—' ? '—' : both(formatFraction(x.outside_range_fraction), b && formatFraction(b.outside_range_fraction))}</td>` +
+      `<td class="n">${hasCategories(x) ? both(formatFraction(x.unknown_category_fraction), b && formatFraction(b.unknown_category_fraction)) : '—'}</td></tr>`
     );
   });
   return (
     `<table id="features"><tr><th>feature</th><th>transform</th><th>NULL</th><th>training range</th><th>outside range</th><th>unknown category</th></tr>${rows.join('')}</table>` +
-    `<p class="note">Fractions of the ${formatCount(f.rows)} rows read (rejected rows included)${prev ? `; the previous published run's in brackets` : ''}.</p>`
+    `<p class="note">Fractions of the ${formatCount(f.rows)} rows read (rejected rows included)${prev ? `; the previous published run's in brackets; highlighted: a fraction that appeared, moved by half a percentage point or more, or doubled or halved` : ''}.</p>`
   );
 }
 
@@ -139,6 +184,8 @@ export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
   const body = [
     `<h1>${escapeHtml(title)}</h1>`,
     `<p class="sub">${escapeHtml(`${r.model} ${r.model_version} · ${formatCount(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
+    nextStep(r),
+    changes(r),
     '<h2>Run</h2>',
     facts(r),
   ];

@@ -147,8 +147,10 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   const rejects = await ledger.rejectsByReason(c, runId);
   const chunks = await ledger.getChunks(c, runId);
-  const p = await ledger.previousPublishedRun(c, runId);
   const stats = run.stats;
+  // The baseline the run's drift was computed against, when it has one on record; else who readers see now.
+  const recorded = stats?.drift?.baseline_run_id;
+  const p = recorded === undefined ? await ledger.previousPublishedRun(c, runId) : recorded === null ? undefined : await ledger.getRun(c, recorded);
   const prevStats = p?.stats ?? null;
   const drift = stats?.drift ?? (stats?.scores && p ? computeDrift(p.run_id, prevStats?.scores?.histogram, stats.scores.histogram) : null);
   const [item] = await withPublications(c, ledger, [toItem(run)]);

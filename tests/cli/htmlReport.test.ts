@@ -110,8 +110,11 @@ describe('runs show --html', () => {
     expect(dom.match(/<rect class="bar previous"/g)).toHaveLength(20);
     expect(dom).toMatch(/drift \(PSI\)<\/th><td><span class="\w+">\d\.\d{4} — /);
     const features = /<table id="features">([\s\S]*?)<\/table>/.exec(dom)?.[1] ?? '';
-    expect(features.match(/<tr>/g)).toHaveLength(16); // header + the model's 15 features
-    expect(features).toContain('<td>days_since_last_order</td>');
+    expect(features.match(/<tr[ >]/g)).toHaveLength(16); // header + the model's 15 features
+    // The data change before this run (days_since_last_order + 300 for half the customers) is highlighted and listed.
+    expect(features).toMatch(/<tr class="changed"[^>]*><td>days_since_last_order<\/td>/);
+    expect(dom).toMatch(/<ul id="changes">[\s\S]*days_since_last_order: outside the training range/);
+    expect(dom).toMatch(/<div id="next" class="ok"><strong>Next step\.<\/strong> Nothing to do/);
     expect(dom).toContain('<table id="scores">');
 
     const shot = join(dir, 'report.png');

@@ -37,6 +37,8 @@ describe('publish gates, publish --force and the metrics file', () => {
     t = await createTestDatabase();
     dir = await mkdtemp(join(tmpdir(), 'sj-obs-'));
     await seedCustomers(t.pool, { customers: 6000, seed: 41 });
+    // A few customers every run rejects (tenure_months has no fill): 0.2%, under the reject gate.
+    await t.pool.query('UPDATE customers SET tenure_months = NULL WHERE customer_id % 500 = 0');
     const first = await runCli(['run', '--chunk-size', '2000'], t.env);
     expect(first.code).toBe(0);
     firstRun = runIdOf(first);
@@ -94,6 +96,13 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(row.published_at).not.toBeNull();
     expect(row.stats.forced_publish.overridden_error).toMatch(/--max-psi/);
     expect(row.stats.scores.count).toBe(Number(row.rows_scored)); // the statistics are kept
+    // Who is missing from customer_scores, and where they are listed.
+    const warning = String(forced.logs.find((l) => l.forced_publish === true && l.level === 40)?.msg);
+    const listed = (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.customer_score_rejects WHERE run_id = $1', [gated])).rows[0]?.n;
+    expect(listed).toBe(Number(row.rows_rejected));
+    expect(listed).toBeGreaterThan(0);
+    expect(warning).toContain(`${listed} customer(s) the run could not score (null_without_fill in `);
+    expect(warning).toContain(`are listed in scoring.customer_score_rejects (readers) and scoring.score_rejects WHERE run_id = ${gated}`);
     const m = await metricsOf(metrics);
     expect(m.get('scorejob_last_run_success')).toBe(1);
     expect(m.get('scorejob_last_run_forced_publish')).toBe(1);

@@ -119,6 +119,10 @@ describe('rollback and the publish event', () => {
 
     const next = await runInProcess(t, { chunkSize: 100, keepRuns: 12 });
     expect(await publishedRun()).toEqual([next.runId]);
+    // Its drift is measured against what readers saw when it was scored: the run put back, not the newer one rolled back from.
+    expect(next.psiBaselineRunId).toBe(runs[0]);
+    const shown = await t.pool.query(`SELECT stats->'drift'->>'baseline_run_id' AS b FROM scoring.score_runs WHERE run_id = $1`, [next.runId]);
+    expect(shown.rows).toEqual([{ b: runs[0] }]);
     const pointer = await t.pool.query('SELECT run_id::text, previous_run_id::text FROM scoring.published_run');
     expect(pointer.rows).toEqual([{ run_id: next.runId, previous_run_id: runs[0] }]);
     await waitUntil('the notifications arrived', async () => heard.length === 8, 5000);

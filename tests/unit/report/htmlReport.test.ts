@@ -20,7 +20,43 @@ function detail(): RunDetail {
   };
 }
 
+/** A feature summary of one standardized column. */
+function feature(column: string, nullFraction: number, outside = 0) {
+  return { column, transform: 'standardize', nulls: 0, null_fraction: nullFraction, min: 0, max: 1, below_min: 0, above_max: 0, outside_range_fraction: outside, unknown_category: 0, unknown_category_fraction: 0 };
+}
+
 describe('run reports', () => {
+  it('the HTML page says the next step of a gated run: a new run once the data is fixed, or publish --force after review', () => {
+    const r = { ...detail(), resume_command: 'scorejob run once the data is fixed, or scorejob publish 7 --force after review' };
+    const page = renderRunHtml(r);
+    const next = /<div id="next" class="act">([\s\S]*?)<\/div>/.exec(page)?.[1] ?? '';
+    expect(next).toContain('A publish gate stopped this run');
+    expect(next).toContain('<code>scorejob run</code> once the data is fixed, or <code>scorejob publish 7 --force</code> after review');
+    expect(next).not.toMatch(/resume/);
+    const failed = renderRunHtml({ ...detail(), error_kind: 'database', resume_command: 'scorejob resume 7' });
+    expect(failed).toMatch(/<div id="next" class="act">.*Next: <code>scorejob resume 7<\/code>/);
+  });
+
+  it('the HTML page highlights a feature whose NULL fraction appeared, shows tiny fractions, and lists what changed', () => {
+    const base = detail();
+    const r: RunDetail = {
+      ...base,
+      features: { rows: 1_000_000, features: [feature('stable', 0.02), feature('appeared', 0.0304), feature('tiny', 0.000003)] },
+      previous_published: { run_id: '6', model_version: '1', rows_scored: 4, stats: base.stats, features: { rows: 1_000_000, features: [feature('stable', 0.0201), feature('appeared', 0), feature('tiny', 0)] } },
+    };
+    const page = renderRunHtml(r);
+    const rows = /<table id="features">([\s\S]*?)<\/table>/.exec(page)?.[1] ?? '';
+    expect(rows).toMatch(/<tr class="changed"[^>]*><td>appeared<\/td>/);
+    expect(rows).toMatch(/<tr class="changed"[^>]*><td>tiny<\/td>/);
+    expect(rows).toMatch(/<tr><td>stable<\/td>/);
+    expect(rows).toContain('0.0003%');
+    expect(rows).not.toMatch(/<td>tiny<\/td><td>standardize<\/td><td class="n">0\.00%/);
+    const changes = /<ul id="changes">([\s\S]*?)<\/ul>/.exec(page)?.[1] ?? '';
+    expect(page).toContain('<h2>What changed against run 6</h2>');
+    expect(changes).toContain('appeared: NULL 3.04% (was 0.00%)');
+    expect(changes).not.toContain('stable');
+  });
+
   it('the HTML page escapes every name and message that comes from the data or the database', () => {
     const page = renderRunHtml(detail());
     expect(page).not.toContain('<script');
