@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { SourceRef } from '../db/copyReader.js';
+import { connectAs } from '../db/pool.js';
 import { quoteIdent, quoteQualified, withTransaction } from '../db/sql.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { UsageError } from '../errors.js';
@@ -47,39 +48,52 @@ function rescoredCondition(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, k
 }
 
 /**
- * Copies the base run's scores of the customers this run did not rescore and that are still in the
+ * Copies the base run's scores of the customers this run does not rescore and that are still in the
  * source into the run's table, in the run's snapshot (`snapshotId`): so exactly the complement of what
  * the chunks read, and no customer deleted since (nor one deleted before the snapshot). Each keeps the run
- * that computed it (scored_run_id). Idempotent (a resume carries again only what is missing). Returns
- * the number of carried scores in the run's table.
+ * that computed it (scored_run_id). Done before the first chunk, into the empty table, in key order (the
+ * base run's table was written in key order): the primary key then grows at its right edge. One
+ * transaction, on a connection of its own (the ledger connection's heartbeat must not land in it):
+ * all or nothing, and skipped when a resume finds it done. Returns the number of carried scores.
  */
-export async function carryForward(c: pg.ClientBase, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, snapshotId: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
+export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, snapshotId: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
   const t0 = performance.now();
   const table = ledger.runTable(runId);
   const k = quoteIdent(key);
   const unchanged = p.updatedColumn === null ? '' : ` AND (s.${quoteIdent(p.updatedColumn)} IS NULL OR s.${quoteIdent(p.updatedColumn)} <= $2::timestamptz)`;
-  await withTransaction(c, async () => {
-    await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-    await c.query(`SET TRANSACTION SNAPSHOT ${c.escapeLiteral(snapshotId)}`);
-    // A semi-join on the source: a source that repeats a key must not repeat a carried score.
-    await c.query(
-      `INSERT INTO ${table} (customer_id, score, scored_run_id)
-       SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id)
-         FROM ${quoteIdent(ledger.schema)}.score_data b
-        WHERE b.run_id = $1 AND EXISTS (SELECT 1 FROM ${quoteQualified(p.sourceTable)} s WHERE s.${k} = b.customer_id${unchanged})
-       ON CONFLICT (run_id, customer_id) DO NOTHING`,
-      p.updatedColumn === null ? [p.baseRunId] : [p.baseRunId, p.since],
-    );
-  });
-  // Not in the snapshot's transaction: the run's ledger row and the lock changed since the snapshot, and
-  // writing them there would be a serialization failure. The carried rows are only ever in this run's table.
-  let carried = 0;
-  await withTransaction(c, async () => {
-    const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE scored_run_id IS NOT NULL`);
-    carried = rows[0]?.n ?? 0;
-    await new IncrementalLedger(ledger).recordCarried(c, runId, carried);
-    await fence(c);
-  });
-  log.info({ rows_carried: carried, base_run_id: p.baseRunId, ms: Math.round(performance.now() - t0) }, `carried ${carried} scores forward from run ${p.baseRunId}`);
-  return carried;
+  const c = await connectAs(pool, 'carry');
+  // A connection an error left mid-transaction is destroyed, not returned to the pool.
+  let clean = false;
+  try {
+    const done = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE scored_run_id IS NOT NULL`);
+    if ((done.rows[0]?.n ?? 0) > 0) {
+      clean = true;
+      return done.rows[0]!.n;
+    }
+    let carried = 0;
+    await withTransaction(c, async () => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      await c.query(`SET TRANSACTION SNAPSHOT ${c.escapeLiteral(snapshotId)}`);
+      // A semi-join on the source: a source that repeats a key must not repeat a carried score.
+      const r = await c.query(
+        `INSERT INTO ${table} (customer_id, score, scored_run_id)
+         SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id)
+           FROM ${quoteIdent(ledger.schema)}.score_data b
+          WHERE b.run_id = $1 AND EXISTS (SELECT 1 FROM ${quoteQualified(p.sourceTable)} s WHERE s.${k} = b.customer_id${unchanged})`,
+        p.updatedColumn === null ? [p.baseRunId] : [p.baseRunId, p.since],
+      );
+      carried = r.rowCount ?? 0;
+    });
+    // Not in the snapshot's transaction: the run's ledger row and the lock changed since the snapshot, and
+    // writing them there would be a serialization failure.
+    await withTransaction(c, async () => {
+      await new IncrementalLedger(ledger).recordCarried(c, runId, carried);
+      await fence(c);
+    });
+    log.info({ rows_carried: carried, base_run_id: p.baseRunId, ms: Math.round(performance.now() - t0) }, `carried ${carried} scores forward from run ${p.baseRunId}`);
+    clean = true;
+    return carried;
+  } finally {
+    c.release(!clean);
+  }
 }

@@ -99,6 +99,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await attachRunTable(deps.client, ledger, runId, log);
     }
     if (deps.explainer) await ensureReasonsTable(deps.client, ledger, runId, !params.dryRun, log);
+    // --only-new: the scores not rescored come from the base run, in the snapshot the chunks read (src/job/onlyNew.ts).
+    const carried = params.onlyNew ? await carryForward(deps.pool, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     const chunks = await ledger.getChunks(deps.client, runId);
     const pending = await ledger.pendingChunks(deps.client, runId);
     let done = chunks.length - pending.length;
@@ -140,8 +142,6 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       pending,
     );
     observer.stopProgress();
-    // --only-new: the scores not rescored come from the base run, in the same snapshot the chunks read.
-    const carried = params.onlyNew && completed && !deps.stop.requested ? await carryForward(deps.client, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
     if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
