@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { Gauge, Registry } from 'prom-client';
 import { writeFileAtomic } from '../files.js';
 import type { Logger } from '../log.js';
 import type { ErrorKind } from '../ledger/ledger.js';
@@ -51,6 +50,8 @@ const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
 export async function renderMetrics(m: RunMetrics): Promise<string> {
   const seconds = m.durationMs / 1000;
   const total = m.rowsScored + m.rowsRejected;
+  // Imported here, not at start-up: only a run with --metrics-file pays its ~35 ms of loading.
+  const { Gauge, Registry } = await import('prom-client');
   const registry = new Registry();
   // Every sample carries the run's model, so several models' files can sit side by side.
   const gauge = (name: string, help: string, samples: Sample[]): void => {
