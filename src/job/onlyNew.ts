@@ -28,16 +28,35 @@ export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: Lo
     );
   }
   const onlyNew: OnlyNewParams = { baseRunId: base.runId, since: base.startedAt.toISOString(), sourceTable: model.manifest.source.table, updatedColumn: model.manifest.source.updatedColumn ?? null };
-  const view = `${ledger.schema}.only_new_source_${BigInt(base.runId).toString()}`;
+  const source = await createOnlyNewView(c, ledger, onlyNew, model.manifest.source.key, model.dir);
+  return { source, onlyNew };
+}
+
+function viewName(ledger: Ledger, p: OnlyNewParams): string {
+  return `${ledger.schema}.only_new_source_${BigInt(p.baseRunId).toString()}`;
+}
+
+/**
+ * Creates (or replaces) the view of the customers to rescore: at the start and at each resume. It lives
+ * only while the run does ({@link dropOnlyNewView}): a view on the source would stop its owner from
+ * dropping or retyping the source's columns.
+ */
+export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string): Promise<SourceRef> {
+  const view = viewName(ledger, p);
   try {
-    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(onlyNew.sourceTable)} s WHERE ${rescoredCondition(c, ledger, onlyNew, model.manifest.source.key)}`);
+    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(p.sourceTable)} s WHERE ${rescoredCondition(c, ledger, p, key)}`);
   } catch (err) {
-    if (sqlStateOf(err) === SqlState.undefinedColumn && onlyNew.updatedColumn !== null) {
-      throw new UsageError(`source.updated_column "${onlyNew.updatedColumn}" of ${model.dir}/manifest.json is not a column of ${onlyNew.sourceTable}`, { cause: err });
+    if (sqlStateOf(err) === SqlState.undefinedColumn && p.updatedColumn !== null) {
+      throw new UsageError(`source.updated_column "${p.updatedColumn}" of ${modelDir}/manifest.json is not a column of ${p.sourceTable}`, { cause: err });
     }
     throw err;
   }
-  return { source: { table: view, key: model.manifest.source.key }, onlyNew };
+  return { table: view, key };
+}
+
+/** Drops the run's view once the run has ended, however it ended (best effort: a resume creates it again). */
+export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger): Promise<void> {
+  await c.query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
 }
 
 /** Whether source row `s` is rescored: no score in the base run, or (with an updated column) changed since it started. */

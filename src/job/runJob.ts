@@ -20,7 +20,7 @@ import { applyRetention } from './publish.js';
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
 import { explainerFor } from './reasonsSetup.js';
-import { prepareOnlyNew } from './onlyNew.js';
+import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
 
@@ -94,8 +94,17 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, kind: params.onlyNew ? 'only_new' : 'full', base_run_id: params.onlyNew?.baseRunId },
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer }));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
   });
+}
+
+/** Runs fn, then drops an only-new run's view of its source, however fn ended (src/job/onlyNew.ts). */
+async function withOnlyNewView<T>(session: LockedSession, params: RunParams, log: Logger, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    if (params.onlyNew) await dropOnlyNewView(session.client, session.ledger, params.onlyNew, log);
+  }
 }
 
 /**
@@ -151,7 +160,8 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer }));
+    if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir);
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
   });
 }
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { UsageError } from '../../src/errors.js';
 import { seedCustomers } from '../../src/dev/seed.js';
+import { showRun } from '../../src/report/runsReport.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
@@ -71,6 +72,12 @@ describe('incremental runs (run --only-new)', () => {
     expect(inc.rowsScored).toBe(85);
     const ledger = await t.pool.query('SELECT kind, base_run_id::text, rows_carried::int FROM scoring.score_runs WHERE run_id = $1', [inc.runId]);
     expect(ledger.rows[0]).toEqual({ kind: 'only_new', base_run_id: base.runId, rows_carried: 3000 - 40 - 25 });
+    const c = await t.pool.connect();
+    try {
+      expect((await showRun(c, 'scoring', inc.runId)).analyst).toMatchObject({ kind: 'only_new', base_run_id: base.runId, rows_carried: 2935 });
+    } finally {
+      c.release();
+    }
     const after = await published(t);
     const source = new Set((await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers')).rows.map((r) => r.k));
     expect(new Set(after.keys())).toEqual(source); // every current customer, no deleted one
@@ -89,6 +96,8 @@ describe('incremental runs (run --only-new)', () => {
       }
     }
     expect(rescored).toBe(85);
+    // The run's view of its source is gone with the run: the source's owner may drop or retype its columns.
+    expect((await t.pool.query(`SELECT count(*)::int n FROM pg_views WHERE viewname LIKE 'only\\_new\\_source\\_%'`)).rows[0]).toEqual({ n: 0 });
   });
 
   it('with no new customer, publishes the whole table carried forward; a carried score keeps the run that computed it through a second incremental run', async () => {
@@ -123,6 +132,7 @@ describe('incremental runs (run --only-new)', () => {
     } finally {
       await hold.release();
     }
+    expect((await t.pool.query(`SELECT count(*)::int n FROM pg_views WHERE viewname LIKE 'only\\_new\\_source\\_%'`)).rows[0]).toEqual({ n: 0 });
     const resumed = await resumeInProcess(t, runId);
     expect(resumed.rowsScored).toBe(90);
     const after = await published(t);

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatRunDetail } from '../../src/report/formatRuns.js';
+import { showRun } from '../../src/report/runsReport.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
@@ -47,6 +49,16 @@ describe('reasons per score (run --reasons K)', () => {
     expect(params.rows[0]?.reasons).toMatchObject({ k: 3, space: 'logit', features: manifestColumns });
     const measured = await t.pool.query('SELECT DISTINCT measured_in, model_name FROM scoring.customer_score_reasons');
     expect(measured.rows).toEqual([{ measured_in: 'logit', model_name: 'customer-value' }]);
+    // runs show (text, JSON and HTML are built from this): K, the unit, and each feature's count as first reason.
+    const c = await t.pool.connect();
+    try {
+      const detail = await showRun(c, 'scoring', r.runId);
+      expect(detail.analyst).toMatchObject({ kind: 'full', reasons: { k: 3, measured_in: 'logit' } });
+      expect(detail.analyst?.reasons?.first_reason.reduce((n, x) => n + x.customers, 0)).toBe(r.rowsScored);
+      expect(formatRunDetail(detail)).toMatch(/Reasons: 3 per customer, in the logit/);
+    } finally {
+      c.release();
+    }
   });
 
   it('a chunk lost before its commit loses its reasons with its scores; the resumed run has every reason exactly once', async () => {
