@@ -70,8 +70,8 @@ function rescoredCondition(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, k
  * Copies the base run's scores of the customers this run does not rescore and that are still in the
  * source into the run's table, in the run's snapshot (`snapshotId`): so exactly the complement of what
  * the chunks read, and no customer deleted since (nor one deleted before the snapshot). Each keeps the run
- * that computed it (scored_run_id). Done before the first chunk, into the empty table, in key order (the
- * base run's table was written in key order): the primary key then grows at its right edge. One
+ * that computed it (scored_run_id). Done before the first chunk and before the table is attached, into
+ * the empty table, whose primary key is dropped and built again around the copy. One
  * transaction, on a connection of its own (the ledger connection's heartbeat must not land in it):
  * all or nothing, and skipped when a resume finds it done. Returns the number of carried scores.
  */
@@ -90,9 +90,15 @@ export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string,
       return done.rows[0]!.n;
     }
     let carried = 0;
+    const id = BigInt(runId).toString();
+    const attached = await c.query<{ a: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)) AS a`, [table]);
+    // Not attached yet (the carry comes before the attach): filling the heap without its primary key and
+    // building the key once, sorted, is ~3x faster than 5M index insertions (12 s against 33 s for 5M).
+    const rebuildKey = attached.rows[0]?.a !== true;
     await withTransaction(c, async () => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       await c.query(`SET TRANSACTION SNAPSHOT ${c.escapeLiteral(snapshotId)}`);
+      if (rebuildKey) await c.query(`ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS "score_data_${id}_pkey"`);
       // A semi-join on the source: a source that repeats a key must not repeat a carried score.
       const r = await c.query(
         `INSERT INTO ${table} (customer_id, score, scored_run_id)
@@ -102,6 +108,7 @@ export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string,
         p.updatedColumn === null ? [p.baseRunId] : [p.baseRunId, p.since],
       );
       carried = r.rowCount ?? 0;
+      if (rebuildKey) await c.query(`ALTER TABLE ${table} ADD CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id)`);
     });
     // Not in the snapshot's transaction: the run's ledger row and the lock changed since the snapshot, and
     // writing them there would be a serialization failure.

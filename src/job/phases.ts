@@ -94,13 +94,13 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   try {
     view = await SourceView.open({ pool: deps.pool, ledger, ledgerClient: () => deps.client, runId, source: params.source, log });
     const sourceRows = await ensurePlanned(deps, view);
+    // --only-new: the scores not rescored come from the base run, in the snapshot the chunks read, before the attach (src/job/onlyNew.ts).
+    const carried = params.onlyNew ? await carryForward(deps.pool, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     if (!params.dryRun) {
       await registerModel(deps.client, ledger, model.manifest.name, log);
       await attachRunTable(deps.client, ledger, runId, log);
     }
     if (deps.explainer) await ensureReasonsTable(deps.client, ledger, runId, !params.dryRun, log);
-    // --only-new: the scores not rescored come from the base run, in the snapshot the chunks read (src/job/onlyNew.ts).
-    const carried = params.onlyNew ? await carryForward(deps.pool, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     const chunks = await ledger.getChunks(deps.client, runId);
     const pending = await ledger.pendingChunks(deps.client, runId);
     let done = chunks.length - pending.length;
