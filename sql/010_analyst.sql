@@ -1,6 +1,11 @@
 -- scorejob schema, version 10: for analysts (issue 19). Reasons per score (`scorejob run --reasons K`)
 -- and incremental runs (`scorejob run --only-new`).
 
+-- Readers wait for this transaction instead of deadlocking with it (as in 007): a reader locks the view
+-- first and the tables behind it next, so this takes every view first, before any table.
+LOCK TABLE :SCHEMA.customer_scores, :SCHEMA.customer_score_history, :SCHEMA.customer_score_changes,
+           :SCHEMA.published_runs, :SCHEMA.customer_score_rejects IN ACCESS EXCLUSIVE MODE;
+
 -- Reasons: for each scored customer of a run, the K manifest features that moved its score most from
 -- the baseline, with their signed contributions (src/model/explainer.ts says how they are computed).
 -- One row per customer: features[i] is a 1-based index into the run's params->'reasons'->'features',
@@ -26,7 +31,6 @@ ALTER TABLE :SCHEMA.score_runs
 -- A carried score keeps the run that computed it: scored_run_id (NULL: this partition's run scored it).
 -- Nullable without a default: adding it rewrites nothing. Run tables not attached (a dry or very old
 -- run) get it too, so that a later attach finds the parent's columns.
-LOCK TABLE :SCHEMA.customer_scores, :SCHEMA.customer_score_history IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE :SCHEMA.score_data ADD COLUMN scored_run_id bigint;
 DO $$
 DECLARE t record;
