@@ -28,7 +28,7 @@ import type { Feature } from '../src/model/manifest.js';
 import { makeModel } from '../tests/helpers/makeModel.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
-const stages = ['plan', 'read', 'transform', 'predict', 'write', 'publish'] as const;
+const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
 /** Marks a source table the bench seeded, so it never drops a table it did not make. */
 const seedMark = (n: number) => `scorejob bench: ${n} synthetic customers, seed ${defaultSeed}`;
 

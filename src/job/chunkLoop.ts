@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
-import { accumulate, emptyStats } from '../stats/scoreStats.js';
+import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
 import type { StageTimings } from '../observe/timings.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
@@ -59,6 +59,8 @@ export interface ChunkLoopDeps {
    * attempt, right after `transform`.
    */
   chunkStats?(): Record<string, unknown>;
+  /** A committed chunk's scores (the first `rows`, finite), exactly once per chunk committed by this loop. */
+  onScoresCommitted?(scores: Float32Array, rows: number): void;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
   /** More output per chunk (reasons, src/job/reasons.ts), written in the chunk's transaction: exactly once with its scores. */
@@ -69,8 +71,12 @@ export interface ChunkLoopDeps {
 export interface ChunkSidecar {
   /** Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. */
   prepare(x: Float32Array, rows: number, scores: Float32Array): Promise<void>;
-  /** In the chunk's transaction: `keys[0..accepted)` are the rows kept (finite scores), in order. */
-  write(c: pg.ClientBase, keys: BigInt64Array, accepted: number): Promise<void>;
+  /**
+   * Once the non-finite scores are out (`keys[0..accepted)` are the rows kept, in order): encodes what
+   * `prepare` computed into a buffer of the chunk's own (the next chunk is prepared while this one is
+   * written) and returns its write, run in the chunk's transaction.
+   */
+  seal(keys: BigInt64Array, accepted: number): (c: pg.ClientBase) => Promise<void>;
 }
 
 /**
@@ -88,10 +94,12 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   const batches: ColumnBatch[] = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
   let x = new Float32Array(capacity * d.scorer.inputWidth);
   let keys = new BigInt64Array(capacity);
-  let encoded: Buffer | undefined;
+  /** One encode buffer per write in flight and one for the chunk being encoded. */
+  const encoded: (Buffer | undefined)[] = new Array<Buffer | undefined>(writerCount + 1).fill(undefined);
   const table = d.ledger.runTable(d.runId);
   let reader: pg.PoolClient | undefined = await connect(d.pool, 'reader');
-  let writer: pg.PoolClient | undefined = await connect(d.pool, 'writer');
+  const writers: (pg.PoolClient | undefined)[] = [];
+  for (let k = 0; k < writerCount; k++) writers.push(await connect(d.pool, 'writer'));
   // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
   const wire = await sourceWireTypes(reader, d.source, d.columns);
   let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
@@ -117,19 +125,112 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     return { index, promise };
   };
 
+  /** The chunks whose write transactions are in flight (oldest first), each on its own writer. */
+  let writing: { index: number; writer: number; slot: number; promise: Promise<PreparedChunk> }[] = [];
+  /** Chunks committed after a lower one failed: the retry from the failed one skips them. */
+  const committedAhead = new Set<number>();
+  const finished = (p: PreparedChunk): void => {
+    d.log.debug({ chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length }, `chunk ${p.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
+    d.onScoresCommitted?.(p.scores, p.scored);
+    d.onChunkDone?.({ chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length });
+  };
+
+  /** Reads (the read-ahead), transforms, scores and encodes chunk i into a free encode buffer; writes nothing. */
+  const prepare = async (i: number): Promise<PreparedChunk> => {
+    const chunk = chunks[i] as PlannedChunk;
+    const startedAt = new Date();
+    const current = prefetch?.index === i ? prefetch : read(i);
+    prefetch = undefined;
+    let t = performance.now();
+    const batch = await current.promise;
+    d.timings.add('read', performance.now() - t);
+    if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
+    if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
+
+    if (batch.rows > keys.length) {
+      keys = new BigInt64Array(batch.capacity);
+      x = new Float32Array(batch.capacity * d.scorer.inputWidth);
+    }
+    const rejects: Reject[] = [];
+    t = performance.now();
+    const transformed = d.transform(batch, { x, keys }, rejects);
+    // Taken now: the next chunk's transform resets the counters while this chunk is still being written.
+    const extra = d.chunkStats?.();
+    d.timings.add('transform', performance.now() - t);
+    t = performance.now();
+    const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+    await d.sidecar?.prepare(x, transformed, scores);
+    // A NaN or ±Infinity score is a reject, never a published score.
+    const accepted = keepFiniteScores(keys, scores, transformed, rejects);
+    const side = d.sidecar?.seal(keys, accepted);
+    d.timings.add('predict', performance.now() - t);
+    const stats = emptyStats();
+    accumulate(stats, scores, accepted);
+    // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
+    const slot = encoded.findIndex((_, k) => !writing.some((w) => w.slot === k));
+    const buf = (encoded[slot] = encodeScores(keys, scores, accepted, encoded[slot]));
+    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, slot, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats, side };
+  };
+
+  /** The chunk's scores, rejects and "done" mark in one transaction on the given writer. */
+  const write = async (p: PreparedChunk, writer: pg.PoolClient): Promise<PreparedChunk> => {
+    const t = performance.now();
+    await withTransaction(writer, async (w) => {
+      await copyScores(w, table, p.encoded);
+      await d.ledger.insertRejects(w, d.runId, p.rejects);
+      await p.side?.(w);
+      const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats });
+      if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
+      // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
+      await d.fence?.(w);
+    });
+    d.timings.add('write', performance.now() - t);
+    return p;
+  };
+
+  /** Waits for the oldest write in flight; the chunks are reported done in their order. */
+  const drainOne = async (): Promise<void> => {
+    const oldest = writing[0];
+    if (!oldest) return;
+    const t = performance.now();
+    const p = await oldest.promise;
+    d.timings.add('writeWait', performance.now() - t);
+    writing.shift();
+    finished(p);
+  };
+  const drainAll = async (): Promise<void> => {
+    while (writing.length > 0) await drainOne();
+  };
+
+  // Chunk i is scored while the writes of chunks i-1 and i-2 run, each in its own transaction on its own
+  // connection (and chunk i+1 is read): the client's CPU (transform, predict) overlaps the server's, and
+  // the server's COPY into the keyed table, the longest stage, runs on two of its backends. Each chunk
+  // still commits whole or not at all; after a failure every write in flight settles, and the retry
+  // starts from the lowest chunk that failed, skipping those that committed.
+  let i = 0;
   try {
-    for (let i = 0; i < chunks.length; ) {
-      if (d.stop.requested) return false;
-      const chunk = chunks[i] as PlannedChunk;
-      const startedAt = new Date();
+    while (i < chunks.length || writing.length > 0) {
       try {
-        if (pendingFailure !== undefined || !reader || !writer) {
+        if (d.stop.requested) {
+          await drainAll();
+          return false;
+        }
+        if (i >= chunks.length) {
+          await drainAll();
+          continue;
+        }
+        if (committedAhead.delete(i)) {
+          i++;
+          continue;
+        }
+        const chunk = chunks[i] as PlannedChunk;
+        if (pendingFailure !== undefined || !reader || writers.some((w) => !w)) {
           // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
           await d.recover();
           reader ??= await connect(d.pool, 'reader');
-          writer ??= await connect(d.pool, 'writer');
+          for (let k = 0; k < writerCount; k++) writers[k] ??= await connect(d.pool, 'writer');
           // A connection lost at COMMIT may have lost only the reply: the chunk can be done already.
-          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writer, d.runId, chunk.chunkNo);
+          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writers[0] as pg.PoolClient, d.runId, chunk.chunkNo);
           if (committed) {
             pendingFailure = undefined;
             failures = 0;
@@ -142,58 +243,46 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           const recounted = await d.view.ensure(reader, chunks.slice(i));
           recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
         }
-        const current = prefetch?.index === i ? prefetch : read(i);
-        prefetch = undefined;
-        let t = performance.now();
-        const batch = await current.promise;
-        d.timings.add('read', performance.now() - t);
-        if (i + 1 < chunks.length && !d.stop.requested) prefetch = read(i + 1);
-        if (chunk.rows !== undefined && batch.rows !== chunk.rows) throw new ChunkCountError(chunk.chunkNo, d.source, batch.rows, chunk.rows, d.runId);
-
-        if (batch.rows > keys.length) {
-          keys = new BigInt64Array(batch.capacity);
-          x = new Float32Array(batch.capacity * d.scorer.inputWidth);
-        }
-        const rejects: Reject[] = [];
-        t = performance.now();
-        const transformed = d.transform(batch, { x, keys }, rejects);
-        d.timings.add('transform', performance.now() - t);
-        t = performance.now();
-        const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
-        await d.sidecar?.prepare(x, transformed, scores);
-        // A NaN or ±Infinity score is a reject, never a published score.
-        const accepted = keepFiniteScores(keys, scores, transformed, rejects);
-        d.timings.add('predict', performance.now() - t);
-        const stats = emptyStats();
-        accumulate(stats, scores, accepted);
-
-        t = performance.now();
-        encoded = encodeScores(keys, scores, accepted, encoded);
-        const scoresBuffer = encoded;
-        await withTransaction(writer as pg.PoolClient, async (w) => {
-          await copyScores(w, table, scoresBuffer);
-          await d.ledger.insertRejects(w, d.runId, rejects);
-          await d.sidecar?.write(w, keys, accepted);
-          const extra = d.chunkStats?.();
-          const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length, startedAt, stats: extra ? { ...stats, ...extra } : stats });
-          if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
-          // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
-          await d.fence?.(w);
-        });
-        d.timings.add('write', performance.now() - t);
-        d.log.debug({ chunk: chunk.chunkNo, rows: batch.rows, scored: accepted, rejected: rejects.length }, `chunk ${chunk.chunkNo}/${chunks.at(-1)?.chunkNo} done`);
-        d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: accepted, rejected: rejects.length });
+        const prepared = await prepare(i);
+        if (writing.length >= writerCount) await drainOne();
+        const k = writers.findIndex((_, n) => !writing.some((w) => w.writer === n));
+        const promise = write(prepared, writers[k] as pg.PoolClient);
+        promise.catch(() => undefined); // awaited by drainOne (or the catch below); never an unhandled rejection
+        writing.push({ index: i, writer: k, slot: prepared.slot, promise });
         i++;
         failures = 0;
-      } catch (err) {
+      } catch (thrown) {
+        let err = thrown;
+        // The writes in flight settle first: done, their chunks count; failed, the retry starts from the lowest.
+        const settled = writing;
+        writing = [];
+        let failedAt: number | undefined;
+        for (const w of settled) {
+          const outcome = await w.promise.then(
+            (p) => ({ p }),
+            (e: unknown) => ({ e }),
+          );
+          if ('p' in outcome) {
+            finished(outcome.p);
+            if (failedAt !== undefined) committedAhead.add(w.index);
+          } else if (failedAt === undefined) {
+            failedAt = w.index;
+            err = outcome.e;
+          }
+        }
+        if (failedAt !== undefined) i = failedAt;
         if (prefetch) await prefetch.promise.catch(() => undefined);
         prefetch = undefined;
         failures++;
+        const chunk = chunks[i] as PlannedChunk;
         const message = describeDbError(err);
-        // The reader may be mid-COPY and the writer mid-transaction: never reuse them after an error.
+        // The reader may be mid-COPY and a writer mid-transaction: never reuse them after an error.
         reader?.release(true);
-        writer?.release(true);
-        reader = writer = undefined;
+        reader = undefined;
+        writers.forEach((w, n) => {
+          w?.release(true);
+          writers[n] = undefined;
+        });
         // A lost snapshot is taken again (d.view.ensure) before the retry.
         const transient = isTransient(err) || err instanceof SnapshotLostError;
         if (!transient || failures >= d.attempts || d.stop.requested) {
@@ -208,11 +297,35 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     }
     return true;
   } finally {
+    for (const w of writing) await w.promise.catch(() => undefined);
     if (prefetch) await prefetch.promise.catch(() => undefined);
     reader?.release();
-    writer?.release();
+    for (const w of writers) w?.release();
   }
 }
+
+/** A chunk scored and encoded, waiting for (or in) its write transaction. */
+interface PreparedChunk {
+  chunkNo: number;
+  rows: number;
+  startedAt: Date;
+  /** Its encode buffer's index (busy until the write settles). */
+  slot: number;
+  encoded: Buffer;
+  /** The scorer's array (new for each chunk): the first `scored` are the chunk's finite scores. */
+  scores: Float32Array;
+  scored: number;
+  rejects: Reject[];
+  stats: ScoreStats;
+  /** The sidecar's write of this chunk (reasons), in its transaction. */
+  side?: ((c: pg.ClientBase) => Promise<void>) | undefined;
+}
+
+/**
+ * Write transactions in flight at once. Two: the COPY into the run's keyed table is the longest stage
+ * (its index build is server CPU), and with one writer the loop waited on it while a core idled.
+ */
+const writerCount = 2;
 
 function connect(pool: pg.Pool, role: string): Promise<pg.PoolClient> {
   return connectAs(pool, role);

@@ -23,6 +23,8 @@ import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.js';
 import { carryForward } from './onlyNew.js';
+import { ScoreHistogram } from '../stats/scoreCuts.js';
+import { cutPointsFromHistogram } from './cutPoints.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -108,6 +110,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     let inFlight = 0;
     stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
     observer.begin(chunks, params.chunkSize, sourceRows);
+    // The percentile cut points' histogram (fixed size): counted as chunks commit, it spares a sort of the run's table.
+    const histogram = params.dryRun ? undefined : new ScoreHistogram();
     const completed = await runChunks(
       {
         pool: deps.pool,
@@ -128,6 +132,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
         recover: deps.recover,
         fence: deps.fence,
         sidecar: deps.explainer && reasonsSidecar(deps.explainer, ledger, runId),
+        onScoresCommitted: (scores, rows) => histogram?.add(scores, rows),
         onChunkDone: ({ chunkNo, scored, rejected }) => {
           done++;
           // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
@@ -159,15 +164,21 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (notDone.length > 0) {
       throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
     }
+    let t = performance.now();
     const statistics = await computeRunStatistics(deps.client, ledger, runId, model.plan, finalChunks);
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
-    if (!params.dryRun && scored + carried > 0) await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands));
+    if (!params.dryRun && scored + carried > 0) {
+      // The histogram counts the chunks' scores only: with carried scores its count differs, and the cuts come from SQL.
+      const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored + carried);
+      await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts);
+    }
+    deps.timings.add('statistics', performance.now() - t);
     checkGates(deps, scored + carried, rejected, statistics.drift);
     stage = 'publish';
-    let t = performance.now();
+    t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);

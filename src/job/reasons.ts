@@ -58,23 +58,24 @@ export async function dropReasonsTable(c: pg.ClientBase, ledger: Ledger, runId: 
 
 /**
  * The chunk loop's sidecar that explains each chunk's rows and writes their reasons in the chunk's
- * transaction (timed as part of the chunk's predict and write stages). Buffers are reused chunk after chunk (grown when a chunk is larger).
+ * transaction (timed as part of the chunk's predict and write stages). The explainer's buffers are reused
+ * chunk after chunk; each chunk's encoded COPY buffer is its own (a chunk is written while the next is
+ * prepared): one allocation per chunk, none per row.
  */
 export function reasonsSidecar(explainer: Explainer, ledger: Ledger, runId: string): ChunkSidecar {
   const table = reasonsTable(ledger, runId);
   let buffers: ReasonBuffers = allocateReasons(explainer.k, 0);
   let explained = 0;
-  let encoded: Buffer | undefined;
   return {
     async prepare(x, rows, scores) {
       if (buffers.contribution.length < rows * explainer.k) buffers = allocateReasons(explainer.k, Math.ceil(rows * 1.25));
       explained = rows > 0 ? await explainer.explain(x, rows, scores, buffers) : 0;
     },
-    async write(c, keys, accepted) {
+    seal(keys, accepted) {
       if (explained !== accepted) throw new Error(`internal: ${explained} rows explained, ${accepted} scored`);
-      if (accepted === 0) return;
-      encoded = encodeReasons(keys, buffers.feature, buffers.contribution, accepted, explainer.k, encoded);
-      await copyReasons(c, table, encoded);
+      if (accepted === 0) return async () => undefined;
+      const encoded = encodeReasons(keys, buffers.feature, buffers.contribution, accepted, explainer.k);
+      return (c) => copyReasons(c, table, encoded);
     },
   };
 }

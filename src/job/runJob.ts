@@ -217,8 +217,8 @@ export interface LockedSession {
  */
 async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, fn: (s: LockedSession) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
-  // ledger, lock, reader, writer, and one spare while a lost connection is being replaced.
-  const pool = createPool(config.db, 5);
+  // ledger, lock, reader, two writers (chunkLoop.ts), and one spare while a lost connection is being replaced.
+  const pool = createPool(config.db, 6);
   let conn: ResilientClient | undefined;
   let lock: RunLock | undefined;
   try {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
+import { copyFloat4Bits } from '../db/copyFloat4.js';
 import type { Ledger } from './ledger.js';
 
 /** How a model's pointer moved: a run published, a run published by force over a gate, a rollback. */
@@ -136,14 +137,26 @@ export class Publications {
    * The run's 99 percentile cut points, in one pass (a sort) over the run's own table, and the manifest's
    * bands, stored on the run before its gates so that a run published later by force has them too.
    */
-  async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined): Promise<void> {
+  async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined, cuts?: readonly number[]): Promise<void> {
+    // With `cuts` (computed from the chunks' scores, src/stats/scoreCuts.ts: the same figures) the sort is skipped.
     await c.query(
       `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
-              score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runTable(runId)})
+              score_cuts = COALESCE($4::float8[], (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
+                              FROM ${this.ledger.runTable(runId)}))
         WHERE run_id = $1`,
-      [runId, bands?.bounds ?? null, bands?.names ?? null],
+      [runId, bands?.bounds ?? null, bands?.names ?? null, cuts ?? null],
     );
+  }
+
+  /**
+   * Streams the float32 bits of the run's scores in the value ranges [t0, t1), [t2, t3), … (`thresholds`
+   * ascending, float32 values) to `sink`: one scan, no sort, nothing kept (src/stats/scoreCuts.ts).
+   * COPY takes no parameters: the thresholds are written as float literals, from numbers only.
+   */
+  async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[], sink: (bits: number) => void): Promise<void> {
+    const literal = (t: number) => (t === Infinity ? "'Infinity'" : Number.isFinite(t) ? `'${String(t)}'` : "'-Infinity'");
+    const array = `ARRAY[${thresholds.map(literal).join(', ')}]::real[]`;
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runTable(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
   }
 
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
