@@ -557,7 +557,8 @@ function report(name: string, r: TableResults): void {
     `ratio A/B (median rows/s, wall time of each process): ${r.ratio.toFixed(2)}`,
     `A's own rows/s (its run's clock, start-up excluded): ${fmt(r.job.jobRowsPerSecond.median)}; B's COPY phase alone: ${fmt(r.baseline.copyRowsPerSecond.median)} rows/s`,
     `A's time (median ms): start-up ${r.job.startupMs.toFixed(0)}, ${stages.map((s) => `${s} ${r.job.timingsMs[s]?.toFixed(0)}`).join(', ')}`,
-    `  (read: waiting for the chunk read ahead; transform, predict and write of a chunk overlap the read of the next)`,
+    `  (read: waiting for the chunk read ahead; write: the writers' busy time, two chunk transactions at once, overlapping the`,
+    `   transform and predict of the next chunk; writeWait: the part of it the loop waited for; statistics: statistics and cut points)`,
     `(RSS: max over rounds; CPU ms: median per round, node = the child process, pg = every PostgreSQL process meanwhile)`,
     '',
   ];

@@ -25,6 +25,7 @@ import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.
 import { carryForward } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram } from './cutPoints.js';
+import { analyzeEarly } from './analyzeEarly.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -93,6 +94,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
   let scoredTotal: number | undefined;
   let view: SourceView | undefined;
+  /** The run table's ANALYZE, running beside the statistics (analyzeEarly.ts). */
+  let analyzing: Promise<void> | undefined;
   try {
     view = await SourceView.open({ pool: deps.pool, ledger, ledgerClient: () => deps.client, runId, source: params.source, log });
     const sourceRows = await ensurePlanned(deps, view);
@@ -151,6 +154,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);
     // The ledger connection sat idle through the chunks: if it was lost meanwhile, it is back now.
     await deps.recover();
+    analyzing = params.dryRun ? undefined : analyzeEarly(deps.pool, ledger, runId);
     stage = 'statistics';
 
     const run = await ledger.getRun(deps.client, runId);
@@ -185,7 +189,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await dropReasonsTable(deps.client, ledger, runId);
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
-      const event = await publishRun(deps.client, ledger, runId, runStats, log, deps.fence);
+      await analyzing;
+      const event = await publishRun(deps.client, ledger, runId, runStats, log, deps.fence, undefined, 'publish', analyzing !== undefined);
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }
@@ -231,6 +236,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     failed.loggedAt = 'error';
     throw failed;
   } finally {
+    await analyzing?.catch(() => undefined);
     await view?.close();
     observer.stopProgress();
     clearInterval(heartbeat);

@@ -73,6 +73,8 @@ export async function publishRun(
   fence?: (c: pg.ClientBase) => Promise<void>,
   settleMs: number = attachSettleMs,
   kind: Exclude<PublicationKind, 'rollback'> = 'publish',
+  /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/job/analyzeEarly.ts). */
+  analyzed = false,
 ): Promise<PublishedEvent> {
   const state = await ledger.runTableState(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
@@ -81,7 +83,7 @@ export async function publishRun(
   const wait = await ledger.msUntilAttachedFor(c, runId, settleMs);
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   await waitForOlderReaders(c, ledger, runId, log);
-  await c.query(`ANALYZE ${ledger.runTable(runId)}`);
+  if (!analyzed) await c.query(`ANALYZE ${ledger.runTable(runId)}`);
   const publications = new Publications(ledger);
   // A run scored before schema version 7 (published by force now) gets its percentiles' cut points.
   await publications.ensureCuts(c, runId);
