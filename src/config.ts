@@ -55,6 +55,10 @@ export interface RunOptions {
   workers?: number | undefined;
   /** `--chunk-lease`: seconds a worker's claim on a chunk lasts without renewal. */
   chunkLeaseS?: number | undefined;
+  /** `--reasons K`: store the K features that moved each customer's score most (src/model/explainer.ts); undefined: none. */
+  reasons?: number | undefined;
+  /** `--only-new`: rescore only customers new (or changed) since the published run, carry the others forward. */
+  onlyNew?: boolean | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

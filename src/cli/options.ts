@@ -195,8 +195,18 @@ function hostOfUrl(url: string | undefined): string | undefined {
   }
 }
 
+/** `--reasons K`: per customer, the K features that moved the score most (README "Reasons per score"). */
+export const reasons: Setting<number> = {
+  flags: '--reasons <k>',
+  description: 'store, per scored customer, the K manifest features that pushed the score up or down the most (view customer_score_reasons)',
+  env: 'SCOREJOB_REASONS',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 32),
+};
+
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, workers, chunkLease];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, workers, chunkLease];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

@@ -65,6 +65,20 @@ export interface ChunkLoopDeps {
   onScoresCommitted?(scores: Float32Array, rows: number): void;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
+  /** More output per chunk (reasons, src/job/reasons.ts), written in the chunk's transaction: exactly once with its scores. */
+  sidecar?: ChunkSidecar | undefined;
+}
+
+/** Per-chunk output beside the scores, committed (or rolled back) with them. */
+export interface ChunkSidecar {
+  /** Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. */
+  prepare(x: Float32Array, rows: number, scores: Float32Array): Promise<void>;
+  /**
+   * Once the non-finite scores are out (`keys[0..accepted)` are the rows kept, in order): encodes what
+   * `prepare` computed into a buffer of the chunk's own (the next chunk is prepared while this one is
+   * written) and returns its write, run in the chunk's transaction.
+   */
+  seal(keys: BigInt64Array, accepted: number): (c: pg.ClientBase) => Promise<void>;
 }
 
 /**
@@ -152,15 +166,17 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     d.timings.add('transform', performance.now() - t);
     t = performance.now();
     const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+    await d.sidecar?.prepare(x, transformed, scores);
     // A NaN or ±Infinity score is a reject, never a published score.
     const accepted = keepFiniteScores(keys, scores, transformed, rejects);
+    const side = d.sidecar?.seal(keys, accepted);
     d.timings.add('predict', performance.now() - t);
     const stats = emptyStats();
     accumulate(stats, scores, accepted);
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
     const slot = encoded.findIndex((_, k) => !writing.some((w) => w.slot === k));
     const buf = (encoded[slot] = encodeScores(keys, scores, accepted, encoded[slot]));
-    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, slot, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats };
+    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, slot, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats, side };
   };
 
   /** The chunk's scores, rejects and "done" mark in one transaction on the given writer. */
@@ -169,6 +185,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     await withTransaction(writer, async (w) => {
       await copyScores(w, table, p.encoded);
       await d.ledger.insertRejects(w, d.runId, p.rejects);
+      await p.side?.(w);
       const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats });
       if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
       // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
@@ -313,6 +330,8 @@ interface PreparedChunk {
   scored: number;
   rejects: Reject[];
   stats: ScoreStats;
+  /** The sidecar's write of this chunk (reasons), in its transaction. */
+  side?: ((c: pg.ClientBase) => Promise<void>) | undefined;
 }
 
 /**

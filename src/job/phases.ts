@@ -20,6 +20,9 @@ import { formatPercent } from '../report/format.js';
 import { Publications, type RunBands } from '../ledger/publications.js';
 import type { ManifestBand } from '../model/manifest.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
+import type { Explainer } from '../model/explainer.js';
+import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.js';
+import { carryForward } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
@@ -68,6 +71,8 @@ export interface ExecuteDeps {
   timings: StageTimings;
   /** Progress line / log lines and the metrics file (the CLI's choices); none when absent. */
   observe?: ObserveDeps | undefined;
+  /** `--reasons K`: explains every scored row; its reasons are written with the scores (src/job/reasons.ts). */
+  explainer?: Explainer | undefined;
 }
 
 /**
@@ -95,10 +100,13 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   try {
     view = await SourceView.open({ pool: deps.pool, ledger, ledgerClient: () => deps.client, runId, source: params.source, log });
     const sourceRows = await ensurePlanned(deps, view);
+    // --only-new: the scores not rescored come from the base run, in the snapshot the chunks read, before the attach (src/job/onlyNew.ts).
+    const carried = params.onlyNew ? await carryForward(deps.pool, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     if (!params.dryRun) {
       await registerModel(deps.client, ledger, model.manifest.name, log);
       await attachRunTable(deps.client, ledger, runId, log);
     }
+    if (deps.explainer) await ensureReasonsTable(deps.client, ledger, runId, !params.dryRun, log);
     const chunks = await ledger.getChunks(deps.client, runId);
     const pending = await ledger.pendingChunks(deps.client, runId);
     let done = chunks.length - pending.length;
@@ -126,6 +134,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
       recover: deps.recover,
       fence: deps.fence,
+      sidecar: deps.explainer && reasonsSidecar(deps.explainer, ledger, runId),
       onScoresCommitted: (scores, rows) => histogram?.add(scores, rows),
       onChunkDone: ({ chunkNo, scored, rejected }) => {
         done++;
@@ -165,17 +174,19 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
-    if (!params.dryRun && scored > 0) {
-      const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored);
+    if (!params.dryRun && scored + carried > 0) {
+      // The histogram counts the chunks' scores only: with carried scores its count differs, and the cuts come from SQL.
+      const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored + carried);
       await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts);
     }
     deps.timings.add('statistics', performance.now() - t);
-    checkGates(deps, scored, rejected, statistics.drift);
+    checkGates(deps, scored + carried, rejected, statistics.drift);
     stage = 'publish';
     t = performance.now();
     let dropped: string[] = [];
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
+      await dropReasonsTable(deps.client, ledger, runId);
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;
@@ -280,7 +291,8 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
-  if (plan.rows === 0) throw new EmptySourceError(params.source.table, runId);
+  // An --only-new run with no new customer still publishes: every score is carried forward.
+  if (plan.rows === 0 && !params.onlyNew) throw new EmptySourceError(params.source.table, runId);
   await withTransaction(deps.client, async (c) => {
     await ledger.recordPlan(c, runId, plan.chunks);
     await ledger.recordChunkRows(c, runId, plan.chunks);

@@ -5,6 +5,7 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
 import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
+import { dropReasonsTable } from './reasons.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**
@@ -183,6 +184,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
       await c.query(`SET lock_timeout = '10s'`);
       if (row.attached) await c.query(`ALTER TABLE ${quoteIdent(ledger.schema)}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
       await c.query(`DROP TABLE ${table}`);
+      await dropReasonsTable(c, ledger, row.run_id);
       dropped.push(row.run_id);
     } catch (err) {
       log.warn({ dropped_run: row.run_id, err: (err as Error).message }, `could not drop the scores of run ${row.run_id} yet; the next run will try again`);

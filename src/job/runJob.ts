@@ -20,6 +20,10 @@ import { applyRetention } from './publish.js';
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
 import { defaultLeaseS } from './sharedRun.js';
+import { explainerFor } from './reasonsSetup.js';
+import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
+import { reasonsMethod } from '../model/explainer.js';
 
 export type { RunResult };
 
@@ -36,7 +40,12 @@ export interface RunContext {
  * record the run, score every chunk, publish. Throws a ScorejobError carrying the exit code.
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
+  // The workers of a shared run score plain chunks: no reasons sidecar, no only-new view (not built yet).
+  if (opts.workers !== undefined && (opts.reasons !== undefined || opts.onlyNew)) {
+    throw new UsageError(`--workers cannot be combined with ${opts.reasons !== undefined ? '--reasons' : '--only-new'} yet: leave out one of them`);
+  }
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
+  const explainer = explainerFor(model, opts.reasons);
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
   ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
@@ -52,6 +61,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     onPublishCommand: opts.onPublishCommand ?? null,
     // Only a shared run carries these: a default run's params (and behaviour) stay as before.
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
+    reasons: explainer ? { k: explainer.k, features: [...explainer.features], space: explainer.space, method: reasonsMethod } : null,
   };
   return withLockedLedger(ctx, model, 'run', async (session) => {
     const { ledger, client } = session;
@@ -63,6 +73,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
+    // --only-new: the run reads a view of the customers to rescore (src/job/onlyNew.ts); refused (exit 2) without a base run.
+    if (opts.onlyNew) Object.assign(params, await prepareOnlyNew(client, ledger, model));
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
     // The ledger row comes before the work: whatever happens from here on is recorded on it. It is
@@ -81,15 +93,25 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
         pid: process.pid,
       });
       await session.lock.attachRun(c, id);
+      if (params.onlyNew) await new IncrementalLedger(ledger).markOnlyNew(c, id, params.onlyNew.baseRunId);
       return id;
     });
     const log = ctx.log.child({ run_id: runId });
     log.info(
-      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256 },
-      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
+      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, kind: params.onlyNew ? 'only_new' : 'full', base_run_id: params.onlyNew?.baseRunId },
+      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
   });
+}
+
+/** Runs fn, then drops an only-new run's view of its source, however fn ended (src/job/onlyNew.ts). */
+async function withOnlyNewView<T>(session: LockedSession, params: RunParams, log: Logger, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    if (params.onlyNew) await dropOnlyNewView(session.client, session.ledger, params.onlyNew, log);
+  }
 }
 
 /**
@@ -119,6 +141,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     await pool.end().catch(() => undefined);
   }
   const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
+  const explainer = explainerFor(model, params.reasons?.k);
   return withLockedLedger(ctx, model, 'resume', async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
@@ -144,7 +167,8 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const chunks = await ledger.getChunks(client, runId);
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
-    return executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings() }));
+    if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir);
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
   });
 }
 

@@ -26,6 +26,28 @@ export interface RunParams {
   workers?: number;
   /** How long a worker's claim on a chunk lasts without renewal (`--chunk-lease`), seconds. */
   chunkLeaseS?: number;
+  /** `--reasons K` (src/model/explainer.ts): K, the features the stored indexes name, the unit, the method; absent: none. */
+  reasons?: RunReasons | null;
+  /** `--only-new` (src/job/onlyNew.ts): the base run and the source the view filters; absent: a full run. */
+  onlyNew?: OnlyNewParams | null;
+}
+
+/** What an only_new run rescores and carries (params.onlyNew); `source` of the run is then the filtering view. */
+export interface OnlyNewParams {
+  baseRunId: string;
+  /** When the base run started (ISO): rows whose updated column is later are rescored. */
+  since: string;
+  /** The manifest's source table, which the view filters and the carry-forward joins. */
+  sourceTable: string;
+  updatedColumn: string | null;
+}
+
+/** What a run's reasons are (params.reasons; the view customer_score_reasons reads `features` and `space`). */
+export interface RunReasons {
+  k: number;
+  features: string[];
+  space: 'logit' | 'score';
+  method: string;
 }
 
 export interface RunRow {

@@ -39,6 +39,8 @@ export interface LoadedModel {
   /** The name of the output that holds the score (signature key or layer name). */
   outputName: string;
   scorer: Scorer;
+  /** The loaded TF.js model the scorer runs (for `--reasons`: src/model/explainer.ts). */
+  tfModel: TfModel;
   /** Frees the model (same as `scorer.dispose()`). */
   dispose(): void;
 }
@@ -68,7 +70,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
     const outputs = await probe(model, slots, backend, modelFile);
     const output = selectOutput(model.outputNames, outputs, manifest, modelFile);
     const scorer = createTfScorer(model, plan.width, slots, output);
-    return { dir, manifest, plan, sha256: files.sha256, files: files.files, backend, format: model.format, execution: model.format === 'layers-model' ? 'predict' : model.async ? 'executeAsync' : 'execute', inputs: slots, inputWidth: plan.width, output, outputName: model.outputNames[output.output]!, scorer, dispose: () => scorer.dispose() };
+    return { dir, manifest, plan, sha256: files.sha256, files: files.files, backend, format: model.format, execution: model.format === 'layers-model' ? 'predict' : model.async ? 'executeAsync' : 'execute', inputs: slots, inputWidth: plan.width, output, outputName: model.outputNames[output.output]!, scorer, tfModel: model, dispose: () => scorer.dispose() };
   } catch (err) {
     model.dispose();
     throw err;

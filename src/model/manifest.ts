@@ -25,6 +25,8 @@ export interface ManifestSource {
   table: string;
   /** Integer key column: chunk ranges and score rows are keyed by it. */
   key: string;
+  /** A timestamp column the source sets when a row changes: `run --only-new` rescores rows changed since its base run started. */
+  updatedColumn?: string | undefined;
 }
 
 export interface ManifestOutput {
@@ -166,14 +168,16 @@ export function parseManifest(json: unknown, file: string): Manifest {
 function parseSource(r: Reader, value: unknown): ManifestSource {
   if (value === undefined) return { ...defaultSource };
   const o = r.object(value, 'source');
-  r.only(o, 'source', ['table', 'key']);
+  r.only(o, 'source', ['table', 'key', 'updated_column']);
   const table = o.table === undefined ? defaultSource.table : r.string(o.table, 'source.table');
   const parts = table.split('.');
   if (parts.length > 2 || parts.some((p) => p === '')) {
     r.fail('source.table', `must be "table" or "schema.table" (got "${table}")`);
   }
   for (const part of parts) r.identifier(part, 'source.table');
-  return { table, key: o.key === undefined ? defaultSource.key : r.identifier(o.key, 'source.key') };
+  const source: ManifestSource = { table, key: o.key === undefined ? defaultSource.key : r.identifier(o.key, 'source.key') };
+  if (o.updated_column !== undefined) source.updatedColumn = r.identifier(o.updated_column, 'source.updated_column');
+  return source;
 }
 
 function parseFeatures(r: Reader, value: unknown): Feature[] {

@@ -30,6 +30,13 @@ export interface TfModel {
   readonly async: boolean;
   /** A graph model only: from now on run with `executeAsync`. */
   useAsync(): void;
+  /**
+   * A layers model only: the model as a differentiable function of its inputs (for `tf.grads`, used by
+   * `--reasons`), outputs in `outputNames` order. Undefined where gradients cannot be taken (a graph model).
+   */
+  readonly differentiable?: ((inputs: tf.Tensor[]) => tf.Tensor[]) | undefined;
+  /** A layers model only: the activation of the layer that produces output `o` ('sigmoid', 'linear', ...). */
+  outputActivation?(o: number): string | undefined;
   dispose(): void;
 }
 
@@ -64,6 +71,14 @@ function wrapLayers(model: LayersModel): TfModel {
       const wanted = outputs.map((o) => all[o]!);
       for (const t of all) if (!wanted.includes(t)) t.dispose();
       return wanted;
+    },
+    differentiable(inputs) {
+      const y = model.apply(inputs.length === 1 ? inputs[0]! : inputs, { training: false }) as tf.Tensor | tf.Tensor[];
+      return Array.isArray(y) ? y : [y];
+    },
+    outputActivation(o) {
+      const activation = model.outputs[o]?.sourceLayer.getConfig().activation;
+      return typeof activation === 'string' ? activation : undefined;
     },
     dispose: () => model.dispose(),
   };

@@ -1,3 +1,4 @@
+import { formatAnalystFacts } from './analystFacts.js';
 import type { FeatureSummary, FeaturesSummary } from '../stats/featureStats.js';
 import { coarsen, type Drift } from '../stats/psi.js';
 import type { RunDetail } from './runsReport.js';
@@ -122,6 +123,7 @@ export function formatRunStatistics(r: RunDetail): string[] {
     lines.push('', `Features (${formatCount(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
     lines.push(...formatFeatureTable(r.features, prev));
   }
+  lines.push(...formatAnalystFacts(r.analyst));
   // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
   if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
     lines.push('', `After review, \`scorejob publish ${r.run_id} --force\` publishes these scores as they are.`);

@@ -1,3 +1,4 @@
+import { formatAnalystFacts } from './analystFacts.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { formatCount, formatDecimal, formatFraction, formatPercent } from './format.js';
@@ -43,6 +44,7 @@ function facts(r: RunDetail): string {
   ];
   if (r.error) rows.push(['error', escapeHtml(r.error)]);
   if (r.forced_publish) rows.push(['published by force', escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`)]);
+  for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([line.startsWith('  ') ? 'first reason' : line.startsWith('Reasons') ? 'reasons' : 'only new customers', escapeHtml(line.trim())]);
   for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
 }

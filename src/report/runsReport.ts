@@ -5,6 +5,7 @@ import type { ScoreSummary } from '../stats/scoreStats.js';
 import type { FeaturesSummary } from '../stats/featureStats.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
 import { Publications, type PublicationKind } from '../ledger/publications.js';
+import { analystFacts, type AnalystFacts } from './analystFacts.js';
 
 /** One line of `scorejob runs`. */
 export interface RunListItem {
@@ -68,6 +69,8 @@ export interface RunDetail extends RunListItem {
   drift?: Drift | null;
   /** Set when `scorejob publish --force` published the run over a failed gate. */
   forced_publish?: ForcedPublish | null;
+  /** The run's kind (full, only_new: base run and carried scores) and its reasons (src/report/analystFacts.ts). */
+  analyst?: AnalystFacts;
 }
 
 /**
@@ -169,6 +172,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     features: stats?.features ?? null,
     drift,
     forced_publish: stats?.forced_publish ?? null,
+    analyst: await analystFacts(c, schema, run),
   };
 }
 

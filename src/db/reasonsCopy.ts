@@ -1,0 +1,62 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+
+const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+/** Bytes of a one-dimensional array's header in binary COPY: ndim, flags, element type, length, lower bound. */
+const arrayHeader = 20;
+const int2Oid = 21;
+const float4Oid = 700;
+
+/**
+ * Encodes (customer_id int8, features int2[], contributions float4[]) rows in binary COPY format: `k`
+ * reasons per row, features stored 1-based. `out` is reused between chunks when large enough (the hot
+ * path allocates nothing per row).
+ */
+export function encodeReasons(keys: BigInt64Array, feature: Int16Array, contribution: Float32Array, rows: number, k: number, out?: Buffer): Buffer {
+  const featureBytes = arrayHeader + k * 6;
+  const contributionBytes = arrayHeader + k * 8;
+  const rowBytes = 2 + 12 + 4 + featureBytes + 4 + contributionBytes;
+  const size = header.length + rows * rowBytes + 2;
+  const buf = out && out.length >= size ? out : Buffer.allocUnsafe(Math.ceil(size * 1.25));
+  header.copy(buf, 0);
+  const view = new DataView(buf.buffer, buf.byteOffset, size);
+  const keyView = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  let p = header.length;
+  for (let i = 0; i < rows; i++) {
+    view.setInt16(p, 3);
+    view.setInt32(p + 2, 8);
+    // The key's two little-endian halves, written big-endian: no BigInt per row.
+    view.setInt32(p + 6, keyView.getInt32(i * 8 + 4, true));
+    view.setUint32(p + 10, keyView.getUint32(i * 8, true));
+    p += 14;
+    p = arrayStart(view, p, featureBytes, int2Oid, k);
+    for (let j = 0; j < k; j++, p += 6) {
+      view.setInt32(p, 2);
+      view.setInt16(p + 4, feature[i * k + j]! + 1);
+    }
+    p = arrayStart(view, p, contributionBytes, float4Oid, k);
+    for (let j = 0; j < k; j++, p += 8) {
+      view.setInt32(p, 4);
+      view.setFloat32(p + 4, contribution[i * k + j]!);
+    }
+  }
+  view.setInt16(p, -1);
+  return buf.subarray(0, size);
+}
+
+function arrayStart(view: DataView, p: number, bytes: number, oid: number, k: number): number {
+  view.setInt32(p, bytes);
+  view.setInt32(p + 4, 1);
+  view.setInt32(p + 8, 0);
+  view.setInt32(p + 12, oid);
+  view.setInt32(p + 16, k);
+  view.setInt32(p + 20, 1);
+  return p + 24;
+}
+
+/** `COPY table (customer_id, features, contributions) FROM STDIN (FORMAT binary)`, through pipeline. */
+export async function copyReasons(client: pg.ClientBase, quotedTable: string, encoded: Buffer): Promise<void> {
+  await pipeline(Readable.from([encoded]), client.query(copyFrom(`COPY ${quotedTable} (customer_id, features, contributions) FROM STDIN (FORMAT binary)`)));
+}
