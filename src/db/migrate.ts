@@ -121,9 +121,11 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
   const files = await readMigrations();
   const latest = files.at(-1)?.version ?? 0;
   let current: number;
+  let applied: Set<number>;
   try {
-    const { rows } = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${quoteIdent(schema)}.schema_migrations`);
-    current = rows[0]?.v ?? 0;
+    const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${quoteIdent(schema)}.schema_migrations`);
+    applied = new Set(rows.map((r) => Number(r.version)));
+    current = Math.max(0, ...applied);
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) {
@@ -133,6 +135,11 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
       throw new UsageError(`this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`, { cause: err });
     }
     throw err;
+  }
+  // A migration added below the latest applied one (two branches released together) is missing too.
+  const missing = files.filter((f) => f.version < current && !applied.has(f.version));
+  if (missing.length > 0) {
+    throw new UsageError(`schema "${schema}" lacks migration ${missing.map((f) => f.name).join(', ')}: run \`scorejob migrate\``);
   }
   if (current < latest) {
     throw new UsageError(`schema "${schema}" is at version ${current}, this scorejob needs ${latest}: run \`scorejob migrate\``);

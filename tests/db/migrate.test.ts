@@ -55,6 +55,26 @@ describe('scorejob migrate', () => {
     }
   });
 
+  it('a migration missing below the latest applied one (two branches released together) is named, and migrate applies it', async () => {
+    const other = await createTestDatabase();
+    try {
+      // Undo 009 as if the schema had been migrated by a build that had 010 but not 009.
+      await other.pool.query(`ALTER TABLE scoring.score_chunks DROP COLUMN claim_token, DROP COLUMN claim_host, DROP COLUMN claim_pid,
+                                DROP COLUMN claimed_at, DROP COLUMN lease_until, DROP COLUMN failed`);
+      await other.pool.query(`DROP INDEX scoring.score_chunks_pending_idx`);
+      await other.pool.query(`DELETE FROM scoring.schema_migrations WHERE version = 9`);
+      const refused = await runCli(['runs'], other.env);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/schema "scoring" lacks migration 009_chunk_claims\.sql: run `scorejob migrate`/);
+      const r = await runCli(['migrate'], other.env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.logs.some((l) => l.migration === '009_chunk_claims.sql' && l.outcome === 'applied')).toBe(true);
+      expect((await runCli(['runs'], other.env)).code).toBe(0);
+    } finally {
+      await other.drop();
+    }
+  });
+
   it('refuses a schema migrated by a newer scorejob', async () => {
     const other = await createTestDatabase();
     try {
