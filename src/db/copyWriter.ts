@@ -3,7 +3,9 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 
-const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+/** The binary COPY header: signature, flags, header extension length. */
+export const binaryCopyHeader = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+const header = binaryCopyHeader;
 /** Bytes per row: field count (2) + int8 key (4 + 8) + float4 score (4 + 4). */
 const rowBytes = 22;
 
@@ -21,10 +23,7 @@ export function encodeScores(keys: BigInt64Array, scores: Float32Array, rows: nu
   let p = header.length;
   for (let i = 0; i < rows; i++) {
     view.setInt16(p, 2);
-    view.setInt32(p + 2, 8);
-    // The key's two little-endian halves, written big-endian: no BigInt per row.
-    view.setInt32(p + 6, keyView.getInt32(i * 8 + 4, true));
-    view.setUint32(p + 10, keyView.getUint32(i * 8, true));
+    setKeyField(view, p + 2, keyView, i);
     view.setInt32(p + 14, 4);
     view.setFloat32(p + 18, scores[i]!);
     p += rowBytes;
@@ -33,7 +32,20 @@ export function encodeScores(keys: BigInt64Array, scores: Float32Array, rows: nu
   return buf.subarray(0, size);
 }
 
-/** `COPY table (customer_id, score) FROM STDIN (FORMAT binary)` of an encoded buffer, through pipeline. */
+/** Row i's key as an int8 field (length 8, then the value) at p: 12 bytes. */
+export function setKeyField(view: DataView, p: number, keyView: DataView, i: number): void {
+  view.setInt32(p, 8);
+  // The key's two little-endian halves, written big-endian: no BigInt per row.
+  view.setInt32(p + 4, keyView.getInt32(i * 8 + 4, true));
+  view.setUint32(p + 8, keyView.getUint32(i * 8, true));
+}
+
+/** `COPY table (columns) FROM STDIN (FORMAT binary)` of an encoded buffer, through pipeline. */
+export async function copyBinary(client: pg.ClientBase, quotedTable: string, columns: string, encoded: Buffer): Promise<void> {
+  await pipeline(Readable.from([encoded]), client.query(copyFrom(`COPY ${quotedTable} (${columns}) FROM STDIN (FORMAT binary)`)));
+}
+
+/** `COPY table (customer_id, score) FROM STDIN (FORMAT binary)` of an encoded buffer. */
 export async function copyScores(client: pg.ClientBase, quotedTable: string, encoded: Buffer): Promise<void> {
-  await pipeline(Readable.from([encoded]), client.query(copyFrom(`COPY ${quotedTable} (customer_id, score) FROM STDIN (FORMAT binary)`)));
+  await copyBinary(client, quotedTable, 'customer_id, score', encoded);
 }

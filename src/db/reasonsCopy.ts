@@ -1,9 +1,6 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { binaryCopyHeader as header, copyBinary, setKeyField } from './copyWriter.js';
 
-const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
 /** Bytes of a one-dimensional array's header in binary COPY: ndim, flags, element type, length, lower bound. */
 const arrayHeader = 20;
 const int2Oid = 21;
@@ -26,10 +23,7 @@ export function encodeReasons(keys: BigInt64Array, feature: Int16Array, contribu
   let p = header.length;
   for (let i = 0; i < rows; i++) {
     view.setInt16(p, 3);
-    view.setInt32(p + 2, 8);
-    // The key's two little-endian halves, written big-endian: no BigInt per row.
-    view.setInt32(p + 6, keyView.getInt32(i * 8 + 4, true));
-    view.setUint32(p + 10, keyView.getUint32(i * 8, true));
+    setKeyField(view, p + 2, keyView, i);
     p += 14;
     p = arrayStart(view, p, featureBytes, int2Oid, k);
     for (let j = 0; j < k; j++, p += 6) {
@@ -58,5 +52,5 @@ function arrayStart(view: DataView, p: number, bytes: number, oid: number, k: nu
 
 /** `COPY table (customer_id, features, contributions) FROM STDIN (FORMAT binary)`, through pipeline. */
 export async function copyReasons(client: pg.ClientBase, quotedTable: string, encoded: Buffer): Promise<void> {
-  await pipeline(Readable.from([encoded]), client.query(copyFrom(`COPY ${quotedTable} (customer_id, features, contributions) FROM STDIN (FORMAT binary)`)));
+  await copyBinary(client, quotedTable, 'customer_id, features, contributions', encoded);
 }
