@@ -4,6 +4,10 @@
 -- partition, chunks and rejects, written in the champion's chunk transactions. Its model_name is the
 -- champion's (the slot `scorejob publish <run> --challenger` may publish it into); its model_version and
 -- model_sha256 are the challenger's. It is never published by the run itself.
+-- Readers wait for this transaction instead of deadlocking with it (as in 007 and 010): views first, then tables.
+LOCK TABLE :SCHEMA.customer_scores, :SCHEMA.customer_score_history, :SCHEMA.customer_score_changes,
+           :SCHEMA.published_runs, :SCHEMA.customer_score_rejects, :SCHEMA.customer_score_reasons IN ACCESS EXCLUSIVE MODE;
+
 ALTER TABLE :SCHEMA.score_runs DROP CONSTRAINT IF EXISTS score_runs_kind_check;
 ALTER TABLE :SCHEMA.score_runs
   ADD CONSTRAINT score_runs_kind_check CHECK (kind IN ('full', 'only_new', 'challenger')),

@@ -59,6 +59,8 @@ export interface RunOptions {
   reasons?: number | undefined;
   /** `--only-new`: rescore only customers new (or changed) since the published run, carry the others forward. */
   onlyNew?: boolean | undefined;
+  /** `--challenger DIR`: a second model scored in the same pass into a sibling run, never published by the run (src/job/challenger.ts). */
+  challengerDir?: string | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

@@ -195,6 +195,16 @@ function hostOfUrl(url: string | undefined): string | undefined {
   }
 }
 
+/** `--challenger DIR`: a second model scored beside the run's in the same pass (README "A challenger beside the champion"). */
+export const challenger: Setting<string> = {
+  flags: '--challenger <dir>',
+  description: 'also score this model directory in the same pass, into a sibling run of its own (never published by the run; compare with `runs show`, publish with `publish <run> --challenger`)',
+  env: 'SCOREJOB_CHALLENGER',
+  blankIsUnset: true,
+  forward: 'path',
+  parse: (value) => resolve(value),
+};
+
 /** `--reasons K`: per customer, the K features that moved the score most (README "Reasons per score"). */
 export const reasons: Setting<number> = {
   flags: '--reasons <k>',
@@ -206,7 +216,7 @@ export const reasons: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, workers, chunkLease];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

@@ -65,20 +65,41 @@ export interface ChunkLoopDeps {
   onScoresCommitted?(scores: Float32Array, rows: number): void;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
-  /** More output per chunk (reasons, src/job/reasons.ts), written in the chunk's transaction: exactly once with its scores. */
+  /** More output per chunk (reasons, src/job/reasons.ts; a challenger's scores, src/job/challenger.ts), written in the chunk's transaction: exactly once with its scores. */
   sidecar?: ChunkSidecar | undefined;
+}
+
+/** Several sidecars as one: prepared and written in the given order, in the chunk's transaction. */
+export function combineSidecars(parts: readonly (ChunkSidecar | undefined)[]): ChunkSidecar | undefined {
+  const all = parts.filter((p): p is ChunkSidecar => p !== undefined);
+  if (all.length <= 1) return all[0];
+  return {
+    async prepare(x, rows, scores, batch) {
+      for (const p of all) await p.prepare(x, rows, scores, batch);
+    },
+    seal(keys, accepted, chunkNo) {
+      const writes = all.map((p) => p.seal(keys, accepted, chunkNo));
+      return async (c) => {
+        for (const w of writes) await w(c);
+      };
+    },
+  };
 }
 
 /** Per-chunk output beside the scores, committed (or rolled back) with them. */
 export interface ChunkSidecar {
-  /** Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. */
-  prepare(x: Float32Array, rows: number, scores: Float32Array): Promise<void>;
+  /**
+   * Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. `batch` is
+   * the chunk as decoded (valid until prepare returns: the next read reuses it), for a sidecar that
+   * transforms the columns itself (a challenger model, src/job/challenger.ts).
+   */
+  prepare(x: Float32Array, rows: number, scores: Float32Array, batch: ColumnBatch): Promise<void>;
   /**
    * Once the non-finite scores are out (`keys[0..accepted)` are the rows kept, in order): encodes what
    * `prepare` computed into a buffer of the chunk's own (the next chunk is prepared while this one is
-   * written) and returns its write, run in the chunk's transaction.
+   * written) and returns its write, run in the chunk's transaction (chunk `chunkNo`).
    */
-  seal(keys: BigInt64Array, accepted: number): (c: pg.ClientBase) => Promise<void>;
+  seal(keys: BigInt64Array, accepted: number, chunkNo: number): (c: pg.ClientBase) => Promise<void>;
 }
 
 /**
@@ -166,10 +187,10 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     d.timings.add('transform', performance.now() - t);
     t = performance.now();
     const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
-    await d.sidecar?.prepare(x, transformed, scores);
+    await d.sidecar?.prepare(x, transformed, scores, batch);
     // A NaN or ±Infinity score is a reject, never a published score.
     const accepted = keepFiniteScores(keys, scores, transformed, rejects);
-    const side = d.sidecar?.seal(keys, accepted);
+    const side = d.sidecar?.seal(keys, accepted, chunk.chunkNo);
     d.timings.add('predict', performance.now() - t);
     const stats = emptyStats();
     accumulate(stats, scores, accepted);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Ledger } from '../ledger/ledger.js';
-import { Publications } from '../ledger/publications.js';
+import { Publications, type RunBands } from '../ledger/publications.js';
+import type { ManifestBand } from '../model/manifest.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
 
 /**
@@ -13,4 +14,10 @@ export async function cutPointsFromHistogram(c: pg.ClientBase, ledger: Ledger, r
   const refined = histogram.refinement();
   await new Publications(ledger).scoresInRanges(c, runId, histogram.ranges().thresholds, (bits) => refined.add(bits));
   return histogram.cuts(refined);
+}
+
+/** The manifest's bands as stored on the run: the bounds between them, and every name. */
+export function runBands(bands: readonly ManifestBand[] | undefined): RunBands | undefined {
+  if (!bands) return undefined;
+  return { bounds: bands.slice(0, -1).map((b) => b.below as number), names: bands.map((b) => b.name) };
 }

@@ -97,6 +97,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */
 async function checkPublishable(client: Queryable, ledger: Ledger, runId: string, run: RunRow | undefined, force: boolean): Promise<void> {
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+  if (run.params.championRunId) throw new UsageError(`run ${runId} is the challenger of run ${run.params.championRunId}; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
   if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
   if (run.status !== 'failed' || run.error_kind !== 'gate') {
     const why = run.status === 'failed' ? `failed (${run.error_kind ?? 'unknown'}: ${run.error ?? 'no error recorded'})` : run.status;

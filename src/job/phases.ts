@@ -6,7 +6,7 @@ import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLos
 import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
-import { runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
+import { combineSidecars, runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -17,15 +17,15 @@ import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
 import { formatPercent } from '../report/format.js';
-import { Publications, type RunBands } from '../ledger/publications.js';
-import type { ManifestBand } from '../model/manifest.js';
+import { Publications } from '../ledger/publications.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { dropReasonsTable, ensureReasonsTable, reasonsSidecar } from './reasons.js';
 import { carryForward } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
-import { cutPointsFromHistogram } from './cutPoints.js';
+import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
+import { challengerSidecar, challengerStatistics, finishChallenger, firstColumns, unionColumns, type Challenger } from './challenger.js';
 import { analyzeEarly } from './analyzeEarly.js';
 
 /** What a finished run reports: the summary line's facts. */
@@ -73,6 +73,8 @@ export interface ExecuteDeps {
   observe?: ObserveDeps | undefined;
   /** `--reasons K`: explains every scored row; its reasons are written with the scores (src/job/reasons.ts). */
   explainer?: Explainer | undefined;
+  /** `--challenger DIR`: a second model scoring the same chunks into its sibling run (src/job/challenger.ts). */
+  challenger?: Challenger | undefined;
 }
 
 /**
@@ -105,6 +107,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (!params.dryRun) {
       await registerModel(deps.client, ledger, model.manifest.name, log);
       await attachRunTable(deps.client, ledger, runId, log);
+      // The challenger's table too: attached, it is never named by a pointer until `publish --challenger`.
+      if (deps.challenger) await attachRunTable(deps.client, ledger, deps.challenger.runId, log);
     }
     if (deps.explainer) await ensureReasonsTable(deps.client, ledger, runId, !params.dryRun, log);
     const chunks = await ledger.getChunks(deps.client, runId);
@@ -116,14 +120,17 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     observer.begin(chunks, params.chunkSize, sourceRows);
     // The percentile cut points' histogram (fixed size): counted as chunks commit, it spares a sort of the run's table.
     const histogram = params.dryRun ? undefined : new ScoreHistogram();
+    // With a challenger, each chunk is read once with both models' columns: the champion's first (its transform sees only those).
+    const union = deps.challenger && unionColumns(model.plan.columns, deps.challenger.model.plan.columns);
+    const championColumns = model.plan.columns.length;
     const loop: ChunkLoopDeps = {
       pool: deps.pool,
       view: params.workers === undefined ? view : sharedSource(view, () => ledger.pendingChunks(deps.client, runId)),
       ledger,
       runId,
       source: params.source,
-      columns: model.plan.columns,
-      transform: observer.transform,
+      columns: union?.columns ?? model.plan.columns,
+      transform: union ? (batch, out, rejects) => observer.transform(firstColumns(batch, championColumns), out, rejects) : observer.transform,
       chunkStats: observer.chunkStats,
       scorer: model.scorer,
       chunkSize: params.chunkSize,
@@ -134,7 +141,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
       recover: deps.recover,
       fence: deps.fence,
-      sidecar: deps.explainer && reasonsSidecar(deps.explainer, ledger, runId),
+      sidecar: combineSidecars([deps.explainer && reasonsSidecar(deps.explainer, ledger, runId), deps.challenger && union && challengerSidecar(deps.challenger, union.challengerIndex, ledger)]),
       onScoresCommitted: (scores, rows) => histogram?.add(scores, rows),
       onChunkDone: ({ chunkNo, scored, rejected }) => {
         done++;
@@ -173,6 +180,9 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
+    // The challenger's statistics and its comparison with these scores, on the run before its gates.
+    const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
+    if (challenged) runStats.challenger = challenged.comparison;
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
     if (!params.dryRun && scored + carried > 0) {
       // The histogram counts the chunks' scores only: with carried scores its count differs, and the cuts come from SQL.
@@ -184,6 +194,11 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     stage = 'publish';
     t = performance.now();
     let dropped: string[] = [];
+    // Succeeded before the champion publishes: a publish that fails marks it failed again (catch below), and resume reopens it.
+    if (deps.challenger) {
+      if (params.dryRun) await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(deps.challenger.runId)}`);
+      await finishChallenger(deps.client, ledger, deps.challenger.runId, runId, { status: 'succeeded', stats: challenged?.stats });
+    }
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
       await dropReasonsTable(deps.client, ledger, runId);
@@ -222,7 +237,10 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     };
   } catch (err) {
     const failure = await classify(err, deps, stage);
-    await recordOutcome(deps, () => ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats }));
+    await recordOutcome(deps, async () => {
+      await ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats });
+      if (deps.challenger) await finishChallenger(deps.client, ledger, deps.challenger.runId, runId, { status: failure.status, error: failure.message, errorKind: failure.kind });
+    });
     await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: runStats?.drift?.psi ?? null }, () => ledger.lastSuccessAt(deps.client, model.manifest.name));
     // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.
     if (failure.status === 'interrupted' && deps.stop.requested) {
@@ -296,6 +314,11 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   await withTransaction(deps.client, async (c) => {
     await ledger.recordPlan(c, runId, plan.chunks);
     await ledger.recordChunkRows(c, runId, plan.chunks);
+    // The challenger's run has the same chunks (and its own table), in the same transaction: each chunk commits for both.
+    if (deps.challenger) {
+      await ledger.recordPlan(c, deps.challenger.runId, plan.chunks);
+      await ledger.recordChunkRows(c, deps.challenger.runId, plan.chunks);
+    }
   });
   deps.timings.add('plan', performance.now() - t0);
   log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
@@ -377,8 +400,3 @@ async function classify(err: unknown, deps: ExecuteDeps, stage: string): Promise
   return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
 }
 
-/** The manifest's bands as stored on the run: the bounds between them, and every name. */
-function runBands(bands: readonly ManifestBand[] | undefined): RunBands | undefined {
-  if (!bands) return undefined;
-  return { bounds: bands.slice(0, -1).map((b) => b.below as number), names: bands.map((b) => b.name) };
-}

@@ -162,20 +162,31 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
  * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
  *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at
  *   most `keep` of them in any case, the newest.
+ * - a run's challenger (`run --challenger`) while its champion's scores are kept, unless it was published
+ *   (then it is a run like any other).
  * Everything else is dropped whole: attached tables are detached CONCURRENTLY (readers never blocked)
  * first. `current` (the run in progress, if any) is never touched. Best effort: a failure is logged,
  * and the next run finishes the job.
  */
 export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName: string, keep: number, log: Logger, current?: string): Promise<string[]> {
-  const rows = await ledger.runTables(c, modelName, current);
+  const all = await ledger.runTables(c, modelName, current);
+  // A challenger never published is no kept run of its own: it goes with its champion (a published one counts as any run).
+  const rows = all.filter((r) => r.champion_run_id === null || r.published);
   const published = rows.filter((r) => r.published && !r.is_pointer);
   const unpublished = rows.filter((r) => !r.published);
   const pointerKept = rows.some((r) => r.is_pointer) ? 1 : 0;
-  const doomed = [
+  const champions = [
     // The published run counts as one of `keep`.
     ...published.slice(Math.max(0, keep - pointerKept)),
     ...unpublished.filter((r) => r.superseded),
     ...unpublished.filter((r) => !r.superseded).slice(Math.max(0, keep)),
+  ];
+  const doomedIds = new Set(champions.map((r) => r.run_id));
+  const listed = new Set(all.map((r) => r.run_id));
+  const doomed = [
+    ...champions,
+    // Its champion dropped now, or before (its table gone; a running champion's challenger is running too, and not listed).
+    ...all.filter((r) => r.champion_run_id !== null && !r.published && (doomedIds.has(r.champion_run_id) || (!listed.has(r.champion_run_id) && r.champion_run_id !== current))),
   ];
   const dropped: string[] = [];
   for (const row of doomed.sort((a, b) => Number(a.run_id) - Number(b.run_id))) {

@@ -24,6 +24,7 @@ import { explainerFor } from './reasonsSetup.js';
 import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
+import { createChallengerRun, loadChallenger, reloadChallenger } from './challenger.js';
 
 export type { RunResult };
 
@@ -44,8 +45,13 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   if (opts.workers !== undefined && (opts.reasons !== undefined || opts.onlyNew)) {
     throw new UsageError(`--workers cannot be combined with ${opts.reasons !== undefined ? '--reasons' : '--only-new'} yet: leave out one of them`);
   }
+  // The challenger rides on the one process's chunk loop: not on shared runs' workers, nor on an only-new run's carried scores.
+  if (opts.challengerDir !== undefined && (opts.workers !== undefined || opts.onlyNew)) {
+    throw new UsageError(`--challenger cannot be combined with ${opts.workers !== undefined ? '--workers' : '--only-new'} yet: leave out one of them`);
+  }
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
   const explainer = explainerFor(model, opts.reasons);
+  const challengerModel = await withModelFreedOnError(model, () => (opts.challengerDir === undefined ? undefined : loadChallenger(opts.challengerDir, model, opts.backend)));
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
   ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
@@ -63,7 +69,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
     reasons: explainer ? { k: explainer.k, features: [...explainer.features], space: explainer.space, method: reasonsMethod } : null,
   };
-  return withLockedLedger(ctx, model, 'run', async (session) => {
+  return withLockedLedger(ctx, model, 'run', challengerModel, async (session) => {
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
       // --if-due looked before the lock; another host's whole run may have fit in between: look again.
@@ -94,15 +100,30 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       });
       await session.lock.attachRun(c, id);
       if (params.onlyNew) await new IncrementalLedger(ledger).markOnlyNew(c, id, params.onlyNew.baseRunId);
+      // The challenger's sibling run, in the same transaction: both rows exist, or neither.
+      if (challengerModel) {
+        params.challenger = await createChallengerRun(c, ledger, { runId: id, modelName: model.manifest.name, params, trigger: opts.trigger, dryRun: opts.dryRun, tickAt: opts.tickAt, host: hostname(), pid: process.pid }, challengerModel);
+      }
       return id;
     });
     const log = ctx.log.child({ run_id: runId });
     log.info(
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, kind: params.onlyNew ? 'only_new' : 'full', base_run_id: params.onlyNew?.baseRunId },
-      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
+      `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challengerModel && params.challenger ? ` with challenger ${challengerModel.manifest.name} ${challengerModel.manifest.version} (run ${params.challenger.runId})` : ''}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
+    const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId } : undefined;
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
+}
+
+/** fn's model, or a refusal with the champion freed (loaded models hold backend memory). */
+async function withModelFreedOnError<T>(model: LoadedModel, fn: () => Promise<T> | undefined): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
 }
 
 /** Runs fn, then drops an only-new run's view of its source, however fn ended (src/job/onlyNew.ts). */
@@ -130,6 +151,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       const run = await new Ledger(ctx.config.schema).getRun(client, runId);
       if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
       if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+      if (run.params.championRunId) throw new UsageError(`run ${runId} is the challenger of run ${run.params.championRunId}; resume that run instead (\`scorejob resume ${run.params.championRunId}\`)`);
       // Still running for real only while a live lock holder works on it (grace included); otherwise
       // its process died, and taking the lock below marks it interrupted.
       if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
@@ -142,7 +164,9 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
   }
   const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
   const explainer = explainerFor(model, params.reasons?.k);
-  return withLockedLedger(ctx, model, 'resume', async (session) => {
+  const recorded = params.challenger ?? undefined;
+  const challengerModel = await withModelFreedOnError(model, () => (recorded ? reloadChallenger(recorded, model, params.backendChoice as RunOptions['backend'], runId) : undefined));
+  return withLockedLedger(ctx, model, 'resume', challengerModel, async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
     if (!run) throw new UsageError(`there is no run ${runId}`);
@@ -159,8 +183,13 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     }
     const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
     if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+    if (recorded && run.chunks_total !== null && !(await ledger.runTableState(client, recorded.runId)).exists) {
+      throw new UsageError(`the challenger's scores of run ${runId} (run ${recorded.runId}) are gone (its table was dropped); start a new run instead`);
+    }
     await session.inTransaction(async (c) => {
       await ledger.reopenRun(c, runId, hostname(), process.pid);
+      // The challenger's run follows its champion's status: running again, in the same transaction.
+      if (recorded) await ledger.reopenRun(c, recorded.runId, hostname(), process.pid);
       await session.lock.attachRun(c, runId);
     });
     const log = ctx.log.child({ run_id: runId });
@@ -168,7 +197,8 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir);
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer })));
+    const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId } : undefined;
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 
@@ -222,7 +252,7 @@ export interface LockedSession {
  * what the model needs, takes the run lock (or exits 75 naming the holder, 69 if it is stuck), marks
  * dead runs interrupted, runs fn, and releases everything in reverse order.
  */
-async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, fn: (s: LockedSession) => Promise<T>): Promise<T> {
+async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose: LockPurpose, challenger: LoadedModel | undefined, fn: (s: LockedSession) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
   // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
   // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
@@ -237,6 +267,7 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
     await assertMigrated(client, config.schema);
     await assertWritable(client, config);
     await checkSource(client, model);
+    if (challenger) await checkSource(client, challenger);
     const ledger = new Ledger(config.schema);
     const dead: string[] = [];
     lock = await takeRunLock(pool, { schema: config.schema, modelName: model.manifest.name, purpose, log, where: describeDb(config.db), ledger, onDead: (ids) => dead.push(...ids) });
@@ -262,6 +293,7 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
   } finally {
     await lock?.release();
     await conn?.close();
+    challenger?.dispose();
     model.dispose();
     await pool.end().catch(() => undefined);
   }

@@ -77,10 +77,11 @@ export class RunHistory {
     return rows[0]?.run_id;
   }
 
-  /** A run of the model after `runId` that succeeded (not a dry run): resuming `runId` would go back in time. */
+  /** A run of the model after `runId` that succeeded (not a dry run, not an unpublished challenger): resuming `runId` would go back in time. */
   async laterSucceededRun(c: Queryable, runId: string, modelName: string): Promise<string | undefined> {
     const { rows } = await c.query<{ run_id: string }>(
-      `SELECT run_id FROM ${this.table('score_runs')} WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2 LIMIT 1`,
+      `SELECT run_id FROM ${this.table('score_runs')} WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2
+          AND (kind <> 'challenger' OR published_at IS NOT NULL) LIMIT 1`,
       [runId, modelName],
     );
     return rows[0]?.run_id;
@@ -170,7 +171,8 @@ export class RunHistory {
       `SELECT r.run_id::text, r.published_at IS NOT NULL AS published,
               i.inhrelid IS NOT NULL AS attached, COALESCE(i.inhdetachpending, false) AS pending,
               EXISTS (SELECT 1 FROM ${this.table('published_run')} p WHERE p.run_id = r.run_id) AS is_pointer,
-              r.run_id < COALESCE((SELECT max(l.run_id) FROM ${this.table('score_runs')} l WHERE l.published_at IS NOT NULL AND l.model_name = r.model_name), -1) AS superseded
+              r.run_id < COALESCE((SELECT max(l.run_id) FROM ${this.table('score_runs')} l WHERE l.published_at IS NOT NULL AND l.model_name = r.model_name), -1) AS superseded,
+              r.champion_run_id::text AS champion_run_id
          FROM pg_class t
          JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = $1
          JOIN ${this.table('score_runs')} r ON t.relname = 'score_data_' || r.run_id

@@ -230,7 +230,8 @@ export class Ledger extends RunHistory {
    * Runs still marked `running` whose process is gone (kill -9, machine lost): no live holder of a run
    * lock works on them (src/ledger/runLock.ts: lease current, and backend alive or heartbeat within the grace).
    * Marks them interrupted so they can be resumed. Safe without holding the lock: a live run is
-   * attached to its lock in the transaction that creates or reopens it.
+   * attached to its lock in the transaction that creates or reopens it (a challenger run lives while
+   * its champion's holder does: it is created and reopened in its champion's transaction).
    */
   async markDeadRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(
@@ -239,7 +240,7 @@ export class Ledger extends RunHistory {
               error = 'the process (pid ' || pid || ' on ' || host || ') stopped without a word; last sign of life ' ||
                       to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
         WHERE status = 'running'
-          AND NOT EXISTS (SELECT 1 FROM ${this.table('run_locks')} l WHERE l.run_id = r.run_id AND ${holderAliveSql('l', '$1')})
+          AND NOT EXISTS (SELECT 1 FROM ${this.table('run_locks')} l WHERE l.run_id = COALESCE(r.champion_run_id, r.run_id) AND ${holderAliveSql('l', '$1')})
         RETURNING run_id`,
       [lockTiming.graceMs],
     );

@@ -3,8 +3,8 @@ import { quoteIdent } from '../db/sql.js';
 import { copyFloat4Bits } from '../db/copyFloat4.js';
 import type { Ledger } from './ledger.js';
 
-/** How a model's pointer moved: a run published, a run published by force over a gate, a rollback. */
-export type PublicationKind = 'publish' | 'force' | 'rollback';
+/** How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's challenger published (`publish --challenger`). */
+export type PublicationKind = 'publish' | 'force' | 'rollback' | 'challenger';
 
 /** Who moved the pointer and why (score_publications; the database role is recorded by the server). */
 export interface PublishedBy {

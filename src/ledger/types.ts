@@ -1,5 +1,6 @@
 import type { RunStatistics } from '../stats/runStats.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
+import type { ChallengerComparison } from '../stats/challenger.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
 /** Why a run failed, for people and for filters: data, model, database, gate, interrupted, internal. */
@@ -30,6 +31,20 @@ export interface RunParams {
   reasons?: RunReasons | null;
   /** `--only-new` (src/job/onlyNew.ts): the base run and the source the view filters; absent: a full run. */
   onlyNew?: OnlyNewParams | null;
+  /** `--challenger DIR` (src/job/challenger.ts): on the champion, the challenger's model and sibling run; absent: none. */
+  challenger?: ChallengerParams | null;
+  /** On a challenger's own run: the champion run whose chunks write its scores. */
+  championRunId?: string | null;
+}
+
+/** The challenger of a run (params.challenger of the champion). */
+export interface ChallengerParams {
+  modelDir: string;
+  name: string;
+  version: string;
+  sha256: string;
+  /** Its sibling run (kind 'challenger'), holding its scores. */
+  runId: string;
 }
 
 /** What an only_new run rescores and carries (params.onlyNew); `source` of the run is then the filtering view. */
@@ -134,6 +149,8 @@ export interface NewRun {
 export interface RunStats extends Partial<RunStatistics> {
   timings_ms?: Record<string, number>;
   forced_publish?: ForcedPublish;
+  /** `run --challenger DIR`: how the challenger scored beside this run (src/stats/challenger.ts). */
+  challenger?: ChallengerComparison;
 }
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
@@ -191,4 +208,6 @@ export interface RunTableRow {
   is_pointer: boolean;
   /** A later run of the model was published. */
   superseded: boolean;
+  /** A challenger run (sql/011_challenger.sql): its champion; null for any other run. */
+  champion_run_id: string | null;
 }

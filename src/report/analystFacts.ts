@@ -2,10 +2,15 @@ import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { RunRow } from '../ledger/ledger.js';
 import { formatCount } from './format.js';
+import type { ChallengerComparison } from '../stats/challenger.js';
 
 /** What `runs show` says of a run's kind (full or only_new) and reasons (issue 19). */
 export interface AnalystFacts {
-  kind: 'full' | 'only_new';
+  kind: 'full' | 'only_new' | 'challenger';
+  /** A challenger run: the run it was scored beside. */
+  champion_run_id?: string | null;
+  /** `--challenger DIR`: how the challenger scored beside this run (src/stats/challenger.ts); null without one. */
+  challenger?: ChallengerComparison | null;
   /** only_new: the published run whose scores it carried forward, and how many. */
   base_run_id: string | null;
   rows_carried: number;
@@ -18,7 +23,7 @@ export interface AnalystFacts {
  * with reasons whose table is kept, one pass over it.
  */
 export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow): Promise<AnalystFacts> {
-  const row = run as RunRow & { kind?: string; base_run_id?: string | null; rows_carried?: string | number };
+  const row = run as RunRow & { kind?: string; base_run_id?: string | null; rows_carried?: string | number; champion_run_id?: string | null };
   const reasons = run.params.reasons ?? null;
   let firstReason: { feature: string; customers: number }[] = [];
   if (reasons) {
@@ -30,7 +35,9 @@ export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow
     }
   }
   return {
-    kind: row.kind === 'only_new' ? 'only_new' : 'full',
+    kind: row.kind === 'only_new' || row.kind === 'challenger' ? row.kind : 'full',
+    champion_run_id: row.champion_run_id ?? null,
+    challenger: run.stats?.challenger ?? null,
     base_run_id: row.base_run_id ?? null,
     rows_carried: Number(row.rows_carried ?? 0),
     reasons: reasons && { k: reasons.k, measured_in: reasons.space, method: reasons.method, first_reason: firstReason },
@@ -42,10 +49,24 @@ export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
   if (!f) return [];
   const lines: string[] = [];
   if (f.kind === 'only_new') lines.push('', `Only new customers: ${formatCount(f.rows_carried)} scores carried forward from run ${f.base_run_id ?? '?'} (their run_id and scored_at stay that run's)`);
+  if (f.kind === 'challenger') lines.push('', `Challenger of run ${f.champion_run_id ?? '?'}: scored beside it, never published by it (publish with \`scorejob publish ${f.champion_run_id ?? '?'} --challenger\`)`);
+  if (f.challenger) lines.push('', ...formatChallenger(f.challenger));
   if (f.reasons) {
     lines.push('', `Reasons: ${f.reasons.k} per customer, in the ${f.reasons.measured_in} (${f.reasons.method})`);
     const total = f.reasons.first_reason.reduce((n, r) => n + r.customers, 0);
     for (const r of f.reasons.first_reason.slice(0, 10)) lines.push(`  ${r.feature.padEnd(28)} first reason of ${formatCount(r.customers).padStart(10)} customers (${((100 * r.customers) / Math.max(total, 1)).toFixed(1)}%)`);
   }
   return lines;
+}
+
+/** The challenger comparison as text lines (`runs show`, and the HTML page's rows). */
+export function formatChallenger(c: ChallengerComparison): string[] {
+  const num = (v: number | null, digits: number) => (v === null ? 'n/a' : v.toFixed(digits));
+  return [
+    `Challenger: ${c.model_name} ${c.model_version} (run ${c.run_id}), over ${formatCount(c.customers)} customers both scored`,
+    `  correlation of the scores  ${num(c.correlation, 4)}`,
+    `  PSI against the champion   ${num(c.psi, 4)} (over the champion's deciles)`,
+    `  top-decile overlap         ${c.top_decile_overlap === null ? 'n/a' : `${(100 * c.top_decile_overlap).toFixed(1)}%`}`,
+    ...(c.band_changes === null ? [] : [`  band changes               ${formatCount(c.band_changes)} customers would change band`]),
+  ];
 }

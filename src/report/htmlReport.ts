@@ -44,7 +44,7 @@ function facts(r: RunDetail): string {
   ];
   if (r.error) rows.push(['error', escapeHtml(r.error)]);
   if (r.forced_publish) rows.push(['published by force', escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`)]);
-  for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([line.startsWith('  ') ? 'first reason' : line.startsWith('Reasons') ? 'reasons' : 'only new customers', escapeHtml(line.trim())]);
+  for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([analystLabel(line), escapeHtml(line.trim())]);
   for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
 }
@@ -217,4 +217,12 @@ export async function writeHtmlReport(file: string, r: RunDetail): Promise<void>
   } catch (err) {
     throw new UsageError(`--html: cannot write "${file}": ${(err as Error).message}`);
   }
+}
+
+/** The row label of one of formatAnalystFacts' lines on the HTML page. */
+function analystLabel(line: string): string {
+  if (line.includes(' first reason of ')) return 'first reason';
+  if (line.startsWith('Challenger') || line.startsWith('  ')) return 'challenger';
+  if (line.startsWith('Reasons')) return 'reasons';
+  return 'only new customers';
 }

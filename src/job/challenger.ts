@@ -1,0 +1,199 @@
+import path from 'node:path';
+import type pg from 'pg';
+import type { ColumnBatch, ColumnSpec } from '../columns.js';
+import type { BackendChoice } from '../config.js';
+import { copyScores, encodeScores } from '../db/copyWriter.js';
+import { RunFailedError, UsageError } from '../errors.js';
+import { ChallengerLedger } from '../ledger/challengers.js';
+import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
+import { Publications } from '../ledger/publications.js';
+import { createFeatureCounters, transformBatch, type Reject } from '../model/features.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
+import type { ManifestBand } from '../model/manifest.js';
+import { keepFiniteScores } from '../model/scorer.js';
+import { toFeatureCounts } from '../stats/featureStats.js';
+import { compareScores, type ChallengerComparison } from '../stats/challenger.js';
+import { computeRunStatistics } from '../stats/runStats.js';
+import { runBands } from './cutPoints.js';
+import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
+import type { ChunkSidecar } from './chunkLoop.js';
+
+/** A run's challenger (`run --challenger DIR`): its loaded model and its sibling run. */
+export interface Challenger {
+  model: LoadedModel;
+  runId: string;
+}
+
+/**
+ * Loads the challenger's model (every problem with it is a UsageError naming its files, exit 2) and
+ * refuses one that does not read the champion's source table and key: the two are scored from the same
+ * decoded chunks. Before anything is written; the challenger is freed with a refusal.
+ */
+export async function loadChallenger(dir: string, champion: LoadedModel, backend: BackendChoice): Promise<LoadedModel> {
+  const model = await loadModel(dir, { backend });
+  const a = champion.manifest.source;
+  const b = model.manifest.source;
+  if (a.table !== b.table || a.key !== b.key) {
+    model.dispose();
+    const file = path.join(dir, 'manifest.json');
+    throw new UsageError(`${file}: the challenger reads ${b.table} by ${b.key}, the champion ${a.table} by ${a.key}; a challenger must score the champion's source (set "source" in ${file} to {"table": "${a.table}", "key": "${a.key}"})`);
+  }
+  return model;
+}
+
+/** The challenger's own run's params: the champion's, with its model, and the champion it belongs to. */
+export function challengerRunParams(champion: RunParams, model: LoadedModel, championRunId: string): RunParams {
+  return { ...champion, modelDir: model.dir, reasons: null, onlyNew: null, challenger: null, championRunId, onPublishCommand: null };
+}
+
+/**
+ * The columns a chunk is read with when a challenger rides along: the champion's, in its order (its
+ * transform reads the first ones, as without a challenger), then each challenger column the champion
+ * does not read the same way. `challengerIndex[f]` is where the challenger's feature f finds its column.
+ */
+export function unionColumns(champion: readonly ColumnSpec[], challenger: readonly ColumnSpec[]): { columns: ColumnSpec[]; challengerIndex: number[] } {
+  const columns = [...champion];
+  const same = (x: ColumnSpec, y: ColumnSpec) => x.name === y.name && x.kind === y.kind && JSON.stringify(x.categories ?? null) === JSON.stringify(y.categories ?? null);
+  const challengerIndex = challenger.map((spec) => {
+    const at = columns.findIndex((c) => same(c, spec));
+    if (at >= 0) return at;
+    columns.push(spec);
+    return columns.length - 1;
+  });
+  return { columns, challengerIndex };
+}
+
+/** The first `n` columns of a batch, as a batch (per chunk, not per row: a small array). */
+export function firstColumns(batch: ColumnBatch, n: number): ColumnBatch {
+  return batch.columns.length === n ? batch : { rows: batch.rows, capacity: batch.capacity, keys: batch.keys, columns: batch.columns.slice(0, n) };
+}
+
+/**
+ * The chunk loop's sidecar that scores each chunk a second time with the challenger: its own transform of
+ * the same decoded columns, its own scores, rejects and chunk row, all written in the champion chunk's
+ * transaction (the challenger's scores commit exactly once with the champion's, and a resume redoes both).
+ * The input buffers are reused chunk after chunk; the encoded COPY buffer is each chunk's own (a chunk is
+ * written while the next is prepared).
+ */
+export function challengerSidecar(challenger: Challenger, challengerIndex: readonly number[], ledger: Ledger): ChunkSidecar {
+  const { model, runId } = challenger;
+  const plan = model.plan;
+  const table = ledger.runTable(runId);
+  let x = new Float32Array(0);
+  let keys = new BigInt64Array(0);
+  let prepared: { encoded: Buffer; scored: number; rejects: Reject[]; stats: Record<string, unknown>; startedAt: Date } | undefined;
+  return {
+    async prepare(_x, _rows, _scores, batch) {
+      const startedAt = new Date();
+      const view: ColumnBatch = { rows: batch.rows, capacity: batch.capacity, keys: batch.keys, columns: challengerIndex.map((i) => batch.columns[i]!) };
+      if (keys.length < batch.rows) {
+        keys = new BigInt64Array(batch.capacity);
+        x = new Float32Array(batch.capacity * plan.width);
+      }
+      const rejects: Reject[] = [];
+      const counters = createFeatureCounters(plan);
+      const transformed = transformBatch(view, plan, { x, keys }, rejects, counters);
+      const scores = transformed > 0 ? await model.scorer.score(x, transformed) : new Float32Array(0);
+      const scored = keepFiniteScores(keys, scores, transformed, rejects);
+      const stats = emptyStats();
+      accumulate(stats, scores, scored);
+      prepared = { encoded: encodeScores(keys, scores, scored), scored, rejects, stats: { ...stats, features: toFeatureCounts(plan, counters) }, startedAt };
+    },
+    seal(_keys, _accepted, chunkNo) {
+      const p = prepared;
+      prepared = undefined;
+      if (!p) throw new Error('internal: the challenger sealed a chunk it did not prepare');
+      return async (c) => {
+        await copyScores(c, table, p.encoded);
+        await ledger.insertRejects(c, runId, p.rejects);
+        const chunk = { chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats as unknown as ScoreStats };
+        if (!(await ledger.commitChunk(c, runId, chunk))) throw new RunFailedError(`the challenger run ${runId} is no longer running in this process; stopping`, runId);
+      };
+    },
+  };
+}
+
+/** What the challenger's run row needs of the champion's start. */
+export interface ChampionStart {
+  runId: string;
+  modelName: string;
+  params: RunParams;
+  trigger: string;
+  dryRun: boolean;
+  tickAt?: Date | undefined;
+  host: string;
+  pid: number;
+}
+
+/**
+ * Creates the challenger's sibling run (kind 'challenger', the champion's model_name, the challenger's
+ * version and sha256) and records it on the champion's params, in the transaction that creates the
+ * champion: both rows exist, or neither. Returns the challenger's params as recorded on the champion.
+ */
+export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, champion: ChampionStart, model: LoadedModel): Promise<NonNullable<RunParams['challenger']>> {
+  const runId = await ledger.createRun(c, {
+    trigger: champion.trigger,
+    dryRun: champion.dryRun,
+    modelName: champion.modelName,
+    modelVersion: model.manifest.version,
+    modelSha256: model.sha256,
+    backend: model.backend,
+    params: challengerRunParams(champion.params, model, champion.runId),
+    tickAt: champion.tickAt,
+    host: champion.host,
+    pid: champion.pid,
+  });
+  const recorded = { modelDir: model.dir, name: model.manifest.name, version: model.manifest.version, sha256: model.sha256, runId };
+  const challengers = new ChallengerLedger(ledger);
+  await challengers.markChallenger(c, runId, champion.runId);
+  await challengers.recordOnChampion(c, champion.runId, recorded);
+  return recorded;
+}
+
+/**
+ * `resume` of a run with a challenger: the challenger's model again, from the dir its params name, refused
+ * (exit 2) when its files changed since the run started (their sha256 is on the run).
+ */
+export async function reloadChallenger(params: NonNullable<RunParams['challenger']>, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
+  const model = await loadChallenger(params.modelDir, champion, backend);
+  if (model.sha256 !== params.sha256) {
+    model.dispose();
+    throw new UsageError(
+      `the challenger's model files in ${params.modelDir} changed since run ${championRunId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${params.sha256.slice(0, 12)}… then); put them back, or start a new run with \`scorejob run\``,
+    );
+  }
+  return model;
+}
+
+/** The challenger's bands if its manifest has them, else the champion's: the slot's meaning if it is published. */
+export function challengerBands(champion: LoadedModel, challenger: LoadedModel): readonly ManifestBand[] | undefined {
+  return challenger.manifest.output.bands ?? champion.manifest.output.bands;
+}
+
+/**
+ * After the last chunk: the challenger's statistics (as a run gets them, so that its percentiles and
+ * bands are right if it is published) and its comparison with the champion, over both tables. The
+ * challenger's run stays `running` (its status follows the champion's: see finishChallenger).
+ */
+export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, championRunId: string, champion: LoadedModel, challenger: Challenger, dryRun: boolean): Promise<{ stats: RunStats; comparison: ChallengerComparison }> {
+  const chunks = await ledger.getChunks(c, challenger.runId);
+  const notDone = chunks.filter((ch) => ch.status !== 'done');
+  if (notDone.length > 0) throw new RunFailedError(`${notDone.length} chunk(s) of the challenger run ${challenger.runId} are not done although the champion's are (first: chunk ${notDone[0]!.chunk_no})`, championRunId);
+  const statistics = await computeRunStatistics(c, ledger, challenger.runId, challenger.model.plan, chunks);
+  const bands = runBands(challengerBands(champion, challenger.model));
+  const run = await ledger.getRun(c, challenger.runId);
+  if (!dryRun && Number(run?.rows_scored ?? 0) > 0) await new Publications(ledger).recordRanks(c, challenger.runId, bands);
+  const championBands = runBands(champion.manifest.output.bands);
+  const rows = await new ChallengerLedger(ledger).compare(c, championRunId, challenger.runId, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
+  const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);
+  return { stats: { ...statistics }, comparison };
+}
+
+/**
+ * The challenger's run takes its champion's outcome: succeeded (never published by the run), failed or
+ * interrupted with the champion's error. A dry run's challenger scores are dropped with the champion's.
+ */
+export async function finishChallenger(c: pg.ClientBase, ledger: Ledger, challengerRunId: string, championRunId: string, outcome: { status: 'succeeded' | 'failed' | 'interrupted'; error?: string; errorKind?: ErrorKind; stats?: RunStats | undefined }): Promise<void> {
+  const error = outcome.error === undefined ? null : `its champion run ${championRunId} ${outcome.status}: ${outcome.error}`;
+  await ledger.finishRun(c, challengerRunId, outcome.status, { error, errorKind: outcome.errorKind ?? null, stats: outcome.stats });
+}

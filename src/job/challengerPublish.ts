@@ -1,0 +1,81 @@
+import { assertMigrated } from '../db/migrate.js';
+import { checkConnection, createPool } from '../db/pool.js';
+import { withClient } from '../db/sql.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { describeDb, type Config } from '../config.js';
+import { ChallengerLedger } from '../ledger/challengers.js';
+import type pg from 'pg';
+import { Ledger, type RunRow } from '../ledger/ledger.js';
+import { Publications } from '../ledger/publications.js';
+import { takeRunLock, type RunLock } from '../ledger/runLock.js';
+import { applyRetention, attachRunTable, publishRun } from './publish.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
+
+export interface ChallengerPublishResult {
+  championRunId: string;
+  runId: string;
+  modelName: string;
+  modelVersion: string;
+  rowsScored: number;
+  droppedRuns: string[];
+}
+
+/**
+ * `scorejob publish <run-id> --challenger`: makes the challenger's scores of a succeeded run what
+ * customer_scores shows for the champion's model, through the same publish as a run (the pointer move,
+ * NOTIFY, the publication recorded with kind `challenger`), under the model's run lock (exit 75 if held).
+ * Refused (exit 2, one line) for a run without a challenger, not succeeded, dry, or superseded.
+ */
+export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: { onPublishCommand?: string | undefined }): Promise<ChallengerPublishResult> {
+  if (!/^\d{1,18}$/.test(championRunId)) throw new UsageError(`run id "${championRunId}" is not a run number (see \`scorejob runs\`)`);
+  const { config } = ctx;
+  const pool = createPool(config.db, 2);
+  try {
+    await checkConnection(pool, config.db);
+    return await withClient(pool, async (client) => {
+      let lock: RunLock | undefined;
+      try {
+        await assertMigrated(client, config.schema);
+        const ledger = new Ledger(config.schema);
+        const before = await ledger.getRun(client, championRunId);
+        if (!before) throw new UsageError(`there is no run ${championRunId} (see \`scorejob runs\`)`);
+        const held = await takeRunLock(pool, { schema: config.schema, modelName: before.model_name, purpose: 'publish', log: ctx.log, where: describeDb(config.db), ledger });
+        lock = held;
+        // Read again under the lock: a run may have finished or published meanwhile.
+        const champion = (await ledger.getRun(client, championRunId)) as RunRow;
+        const challengerId = await checkChallengerPublishable(client, ledger, champion);
+        const challenger = (await ledger.getRun(client, challengerId)) as RunRow;
+        const log = ctx.log.child({ run_id: challengerId, champion_run_id: championRunId });
+        await attachRunTable(client, ledger, challengerId, log);
+        const event = await publishRun(client, ledger, challengerId, challenger.stats ?? {}, log, (c) => held.fence(c), undefined, 'challenger');
+        await runOnPublishCommand(opts.onPublishCommand, event, log);
+        const dropped = await applyRetention(client, ledger, champion.model_name, champion.params.keepRuns ?? 12, log);
+        return { championRunId, runId: challengerId, modelName: champion.model_name, modelVersion: challenger.model_version, rowsScored: Number(challenger.rows_scored), droppedRuns: dropped };
+      } finally {
+        await lock?.release();
+      }
+    });
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
+
+/** Every reason the run's challenger cannot be published, each a usage error (exit 2) saying what to do; else the challenger's run id. */
+async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow): Promise<string> {
+  const id = run.run_id;
+  if (run.params.championRunId) throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
+  const challenger = await new ChallengerLedger(ledger).challengerOf(client, id);
+  if (!challenger) throw new UsageError(`run ${id} has no challenger (it was not started with --challenger DIR); start one with \`scorejob run --challenger DIR\``);
+  if (run.dry_run) throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
+  if (run.status !== 'succeeded' || challenger.status !== 'succeeded') {
+    throw new UsageError(`run ${id} is ${run.status}${run.status === 'succeeded' ? ` but its challenger (run ${challenger.run_id}) is ${challenger.status}` : ''}; only a succeeded run's challenger can be published${run.status === 'failed' || run.status === 'interrupted' ? `: continue it with \`scorejob resume ${id}\`` : ''}`);
+  }
+  if ((await new Publications(ledger).currentRun(client, run.model_name)) === challenger.run_id) {
+    throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) is already published; there is nothing to do`);
+  }
+  const newer = await ledger.laterPublishedRun(client, challenger.run_id, run.model_name);
+  if (newer !== undefined) throw new UsageError(`run ${newer} was published after run ${id}'s challenger (run ${challenger.run_id}) was scored; publishing it would go back in time`);
+  if (!(await ledger.runTableState(client, challenger.run_id)).exists) throw new UsageError(`the challenger's scores of run ${id} (run ${challenger.run_id}) are gone (retention dropped them); start a new run with \`scorejob run --challenger DIR\``);
+  return challenger.run_id;
+}

@@ -1,0 +1,106 @@
+import type pg from 'pg';
+import { quoteIdent } from '../db/sql.js';
+import type { ChallengerParams, Ledger } from './ledger.js';
+
+/** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
+export interface ChallengerRun {
+  run_id: string;
+  status: string;
+  model_version: string;
+  published_at: Date | null;
+}
+
+/** What one pass over both runs' scores gives (src/stats/challenger.ts turns it into the comparison). */
+export interface ScoreComparisonRows {
+  /** Customers both models scored. */
+  both: number;
+  /** Pearson's r over them (null: fewer than two, or a constant score). */
+  correlation: number | null;
+  /** The size of a top decile: ceil(both / 10). */
+  top: number;
+  /** Customers in the champion's top decile and in the challenger's. */
+  topOverlap: number;
+  /** Customers per decile of the champion's scores: the champion's (about both/10 each) and the challenger's. */
+  championDeciles: number[];
+  challengerDeciles: number[];
+  /** Customers whose band differs (null without bands). */
+  bandChanges: number | null;
+}
+
+/**
+ * The ledger's part of challengers (`run --challenger DIR`, sql/011_challenger.sql): score_runs' kind
+ * 'challenger' and champion_run_id, and the comparison of the two runs' score tables. Kept apart from
+ * ledger.ts, which other work changes too.
+ */
+export class ChallengerLedger {
+  private readonly s: string;
+  constructor(private readonly ledger: Ledger) {
+    this.s = quoteIdent(ledger.schema);
+  }
+
+  /** Marks a new run as the challenger of `championRunId`, in the transaction that creates it. */
+  async markChallenger(c: pg.ClientBase, runId: string, championRunId: string): Promise<void> {
+    await c.query(`UPDATE ${this.s}.score_runs SET kind = 'challenger', champion_run_id = $2 WHERE run_id = $1`, [runId, championRunId]);
+  }
+
+  /** Records the challenger on its champion's params, in the transaction that creates the challenger. */
+  async recordOnChampion(c: pg.ClientBase, championRunId: string, challenger: ChallengerParams): Promise<void> {
+    await c.query(`UPDATE ${this.s}.score_runs SET params = params || jsonb_build_object('challenger', $2::jsonb) WHERE run_id = $1`, [championRunId, JSON.stringify(challenger)]);
+  }
+
+  /** The challenger of a run, if it has one. */
+  async challengerOf(c: pg.ClientBase, championRunId: string): Promise<ChallengerRun | undefined> {
+    const { rows } = await c.query<ChallengerRun>(
+      `SELECT run_id::text, status, model_version, published_at FROM ${this.s}.score_runs WHERE champion_run_id = $1`,
+      [championRunId],
+    );
+    return rows[0];
+  }
+
+  /** The champion of a challenger run; undefined for any other run. */
+  async championOf(c: pg.ClientBase, runId: string): Promise<string | undefined> {
+    const { rows } = await c.query<{ champion: string | null }>(`SELECT champion_run_id::text AS champion FROM ${this.s}.score_runs WHERE run_id = $1`, [runId]);
+    return rows[0]?.champion ?? undefined;
+  }
+
+  /**
+   * One statement over both runs' tables, joined on the customers both scored: Pearson's r (`corr`), the
+   * overlap of the top deciles (each the first ceil(n/10) by score descending, ties broken by customer_id),
+   * the customers per decile of the champion's scores (its deciles' cut points, percentile_cont), and, with
+   * bands, the customers whose band differs (each score banded by its own run's bounds).
+   */
+  async compare(c: pg.ClientBase, championRunId: string, challengerRunId: string, bands: { champion: number[]; challenger: number[] } | undefined): Promise<ScoreComparisonRows> {
+    const a = this.ledger.runTable(championRunId);
+    const b = this.ledger.runTable(challengerRunId);
+    const { rows } = await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(
+      `WITH j AS MATERIALIZED (
+         SELECT a.customer_id, a.score::float8 AS a, b.score::float8 AS b FROM ${a} a JOIN ${b} b USING (customer_id)),
+       n AS (SELECT count(*) AS both, corr(a, b) AS r, ceil(count(*) / 10.0)::bigint AS top FROM j),
+       d AS (SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY a) AS cuts FROM j),
+       ta AS (SELECT customer_id FROM j ORDER BY a DESC, customer_id LIMIT (SELECT top FROM n)),
+       tb AS (SELECT customer_id FROM j ORDER BY b DESC, customer_id LIMIT (SELECT top FROM n)),
+       k AS (SELECT width_bucket(j.a, d.cuts) AS ka, width_bucket(j.b, d.cuts) AS kb,
+                    CASE WHEN $1::float8[] IS NULL THEN false
+                         ELSE width_bucket(j.a, $1::float8[]) <> width_bucket(j.b, $2::float8[]) END AS moved
+               FROM j, d),
+       agg AS (SELECT array_agg(COALESCE(x.n, 0) ORDER BY g)::text[] AS a_deciles, array_agg(COALESCE(y.n, 0) ORDER BY g)::text[] AS b_deciles
+                 FROM generate_series(0, 9) g
+                 LEFT JOIN (SELECT ka, count(*) AS n FROM k GROUP BY ka) x ON x.ka = g
+                 LEFT JOIN (SELECT kb, count(*) AS n FROM k GROUP BY kb) y ON y.kb = g)
+       SELECT n.both, n.r, n.top, (SELECT count(*) FROM ta JOIN tb USING (customer_id)) AS overlap, agg.a_deciles, agg.b_deciles,
+              CASE WHEN $1::float8[] IS NULL THEN NULL ELSE (SELECT count(*) FROM k WHERE moved) END AS band_changes
+         FROM n, agg`,
+      [bands?.champion ?? null, bands?.challenger ?? null],
+    );
+    const r = rows[0]!;
+    return {
+      both: Number(r.both),
+      correlation: r.r,
+      top: Number(r.top),
+      topOverlap: Number(r.overlap),
+      championDeciles: r.a_deciles.map(Number),
+      challengerDeciles: r.b_deciles.map(Number),
+      bandChanges: r.band_changes === null ? null : Number(r.band_changes),
+    };
+  }
+}
