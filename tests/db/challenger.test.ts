@@ -1,0 +1,280 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../../src/model/backend.js';
+import type { Feature } from '../../src/model/manifest.js';
+import { formatRunDetail } from '../../src/report/formatRuns.js';
+import { showRun } from '../../src/report/runsReport.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { dense, readWeights, sigmoid, weight } from '../helpers/forwardPass.js';
+import { holdChunk } from '../helpers/holdChunk.js';
+import { makeModel, tinyFeatures } from '../helpers/makeModel.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
+import { expectRefusedUnchanged, ledgerState, seedWithRejects } from '../helpers/state.js';
+
+const bands = [
+  { name: 'low', below: 0.3 },
+  { name: 'mid', below: 0.6 },
+  { name: 'high' },
+];
+
+/** md5 of a run's (customer_id, score) in key order, straight from its table; and its row count and distinct keys. */
+async function tableDigest(t: TestDatabase, runId: string): Promise<{ md5: string; rows: number; customers: number }> {
+  const { rows } = await t.pool.query<{ md5: string; rows: number; customers: number }>(
+    `SELECT md5(string_agg(customer_id::text || ':' || score::text, ',' ORDER BY customer_id)) AS md5, count(*)::int AS rows, count(DISTINCT customer_id)::int AS customers
+       FROM scoring.score_data WHERE run_id = $1`,
+    [runId],
+  );
+  return rows[0]!;
+}
+
+async function publishedDigest(t: TestDatabase): Promise<string> {
+  const { rows } = await t.pool.query<{ md5: string }>(`SELECT md5(string_agg(customer_id::text || ':' || score::text, ',' ORDER BY customer_id)) AS md5 FROM scoring.customer_scores`);
+  return rows[0]!.md5;
+}
+
+async function challengerOf(t: TestDatabase, runId: string): Promise<{ run_id: string; status: string; model_name: string; model_version: string; kind: string }> {
+  const { rows } = await t.pool.query(`SELECT run_id::text, status, model_name, model_version, kind FROM scoring.score_runs WHERE champion_run_id = $1`, [runId]);
+  expect(rows).toHaveLength(1);
+  return rows[0];
+}
+
+/**
+ * The challenger's expected scores in plain JavaScript: the rows read with a plain SELECT, its manifest's
+ * transforms written out, and a logistic layer (sigmoid(x·W + b)) from the weights' bytes.
+ */
+async function expectedLogisticScores(t: TestDatabase, dir: string, features: readonly Feature[]): Promise<Map<string, number>> {
+  const w = await readWeights(dir);
+  const cols = features.map((f) => `${f.column}::text AS ${f.column}`).join(', ');
+  const { rows } = await t.pool.query<Record<string, string | null>>(`SELECT customer_id::text AS key, ${cols} FROM customers ORDER BY customer_id`);
+  const out = new Map<string, number>();
+  for (const row of rows) {
+    const x: number[] = [];
+    let ok = true;
+    for (const f of features) {
+      let v: string | number | boolean | null = row[f.column] ?? null;
+      if (v === null) {
+        if (f.fill === undefined) {
+          ok = false;
+          break;
+        }
+        v = f.fill;
+      }
+      if (f.transform === 'standardize') x.push((Number(v) - f.mean) / f.std);
+      else if (f.transform === 'boolean') x.push(v === true || v === 'true' ? 1 : 0);
+      else if (f.transform === 'one_hot') for (const c of f.categories) x.push(c === String(v) ? 1 : 0);
+    }
+    if (ok) out.set(row.key as string, sigmoid(dense(x, weight(w, 'score_0/kernel'), weight(w, 'score_0/bias')))[0]!);
+  }
+  return out;
+}
+
+/** The comparison as a test computes it, independently of scorejob: SQL corr(), the top deciles, the deciles' counts, the bands. */
+async function independentComparison(t: TestDatabase, a: string, b: string, bounds?: number[]): Promise<{ both: number; r: number; overlap: number; psi: number; moved: number | null }> {
+  const { rows } = await t.pool.query<{ both: number; r: number; overlap: number }>(
+    `WITH j AS (SELECT a.customer_id, a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2),
+          top AS (SELECT ceil(count(*) / 10.0)::int n FROM j),
+          ta AS (SELECT customer_id FROM j ORDER BY a DESC, customer_id LIMIT (SELECT n FROM top)),
+          tb AS (SELECT customer_id FROM j ORDER BY b DESC, customer_id LIMIT (SELECT n FROM top))
+     SELECT (SELECT count(*)::int FROM j) both, (SELECT corr(a, b) FROM j) r,
+            (SELECT count(*)::float8 FROM ta JOIN tb USING (customer_id)) / (SELECT n FROM top) overlap`,
+    [a, b],
+  );
+  const pairs = (await t.pool.query<{ a: number; b: number }>(`SELECT a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`, [a, b])).rows;
+  // The champion's deciles (linear interpolation, as percentile_cont), then each side's share per decile.
+  const sorted = pairs.map((p) => p.a).sort((x, y) => x - y);
+  const at = (q: number) => {
+    const pos = q * (sorted.length - 1);
+    const lo = Math.floor(pos);
+    return sorted[lo]! + (pos - lo) * ((sorted[Math.min(lo + 1, sorted.length - 1)] ?? sorted[lo]!) - sorted[lo]!);
+  };
+  const cuts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9].map(at);
+  const bucket = (v: number) => cuts.filter((c) => v >= c).length;
+  const ea = new Array<number>(10).fill(0);
+  const eb = new Array<number>(10).fill(0);
+  for (const p of pairs) {
+    ea[bucket(p.a)]!++;
+    eb[bucket(p.b)]!++;
+  }
+  let psi = 0;
+  for (let i = 0; i < 10; i++) {
+    const q = Math.max(ea[i]! / pairs.length, 1e-4);
+    const s = Math.max(eb[i]! / pairs.length, 1e-4);
+    psi += (s - q) * Math.log(s / q);
+  }
+  const band = (v: number) => (bounds ?? []).filter((x) => v >= x).length;
+  const moved = bounds ? pairs.filter((p) => band(p.a) !== band(p.b)).length : null;
+  return { ...rows[0]!, psi, moved };
+}
+
+/**
+ * `run --challenger DIR`: a second model scored in the same pass into a sibling run that is never
+ * published by the run, compared with the champion in `runs show`, publishable with `publish --challenger`.
+ */
+describe('a challenger beside the champion (run --challenger DIR)', () => {
+  let t: TestDatabase;
+  let champion: string;
+  let logistic: string;
+  let plainRun: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedWithRejects(t, 3000, 23); // rejects in every chunk, for both models (tenure_months has no fill in either)
+    await selectBackend('cpu'); // the challenger is built with TF.js
+    champion = await modelCopy((m) => (m.output.bands = bands));
+    logistic = await mkdtemp(join(tmpdir(), 'sj-challenger-'));
+    const made = await makeModel(logistic, { hidden: [], seed: 11, manifest: { name: 'tiny-logistic', version: '2.0.0' } });
+    made.model.dispose();
+    plainRun = (await runInProcess(t, { modelDir: champion, chunkSize: 500 })).runId;
+  });
+  afterAll(async () => t.drop());
+
+  it('publishes the champion exactly as without a challenger, and writes exactly the challenger\'s scores (a plain-JS forward pass) to its sibling run, nobody twice', async () => {
+    const plain = await publishedDigest(t);
+    const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
+    expect(r.published).toBe(true);
+    expect(await publishedDigest(t)).toBe(plain);
+    expect((await tableDigest(t, r.runId)).md5).toBe((await tableDigest(t, plainRun)).md5);
+    const published = await t.pool.query<{ run_id: string; model_version: string }>('SELECT DISTINCT run_id::text, model_version FROM scoring.customer_scores');
+    expect(published.rows).toEqual([{ run_id: r.runId, model_version: '1.0.0' }]);
+
+    const sibling = await challengerOf(t, r.runId);
+    expect(sibling).toMatchObject({ status: 'succeeded', model_name: 'customer-value', model_version: '2.0.0', kind: 'challenger' });
+    const expected = await expectedLogisticScores(t, logistic, tinyFeatures);
+    const { rows } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.score_data WHERE run_id = $1', [sibling.run_id]);
+    expect(rows.length).toBe(expected.size);
+    expect(new Set(rows.map((x) => x.k)).size).toBe(rows.length);
+    let worst = 0;
+    for (const x of rows) worst = Math.max(worst, Math.abs(x.s - (expected.get(x.k) ?? Number.NaN)));
+    expect(worst).toBeLessThan(1e-5);
+    // Its rejects are its own (tenure_months NULL has no fill in it either), under its run id.
+    const rejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_rejects WHERE run_id = $1', [sibling.run_id]);
+    expect(rejects.rows[0]!.n).toBe(3000 - expected.size);
+  });
+
+  it('runs show carries the correlation, PSI, top-decile overlap and band changes, equal to those computed independently', async () => {
+    const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, dryRun: true });
+    const sibling = await challengerOf(t, r.runId);
+    // A dry run drops both tables: compare on a real run instead.
+    expect((await tableDigest(t, sibling.run_id)).rows).toBe(0);
+    const real = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
+    const realSibling = await challengerOf(t, real.runId);
+    const want = await independentComparison(t, real.runId, realSibling.run_id, [0.3, 0.6]);
+    const c = await t.pool.connect();
+    try {
+      const detail = await showRun(c, 'scoring', real.runId);
+      const got = detail.analyst?.challenger;
+      expect(got).toMatchObject({ run_id: realSibling.run_id, model_name: 'tiny-logistic', model_version: '2.0.0', customers: want.both, band_changes: want.moved });
+      expect(got?.correlation).toBeCloseTo(want.r, 9);
+      expect(got?.top_decile_overlap).toBeCloseTo(want.overlap, 12);
+      expect(got?.psi).toBeCloseTo(want.psi, 6);
+      expect(want.moved).toBeGreaterThan(0);
+      expect(formatRunDetail(detail)).toMatch(/Challenger: tiny-logistic 2\.0\.0 \(run \d+\), over [\d,]+ customers both scored/);
+    } finally {
+      c.release();
+    }
+    const json = await runCli(['runs', 'show', real.runId, '--json', '--log-level', 'silent'], t.env);
+    expect(json.code).toBe(0);
+    expect((JSON.parse(json.stdout) as { analyst: { challenger: { customers: number } } }).analyst.challenger.customers).toBe(want.both);
+    const html = join(await mkdtemp(join(tmpdir(), 'sj-html-')), 'run.html');
+    expect((await runCli(['runs', 'show', real.runId, '--html', html, '--log-level', 'silent'], t.env)).code).toBe(0);
+  });
+
+  it('a challenger identical to the champion gives correlation 1, PSI 0, overlap 1 and no band change', async () => {
+    const same = await modelCopy((m) => (m.version = '1.0.1'), champion);
+    const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: same });
+    const c = await t.pool.connect();
+    try {
+      const got = (await showRun(c, 'scoring', r.runId)).analyst?.challenger;
+      expect(got?.correlation).toBeCloseTo(1, 12);
+      expect(got?.psi).toBe(0);
+      expect(got?.top_decile_overlap).toBe(1);
+      expect(got?.band_changes).toBe(0);
+    } finally {
+      c.release();
+    }
+  });
+
+  it('kill -9 mid-chunk, then resume: the champion\'s and the challenger\'s tables equal an uninterrupted run\'s', async () => {
+    const baseline = await runInProcess(t, { modelDir: champion, chunkSize: 300, challengerDir: logistic });
+    const baselineSibling = await challengerOf(t, baseline.runId);
+    const hold = await holdChunk(t, 3);
+    let runId: string;
+    try {
+      const child = startCli(['run', '--model', champion, '--challenger', logistic, '--chunk-size', '300'], t.env);
+      await hold.reached();
+      child.kill('SIGKILL');
+      await child.result;
+      await hold.endJobSessions();
+      runId = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
+    } finally {
+      await hold.release();
+    }
+    const sibling = await challengerOf(t, runId);
+    // Chunk 3 committed for neither: both runs have the same chunks done, and no score of a chunk not done.
+    const done = await t.pool.query<{ run_id: string; chunks: number[]; held: string }>(
+      `SELECT run_id::text, array_agg(chunk_no ORDER BY chunk_no) FILTER (WHERE status = 'done') chunks, max(status) FILTER (WHERE chunk_no = 3) held
+         FROM scoring.score_chunks WHERE run_id IN ($1, $2) GROUP BY 1 ORDER BY 1`,
+      [runId, sibling.run_id],
+    );
+    expect(done.rows[0]!.chunks).toEqual(done.rows[1]!.chunks);
+    expect(done.rows.map((x) => x.held)).toEqual(['pending', 'pending']);
+    const rows = await t.pool.query<{ a: number; b: number; da: number; db: number }>(
+      `SELECT (SELECT count(*)::int FROM scoring."score_data_${runId}") a, (SELECT count(*)::int FROM scoring."score_data_${sibling.run_id}") b,
+              (SELECT sum(rows_scored)::int FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done') da,
+              (SELECT sum(rows_scored)::int FROM scoring.score_chunks WHERE run_id = $2 AND status = 'done') db`,
+      [runId, sibling.run_id],
+    );
+    expect(rows.rows[0]).toEqual({ a: rows.rows[0]!.da, b: rows.rows[0]!.db, da: rows.rows[0]!.da, db: rows.rows[0]!.db });
+    expect((await t.pool.query<{ s: string }>('SELECT status s FROM scoring.score_runs WHERE run_id = $1', [sibling.run_id])).rows[0]!.s).toMatch(/running|interrupted/);
+    const resumed = await runCli(['resume', runId, '--log-level', 'silent'], t.env);
+    expect(resumed.code).toBe(0);
+    expect(await tableDigest(t, runId)).toEqual(await tableDigest(t, baseline.runId));
+    expect(await tableDigest(t, sibling.run_id)).toEqual(await tableDigest(t, baselineSibling.run_id));
+    expect((await challengerOf(t, runId)).status).toBe('succeeded');
+  });
+
+  it('publish <run> --challenger shows the challenger\'s scores in customer_scores, with its version and run id; refusals exit 2 with one line', async () => {
+    const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
+    const sibling = await challengerOf(t, r.runId);
+    const refused = async (args: string[], message: RegExp) => {
+      const x = await runCli(['publish', ...args, '--log-level', 'silent'], t.env);
+      expect(x.stderr).toMatch(message);
+      expect(x.code).toBe(2);
+      expect(x.stderr.trim().split('\n')).toHaveLength(1);
+    };
+    await refused([plainRun, '--challenger'], /run \d+ has no challenger/);
+    await refused([sibling.run_id, '--challenger'], /is itself a challenger/);
+    await refused([sibling.run_id, '--force'], /is the challenger of run \d+; publish it with `scorejob publish \d+ --challenger`/);
+    // A run a gate stopped: failed, and so is its challenger.
+    await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxRejectRatio: 0 })).rejects.toMatchObject({ exitCode: 1 });
+    const gated = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
+    expect((await challengerOf(t, gated)).status).toBe('failed');
+    await refused([gated, '--challenger'], /run \d+ is failed; only a succeeded run's challenger can be published/);
+
+    const before = await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications');
+    const ok = await runCli(['publish', r.runId, '--challenger', '--log-level', 'silent'], t.env);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    const shown = await t.pool.query<{ run_id: string; model_version: string; n: number }>('SELECT run_id::text, model_version, count(*)::int n FROM scoring.customer_scores GROUP BY 1, 2');
+    expect(shown.rows).toEqual([{ run_id: sibling.run_id, model_version: '2.0.0', n: (await tableDigest(t, sibling.run_id)).rows }]);
+    expect(await publishedDigest(t)).toBe((await tableDigest(t, sibling.run_id)).md5);
+    const publication = await t.pool.query('SELECT run_id::text, kind, previous_run_id::text FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1');
+    expect(publication.rows[0]).toEqual({ run_id: sibling.run_id, kind: 'challenger', previous_run_id: r.runId });
+    expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications')).rows[0].n).toBe(before.rows[0].n + 1);
+    await refused([r.runId, '--challenger'], /is already published/);
+    // Percentiles and bands of the published challenger are its own run's.
+    const ranks = await t.pool.query<{ bad: number }>(`SELECT count(*) FILTER (WHERE percentile IS NULL OR band IS NULL)::int bad FROM scoring.customer_scores`);
+    expect(ranks.rows[0]!.bad).toBe(0);
+  });
+
+  it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
+    const before = await ledgerState(t);
+    const missing = join(tmpdir(), 'sj-no-such-model');
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missing], t.env), /model directory .*sj-no-such-model does not exist/);
+    const elsewhere = await modelCopy((m) => (m.source = { table: 'other_customers', key: 'customer_id' }), logistic);
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env), /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/);
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env), /--challenger cannot be combined with --only-new/);
+  });
+});
