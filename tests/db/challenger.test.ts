@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dense, readWeights, sigmoid, weight } from '../helpers/forwardPass.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { makeModel, tinyFeatures } from '../helpers/makeModel.js';
-import { modelCopy, runInProcess } from '../helpers/run.js';
+import { modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, seedWithRejects } from '../helpers/state.js';
 
 const bands = [
@@ -276,5 +276,53 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const elsewhere = await modelCopy((m) => (m.source = { table: 'other_customers', key: 'customer_id' }), logistic);
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env), /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/);
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env), /--challenger cannot be combined with --only-new/);
+  });
+
+  it('resume reloads the challenger from its dir and refuses (exit 2) when its files changed; a challenger run is not resumed on its own', async () => {
+    const moving = await modelCopy(undefined, logistic);
+    await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: moving, maxRejectRatio: 0 })).rejects.toMatchObject({ exitCode: 1 });
+    const gated = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
+    const sibling = await challengerOf(t, gated);
+    await writeFile(join(moving, 'manifest.json'), (await readFile(join(moving, 'manifest.json'), 'utf8')).replace('"2.0.0"', '"2.0.1"'));
+    await expect(resumeInProcess(t, gated)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/the challenger's model files in .* changed since run \d+ started/) });
+    await expect(resumeInProcess(t, sibling.run_id)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/is the challenger of run \d+; resume that run instead/) });
+  });
+});
+
+describe('retention and challengers', () => {
+  let t: TestDatabase;
+  let logistic: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedWithRejects(t, 600, 5);
+    await selectBackend('cpu');
+    logistic = await mkdtemp(join(tmpdir(), 'sj-challenger-'));
+    (await makeModel(logistic, { hidden: [], seed: 3, manifest: { name: 'tiny-logistic', version: '2.0.0' } })).model.dispose();
+  });
+  afterAll(async () => t.drop());
+
+  const tables = async (): Promise<string[]> =>
+    (await t.pool.query<{ n: string }>(`SELECT replace(tablename, 'score_data_', '') n FROM pg_tables WHERE schemaname = 'scoring' AND tablename LIKE 'score\\_data\\_%' ORDER BY length(tablename), tablename`)).rows.map((r) => r.n);
+
+  it('drops a challenger with its champion, never counts it as a kept run, and keeps a published one like any run', async () => {
+    const a = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 2 })).runId;
+    const a2 = (await challengerOf(t, a)).run_id;
+    const b = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 2 })).runId;
+    const b2 = (await challengerOf(t, b)).run_id;
+    // keep 2: b (published) and a; their challengers are kept beside them, counted as neither.
+    expect(await tables()).toEqual([a, a2, b, b2].sort((x, y) => Number(x) - Number(y)));
+    const c = (await runInProcess(t, { chunkSize: 200, keepRuns: 2 })).runId;
+    // keep 2: c and b; a goes, and its challenger with it.
+    expect(await tables()).toEqual([b, b2, c]);
+    expect((await runCli(['publish', c, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2);
+    expect((await runCli(['publish', b, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2); // c was published after it
+    const d = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 1 })).runId;
+    const d2 = (await challengerOf(t, d)).run_id;
+    expect((await runCli(['publish', d, '--challenger', '--log-level', 'silent', '--on-publish-command', ''], t.env)).code).toBe(0);
+    // The published challenger is the pointer: kept whatever --keep-runs says, and its champion is a kept published run.
+    const e = (await runInProcess(t, { chunkSize: 200, keepRuns: 2 })).runId;
+    expect(await tables()).toEqual([d2, e]);
+    const f = (await runInProcess(t, { chunkSize: 200, keepRuns: 3 })).runId;
+    expect(await tables()).toEqual([d2, e, f]);
   });
 });
