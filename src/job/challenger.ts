@@ -14,7 +14,8 @@ import { keepFiniteScores } from '../model/scorer.js';
 import { toFeatureCounts } from '../stats/featureStats.js';
 import { compareScores, type ChallengerComparison } from '../stats/challenger.js';
 import { computeRunStatistics } from '../stats/runStats.js';
-import { runBands } from './cutPoints.js';
+import { cutPointsFromHistogram, runBands } from './cutPoints.js';
+import type { ScoreHistogram } from '../stats/scoreCuts.js';
 import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
 import type { ChunkSidecar } from './chunkLoop.js';
 
@@ -22,6 +23,12 @@ import type { ChunkSidecar } from './chunkLoop.js';
 export interface Challenger {
   model: LoadedModel;
   runId: string;
+  /**
+   * Its scores' histogram for the percentile cut points (src/stats/scoreCuts.ts), counted as its chunks
+   * are written. A chunk counted and then rolled back makes the count differ from the run's, and the cut
+   * points then come from a sort of its table, as after a resume.
+   */
+  histogram?: ScoreHistogram | undefined;
 }
 
 /**
@@ -81,7 +88,7 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
   const table = ledger.runTable(runId);
   let x = new Float32Array(0);
   let keys = new BigInt64Array(0);
-  let prepared: { encoded: Buffer; scored: number; rejects: Reject[]; stats: Record<string, unknown>; startedAt: Date } | undefined;
+  let prepared: { encoded: Buffer; scores: Float32Array; scored: number; rejects: Reject[]; stats: Record<string, unknown>; startedAt: Date } | undefined;
   return {
     async prepare(_x, _rows, _scores, batch) {
       const startedAt = new Date();
@@ -97,7 +104,7 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
       const scored = keepFiniteScores(keys, scores, transformed, rejects);
       const stats = emptyStats();
       accumulate(stats, scores, scored);
-      prepared = { encoded: encodeScores(keys, scores, scored), scored, rejects, stats: { ...stats, features: toFeatureCounts(plan, counters) }, startedAt };
+      prepared = { encoded: encodeScores(keys, scores, scored), scores, scored, rejects, stats: { ...stats, features: toFeatureCounts(plan, counters) }, startedAt };
     },
     seal(_keys, _accepted, chunkNo) {
       const p = prepared;
@@ -108,6 +115,7 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
         await ledger.insertRejects(c, runId, p.rejects);
         const chunk = { chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats as unknown as ScoreStats };
         if (!(await ledger.commitChunk(c, runId, chunk))) throw new RunFailedError(`the challenger run ${runId} is no longer running in this process; stopping`, runId);
+        challenger.histogram?.add(p.scores, p.scored);
       };
     },
   };
@@ -182,7 +190,11 @@ export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, cha
   const statistics = await computeRunStatistics(c, ledger, challenger.runId, challenger.model.plan, chunks);
   const bands = runBands(challengerBands(champion, challenger.model));
   const run = await ledger.getRun(c, challenger.runId);
-  if (!dryRun && Number(run?.rows_scored ?? 0) > 0) await new Publications(ledger).recordRanks(c, challenger.runId, bands);
+  const scored = Number(run?.rows_scored ?? 0);
+  if (!dryRun && scored > 0) {
+    const cuts = await cutPointsFromHistogram(c, ledger, challenger.runId, challenger.histogram, scored);
+    await new Publications(ledger).recordRanks(c, challenger.runId, bands, cuts);
+  }
   const championBands = runBands(champion.manifest.output.bands);
   const rows = await new ChallengerLedger(ledger).compare(c, championRunId, challenger.runId, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
   const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);

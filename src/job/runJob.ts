@@ -24,6 +24,7 @@ import { explainerFor } from './reasonsSetup.js';
 import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
+import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { createChallengerRun, loadChallenger, reloadChallenger } from './challenger.js';
 
 export type { RunResult };
@@ -111,7 +112,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, kind: params.onlyNew ? 'only_new' : 'full', base_run_id: params.onlyNew?.baseRunId },
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challengerModel && params.challenger ? ` with challenger ${challengerModel.manifest.name} ${challengerModel.manifest.version} (run ${params.challenger.runId})` : ''}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
-    const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId } : undefined;
+    const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId, histogram: opts.dryRun ? undefined : new ScoreHistogram() } : undefined;
     return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
@@ -197,7 +198,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const left = chunks.filter((c) => c.status !== 'done').length;
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir);
-    const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId } : undefined;
+    const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId, histogram: params.dryRun ? undefined : new ScoreHistogram() } : undefined;
     return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { quoteIdent } from '../db/sql.js';
+import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { ChallengerParams, Ledger } from './ledger.js';
 
 /** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
@@ -65,34 +65,33 @@ export class ChallengerLedger {
 
   /**
    * One statement over both runs' tables, joined on the customers both scored: Pearson's r (`corr`), the
-   * overlap of the top deciles (each the first ceil(n/10) by score descending, ties broken by customer_id),
-   * the customers per decile of the champion's scores (its deciles' cut points, percentile_cont), and, with
-   * bands, the customers whose band differs (each score banded by its own run's bounds).
+   * overlap of the top deciles (each the first ceil(n/10) by score descending, ties broken by customer_id:
+   * two window sorts), and the customers per decile of the champion's scores (its deciles' cut points,
+   * percentile_cont), and, with bands, the customers whose band differs (each score banded by its own
+   * run's bounds). In a transaction of its own with work_mem for the three in-memory sorts of the joined rows.
    */
   async compare(c: pg.ClientBase, championRunId: string, challengerRunId: string, bands: { champion: number[]; challenger: number[] } | undefined): Promise<ScoreComparisonRows> {
     const a = this.ledger.runTable(championRunId);
     const b = this.ledger.runTable(challengerRunId);
-    const { rows } = await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(
-      `WITH j AS MATERIALIZED (
+    // Ten counts per side, one pass: the SQL is built from constants only.
+    const perDecile = (col: 'a' | 'b') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE width_bucket(${col}, d.cuts) = ${g})`).join(', ')}]::text[]`;
+    const sql = `WITH j AS MATERIALIZED (
          SELECT a.customer_id, a.score::float8 AS a, b.score::float8 AS b FROM ${a} a JOIN ${b} b USING (customer_id)),
-       n AS (SELECT count(*) AS both, corr(a, b) AS r, ceil(count(*) / 10.0)::bigint AS top FROM j),
+       top AS (SELECT ceil(count(*) / 10.0)::bigint AS n FROM j),
        d AS (SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY a) AS cuts FROM j),
-       ta AS (SELECT customer_id FROM j ORDER BY a DESC, customer_id LIMIT (SELECT top FROM n)),
-       tb AS (SELECT customer_id FROM j ORDER BY b DESC, customer_id LIMIT (SELECT top FROM n)),
-       k AS (SELECT width_bucket(j.a, d.cuts) AS ka, width_bucket(j.b, d.cuts) AS kb,
-                    CASE WHEN $1::float8[] IS NULL THEN false
-                         ELSE width_bucket(j.a, $1::float8[]) <> width_bucket(j.b, $2::float8[]) END AS moved
-               FROM j, d),
-       agg AS (SELECT array_agg(COALESCE(x.n, 0) ORDER BY g)::text[] AS a_deciles, array_agg(COALESCE(y.n, 0) ORDER BY g)::text[] AS b_deciles
-                 FROM generate_series(0, 9) g
-                 LEFT JOIN (SELECT ka, count(*) AS n FROM k GROUP BY ka) x ON x.ka = g
-                 LEFT JOIN (SELECT kb, count(*) AS n FROM k GROUP BY kb) y ON y.kb = g)
-       SELECT n.both, n.r, n.top, (SELECT count(*) FROM ta JOIN tb USING (customer_id)) AS overlap, agg.a_deciles, agg.b_deciles,
-              CASE WHEN $1::float8[] IS NULL THEN NULL ELSE (SELECT count(*) FROM k WHERE moved) END AS band_changes
-         FROM n, agg`,
-      [bands?.champion ?? null, bands?.challenger ?? null],
-    );
-    const r = rows[0]!;
+       r AS (SELECT a, b, row_number() OVER (ORDER BY a DESC, customer_id) AS ra, row_number() OVER (ORDER BY b DESC, customer_id) AS rb FROM j)
+       SELECT count(*) AS both, corr(r.a, r.b) AS r, top.n AS top, count(*) FILTER (WHERE ra <= top.n AND rb <= top.n) AS overlap,
+              ${perDecile('a')} AS a_deciles, ${perDecile('b')} AS b_deciles,
+              CASE WHEN $1::float8[] IS NULL THEN NULL
+                   ELSE count(*) FILTER (WHERE width_bucket(r.a, $1::float8[]) <> width_bucket(r.b, $2::float8[])) END AS band_changes
+         FROM r, top, d GROUP BY top.n`;
+    const rows = await withTransaction(c, async () => {
+      await c.query(`SET LOCAL work_mem = '256MB'`);
+      return (await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(sql, [bands?.champion ?? null, bands?.challenger ?? null])).rows;
+    });
+    const r = rows[0];
+    // No customer both scored: no row at all.
+    if (!r) return { both: 0, correlation: null, top: 0, topOverlap: 0, championDeciles: new Array<number>(10).fill(0), challengerDeciles: new Array<number>(10).fill(0), bandChanges: bands ? 0 : null };
     return {
       both: Number(r.both),
       correlation: r.r,
