@@ -181,6 +181,19 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await runCli(['runs', 'show', real.runId, '--html', html, '--log-level', 'silent'], t.env)).code).toBe(0);
   });
 
+  it("with --reasons K the champion's customers have their reasons, the challenger's run has none, and both tables are whole", async () => {
+    const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, reasons: 2 });
+    const sibling = await challengerOf(t, r.runId);
+    const { rows } = await t.pool.query<{ scores: number; reasons: number; challenger: number; other: string | null }>(
+      `SELECT (SELECT count(*)::int FROM scoring.score_data WHERE run_id = $1) scores,
+              (SELECT count(*)::int FROM scoring.score_reasons WHERE run_id = $1) reasons,
+              (SELECT count(*)::int FROM scoring.score_data WHERE run_id = $2) challenger,
+              to_regclass('scoring.score_reasons_' || $2)::text other`,
+      [r.runId, sibling.run_id],
+    );
+    expect(rows[0]).toEqual({ scores: r.rowsScored, reasons: r.rowsScored, challenger: (await expectedLogisticScores(t, logistic, tinyFeatures)).size, other: null });
+  });
+
   it('a challenger identical to the champion gives correlation 1, PSI 0, overlap 1 and no band change', async () => {
     const same = await modelCopy((m) => (m.version = '1.0.1'), champion);
     const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: same });
