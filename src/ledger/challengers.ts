@@ -74,17 +74,18 @@ export class ChallengerLedger {
     const a = this.ledger.runTable(championRunId);
     const b = this.ledger.runTable(challengerRunId);
     // Ten counts per side, one pass: the SQL is built from constants only.
-    const perDecile = (col: 'a' | 'b') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE width_bucket(${col}, d.cuts) = ${g})`).join(', ')}]::text[]`;
+    const perDecile = (col: 'ka' | 'kb') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE ${col} = ${g})`).join(', ')}]::text[]`;
     const sql = `WITH j AS MATERIALIZED (
          SELECT a.customer_id, a.score::float8 AS a, b.score::float8 AS b FROM ${a} a JOIN ${b} b USING (customer_id)),
        top AS (SELECT ceil(count(*) / 10.0)::bigint AS n FROM j),
        d AS (SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY a) AS cuts FROM j),
-       r AS (SELECT a, b, row_number() OVER (ORDER BY a DESC, customer_id) AS ra, row_number() OVER (ORDER BY b DESC, customer_id) AS rb FROM j)
+       r AS (SELECT a, b, width_bucket(a, d.cuts) AS ka, width_bucket(b, d.cuts) AS kb,
+                    row_number() OVER (ORDER BY a DESC, customer_id) AS ra, row_number() OVER (ORDER BY b DESC, customer_id) AS rb FROM j, d)
        SELECT count(*) AS both, corr(r.a, r.b) AS r, top.n AS top, count(*) FILTER (WHERE ra <= top.n AND rb <= top.n) AS overlap,
-              ${perDecile('a')} AS a_deciles, ${perDecile('b')} AS b_deciles,
+              ${perDecile('ka')} AS a_deciles, ${perDecile('kb')} AS b_deciles,
               CASE WHEN $1::float8[] IS NULL THEN NULL
                    ELSE count(*) FILTER (WHERE width_bucket(r.a, $1::float8[]) <> width_bucket(r.b, $2::float8[])) END AS band_changes
-         FROM r, top, d GROUP BY top.n`;
+         FROM r, top GROUP BY top.n`;
     const rows = await withTransaction(c, async () => {
       await c.query(`SET LOCAL work_mem = '256MB'`);
       return (await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(sql, [bands?.champion ?? null, bands?.challenger ?? null])).rows;

@@ -179,6 +179,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((JSON.parse(json.stdout) as { analyst: { challenger: { customers: number } } }).analyst.challenger.customers).toBe(want.both);
     const html = join(await mkdtemp(join(tmpdir(), 'sj-html-')), 'run.html');
     expect((await runCli(['runs', 'show', real.runId, '--html', html, '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect(await readFile(html, 'utf8')).toMatch(/<th>challenger<\/th><td>correlation of the scores +-?\d\.\d{4}<\/td>/);
   });
 
   it("with --reasons K the champion's customers have their reasons, the challenger's run has none, and both tables are whole", async () => {
