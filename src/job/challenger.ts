@@ -179,8 +179,9 @@ export function challengerBands(champion: LoadedModel, challenger: LoadedModel):
 }
 
 /**
- * After the last chunk: the challenger's statistics (as a run gets them, so that its percentiles and
- * bands are right if it is published) and its comparison with the champion, over both tables. The
+ * After the last chunk, once the champion's percentile cut points are recorded: the challenger's statistics
+ * (as a run gets them, so that its percentiles and bands are right if it is published) and its comparison
+ * with the champion, in one pass over both tables. The
  * challenger's run stays `running` (its status follows the champion's: see finishChallenger).
  */
 export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, championRunId: string, champion: LoadedModel, challenger: Challenger, dryRun: boolean): Promise<{ stats: RunStats; comparison: ChallengerComparison }> {
@@ -196,7 +197,9 @@ export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, cha
     await new Publications(ledger).recordRanks(c, challenger.runId, bands, cuts);
   }
   const championBands = runBands(champion.manifest.output.bands);
-  const rows = await new ChallengerLedger(ledger).compare(c, championRunId, challenger.runId, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
+  const challengers = new ChallengerLedger(ledger);
+  const cuts = { champion: await challengers.decileCuts(c, championRunId), challenger: await challengers.decileCuts(c, challenger.runId) };
+  const rows = await challengers.compare(c, championRunId, challenger.runId, cuts, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
   const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);
   return { stats: { ...statistics }, comparison };
 }

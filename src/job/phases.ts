@@ -180,15 +180,15 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     const stats = statistics.scores;
     // Stored on the run before the gates, so a run a gate stopped can be inspected (`runs show`).
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
-    // The challenger's statistics and its comparison with these scores, on the run before its gates.
-    const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
-    if (challenged) runStats.challenger = challenged.comparison;
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
     if (!params.dryRun && scored + carried > 0) {
       // The histogram counts the chunks' scores only: with carried scores its count differs, and the cuts come from SQL.
       const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored + carried);
       await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts);
     }
+    // The challenger's statistics and its comparison with these scores (over the deciles just recorded), on the run before its gates.
+    const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
+    if (challenged) runStats.challenger = challenged.comparison;
     deps.timings.add('statistics', performance.now() - t);
     checkGates(deps, scored + carried, rejected, statistics.drift);
     stage = 'publish';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { quoteIdent, withTransaction } from '../db/sql.js';
+import { quoteIdent } from '../db/sql.js';
 import type { ChallengerParams, Ledger } from './ledger.js';
 
 /** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
@@ -16,7 +16,7 @@ export interface ScoreComparisonRows {
   both: number;
   /** Pearson's r over them (null: fewer than two, or a constant score). */
   correlation: number | null;
-  /** The size of a top decile: ceil(both / 10). */
+  /** Customers in the champion's top decile (its percentiles 91–100). */
   top: number;
   /** Customers in the champion's top decile and in the challenger's. */
   topOverlap: number;
@@ -64,35 +64,46 @@ export class ChallengerLedger {
   }
 
   /**
-   * One statement over both runs' tables, joined on the customers both scored: Pearson's r (`corr`), the
-   * overlap of the top deciles (each the first ceil(n/10) by score descending, ties broken by customer_id:
-   * two window sorts), and the customers per decile of the champion's scores (its deciles' cut points,
-   * percentile_cont), and, with bands, the customers whose band differs (each score banded by its own
-   * run's bounds). In a transaction of its own with work_mem for the three in-memory sorts of the joined rows.
+   * A run's deciles' cut points (its percentiles 10, 20, …, 90): from its recorded percentile cut points
+   * (score_cuts, the same figures as percentile_cont) when it has them, else computed (a dry run has none).
    */
-  async compare(c: pg.ClientBase, championRunId: string, challengerRunId: string, bands: { champion: number[]; challenger: number[] } | undefined): Promise<ScoreComparisonRows> {
+  async decileCuts(c: pg.ClientBase, runId: string): Promise<number[]> {
+    const { rows } = await c.query<{ cuts: number[] | null }>(
+      `SELECT COALESCE((SELECT ARRAY[score_cuts[10], score_cuts[20], score_cuts[30], score_cuts[40], score_cuts[50], score_cuts[60], score_cuts[70], score_cuts[80], score_cuts[90]]
+                          FROM ${this.s}.score_runs WHERE run_id = $1 AND cardinality(score_cuts) = 99),
+                       (SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY score) FROM ${this.ledger.runTable(runId)})) AS cuts`,
+      [runId],
+    );
+    return rows[0]?.cuts ?? [];
+  }
+
+  /**
+   * One pass over the two runs' tables joined on the customers both scored (a hash join and one
+   * aggregate: no sort): Pearson's r (`corr`); the customers in each of the champion's deciles, by the
+   * champion's score and by the challenger's (the PSI's bins); the customers in each run's own top decile
+   * (percentile 91–100 of its scores, as customer_scores would show them) and in both; and, with bands,
+   * the customers whose band differs (each score banded by its own run's bounds).
+   */
+  async compare(
+    c: pg.ClientBase,
+    championRunId: string,
+    challengerRunId: string,
+    cuts: { champion: number[]; challenger: number[] },
+    bands: { champion: number[]; challenger: number[] } | undefined,
+  ): Promise<ScoreComparisonRows> {
     const a = this.ledger.runTable(championRunId);
     const b = this.ledger.runTable(challengerRunId);
-    // Ten counts per side, one pass: the SQL is built from constants only.
-    const perDecile = (col: 'ka' | 'kb') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE ${col} = ${g})`).join(', ')}]::text[]`;
-    const sql = `WITH j AS MATERIALIZED (
-         SELECT a.customer_id, a.score::float8 AS a, b.score::float8 AS b FROM ${a} a JOIN ${b} b USING (customer_id)),
-       top AS (SELECT ceil(count(*) / 10.0)::bigint AS n FROM j),
-       d AS (SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY a) AS cuts FROM j),
-       r AS (SELECT a, b, width_bucket(a, d.cuts) AS ka, width_bucket(b, d.cuts) AS kb,
-                    row_number() OVER (ORDER BY a DESC, customer_id) AS ra, row_number() OVER (ORDER BY b DESC, customer_id) AS rb FROM j, d)
-       SELECT count(*) AS both, corr(r.a, r.b) AS r, top.n AS top, count(*) FILTER (WHERE ra <= top.n AND rb <= top.n) AS overlap,
-              ${perDecile('ka')} AS a_deciles, ${perDecile('kb')} AS b_deciles,
-              CASE WHEN $1::float8[] IS NULL THEN NULL
-                   ELSE count(*) FILTER (WHERE width_bucket(r.a, $1::float8[]) <> width_bucket(r.b, $2::float8[])) END AS band_changes
-         FROM r, top GROUP BY top.n`;
-    const rows = await withTransaction(c, async () => {
-      await c.query(`SET LOCAL work_mem = '256MB'`);
-      return (await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(sql, [bands?.champion ?? null, bands?.challenger ?? null])).rows;
-    });
-    const r = rows[0];
-    // No customer both scored: no row at all.
-    if (!r) return { both: 0, correlation: null, top: 0, topOverlap: 0, championDeciles: new Array<number>(10).fill(0), challengerDeciles: new Array<number>(10).fill(0), bandChanges: bands ? 0 : null };
+    // Ten counts per side in the one aggregate: the SQL is built from constants only.
+    const perDecile = (col: 'a' | 'b') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE width_bucket(${col}, $1::float8[]) = ${g})`).join(', ')}]::text[]`;
+    const { rows } = await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(
+      `SELECT count(*) AS both, corr(a, b) AS r,
+              count(*) FILTER (WHERE a >= ($1::float8[])[9]) AS top, count(*) FILTER (WHERE a >= ($1::float8[])[9] AND b >= ($2::float8[])[9]) AS overlap,
+              ${perDecile('a')} AS a_deciles, ${perDecile('b')} AS b_deciles,
+              CASE WHEN $3::float8[] IS NULL THEN NULL ELSE count(*) FILTER (WHERE width_bucket(a, $3::float8[]) <> width_bucket(b, $4::float8[])) END AS band_changes
+         FROM (SELECT a.score::float8 AS a, b.score::float8 AS b FROM ${a} a JOIN ${b} b USING (customer_id)) j`,
+      [cuts.champion, cuts.challenger, bands?.champion ?? null, bands?.challenger ?? null],
+    );
+    const r = rows[0]!;
     return {
       both: Number(r.both),
       correlation: r.r,

@@ -13,9 +13,9 @@ export interface ChallengerComparison {
   customers: number;
   /** Pearson's r of the two scores; null with fewer than two customers or a constant score. */
   correlation: number | null;
-  /** PSI of the challenger's scores against the champion's over the champion's deciles (10 bins of about 10% each). */
+  /** PSI of the challenger's scores against the champion's over the champion's deciles (its percentile cut points 10, 20, …, 90). */
   psi: number | null;
-  /** |top 10% by the champion ∩ top 10% by the challenger| / |top 10% by the champion| (ties: lower customer_id first). */
+  /** |top decile by the champion ∩ top decile by the challenger| / |top decile by the champion|: each its percentiles 91–100. */
   top_decile_overlap: number | null;
   /** Customers whose band would change were the challenger published; null when the champion's manifest has no bands. */
   band_changes: number | null;

@@ -71,27 +71,18 @@ async function expectedLogisticScores(t: TestDatabase, dir: string, features: re
   return out;
 }
 
-/** The comparison as a test computes it, independently of scorejob: SQL corr(), the top deciles, the deciles' counts, the bands. */
+/**
+ * The comparison as a test computes it, independently of scorejob: each run's deciles with SQL
+ * percentile_cont over its own table, SQL corr() over the customers both scored, and the counts in JS.
+ */
 async function independentComparison(t: TestDatabase, a: string, b: string, bounds?: number[]): Promise<{ both: number; r: number; overlap: number; psi: number; moved: number | null }> {
-  const { rows } = await t.pool.query<{ both: number; r: number; overlap: number }>(
-    `WITH j AS (SELECT a.customer_id, a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2),
-          top AS (SELECT ceil(count(*) / 10.0)::int n FROM j),
-          ta AS (SELECT customer_id FROM j ORDER BY a DESC, customer_id LIMIT (SELECT n FROM top)),
-          tb AS (SELECT customer_id FROM j ORDER BY b DESC, customer_id LIMIT (SELECT n FROM top))
-     SELECT (SELECT count(*)::int FROM j) both, (SELECT corr(a, b) FROM j) r,
-            (SELECT count(*)::float8 FROM ta JOIN tb USING (customer_id)) / (SELECT n FROM top) overlap`,
-    [a, b],
-  );
+  const deciles = async (run: string) =>
+    (await t.pool.query<{ c: number[] }>(`SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY score) c FROM scoring.score_data WHERE run_id = $1`, [run])).rows[0]!.c;
+  const ca = await deciles(a);
+  const cb = await deciles(b);
+  const r = (await t.pool.query<{ r: number }>(`SELECT corr(a.score, b.score) r FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`, [a, b])).rows[0]!.r;
   const pairs = (await t.pool.query<{ a: number; b: number }>(`SELECT a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`, [a, b])).rows;
-  // The champion's deciles (linear interpolation, as percentile_cont), then each side's share per decile.
-  const sorted = pairs.map((p) => p.a).sort((x, y) => x - y);
-  const at = (q: number) => {
-    const pos = q * (sorted.length - 1);
-    const lo = Math.floor(pos);
-    return sorted[lo]! + (pos - lo) * ((sorted[Math.min(lo + 1, sorted.length - 1)] ?? sorted[lo]!) - sorted[lo]!);
-  };
-  const cuts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9].map(at);
-  const bucket = (v: number) => cuts.filter((c) => v >= c).length;
+  const bucket = (v: number) => ca.filter((c) => v >= c).length;
   const ea = new Array<number>(10).fill(0);
   const eb = new Array<number>(10).fill(0);
   for (const p of pairs) {
@@ -104,9 +95,12 @@ async function independentComparison(t: TestDatabase, a: string, b: string, boun
     const s = Math.max(eb[i]! / pairs.length, 1e-4);
     psi += (s - q) * Math.log(s / q);
   }
+  // Each run's top decile: its percentiles 91-100, scores at or above its 90th percentile cut.
+  const topA = pairs.filter((p) => p.a >= ca[8]!);
+  const overlap = topA.filter((p) => p.b >= cb[8]!).length / topA.length;
   const band = (v: number) => (bounds ?? []).filter((x) => v >= x).length;
   const moved = bounds ? pairs.filter((p) => band(p.a) !== band(p.b)).length : null;
-  return { ...rows[0]!, psi, moved };
+  return { both: pairs.length, r, overlap, psi, moved };
 }
 
 /**
