@@ -10,6 +10,7 @@ import { takeRunLock, type RunLock } from '../ledger/runLock.js';
 import { exportRunMetrics } from '../observe/metrics.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
+import { ChallengerLedger } from '../ledger/challengers.js';
 
 export type { ForcedPublish };
 
@@ -58,6 +59,9 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
         // A run stopped by a gate before its table was attached at plan time (schema version 1).
         await attachRunTable(client, ledger, runId, log);
         const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c), undefined, 'force');
+        // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
+        const challenger = await new ChallengerLedger(ledger).challengerOf(client, runId);
+        if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
         await runOnPublishCommand(opts.onPublishCommand, event, log);
         const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
         const psi = previousStats.drift?.psi ?? null;

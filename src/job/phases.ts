@@ -90,6 +90,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   heartbeat.unref();
   const observer = new RunObserver(deps.observe, log, model.plan);
   let runStats: RunStats | undefined;
+  /** The challenger's statistics once computed: recorded on its run whatever the champion's outcome. */
+  let challengerStats: RunStats | undefined;
   /** Where the run is, for the ledger's words when it fails: planning, chunk N, statistics, publish. */
   let stage = 'planning';
   let scoredNow = 0;
@@ -189,6 +191,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     // The challenger's statistics and its comparison with these scores (over the deciles just recorded), on the run before its gates.
     const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
     if (challenged) runStats.challenger = challenged.comparison;
+    challengerStats = challenged?.stats;
     deps.timings.add('statistics', performance.now() - t);
     checkGates(deps, scored + carried, rejected, statistics.drift);
     stage = 'publish';
@@ -239,7 +242,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     const failure = await classify(err, deps, stage);
     await recordOutcome(deps, async () => {
       await ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats });
-      if (deps.challenger) await finishChallenger(deps.client, ledger, deps.challenger.runId, runId, { status: failure.status, error: failure.message, errorKind: failure.kind });
+      if (deps.challenger) await finishChallenger(deps.client, ledger, deps.challenger.runId, runId, { status: failure.status, error: failure.message, errorKind: failure.kind, stats: challengerStats });
     });
     await observer.finished({ model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: runStats?.drift?.psi ?? null }, () => ledger.lastSuccessAt(deps.client, model.manifest.name));
     // Logged here, with the run's fields, in the words thrown (advice included); the CLI does not log it again.

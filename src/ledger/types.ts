@@ -176,6 +176,8 @@ export type RunListRow = Pick<
   superseded: boolean;
   /** The run's scores table is still there (or the run never planned): retention did not drop it. */
   resumable_scores: boolean;
+  /** A challenger run (`run --challenger`): the run it was scored beside; null otherwise. */
+  champion_run_id?: string | null;
 };
 
 /** A run's rejects counted by reason and column (`runs show`). */

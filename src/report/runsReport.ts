@@ -89,6 +89,8 @@ async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
  */
 function nextStep(r: RunListRow): string | null {
   if (r.status !== 'failed' && r.status !== 'interrupted') return null;
+  // A challenger goes where its champion goes: resumed with it (never on its own), never published by force.
+  if (r.champion_run_id) return r.error_kind === 'gate' || r.superseded || !r.resumable_scores ? null : `scorejob resume ${r.champion_run_id}`;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
   // A run that scored no customer is never published, not even by force.
   if (r.error_kind === 'gate') return r.dry_run || Number(r.rows_scored) === 0 ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force after review`;

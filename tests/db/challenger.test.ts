@@ -275,6 +275,13 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     // Percentiles and bands of the published challenger are its own run's.
     const ranks = await t.pool.query<{ bad: number }>(`SELECT count(*) FILTER (WHERE percentile IS NULL OR band IS NULL)::int bad FROM scoring.customer_scores`);
     expect(ranks.rows[0]!.bad).toBe(0);
+
+    // The gated run published by force after review: its challenger follows it, and can be published in turn.
+    expect((await runCli(['publish', gated, '--force', '--log-level', 'silent'], t.env)).code).toBe(0);
+    const gatedSibling = await challengerOf(t, gated);
+    expect(gatedSibling.status).toBe('succeeded');
+    expect((await runCli(['publish', gated, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
   it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
