@@ -57,8 +57,18 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
     held.clear();
   };
   // Renewed on the pool, apart from the chunk's reader and writer, so a long read or write never lets a lease lapse.
+  // One renewal per claim at a time: a chunk whose commit waits (on a lock) holds its row, and its renewal
+  // waits behind it; renewals piling up there would take every connection of the pool.
+  const renewing = new Set<string>();
   const renewal = setInterval(() => {
-    for (const c of held.values()) void d.claims.renew(d.pool, d.runId, c, d.leaseMs).then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined);
+    for (const c of held.values()) {
+      if (renewing.has(c.token)) continue;
+      renewing.add(c.token);
+      void d.claims
+        .renew(d.pool, d.runId, c, d.leaseMs)
+        .then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined)
+        .finally(() => renewing.delete(c.token));
+    }
   }, Math.max(100, Math.floor(d.leaseMs / 3)));
   renewal.unref();
   let last = d.timings.toJSON();
