@@ -89,11 +89,19 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
         if (d.stop.requested) return undefined;
         const claim = await d.claims.claim(d.pool, d.runId, d.worker, d.leaseMs);
         if (!claim) return undefined;
+        if (claim.takenFrom) {
+          d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
+        }
+        if (claim.attempts >= d.attempts) {
+          // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
+          // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
+          await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
+          d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempts across workers (--chunk-attempts ${d.attempts}): it fails the run`);
+          await d.claims.release(d.pool, d.runId, claim);
+          return undefined;
+        }
         held.set(claim.chunkNo, claim);
         claimed++;
-        if (claim.takenFrom) {
-          d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
-        }
         return claim;
       };
       try {
@@ -112,6 +120,8 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
               if (!claim || !(await d.claims.holds(c, d.runId, claim))) throw new ClaimLostError(chunkNo);
               await d.fence?.(c, chunkNo);
             },
+            // A chunk's attempts count on every worker: a chunk taken over starts with those before it.
+            attemptsBefore: (chunkNo: number) => held.get(chunkNo)?.attempts ?? 0,
             // Each chunk carries the stage times it cost this worker, so the coordinator can add up the whole run's (sharedRun.ts).
             chunkStats: () => ({ ...d.chunkStats?.(), timings_ms: stageDelta() }),
             onChunkDone: (info) => {

@@ -40,10 +40,6 @@ export interface RunContext {
  * record the run, score every chunk, publish. Throws a ScorejobError carrying the exit code.
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
-  // The workers of a shared run score plain chunks: no reasons sidecar, no only-new view (not built yet).
-  if (opts.workers !== undefined && (opts.reasons !== undefined || opts.onlyNew)) {
-    throw new UsageError(`--workers cannot be combined with ${opts.reasons !== undefined ? '--reasons' : '--only-new'} yet: leave out one of them`);
-  }
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
   const explainer = explainerFor(model, opts.reasons);
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.

@@ -169,9 +169,6 @@ describe('several workers share one run', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(new RegExp(`scorejob: the model files in .* are not run ${runId}'s \\(sha256`));
     exitOk(await coordinator.result);
-    const both = await runCli(['run', '--workers', '2', '--reasons', '3'], t.env);
-    expect(both.code).toBe(2);
-    expect(both.stderr).toMatch(/--workers cannot be combined with --reasons yet/);
     const idle = await runCli(['work', '--wait', '0'], t.env);
     expect(idle.code).toBe(0);
     expect(idle.stderr + idle.stdout).toMatch(/no shared run is running/);
