@@ -151,6 +151,14 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
           await new Promise((r) => setTimeout(r, 1000));
           continue;
         }
+        // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit
+        // was refused and rolled back, and a resume redoes it; nothing failed here.
+        const now = d.role === 'worker' ? await d.claims.state(d.pool, d.runId).catch(() => undefined) : undefined;
+        if (now !== undefined && now.runStatus !== 'running') {
+          await releaseAll();
+          d.log.info({ chunk: chunkNo }, `run ${d.runId} is not running any more; chunk ${chunkNo ?? '?'} rolled back, for a resume to redo`);
+          return 'run-ended';
+        }
         if (claim && !d.stop.requested) await d.claims.markFailed(d.pool, d.runId, claim, describeDbError(err)).catch(() => undefined);
         if (claim) held.delete(claim.chunkNo);
         await releaseAll();

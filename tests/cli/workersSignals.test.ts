@@ -53,7 +53,7 @@ describe('SIGTERM to the workers of a shared run', () => {
 
   it('a `scorejob work` process SIGTERMed mid-chunk commits the chunks in flight, claims no more, releases only its own claims, exits 143; the others finish the run', async () => {
     // The coordinator waits inside chunk 3's commit, so the claims stand still while the worker is stopped.
-    const holdWorker = await holdWorkerChunks(t);
+    const holdWorker = await holdWorkerChunks(t, 1);
     const holdCoordinator = await holdChunk(t, 3);
     const coordinator = startCli(['run', '--chunk-size', '50', '--workers', '1'], t.env);
     let worker: ReturnType<typeof startCli> | undefined;
@@ -106,36 +106,54 @@ describe('SIGTERM to the workers of a shared run', () => {
     expect(await published(t)).toEqual(oneWorker);
   }, 60_000);
 
-  it('`run --workers 2` SIGTERMed: its local worker stops after its chunks in flight, the run is interrupted (exit 143), and `resume` finishes it', async () => {
+  it('`run --workers 2` SIGTERMed: its local worker stops after its chunks in flight, the run is interrupted (exit 143), a remote worker whose commit came too late exits 0, and `resume` finishes it', async () => {
+    // Each process waits inside a commit of its own, released apart: the coordinator at chunk 3, its local worker at its first.
+    const holdLocal = await holdWorkerChunks(t, 1);
+    const holdRemote = await holdWorkerChunks(t, 2);
     const hold = await holdChunk(t, 3);
     const coordinator = startCli(['run', '--chunk-size', '50', '--workers', '2'], t.env);
     const logs = follow(coordinator);
     let runId: string;
     let workerPid: number;
+    let remote: ReturnType<typeof startCli>;
+    let rc: CliResult;
     try {
       runId = (await logs.until('run started', started)).run_id as string;
       workerPid = ((await logs.until('workers started', (l) => Array.isArray(l.worker_pids))).worker_pids as number[])[0] as number;
-      await logs.until('a chunk done by the local worker', (l) => l.worker_pid === workerPid && /^chunk \d+ done$/.test(String(l.msg)));
+      await holdLocal.add(workerPid);
       await hold.reached(30_000);
+      await holdLocal.reached(30_000);
+      // A worker on another machine, held inside its first chunk's commit until the run is over.
+      remote = startCli(['work', '--run', runId], t.env);
+      await holdRemote.add(remote.pid as number);
+      await holdRemote.reached(30_000);
       coordinator.kill('SIGTERM');
       await logs.until('on SIGTERM', (l) => l.signal === 'SIGTERM' && /finishing the chunk in flight/.test(String(l.msg)));
+      await hold.release();
+      await holdLocal.release();
+      rc = await coordinator.result;
     } finally {
       await hold.release();
+      await holdLocal.release();
+      await holdRemote.release();
     }
-    const rc = await coordinator.result;
     expect(rc.code, rc.stderr + rc.stdout.slice(-3000)).toBe(143);
     expect(alive(workerPid)).toBe(false);
     // The local worker got the signal, stopped cleanly, and the coordinator says how it ended.
-    expect(rc.logs.some((l) => l.worker_pid === workerPid && l.outcome === 'stopped' && l.exit_code === 143)).toBe(true);
+    expect(rc.logs.some((l) => l.worker_pid === workerPid && l.outcome === 'stopped' && l.exit_code === 143 && (l.chunks as number) >= 1)).toBe(true);
     expect(rc.logs.some((l) => l.exited_pid === workerPid && l.exit_code === 143)).toBe(true);
-    const { rows } = await t.pool.query<{ status: string; pending: number; claimed: number }>(
-      `SELECT r.status, count(*) FILTER (WHERE c.status = 'pending')::int AS pending, count(*) FILTER (WHERE c.status = 'pending' AND c.claim_token IS NOT NULL)::int AS claimed
+    // The remote worker's commit found the run interrupted: rolled back, and it ends as a worker whose run is over.
+    const rr = await remote.result;
+    expect(rr.code, rr.stderr + rr.stdout.slice(-2000)).toBe(0);
+    expect(rr.logs.some((l) => l.outcome === 'run-ended')).toBe(true);
+    const { rows } = await t.pool.query<{ status: string; pending: number; claimed: number; failed: number }>(
+      `SELECT r.status, count(*) FILTER (WHERE c.status = 'pending')::int AS pending, count(*) FILTER (WHERE c.status = 'pending' AND c.claim_token IS NOT NULL)::int AS claimed,
+              count(*) FILTER (WHERE c.failed)::int AS failed
          FROM scoring.score_runs r JOIN scoring.score_chunks c USING (run_id) WHERE r.run_id = $1 GROUP BY r.status`,
       [runId],
     );
-    expect(rows[0]?.status).toBe('interrupted');
+    expect(rows[0]).toMatchObject({ status: 'interrupted', claimed: 0, failed: 0 });
     expect(rows[0]?.pending).toBeGreaterThan(0);
-    expect(rows[0]?.claimed).toBe(0);
     const resumed = await runCli(['resume', runId], t.env);
     exitOk(resumed);
     expect(await published(t)).toEqual(oneWorker);

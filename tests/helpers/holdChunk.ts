@@ -58,7 +58,19 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
       if (released) return;
       released = true;
       await holder.end();
-      await t.pool.query(`DROP TRIGGER IF EXISTS sj_test_hold_chunk ON ${s}.score_chunks`);
+      // Without its lock the trigger holds nothing. Dropping it waits for every open chunk transaction, and
+      // one may be held by another hold (holdWorkerChunks) released later: then it stays, harmless.
+      const c = await t.pool.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(`SET LOCAL lock_timeout = '500ms'`);
+        await c.query(`DROP TRIGGER IF EXISTS sj_test_hold_chunk ON ${s}.score_chunks`);
+        await c.query('COMMIT');
+      } catch {
+        await c.query('ROLLBACK');
+      } finally {
+        c.release();
+      }
     },
   };
 }
@@ -110,26 +122,27 @@ export interface WorkerHold {
  * on score_chunks waits for every open chunk transaction (one held by {@link holdChunk} would never end);
  * the pids go into a table of their own, which needs no such lock.
  */
-export async function holdWorkerChunks(t: TestDatabase, schema = 'scoring'): Promise<WorkerHold> {
+export async function holdWorkerChunks(t: TestDatabase, slot = 1, schema = 'scoring'): Promise<WorkerHold> {
   const s = `"${schema.replaceAll('"', '""')}"`;
-  const key = [0x7e57, 2] as const;
-  await t.pool.query(`CREATE TABLE IF NOT EXISTS public.sj_test_held_pids (pid integer PRIMARY KEY)`);
+  const key = [0x7e57, 10 + slot] as const;
+  const n = Number(slot);
+  await t.pool.query(`CREATE TABLE IF NOT EXISTS public.sj_test_held_pids_${n} (pid integer PRIMARY KEY)`);
   await t.pool.query(`
-    CREATE OR REPLACE FUNCTION public.sj_test_hold_worker() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION public.sj_test_hold_worker_${n}() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF NEW.status = 'done' AND OLD.status <> 'done' AND EXISTS (SELECT 1 FROM public.sj_test_held_pids h WHERE h.pid = NEW.claim_pid) THEN
+      IF NEW.status = 'done' AND OLD.status <> 'done' AND EXISTS (SELECT 1 FROM public.sj_test_held_pids_${n} h WHERE h.pid = NEW.claim_pid) THEN
         PERFORM pg_advisory_xact_lock(${key[0]}, ${key[1]});
       END IF;
       RETURN NEW;
     END $$`);
-  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_hold_worker BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_worker()`);
+  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_hold_worker_${n} BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_worker_${n}()`);
   const holder = new pg.Client({ connectionString: t.url });
   await holder.connect();
   await holder.query('SELECT pg_advisory_lock($1, $2)', [...key]);
   let released = false;
   return {
     add: async (pid) => {
-      await t.pool.query(`INSERT INTO public.sj_test_held_pids VALUES ($1) ON CONFLICT DO NOTHING`, [pid]);
+      await t.pool.query(`INSERT INTO public.sj_test_held_pids_${n} VALUES ($1) ON CONFLICT DO NOTHING`, [pid]);
     },
     reached: (timeoutMs = 60_000) =>
       waitUntil(
@@ -149,7 +162,7 @@ export async function holdWorkerChunks(t: TestDatabase, schema = 'scoring'): Pro
       released = true;
       // The lock first: a held transaction read the pids table (a TRUNCATE would wait for it).
       await holder.end();
-      await t.pool.query(`DELETE FROM public.sj_test_held_pids`);
+      await t.pool.query(`DELETE FROM public.sj_test_held_pids_${n}`);
     },
   };
 }
