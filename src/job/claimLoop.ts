@@ -151,6 +151,13 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
           await new Promise((r) => setTimeout(r, 1000));
           continue;
         }
+        if (d.stop.requested && !(err instanceof RunFailedError)) {
+          // Stopped by a signal while a chunk was failing: it is not failed for good, only not done; another
+          // worker (or the resume) tries it again.
+          await releaseAll();
+          d.log.warn({ chunk: chunkNo, error: describeDbError(err) }, `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`);
+          return 'stopped';
+        }
         // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit
         // was refused and rolled back, and a resume redoes it; nothing failed here.
         const now = d.role === 'worker' ? await d.claims.state(d.pool, d.runId).catch(() => undefined) : undefined;
