@@ -29,11 +29,12 @@ export function registerWork(program: Command): void {
           'run-ended': 'the run is not running any more',
           'coordinator-gone': `its coordinator is gone: resume the run with \`scorejob resume ${result.runId}\`, then start the workers again`,
         }[result.outcome];
+        const exitCode = result.outcome === 'stopped' && stop.requested ? signalExitCode(stop.requested) : ExitCode.ok;
         ctx.log.info(
-          { outcome: result.outcome, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
-          `worker done with run ${result.runId}: ${result.chunks} chunk(s), ${result.rowsScored} scored, ${result.rowsRejected} rejected; ${words}`,
+          { outcome: result.outcome, exit_code: exitCode, worker_pid: process.pid, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
+          `worker done with run ${result.runId}: ${result.chunks} chunk(s), ${result.rowsScored} scored, ${result.rowsRejected} rejected; ${words}${exitCode === ExitCode.ok ? '' : ` (exit ${exitCode}: its chunks in flight committed, its other claims given back)`}`,
         );
-        return result.outcome === 'stopped' && stop.requested ? signalExitCode(stop.requested) : ExitCode.ok;
+        return exitCode;
       });
     }),
   );

@@ -43,6 +43,8 @@ export interface ChunkLoopDeps {
   chunkSize: number;
   /** Attempts per chunk before a transient failure fails the run. */
   attempts: number;
+  /** Shared runs: the chunk's attempts on other workers before this one took it (they count against `attempts`). */
+  attemptsBefore?(chunkNo: number): number;
   stop: StopSignal;
   log: Logger;
   timings: StageTimings;
@@ -319,7 +321,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
         });
         // A lost snapshot is taken again (d.view.ensure) before the retry.
         const transient = isTransient(err) || err instanceof SnapshotLostError;
-        if (!transient || failures >= d.attempts || d.stop.requested) {
+        if (!transient || failures + (d.attemptsBefore?.(chunk.chunkNo) ?? 0) >= d.attempts || d.stop.requested) {
           await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
           throw err;
         }

@@ -57,8 +57,18 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
     held.clear();
   };
   // Renewed on the pool, apart from the chunk's reader and writer, so a long read or write never lets a lease lapse.
+  // One renewal per claim at a time: a chunk whose commit waits (on a lock) holds its row, and its renewal
+  // waits behind it; renewals piling up there would take every connection of the pool.
+  const renewing = new Set<string>();
   const renewal = setInterval(() => {
-    for (const c of held.values()) void d.claims.renew(d.pool, d.runId, c, d.leaseMs).then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined);
+    for (const c of held.values()) {
+      if (renewing.has(c.token)) continue;
+      renewing.add(c.token);
+      void d.claims
+        .renew(d.pool, d.runId, c, d.leaseMs)
+        .then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined)
+        .finally(() => renewing.delete(c.token));
+    }
   }, Math.max(100, Math.floor(d.leaseMs / 3)));
   renewal.unref();
   let last = d.timings.toJSON();
@@ -79,11 +89,19 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
         if (d.stop.requested) return undefined;
         const claim = await d.claims.claim(d.pool, d.runId, d.worker, d.leaseMs);
         if (!claim) return undefined;
+        if (claim.takenFrom) {
+          d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
+        }
+        if (claim.attempts >= d.attempts) {
+          // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
+          // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
+          await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
+          d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempts across workers (--chunk-attempts ${d.attempts}): it fails the run`);
+          await d.claims.release(d.pool, d.runId, claim);
+          return undefined;
+        }
         held.set(claim.chunkNo, claim);
         claimed++;
-        if (claim.takenFrom) {
-          d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
-        }
         return claim;
       };
       try {
@@ -102,6 +120,8 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
               if (!claim || !(await d.claims.holds(c, d.runId, claim))) throw new ClaimLostError(chunkNo);
               await d.fence?.(c, chunkNo);
             },
+            // A chunk's attempts count on every worker: a chunk taken over starts with those before it.
+            attemptsBefore: (chunkNo: number) => held.get(chunkNo)?.attempts ?? 0,
             // Each chunk carries the stage times it cost this worker, so the coordinator can add up the whole run's (sharedRun.ts).
             chunkStats: () => ({ ...d.chunkStats?.(), timings_ms: stageDelta() }),
             onChunkDone: (info) => {
@@ -130,6 +150,21 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
           d.log.warn({ chunk: chunkNo }, `the run's snapshot is gone (${err.message}); claims given back`);
           await new Promise((r) => setTimeout(r, 1000));
           continue;
+        }
+        if (d.stop.requested && !(err instanceof RunFailedError)) {
+          // Stopped by a signal while a chunk was failing: it is not failed for good, only not done; another
+          // worker (or the resume) tries it again.
+          await releaseAll();
+          d.log.warn({ chunk: chunkNo, error: describeDbError(err) }, `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`);
+          return 'stopped';
+        }
+        // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit
+        // was refused and rolled back, and a resume redoes it; nothing failed here.
+        const now = d.role === 'worker' ? await d.claims.state(d.pool, d.runId).catch(() => undefined) : undefined;
+        if (now !== undefined && now.runStatus !== 'running') {
+          await releaseAll();
+          d.log.info({ chunk: chunkNo }, `run ${d.runId} is not running any more; chunk ${chunkNo ?? '?'} rolled back, for a resume to redo`);
+          return 'run-ended';
         }
         if (claim && !d.stop.requested) await d.claims.markFailed(d.pool, d.runId, claim, describeDbError(err)).catch(() => undefined);
         if (claim) held.delete(claim.chunkNo);

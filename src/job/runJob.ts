@@ -42,10 +42,6 @@ export interface RunContext {
  * record the run, score every chunk, publish. Throws a ScorejobError carrying the exit code.
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
-  // The workers of a shared run score plain chunks: no reasons sidecar, no only-new view (not built yet).
-  if (opts.workers !== undefined && (opts.reasons !== undefined || opts.onlyNew)) {
-    throw new UsageError(`--workers cannot be combined with ${opts.reasons !== undefined ? '--reasons' : '--only-new'} yet: leave out one of them`);
-  }
   // The challenger rides on the one process's chunk loop: not on shared runs' workers, nor on an only-new run's carried scores.
   if (opts.challengerDir !== undefined && (opts.workers !== undefined || opts.onlyNew)) {
     throw new UsageError(`--challenger cannot be combined with ${opts.workers !== undefined ? '--workers' : '--only-new'} yet: leave out one of them`);

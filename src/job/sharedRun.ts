@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
 import { ChunkClaims } from '../ledger/chunkClaims.js';
 import type { PlannedChunk, RunParams } from '../ledger/types.js';
 import type { ChunkLoopDeps, ChunkSource } from './chunkLoop.js';
@@ -35,9 +36,16 @@ export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run:
   await claims.reset(loop.pool, loop.runId);
   const children = spawnWorkers((run.params.workers ?? 1) - 1, loop.runId, run);
   if (children.length > 0) loop.log.info({ workers: children.length + 1, worker_pids: children.map((c) => c.pid) }, `run ${loop.runId}: ${children.length} local worker process(es) started beside this one`);
-  // A stop request reaches the local workers too: each finishes its chunk and gives nothing else back.
+  // A stop request reaches the local workers too (once: a second signal stops a worker at once, its
+  // chunk rolled back): each finishes its chunks in flight and gives its other claims back.
+  const told = new Set<ChildProcess>();
   const forward = setInterval(() => {
-    if (loop.stop.requested) for (const c of children) if (c.exitCode === null) c.kill(loop.stop.requested);
+    if (!loop.stop.requested) return;
+    for (const c of children) {
+      if (c.exitCode !== null || c.signalCode !== null || told.has(c)) continue;
+      told.add(c);
+      c.kill(loop.stop.requested);
+    }
   }, 200);
   forward.unref();
   try {
@@ -54,7 +62,7 @@ export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run:
   } finally {
     clearInterval(forward);
     // The workers end on their own once no chunk is pending; after a failure they see the failed chunk and stop.
-    await Promise.all(children.map((c) => exited(c, 30_000)));
+    await Promise.all(children.map((c) => exited(c, 30_000, loop.log)));
   }
 }
 
@@ -81,15 +89,23 @@ function spawnWorkers(n: number, runId: string, run: { config: Config; params: R
   return children;
 }
 
-function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+/** Waits for a local worker to end (SIGKILL after `timeoutMs`), and says how it ended: 0 done, 143/130 stopped by a signal, 1 failed. */
+function exited(child: ChildProcess, timeoutMs: number, log: Logger): Promise<void> {
+  const say = () => {
+    const code = child.exitCode ?? (child.signalCode === null ? null : 128 + (osConstants.signals[child.signalCode] ?? 0));
+    log.info({ exited_pid: child.pid, exit_code: code, signal: child.signalCode ?? undefined }, `local worker pid ${child.pid} exited (${code ?? 'unknown'})`);
+  };
+  if (child.exitCode !== null || child.signalCode !== null) {
+    say();
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      resolve();
     }, timeoutMs);
     child.once('exit', () => {
       clearTimeout(timer);
+      say();
       resolve();
     });
   });

@@ -13,6 +13,8 @@ import { RunObserver } from '../observe/observer.js';
 import { StageTimings } from '../observe/timings.js';
 import type { ChunkSource, StopSignal } from './chunkLoop.js';
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
+import { reasonsSidecar } from './reasons.js';
+import { explainerFor } from './reasonsSetup.js';
 import { defaultLeaseS } from './sharedRun.js';
 
 export interface WorkOptions {
@@ -64,6 +66,11 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
   try {
     const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
     const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend: opts.backend ?? (run.params.backendChoice as BackendChoice) });
+    // The run's params say the rest: `--reasons K` (each chunk's reasons written in its transaction, into
+    // the table the coordinator made) and `--only-new` (params.source is then the run's view of the
+    // customers to rescore, which the coordinator created before it took the snapshot the chunks read).
+    // (explainerFor frees the model itself if it refuses it.)
+    const explainer = explainerFor(model, run.params.reasons?.k);
     try {
       if (model.sha256 !== run.model_sha256) {
         throw new UsageError(
@@ -78,7 +85,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
       let scored = 0;
       let rejected = 0;
       const started = performance.now();
-      log.info({ model: model.manifest.name, backend: model.backend }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend`);
+      log.info({ model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend`);
       const outcome = await runClaimed({
         pool,
         view,
@@ -100,6 +107,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
         log,
         timings,
         recover: async () => undefined,
+        sidecar: explainer && reasonsSidecar(explainer, ledger, run.run_id),
         onChunkDone: ({ chunkNo, scored: s, rejected: r }) => {
           chunks++;
           scored += s;

@@ -9,6 +9,8 @@ export interface ChunkClaim extends PlannedChunk {
   token: string;
   /** The worker whose lease this claim took over (it stalled or died), if any. */
   takenFrom: { host: string; pid: number } | undefined;
+  /** The chunk's attempts before this worker's first, on every worker since the coordinator (re)started the run (a lease taken over counts as one). */
+  attempts: number;
 }
 
 /** A chunk that failed for good on some worker: the run fails for everyone. */
@@ -48,11 +50,13 @@ export class ChunkClaims {
   async claim(c: Queryable, runId: string, worker: { host: string; pid: number }, leaseMs: number): Promise<ChunkClaim | undefined> {
     const token = randomUUID();
     // SKIP LOCKED: two workers claiming at once each get a different chunk, without waiting on each other.
-    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null; prev_host: string | null; prev_pid: number | null }>(
+    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null; prev_host: string | null; prev_pid: number | null; attempts: number }>(
       `WITH pick AS (
          SELECT run_id, chunk_no, claim_token AS prev_token, claim_host AS prev_host, claim_pid AS prev_pid
            FROM ${this.chunks}
           WHERE run_id = $1 AND status = 'pending' AND NOT failed AND (claim_token IS NULL OR lease_until < now())
+            -- A chunk failed for good: the run fails, and no worker claims anything more.
+            AND NOT EXISTS (SELECT 1 FROM ${this.chunks} f WHERE f.run_id = $1 AND f.failed)
           ORDER BY chunk_no LIMIT 1 FOR UPDATE SKIP LOCKED)
        UPDATE ${this.chunks} ch
           SET claim_token = $2, claim_host = $3, claim_pid = $4, claimed_at = now(),
@@ -63,7 +67,7 @@ export class ChunkClaims {
          FROM pick
         WHERE ch.run_id = pick.run_id AND ch.chunk_no = pick.chunk_no
           AND EXISTS (SELECT 1 FROM ${this.runs} r WHERE r.run_id = $1 AND r.status = 'running')
-       RETURNING ch.chunk_no, ch.key_lo, ch.key_hi, ch.rows_planned,
+       RETURNING ch.chunk_no, ch.key_lo, ch.key_hi, ch.rows_planned, ch.attempts - ch.attempts_at_start AS attempts,
                  CASE WHEN pick.prev_token IS NULL THEN NULL ELSE pick.prev_host END AS prev_host, pick.prev_pid`,
       [runId, token, worker.host, worker.pid, leaseMs],
     );
@@ -76,6 +80,7 @@ export class ChunkClaims {
       rows: r.rows_planned === null ? undefined : Number(r.rows_planned),
       token,
       takenFrom: r.prev_host === null ? undefined : { host: r.prev_host, pid: r.prev_pid ?? 0 },
+      attempts: r.attempts,
     };
   }
 
@@ -119,6 +124,18 @@ export class ChunkClaims {
     ]);
   }
 
+  /**
+   * The chunk used up its attempts across workers (`--chunk-attempts`; workers that died on it count, by
+   * their leases taken over): it fails for good without another try, with its last error kept.
+   */
+  async giveUp(c: Queryable, runId: string, claim: ChunkClaim, limit: number): Promise<void> {
+    await c.query(
+      `UPDATE ${this.chunks} SET failed = true, last_error = (attempts - attempts_at_start) || ' attempts across workers (--chunk-attempts ' || $4::int || '); the last: ' || COALESCE(last_error, 'unknown error')
+        WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
+      [runId, claim.chunkNo, claim.token, limit],
+    );
+  }
+
   /** Whether the claim is still this worker's (outside a transaction: for the words after a failure). */
   async stillHeld(c: Queryable, runId: string, claim: ChunkClaim): Promise<boolean> {
     const { rowCount } = await c.query(`SELECT 1 FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [runId, claim.chunkNo, claim.token]);
@@ -152,9 +169,9 @@ export class ChunkClaims {
     ]);
   }
 
-  /** A (re)started coordinator: the pending chunks' claims and failures of an earlier attempt are void. */
+  /** A (re)started coordinator: the pending chunks' claims and failures of an earlier attempt are void, and their attempts count afresh. */
   async reset(c: Queryable, runId: string): Promise<void> {
-    await c.query(`UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL, failed = false WHERE run_id = $1 AND status = 'pending'`, [runId]);
+    await c.query(`UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL, failed = false, attempts_at_start = attempts WHERE run_id = $1 AND status = 'pending'`, [runId]);
   }
 
   async state(c: Queryable, runId: string): Promise<ClaimState> {

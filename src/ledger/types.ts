@@ -117,6 +117,8 @@ export interface ChunkRow {
   /** The worker that claimed it last (shared runs, sql/009_chunk_claims.sql); null otherwise. */
   claim_host?: string | null;
   claim_pid?: number | null;
+  /** A shared run's chunk that failed for good on some worker (it failed the run; a resume clears it). */
+  failed?: boolean;
 }
 
 /** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */

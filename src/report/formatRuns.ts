@@ -72,12 +72,13 @@ export function formatRunDetail(r: RunDetail): string {
     lines.push('', `Scores: none${r.rows_rejected > 0 ? ' (every row was rejected)' : ''}`);
   }
   lines.push(...formatRunStatistics(r));
-  const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1);
+  // A chunk that failed a shared run for good comes first: the one to look at.
+  const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1).sort((a, b) => Number(b.failed === true) - Number(a.failed === true));
   if (failing.length > 0) {
     lines.push('', 'Chunks not done or retried:');
     for (const c of failing.slice(0, 20)) {
       const by = c.claim_host ? ` (last by pid ${c.claim_pid} on ${c.claim_host})` : '';
-      lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.status}, ${c.attempts} attempt(s)${by}${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+      lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.failed ? 'failed' : c.status}, ${c.attempts} attempt(s)${by}${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
     }
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }

@@ -59,7 +59,7 @@ export interface RunDetail extends RunListItem {
   tick_at: string | null;
   published_at: string | null;
   rejects_by_reason: RejectCount[];
-  chunks: { chunk_no: number; key_lo: string | null; key_hi: string | null; status: string; attempts: number; rows_scored: number | null; rows_rejected: number | null; duration_ms: number | null; last_error: string | null; claim_host?: string | null; claim_pid?: number | null }[];
+  chunks: { chunk_no: number; key_lo: string | null; key_hi: string | null; status: string; attempts: number; rows_scored: number | null; rows_rejected: number | null; duration_ms: number | null; last_error: string | null; claim_host?: string | null; claim_pid?: number | null; failed?: boolean }[];
   stats: ScoreSummary | null;
   timings_ms: Record<string, number> | null;
   previous_published: { run_id: string; model_version: string; rows_scored: number; stats: ScoreSummary | null; features?: FeaturesSummary | null } | null;

@@ -162,16 +162,22 @@ describe('several workers share one run', () => {
   }, 90_000);
 
   it('a worker refuses model files that are not the run\'s (exit 2), and exits 0 when no run is running', async () => {
-    const coordinator = startCli(['run', '--chunk-size', '200', '--workers', '1'], t.env);
-    const runId = (await waitForLog(coordinator, started)).run_id as string;
-    const other = await modelCopy((m) => (m.version = '9.9.9'));
-    const refused = await runCli(['work', '--run', runId, '--model', other], t.env);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(new RegExp(`scorejob: the model files in .* are not run ${runId}'s \\(sha256`));
-    exitOk(await coordinator.result);
-    const both = await runCli(['run', '--workers', '2', '--reasons', '3'], t.env);
-    expect(both.code).toBe(2);
-    expect(both.stderr).toMatch(/--workers cannot be combined with --reasons yet/);
+    // The coordinator is held inside chunk 3's commit: the run is still running when the worker checks it.
+    const hold = await holdChunk(t, 3);
+    let runId: string;
+    try {
+      const coordinator = startCli(['run', '--chunk-size', '200', '--workers', '1'], t.env);
+      runId = (await waitForLog(coordinator, started)).run_id as string;
+      await hold.reached();
+      const other = await modelCopy((m) => (m.version = '9.9.9'));
+      const refused = await runCli(['work', '--run', runId, '--model', other], t.env);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(new RegExp(`scorejob: the model files in .* are not run ${runId}'s \\(sha256`));
+      await hold.release();
+      exitOk(await coordinator.result);
+    } finally {
+      await hold.release();
+    }
     const idle = await runCli(['work', '--wait', '0'], t.env);
     expect(idle.code).toBe(0);
     expect(idle.stderr + idle.stdout).toMatch(/no shared run is running/);

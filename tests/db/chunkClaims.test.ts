@@ -25,7 +25,7 @@ describe('chunk claims', () => {
 
   const reopen = () =>
     t.pool.query(
-      `UPDATE scoring.score_chunks SET status = 'pending', attempts = 0, claim_token = NULL, lease_until = NULL, failed = false, last_error = NULL WHERE run_id = $1;
+      `UPDATE scoring.score_chunks SET status = 'pending', attempts = 0, claim_token = NULL, lease_until = NULL, failed = false, last_error = NULL, attempts_at_start = 0 WHERE run_id = $1;
        UPDATE scoring.score_runs SET status = 'running' WHERE run_id = $1`.replaceAll('$1', String(BigInt(runId))),
     );
 
@@ -66,5 +66,24 @@ describe('chunk claims', () => {
     expect((await claims.state(t.pool, runId)).failed).toBeUndefined();
     await t.pool.query(`UPDATE scoring.score_runs SET status = 'interrupted' WHERE run_id = $1`, [runId]);
     expect(await claims.claim(t.pool, runId, b, 60_000)).toBeUndefined();
+  });
+
+  it('once a chunk failed for good no chunk is claimed; a claim carries the attempts so far, given up at the limit; a restart counts them afresh', async () => {
+    await reopen();
+    const first = (await claims.claim(t.pool, runId, a, 1)) as NonNullable<Awaited<ReturnType<typeof claims.claim>>>;
+    expect(first.attempts).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    // a's lease lapsed (it died): b takes the chunk over with one attempt counted.
+    const taken = (await claims.claim(t.pool, runId, b, 60_000)) as NonNullable<Awaited<ReturnType<typeof claims.claim>>>;
+    expect([taken.chunkNo, taken.attempts]).toEqual([first.chunkNo, 1]);
+    await claims.giveUp(t.pool, runId, taken, 1);
+    const { rows } = await t.pool.query(`SELECT failed, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [runId, taken.chunkNo]);
+    expect(rows[0].failed).toBe(true);
+    expect(rows[0].last_error).toMatch(/^1 attempts across workers \(--chunk-attempts 1\); the last: the lease of pid 1 on host-a expired/);
+    expect(await claims.claim(t.pool, runId, a, 60_000)).toBeUndefined();
+    // A coordinator (re)starts: the mark is cleared and the chunk's attempts count from zero again.
+    await claims.reset(t.pool, runId);
+    const again = (await claims.claim(t.pool, runId, a, 60_000)) as NonNullable<Awaited<ReturnType<typeof claims.claim>>>;
+    expect([again.chunkNo, again.attempts]).toEqual([taken.chunkNo, 0]);
   });
 });

@@ -78,3 +78,34 @@ export function waitForLog(child: ChildProcess, predicate: (log: Record<string, 
     });
   });
 }
+
+/**
+ * Every log line of a child so far, and a wait for one that may already have been printed (a line
+ * printed in the same write as an earlier one is not missed); a timeout names what it waited for and
+ * shows the child's last lines.
+ */
+export function follow(child: ChildProcess): { logs: Record<string, unknown>[]; until(what: string, p: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> } {
+  const logs: Record<string, unknown>[] = [];
+  let buffer = '';
+  child.stdout?.on('data', (d: Buffer | string) => {
+    buffer += d.toString();
+    const nl = buffer.lastIndexOf('\n');
+    if (nl < 0) return;
+    logs.push(...parseLogs(buffer.slice(0, nl)));
+    buffer = buffer.slice(nl + 1);
+  });
+  return {
+    logs,
+    until: async (what, p, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = logs.find(p);
+        if (hit) return hit;
+        if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`no log line ${what} (pid ${child.pid}, exit ${child.exitCode ?? child.signalCode}); last lines:\n${logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+  };
+}

@@ -58,7 +58,19 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
       if (released) return;
       released = true;
       await holder.end();
-      await t.pool.query(`DROP TRIGGER IF EXISTS sj_test_hold_chunk ON ${s}.score_chunks`);
+      // Without its lock the trigger holds nothing. Dropping it waits for every open chunk transaction, and
+      // one may be held by another hold (holdWorkerChunks) released later: then it stays, harmless.
+      const c = await t.pool.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(`SET LOCAL lock_timeout = '500ms'`);
+        await c.query(`DROP TRIGGER IF EXISTS sj_test_hold_chunk ON ${s}.score_chunks`);
+        await c.query('COMMIT');
+      } catch {
+        await c.query('ROLLBACK');
+      } finally {
+        c.release();
+      }
     },
   };
 }
@@ -91,4 +103,66 @@ export async function chunkState(t: TestDatabase, runId: string, chunkNo: number
   const r = rows[0];
   if (!r) throw new Error(`run ${runId} has no chunk ${chunkNo}`);
   return r;
+}
+
+/** A hold on chosen workers' chunk commits (see {@link holdWorkerChunks}). */
+export interface WorkerHold {
+  /** From now on, holds the chunk commits of the worker with this process id. */
+  add(pid: number): Promise<void>;
+  /** Resolves once a commit of a held worker waits at the hold (its scores written, its transaction open). */
+  reached(timeoutMs?: number): Promise<void>;
+  /** Lets the workers' commits go on, and removes the trigger. */
+  release(): Promise<void>;
+}
+
+/**
+ * Holds every chunk commit of the workers whose process ids are added (the claim's pid on the chunk's
+ * row): the UPDATE that marks their chunk done waits on an advisory lock this test holds, inside the
+ * chunk's transaction. Other workers' commits go on. Create it before the run starts: creating a trigger
+ * on score_chunks waits for every open chunk transaction (one held by {@link holdChunk} would never end);
+ * the pids go into a table of their own, which needs no such lock.
+ */
+export async function holdWorkerChunks(t: TestDatabase, slot = 1, schema = 'scoring'): Promise<WorkerHold> {
+  const s = `"${schema.replaceAll('"', '""')}"`;
+  const key = [0x7e57, 10 + slot] as const;
+  const n = Number(slot);
+  await t.pool.query(`CREATE TABLE IF NOT EXISTS public.sj_test_held_pids_${n} (pid integer PRIMARY KEY)`);
+  await t.pool.query(`
+    CREATE OR REPLACE FUNCTION public.sj_test_hold_worker_${n}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.status = 'done' AND OLD.status <> 'done' AND EXISTS (SELECT 1 FROM public.sj_test_held_pids_${n} h WHERE h.pid = NEW.claim_pid) THEN
+        PERFORM pg_advisory_xact_lock(${key[0]}, ${key[1]});
+      END IF;
+      RETURN NEW;
+    END $$`);
+  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_hold_worker_${n} BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_worker_${n}()`);
+  const holder = new pg.Client({ connectionString: t.url });
+  await holder.connect();
+  await holder.query('SELECT pg_advisory_lock($1, $2)', [...key]);
+  let released = false;
+  return {
+    add: async (pid) => {
+      await t.pool.query(`INSERT INTO public.sj_test_held_pids_${n} VALUES ($1) ON CONFLICT DO NOTHING`, [pid]);
+    },
+    reached: (timeoutMs = 60_000) =>
+      waitUntil(
+        'a held worker\'s chunk waits at the hold',
+        async () =>
+          (
+            await t.pool.query<{ n: number }>(
+              `SELECT count(*)::int n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::int::oid AND objid = $2::int::oid
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+              [...key],
+            )
+          ).rows[0]!.n > 0,
+        timeoutMs,
+      ).then(() => undefined),
+    release: async () => {
+      if (released) return;
+      released = true;
+      // The lock first: a held transaction read the pids table (a TRUNCATE would wait for it).
+      await holder.end();
+      await t.pool.query(`DELETE FROM public.sj_test_held_pids_${n}`);
+    },
+  };
 }
