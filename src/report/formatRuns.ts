@@ -10,7 +10,7 @@ export function formatRunList(items: readonly RunListItem[]): string {
     r.run_id,
     r.status + (r.dry_run ? ' (dry)' : r.published ? '' : r.status === 'succeeded' ? '' : ''),
     r.trigger,
-    `${r.model} ${r.model_version}`,
+    `${r.model} ${r.model_version}${r.champion_run_id ? ` (challenger of ${r.champion_run_id})` : ''}`,
     formatCount(r.rows_scored),
     formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),

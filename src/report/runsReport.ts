@@ -28,6 +28,8 @@ export interface RunListItem {
   error_kind: string | null;
   /** The command that continues it, when it can be continued. */
   resume_command: string | null;
+  /** A challenger's run (`run --challenger`): the run it was scored beside; absent otherwise. */
+  champion_run_id?: string;
   /** customer_scores shows this run now (its model's pointer names it). */
   current?: boolean;
   /** Every time the run was made current, oldest first: published, published by force, put back by a rollback. */
@@ -118,6 +120,7 @@ function toItem(r: RunListRow): RunListItem {
     error: r.error,
     error_kind: r.error_kind,
     resume_command: nextStep(r),
+    ...(r.champion_run_id ? { champion_run_id: r.champion_run_id } : {}),
   };
 }
 
