@@ -37,7 +37,11 @@ export interface Challenger {
  * decoded chunks. Before anything is written; the challenger is freed with a refusal.
  */
 export async function loadChallenger(dir: string, champion: LoadedModel, backend: BackendChoice): Promise<LoadedModel> {
-  const model = await loadModel(dir, { backend });
+  const model = await loadModel(dir, { backend }).catch((err: unknown) => {
+    // The model's own words, said of the challenger: it is --challenger, not --model, that names it.
+    if (err instanceof UsageError) throw new UsageError(`--challenger: ${err.message.replaceAll('(--model DIR)', '(--challenger DIR)')}`, { cause: err });
+    throw err;
+  });
   const a = champion.manifest.source;
   const b = model.manifest.source;
   if (a.table !== b.table || a.key !== b.key) {

@@ -264,7 +264,11 @@ async function withLockedLedger<T>(ctx: RunContext, model: LoadedModel, purpose:
     await assertMigrated(client, config.schema);
     await assertWritable(client, config);
     await checkSource(client, model);
-    if (challenger) await checkSource(client, challenger);
+    if (challenger) {
+      await checkSource(client, challenger).catch((err: unknown) => {
+        throw err instanceof UsageError ? new UsageError(`--challenger ${challenger.dir}: ${err.message}`, { cause: err }) : err;
+      });
+    }
     const ledger = new Ledger(config.schema);
     const dead: string[] = [];
     lock = await takeRunLock(pool, { schema: config.schema, modelName: model.manifest.name, purpose, log, where: describeDb(config.db), ledger, onDead: (ids) => dead.push(...ids) });

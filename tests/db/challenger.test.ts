@@ -290,10 +290,12 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
   it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
     const before = await ledgerState(t);
     const missing = join(tmpdir(), 'sj-no-such-model');
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missing], t.env), /model directory .*sj-no-such-model does not exist/);
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missing], t.env), /--challenger: model directory .*sj-no-such-model does not exist \(--challenger DIR\)/);
     const elsewhere = await modelCopy((m) => (m.source = { table: 'other_customers', key: 'customer_id' }), logistic);
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env), /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/);
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env), /--challenger cannot be combined with --only-new/);
+    const missingColumn = await modelCopy((m) => (m.features[0].column = 'no_such_column'), logistic);
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missingColumn], t.env), /^scorejob: --challenger .*sj-model-\w+: .*no_such_column/);
   });
 
   it('resume reloads the challenger from its dir and refuses (exit 2) when its files changed; a challenger run is not resumed on its own', async () => {
