@@ -96,7 +96,7 @@ export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
           // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
           // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
           await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
-          d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempts across workers (--chunk-attempts ${d.attempts}): it fails the run`);
+          d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempt${claim.attempts === 1 ? '' : 's'} across workers (--chunk-attempts ${d.attempts}): it fails the run`);
           await d.claims.release(d.pool, d.runId, claim);
           return undefined;
         }

@@ -130,7 +130,7 @@ export class ChunkClaims {
    */
   async giveUp(c: Queryable, runId: string, claim: ChunkClaim, limit: number): Promise<void> {
     await c.query(
-      `UPDATE ${this.chunks} SET failed = true, last_error = (attempts - attempts_at_start) || ' attempts across workers (--chunk-attempts ' || $4::int || '); the last: ' || COALESCE(last_error, 'unknown error')
+      `UPDATE ${this.chunks} SET failed = true, last_error = (attempts - attempts_at_start) || CASE WHEN attempts - attempts_at_start = 1 THEN ' attempt' ELSE ' attempts' END || ' across workers (--chunk-attempts ' || $4::int || '); the last: ' || COALESCE(last_error, 'unknown error')
         WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
       [runId, claim.chunkNo, claim.token, limit],
     );

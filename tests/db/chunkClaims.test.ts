@@ -79,7 +79,7 @@ describe('chunk claims', () => {
     await claims.giveUp(t.pool, runId, taken, 1);
     const { rows } = await t.pool.query(`SELECT failed, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [runId, taken.chunkNo]);
     expect(rows[0].failed).toBe(true);
-    expect(rows[0].last_error).toMatch(/^1 attempts across workers \(--chunk-attempts 1\); the last: the lease of pid 1 on host-a expired/);
+    expect(rows[0].last_error).toMatch(/^1 attempt across workers \(--chunk-attempts 1\); the last: the lease of pid 1 on host-a expired/);
     expect(await claims.claim(t.pool, runId, a, 60_000)).toBeUndefined();
     // A coordinator (re)starts: the mark is cleared and the chunk's attempts count from zero again.
     await claims.reset(t.pool, runId);
