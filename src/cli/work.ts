@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
 import { joinRun } from '../job/worker.js';
 import { action } from './action.js';
-import { backend, model, option, read, workWait } from './options.js';
+import { backend, challenger, model, option, read, workWait } from './options.js';
 import { withStopSignal } from './stopSignal.js';
 
 /** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */
@@ -13,6 +13,8 @@ export function registerWork(program: Command): void {
     .option('--run <id>', 'the run to join; default: the newest shared run that is running')
     .addOption(option(workWait))
     .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"))
+    // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
+    .addOption(option({ ...challenger, env: undefined }, "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)"))
     .addOption(option(backend, "TensorFlow.js backend: auto, tensorflow, wasm or cpu; default: the run's"));
   cmd.action(
     action(async (ctx, cmd: Command) => {
@@ -21,7 +23,7 @@ export function registerWork(program: Command): void {
       return withStopSignal(ctx.log, async (stop) => {
         const result = await joinRun(
           { ...ctx, stop },
-          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), backend: given('backend') ? read(cmd, backend) : undefined },
+          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), challengerDir: read(cmd, challenger), backend: given('backend') ? read(cmd, backend) : undefined },
         );
         const words = {
           done: 'no chunk is left',

@@ -17,7 +17,7 @@ import { computeRunStatistics } from '../stats/runStats.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
 import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
-import type { ChunkSidecar } from './chunkLoop.js';
+import type { ChunkSidecar, Transform } from './chunkLoop.js';
 
 /** A run's challenger (`run --challenger DIR`): its loaded model and its sibling run. */
 export interface Challenger {
@@ -72,6 +72,24 @@ export function unionColumns(champion: readonly ColumnSpec[], challenger: readon
     return columns.length - 1;
   });
   return { columns, challengerIndex };
+}
+
+/**
+ * A chunk loop's columns, transform and sidecar with a challenger riding along (the coordinator's and every
+ * worker's, the same): each chunk is read once with the union of both models' columns, the champion's
+ * transform sees its own first ones, and the sidecar scores and writes the challenger's in the chunk's
+ * transaction. Without a challenger: the champion's alone.
+ */
+export function withChallengerColumns(
+  champion: LoadedModel,
+  transform: Transform,
+  challenger: Challenger | undefined,
+  ledger: Ledger,
+): { columns: readonly ColumnSpec[]; transform: Transform; sidecar: ChunkSidecar | undefined } {
+  if (!challenger) return { columns: champion.plan.columns, transform, sidecar: undefined };
+  const union = unionColumns(champion.plan.columns, challenger.model.plan.columns);
+  const n = champion.plan.columns.length;
+  return { columns: union.columns, transform: (batch, out, rejects) => transform(firstColumns(batch, n), out, rejects), sidecar: challengerSidecar(challenger, union.challengerIndex, ledger) };
 }
 
 /** The first `n` columns of a batch, as a batch (per chunk, not per row: a small array). */
@@ -172,6 +190,22 @@ export async function reloadChallenger(params: NonNullable<RunParams['challenger
     model.dispose();
     throw new UsageError(
       `the challenger's model files in ${params.modelDir} changed since run ${championRunId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${params.sha256.slice(0, 12)}… then); put them back, or start a new run with \`scorejob run\``,
+    );
+  }
+  return model;
+}
+
+/**
+ * `scorejob work` on a run with a challenger: the challenger's model from `dir` (the one recorded on the run,
+ * or `work --challenger DIR` where the files live elsewhere), refused (exit 2, naming the dir) unless its
+ * files are the challenger run's (its model_sha256), as the champion's model is.
+ */
+export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string }, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
+  const model = await loadChallenger(dir, champion, backend);
+  if (model.sha256 !== challengerRun.model_sha256) {
+    model.dispose();
+    throw new UsageError(
+      `the challenger's model files in ${dir} are not run ${championRunId}'s challenger's (run ${challengerRun.run_id}: sha256 ${model.sha256.slice(0, 12)}… here, ${challengerRun.model_sha256.slice(0, 12)}… in the run): give \`--challenger\` the run's challenger model`,
     );
   }
   return model;

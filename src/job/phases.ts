@@ -25,7 +25,7 @@ import { carryForward } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
-import { challengerSidecar, challengerStatistics, finishChallenger, firstColumns, unionColumns, type Challenger } from './challenger.js';
+import { challengerStatistics, finishChallenger, withChallengerColumns, type Challenger } from './challenger.js';
 import { analyzeEarly } from './analyzeEarly.js';
 
 /** What a finished run reports: the summary line's facts. */
@@ -123,16 +123,15 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     // The percentile cut points' histogram (fixed size): counted as chunks commit, it spares a sort of the run's table.
     const histogram = params.dryRun ? undefined : new ScoreHistogram();
     // With a challenger, each chunk is read once with both models' columns: the champion's first (its transform sees only those).
-    const union = deps.challenger && unionColumns(model.plan.columns, deps.challenger.model.plan.columns);
-    const championColumns = model.plan.columns.length;
+    const read = withChallengerColumns(model, observer.transform, deps.challenger, ledger);
     const loop: ChunkLoopDeps = {
       pool: deps.pool,
       view: params.workers === undefined ? view : sharedSource(view, () => ledger.pendingChunks(deps.client, runId)),
       ledger,
       runId,
       source: params.source,
-      columns: union?.columns ?? model.plan.columns,
-      transform: union ? (batch, out, rejects) => observer.transform(firstColumns(batch, championColumns), out, rejects) : observer.transform,
+      columns: read.columns,
+      transform: read.transform,
       chunkStats: observer.chunkStats,
       scorer: model.scorer,
       chunkSize: params.chunkSize,
@@ -143,7 +142,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       recordFailure: (chunkNo, message) => ledger.recordChunkFailure(deps.client, runId, chunkNo, message),
       recover: deps.recover,
       fence: deps.fence,
-      sidecar: combineSidecars([deps.explainer && reasonsSidecar(deps.explainer, ledger, runId), deps.challenger && union && challengerSidecar(deps.challenger, union.challengerIndex, ledger)]),
+      sidecar: combineSidecars([deps.explainer && reasonsSidecar(deps.explainer, ledger, runId), read.sidecar]),
       onScoresCommitted: (scores, rows) => histogram?.add(scores, rows),
       onChunkDone: ({ chunkNo, scored, rejected }) => {
         done++;

@@ -42,9 +42,9 @@ export interface RunContext {
  * record the run, score every chunk, publish. Throws a ScorejobError carrying the exit code.
  */
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
-  // The challenger rides on the one process's chunk loop: not on shared runs' workers, nor on an only-new run's carried scores.
-  if (opts.challengerDir !== undefined && (opts.workers !== undefined || opts.onlyNew)) {
-    throw new UsageError(`--challenger cannot be combined with ${opts.workers !== undefined ? '--workers' : '--only-new'} yet: leave out one of them`);
+  // The challenger rides on every chunk loop of the run (a shared run's workers too), but not on an only-new run's carried scores.
+  if (opts.challengerDir !== undefined && opts.onlyNew) {
+    throw new UsageError('--challenger cannot be combined with --only-new yet: leave out one of them');
   }
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
   const explainer = explainerFor(model, opts.reasons);

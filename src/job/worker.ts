@@ -11,7 +11,8 @@ import type { Logger } from '../log.js';
 import { loadModel } from '../model/load.js';
 import { RunObserver } from '../observe/observer.js';
 import { StageTimings } from '../observe/timings.js';
-import type { ChunkSource, StopSignal } from './chunkLoop.js';
+import { combineSidecars, type ChunkSource, type StopSignal } from './chunkLoop.js';
+import { joinChallenger, withChallengerColumns, type Challenger } from './challenger.js';
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
 import { reasonsSidecar } from './reasons.js';
 import { explainerFor } from './reasonsSetup.js';
@@ -24,6 +25,8 @@ export interface WorkOptions {
   waitS: number;
   /** The model files; undefined: the run's own model directory. */
   modelDir: string | undefined;
+  /** The challenger's model files (a run started with `--challenger`); undefined: the directory recorded on the run. */
+  challengerDir?: string | undefined;
   backend: BackendChoice | undefined;
 }
 
@@ -50,10 +53,18 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
   const ledger = new Ledger(config.schema);
   const lookup = createPool(config.db, 1);
   let run: RunRow;
+  /** The challenger's run (`run --challenger DIR`): its scores are this worker's to write too. */
+  let challengerRun: RunRow | undefined;
+  let challengerDir: string | undefined;
   try {
     await checkConnection(lookup, config.db);
     await withClient(lookup, (c) => assertMigrated(c, config.schema));
     run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
+    const recorded = run.params.challenger ?? undefined;
+    if (!recorded && opts.challengerDir !== undefined) throw new UsageError(`run ${run.run_id} has no challenger: leave out --challenger`);
+    challengerRun = recorded && (await ledger.getRun(lookup, recorded.runId));
+    challengerDir = opts.challengerDir ?? recorded?.modelDir;
+    if (recorded && !challengerRun) throw new UsageError(`the challenger run ${recorded.runId} of run ${run.run_id} is gone from the ledger`);
   } finally {
     await lookup.end().catch(() => undefined);
   }
@@ -65,19 +76,26 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
   pool.options.idle_in_transaction_session_timeout = leaseMs;
   try {
     const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
-    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend: opts.backend ?? (run.params.backendChoice as BackendChoice) });
+    const backend = opts.backend ?? (run.params.backendChoice as BackendChoice);
+    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend });
     // The run's params say the rest: `--reasons K` (each chunk's reasons written in its transaction, into
     // the table the coordinator made) and `--only-new` (params.source is then the run's view of the
     // customers to rescore, which the coordinator created before it took the snapshot the chunks read).
     // (explainerFor frees the model itself if it refuses it.)
     const explainer = explainerFor(model, run.params.reasons?.k);
+    let challenger: Challenger | undefined;
     try {
       if (model.sha256 !== run.model_sha256) {
         throw new UsageError(
           `the model files in ${opts.modelDir ?? run.params.modelDir} are not run ${run.run_id}'s (sha256 ${model.sha256.slice(0, 12)}… here, ${run.model_sha256.slice(0, 12)}… in the run): give \`--model\` the run's model`,
         );
       }
+      // `--challenger`: this worker scores the challenger too, in the same pass, as the coordinator does (no histogram: the coordinator's cut points come from its table).
+      if (challengerRun && challengerDir !== undefined) {
+        challenger = { model: await joinChallenger(challengerDir, challengerRun, model, backend, run.run_id), runId: challengerRun.run_id };
+      }
       const observer = new RunObserver(undefined, log, model.plan);
+      const read = withChallengerColumns(model, observer.transform, challenger, ledger);
       const timings = new StageTimings();
       const view = new LedgerSnapshot(pool, claims, config.schema, run.run_id);
       await view.refresh([]);
@@ -85,7 +103,10 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
       let scored = 0;
       let rejected = 0;
       const started = performance.now();
-      log.info({ model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend`);
+      log.info(
+        { model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined, challenger_run_id: challenger?.runId },
+        `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challenger ? ` with challenger ${challenger.model.manifest.name} ${challenger.model.manifest.version} (run ${challenger.runId})` : ''}`,
+      );
       const outcome = await runClaimed({
         pool,
         view,
@@ -97,8 +118,8 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
         leaseMs,
         role: 'worker',
         source: run.params.source,
-        columns: model.plan.columns,
-        transform: observer.transform,
+        columns: read.columns,
+        transform: read.transform,
         chunkStats: observer.chunkStats,
         scorer: model.scorer,
         chunkSize: run.params.chunkSize,
@@ -107,7 +128,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
         log,
         timings,
         recover: async () => undefined,
-        sidecar: explainer && reasonsSidecar(explainer, ledger, run.run_id),
+        sidecar: combineSidecars([explainer && reasonsSidecar(explainer, ledger, run.run_id), read.sidecar]),
         onChunkDone: ({ chunkNo, scored: s, rejected: r }) => {
           chunks++;
           scored += s;
@@ -118,6 +139,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
       const durationMs = performance.now() - started;
       return { runId: run.run_id, outcome, chunks, rowsScored: scored, rowsRejected: rejected, durationMs, timings: timings.toJSON() };
     } finally {
+      challenger?.model.dispose();
       model.dispose();
     }
   } finally {
@@ -135,6 +157,8 @@ async function findRun(pool: pg.Pool, claims: ChunkClaims, ledger: Ledger, schem
     const run = id === undefined ? undefined : await ledger.getRun(pool, id);
     if (opts.runId !== undefined) {
       if (!run) throw new UsageError(`there is no run ${opts.runId} (see \`scorejob runs\`)`);
+      // A challenger's run (created after its champion's, with its params) is scored by its champion's workers.
+      if (run.params.championRunId) throw new UsageError(`run ${run.run_id} is the challenger of run ${run.params.championRunId}; join that run instead (\`scorejob work --run ${run.params.championRunId}\`)`);
       if (run.params.workers === undefined) throw new UsageError(`run ${run.run_id} was not started with --workers: only its own process scores it`);
       if (run.status !== 'running' && run.status !== 'interrupted' && run.status !== 'failed') throw new NothingToDoError(`run ${run.run_id} is ${run.status}; nothing to do`);
     }
