@@ -26,7 +26,8 @@ export interface Challenger {
   /**
    * Its scores' histogram for the percentile cut points (src/stats/scoreCuts.ts), counted as its chunks
    * are written. A chunk counted and then rolled back makes the count differ from the run's, and the cut
-   * points then come from a sort of its table, as after a resume.
+   * points then come from a sort of its table, as after a resume, or in a shared run where other workers
+   * wrote chunks (their scores are not counted here: a worker has no histogram).
    */
   histogram?: ScoreHistogram | undefined;
 }

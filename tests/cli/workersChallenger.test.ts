@@ -100,6 +100,7 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     const hold = await holdChunk(t, 3);
     const child = startCli(['run', '--workers', '1', '--model', champion, '--challenger', logistic, '--chunk-size', '100'], t.env);
     let runId: string;
+    let remote: ReturnType<typeof startCli> | undefined;
     try {
       runId = (await follow(child).until('the run started', started)).run_id as string;
       await hold.reached();
@@ -112,11 +113,20 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
       const wrong = await runCli(['work', '--run', sibling, '--wait', '5'], t.env);
       expect(wrong.code, output(wrong)).toBe(2);
       expect(wrong.stderr).toMatch(new RegExp(`run ${sibling} is the challenger of run ${runId}; join that run instead`));
+      // Without --run or --challenger, a worker joins the champion's run (not its newer challenger's) and takes the challenger from the ledger.
+      remote = startCli(['work', '--wait', '5'], t.env);
+      const logs = follow(remote);
+      const joined = await logs.until('the remote worker joined', (l) => /joined run/.test(String(l.msg)));
+      expect(joined).toMatchObject({ run_id: runId, challenger_run_id: sibling });
+      await logs.until('a chunk done by the remote worker', (l) => /^chunk \d+ done$/.test(String(l.msg)));
     } finally {
       await hold.release();
     }
     const done = await child.result;
     expect(done.code, output(done)).toBe(0);
+    const worked = await remote!.result;
+    expect(worked.code, output(worked)).toBe(0);
+    expect(await workersOf(t, runId)).toBe(2);
     expect((await outcome(t, runId)).challenger).toMatchObject({ status: 'succeeded', chunks_not_done: 0 });
   }, 90_000);
 });
