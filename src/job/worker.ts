@@ -15,7 +15,7 @@ import type { ChunkSource, StopSignal } from './chunkLoop.js';
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
 import { reasonsSidecar } from './reasons.js';
 import { explainerFor } from './reasonsSetup.js';
-import { defaultLeaseS } from './sharedRun.js';
+import { defaultLeaseS } from './workerCount.js';
 
 export interface WorkOptions {
   /** The run to join; undefined: the newest shared run that is running. */
