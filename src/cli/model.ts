@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import { backendChoices, defaults, parseChoice, shippedModelDir } from '../config.js';
 import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
-import { formatModelReport, inspectModel } from '../model/inspect.js';
 import { action, withPool } from './action.js';
 import { addModelInitCommand } from './modelInit.js';
 import { model as modelSetting } from './options.js';
@@ -22,6 +21,7 @@ export function registerModel(program: Command): void {
         async (ctx, dir: string | undefined, cmd: Command) => {
           const flags = cmd.opts<{ backend: string; db: boolean }>();
           const backend = parseChoice(flags.backend, '--backend', backendChoices);
+          const { formatModelReport, inspectModel } = await import('../model/inspect.js');
           const report = await inspectModel(dir !== undefined ? resolve(dir) : modelDirFromEnv(), { backend });
           if (!flags.db) {
             process.stdout.write(formatModelReport(report));

@@ -3,7 +3,6 @@ import { profileColumns } from '../db/columnProfile.js';
 import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
 import { action, withPool } from './action.js';
-import { checkDraftTarget, draftManifest, readModelSignature, writeDraft } from '../model/init.js';
 
 interface InitFlags {
   table: string;
@@ -36,6 +35,7 @@ export function addModelInitCommand(model: Command): void {
         const columns = flags.columns === undefined ? undefined : flags.columns.split(',').map((c) => c.trim()).filter((c) => c !== '');
         if (columns !== undefined && columns.length === 0) throw new UsageError('--columns names no column');
         // Everything that needs no database is checked first.
+        const { checkDraftTarget, draftManifest, readModelSignature, writeDraft } = await import('../model/init.js');
         await checkDraftTarget(dir, flags.force === true);
         const signature = await readModelSignature(dir);
         const profile = await withPool(ctx, (pool) => withClient(pool, (client) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories })));

@@ -15,7 +15,7 @@ import {
   type BackendChoice,
   type Trigger,
 } from '../config.js';
-import { autoWorkers, defaultLeaseS } from '../job/sharedRun.js';
+import { autoWorkers, defaultLeaseS } from '../job/workerCount.js';
 
 /**
  * One option of the CLI, defined once: its flag and help, its environment variable, its default, and

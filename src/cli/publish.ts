@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { publishChallenger } from '../job/challengerPublish.js';
-import { forcePublish } from '../job/forcePublish.js';
 import { action } from './action.js';
 import { metricsFile, onPublishCommand, option, read } from './options.js';
 import { readObserveOptions } from './runOptions.js';
@@ -22,14 +20,14 @@ export function registerPublish(program: Command): void {
         const flags = cmd.opts<{ force: boolean; challenger: boolean }>();
         if (flags.challenger) {
           if (flags.force) throw new UsageError('--force and --challenger cannot be combined: a challenger is published from a succeeded run only; leave out --force');
-          const r = await publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand) });
+          const r = await (await import('../job/challengerPublish.js')).publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand) });
           ctx.log.info(
             { run_id: r.runId, champion_run_id: r.championRunId, model: r.modelName, status: 'succeeded', challenger: true, rows_scored: r.rowsScored, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
             `run ${r.championRunId}'s challenger (run ${r.runId}, model version ${r.modelVersion}) published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}'): ${r.rowsScored} customers`,
           );
           return;
         }
-        const r = await forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force, onPublishCommand: read(cmd, onPublishCommand) });
+        const r = await (await import('../job/forcePublish.js')).forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force, onPublishCommand: read(cmd, onPublishCommand) });
         ctx.log.info(
           { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
           `run ${r.runId} published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}') by force: ${r.rowsScored} customers, model ${r.modelName} ${r.modelVersion}`,

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { resumeRun } from '../job/runJob.js';
 import { action } from './action.js';
 import { addSettings, metricsFile, progressInterval } from './options.js';
 import { observeDeps, readObserveOptions } from './runOptions.js';
@@ -15,7 +14,7 @@ export function registerResume(program: Command): void {
   addSettings(cmd, [metricsFile, progressInterval]).action(
     action(async (ctx, runId: string, cmd: Command) => {
       const observe = observeDeps(readObserveOptions(cmd));
-      return withStopSignal(ctx.log, async (stop) => runSummary(ctx, await resumeRun({ ...ctx, stop, observe }, runId)));
+      return withStopSignal(ctx.log, async (stop) => runSummary(ctx, await (await import('../job/runJob.js')).resumeRun({ ...ctx, stop, observe }, runId)));
     }),
   );
 }

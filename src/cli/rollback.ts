@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { rollback } from '../job/rollback.js';
 import { action } from './action.js';
 import { onPublishCommand, option, read } from './options.js';
 
@@ -15,7 +14,7 @@ export function registerRollback(program: Command): void {
     .action(
       action(async (ctx, runId: string | undefined, cmd: Command) => {
         const flags = cmd.opts<{ modelName?: string; reason?: string }>();
-        await rollback(ctx, { runId, modelName: flags.modelName, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        await (await import('../job/rollback.js')).rollback(ctx, { runId, modelName: flags.modelName, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
       }),
     );
 }

@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
 import { ExitCode, toExitCode } from '../errors.js';
 import { exportRefusal } from '../observe/metrics.js';
-import { startRun } from '../job/runJob.js';
 import { applyTickFlags, type TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
 import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, onPublishCommand, option, progressInterval, reasons, trigger, workers } from './options.js';
@@ -25,7 +24,7 @@ export function registerRun(program: Command): void {
           const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), { ...readRunOptions(cmd), onlyNew: cmd.opts<{ onlyNew: boolean }>().onlyNew });
           if (opts === undefined) return ExitCode.ok;
           const observe = observeDeps(readObserveOptions(cmd));
-          return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await startRun({ ...ctx, stop, observe }, opts)));
+          return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await (await import('../job/runJob.js')).startRun({ ...ctx, stop, observe }, opts)));
         } catch (err) {
           if (toExitCode(err) === ExitCode.usage) await exportRefusal(metricsFileOf(cmd), await modelNameOf(cmd), ctx.log);
           throw err;

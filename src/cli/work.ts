@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
-import { joinRun } from '../job/worker.js';
 import { action } from './action.js';
 import { backend, challenger, model, option, read, workWait } from './options.js';
 import { withStopSignal } from './stopSignal.js';
@@ -21,7 +20,7 @@ export function registerWork(program: Command): void {
       const opts = cmd.opts<{ run?: string }>();
       const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
       return withStopSignal(ctx.log, async (stop) => {
-        const result = await joinRun(
+        const result = await (await import('../job/worker.js')).joinRun(
           { ...ctx, stop },
           { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), challengerDir: read(cmd, challenger), backend: given('backend') ? read(cmd, backend) : undefined },
         );

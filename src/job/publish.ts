@@ -5,7 +5,7 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
 import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
-import { dropReasonsTable } from './reasons.js';
+import { dropReasonsTable } from './reasonsTables.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**

@@ -19,7 +19,7 @@ import { applyRetention } from './publish.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
-import { defaultLeaseS } from './sharedRun.js';
+import { defaultLeaseS } from './workerCount.js';
 import { explainerFor } from './reasonsSetup.js';
 import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
 import { IncrementalLedger } from '../ledger/incremental.js';

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { availableParallelism, constants as osConstants } from 'node:os';
+import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -7,20 +7,8 @@ import { ChunkClaims } from '../ledger/chunkClaims.js';
 import type { PlannedChunk, RunParams } from '../ledger/types.js';
 import type { ChunkLoopDeps, ChunkSource } from './chunkLoop.js';
 import { chunkStages, runClaimed, thisWorker } from './claimLoop.js';
+import { defaultLeaseS } from './workerCount.js';
 import type { Stage } from '../observe/timings.js';
-
-/** A claim's lease without renewal, seconds: long against a renewal every third of it, short against a dead worker's chunk waiting. */
-export const defaultLeaseS = 30;
-
-/**
- * `--workers auto`: one worker per core, less one when the database server shares the host (measured on
- * 2 cores: a second worker next to the server ran no faster, README "Scaling out"). At least one.
- */
-export function autoWorkers(dbHost: string | undefined): number {
-  const cores = availableParallelism();
-  const local = dbHost === undefined || dbHost === '' || dbHost === 'localhost' || dbHost.startsWith('127.') || dbHost === '::1' || dbHost.startsWith('/');
-  return Math.max(1, local ? cores - 1 : cores);
-}
 
 const bin = fileURLToPath(new URL('../../bin/scorejob', import.meta.url));
 

@@ -16,7 +16,7 @@ import { joinChallenger, withChallengerColumns, type Challenger } from './challe
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
 import { reasonsSidecar } from './reasons.js';
 import { explainerFor } from './reasonsSetup.js';
-import { defaultLeaseS } from './sharedRun.js';
+import { defaultLeaseS } from './workerCount.js';
 
 export interface WorkOptions {
   /** The run to join; undefined: the newest shared run that is running. */
