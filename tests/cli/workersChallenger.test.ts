@@ -95,7 +95,7 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     expect(psi).toBeCloseTo(wantPsi!, 9);
   }, 90_000);
 
-  it('a scorejob work whose challenger files are not the run\'s exits 2 with one line naming the dir; the run finishes without it', async () => {
+  it('a scorejob work whose challenger files are not the run\'s exits 2 with one line naming the dir; one without flags joins the champion\'s run (never its challenger\'s) and scores both', async () => {
     const other = await modelCopy((m) => (m.version = '2.0.1'), logistic);
     const hold = await holdChunk(t, 3);
     const child = startCli(['run', '--workers', '1', '--model', champion, '--challenger', logistic, '--chunk-size', '100'], t.env);
