@@ -2,6 +2,7 @@ import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
+import { formatPercent } from '../report/format.js';
 import type { Logger } from '../log.js';
 import { describeDb, type Config } from '../config.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
@@ -70,6 +71,20 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
   if (run.dry_run) throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
   if (run.status !== 'succeeded' || challenger.status !== 'succeeded') {
     throw new UsageError(`run ${id} is ${run.status}${run.status === 'succeeded' ? ` but its challenger (run ${challenger.run_id}) is ${challenger.status}` : ''}; only a succeeded run's challenger can be published${run.status === 'failed' || run.status === 'interrupted' ? `: continue it with \`scorejob resume ${id}\`` : ''}`);
+  }
+  // The run's gates held for the champion only: the challenger's scores meet them here, before they can be published.
+  const counts = (await ledger.getRun(client, challenger.run_id)) as RunRow;
+  const scored = Number(counts.rows_scored);
+  const rejected = Number(counts.rows_rejected);
+  if (scored === 0) {
+    throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) scored no customer (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${challenger.run_id}); publishing it would empty customer_scores`);
+  }
+  const ratio = rejected / (scored + rejected);
+  if (ratio > run.params.maxRejectRatio && run.stats?.forced_publish === undefined) {
+    throw new UsageError(
+      `the challenger of run ${id} (run ${challenger.run_id}) rejected ${formatPercent(ratio, ratio < 0.001 ? 3 : 2)} of rows (${rejected} of ${scored + rejected}), over the limit of ${formatPercent(run.params.maxRejectRatio, 2)} (--max-reject-ratio); ` +
+        `see ${ledger.schema}.score_rejects for run ${challenger.run_id}, fix the challenger or the data, then start a new run with \`scorejob run --challenger DIR\``,
+    );
   }
   if ((await new Publications(ledger).currentRun(client, run.model_name)) === challenger.run_id) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) is already published; there is nothing to do`);

@@ -287,6 +287,33 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
+  it("publish --challenger refuses a challenger that scored nobody, or rejected more than --max-reject-ratio (exit 2, one line); customer_scores unchanged", async () => {
+    const published = async () => (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`)).rows[0].h as string;
+    const refused = async (runId: string, message: RegExp) => {
+      const before = await published();
+      const x = await runCli(['publish', runId, '--challenger', '--log-level', 'silent'], t.env);
+      expect(x.stderr).toMatch(message);
+      expect(x.code).toBe(2);
+      expect(x.stderr.trim().split('\n')).toHaveLength(1);
+      expect(await published()).toBe(before);
+    };
+    // Every score NaN: the challenger rejects every customer; its run still succeeds beside its champion.
+    const nan = await modelCopy((m) => (m.version = '9.9.9-nan'), champion);
+    const weightsFile = join(nan, 'weights.bin');
+    const bytes = await readFile(weightsFile);
+    bytes.writeFloatLE(Number.NaN, bytes.length - 4);
+    await writeFile(weightsFile, bytes);
+    const empty = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: nan });
+    expect((await challengerOf(t, empty.runId)).status).toBe('succeeded');
+    await refused(empty.runId, /challenger of run \d+ \(run \d+\) scored no customer .*publishing it would empty customer_scores/);
+    // The champion fills tenure_months and rejects nobody; the challenger (no fill) rejects the NULLs: over a limit of 0.
+    const filled = await modelCopy((m) => {
+      for (const f of m.features as { column: string; fill?: number }[]) if (f.column === 'tenure_months') f.fill = 0;
+    }, champion);
+    const over = await runInProcess(t, { modelDir: filled, chunkSize: 500, challengerDir: champion, maxRejectRatio: 0 });
+    await refused(over.runId, /challenger of run \d+ \(run \d+\) rejected .* over the limit of 0\.00% \(--max-reject-ratio\)/);
+  });
+
   it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
     const before = await ledgerState(t);
     const missing = join(tmpdir(), 'sj-no-such-model');
