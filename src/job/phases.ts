@@ -22,6 +22,7 @@ import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
 import { dropReasonsTable, ensureReasonsTable } from './reasonsTables.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
 import { carryForward } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
@@ -205,6 +206,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
       await dropReasonsTable(deps.client, ledger, runId);
+      await new IncrementalLedger(ledger).dropLayer(deps.client, runId);
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;

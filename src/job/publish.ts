@@ -5,6 +5,7 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
 import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
 import { dropReasonsTable } from './reasonsTables.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
@@ -189,13 +190,21 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
     ...all.filter((r) => r.champion_run_id !== null && !r.published && (doomedIds.has(r.champion_run_id) || (!listed.has(r.champion_run_id) && r.champion_run_id !== current))),
   ];
   const dropped: string[] = [];
-  for (const row of doomed.sort((a, b) => Number(a.run_id) - Number(b.run_id))) {
+  // A layered only_new run reads its carried scores from the run below it (sql/013_layers.sql): that run
+  // stays while a run it does not drop lies on it; layers go first, newest first.
+  const layers = await new IncrementalLedger(ledger).layers(c);
+  for (const row of doomed.sort((a, b) => Number(b.run_id) - Number(a.run_id))) {
     const table = ledger.runTable(row.run_id);
+    if (layers.some((l) => l.underRunId === row.run_id && !dropped.includes(l.runId))) {
+      log.info({ kept_run: row.run_id }, `keeping the scores of run ${row.run_id}: a kept only_new run carries scores from them`);
+      continue;
+    }
     try {
       await c.query(`SET lock_timeout = '10s'`);
       if (row.attached) await c.query(`ALTER TABLE ${quoteIdent(ledger.schema)}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
       await c.query(`DROP TABLE ${table}`);
       await dropReasonsTable(c, ledger, row.run_id);
+      await new IncrementalLedger(ledger).dropLayer(c, row.run_id);
       dropped.push(row.run_id);
     } catch (err) {
       log.warn({ dropped_run: row.run_id, err: (err as Error).message }, `could not drop the scores of run ${row.run_id} yet; the next run will try again`);
@@ -203,5 +212,5 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
       await c.query(`RESET lock_timeout`).catch(() => undefined);
     }
   }
-  return dropped;
+  return dropped.sort((a, b) => Number(a) - Number(b));
 }

@@ -10,9 +10,17 @@ export interface BaseRun {
   startedAt: Date;
 }
 
+/** A layered only_new run (sql/013_layers.sql): the full run whose table holds its carried scores. */
+export interface Layer {
+  runId: string;
+  underRunId: string;
+  rowsCarried: number;
+}
+
 /**
- * The ledger's part of incremental runs (`run --only-new`, sql/010_analyst.sql): score_runs' kind,
- * base_run_id and rows_carried. Kept apart from ledger.ts, which other work changes too.
+ * The ledger's part of incremental runs (`run --only-new`, sql/010_analyst.sql and 013_layers.sql):
+ * score_runs' kind, base_run_id and rows_carried; score_layers and score_layer_hidden. Kept apart from
+ * ledger.ts, which other work changes too.
  */
 export class IncrementalLedger {
   private readonly s: string;
@@ -40,5 +48,29 @@ export class IncrementalLedger {
   /** The scores carried forward so far (a resume carries again what is missing). */
   async recordCarried(c: pg.ClientBase, runId: string, carried: number): Promise<void> {
     await c.query(`UPDATE ${this.s}.score_runs SET rows_carried = $2 WHERE run_id = $1`, [runId, carried]);
+  }
+
+  /** The run's layer, if it is a layered only_new run whose carry is done. */
+  async layerOf(c: pg.ClientBase, runId: string): Promise<Layer | undefined> {
+    const { rows } = await c.query<{ under_run_id: string; rows_carried: string }>(
+      `SELECT under_run_id::text, rows_carried::text FROM ${this.s}.score_layers WHERE run_id = $1`,
+      [runId],
+    );
+    const r = rows[0];
+    return r && { runId, underRunId: r.under_run_id, rowsCarried: Number(r.rows_carried) };
+  }
+
+  /** Every layer: retention keeps a run while a run it does not drop lies on it. */
+  async layers(c: pg.ClientBase): Promise<Layer[]> {
+    const { rows } = await c.query<{ run_id: string; under_run_id: string; rows_carried: string }>(
+      `SELECT run_id::text, under_run_id::text, rows_carried::text FROM ${this.s}.score_layers`,
+    );
+    return rows.map((r) => ({ runId: r.run_id, underRunId: r.under_run_id, rowsCarried: Number(r.rows_carried) }));
+  }
+
+  /** Forgets a run's layer, when its scores are dropped. */
+  async dropLayer(c: pg.ClientBase, runId: string): Promise<void> {
+    await c.query(`DELETE FROM ${this.s}.score_layer_hidden WHERE run_id = $1`, [runId]);
+    await c.query(`DELETE FROM ${this.s}.score_layers WHERE run_id = $1`, [runId]);
   }
 }

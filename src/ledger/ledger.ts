@@ -18,6 +18,20 @@ export class Ledger extends RunHistory {
     return this.table(`"score_data_${BigInt(runId).toString()}"`);
   }
 
+  /**
+   * A subquery (with alias `s`) of the run's scores, `customer_id, score`: its own table and, for a
+   * layered only_new run, the scores it carries in the table of the run below it (sql/013_layers.sql;
+   * the views read them the same way).
+   */
+  runScores(runId: string): string {
+    const id = BigInt(runId).toString();
+    return `(SELECT d.customer_id, d.score FROM ${this.runTable(runId)} d
+             UNION ALL
+             SELECT b.customer_id, b.score FROM ${this.table('score_data')} b
+              WHERE b.run_id = (SELECT l.under_run_id FROM ${this.table('score_layers')} l WHERE l.run_id = ${id})
+                AND NOT EXISTS (SELECT 1 FROM ${this.table('score_layer_hidden')} h WHERE h.run_id = ${id} AND h.customer_id = b.customer_id)) s`;
+  }
+
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {
     const { rows } = await c.query<{ run_id: string }>(
       `INSERT INTO ${this.table('score_runs')} (status, trigger, dry_run, model_name, model_version, model_sha256, backend, params, tick_at, host, pid)

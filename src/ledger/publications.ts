@@ -142,7 +142,7 @@ export class Publications {
     await c.query(
       `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
               score_cuts = COALESCE($4::float8[], (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runTable(runId)}))
+                              FROM ${this.ledger.runScores(runId)}))
         WHERE run_id = $1`,
       [runId, bands?.bounds ?? null, bands?.names ?? null, cuts ?? null],
     );
@@ -156,7 +156,7 @@ export class Publications {
   async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[], sink: (bits: number) => void): Promise<void> {
     const literal = (t: number) => (t === Infinity ? "'Infinity'" : Number.isFinite(t) ? `'${String(t)}'` : "'-Infinity'");
     const array = `ARRAY[${thresholds.map(literal).join(', ')}]::real[]`;
-    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runTable(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runScores(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
   }
 
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
@@ -164,7 +164,7 @@ export class Publications {
     await c.query(
       `UPDATE ${this.s}.score_runs SET
               score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runTable(runId)})
+                              FROM ${this.ledger.runScores(runId)})
         WHERE run_id = $1 AND score_cuts IS NULL`,
       [runId],
     );
