@@ -10,15 +10,15 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 
 /**
- * `scorejob run --only-new` (README "New customers between monthly runs"). The run reads a view of the
- * source that holds only the customers to rescore: those without a score in the base run (the model's
- * published run when it starts: new customers, and those it rejected) and, where the manifest names
- * `source.updated_column`, those whose row changed since the base run started. Its chunks, snapshot,
- * resume and ledger are a normal run's. Before its first chunk, in the same snapshot, it becomes a layer
- * (sql/013_layers.sql) over the full run below the base run (the base run itself, when it is full): its
- * table gets only the scores it writes, and the views read every other score it carries from the table
- * below, minus the customers it hides (deleted from the source, or rescored). The run then publishes as
- * any run does.
+ * `scorejob run --only-new` (README "New customers between monthly runs"). The customers to rescore are
+ * those without a score in the base run (the model's published run when it starts: new customers, and
+ * those it rejected) and, where the manifest names `source.updated_column`, those whose row changed since
+ * the base run started. Before it plans, the run freezes them ({@link freezeOnlyNew}): in one snapshot it
+ * copies their source rows into a table of its own and makes itself a layer (sql/013_layers.sql) over the
+ * full run below the base run, hiding the customers it does not carry. Its chunks then read that frozen
+ * table through the run's view of the source, so planning and every chunk read a few rows, not an
+ * anti-join of the whole source with the whole base run; its snapshot, chunks, resume and ledger are a
+ * normal run's, and it publishes as any run does.
  */
 export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: LoadedModel): Promise<{ source: SourceRef; onlyNew: OnlyNewParams }> {
   const { name, version } = model.manifest;
@@ -38,13 +38,23 @@ function viewName(ledger: Ledger, p: OnlyNewParams): string {
   return `${ledger.schema}.only_new_source_${BigInt(p.baseRunId).toString()}`;
 }
 
+/** The run's frozen copy of the source rows it rescores: kept until the run succeeds (a resume reads it again). */
+function frozenName(ledger: Ledger, runId: string): string {
+  return `${ledger.schema}.only_new_rows_${BigInt(runId).toString()}`;
+}
+
 /**
- * Creates (or replaces) the view of the customers to rescore: at the start and at each resume. It lives
+ * Creates (or replaces) the run's view of the customers to rescore: at the start (the anti-join with the
+ * base run, which the freeze reads once) and at each resume (the run's frozen rows, once frozen). It lives
  * only while the run does ({@link dropOnlyNewView}): a view on the source would stop its owner from
  * dropping or retyping the source's columns.
  */
-export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string): Promise<SourceRef> {
+export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string, runId?: string): Promise<SourceRef> {
   const view = viewName(ledger, p);
+  if (runId !== undefined && (await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [frozenName(ledger, runId)])).rows[0]?.t) {
+    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT * FROM ${quoteQualified(frozenName(ledger, runId))}`);
+    return { table: view, key };
+  }
   try {
     await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(p.sourceTable)} s WHERE ${await rescoredCondition(c, ledger, p, key)}`);
   } catch (err) {
@@ -56,9 +66,18 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: Onl
   return { table: view, key };
 }
 
-/** Drops the run's view once the run has ended, however it ended (best effort: a resume creates it again). */
-export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger): Promise<void> {
+/**
+ * Drops the run's view once the run has ended, however it ended (best effort: a resume creates it again),
+ * and its frozen rows once it has succeeded.
+ */
+export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger, succeededRunId?: string): Promise<void> {
   await c.query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
+  if (succeededRunId !== undefined) await dropFrozenRows(c, ledger, succeededRunId).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the table ${frozenName(ledger, succeededRunId)}`));
+}
+
+/** Drops a run's frozen rows (and a view left on them): the run succeeded, or its scores are dropped. */
+export async function dropFrozenRows(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
+  await c.query(`DROP TABLE IF EXISTS ${quoteQualified(frozenName(ledger, runId))} CASCADE`);
 }
 
 /** Whether source row `s` is rescored: no score in the base run (read through its layer), or (with an updated column) changed since it started. */
@@ -67,33 +86,36 @@ async function rescoredCondition(c: pg.ClientBase, ledger: Ledger, p: OnlyNewPar
   const k = `s.${quoteIdent(key)}`;
   const base = BigInt(p.baseRunId).toString();
   const layer = await new IncrementalLedger(ledger).layerOf(c, p.baseRunId);
-  const inBaseTable = `EXISTS (SELECT 1 FROM ${data} b WHERE b.run_id = ${base} AND b.customer_id = ${k})`;
-  const inBase = layer
-    ? `(${inBaseTable} OR (EXISTS (SELECT 1 FROM ${data} u WHERE u.run_id = ${BigInt(layer.underRunId).toString()} AND u.customer_id = ${k})` +
-      ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(ledger.schema)}.score_layer_hidden h WHERE h.run_id = ${base} AND h.customer_id = ${k})))`
-    : inBaseTable;
-  const notInBase = `NOT ${inBase}`;
+  // Two anti-joins (never an OR of them, which the planner runs row by row): not among the base run's own rows, nor among those it carries.
+  let notInBase = `NOT EXISTS (SELECT 1 FROM ${data} b WHERE b.run_id = ${base} AND b.customer_id = ${k})`;
+  if (layer) {
+    notInBase +=
+      ` AND NOT EXISTS (SELECT 1 FROM ${data} u WHERE u.run_id = ${BigInt(layer.underRunId).toString()} AND u.customer_id = ${k}` +
+      ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(ledger.schema)}.score_layer_hidden h WHERE h.run_id = ${base} AND h.customer_id = u.customer_id))`;
+  }
   if (p.updatedColumn === null) return notInBase;
-  return `${notInBase} OR s.${quoteIdent(p.updatedColumn)} > ${c.escapeLiteral(p.since)}::timestamptz`;
+  return `(${notInBase}) OR s.${quoteIdent(p.updatedColumn)} > ${c.escapeLiteral(p.since)}::timestamptz`;
 }
 
 /**
- * Makes the run a layer over the full run below its base run, in the run's snapshot (`snapshotId`): it
- * carries exactly the complement of what the chunks read, and no customer deleted since (nor one deleted
- * before the snapshot). In one transaction, all or nothing, skipped when a resume finds it done:
- * - when the base run is itself a layer, its own rows (few: what it rescored) of the customers carried
- *   are copied into the run's table, each keeping the run that computed it (scored_run_id);
+ * Freezes what the run rescores and carries, in one snapshot of its own (one transaction, all or nothing,
+ * skipped when a resume finds it done), before the run plans:
+ * - the source rows of the customers to rescore are copied (read once through the run's view) into the
+ *   run's frozen table, which the view then reads: the run's chunks score exactly these rows;
+ * - the run's score table is created; when the base run is itself a layer, its own rows (few: what it
+ *   rescored) of the customers carried are copied into it, each keeping the run that computed it
+ *   (scored_run_id);
  * - the customers of the run below that are not carried (no longer in the source, changed since the base
- *   run started, hidden by the base run) go into score_layer_hidden;
- * - score_layers records the layer and the number of scores carried.
+ *   run started, hidden by the base run) go into score_layer_hidden, and score_layers records the layer
+ *   and the number of scores carried: exactly the complement of the frozen rows, and no deleted customer.
  * On a connection of its own (the ledger connection's heartbeat must not land in the snapshot's
  * transaction). Returns the number of carried scores.
  */
-export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, snapshotId: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
+export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
   const t0 = performance.now();
   const incremental = new IncrementalLedger(ledger);
-  const table = ledger.runTable(runId);
   const schema = quoteIdent(ledger.schema);
+  const frozen = quoteQualified(frozenName(ledger, runId));
   const k = quoteIdent(key);
   const unchanged = (alias: string) =>
     `EXISTS (SELECT 1 FROM ${quoteQualified(p.sourceTable)} s WHERE s.${k} = ${alias}.customer_id` +
@@ -108,23 +130,25 @@ export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string,
       clean = true;
       return done.rowsCarried;
     }
-    // A run an earlier version started copied every carried score into its table (no layer).
-    const copied = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE scored_run_id IS NOT NULL`);
-    if ((copied.rows[0]?.n ?? 0) > 0) {
-      clean = true;
-      return copied.rows[0]!.n;
+    if ((await ledger.runTableState(c, runId)).exists) {
+      // Planned by a scorejob before schema version 13, which copied every carried score in its snapshot.
+      throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
     }
     const baseLayer = await incremental.layerOf(c, p.baseRunId);
     const under = baseLayer?.underRunId ?? p.baseRunId;
     const values = (...v: string[]) => (p.updatedColumn === null ? v : [...v, p.since]);
     let carried = 0;
+    let rescored = 0;
     await withTransaction(c, async () => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      await c.query(`SET TRANSACTION SNAPSHOT ${c.escapeLiteral(snapshotId)}`);
+      const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${quoteQualified(viewName(ledger, p))}`);
+      rescored = rows.rowCount ?? 0;
+      await c.query(`CREATE INDEX ON ${frozen} (${k})`);
+      await ledger.createRunTable(c, runId);
       let fromBase = 0;
       if (baseLayer) {
         const r = await c.query(
-          `INSERT INTO ${table} (customer_id, score, scored_run_id)
+          `INSERT INTO ${ledger.runTable(runId)} (customer_id, score, scored_run_id)
            SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id) FROM ${schema}.score_data b WHERE b.run_id = $1 AND ${unchanged('b')}`,
           values(p.baseRunId),
         );
@@ -141,13 +165,16 @@ export async function carryForward(pool: pg.Pool, ledger: Ledger, runId: string,
       carried = fromBase + Number(below.rows[0]?.n ?? 0) - (hidden.rowCount ?? 0);
       await c.query(`INSERT INTO ${schema}.score_layers (run_id, under_run_id, rows_carried) VALUES ($1, $2, $3)`, [runId, under, carried]);
     });
-    // Not in the snapshot's transaction: the run's ledger row and the lock changed since the snapshot, and
-    // writing them there would be a serialization failure.
+    await c.query(`ANALYZE ${frozen}`);
+    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(viewName(ledger, p))} AS SELECT * FROM ${frozen}`);
     await withTransaction(c, async () => {
       await incremental.recordCarried(c, runId, carried);
       await fence(c);
     });
-    log.info({ rows_carried: carried, base_run_id: p.baseRunId, under_run_id: under, ms: Math.round(performance.now() - t0) }, `carried ${carried} scores forward from run ${p.baseRunId}`);
+    log.info(
+      { rows_carried: carried, rows_to_score: rescored, base_run_id: p.baseRunId, under_run_id: under, ms: Math.round(performance.now() - t0) },
+      `carried ${carried} scores forward from run ${p.baseRunId}; ${rescored} customers to score`,
+    );
     clean = true;
     return carried;
   } finally {

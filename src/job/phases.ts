@@ -23,7 +23,7 @@ import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
 import { dropReasonsTable, ensureReasonsTable } from './reasonsTables.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
-import { carryForward } from './onlyNew.js';
+import { freezeOnlyNew } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
@@ -104,10 +104,12 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   /** The run table's ANALYZE, running beside the statistics (analyzeEarly.ts). */
   let analyzing: Promise<void> | undefined;
   try {
+    // --only-new: what the run rescores is frozen and the rest carried from the base run, in one snapshot, before it plans (src/job/onlyNew.ts).
+    const t0 = performance.now();
+    const carried = params.onlyNew ? await freezeOnlyNew(deps.pool, ledger, runId, params.onlyNew, params.source.key, deps.fence, log) : 0;
+    if (params.onlyNew) deps.timings.add('plan', performance.now() - t0);
     view = await SourceView.open({ pool: deps.pool, ledger, ledgerClient: () => deps.client, runId, source: params.source, log });
     const sourceRows = await ensurePlanned(deps, view);
-    // --only-new: the scores not rescored come from the base run, in the snapshot the chunks read, before the attach (src/job/onlyNew.ts).
-    const carried = params.onlyNew ? await carryForward(deps.pool, ledger, runId, params.onlyNew, params.source.key, view.snapshotId, deps.fence, log) : 0;
     if (!params.dryRun) {
       await registerModel(deps.client, ledger, model.manifest.name, log);
       await attachRunTable(deps.client, ledger, runId, log);

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
+import { dropFrozenRows } from './onlyNew.js';
 import { dropReasonsTable } from './reasonsTables.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
@@ -205,6 +206,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
       await c.query(`DROP TABLE ${table}`);
       await dropReasonsTable(c, ledger, row.run_id);
       await new IncrementalLedger(ledger).dropLayer(c, row.run_id);
+      await dropFrozenRows(c, ledger, row.run_id);
       dropped.push(row.run_id);
     } catch (err) {
       log.warn({ dropped_run: row.run_id, err: (err as Error).message }, `could not drop the scores of run ${row.run_id} yet; the next run will try again`);

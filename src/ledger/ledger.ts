@@ -54,6 +54,13 @@ export class Ledger extends RunHistory {
       [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
     );
     await c.query(`UPDATE ${this.table('score_runs')} SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
+    // An --only-new run created its table when it froze what it rescores (src/job/onlyNew.ts).
+    const exists = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.runTable(runId)]);
+    if (!exists.rows[0]?.t) await this.createRunTable(c, runId);
+  }
+
+  /** Creates the run's own score table, with its primary key, in the caller's transaction. */
+  async createRunTable(c: pg.ClientBase, runId: string): Promise<void> {
     // run_id defaults to this run and is checked, so COPY sends two columns and ATTACH needs no validation scan.
     const id = BigInt(runId).toString();
     await c.query(
