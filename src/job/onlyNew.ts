@@ -44,10 +44,10 @@ function frozenName(ledger: Ledger, runId: string): string {
 }
 
 /**
- * Creates (or replaces) the run's view of the customers to rescore: at the start (the anti-join with the
- * base run, which the freeze reads once) and at each resume (the run's frozen rows, once frozen). It lives
- * only while the run does ({@link dropOnlyNewView}): a view on the source would stop its owner from
- * dropping or retyping the source's columns.
+ * Creates (or replaces) the run's view of its source: the source itself until the run has frozen what it
+ * rescores, the frozen rows after (at each resume too). It lives only while the run does
+ * ({@link dropOnlyNewView}): a view on the source would stop its owner from dropping or retyping the
+ * source's columns.
  */
 export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string, runId?: string): Promise<SourceRef> {
   const view = viewName(ledger, p);
@@ -55,14 +55,13 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: Onl
     await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT * FROM ${quoteQualified(frozenName(ledger, runId))}`);
     return { table: view, key };
   }
-  try {
-    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(p.sourceTable)} s WHERE ${await rescoredCondition(c, ledger, p, key)}`);
-  } catch (err) {
-    if (sqlStateOf(err) === SqlState.undefinedColumn && p.updatedColumn !== null) {
-      throw new UsageError(`source.updated_column "${p.updatedColumn}" of ${modelDir}/manifest.json is not a column of ${p.sourceTable}`, { cause: err });
-    }
-    throw err;
+  if (p.updatedColumn !== null) {
+    await c.query(`SELECT s.${quoteIdent(p.updatedColumn)} FROM ${quoteQualified(p.sourceTable)} s LIMIT 0`).catch((err: unknown) => {
+      if (sqlStateOf(err) === SqlState.undefinedColumn) throw new UsageError(`source.updated_column "${p.updatedColumn}" of ${modelDir}/manifest.json is not a column of ${p.sourceTable}`, { cause: err });
+      throw err;
+    });
   }
+  await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT s.* FROM ${quoteQualified(p.sourceTable)} s`);
   return { table: view, key };
 }
 
@@ -80,34 +79,20 @@ export async function dropFrozenRows(c: pg.ClientBase, ledger: Ledger, runId: st
   await c.query(`DROP TABLE IF EXISTS ${quoteQualified(frozenName(ledger, runId))} CASCADE`);
 }
 
-/** Whether source row `s` is rescored: no score in the base run (read through its layer), or (with an updated column) changed since it started. */
-async function rescoredCondition(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string): Promise<string> {
-  const data = `${quoteIdent(ledger.schema)}.score_data`;
-  const k = `s.${quoteIdent(key)}`;
-  const base = BigInt(p.baseRunId).toString();
-  const layer = await new IncrementalLedger(ledger).layerOf(c, p.baseRunId);
-  // Two anti-joins (never an OR of them, which the planner runs row by row): not among the base run's own rows, nor among those it carries.
-  let notInBase = `NOT EXISTS (SELECT 1 FROM ${data} b WHERE b.run_id = ${base} AND b.customer_id = ${k})`;
-  if (layer) {
-    notInBase +=
-      ` AND NOT EXISTS (SELECT 1 FROM ${data} u WHERE u.run_id = ${BigInt(layer.underRunId).toString()} AND u.customer_id = ${k}` +
-      ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(ledger.schema)}.score_layer_hidden h WHERE h.run_id = ${base} AND h.customer_id = u.customer_id))`;
-  }
-  if (p.updatedColumn === null) return notInBase;
-  return `(${notInBase}) OR s.${quoteIdent(p.updatedColumn)} > ${c.escapeLiteral(p.since)}::timestamptz`;
-}
-
 /**
  * Freezes what the run rescores and carries, in one snapshot of its own (one transaction, all or nothing,
- * skipped when a resume finds it done), before the run plans:
- * - the source rows of the customers to rescore are copied (read once through the run's view) into the
- *   run's frozen table, which the view then reads: the run's chunks score exactly these rows;
+ * skipped when a resume finds it done), before the run plans. The customers to rescore: those the base
+ * run has no score for (new, or rejected by it), and with an updated column those changed since it
+ * started. One pass compares the source's keys with the table of the full run below the base run (a
+ * merge of two key orders where both have an index); everything else is done on the few keys it finds:
+ * - the source rows of the customers to rescore are copied into the run's frozen table, which the run's
+ *   view then reads: the run's chunks score exactly these rows;
  * - the run's score table is created; when the base run is itself a layer, its own rows (few: what it
  *   rescored) of the customers carried are copied into it, each keeping the run that computed it
  *   (scored_run_id);
- * - the customers of the run below that are not carried (no longer in the source, changed since the base
- *   run started, hidden by the base run) go into score_layer_hidden, and score_layers records the layer
- *   and the number of scores carried: exactly the complement of the frozen rows, and no deleted customer.
+ * - the customers of the run below that are not carried (no longer in the source, rescored, or hidden by
+ *   the base run) go into score_layer_hidden, and score_layers records the layer and the number of scores
+ *   carried: exactly the complement of the frozen rows among the source's customers.
  * On a connection of its own (the ledger connection's heartbeat must not land in the snapshot's
  * transaction). Returns the number of carried scores.
  */
@@ -116,11 +101,11 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
   const incremental = new IncrementalLedger(ledger);
   const schema = quoteIdent(ledger.schema);
   const frozen = quoteQualified(frozenName(ledger, runId));
+  const view = quoteQualified(viewName(ledger, p));
+  const source = quoteQualified(p.sourceTable);
   const k = quoteIdent(key);
-  const unchanged = (alias: string) =>
-    `EXISTS (SELECT 1 FROM ${quoteQualified(p.sourceTable)} s WHERE s.${k} = ${alias}.customer_id` +
-    (p.updatedColumn === null ? '' : ` AND (s.${quoteIdent(p.updatedColumn)} IS NULL OR s.${quoteIdent(p.updatedColumn)} <= $2::timestamptz)`) +
-    ')';
+  const id = BigInt(runId).toString();
+  const base = BigInt(p.baseRunId).toString();
   const c = await connectAs(pool, 'carry');
   // A connection an error left mid-transaction is destroyed, not returned to the pool.
   let clean = false;
@@ -135,13 +120,33 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
       throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
     }
     const baseLayer = await incremental.layerOf(c, p.baseRunId);
-    const under = baseLayer?.underRunId ?? p.baseRunId;
-    const values = (...v: string[]) => (p.updatedColumn === null ? v : [...v, p.since]);
+    const under = BigInt(baseLayer?.underRunId ?? p.baseRunId).toString();
     let carried = 0;
     let rescored = 0;
     await withTransaction(c, async () => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${quoteQualified(viewName(ledger, p))}`);
+      // The source's keys against the run below: each row has one side only (new to it, or gone from the source).
+      await c.query(
+        `CREATE TEMP TABLE only_new_diff ON COMMIT DROP AS
+         SELECT s.${k}::int8 AS source_key, u.customer_id AS under_key
+           FROM (SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${under} ORDER BY customer_id) u
+           FULL JOIN ${source} s ON u.customer_id = s.${k}
+          WHERE (s.${k} IS NULL) <> (u.customer_id IS NULL)`,
+      );
+      await c.query('ANALYZE only_new_diff');
+      // The keys to rescore: new to the run below, or hidden by the base run (still in the source), unless
+      // the base run scored them itself; and those changed since the base run started.
+      const newKeys = `SELECT source_key FROM only_new_diff WHERE under_key IS NULL`;
+      let keys = newKeys;
+      if (baseLayer) {
+        keys =
+          `(${newKeys} UNION SELECT h.customer_id FROM ${schema}.score_layer_hidden h WHERE h.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = h.customer_id))` +
+          ` EXCEPT SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${base}`;
+      }
+      if (p.updatedColumn !== null) keys = `(${keys}) UNION SELECT s.${k}::int8 FROM ${source} s WHERE s.${quoteIdent(p.updatedColumn)} > $1::timestamptz`;
+      await c.query(`CREATE TEMP TABLE only_new_keys ON COMMIT DROP AS ${keys}`, p.updatedColumn === null ? [] : [p.since]);
+      await c.query('ANALYZE only_new_keys');
+      const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${view} v WHERE v.${k} IN (SELECT source_key FROM only_new_keys)`);
       rescored = rows.rowCount ?? 0;
       await c.query(`CREATE INDEX ON ${frozen} (${k})`);
       await ledger.createRunTable(c, runId);
@@ -149,24 +154,25 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
       if (baseLayer) {
         const r = await c.query(
           `INSERT INTO ${ledger.runTable(runId)} (customer_id, score, scored_run_id)
-           SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id) FROM ${schema}.score_data b WHERE b.run_id = $1 AND ${unchanged('b')}`,
-          values(p.baseRunId),
+           SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id) FROM ${schema}.score_data b
+            WHERE b.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = b.customer_id)
+              AND b.customer_id NOT IN (SELECT source_key FROM only_new_keys)`,
         );
         fromBase = r.rowCount ?? 0;
       }
-      // A semi-join on the source: a source that repeats a key hides nobody twice.
+      // Gone from the source, or rescored and below (not new to it), or hidden by the base run.
       const hidden = await c.query(
         `INSERT INTO ${schema}.score_layer_hidden (run_id, customer_id)
-         SELECT ${BigInt(runId).toString()}, u.customer_id FROM ${schema}.score_data u
-          WHERE u.run_id = $1 AND (NOT ${unchanged('u')}${baseLayer ? ` OR EXISTS (SELECT 1 FROM ${schema}.score_layer_hidden h WHERE h.run_id = ${BigInt(p.baseRunId).toString()} AND h.customer_id = u.customer_id)` : ''})`,
-        values(under),
+         SELECT ${id}, under_key FROM only_new_diff WHERE source_key IS NULL
+          UNION SELECT ${id}, source_key FROM (SELECT source_key FROM only_new_keys EXCEPT ${newKeys}) r` +
+          (baseLayer ? ` UNION SELECT ${id}, customer_id FROM ${schema}.score_layer_hidden WHERE run_id = ${base}` : ''),
       );
-      const below = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.score_data WHERE run_id = $1`, [under]);
+      const below = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.score_data WHERE run_id = ${under}`);
       carried = fromBase + Number(below.rows[0]?.n ?? 0) - (hidden.rowCount ?? 0);
       await c.query(`INSERT INTO ${schema}.score_layers (run_id, under_run_id, rows_carried) VALUES ($1, $2, $3)`, [runId, under, carried]);
     });
     await c.query(`ANALYZE ${frozen}`);
-    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(viewName(ledger, p))} AS SELECT * FROM ${frozen}`);
+    await c.query(`CREATE OR REPLACE VIEW ${view} AS SELECT * FROM ${frozen}`);
     await withTransaction(c, async () => {
       await incremental.recordCarried(c, runId, carried);
       await fence(c);
