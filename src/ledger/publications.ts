@@ -159,6 +159,11 @@ export class Publications {
     await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runScores(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
   }
 
+  /** Streams the float32 bits of every score of the run (through its layer) to `sink`: one scan, nothing kept. */
+  async allScores(c: pg.ClientBase, runId: string, sink: (bits: number) => void): Promise<void> {
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runScores(runId)}) TO STDOUT (FORMAT binary)`, sink);
+  }
+
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
   async ensureCuts(c: pg.ClientBase, runId: string): Promise<void> {
     await c.query(

@@ -71,6 +71,13 @@ export class ScoreHistogram {
     this.count += rows;
   }
 
+  /** One score's float32 bits (as read from the wire, src/db/copyFloat4.ts). */
+  addBits(bits: number): void {
+    const b = bits === 0x80000000 ? 0 : bits;
+    this.bins[(b & 0x80000000 ? ~b : b | 0x80000000) >>> lowBits]!++;
+    this.count++;
+  }
+
   /** The bins holding the ranks the cut points read, as value ranges (adjacent bins merged). */
   ranges(): ScoreRanges {
     const thresholds: number[] = [];

@@ -67,12 +67,22 @@ describe('percentile cut points from the histogram', () => {
     for (const n of [1, 2, 3, 101]) await compare(Float32Array.from({ length: n }, () => random()));
   });
 
-  it('is not used when the histogram did not count every score of the run (a resume)', async () => {
-    const histogram = new ScoreHistogram();
-    histogram.add(Float32Array.of(0.5), 1);
+  it('when the histogram did not count every score of the run (a resume, an --only-new run), counts the run table itself: still percentile_cont', async () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const values = Float32Array.from({ length: 4000 }, () => 1 / (1 + Math.exp(-(random() - 0.5) * 4)));
+    const table = ledger.runTable(runId);
+    await t.pool.query(`TRUNCATE ${table}`);
+    await t.pool.query(`INSERT INTO ${table} (customer_id, score) SELECT k, s FROM unnest($1::real[]) WITH ORDINALITY AS u(s, k)`, [Array.from(values, String)]);
+    const partial = new ScoreHistogram();
+    partial.add(values.slice(0, 10), 10);
     const c = await t.pool.connect();
     try {
-      expect(await cutPointsFromHistogram(c, ledger, runId, histogram, 2)).toBeUndefined();
+      const theirs = (await c.query<{ cuts: number[] }>(sqlCuts(table))).rows[0]?.cuts;
+      expect(await cutPointsFromHistogram(c, ledger, runId, partial, values.length)).toEqual(theirs);
+      expect(await cutPointsFromHistogram(c, ledger, runId, undefined, values.length)).toEqual(theirs);
+      // A total the table does not hold (it cannot happen under the run's lock): the SQL sort decides.
+      expect(await cutPointsFromHistogram(c, ledger, runId, undefined, values.length + 1)).toBeUndefined();
     } finally {
       c.release();
     }
