@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { UsageError } from '../errors.js';
 import { action } from './action.js';
 import { metricsFile, onPublishCommand, option, read } from './options.js';
 import { readObserveOptions } from './runOptions.js';
@@ -19,11 +18,11 @@ export function registerPublish(program: Command): void {
         const { metricsFile } = readObserveOptions(cmd);
         const flags = cmd.opts<{ force: boolean; challenger: boolean }>();
         if (flags.challenger) {
-          if (flags.force) throw new UsageError('--force and --challenger cannot be combined: a challenger is published from a succeeded run only; leave out --force');
-          const r = await (await import('../job/challengerPublish.js')).publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand) });
+          // --force: over the challenger's own gates (rejects, drift), after review; never a challenger that scored nobody.
+          const r = await (await import('../job/challengerPublish.js')).publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand), force: flags.force });
           ctx.log.info(
-            { run_id: r.runId, champion_run_id: r.championRunId, model: r.modelName, status: 'succeeded', challenger: true, rows_scored: r.rowsScored, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
-            `run ${r.championRunId}'s challenger (run ${r.runId}, model version ${r.modelVersion}) published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}'): ${r.rowsScored} customers`,
+            { run_id: r.runId, champion_run_id: r.championRunId, model: r.modelName, status: 'succeeded', challenger: true, forced_publish: flags.force, rows_scored: r.rowsScored, model_version: r.modelVersion, dropped_runs: r.droppedRuns },
+            `run ${r.championRunId}'s challenger (run ${r.runId}, model version ${r.modelVersion}) published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}')${flags.force ? ' by force' : ''}: ${r.rowsScored} customers`,
           );
           return;
         }

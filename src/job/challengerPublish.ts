@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { Ledger, type RunRow } from '../ledger/ledger.js';
 import { Publications } from '../ledger/publications.js';
 import { takeRunLock, type RunLock } from '../ledger/runLock.js';
+import { psiGateBreach } from '../stats/runStats.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 
@@ -26,9 +27,10 @@ export interface ChallengerPublishResult {
  * `scorejob publish <run-id> --challenger`: makes the challenger's scores of a succeeded run what
  * customer_scores shows for the champion's model, through the same publish as a run (the pointer move,
  * NOTIFY, the publication recorded with kind `challenger`), under the model's run lock (exit 75 if held).
- * Refused (exit 2, one line) for a run without a challenger, not succeeded, dry, or superseded.
+ * Refused (exit 2, one line) for a run without a challenger, not succeeded, dry, or superseded, and for a
+ * challenger that scored nobody or breached the run's gates (--max-reject-ratio, --max-psi) unless forced.
  */
-export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: { onPublishCommand?: string | undefined }): Promise<ChallengerPublishResult> {
+export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: { onPublishCommand?: string | undefined; force?: boolean }): Promise<ChallengerPublishResult> {
   if (!/^\d{1,18}$/.test(championRunId)) throw new UsageError(`run id "${championRunId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
   const pool = createPool(config.db, 2);
@@ -45,7 +47,7 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
         lock = held;
         // Read again under the lock: a run may have finished or published meanwhile.
         const champion = (await ledger.getRun(client, championRunId)) as RunRow;
-        const challengerId = await checkChallengerPublishable(client, ledger, champion);
+        const challengerId = await checkChallengerPublishable(client, ledger, champion, opts.force === true);
         const challenger = (await ledger.getRun(client, challengerId)) as RunRow;
         const log = ctx.log.child({ run_id: challengerId, champion_run_id: championRunId });
         await attachRunTable(client, ledger, challengerId, log);
@@ -63,7 +65,7 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
 }
 
 /** Every reason the run's challenger cannot be published, each a usage error (exit 2) saying what to do; else the challenger's run id. */
-async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow): Promise<string> {
+async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow, force: boolean): Promise<string> {
   const id = run.run_id;
   if (run.params.championRunId) throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
   const challenger = await new ChallengerLedger(ledger).challengerOf(client, id);
@@ -79,12 +81,20 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
   if (scored === 0) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) scored no customer (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${challenger.run_id}); publishing it would empty customer_scores`);
   }
+  // A run published by force took its challenger along past the same gates; --force does so after review.
+  const gated = !force && run.stats?.forced_publish === undefined;
+  const orForce = `, or after review publish it anyway with \`scorejob publish ${id} --challenger --force\``;
   const ratio = rejected / (scored + rejected);
-  if (ratio > run.params.maxRejectRatio && run.stats?.forced_publish === undefined) {
+  if (gated && ratio > run.params.maxRejectRatio) {
     throw new UsageError(
       `the challenger of run ${id} (run ${challenger.run_id}) rejected ${formatPercent(ratio, ratio < 0.001 ? 3 : 2)} of rows (${rejected} of ${scored + rejected}), over the limit of ${formatPercent(run.params.maxRejectRatio, 2)} (--max-reject-ratio); ` +
-        `see ${ledger.schema}.score_rejects for run ${challenger.run_id}, fix the challenger or the data, then start a new run with \`scorejob run --challenger DIR\``,
+        `see ${ledger.schema}.score_rejects for run ${challenger.run_id}, fix the challenger or the data, then start a new run with \`scorejob run --challenger DIR\`${orForce}`,
     );
+  }
+  const drift = counts.stats?.drift;
+  const breach = gated && drift ? psiGateBreach(drift, run.params.maxPsi) : undefined;
+  if (breach) {
+    throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}): ${breach}; compare both in \`scorejob runs show ${id}\`${orForce}`);
   }
   if ((await new Publications(ledger).currentRun(client, run.model_name)) === challenger.run_id) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) is already published; there is nothing to do`);

@@ -193,7 +193,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     }
     // The challenger's statistics and its comparison with these scores (over the deciles just recorded), on the run before its gates.
     const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
-    if (challenged) runStats.challenger = challenged.comparison;
+    // Beside the comparison, both models' drift from the same baseline: what `publish --challenger` gates on.
+    if (challenged) runStats.challenger = { ...challenged.comparison, drift: { baseline_run_id: statistics.drift.baseline_run_id, champion_psi: statistics.drift.psi, challenger_psi: challenged.stats?.drift?.psi ?? null } };
     challengerStats = challenged?.stats;
     deps.timings.add('statistics', performance.now() - t);
     checkGates(deps, scored + carried, rejected, statistics.drift);

@@ -44,7 +44,7 @@ export interface RunContext {
 export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunResult> {
   // The challenger rides on every chunk loop of the run (a shared run's workers too), but not on an only-new run's carried scores.
   if (opts.challengerDir !== undefined && opts.onlyNew) {
-    throw new UsageError('--challenger cannot be combined with --only-new yet: leave out one of them');
+    throw new UsageError('--challenger cannot be combined with --only-new: a challenger is compared over every customer, an only-new run scores a few; run the challenger with a full `scorejob run --challenger DIR`');
   }
   const model = await loadModel(opts.modelDir, { backend: opts.backend });
   const explainer = explainerFor(model, opts.reasons);

@@ -20,16 +20,16 @@ export class Ledger extends RunHistory {
 
   /**
    * A subquery (with alias `s`) of the run's scores, `customer_id, score`: its own table and, for a
-   * layered only_new run, the scores it carries in the table of the run below it (sql/013_layers.sql;
-   * the views read them the same way).
+   * layered only_new run (`underRunId`, see IncrementalLedger.layerOf), the scores it carries in the table
+   * of the run below it, minus those it hides (sql/013_layers.sql; the views read them the same way).
+   * Names the tables themselves, not score_data: reading the parent would lock every run's table.
    */
-  runScores(runId: string): string {
-    const id = BigInt(runId).toString();
+  runScores(runId: string, underRunId?: string): string {
+    if (underRunId === undefined) return `${this.runTable(runId)} s`;
     return `(SELECT d.customer_id, d.score FROM ${this.runTable(runId)} d
              UNION ALL
-             SELECT b.customer_id, b.score FROM ${this.table('score_data')} b
-              WHERE b.run_id = (SELECT l.under_run_id FROM ${this.table('score_layers')} l WHERE l.run_id = ${id})
-                AND NOT EXISTS (SELECT 1 FROM ${this.table('score_layer_hidden')} h WHERE h.run_id = ${id} AND h.customer_id = b.customer_id)) s`;
+             SELECT b.customer_id, b.score FROM ${this.runTable(underRunId)} b
+              WHERE NOT EXISTS (SELECT 1 FROM ${this.table('score_layer_hidden')} h WHERE h.run_id = ${BigInt(runId).toString()} AND h.customer_id = b.customer_id)) s`;
   }
 
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import { copyFloat4Bits } from '../db/copyFloat4.js';
+import { IncrementalLedger } from './incremental.js';
 import type { Ledger } from './ledger.js';
 
 /** How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's challenger published (`publish --challenger`). */
@@ -142,7 +143,7 @@ export class Publications {
     await c.query(
       `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
               score_cuts = COALESCE($4::float8[], (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runScores(runId)}))
+                              FROM ${await this.scores(c, runId)}))
         WHERE run_id = $1`,
       [runId, bands?.bounds ?? null, bands?.names ?? null, cuts ?? null],
     );
@@ -156,12 +157,17 @@ export class Publications {
   async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[], sink: (bits: number) => void): Promise<void> {
     const literal = (t: number) => (t === Infinity ? "'Infinity'" : Number.isFinite(t) ? `'${String(t)}'` : "'-Infinity'");
     const array = `ARRAY[${thresholds.map(literal).join(', ')}]::real[]`;
-    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runScores(runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${await this.scores(c, runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
+  }
+
+  /** The run's scores as a subquery, through its layer if it is one (Ledger.runScores). */
+  private async scores(c: pg.ClientBase, runId: string): Promise<string> {
+    return this.ledger.runScores(runId, (await new IncrementalLedger(this.ledger).layerOf(c, runId))?.underRunId);
   }
 
   /** Streams the float32 bits of every score of the run (through its layer) to `sink`: one scan, nothing kept. */
   async allScores(c: pg.ClientBase, runId: string, sink: (bits: number) => void): Promise<void> {
-    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runScores(runId)}) TO STDOUT (FORMAT binary)`, sink);
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${await this.scores(c, runId)}) TO STDOUT (FORMAT binary)`, sink);
   }
 
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
@@ -169,7 +175,7 @@ export class Publications {
     await c.query(
       `UPDATE ${this.s}.score_runs SET
               score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${this.ledger.runScores(runId)})
+                              FROM ${await this.scores(c, runId)})
         WHERE run_id = $1 AND score_cuts IS NULL`,
       [runId],
     );

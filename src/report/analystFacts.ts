@@ -68,5 +68,6 @@ export function formatChallenger(c: ChallengerComparison): string[] {
     `  PSI against the champion   ${num(c.psi, 4)} (over the champion's deciles)`,
     `  top-decile overlap         ${c.top_decile_overlap === null ? 'n/a' : `${(100 * c.top_decile_overlap).toFixed(1)}%`}`,
     ...(c.band_changes === null ? [] : [`  band changes               ${formatCount(c.band_changes)} customers would change band`]),
+    ...(c.drift?.baseline_run_id ? [`  drift from run ${c.drift.baseline_run_id} (PSI)`.padEnd(29) + `champion ${num(c.drift.champion_psi, 4)}, challenger ${num(c.drift.challenger_psi, 4)}`] : []),
   ];
 }

@@ -19,6 +19,8 @@ export interface ChallengerComparison {
   top_decile_overlap: number | null;
   /** Customers whose band would change were the challenger published; null when the champion's manifest has no bands. */
   band_changes: number | null;
+  /** Both models' drift from the run readers saw before (the --max-psi gate's baseline), side by side; absent on runs scored before it was recorded. */
+  drift?: { baseline_run_id: string | null; champion_psi: number | null; challenger_psi: number | null };
 }
 
 /** The comparison from the counts one pass over both tables gives (src/ledger/challengers.ts). */

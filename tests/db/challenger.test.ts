@@ -168,6 +168,17 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       expect(got?.psi).toBeCloseTo(want.psi, 6);
       expect(want.moved).toBeGreaterThan(0);
       expect(formatRunDetail(detail)).toMatch(/Challenger: tiny-logistic 2\.0\.0 \(run \d+\), over [\d,]+ customers both scored/);
+      // Beside it, both models' drift from the run readers saw before: the champion's and the challenger's own.
+      const own = await t.pool.query<{ champion: number | null; challenger: number | null; baseline: string | null }>(
+        `SELECT (c.stats->'drift'->>'psi')::float8 champion, (s.stats->'drift'->>'psi')::float8 challenger, c.stats->'drift'->>'baseline_run_id' baseline
+           FROM scoring.score_runs c, scoring.score_runs s WHERE c.run_id = $1 AND s.run_id = $2`,
+        [real.runId, realSibling.run_id],
+      );
+      const { champion: championPsi, challenger: challengerPsi, baseline } = own.rows[0]!;
+      expect(baseline).not.toBeNull();
+      expect(got?.drift).toEqual({ baseline_run_id: baseline, champion_psi: championPsi, challenger_psi: challengerPsi });
+      expect(challengerPsi).toBeGreaterThan(championPsi ?? 0);
+      expect(formatRunDetail(detail)).toMatch(new RegExp(`drift from run ${baseline} \\(PSI\\) +champion ${championPsi!.toFixed(4)}, challenger ${challengerPsi!.toFixed(4)}(\\n|$)`));
     } finally {
       c.release();
     }
@@ -287,7 +298,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
-  it("publish --challenger refuses a challenger that scored nobody, or rejected more than --max-reject-ratio (exit 2, one line); customer_scores unchanged", async () => {
+  it("publish --challenger refuses a challenger that scored nobody, rejected more than --max-reject-ratio or drifted over --max-psi (exit 2, one line); customer_scores unchanged", async () => {
     const published = async () => (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`)).rows[0].h as string;
     const refused = async (runId: string, message: RegExp) => {
       const before = await published();
@@ -312,6 +323,15 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     }, champion);
     const over = await runInProcess(t, { modelDir: filled, chunkSize: 500, challengerDir: champion, maxRejectRatio: 0 });
     await refused(over.runId, /challenger of run \d+ \(run \d+\) rejected .* over the limit of 0\.00% \(--max-reject-ratio\)/);
+    // The champion's scores equal the published run's (PSI 0, under --max-psi); the challenger, another model, drifted.
+    await runInProcess(t, { modelDir: champion, chunkSize: 500 });
+    const drifted = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxPsi: 0.001 });
+    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force`$/);
+    // The advice works: after review, --force publishes it over its gates.
+    const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--log-level', 'silent'], t.env);
+    expect(forced.code).toBe(0);
+    const sibling = await challengerOf(t, drifted.runId);
+    expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: sibling.run_id }]);
   });
 
   it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
