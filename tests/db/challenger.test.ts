@@ -326,7 +326,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     // The champion's scores equal the published run's (PSI 0, under --max-psi); the challenger, another model, drifted.
     await runInProcess(t, { modelDir: champion, chunkSize: 500 });
     const drifted = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxPsi: 0.001 });
-    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force`$/);
+    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force`\n$/);
     // The advice works: after review, --force publishes it over its gates.
     const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--log-level', 'silent'], t.env);
     expect(forced.code).toBe(0);
