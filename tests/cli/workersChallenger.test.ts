@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/model/backend.js';
 import type { ChallengerComparison } from '../../src/stats/challenger.js';
-import { follow, runCli, startCli, type CliResult } from '../helpers/cli.js';
+import { follow, runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitUntil } from '../helpers/hold.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { makeModel } from '../helpers/makeModel.js';
 import { modelCopy } from '../helpers/run.js';
@@ -87,13 +88,46 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     expect(got.challengerRejects).toBe(want.challengerRejects);
     expect(got.challenger).toMatchObject({ status: 'succeeded', chunks_not_done: 0 });
     // The comparison from every worker's chunks (the tables), not from the coordinator's own.
-    const { correlation, psi, ...counts } = got.champion.comparison;
-    const { correlation: wantR, psi: wantPsi, ...wantCounts } = want.champion.comparison;
+    // (Each run's drift is against the run published before it: not the same baseline for the two.)
+    const { correlation, psi, drift: _drift, ...counts } = got.champion.comparison;
+    const { correlation: wantR, psi: wantPsi, drift: _wantDrift, ...wantCounts } = want.champion.comparison;
     expect({ ...counts, run_id: undefined }).toEqual({ ...wantCounts, run_id: undefined });
     expect(counts.customers).toBe(want.challengerTable.n);
     expect(correlation).toBeCloseTo(wantR!, 9);
     expect(psi).toBeCloseTo(wantPsi!, 9);
   }, 90_000);
+
+  it('kill -9 of the coordinator of `run --workers 1 --challenger DIR` while a worker scores: `resume` gives both tables of an unshared run, each customer once', async () => {
+    const args = ['--model', champion, '--challenger', logistic, '--chunk-size', '100'];
+    const alone = await runCli(['run', ...args], t.env);
+    expect(alone.code, output(alone)).toBe(0);
+    const want = await outcome(t, runIdOf(alone));
+    // The coordinator waits inside chunk 3's commit (both models' rows) while the worker scores, and is killed there.
+    const hold = await holdChunk(t, 3);
+    const coordinator = startCli(['run', '--workers', '1', '--chunk-lease', '2', ...args], t.env);
+    const runId = (await waitForLog(coordinator, started)).run_id as string;
+    const w = startCli(['work', '--run', runId], t.env);
+    try {
+      await waitForLog(w, (l) => /chunk \d+ done/.test(String(l.msg)));
+      coordinator.kill('SIGKILL');
+      await coordinator.result;
+    } finally {
+      await hold.release();
+    }
+    const rw = await w.result;
+    expect(rw.code, output(rw)).toBe(0);
+    expect(await workersOf(t, runId)).toBeGreaterThanOrEqual(1);
+    await waitUntil('the run to be resumable', async () => {
+      const r = await runCli(['resume', runId], t.env);
+      return r.code === 0 ? r : undefined;
+    }, 30_000, 1000);
+    const got = await outcome(t, runId);
+    expect(got.championTable).toEqual(want.championTable);
+    expect(got.challengerTable).toEqual(want.challengerTable);
+    expect(got.challengerRejects).toBe(want.challengerRejects);
+    expect(got.challenger).toMatchObject({ status: 'succeeded', chunks_not_done: 0, scored: want.challenger.scored, rejected: want.challenger.rejected });
+    expect(got.champion.comparison.customers).toBe(want.champion.comparison.customers);
+  }, 120_000);
 
   it('a scorejob work whose challenger files are not the run\'s exits 2 with one line naming the dir; one without flags joins the champion\'s run (never its challenger\'s) and scores both', async () => {
     const other = await modelCopy((m) => (m.version = '2.0.1'), logistic);
