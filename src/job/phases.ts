@@ -23,7 +23,7 @@ import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
 import { dropReasonsTable, ensureReasonsTable } from './reasonsTables.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
-import { freezeOnlyNew } from './onlyNew.js';
+import { dropFrozenRows, freezeOnlyNew } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
@@ -180,6 +180,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     if (notDone.length > 0) {
       throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
     }
+    // Every chunk is done: the run's frozen copy of the rows it rescored (source data) is not needed any more.
+    if (params.onlyNew) await dropFrozenRows(deps.client, ledger, runId);
     let t = performance.now();
     const statistics = await computeRunStatistics(deps.client, ledger, runId, model.plan, finalChunks);
     const stats = statistics.scores;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
+import { forcePublish } from '../../src/job/forcePublish.js';
 import { rollback } from '../../src/job/rollback.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess, silentLog, testConfig } from '../helpers/run.js';
@@ -141,6 +142,21 @@ describe('incremental runs are layers over a full run', () => {
     expect(await tableExists(t, base)).toBe(false);
     expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_layers WHERE run_id = $1', [layer])).rows[0]).toEqual({ n: 0 });
     expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_layer_hidden WHERE run_id = $1', [layer])).rows[0]).toEqual({ n: 0 });
+  });
+
+  it('a layer a gate stopped keeps no copy of the source rows, and publishes whole by force', async () => {
+    await addCustomers(t, 70_000_000, 6);
+    // tenure_months has no fill: this new customer is rejected, over a --max-reject-ratio of 0.
+    await t.pool.query('UPDATE customers SET tenure_months = NULL WHERE customer_id = (SELECT max(customer_id) FROM customers)');
+    const gated = await runInProcess(t, { modelDir: model, onlyNew: true, maxRejectRatio: 0, keepRuns: 10 }).catch((e: unknown) => e);
+    expect(gated).toMatchObject({ exitCode: 1 });
+    const runId = (await t.pool.query<{ id: string }>('SELECT max(run_id)::text id FROM scoring.score_runs')).rows[0]!.id;
+    expect((await t.pool.query(`SELECT count(*)::int n FROM pg_class WHERE relname LIKE 'only\\_new\\_%'`)).rows[0]).toEqual({ n: 0 });
+    await forcePublish({ config: testConfig(t), log: silentLog }, runId, { force: true });
+    const now = await published(t);
+    const source = (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers WHERE tenure_months IS NOT NULL')).rows.map((r) => r.k);
+    expect(new Set(now.keys())).toEqual(new Set(source));
+    expect(await ownRows(t, runId)).toBeLessThan(now.size);
   });
 
   it('a dry run leaves no layer, no frozen rows and no view behind', async () => {
