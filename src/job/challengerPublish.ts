@@ -2,7 +2,6 @@ import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
-import { formatPercent } from '../report/format.js';
 import type { Logger } from '../log.js';
 import { describeDb, type Config } from '../config.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
@@ -10,7 +9,7 @@ import type pg from 'pg';
 import { Ledger, type RunRow } from '../ledger/ledger.js';
 import { Publications } from '../ledger/publications.js';
 import { takeRunLock, type RunLock } from '../ledger/runLock.js';
-import { psiGateBreach } from '../stats/runStats.js';
+import { psiGateBreach, rejectGateBreach } from '../stats/runStats.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 
@@ -84,10 +83,10 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
   // A run published by force took its challenger along past the same gates; --force does so after review.
   const gated = !force && run.stats?.forced_publish === undefined;
   const orForce = `, or after review publish it anyway with \`scorejob publish ${id} --challenger --force\``;
-  const ratio = rejected / (scored + rejected);
-  if (gated && ratio > run.params.maxRejectRatio) {
+  const rejects = gated ? rejectGateBreach(scored, rejected, run.params.maxRejectRatio) : undefined;
+  if (rejects) {
     throw new UsageError(
-      `the challenger of run ${id} (run ${challenger.run_id}) rejected ${formatPercent(ratio, ratio < 0.001 ? 3 : 2)} of rows (${rejected} of ${scored + rejected}), over the limit of ${formatPercent(run.params.maxRejectRatio, 2)} (--max-reject-ratio); ` +
+      `the challenger of run ${id} (run ${challenger.run_id}) ${rejects}; ` +
         `see ${ledger.schema}.score_rejects for run ${challenger.run_id}, fix the challenger or the data, then start a new run with \`scorejob run --challenger DIR\`${orForce}`,
     );
   }

@@ -14,9 +14,8 @@ import { explainSourceFailure } from './sourceCheck.js';
 import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
-import { computeRunStatistics, psiGateBreach, type RunStatistics } from '../stats/runStats.js';
+import { computeRunStatistics, psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
-import { formatPercent } from '../report/format.js';
 import { Publications } from '../ledger/publications.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
@@ -348,23 +347,12 @@ function advice(kind: ErrorKind, runId: string, scored: number | undefined, dryR
  */
 function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
   const { params, runId, ledger, log } = deps;
-  const total = scored + rejected;
-  const ratio = total === 0 ? 0 : rejected / total;
-  if (ratio > params.maxRejectRatio) {
-    throw new GateError(
-      `rejected ${percent(ratio)} of rows (${rejected} of ${total}), over the limit of ${percent(params.maxRejectRatio)} (--max-reject-ratio); ` +
-        `the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`,
-    );
-  }
+  const rejectBreach = rejectGateBreach(scored, rejected, params.maxRejectRatio);
+  if (rejectBreach) throw new GateError(`${rejectBreach}; the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`);
   const psiBreach = psiGateBreach(drift, params.maxPsi);
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
   if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
-}
-
-/** A reject ratio; a small one keeps a third decimal so that it does not read as 0.00%. */
-function percent(r: number): string {
-  return formatPercent(r, r < 0.001 ? 3 : 2);
 }
 
 /**

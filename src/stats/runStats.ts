@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { formatPercent } from '../report/format.js';
 import type { FeaturePlan } from '../model/features.js';
 import { chunkFeatureCounts, mergeFeatureCounts, summarizeFeatures, type FeatureCounts, type FeaturesSummary } from './featureStats.js';
 import type { ChunkRow, Ledger } from '../ledger/ledger.js';
@@ -28,6 +29,19 @@ export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, run
     features: merged ? summarizeFeatures(plan, merged) : null,
     drift: drift(previous?.run_id ?? null, previous?.stats?.scores?.histogram, scores.histogram),
   };
+}
+
+/**
+ * The reject gate's complaint (`rejected 1.20% of rows (12 of 1000), over the limit of 1.00% (--max-reject-ratio)`),
+ * or undefined when the rejects are within the limit. Shared by a run's gates and `publish --challenger`.
+ */
+export function rejectGateBreach(scored: number, rejected: number, maxRatio: number): string | undefined {
+  const total = scored + rejected;
+  const ratio = total === 0 ? 0 : rejected / total;
+  if (ratio <= maxRatio) return undefined;
+  // A small ratio keeps a third decimal so that it does not read as 0.00%.
+  const percent = (r: number) => formatPercent(r, r < 0.001 ? 3 : 2);
+  return `rejected ${percent(ratio)} of rows (${rejected} of ${total}), over the limit of ${percent(maxRatio)} (--max-reject-ratio)`;
 }
 
 /**

@@ -322,7 +322,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       for (const f of m.features as { column: string; fill?: number }[]) if (f.column === 'tenure_months') f.fill = 0;
     }, champion);
     const over = await runInProcess(t, { modelDir: filled, chunkSize: 500, challengerDir: champion, maxRejectRatio: 0 });
-    await refused(over.runId, /challenger of run \d+ \(run \d+\) rejected .* over the limit of 0\.00% \(--max-reject-ratio\)/);
+    await refused(over.runId, /challenger of run \d+ \(run \d+\) rejected .* over the limit of 0\.000% \(--max-reject-ratio\)/);
     // The champion's scores equal the published run's (PSI 0, under --max-psi); the challenger, another model, drifted.
     await runInProcess(t, { modelDir: champion, chunkSize: 500 });
     const drifted = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxPsi: 0.001 });
