@@ -29,6 +29,15 @@ CREATE TABLE :SCHEMA.score_layer_hidden (
   PRIMARY KEY (run_id, customer_id)
 );
 
+-- The histogram of a full run's scores (src/stats/scoreCuts.ts: 2^20 bins of their float32 order keys),
+-- its non-empty bins only: the percentiles of a layer on the run start from it, minus the hidden scores,
+-- plus the layer's own, instead of reading every carried score. Dropped with the run's scores.
+CREATE TABLE :SCHEMA.score_histograms (
+  run_id  bigint PRIMARY KEY,
+  bins    integer[] NOT NULL,
+  counts  integer[] NOT NULL
+);
+
 COMMENT ON TABLE :SCHEMA.score_layers IS 'only_new runs (version 13 on): the scores the run carries forward stay in the table of under_run_id, a full run, minus score_layer_hidden.';
 COMMENT ON TABLE :SCHEMA.score_layer_hidden IS 'Per layered run: the customers of its under_run_id it does not carry (deleted from the source, or rescored).';
 

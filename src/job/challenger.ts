@@ -233,7 +233,7 @@ export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, cha
   const scored = Number(run?.rows_scored ?? 0);
   if (!dryRun && scored > 0) {
     const cuts = await cutPointsFromHistogram(c, ledger, challenger.runId, challenger.histogram, scored);
-    await new Publications(ledger).recordRanks(c, challenger.runId, bands, cuts);
+    await new Publications(ledger).recordRanks(c, challenger.runId, bands, cuts?.cuts);
   }
   const championBands = runBands(champion.manifest.output.bands);
   const challengers = new ChallengerLedger(ledger);

@@ -1,20 +1,29 @@
 import type pg from 'pg';
 import type { Ledger } from '../ledger/ledger.js';
+import { IncrementalLedger } from '../ledger/incremental.js';
 import { Publications, type RunBands } from '../ledger/publications.js';
 import type { ManifestBand } from '../model/manifest.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 
 /**
  * The run's percentile cut points from a histogram of its scores (one scan of the few scores near the
- * ranks, no sort): the one its chunks filled when it counted every score of the run; otherwise (a resume,
- * whose earlier chunks another process counted, or an --only-new run, whose carried scores no chunk read)
- * one filled now from a stream of the run's scores, still cheaper than the sort percentile_cont would do.
+ * ranks, no sort), with the histogram (complete: every score of the run). The histogram is the one its
+ * chunks filled when it counted every score of the run; for a layered --only-new run, the stored histogram
+ * of the full run below it, minus the scores the layer hides, plus the layer's own; otherwise (a resume,
+ * whose earlier chunks another process counted) one filled now from a stream of the run's scores, still
+ * cheaper than the sort percentile_cont would do. Undefined when the run has no score.
  */
-export async function cutPointsFromHistogram(c: pg.ClientBase, ledger: Ledger, runId: string, histogram: ScoreHistogram | undefined, total: number): Promise<number[] | undefined> {
+export async function cutPointsFromHistogram(
+  c: pg.ClientBase,
+  ledger: Ledger,
+  runId: string,
+  histogram: ScoreHistogram | undefined,
+  total: number,
+): Promise<{ cuts: number[]; histogram: ScoreHistogram } | undefined> {
   if (total === 0) return undefined;
   const publications = new Publications(ledger);
-  let counted = histogram;
-  if (!counted || counted.count !== total) {
+  let counted = histogram?.count === total ? histogram : await layerHistogram(c, ledger, runId);
+  if (counted?.count !== total) {
     const fresh = new ScoreHistogram();
     await publications.allScores(c, runId, (bits) => fresh.addBits(bits));
     // The table moved under us (it cannot: the run holds its lock): let the SQL sort decide.
@@ -23,7 +32,24 @@ export async function cutPointsFromHistogram(c: pg.ClientBase, ledger: Ledger, r
   }
   const refined = counted.refinement();
   await publications.scoresInRanges(c, runId, counted.ranges().thresholds, (bits) => refined.add(bits));
-  return counted.cuts(refined);
+  return { cuts: counted.cuts(refined), histogram: counted };
+}
+
+/** A layered run's histogram from the stored one of the run below it; undefined when there is none to start from. */
+async function layerHistogram(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<ScoreHistogram | undefined> {
+  const incremental = new IncrementalLedger(ledger);
+  const layer = await incremental.layerOf(c, runId);
+  const stored = layer && (await incremental.histogramOf(c, layer.underRunId));
+  if (!layer || !stored) return undefined;
+  const h = ScoreHistogram.fromSparse(stored.bins, stored.counts);
+  const publications = new Publications(ledger);
+  try {
+    await publications.hiddenScores(c, runId, layer.underRunId, (bits) => h.removeBits(bits));
+  } catch {
+    return undefined; // a stored histogram that does not hold the hidden scores: not this table's, count afresh
+  }
+  await publications.ownScores(c, runId, (bits) => h.addBits(bits));
+  return h;
 }
 
 /** The manifest's bands as stored on the run: the bounds between them, and every name. */

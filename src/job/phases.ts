@@ -188,9 +188,10 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     runStats = { ...statistics, timings_ms: deps.timings.toJSON() };
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
     if (!params.dryRun && scored + carried > 0) {
-      // The histogram counts the chunks' scores only: with carried scores its count differs, and the cuts come from SQL.
       const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored + carried);
-      await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts);
+      await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts?.cuts);
+      // A full run keeps its histogram: the percentiles of the --only-new layers that will lie on it start from it.
+      if (cuts && !params.onlyNew) await new IncrementalLedger(ledger).recordHistogram(deps.client, runId, cuts.histogram.toSparse());
     }
     // The challenger's statistics and its comparison with these scores (over the deciles just recorded), on the run before its gates.
     const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));

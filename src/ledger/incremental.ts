@@ -68,9 +68,24 @@ export class IncrementalLedger {
     return rows.map((r) => ({ runId: r.run_id, underRunId: r.under_run_id, rowsCarried: Number(r.rows_carried) }));
   }
 
-  /** Forgets a run's layer, when its scores are dropped. */
+  /** Forgets a run's layer and stored histogram, when its scores are dropped. */
   async dropLayer(c: pg.ClientBase, runId: string): Promise<void> {
     await c.query(`DELETE FROM ${this.s}.score_layer_hidden WHERE run_id = $1`, [runId]);
     await c.query(`DELETE FROM ${this.s}.score_layers WHERE run_id = $1`, [runId]);
+    await c.query(`DELETE FROM ${this.s}.score_histograms WHERE run_id = $1`, [runId]);
+  }
+
+  /** Stores a full run's histogram (its non-empty bins), for the layers that will lie on it. */
+  async recordHistogram(c: pg.ClientBase, runId: string, h: { bins: number[]; counts: number[] }): Promise<void> {
+    await c.query(
+      `INSERT INTO ${this.s}.score_histograms (run_id, bins, counts) VALUES ($1, $2, $3) ON CONFLICT (run_id) DO UPDATE SET bins = EXCLUDED.bins, counts = EXCLUDED.counts`,
+      [runId, h.bins, h.counts],
+    );
+  }
+
+  /** A run's stored histogram, if it has one (runs scored before schema version 13, or dry, have none). */
+  async histogramOf(c: pg.ClientBase, runId: string): Promise<{ bins: number[]; counts: number[] } | undefined> {
+    const { rows } = await c.query<{ bins: number[]; counts: number[] }>(`SELECT bins, counts FROM ${this.s}.score_histograms WHERE run_id = $1`, [runId]);
+    return rows[0];
   }
 }

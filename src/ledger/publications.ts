@@ -170,6 +170,21 @@ export class Publications {
     await copyFloat4Bits(c, `COPY (SELECT score FROM ${await this.scores(c, runId)}) TO STDOUT (FORMAT binary)`, sink);
   }
 
+  /** Streams the float32 bits of the scores a layered run hides in the table of the run below it. */
+  async hiddenScores(c: pg.ClientBase, runId: string, underRunId: string, sink: (bits: number) => void): Promise<void> {
+    await copyFloat4Bits(
+      c,
+      `COPY (SELECT b.score FROM ${this.ledger.runTable(underRunId)} b JOIN ${this.s}.score_layer_hidden h ON h.customer_id = b.customer_id
+              WHERE h.run_id = ${BigInt(runId).toString()}) TO STDOUT (FORMAT binary)`,
+      sink,
+    );
+  }
+
+  /** Streams the float32 bits of the scores in the run's own table. */
+  async ownScores(c: pg.ClientBase, runId: string, sink: (bits: number) => void): Promise<void> {
+    await copyFloat4Bits(c, `COPY (SELECT score FROM ${this.ledger.runTable(runId)}) TO STDOUT (FORMAT binary)`, sink);
+  }
+
   /** Cut points for a run that has none (scored before schema version 7): `publish --force` of an old gated run. */
   async ensureCuts(c: pg.ClientBase, runId: string): Promise<void> {
     await c.query(

@@ -17,6 +17,12 @@ export const cutFractions: readonly number[] = Array.from({ length: 99 }, (_, k)
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/** The histogram bin of a score's float32 bits; -0 counts as +0 (the database compares them equal). */
+function binOf(bits: number): number {
+  const b = bits === 0x80000000 ? 0 : bits;
+  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> lowBits;
+}
+
 /** A float32's bit pattern mapped so that unsigned order is numeric order (negatives flipped). */
 function orderKey(bits: number): number {
   return (bits & 0x80000000 ? ~bits : bits | 0x80000000) >>> 0;
@@ -73,9 +79,43 @@ export class ScoreHistogram {
 
   /** One score's float32 bits (as read from the wire, src/db/copyFloat4.ts). */
   addBits(bits: number): void {
-    const b = bits === 0x80000000 ? 0 : bits;
-    this.bins[(b & 0x80000000 ? ~b : b | 0x80000000) >>> lowBits]!++;
+    this.bins[binOf(bits)]!++;
     this.count++;
+  }
+
+  /** Takes one score (its float32 bits) out again: one the histogram counted, or the counts are wrong. */
+  removeBits(bits: number): void {
+    const bin = binOf(bits);
+    if (this.bins[bin] === 0) throw new Error('removing a score the histogram did not count');
+    this.bins[bin]!--;
+    this.count--;
+  }
+
+  /** The non-empty bins and their counts, ascending (a few tens of thousands for a run's scores): stored with a full run. */
+  toSparse(): { bins: number[]; counts: number[] } {
+    const bins: number[] = [];
+    const counts: number[] = [];
+    for (let i = 0; i < this.bins.length; i++) {
+      const n = this.bins[i] as number;
+      if (n > 0) {
+        bins.push(i);
+        counts.push(n);
+      }
+    }
+    return { bins, counts };
+  }
+
+  /** A histogram from {@link toSparse}'s arrays. */
+  static fromSparse(bins: readonly number[], counts: readonly number[]): ScoreHistogram {
+    const h = new ScoreHistogram();
+    if (bins.length !== counts.length) throw new Error('a stored histogram with unequal arrays');
+    for (let i = 0; i < bins.length; i++) {
+      const bin = bins[i] as number;
+      if (!(bin >= 0 && bin < h.bins.length)) throw new Error(`a stored histogram bin out of range: ${bin}`);
+      h.bins[bin] = counts[i] as number;
+      h.count += counts[i] as number;
+    }
+    return h;
   }
 
   /** The bins holding the ranks the cut points read, as value ranges (adjacent bins merged). */

@@ -101,6 +101,10 @@ describe('incremental runs are layers over a full run', () => {
       [second.runId],
     );
     expect(cuts.rows[0]).toEqual({ same: true });
+    // They start from the histogram the full run stored (every score of it counted), not from a pass over its table.
+    const stored = await t.pool.query('SELECT (SELECT sum(n)::int FROM unnest(counts) n) AS n FROM scoring.score_histograms WHERE run_id = $1', [full]);
+    expect(stored.rows).toEqual([{ n: 2000 }]);
+    expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_histograms WHERE run_id = ANY($1::int8[])', [[first.runId, second.runId]])).rows[0]).toEqual({ n: 0 });
     const inHistory = await t.pool.query('SELECT run_id::text, in_history FROM scoring.published_runs WHERE run_id = ANY($1::int8[]) ORDER BY run_id', [[first.runId, second.runId]]);
     expect(inHistory.rows).toEqual([
       { run_id: first.runId, in_history: true },
