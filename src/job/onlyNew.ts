@@ -38,7 +38,7 @@ function viewName(ledger: Ledger, p: OnlyNewParams): string {
   return `${ledger.schema}.only_new_source_${BigInt(p.baseRunId).toString()}`;
 }
 
-/** The run's frozen copy of the source rows it rescores: kept until the run succeeds (a resume reads it again). */
+/** The run's frozen copy of the source rows it rescores: kept until its last chunk is done (a resume reads it again). */
 function frozenName(ledger: Ledger, runId: string): string {
   return `${ledger.schema}.only_new_rows_${BigInt(runId).toString()}`;
 }
