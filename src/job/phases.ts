@@ -54,6 +54,8 @@ export interface RunResult {
   timings: Record<string, number>;
   /** Runs whose history retention dropped. */
   droppedRuns: string[];
+  /** --only-new: the scores carried forward from `baseRunId` (absent on a full run). */
+  carried?: { rows: number; baseRunId: string };
 }
 
 export interface ExecuteDeps {
@@ -244,6 +246,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       psiBaselineRunId: statistics.drift.baseline_run_id,
       timings: deps.timings.toJSON(),
       droppedRuns: dropped,
+      ...(params.onlyNew ? { carried: { rows: carried, baseRunId: params.onlyNew.baseRunId } } : {}),
     };
   } catch (err) {
     const failure = await classify(err, deps, stage);

@@ -15,6 +15,8 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
     ? `${r.rowsScoredNow} customers now (${r.rowsScored} in all, ${r.rowsRejected} rejected)`
     : `${r.rowsScored} customers (${r.rowsRejected} rejected)`;
   const what = r.dryRun ? 'dry run (nothing published)' : `published to ${schema}.customer_scores`;
+  // --only-new: the customers it did not score are there too, carried forward.
+  const carried = r.carried ? `, ${r.carried.rows} scores carried forward from run ${r.carried.baseRunId}` : '';
   log.info(
     {
       run_id: r.runId,
@@ -34,8 +36,9 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
       psi_baseline_run_id: r.psiBaselineRunId,
       timings_ms: r.timings,
       dropped_runs: r.droppedRuns,
+      rows_carried: r.carried?.rows,
     },
     `run ${r.runId} succeeded: scored ${scored} in ${formatSeconds(r.durationMs)}, ` +
-      `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend; ${what}`,
+      `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend${carried}; ${what}`,
   );
 }

@@ -91,5 +91,9 @@ describe('a shared run with --reasons or --only-new', () => {
     const { rows } = await t.pool.query<{ kind: string; scored: number }>(`SELECT kind, rows_scored::int AS scored FROM scoring.score_runs WHERE run_id = $1`, [runId]);
     expect(rows[0]).toEqual({ kind: 'only_new', scored: 1000 });
     expect(await published(t)).toEqual(expected);
+    // The closing line says what was carried, in words and as a field.
+    const closing = shared.logs.find((l) => l.status === 'succeeded' && l.run_id === runId);
+    expect(closing).toMatchObject({ rows_carried: expected.n - 1000 });
+    expect(String(closing?.msg)).toMatch(new RegExp(`, ${expected.n - 1000} scores carried forward from run ${runIdOf(base)}; published to scoring\\.customer_scores$`));
   }, 60_000);
 });

@@ -70,6 +70,7 @@ describe('incremental runs (run --only-new)', () => {
 
     const inc = await runInProcess(t, { modelDir: model, chunkSize: 30, onlyNew: true });
     expect(inc.rowsScored).toBe(85);
+    expect(inc.carried).toEqual({ rows: 3000 - 40 - 25, baseRunId: base.runId });
     const ledger = await t.pool.query('SELECT kind, base_run_id::text, rows_carried::int FROM scoring.score_runs WHERE run_id = $1', [inc.runId]);
     expect(ledger.rows[0]).toEqual({ kind: 'only_new', base_run_id: base.runId, rows_carried: 3000 - 40 - 25 });
     const c = await t.pool.connect();
