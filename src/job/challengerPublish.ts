@@ -1,15 +1,12 @@
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
-import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { describeDb, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
 import type pg from 'pg';
-import { Ledger, type RunRow } from '../ledger/ledger.js';
+import type { Ledger, RunRow } from '../ledger/ledger.js';
 import { Publications } from '../ledger/publications.js';
-import { takeRunLock, type RunLock } from '../ledger/runLock.js';
 import { psiGateBreach, rejectGateBreach } from '../stats/runStats.js';
+import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 
@@ -31,36 +28,18 @@ export interface ChallengerPublishResult {
  */
 export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: { onPublishCommand?: string | undefined; force?: boolean }): Promise<ChallengerPublishResult> {
   if (!/^\d{1,18}$/.test(championRunId)) throw new UsageError(`run id "${championRunId}" is not a run number (see \`scorejob runs\`)`);
-  const { config } = ctx;
-  const pool = createPool(config.db, 2);
-  try {
-    await checkConnection(pool, config.db);
-    return await withClient(pool, async (client) => {
-      let lock: RunLock | undefined;
-      try {
-        await assertMigrated(client, config.schema);
-        const ledger = new Ledger(config.schema);
-        const before = await ledger.getRun(client, championRunId);
-        if (!before) throw new UsageError(`there is no run ${championRunId} (see \`scorejob runs\`)`);
-        const held = await takeRunLock(pool, { schema: config.schema, modelName: before.model_name, purpose: 'publish', log: ctx.log, where: describeDb(config.db), ledger });
-        lock = held;
-        // Read again under the lock: a run may have finished or published meanwhile.
-        const champion = (await ledger.getRun(client, championRunId)) as RunRow;
-        const challengerId = await checkChallengerPublishable(client, ledger, champion, opts.force === true);
-        const challenger = (await ledger.getRun(client, challengerId)) as RunRow;
-        const log = ctx.log.child({ run_id: challengerId, champion_run_id: championRunId });
-        await attachRunTable(client, ledger, challengerId, log);
-        const event = await publishRun(client, ledger, challengerId, challenger.stats ?? {}, log, (c) => held.fence(c), undefined, 'challenger');
-        await runOnPublishCommand(opts.onPublishCommand, event, log);
-        const dropped = await applyRetention(client, ledger, champion.model_name, champion.params.keepRuns ?? 12, log);
-        return { championRunId, runId: challengerId, modelName: champion.model_name, modelVersion: challenger.model_version, rowsScored: Number(challenger.rows_scored), droppedRuns: dropped };
-      } finally {
-        await lock?.release();
-      }
-    });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  return withModelLock(ctx, 'publish', modelOfRun(championRunId), async ({ client, ledger, lock }) => {
+    // Read again under the lock: a run may have finished or published meanwhile.
+    const champion = (await ledger.getRun(client, championRunId)) as RunRow;
+    const challengerId = await checkChallengerPublishable(client, ledger, champion, opts.force === true);
+    const challenger = (await ledger.getRun(client, challengerId)) as RunRow;
+    const log = ctx.log.child({ run_id: challengerId, champion_run_id: championRunId });
+    await attachRunTable(client, ledger, challengerId, log);
+    const event = await publishRun(client, ledger, challengerId, challenger.stats ?? {}, log, (c) => lock.fence(c), undefined, 'challenger');
+    await runOnPublishCommand(opts.onPublishCommand, event, log);
+    const dropped = await applyRetention(client, ledger, champion.model_name, champion.params.keepRuns ?? 12, log);
+    return { championRunId, runId: challengerId, modelName: champion.model_name, modelVersion: challenger.model_version, rowsScored: Number(challenger.rows_scored), droppedRuns: dropped };
+  });
 }
 
 /** Every reason the run's challenger cannot be published, each a usage error (exit 2) saying what to do; else the challenger's run id. */

@@ -1,13 +1,10 @@
 import { hostname, userInfo } from 'node:os';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { describeDb, type Config } from '../config.js';
-import { withClient } from '../db/sql.js';
-import { Ledger, type ForcedPublish, type Queryable, type RejectCount, type RunRow } from '../ledger/ledger.js';
-import { takeRunLock, type RunLock } from '../ledger/runLock.js';
+import type { Config } from '../config.js';
+import type { ForcedPublish, Ledger, Queryable, RejectCount, RunRow } from '../ledger/ledger.js';
 import { exportRunMetrics } from '../observe/metrics.js';
+import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
@@ -36,66 +33,48 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
   const started = performance.now();
-  // The command's connection and the lock's.
-  const pool = createPool(config.db, 2);
-  try {
-    await checkConnection(pool, config.db);
-    return await withClient(pool, async (client) => {
-      let lock: RunLock | undefined;
-      try {
-        await assertMigrated(client, config.schema);
-        const ledger = new Ledger(config.schema);
-        // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
-        const before = await ledger.getRun(client, runId);
-        if (!before) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-        const held = await takeRunLock(pool, { schema: config.schema, modelName: before.model_name, purpose: 'publish', log: ctx.log, where: describeDb(config.db), ledger });
-        lock = held;
-        const run = await ledger.getRun(client, runId);
-        await checkPublishable(client, ledger, runId, run, opts.force);
-        const r = run as RunRow;
-        const log = ctx.log.child({ run_id: runId });
-        const previousStats = r.stats ?? {};
-        const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
-        // A run stopped by a gate before its table was attached at plan time (schema version 1).
-        await attachRunTable(client, ledger, runId, log);
-        const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => held.fence(c), undefined, 'force');
-        // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
-        const challenger = await new ChallengerLedger(ledger).challengerOf(client, runId);
-        if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
-        await runOnPublishCommand(opts.onPublishCommand, event, log);
-        const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
-        const psi = previousStats.drift?.psi ?? null;
-        const missing = await ledger.rejectsByReason(client, runId);
-        log.warn(
-          { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
-          `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
-        );
-        await exportRunMetrics(
-          ctx.metricsFile,
-          {
-            model: r.model_name,
-            runId,
-            status: 'succeeded',
-            errorKind: null,
-            published: true,
-            dryRun: false,
-            forced: true,
-            durationMs: performance.now() - started,
-            rowsScored: Number(r.rows_scored),
-            rowsRejected: Number(r.rows_rejected),
-            psi,
-          },
-          () => ledger.lastSuccessAt(client, r.model_name),
-          log,
-        );
-        return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
-      } finally {
-        await lock?.release();
-      }
-    });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
+  return withModelLock(ctx, 'publish', modelOfRun(runId), async ({ client, ledger, lock }) => {
+    const run = await ledger.getRun(client, runId);
+    await checkPublishable(client, ledger, runId, run, opts.force);
+    const r = run as RunRow;
+    const log = ctx.log.child({ run_id: runId });
+    const previousStats = r.stats ?? {};
+    const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
+    // A run stopped by a gate before its table was attached at plan time (schema version 1).
+    await attachRunTable(client, ledger, runId, log);
+    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => lock.fence(c), undefined, 'force');
+    // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
+    const challenger = await new ChallengerLedger(ledger).challengerOf(client, runId);
+    if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
+    await runOnPublishCommand(opts.onPublishCommand, event, log);
+    const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
+    const psi = previousStats.drift?.psi ?? null;
+    const missing = await ledger.rejectsByReason(client, runId);
+    log.warn(
+      { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
+      `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
+    );
+    await exportRunMetrics(
+      ctx.metricsFile,
+      {
+        model: r.model_name,
+        runId,
+        status: 'succeeded',
+        errorKind: null,
+        published: true,
+        dryRun: false,
+        forced: true,
+        durationMs: performance.now() - started,
+        rowsScored: Number(r.rows_scored),
+        rowsRejected: Number(r.rows_rejected),
+        psi,
+      },
+      () => ledger.lastSuccessAt(client, r.model_name),
+      log,
+    );
+    return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
+  });
 }
 
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */

@@ -1,13 +1,10 @@
 import type { Config } from '../config.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { describeDb } from '../config.js';
 import { Ledger } from '../ledger/ledger.js';
 import { Publications, type PublishedEvent } from '../ledger/publications.js';
-import { takeRunLock, type RunLock } from '../ledger/runLock.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
+import { withModelLock } from './modelLock.js';
 import { publishedBy, withLockRetry } from './publish.js';
 
 export interface RollbackOptions {
@@ -31,19 +28,12 @@ export interface RollbackOptions {
 export async function rollback(ctx: { config: Config; log: Logger }, opts: RollbackOptions): Promise<PublishedEvent> {
   if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`run id "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
-  // The command's connection and the lock's.
-  const pool = createPool(config.db, 2);
-  try {
-    await checkConnection(pool, config.db);
-    const client = await pool.connect();
-    let lock: RunLock | undefined;
-    try {
-      await assertMigrated(client, config.schema);
-      const ledger = new Ledger(config.schema);
-      const publications = new Publications(ledger);
-      const modelName = await whichModel(client, ledger, publications, opts);
-      const held = await takeRunLock(pool, { schema: config.schema, modelName, purpose: 'rollback', log: ctx.log, where: describeDb(config.db), ledger });
-      lock = held;
+  const publications = new Publications(new Ledger(config.schema));
+  return withModelLock(
+    ctx,
+    'rollback',
+    (client, ledger) => whichModel(client, ledger, publications, opts),
+    async ({ client, lock, modelName }) => {
       // Under the lock: what is published now, and the target, read again.
       const current = await publications.currentRun(client, modelName);
       if (current === undefined) throw new UsageError(`model ${modelName} has no published run: there is nothing to roll back`);
@@ -56,7 +46,7 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
       // it was planned, and readers' plans have had its partition ever since.
       await withLockRetry(client, log, 'rolling back', async () => {
         event = await publications.movePointer(client, target, 'rollback', publishedBy(opts.reason));
-        await held.fence(client);
+        await lock.fence(client);
       });
       const done = event as PublishedEvent;
       log.warn(
@@ -65,13 +55,8 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
       );
       await runOnPublishCommand(opts.onPublishCommand, done, log);
       return done;
-    } finally {
-      await lock?.release();
-      client.release();
-    }
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+    },
+  );
 }
 
 /** The model to roll back: the named run's, else --model-name, else the schema's only published model. */
