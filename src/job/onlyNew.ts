@@ -66,15 +66,14 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: Onl
 }
 
 /**
- * Drops the run's view once the run has ended, however it ended (best effort: a resume creates it again),
- * and its frozen rows once it has succeeded.
+ * Drops the run's view once the run has ended, however it ended (best effort: a resume creates it again).
+ * Its frozen rows go when its last chunk is done (executeRun), or with its scores (retention).
  */
-export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger, succeededRunId?: string): Promise<void> {
+export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger): Promise<void> {
   await c.query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
-  if (succeededRunId !== undefined) await dropFrozenRows(c, ledger, succeededRunId).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the table ${frozenName(ledger, succeededRunId)}`));
 }
 
-/** Drops a run's frozen rows (and a view left on them): the run succeeded, or its scores are dropped. */
+/** Drops a run's frozen rows (and a view left on them): its chunks are done, or its scores are dropped. */
 export async function dropFrozenRows(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
   await c.query(`DROP TABLE IF EXISTS ${quoteQualified(frozenName(ledger, runId))} CASCADE`);
 }

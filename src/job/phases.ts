@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { combineSidecars, runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
 import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
-import { applyRetention, attachRunTable, duplicateKeyError, publishRun, registerModel } from './publish.js';
+import { applyRetention, attachRunTable, dropRunLeftovers, duplicateKeyError, publishRun, registerModel } from './publish.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import { explainSourceFailure } from './sourceCheck.js';
 import { SourceView } from './sourceView.js';
@@ -20,7 +20,7 @@ import { Publications } from '../ledger/publications.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
-import { dropReasonsTable, ensureReasonsTable } from './reasonsTables.js';
+import { ensureReasonsTable } from './reasonsTables.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { dropFrozenRows, freezeOnlyNew } from './onlyNew.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
@@ -212,8 +212,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     }
     if (params.dryRun) {
       await deps.client.query(`DROP TABLE IF EXISTS ${ledger.runTable(runId)}`);
-      await dropReasonsTable(deps.client, ledger, runId);
-      await new IncrementalLedger(ledger).dropLayer(deps.client, runId);
+      await dropRunLeftovers(deps.client, ledger, runId);
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;

@@ -193,7 +193,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
   const dropped: string[] = [];
   // A layered only_new run reads its carried scores from the run below it (sql/013_layers.sql): that run
   // stays while a run it does not drop lies on it; layers go first, newest first.
-  const layers = await new IncrementalLedger(ledger).layers(c);
+  const layers = doomed.length > 0 ? await new IncrementalLedger(ledger).layers(c) : [];
   for (const row of doomed.sort((a, b) => Number(b.run_id) - Number(a.run_id))) {
     const table = ledger.runTable(row.run_id);
     if (layers.some((l) => l.underRunId === row.run_id && !dropped.includes(l.runId))) {
@@ -204,9 +204,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
       await c.query(`SET lock_timeout = '10s'`);
       if (row.attached) await c.query(`ALTER TABLE ${quoteIdent(ledger.schema)}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
       await c.query(`DROP TABLE ${table}`);
-      await dropReasonsTable(c, ledger, row.run_id);
-      await new IncrementalLedger(ledger).dropLayer(c, row.run_id);
-      await dropFrozenRows(c, ledger, row.run_id);
+      await dropRunLeftovers(c, ledger, row.run_id);
       dropped.push(row.run_id);
     } catch (err) {
       log.warn({ dropped_run: row.run_id, err: (err as Error).message }, `could not drop the scores of run ${row.run_id} yet; the next run will try again`);
@@ -215,4 +213,11 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
     }
   }
   return dropped.sort((a, b) => Number(a) - Number(b));
+}
+
+/** What goes with a run's scores when they are dropped: its reasons table, its layer and stored histogram, an only-new run's frozen rows. */
+export async function dropRunLeftovers(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
+  await dropReasonsTable(c, ledger, runId);
+  await new IncrementalLedger(ledger).dropLayer(c, runId);
+  await dropFrozenRows(c, ledger, runId);
 }

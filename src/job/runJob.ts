@@ -109,7 +109,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challengerModel && params.challenger ? ` with challenger ${challengerModel.manifest.name} ${challengerModel.manifest.version} (run ${params.challenger.runId})` : ''}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
     const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId, histogram: opts.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, runId, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 
@@ -124,15 +124,11 @@ async function withModelFreedOnError<T>(model: LoadedModel, fn: () => Promise<T>
 }
 
 /** Runs fn, then drops an only-new run's view of its source, however fn ended (src/job/onlyNew.ts). */
-async function withOnlyNewView<T>(session: LockedSession, params: RunParams, runId: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-  let succeeded = false;
+async function withOnlyNewView<T>(session: LockedSession, params: RunParams, log: Logger, fn: () => Promise<T>): Promise<T> {
   try {
-    const result = await fn();
-    succeeded = true;
-    return result;
+    return await fn();
   } finally {
-    // A run that failed keeps its frozen rows: its resume scores exactly those.
-    if (params.onlyNew) await dropOnlyNewView(session.client, session.ledger, params.onlyNew, log, succeeded ? runId : undefined);
+    if (params.onlyNew) await dropOnlyNewView(session.client, session.ledger, params.onlyNew, log);
   }
 }
 
@@ -199,7 +195,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir, runId);
     const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId, histogram: params.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, runId, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 

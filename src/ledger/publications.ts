@@ -140,10 +140,9 @@ export class Publications {
    */
   async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined, cuts?: readonly number[]): Promise<void> {
     // With `cuts` (computed from the chunks' scores, src/stats/scoreCuts.ts: the same figures) the sort is skipped.
+    const sorted = cuts ? 'NULL' : `(SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score) FROM ${await this.scores(c, runId)})`;
     await c.query(
-      `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3,
-              score_cuts = COALESCE($4::float8[], (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score)
-                              FROM ${await this.scores(c, runId)}))
+      `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3, score_cuts = COALESCE($4::float8[], ${sorted})
         WHERE run_id = $1`,
       [runId, bands?.bounds ?? null, bands?.names ?? null, cuts ?? null],
     );

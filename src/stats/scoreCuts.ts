@@ -19,8 +19,7 @@ const u32 = new Uint32Array(f32.buffer);
 
 /** The histogram bin of a score's float32 bits; -0 counts as +0 (the database compares them equal). */
 function binOf(bits: number): number {
-  const b = bits === 0x80000000 ? 0 : bits;
-  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> lowBits;
+  return orderKey(bits === 0x80000000 ? 0 : bits) >>> lowBits;
 }
 
 /** A float32's bit pattern mapped so that unsigned order is numeric order (negatives flipped). */
