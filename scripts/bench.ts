@@ -21,8 +21,8 @@ import { resolveDb, describeDb } from '../src/config.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../src/dev/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPool } from '../src/db/pool.js';
-import { defaultSeed, seedCustomers } from '../src/dev/seed.js';
-import { customerColumns } from '../src/dev/synthetic.js';
+import { defaultSeed, seedComment, seedCustomers } from '../src/dev/seed.js';
+import { customerColumns, defaultNullFraction } from '../src/dev/synthetic.js';
 import { selectBackend } from '../src/model/backend.js';
 import type { Feature } from '../src/model/manifest.js';
 import { makeModel } from '../tests/helpers/makeModel.js';
@@ -30,7 +30,6 @@ import { makeModel } from '../tests/helpers/makeModel.js';
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
 /** Marks a source table the bench seeded, so it never drops a table it did not make. */
-const seedMark = (n: number) => `scorejob bench: ${n} synthetic customers, seed ${defaultSeed}`;
 
 interface Options {
   customers: number;
@@ -251,14 +250,14 @@ async function ensureCustomers(pool: pg.Pool, client: pg.PoolClient, customers: 
        FROM pg_class c WHERE c.oid = to_regclass('customers')`,
   );
   const existing = rows[0];
-  if (existing?.mark === seedMark(customers)) return;
+  if (existing?.mark === seedComment({ customers, seed: defaultSeed, nullFraction: defaultNullFraction })) return;
   const synthetic = customerColumns.map((c) => `${c.name} ${c.type}`).join(', ');
   if (existing && existing.columns !== synthetic) {
     throw new Error('table customers exists and is not the synthetic customers table: point DATABASE_URL at a database of its own (e.g. `createdb sj_bench`)');
   }
   say(`seeding ${customers} customers (seed ${defaultSeed}; not timed)`);
-  const seeded = await seedCustomers(pool, { customers, seed: defaultSeed });
-  await client.query(`COMMENT ON TABLE customers IS '${seedMark(customers)}'`);
+  // replace: only a table an earlier seed created; seed refuses anything else.
+  const seeded = await seedCustomers(pool, { customers, seed: defaultSeed, replace: true });
   say(`seeded in ${(seeded.ms / 1000).toFixed(1)} s`);
 }
 

@@ -49,9 +49,9 @@ try {
     await migrate(c, 'scoring');
     const n = await c.query<{ n: number }>(`SELECT CASE WHEN to_regclass('customers') IS NULL THEN 0 ELSE (SELECT count(*)::int FROM customers) END AS n`).catch(() => ({ rows: [{ n: 0 }] }));
     if (n.rows[0]?.n !== customers) {
-      await c.query('DROP TABLE IF EXISTS customers');
       process.stdout.write(`seeding ${customers} customers (not timed)\n`);
-      await seedCustomers(pool, { customers, seed: 42 });
+      // replace: only a table an earlier seed created; seed refuses anything else.
+      await seedCustomers(pool, { customers, seed: 42, replace: true });
     }
   } finally {
     c.release();

@@ -146,7 +146,7 @@ describe('small and special sources', () => {
   });
 
   it('NULLs with and without fill, unknown categories and NaN/Infinity go where the manifest says', async () => {
-    await seedCustomers(t.pool, { customers: 300, seed: 5, nullFraction: 0 });
+    await seedCustomers(t.pool, { customers: 300, seed: 5, nullFraction: 0, replace: true });
     const ids = (await t.pool.query<{ id: string }>('SELECT customer_id::text id FROM customers ORDER BY 1 LIMIT 6')).rows.map((r) => r.id);
     const [nullFilled, nullNoFill, unknownCat, nan, inf, nullCat] = ids as [string, string, string, string, string, string];
     await t.pool.query('UPDATE customers SET days_since_last_order = NULL WHERE customer_id = $1', [nullFilled]); // fill 730

@@ -72,9 +72,9 @@ describe('seedCustomers', () => {
   it('gives the same table for the same seed, another for another seed', async () => {
     await seedCustomers(t.pool, { customers: 5_000, seed: 77, table: 'again' });
     const first = await digest(t, 'again');
-    await seedCustomers(t.pool, { customers: 5_000, seed: 77, table: 'again' });
+    await seedCustomers(t.pool, { customers: 5_000, seed: 77, table: 'again', replace: true });
     expect(await digest(t, 'again')).toBe(first);
-    await seedCustomers(t.pool, { customers: 5_000, seed: 78, table: 'again' });
+    await seedCustomers(t.pool, { customers: 5_000, seed: 78, table: 'again', replace: true });
     expect(await digest(t, 'again')).not.toBe(first);
   });
 
@@ -99,5 +99,47 @@ describe('seedCustomers', () => {
     await expect(seedCustomers(t.pool, { customers: 10, nullFraction: 1.5 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--null-fraction') });
     await expect(seedCustomers(t.pool, { customers: 10, seed: -3 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--seed') });
     expect(await digest(t, 'customers')).toBe(before);
+  });
+
+  it('never drops or changes a table it did not create, even with replace: exit 2, one line, the table untouched', async () => {
+    await t.pool.query(`CREATE TABLE crm_customers (customer_id bigint PRIMARY KEY, name text, vip boolean)`);
+    await t.pool.query(`INSERT INTO crm_customers SELECT g, 'customer ' || g, g % 7 = 0 FROM generate_series(1, 1000) g`);
+    const before = await digest(t, 'crm_customers');
+    for (const replace of [false, true]) {
+      const err = await seedCustomers(t.pool, { customers: 100, table: 'crm_customers', replace }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ exitCode: 2 });
+      const message = (err as Error).message;
+      expect(message.split('\n')).toHaveLength(1);
+      expect(message).toMatch(/table crm_customers exists and was not created by scorejob seed/);
+      expect(message).not.toMatch(/--replace/);
+    }
+    expect(await digest(t, 'crm_customers')).toBe(before);
+    const { rows } = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM crm_customers');
+    expect(Number(rows[0]!.n)).toBe(1000);
+  });
+
+  it('a view of the same name is not its table either', async () => {
+    await t.pool.query(`CREATE VIEW crm_view AS SELECT 1::bigint AS customer_id`);
+    await expect(seedCustomers(t.pool, { customers: 10, table: 'crm_view', replace: true })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/crm_view exists and was not created by scorejob seed/),
+    });
+    const { rows } = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM crm_view');
+    expect(Number(rows[0]!.n)).toBe(1);
+  });
+
+  it('refuses to replace its own table unless told to (--replace), and replaces it when told', async () => {
+    await seedCustomers(t.pool, { customers: 300, seed: 5, table: 'own' });
+    const first = await digest(t, 'own');
+    await expect(seedCustomers(t.pool, { customers: 50, seed: 6, table: 'own' })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/^table own already holds customers seeded by scorejob seed \(300 rows\): pass --replace to replace them$/),
+    });
+    expect(await digest(t, 'own')).toBe(first);
+    // The advice, followed.
+    const r = await seedCustomers(t.pool, { customers: 50, seed: 6, table: 'own', replace: true });
+    expect(r.rows).toBe(50);
+    const { rows } = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM own');
+    expect(Number(rows[0]!.n)).toBe(50);
   });
 });
