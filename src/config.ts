@@ -14,7 +14,16 @@ export interface DbConfig {
   password: string | undefined;
   /** `require`, `verify-full`, ... or undefined for no TLS. */
   sslmode: string | undefined;
+  /** What chose it: DATABASE_URL, the libpq variables, or libpq's defaults asked for (`--libpq-defaults`). Undefined: built by code. */
+  origin?: DbOrigin;
+  /**
+   * Set when nothing named a database (and the defaults were not asked for): why the job will not
+   * connect. {@link createPool} refuses with it (exit 2), so a command that needs no database still runs.
+   */
+  refusal?: string;
 }
+
+export type DbOrigin = 'DATABASE_URL' | 'libpq variables' | 'libpq defaults';
 
 /** Options of every command. Built once by {@link resolveConfig}, then frozen. */
 export interface Config {
@@ -122,6 +131,8 @@ export interface GlobalFlags {
   schema?: string | undefined;
   logLevel?: string | undefined;
   pretty?: boolean | undefined;
+  /** `--libpq-defaults`: connect where libpq's defaults lead when no variable names a database; else SCOREJOB_LIBPQ_DEFAULTS. */
+  libpqDefaults?: boolean | undefined;
 }
 
 /** Builds the frozen Config from the global settings (defaults for those not given) and the connection's environment. */
@@ -129,7 +140,15 @@ export function resolveConfig(flags: GlobalFlags, env: Env = process.env, stdout
   const schema = parseSchema(flags.schema ?? defaults.schema, '--schema');
   const logLevel = parseLogLevel(flags.logLevel ?? defaults.logLevel, '--log-level');
   const pretty = flags.pretty ?? stdoutIsTty;
-  return Object.freeze({ db: Object.freeze(resolveDb(env)), schema, logLevel, pretty });
+  const libpqDefaults = flags.libpqDefaults === true || parseSwitch(env.SCOREJOB_LIBPQ_DEFAULTS, 'SCOREJOB_LIBPQ_DEFAULTS');
+  return Object.freeze({ db: Object.freeze(resolveDb(env, { libpqDefaults })), schema, logLevel, pretty });
+}
+
+/** An on/off variable: 1/true or 0/false (unset or blank: off). */
+function parseSwitch(value: string | undefined, name: string): boolean {
+  if (value === undefined || value === '' || value === '0' || value === 'false') return false;
+  if (value === '1' || value === 'true') return true;
+  throw new UsageError(`${name}: "${value}" is not 1 or 0`);
 }
 
 /** `--schema`: 1 to 63 characters (PostgreSQL's identifier limit). */
@@ -144,36 +163,60 @@ export function parseLogLevel(value: string, name: string): string {
   return value;
 }
 
-/** DATABASE_URL if set, else the libpq variables, else libpq's defaults. */
-export function resolveDb(env: Env): DbConfig {
-  const url = env.DATABASE_URL;
-  if (url !== undefined && url !== '') {
-    let parsed: ReturnType<typeof parseIntoClientConfig>;
-    try {
-      if (!/^postgres(ql)?:\/\//.test(url)) throw new Error('not a postgres:// URL');
-      parsed = parseIntoClientConfig(url);
-    } catch {
-      // The URL may hold a password: name the variable, never echo its value.
-      throw new UsageError('DATABASE_URL is not a valid postgres:// connection URL (value not shown: it may hold a password)');
-    }
-    const sslmode = /[?&]sslmode=([^&]+)/.exec(url)?.[1];
-    return {
-      host: parsed.host ?? env.PGHOST ?? 'localhost',
-      port: parsePort(String(parsed.port ?? env.PGPORT ?? 5432), 'DATABASE_URL port'),
-      user: parsed.user ?? env.PGUSER ?? osUser(),
-      database: parsed.database ?? env.PGDATABASE ?? parsed.user ?? osUser(),
-      password: parsed.password !== undefined && parsed.password !== '' ? String(parsed.password) : env.PGPASSWORD,
-      sslmode: sslmode ?? env.PGSSLMODE,
-    };
-  }
-  const user = env.PGUSER ?? osUser();
-  return {
-    host: env.PGHOST ?? 'localhost',
-    port: parsePort(env.PGPORT ?? '5432', 'PGPORT'),
+/** The variables that name a database; with none of them set, the job connects nowhere unless told to. */
+const namingVariables = ['DATABASE_URL', 'PGHOST', 'PGDATABASE'] as const;
+
+/**
+ * DATABASE_URL if set, else the libpq variables. With none of {@link namingVariables} set, libpq's
+ * defaults (localhost, the OS user's database) would reach whatever is there, someone else's database
+ * perhaps: the result then carries a `refusal` unless `libpqDefaults` says they are meant. Blank
+ * variables (a misspelt or half-loaded env file) count as unset.
+ */
+export function resolveDb(env: Env, opts: { libpqDefaults?: boolean } = {}): DbConfig {
+  const given = (name: string): string | undefined => (env[name] === '' ? undefined : env[name]);
+  const url = given('DATABASE_URL');
+  if (url !== undefined) return { ...fromUrl(url, given), origin: 'DATABASE_URL' };
+  const user = given('PGUSER') ?? osUser();
+  const db: DbConfig = {
+    host: given('PGHOST') ?? 'localhost',
+    port: parsePort(given('PGPORT') ?? '5432', 'PGPORT'),
     user,
-    database: env.PGDATABASE ?? user,
-    password: env.PGPASSWORD,
-    sslmode: env.PGSSLMODE,
+    database: given('PGDATABASE') ?? user,
+    password: given('PGPASSWORD'),
+    sslmode: given('PGSSLMODE'),
+  };
+  if (namingVariables.some((name) => given(name) !== undefined)) return { ...db, origin: 'libpq variables' };
+  const service = given('PGSERVICE');
+  if (service !== undefined) {
+    return { ...db, refusal: `PGSERVICE=${service} is set, but scorejob does not read pg_service.conf: set DATABASE_URL=postgres://user@host:port/database (or PGHOST and PGDATABASE) to that service's connection` };
+  }
+  if (opts.libpqDefaults) return { ...db, origin: 'libpq defaults' };
+  return {
+    ...db,
+    refusal:
+      `no database configured (none of ${namingVariables.join(', ')} is set; libpq's defaults would reach ${describeDb(db)}): ` +
+      `set DATABASE_URL=postgres://user@host:port/database (for cron: in the SCOREJOB_ENV file), or PGHOST and PGDATABASE; ` +
+      `if the defaults are meant, pass --libpq-defaults (or set SCOREJOB_LIBPQ_DEFAULTS=1)`,
+  };
+}
+
+function fromUrl(url: string, given: (name: string) => string | undefined): DbConfig {
+  let parsed: ReturnType<typeof parseIntoClientConfig>;
+  try {
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error('not a postgres:// URL');
+    parsed = parseIntoClientConfig(url);
+  } catch {
+    // The URL may hold a password: name the variable, never echo its value.
+    throw new UsageError('DATABASE_URL is not a valid postgres:// connection URL (value not shown: it may hold a password)');
+  }
+  const sslmode = /[?&]sslmode=([^&]+)/.exec(url)?.[1];
+  return {
+    host: parsed.host ?? given('PGHOST') ?? 'localhost',
+    port: parsePort(String(parsed.port ?? given('PGPORT') ?? 5432), 'DATABASE_URL port'),
+    user: parsed.user ?? given('PGUSER') ?? osUser(),
+    database: parsed.database ?? given('PGDATABASE') ?? parsed.user ?? osUser(),
+    password: parsed.password !== undefined && parsed.password !== '' ? String(parsed.password) : given('PGPASSWORD'),
+    sslmode: sslmode ?? given('PGSSLMODE'),
   };
 }
 
@@ -190,7 +233,7 @@ function osUser(): string {
 }
 
 /** `user@host:port/database`: how the target is named in logs and errors (no password, ever). */
-export function describeDb(db: DbConfig): string {
+export function describeDb(db: Pick<DbConfig, 'user' | 'host' | 'port' | 'database'>): string {
   return `${db.user}@${db.host}:${db.port}/${db.database}`;
 }
 

@@ -31,6 +31,7 @@ function globalConfig(cmd: Command, quiet: boolean): Config {
     schema: schemaName,
     logLevel: level,
     pretty: program.opts<{ pretty?: boolean }>().pretty,
+    libpqDefaults: program.opts<{ libpqDefaults?: boolean }>().libpqDefaults,
   });
 }
 

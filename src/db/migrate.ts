@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type pg from 'pg';
+import { describeDb } from '../config.js';
 import { MigrationError, UsageError } from '../errors.js';
 import { quoteIdent, withTransaction } from './sql.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
@@ -113,11 +114,19 @@ function checkApplied(applied: Map<number, { name: string; checksum: string }>, 
   }
 }
 
+/** `user@host:port/db` of the database a client is connected to (pg keeps the parameters it connected with on the client). */
+function databaseOf(client: pg.ClientBase): string {
+  const c = client as unknown as { user?: string; host?: string; port?: number; database?: string };
+  return describeDb({ user: c.user ?? '?', host: c.host ?? '?', port: c.port ?? 0, database: c.database ?? '?' });
+}
+
 /**
  * Refuses to work on a database that `scorejob migrate` has not brought to this version (exit 2),
- * or that a newer scorejob has migrated past it.
+ * or that a newer scorejob has migrated past it. Each refusal names the database: advice to migrate
+ * must not send anyone to migrate a database the job reached by mistake.
  */
 export async function assertMigrated(client: pg.ClientBase, schema: string): Promise<void> {
+  const where = databaseOf(client);
   const files = await readMigrations();
   const latest = files.at(-1)?.version ?? 0;
   let current: number;
@@ -129,22 +138,22 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) {
-      throw new UsageError(`the database is not migrated for scorejob (schema "${schema}" is missing): run \`scorejob migrate\``);
+      throw new UsageError(`database ${where} is not migrated for scorejob (schema "${schema}" is missing): if this is the right database, run \`scorejob migrate\``);
     }
     if (state === SqlState.insufficientPrivilege) {
-      throw new UsageError(`this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`, { cause: err });
+      throw new UsageError(`database ${where}: this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`, { cause: err });
     }
     throw err;
   }
   // A migration added below the latest applied one (two branches released together) is missing too.
   const missing = files.filter((f) => f.version < current && !applied.has(f.version));
   if (missing.length > 0) {
-    throw new UsageError(`schema "${schema}" lacks migration ${missing.map((f) => f.name).join(', ')}: run \`scorejob migrate\``);
+    throw new UsageError(`database ${where}: schema "${schema}" lacks migration ${missing.map((f) => f.name).join(', ')}: run \`scorejob migrate\``);
   }
   if (current < latest) {
-    throw new UsageError(`schema "${schema}" is at version ${current}, this scorejob needs ${latest}: run \`scorejob migrate\``);
+    throw new UsageError(`database ${where}: schema "${schema}" is at version ${current}, this scorejob needs ${latest}: run \`scorejob migrate\``);
   }
   if (current > latest) {
-    throw new UsageError(`schema "${schema}" is at version ${current}, newer than this scorejob (${latest}); upgrade scorejob instead of downgrading the schema`);
+    throw new UsageError(`database ${where}: schema "${schema}" is at version ${current}, newer than this scorejob (${latest}); upgrade scorejob instead of downgrading the schema`);
   }
 }

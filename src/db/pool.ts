@@ -1,14 +1,18 @@
 import pg from 'pg';
 import { describeDb, type DbConfig } from '../config.js';
-import { ScorejobError, ExitCode } from '../errors.js';
+import { ScorejobError, ExitCode, UsageError } from '../errors.js';
 import { describeDbError } from './describeError.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-/** A pool for one command. COPY always runs on a client of its own taken from it. */
+/**
+ * A pool for one command. COPY always runs on a client of its own taken from it. The one way to a
+ * connection: a target nobody configured (`db.refusal`) is refused here (exit 2), before any connection.
+ */
 export function createPool(db: DbConfig, max = 6): pg.Pool {
+  if (db.refusal !== undefined) throw new UsageError(db.refusal);
   const pool = new pg.Pool({
     host: db.host,
     port: db.port,

@@ -70,7 +70,8 @@ async function addWorkerTimings(loop: Omit<ChunkLoopDeps, 'recordFailure'>): Pro
 function spawnWorkers(n: number, runId: string, run: { config: Config; params: RunParams; modelDir: string }): ChildProcess[] {
   const children: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
-    const args = [bin, '--schema', run.config.schema, '--log-level', run.config.logLevel, '--no-pretty', 'work', '--run', runId, '--model', run.modelDir, '--backend', run.params.backendChoice, '--wait', '30'];
+    const defaults = run.config.db.origin === 'libpq defaults' ? ['--libpq-defaults'] : [];
+    const args = [bin, '--schema', run.config.schema, '--log-level', run.config.logLevel, '--no-pretty', ...defaults, 'work', '--run', runId, '--model', run.modelDir, '--backend', run.params.backendChoice, '--wait', '30'];
     // The environment carries the connection (DATABASE_URL / PG*), as for the coordinator; the logs share its stdout.
     children.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }));
   }

@@ -38,6 +38,7 @@ export function childArgs(config: Config, spec: CronSpec, tick: Date, runArgs: r
     '--log-level',
     config.logLevel,
     config.pretty ? '--pretty' : '--no-pretty',
+    ...(config.db.origin === 'libpq defaults' ? ['--libpq-defaults'] : []),
     'run',
     '--trigger',
     'schedule',
