@@ -3,13 +3,15 @@ import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedCustomers } from '../../src/dev/seed.js';
 import { repoRoot } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 /**
  * The README's "On your own database" block, run as written by a newcomer: `scorejob` on PATH (what
- * `npm link` does: a `scorejob` that is this repo's bin/scorejob), a shell in some other folder, an
- * empty database. Only the DATABASE_URL's value is the test's.
+ * `npm link` does: a `scorejob` that is this repo's bin/scorejob), a shell in some other folder, a
+ * database with the newcomer's own customers table (not made by seed) and nothing else. Only the
+ * DATABASE_URL's value is the test's.
  */
 async function readmeBlock(): Promise<string[]> {
   const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
@@ -24,6 +26,9 @@ describe('README quick start, on your own database', () => {
   let dir: string;
   beforeAll(async () => {
     t = await createTestDatabase({ migrated: false });
+    // The newcomer's table: the model's columns, but not seed's (no mark), so nothing may replace it.
+    await seedCustomers(t.pool, { customers: 3000, seed: 7 });
+    await t.pool.query('COMMENT ON TABLE customers IS NULL');
     dir = await mkdtemp(join(tmpdir(), 'sj-readme-'));
     await symlink(join(repoRoot, 'bin/scorejob'), join(dir, 'scorejob'));
   });
@@ -32,8 +37,12 @@ describe('README quick start, on your own database', () => {
     await t?.drop();
   });
 
-  it('every command of the block exits 0, and the last one lists a succeeded run', async () => {
+  const digest = async () => (await t.pool.query<{ md5: string }>(`SELECT md5(string_agg(c::text, '|' ORDER BY c.customer_id)) AS md5 FROM customers c`)).rows[0]!.md5;
+
+  it('every command of the block exits 0, the last one lists a succeeded run, and the source table is as it was', async () => {
+    const before = await digest();
     const lines = await readmeBlock();
+    expect(lines.filter((l) => /^scorejob seed\b/.test(l)), 'the block never seeds over a database of your own').toEqual([]);
     expect(lines[0]).toMatch(/^export DATABASE_URL=/);
     expect(lines.slice(1).every((l) => l.startsWith('scorejob ')), lines.join('\n')).toBe(true);
     const script = ['set -e', `export DATABASE_URL='${t.url}'`, ...lines.slice(1).map((l) => `echo "+ ${l.replace(/\s+#.*$/, '')}" >&2; ${l}`)].join('\n');
@@ -54,5 +63,6 @@ describe('README quick start, on your own database', () => {
       { status: 'succeeded', dry_run: false },
     ]);
     expect(stdout).toMatch(/succeeded/);
+    expect(await digest()).toBe(before);
   }, 180_000);
 });
