@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { describeDb } from '../config.js';
 import { migrate } from '../db/migrate.js';
 import { action, withPool } from './action.js';
 
@@ -15,7 +16,8 @@ export function registerMigrate(program: Command): void {
             const steps = await migrate(client, ctx.config.schema);
             for (const step of steps) ctx.log.info({ migration: step.name, outcome: step.outcome }, `migration ${step.name}: ${step.outcome}`);
             const applied = steps.filter((s) => s.outcome === 'applied').length;
-            ctx.log.info({ schema: ctx.config.schema, applied }, applied === 0 ? `schema "${ctx.config.schema}" is up to date` : `applied ${applied} migration(s) to schema "${ctx.config.schema}"`);
+            const where = `schema "${ctx.config.schema}" of database ${describeDb(ctx.config.db)}`;
+            ctx.log.info({ schema: ctx.config.schema, database: describeDb(ctx.config.db), applied }, applied === 0 ? `${where} is up to date` : `applied ${applied} migration(s) to ${where}`);
           } finally {
             client.release();
           }

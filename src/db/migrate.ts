@@ -61,7 +61,7 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
         await client.query(`CREATE SCHEMA ${ident}`);
       } catch (err) {
         if (sqlStateOf(err) === SqlState.insufficientPrivilege) {
-          throw new UsageError(`cannot create schema "${schema}": this role may not create schemas in the database; have an administrator run sql/roles.sql (it creates the schema owned by the job's role)`, { cause: err });
+          throw new UsageError(`cannot create schema "${schema}": this role may not create schemas in database ${databaseOf(client)}; have an administrator run sql/roles.sql (it creates the schema owned by the job's role)`, { cause: err });
         }
         throw err;
       }
@@ -71,7 +71,7 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
          version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
     );
     const applied = await appliedMigrations(client, ident);
-    checkApplied(applied, files, schema);
+    checkApplied(applied, files, `schema "${schema}" of database ${databaseOf(client)}`);
     const steps: MigrationStep[] = [];
     for (const file of files) {
       if (applied.has(file.version)) {
@@ -99,17 +99,18 @@ async function appliedMigrations(client: pg.ClientBase, ident: string): Promise<
   return new Map(rows.map((r) => [r.version, { name: r.name, checksum: r.checksum }]));
 }
 
-function checkApplied(applied: Map<number, { name: string; checksum: string }>, files: MigrationFile[], schema: string): void {
+/** `where`: the schema and its database, as the messages name them. */
+function checkApplied(applied: Map<number, { name: string; checksum: string }>, files: MigrationFile[], where: string): void {
   const known = new Map(files.map((f) => [f.version, f]));
   for (const [version, row] of applied) {
     const file = known.get(version);
     if (!file) {
       throw new UsageError(
-        `schema "${schema}" was migrated by a newer scorejob (it has migration ${row.name}, unknown to this version); upgrade scorejob instead of downgrading the schema`,
+        `${where} was migrated by a newer scorejob (it has migration ${row.name}, unknown to this version); upgrade scorejob instead of downgrading the schema`,
       );
     }
     if (file.checksum !== row.checksum) {
-      throw new UsageError(`sql/${file.name} was edited after it was applied to schema "${schema}" (checksum differs); restore the file and add a new migration instead`);
+      throw new UsageError(`sql/${file.name} was edited after it was applied to ${where} (checksum differs); restore the file and add a new migration instead`);
     }
   }
 }
