@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import { describeDb } from '../config.js';
 import { MigrationError, UsageError } from '../errors.js';
+import { databaseOf } from './pool.js';
 import { quoteIdent, withTransaction } from './sql.js';
 import { SqlState, sqlStateOf } from './sqlstate.js';
 
@@ -113,12 +113,6 @@ function checkApplied(applied: Map<number, { name: string; checksum: string }>, 
       throw new UsageError(`sql/${file.name} was edited after it was applied to ${where} (checksum differs); restore the file and add a new migration instead`);
     }
   }
-}
-
-/** `user@host:port/db` of the database a client is connected to (pg keeps the parameters it connected with on the client). */
-function databaseOf(client: pg.ClientBase): string {
-  const c = client as unknown as { user?: string; host?: string; port?: number; database?: string };
-  return describeDb({ user: c.user ?? '?', host: c.host ?? '?', port: c.port ?? 0, database: c.database ?? '?' });
 }
 
 /**

@@ -55,6 +55,12 @@ export async function checkConnection(pool: pg.Pool, db: DbConfig): Promise<void
   client.release();
 }
 
+/** `user@host:port/db` of the database a client is connected to (pg keeps the parameters it connected with on the client). */
+export function databaseOf(client: pg.ClientBase): string {
+  const c = client as unknown as { user?: string; host?: string; port?: number; database?: string };
+  return describeDb({ user: c.user ?? '?', host: c.host ?? '?', port: c.port ?? 0, database: c.database ?? '?' });
+}
+
 /**
  * A connection for one of a run's long-lived roles (ledger, lock, reader, writer), named for
  * pg_stat_activity. A role's `idle_session_timeout` is switched off for it: these sessions wait idle

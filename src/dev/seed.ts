@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Pool, PoolClient } from '../db/pool.js';
+import { databaseOf, type Pool, type PoolClient } from '../db/pool.js';
 import { defaults } from '../config.js';
 import { quoteIdent, quoteQualified, withClient, withTransaction } from '../db/sql.js';
 import { UsageError } from '../errors.js';
@@ -81,7 +81,7 @@ const relationKinds: Record<string, string> = { r: 'table', p: 'table', v: 'view
 /**
  * Whether `table` exists and may be dropped: only a table an earlier seed created (its comment carries
  * the mark), and only when told to replace it. Anything else there is refused (exit 2), untouched.
- * Locks the table first, so that a seed running at the same time waits for this one's outcome.
+ * The table is locked before the drop, so that a seed running at the same time waits for this one's outcome.
  */
 async function checkExisting(client: PoolClient, table: string, replace: boolean): Promise<boolean> {
   const { rows } = await client.query<{ kind: string; mark: string | null }>(
@@ -93,12 +93,12 @@ async function checkExisting(client: PoolClient, table: string, replace: boolean
   const kind = relationKinds[found.kind] ?? 'relation';
   if (kind !== 'table' || !seededMark.test(found.mark ?? '')) {
     throw new UsageError(
-      `${kind} ${table} exists and was not created by scorejob seed: seed never replaces or changes it; seed a synthetic table beside it with --table NAME (a new name), or point the job at a database of its own`,
+      `${kind} ${table} in database ${databaseOf(client)} was not created by scorejob seed: seed never replaces or changes it; seed a synthetic table beside it with --table NAME (a new name), or point the job at a database of its own`,
     );
   }
   if (!replace) {
     const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteQualified(table)}`);
-    throw new UsageError(`table ${table} already holds customers seeded by scorejob seed (${count.rows[0]?.n ?? '?'} rows): pass --replace to replace them`);
+    throw new UsageError(`table ${table} in database ${databaseOf(client)} already holds customers seeded by scorejob seed (${count.rows[0]?.n ?? '?'} rows): pass --replace to replace them`);
   }
   await client.query(`LOCK TABLE ${quoteQualified(table)} IN ACCESS EXCLUSIVE MODE`);
   return true;

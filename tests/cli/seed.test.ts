@@ -22,7 +22,7 @@ describe('scorejob seed never replaces a table it did not create', () => {
       expect(r.code, r.stderr).toBe(2);
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(/^scorejob: table customers exists and was not created by scorejob seed: .* --table /);
+      expect(lines[0]).toMatch(/^scorejob: table customers in database \S+\/sj_test_\w+ was not created by scorejob seed: .* --table /);
     }
     expect(await digest(t, 'customers')).toEqual(before);
     expect(before.n).toBe('1000');
@@ -36,7 +36,7 @@ describe('scorejob seed never replaces a table it did not create', () => {
     const again = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers'], t.env);
     expect(again.code).toBe(2);
     expect(again.stderr.trim().split('\n')).toHaveLength(1);
-    expect(again.stderr).toMatch(/table synthetic_customers already holds customers seeded by scorejob seed \(200 rows\): pass --replace to replace them/);
+    expect(again.stderr).toMatch(/table synthetic_customers in database \S+ already holds customers seeded by scorejob seed \(200 rows\): pass --replace to replace them/);
     expect(await digest(t, 'synthetic_customers')).toEqual(seeded);
     // The advice, followed as written.
     const replaced = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers', '--replace'], t.env);

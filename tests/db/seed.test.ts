@@ -110,7 +110,7 @@ describe('seedCustomers', () => {
       expect(err).toMatchObject({ exitCode: 2 });
       const message = (err as Error).message;
       expect(message.split('\n')).toHaveLength(1);
-      expect(message).toMatch(/table crm_customers exists and was not created by scorejob seed/);
+      expect(message).toMatch(/^table crm_customers in database \S+@\S+:\d+\/sj_test_\w+ was not created by scorejob seed/);
       expect(message).not.toMatch(/--replace/);
     }
     expect(await digest(t, 'crm_customers')).toBe(before);
@@ -122,7 +122,7 @@ describe('seedCustomers', () => {
     await t.pool.query(`CREATE VIEW crm_view AS SELECT 1::bigint AS customer_id`);
     await expect(seedCustomers(t.pool, { customers: 10, table: 'crm_view', replace: true })).rejects.toMatchObject({
       exitCode: 2,
-      message: expect.stringMatching(/crm_view exists and was not created by scorejob seed/),
+      message: expect.stringMatching(/^view crm_view in database \S+ was not created by scorejob seed/),
     });
     const { rows } = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM crm_view');
     expect(Number(rows[0]!.n)).toBe(1);
@@ -133,7 +133,7 @@ describe('seedCustomers', () => {
     const first = await digest(t, 'own');
     await expect(seedCustomers(t.pool, { customers: 50, seed: 6, table: 'own' })).rejects.toMatchObject({
       exitCode: 2,
-      message: expect.stringMatching(/^table own already holds customers seeded by scorejob seed \(300 rows\): pass --replace to replace them$/),
+      message: expect.stringMatching(/^table own in database \S+ already holds customers seeded by scorejob seed \(300 rows\): pass --replace to replace them$/),
     });
     expect(await digest(t, 'own')).toBe(first);
     // The advice, followed.
