@@ -27,10 +27,10 @@ describe('model retire', () => {
   const ctx = () => ({ config: testConfig(t), log: silentLog });
 
   /** Rows of each reader view per model. */
-  const viewRows = async (model: string): Promise<Record<string, number>> => {
-    const views = ['customer_scores', 'customer_score_changes', 'customer_score_reasons', 'customer_score_rejects'];
+  const views = ['customer_scores', 'customer_score_changes', 'customer_score_reasons', 'customer_score_rejects'] as const;
+  const viewRows = async (model: string): Promise<Record<(typeof views)[number], number>> => {
     const counts = await Promise.all(views.map(async (v) => (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.${v} WHERE model_name = $1`, [model])).rows[0]?.n ?? -1));
-    return Object.fromEntries(views.map((v, i) => [v, counts[i] as number]));
+    return Object.fromEntries(views.map((v, i) => [v, counts[i] as number])) as Record<(typeof views)[number], number>;
   };
   const historyRuns = async (model: string): Promise<string[]> =>
     (await t.pool.query<{ r: string }>('SELECT DISTINCT run_id::text r FROM scoring.customer_score_history WHERE model_name = $1 ORDER BY 1', [model])).rows.map((r) => r.r);
