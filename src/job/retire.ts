@@ -5,6 +5,7 @@ import type { Ledger } from '../ledger/ledger.js';
 import { Publications, type RetiredEvent } from '../ledger/publications.js';
 import type { Logger } from '../log.js';
 import { withModelLock } from './modelLock.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
 import { publishedBy, withLockRetry } from './publish.js';
 
 export interface RetireOptions {
@@ -14,6 +15,8 @@ export interface RetireOptions {
   confirm?: string | undefined;
   /** Recorded on the publication (published_runs.reason). */
   reason?: string | undefined;
+  /** Run after the commit (see onPublishCommand.ts). */
+  onPublishCommand?: string | undefined;
 }
 
 export interface Retired {
@@ -53,6 +56,7 @@ export async function retireModel(ctx: { config: Config; log: Logger }, opts: Re
         `retired model ${modelName} on ${describeDb(config.db)}: its ${rows} rows (run ${done.previous_run_id}) left ${config.schema}.customer_scores and the reader views; ` +
           `customer_score_history keeps its kept runs. The model's next \`scorejob run\` publishes it again; \`${command(config, ['rollback', '--model-name', modelName])}\` puts run ${done.previous_run_id} back`,
       );
+      await runOnPublishCommand(opts.onPublishCommand, done, log);
       return { event: done, rows };
     },
   );

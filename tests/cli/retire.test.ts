@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
@@ -50,9 +52,13 @@ describe('scorejob model retire', () => {
     const advice = /; to do it: (.+)$/.exec(lines[0] as string)?.[1] as string;
     expect(advice).toBe(`scorejob --schema ${schema} model retire 'churn "v2" it'\\''s' --confirm 'churn "v2" it'\\''s'`);
 
-    const done = await inShell(advice, t.env);
+    // A host's hook (SCOREJOB_ON_PUBLISH_COMMAND) hears of the retire, after its commit.
+    const heard = join(await mkdtemp(join(tmpdir(), 'sj-retire-')), 'hook.txt');
+    const hook = `echo "$SCOREJOB_PUBLISH_KIND [$SCOREJOB_RUN_ID] $SCOREJOB_PREVIOUS_RUN_ID $SCOREJOB_MODEL_NAME" > ${heard}`;
+    const done = await inShell(advice, { ...t.env, SCOREJOB_ON_PUBLISH_COMMAND: hook });
     expect(done.stderr).toBe('');
     expect(done.code).toBe(0);
+    expect(await readFile(heard, 'utf8')).toBe(`retire [] ${runId} ${name}\n`);
     const line = done.logs.find((l) => l.retire === true);
     expect(line).toMatchObject({ level: 40, model: name, run_id: runId, rows: 200 });
     expect(String(line?.msg)).toMatch(/The model's next `scorejob run` publishes it again; `scorejob --schema scores_alt rollback --model-name 'churn "v2" it'\\''s'` puts run \d+ back$/);
