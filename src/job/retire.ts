@@ -42,19 +42,19 @@ export async function retireModel(ctx: { config: Config; log: Logger }, opts: Re
     async ({ client, ledger, lock, modelName }) => {
       const publications = new Publications(ledger);
       const log = ctx.log.child({ model: modelName });
-      // Under the lock, again: a run may have published, or another retire retired, since the check.
-      if ((await publications.currentRun(client, modelName)) === undefined) throw await nothingToRetire(client, publications, config, modelName);
       const rows = await publications.publishedRows(client, modelName);
       let event: RetiredEvent | undefined;
       await withLockRetry(client, log, 'retiring', async () => {
         event = await publications.retire(client, modelName, publishedBy(opts.reason));
         await lock.fence(client);
       });
-      const done = event as RetiredEvent;
+      // No pointer left to delete: another retire got there between the check and the lock.
+      if (event === undefined) throw await nothingToRetire(client, publications, config, modelName);
+      const done: RetiredEvent = event;
       log.warn(
         { retire: true, run_id: done.previous_run_id, rows, by: publishedBy().osUser, reason: opts.reason ?? null },
         `retired model ${modelName} on ${describeDb(config.db)}: its ${rows} rows (run ${done.previous_run_id}) left ${config.schema}.customer_scores and the reader views; ` +
-          `customer_score_history keeps its kept runs. The model's next \`scorejob run\` publishes it again; \`${command(config, ['rollback', '--model-name', modelName])}\` puts run ${done.previous_run_id} back`,
+          `customer_score_history keeps its kept runs. The model's next \`scorejob run\` (cron, schedule) publishes it again; \`${command(config, ['rollback', '--model-name', modelName])}\` puts run ${done.previous_run_id} back`,
       );
       await runOnPublishCommand(opts.onPublishCommand, done, log);
       return { event: done, rows };

@@ -49,7 +49,7 @@ export interface LastPublication {
   by: string;
 }
 
-/** The channel a listener LISTENs on; one notification per publish and per rollback. */
+/** The channel a listener LISTENs on; one notification per publish, rollback and retire. */
 export const publishedChannel = 'scorejob_published';
 
 /** A run as a rollback target: what the refusals need to know. */

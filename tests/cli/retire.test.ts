@@ -61,7 +61,7 @@ describe('scorejob model retire', () => {
     expect(await readFile(heard, 'utf8')).toBe(`retire [] ${runId} ${name}\n`);
     const line = done.logs.find((l) => l.retire === true);
     expect(line).toMatchObject({ level: 40, model: name, run_id: runId, rows: 200 });
-    expect(String(line?.msg)).toMatch(/The model's next `scorejob run` publishes it again; `scorejob --schema scores_alt rollback --model-name 'churn "v2" it'\\''s'` puts run \d+ back$/);
+    expect(String(line?.msg)).toMatch(/The model's next `scorejob run` \(cron, schedule\) publishes it again; `scorejob --schema scores_alt rollback --model-name 'churn "v2" it'\\''s'` puts run \d+ back$/);
     expect(await rowsOf(name)).toBe(0);
     expect(await rowsOf('customer-value')).toBe(200);
   });
