@@ -141,6 +141,14 @@ describe('model retire', () => {
     expect(await publicationCount()).toBe(4);
   });
 
+  it('--only-new has nothing to carry forward from a retired model: exit 2, saying a full run comes first', async () => {
+    const runsBefore = (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs')).rows[0]?.n;
+    const onlyNew = runInProcess(t, { modelDir: strict, chunkSize: 100, maxRejectRatio: 1, onlyNew: true });
+    await expect(onlyNew).rejects.toBeInstanceOf(UsageError);
+    await expect(onlyNew).rejects.toThrow(/^--only-new needs a published run of model customer-value to carry forward; run a full `scorejob run` first$/);
+    expect((await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs')).rows[0]?.n).toBe(runsBefore);
+  });
+
   it('rollback --model-name of a retired model puts the retired run back (and only that model)', async () => {
     const event = await rollback(ctx(), { modelName: 'customer-value', reason: 'retired by mistake' });
     expect(event).toMatchObject({ run_id: value[1], previous_run_id: null, kind: 'rollback' });
