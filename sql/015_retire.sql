@@ -39,6 +39,5 @@ COMMENT ON VIEW :SCHEMA.published_runs IS 'Every publication (publish, publish -
 COMMENT ON COLUMN :SCHEMA.published_runs.run_id IS 'The run made current by this publication; for a retire, the run taken out of customer_scores.';
 COMMENT ON COLUMN :SCHEMA.published_runs.previous_run_id IS 'The run readers saw before this publication; NULL for the model''s first, and for its first after a retire.';
 COMMENT ON COLUMN :SCHEMA.published_runs.kind IS 'publish (a run), force (scorejob publish --force over a gate), rollback (scorejob rollback), challenger (scorejob publish <run> --challenger: the run''s challenger) or retire (scorejob model retire: the model''s rows left customer_scores).';
-COMMENT ON COLUMN :SCHEMA.published_runs.reason IS 'scorejob rollback --reason, scorejob model retire --reason.';
 COMMENT ON COLUMN :SCHEMA.published_runs.is_current IS 'The model''s latest publication, unless it is a retire: the run customer_scores shows.';
 COMMENT ON TABLE :SCHEMA.published_run IS 'The pointer readers follow: one row per published model (none for a retired one). Prefer published_runs (it says when, which version, and what was before).';
