@@ -5,9 +5,10 @@ import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
 import { action, withPool } from './action.js';
 import { addModelInitCommand } from './modelInit.js';
+import { addModelRetireCommand } from './modelRetire.js';
 import { model as modelSetting } from './options.js';
 
-/** `scorejob model inspect [dir]`: what a model needs, and whether the source has it; `model init` (modelInit.ts). */
+/** `scorejob model inspect [dir]`: what a model needs, and whether the source has it; `model init` (modelInit.ts), `model retire` (modelRetire.ts). */
 export function registerModel(program: Command): void {
   const model = program.command('model').description('model tools');
   model
@@ -43,6 +44,7 @@ export function registerModel(program: Command): void {
       ),
     );
   addModelInitCommand(model);
+  addModelRetireCommand(model);
 }
 
 /** The argument has no environment variable of its own in commander: the one of `--model` applies, then the shipped model. */

@@ -147,7 +147,7 @@ export const progressInterval: DefaultedSetting<number> = {
   parse: parseProgressInterval,
 };
 
-/** A shell command run after a publish or rollback committed (src/job/onPublishCommand.ts). */
+/** A shell command run after a publish, rollback or retire committed (src/job/onPublishCommand.ts). */
 export const onPublishCommand: Setting<string> = {
   flags: '--on-publish-command <cmd>',
   description: 'shell command run after the publish committed, with SCOREJOB_RUN_ID etc. in its environment; its failure is logged, not fatal',

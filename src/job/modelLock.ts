@@ -18,8 +18,8 @@ export interface ModelLockSession {
 }
 
 /**
- * The frame of `publish --force`, `publish --challenger` and `rollback`: a pool of two connections (the
- * command's and the lock's), the schema checked as migrated, then the lock of the model `modelOf` names
+ * The frame of `publish --force`, `publish --challenger`, `rollback` and `model retire`: a pool of three
+ * connections (see below), the schema checked as migrated, then the lock of the model `modelOf` names
  * (read before the lock: `fn` reads what it acts on again under it), held for `fn` and released however it
  * ends (exit 75 when a run of the model holds it). Everything closed after.
  */
@@ -30,7 +30,9 @@ export async function withModelLock<T>(
   fn: (s: ModelLockSession) => Promise<T>,
 ): Promise<T> {
   const { config } = ctx;
-  const pool = createPool(config.db, 2);
+  // Three: the command's connection, the lock's own, and one for naming a holder when the lock is held
+  // (its query for the stuck rule would otherwise wait out the pool's 15 s connection timeout).
+  const pool = createPool(config.db, 3);
   try {
     await checkConnection(pool, config.db);
     return await withClient(pool, async (client) => {

@@ -1,18 +1,18 @@
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
-import type { PublishedEvent } from '../ledger/publications.js';
+import type { PublishedEvent, RetiredEvent } from '../ledger/publications.js';
 
 /**
  * `--on-publish-command CMD`: a hook for hosts that prefer one to LISTEN. Run through the shell after
- * the publish (or rollback) committed, so it can read the new scores; the event goes in the environment
- * (SCOREJOB_RUN_ID, SCOREJOB_MODEL_NAME, SCOREJOB_SCHEMA, SCOREJOB_PUBLISH_KIND, and the whole payload
+ * the publish (or rollback, or retire) committed, so it can read the new scores; the event goes in the
+ * environment (SCOREJOB_RUN_ID, empty for a retire, SCOREJOB_MODEL_NAME, SCOREJOB_SCHEMA, SCOREJOB_PUBLISH_KIND, and the whole payload
  * as JSON in SCOREJOB_PUBLISHED_EVENT). Its failure is logged, never thrown: the scores are published.
  */
-export async function runOnPublishCommand(command: string | undefined, event: PublishedEvent, log: Logger): Promise<void> {
+export async function runOnPublishCommand(command: string | undefined, event: PublishedEvent | RetiredEvent, log: Logger): Promise<void> {
   if (command === undefined || command.trim() === '') return;
   const env = {
     ...process.env,
-    SCOREJOB_RUN_ID: event.run_id,
+    SCOREJOB_RUN_ID: event.run_id ?? '',
     SCOREJOB_PREVIOUS_RUN_ID: event.previous_run_id ?? '',
     SCOREJOB_MODEL_NAME: event.model_name,
     SCOREJOB_SCHEMA: event.schema,
@@ -32,5 +32,5 @@ export async function runOnPublishCommand(command: string | undefined, event: Pu
     return;
   }
   const why = outcome.error ? outcome.error.message : outcome.signal ? `killed by ${outcome.signal}` : `exit code ${outcome.code}`;
-  log.warn({ on_publish_command: command, ms, exit_code: outcome.code, signal: outcome.signal }, `--on-publish-command failed (${why}); run ${event.run_id} is published all the same`);
+  log.warn({ on_publish_command: command, ms, exit_code: outcome.code, signal: outcome.signal }, `--on-publish-command failed (${why}); ${event.run_id === null ? `model ${event.model_name} is retired` : `run ${event.run_id} is published`} all the same`);
 }

@@ -74,7 +74,7 @@ export async function publishRun(
   log: Logger,
   fence?: (c: pg.ClientBase) => Promise<void>,
   settleMs: number = attachSettleMs,
-  kind: Exclude<PublicationKind, 'rollback'> = 'publish',
+  kind: Exclude<PublicationKind, 'rollback' | 'retire'> = 'publish',
   /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/job/analyzeEarly.ts). */
   analyzed = false,
 ): Promise<PublishedEvent> {

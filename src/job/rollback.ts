@@ -36,8 +36,7 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
     async ({ client, lock, modelName }) => {
       // Under the lock: what is published now, and the target, read again.
       const current = await publications.currentRun(client, modelName);
-      if (current === undefined) throw new UsageError(`model ${modelName} has no published run: there is nothing to roll back`);
-      const target = opts.runId ?? (await publications.previousKeptRun(client, modelName, current));
+      const target = opts.runId ?? (current === undefined ? await retiredRun(client, publications, modelName) : await publications.previousKeptRun(client, modelName, current));
       if (target === undefined) throw new UsageError(`model ${modelName} has no kept run published before run ${current} (see \`scorejob runs --model-name ${modelName}\`); name one with \`scorejob rollback <run-id>\``);
       await checkTarget(client, publications, target, modelName, current);
       const log = ctx.log.child({ run_id: target, model: modelName });
@@ -51,7 +50,7 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
       const done = event as PublishedEvent;
       log.warn(
         { rollback: true, from_run_id: current, by: publishedBy().osUser, reason: opts.reason ?? null, rows: done.rows },
-        `rolled back: ${config.schema}.customer_scores (model_name = '${modelName}') shows run ${target} again (${done.rows} customers, model ${modelName} ${done.model_version}) instead of run ${current}`,
+        `rolled back: ${config.schema}.customer_scores (model_name = '${modelName}') shows run ${target} again (${done.rows} customers, model ${modelName} ${done.model_version}) instead of ${current === undefined ? 'none (the model was retired)' : `run ${current}`}`,
       );
       await runOnPublishCommand(opts.onPublishCommand, done, log);
       return done;
@@ -59,7 +58,7 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
   );
 }
 
-/** The model to roll back: the named run's, else --model-name, else the schema's only published model. */
+/** The model to roll back: the named run's, else --model-name (published or retired), else the schema's only published model. */
 async function whichModel(client: import('pg').ClientBase, ledger: Ledger, publications: Publications, opts: RollbackOptions): Promise<string> {
   if (opts.runId !== undefined) {
     const run = await ledger.getRun(client, opts.runId);
@@ -69,7 +68,8 @@ async function whichModel(client: import('pg').ClientBase, ledger: Ledger, publi
   }
   const models = await publications.publishedModels(client);
   if (opts.modelName !== undefined) {
-    if (!models.includes(opts.modelName)) throw new UsageError(`model ${opts.modelName} (--model-name) has no published run in schema ${ledger.schema}${models.length ? ` (published: ${models.join(', ')})` : ''}`);
+    const retired = (await publications.lastPublication(client, opts.modelName))?.kind === 'retire';
+    if (!models.includes(opts.modelName) && !retired) throw new UsageError(`model ${opts.modelName} (--model-name) has no published run in schema ${ledger.schema}${models.length ? ` (published: ${models.join(', ')})` : ''}`);
     return opts.modelName;
   }
   if (models.length === 0) throw new UsageError(`schema ${ledger.schema} has no published run: there is nothing to roll back`);
@@ -77,8 +77,18 @@ async function whichModel(client: import('pg').ClientBase, ledger: Ledger, publi
   return models[0] as string;
 }
 
+/**
+ * A retired model (`model retire`) has no current run: rolling it back puts the run it retired back (the
+ * retire's publication names it), which publishes the model again. Otherwise there is nothing to roll back.
+ */
+async function retiredRun(client: import('pg').ClientBase, publications: Publications, modelName: string): Promise<string> {
+  const last = await publications.lastPublication(client, modelName);
+  if (last?.kind !== 'retire') throw new UsageError(`model ${modelName} has no published run: there is nothing to roll back`);
+  return last.run_id;
+}
+
 /** Every reason a run cannot be put back, each a usage error (exit 2). */
-async function checkTarget(client: import('pg').ClientBase, publications: Publications, runId: string, modelName: string, current: string): Promise<void> {
+async function checkTarget(client: import('pg').ClientBase, publications: Publications, runId: string, modelName: string, current: string | undefined): Promise<void> {
   const run = await publications.candidate(client, runId);
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   if (run.model_name !== modelName) throw new UsageError(`run ${runId} is a run of model ${run.model_name}, not of ${modelName}`);

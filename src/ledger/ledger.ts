@@ -76,6 +76,12 @@ export class Ledger extends RunHistory {
     return rowCount === 1;
   }
 
+  /** Every model registered in the schema (by its first run), by name. */
+  async registeredModels(c: pg.ClientBase): Promise<string[]> {
+    const { rows } = await c.query<{ model_name: string }>(`SELECT model_name FROM ${this.table('models')} ORDER BY model_name`);
+    return rows.map((r) => r.model_name);
+  }
+
   /** Adds the model to the schema's registry; false when it was there already. */
   async registerModel(c: pg.ClientBase, modelName: string): Promise<boolean> {
     const { rowCount } = await c.query(`INSERT INTO ${this.table('models')} (model_name) VALUES ($1) ON CONFLICT DO NOTHING`, [modelName]);

@@ -4,8 +4,11 @@ import { copyFloat4Bits } from '../db/copyFloat4.js';
 import { IncrementalLedger } from './incremental.js';
 import type { Ledger } from './ledger.js';
 
-/** How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's challenger published (`publish --challenger`). */
-export type PublicationKind = 'publish' | 'force' | 'rollback' | 'challenger';
+/**
+ * How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's
+ * challenger published (`publish --challenger`), or the model retired (`model retire`: no pointer left).
+ */
+export type PublicationKind = 'publish' | 'force' | 'rollback' | 'challenger' | 'retire';
 
 /** Who moved the pointer and why (score_publications; the database role is recorded by the server). */
 export interface PublishedBy {
@@ -24,11 +27,29 @@ export interface PublishedEvent {
   previous_run_id: string | null;
   rows: number;
   published_at: string;
-  kind: PublicationKind;
+  kind: Exclude<PublicationKind, 'retire'>;
   rollback: boolean;
 }
 
-/** The channel a listener LISTENs on; one notification per publish and per rollback. */
+/**
+ * The `scorejob_published` payload of a retire: the fields of a publication, saying that customer_scores
+ * shows no run of the model now (run_id null, rows 0); previous_run_id is the run taken out.
+ */
+export interface RetiredEvent extends Omit<PublishedEvent, 'run_id' | 'previous_run_id' | 'kind'> {
+  run_id: null;
+  previous_run_id: string;
+  kind: 'retire';
+}
+
+/** A model's latest publication (score_publications). */
+export interface LastPublication {
+  run_id: string;
+  kind: PublicationKind;
+  published_at: Date;
+  by: string;
+}
+
+/** The channel a listener LISTENs on; one notification per publish, rollback and retire. */
 export const publishedChannel = 'scorejob_published';
 
 /** A run as a rollback target: what the refusals need to know. */
@@ -67,7 +88,7 @@ export class Publications {
    * in the caller's transaction: the notification is delivered at COMMIT, so a listener never hears of
    * scores it cannot read yet, and a rolled-back publish says nothing.
    */
-  async movePointer(c: pg.ClientBase, runId: string, kind: PublicationKind, by: PublishedBy): Promise<PublishedEvent> {
+  async movePointer(c: pg.ClientBase, runId: string, kind: Exclude<PublicationKind, 'retire'>, by: PublishedBy): Promise<PublishedEvent> {
     const s = this.s;
     const { rows } = await c.query<{ model_name: string; previous_run_id: string | null }>(
       `INSERT INTO ${s}.published_run (model_name, run_id, published_at, previous_run_id)
@@ -92,6 +113,45 @@ export class Publications {
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
     return event;
+  }
+
+  /**
+   * Takes the model out of customer_scores: deletes its pointer row (every reader view finds the model's
+   * run through it, sql/015_retire.sql), records a publication of kind 'retire' on the run taken out and
+   * sends `scorejob_published`, all in the caller's transaction (the notification is delivered at COMMIT).
+   * Undefined when the model has no pointer (already retired, or never published).
+   */
+  async retire(c: pg.ClientBase, modelName: string, by: PublishedBy): Promise<RetiredEvent | undefined> {
+    const s = this.s;
+    const { rows } = await c.query<{ event: RetiredEvent }>(
+      `WITH p AS (DELETE FROM ${s}.published_run WHERE model_name = $1 RETURNING model_name, run_id),
+            q AS (INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
+                  SELECT model_name, run_id, 'retire', run_id, $2, $3, $4, $5 FROM p RETURNING run_id, published_at)
+       SELECT json_build_object('schema', $6::text, 'model_name', r.model_name, 'model_version', r.model_version,
+                'run_id', NULL, 'previous_run_id', r.run_id::text, 'rows', 0, 'published_at', q.published_at,
+                'kind', 'retire', 'rollback', false) AS event
+         FROM q JOIN ${s}.score_runs r ON r.run_id = q.run_id`,
+      [modelName, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema],
+    );
+    const event = rows[0]?.event;
+    if (event) await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
+    return event;
+  }
+
+  /** The model's latest publication, if it ever had one: a retire says it is retired. */
+  async lastPublication(c: pg.ClientBase, modelName: string): Promise<LastPublication | undefined> {
+    const { rows } = await c.query<LastPublication>(
+      `SELECT run_id::text, kind, published_at, COALESCE(os_user, db_user) AS by FROM ${this.s}.score_publications
+        WHERE model_name = $1 ORDER BY publication_id DESC LIMIT 1`,
+      [modelName],
+    );
+    return rows[0];
+  }
+
+  /** The rows customer_scores shows for the model now (one scan of its published partition). */
+  async publishedRows(c: pg.ClientBase, modelName: string): Promise<number> {
+    const { rows } = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.s}.customer_scores WHERE model_name = $1`, [modelName]);
+    return Number(rows[0]?.n ?? 0);
   }
 
   /** The run a model's customer_scores shows now, if any. */

@@ -31,7 +31,7 @@ export function modelLockName(modelName: string): string {
 }
 
 /** What a holder is doing, for the "who holds it" message. */
-export type LockPurpose = 'run' | 'resume' | 'publish' | 'rollback';
+export type LockPurpose = 'run' | 'resume' | 'publish' | 'rollback' | 'retire';
 
 /**
  * SQL: whether the holder recorded in run_locks row `l` is alive (see {@link LockTiming}). `grace` is a
@@ -143,7 +143,8 @@ async function heldError(pool: pg.Pool, holder: HolderRow, opts: TakeLockOptions
 function describeHolder(h: Pick<HolderRow, 'run_id' | 'purpose' | 'pid' | 'host' | 'acquired_at'>): string {
   const since = h.acquired_at ? `, holding the lock since ${h.acquired_at.toISOString()}` : '';
   if (h.run_id !== null) return `run ${h.run_id} (pid ${h.pid} on ${h.host}${since})`;
-  return `\`scorejob ${h.purpose === 'publish' ? 'publish' : h.purpose ?? 'run'}\` (pid ${h.pid} on ${h.host}${since})`;
+  const command = h.purpose === 'retire' ? 'model retire' : h.purpose ?? 'run';
+  return `\`scorejob ${command}\` (pid ${h.pid} on ${h.host}${since})`;
 }
 
 /**

@@ -17,7 +17,20 @@ export function formatRunList(items: readonly RunListItem[]): string {
     r.duration_s === null ? '' : `${r.duration_s}s`,
     r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
   ]);
-  return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items);
+  return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items) + formatRetires(items);
+}
+
+/** The retires among the listed runs' publications, newest first: which model left customer_scores, with which run, who and why. */
+function formatRetires(items: readonly RunListItem[]): string {
+  const retires = items
+    .flatMap((r) => (r.publications ?? []).filter((p) => p.kind === 'retire').map((p) => ({ ...p, run_id: r.run_id, model: r.model })))
+    .sort((a, b) => b.at.localeCompare(a.at));
+  if (retires.length === 0) return '';
+  const lines = ['', 'Retired models (newest first):'];
+  for (const p of retires) {
+    lines.push(`  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.run_id} taken out of customer_scores by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+  }
+  return lines.map(visible).join('\n') + '\n';
 }
 
 /** The rollbacks among the listed runs' publications, newest first: who put which run back, from which, and why. */
@@ -33,6 +46,9 @@ function formatRollbacks(items: readonly RunListItem[]): string {
   return lines.map(visible).join('\n') + '\n';
 }
 
+/** How `runs show` names each kind of publication of a run. */
+const publicationWords: Partial<Record<string, string>> = { rollback: 'put back by rollback', force: 'published by force', retire: 'retired' };
+
 /** `scorejob runs show <id>` for people. */
 export function formatRunDetail(r: RunDetail): string {
   const lines: string[] = [];
@@ -45,8 +61,9 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   for (const p of r.publications ?? []) {
-    const what = p.kind === 'rollback' ? 'put back by rollback' : p.kind === 'force' ? 'published by force' : 'published';
-    lines.push(`  ${what.padEnd(12)} ${p.at} by ${p.by}${p.from_run_id ? ` (replacing run ${p.from_run_id})` : ''}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+    const what = publicationWords[p.kind] ?? 'published';
+    const replacing = p.kind === 'retire' ? ' (its model left customer_scores)' : p.from_run_id ? ` (replacing run ${p.from_run_id})` : '';
+    lines.push(`  ${what.padEnd(12)} ${p.at} by ${p.by}${replacing}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
   }
   if (r.current) lines.push(`  current      customer_scores shows this run now`);
   if (r.resume_command) lines.push(`  next step    ${r.resume_command}`);

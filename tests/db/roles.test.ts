@@ -66,6 +66,31 @@ describe('sql/roles.sql: least privilege', () => {
     }
   });
 
+  it('the reader role cannot retire a model; the job role can, and the reader sees it in published_runs', async () => {
+    const retire = ['model', 'retire', 'customer-value', '--confirm', 'customer-value'];
+    const refused = await runCli(retire, { DATABASE_URL: urlAs(`${reader}_login`) });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^scorejob: this role has no rights on schema "scoring" \(permission denied for table \w+\)/);
+    const readerClient = new pg.Client({ connectionString: urlAs(`${reader}_login`) });
+    await readerClient.connect();
+    try {
+      const rows = async () => (await readerClient.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'customer-value'`)).rows[0]?.n;
+      expect(await rows()).toBe(2000);
+      // What a retire writes, by hand: neither the pointer nor the publication ledger is the reader's to change.
+      await expect(readerClient.query(`DELETE FROM scoring.published_run WHERE model_name = 'customer-value'`)).rejects.toMatchObject({ code: '42501' });
+      await expect(readerClient.query(`INSERT INTO scoring.score_publications (model_name, run_id, kind) SELECT model_name, run_id, 'retire' FROM scoring.published_run`)).rejects.toMatchObject({ code: '42501' });
+
+      const done = await runCli(retire, { DATABASE_URL: urlAs(job) });
+      expect(done.stderr).toBe('');
+      expect(done.code).toBe(0);
+      expect(await rows()).toBe(0);
+      const last = await readerClient.query(`SELECT kind, is_current FROM scoring.published_runs WHERE model_name = 'customer-value' ORDER BY publication_id DESC LIMIT 1`);
+      expect(last.rows).toEqual([{ kind: 'retire', is_current: false }]);
+    } finally {
+      await readerClient.end();
+    }
+  });
+
   it('the job role cannot write to the source', async () => {
     const c = new pg.Client({ connectionString: urlAs(job) });
     await c.connect();
