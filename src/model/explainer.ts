@@ -1,3 +1,4 @@
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import type { FeaturePlan } from './features.js';
@@ -19,7 +20,7 @@ import type { TfModel } from './tfModel.js';
  *   `1/k` on each input of a one_hot feature of k categories, 0.5 for a boolean, 0 for a raw one.
  */
 export interface Explainer {
-  /** Reasons per row (at most the number of features). */
+  /** Reasons per row (at most the number of features: more is refused). */
   readonly k: number;
   /** Feature names (manifest `column`), indexed like the `feature` output. */
   readonly features: readonly string[];
@@ -57,8 +58,16 @@ export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readon
     throw new UsageError(`--reasons needs gradients, which TF.js cannot take through the graph model ${modelFile}; convert the model as a layers model, or run without --reasons`);
   }
   const intSlot = slots.find((s) => s.dtype === 'int32');
-  if (intSlot) throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features have none); run without --reasons`);
-  const kk = Math.min(k, plan.features.length);
+  // An id is a label, not a quantity: a gradient with respect to it means nothing, and attributing on the
+  // Embedding's output would need a baseline vector that training never defined (README "Reasons per score").
+  if (intSlot) {
+    throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features are ids, with no gradient); run without --reasons, or use a model fed one_hot features`);
+  }
+  if (k > plan.features.length) {
+    const manifestFile = path.join(path.dirname(modelFile), 'manifest.json');
+    throw new UsageError(`--reasons ${k}: the model's manifest (${manifestFile}) has ${plan.features.length} features; give --reasons 1 to ${plan.features.length}`);
+  }
+  const kk = k;
   const space = model.outputActivation?.(selection.output) === 'sigmoid' ? 'logit' : 'score';
   const baseline = new Float32Array(plan.width);
   const featureOf = new Int16Array(plan.width);

@@ -125,6 +125,13 @@ describe('bringing your own model', () => {
       await expectRefusedUnchanged(t, before, r, /model\.json: the model needs op Einsum, which the wasm backend does not have \(try --backend cpu\)$/m);
     });
 
+    it('--reasons with an int32 (Embedding) input: ids have no gradient', async () => {
+      const dir = join(root, 'reasons-ids');
+      await writeTwoInputModel(dir);
+      const r = await runCli(['run', '--model', dir, '--reasons', '2'], t.env);
+      await expectRefusedUnchanged(t, before, r, /--reasons needs gradients, and the model input "segment_id" of \S+model\.json is int32 \(index features are ids, with no gradient\); run without --reasons, or use a model fed one_hot features$/m);
+    });
+
     it('a feature naming an input the model does not have', async () => {
       const dir = join(root, 'misnamed');
       await writeTwoInputModel(dir);
