@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
+import type { EmbeddingUse } from './embeddingCheck.js';
 
 /** A model input or output as scorejob sees it: its name, dtype and shape (null for a free dimension). */
 export interface ModelTensorInfo {
@@ -35,6 +36,8 @@ export interface TfModel {
    * `--reasons`), outputs in `outputNames` order. Undefined where gradients cannot be taken (a graph model).
    */
   readonly differentiable?: ((inputs: tf.Tensor[]) => tf.Tensor[]) | undefined;
+  /** A layers model only: its Embedding layers fed straight from an input (a graph's gathers are not traced). */
+  readonly embeddings?: readonly EmbeddingUse[] | undefined;
   /** A layers model only: the activation of the layer that produces output `o` ('sigmoid', 'linear', ...). */
   outputActivation?(o: number): string | undefined;
   dispose(): void;
@@ -76,12 +79,32 @@ function wrapLayers(model: LayersModel): TfModel {
       const y = model.apply(inputs.length === 1 ? inputs[0]! : inputs, { training: false }) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     },
+    embeddings: embeddingsFedByInputs(model),
     outputActivation(o) {
       const activation = model.outputs[o]?.sourceLayer.getConfig().activation;
       return typeof activation === 'string' ? activation : undefined;
     },
     dispose: () => model.dispose(),
   };
+}
+
+/** Layers that pass ids through unchanged in value, between an input and its Embedding. */
+const idPreserving = new Set(['Reshape', 'Flatten', 'Permute']);
+
+function embeddingsFedByInputs(model: LayersModel): EmbeddingUse[] {
+  const uses: EmbeddingUse[] = [];
+  model.inputLayers.forEach((inputLayer, input) => {
+    const pending = [inputLayer];
+    for (let layer = pending.pop(); layer !== undefined; layer = pending.pop()) {
+      for (const node of layer.outboundNodes) {
+        const next = node.outboundLayer;
+        const kind = next.getClassName();
+        if (kind === 'Embedding') uses.push({ input, layer: next.name, inputDim: Number(next.getConfig().inputDim) });
+        else if (idPreserving.has(kind)) pending.push(next);
+      }
+    }
+  });
+  return uses;
 }
 
 function wrapGraph(model: GraphModel): TfModel {
