@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
 import type { EmbeddingUse } from './embeddingCheck.js';
+import { fromKeras3 } from './keras3.js';
+// Registers Keras's Normalization layer with TF.js's deserializer.
+import './kerasNormalization.js';
 
 /** A model input or output as scorejob sees it: its name, dtype and shape (null for a free dimension). */
 export interface ModelTensorInfo {
@@ -43,12 +46,15 @@ export interface TfModel {
   dispose(): void;
 }
 
-/** Loads the model from memory (no file or network URLs): the artifacts were read and checked by modelFiles.ts. */
+/**
+ * Loads the model from memory (no file or network URLs): the artifacts were read and checked by
+ * modelFiles.ts. A layers model's config is read through {@link fromKeras3}, so Keras 3 exports load too.
+ */
 export async function loadTfModel(artifacts: tf.io.ModelArtifacts): Promise<TfModel> {
-  const handler = tf.io.fromMemory(artifacts);
   // Loaded only for a graph model: ~30 ms of start-up that a layers model does not need.
-  if (isGraphModel(artifacts)) return wrapGraph(await (await import('@tensorflow/tfjs-converter')).loadGraphModel(handler));
-  return wrapLayers(await loadLayersModel(handler, { strict: true }));
+  if (isGraphModel(artifacts)) return wrapGraph(await (await import('@tensorflow/tfjs-converter')).loadGraphModel(tf.io.fromMemory(artifacts)));
+  const keras2 = tf.io.fromMemory({ ...artifacts, modelTopology: fromKeras3(artifacts.modelTopology) as tf.io.ModelArtifacts['modelTopology'] });
+  return wrapLayers(await loadLayersModel(keras2, { strict: true }));
 }
 
 /** `format` says so for converter output; an unlabelled GraphDef is recognized by its `node` list. */
@@ -62,7 +68,8 @@ export function isGraphModel(artifacts: Pick<tf.io.ModelArtifacts, 'format' | 'm
 function wrapLayers(model: LayersModel): TfModel {
   return {
     format: 'layers-model',
-    inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i]!, dtype: t.dtype, shape: [...t.shape] })),
+    // A Sequential model may leave inputNames empty too: its input layer names the input.
+    inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i] ?? t.sourceLayer.name, dtype: t.dtype, shape: [...t.shape] })),
     // A Sequential model leaves outputNames empty: its output layer names the output.
     outputNames: model.outputs.map((t, i) => model.outputNames[i] ?? t.sourceLayer.name),
     async: false,
