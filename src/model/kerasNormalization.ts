@@ -51,9 +51,10 @@ export class KerasNormalization extends tfl.layers.Layer {
       this.variance = this.addWeight('variance', kept, 'float32', tfl.initializers.ones(), undefined, false);
       this.addWeight('count', [], 'int32', zeros, undefined, false);
     } else {
-      const { mean, variance } = this.given;
-      this.mean = tf.keep(tf.broadcastTo(tf.reshape(tf.tensor(mean, undefined, 'float32'), Array.isArray(mean) ? this.broadcastShape : []), this.broadcastShape));
-      this.variance = tf.keep(tf.broadcastTo(tf.reshape(tf.tensor(variance, undefined, 'float32'), Array.isArray(variance) ? this.broadcastShape : []), this.broadcastShape));
+      // Kept past any tidy the build runs in; freed in dispose().
+      const constant = (v: number | number[]) => tf.tidy(() => tf.keep(tf.broadcastTo(tf.reshape(tf.tensor(v, undefined, 'float32'), Array.isArray(v) ? this.broadcastShape : []), this.broadcastShape)));
+      this.mean = constant(this.given.mean);
+      this.variance = constant(this.given.variance);
     }
     this.built = true;
   }
@@ -77,8 +78,9 @@ export class KerasNormalization extends tfl.layers.Layer {
   }
 
   override dispose(): ReturnType<tfl.layers.Layer['dispose']> {
-    if (this.given !== undefined) for (const t of [this.mean, this.variance]) (t as tf.Tensor | undefined)?.dispose();
-    return super.dispose();
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0 && this.given !== undefined) for (const t of [this.mean, this.variance]) (t as tf.Tensor | undefined)?.dispose();
+    return result;
   }
 
   private read(v: tfl.LayerVariable | tf.Tensor | undefined): tf.Tensor {
