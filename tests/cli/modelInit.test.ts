@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTwoInputModel } from '../../scripts/fixtures/byoModels.js';
+import { writeKeras3FunctionalModel } from '../../scripts/fixtures/keras3Models.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { selectBackend } from '../../src/model/backend.js';
 import { runCli } from '../helpers/cli.js';
@@ -114,6 +115,26 @@ describe('scorejob model init', () => {
     ]);
     expect(manifest.features[5]!.fill).toBe(manifest.features[5]!.categories.length); // NULL -> the unknown id
     expect(init.stdout).toContain("  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n");
+    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+  });
+
+  it('reads the inputs of a Keras 3 export (batch_shape, DTypePolicy) and drafts a manifest a run accepts', async () => {
+    const dir = join(root, 'keras3');
+    await writeKeras3FunctionalModel(dir);
+    await rm(join(dir, 'manifest.json'));
+    const columns = 'tenure_months,discount_share,email_open_rate,days_since_last_order,region,segment';
+    const init = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[] };
+    expect(manifest.features.map((f) => [f.column, f.transform, f.input])).toEqual([
+      ['tenure_months', 'raw', 'numeric'],
+      ['discount_share', 'raw', 'numeric'],
+      ['email_open_rate', 'raw', 'numeric'],
+      ['days_since_last_order', 'raw', 'numeric'],
+      ['segment', 'index', 'segment_id'],
+      ['region', 'index', 'region_id'],
+    ]);
     expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
   });
 });
