@@ -90,5 +90,14 @@ describe('models exported from Keras 3', () => {
       const h = relu(dense(x, weight(w, 'dense/kernel'), weight(w, 'dense/bias')));
       return sigmoid(dense(h, weight(w, 'dense_1/kernel'), weight(w, 'dense_1/bias')))[0]!;
     });
+    // Gradients pass through the Normalization layer: --reasons works on it.
+    const explained = await runCli(['run', '--model', dir, '--reasons', '5'], t.env);
+    expect(explained.stderr).toBe('');
+    expect(explained.code).toBe(0);
+    const { rows: reasons } = await t.pool.query<{ n: number; zero: number }>(
+      "SELECT count(*)::int n, count(*) FILTER (WHERE contribution = 0)::int zero FROM scoring.customer_score_reasons WHERE model_name = 'keras3-sequential'",
+    );
+    expect(reasons[0]!.n).toBe(rows.length * 5);
+    expect(reasons[0]!.zero).toBeLessThan(rows.length);
   });
 });
