@@ -3,6 +3,7 @@ import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
 import type { EmbeddingUse } from './embeddingCheck.js';
 import { fromKeras3 } from './keras3.js';
+import { fromKeras3Weights } from './keras3Weights.js';
 // Registers Keras's Normalization layer with TF.js's deserializer.
 import './kerasNormalization.js';
 
@@ -53,7 +54,8 @@ export interface TfModel {
 export async function loadTfModel(artifacts: tf.io.ModelArtifacts): Promise<TfModel> {
   // Loaded only for a graph model: ~30 ms of start-up that a layers model does not need.
   if (isGraphModel(artifacts)) return wrapGraph(await (await import('@tensorflow/tfjs-converter')).loadGraphModel(tf.io.fromMemory(artifacts)));
-  const keras2 = tf.io.fromMemory({ ...artifacts, modelTopology: fromKeras3(artifacts.modelTopology) as tf.io.ModelArtifacts['modelTopology'] });
+  const topology = fromKeras3(artifacts.modelTopology) as tf.io.ModelArtifacts['modelTopology'];
+  const keras2 = tf.io.fromMemory({ ...artifacts, modelTopology: topology, ...fromKeras3Weights(artifacts, topology) });
   return wrapLayers(await loadLayersModel(keras2, { strict: true }));
 }
 

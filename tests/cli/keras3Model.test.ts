@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keras3SequentialNormalization, writeKeras3FunctionalModel, writeKeras3SequentialModel } from '../../scripts/fixtures/keras3Models.js';
+import { keras3SequentialNormalization, keras3StoreName, writeKeras3FunctionalModel, writeKeras3SequentialModel } from '../../scripts/fixtures/keras3Models.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -58,24 +58,28 @@ describe('models exported from Keras 3', () => {
 
   const num = (v: string | null | undefined, fill?: number): number => (v === null || v === undefined ? fill! : Number(v));
 
-  it('a functional model with three inputs: Normalization (adapted: weights), Embeddings, Concatenate, BatchNormalization, Dropout', async () => {
-    const dir = join(root, 'functional');
-    await writeKeras3FunctionalModel(dir);
-    const w = await readWeights(dir);
+  it.each([
+    ['', false],
+    [', converted from a .keras file (weights named by their store path, with the optimizer\'s)', true],
+  ])('a functional model with three inputs: Normalization (adapted: weights), Embeddings, Concatenate, BatchNormalization, Dropout%s', async (_, weightsStore) => {
+    const dir = join(root, weightsStore ? 'functional-store' : 'functional');
+    await writeKeras3FunctionalModel(dir, { weightsStore });
+    const stored = await readWeights(dir);
+    const named = (name: string) => weight(stored, weightsStore ? keras3StoreName(name) : name);
     const segments = ['consumer', 'smb', 'enterprise'];
     const regions = ['north', 'south', 'east', 'west']; // 'central' is unknown: id 4; NULL is the fill id 5
     await runAndCompare(dir, 'keras3-functional', (row) => {
       const numeric = normalize(
         [num(row.tenure_months), num(row.discount_share), num(row.email_open_rate, 0.25), num(row.days_since_last_order, 730)],
-        vector(weight(w, 'normalization/mean')),
-        vector(weight(w, 'normalization/variance')),
+        vector(named('normalization/mean')),
+        vector(named('normalization/variance')),
       );
       const region = row.region === null ? 5 : regions.includes(row.region!) ? regions.indexOf(row.region!) : 4;
-      const x = [...numeric, ...embedding(weight(w, 'segment_embedding/embeddings'), segments.indexOf(row.segment!)), ...embedding(weight(w, 'region_embedding/embeddings'), region)];
-      const h = relu(dense(x, weight(w, 'hidden/kernel'), weight(w, 'hidden/bias')));
+      const x = [...numeric, ...embedding(named('segment_embedding/embeddings'), segments.indexOf(row.segment!)), ...embedding(named('region_embedding/embeddings'), region)];
+      const h = relu(dense(x, named('hidden/kernel'), named('hidden/bias')));
       const b = 'batch_normalization';
-      const n = batchNorm(h, { gamma: weight(w, `${b}/gamma`), beta: weight(w, `${b}/beta`), mean: weight(w, `${b}/moving_mean`), variance: weight(w, `${b}/moving_variance`) }, 0.001);
-      return sigmoid(dense(n, weight(w, 'churn/kernel'), weight(w, 'churn/bias')))[0]!; // Dropout: the identity at inference
+      const n = batchNorm(h, { gamma: named(`${b}/gamma`), beta: named(`${b}/beta`), mean: named(`${b}/moving_mean`), variance: named(`${b}/moving_variance`) }, 0.001);
+      return sigmoid(dense(n, named('churn/kernel'), named('churn/bias')))[0]!; // Dropout: the identity at inference
     });
     expect(rows.some((r) => r.region === null) && rows.some((r) => r.region === 'central')).toBe(true);
   });

@@ -7,6 +7,7 @@ import { writeTwoInputModel } from '../../../scripts/fixtures/byoModels.js';
 import { writeKeras3FunctionalModel, writeKeras3SequentialModel } from '../../../scripts/fixtures/keras3Models.js';
 import { selectBackend } from '../../../src/model/backend.js';
 import { fromKeras3 } from '../../../src/model/keras3.js';
+import { fromKeras3Weights } from '../../../src/model/keras3Weights.js';
 import { loadModel } from '../../../src/model/load.js';
 import { shippedModelDir } from '../../helpers/run.js';
 
@@ -87,5 +88,32 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(model.inputs.map((i) => i.name)).toEqual(['input_layer']);
     model.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('names a .keras conversion\'s store-path weights as TF.js does, and drops the training-only ones wherever they lie', () => {
+    const topology = {
+      class_name: 'Functional',
+      config: {
+        layers: [
+          { class_name: 'Dense', name: 'd', config: { use_bias: false } },
+          { class_name: 'BatchNormalization', name: 'bn', config: { scale: false } },
+          { class_name: 'Custom', name: 'c', config: {} },
+        ],
+      },
+    };
+    const specs: tf.io.WeightsManifestEntry[] = [
+      { name: 'layers/d/vars/0', shape: [2], dtype: 'float32' },
+      { name: 'optimizer/vars/0', shape: [], dtype: 'int32' },
+      { name: 'layers/bn/vars/0', shape: [1], dtype: 'float32', quantization: { dtype: 'uint8', scale: 1, min: 0 } },
+      { name: 'metrics/auc/vars/0', shape: [3], dtype: 'float32' },
+      { name: 'layers/bn/vars/2', shape: [1], dtype: 'float32' },
+      { name: 'layers/c/vars/0', shape: [1], dtype: 'float32' },
+    ];
+    const bytes = new Uint8Array([1, 1, 1, 1, 2, 2, 2, 2, 9, 9, 9, 9, 3, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 5, 5, 5, 5]);
+    const out = fromKeras3Weights({ weightSpecs: specs, weightData: bytes.buffer }, topology);
+    expect(out.weightSpecs!.map((w) => w.name)).toEqual(['d/kernel', 'bn/beta', 'bn/moving_variance', 'layers/c/vars/0']);
+    expect(Array.from(new Uint8Array(out.weightData as ArrayBuffer))).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5]);
+    const plain = { weightSpecs: [{ name: 'dense/kernel', shape: [1], dtype: 'float32' as const }], weightData: new ArrayBuffer(4) };
+    expect(fromKeras3Weights(plain, topology)).toEqual(plain);
   });
 });
