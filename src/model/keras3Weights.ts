@@ -56,11 +56,20 @@ function layersByName(topology: unknown): Map<string, { className: string; confi
   return out;
 }
 
-/** The artifacts' weights named as TF.js names them, without training-only variables; unchanged when not a `.keras` conversion. */
+/** `model/dense/kernel` -> `dense/kernel`. */
+const lastTwo = (name: string): string => name.split('/').slice(-2).join('/');
+
+/**
+ * The artifacts' weights named as TF.js names them, without training-only variables; unchanged for
+ * weights TF.js already matches. Besides the store paths, Keras 3's `.h5` route names the variables of a
+ * Sequential model's layers under the model's name (`sequential/dense/kernel`): TF.js knows them as `dense/kernel`.
+ */
 export function fromKeras3Weights(artifacts: tf.io.ModelArtifacts, topology: unknown): Pick<tf.io.ModelArtifacts, 'weightSpecs' | 'weightData'> {
   const specs = artifacts.weightSpecs ?? [];
-  if (artifacts.weightData === undefined || !specs.some((s) => storePath.test(s.name))) return { weightSpecs: artifacts.weightSpecs, weightData: artifacts.weightData };
   const layers = layersByName(topology);
+  const expected = new Set([...layers].flatMap(([name, l]) => (variableNames(l.className, l.config) ?? []).map((v) => `${name}/${v}`)));
+  const prefixed = (name: string) => !expected.has(name) && expected.has(lastTwo(name));
+  if (artifacts.weightData === undefined || !specs.some((s) => storePath.test(s.name) || prefixed(s.name))) return { weightSpecs: artifacts.weightSpecs, weightData: artifacts.weightData };
   const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
   const kept: Spec[] = [];
   const pieces: Uint8Array[] = [];
@@ -69,7 +78,8 @@ export function fromKeras3Weights(artifacts: tf.io.ModelArtifacts, topology: unk
     const bytes = byteLength(spec);
     const match = layerVariable.exec(spec.name);
     if (match !== null || !storePath.test(spec.name)) {
-      kept.push(match === null ? spec : { ...spec, name: tfjsName(match[1]!, Number(match[2]), layers, spec.name) });
+      const name = match !== null ? tfjsName(match[1]!, Number(match[2]), layers, spec.name) : prefixed(spec.name) ? lastTwo(spec.name) : spec.name;
+      kept.push(name === spec.name ? spec : { ...spec, name });
       pieces.push(data.subarray(offset, offset + bytes));
     }
     offset += bytes;

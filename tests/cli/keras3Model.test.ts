@@ -84,15 +84,16 @@ describe('models exported from Keras 3', () => {
     expect(rows.some((r) => r.region === null) && rows.some((r) => r.region === 'central')).toBe(true);
   });
 
-  it('a Sequential model whose Normalization has its mean and variance in the config', async () => {
+  it('a Sequential model (weights named under the model) whose Normalization has its mean and variance in the config', async () => {
     const dir = join(root, 'sequential');
     await writeKeras3SequentialModel(dir);
     const w = await readWeights(dir);
     const { mean, variance } = keras3SequentialNormalization;
     await runAndCompare(dir, 'keras3-sequential', (row) => {
       const x = normalize([num(row.tenure_months), num(row.revenue_12m), num(row.days_since_last_order, 730), num(row.discount_share), num(row.email_open_rate, 0.25)], mean, variance);
-      const h = relu(dense(x, weight(w, 'dense/kernel'), weight(w, 'dense/bias')));
-      return sigmoid(dense(h, weight(w, 'dense_1/kernel'), weight(w, 'dense_1/bias')))[0]!;
+      const s = 'keras3_sequential';
+      const h = relu(dense(x, weight(w, `${s}/dense/kernel`), weight(w, `${s}/dense/bias`)));
+      return sigmoid(dense(h, weight(w, `${s}/dense_1/kernel`), weight(w, `${s}/dense_1/bias`)))[0]!;
     });
     // Gradients pass through the Normalization layer: --reasons works on it.
     const explained = await runCli(['run', '--model', dir, '--reasons', '5'], t.env);

@@ -19,7 +19,13 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     await selectBackend('cpu');
     const dir = join(await mkdtemp(join(tmpdir(), 'sj-k2-')), 'two-inputs');
     await writeTwoInputModel(dir);
-    for (const topology of [await topologyOf(shippedModelDir), await topologyOf(dir)]) expect(fromKeras3(topology)).toEqual(topology);
+    for (const model of [shippedModelDir, dir]) {
+      const json = JSON.parse(await readFile(join(model, 'model.json'), 'utf8')) as { modelTopology: unknown; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+      expect(fromKeras3(json.modelTopology)).toEqual(json.modelTopology);
+      const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
+      const weightData = new ArrayBuffer(8);
+      expect(fromKeras3Weights({ weightSpecs, weightData }, json.modelTopology)).toEqual({ weightSpecs, weightData });
+    }
   });
 
   it('rewrites input shapes, dtype policies, call records, serialization keys and class names, without changing its argument', async () => {
@@ -115,5 +121,7 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(Array.from(new Uint8Array(out.weightData as ArrayBuffer))).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5]);
     const plain = { weightSpecs: [{ name: 'dense/kernel', shape: [1], dtype: 'float32' as const }], weightData: new ArrayBuffer(4) };
     expect(fromKeras3Weights(plain, topology)).toEqual(plain);
+    const underModel = { weightSpecs: [{ name: 'sequential/d/kernel', shape: [1], dtype: 'float32' as const }, { name: 'sequential/c/w', shape: [1], dtype: 'float32' as const }], weightData: new ArrayBuffer(8) };
+    expect(fromKeras3Weights(underModel, topology).weightSpecs!.map((w) => w.name)).toEqual(['d/kernel', 'sequential/c/w']);
   });
 });
