@@ -13,8 +13,9 @@
  * - `input_layers` / `output_layers` of a single input may be one `[layer, node, tensor]`, and a model
  *   built on a dict of inputs has a dict there.
  *
- * The rewrite is a no-op on a Keras 2 config, so every layers model goes through it. The user's files
- * are never touched: the sha256 recorded on runs is of the files as they are.
+ * On a Keras 2 config the rewrite only drops regularizers (tf.keras 2's `L2` is no TF.js class either),
+ * so every layers model goes through it. The user's files are never touched: the sha256 recorded on runs
+ * is of the files as they are.
  */
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -66,7 +67,7 @@ function normalizeLayerConfig(className: Json | undefined, config: JsonObject): 
   }
   if (config.dtype !== undefined) config.dtype = dtypeName(config.dtype);
   for (const [key, value] of Object.entries(config)) {
-    // Regularizers only add to a training loss; Keras 3's L1/L2 classes have no TF.js counterpart.
+    // Regularizers only add to a training loss; Keras's L1/L2 classes have no TF.js counterpart.
     if (key.endsWith('_regularizer')) config[key] = null;
     else if (isObject(value) && typeof value.class_name === 'string') config[key] = serializedObject(value);
   }
