@@ -84,6 +84,8 @@ export function fromKeras3Weights(artifacts: tf.io.ModelArtifacts, topology: unk
     }
     offset += bytes;
   }
+  // Only renamed: the shards as they are, no copy.
+  if (kept.length === specs.length) return { weightSpecs: kept, weightData: artifacts.weightData };
   const joined = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of pieces) {
