@@ -25,7 +25,10 @@ interface ProfileBase {
   nulls: number;
 }
 
-/** avg, stddev_pop, min, max over the finite values (NaN and ±Infinity are left out, and counted). */
+/**
+ * avg, stddev_pop, min, max over the values a float32 model input can hold: NaN, ±Infinity and finite
+ * values beyond float32's range are left out, and counted apart.
+ */
 export interface NumberProfile extends ProfileBase {
   kind: 'number';
   mean: number | null;
@@ -33,7 +36,12 @@ export interface NumberProfile extends ProfileBase {
   min: number | null;
   max: number | null;
   nonFinite: number;
+  /** Finite values with |value| > 3.4e38 (float8 1e300, numeric 1e400). */
+  beyondFloat32: number;
 }
+
+/** float32's largest finite value: the model's inputs are float32, so nothing larger can be scored. */
+const float32Max = '3.4028234663852886e38';
 
 export interface BooleanProfile extends ProfileBase {
   kind: 'boolean';
@@ -94,10 +102,14 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
     const c = quoteIdent(w.name);
     exprs.push(`(count(*) - count(${c}))::float8 AS nulls_${i}`);
     if (w.kind === 'number') {
-      // NaN and ±Infinity would make every statistic NaN or infinite: left out here, counted apart.
-      const finite = w.float ? ` FILTER (WHERE ${c} NOT IN ('NaN', 'Infinity', '-Infinity'))` : '';
-      exprs.push(`avg(${c})${finite}::float8 AS mean_${i}`, `stddev_pop(${c})${finite}::float8 AS std_${i}`, `min(${c})${finite}::float8 AS min_${i}`, `max(${c})${finite}::float8 AS max_${i}`);
-      exprs.push(w.float ? `count(*) FILTER (WHERE ${c} IN ('NaN', 'Infinity', '-Infinity'))::float8 AS nonfinite_${i}` : `0::float8 AS nonfinite_${i}`);
+      // NaN and ±Infinity would make every statistic NaN or infinite, and a float8 1e300 overflows
+      // stddev_pop's sum of squares (a numeric 1e400 the cast to float8): all left out, counted apart.
+      // abs(NaN) sorts above every number in PostgreSQL, so the one bound leaves out all three.
+      const usable = w.float ? ` FILTER (WHERE abs(${c}) <= ${float32Max})` : '';
+      const nonFinite = `${c} IN ('NaN', 'Infinity', '-Infinity')`;
+      exprs.push(`avg(${c})${usable}::float8 AS mean_${i}`, `stddev_pop(${c})${usable}::float8 AS std_${i}`, `min(${c})${usable}::float8 AS min_${i}`, `max(${c})${usable}::float8 AS max_${i}`);
+      exprs.push(w.float ? `count(*) FILTER (WHERE ${nonFinite})::float8 AS nonfinite_${i}` : `0::float8 AS nonfinite_${i}`);
+      exprs.push(w.float ? `count(*) FILTER (WHERE abs(${c}) > ${float32Max} AND NOT ${nonFinite})::float8 AS beyond_${i}` : `0::float8 AS beyond_${i}`);
     } else if (w.kind === 'boolean') {
       exprs.push(`count(*) FILTER (WHERE ${c})::float8 AS trues_${i}`, `count(*) FILTER (WHERE NOT ${c})::float8 AS falses_${i}`);
     }
@@ -108,7 +120,7 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
   for (const [i, w] of readable.entries()) {
     const base = { name: w.name, type: w.type, nulls: agg[`nulls_${i}`] as number };
     if (w.kind === 'number') {
-      columns.push({ ...base, kind: 'number', mean: agg[`mean_${i}`] ?? null, std: agg[`std_${i}`] ?? null, min: agg[`min_${i}`] ?? null, max: agg[`max_${i}`] ?? null, nonFinite: agg[`nonfinite_${i}`] as number });
+      columns.push({ ...base, kind: 'number', mean: agg[`mean_${i}`] ?? null, std: agg[`std_${i}`] ?? null, min: agg[`min_${i}`] ?? null, max: agg[`max_${i}`] ?? null, nonFinite: agg[`nonfinite_${i}`] as number, beyondFloat32: agg[`beyond_${i}`] as number });
     } else if (w.kind === 'boolean') {
       columns.push({ ...base, kind: 'boolean', trues: agg[`trues_${i}`] as number, falses: agg[`falses_${i}`] as number });
     } else {

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import type { FeaturePlan } from './features.js';
@@ -19,7 +20,7 @@ import type { TfModel } from './tfModel.js';
  *   `1/k` on each input of a one_hot feature of k categories, 0.5 for a boolean, 0 for a raw one.
  */
 export interface Explainer {
-  /** Reasons per row (at most the number of features). */
+  /** Reasons per row (at most the number of features: more is refused). */
   readonly k: number;
   /** Feature names (manifest `column`), indexed like the `feature` output. */
   readonly features: readonly string[];
@@ -49,16 +50,11 @@ export const reasonsMethod = 'gradient x (input - baseline) on the transformed i
 
 /**
  * An {@link Explainer} over a loaded layers model. Refused (a one-line {@link UsageError}, exit 2) for a
- * model whose gradients TF.js cannot take: a graph model, or an int32 input (index features).
+ * model whose gradients TF.js cannot take (a graph model), an int32 input (index features), or `k` above
+ * the number of features.
  */
 export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readonly InputSlot[], selection: OutputSelection, k: number, modelFile: string): Explainer {
-  const apply = model.differentiable;
-  if (model.format !== 'layers-model' || apply === undefined) {
-    throw new UsageError(`--reasons needs gradients, which TF.js cannot take through the graph model ${modelFile}; convert the model as a layers model, or run without --reasons`);
-  }
-  const intSlot = slots.find((s) => s.dtype === 'int32');
-  if (intSlot) throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features have none); run without --reasons`);
-  const kk = Math.min(k, plan.features.length);
+  const apply = refuseUnexplainable(model, plan, slots, k, modelFile);
   const space = model.outputActivation?.(selection.output) === 'sigmoid' ? 'logit' : 'score';
   const baseline = new Float32Array(plan.width);
   const featureOf = new Int16Array(plan.width);
@@ -79,7 +75,7 @@ export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readon
   });
   const contrib = new Float64Array(nf);
   return {
-    k: kk,
+    k,
     features: plan.features.map((p) => p.feature.column),
     space,
     async explain(x, rows, scores, out) {
@@ -112,13 +108,32 @@ export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readon
           }
           // d logit/dx = (dp/dx) / (p (1 − p)); a saturated score (p(1 − p) = 0 in float32) has no usable gradient: all 0.
           const scale = space === 'logit' ? (p > 0 && p < 1 ? 1 / (p * (1 - p)) : 0) : 1;
-          topK(contrib, nf, kk, scale, out, kept * kk);
+          topK(contrib, nf, k, scale, out, kept * k);
           kept++;
         }
       }
       return kept;
     },
   };
+}
+
+/** The model's differentiable form, or the one-line refusal of `--reasons K` for it (see {@link createExplainer}). */
+function refuseUnexplainable(model: TfModel, plan: FeaturePlan, slots: readonly InputSlot[], k: number, modelFile: string): (inputs: tf.Tensor[]) => tf.Tensor[] {
+  const apply = model.differentiable;
+  if (model.format !== 'layers-model' || apply === undefined) {
+    throw new UsageError(`--reasons needs gradients, which TF.js cannot take through the graph model ${modelFile}; convert the model as a layers model, or run without --reasons`);
+  }
+  const intSlot = slots.find((s) => s.dtype === 'int32');
+  // An id is a label, not a quantity: a gradient with respect to it means nothing, and attributing on the
+  // Embedding's output would need a baseline vector that training never defined (README "Reasons per score").
+  if (intSlot) {
+    throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features are ids, with no gradient); run without --reasons, or use a model fed one_hot features`);
+  }
+  if (k > plan.features.length) {
+    const manifestFile = path.join(path.dirname(modelFile), 'manifest.json');
+    throw new UsageError(`--reasons ${k}: the model's manifest (${manifestFile}) has ${plan.features.length} features; give --reasons 1 to ${plan.features.length}`);
+  }
+  return apply;
 }
 
 /** Writes the `k` entries of `c` with the largest |c| (largest first), times `scale`, at `at`. Small k: a selection per slot. */

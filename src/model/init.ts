@@ -21,7 +21,7 @@ export interface ProfileSummary {
 }
 
 export type ProfiledColumn =
-  | { kind: 'number'; name: string; type: string; nulls: number; mean: number | null; std: number | null; min: number | null; max: number | null; nonFinite: number }
+  | { kind: 'number'; name: string; type: string; nulls: number; mean: number | null; std: number | null; min: number | null; max: number | null; nonFinite: number; beyondFloat32: number }
   | { kind: 'boolean'; name: string; type: string; nulls: number; trues: number; falses: number }
   | { kind: 'text'; name: string; type: string; nulls: number; categories: readonly { value: string; count: number }[]; truncated: boolean };
 
@@ -126,6 +126,10 @@ function draftFeature(c: ProfiledColumn, int32: boolean, rows: number, numbers: 
   switch (c.kind) {
     case 'number': {
       if (c.nonFinite > 0) notes.push(`${c.name}: ${c.nonFinite} NaN or infinite values (such rows are rejected)`);
+      if (c.beyondFloat32 > 0) {
+        const values = c.beyondFloat32 === 1 ? '1 value' : `${c.beyondFloat32} values`;
+        notes.push(`${c.name}: ${values} beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)`);
+      }
       if (numbers === 'raw') {
         const f: Feature = { column: c.name, transform: 'raw', min: c.min!, max: c.max! };
         if (c.nulls > 0) {
@@ -156,6 +160,9 @@ function draftFeature(c: ProfiledColumn, int32: boolean, rows: number, numbers: 
     }
     case 'text': {
       const categories = c.categories.map((x) => x.value);
+      // A category's position is its one_hot column or index id: an order other than training's scores silently wrong.
+      const meaning = int32 ? 'id' : 'one_hot position';
+      notes.push(`${c.name}: categories ordered by frequency in this table (most frequent first), not by training: each category's ${meaning} must be the one the model was trained with; reorder categories to match`);
       if (c.truncated) notes.push(`${c.name}: more than ${categories.length} distinct values; the ${categories.length} most frequent kept (the rest count as unknown)`);
       if (int32) {
         const f: IndexFeature = { column: c.name, transform: 'index', categories };
@@ -188,7 +195,7 @@ function columnStats(c: ProfiledColumn, rows: number): Record<string, unknown> {
   const base = { type: c.type, null_fraction: rows === 0 ? 0 : c.nulls / rows };
   switch (c.kind) {
     case 'number':
-      return { ...base, mean: c.mean, std: c.std, min: c.min, max: c.max, non_finite: c.nonFinite };
+      return { ...base, mean: c.mean, std: c.std, min: c.min, max: c.max, non_finite: c.nonFinite, beyond_float32: c.beyondFloat32 };
     case 'boolean':
       return { ...base, true_fraction: rows === 0 ? 0 : c.trues / rows };
     case 'text':

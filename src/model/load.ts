@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { BackendChoice } from '../config.js';
 import { UsageError } from '../errors.js';
 import { selectBackend, type BackendName, type OnBackendSkipped } from './backend.js';
+import { checkEmbeddings } from './embeddingCheck.js';
 import { compileFeatures, type FeaturePlan } from './features.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { layoutInputs, type InputSlot } from './inputLayout.js';
@@ -67,6 +68,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
   }
   try {
     const slots = layoutInputs(plan, model.inputs, { manifest: manifestFile, model: modelFile });
+    checkEmbeddings(plan, slots, model.embeddings ?? [], manifestFile);
     const outputs = await probe(model, slots, backend, modelFile);
     const output = selectOutput(model.outputNames, outputs, manifest, modelFile);
     const scorer = createTfScorer(model, plan.width, slots, output);

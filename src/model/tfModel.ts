@@ -1,6 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
+import type { EmbeddingUse } from './embeddingCheck.js';
+import { fromKeras3 } from './keras3.js';
+import { fromKeras3Weights } from './keras3Weights.js';
+// Registers Keras's Normalization layer with TF.js's deserializer.
+import './kerasNormalization.js';
 
 /** A model input or output as scorejob sees it: its name, dtype and shape (null for a free dimension). */
 export interface ModelTensorInfo {
@@ -35,17 +40,23 @@ export interface TfModel {
    * `--reasons`), outputs in `outputNames` order. Undefined where gradients cannot be taken (a graph model).
    */
   readonly differentiable?: ((inputs: tf.Tensor[]) => tf.Tensor[]) | undefined;
+  /** A layers model only: its Embedding layers fed straight from an input (a graph's gathers are not traced). */
+  readonly embeddings?: readonly EmbeddingUse[] | undefined;
   /** A layers model only: the activation of the layer that produces output `o` ('sigmoid', 'linear', ...). */
   outputActivation?(o: number): string | undefined;
   dispose(): void;
 }
 
-/** Loads the model from memory (no file or network URLs): the artifacts were read and checked by modelFiles.ts. */
+/**
+ * Loads the model from memory (no file or network URLs): the artifacts were read and checked by
+ * modelFiles.ts. A layers model's config is read through {@link fromKeras3}, so Keras 3 exports load too.
+ */
 export async function loadTfModel(artifacts: tf.io.ModelArtifacts): Promise<TfModel> {
-  const handler = tf.io.fromMemory(artifacts);
   // Loaded only for a graph model: ~30 ms of start-up that a layers model does not need.
-  if (isGraphModel(artifacts)) return wrapGraph(await (await import('@tensorflow/tfjs-converter')).loadGraphModel(handler));
-  return wrapLayers(await loadLayersModel(handler, { strict: true }));
+  if (isGraphModel(artifacts)) return wrapGraph(await (await import('@tensorflow/tfjs-converter')).loadGraphModel(tf.io.fromMemory(artifacts)));
+  const topology = fromKeras3(artifacts.modelTopology) as tf.io.ModelArtifacts['modelTopology'];
+  const keras2 = tf.io.fromMemory({ ...artifacts, modelTopology: topology, ...fromKeras3Weights(artifacts, topology) });
+  return wrapLayers(await loadLayersModel(keras2, { strict: true }));
 }
 
 /** `format` says so for converter output; an unlabelled GraphDef is recognized by its `node` list. */
@@ -59,7 +70,8 @@ export function isGraphModel(artifacts: Pick<tf.io.ModelArtifacts, 'format' | 'm
 function wrapLayers(model: LayersModel): TfModel {
   return {
     format: 'layers-model',
-    inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i]!, dtype: t.dtype, shape: [...t.shape] })),
+    // A Sequential model may leave inputNames empty too: its input layer names the input.
+    inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i] ?? t.sourceLayer.name, dtype: t.dtype, shape: [...t.shape] })),
     // A Sequential model leaves outputNames empty: its output layer names the output.
     outputNames: model.outputs.map((t, i) => model.outputNames[i] ?? t.sourceLayer.name),
     async: false,
@@ -76,12 +88,32 @@ function wrapLayers(model: LayersModel): TfModel {
       const y = model.apply(inputs.length === 1 ? inputs[0]! : inputs, { training: false }) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     },
+    embeddings: embeddingsFedByInputs(model),
     outputActivation(o) {
       const activation = model.outputs[o]?.sourceLayer.getConfig().activation;
       return typeof activation === 'string' ? activation : undefined;
     },
     dispose: () => model.dispose(),
   };
+}
+
+/** Layers that pass ids through unchanged in value, between an input and its Embedding. */
+const idPreserving = new Set(['Reshape', 'Flatten', 'Permute']);
+
+function embeddingsFedByInputs(model: LayersModel): EmbeddingUse[] {
+  const uses: EmbeddingUse[] = [];
+  model.inputLayers.forEach((inputLayer, input) => {
+    const pending = [inputLayer];
+    for (let layer = pending.pop(); layer !== undefined; layer = pending.pop()) {
+      for (const node of layer.outboundNodes) {
+        const next = node.outboundLayer;
+        const kind = next.getClassName();
+        if (kind === 'Embedding') uses.push({ input, layer: next.name, inputDim: Number(next.getConfig().inputDim) });
+        else if (idPreserving.has(kind)) pending.push(next);
+      }
+    }
+  });
+  return uses;
 }
 
 function wrapGraph(model: GraphModel): TfModel {

@@ -125,6 +125,27 @@ describe('bringing your own model', () => {
       await expectRefusedUnchanged(t, before, r, /model\.json: the model needs op Einsum, which the wasm backend does not have \(try --backend cpu\)$/m);
     });
 
+    it('an Embedding too small for the ids the manifest produces (categories, unknown and NULL ids against input_dim), at run and inspect; following the advice runs', async () => {
+      const dir = join(root, 'embedding-small');
+      await writeTwoInputModel(dir);
+      const extra = await modelCopy((m) => m.features[4].categories.push('public'), dir); // ids 0-3, unknown 4; input_dim 4
+      const segment = /^scorejob: \S+manifest\.json: features\[4\] \(segment, index\) produces ids 0 to 4 \(categories 0-3, unknown 4\) but feeds the Embedding layer "segment_embedding" \(input "segment_id"\) with input_dim 4, ids 0 to 3: list only the categories the model was trained with, or re-export the model with input_dim 5 or more$/m;
+      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', extra], t.env), segment);
+      await expectRefusedUnchanged(t, before, await runCli(['model', 'inspect', extra], t.env), segment);
+      const nullId = await modelCopy((m) => (m.features[5].fill = 6), dir); // region: unknown 4, NULL 6; input_dim 6
+      const region = /features\[5\] \(region, index\) produces ids 0 to 6 \(categories 0-3, unknown 4, NULL 6\) but feeds the Embedding layer "region_embedding" \(input "region_id"\) with input_dim 6, ids 0 to 5: /;
+      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', nullId], t.env), region);
+      const followed = await modelCopy((m) => m.features[4].categories.pop(), extra);
+      expect((await runCli(['run', '--model', followed], t.env)).code).toBe(0);
+    });
+
+    it('--reasons with an int32 (Embedding) input: ids have no gradient', async () => {
+      const dir = join(root, 'reasons-ids');
+      await writeTwoInputModel(dir);
+      const r = await runCli(['run', '--model', dir, '--reasons', '2'], t.env);
+      await expectRefusedUnchanged(t, before, r, /--reasons needs gradients, and the model input "segment_id" of \S+model\.json is int32 \(index features are ids, with no gradient\); run without --reasons, or use a model fed one_hot features$/m);
+    });
+
     it('a feature naming an input the model does not have', async () => {
       const dir = join(root, 'misnamed');
       await writeTwoInputModel(dir);

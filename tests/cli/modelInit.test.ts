@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTwoInputModel } from '../../scripts/fixtures/byoModels.js';
+import { writeKeras3FunctionalModel } from '../../scripts/fixtures/keras3Models.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { selectBackend } from '../../src/model/backend.js';
 import { runCli } from '../helpers/cli.js';
@@ -48,6 +49,9 @@ describe('scorejob model init', () => {
     const region = manifest.features.find((f) => f.column === 'region')!;
     const { rows: top } = await t.pool.query<{ region: string }>('SELECT region FROM customers WHERE region IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1');
     expect(region).toEqual({ column: 'region', transform: 'one_hot', categories: top.map((r) => r.region), fill: top[0]!.region });
+    for (const column of ['segment', 'region']) {
+      expect(init.stdout).toContain(`  review: ${column}: categories ordered by frequency in this table (most frequent first), not by training: each category's one_hot position must be the one the model was trained with; reorder categories to match\n`);
+    }
     expect(manifest.features.find((f) => f.column === 'has_app')).toHaveProperty('fill');
     expect(manifest.features.find((f) => f.column === 'is_subscriber')).not.toHaveProperty('fill');
 
@@ -71,6 +75,27 @@ describe('scorejob model init', () => {
     expect((await runCli(['model', 'init', dir, '--table', 'customers', '--force'], t.env)).code).toBe(0);
   });
 
+  it('drafts around values beyond float32 (float8 ±1e300, numeric 1e400): statistics from the rest, a review line per column naming them', async () => {
+    await t.pool.query(`CREATE TABLE huge (id bigint PRIMARY KEY, f float8, n numeric, plain float8)`);
+    await t.pool.query(`INSERT INTO huge SELECT i, i, i * 2, i FROM generate_series(1, 20) i`);
+    await t.pool.query(`INSERT INTO huge VALUES (21, 1e300, 1e400, 1), (22, -1e300, 5, 2), (23, 'NaN', 'Infinity', 3)`);
+    const dir = await bareShippedModel('huge');
+    const init = await runCli(['model', 'init', dir, '--table', 'huge', '--columns', 'f,n,plain', '--force'], t.env);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    expect(init.stdout).toContain('  review: f: 2 values beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n');
+    expect(init.stdout).toContain('  review: n: 1 value beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n');
+    expect(init.stdout).toContain('  review: f: 1 NaN or infinite values (such rows are rejected)\n');
+    expect(init.stdout.split('\n').every((line) => line.length < 300)).toBe(true);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[]; training: Record<string, any> };
+    const stats = async (c: string) =>
+      (await t.pool.query(`SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max FROM huge WHERE abs(${c}) < 1e30`)).rows[0];
+    const [f, n] = manifest.features;
+    expect({ mean: f!.mean, std: f!.std, min: f!.min, max: f!.max }).toEqual(await stats('f'));
+    expect({ mean: n!.mean, std: n!.std, min: n!.min, max: n!.max }).toEqual(await stats('n'));
+    expect(manifest.training.columns.f.beyond_float32).toBe(2);
+  });
+
   it("maps text columns to a model's int32 inputs as index features (by name), numbers raw with --numbers raw", async () => {
     await selectBackend('cpu');
     const dir = join(root, 'two-inputs');
@@ -89,6 +114,27 @@ describe('scorejob model init', () => {
       ['region', 'index', 'region_id'],
     ]);
     expect(manifest.features[5]!.fill).toBe(manifest.features[5]!.categories.length); // NULL -> the unknown id
+    expect(init.stdout).toContain("  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n");
+    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+  });
+
+  it('reads the inputs of a Keras 3 export (batch_shape, DTypePolicy) and drafts a manifest a run accepts', async () => {
+    const dir = join(root, 'keras3');
+    await writeKeras3FunctionalModel(dir);
+    await rm(join(dir, 'manifest.json'));
+    const columns = 'tenure_months,discount_share,email_open_rate,days_since_last_order,region,segment';
+    const init = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[] };
+    expect(manifest.features.map((f) => [f.column, f.transform, f.input])).toEqual([
+      ['tenure_months', 'raw', 'numeric'],
+      ['discount_share', 'raw', 'numeric'],
+      ['email_open_rate', 'raw', 'numeric'],
+      ['days_since_last_order', 'raw', 'numeric'],
+      ['segment', 'index', 'segment_id'],
+      ['region', 'index', 'region_id'],
+    ]);
     expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
   });
 });

@@ -100,4 +100,14 @@ describe('reasons per score (run --reasons K)', () => {
     const r = await runCli(['run', '--reasons', '0'], t.env);
     await expectRefusedUnchanged(t, before, r, /--reasons/);
   });
+
+  it('--reasons K above the number of manifest features is refused with one line naming both (exit 2), nothing written; the K it advises runs', async () => {
+    const before = await ledgerState(t);
+    const r = await runCli(['run', '--reasons', '16'], t.env);
+    await expectRefusedUnchanged(t, before, r, /^scorejob: --reasons 16: the model's manifest \(\S+manifest\.json\) has 15 features; give --reasons 1 to 15$/m);
+    const ok = await runCli(['run', '--reasons', '15', '--chunk-size', '5000'], t.env);
+    expect(ok.code).toBe(0);
+    const { rows } = await t.pool.query<{ run_id: string }>('SELECT run_id::text FROM scoring.score_runs ORDER BY started_at DESC LIMIT 1');
+    await expectReasonsForEveryScore(t, rows[0]!.run_id, 15);
+  });
 });

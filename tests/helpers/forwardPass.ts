@@ -12,7 +12,7 @@ export interface Weight {
   data: Float32Array;
 }
 
-/** Every float32 weight of the model, by its name in weightsManifest (bool constants are skipped). */
+/** Every float32 weight of the model, by its name in weightsManifest (bool constants and int32 counters are skipped). */
 export async function readWeights(dir: string): Promise<Map<string, Weight>> {
   const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[] };
   const out = new Map<string, Weight>();
@@ -25,7 +25,11 @@ export async function readWeights(dir: string): Promise<Map<string, Weight>> {
         offset += n; // a control-flow predicate: one byte each, not a weight of the arithmetic
         continue;
       }
-      if (spec.dtype !== 'float32') throw new Error(`${spec.name} is ${spec.dtype}; the reference reads float32 and bool only`);
+      if (spec.dtype === 'int32') {
+        offset += n * 4; // a counter (Keras's Normalization `count`), not a weight of the arithmetic
+        continue;
+      }
+      if (spec.dtype !== 'float32') throw new Error(`${spec.name} is ${spec.dtype}; the reference reads float32, int32 and bool only`);
       const data = new Float32Array(n);
       for (let i = 0; i < n; i++) data[i] = bytes.readFloatLE(offset + i * 4);
       offset += n * 4;
@@ -62,4 +66,14 @@ export function embedding(table: Weight, id: number): number[] {
   const [ids, dims] = table.shape as [number, number];
   if (!Number.isInteger(id) || id < 0 || id >= ids) throw new Error(`embedding id ${id} outside 0..${ids - 1}`);
   return Array.from(table.data.subarray(id * dims, (id + 1) * dims));
+}
+
+/** Keras's Normalization: (x - mean) / max(sqrt(variance), 1e-7), per input. */
+export function normalize(x: readonly number[], mean: readonly number[], variance: readonly number[]): number[] {
+  return x.map((v, i) => (v - mean[i]!) / Math.max(Math.sqrt(variance[i]!), 1e-7));
+}
+
+/** BatchNormalization at inference: gamma (x - moving_mean) / sqrt(moving_variance + epsilon) + beta. */
+export function batchNorm(x: readonly number[], w: { gamma: Weight; beta: Weight; mean: Weight; variance: Weight }, epsilon: number): number[] {
+  return x.map((v, i) => (w.gamma.data[i]! * (v - w.mean.data[i]!)) / Math.sqrt(w.variance.data[i]! + epsilon) + w.beta.data[i]!);
 }

@@ -6,8 +6,8 @@ const profile: ProfileSummary = {
   key: 'id',
   rows: 100,
   columns: [
-    { kind: 'number', name: 'age', type: 'integer', nulls: 10, mean: 40.5, std: 12.25, min: 18, max: 90, nonFinite: 0 },
-    { kind: 'number', name: 'flat', type: 'integer', nulls: 0, mean: 3, std: 0, min: 3, max: 3, nonFinite: 0 },
+    { kind: 'number', name: 'age', type: 'integer', nulls: 10, mean: 40.5, std: 12.25, min: 18, max: 90, nonFinite: 0, beyondFloat32: 0 },
+    { kind: 'number', name: 'flat', type: 'integer', nulls: 0, mean: 3, std: 0, min: 3, max: 3, nonFinite: 0, beyondFloat32: 0 },
     { kind: 'boolean', name: 'active', type: 'boolean', nulls: 5, trues: 70, falses: 25 },
     { kind: 'text', name: 'plan', type: 'text', nulls: 0, categories: [{ value: 'pro', count: 60 }, { value: 'free', count: 40 }], truncated: false },
     { kind: 'text', name: 'country', type: 'text', nulls: 3, categories: [{ value: 'de', count: 50 }, { value: 'fr', count: 47 }], truncated: true },
