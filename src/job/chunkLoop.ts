@@ -6,14 +6,18 @@ import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
 import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
-import { isTransient } from '../db/sqlstate.js';
-import { ChunkCountError, RunFailedError, SnapshotLostError } from '../errors.js';
+import { waitForDatabase } from '../db/waitForDatabase.js';
+import { ChunkCountError, ModelError, OutageError, RunFailedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelInput, Reject } from '../model/features.js';
 import { keepFiniteScores, type Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
 import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
 import type { StageTimings } from '../observe/timings.js';
+import { decideRetry, failureClass } from './retryPolicy.js';
+
+/** The outage budget when none is given (README "Configuration", `--outage-budget`). */
+export const defaultOutageBudgetMs = 60_000;
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
 export type Transform = (batch: ColumnBatch, out: ModelInput, rejects: Reject[]) => number;
@@ -67,6 +71,15 @@ export interface ChunkLoopDeps {
   onScoresCommitted?(scores: Float32Array, rows: number): void;
   /** Base backoff between attempts, ms (doubles each time). */
   backoffMs?: number;
+  /**
+   * The outage budget, ms (`--outage-budget`): how long the loop waits for an unreachable database before
+   * it fails the run. Waiting does not use up the chunk's attempts.
+   */
+  outageBudgetMs?: number;
+  /** Told when the loop starts waiting for the database (the outage's start) and when it stops (undefined). */
+  onWaiting?(since: number | undefined): void;
+  /** The chunk whose failure fails the run, just before the loop throws (for the run's advice: its key range). */
+  onFailed?(chunk: PlannedChunk): void;
   /** More output per chunk (reasons, src/job/reasons.ts; a challenger's scores, src/job/challenger.ts), written in the chunk's transaction: exactly once with its scores. */
   sidecar?: ChunkSidecar | undefined;
 }
@@ -128,9 +141,18 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
   const wire = await sourceWireTypes(reader, d.source, d.columns);
   let prefetch: { index: number; promise: Promise<ColumnBatch> } | undefined;
-  let failures = 0;
-  /** The last failure, recorded on the chunk once the ledger connection is back. */
-  let pendingFailure: string | undefined;
+  /** Each chunk's counted failed attempts in this loop, whatever stage failed (read, score, write, commit). */
+  const attemptsOf = new Map<number, number>();
+  /** After a failure: reconnect, settle the in-doubt commits, record the failure, before the next chunk. */
+  let recovering = false;
+  /** The last counted failure, recorded on its chunk once the ledger connection is back. */
+  let pendingFailure: { chunkNo: number; message: string } | undefined;
+  /**
+   * Chunks whose write failed (by index): the COMMIT may have reached the server, and only the reply been
+   * lost. The ledger settles them (score_chunks.status, and started_at as this attempt's token) before any
+   * is written again.
+   */
+  const inDoubt = new Map<number, PreparedChunk>();
 
   const read = (index: number): { index: number; promise: Promise<ColumnBatch> } => {
     const chunk = chunks[index] as PlannedChunk;
@@ -151,7 +173,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
   };
 
   /** The chunks whose write transactions are in flight (oldest first), each on its own writer. */
-  let writing: { index: number; writer: number; slot: number; promise: Promise<PreparedChunk> }[] = [];
+  let writing: { index: number; writer: number; slot: number; prepared: PreparedChunk; promise: Promise<PreparedChunk> }[] = [];
   /** Chunks committed after a lower one failed: the retry from the failed one skips them. */
   const committedAhead = new Set<number>();
   const finished = (p: PreparedChunk): void => {
@@ -188,8 +210,14 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     const extra = d.chunkStats?.();
     d.timings.add('transform', performance.now() - t);
     t = performance.now();
-    const scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
-    await d.sidecar?.prepare(x, transformed, scores, batch);
+    let scores: Float32Array;
+    try {
+      scores = transformed > 0 ? await d.scorer.score(x, transformed) : new Float32Array(0);
+      await d.sidecar?.prepare(x, transformed, scores, batch);
+    } catch (err) {
+      // The model backend refused this chunk's input (a shape, an index out of range): no retry cures that.
+      throw new ModelError(chunk.chunkNo, err);
+    }
     // A NaN or ±Infinity score is a reject, never a published score.
     const accepted = keepFiniteScores(keys, scores, transformed, rejects);
     const side = d.sidecar?.seal(keys, accepted, chunk.chunkNo);
@@ -232,11 +260,116 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
     while (writing.length > 0) await drainOne();
   };
 
+  /** Reconnects after a failure; settles the in-doubt commits from the ledger; records the failure; takes a lost snapshot again. */
+  const recoverConnections = async (i: number): Promise<void> => {
+    // Inside the loop's try: a server still restarting is one more failure, handled as any.
+    await d.recover();
+    reader ??= await connect(d.pool, 'reader');
+    for (let k = 0; k < writerCount; k++) writers[k] ??= await connect(d.pool, 'writer');
+    if (recovering) {
+      for (const [index, p] of inDoubt) {
+        const done = await d.ledger.doneChunk(writers[0] as pg.PoolClient, d.runId, p.chunkNo);
+        if (!done) continue;
+        committedAhead.add(index);
+        // This attempt's commit landed (its start is the chunk's token): its scores count here. Another's (a shared run's worker that took it over): only its counts.
+        if (done.startedAt.getTime() === p.startedAt.getTime()) finished(p);
+        else d.onChunkDone?.({ chunkNo: p.chunkNo, scored: done.scored, rejected: done.rejected });
+        d.log.info({ chunk: p.chunkNo }, `chunk ${p.chunkNo} was committed although its reply was lost: not written again`);
+      }
+      inDoubt.clear();
+      const failed = pendingFailure;
+      pendingFailure = undefined;
+      if (failed && !chunks.some((c, k) => c.chunkNo === failed.chunkNo && committedAhead.has(k))) await d.recordFailure(failed.chunkNo, failed.message);
+      recovering = false;
+    }
+    const recounted = await d.view.ensure(reader, chunks.slice(i));
+    recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
+  };
+
+  /**
+   * After a failure: every write in flight settles (done, its chunk counts; failed, its commit is in
+   * doubt until the ledger says); returns the error to judge (the lowest failed write's) and where to
+   * start again (the lowest failed chunk), and closes the connections, which may be mid-COPY.
+   */
+  const settleAfterFailure = async (thrown: unknown): Promise<{ err: unknown; failedAt: number | undefined }> => {
+    let err = thrown;
+    const settled = writing;
+    writing = [];
+    let failedAt: number | undefined;
+    for (const w of settled) {
+      const outcome = await w.promise.then(
+        (p) => ({ p }),
+        (e: unknown) => ({ e }),
+      );
+      if ('p' in outcome) {
+        finished(outcome.p);
+        if (failedAt !== undefined) committedAhead.add(w.index);
+        continue;
+      }
+      inDoubt.set(w.index, w.prepared);
+      if (failedAt === undefined) {
+        failedAt = w.index;
+        err = outcome.e;
+      }
+    }
+    if (prefetch) await prefetch.promise.catch(() => undefined);
+    prefetch = undefined;
+    reader?.release(true);
+    reader = undefined;
+    writers.forEach((w, n) => {
+      w?.release(true);
+      writers[n] = undefined;
+    });
+    return { err, failedAt };
+  };
+
+  /**
+   * Decides, after a failure of chunk `chunk`, whether to try it again (returns once it is time) or to fail
+   * the run (throws). An unreachable database is waited for within the outage budget without using up the
+   * chunk's attempts; a failure while the database answers counts as one of the chunk's attempts.
+   */
+  const afterFailure = async (chunk: PlannedChunk, err: unknown): Promise<void> => {
+    const message = describeDbError(err);
+    const failure = failureClass(err);
+    let counted = failure !== 'connection';
+    if (failure === 'connection' && !d.stop.requested) {
+      const budgetMs = d.outageBudgetMs ?? defaultOutageBudgetMs;
+      const probe = async () => {
+        await d.recover();
+        const c = await connect(d.pool, 'writer');
+        c.release();
+      };
+      const waited = await waitForDatabase(probe, { budgetMs, onWaiting: (since) => onWaiting(chunk, since, message), stopping: () => d.stop.requested !== undefined }).catch((e: unknown) => {
+        d.onFailed?.(chunk);
+        throw failureClass(e) === 'connection' ? new OutageError(budgetMs / 1000, e) : e;
+      });
+      // The database answered at once: the connection loss was this chunk's own (its backend ended).
+      counted = waited === 0;
+    }
+    const attempts = (attemptsOf.get(chunk.chunkNo) ?? 0) + (counted ? 1 : 0);
+    attemptsOf.set(chunk.chunkNo, attempts);
+    const decision = decideRetry({ failure, counted, attempts: attempts + (d.attemptsBefore?.(chunk.chunkNo) ?? 0), maxAttempts: d.attempts, backoffMs: d.backoffMs ?? 500, stopping: d.stop.requested !== undefined });
+    if (decision.action === 'fail') {
+      d.onFailed?.(chunk);
+      await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
+      throw err;
+    }
+    d.log.warn({ chunk: chunk.chunkNo, attempt: attempts, retry_in_ms: decision.waitMs, error: message, cause: (err as Error).message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
+    await new Promise((r) => setTimeout(r, decision.waitMs));
+    recovering = true;
+    if (counted) pendingFailure = { chunkNo: chunk.chunkNo, message };
+  };
+  const onWaiting = (chunk: PlannedChunk, since: number | undefined, message: string): void => {
+    if (since !== undefined) d.log.warn({ chunk: chunk.chunkNo, error: message, outage_budget_s: (d.outageBudgetMs ?? defaultOutageBudgetMs) / 1000 }, `the database is unreachable (${message}); waiting for it (chunk ${chunk.chunkNo})`);
+    else d.log.info({ chunk: chunk.chunkNo }, 'the database is back');
+    d.onWaiting?.(since);
+  };
+
   // Chunk i is scored while the writes of chunks i-1 and i-2 run, each in its own transaction on its own
   // connection (and chunk i+1 is read): the client's CPU (transform, predict) overlaps the server's, and
   // the server's COPY into the keyed table, the longest stage, runs on two of its backends. Each chunk
   // still commits whole or not at all; after a failure every write in flight settles, and the retry
-  // starts from the lowest chunk that failed, skipping those that committed.
+  // starts from the lowest chunk that failed, skipping those that committed (in-doubt ones included).
   let i = 0;
   try {
     for (;;) {
@@ -251,6 +384,7 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           await drainAll();
           return false;
         }
+        if (recovering || !reader || writers.some((w) => !w)) await recoverConnections(i);
         if (i >= chunks.length) {
           await drainAll();
           continue;
@@ -259,76 +393,20 @@ export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk
           i++;
           continue;
         }
-        const chunk = chunks[i] as PlannedChunk;
-        if (pendingFailure !== undefined || !reader || writers.some((w) => !w)) {
-          // After a failure: inside the try, so a server still restarting counts as one more failed attempt.
-          await d.recover();
-          reader ??= await connect(d.pool, 'reader');
-          for (let k = 0; k < writerCount; k++) writers[k] ??= await connect(d.pool, 'writer');
-          // A connection lost at COMMIT may have lost only the reply: the chunk can be done already.
-          const committed = pendingFailure === undefined ? undefined : await d.ledger.doneChunk(writers[0] as pg.PoolClient, d.runId, chunk.chunkNo);
-          if (committed) {
-            pendingFailure = undefined;
-            failures = 0;
-            d.onChunkDone?.({ chunkNo: chunk.chunkNo, scored: committed.scored, rejected: committed.rejected });
-            i++;
-            continue;
-          }
-          if (pendingFailure !== undefined) await d.recordFailure(chunk.chunkNo, pendingFailure);
-          pendingFailure = undefined;
-          const recounted = await d.view.ensure(reader, chunks.slice(i));
-          recounted?.forEach((c, k) => ((chunks[i + k] as PlannedChunk).rows = c.rows));
-        }
         const prepared = await prepare(i);
         if (writing.length >= writerCount) await drainOne();
         const k = writers.findIndex((_, n) => !writing.some((w) => w.writer === n));
         const promise = write(prepared, writers[k] as pg.PoolClient);
         promise.catch(() => undefined); // awaited by drainOne (or the catch below); never an unhandled rejection
-        writing.push({ index: i, writer: k, slot: prepared.slot, promise });
+        writing.push({ index: i, writer: k, slot: prepared.slot, prepared, promise });
         i++;
-        failures = 0;
       } catch (thrown) {
-        let err = thrown;
-        // The writes in flight settle first: done, their chunks count; failed, the retry starts from the lowest.
-        const settled = writing;
-        writing = [];
-        let failedAt: number | undefined;
-        for (const w of settled) {
-          const outcome = await w.promise.then(
-            (p) => ({ p }),
-            (e: unknown) => ({ e }),
-          );
-          if ('p' in outcome) {
-            finished(outcome.p);
-            if (failedAt !== undefined) committedAhead.add(w.index);
-          } else if (failedAt === undefined) {
-            failedAt = w.index;
-            err = outcome.e;
-          }
-        }
+        const { err, failedAt } = await settleAfterFailure(thrown);
         if (failedAt !== undefined) i = failedAt;
-        if (prefetch) await prefetch.promise.catch(() => undefined);
-        prefetch = undefined;
-        failures++;
-        const chunk = chunks[i] as PlannedChunk;
-        const message = describeDbError(err);
-        // The reader may be mid-COPY and a writer mid-transaction: never reuse them after an error.
-        reader?.release(true);
-        reader = undefined;
-        writers.forEach((w, n) => {
-          w?.release(true);
-          writers[n] = undefined;
-        });
-        // A lost snapshot is taken again (d.view.ensure) before the retry.
-        const transient = isTransient(err) || err instanceof SnapshotLostError;
-        if (!transient || failures + (d.attemptsBefore?.(chunk.chunkNo) ?? 0) >= d.attempts || d.stop.requested) {
-          await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
-          throw err;
-        }
-        const wait = (d.backoffMs ?? 500) * 2 ** (failures - 1);
-        d.log.warn({ chunk: chunk.chunkNo, attempt: failures, retry_in_ms: wait, error: message, cause: (err as Error).message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
-        await new Promise((r) => setTimeout(r, wait));
-        pendingFailure = message;
+        // A failure after the last chunk was handed off (reconnecting to drain): it is the last chunk's.
+        const chunk = chunks[Math.min(i, chunks.length - 1)];
+        if (!chunk) throw err;
+        await afterFailure(chunk, err);
       }
     }
     return true;
