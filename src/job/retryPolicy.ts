@@ -1,6 +1,9 @@
 import { SqlState, isTransient, sqlStateOf } from '../db/sqlstate.js';
 import { SnapshotLostError } from '../errors.js';
 
+/** The outage budget when none is given (README "Configuration", `--outage-budget`). */
+export const defaultOutageBudgetMs = 60_000;
+
 /**
  * What a chunk's failure says about what to do next:
  * - `connection`: the connection went away (server restarting, network): the database may be unreachable
