@@ -373,9 +373,10 @@ export class ChunkRunner {
   private async waitForDatabase(chunk: PlannedChunk, message: string): Promise<number> {
     const { d } = this;
     const budgetMs = d.outageBudgetMs ?? defaultOutageBudgetMs;
+    // A connection of its own, closed at once: it must not linger in the pool as one of the loop's.
     const probe = async (): Promise<void> => {
       await d.recover();
-      (await connectAs(d.pool, 'writer')).release();
+      (await connectAs(d.pool, 'probe')).release(true);
     };
     const onWaiting = (since: number | undefined): void => {
       if (since !== undefined) d.log.warn({ chunk: chunk.chunkNo, error: message, outage_budget_s: budgetMs / 1000 }, `the database is unreachable (${message}); waiting for it (chunk ${chunk.chunkNo})`);
@@ -384,7 +385,8 @@ export class ChunkRunner {
     };
     return waitForDatabase(probe, { budgetMs, onWaiting, stopping: () => d.stop.requested !== undefined }).catch((e: unknown) => {
       d.onFailed?.(chunk);
-      throw failureClass(e) === 'connection' ? new OutageError(budgetMs / 1000, e) : e;
+      // A stop request ends the wait too: that is an interruption, not an outage past its budget.
+      throw failureClass(e) === 'connection' && !d.stop.requested ? new OutageError(budgetMs / 1000, e) : e;
     });
   }
 }
