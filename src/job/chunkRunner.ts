@@ -66,6 +66,8 @@ export class ChunkRunner {
   private readonly committedAhead = new Set<number>();
   /** Each chunk's counted failed attempts in this loop, whatever stage failed (read, score, write, commit). */
   private readonly attemptsOf = new Map<number, number>();
+  /** Each chunk's outages waited out (not attempts; bounded all the same, see decideRetry). */
+  private readonly outagesOf = new Map<number, number>();
   /** After a failure: reconnect, settle the in-doubt commits, record the failure, before the next chunk. */
   private recovering = false;
   /** The last counted failure, recorded on its chunk once the ledger connection is back. */
@@ -356,8 +358,10 @@ export class ChunkRunner {
     }
     const attempts = (this.attemptsOf.get(chunk.chunkNo) ?? 0) + (counted ? 1 : 0);
     this.attemptsOf.set(chunk.chunkNo, attempts);
+    const outages = (this.outagesOf.get(chunk.chunkNo) ?? 0) + (counted ? 0 : 1);
+    this.outagesOf.set(chunk.chunkNo, outages);
     const before = d.attemptsBefore?.(chunk.chunkNo) ?? 0;
-    const decision = decideRetry({ failure, counted, attempts: attempts + before, maxAttempts: d.attempts, backoffMs: d.backoffMs ?? 500, stopping: d.stop.requested !== undefined });
+    const decision = decideRetry({ failure, counted, attempts: attempts + before, outages, maxAttempts: d.attempts, backoffMs: d.backoffMs ?? 500, stopping: d.stop.requested !== undefined });
     if (decision.action === 'fail') {
       d.onFailed?.(chunk);
       await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);

@@ -34,6 +34,8 @@ export interface RetryInput {
   counted: boolean;
   /** The chunk's failed attempts so far, this one included when counted (on every worker of a shared run). */
   attempts: number;
+  /** The outages waited out while this chunk was in flight, this one included when not counted. */
+  outages?: number;
   /** `--chunk-attempts`. */
   maxAttempts: number;
   /** Base backoff between counted attempts, ms (doubles each time). */
@@ -44,11 +46,13 @@ export interface RetryInput {
 /**
  * The chunk retry policy, pure. A permanent failure, a stop request or a chunk out of attempts fails the
  * run; otherwise the chunk is tried again, after a doubling backoff when the attempt counted, at once when
- * it did not (the loop has just waited for the database to come back).
+ * it did not (the loop has just waited for the database to come back). Outages do not use up attempts,
+ * but more separate outages than `maxAttempts` during one chunk fail it too.
  */
 export function decideRetry(r: RetryInput): RetryDecision {
   if (r.failure === 'permanent' || r.stopping) return { action: 'fail' };
-  if (!r.counted) return { action: 'retry', waitMs: 0 };
+  // A chunk in flight at every one of many outages may be what brings the server down (a crash it causes): bounded too.
+  if (!r.counted) return (r.outages ?? 1) > r.maxAttempts ? { action: 'fail' } : { action: 'retry', waitMs: 0 };
   if (r.attempts >= r.maxAttempts) return { action: 'fail' };
   return { action: 'retry', waitMs: r.backoffMs * 2 ** Math.max(0, r.attempts - 1) };
 }

@@ -30,6 +30,11 @@ describe('the chunk retry policy', () => {
     expect(decideRetry({ ...base, failure: 'connection', counted: true, attempts: 3, maxAttempts: 3 })).toEqual({ action: 'fail' });
   });
 
+  it('more separate outages than --chunk-attempts during one chunk fail it (a chunk that brings the server down each time)', () => {
+    expect(decideRetry({ ...base, failure: 'connection', counted: false, attempts: 0, outages: 4, maxAttempts: 4 })).toEqual({ action: 'retry', waitMs: 0 });
+    expect(decideRetry({ ...base, failure: 'connection', counted: false, attempts: 0, outages: 5, maxAttempts: 4 })).toEqual({ action: 'fail' });
+  });
+
   it('a permanent failure or a stop request fails at once', () => {
     expect(decideRetry({ ...base, failure: 'permanent' })).toEqual({ action: 'fail' });
     expect(decideRetry({ ...base, stopping: true })).toEqual({ action: 'fail' });
