@@ -99,10 +99,16 @@ export class ChunkRunner {
   static async open(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<ChunkRunner> {
     const reader = await connectAs(d.pool, 'reader');
     const writers: pg.PoolClient[] = [];
-    for (let k = 0; k < writerCount; k++) writers.push(await connectAs(d.pool, 'writer'));
-    // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
-    const wire = await sourceWireTypes(reader, d.source, d.columns);
-    return new ChunkRunner(d, planned, wire, reader, writers);
+    try {
+      for (let k = 0; k < writerCount; k++) writers.push(await connectAs(d.pool, 'writer'));
+      // Columns travel as stored when the reader decodes their type (see sourceWireTypes): less work for the server.
+      const wire = await sourceWireTypes(reader, d.source, d.columns);
+      return new ChunkRunner(d, planned, wire, reader, writers);
+    } catch (err) {
+      reader.release();
+      for (const w of writers) w.release();
+      throw err;
+    }
   }
 
   // Chunk i is scored while the writes of chunks i-1 and i-2 run, each in its own transaction on its own
