@@ -95,6 +95,8 @@ export const defaults = Object.freeze({
   keepRuns: 12,
   maxRejectRatio: 0.01,
   chunkAttempts: 4,
+  /** Seconds a run waits for an unreachable database (chunks and ledger alike) before it fails, resumably. */
+  outageBudgetS: 60,
   progressIntervalS: 30,
   /** Monthly, 02:30 on the 1st: after the nightly loads of the month's last day. */
   cron: '30 2 1 * *',

@@ -150,6 +150,30 @@ export class ClaimLostError extends ScorejobError {
   }
 }
 
+/**
+ * The model backend failed on a chunk's input (a TF.js error: an index out of an Embedding's range, a shape
+ * the model does not take). Deterministic: the same chunk fails the same way on every attempt and resume.
+ */
+export class ModelError extends ScorejobError {
+  constructor(
+    readonly chunkNo: number,
+    cause: unknown,
+  ) {
+    const why = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0] ?? '';
+    super(`the model failed on chunk ${chunkNo}'s input: ${why}`, ExitCode.runFailed, { cause });
+  }
+}
+
+/** The database stayed unreachable for longer than the outage budget (`--outage-budget`); `cause` is the last connection error. */
+export class OutageError extends ScorejobError {
+  constructor(
+    readonly budgetS: number,
+    cause: unknown,
+  ) {
+    super(`the database stayed unreachable for longer than the outage budget (${budgetS} s, --outage-budget)`, ExitCode.runFailed, { cause });
+  }
+}
+
 /** A migration's SQL failed; its transaction was rolled back, the schema is at the previous version. */
 export class MigrationError extends ScorejobError {
   constructor(message: string, options?: { cause?: unknown }) {

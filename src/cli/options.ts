@@ -120,6 +120,16 @@ export const chunkAttempts: DefaultedSetting<number> = {
   parse: (value, name) => parseIntFlag(value, name, 1, 100),
 };
 
+/** `--outage-budget`: one budget for every wait on an unreachable database (the chunks' and the ledger's). */
+export const outageBudget: DefaultedSetting<number> = {
+  flags: '--outage-budget <seconds>',
+  description: 'seconds a run waits for an unreachable database (a restart, a failover) before it fails, resumably; the waiting uses up no --chunk-attempts',
+  env: 'SCOREJOB_OUTAGE_BUDGET',
+  default: String(defaults.outageBudgetS),
+  forward: 'value',
+  parse: (value, name) => parseIntFlag(value, name, 1, 86_400),
+};
+
 export const maxPsi: Setting<number> = {
   flags: '--max-psi <x>',
   description: "fail without publishing when the scores' PSI against the previous published run exceeds this; default: no PSI gate",
@@ -216,7 +226,7 @@ export const reasons: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

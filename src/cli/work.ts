@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
 import { action } from './action.js';
-import { backend, challenger, model, option, read, workWait } from './options.js';
+import { backend, challenger, model, option, outageBudget, read, workWait } from './options.js';
 import { withStopSignal } from './stopSignal.js';
 
 /** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */
@@ -11,6 +11,7 @@ export function registerWork(program: Command): void {
     .description('join a shared run (one started with --workers) as a worker: claim its chunks and score them until none is left')
     .option('--run <id>', 'the run to join; default: the newest shared run that is running')
     .addOption(option(workWait))
+    .addOption(option(outageBudget))
     .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"))
     // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
     .addOption(option({ ...challenger, env: undefined }, "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)"))
@@ -21,7 +22,7 @@ export function registerWork(program: Command): void {
       const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
       return withStopSignal(ctx.log, async (stop) => {
         const result = await (await import('../job/worker.js')).joinRun(
-          { ...ctx, stop },
+          { ...ctx, stop, outageBudgetMs: read(cmd, outageBudget) * 1000 },
           { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), challengerDir: read(cmd, challenger), backend: given('backend') ? read(cmd, backend) : undefined },
         );
         const words = {

@@ -7,6 +7,8 @@ import { SqlState, sqlStateOf } from './sqlstate.js';
  */
 export function describeDbError(err: unknown, db?: DbConfig): string {
   const where = db ? `${db.host}:${db.port}` : 'the server';
+  // "the server at db:5432" with a config, plain "the server" without (never "the server at the server").
+  const server = db ? `the server at ${where}` : 'the server';
   const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: string; message?: string; column?: string; table?: string };
   const state = sqlStateOf(err);
   switch (e.code) {
@@ -22,10 +24,11 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
       return `connection to ${where} lost`;
   }
   if (state === SqlState.adminShutdown || state === SqlState.crashShutdown) return `connection to ${where} lost (the server ended the session: ${scrub(e.message)})`;
-  if (state === SqlState.cannotConnectNow) return `the server at ${where} is starting up or shutting down`;
+  if (state === SqlState.cannotConnectNow) return `${server} is starting up or shutting down`;
   if (state === SqlState.invalidPassword) return `password authentication failed for user "${db?.user ?? '?'}" (check PGPASSWORD or DATABASE_URL)`;
-  if (state === SqlState.queryCanceled && /statement timeout/i.test(e.message ?? '')) {
-    return `a statement ran longer than statement_timeout and was canceled; raise statement_timeout for the job's role (ALTER ROLE … SET statement_timeout), then resume the run; or start a new run with a smaller --chunk-size`;
+  if (isStatementTimeout(err)) {
+    // What to do depends on where it hit (a chunk's statement, or publish, which scales with the run): the run's advice says it (src/job/advice.ts).
+    return `a statement ran longer than statement_timeout and was canceled`;
   }
   if (state === SqlState.readOnlySqlTransaction) return `the database is read-only (${scrub(e.message)})`;
   if (state === SqlState.diskFull) return `the database server's disk is full (${scrub(e.message)})`;
@@ -37,6 +40,12 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
   }
   if (/timeout exceeded when trying to connect/i.test(message)) return `connection to ${where} timed out`;
   return message;
+}
+
+/** A statement canceled by statement_timeout (not by a person's pg_cancel_backend, same SQLSTATE). */
+export function isStatementTimeout(err: unknown): boolean {
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return sqlStateOf(err) === SqlState.queryCanceled && typeof message === 'string' && /statement timeout/i.test(message);
 }
 
 /**

@@ -1,16 +1,17 @@
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDbError } from '../db/describeError.js';
-import { SqlState, sqlStateOf, isTransient } from '../db/sqlstate.js';
-import { ChunkCountError, EmptySourceError, GateError, InterruptedError, LockLostError, RunFailedError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
+import { isTransient } from '../db/sqlstate.js';
+import { EmptySourceError, GateError, InterruptedError, LockLostError, RunFailedError, StoppedError } from '../errors.js';
 import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 import { combineSidecars, runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
-import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
-import { applyRetention, attachRunTable, dropRunLeftovers, duplicateKeyError, publishRun, registerModel } from './publish.js';
+import { defaultOutageBudgetMs } from './retryPolicy.js';
+import type { Ledger, PlannedChunk, RunParams, RunStats } from '../ledger/ledger.js';
+import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from './publish.js';
+import { classifyFailure, failureAdvice } from './advice.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
-import { explainSourceFailure } from './sourceCheck.js';
 import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
@@ -78,6 +79,8 @@ export interface ExecuteDeps {
   explainer?: Explainer | undefined;
   /** `--challenger DIR`: a second model scoring the same chunks into its sibling run (src/job/challenger.ts). */
   challenger?: Challenger | undefined;
+  /** `--outage-budget`, ms: how long the chunks and the ledger wait for an unreachable database; default 60 s. */
+  outageBudgetMs?: number | undefined;
 }
 
 /**
@@ -102,6 +105,8 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   /** The run's total once its chunks are done: with none scored, no advice may be to publish. */
   let scoredTotal: number | undefined;
   let view: SourceView | undefined;
+  /** The chunk whose failure failed the run (its key range goes into the advice). */
+  let failedChunk: PlannedChunk | undefined;
   /** The run table's ANALYZE, running beside the statistics (analyzeEarly.ts). */
   let analyzing: Promise<void> | undefined;
   try {
@@ -149,6 +154,12 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       fence: deps.fence,
       sidecar: combineSidecars([deps.explainer && reasonsSidecar(deps.explainer, ledger, runId), read.sidecar]),
       onScoresCommitted: (scores, rows) => histogram?.add(scores, rows),
+      outageBudgetMs: deps.outageBudgetMs,
+      onWaiting: (since) => observer.waiting(since),
+      onFailed: (chunk) => {
+        failedChunk = chunk;
+        stage = `chunk ${chunk.chunkNo}`;
+      },
       onChunkDone: ({ chunkNo, scored, rejected }) => {
         done++;
         // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
@@ -248,7 +259,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       ...(params.onlyNew ? { carried: { rows: carried, baseRunId: params.onlyNew.baseRunId } } : {}),
     };
   } catch (err) {
-    const failure = await classify(err, deps, stage);
+    const failure = await classifyFailure(err, { client: deps.client, model, config: deps.config, runId, stage, failedChunk });
     await recordOutcome(deps, async () => {
       await ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: runStats });
       if (deps.challenger) await finishChallenger(deps.client, ledger, deps.challenger.runId, runId, { status: failure.status, error: failure.message, errorKind: failure.kind, stats: challengerStats });
@@ -261,7 +272,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       interrupted.loggedAt = 'warn';
       throw interrupted;
     }
-    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${advice(failure.kind, runId, scoredTotal, params.dryRun)}`, runId, { cause: err });
+    const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failureAdvice(failure, runId, scoredTotal, params.dryRun)}`, runId, { cause: err });
     log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage, exit_code: failed.exitCode }, failed.message);
     failed.loggedAt = 'error';
     throw failed;
@@ -273,17 +284,15 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   }
 }
 
-/** How long a failed run keeps trying to record its outcome while the database is unreachable. */
-const recordOutcomeForMs = 60_000;
-
 /**
- * Records a failed run's outcome, waiting out a database outage (up to a minute, trying every second
+ * Records a failed run's outcome, waiting out a database outage (up to the outage budget, trying every second
  * or two), so that a run that failed because the server went away is still recorded `failed`, with its
  * reason, rather than left `running`. Never writes once the run lock was taken over (another process
  * owns the ledger of this run now).
  */
 async function recordOutcome(deps: ExecuteDeps, write: () => Promise<void>): Promise<void> {
-  const deadline = Date.now() + recordOutcomeForMs;
+  const budgetMs = deps.outageBudgetMs ?? defaultOutageBudgetMs;
+  const deadline = Date.now() + budgetMs;
   for (let attempt = 1; ; attempt++) {
     try {
       await deps.recover();
@@ -298,7 +307,7 @@ async function recordOutcome(deps: ExecuteDeps, write: () => Promise<void>): Pro
         deps.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
         return;
       }
-      if (attempt === 1) deps.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${recordOutcomeForMs / 1000} s`);
+      if (attempt === 1) deps.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${budgetMs / 1000} s (--outage-budget)`);
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
     }
   }
@@ -337,13 +346,6 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   return plan.rows;
 }
 
-/** What to do about a failed run, as it can be done: never to publish a run that scored no customer. */
-function advice(kind: ErrorKind, runId: string, scored: number | undefined, dryRun: boolean): string {
-  if (kind !== 'gate') return `resume it with \`scorejob resume ${runId}\``;
-  if (scored === 0) return 'no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run (`scorejob run`)';
-  return gateAdvice(runId, dryRun);
-}
-
 /**
  * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
  * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
@@ -358,46 +360,6 @@ function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: 
   if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }
 
-/**
- * What to do after a gate stopped a run. Not "resume": every chunk is done, so a resume would compute
- * the same figures and stop at the same gate.
- */
-function gateAdvice(runId: string, dryRun: boolean): string {
-  if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
-  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
-}
-
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
 }
-
-/**
- * The ledger's words for a failure: the root cause in one line, and its kind. A database or internal
- * failure also names the stage it happened in (`… (during chunk 12)`, `… (during publish)`): its message
- * alone (a lost connection) does not say.
- */
-async function classify(err: unknown, deps: ExecuteDeps, stage: string): Promise<{ status: 'failed' | 'interrupted'; kind: ErrorKind; message: string }> {
-  if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
-  if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
-  if (err instanceof ChunkCountError) {
-    // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.
-    const explained = await explainSourceFailure(deps.client, deps.model).catch(() => undefined);
-    return { status: 'failed', kind: 'data', message: explained ?? err.message };
-  }
-  if (err instanceof SnapshotLostError) return { status: 'failed', kind: 'database', message: err.message };
-  if (err instanceof ScorejobError) return { status: 'failed', kind: 'data', message: err.message };
-  const duplicate = duplicateKeyError(err, deps.runId);
-  if (duplicate) return { status: 'failed', kind: 'data', message: duplicate.message };
-  const state = sqlStateOf(err);
-  const during = ` (during ${stage})`;
-  if (isTransient(err)) return { status: 'failed', kind: 'database', message: describeDbError(err, deps.config.db) + during };
-  if (state === SqlState.insufficientPrivilege) return { status: 'failed', kind: 'database', message: `permission denied: ${describeDbError(err)}${during}` };
-  if (state !== undefined && (state.startsWith('22') || state.startsWith('42'))) {
-    // The source changed under the run (a column dropped or retyped): say which, in the model's terms.
-    const explained = await explainSourceFailure(deps.client, deps.model).catch(() => undefined);
-    return { status: 'failed', kind: 'data', message: explained ?? describeDbError(err) + during };
-  }
-  if (state !== undefined) return { status: 'failed', kind: 'database', message: describeDbError(err, deps.config.db) + during };
-  return { status: 'failed', kind: 'internal', message: (err instanceof Error ? err.message : String(err)) + during };
-}
-

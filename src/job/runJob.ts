@@ -35,6 +35,8 @@ export interface RunContext {
   stop: StopSignal;
   /** Progress and metrics of this invocation (the CLI's `--progress-interval`, `--metrics-file`). */
   observe?: ExecuteDeps['observe'];
+  /** `--outage-budget`, ms: how long the run waits for an unreachable database; default 60 s. */
+  outageBudgetMs?: number | undefined;
 }
 
 /**
@@ -109,7 +111,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challengerModel && params.challenger ? ` with challenger ${challengerModel.manifest.name} ${challengerModel.manifest.version} (run ${params.challenger.runId})` : ''}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
     const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId, histogram: opts.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 
@@ -195,7 +197,7 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir, runId);
     const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId, histogram: params.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 

@@ -47,7 +47,7 @@ export interface WorkResult {
  * the worker stops cleanly (exit 0) with its claim given back; `scorejob resume` makes a new coordinator,
  * and workers started again join it.
  */
-export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSignal }, opts: WorkOptions): Promise<WorkResult> {
+export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSignal; outageBudgetMs?: number | undefined }, opts: WorkOptions): Promise<WorkResult> {
   const { config } = ctx;
   const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
@@ -124,6 +124,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
         scorer: model.scorer,
         chunkSize: run.params.chunkSize,
         attempts: run.params.chunkAttempts,
+        outageBudgetMs: ctx.outageBudgetMs,
         stop: ctx.stop,
         log,
         timings,

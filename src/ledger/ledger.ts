@@ -195,10 +195,13 @@ export class Ledger extends RunHistory {
     return row !== undefined && row.chunks === '1' && row.runs === '1';
   }
 
-  /** The counts of a chunk that is done, or undefined while it is pending. */
-  async doneChunk(c: pg.ClientBase, runId: string, chunkNo: number): Promise<{ scored: number; rejected: number } | undefined> {
-    const { rows } = await c.query<{ scored: number; rejected: number }>(
-      `SELECT rows_scored AS scored, rows_rejected AS rejected FROM ${this.table('score_chunks')} WHERE run_id = $1 AND chunk_no = $2 AND status = 'done'`,
+  /**
+   * The counts of a chunk that is done, or undefined while it is pending; `startedAt` is the committing
+   * attempt's own start (commitChunk's `startedAt`), which tells an attempt whether the commit was its own.
+   */
+  async doneChunk(c: pg.ClientBase, runId: string, chunkNo: number): Promise<{ scored: number; rejected: number; startedAt: Date } | undefined> {
+    const { rows } = await c.query<{ scored: number; rejected: number; startedAt: Date }>(
+      `SELECT rows_scored AS scored, rows_rejected AS rejected, started_at AS "startedAt" FROM ${this.table('score_chunks')} WHERE run_id = $1 AND chunk_no = $2 AND status = 'done'`,
       [runId, chunkNo],
     );
     return rows[0];

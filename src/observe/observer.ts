@@ -71,6 +71,13 @@ export class RunObserver {
     this.reporter?.update();
   }
 
+  /** The run waits for an unreachable database since `since` (Date.now()), or no longer (undefined): progress says so instead of an ETA. */
+  waiting(since: number | undefined): void {
+    if (!this.progress) return;
+    this.progress.waitingSince = since;
+    this.reporter?.update();
+  }
+
   /** Clears the live line (before the summary is printed) and stops the progress log lines. */
   stopProgress(): void {
     this.reporter?.stop();

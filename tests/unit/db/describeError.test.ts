@@ -52,4 +52,16 @@ describe('describeDbError: one line, never a password', () => {
     expect(describeDbError(Object.assign(new Error(`connect ECONNREFUSED`), { code: 'ECONNREFUSED' }), db)).toBe('connection to db.example:5432 refused (is PostgreSQL running there?)');
     expect(describeDbError(new Error(`Connection terminated unexpectedly postgres://job:${secret}@h`), db)).toBe('connection to db.example:5432 lost');
   });
+
+  it('a server starting up is "the server at host:port" with a config and "the server" without, never both', () => {
+    const starting = serverError(SqlState.cannotConnectNow, 'the database system is starting up');
+    expect(describeDbError(starting, db)).toBe('the server at db.example:5432 is starting up or shutting down');
+    expect(describeDbError(starting)).toBe('the server is starting up or shutting down');
+    expect(`chunk 32 failed (${describeDbError(starting)})`).not.toMatch(/the server at the server/);
+  });
+
+  it('statement_timeout: the fact only; the advice depends on where it hit (src/job/advice.ts)', () => {
+    const text = describeDbError(serverError(SqlState.queryCanceled, 'canceling statement due to statement timeout'), db);
+    expect(text).toBe('a statement ran longer than statement_timeout and was canceled');
+  });
 });
