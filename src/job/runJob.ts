@@ -46,9 +46,10 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   if (opts.challengerDir !== undefined && opts.onlyNew) {
     throw new UsageError('--challenger cannot be combined with --only-new: a challenger is compared over every customer, an only-new run scores a few; run the challenger with a full `scorejob run --challenger DIR`');
   }
-  const model = await loadModel(opts.modelDir, { backend: opts.backend });
+  // A draft manifest (`model init`) is refused here unless the run is dry: a dry run publishes nothing.
+  const model = await loadModel(opts.modelDir, { backend: opts.backend, allowDraft: opts.dryRun });
   const explainer = explainerFor(model, opts.reasons);
-  const challengerModel = await withModelFreedOnError(model, () => (opts.challengerDir === undefined ? undefined : loadChallenger(opts.challengerDir, model, opts.backend)));
+  const challengerModel = await withModelFreedOnError(model, () => (opts.challengerDir === undefined ? undefined : loadChallenger(opts.challengerDir, model, opts.backend, opts.dryRun)));
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
   ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
@@ -159,10 +160,10 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
   } finally {
     await pool.end().catch(() => undefined);
   }
-  const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
+  const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'], allowDraft: params.dryRun });
   const explainer = explainerFor(model, params.reasons?.k);
   const recorded = params.challenger ?? undefined;
-  const challengerModel = await withModelFreedOnError(model, () => (recorded ? reloadChallenger(recorded, model, params.backendChoice as RunOptions['backend'], runId) : undefined));
+  const challengerModel = await withModelFreedOnError(model, () => (recorded ? reloadChallenger(recorded, model, params.backendChoice as RunOptions['backend'], { runId, dryRun: params.dryRun }) : undefined));
   return withLockedLedger(ctx, model, 'resume', challengerModel, async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
