@@ -16,6 +16,7 @@ import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
 import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
 import { applyRetention } from './publish.js';
+import { checkPromotion } from './promotionGuard.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
@@ -74,6 +75,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       const due = await checkDue(client, ctx.config.schema, model.manifest.name, opts.dueCheck, new Date(), opts.tickAt);
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
+    const runModel = { name: model.manifest.name, version: model.manifest.version, dir: opts.modelDir, sha256: model.sha256 };
+    await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
@@ -184,6 +187,9 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     if (recorded && run.chunks_total !== null && !(await ledger.runTableState(client, recorded.runId)).exists) {
       throw new UsageError(`the challenger's scores of run ${runId} (run ${recorded.runId}) are gone (its table was dropped); start a new run instead`);
     }
+    // A run started before a challenger was published by hand would undo the promotion when it publishes.
+    const runModel = { name: model.manifest.name, version: model.manifest.version, dir: params.modelDir, sha256: model.sha256 };
+    await checkPromotion(client, ledger, runModel, { dryRun: run.dry_run, replace: false, where: describeDb(ctx.config.db), log: ctx.log, command: 'resume' });
     await session.inTransaction(async (c) => {
       await ledger.reopenRun(c, runId, hostname(), process.pid);
       // The challenger's run follows its champion's status: running again, in the same transaction.

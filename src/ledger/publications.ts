@@ -100,6 +100,25 @@ export class Publications {
     return rows[0]?.run_id;
   }
 
+  /**
+   * The challenger customer_scores shows now for the model, if its pointer names a challenger's run (put
+   * there by hand: `publish --challenger`, or a rollback to such a run); undefined otherwise.
+   */
+  async currentPromotion(c: pg.ClientBase, modelName: string): Promise<Promotion | undefined> {
+    const { rows } = await c.query<Promotion>(
+      `SELECT r.run_id::text, r.champion_run_id::text, COALESCE(ch.params->'challenger'->>'name', r.model_name) AS challenger_name,
+              r.model_version, r.model_sha256, r.params->>'modelDir' AS model_dir, q.published_at, COALESCE(q.os_user, q.db_user) AS by
+         FROM ${this.s}.published_run p
+         JOIN ${this.s}.score_runs r ON r.run_id = p.run_id
+         LEFT JOIN ${this.s}.score_runs ch ON ch.run_id = r.champion_run_id
+         JOIN LATERAL (SELECT published_at, os_user, db_user FROM ${this.s}.score_publications l
+                        WHERE l.model_name = p.model_name ORDER BY l.publication_id DESC LIMIT 1) q ON true
+        WHERE p.model_name = $1 AND r.kind = 'challenger'`,
+      [modelName],
+    );
+    return rows[0];
+  }
+
   /** The run of every model that customer_scores shows now. */
   async currentRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.s}.published_run`);
@@ -205,6 +224,20 @@ export class Publications {
     );
     return rows;
   }
+}
+
+/** A challenger's run that customer_scores shows for its champion's model (Publications.currentPromotion). */
+export interface Promotion {
+  run_id: string;
+  champion_run_id: string;
+  /** The challenger's manifest name (the run's model_name is the champion's: the slot it fills). */
+  challenger_name: string;
+  model_version: string;
+  model_sha256: string;
+  /** The challenger's model directory as the run that scored it recorded it. */
+  model_dir: string;
+  published_at: Date;
+  by: string;
 }
 
 /** One row of score_publications, as `scorejob runs` shows it. */
