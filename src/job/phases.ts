@@ -216,7 +216,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;
-      const event = await publishRun(deps.client, ledger, runId, runStats, log, deps.fence, undefined, 'publish', analyzing !== undefined);
+      const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined });
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }
@@ -364,7 +364,7 @@ function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: 
  */
 function gateAdvice(runId: string, dryRun: boolean): string {
   if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
-  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
+  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force --reason "<what you checked>"\``;
 }
 
 function stopped(stop: StopSignal, runId: string): StoppedError {

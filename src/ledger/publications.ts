@@ -13,6 +13,8 @@ export interface PublishedBy {
   host: string;
   pid: number;
   reason?: string | undefined;
+  /** Made with `--force` past a gate (`reason` then says why). */
+  forced?: boolean | undefined;
 }
 
 /** The `scorejob_published` notification's payload (README "The downstream contract"). */
@@ -81,13 +83,13 @@ export class Publications {
     if (!moved) throw new Error(`run ${runId} is not in ${this.ledger.schema}.score_runs`);
     const { rows: events } = await c.query<{ event: PublishedEvent }>(
       `WITH q AS (
-         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
-         VALUES ($2, $1, $3, $4, $5, $6, $7, $8) RETURNING published_at)
+         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced)
+         VALUES ($2, $1, $3, $4, $5, $6, $7, $8, $10) RETURNING published_at)
        SELECT json_build_object('schema', $9::text, 'model_name', r.model_name, 'model_version', r.model_version,
                 'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored, 'published_at', q.published_at,
                 'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
          FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
-      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema],
+      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true],
     );
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
@@ -218,7 +220,7 @@ export class Publications {
   async forRuns(c: pg.ClientBase, runIds: readonly string[]): Promise<PublicationRow[]> {
     if (runIds.length === 0) return [];
     const { rows } = await c.query<PublicationRow>(
-      `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason
+      `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason, forced
          FROM ${this.s}.score_publications WHERE run_id = ANY($1::bigint[]) ORDER BY publication_id`,
       [runIds],
     );
@@ -248,4 +250,5 @@ export interface PublicationRow {
   published_at: Date;
   by: string;
   reason: string | null;
+  forced: boolean;
 }

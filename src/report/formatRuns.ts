@@ -15,9 +15,15 @@ export function formatRunList(items: readonly RunListItem[]): string {
     formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),
     r.duration_s === null ? '' : `${r.duration_s}s`,
-    r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
+    forcedNote(r) || (r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? ''),
   ]);
   return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items);
+}
+
+/** A run made current by `--force`: said in its row, with the person's reason. */
+function forcedNote(r: RunListItem): string {
+  const forced = (r.publications ?? []).filter((p) => p.forced).at(-1);
+  return forced === undefined ? '' : `forced: ${forced.reason === null ? 'no reason recorded' : oneLine(forced.reason, 100)}`;
 }
 
 /** The rollbacks among the listed runs' publications, newest first: who put which run back, from which, and why. */
@@ -45,7 +51,7 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   for (const p of r.publications ?? []) {
-    const what = p.kind === 'rollback' ? 'put back by rollback' : p.kind === 'force' ? 'published by force' : 'published';
+    const what = p.kind === 'rollback' ? 'put back by rollback' : p.forced ? 'published by force' : 'published';
     lines.push(`  ${what.padEnd(12)} ${p.at} by ${p.by}${p.from_run_id ? ` (replacing run ${p.from_run_id})` : ''}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
   }
   if (r.current) lines.push(`  current      customer_scores shows this run now`);
