@@ -7,13 +7,13 @@ import { metricsFile, onPublishCommand, option, read, sourceOf, type DefaultedSe
 import { readObserveOptions } from './runOptions.js';
 
 /** A limit of the comparison gate of `publish --challenger` (src/stats/challenger.ts), flag only. */
-function limit(flags: string, description: string, value: number): DefaultedSetting<number> {
-  return { flags, description, default: String(value), parse: (v, name) => parseNumberFlag(v, name, 0, 1000) };
+function limit(flags: string, description: string, value: number, range: [number, number]): DefaultedSetting<number> {
+  return { flags, description, default: String(value), parse: (v, name) => parseNumberFlag(v, name, range[0], range[1]) };
 }
 
-const minCorrelation = limit('--min-correlation <r>', "with --challenger: refuse (without --force) a challenger whose scores' correlation with the champion's is under this", defaultComparisonLimits.minCorrelation);
-const minTopDecileOverlap = limit('--min-top-decile-overlap <f>', "with --challenger: refuse (without --force) a challenger that keeps less than this share of the champion's top decile in its own", defaultComparisonLimits.minTopDecileOverlap);
-const maxPsiVsChampion = limit('--max-psi-vs-champion <x>', "with --challenger: refuse (without --force) a challenger whose scores' PSI over the champion's deciles exceeds this", defaultComparisonLimits.maxPsi);
+const minCorrelation = limit('--min-correlation <r>', "with --challenger: refuse (without --force) a challenger whose scores' correlation with the champion's is under this", defaultComparisonLimits.minCorrelation, [-1, 1]);
+const minTopDecileOverlap = limit('--min-top-decile-overlap <f>', "with --challenger: refuse (without --force) a challenger that keeps less than this share of the champion's top decile in its own", defaultComparisonLimits.minTopDecileOverlap, [0, 1]);
+const maxPsiVsChampion = limit('--max-psi-vs-champion <x>', "with --challenger: refuse (without --force) a challenger whose scores' PSI over the champion's deciles exceeds this", defaultComparisonLimits.maxPsi, [0, 1000]);
 const limitSettings = [minCorrelation, minTopDecileOverlap, maxPsiVsChampion];
 
 /** The comparison limits, checked; one given without --challenger is refused (it would be ignored). */
