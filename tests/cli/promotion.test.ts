@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy, shippedModelDir } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, seedWithRejects } from '../helpers/state.js';
 
@@ -76,5 +77,34 @@ describe('a promoted challenger and the next run', () => {
       const kind = await t.pool.query<{ kind: string }>('SELECT kind FROM scoring.score_runs WHERE run_id = $1', [runIdOf(kept)]);
       expect(kind.rows[0]!.kind).toBe('full');
     }
+  });
+
+  it('a run killed before the promotion is not resumed over it (exit 2, customer_scores unchanged)', async () => {
+    await runCli(['run', '--model', shippedModelDir, '--challenger', challenger, '--chunk-size', '200', '--replace-promoted', '--log-level', 'silent'], t.env);
+    const hold = await holdChunk(t, 2);
+    let killed: string;
+    try {
+      const child = startCli(['run', '--model', shippedModelDir, '--chunk-size', '100', '--replace-promoted'], t.env);
+      await hold.reached();
+      child.kill('SIGKILL');
+      await child.result;
+      await hold.endJobSessions();
+      killed = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
+    } finally {
+      await hold.release();
+    }
+    const champion = (await t.pool.query<{ id: string }>(`SELECT max(champion_run_id)::text id FROM scoring.score_runs`)).rows[0]!.id;
+    const published = await runCli(['publish', champion, '--challenger', '--log-level', 'silent'], t.env);
+    expect(published.code).toBe(0);
+    const promoted = await shown();
+    expect(promoted.map((r) => r.v)).toEqual(['2.0.0']);
+    const before = await ledgerState(t);
+    const resumed = await runCli(['resume', killed], t.env);
+    expect(resumed.stderr).toMatch(/shows the challenger customer-value 2\.0\.0 .*this resume of .* would replace it .*to go back to this model, start a new run with `scorejob run --replace-promoted`\n$/);
+    expect(resumed.code).toBe(2);
+    expect(await shown()).toEqual(promoted);
+    expect((await ledgerState(t)).publishedRun).toBe(before.publishedRun);
+    const status = await t.pool.query<{ status: string }>('SELECT status FROM scoring.score_runs WHERE run_id = $1', [killed]);
+    expect(status.rows[0]!.status).not.toBe('succeeded');
   });
 });
