@@ -7,7 +7,7 @@ import type { Ledger, RunRow } from '../ledger/ledger.js';
 import { Publications } from '../ledger/publications.js';
 import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from '../stats/challenger.js';
 import { psiGateBreach, rejectGateBreach } from '../stats/runStats.js';
-import { checkForceReason, forceCommand } from './forcePublish.js';
+import { checkForceReason, forceCommand } from './forceReason.js';
 import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';

@@ -8,6 +8,7 @@ import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
+import { checkForceReason, forceCommand } from './forceReason.js';
 import { reasonsLost, type ReasonsLost } from './reasonsLost.js';
 
 export type { ForcedPublish };
@@ -116,24 +117,6 @@ function missingCustomers(schema: string, runId: string, model: string, rejected
     `${rejected} customer(s) the run could not score (${reasons}) have no row in ${schema}.customer_scores for model ${model}: ` +
     `they are listed in ${schema}.customer_score_rejects (readers) and ${schema}.score_rejects WHERE run_id = ${runId} (with the offending values)`
   );
-}
-
-/** The command that publishes a run past a gate, as advice (the reason in the person's words). */
-export function forceCommand(runId: string, challenger = false): string {
-  return `\`scorejob publish ${runId}${challenger ? ' --challenger' : ''} --force --reason "<what you checked>"\``;
-}
-
-/**
- * `--force` takes a person's word over a gate: it needs `--reason TEXT`, recorded on the publication
- * (exit 2 before anything is read without one). Returns the reason, trimmed (undefined when none was given).
- */
-export function checkForceReason(runId: string, opts: { force?: boolean | undefined; reason?: string | undefined; challenger?: boolean }): string | undefined {
-  const reason = opts.reason?.trim();
-  if (opts.reason !== undefined && reason === '') throw new UsageError('--reason is empty: say in a few words why (it is recorded on the publication, published_runs.reason)');
-  if (opts.force && reason === undefined) {
-    throw new UsageError(`--force needs --reason TEXT: say why the gate may be passed (recorded in published_runs.reason and shown by scorejob runs), e.g. ${forceCommand(runId, opts.challenger)}`);
-  }
-  return reason;
 }
 
 function safeUser(): string {
