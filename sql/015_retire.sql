@@ -12,7 +12,7 @@ ALTER TABLE :SCHEMA.score_publications DROP CONSTRAINT IF EXISTS score_publicati
 ALTER TABLE :SCHEMA.score_publications
   ADD CONSTRAINT score_publications_kind_check CHECK (kind IN ('publish', 'force', 'rollback', 'challenger', 'retire'));
 
--- is_current: a retire makes no publication of the model current (customer_scores shows none of its rows).
+-- As in 014 (forced last). is_current: a retire makes no publication of the model current (customer_scores shows none of its rows).
 CREATE OR REPLACE VIEW :SCHEMA.published_runs AS
 SELECT q.publication_id,
        q.model_name,
@@ -30,7 +30,8 @@ SELECT q.publication_id,
        q.kind <> 'retire'
          AND q.publication_id = (SELECT max(l.publication_id) FROM :SCHEMA.score_publications l WHERE l.model_name = q.model_name) AS is_current,
        EXISTS (SELECT 1 FROM :SCHEMA.score_data k WHERE k.run_id = q.run_id)
-         OR EXISTS (SELECT 1 FROM :SCHEMA.score_layers y JOIN :SCHEMA.score_data k ON k.run_id = y.under_run_id WHERE y.run_id = q.run_id) AS in_history
+         OR EXISTS (SELECT 1 FROM :SCHEMA.score_layers y JOIN :SCHEMA.score_data k ON k.run_id = y.under_run_id WHERE y.run_id = q.run_id) AS in_history,
+       q.forced
 FROM :SCHEMA.score_publications q
 JOIN :SCHEMA.score_runs r ON r.run_id = q.run_id;
 

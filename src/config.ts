@@ -70,6 +70,8 @@ export interface RunOptions {
   onlyNew?: boolean | undefined;
   /** `--challenger DIR`: a second model scored in the same pass into a sibling run, never published by the run (src/job/challenger.ts). */
   challengerDir?: string | undefined;
+  /** `--replace-promoted`: publish over a challenger a person published by hand (src/job/promotionGuard.ts); else such a run is refused. */
+  replacePromoted?: boolean | undefined;
 }
 
 export type Trigger = 'manual' | 'cron' | 'schedule';

@@ -41,7 +41,9 @@ export function addModelInitCommand(model: Command): void {
         const profile = await withPool(ctx, (pool) => withClient(pool, (client) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories })));
         const draft = draftManifest(dir, profile, signature, { numbers });
         const file = await writeDraft(dir, draft);
-        const lines = [`wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}; review it, then run scorejob model inspect ${dir}`];
+        const lines = [
+          `wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}, marked "draft": true; review it (scorejob model inspect ${dir}), then delete "draft": true: scorejob run refuses a draft (--dry-run tries it)`,
+        ];
         for (const note of draft.notes) lines.push(`  review: ${note}`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }, { quiet: true }),

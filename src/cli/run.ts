@@ -12,6 +12,7 @@ import { withStopSignal } from './stopSignal.js';
 export function registerRun(program: Command): void {
   const cmd = program.command('run').description('start a new run: plan chunks, score every customer, publish');
   cmd.addOption(option(model)).addOption(option(chunkSize)).addOption(option(trigger)).option('--dry-run', 'score and validate, publish nothing', false);
+  cmd.option('--replace-promoted', 'publish although customer_scores shows a challenger a person published by hand (publish --challenger): go back to this model', false);
   cmd.option('--only-new', 'score only customers absent from the published run (and rows changed since, with source.updated_column); carry the other scores forward', false);
   addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease]);
   cmd
@@ -21,7 +22,7 @@ export function registerRun(program: Command): void {
     .action(
       action(async (ctx, cmd: Command) => {
         try {
-          const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), { ...readRunOptions(cmd), onlyNew: cmd.opts<{ onlyNew: boolean }>().onlyNew });
+          const opts = await applyTickFlags(ctx, cmd.opts<TickFlags>(), { ...readRunOptions(cmd), onlyNew: cmd.opts<{ onlyNew: boolean }>().onlyNew, replacePromoted: cmd.opts<{ replacePromoted: boolean }>().replacePromoted });
           if (opts === undefined) return ExitCode.ok;
           const observe = observeDeps(readObserveOptions(cmd));
           return await withStopSignal(ctx.log, async (stop) => runSummary(ctx, await (await import('../job/runJob.js')).startRun({ ...ctx, stop, observe, outageBudgetMs: read(cmd, outageBudget) * 1000 }, opts)));

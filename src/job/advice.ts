@@ -105,5 +105,5 @@ function rowsAdvice(ctx: FailureContext, chunk: PlannedChunk, error: string): st
  */
 function gateAdvice(runId: string, dryRun: boolean): string {
   if (dryRun) return 'fix the data, then start a new run with `scorejob run`';
-  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force\``;
+  return `fix the data, then start a new run with \`scorejob run\`; or, after review, publish these scores with \`scorejob publish ${runId} --force --reason "<what you checked>"\``;
 }

@@ -35,10 +35,11 @@ export interface Challenger {
 /**
  * Loads the challenger's model (every problem with it is a UsageError naming its files, exit 2) and
  * refuses one that does not read the champion's source table and key: the two are scored from the same
- * decoded chunks. Before anything is written; the challenger is freed with a refusal.
+ * decoded chunks. A draft manifest only for a dry run (`allowDraft`). Before anything is written; the challenger
+ * is freed with a refusal.
  */
-export async function loadChallenger(dir: string, champion: LoadedModel, backend: BackendChoice): Promise<LoadedModel> {
-  const model = await loadModel(dir, { backend }).catch((err: unknown) => {
+export async function loadChallenger(dir: string, champion: LoadedModel, backend: BackendChoice, allowDraft: boolean): Promise<LoadedModel> {
+  const model = await loadModel(dir, { backend, allowDraft }).catch((err: unknown) => {
     // The model's own words, said of the challenger: it is --challenger, not --model, that names it.
     if (err instanceof UsageError) throw new UsageError(`--challenger: ${err.message.replaceAll('(--model DIR)', '(--challenger DIR)')}`, { cause: err });
     throw err;
@@ -185,8 +186,9 @@ export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, cham
  * `resume` of a run with a challenger: the challenger's model again, from the dir its params name, refused
  * (exit 2) when its files changed since the run started (their sha256 is on the run).
  */
-export async function reloadChallenger(params: NonNullable<RunParams['challenger']>, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
-  const model = await loadChallenger(params.modelDir, champion, backend);
+export async function reloadChallenger(params: NonNullable<RunParams['challenger']>, champion: LoadedModel, backend: BackendChoice, run: { runId: string; dryRun: boolean }): Promise<LoadedModel> {
+  const championRunId = run.runId;
+  const model = await loadChallenger(params.modelDir, champion, backend, run.dryRun);
   if (model.sha256 !== params.sha256) {
     model.dispose();
     throw new UsageError(
@@ -201,8 +203,8 @@ export async function reloadChallenger(params: NonNullable<RunParams['challenger
  * or `work --challenger DIR` where the files live elsewhere), refused (exit 2, naming the dir) unless its
  * files are the challenger run's (its model_sha256), as the champion's model is.
  */
-export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string }, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
-  const model = await loadChallenger(dir, champion, backend);
+export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string; dry_run: boolean }, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
+  const model = await loadChallenger(dir, champion, backend, challengerRun.dry_run);
   if (model.sha256 !== challengerRun.model_sha256) {
     model.dispose();
     throw new UsageError(

@@ -8,6 +8,8 @@ import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { ChallengerLedger } from '../ledger/challengers.js';
+import { checkForceReason, forceCommand } from './forceReason.js';
+import { reasonsLost, type ReasonsLost } from './reasonsLost.js';
 
 export type { ForcedPublish };
 
@@ -20,6 +22,9 @@ export interface ForcePublishResult {
   psi: number | null;
   overriddenError: string | null;
   droppedRuns: string[];
+  reason: string | undefined;
+  /** Set when the run it replaced had reasons (`--reasons K`) and this one has none. */
+  reasonsLost: ReasonsLost | undefined;
 }
 
 /**
@@ -29,8 +34,13 @@ export interface ForcePublishResult {
  * is refused (exit 2). Takes the run lock like a run (exit 75 if held) and publishes through the same
  * `publishRun` as a run, recording who forced it on the run.
  */
-export async function forcePublish(ctx: { config: Config; log: Logger; metricsFile?: string | undefined }, runId: string, opts: { force: boolean; onPublishCommand?: string | undefined }): Promise<ForcePublishResult> {
+export async function forcePublish(
+  ctx: { config: Config; log: Logger; metricsFile?: string | undefined },
+  runId: string,
+  opts: { force: boolean; reason?: string | undefined; onPublishCommand?: string | undefined },
+): Promise<ForcePublishResult> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
+  const reason = checkForceReason(runId, opts);
   const { config } = ctx;
   const started = performance.now();
   // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
@@ -40,10 +50,10 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
     const r = run as RunRow;
     const log = ctx.log.child({ run_id: runId });
     const previousStats = r.stats ?? {};
-    const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error };
+    const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error, reason };
     // A run stopped by a gate before its table was attached at plan time (schema version 1).
     await attachRunTable(client, ledger, runId, log);
-    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, (c) => lock.fence(c), undefined, 'force');
+    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, { fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
     // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
     const challenger = await new ChallengerLedger(ledger).challengerOf(client, runId);
     if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
@@ -52,8 +62,8 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
     const psi = previousStats.drift?.psi ?? null;
     const missing = await ledger.rejectsByReason(client, runId);
     log.warn(
-      { forced_publish: true, overridden_error: r.error, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
-      `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
+      { forced_publish: true, overridden_error: r.error, reason, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
+      `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; reason: ${reason}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
     );
     await exportRunMetrics(
       ctx.metricsFile,
@@ -73,7 +83,8 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       () => ledger.lastSuccessAt(client, r.model_name),
       log,
     );
-    return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped };
+    const lost = await reasonsLost(client, ledger, event.previous_run_id, r);
+    return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped, reason, reasonsLost: lost };
   });
 }
 
@@ -95,7 +106,7 @@ async function checkPublishable(client: Queryable, ledger: Ledger, runId: string
   if (newer !== undefined) throw new UsageError(`run ${runId} was superseded by run ${newer}, published later; publishing it would go back in time`);
   const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [ledger.runTable(runId)]);
   if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
-  if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with \`scorejob publish ${runId} --force\``);
+  if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with ${forceCommand(runId)}`);
 }
 
 /** Who is not in customer_scores after a forced publish, and where a reader and an operator find them. */

@@ -227,7 +227,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;
-      const event = await publishRun(deps.client, ledger, runId, runStats, log, deps.fence, undefined, 'publish', analyzing !== undefined);
+      const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined });
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }

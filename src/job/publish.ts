@@ -58,6 +58,20 @@ export async function registerModel(c: pg.ClientBase, ledger: Ledger, modelName:
   log.info({ model: modelName }, `model ${modelName} registered in schema ${ledger.schema}: customer_scores now has its rows once it publishes (WHERE model_name = '${modelName}')`);
 }
 
+/** How a publish is made (publishRun). */
+export interface PublishOptions {
+  /** The run lock must still be ours when the pointer moves (src/ledger/runLock.ts). */
+  fence?: ((c: pg.ClientBase) => Promise<void>) | undefined;
+  /** How old the attach must be (default {@link attachSettleMs}; tests shorten it). */
+  settleMs?: number | undefined;
+  kind?: Exclude<PublicationKind, 'rollback' | 'retire'> | undefined;
+  /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/job/analyzeEarly.ts). */
+  analyzed?: boolean | undefined;
+  /** Recorded on the publication: a person's reason, and whether `--force` took it past a gate. */
+  reason?: string | undefined;
+  forced?: boolean | undefined;
+}
+
 /** How long publish waits for reader transactions that began before the run's table was attached. */
 const oldReaderWaitMs = 30_000;
 
@@ -66,18 +80,8 @@ const oldReaderWaitMs = 30_000;
  * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
  * (README "The downstream contract", "Complete or nothing"). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
-export async function publishRun(
-  c: pg.ClientBase,
-  ledger: Ledger,
-  runId: string,
-  stats: RunStats,
-  log: Logger,
-  fence?: (c: pg.ClientBase) => Promise<void>,
-  settleMs: number = attachSettleMs,
-  kind: Exclude<PublicationKind, 'rollback' | 'retire'> = 'publish',
-  /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/job/analyzeEarly.ts). */
-  analyzed = false,
-): Promise<PublishedEvent> {
+export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: RunStats, log: Logger, opts: PublishOptions = {}): Promise<PublishedEvent> {
+  const { fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
   const state = await ledger.runTableState(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   // A statement planned around the attach's commit takes its snapshot right after planning: once the
@@ -92,7 +96,7 @@ export async function publishRun(
   let event: PublishedEvent | undefined;
   await withLockRetry(c, log, 'publishing', async () => {
     // The pointer, the publication's record and its notification (sent at COMMIT) in one transaction.
-    event = await publications.movePointer(c, runId, kind, publishedBy());
+    event = await publications.movePointer(c, runId, kind, { ...publishedBy(opts.reason), forced: opts.forced });
     await ledger.markPublished(c, runId, stats);
     // The run lock must still be ours (src/ledger/runLock.ts): never publish after another process took it over.
     await fence?.(c);

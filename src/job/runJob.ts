@@ -16,6 +16,7 @@ import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
 import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
 import { applyRetention } from './publish.js';
+import { checkPromotion } from './promotionGuard.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
@@ -48,9 +49,10 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   if (opts.challengerDir !== undefined && opts.onlyNew) {
     throw new UsageError('--challenger cannot be combined with --only-new: a challenger is compared over every customer, an only-new run scores a few; run the challenger with a full `scorejob run --challenger DIR`');
   }
-  const model = await loadModel(opts.modelDir, { backend: opts.backend });
+  // A draft manifest (`model init`) is refused here unless the run is dry: a dry run publishes nothing.
+  const model = await loadModel(opts.modelDir, { backend: opts.backend, allowDraft: opts.dryRun });
   const explainer = explainerFor(model, opts.reasons);
-  const challengerModel = await withModelFreedOnError(model, () => (opts.challengerDir === undefined ? undefined : loadChallenger(opts.challengerDir, model, opts.backend)));
+  const challengerModel = await withModelFreedOnError(model, () => (opts.challengerDir === undefined ? undefined : loadChallenger(opts.challengerDir, model, opts.backend, opts.dryRun)));
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
   ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
   const params: RunParams = {
@@ -75,6 +77,8 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       const due = await checkDue(client, ctx.config.schema, model.manifest.name, opts.dueCheck, new Date(), opts.tickAt);
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
+    const runModel = { name: model.manifest.name, version: model.manifest.version, dir: opts.modelDir, sha256: model.sha256 };
+    await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
@@ -161,10 +165,10 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
   } finally {
     await pool.end().catch(() => undefined);
   }
-  const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'] });
+  const model = await loadModel(params.modelDir, { backend: params.backendChoice as RunOptions['backend'], allowDraft: params.dryRun });
   const explainer = explainerFor(model, params.reasons?.k);
   const recorded = params.challenger ?? undefined;
-  const challengerModel = await withModelFreedOnError(model, () => (recorded ? reloadChallenger(recorded, model, params.backendChoice as RunOptions['backend'], runId) : undefined));
+  const challengerModel = await withModelFreedOnError(model, () => (recorded ? reloadChallenger(recorded, model, params.backendChoice as RunOptions['backend'], { runId, dryRun: params.dryRun }) : undefined));
   return withLockedLedger(ctx, model, 'resume', challengerModel, async (session) => {
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
@@ -185,6 +189,9 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     if (recorded && run.chunks_total !== null && !(await ledger.runTableState(client, recorded.runId)).exists) {
       throw new UsageError(`the challenger's scores of run ${runId} (run ${recorded.runId}) are gone (its table was dropped); start a new run instead`);
     }
+    // A run started before a challenger was published by hand would undo the promotion when it publishes.
+    const runModel = { name: model.manifest.name, version: model.manifest.version, dir: params.modelDir, sha256: model.sha256 };
+    await checkPromotion(client, ledger, runModel, { dryRun: run.dry_run, replace: false, where: describeDb(ctx.config.db), log: ctx.log, command: 'resume' });
     await session.inTransaction(async (c) => {
       await ledger.reopenRun(c, runId, hostname(), process.pid);
       // The challenger's run follows its champion's status: running again, in the same transaction.

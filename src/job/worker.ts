@@ -77,7 +77,7 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
   try {
     const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
     const backend = opts.backend ?? (run.params.backendChoice as BackendChoice);
-    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend });
+    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend, allowDraft: run.dry_run });
     // The run's params say the rest: `--reasons K` (each chunk's reasons written in its transaction, into
     // the table the coordinator made) and `--only-new` (params.source is then the run's view of the
     // customers to rescore, which the coordinator created before it took the snapshot the chunks read).

@@ -16,6 +16,8 @@ export interface PublishedBy {
   host: string;
   pid: number;
   reason?: string | undefined;
+  /** Made with `--force` past a gate (`reason` then says why). */
+  forced?: boolean | undefined;
 }
 
 /** The `scorejob_published` notification's payload (README "The downstream contract"). */
@@ -102,13 +104,13 @@ export class Publications {
     if (!moved) throw new Error(`run ${runId} is not in ${this.ledger.schema}.score_runs`);
     const { rows: events } = await c.query<{ event: PublishedEvent }>(
       `WITH q AS (
-         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
-         VALUES ($2, $1, $3, $4, $5, $6, $7, $8) RETURNING published_at)
+         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced)
+         VALUES ($2, $1, $3, $4, $5, $6, $7, $8, $10) RETURNING published_at)
        SELECT json_build_object('schema', $9::text, 'model_name', r.model_name, 'model_version', r.model_version,
                 'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored, 'published_at', q.published_at,
                 'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
          FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
-      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema],
+      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true],
     );
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
@@ -158,6 +160,25 @@ export class Publications {
   async currentRun(c: pg.ClientBase, modelName: string): Promise<string | undefined> {
     const { rows } = await c.query<{ run_id: string }>(`SELECT run_id::text FROM ${this.s}.published_run WHERE model_name = $1`, [modelName]);
     return rows[0]?.run_id;
+  }
+
+  /**
+   * The challenger customer_scores shows now for the model, if its pointer names a challenger's run (put
+   * there by hand: `publish --challenger`, or a rollback to such a run); undefined otherwise.
+   */
+  async currentPromotion(c: pg.ClientBase, modelName: string): Promise<Promotion | undefined> {
+    const { rows } = await c.query<Promotion>(
+      `SELECT r.run_id::text, r.champion_run_id::text, COALESCE(ch.params->'challenger'->>'name', r.model_name) AS challenger_name,
+              r.model_version, r.model_sha256, r.params->>'modelDir' AS model_dir, q.published_at, COALESCE(q.os_user, q.db_user) AS by
+         FROM ${this.s}.published_run p
+         JOIN ${this.s}.score_runs r ON r.run_id = p.run_id
+         LEFT JOIN ${this.s}.score_runs ch ON ch.run_id = r.champion_run_id
+         JOIN LATERAL (SELECT published_at, os_user, db_user FROM ${this.s}.score_publications l
+                        WHERE l.model_name = p.model_name ORDER BY l.publication_id DESC LIMIT 1) q ON true
+        WHERE p.model_name = $1 AND r.kind = 'challenger'`,
+      [modelName],
+    );
+    return rows[0];
   }
 
   /** The run of every model that customer_scores shows now. */
@@ -259,12 +280,26 @@ export class Publications {
   async forRuns(c: pg.ClientBase, runIds: readonly string[]): Promise<PublicationRow[]> {
     if (runIds.length === 0) return [];
     const { rows } = await c.query<PublicationRow>(
-      `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason
+      `SELECT run_id::text, kind, from_run_id::text, published_at, COALESCE(os_user, db_user) AS by, reason, forced
          FROM ${this.s}.score_publications WHERE run_id = ANY($1::bigint[]) ORDER BY publication_id`,
       [runIds],
     );
     return rows;
   }
+}
+
+/** A challenger's run that customer_scores shows for its champion's model (Publications.currentPromotion). */
+export interface Promotion {
+  run_id: string;
+  champion_run_id: string;
+  /** The challenger's manifest name (the run's model_name is the champion's: the slot it fills). */
+  challenger_name: string;
+  model_version: string;
+  model_sha256: string;
+  /** The challenger's model directory as the run that scored it recorded it. */
+  model_dir: string;
+  published_at: Date;
+  by: string;
 }
 
 /** One row of score_publications, as `scorejob runs` shows it. */
@@ -275,4 +310,5 @@ export interface PublicationRow {
   published_at: Date;
   by: string;
   reason: string | null;
+  forced: boolean;
 }

@@ -163,6 +163,8 @@ export interface ForcedPublish {
   pid: number;
   /** The gate's complaint that was overridden. */
   overridden_error: string | null;
+  /** Why, in the words of the person who forced it (`--reason`); absent on runs forced before it was required. */
+  reason?: string | undefined;
 }
 
 /** The run readers saw when a run was scored (see RunHistory.previousPublishedRun): the baseline of its drift and of `runs show`. */

@@ -109,9 +109,12 @@ export function draftManifest(dir: string, profile: ProfileSummary, model: Model
   const manifest = {
     name: path.basename(path.resolve(dir)),
     version: '0.1.0',
+    // Until a person deletes it, `scorejob run` refuses the manifest (src/model/load.ts).
+    draft: true,
     description:
       `DRAFT written by scorejob model init from ${profile.table} (${profile.rows} rows): a person must review it before any run ` +
-      '(each transform as in training: standardize or raw, categories and their order, fills, the output), then replace this description.',
+      '(each transform as in training: standardize or raw, categories and their order, fills, the output), then replace this description ' +
+      'and delete "draft": true (scorejob run refuses a draft; --dry-run tries it).',
     source: { table: profile.table, key: profile.key },
     features,
     output: { name: output.name, description: output.description, ...(output.from === undefined ? {} : { from: output.from }) },

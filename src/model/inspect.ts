@@ -40,7 +40,8 @@ export interface SourceColumnsSummary {
 
 /** Loads the model exactly as a run would (same checks, same backend choice), reports, and frees it. */
 export async function inspectModel(dir: string, opts: { backend: BackendChoice }): Promise<ModelReport> {
-  const model = await loadModel(dir, { backend: opts.backend });
+  // A draft is what inspect is for: reviewing it (the report says it is one).
+  const model = await loadModel(dir, { backend: opts.backend, allowDraft: true });
   try {
     const { manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName } = model;
     return { dir, manifest, plan, inputWidth, output, files, sha256, backend, format, execution, inputs, outputName };
@@ -53,6 +54,7 @@ export async function inspectModel(dir: string, opts: { backend: BackendChoice }
 export function formatModelReport(report: ModelReport, columns?: SourceColumnsSummary): string {
   const { manifest: m, output } = report;
   const lines: string[] = [`model    ${m.name} ${m.version}  (${report.dir})`];
+  if (m.draft) lines.push(`draft    yes: nobody has reviewed this manifest; scorejob run refuses it (except --dry-run) until "draft": true is deleted from it`);
   if (m.description !== '') lines.push(`         ${m.description}`);
   lines.push(`source   ${m.source.table}, key ${m.source.key}`);
   lines.push(`format   ${report.format} (${report.execution})`);

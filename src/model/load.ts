@@ -16,6 +16,11 @@ export interface LoadModelOptions {
   backend: BackendChoice;
   /** Told about each backend `auto` passed over, and why. */
   onBackendSkipped?: OnBackendSkipped | undefined;
+  /**
+   * Accept a draft manifest (`"draft": true`): for what publishes nothing (`model inspect`, a dry run).
+   * Otherwise a draft is refused before the model is loaded.
+   */
+  allowDraft?: boolean | undefined;
 }
 
 /** A model ready to score, checked against its manifest. */
@@ -56,6 +61,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
   const files = await readModelDirectory(dir);
   const manifestFile = path.join(dir, 'manifest.json');
   const manifest = parseManifest(files.manifestJson, manifestFile);
+  if (manifest.draft && opts.allowDraft !== true) throw draftRefusal(manifestFile);
   const plan = compileFeatures(manifest);
   const backend = await selectBackend(opts.backend, opts.onBackendSkipped);
   const modelFile = path.join(dir, 'model.json');
@@ -92,6 +98,14 @@ function loadFailure(err: unknown): string {
     return `unknown ${kind} class ${name} (not built into TF.js: save the model with built-in ${kind}s only, or port it to TF.js and register it)`;
   }
   return message.replace(/\s+/g, ' ').trim();
+}
+
+/** A draft's refusal, in one line: what to review, how to mark it reviewed, and the one way to try it before. */
+export function draftRefusal(manifestFile: string): UsageError {
+  return new UsageError(
+    `${manifestFile} is a draft ("draft": true, written by scorejob model init) that nobody has reviewed: check each feature's transform, ` +
+      `categories and fill against training and write output.description, then delete "draft": true from it (until then only --dry-run scores with it)`,
+  );
 }
 
 async function checkDirectory(dir: string): Promise<void> {

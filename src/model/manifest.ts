@@ -19,6 +19,11 @@ export interface Manifest {
   output: ManifestOutput;
   /** Free-form notes of the training script (data, metrics); never interpreted. */
   training?: Record<string, unknown> | undefined;
+  /**
+   * `"draft": true`, written by `scorejob model init`: nobody has reviewed the manifest yet. A run refuses
+   * it except with `--dry-run` (src/model/load.ts); a person deletes the key once reviewed.
+   */
+  draft?: true | undefined;
 }
 
 export interface ManifestSource {
@@ -152,10 +157,13 @@ export function splitTableName(table: string): { schema: string | undefined; nam
 export function parseManifest(json: unknown, file: string): Manifest {
   const r = new Reader(file);
   const top = r.object(json, '');
-  r.only(top, '', ['name', 'version', 'description', 'source', 'features', 'output', 'training']);
+  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'training']);
+  if (top.draft !== undefined && typeof top.draft !== 'boolean') r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
   const manifest: Manifest = {
     name: r.name(top.name, 'name'),
     version: r.name(top.version, 'version'),
+    // Right after the version, where a person reviewing the file reads it first.
+    ...(top.draft === true ? { draft: true as const } : {}),
     description: top.description === undefined ? '' : r.string(top.description, 'description'),
     source: parseSource(r, top.source),
     features: parseFeatures(r, top.features),

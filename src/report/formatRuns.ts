@@ -15,7 +15,7 @@ export function formatRunList(items: readonly RunListItem[]): string {
     formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),
     r.duration_s === null ? '' : `${r.duration_s}s`,
-    r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? '',
+    forcedNote(r) || (r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? ''),
   ]);
   return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items) + formatRetires(items);
 }
@@ -31,6 +31,12 @@ function formatRetires(items: readonly RunListItem[]): string {
     lines.push(`  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.run_id} taken out of customer_scores by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
   }
   return lines.map(visible).join('\n') + '\n';
+}
+
+/** A run made current by `--force`: said in its row, with the person's reason. */
+function forcedNote(r: RunListItem): string {
+  const forced = (r.publications ?? []).filter((p) => p.forced).at(-1);
+  return forced === undefined ? '' : `forced: ${forced.reason === null ? 'no reason recorded' : oneLine(forced.reason, 100)}`;
 }
 
 /** The rollbacks among the listed runs' publications, newest first: who put which run back, from which, and why. */
@@ -61,7 +67,7 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   for (const p of r.publications ?? []) {
-    const what = publicationWords[p.kind] ?? 'published';
+    const what = p.forced && p.kind !== 'rollback' ? 'published by force' : (publicationWords[p.kind] ?? 'published');
     const replacing = p.kind === 'retire' ? ' (its model left customer_scores)' : p.from_run_id ? ` (replacing run ${p.from_run_id})` : '';
     lines.push(`  ${what.padEnd(12)} ${p.at} by ${p.by}${replacing}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
   }

@@ -110,7 +110,7 @@ export function formatFeatureTable(f: FeaturesSummary, previous: FeaturesSummary
 export function formatRunStatistics(r: RunDetail): string[] {
   const lines: string[] = [];
   if (r.forced_publish) {
-    lines.push('', `Published by force on ${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`);
+    lines.push('', `Published by force on ${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}${r.forced_publish.reason ? `; reason: ${r.forced_publish.reason}` : ''}`);
   }
   if (r.stats && r.stats.count > 0) {
     lines.push('', `Drift (PSI over ${r.drift?.bins ?? 10} bins)  ${formatPsi(r.drift)}`);
@@ -126,7 +126,7 @@ export function formatRunStatistics(r: RunDetail): string[] {
   lines.push(...formatAnalystFacts(r.analyst));
   // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
   if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
-    lines.push('', `After review, \`scorejob publish ${r.run_id} --force\` publishes these scores as they are.`);
+    lines.push('', `After review, \`scorejob publish ${r.run_id} --force --reason "<what you checked>"\` publishes these scores as they are.`);
   }
   return lines;
 }

@@ -49,6 +49,17 @@ function facts(r: RunDetail): string {
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
 }
 
+/** Text naming commands, escaped, each command (with a `--force --reason "…"`) as code. */
+function commandsAsCode(text: string): string {
+  let html = '';
+  let last = 0;
+  for (const m of text.matchAll(/scorejob [a-z]+(?: \d+)?(?: --force --reason "[^"]*")?/g)) {
+    html += `${escapeHtml(text.slice(last, m.index))}<code>${escapeHtml(m[0])}</code>`;
+    last = m.index + m[0].length;
+  }
+  return html + escapeHtml(text.slice(last));
+}
+
 /**
  * What to do about this run, in the words `runs show` uses: resume, a new run, or `publish --force`
  * after review for a failure; nothing for a published run.
@@ -61,7 +72,7 @@ function nextStep(r: RunDetail): string {
   else if (r.resume_command) {
     const why = r.error_kind === 'gate' ? 'A publish gate stopped this run; its scores are kept unpublished.' : r.status === 'interrupted' ? 'The run was interrupted; it is resumable.' : 'The run failed; the ledger recorded why (above).';
     // resume_command names one command, or two joined by words ("… once the data is fixed, or … after review").
-    html = `${escapeHtml(why)} Next: ${escapeHtml(r.resume_command).replace(/scorejob [a-z]+(?: \d+)?(?: --force)?/g, (c) => cmd(c))}.`;
+    html = `${escapeHtml(why)} Next: ${commandsAsCode(r.resume_command)}.`;
   } else if (r.status === 'succeeded' && r.dry_run) html = `A dry run: nothing was published. To publish, start a real run: ${cmd('scorejob run')}.`;
   else if (r.status === 'succeeded') {
     act = false;

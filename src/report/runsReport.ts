@@ -44,6 +44,8 @@ export interface PublicationInfo {
   /** The run readers saw before. */
   from_run_id: string | null;
   reason: string | null;
+  /** Made with `--force` past a gate (`reason` says why). */
+  forced: boolean;
 }
 
 /** `scorejob runs show`: a run, its chunks, its rejects by reason, its statistics, and the previous published run. */
@@ -95,7 +97,7 @@ function nextStep(r: RunListRow): string | null {
   if (r.champion_run_id) return r.error_kind === 'gate' || r.superseded || !r.resumable_scores ? null : `scorejob resume ${r.champion_run_id}`;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
   // A run that scored no customer is never published, not even by force.
-  if (r.error_kind === 'gate') return r.dry_run || Number(r.rows_scored) === 0 ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force after review`;
+  if (r.error_kind === 'gate') return r.dry_run || Number(r.rows_scored) === 0 ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force --reason "<what you checked>" after review`;
   return `scorejob resume ${r.run_id}`;
 }
 
@@ -139,7 +141,7 @@ async function withPublications<T extends RunListItem>(c: pg.ClientBase, ledger:
     item.current = current.has(item.run_id);
     item.publications = rows
       .filter((p) => p.run_id === item.run_id)
-      .map((p) => ({ kind: p.kind, at: p.published_at.toISOString(), by: p.by, from_run_id: p.from_run_id, reason: p.reason }));
+      .map((p) => ({ kind: p.kind, at: p.published_at.toISOString(), by: p.by, from_run_id: p.from_run_id, reason: p.reason, forced: p.forced }));
   }
   return items;
 }

@@ -61,7 +61,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     // The advice cannot be to publish these scores (there are none): it is a new run, and `publish --force` refuses.
     expect(r.stderr).not.toMatch(/publish \d+ --force/);
     expect(r.stderr).toMatch(/no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run \(`scorejob run`\)/);
-    const forced = await runCli(['publish', runId, '--force'], t.env);
+    const forced = await runCli(['publish', runId, '--force', '--reason', 'checked the rejects'], t.env);
     expect(forced.stderr).toMatch(new RegExp(`run ${runId} scored no customer .*: publishing it would empty scoring\\.customer_scores`));
     expect(forced.code).toBe(2);
     expect(await publishedSnapshot(t)).toEqual(before);

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { selectBackend } from '../../src/model/backend.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { shippedModelDir } from '../helpers/run.js';
+import { expectRefusedUnchanged, ledgerState } from '../helpers/state.js';
 
 /** README "Bringing your own model": `scorejob model init` drafts a manifest from the data that `model inspect` and a run accept. */
 describe('scorejob model init', () => {
@@ -29,14 +30,25 @@ describe('scorejob model init', () => {
     return dir;
   }
 
-  it("drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the draft succeeds", async () => {
+  const escapeRegExp = (s: string) => s.replace(/[.*+?^$()|[\]\\{}]/g, '\\$&');
+
+  /** What the draft asks of its reviewer, done: the draft mark deleted. */
+  async function markReviewed(dir: string): Promise<void> {
+    const file = join(dir, 'manifest.json');
+    const manifest = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    delete manifest.draft;
+    await writeFile(file, JSON.stringify(manifest, null, 2));
+  }
+
+  it("drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the reviewed draft succeeds", async () => {
     const dir = await bareShippedModel('shipped');
     const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
     expect(init.stdout).toMatch(/^wrote .*manifest\.json: 15 features from 3000 rows of customers/);
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { description: string; source: unknown; features: Record<string, any>[]; training: Record<string, any> };
-    expect(manifest.description).toMatch(/DRAFT .* a person must review it/);
+    expect(manifest.description).toMatch(/DRAFT .* a person must review it .*delete "draft": true/);
+    expect(manifest).toHaveProperty('draft', true);
     expect(manifest.source).toEqual({ table: 'customers', key: 'customer_id' });
     for (const f of manifest.features.filter((x) => x.transform === 'standardize')) {
       const c = `"${f.column}"`;
@@ -58,6 +70,7 @@ describe('scorejob model init', () => {
     const inspect = await runCli(['model', 'inspect', dir], t.env);
     expect(inspect.code).toBe(0);
     expect(inspect.stdout).toMatch(/the source has every column the model needs/);
+    await markReviewed(dir);
     const run = await runCli(['run', '--model', dir], t.env);
     expect(run.code).toBe(0);
     const { rows: scored } = await t.pool.query<{ n: number }>("SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'shipped'");
@@ -115,6 +128,7 @@ describe('scorejob model init', () => {
     ]);
     expect(manifest.features[5]!.fill).toBe(manifest.features[5]!.categories.length); // NULL -> the unknown id
     expect(init.stdout).toContain("  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n");
+    await markReviewed(dir);
     expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
   });
 
@@ -135,6 +149,36 @@ describe('scorejob model init', () => {
       ['segment', 'index', 'segment_id'],
       ['region', 'index', 'region_id'],
     ]);
+    await markReviewed(dir);
     expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+  });
+
+  it('a draft publishes nothing: run refuses it (exit 2, one line, before anything is written), as --model and as --challenger; inspect says it is a draft; --dry-run tries it; deleting the mark as the refusal says lets the run publish', async () => {
+    const dir = await bareShippedModel('unreviewed');
+    const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
+    expect(init.code).toBe(0);
+    expect(init.stdout).toMatch(/marked "draft": true; review it .*then delete "draft": true: scorejob run refuses a draft/);
+    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    expect(inspect.code).toBe(0);
+    expect(inspect.stdout).toMatch(/\ndraft +yes: nobody has reviewed this manifest; scorejob run refuses it/);
+
+    const file = join(dir, 'manifest.json');
+    const advice = /is a draft \("draft": true, written by scorejob model init\) that nobody has reviewed: .*then delete "draft": true from it/;
+    const before = await ledgerState(t);
+    const refused = await runCli(['run', '--model', dir], t.env);
+    await expectRefusedUnchanged(t, before, refused, new RegExp(`^scorejob: ${escapeRegExp(file)} ${advice.source}`));
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir, '--challenger', dir], t.env), new RegExp(`^scorejob: --challenger: .*manifest\\.json ${advice.source}`));
+    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', dir, '--trigger', 'cron', '--if-due', '* * * * *'], t.env), advice);
+
+    const dry = await runCli(['run', '--model', dir, '--dry-run'], t.env);
+    expect(dry.code).toBe(0);
+    expect((await ledgerState(t)).publishedRun).toBe(before.publishedRun);
+
+    // The advice, followed: the mark deleted, the run publishes.
+    await markReviewed(dir);
+    expect((await runCli(['model', 'inspect', dir], t.env)).stdout).not.toMatch(/\ndraft /);
+    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+    const { rows } = await t.pool.query<{ n: number }>("SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'unreviewed'");
+    expect(rows[0]!.n).toBe(3000);
   });
 });

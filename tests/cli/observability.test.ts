@@ -80,11 +80,11 @@ describe('publish gates, publish --force and the metrics file', () => {
     const before = await snapshot(t);
     const refused = await runCli(['publish', gated], t.env);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(new RegExp(`publish it with \`scorejob publish ${gated} --force\``));
+    expect(refused.stderr).toMatch(new RegExp(`publish it with \`scorejob publish ${gated} --force --reason "<what you checked>"\``));
     expect(await snapshot(t)).toEqual(before);
 
     const metrics = join(dir, 'gate.prom');
-    const forced = await runCli(['publish', gated, '--force', '--metrics-file', metrics], t.env);
+    const forced = await runCli(['publish', gated, '--force', '--reason', 'drift expected: new price list', '--metrics-file', metrics], t.env);
     expect(forced.stderr).toBe('');
     expect(forced.code).toBe(0);
     expect(forced.logs.some((l) => l.forced_publish === true && l.level === 40 && /published by force/.test(String(l.msg)))).toBe(true);
@@ -108,20 +108,20 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(m.get('scorejob_last_run_forced_publish')).toBe(1);
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBeCloseTo(row.finished_epoch, 2);
 
-    const again = await runCli(['publish', gated, '--force'], t.env);
+    const again = await runCli(['publish', gated, '--force', '--reason', 'again'], t.env);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already published/);
     const show = await runCli(['runs', 'show', gated], t.env);
-    expect(show.stdout).toMatch(/Published by force on .* over: the scores drifted/);
+    expect(show.stdout).toMatch(/Published by force on .* over: the scores drifted.*; reason: drift expected: new price list\n/);
   });
 
   it('publish --force refuses a run no gate stopped and an unknown run (exit 2), and exits 75 while another holds the run lock', async () => {
-    const ok = await runCli(['publish', firstRun, '--force'], t.env);
+    const ok = await runCli(['publish', firstRun, '--force', '--reason', 'r'], t.env);
     expect(ok.code).toBe(2);
-    expect((await runCli(['publish', '999999', '--force'], t.env)).stderr).toMatch(/there is no run 999999/);
+    expect((await runCli(['publish', '999999', '--force', '--reason', 'r'], t.env)).stderr).toMatch(/there is no run 999999/);
     const holder = await holdRunLock(t);
     try {
-      const locked = await runCli(['publish', gated, '--force'], t.env);
+      const locked = await runCli(['publish', gated, '--force', '--reason', 'r'], t.env);
       expect(locked.code).toBe(75);
     } finally {
       await holder.release();
@@ -142,7 +142,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(m.get('scorejob_last_run_rows_scored')).toBeGreaterThan(0);
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBeCloseTo((await runRow(t, gated)).finished_epoch, 2);
 
-    const refused = await runCli(['publish', id, '--force'], t.env);
+    const refused = await runCli(['publish', id, '--force', '--reason', 'r'], t.env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(new RegExp(`run ${id} is interrupted; only a run stopped by a publish gate .*scorejob resume ${id}`));
 

@@ -268,7 +268,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     };
     await refused([plainRun, '--challenger'], /run \d+ has no challenger/);
     await refused([sibling.run_id, '--challenger'], /is itself a challenger/);
-    await refused([sibling.run_id, '--force'], /is the challenger of run \d+; publish it with `scorejob publish \d+ --challenger`/);
+    await refused([sibling.run_id, '--force', '--reason', 'r'], /is the challenger of run \d+; publish it with `scorejob publish \d+ --challenger`/);
     // A run a gate stopped: failed, and so is its challenger.
     await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxRejectRatio: 0 })).rejects.toMatchObject({ exitCode: 1 });
     const gated = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
@@ -276,14 +276,15 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     await refused([gated, '--challenger'], /run \d+ is failed; only a succeeded run's challenger can be published/);
 
     const before = await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications');
-    const ok = await runCli(['publish', r.runId, '--challenger', '--log-level', 'silent'], t.env);
+    // Another model altogether (a logistic layer): past the comparison gate by force, with a reason.
+    const ok = await runCli(['publish', r.runId, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     const shown = await t.pool.query<{ run_id: string; model_version: string; n: number }>('SELECT run_id::text, model_version, count(*)::int n FROM scoring.customer_scores GROUP BY 1, 2');
     expect(shown.rows).toEqual([{ run_id: sibling.run_id, model_version: '2.0.0', n: (await tableDigest(t, sibling.run_id)).rows }]);
     expect(await publishedDigest(t)).toBe((await tableDigest(t, sibling.run_id)).md5);
-    const publication = await t.pool.query('SELECT run_id::text, kind, previous_run_id::text FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1');
-    expect(publication.rows[0]).toEqual({ run_id: sibling.run_id, kind: 'challenger', previous_run_id: r.runId });
+    const publication = await t.pool.query('SELECT run_id::text, kind, previous_run_id::text, forced, reason FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1');
+    expect(publication.rows[0]).toEqual({ run_id: sibling.run_id, kind: 'challenger', previous_run_id: r.runId, forced: true, reason: 'tiny-logistic reviewed' });
     expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications')).rows[0].n).toBe(before.rows[0].n + 1);
     await refused([r.runId, '--challenger'], /is already published/);
     // Percentiles and bands of the published challenger are its own run's.
@@ -291,10 +292,10 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect(ranks.rows[0]!.bad).toBe(0);
 
     // The gated run published by force after review: its challenger follows it, and can be published in turn.
-    expect((await runCli(['publish', gated, '--force', '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect((await runCli(['publish', gated, '--force', '--reason', 'rejects reviewed', '--log-level', 'silent'], t.env)).code).toBe(0);
     const gatedSibling = await challengerOf(t, gated);
     expect(gatedSibling.status).toBe('succeeded');
-    expect((await runCli(['publish', gated, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect((await runCli(['publish', gated, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env)).code).toBe(0);
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
@@ -314,7 +315,8 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const bytes = await readFile(weightsFile);
     bytes.writeFloatLE(Number.NaN, bytes.length - 4);
     await writeFile(weightsFile, bytes);
-    const empty = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: nan });
+    // customer_scores shows the challenger the test before published: this run goes back to the champion.
+    const empty = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: nan, replacePromoted: true });
     expect((await challengerOf(t, empty.runId)).status).toBe('succeeded');
     await refused(empty.runId, /challenger of run \d+ \(run \d+\) scored no customer .*publishing it would empty customer_scores/);
     // The champion fills tenure_months and rejects nobody; the challenger (no fill) rejects the NULLs: over a limit of 0.
@@ -326,9 +328,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     // The champion's scores equal the published run's (PSI 0, under --max-psi); the challenger, another model, drifted.
     await runInProcess(t, { modelDir: champion, chunkSize: 500 });
     const drifted = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxPsi: 0.001 });
-    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force`\n$/);
+    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/);
     // The advice works: after review, --force publishes it over its gates.
-    const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--log-level', 'silent'], t.env);
+    const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--reason', 'drift reviewed', '--log-level', 'silent'], t.env);
     expect(forced.code).toBe(0);
     const sibling = await challengerOf(t, drifted.runId);
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: sibling.run_id }]);
@@ -347,7 +349,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
 
   it('resume reloads the challenger from its dir and refuses (exit 2) when its files changed; a challenger run is not resumed on its own', async () => {
     const moving = await modelCopy(undefined, logistic);
-    await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: moving, maxRejectRatio: 0 })).rejects.toMatchObject({ exitCode: 1 });
+    await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: moving, maxRejectRatio: 0, replacePromoted: true })).rejects.toMatchObject({ exitCode: 1 });
     const gated = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
     const sibling = await challengerOf(t, gated);
     await writeFile(join(moving, 'manifest.json'), (await readFile(join(moving, 'manifest.json'), 'utf8')).replace('"2.0.0"', '"2.0.1"'));
@@ -385,9 +387,9 @@ describe('retention and challengers', () => {
     expect((await runCli(['publish', b, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2); // c was published after it
     const d = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 1 })).runId;
     const d2 = (await challengerOf(t, d)).run_id;
-    expect((await runCli(['publish', d, '--challenger', '--log-level', 'silent', '--on-publish-command', ''], t.env)).code).toBe(0);
+    expect((await runCli(['publish', d, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent', '--on-publish-command', ''], t.env)).code).toBe(0);
     // The published challenger is the pointer: kept whatever --keep-runs says, and its champion is a kept published run.
-    const e = (await runInProcess(t, { chunkSize: 200, keepRuns: 2 })).runId;
+    const e = (await runInProcess(t, { chunkSize: 200, keepRuns: 2, replacePromoted: true })).runId;
     expect(await tables()).toEqual([d2, e]);
     const f = (await runInProcess(t, { chunkSize: 200, keepRuns: 3 })).runId;
     expect(await tables()).toEqual([d2, e, f]);

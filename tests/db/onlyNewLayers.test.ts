@@ -156,7 +156,7 @@ describe('incremental runs are layers over a full run', () => {
     expect(gated).toMatchObject({ exitCode: 1 });
     const runId = (await t.pool.query<{ id: string }>('SELECT max(run_id)::text id FROM scoring.score_runs')).rows[0]!.id;
     expect((await t.pool.query(`SELECT count(*)::int n FROM pg_class WHERE relname LIKE 'only\\_new\\_%'`)).rows[0]).toEqual({ n: 0 });
-    await forcePublish({ config: testConfig(t), log: silentLog }, runId, { force: true });
+    await forcePublish({ config: testConfig(t), log: silentLog }, runId, { force: true, reason: 'reviewed the layer' });
     const now = await published(t);
     const source = (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers WHERE tenure_months IS NOT NULL')).rows.map((r) => r.k);
     expect(new Set(now.keys())).toEqual(new Set(source));

@@ -41,7 +41,7 @@ async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<s
   await attachRunTable(c, ledger, runId, silent);
   await c.query(`INSERT INTO ${ledger.runTable(runId)} (customer_id, score) SELECT g, $1 FROM generate_series(1, $2) g`, [Number(runId), rows]);
   // 50 ms of settling after the attach (a real run has seconds): hundreds of publishes stay quick.
-  await publishRun(c, ledger, runId, {}, silent, undefined, 50);
+  await publishRun(c, ledger, runId, {}, silent, { settleMs: 50 });
   return runId;
 }
 
@@ -135,7 +135,7 @@ describe('retention of runs that were never published', () => {
     const stopped = await gateStoppedRun(t);
     expect(await tables(t)).toEqual([first.runId, stopped]);
     const offered = (await runsList(t)).find((r) => r.run_id === stopped);
-    expect(offered?.resume_command).toBe(`scorejob run once the data is fixed, or scorejob publish ${stopped} --force after review`);
+    expect(offered?.resume_command).toBe(`scorejob run once the data is fixed, or scorejob publish ${stopped} --force --reason "<what you checked>" after review`);
     const later = await runInProcess(t, { maxRejectRatio: 0.5 });
     expect(await tables(t)).toEqual([first.runId, later.runId]);
     expect(await historyRuns(t)).toEqual([first.runId, later.runId]);

@@ -33,6 +33,13 @@ function messageOf(edit: (m: Record<string, any>) => unknown): string {
 }
 
 describe('parseManifest', () => {
+  it('reads "draft": true as a draft, false or absent as reviewed, and refuses anything else naming the field', () => {
+    expect(parseManifest({ ...valid(), draft: true }, file).draft).toBe(true);
+    expect(parseManifest({ ...valid(), draft: false }, file).draft).toBeUndefined();
+    expect(parseManifest(valid(), file).draft).toBeUndefined();
+    expect(messageOf((m) => (m.draft = 'yes'))).toBe(`${file}: draft must be true (a draft nobody has reviewed yet) or left out (got "yes")`);
+  });
+
   it('accepts the documented format', () => {
     const m = parseManifest(valid(), file);
     expect(m.features).toHaveLength(3);

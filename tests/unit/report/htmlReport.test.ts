@@ -27,11 +27,11 @@ function feature(column: string, nullFraction: number, outside = 0) {
 
 describe('run reports', () => {
   it('the HTML page says the next step of a gated run: a new run once the data is fixed, or publish --force after review', () => {
-    const r = { ...detail(), resume_command: 'scorejob run once the data is fixed, or scorejob publish 7 --force after review' };
+    const r = { ...detail(), resume_command: 'scorejob run once the data is fixed, or scorejob publish 7 --force --reason "<what you checked>" after review' };
     const page = renderRunHtml(r);
     const next = /<div id="next" class="act">([\s\S]*?)<\/div>/.exec(page)?.[1] ?? '';
     expect(next).toContain('A publish gate stopped this run');
-    expect(next).toContain('<code>scorejob run</code> once the data is fixed, or <code>scorejob publish 7 --force</code> after review');
+    expect(next).toContain('<code>scorejob run</code> once the data is fixed, or <code>scorejob publish 7 --force --reason &quot;&lt;what you checked&gt;&quot;</code> after review');
     expect(next).not.toMatch(/resume/);
     const failed = renderRunHtml({ ...detail(), error_kind: 'database', resume_command: 'scorejob resume 7' });
     expect(failed).toMatch(/<div id="next" class="act">.*Next: <code>scorejob resume 7<\/code>/);
@@ -70,7 +70,7 @@ describe('run reports', () => {
     const text = formatRunStatistics(detail()).join('\n');
     expect(text).toContain('Drift (PSI over 10 bins)  — (no previous published run)');
     expect(text).toContain('Score histogram (this run):');
-    expect(text).toContain('After review, `scorejob publish 7 --force` publishes these scores as they are.');
+    expect(text).toContain('After review, `scorejob publish 7 --force --reason "<what you checked>"` publishes these scores as they are.');
     expect(text).toMatch(/standardize {2}25\.00% {2}25\.00% {2}/);
   });
 });
