@@ -70,7 +70,7 @@ describe('sql/roles.sql: least privilege', () => {
     const retire = ['model', 'retire', 'customer-value', '--confirm', 'customer-value'];
     const refused = await runCli(retire, { DATABASE_URL: urlAs(`${reader}_login`) });
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/^scorejob: this role has no rights on schema "scoring" \(permission denied for table \w+\)/);
+    expect(refused.stderr).toMatch(/^scorejob: database \S+: this role has no rights on schema "scoring" \(permission denied for table \w+\)/);
     const readerClient = new pg.Client({ connectionString: urlAs(`${reader}_login`) });
     await readerClient.connect();
     try {
