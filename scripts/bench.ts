@@ -29,8 +29,6 @@ import { makeModel } from '../tests/helpers/makeModel.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
-/** Marks a source table the bench seeded, so it never drops a table it did not make. */
-
 interface Options {
   customers: number;
   chunkSize: number | undefined;
