@@ -29,6 +29,7 @@ import { makeModel } from '../tests/helpers/makeModel.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
+
 interface Options {
   customers: number;
   chunkSize: number | undefined;
