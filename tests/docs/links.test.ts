@@ -14,7 +14,7 @@ const pendingPages = new Set(['docs/downstream-semantics.md']);
 export function anchorsOf(markdown: string): Set<string> {
   const seen = new Map<string, number>();
   const anchors = new Set<string>();
-  for (const line of withoutCode(markdown).split('\n')) {
+  for (const line of withoutFences(markdown).split('\n')) {
     const h = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!h) continue;
     const text = h[1]!.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
@@ -26,9 +26,13 @@ export function anchorsOf(markdown: string): Set<string> {
   return anchors;
 }
 
+function withoutFences(markdown: string): string {
+  return markdown.replace(/^\s*```[\s\S]*?^\s*```\s*$/gm, '');
+}
+
 /** The text outside fenced blocks and inline code, where a link is a link. */
 function withoutCode(markdown: string): string {
-  return markdown.replace(/^\s*```[\s\S]*?^\s*```\s*$/gm, '').replace(/`[^`\n]*`/g, '');
+  return withoutFences(markdown).replace(/`[^`\n]*`/g, '');
 }
 
 function linksOf(file: string): { target: string; line: string }[] {
