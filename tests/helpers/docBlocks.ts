@@ -35,6 +35,7 @@ export function blocksOf(file: string, text = readFileSync(join(repoRoot, file),
     const indent = open[1]!.length;
     let end = i + 1;
     while (end < lines.length && !/^\s*```\s*$/.test(lines[end]!)) end++;
+    if (end === lines.length) throw new Error(`${file}:${i + 1}: a code block that is never closed`);
     const code = lines.slice(i + 1, end).map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join('\n');
     let notRun: string | undefined;
     let setup: string | undefined;
