@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
 import { cliReference, cliReferenceFile, commandsOf } from '../../scripts/cliReference.js';
-import { runCli } from '../helpers/cli.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
 
 /** docs/cli.md is generated from the command definitions; CI fails when someone changes one without the other. */
 describe('docs/cli.md, the CLI reference', () => {
@@ -22,4 +23,13 @@ describe('docs/cli.md, the CLI reference', () => {
       expect(doc, `docs/cli.md has a section for scorejob ${name}`).toContain(`${heading}${r.stdout.trimEnd()}\n\`\`\``);
     }
   }, 120_000);
+
+  it('the schedule synopsis in docs/operations.md names every option of `scorejob schedule`', async () => {
+    const page = await readFile(join(repoRoot, 'docs/operations.md'), 'utf8');
+    const synopsis = /```text\n(scorejob schedule [\s\S]*?)```/.exec(page)?.[1] ?? '';
+    const schedule = commandsOf(buildProgram()).find((c) => c.name === 'schedule')!.cmd;
+    const flags = schedule.options.map((o) => o.long!).filter((f) => f !== '--help');
+    expect(flags.length).toBeGreaterThan(10);
+    expect(flags.filter((f) => !synopsis.includes(`[${f}`))).toEqual([]);
+  });
 });
