@@ -73,4 +73,17 @@ describe('links between the docs', () => {
       expect(broken).toEqual([]);
     });
   }
+
+  it('every file path the pages name (src/, tests/, scripts/, sql/, deploy/) exists', () => {
+    const missing: string[] = [];
+    for (const file of pages) {
+      const text = readFileSync(join(repoRoot, file), 'utf8');
+      for (const m of text.matchAll(/\b(?:src|tests|scripts|sql|deploy)\/[\w./-]+\.(?:ts|sql|yaml|mjs)\b/g)) {
+        const path = m[0];
+        if (/NNN/.test(path) || path.includes('*')) continue;
+        if (!existsSync(join(repoRoot, path))) missing.push(`${file}: ${path}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
 });
