@@ -1,4 +1,4 @@
--- Least-privilege roles for scorejob (README, "Least privilege"). Not a migration: an administrator runs
+-- Least-privilege roles for scorejob (docs/operations.md, "Least privilege"). Not a migration: an administrator runs
 -- part 1 once before the first `scorejob migrate`, and part 2 once after it. Adapt the names (and the
 -- source table) to your database; `scorejob_job`, `scorejob_reader`, `public.customers` and `scoring`
 -- are the defaults.

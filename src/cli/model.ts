@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { backendChoices, defaults, parseChoice, shippedModelDir } from '../config.js';
 import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
@@ -31,7 +31,7 @@ export function registerModel(program: Command): void {
           const problems = await withPool(ctx, async (pool) => {
             const client = await pool.connect();
             try {
-              const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns]);
+              const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns], { manifestFile: join(report.dir, 'manifest.json') });
               process.stdout.write(formatModelReport(report, check));
               return check.problems.length;
             } finally {

@@ -50,6 +50,15 @@ export function nullKeysProblem(table: string, key: string, count: number): stri
   );
 }
 
+/**
+ * The step a newcomer misses: the manifest's `source` is what chooses the table, so a missing table is
+ * most often a model not yet pointed at theirs.
+ */
+function pointAtYourTable(manifestFile: string | undefined): string {
+  if (manifestFile === undefined) return '';
+  return `; to score another table, set "source": {"table": …} in ${manifestFile}, or draft a manifest for your table with \`scorejob model init DIR --table YOUR_TABLE\``;
+}
+
 const relkinds: Record<string, RelationKind> = { r: 'table', p: 'partitioned table', v: 'view', m: 'materialized view', f: 'foreign table' };
 const numericTypes = new Set(['int2', 'int4', 'int8', 'numeric', 'float4', 'float8']);
 const integerTypes = new Set(['int2', 'int4', 'int8']);
@@ -65,8 +74,9 @@ export async function checkSourceColumns(
   client: pg.ClientBase,
   source: { table: string; key: string },
   specs: readonly ColumnSpec[],
-  modelName?: string,
+  context: { modelName?: string; manifestFile?: string } = {},
 ): Promise<SourceColumnCheck> {
+  const { modelName, manifestFile } = context;
   const check: SourceColumnCheck = {
     table: source.table,
     relation: undefined,
@@ -79,7 +89,7 @@ export async function checkSourceColumns(
   const rel = await findRelation(client, source.table);
   if (rel === undefined) {
     const path = source.table.includes('.') ? '' : ` (looked in search_path: ${await searchPath(client)})`;
-    check.problems.push(`source table ${source.table} does not exist${path}`);
+    check.problems.push(`source table ${source.table} does not exist${path}${pointAtYourTable(manifestFile)}`);
     return check;
   }
   check.relation = rel.name;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type pg from 'pg';
 import { checkSourceColumns } from '../db/sourceColumns.js';
 import { UsageError } from '../errors.js';
@@ -18,6 +19,6 @@ export async function explainSourceFailure(client: pg.ClientBase, model: LoadedM
 }
 
 async function sourceProblems(client: pg.ClientBase, model: LoadedModel): Promise<string[]> {
-  const check = await checkSourceColumns(client, model.manifest.source, [...model.plan.columns]);
+  const check = await checkSourceColumns(client, model.manifest.source, [...model.plan.columns], { manifestFile: join(model.dir, 'manifest.json') });
   return check.problems;
 }

@@ -42,7 +42,7 @@ const starters: Record<BackendName, () => Promise<string | undefined>> = {
     try {
       require.resolve(tfjsNodePackage);
     } catch {
-      return `${tfjsNodePackage} is not installed (it needs libtensorflow; see README)`;
+      return `${tfjsNodePackage} is not installed (it needs libtensorflow; see docs/models.md, "Backends")`;
     }
     try {
       await import(tfjsNodePackage);

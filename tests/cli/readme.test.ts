@@ -8,15 +8,15 @@ import { repoRoot } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 /**
- * The README's "On your own database" block, run as written by a newcomer: `scorejob` on PATH (what
+ * The README quick start's "Score and publish" block, run as written by a newcomer: `scorejob` on PATH (what
  * `npm link` does: a `scorejob` that is this repo's bin/scorejob), a shell in some other folder, a
  * database with the newcomer's own customers table (not made by seed) and nothing else. Only the
  * DATABASE_URL's value is the test's.
  */
 async function readmeBlock(): Promise<string[]> {
   const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
-  const at = readme.indexOf('On your own database');
-  expect(at, 'README has an "On your own database" block').toBeGreaterThan(0);
+  const at = readme.indexOf('**4. Score and publish.**');
+  expect(at, 'README\'s quick start has a "4. Score and publish." step').toBeGreaterThan(0);
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))?.[1] ?? '';
   return block.split('\n').filter((l) => l.trim() !== '');
 }

@@ -46,7 +46,7 @@ afterAll(async () => {
 async function check(table: string, key: string, columns = specs, model?: string) {
   const client = await t.pool.connect();
   try {
-    return await checkSourceColumns(client, { table, key }, columns, model);
+    return await checkSourceColumns(client, { table, key }, columns, { modelName: model });
   } finally {
     client.release();
   }
@@ -113,6 +113,15 @@ describe('checkSourceColumns', () => {
     expect((await check('public.nothing', 'customer_id')).problems).toEqual(['source table public.nothing does not exist']);
     expect((await check('nothing', 'customer_id')).problems).toEqual(['source table nothing does not exist (looked in search_path: "$user", public)']);
     expect((await check('nowhere.customers', 'customer_id')).problems).toEqual(['source table nowhere.customers does not exist']);
+    const client = await t.pool.connect();
+    try {
+      const named = await checkSourceColumns(client, { table: 'public.nothing', key: 'customer_id' }, specs, { manifestFile: '/m/manifest.json' });
+      expect(named.problems).toEqual([
+        'source table public.nothing does not exist; to score another table, set "source": {"table": …} in /m/manifest.json, or draft a manifest for your table with `scorejob model init DIR --table YOUR_TABLE`',
+      ]);
+    } finally {
+      client.release();
+    }
   });
 
   it('treats hostile table and column names as names', async () => {

@@ -9,7 +9,7 @@ describe('selectBackend', () => {
     const name = await selectBackend('auto', (backend, reason) => skipped.push([backend, reason]));
     expect(name).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
-    expect(skipped).toEqual([['tensorflow', '@tensorflow/tfjs-node is not installed (it needs libtensorflow; see README)']]);
+    expect(skipped).toEqual([['tensorflow', '@tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")']]);
   });
 
   it('a forced backend is the one in use', async () => {
@@ -23,6 +23,6 @@ describe('selectBackend', () => {
   it('a forced backend that cannot start is a usage error naming --backend', async () => {
     const err = await selectBackend('tensorflow').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);
-    expect((err as Error).message).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see README)');
+    expect((err as Error).message).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")');
   });
 });

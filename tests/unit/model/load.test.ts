@@ -171,6 +171,6 @@ describe('loadModel', () => {
 
   it('refuses a forced backend that is not installed, naming the flag', async () => {
     const dir = await made();
-    expect(await loadError(dir, 'tensorflow')).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see README)');
+    expect(await loadError(dir, 'tensorflow')).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")');
   });
 });
