@@ -29,7 +29,7 @@ export interface ForcePublishResult {
  * is refused (exit 2). Takes the run lock like a run (exit 75 if held) and publishes through the same
  * `publishRun` as a run, recording who forced it on the run.
  */
-export async function forcePublish(ctx: { config: Config; log: Logger; metricsFile?: string | undefined }, runId: string, opts: { force: boolean; onPublishCommand?: string | undefined }): Promise<ForcePublishResult> {
+export async function forcePublish(ctx: { config: Config; log: Logger; metricsFile?: string | undefined; metricsPush?: string | undefined }, runId: string, opts: { force: boolean; onPublishCommand?: string | undefined }): Promise<ForcePublishResult> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
   const started = performance.now();
@@ -56,7 +56,7 @@ export async function forcePublish(ctx: { config: Config; log: Logger; metricsFi
       `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
     );
     await exportRunMetrics(
-      ctx.metricsFile,
+      { file: ctx.metricsFile, push: ctx.metricsPush },
       {
         model: r.model_name,
         runId,

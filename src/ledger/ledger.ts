@@ -218,6 +218,12 @@ export class Ledger extends RunHistory {
     await c.query(`UPDATE ${this.table('score_chunks')} SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [runId, chunkNo, error]);
   }
 
+  /** Stamps that a tick announced this gate-stopped run as waiting for a person: true for the first tick only. */
+  async announceWaiting(c: pg.ClientBase, runId: string): Promise<boolean> {
+    const { rowCount } = await c.query(`UPDATE ${this.table('score_runs')} SET waiting_announced_at = now() WHERE run_id = $1 AND waiting_announced_at IS NULL`, [runId]);
+    return rowCount === 1;
+  }
+
   async heartbeat(c: pg.ClientBase, runId: string): Promise<void> {
     await c.query(`UPDATE ${this.table('score_runs')} SET heartbeat_at = now() WHERE run_id = $1 AND status = 'running'`, [runId]);
   }

@@ -1,0 +1,98 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RunOptions } from '../config.js';
+import { createPool } from '../db/pool.js';
+import { ExitCode, LockedError, NothingToDoError, NotResumableError, RunFailedError, signalExitCode } from '../errors.js';
+import { Ledger } from '../ledger/ledger.js';
+import { runHolderState } from '../ledger/runLock.js';
+import type { RunContext, RunResult } from '../job/runJob.js';
+import { planTick, type TickFlags, type TickMode, type TickPlan } from './tickFlags.js';
+
+/** `--join`: every process of a Kubernetes Job runs the same command; all but the coordinator join its run. */
+export interface JoinOptions {
+  /** How long a process that finds the lock taken waits for the coordinator's run to appear and end its planning, seconds. */
+  waitS: number;
+}
+
+/**
+ * `scorejob run [--if-due EXPR [--join]]`: what the tick's plan says (src/schedule/tickFlags.ts), with
+ * `onResult` turning a run's result into the exit code. With --join, a process that loses the race for
+ * the lock (75 without it) joins the winner's run as a worker, waits for it to be published (exit 0)
+ * or to fail (1), and, when the coordinator is gone (killed, its node lost), plans again: the run is
+ * then due and resumed by one of the processes, which the others join.
+ */
+export async function runForTick(ctx: RunContext, flags: TickFlags, opts: RunOptions, join: JoinOptions | undefined, mode: Pick<TickMode, 'notice'>, onResult: (r: RunResult) => number): Promise<number> {
+  const deadline = Date.now() + (join?.waitS ?? 0) * 1000;
+  for (;;) {
+    const plan = await planTick(ctx, flags, opts, { join: join !== undefined, notice: mode.notice });
+    try {
+      const code = await carryOut(ctx, plan, join, onResult);
+      if (code !== undefined) return code;
+    } catch (err) {
+      // Another process of the Job won the race for the lock: plan again, to join its run.
+      if (!(err instanceof LockedError) || join === undefined) throw err;
+    }
+    if (ctx.stop.requested) return signalExitCode(ctx.stop.requested);
+    if (Date.now() > deadline) throw new LockedError(`another process holds the run lock and no run to join appeared within --wait ${join?.waitS} s; nothing was done, try later`);
+    await sleep(1000);
+  }
+}
+
+/** The plan's exit code, or undefined to plan again. */
+async function carryOut(ctx: RunContext, plan: TickPlan, join: JoinOptions | undefined, onResult: (r: RunResult) => number): Promise<number | undefined> {
+  const { startRun, resumeRun } = await import('../job/runJob.js');
+  switch (plan.action) {
+    case 'none':
+      return ExitCode.ok;
+    case 'wait':
+      return undefined;
+    case 'run':
+      return onResult(await startRun(ctx, plan.opts));
+    case 'resume':
+      try {
+        return onResult(await resumeRun(ctx, plan.runId, true));
+      } catch (err) {
+        if (!(err instanceof NotResumableError)) throw err;
+        ctx.log.warn({ run_id: plan.runId, reason: err.message }, `run ${plan.runId} cannot be resumed (${err.message}): starting a new run for the tick`);
+        return onResult(await startRun(ctx, plan.opts));
+      }
+    case 'join':
+      return joinForTick(ctx, plan.runId, join?.waitS ?? 0);
+  }
+}
+
+/**
+ * Joins the tick's run as a worker (a shared run; an unshared one is only waited for), then waits for
+ * its end: 0 once published, 1 if it failed, undefined when its coordinator is gone (plan again).
+ */
+async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promise<number | undefined> {
+  const pool = createPool(ctx.config.db, 1);
+  try {
+    const ledger = new Ledger(ctx.config.schema);
+    const shared = (await ledger.getRun(pool, runId))?.params.workers !== undefined;
+    if (shared) {
+      const { joinRun } = await import('../job/worker.js');
+      const r = await joinRun(ctx, { runId, waitS, modelDir: undefined, backend: undefined }).catch((err: unknown) => {
+        if (err instanceof NothingToDoError) return undefined; // it ended (or never got going) meanwhile: its state below says
+        throw err;
+      });
+      if (r?.outcome === 'stopped' && ctx.stop.requested) return signalExitCode(ctx.stop.requested);
+      if (r) ctx.log.info({ outcome: r.outcome, chunks: r.chunks, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected }, `worker part of run ${runId} done: ${r.chunks} chunk(s), ${r.rowsScored} scored; waiting for the run's end`);
+    }
+    for (;;) {
+      const run = await ledger.getRun(pool, runId);
+      if (run?.status === 'succeeded') {
+        ctx.log.info({ run_id: runId, status: run.status }, `run ${runId} was published; this process is done`);
+        return ExitCode.ok;
+      }
+      if (run?.status === 'failed') throw new RunFailedError(`run ${runId} failed: ${run.error ?? 'see `scorejob runs show ' + runId + '`'}`, runId);
+      if (!run || run.status !== 'running' || (await runHolderState(pool, ctx.config.schema, runId)) === 'none') {
+        ctx.log.warn({ run_id: runId, status: run?.status }, `run ${runId} lost its coordinator; planning the tick again (its run is resumed)`);
+        return undefined;
+      }
+      if (ctx.stop.requested) return signalExitCode(ctx.stop.requested);
+      await sleep(1000);
+    }
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
