@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { RunHistory } from './history.js';
 import { holderAliveSql, lockTiming } from './runLock.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
+import type { Queryable } from './history.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
 
 export type * from './types.js';
@@ -219,7 +220,7 @@ export class Ledger extends RunHistory {
   }
 
   /** Stamps that a tick announced this gate-stopped run as waiting for a person: true for the first tick only. */
-  async announceWaiting(c: pg.ClientBase, runId: string): Promise<boolean> {
+  async announceWaiting(c: Queryable, runId: string): Promise<boolean> {
     const { rowCount } = await c.query(`UPDATE ${this.table('score_runs')} SET waiting_announced_at = now() WHERE run_id = $1 AND waiting_announced_at IS NULL`, [runId]);
     return rowCount === 1;
   }

@@ -46,17 +46,43 @@ async function carryOut(ctx: RunContext, plan: TickPlan, join: JoinOptions | und
     case 'wait':
       return undefined;
     case 'run':
-      return onResult(await startRun(ctx, plan.opts));
+      // A run for a tick; a plain `scorejob run` reports its gate to the person who ran it, not to the ticks.
+      return onResult(plan.opts.dueCheck ? await announcingGate(ctx, () => startRun(ctx, plan.opts)) : await startRun(ctx, plan.opts));
     case 'resume':
       try {
-        return onResult(await resumeRun(ctx, plan.runId, true));
+        return onResult(await announcingGate(ctx, () => resumeRun(ctx, plan.runId, true)));
       } catch (err) {
         if (!(err instanceof NotResumableError)) throw err;
         ctx.log.warn({ run_id: plan.runId, reason: err.message }, `run ${plan.runId} cannot be resumed (${err.message}): starting a new run for the tick`);
-        return onResult(await startRun(ctx, plan.opts));
+        return onResult(await announcingGate(ctx, () => startRun(ctx, plan.opts)));
       }
     case 'join':
       return joinForTick(ctx, plan.runId, join?.waitS ?? 0);
+  }
+}
+
+/**
+ * A run a gate stopped fails (exit 1) with its one line: that line (cron's mail) is its announcement,
+ * so the ticks after it stay quiet (see planDueTick).
+ */
+async function announcingGate(ctx: RunContext, fn: () => Promise<RunResult>): Promise<RunResult> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof RunFailedError && err.runId !== undefined) await markAnnounced(ctx, err.runId);
+    throw err;
+  }
+}
+
+async function markAnnounced(ctx: RunContext, runId: string): Promise<void> {
+  const pool = createPool(ctx.config.db, 1);
+  try {
+    const ledger = new Ledger(ctx.config.schema);
+    if ((await ledger.getRun(pool, runId))?.error_kind === 'gate') await ledger.announceWaiting(pool, runId);
+  } catch {
+    // the database is away: the next tick announces it instead
+  } finally {
+    await pool.end().catch(() => undefined);
   }
 }
 
