@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunOptions } from '../config.js';
 import { createPool } from '../db/pool.js';
-import { ExitCode, LockedError, NothingToDoError, NotResumableError, RunFailedError, signalExitCode } from '../errors.js';
+import { ExitCode, LockedError, NothingToDoError, NotResumableError, RunFailedError, ScorejobError, signalExitCode } from '../errors.js';
 import { Ledger } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { RunContext, RunResult } from '../job/runJob.js';
@@ -95,11 +95,15 @@ async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promi
   try {
     const ledger = new Ledger(ctx.config.schema);
     const shared = (await ledger.getRun(pool, runId))?.params.workers !== undefined;
-    if (shared) {
+    if (shared && (await joinable(ctx, pool, ledger, runId, waitS))) {
       const { joinRun } = await import('../job/worker.js');
-      const r = await joinRun(ctx, { runId, waitS, modelDir: undefined, backend: undefined }).catch((err: unknown) => {
-        if (err instanceof NothingToDoError) return undefined; // it ended (or never got going) meanwhile: its state below says
-        throw err;
+      const r = await joinRun(ctx, { runId, waitS: 10, modelDir: undefined, backend: undefined }).catch((err: unknown) => {
+        // It ended (or never got going) meanwhile, or this worker's part failed (a chunk given up, the
+        // coordinator's snapshot gone with it): the run's own end, below, decides the exit code.
+        if (err instanceof NothingToDoError) return undefined;
+        if (!(err instanceof RunFailedError) && !(err instanceof ScorejobError && err.exitCode === ExitCode.runFailed)) throw err;
+        ctx.log.warn({ run_id: runId, err: err.message }, `this worker's part of run ${runId} ended: ${err.message}; waiting for the run's end`);
+        return undefined;
       });
       if (r?.outcome === 'stopped' && ctx.stop.requested) return signalExitCode(ctx.stop.requested);
       if (r) ctx.log.info({ outcome: r.outcome, chunks: r.chunks, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected }, `worker part of run ${runId} done: ${r.chunks} chunk(s), ${r.rowsScored} scored; waiting for the run's end`);
@@ -120,5 +124,22 @@ async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promi
     }
   } finally {
     await pool.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Waits until the run can be joined (planned, its coordinator alive): false when it ended, lost its
+ * coordinator, or did not get there within `waitS` (the caller then only watches for its end).
+ */
+async function joinable(ctx: RunContext, pool: ReturnType<typeof createPool>, ledger: Ledger, runId: string, waitS: number): Promise<boolean> {
+  const deadline = Date.now() + waitS * 1000;
+  for (;;) {
+    const run = await ledger.getRun(pool, runId);
+    if (!run || run.status !== 'running') return false;
+    const holder = await runHolderState(pool, ctx.config.schema, runId);
+    if (holder === 'none') return false;
+    if (run.chunks_total !== null && holder === 'alive') return true;
+    if (Date.now() > deadline || ctx.stop.requested) return false;
+    await sleep(500);
   }
 }
