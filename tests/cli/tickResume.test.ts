@@ -100,6 +100,24 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     expect(after[1]?.tick_at).toEqual(after[0]?.tick_at);
   }, 120_000);
 
+  it('`schedule --catch-up` resumes the failed run of its latest tick too (its child is a due tick)', async () => {
+    const before = await runs();
+    const last = before.at(-1) as Row;
+    // The monthly tick's latest run, failed half-way (as the outage test above made it).
+    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [last.run_id]);
+    await t.pool.query(`UPDATE scoring.score_chunks SET status = 'pending' WHERE run_id = $1 AND chunk_no >= 8`, [last.run_id]);
+    await t.pool.query(`DELETE FROM scoring."score_data_${last.run_id}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 8)`, [last.run_id]);
+    const child = startCli(['--no-pretty', 'schedule', '--cron', '0 0 1 * *', '--timezone', 'UTC', '--catch-up', '--chunk-size', '300'], t.env);
+    const { waitForLog } = await import('../helpers/cli.js');
+    await waitForLog(child, (l) => new RegExp(`^run ${last.run_id} for tick \\S+ succeeded$`).test(String(l.msg)), 60_000);
+    child.kill('SIGTERM');
+    const r = await child.result;
+    expect(r.code).toBe(0);
+    expect(r.logs.some((l) => String(l.msg) === `run ${last.run_id} resumed: 3 of 10 chunks left`)).toBe(true);
+    expect(await runs()).toHaveLength(before.length);
+    expect((await runs()).at(-1)).toMatchObject({ run_id: last.run_id, status: 'succeeded', resumes: last.resumes + 1 });
+  }, 120_000);
+
   it('a gate-stopped run is not retried: its own failure is the one report, later ticks exit 0 quietly; a new period starts anew', async () => {
     const before = (await runs()).length;
     // A new period for this test: a tick later than every run so far.
