@@ -21,12 +21,15 @@ export interface JoinOptions {
  * then due and resumed by one of the processes, which the others join.
  */
 export async function runForTick(ctx: RunContext, flags: TickFlags, opts: RunOptions, join: JoinOptions | undefined, mode: Pick<TickMode, 'notice'>, onResult: (r: RunResult) => number): Promise<number> {
-  const deadline = Date.now() + (join?.waitS ?? 0) * 1000;
+  const waitMs = (join?.waitS ?? 0) * 1000;
+  let deadline = Date.now() + waitMs;
   for (;;) {
     const plan = await planTick(ctx, flags, opts, { join: join !== undefined, notice: mode.notice });
     try {
       const code = await carryOut(ctx, plan, join, onResult);
       if (code !== undefined) return code;
+      // Back from a run it worked on (its coordinator gone): the wait for the next one starts now.
+      if (plan.action === 'join') deadline = Date.now() + waitMs;
     } catch (err) {
       // Another process of the Job won the race for the lock: plan again, to join its run.
       if (!(err instanceof LockedError) || join === undefined) throw err;

@@ -250,9 +250,9 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
   it('a gate-stopped run is mailed once: the firings after it exit 0 without a mail and start no run', async (ctx) => {
     if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
     await waitUntil('cron mails the failed run', async () => (await mailsMentioning(`${dir}/failing.env`)).length > 0, 130_000);
-    // Two more firings (one a minute) of the same line.
+    // A later firing (one a minute) of the same line finds the run waiting.
     const fired = async () => ((await readFile(join(dir, 'failing.log'), 'utf8').catch(() => '')).match(/"reason":"waiting"/g) ?? []).length;
-    await waitUntil('two more firings find the run waiting', async () => (await fired()) >= 2, 150_000);
+    await waitUntil('a later firing finds the run waiting', async () => (await fired()) >= 1, 150_000);
     await new Promise((r) => setTimeout(r, 2000)); // cron mails as the job ends
     expect(await mailsMentioning(`${dir}/failing.env`)).toHaveLength(1);
     const runs = (await failing.pool.query(`SELECT status, error_kind FROM scoring.score_runs`)).rows;

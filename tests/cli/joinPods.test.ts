@@ -23,7 +23,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers, seed: 21 });
-    await t.pool.query(`CREATE TABLE knob (delay float8 NOT NULL); INSERT INTO knob VALUES (0.02)`);
+    await t.pool.query(`CREATE TABLE knob (delay float8 NOT NULL); INSERT INTO knob VALUES (0.01)`);
     await t.pool.query(`CREATE VIEW slow_customers AS SELECT c.* FROM customers c CROSS JOIN knob k WHERE pg_sleep(CASE WHEN c.customer_id % 5 = 0 THEN k.delay ELSE 0 END) IS NOT NULL`);
     model = await modelCopy((m) => void (m.source = { table: 'slow_customers', key: 'customer_id' }));
   }, 60_000);
