@@ -97,3 +97,11 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     expect(await published()).toBe(customers);
   }, 180_000);
 });
+
+describe('--join needs --if-due', () => {
+  it('refuses --join without --if-due (exit 2, naming both flags), before connecting', async () => {
+    const r = await startCli(['run', '--join'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }).result;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^scorejob: --join only applies with --if-due EXPR/);
+  });
+});
