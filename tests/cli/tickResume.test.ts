@@ -98,6 +98,17 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     expect(after).toHaveLength(2);
     expect(after[1]).toMatchObject({ status: 'succeeded', resumes: 0 });
     expect(after[1]?.tick_at).toEqual(after[0]?.tick_at);
+
+    // A failed challenger run beside it (`run --challenger` of a new version under the same name) is not the tick's run: done.
+    await t.pool.query(
+      `INSERT INTO scoring.score_runs (status, error_kind, trigger, kind, champion_run_id, model_name, model_version, model_sha256, backend, tick_at, host, pid)
+       SELECT 'failed', 'database', trigger, 'challenger', run_id, model_name, '2', 'y', backend, tick_at, host, pid FROM scoring.score_runs WHERE run_id = $1`,
+      [after[1]?.run_id],
+    );
+    const beside = await tick();
+    expect(beside.code, beside.stderr).toBe(0);
+    expect(beside.logs.find((l) => l.reason !== undefined)?.reason).toBe('done');
+    await t.pool.query(`DELETE FROM scoring.score_runs WHERE kind = 'challenger'`);
   }, 120_000);
 
   it('`schedule --catch-up` resumes the failed run of its latest tick too (its child is a due tick)', async () => {
