@@ -99,7 +99,9 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     expect(after[1]).toMatchObject({ status: 'succeeded', resumes: 0 });
     expect(after[1]?.tick_at).toEqual(after[0]?.tick_at);
 
-    // A failed challenger run beside it (`run --challenger` of a new version under the same name) is not the tick's run: done.
+    // A failed challenger run beside it (`run --challenger` of a new version under the same name) is not the
+    // tick's run: with the champion stopped by a gate, the tick waits for a person (no resume of the challenger).
+    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'gate' WHERE run_id = $1`, [after[1]?.run_id]);
     await t.pool.query(
       `INSERT INTO scoring.score_runs (status, error_kind, trigger, kind, champion_run_id, model_name, model_version, model_sha256, backend, tick_at, host, pid)
        SELECT 'failed', 'database', trigger, 'challenger', run_id, model_name, '2', 'y', backend, tick_at, host, pid FROM scoring.score_runs WHERE run_id = $1`,
@@ -107,8 +109,9 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     );
     const beside = await tick();
     expect(beside.code, beside.stderr).toBe(0);
-    expect(beside.logs.find((l) => l.reason !== undefined)?.reason).toBe('done');
+    expect(beside.logs.find((l) => l.reason !== undefined)?.reason).toBe('waiting');
     await t.pool.query(`DELETE FROM scoring.score_runs WHERE kind = 'challenger'`);
+    await t.pool.query(`UPDATE scoring.score_runs SET status = 'succeeded', error_kind = NULL WHERE run_id = $1`, [after[1]?.run_id]);
   }, 120_000);
 
   it('`schedule --catch-up` resumes the failed run of its latest tick too (its child is a due tick)', async () => {
