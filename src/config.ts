@@ -280,7 +280,8 @@ export function checkMetricsPush(given: string, name: string): string {
   try {
     url = new URL(given);
   } catch {
-    throw new UsageError(`${name}: "${given}" is not a URL; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
+    // Not echoed when it may hold a password (user:password@host).
+    throw new UsageError(`${name}: ${given.includes('@') ? 'the value' : `"${given}"`} is not a URL; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${name}: "${url.protocol}" is not http: or https:; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
   if (url.search !== '' || url.hash !== '') throw new UsageError(`${name}: "${url.origin}${url.pathname}…" has a query or fragment; give the Pushgateway's base URL only`);

@@ -119,6 +119,14 @@ async function previousLastSuccess(target: MetricsTarget, model: string): Promis
   return lastSuccessIn(text, model);
 }
 
+/** The Pushgateway's URL for a log line: a user and password in it (basic auth) are left out. */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.toString().replace(/\/+$/, '');
+}
+
 /**
  * PUT to the Pushgateway: the group `job="scorejob", model=NAME` is replaced as a whole, so a stale
  * success never outlives a later failure or refusal.
@@ -151,11 +159,12 @@ export async function exportRunMetrics(
     }
   }
   if (target.push) {
+    const shown = withoutCredentials(target.push);
     try {
       await pushMetrics(target.push, m);
-      log.debug({ metrics_push: target.push }, `metrics pushed to ${target.push} (job="${pushJob}", model="${m.model}")`);
+      log.debug({ metrics_push: shown }, `metrics pushed to ${shown} (job="${pushJob}", model="${m.model}")`);
     } catch (err) {
-      log.warn({ metrics_push: target.push, err: (err as Error).message }, `could not push the metrics to the Pushgateway ${target.push}: ${(err as Error).message}`);
+      log.warn({ metrics_push: shown, err: (err as Error).message }, `could not push the metrics to the Pushgateway ${shown}: ${(err as Error).message}`);
     }
   }
 }

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { ensurePushgateway, promtoolCheck, startPushgateway, type Pushgateway } from '../helpers/pushgateway.js';
@@ -78,8 +78,18 @@ describe.skipIf(unavailable !== undefined)('metrics pushed to a Pushgateway', ()
 
   it('a Pushgateway that is down does not fail the run: a warning names it', async () => {
     const down = 'http://127.0.0.1:9';
-    const r = await runCli(['--no-pretty', 'run', '--metrics-push', down], t.env);
+    // With basic-auth credentials in the URL: they never reach a log line.
+    const r = await runCli(['--no-pretty', 'run', '--metrics-push', 'http://pusher:s3cret@127.0.0.1:9'], t.env);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.logs.find((l) => l.metrics_push === down)?.msg).toMatch(/^could not push the metrics to the Pushgateway http:\/\/127\.0\.0\.1:9/);
+    expect(r.logs.find((l) => l.metrics_push === down)?.msg).toMatch(/^could not push the metrics to the Pushgateway http:\/\/127\.0\.0\.1:9: /);
+    expect(r.stdout + r.stderr).not.toContain('s3cret');
+    // `schedule` logs the run options it passes on: without the password.
+    const sched = startCli(['--no-pretty', 'schedule', '--cron', '0 0 1 1 *', '--metrics-push', 'http://pusher:s3cret@127.0.0.1:9'], t.env);
+    const started = await waitForLog(sched, (l) => String(l.msg).startsWith('scheduler started'));
+    sched.kill('SIGTERM');
+    const s = await sched.result;
+    expect(s.code).toBe(0);
+    expect(started.run_args).toContain('http://…@127.0.0.1:9');
+    expect(s.stdout + s.stderr).not.toContain('s3cret');
   }, 60_000);
 });
