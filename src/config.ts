@@ -263,6 +263,8 @@ export function parseNumberFlag(value: string, flag: string, min: number, max: n
 export interface ObserveOptions {
   /** Prometheus text file (node_exporter textfile collector) written atomically at the end of every run, success or failure. */
   metricsFile: string | undefined;
+  /** Prometheus Pushgateway the same metrics are pushed to (PUT: they replace the group `job="scorejob", model=…`). */
+  metricsPush: string | undefined;
   /** Seconds between progress log lines when stderr is not a terminal; 0 for none. Default 30. */
   progressIntervalS: number;
 }
@@ -274,6 +276,20 @@ export function checkMetricsFile(given: string, name: string): string {
   if (!dir?.isDirectory()) throw new UsageError(`${name}: "${given}": the directory ${dirname(file)} does not exist`);
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${name}: "${given}" is a directory, not a file`);
   return file;
+}
+
+/** `--metrics-push`: a Pushgateway's http(s) base URL, without credentials in a log line's reach. */
+export function checkMetricsPush(given: string, name: string): string {
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    // Not echoed when it may hold a password (user:password@host).
+    throw new UsageError(`${name}: ${given.includes('@') ? 'the value' : `"${given}"`} is not a URL; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${name}: "${url.protocol}" is not http: or https:; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
+  if (url.search !== '' || url.hash !== '') throw new UsageError(`${name}: "${url.origin}${url.pathname}…" has a query or fragment; give the Pushgateway's base URL only`);
+  return url.toString().replace(/\/+$/, '');
 }
 
 /** Shortest time between progress log lines: a shorter one floods the log with lines nobody reads (and costs a timer per line). */

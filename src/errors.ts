@@ -40,6 +40,12 @@ export class UsageError extends ScorejobError {
   }
 }
 
+/**
+ * A run cannot be resumed as it is (its model files changed, its scores were dropped, a later run
+ * superseded it): exit 2 for `scorejob resume`; a due tick starts a new run instead.
+ */
+export class NotResumableError extends UsageError {}
+
 /** A run (or a command) failed after it started; for a run the ledger says why and it can be resumed. */
 export class RunFailedError extends ScorejobError {
   readonly runId: string | undefined;

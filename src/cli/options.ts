@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import {
   backendChoices,
   checkMetricsFile,
+  checkMetricsPush,
   defaults,
   parseChoice,
   parseIntFlag,
@@ -148,6 +149,15 @@ export const metricsFile: Setting<string> = {
   parse: checkMetricsFile,
 };
 
+export const metricsPush: Setting<string> = {
+  flags: '--metrics-push <url>',
+  description: 'push the same metrics to this Prometheus Pushgateway at the end of the run, success or failure (replacing the group job="scorejob", model=NAME)',
+  env: 'SCOREJOB_METRICS_PUSH',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: checkMetricsPush,
+};
+
 export const progressInterval: DefaultedSetting<number> = {
   flags: '--progress-interval <seconds>',
   description: 'seconds between progress log lines when stderr is not a terminal; 0 for none',
@@ -226,7 +236,7 @@ export const reasons: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

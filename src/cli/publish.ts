@@ -3,7 +3,7 @@ import { parseNumberFlag } from '../config.js';
 import { UsageError } from '../errors.js';
 import { defaultComparisonLimits, type ComparisonLimits } from '../stats/challenger.js';
 import { action } from './action.js';
-import { metricsFile, onPublishCommand, option, read, sourceOf, type DefaultedSetting } from './options.js';
+import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf, type DefaultedSetting } from './options.js';
 import { readObserveOptions } from './runOptions.js';
 
 /** A limit of the comparison gate of `publish --challenger` (src/stats/challenger.ts), flag only. */
@@ -34,10 +34,11 @@ export function registerPublish(program: Command): void {
   for (const s of limitSettings) cmd.addOption(option(s));
   cmd
     .addOption(option(metricsFile, 'write Prometheus metrics (textfile collector) when done'))
+    .addOption(option(metricsPush, 'push the same metrics to this Prometheus Pushgateway when done (replacing the group job="scorejob", model=NAME)'))
     .addOption(option(onPublishCommand))
     .action(
       action(async (ctx, runId: string, cmd: Command) => {
-        const { metricsFile } = readObserveOptions(cmd);
+        const { metricsFile, metricsPush } = readObserveOptions(cmd);
         const flags = cmd.opts<{ force: boolean; challenger: boolean; reason?: string }>();
         const limits = readLimits(cmd, flags.challenger);
         const { describeReasonsLost } = await import('../job/reasonsLost.js');
@@ -52,7 +53,7 @@ export function registerPublish(program: Command): void {
           );
           return;
         }
-        const r = await (await import('../job/forcePublish.js')).forcePublish({ ...ctx, metricsFile }, runId, { force: flags.force, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        const r = await (await import('../job/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, { force: flags.force, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
         const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
         ctx.log[lost === '' ? 'info' : 'warn'](
           { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, reason: r.reason, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns, reasons_lost_from_run: r.reasonsLost?.fromRunId },

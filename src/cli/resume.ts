@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action } from './action.js';
-import { addSettings, metricsFile, outageBudget, progressInterval, read } from './options.js';
+import { addSettings, metricsFile, metricsPush, outageBudget, progressInterval, read } from './options.js';
 import { observeDeps, readObserveOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
@@ -11,7 +11,7 @@ export function registerResume(program: Command): void {
     .command('resume')
     .description('continue a failed or interrupted run from its first unfinished chunk, with the same model')
     .argument('<run-id>', 'the run to continue (see `scorejob runs`)');
-  addSettings(cmd, [metricsFile, progressInterval, outageBudget]).action(
+  addSettings(cmd, [metricsFile, metricsPush, progressInterval, outageBudget]).action(
     action(async (ctx, runId: string, cmd: Command) => {
       const observe = observeDeps(readObserveOptions(cmd));
       return withStopSignal(ctx.log, async (stop) => runSummary(ctx, await (await import('../job/runJob.js')).resumeRun({ ...ctx, stop, observe, outageBudgetMs: read(cmd, outageBudget) * 1000 }, runId)));

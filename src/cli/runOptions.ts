@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, model, onPublishCommand, progressInterval, read, reasons, trigger, workers } from './options.js';
+import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, reasons, trigger, workers } from './options.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {
@@ -29,18 +29,28 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
 /** `--metrics-file` and `--progress-interval` (the latter only on the commands that run chunks), checked before anything is written. */
 export function readObserveOptions(cmd: Command): ObserveOptions {
   const hasInterval = cmd.options.some((o) => o.long === '--progress-interval');
-  return Object.freeze({ metricsFile: read(cmd, metricsFile), progressIntervalS: hasInterval ? read(cmd, progressInterval) : 0 });
+  const hasPush = cmd.options.some((o) => o.long === '--metrics-push');
+  return Object.freeze({ metricsFile: read(cmd, metricsFile), metricsPush: hasPush ? read(cmd, metricsPush) : undefined, progressIntervalS: hasInterval ? read(cmd, progressInterval) : 0 });
 }
 
 /** The live progress line on stderr when it is a terminal, else progress log lines; the metrics file. */
 export function observeDeps(o: ObserveOptions): ObserveDeps {
-  return { metricsFile: o.metricsFile, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
+  return { metricsFile: o.metricsFile, metricsPush: o.metricsPush, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
 }
 
 /** The metrics file, if one is set and valid (for a refusal: a bad value of its own writes nothing). */
 export function metricsFileOf(cmd: Command): string | undefined {
   try {
     return read(cmd, metricsFile);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Pushgateway, if one is set and valid (for a refusal). */
+export function metricsPushOf(cmd: Command): string | undefined {
+  try {
+    return read(cmd, metricsPush);
   } catch {
     return undefined;
   }

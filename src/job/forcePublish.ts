@@ -35,7 +35,7 @@ export interface ForcePublishResult {
  * `publishRun` as a run, recording who forced it on the run.
  */
 export async function forcePublish(
-  ctx: { config: Config; log: Logger; metricsFile?: string | undefined },
+  ctx: { config: Config; log: Logger; metricsFile?: string | undefined; metricsPush?: string | undefined },
   runId: string,
   opts: { force: boolean; reason?: string | undefined; onPublishCommand?: string | undefined },
 ): Promise<ForcePublishResult> {
@@ -66,7 +66,7 @@ export async function forcePublish(
       `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; reason: ${reason}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
     );
     await exportRunMetrics(
-      ctx.metricsFile,
+      { file: ctx.metricsFile, push: ctx.metricsPush },
       {
         model: r.model_name,
         runId,

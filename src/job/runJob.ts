@@ -7,7 +7,7 @@ import { quoteQualified, withClient, withTransaction } from '../db/sql.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { ResilientClient } from '../db/resilientClient.js';
-import { EmptySourceError, NothingToDoError, UsageError } from '../errors.js';
+import { EmptySourceError, LockedError, NotResumableError, NothingToDoError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
@@ -140,9 +140,12 @@ async function withOnlyNewView<T>(session: LockedSession, params: RunParams, log
 
 /**
  * `scorejob resume <id>`: continue a failed or interrupted run from its unfinished chunks with the same
- * parameters and the same model (its files' sha256 must match).
+ * parameters and the same model (its files' sha256 must match). `forTick`: a due tick resumes it
+ * (src/schedule/tickRun.ts), racing other ticks and pods: a run another process resumed first is
+ * "try later" (75) or, once it succeeded, nothing to do (0), not a usage error.
  */
-export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResult> {
+export async function resumeRun(ctx: RunContext, runId: string, forTick = false): Promise<RunResult> {
+  const done = (msg: string) => (forTick ? new NothingToDoError(msg) : new UsageError(msg));
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   // Read the run first (without the lock) to know which model to load.
   const pool = createPool(ctx.config.db, 1);
@@ -153,12 +156,13 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
       await assertMigrated(client, ctx.config.schema);
       const run = await new Ledger(ctx.config.schema).getRun(client, runId);
       if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-      if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+      if (run.status === 'succeeded') throw done(`run ${runId} already succeeded; there is nothing to resume`);
       if (run.params.championRunId) throw new UsageError(`run ${runId} is the challenger of run ${run.params.championRunId}; resume that run instead (\`scorejob resume ${run.params.championRunId}\`)`);
       // Still running for real only while a live lock holder works on it (grace included); otherwise
       // its process died, and taking the lock below marks it interrupted.
       if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
-        throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`);
+        const msg = `run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`;
+        throw forTick ? new LockedError(msg) : new UsageError(msg);
       }
       return run.params;
     });
@@ -173,21 +177,21 @@ export async function resumeRun(ctx: RunContext, runId: string): Promise<RunResu
     const { ledger, client } = session;
     const run = await ledger.getRun(client, runId);
     if (!run) throw new UsageError(`there is no run ${runId}`);
-    if (run.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; there is nothing to resume`);
+    if (run.status === 'succeeded') throw done(`run ${runId} already succeeded; there is nothing to resume`);
     if (run.status === 'running') throw new UsageError(`run ${runId} is still running (pid ${run.pid} on ${run.host})`);
     if (run.model_sha256 !== model.sha256) {
-      throw new UsageError(
+      throw new NotResumableError(
         `the model files in ${params.modelDir} changed since run ${runId} started (sha256 ${model.sha256.slice(0, 12)}… now, ${run.model_sha256.slice(0, 12)}… then); start a new run with \`scorejob run\` instead`,
       );
     }
     const newer = await ledger.laterSucceededRun(client, runId, run.model_name);
     if (newer !== undefined && !run.dry_run) {
-      throw new UsageError(`run ${runId} was superseded by run ${newer}, which succeeded later; start a new run instead`);
+      throw new NotResumableError(`run ${runId} was superseded by run ${newer}, which succeeded later; start a new run instead`);
     }
     const table = await client.query(`SELECT to_regclass($1) AS t`, [ledger.runTable(runId)]);
-    if (run.chunks_total !== null && table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+    if (run.chunks_total !== null && table.rows[0]?.t === null) throw new NotResumableError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
     if (recorded && run.chunks_total !== null && !(await ledger.runTableState(client, recorded.runId)).exists) {
-      throw new UsageError(`the challenger's scores of run ${runId} (run ${recorded.runId}) are gone (its table was dropped); start a new run instead`);
+      throw new NotResumableError(`the challenger's scores of run ${runId} (run ${recorded.runId}) are gone (its table was dropped); start a new run instead`);
     }
     // A run started before a challenger was published by hand would undo the promotion when it publishes.
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: params.modelDir, sha256: model.sha256 };

@@ -142,11 +142,11 @@ export class RunHistory {
     return rows;
   }
 
-  /** The model's (not dry) runs started for `tick` or since it, newest first (at most 100): the due check's rows. */
+  /** The model's (not dry, not challenger) runs started for `tick` or since it, newest first (at most 100): the due check's rows. A challenger's run is never a tick's run: its champion is. */
   async runsForTick(c: Queryable, modelName: string, tick: Date): Promise<TickRun[]> {
     const { rows } = await c.query<TickRun>(
-      `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid FROM ${this.table('score_runs')}
-        WHERE NOT dry_run AND model_name = $2 AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
+      `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid, error_kind, waiting_announced_at FROM ${this.table('score_runs')}
+        WHERE NOT dry_run AND champion_run_id IS NULL AND model_name = $2 AND (tick_at = $1 OR started_at >= $1) ORDER BY run_id DESC LIMIT 100`,
       [tick, modelName],
     );
     return rows;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { RunHistory } from './history.js';
 import { holderAliveSql, lockTiming } from './runLock.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
+import type { Queryable } from './history.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
 
 export type * from './types.js';
@@ -219,6 +220,12 @@ export class Ledger extends RunHistory {
   /** A failed attempt at a chunk, recorded outside the (rolled back) chunk transaction. */
   async recordChunkFailure(c: pg.ClientBase, runId: string, chunkNo: number, error: string): Promise<void> {
     await c.query(`UPDATE ${this.table('score_chunks')} SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [runId, chunkNo, error]);
+  }
+
+  /** Stamps that a tick announced this gate-stopped run as waiting for a person: true for the first tick only. */
+  async announceWaiting(c: Queryable, runId: string): Promise<boolean> {
+    const { rowCount } = await c.query(`UPDATE ${this.table('score_runs')} SET waiting_announced_at = now() WHERE run_id = $1 AND waiting_announced_at IS NULL`, [runId]);
+    return rowCount === 1;
   }
 
   async heartbeat(c: pg.ClientBase, runId: string): Promise<void> {

@@ -201,6 +201,10 @@ export interface TickRun {
   tick_at: Date | null;
   host: string;
   pid: number;
+  /** Why it failed (`gate`: a publish gate stopped it, it waits for a person). */
+  error_kind: ErrorKind | null;
+  /** When a tick first said that this gate-stopped run waits for a person (once per run). */
+  waiting_announced_at: Date | null;
 }
 
 /** A run's score table as retention sees it (src/job/publish.ts applyRetention). */

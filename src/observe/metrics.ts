@@ -48,6 +48,11 @@ const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
  * @internal exported for tests
  */
 export async function renderMetrics(m: RunMetrics): Promise<string> {
+  return (await metricsRegistry(m)).metrics();
+}
+
+/** The run's gauges in a registry of their own (what the file holds and the Pushgateway gets). */
+async function metricsRegistry(m: RunMetrics): Promise<import('prom-client').Registry> {
   const seconds = m.durationMs / 1000;
   const total = m.rowsScored + m.rowsRejected;
   // Imported here, not at start-up: only a run with --metrics-file pays its ~35 ms of loading.
@@ -75,7 +80,7 @@ export async function renderMetrics(m: RunMetrics): Promise<string> {
   gauge('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0));
   gauge('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi));
   gauge('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000));
-  return registry.metrics();
+  return registry;
 }
 
 /**
@@ -86,41 +91,90 @@ export async function writeMetricsFile(path: string, content: string): Promise<v
   await writeFileAtomic(path, content, { mode: 0o644 });
 }
 
-/** The value the previous metrics file held, for when the ledger cannot be asked (the database is gone). */
-async function previousLastSuccess(path: string): Promise<Date | null> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  const m = /^scorejob_last_success_timestamp_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
-  const v = m ? Number(m[1]) : NaN;
-  return Number.isFinite(v) ? new Date(v * 1000) : null;
+/** Where a run's end is exported: the textfile collector's file, a Pushgateway, both or neither. */
+export interface MetricsTarget {
+  file?: string | undefined;
+  push?: string | undefined;
+}
+
+/** The Pushgateway's job label; the group is `job="scorejob", model=NAME`, one per model. */
+export const pushJob = 'scorejob';
+
+/** The last success time in a metrics text (the previous file, or the Pushgateway's /metrics for this model's group). */
+function lastSuccessIn(text: string, model?: string): Date | null {
+  for (const m of text.matchAll(/^scorejob_last_success_timestamp_seconds(\{[^}]*\})? (\S+)$/gm)) {
+    const labels = m[1] ?? '';
+    if (model !== undefined && !(labels.includes(`job="${pushJob}"`) && labels.includes(`model="${model.replace(/["\\]/g, '\\$&')}"`))) continue;
+    const v = Number(m[2]);
+    if (Number.isFinite(v)) return new Date(v * 1000);
+  }
+  return null;
+}
+
+/** The value the previous export held, for when the ledger cannot be asked (the database is gone). */
+async function previousLastSuccess(target: MetricsTarget, model: string): Promise<Date | null> {
+  if (target.file) return lastSuccessIn(await readFile(target.file, 'utf8').catch(() => ''));
+  if (!target.push) return null;
+  const text = await fetch(`${target.push}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => (r.ok ? r.text() : ''), () => '');
+  return lastSuccessIn(text, model);
+}
+
+/** The Pushgateway's URL for a log line: a user and password in it (basic auth) are left out. */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.toString().replace(/\/+$/, '');
+}
+
+/**
+ * PUT to the Pushgateway: the group `job="scorejob", model=NAME` is replaced as a whole, so a stale
+ * success never outlives a later failure or refusal.
+ */
+async function pushMetrics(url: string, m: RunMetrics): Promise<void> {
+  const { Pushgateway } = await import('prom-client');
+  const registry = await metricsRegistry(m);
+  await new Pushgateway(url, { timeout: 10_000 }, registry).push({ jobName: pushJob, groupings: { model: m.model } });
 }
 
 /**
  * Exports a run's end. Never fails the run: a metrics problem is logged. The last success time comes
- * from the ledger, or from the previous file when the ledger cannot be reached.
+ * from the ledger, or from the previous export when the ledger cannot be reached.
  */
 export async function exportRunMetrics(
-  path: string | undefined,
+  target: MetricsTarget,
   facts: Omit<RunMetrics, 'lastSuccessAt' | 'finishedAt'>,
   ledgerLookup: () => Promise<Date | null>,
   log: Logger,
 ): Promise<void> {
-  if (!path) return;
-  try {
-    const last = await ledgerLookup().catch(() => previousLastSuccess(path));
-    await writeMetricsFile(path, await renderMetrics({ ...facts, finishedAt: new Date(), lastSuccessAt: last }));
-    log.debug({ metrics_file: path }, `metrics written to ${path}`);
-  } catch (err) {
-    log.warn({ metrics_file: path, err: (err as Error).message }, `could not write the metrics file ${path}: ${(err as Error).message}`);
+  if (!target.file && !target.push) return;
+  const last = await ledgerLookup().catch(() => previousLastSuccess(target, facts.model));
+  const m = { ...facts, finishedAt: new Date(), lastSuccessAt: last };
+  if (target.file) {
+    try {
+      await writeMetricsFile(target.file, await renderMetrics(m));
+      log.debug({ metrics_file: target.file }, `metrics written to ${target.file}`);
+    } catch (err) {
+      log.warn({ metrics_file: target.file, err: (err as Error).message }, `could not write the metrics file ${target.file}: ${(err as Error).message}`);
+    }
+  }
+  if (target.push) {
+    const shown = withoutCredentials(target.push);
+    try {
+      await pushMetrics(target.push, m);
+      log.debug({ metrics_push: shown }, `metrics pushed to ${shown} (job="${pushJob}", model="${m.model}")`);
+    } catch (err) {
+      log.warn({ metrics_push: shown, err: (err as Error).message }, `could not push the metrics to the Pushgateway ${shown}: ${(err as Error).message}`);
+    }
   }
 }
 
 /**
  * A `run` refused before it started (exit 2: a bad flag, model, manifest or source column; nothing
- * written) is an outcome too: without this, the file would keep the previous run's success and only
- * a staleness alert would notice. The last success time is kept from the previous file.
+ * written) is an outcome too: without this, the export would keep the previous run's success and only
+ * a staleness alert would notice. The last success time is kept from the previous export.
  */
-export async function exportRefusal(path: string | undefined, model: string, log: Logger): Promise<void> {
-  if (!path) return;
+export async function exportRefusal(target: MetricsTarget, model: string, log: Logger): Promise<void> {
   const facts = { model, runId: null, status: 'refused', errorKind: 'config', published: false, dryRun: false, forced: false, durationMs: 0, rowsScored: 0, rowsRejected: 0, psi: null } as const;
-  await exportRunMetrics(path, facts, () => previousLastSuccess(path), log);
+  await exportRunMetrics(target, facts, () => previousLastSuccess(target, model), log);
 }

@@ -11,6 +11,8 @@ export interface ObserveDeps {
   progress?: ProgressOptions | undefined;
   /** Prometheus textfile written at the end of the run, success or failure. */
   metricsFile?: string | undefined;
+  /** Pushgateway the same metrics are pushed to at the end of the run. */
+  metricsPush?: string | undefined;
 }
 
 /**
@@ -90,7 +92,7 @@ export class RunObserver {
   ): Promise<void> {
     this.stopProgress();
     await exportRunMetrics(
-      this.observe?.metricsFile,
+      { file: this.observe?.metricsFile, push: this.observe?.metricsPush },
       {
         ...outcome,
         forced: false,

@@ -84,7 +84,7 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
   switch (outcome.code) {
     case ExitCode.ok:
       if (row) log.info(fields, `run ${id} for tick ${tickText} ${row.status === 'succeeded' ? 'succeeded' : `ended (${row.status})`}`);
-      else log.info(fields, `tick ${tickText}: nothing to do, it already has a succeeded run (the child's log line above says which)`);
+      else log.info(fields, `tick ${tickText}: nothing to do: it already has a succeeded run, or its run waits for a person after a gate (the child's log line above says which)`);
       return;
     case ExitCode.locked:
       log.warn(fields, `tick ${tickText} skipped: another run holds the lock (exit 75); waiting for the next tick`);

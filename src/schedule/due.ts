@@ -9,13 +9,16 @@ export type { TickRun };
  * Whether the latest tick still needs a run:
  * - `done`: a succeeded run covers it; nothing to do.
  * - `in-progress`: a run covering it is `running` and a process holds the run lock.
+ * - `waiting`: the last covering run was stopped by a publish gate: it waits for a person (review, then
+ *   `publish --force`, or fix the data and start a run by hand); a tick does not retry it.
  * - `due`: no covering run succeeded (none ran, the last one failed or was interrupted, or a
  *   `running` row has lost its process: nobody holds the lock, and the next run marks it interrupted).
+ *   With `run` set, that run is the one to resume (src/schedule/tickRun.ts); without, a new run starts.
  * - `no-tick`: the expression has not fired in the last 30 years.
  */
 export type DueDecision =
   | { due: false; reason: 'no-tick'; tick: undefined }
-  | { due: false; reason: 'done' | 'in-progress'; tick: Date; run: TickRun }
+  | { due: false; reason: 'done' | 'in-progress' | 'waiting'; tick: Date; run: TickRun }
   | { due: true; reason: 'never-ran' | 'failed' | 'interrupted' | 'stale'; tick: Date; run: TickRun | undefined };
 
 /**
@@ -44,6 +47,7 @@ export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lock
   if (running && lockHeld) return { due: false, reason: 'in-progress', tick, run: running };
   const last = covering[0];
   if (last === undefined) return { due: true, reason: 'never-ran', tick, run: undefined };
+  if (last.status === 'failed' && last.error_kind === 'gate') return { due: false, reason: 'waiting', tick, run: last };
   const reason = last.status === 'running' ? 'stale' : last.status === 'interrupted' ? 'interrupted' : 'failed';
   return { due: true, reason, tick, run: last };
 }
@@ -65,6 +69,8 @@ export function describeDue(d: DueDecision, tickText: string): string {
       return `tick ${tickText} already has succeeded run ${d.run.run_id} (${d.run.trigger}, started ${d.run.started_at.toISOString()})`;
     case 'in-progress':
       return `run ${d.run.run_id} for tick ${tickText} is in progress (pid ${d.run.pid} on ${d.run.host})`;
+    case 'waiting':
+      return `run ${d.run.run_id} for tick ${tickText} was stopped by a publish gate and waits for a person: review it (\`scorejob runs show ${d.run.run_id}\`), then \`scorejob publish ${d.run.run_id} --force\`, or fix the data and start a run by hand; ticks of this period do not retry it`;
     case 'never-ran':
       return `tick ${tickText} has no run`;
     case 'failed':

@@ -112,8 +112,9 @@ class Scheduler {
       await task.start();
       const zone = spec.timezone ?? `system time zone, ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
       const next = task.getNextRun();
+      // A --metrics-push URL may carry basic-auth credentials: they stay out of the log.
       log.info(
-        { cron: spec.expression, timezone: spec.timezone, catch_up: this.opts.catchUp, next_tick: next?.toISOString(), run_args: this.opts.runArgs },
+        { cron: spec.expression, timezone: spec.timezone, catch_up: this.opts.catchUp, next_tick: next?.toISOString(), run_args: this.opts.runArgs.map((a) => a.replace(/\/\/[^/@\s]*@/, '//…@')) },
         `scheduler started: "${spec.expression}" (${zone}); next tick at ${this.at(next)}`,
       );
       const missed = this.checkMissed('start-up');

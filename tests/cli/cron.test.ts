@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { previousTick } from '../../src/schedule/cronTicks.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { repoRoot } from '../helpers/cli.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
@@ -111,6 +111,9 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
   let t: TestDatabase;
   let failing: TestDatabase;
   let locked: TestDatabase;
+  /** Its month's run failed half-way (the database went away): the line resumes it. */
+  let healing: TestDatabase;
+  let healingRun: string;
   let lock: { release: () => Promise<void> } | undefined;
   let dir: string;
   let cronFile: string;
@@ -118,8 +121,15 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
   let stub: 'installed' | 'present' | 'foreign' = 'foreign';
 
   beforeAll(async () => {
-    [t, failing, locked] = await Promise.all([createTestDatabase(), createTestDatabase(), createTestDatabase()]);
-    await Promise.all([t, failing, locked].map((db) => seedCustomers(db.pool, { customers: 2000, seed: 9 })));
+    [t, failing, locked, healing] = await Promise.all([createTestDatabase(), createTestDatabase(), createTestDatabase(), createTestDatabase()]);
+    await Promise.all([t, failing, locked, healing].map((db) => seedCustomers(db.pool, { customers: 2000, seed: 9 })));
+    // The month's run of the line's own expression, then made a run that failed half-way: chunks 3.. undone.
+    const made = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '500', '--if-due', '30 2 1 * *'], healing.env);
+    expect(made.code, made.stderr).toBe(0);
+    healingRun = String(made.logs.find((l) => typeof l.run_id === 'string')?.run_id);
+    await healing.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [healingRun]);
+    await healing.pool.query(`UPDATE scoring.score_chunks SET status = 'pending' WHERE run_id = $1 AND chunk_no >= 3`, [healingRun]);
+    await healing.pool.query(`DELETE FROM scoring."score_data_${healingRun}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3)`, [healingRun]);
     lock = await holdRunLock(locked);
     dir = await mkdtemp(join(tmpdir(), 'sj-cron-'));
     const envFile = join(dir, 'scorejob.env');
@@ -132,6 +142,7 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     await writeFile(weights, bytes);
     await writeFile(join(dir, 'failing.env'), `DATABASE_URL='${failing.url}'\nSCOREJOB_MODEL_DIR='${nanModel}'\n`, { mode: 0o600 });
     await writeFile(join(dir, 'locked.env'), `DATABASE_URL='${locked.url}'\n`, { mode: 0o600 });
+    await writeFile(join(dir, 'healing.env'), `DATABASE_URL='${healing.url}'\n`, { mode: 0o600 });
     stub = await installSendmailStub();
     // cron.d file names may hold only letters, digits, _ and -.
     cronFile = `/etc/cron.d/scorejob-test-${randomBytes(4).toString('hex')}`;
@@ -148,6 +159,7 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
         `SCOREJOB_ENV=${dir}/failing.env SCOREJOB_LOG=${dir}/failing.log`,
         `SCOREJOB_ENV=${dir}/locked.env SCOREJOB_LOG=${dir}/locked.log`,
         `SCOREJOB_ENV=${dir}/missing.env SCOREJOB_LOG=${dir}/missing.log`,
+        `SCOREJOB_ENV=${dir}/healing.env SCOREJOB_LOG=${dir}/healing.log`,
       ],
     );
     await writeFile(cronFile, text, { mode: 0o644 });
@@ -172,7 +184,7 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     if (stub === 'installed') await rm(sendmail, { force: true });
     await lock?.release();
     if (dir) await rm(dir, { recursive: true, force: true });
-    await Promise.all([t?.drop(), failing?.drop(), locked?.drop()]);
+    await Promise.all([t?.drop(), failing?.drop(), locked?.drop(), healing?.drop()]);
   });
 
   const firstRun = async (db: TestDatabase) =>
@@ -220,6 +232,32 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     expect(mail).not.toMatch(/resume/);
     expect(mail).toMatch(new RegExp(`^What to do: .*\`scorejob runs show ${run?.run_id}\``, 'm'));
   }, 150_000);
+
+  it('resumes the month\'s failed run (the same run, its unfinished chunks), and sends no mail', async (ctx) => {
+    let rows: { run_id: string; status: string; resumes: number }[] = [];
+    await waitUntil('cron resumes the failed run', async () => {
+      rows = (await healing.pool.query<{ run_id: string; status: string; resumes: number }>(`SELECT run_id::text, status, resumes FROM scoring.score_runs ORDER BY run_id`)).rows;
+      return rows[0]?.status === 'succeeded';
+    }, 130_000);
+    expect(rows).toEqual([{ run_id: healingRun, status: 'succeeded', resumes: 1 }]);
+    const log = await readFile(join(dir, 'healing.log'), 'utf8');
+    expect(log).toContain(`resuming run ${healingRun} from its first unfinished chunk`);
+    expect(log).toContain(`"msg":"run ${healingRun} resumed: 2 of 4 chunks left"`);
+    if (stub !== 'foreign') expect(await mailsMentioning(`${dir}/healing.env`)).toEqual([]);
+    else ctx.skip(`${sendmail} is a real MTA: the mail is not checked`);
+  }, 150_000);
+
+  it('a gate-stopped run is mailed once: the firings after it exit 0 without a mail and start no run', async (ctx) => {
+    if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
+    await waitUntil('cron mails the failed run', async () => (await mailsMentioning(`${dir}/failing.env`)).length > 0, 130_000);
+    // A later firing (one a minute) of the same line finds the run waiting.
+    const fired = async () => ((await readFile(join(dir, 'failing.log'), 'utf8').catch(() => '')).match(/"reason":"waiting"/g) ?? []).length;
+    await waitUntil('a later firing finds the run waiting', async () => (await fired()) >= 1, 150_000);
+    await new Promise((r) => setTimeout(r, 2000)); // cron mails as the job ends
+    expect(await mailsMentioning(`${dir}/failing.env`)).toHaveLength(1);
+    const runs = (await failing.pool.query(`SELECT status, error_kind FROM scoring.score_runs`)).rows;
+    expect(runs).toEqual([{ status: 'failed', error_kind: 'gate' }]);
+  }, 300_000);
 
   it('sends no mail when the lock is held (exit 75), and explains a missing env file', async (ctx) => {
     if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);

@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers/cli.js';
+import { seedCustomers } from '../../src/dev/seed.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
+import { modelCopy } from '../helpers/run.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 /**
@@ -122,4 +124,46 @@ describe('bin/scorejob-cron checks its env file and the connection before runnin
     expect(r.out).toMatch(/^What to do: no run was created \(nothing to resume\): fix what the line above names; the next firing tries again\.$/m);
     expect(r.out).not.toContain('run_id');
   });
+});
+
+describe('bin/scorejob-cron and a run a publish gate stopped', () => {
+  let t: TestDatabase;
+  let nanModel: string;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 500, seed: 2 });
+    dir = await mkdtemp(join(tmpdir(), 'sj-cronwrap-'));
+    // A model whose output bias is NaN: every row rejected, the reject gate stops the run.
+    nanModel = await modelCopy();
+    const bytes = await readFile(join(nanModel, 'weights.bin'));
+    bytes.writeFloatLE(Number.NaN, bytes.length - 4);
+    await writeFile(join(nanModel, 'weights.bin'), bytes);
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await t?.drop();
+  });
+
+  it('the first firing that finds it waiting for a person mails one report (exit 0); the next firings mail nothing and run nothing', async () => {
+    // Run by hand (not by a tick): nobody was told by cron yet.
+    const manual = await runCli(['--no-pretty', 'run', '--model', nanModel], t.env);
+    expect(manual.code).toBe(1);
+    const id = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text AS id FROM scoring.score_runs`)).rows[0]?.id;
+    const env = { SCOREJOB_ENV: await envFile('gated.env', `DATABASE_URL='${t.url}'\nSCOREJOB_MODEL_DIR='${nanModel}'\n`) };
+    // The yearly tick (1 January, 00:00 UTC); the manual run is made one that started after it.
+    const args = ['run', '--trigger', 'cron', '--if-due', '0 0 1 1 *', '--timezone', 'UTC'];
+    await t.pool.query(`UPDATE scoring.score_runs SET started_at = date_trunc('year', now()) + interval '1 hour' WHERE run_id = $1`, [id]);
+    const first = await wrapper(args, env);
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/^scorejob run exited 0 on /m);
+    expect(first.out).toMatch(new RegExp(`^  scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person: review it \\(\`scorejob runs show ${id}\`\\), then \`scorejob publish ${id} --force\``, 'm'));
+    expect(first.out).toMatch(/^What to do: a person decides/m);
+    for (let i = 0; i < 2; i++) {
+      const later = await wrapper(args, env);
+      expect(later.code).toBe(0);
+      expect(later.out).toBe('');
+      expect(later.log).toContain('"reason":"waiting"');
+    }
+    expect((await t.pool.query(`SELECT count(*)::int AS n FROM scoring.score_runs`)).rows[0]?.n).toBe(1);
+  }, 120_000);
 });

@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { repoRoot, runCli } from '../helpers/cli.js';
@@ -16,7 +19,10 @@ const k8sDir = join(repoRoot, 'deploy/kubernetes');
 const kinds: Record<string, (o: unknown) => { validate(): void }> = {
   'batch/v1/CronJob': (o) => new CronJob(o as ConstructorParameters<typeof CronJob>[0]),
   'batch/v1/Job': (o) => new Job(o as ConstructorParameters<typeof Job>[0]),
+  'v1/ServiceAccount': (o) => new ServiceAccount(o as ConstructorParameters<typeof ServiceAccount>[0]),
+  'networking.k8s.io/v1/NetworkPolicy': (o) => new NetworkPolicy(o as ConstructorParameters<typeof NetworkPolicy>[0]),
 };
+const workloads = ['CronJob', 'Job'];
 
 interface Manifest {
   file: string;
@@ -36,11 +42,16 @@ async function manifests(): Promise<Manifest[]> {
   return out;
 }
 
-/** The containers of a CronJob's or a Job's pod template. */
-function containers(doc: Manifest['doc']): { name: string; args?: string[]; command?: string[] }[] {
+/** The pod template's spec of a CronJob or a Job. */
+function podSpec(doc: Manifest['doc']): Record<string, any> {
   const spec = doc.spec as Record<string, any>;
-  const pod = doc.kind === 'CronJob' ? spec.jobTemplate.spec.template.spec : spec.template.spec;
-  return pod.containers;
+  return doc.kind === 'CronJob' ? spec.jobTemplate.spec.template.spec : spec.template.spec;
+}
+
+/** The containers (init containers first) of a CronJob's or a Job's pod template. */
+function containers(doc: Manifest['doc']): { name: string; image: string; args?: string[]; command?: string[]; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] }[] {
+  const pod = podSpec(doc);
+  return [...(pod.initContainers ?? []), ...pod.containers];
 }
 
 describe('deployment files', () => {
@@ -62,7 +73,7 @@ describe('deployment files', () => {
   });
 
   it('runs non-root, read-only, with limits, one run at a time', async () => {
-    for (const { file, doc } of await manifests()) {
+    for (const { file, doc } of (await manifests()).filter((m) => workloads.includes(m.doc.kind))) {
       if (doc.kind === 'CronJob') {
         expect((doc.spec as any).concurrencyPolicy, file).toBe('Forbid');
         expect((doc.spec as any).startingDeadlineSeconds, file).toBeGreaterThan(0);
@@ -70,8 +81,9 @@ describe('deployment files', () => {
       const pod = doc.kind === 'CronJob' ? (doc.spec as any).jobTemplate.spec.template.spec : (doc.spec as any).template.spec;
       expect(pod.securityContext.runAsNonRoot, file).toBe(true);
       expect(pod.terminationGracePeriodSeconds, file).toBeGreaterThanOrEqual(30);
-      for (const c of pod.containers) {
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
         expect(c.securityContext.readOnlyRootFilesystem, file).toBe(true);
+        expect(c.securityContext.capabilities.drop, file).toEqual(['ALL']);
         expect(c.resources.limits.memory, file).toBeDefined();
         expect(c.envFrom?.[0]?.secretRef?.name ?? c.env?.find((e: any) => e.name === 'DATABASE_URL')?.valueFrom?.secretKeyRef, file).toBeDefined();
       }
@@ -79,7 +91,7 @@ describe('deployment files', () => {
   });
 
   it('every scorejob command and flag a manifest runs exists (its --help lists it)', async () => {
-    for (const { file, doc } of await manifests()) {
+    for (const { file, doc } of (await manifests()).filter((m) => workloads.includes(m.doc.kind))) {
       for (const c of containers(doc)) {
         const args = c.args ?? [];
         // Global flags come before the command; the command is the first argument that is not a flag.
@@ -97,17 +109,61 @@ describe('deployment files', () => {
     }
   });
 
-  it('the workers Job is a work queue of `scorejob work` joining the coordinator\'s shared run', async () => {
+  it('one CronJob whose Job runs N pods of one command: migrate first, then run --if-due --join; no separate workers Job', async () => {
     const all = await manifests();
-    const workers = all.find((m) => m.doc.kind === 'Job' && (m.doc.metadata as any).labels?.['app.kubernetes.io/component'] === 'worker');
-    expect(workers).toBeDefined();
-    const spec = workers!.doc.spec as any;
-    expect(spec.parallelism).toBeGreaterThan(1);
-    expect(spec.completionMode).toBe('NonIndexed');
-    expect(spec.completions).toBeUndefined();
-    expect(containers(workers!.doc)[0]?.args).toContain('work');
-    const coordinator = all.find((m) => m.doc.kind === 'CronJob')!;
-    expect(containers(coordinator.doc)[0]?.args).toContain('--workers');
+    const jobs = all.filter((m) => workloads.includes(m.doc.kind));
+    expect(jobs.map((m) => m.doc.kind)).toEqual(['CronJob']);
+    const cron = jobs[0]!.doc;
+    const job = (cron.spec as any).jobTemplate.spec;
+    expect(job.parallelism).toBeGreaterThan(1);
+    expect(job.completionMode).toBe('NonIndexed');
+    expect(job.completions).toBeUndefined();
+    // A Job cut short by its deadline is resumed by the next firing (tests/cli/tickResume.test.ts).
+    expect(job.activeDeadlineSeconds).toBeGreaterThan(0);
+    expect(job.backoffLimit).toBeGreaterThan(0);
+    expect(job.podFailurePolicy.rules.find((r: any) => r.action === 'FailJob').onExitCodes.values).toEqual([1, 2]);
+    const pod = podSpec(cron);
+    expect(pod.initContainers.map((c: any) => c.args)).toEqual([['--no-pretty', 'migrate']]);
+    expect(pod.containers).toHaveLength(1);
+    const args: string[] = pod.containers[0].args;
+    expect(args.slice(0, 2)).toEqual(['--no-pretty', 'run']);
+    for (const flag of ['--if-due', '--join', '--metrics-push', '--model']) expect(args, flag).toContain(flag);
+    // The model from a read-only volume mounted where --model points.
+    const modelDir = args[args.indexOf('--model') + 1] as string;
+    const mount = pod.containers[0].volumeMounts.find((m: any) => modelDir.startsWith(`${m.mountPath}/`));
+    expect(mount, `no volume mounted above ${modelDir}`).toMatchObject({ name: 'models', readOnly: true });
+    expect(pod.volumes.find((v: any) => v.name === 'models').persistentVolumeClaim.readOnly).toBe(true);
+  });
+
+  it('platform hardening: no API token, a ServiceAccount, egress to the database only (and DNS, the Pushgateway), images pinned by digest', async () => {
+    const all = await manifests();
+    const sa = all.find((m) => m.doc.kind === 'ServiceAccount')!.doc as any;
+    expect(sa.automountServiceAccountToken).toBe(false);
+    const cron = all.find((m) => m.doc.kind === 'CronJob')!.doc;
+    const pod = podSpec(cron);
+    expect(pod.serviceAccountName).toBe(sa.metadata.name);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    for (const c of containers(cron)) expect(c.image, c.name).toMatch(/@sha256:[0-9a-f]{64}$/);
+    const np = all.find((m) => m.doc.kind === 'NetworkPolicy')!.doc as any;
+    const labels = (cron.spec as any).jobTemplate.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels)) expect(labels[k], `pods carry ${k}`).toBe(v);
+    expect(np.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np.spec.ingress).toEqual([]);
+    const ports = np.spec.egress.flatMap((e: any) => e.ports.map((p: any) => `${p.protocol}/${p.port}`)).sort();
+    expect(ports).toEqual(['TCP/53', 'TCP/5432', 'TCP/9091', 'UDP/53']);
+  });
+
+  it('the Kubernetes alert rules pass promtool and alert on the metrics scorejob pushes', async (ctx) => {
+    const file = join(repoRoot, 'deploy/prometheus/scorejob-kubernetes.rules.yml');
+    const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+    if (r.error) ctx.skip('promtool is not installed (Debian: apt-get install prometheus; tests/cli/metricsPush.test.ts installs it)');
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const text = await readFile(file, 'utf8');
+    const { renderMetrics } = await import('../../src/observe/metrics.js');
+    const names = new Set([...(await renderMetrics({ model: 'm', runId: '1', status: 'failed', errorKind: 'gate', published: false, dryRun: false, forced: false, durationMs: 1, rowsScored: 1, rowsRejected: 0, psi: 0.1, finishedAt: new Date(), lastSuccessAt: new Date() })).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    const used = [...text.matchAll(/\b(scorejob_[a-z_]+)\b/g)].map((m) => m[1]);
+    expect(used.length).toBeGreaterThan(5);
+    for (const n of used) expect(names, `${n} is not a metric scorejob exports`).toContain(n);
   });
 
   it('every path the Dockerfile copies from the context exists, and .dockerignore lets it in', async () => {

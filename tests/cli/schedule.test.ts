@@ -305,11 +305,16 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
     expect(second.logs.find((l) => l.reason === 'done')?.msg).toMatch(/^not due: tick \d{4}-\d{2}-01T00:00:00\+0[12]:00 already has succeeded run 1 \(cron, started /);
     expect(await runs()).toHaveLength(1);
 
-    // The month's run turns out failed (say, found bad after the fact): due again.
-    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed' WHERE run_id = 1`);
+    // The month's run turns out failed and cannot be resumed (its scores were dropped): due again, a new run.
+    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database' WHERE run_id = 1`);
+    await t.pool.query(`DELETE FROM scoring.score_publications`);
+    await t.pool.query(`SELECT scoring.refresh_score_views()`).catch(() => undefined);
+    await t.pool.query(`ALTER TABLE scoring.score_data DETACH PARTITION scoring.score_data_1`);
+    await t.pool.query(`DROP TABLE scoring.score_data_1`);
     const third = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
-    expect(third.code).toBe(0);
+    expect(third.code, third.stderr).toBe(0);
     expect(third.logs.find((l) => l.due === true)?.reason).toBe('failed');
+    expect(third.logs.some((l) => /^run 1 cannot be resumed \(the scores of run 1 are gone/.test(String(l.msg)))).toBe(true);
     expect((await runs()).map((r) => r.status)).toEqual(['failed', 'succeeded']);
   });
 

@@ -73,7 +73,7 @@ describe('metrics file', () => {
     const file = join(dir, 'scorejob.prom');
     await writeFile(file, await renderMetrics(failed));
     const { lastSuccessAt: _l, finishedAt: _f, ...facts } = failed;
-    await exportRunMetrics(file, { ...facts, errorKind: 'database' }, () => Promise.reject(new Error('connection lost')), silent);
+    await exportRunMetrics({ file }, { ...facts, errorKind: 'database' }, () => Promise.reject(new Error('connection lost')), silent);
     const m = parsePrometheus(await readFile(file, 'utf8'));
     expect(m.get('scorejob_last_run_failure', { kind: 'database' })).toBe(1);
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBe(Date.parse('2026-02-01T02:03:04.5Z') / 1000);
@@ -81,6 +81,6 @@ describe('metrics file', () => {
 
   it('a metrics problem never fails the run: it is logged', async () => {
     const { lastSuccessAt: _l, finishedAt: _f, ...facts } = failed;
-    await expect(exportRunMetrics('/nonexistent-dir/x.prom', facts, async () => null, silent)).resolves.toBeUndefined();
+    await expect(exportRunMetrics({ file: '/nonexistent-dir/x.prom' }, facts, async () => null, silent)).resolves.toBeUndefined();
   });
 });

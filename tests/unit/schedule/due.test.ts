@@ -8,7 +8,7 @@ const prev = (expression: string, timezone: string | undefined, now: string) => 
 
 let nextId = 1;
 function run(over: Partial<TickRun> & { started_at: Date }): TickRun {
-  return { run_id: String(nextId++), status: 'succeeded', trigger: 'cron', dry_run: false, tick_at: null, host: 'h', pid: 1, ...over };
+  return { run_id: String(nextId++), status: 'succeeded', trigger: 'cron', dry_run: false, tick_at: null, host: 'h', pid: 1, error_kind: null, waiting_announced_at: null, ...over };
 }
 
 describe('previousTick: the latest tick at or before now', () => {
@@ -140,6 +140,16 @@ describe('decideDue: does the latest tick still need a run?', () => {
     expect(decideDue(tick, [failed, interrupted], false)).toMatchObject({ due: true, reason: 'interrupted', run: interrupted });
     const ok = run({ started_at: at('2026-12-01T04:00:00Z') });
     expect(decideDue(tick, [failed, interrupted, ok], false)).toMatchObject({ due: false, reason: 'done', run: ok });
+  });
+
+  it('a run a publish gate stopped waits for a person: not due (no retry); a later run or success decides again', () => {
+    const gated = run({ started_at: at('2026-12-01T02:30:01Z'), status: 'failed', error_kind: 'gate', tick_at: tick });
+    expect(decideDue(tick, [gated], false)).toMatchObject({ due: false, reason: 'waiting', run: gated });
+    // A failure of another kind (the database went away) is resumed: due, naming the run.
+    const lost = run({ started_at: at('2026-12-01T05:00:00Z'), status: 'failed', error_kind: 'database' });
+    expect(decideDue(tick, [gated, lost], false)).toMatchObject({ due: true, reason: 'failed', run: lost });
+    const forced = { ...gated, status: 'succeeded' as const, error_kind: null };
+    expect(decideDue(tick, [forced], false)).toMatchObject({ due: false, reason: 'done' });
   });
 
   it('a running run: in progress while a process holds the lock, due when its process is gone', () => {
