@@ -26,7 +26,7 @@ type NumericColumn = { [K in keyof CustomerRow]: CustomerRow[K] extends number |
 type BooleanColumn = 'is_subscriber' | 'has_app';
 type CategoryColumn = 'segment' | 'region' | 'channel';
 
-/** manifest.json `features[i]` (README "Models"; parsed by src/model/manifest.ts). */
+/** manifest.json `features[i]` (docs/models.md; parsed by src/model/manifest.ts). */
 type Feature =
   | { column: NumericColumn; transform: 'standardize'; mean: number; std: number; min: number; max: number; fill?: number }
   | { column: CategoryColumn; transform: 'one_hot'; categories: string[]; fill?: string }

@@ -28,7 +28,7 @@ GRANT USAGE ON SCHEMA scoring TO scorejob_reader;
 DO $$ BEGIN
   IF to_regclass('scoring.customer_scores') IS NOT NULL THEN
     GRANT SELECT ON scoring.customer_scores, scoring.customer_score_history TO scorejob_reader;
-    -- Freshness: which run is published and when (README "The downstream contract").
+    -- Freshness: which run is published and when (docs/downstream.md).
     GRANT SELECT ON scoring.published_run TO scorejob_reader;
     -- Schema version 7 (issue 15): what changed, every publication, and what could not be scored.
     IF to_regclass('scoring.published_runs') IS NOT NULL THEN
@@ -41,7 +41,7 @@ DO $$ BEGIN
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;
-  -- Nothing on the run lock (scoring.run_locks, README "The run lock"): a role that could update or
+  -- Nothing on the run lock (scoring.run_locks, docs/architecture.md "The run lock"): a role that could update or
   -- row-lock it (SELECT ... FOR UPDATE/SHARE needs UPDATE) could take or block the job's lock.
   IF to_regclass('scoring.run_locks') IS NOT NULL THEN
     REVOKE ALL ON scoring.run_locks FROM scorejob_reader;

@@ -46,7 +46,7 @@ export interface RunOptions {
   /** Score and validate, publish nothing. */
   dryRun: boolean;
   backend: BackendChoice;
-  /** Published runs kept in history (README "The downstream contract", "History"). */
+  /** Published runs kept in history (docs/downstream.md). */
   keepRuns: number;
   /** A run whose rejected/total ratio exceeds this fails without publishing. */
   maxRejectRatio: number;

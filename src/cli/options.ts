@@ -215,7 +215,7 @@ function hostOfUrl(url: string | undefined): string | undefined {
   }
 }
 
-/** `--challenger DIR`: a second model scored beside the run's in the same pass (README "A challenger beside the champion"). */
+/** `--challenger DIR`: a second model scored beside the run's in the same pass (docs/analysts.md "A challenger beside the champion"). */
 export const challenger: Setting<string> = {
   flags: '--challenger <dir>',
   description: 'also score this model directory in the same pass, into a sibling run of its own (never published by the run; compare with `runs show`, publish with `publish <run> --challenger`)',
@@ -225,7 +225,7 @@ export const challenger: Setting<string> = {
   parse: (value) => resolve(value),
 };
 
-/** `--reasons K`: per customer, the K features that moved the score most (README "Reasons per score"). */
+/** `--reasons K`: per customer, the K features that moved the score most (docs/analysts.md "Reasons per score"). */
 export const reasons: Setting<number> = {
   flags: '--reasons <k>',
   description: 'store, per scored customer, the K manifest features that pushed the score up or down the most (view customer_score_reasons)',

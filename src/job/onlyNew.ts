@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
 
 /**
- * `scorejob run --only-new` (README "New customers between monthly runs"). The customers to rescore are
+ * `scorejob run --only-new` (docs/analysts.md "Only the new customers between monthly runs"). The customers to rescore are
  * those without a score in the base run (the model's published run when it starts: new customers, and
  * those it rejected) and, where the manifest names `source.updated_column`, those whose row changed since
  * the base run started. Before it plans, the run freezes them ({@link freezeOnlyNew}): in one snapshot it

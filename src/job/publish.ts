@@ -13,7 +13,7 @@ import { Publications, type PublicationKind, type PublishedBy, type PublishedEve
 /**
  * Attaches the run's table to score_data before any of its chunks is scored, and long before it is
  * published, so that a reader sees the previous complete run or the new one, never a mix or nothing
- * (README "The downstream contract", "Complete or nothing"). A reader's statement is planned with the partitions that exist then and
+ * (docs/architecture.md "Complete or nothing"). A reader's statement is planned with the partitions that exist then and
  * executed with a newer snapshot; had the attach and the pointer moved in one transaction, a statement
  * planned just before that commit and executed just after it would follow the new pointer to a
  * partition its plan lacks, and see no rows. Attached at plan time, the partition is in every plan by
@@ -78,7 +78,7 @@ const oldReaderWaitMs = 30_000;
 /**
  * Makes a finished run what readers see, in one short transaction: move the published_run pointer and
  * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
- * (README "The downstream contract", "Complete or nothing"). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
+ * (docs/architecture.md "Complete or nothing"). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
 export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: RunStats, log: Logger, opts: PublishOptions = {}): Promise<PublishedEvent> {
   const { fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
@@ -163,7 +163,7 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
 }
 
 /**
- * What retention keeps of one model's runs (README "The downstream contract": "History" and "Runs never published"); other models' runs are never touched:
+ * What retention keeps of one model's runs (docs/downstream.md "Every publication, and what changed"); other models' runs are never touched:
  * - the published run, always, whatever `keep` says, and the newest published runs up to `keep` in all;
  * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
  *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at

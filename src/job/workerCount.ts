@@ -8,7 +8,7 @@ export const defaultLeaseS = 30;
 
 /**
  * `--workers auto`: one worker per core, less one when the database server shares the host (measured on
- * 2 cores: a second worker next to the server ran no faster, README "Scaling out"). At least one.
+ * 2 cores: a second worker next to the server ran no faster, docs/operations.md "Scaling out"). At least one.
  */
 export function autoWorkers(dbHost: string | undefined): number {
   const cores = availableParallelism();

@@ -20,7 +20,7 @@ export interface PublishedBy {
   forced?: boolean | undefined;
 }
 
-/** The `scorejob_published` notification's payload (README "The downstream contract"). */
+/** The `scorejob_published` notification's payload (docs/downstream.md). */
 export interface PublishedEvent {
   schema: string;
   model_name: string;

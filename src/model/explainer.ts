@@ -125,7 +125,7 @@ function refuseUnexplainable(model: TfModel, plan: FeaturePlan, slots: readonly 
   }
   const intSlot = slots.find((s) => s.dtype === 'int32');
   // An id is a label, not a quantity: a gradient with respect to it means nothing, and attributing on the
-  // Embedding's output would need a baseline vector that training never defined (README "Reasons per score").
+  // Embedding's output would need a baseline vector that training never defined (docs/analysts.md "Reasons per score").
   if (intSlot) {
     throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features are ids, with no gradient); run without --reasons, or use a model fed one_hot features`);
   }

@@ -86,7 +86,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
 }
 
 /**
- * TF.js's reason in one line (errors are one line, README "What can go wrong"). Its message for an
+ * TF.js's reason in one line (errors are one line, docs/troubleshooting.md). Its message for an
  * unknown layer runs over three lines of generic advice; the class name is what a person needs.
  */
 function loadFailure(err: unknown): string {

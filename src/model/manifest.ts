@@ -1,7 +1,7 @@
 import { UsageError } from '../errors.js';
 
 /**
- * `manifest.json`: what a model directory's TF.js model means (README "Models"). Written by
+ * `manifest.json`: what a model directory's TF.js model means (docs/models.md). Written by
  * `scripts/train.ts`, read once at start-up; every problem is a one-line {@link UsageError} that names
  * the file and the field path, so a person can fix the file without reading this code.
  */

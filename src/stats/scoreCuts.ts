@@ -1,6 +1,6 @@
 /**
  * The run's 99 percentile cut points, exactly as `percentile_cont(i / 100.0) WITHIN GROUP (ORDER BY score)`
- * computes them (README "The downstream contract"), without sorting the run's table: a histogram of the
+ * computes them (docs/downstream.md), without sorting the run's table: a histogram of the
  * scores' float32 bit patterns is counted as the chunks commit (fixed size, whatever the table's), which
  * names the few narrow value ranges holding the ranks the cut points need; one scan streams back only
  * the scores in those ranges, counted at full float32 resolution (fixed size again), and each rank's
