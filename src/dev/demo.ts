@@ -9,7 +9,7 @@ import { startEmbeddedPostgres } from './embedded.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
-import { formatSeconds, table } from '../report/format.js';
+import { formatSeconds, table } from '../format.js';
 import { formatRunList } from '../report/formatRuns.js';
 import { listRuns } from '../report/runsReport.js';
 import { startRun } from '../job/runJob.js';

@@ -13,7 +13,7 @@ import type { ManifestBand } from '../model/manifest.js';
 import { keepFiniteScores } from '../model/scorer.js';
 import { toFeatureCounts } from '../stats/featureStats.js';
 import { compareScores, type ChallengerComparison } from '../stats/challenger.js';
-import { computeRunStatistics } from '../stats/runStats.js';
+import { computeRunStatistics } from './runStatistics.js';
 import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
 import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';

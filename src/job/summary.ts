@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { RunResult } from './runJob.js';
-import { formatSeconds } from '../report/format.js';
+import { formatSeconds } from '../format.js';
 
 /**
  * The run's closing paragraph: one log line with every figure as a field. `rows_scored` and

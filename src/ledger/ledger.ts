@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { RunHistory } from './history.js';
-import { holderAliveSql, lockTiming } from './runLock.js';
+import { holderAliveSql, lockTiming } from './lockLiveness.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
 import type { Queryable } from './history.js';
 import type { ScoreStats } from '../stats/scoreStats.js';

@@ -1,16 +1,7 @@
 import { UsageError } from '../errors.js';
 import type { FeaturePlan, PlannedFeature } from './features.js';
-import type { InputSlot } from './inputLayout.js';
+import type { EmbeddingUse, InputSlot } from './tensorTypes.js';
 import { nullId, unknownId } from './manifest.js';
-
-/** An `Embedding` layer fed straight from a model input (through at most a Reshape or Flatten). */
-export interface EmbeddingUse {
-  /** Index into the model's inputs. */
-  input: number;
-  layer: string;
-  /** The layer's rows: it takes ids 0 to inputDim - 1. */
-  inputDim: number;
-}
 
 /**
  * Checks that every id the manifest can feed an Embedding is one of its rows. TF.js does not check ids

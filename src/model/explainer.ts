@@ -2,7 +2,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import type { FeaturePlan } from './features.js';
-import type { InputSlot } from './inputLayout.js';
+import type { InputSlot } from './tensorTypes.js';
 import { predictBatchRows, type OutputSelection } from './scorer.js';
 import type { TfModel } from './tfModel.js';
 

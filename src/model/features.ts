@@ -1,5 +1,6 @@
 import type { ColumnBatch, ColumnSpec, RawColumn } from '../columns.js';
 import { nullId, unknownId, type Feature, type Manifest } from './manifest.js';
+import type { FeatureCounters } from '../stats/featureStats.js';
 
 /**
  * The manifest's features compiled for the hot path: which source columns to read (and how the COPY
@@ -46,21 +47,6 @@ export interface ModelInput {
   /** Row-major, `width` floats per row; at least `capacity * width` long. */
   x: Float32Array;
   keys: BigInt64Array;
-}
-
-/**
- * Per-feature data statistics, summed over every row read (rejected ones too), so a run can report
- * how its input looked. Arrays are indexed like `FeaturePlan.features`.
- */
-export interface FeatureCounters {
-  rows: number;
-  /** NULLs (filled or rejected). */
-  nulls: Float64Array;
-  /** Finite values below the manifest's `min` / above its `max` (standardize features with a range). */
-  belowMin: Float64Array;
-  aboveMax: Float64Array;
-  /** Non-NULL values not among the categories of a one_hot feature (fed as all zeros) or an index feature (fed as its unknown id). */
-  unknownCategory: Float64Array;
 }
 
 /** Compiles a validated manifest's features. */

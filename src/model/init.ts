@@ -6,7 +6,8 @@ import { selectBackend } from './backend.js';
 import type { Feature, IndexFeature, Manifest } from './manifest.js';
 import { parseManifest } from './manifest.js';
 import { readModelFiles } from './modelFiles.js';
-import { loadTfModel, type ModelTensorInfo } from './tfModel.js';
+import { loadTfModel } from './tfModel.js';
+import type { ModelTensorInfo } from './tensorTypes.js';
 
 /**
  * A table's columns as `model init` needs them. `TableProfile` from db/columnProfile.ts fits, without

@@ -1,25 +1,7 @@
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import type { FeaturePlan } from './features.js';
-import type { ModelTensorInfo } from './tfModel.js';
-
-/**
- * One model input, fed from the columns of the features' row-major input row that belong to it. The
- * chunk loop produces one float32 row per source row (inputWidth values); the scorer splits each row
- * into the model's named inputs with these.
- */
-export interface InputSlot {
-  name: string;
-  dtype: 'float32' | 'int32';
-  /** Values per row of this input. */
-  width: number;
-  /** 1: a `[rows]` input (width 1); 2: `[rows, width]`. */
-  rank: 1 | 2;
-  /** Positions in the full input row of this input's values, in order. */
-  columns: Int32Array;
-  /** The input is the whole row as is (one float32 input): the scorer feeds a view, no copy. */
-  whole: boolean;
-}
+import type { InputSlot, ModelTensorInfo } from './tensorTypes.js';
 
 /** Names the files in messages. */
 export interface LayoutFiles {

@@ -3,7 +3,7 @@ import type { FeaturePlan, PlannedFeature } from './features.js';
 import { loadModel, type LoadedModel } from './load.js';
 import { unknownId, type Manifest } from './manifest.js';
 import type { ModelFile } from './modelFiles.js';
-import { formatBytes, table } from '../report/format.js';
+import { formatBytes, table } from '../format.js';
 
 /** What `scorejob model inspect` shows about a model directory. */
 export interface ModelReport {

@@ -7,7 +7,8 @@ import { selectBackend, type BackendName, type OnBackendSkipped } from './backen
 import { checkEmbeddings } from './embeddingCheck.js';
 import { compileFeatures, type FeaturePlan } from './features.js';
 import { parseManifest, type Manifest } from './manifest.js';
-import { layoutInputs, type InputSlot } from './inputLayout.js';
+import { layoutInputs } from './inputLayout.js';
+import type { InputSlot } from './tensorTypes.js';
 import { readModelDirectory, type ModelFile } from './modelFiles.js';
 import { createTfScorer, type OutputSelection, type Scorer } from './scorer.js';
 import { loadTfModel, type TfModel } from './tfModel.js';

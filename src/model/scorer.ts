@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Reject } from './features.js';
-import type { InputSlot } from './inputLayout.js';
+import type { InputSlot } from './tensorTypes.js';
 import type { TfModel } from './tfModel.js';
 
 /**

@@ -1,19 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { loadLayersModel, type LayersModel } from '@tensorflow/tfjs-layers';
-import type { EmbeddingUse } from './embeddingCheck.js';
+import type { EmbeddingUse, ModelTensorInfo } from './tensorTypes.js';
 import { fromKeras3 } from './keras3.js';
 import { fromKeras3Weights } from './keras3Weights.js';
 // Registers Keras's Normalization layer with TF.js's deserializer.
 import './kerasNormalization.js';
-
-/** A model input or output as scorejob sees it: its name, dtype and shape (null for a free dimension). */
-export interface ModelTensorInfo {
-  name: string;
-  dtype: string;
-  /** undefined when the model does not say (a graph's output nodes carry no shape). */
-  shape: (number | null)[] | undefined;
-}
 
 /**
  * A loaded TF.js model of either format, behind one interface: inputs and outputs by name, one way to

@@ -1,7 +1,7 @@
 import type { ColumnBatch } from '../columns.js';
 import type { Logger } from '../log.js';
-import { createFeatureCounters, transformBatch, type FeatureCounters, type FeaturePlan, type ModelInput, type Reject } from '../model/features.js';
-import { toFeatureCounts } from '../stats/featureStats.js';
+import { createFeatureCounters, transformBatch, type FeaturePlan, type ModelInput, type Reject } from '../model/features.js';
+import { toFeatureCounts, type FeatureCounters } from '../stats/featureStats.js';
 import type { ChunkRow } from '../ledger/ledger.js';
 import { exportRunMetrics, type RunMetrics } from './metrics.js';
 import { RunProgress, startProgress, type ProgressOptions, type ProgressReporter } from './progress.js';

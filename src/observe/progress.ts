@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { formatClock, formatCount } from '../report/format.js';
+import { formatClock, formatCount } from '../format.js';
 
 /** Where a run reports its progress; chosen by the CLI (a library caller may leave it out). */
 export interface ProgressOptions {

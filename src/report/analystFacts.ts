@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { RunRow } from '../ledger/ledger.js';
-import { formatCount } from './format.js';
+import { formatCount } from '../format.js';
 import type { ChallengerComparison } from '../stats/challenger.js';
 
 /** What `runs show` says of a run's kind (full or only_new) and reasons (issue 19). */

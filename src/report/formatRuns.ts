@@ -1,6 +1,6 @@
 import type { RunDetail, RunListItem } from './runsReport.js';
 import { formatRunStatistics } from './formatStats.js';
-import { formatCount, formatDecimal, table } from './format.js';
+import { formatCount, formatDecimal, table } from '../format.js';
 
 /** `scorejob runs` as a table for people. */
 export function formatRunList(items: readonly RunListItem[]): string {

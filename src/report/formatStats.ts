@@ -3,7 +3,7 @@ import type { FeatureSummary, FeaturesSummary } from '../stats/featureStats.js';
 import { coarsen, type Drift } from '../stats/psi.js';
 import type { RunDetail } from './runsReport.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
-import { formatCount, formatDecimal, formatFraction, formatPercent, table } from './format.js';
+import { formatCount, formatDecimal, formatFraction, formatPercent, table } from '../format.js';
 
 /** The usual reading of a PSI value. */
 export function psiVerdict(psi: number): string {

@@ -1,7 +1,7 @@
 import { formatAnalystFacts } from './analystFacts.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { formatCount, formatDecimal, formatFraction, formatPercent } from './format.js';
+import { formatCount, formatDecimal, formatFraction, formatPercent } from '../format.js';
 import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, featureChanges, formatPsi, hasCategories, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';

@@ -1,4 +1,22 @@
-import type { FeatureCounters, FeaturePlan } from '../model/features.js';
+/**
+ * Per-feature data statistics, summed over every row read (rejected ones too), so a run can report
+ * how its input looked. Arrays are indexed like the plan's `features`.
+ */
+export interface FeatureCounters {
+  rows: number;
+  /** NULLs (filled or rejected). */
+  nulls: Float64Array;
+  /** Finite values below the manifest's `min` / above its `max` (standardize features with a range). */
+  belowMin: Float64Array;
+  aboveMax: Float64Array;
+  /** Non-NULL values not among the categories of a one_hot feature (fed as all zeros) or an index feature (fed as its unknown id). */
+  unknownCategory: Float64Array;
+}
+
+/** What the statistics read of a compiled feature plan (model/features.ts `FeaturePlan`): each feature's column, transform and training range. */
+export interface CountedPlan {
+  readonly features: readonly { readonly feature: { readonly column: string; readonly transform: string; readonly min?: number | undefined; readonly max?: number | undefined } }[];
+}
 
 /**
  * A chunk's feature counters as stored in `score_chunks.stats.features` (beside its score statistics,
@@ -37,7 +55,7 @@ export interface FeaturesSummary {
   features: FeatureSummary[];
 }
 
-export function toFeatureCounts(plan: FeaturePlan, c: FeatureCounters): FeatureCounts {
+export function toFeatureCounts(plan: CountedPlan, c: FeatureCounters): FeatureCounts {
   return {
     rows: c.rows,
     columns: plan.features.map((f) => f.feature.column),
@@ -83,7 +101,7 @@ function zeros(n: number): number[] {
 }
 
 /** Counts to fractions of the rows read, with each feature's transform and training range. */
-export function summarizeFeatures(plan: FeaturePlan, counts: FeatureCounts): FeaturesSummary {
+export function summarizeFeatures(plan: CountedPlan, counts: FeatureCounts): FeaturesSummary {
   const share = (k: number) => (counts.rows === 0 ? 0 : k / counts.rows);
   const features = counts.columns.map((column, i): FeatureSummary => {
     const feature = plan.features.find((f) => f.feature.column === column)?.feature;

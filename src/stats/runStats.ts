@@ -1,34 +1,14 @@
-import type pg from 'pg';
-import { formatPercent } from '../report/format.js';
-import type { FeaturePlan } from '../model/features.js';
-import { chunkFeatureCounts, mergeFeatureCounts, summarizeFeatures, type FeatureCounts, type FeaturesSummary } from './featureStats.js';
-import type { ChunkRow, Ledger } from '../ledger/ledger.js';
-import { drift, type Drift } from './psi.js';
-import { mergeStats, summarize, type ScoreStats, type ScoreSummary } from './scoreStats.js';
+import { formatPercent } from '../format.js';
+import type { FeaturesSummary } from './featureStats.js';
+import type { Drift } from './psi.js';
+import type { ScoreSummary } from './scoreStats.js';
 
-/** A run's statistics, as computed from its chunks; stored in `score_runs.stats` with more (RunStats, src/ledger/types.ts). */
+/** A run's statistics, as computed from its chunks (src/job/runStatistics.ts); stored in `score_runs.stats` with more (RunStats, src/ledger/types.ts). */
 export interface RunStatistics {
   scores: ScoreSummary;
   /** Null for runs whose chunks predate feature counters. */
   features: FeaturesSummary | null;
   drift: Drift;
-}
-
-/**
- * Merges every chunk's statistics (all chunks, also those a failed attempt of the run committed
- * before a resume) and compares the scores with the previous published run. No pass over the scores.
- */
-export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, runId: string, plan: FeaturePlan, chunks: readonly ChunkRow[]): Promise<RunStatistics> {
-  const scores = summarize(mergeStats(chunks.map((ch) => ch.stats).filter((s): s is ScoreStats => s !== null)));
-  const counts = chunks.map((ch) => chunkFeatureCounts(ch.stats));
-  const complete = counts.every((x): x is FeatureCounts => x !== undefined);
-  const merged = complete ? mergeFeatureCounts(counts) : undefined;
-  const previous = await ledger.previousPublishedRun(c, runId);
-  return {
-    scores,
-    features: merged ? summarizeFeatures(plan, merged) : null,
-    drift: drift(previous?.run_id ?? null, previous?.stats?.scores?.histogram, scores.histogram),
-  };
 }
 
 /**

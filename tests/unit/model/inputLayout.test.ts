@@ -3,7 +3,7 @@ import { UsageError } from '../../../src/errors.js';
 import { compileFeatures } from '../../../src/model/features.js';
 import { layoutInputs } from '../../../src/model/inputLayout.js';
 import { parseManifest } from '../../../src/model/manifest.js';
-import type { ModelTensorInfo } from '../../../src/model/tfModel.js';
+import type { ModelTensorInfo } from '../../../src/model/tensorTypes.js';
 
 const file = 'm/manifest.json';
 const files = { manifest: file, model: 'm/model.json' };

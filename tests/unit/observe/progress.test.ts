@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatProgressLine, formatProgressMessage, RunProgress, startProgress } from '../../../src/observe/progress.js';
-import { formatClock } from '../../../src/report/format.js';
+import { formatClock } from '../../../src/format.js';
 import { createLogger } from '../../../src/log.js';
 
 describe('run progress', () => {
