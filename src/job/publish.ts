@@ -8,6 +8,7 @@ import type { Ledger, RunStats } from '../ledger/ledger.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { dropFrozenRows } from './onlyNew.js';
 import { dropReasonsTable } from './reasonsTables.js';
+import { withLockRetry } from './lockRetry.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**
@@ -132,26 +133,6 @@ async function waitForOlderReaders(c: pg.ClientBase, ledger: Ledger, runId: stri
     }
     if (!waited) log.info({ pids: old.map((o) => o.pid) }, `waiting for ${old.length} reader transaction(s) older than this run to end before publishing`);
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * Runs fn in a transaction that never waits long behind another lock on score_data (DDL, a
- * retention DETACH): it gives up after 5 s, waits, and tries again, up to six times.
- */
-export async function withLockRetry(c: pg.ClientBase, log: Logger, what: string, fn: () => Promise<void>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await withTransaction(c, async () => {
-        await c.query(`SET LOCAL lock_timeout = '5s'`);
-        await fn();
-      });
-      return;
-    } catch (err) {
-      if (sqlStateOf(err) !== SqlState.lockNotAvailable || attempt >= 6) throw err;
-      log.warn({ attempt }, `${what} waited too long for a lock on score_data; trying again`);
-      await new Promise((r) => setTimeout(r, 1000 * attempt));
-    }
   }
 }
 

@@ -6,7 +6,8 @@ import { Publications, type RetiredEvent } from '../ledger/publications.js';
 import type { Logger } from '../log.js';
 import { withModelLock } from './modelLock.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
-import { publishedBy, withLockRetry } from './publish.js';
+import { publishedBy } from './publish.js';
+import { withLockRetry } from './lockRetry.js';
 
 export interface RetireOptions {
   /** The model to take out of customer_scores (the manifest's `name`). */

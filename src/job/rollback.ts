@@ -5,7 +5,8 @@ import { Ledger } from '../ledger/ledger.js';
 import { Publications, type PublishedEvent } from '../ledger/publications.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { withModelLock } from './modelLock.js';
-import { publishedBy, withLockRetry } from './publish.js';
+import { publishedBy } from './publish.js';
+import { withLockRetry } from './lockRetry.js';
 
 export interface RollbackOptions {
   /** The run to put back; default: the newest kept run of the model published before the current one. */
