@@ -6,7 +6,6 @@ import type { ModelInput, Reject } from '../model/features.js';
 import type { Scorer } from '../model/scorer.js';
 import type { Ledger, PlannedChunk } from '../ledger/ledger.js';
 import type { StageTimings } from '../observe/timings.js';
-import { ChunkRunner } from './chunkRunner.js';
 
 /** Turns a decoded chunk into model input rows (compacting away rejects); returns the accepted count. */
 export type Transform = (batch: ColumnBatch, out: ModelInput, rejects: Reject[]) => number;
@@ -104,17 +103,4 @@ export interface ChunkSidecar {
    * written) and returns its write, run in the chunk's transaction (chunk `chunkNo`).
    */
   seal(keys: BigInt64Array, accepted: number, chunkNo: number): (c: pg.ClientBase) => Promise<void>;
-}
-
-/**
- * Scores the given chunks in order. Reading chunk k+1 (one connection) overlaps transforming,
- * predicting and writing chunk k (another connection); two batches alternate, so memory is bounded
- * by two chunks whatever the table size. Each chunk's scores, rejects and "done" mark commit in one
- * transaction. Every chunk is read in the run's snapshot, and must read exactly the rows planned for it
- * there (a rewritten table reads empty). Returns false when stopped by a signal before all chunks were done.
- * The loop itself, its retries and its waits for the database are src/job/chunkRunner.ts.
- */
-export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
-  if (planned.length === 0 && !d.more) return true;
-  return (await ChunkRunner.open(d, planned)).run();
 }

@@ -6,14 +6,14 @@ import { describeDbError } from '../db/describeError.js';
 import { connectAs } from '../db/pool.js';
 import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
-import { waitForDatabase } from '../db/waitForDatabase.js';
-import { ChunkCountError, ModelError, OutageError, RunFailedError } from '../errors.js';
+import { ChunkCountError, ModelError, RunFailedError } from '../errors.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
 import type { Reject } from '../model/features.js';
 import { keepFiniteScores } from '../model/scorer.js';
 import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
 import type { ChunkLoopDeps } from './chunkLoop.js';
-import { decideRetry, defaultOutageBudgetMs, failureClass } from './retryPolicy.js';
+import { waitForChunkDatabase } from './chunkOutage.js';
+import { decideRetry, failureClass } from './retryPolicy.js';
 
 /** A chunk scored and encoded, waiting for (or in) its write transaction. */
 interface PreparedChunk {
@@ -360,7 +360,7 @@ export class ChunkRunner {
     let counted = failure !== 'connection';
     if (failure === 'connection' && !d.stop.requested) {
       // The database answered at once: the connection loss was this chunk's own (its backend ended).
-      counted = (await this.waitForDatabase(chunk, message)) === 0;
+      counted = (await waitForChunkDatabase(this.d, chunk, message)) === 0;
     }
     const attempts = (this.attemptsOf.get(chunk.chunkNo) ?? 0) + (counted ? 1 : 0);
     this.attemptsOf.set(chunk.chunkNo, attempts);
@@ -378,25 +378,16 @@ export class ChunkRunner {
     this.recovering = true;
     if (counted) this.pendingFailure = { chunkNo: chunk.chunkNo, message };
   }
+}
 
-  /** Waits for the database within the outage budget; returns ms waited (0: it answered at once); throws an OutageError past the budget. */
-  private async waitForDatabase(chunk: PlannedChunk, message: string): Promise<number> {
-    const { d } = this;
-    const budgetMs = d.outageBudgetMs ?? defaultOutageBudgetMs;
-    // A connection of its own, closed at once: it must not linger in the pool as one of the loop's.
-    const probe = async (): Promise<void> => {
-      await d.recover();
-      (await connectAs(d.pool, 'probe')).release(true);
-    };
-    const onWaiting = (since: number | undefined): void => {
-      if (since !== undefined) d.log.warn({ chunk: chunk.chunkNo, error: message, outage_budget_s: budgetMs / 1000 }, `the database is unreachable (${message}); waiting for it (chunk ${chunk.chunkNo})`);
-      else d.log.info({ chunk: chunk.chunkNo }, 'the database is back');
-      d.onWaiting?.(since);
-    };
-    return waitForDatabase(probe, { budgetMs, onWaiting, stopping: () => d.stop.requested !== undefined }).catch((e: unknown) => {
-      d.onFailed?.(chunk);
-      // A stop request ends the wait too: that is an interruption, not an outage past its budget.
-      throw failureClass(e) === 'connection' && !d.stop.requested ? new OutageError(budgetMs / 1000, e) : e;
-    });
-  }
+/**
+ * Scores the given chunks in order. Reading chunk k+1 (one connection) overlaps transforming,
+ * predicting and writing chunk k (another connection); two batches alternate, so memory is bounded
+ * by two chunks whatever the table size. Each chunk's scores, rejects and "done" mark commit in one
+ * transaction. Every chunk is read in the run's snapshot, and must read exactly the rows planned for it
+ * there (a rewritten table reads empty). Returns false when stopped by a signal before all chunks were done.
+ */
+export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
+  if (planned.length === 0 && !d.more) return true;
+  return (await ChunkRunner.open(d, planned)).run();
 }

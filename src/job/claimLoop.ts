@@ -4,7 +4,8 @@ import { describeDbError } from '../db/describeError.js';
 import { ClaimLostError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import { runHolderState } from '../ledger/runLock.js';
-import { runChunks, type ChunkLoopDeps } from './chunkLoop.js';
+import type { ChunkLoopDeps } from './chunkLoop.js';
+import { runChunks } from './chunkRunner.js';
 import type { Stage } from '../observe/timings.js';
 
 /** The stages a chunk costs (planning and publishing are the coordinator's). */

@@ -6,7 +6,8 @@ import { EmptySourceError, GateError, InterruptedError, LockLostError, RunFailed
 import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
-import { combineSidecars, runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
+import { combineSidecars, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
+import { runChunks } from './chunkRunner.js';
 import { defaultOutageBudgetMs } from './retryPolicy.js';
 import type { Ledger, PlannedChunk, RunParams, RunStats } from '../ledger/ledger.js';
 import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from './publish.js';
