@@ -14,7 +14,7 @@ const layers = [
   'model', //     manifest, backends, features, scorer: no database
   'db', //        pool, transactions, quoting, COPY, source reads
   'stats', //     pure statistics
-  'base', //      src/*.ts: config, errors, columns, log, files, format, cron
+  'base', //      src/*.ts: config, errors, columns, log, files, format, cronTicks
 ];
 
 /** A path pattern for one layer: a folder of src/, or the files at src/'s top level. */

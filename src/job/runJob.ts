@@ -11,7 +11,7 @@ import { EmptySourceError, LockedError, NotResumableError, NothingToDoError, Usa
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import type { StopSignal } from './chunkLoop.js';
-import { checkDue, describeDue } from '../schedule/due.js';
+import { checkDue, describeDue } from './due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
 import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import type { CronSpec } from './cronTicks.js';
+import type { CronSpec } from '../cronTicks.js';
 import { ExitCode } from '../errors.js';
 import { Ledger, type RunRow } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';

@@ -3,14 +3,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTask, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
 import type { Config } from '../config.js';
-import { checkCronExpression, checkTimezone, formatTick, type CronSpec } from './cronTicks.js';
+import { checkCronExpression, checkTimezone, formatTick, type CronSpec } from '../cronTicks.js';
 import { describeDbError } from '../db/describeError.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool, type Pool } from '../db/pool.js';
 import { ExitCode, signalExitCode, toExitCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
-import { checkDue, describeDue, type DueDecision } from './due.js';
+import { checkDue, describeDue, type DueDecision } from '../job/due.js';
 import { withClient } from '../db/sql.js';
 import { reportChildOutcome, startChildRun, type ChildRun } from './child.js';
 

@@ -1,5 +1,5 @@
 import type { Config, RunOptions } from '../config.js';
-import { checkCronExpression, checkTimezone, formatTick, previousTick, type CronSpec } from './cronTicks.js';
+import { checkCronExpression, checkTimezone, formatTick, previousTick, type CronSpec } from '../cronTicks.js';
 import { assertMigrated } from '../db/migrate.js';
 import { checkConnection, createPool } from '../db/pool.js';
 import { LockedError, UsageError } from '../errors.js';
@@ -8,7 +8,7 @@ import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
 import { checkModelDirectory } from './scheduler.js';
 import { withClient } from '../db/sql.js';
-import { checkDue, describeDue, type DueDecision } from './due.js';
+import { checkDue, describeDue, type DueDecision } from '../job/due.js';
 
 /**
  * What a tick does (`scorejob run --if-due EXPR`, the scheduler's child, every pod of the CronJob):

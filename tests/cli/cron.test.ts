@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { previousTick } from '../../src/schedule/cronTicks.js';
+import { previousTick } from '../../src/cronTicks.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';

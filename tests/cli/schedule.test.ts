@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { previousTick } from '../../src/schedule/cronTicks.js';
+import { previousTick } from '../../src/cronTicks.js';
 import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { previousTick, type CronSpec } from './cronTicks.js';
+import { previousTick, type CronSpec } from '../cronTicks.js';
 import { Ledger, type TickRun } from '../ledger/ledger.js';
 import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 

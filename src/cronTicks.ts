@@ -1,5 +1,5 @@
 import { createTask, parse, validateDetailed, type ScheduledTask } from 'node-cron';
-import { UsageError } from '../errors.js';
+import { UsageError } from './errors.js';
 
 /**
  * Tick arithmetic on node-cron's own terms, so that what `schedule` fires and what `--catch-up` and
