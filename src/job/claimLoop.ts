@@ -1,10 +1,12 @@
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describeDbError } from '../db/describeError.js';
 import { ClaimLostError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { ChunkLoopDeps } from './chunkLoop.js';
+import { HeldClaims } from './heldClaims.js';
 import { runChunks } from './chunkRunner.js';
 import type { Stage } from '../observe/timings.js';
 
@@ -45,138 +47,135 @@ export type ClaimOutcome = 'done' | 'stopped' | 'run-ended' | 'coordinator-gone'
  */
 export async function runClaimed(d: ClaimLoopDeps): Promise<ClaimOutcome> {
   const pollMs = d.pollMs ?? 500;
-  /** The claims this worker holds: the chunk in flight and the one read ahead. */
-  const held = new Map<number, ChunkClaim>();
-  const lostSaid = new Set<string>();
-  const onLost = (chunkNo: number, token: string | undefined) => {
-    if (token !== undefined && lostSaid.has(token)) return;
-    if (token !== undefined) lostSaid.add(token);
-    d.log.warn({ chunk: chunkNo, claim_lost: true }, `lost the claim on chunk ${chunkNo}: its lease expired and another worker took it over; this worker's work on it is rolled back`);
-  };
-  const releaseAll = async () => {
-    for (const c of held.values()) await d.claims.release(d.pool, d.runId, c).catch(() => undefined);
-    held.clear();
-  };
-  // Renewed on the pool, apart from the chunk's reader and writer, so a long read or write never lets a lease lapse.
-  // One renewal per claim at a time: a chunk whose commit waits (on a lock) holds its row, and its renewal
-  // waits behind it; renewals piling up there would take every connection of the pool.
-  const renewing = new Set<string>();
-  const renewal = setInterval(() => {
-    for (const c of held.values()) {
-      if (renewing.has(c.token)) continue;
-      renewing.add(c.token);
-      void d.claims
-        .renew(d.pool, d.runId, c, d.leaseMs)
-        .then((ours) => (ours ? undefined : onLost(c.chunkNo, c.token)), () => undefined)
-        .finally(() => renewing.delete(c.token));
-    }
-  }, Math.max(100, Math.floor(d.leaseMs / 3)));
-  renewal.unref();
-  let last = d.timings.toJSON();
-  const stageDelta = (): Partial<Record<Stage, number>> => {
-    const now = d.timings.toJSON();
-    const delta = Object.fromEntries(chunkStages.map((k) => [k, Math.round((now[k] - last[k]) * 10) / 10]));
-    last = now;
-    return delta;
-  };
+  const held = new HeldClaims(d);
+  const stageDelta = stageTimer(d);
   try {
     for (;;) {
       if (d.stop.requested) return 'stopped';
       const ended = await checkRun(d);
       if (ended) return ended;
-      let claimed = 0;
-      let failedChunk: number | undefined;
-      const more = async (): Promise<ChunkClaim | undefined> => {
-        if (d.stop.requested) return undefined;
-        const claim = await d.claims.claim(d.pool, d.runId, d.worker, d.leaseMs);
-        if (!claim) return undefined;
-        if (claim.takenFrom) {
-          d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
-        }
-        if (claim.attempts >= d.attempts) {
-          // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
-          // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
-          await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
-          d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempt${claim.attempts === 1 ? '' : 's'} across workers (--chunk-attempts ${d.attempts}): it fails the run`);
-          await d.claims.release(d.pool, d.runId, claim);
-          return undefined;
-        }
-        held.set(claim.chunkNo, claim);
-        claimed++;
-        return claim;
-      };
+      const turn: Turn = { claimed: 0, failedChunk: undefined };
       try {
-        const completed = await runChunks(
-          {
-            ...d,
-            more,
-            recordFailure: async (chunkNo, message) => {
-              failedChunk = chunkNo;
-              const claim = held.get(chunkNo);
-              if (claim) await d.claims.recordFailure(d.pool, d.runId, claim, message);
-            },
-            // The claim first (it locks the chunk's row), then the coordinator's run lock: the last statements before COMMIT.
-            fence: async (c: pg.ClientBase, chunkNo: number) => {
-              const claim = held.get(chunkNo);
-              if (!claim || !(await d.claims.holds(c, d.runId, claim))) throw new ClaimLostError(chunkNo);
-              await d.fence?.(c, chunkNo);
-            },
-            // A chunk's attempts count on every worker: a chunk taken over starts with those before it.
-            attemptsBefore: (chunkNo: number) => held.get(chunkNo)?.attempts ?? 0,
-            // Each chunk carries the stage times it cost this worker, so the coordinator can add up the whole run's (sharedRun.ts).
-            chunkStats: () => ({ ...d.chunkStats?.(), timings_ms: stageDelta() }),
-            onChunkDone: (info) => {
-              held.delete(info.chunkNo);
-              d.onChunkDone?.(info);
-            },
-          },
-          [],
-        );
-        await releaseAll();
+        const completed = await runChunks(claimedChunkDeps(d, held, turn, stageDelta), []);
+        await held.releaseAll();
         if (!completed) return 'stopped';
-        if (claimed === 0) await new Promise((r) => setTimeout(r, pollMs));
+        if (turn.claimed === 0) await sleep(pollMs);
       } catch (err) {
-        const chunkNo = err instanceof ClaimLostError ? err.chunkNo : failedChunk;
-        const claim = chunkNo === undefined ? undefined : held.get(chunkNo);
-        // Whatever the error (the fence, a duplicate key from the scores the other worker committed), a claim that is not ours any more was lost.
-        if (chunkNo !== undefined && (err instanceof ClaimLostError || (claim && !(await d.claims.stillHeld(d.pool, d.runId, claim).catch(() => true))))) {
-          onLost(chunkNo, claim?.token);
-          held.delete(chunkNo);
-          await releaseAll();
-          continue;
-        }
-        if (err instanceof SnapshotLostError && d.role === 'worker') {
-          // The coordinator's snapshot is gone: it died (the next turn sees it) or it takes a new one.
-          await releaseAll();
-          d.log.warn({ chunk: chunkNo }, `the run's snapshot is gone (${err.message}); claims given back`);
-          await new Promise((r) => setTimeout(r, 1000));
-          continue;
-        }
-        if (d.stop.requested && !(err instanceof RunFailedError)) {
-          // Stopped by a signal while a chunk was failing: it is not failed for good, only not done; another
-          // worker (or the resume) tries it again.
-          await releaseAll();
-          d.log.warn({ chunk: chunkNo, error: describeDbError(err) }, `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`);
-          return 'stopped';
-        }
-        // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit
-        // was refused and rolled back, and a resume redoes it; nothing failed here.
-        const now = d.role === 'worker' ? await d.claims.state(d.pool, d.runId).catch(() => undefined) : undefined;
-        if (now !== undefined && now.runStatus !== 'running') {
-          await releaseAll();
-          d.log.info({ chunk: chunkNo }, `run ${d.runId} is not running any more; chunk ${chunkNo ?? '?'} rolled back, for a resume to redo`);
-          return 'run-ended';
-        }
-        if (claim && !d.stop.requested) await d.claims.markFailed(d.pool, d.runId, claim, describeDbError(err)).catch(() => undefined);
-        if (claim) held.delete(claim.chunkNo);
-        await releaseAll();
-        throw err;
+        const outcome = await afterTurnFailed(d, held, err, turn.failedChunk);
+        if (outcome !== 'again') return outcome;
       }
     }
   } finally {
-    clearInterval(renewal);
-    await releaseAll();
+    held.stop();
+    await held.releaseAll();
   }
+}
+
+/** One pass of the chunk loop over the chunks this worker claims: how many it claimed, which one failed. */
+interface Turn {
+  claimed: number;
+  failedChunk: number | undefined;
+}
+
+/** The stage times spent since the last call: each chunk carries what it cost this worker. */
+function stageTimer(d: ClaimLoopDeps): () => Partial<Record<Stage, number>> {
+  let last = d.timings.toJSON();
+  return () => {
+    const now = d.timings.toJSON();
+    const delta = Object.fromEntries(chunkStages.map((k) => [k, Math.round((now[k] - last[k]) * 10) / 10]));
+    last = now;
+    return delta;
+  };
+}
+
+/** The chunk loop's dependencies for a worker: chunks come from claims, commits are fenced by them. */
+function claimedChunkDeps(d: ClaimLoopDeps, held: HeldClaims, turn: Turn, stageDelta: () => Partial<Record<Stage, number>>): ChunkLoopDeps {
+  return {
+    ...d,
+    more: () => claimNext(d, held, turn),
+    recordFailure: async (chunkNo, message) => {
+      turn.failedChunk = chunkNo;
+      const claim = held.get(chunkNo);
+      if (claim) await d.claims.recordFailure(d.pool, d.runId, claim, message);
+    },
+    // The claim first (it locks the chunk's row), then the coordinator's run lock: the last statements before COMMIT.
+    fence: async (c: pg.ClientBase, chunkNo: number) => {
+      const claim = held.get(chunkNo);
+      if (!claim || !(await d.claims.holds(c, d.runId, claim))) throw new ClaimLostError(chunkNo);
+      await d.fence?.(c, chunkNo);
+    },
+    // A chunk's attempts count on every worker: a chunk taken over starts with those before it.
+    attemptsBefore: (chunkNo: number) => held.get(chunkNo)?.attempts ?? 0,
+    // Each chunk carries the stage times it cost this worker, so the coordinator can add up the whole run's (sharedRun.ts).
+    chunkStats: () => ({ ...d.chunkStats?.(), timings_ms: stageDelta() }),
+    onChunkDone: (info) => {
+      held.delete(info.chunkNo);
+      d.onChunkDone?.(info);
+    },
+  };
+}
+
+/** Claims the next pending chunk, if any; a chunk whose attempts are used up across workers is given up instead. */
+async function claimNext(d: ClaimLoopDeps, held: HeldClaims, turn: Turn): Promise<ChunkClaim | undefined> {
+  if (d.stop.requested) return undefined;
+  const claim = await d.claims.claim(d.pool, d.runId, d.worker, d.leaseMs);
+  if (!claim) return undefined;
+  if (claim.takenFrom) {
+    d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
+  }
+  if (claim.attempts >= d.attempts) {
+    // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
+    // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
+    await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
+    d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempt${claim.attempts === 1 ? '' : 's'} across workers (--chunk-attempts ${d.attempts}): it fails the run`);
+    await d.claims.release(d.pool, d.runId, claim);
+    return undefined;
+  }
+  held.set(claim.chunkNo, claim);
+  turn.claimed++;
+  return claim;
+}
+
+/**
+ * After the chunk loop threw: `again` to claim on (the claim was lost, or the run's snapshot is being
+ * taken again), how the loop ends (stopped, run ended), or throws (the chunk failed for good: marked failed).
+ */
+async function afterTurnFailed(d: ClaimLoopDeps, held: HeldClaims, err: unknown, failedChunk: number | undefined): Promise<ClaimOutcome | 'again'> {
+  const chunkNo = err instanceof ClaimLostError ? err.chunkNo : failedChunk;
+  const claim = chunkNo === undefined ? undefined : held.get(chunkNo);
+  // Whatever the error (the fence, a duplicate key from the scores the other worker committed), a claim that is not ours any more was lost.
+  if (chunkNo !== undefined && (err instanceof ClaimLostError || (claim && !(await d.claims.stillHeld(d.pool, d.runId, claim).catch(() => true))))) {
+    held.sayLost(chunkNo, claim?.token);
+    held.delete(chunkNo);
+    await held.releaseAll();
+    return 'again';
+  }
+  if (err instanceof SnapshotLostError && d.role === 'worker') {
+    // The coordinator's snapshot is gone: it died (the next turn sees it) or it takes a new one.
+    await held.releaseAll();
+    d.log.warn({ chunk: chunkNo }, `the run's snapshot is gone (${err.message}); claims given back`);
+    await sleep(1000);
+    return 'again';
+  }
+  if (d.stop.requested && !(err instanceof RunFailedError)) {
+    // Stopped by a signal while a chunk was failing: it is not failed for good, only not done; another
+    // worker (or the resume) tries it again.
+    await held.releaseAll();
+    d.log.warn({ chunk: chunkNo, error: describeDbError(err) }, `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`);
+    return 'stopped';
+  }
+  // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit
+  // was refused and rolled back, and a resume redoes it; nothing failed here.
+  const now = d.role === 'worker' ? await d.claims.state(d.pool, d.runId).catch(() => undefined) : undefined;
+  if (now !== undefined && now.runStatus !== 'running') {
+    await held.releaseAll();
+    d.log.info({ chunk: chunkNo }, `run ${d.runId} is not running any more; chunk ${chunkNo ?? '?'} rolled back, for a resume to redo`);
+    return 'run-ended';
+  }
+  if (claim && !d.stop.requested) await d.claims.markFailed(d.pool, d.runId, claim, describeDbError(err)).catch(() => undefined);
+  if (claim) held.delete(claim.chunkNo);
+  await held.releaseAll();
+  throw err;
 }
 
 /** Whether the loop must end: a chunk failed for good (throws), the run is over or done, or (a worker) its coordinator is gone. */
