@@ -8,7 +8,8 @@ import { ChunkClaims } from '../ledger/chunkClaims.js';
 import { Ledger, type PlannedChunk, type RunRow } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
-import { loadModel } from '../model/load.js';
+import type { Explainer } from '../model/explainer.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
 import { RunObserver } from '../observe/observer.js';
 import { StageTimings } from '../observe/timings.js';
 import { combineSidecars, type ChunkSource, type StopSignal } from './chunkLoop.js';
@@ -47,27 +48,12 @@ export interface WorkResult {
  * the worker stops cleanly (exit 0) with its claim given back; `scorejob resume` makes a new coordinator,
  * and workers started again join it.
  */
-export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSignal; outageBudgetMs?: number | undefined }, opts: WorkOptions): Promise<WorkResult> {
+export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<WorkResult> {
   const { config } = ctx;
   const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
-  const lookup = createPool(config.db, 1);
-  let run: RunRow;
-  /** The challenger's run (`run --challenger DIR`): its scores are this worker's to write too. */
-  let challengerRun: RunRow | undefined;
-  let challengerDir: string | undefined;
-  try {
-    await checkConnection(lookup, config.db);
-    await withClient(lookup, (c) => assertMigrated(c, config.schema));
-    run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
-    const recorded = run.params.challenger ?? undefined;
-    if (!recorded && opts.challengerDir !== undefined) throw new UsageError(`run ${run.run_id} has no challenger: leave out --challenger`);
-    challengerRun = recorded && (await ledger.getRun(lookup, recorded.runId));
-    challengerDir = opts.challengerDir ?? recorded?.modelDir;
-    if (recorded && !challengerRun) throw new UsageError(`the challenger run ${recorded.runId} of run ${run.run_id} is gone from the ledger`);
-  } finally {
-    await lookup.end().catch(() => undefined);
-  }
+  const joined = await lookUpRun(ctx, claims, ledger, opts);
+  const { run } = joined;
   const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
   // reader, two writers (chunkLoop.ts), the claims and their leases, and one spare.
   const pool = createPool(config.db, 5);
@@ -85,60 +71,12 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
     const explainer = explainerFor(model, run.params.reasons?.k);
     let challenger: Challenger | undefined;
     try {
-      if (model.sha256 !== run.model_sha256) {
-        throw new UsageError(
-          `the model files in ${opts.modelDir ?? run.params.modelDir} are not run ${run.run_id}'s (sha256 ${model.sha256.slice(0, 12)}… here, ${run.model_sha256.slice(0, 12)}… in the run): give \`--model\` the run's model`,
-        );
-      }
+      checkRunModel(model, run, opts);
       // `--challenger`: this worker scores the challenger too, in the same pass, as the coordinator does (no histogram: the coordinator's cut points come from its table).
-      if (challengerRun && challengerDir !== undefined) {
-        challenger = { model: await joinChallenger(challengerDir, challengerRun, model, backend, run.run_id), runId: challengerRun.run_id };
+      if (joined.challengerRun && joined.challengerDir !== undefined) {
+        challenger = { model: await joinChallenger(joined.challengerDir, joined.challengerRun, model, backend, run.run_id), runId: joined.challengerRun.run_id };
       }
-      const observer = new RunObserver(undefined, log, model.plan);
-      const read = withChallengerColumns(model, observer.transform, challenger, ledger);
-      const timings = new StageTimings();
-      const view = new LedgerSnapshot(pool, claims, config.schema, run.run_id);
-      await view.refresh([]);
-      let chunks = 0;
-      let scored = 0;
-      let rejected = 0;
-      const started = performance.now();
-      log.info(
-        { model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined, challenger_run_id: challenger?.runId },
-        `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challenger ? ` with challenger ${challenger.model.manifest.name} ${challenger.model.manifest.version} (run ${challenger.runId})` : ''}`,
-      );
-      const outcome = await runClaimed({
-        pool,
-        view,
-        ledger,
-        claims,
-        schema: config.schema,
-        runId: run.run_id,
-        worker: thisWorker(),
-        leaseMs,
-        role: 'worker',
-        source: run.params.source,
-        columns: read.columns,
-        transform: read.transform,
-        chunkStats: observer.chunkStats,
-        scorer: model.scorer,
-        chunkSize: run.params.chunkSize,
-        attempts: run.params.chunkAttempts,
-        outageBudgetMs: ctx.outageBudgetMs,
-        stop: ctx.stop,
-        log,
-        timings,
-        recover: async () => undefined,
-        sidecar: combineSidecars([explainer && reasonsSidecar(explainer, ledger, run.run_id), read.sidecar]),
-        onChunkDone: ({ chunkNo, scored: s, rejected: r }) => {
-          chunks++;
-          scored += s;
-          rejected += r;
-          log.info({ chunk: chunkNo, scored: s, rejected: r }, `chunk ${chunkNo} done`);
-        },
-      });
-      const durationMs = performance.now() - started;
-      return { runId: run.run_id, outcome, chunks, rowsScored: scored, rowsRejected: rejected, durationMs, timings: timings.toJSON() };
+      return await scoreClaims({ ctx, pool, claims, ledger, run, leaseMs, log, model, explainer, challenger });
     } finally {
       challenger?.model.dispose();
       model.dispose();
@@ -146,6 +84,102 @@ export async function joinRun(ctx: { config: Config; log: Logger; stop: StopSign
   } finally {
     await pool.end().catch(() => undefined);
   }
+}
+
+type WorkContext = { config: Config; log: Logger; stop: StopSignal; outageBudgetMs?: number | undefined };
+
+/** The run to join and, for a run with a challenger (`run --challenger DIR`), the challenger's run, whose scores are this worker's to write too. */
+interface JoinedRun {
+  run: RunRow;
+  challengerRun: RunRow | undefined;
+  challengerDir: string | undefined;
+}
+
+/** Finds the run to join (and its challenger's) on a connection of its own, closed before the work starts. */
+async function lookUpRun(ctx: WorkContext, claims: ChunkClaims, ledger: Ledger, opts: WorkOptions): Promise<JoinedRun> {
+  const { config } = ctx;
+  const lookup = createPool(config.db, 1);
+  try {
+    await checkConnection(lookup, config.db);
+    await withClient(lookup, (c) => assertMigrated(c, config.schema));
+    const run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
+    const recorded = run.params.challenger ?? undefined;
+    if (!recorded && opts.challengerDir !== undefined) throw new UsageError(`run ${run.run_id} has no challenger: leave out --challenger`);
+    const challengerRun = recorded && (await ledger.getRun(lookup, recorded.runId));
+    if (recorded && !challengerRun) throw new UsageError(`the challenger run ${recorded.runId} of run ${run.run_id} is gone from the ledger`);
+    return { run, challengerRun: challengerRun || undefined, challengerDir: opts.challengerDir ?? recorded?.modelDir };
+  } finally {
+    await lookup.end().catch(() => undefined);
+  }
+}
+
+/** The model files must be the run's own: a worker never scores a run with another model. */
+function checkRunModel(model: LoadedModel, run: RunRow, opts: WorkOptions): void {
+  if (model.sha256 === run.model_sha256) return;
+  throw new UsageError(
+    `the model files in ${opts.modelDir ?? run.params.modelDir} are not run ${run.run_id}'s (sha256 ${model.sha256.slice(0, 12)}… here, ${run.model_sha256.slice(0, 12)}… in the run): give \`--model\` the run's model`,
+  );
+}
+
+interface ScoreClaimsArgs {
+  ctx: WorkContext;
+  pool: pg.Pool;
+  claims: ChunkClaims;
+  ledger: Ledger;
+  run: RunRow;
+  leaseMs: number;
+  log: Logger;
+  model: LoadedModel;
+  explainer: Explainer | undefined;
+  challenger: Challenger | undefined;
+}
+
+/** Scores the chunks this worker claims until the claim loop ends; counts what it did. */
+async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
+  const { ctx, pool, claims, ledger, run, log, model, challenger } = a;
+  const observer = new RunObserver(undefined, log, model.plan);
+  const read = withChallengerColumns(model, observer.transform, challenger, ledger);
+  const timings = new StageTimings();
+  const view = new LedgerSnapshot(pool, claims, ctx.config.schema, run.run_id);
+  await view.refresh([]);
+  const done = { chunks: 0, scored: 0, rejected: 0 };
+  const started = performance.now();
+  log.info(
+    { model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined, challenger_run_id: challenger?.runId },
+    `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challenger ? ` with challenger ${challenger.model.manifest.name} ${challenger.model.manifest.version} (run ${challenger.runId})` : ''}`,
+  );
+  const outcome = await runClaimed({
+    pool,
+    view,
+    ledger,
+    claims,
+    schema: ctx.config.schema,
+    runId: run.run_id,
+    worker: thisWorker(),
+    leaseMs: a.leaseMs,
+    role: 'worker',
+    source: run.params.source,
+    columns: read.columns,
+    transform: read.transform,
+    chunkStats: observer.chunkStats,
+    scorer: model.scorer,
+    chunkSize: run.params.chunkSize,
+    attempts: run.params.chunkAttempts,
+    outageBudgetMs: ctx.outageBudgetMs,
+    stop: ctx.stop,
+    log,
+    timings,
+    recover: async () => undefined,
+    sidecar: combineSidecars([a.explainer && reasonsSidecar(a.explainer, ledger, run.run_id), read.sidecar]),
+    onChunkDone: ({ chunkNo, scored, rejected }) => {
+      done.chunks++;
+      done.scored += scored;
+      done.rejected += rejected;
+      log.info({ chunk: chunkNo, scored, rejected }, `chunk ${chunkNo} done`);
+    },
+  });
+  const durationMs = performance.now() - started;
+  return { runId: run.run_id, outcome, chunks: done.chunks, rowsScored: done.scored, rowsRejected: done.rejected, durationMs, timings: timings.toJSON() };
 }
 
 /** The run to join: the one named, or the newest shared run that is running (waiting up to --wait for one). */
