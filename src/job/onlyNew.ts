@@ -98,13 +98,6 @@ export async function dropFrozenRows(c: pg.ClientBase, ledger: Ledger, runId: st
 export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
   const t0 = performance.now();
   const incremental = new IncrementalLedger(ledger);
-  const schema = quoteIdent(ledger.schema);
-  const frozen = quoteQualified(frozenName(ledger, runId));
-  const view = quoteQualified(viewName(ledger, p));
-  const source = quoteQualified(p.sourceTable);
-  const k = quoteIdent(key);
-  const id = BigInt(runId).toString();
-  const base = BigInt(p.baseRunId).toString();
   const c = await connectAs(pool, 'carry');
   // A connection an error left mid-transaction is destroyed, not returned to the pool.
   let clean = false;
@@ -119,65 +112,16 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
       throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
     }
     const baseLayer = await incremental.layerOf(c, p.baseRunId);
-    const under = BigInt(baseLayer?.underRunId ?? p.baseRunId).toString();
-    let carried = 0;
-    let rescored = 0;
-    await withTransaction(c, async () => {
-      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      // The source's keys against the run below: each row has one side only (new to it, or gone from the source).
-      await c.query(
-        `CREATE TEMP TABLE only_new_diff ON COMMIT DROP AS
-         SELECT s.${k}::int8 AS source_key, u.customer_id AS under_key
-           FROM (SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${under} ORDER BY customer_id) u
-           FULL JOIN ${source} s ON u.customer_id = s.${k}
-          WHERE (s.${k} IS NULL) <> (u.customer_id IS NULL)`,
-      );
-      await c.query('ANALYZE only_new_diff');
-      // The keys to rescore: new to the run below, or hidden by the base run (still in the source), unless
-      // the base run scored them itself; and those changed since the base run started.
-      const newKeys = `SELECT source_key FROM only_new_diff WHERE under_key IS NULL`;
-      let keys = newKeys;
-      if (baseLayer) {
-        keys =
-          `(${newKeys} UNION SELECT h.customer_id FROM ${schema}.score_layer_hidden h WHERE h.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = h.customer_id))` +
-          ` EXCEPT SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${base}`;
-      }
-      if (p.updatedColumn !== null) keys = `(${keys}) UNION SELECT s.${k}::int8 FROM ${source} s WHERE s.${quoteIdent(p.updatedColumn)} > $1::timestamptz`;
-      await c.query(`CREATE TEMP TABLE only_new_keys ON COMMIT DROP AS ${keys}`, p.updatedColumn === null ? [] : [p.since]);
-      await c.query('ANALYZE only_new_keys');
-      const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${view} v WHERE v.${k} IN (SELECT source_key FROM only_new_keys)`);
-      rescored = rows.rowCount ?? 0;
-      await c.query(`CREATE INDEX ON ${frozen} (${k})`);
-      await ledger.createRunTable(c, runId);
-      let fromBase = 0;
-      if (baseLayer) {
-        const r = await c.query(
-          `INSERT INTO ${ledger.runTable(runId)} (customer_id, score, scored_run_id)
-           SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id) FROM ${schema}.score_data b
-            WHERE b.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = b.customer_id)
-              AND b.customer_id NOT IN (SELECT source_key FROM only_new_keys)`,
-        );
-        fromBase = r.rowCount ?? 0;
-      }
-      // Gone from the source, or rescored and below (not new to it), or hidden by the base run.
-      const hidden = await c.query(
-        `INSERT INTO ${schema}.score_layer_hidden (run_id, customer_id)
-         SELECT ${id}, under_key FROM only_new_diff WHERE source_key IS NULL
-          UNION SELECT ${id}, source_key FROM (SELECT source_key FROM only_new_keys EXCEPT ${newKeys}) r` +
-          (baseLayer ? ` UNION SELECT ${id}, customer_id FROM ${schema}.score_layer_hidden WHERE run_id = ${base}` : ''),
-      );
-      const below = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.score_data WHERE run_id = ${under}`);
-      carried = fromBase + Number(below.rows[0]?.n ?? 0) - (hidden.rowCount ?? 0);
-      await c.query(`INSERT INTO ${schema}.score_layers (run_id, under_run_id, rows_carried) VALUES ($1, $2, $3)`, [runId, under, carried]);
-    });
-    await c.query(`ANALYZE ${frozen}`);
-    await c.query(`CREATE OR REPLACE VIEW ${view} AS SELECT * FROM ${frozen}`);
+    const n = freezeNames(ledger, runId, p, key, BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(), baseLayer !== undefined);
+    const { carried, rescored } = await withTransaction(c, () => freezeInSnapshot(c, ledger, runId, p, n));
+    await c.query(`ANALYZE ${n.frozen}`);
+    await c.query(`CREATE OR REPLACE VIEW ${n.view} AS SELECT * FROM ${n.frozen}`);
     await withTransaction(c, async () => {
       await incremental.recordCarried(c, runId, carried);
       await fence(c);
     });
     log.info(
-      { rows_carried: carried, rows_to_score: rescored, base_run_id: p.baseRunId, under_run_id: under, ms: Math.round(performance.now() - t0) },
+      { rows_carried: carried, rows_to_score: rescored, base_run_id: p.baseRunId, under_run_id: n.under, ms: Math.round(performance.now() - t0) },
       `carried ${carried} scores forward from run ${p.baseRunId}; ${rescored} customers to score`,
     );
     clean = true;
@@ -185,4 +129,96 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
   } finally {
     c.release(!clean);
   }
+}
+
+/** The quoted names and run numbers the freezing SQL is made of. */
+interface FreezeNames {
+  schema: string;
+  frozen: string;
+  view: string;
+  source: string;
+  /** The source's key column. */
+  k: string;
+  id: string;
+  base: string;
+  /** The full run below the base run (the base run itself when it is not a layer). */
+  under: string;
+  /** Whether the base run is itself a layer. */
+  baseIsLayer: boolean;
+}
+
+function freezeNames(ledger: Ledger, runId: string, p: OnlyNewParams, key: string, under: string, baseIsLayer: boolean): FreezeNames {
+  return {
+    schema: quoteIdent(ledger.schema),
+    frozen: quoteQualified(frozenName(ledger, runId)),
+    view: quoteQualified(viewName(ledger, p)),
+    source: quoteQualified(p.sourceTable),
+    k: quoteIdent(key),
+    id: BigInt(runId).toString(),
+    base: BigInt(p.baseRunId).toString(),
+    under,
+    baseIsLayer,
+  };
+}
+
+/** The freeze's one transaction, in one snapshot: the frozen rows, the run's table, its layer. */
+async function freezeInSnapshot(c: pg.ClientBase, ledger: Ledger, runId: string, p: OnlyNewParams, n: FreezeNames): Promise<{ carried: number; rescored: number }> {
+  const { schema, frozen, view, k, id, under } = n;
+  await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+  // The source's keys against the run below: each row has one side only (new to it, or gone from the source).
+  await c.query(
+    `CREATE TEMP TABLE only_new_diff ON COMMIT DROP AS
+     SELECT s.${k}::int8 AS source_key, u.customer_id AS under_key
+       FROM (SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${under} ORDER BY customer_id) u
+       FULL JOIN ${n.source} s ON u.customer_id = s.${k}
+      WHERE (s.${k} IS NULL) <> (u.customer_id IS NULL)`,
+  );
+  await c.query('ANALYZE only_new_diff');
+  const newKeys = await createKeysToRescore(c, p, n);
+  const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${view} v WHERE v.${k} IN (SELECT source_key FROM only_new_keys)`);
+  await c.query(`CREATE INDEX ON ${frozen} (${k})`);
+  await ledger.createRunTable(c, runId);
+  const fromBase = n.baseIsLayer ? await copyBaseLayerScores(c, ledger, runId, n) : 0;
+  // Gone from the source, or rescored and below (not new to it), or hidden by the base run.
+  const hidden = await c.query(
+    `INSERT INTO ${schema}.score_layer_hidden (run_id, customer_id)
+     SELECT ${id}, under_key FROM only_new_diff WHERE source_key IS NULL
+      UNION SELECT ${id}, source_key FROM (SELECT source_key FROM only_new_keys EXCEPT ${newKeys}) r` +
+      (n.baseIsLayer ? ` UNION SELECT ${id}, customer_id FROM ${schema}.score_layer_hidden WHERE run_id = ${n.base}` : ''),
+  );
+  const below = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.score_data WHERE run_id = ${under}`);
+  const carried = fromBase + Number(below.rows[0]?.n ?? 0) - (hidden.rowCount ?? 0);
+  await c.query(`INSERT INTO ${schema}.score_layers (run_id, under_run_id, rows_carried) VALUES ($1, $2, $3)`, [runId, under, carried]);
+  return { carried, rescored: rows.rowCount ?? 0 };
+}
+
+/**
+ * Creates only_new_keys, the keys to rescore: new to the run below, or hidden by the base run (still in
+ * the source), unless the base run scored them itself; and those changed since the base run started.
+ * Returns the query of the keys new to the run below.
+ */
+async function createKeysToRescore(c: pg.ClientBase, p: OnlyNewParams, n: FreezeNames): Promise<string> {
+  const { schema, source, k, base } = n;
+  const newKeys = `SELECT source_key FROM only_new_diff WHERE under_key IS NULL`;
+  let keys = newKeys;
+  if (n.baseIsLayer) {
+    keys =
+      `(${newKeys} UNION SELECT h.customer_id FROM ${schema}.score_layer_hidden h WHERE h.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = h.customer_id))` +
+      ` EXCEPT SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${base}`;
+  }
+  if (p.updatedColumn !== null) keys = `(${keys}) UNION SELECT s.${k}::int8 FROM ${source} s WHERE s.${quoteIdent(p.updatedColumn)} > $1::timestamptz`;
+  await c.query(`CREATE TEMP TABLE only_new_keys ON COMMIT DROP AS ${keys}`, p.updatedColumn === null ? [] : [p.since]);
+  await c.query('ANALYZE only_new_keys');
+  return newKeys;
+}
+
+/** When the base run is a layer: its own rows (few: what it rescored) of the customers carried, each keeping the run that computed it. */
+async function copyBaseLayerScores(c: pg.ClientBase, ledger: Ledger, runId: string, n: FreezeNames): Promise<number> {
+  const r = await c.query(
+    `INSERT INTO ${ledger.runTable(runId)} (customer_id, score, scored_run_id)
+     SELECT b.customer_id, b.score, COALESCE(b.scored_run_id, b.run_id) FROM ${n.schema}.score_data b
+      WHERE b.run_id = ${n.base} AND EXISTS (SELECT 1 FROM ${n.source} s WHERE s.${n.k} = b.customer_id)
+        AND b.customer_id NOT IN (SELECT source_key FROM only_new_keys)`,
+  );
+  return r.rowCount ?? 0;
 }
