@@ -9,6 +9,7 @@ import type { LoadedModel } from '../model/load.js';
 import { combineSidecars, runChunks, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
 import { defaultOutageBudgetMs } from './retryPolicy.js';
 import type { Ledger, PlannedChunk, RunParams, RunStats } from '../ledger/ledger.js';
+import type { ChunkRow } from '../ledger/types.js';
 import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from './publish.js';
 import { classifyFailure, failureAdvice } from './advice.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -43,8 +44,10 @@ export interface RunResult {
   rowsScoredNow: number;
   rowsRejectedNow: number;
   durationMs: number;
-  /** This invocation's rows scored per second of its duration. */
+  /** This invocation's rows scored per second of its duration (a shared run: by every worker). */
   rowsPerSecond: number;
+  /** A shared run (`--workers N`): the workers, and the rows this process scored itself (`rowsScoredNow` counts every worker's). */
+  workers?: { count: number; scoredHere: number; rejectedHere: number };
   backend: string;
   modelName: string;
   modelVersion: string;
@@ -237,6 +240,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       { model: model.manifest.name, runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
       () => ledger.lastSuccessAt(deps.client, model.manifest.name),
     );
+    const allNow = params.workers === undefined ? { scored: scoredNow, rejected: rejectedNow } : rowsOfChunks(finalChunks, pending);
     return {
       runId,
       status: 'succeeded',
@@ -244,10 +248,11 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       published: !params.dryRun,
       rowsScored: scored,
       rowsRejected: rejected,
-      rowsScoredNow: scoredNow,
-      rowsRejectedNow: rejectedNow,
+      rowsScoredNow: allNow.scored,
+      rowsRejectedNow: allNow.rejected,
       durationMs,
-      rowsPerSecond: scoredNow / Math.max(durationMs / 1000, 1e-9),
+      rowsPerSecond: allNow.scored / Math.max(durationMs / 1000, 1e-9),
+      ...(params.workers === undefined ? {} : { workers: { count: params.workers, scoredHere: scoredNow, rejectedHere: rejectedNow } }),
       backend: model.backend,
       modelName: model.manifest.name,
       modelVersion: model.manifest.version,
@@ -362,4 +367,11 @@ function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: 
 
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
+}
+
+/** A shared run's chunks were scored by every worker: this invocation's rows are those of the chunks pending when it started. */
+function rowsOfChunks(chunks: readonly ChunkRow[], pending: readonly { chunkNo: number }[]): { scored: number; rejected: number } {
+  const pendingNos = new Set(pending.map((ch) => ch.chunkNo));
+  const now = chunks.filter((ch) => pendingNos.has(ch.chunk_no));
+  return { scored: now.reduce((a, ch) => a + (ch.rows_scored ?? 0), 0), rejected: now.reduce((a, ch) => a + (ch.rows_rejected ?? 0), 0) };
 }

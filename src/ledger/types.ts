@@ -182,6 +182,12 @@ export type RunListRow = Pick<
   resumable_scores: boolean;
   /** A challenger run (`run --challenger`): the run it was scored beside; null otherwise. */
   champion_run_id?: string | null;
+  /** full, only_new or challenger (score_runs.kind). */
+  kind: string;
+  /** only_new runs: the scores carried from earlier runs. */
+  rows_carried: string | number;
+  /** The manifest name of the model that scored the run (a challenger's own; model_name is the slot it fills). */
+  manifest_name: string;
 };
 
 /** A run's rejects counted by reason and column (`runs show`). */
