@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { rollback } from '../../src/job/rollback.js';
 import { publishChallenger } from '../../src/job/challengerPublish.js';
+import { forcePublish } from '../../src/job/forcePublish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 
@@ -104,6 +105,20 @@ describe('reader views compose across only-new layers, rollbacks and challengers
     expect(result.reasonsLost?.fromRunId).toBe(champion.runId);
     const pub = (await t.pool.query('SELECT kind, model_name, scored_by_model, model_version, challenger_of_run_id::text, rows_with_reasons::int, fewer_reasons FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1')).rows;
     expect(pub).toEqual([{ kind: 'challenger', model_name: 'customer-value', scored_by_model: 'churn2c', model_version: '2.0.0', challenger_of_run_id: champion.runId, rows_with_reasons: 0, fewer_reasons: true }]);
+  });
+
+  it('a run published by force after review keeps its own duration: the wait before the publish is not the run\'s', async () => {
+    await t.pool.query(`UPDATE customers SET orders_12m = NULL WHERE customer_id = (SELECT min(customer_id) FROM customers)`);
+    await expect(runInProcess(t, { modelDir: model, chunkSize: 100, keepRuns: 5, maxRejectRatio: 0, replacePromoted: true })).rejects.toThrow(/reject/);
+    const gated = (await t.pool.query<{ id: string; finished: Date }>(`SELECT run_id::text id, finished_at finished FROM scoring.score_runs WHERE status = 'failed' ORDER BY run_id DESC LIMIT 1`)).rows[0]!;
+    await new Promise((r) => setTimeout(r, 1500)); // the review
+    await forcePublish({ config: testConfig(t), log: silentLog }, gated.id, { force: true, reason: 'one NULL, reviewed' });
+    const after = (await t.pool.query<{ finished: Date; published: Date; forced: boolean; kind: string }>(
+      `SELECT r.finished_at finished, p.published_at published, p.forced, p.kind FROM scoring.score_runs r JOIN scoring.published_runs p ON p.run_id = r.run_id WHERE r.run_id = $1`, [gated.id])).rows[0]!;
+    expect(after.finished.getTime()).toBe(gated.finished.getTime());
+    expect(after.published.getTime() - after.finished.getTime()).toBeGreaterThanOrEqual(1400);
+    expect({ forced: after.forced, kind: after.kind }).toEqual({ forced: true, kind: 'full' });
+    await t.pool.query(`UPDATE customers SET orders_12m = 1 WHERE orders_12m IS NULL`);
   });
 
   it('a reader looking up one customer probes an index in every view', async () => {
