@@ -19,6 +19,7 @@ import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { computeRunStatistics, psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/runStats.js';
 import type { StageTimings } from '../observe/timings.js';
 import { Publications } from '../ledger/publications.js';
+import { describeFewerReasons } from './reasonsLost.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
@@ -231,6 +232,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     } else {
       await analyzing;
       const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined });
+      await warnFewerReasons(deps.client, ledger, runId, model.manifest.name, log);
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }
@@ -374,4 +376,10 @@ function rowsOfChunks(chunks: readonly ChunkRow[], pending: readonly { chunkNo: 
   const pendingNos = new Set(pending.map((ch) => ch.chunkNo));
   const now = chunks.filter((ch) => pendingNos.has(ch.chunk_no));
   return { scored: now.reduce((a, ch) => a + (ch.rows_scored ?? 0), 0), rejected: now.reduce((a, ch) => a + (ch.rows_rejected ?? 0), 0) };
+}
+
+/** A run that leaves readers fewer customers with reasons than the run it replaced says so (published_runs.fewer_reasons). */
+async function warnFewerReasons(c: pg.ClientBase, ledger: Ledger, runId: string, model: string, log: Logger): Promise<void> {
+  const fewer = await new Publications(ledger).fewerReasons(c, model);
+  if (fewer) log.warn({ rows_with_reasons: fewer.now, previous_rows_with_reasons: fewer.before }, describeFewerReasons(ledger.schema, runId, fewer));
 }

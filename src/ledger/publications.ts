@@ -150,6 +150,21 @@ export class Publications {
     return before.length === 0 ? from : (before[0] as { from_run_id: string | null }).from_run_id;
   }
 
+  /** The model's last publication left fewer customers with reasons than the one before it: how many, and which run had more. */
+  async fewerReasons(c: pg.ClientBase, model: string): Promise<FewerReasons | undefined> {
+    const { rows } = await c.query<{ now: string | null; before: string | null; from_run_id: string | null }>(
+      `SELECT q.rows_with_reasons::text AS now, b.rows_with_reasons::text AS before, b.run_id::text AS from_run_id
+         FROM ${this.s}.score_publications q
+         JOIN LATERAL (SELECT rows_with_reasons, run_id FROM ${this.s}.score_publications b WHERE b.model_name = q.model_name AND b.publication_id < q.publication_id
+                        ORDER BY b.publication_id DESC LIMIT 1) b ON true
+        WHERE q.model_name = $1 ORDER BY q.publication_id DESC LIMIT 1`,
+      [model],
+    );
+    const r = rows[0];
+    if (!r || r.now === null || r.before === null || Number(r.now) >= Number(r.before)) return undefined;
+    return { now: Number(r.now), before: Number(r.before), fromRunId: r.from_run_id as string };
+  }
+
   /** Customers with reasons in customer_score_reasons for the model now (its pointer already moved). */
   async rowsWithReasons(c: pg.ClientBase, model: string): Promise<number> {
     const { rows } = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.s}.customer_score_reasons WHERE model_name = $1 AND rank = 1`, [model]);
@@ -325,6 +340,14 @@ export class Publications {
     );
     return rows;
   }
+}
+
+/** A publication that left fewer customers with reasons than the one it replaced (published_runs.fewer_reasons). */
+export interface FewerReasons {
+  now: number;
+  before: number;
+  /** The run readers saw before, with more reasons. */
+  fromRunId: string;
 }
 
 /** A challenger's run that customer_scores shows for its champion's model (Publications.currentPromotion). */

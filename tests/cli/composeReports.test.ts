@@ -69,4 +69,13 @@ describe('runs, pages and closing lines say what readers see', () => {
     expect(page).toMatch(new RegExp(`customer_scores shows a later run now.*<code>scorejob rollback ${first}</code>`));
     expect(page).not.toMatch(/To put the previous scores back/);
   });
+
+  it('a run that leaves readers fewer customers with reasons than the run it replaces says so', async () => {
+    exitOk(await runCli(['run', '--model', model, '--reasons', '2', '--replace-promoted', '--log-level', 'silent'], t.env));
+    const plain = await runCli(['run', '--model', model], t.env);
+    exitOk(plain);
+    const warning = plain.logs.find((l) => /customer_score_reasons has reasons for/.test(String(l.msg)));
+    expect(warning, plain.stdout).toMatchObject({ rows_with_reasons: 0, previous_rows_with_reasons: 3010 });
+    expect(String(warning!.msg)).toMatch(/^scoring\.customer_score_reasons has reasons for 0 customers of run \d+ now, 3010 fewer than with run \d+ before it/);
+  });
 });
