@@ -17,14 +17,19 @@ UPDATE :SCHEMA.published_run SET compare_run_id = previous_run_id;
 ALTER TABLE :SCHEMA.score_publications
   ADD COLUMN compare_run_id bigint,
   ADD COLUMN rows_published bigint,
-  ADD COLUMN rows_with_reasons bigint;
+  ADD COLUMN rows_with_reasons bigint,
+  -- The full run an only-new run lies on: kept here because retention drops the layer's own row.
+  ADD COLUMN under_run_id bigint;
 UPDATE :SCHEMA.score_publications q SET compare_run_id = q.from_run_id,
        rows_published = CASE WHEN q.kind = 'retire' THEN 0 ELSE r.rows_scored + r.rows_carried END
   FROM :SCHEMA.score_runs r WHERE r.run_id = q.run_id;
 
+UPDATE :SCHEMA.score_publications q SET under_run_id = l.under_run_id FROM :SCHEMA.score_layers l WHERE l.run_id = q.run_id;
+
 COMMENT ON COLUMN :SCHEMA.published_run.compare_run_id IS 'The run customer_score_changes compares with (docs/downstream-semantics.md).';
 COMMENT ON COLUMN :SCHEMA.score_publications.compare_run_id IS 'The run customer_score_changes compared with while this publication was current.';
 COMMENT ON COLUMN :SCHEMA.score_publications.rows_published IS 'Rows customer_scores showed for the model after this publication.';
+COMMENT ON COLUMN :SCHEMA.score_publications.under_run_id IS 'only-new runs: the full run the published run lies on (score_layers.under_run_id, kept after retention drops the layer).';
 COMMENT ON COLUMN :SCHEMA.score_publications.rows_with_reasons IS 'Customers with reasons in customer_score_reasons after this publication; NULL before schema version 17.';
 
 /*

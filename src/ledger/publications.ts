@@ -102,19 +102,19 @@ export class Publications {
     );
     const moved = rows[0];
     if (!moved) throw new Error(`run ${runId} is not in ${this.ledger.schema}.score_runs`);
-    const compare = await this.compareRun(c, runId, moved.model_name, moved.previous_run_id, kind);
+    const { compare, under } = await this.compareRun(c, runId, moved.model_name, moved.previous_run_id, kind);
     await c.query(`UPDATE ${s}.published_run SET compare_run_id = $2 WHERE model_name = $1`, [moved.model_name, compare]);
     const withReasons = await this.rowsWithReasons(c, moved.model_name);
     const { rows: events } = await c.query<{ event: PublishedEvent }>(
       `WITH q AS (
-         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced, compare_run_id, rows_published, rows_with_reasons)
-         SELECT $2, $1, $3, $4, $5, $6, $7, $8, $10, $11, r.rows_scored + r.rows_carried, $12 FROM ${s}.score_runs r WHERE r.run_id = $1
+         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced, compare_run_id, rows_published, rows_with_reasons, under_run_id)
+         SELECT $2, $1, $3, $4, $5, $6, $7, $8, $10, $11, r.rows_scored + r.rows_carried, $12, $13 FROM ${s}.score_runs r WHERE r.run_id = $1
          RETURNING published_at)
        SELECT json_build_object('schema', $9::text, 'model_name', r.model_name, 'model_version', r.model_version,
                 'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored + r.rows_carried, 'published_at', q.published_at,
                 'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
          FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
-      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true, compare, withReasons],
+      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true, compare, withReasons, under],
     );
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
@@ -125,9 +125,11 @@ export class Publications {
    * The run customer_score_changes compares with (docs/downstream-semantics.md): what readers saw before,
    * except for an only-new layer published over what readers saw, which keeps "since last month": the run
    * readers saw before the full run it lies on was last made current from something other than that run
-   * or a layer on it. Republishing the same run keeps its comparison.
+   * or a layer on it. Republishing the same run keeps its comparison. Whether a run lies on a full run is
+   * read from the publications (under_run_id), which outlive the layers retention drops. Also returns the
+   * full run this run lies on, recorded on its publication.
    */
-  private async compareRun(c: pg.ClientBase, runId: string, model: string, from: string | null, kind: PublicationKind): Promise<string | null> {
+  private async compareRun(c: pg.ClientBase, runId: string, model: string, from: string | null, kind: PublicationKind): Promise<{ compare: string | null; under: string | null }> {
     const s = this.s;
     // Runs before this publication's row is written: the latest publication is the one this replaces.
     const { rows } = await c.query<{ same: boolean; compare: string | null; under: string | null }>(
@@ -138,16 +140,16 @@ export class Publications {
       [runId, model],
     );
     const r = rows[0]!;
-    if (r.same) return r.compare;
-    if (r.under === null || kind === 'rollback' || kind === 'challenger') return from;
+    if (r.same) return { compare: r.compare, under: r.under };
+    if (r.under === null || kind === 'rollback' || kind === 'challenger') return { compare: from, under: r.under };
     const { rows: before } = await c.query<{ from_run_id: string | null }>(
       `SELECT q.from_run_id::text FROM ${s}.score_publications q
         WHERE q.model_name = $2 AND q.run_id = $1 AND q.kind <> 'retire'
-          AND (q.from_run_id IS NULL OR (q.from_run_id <> $1 AND NOT EXISTS (SELECT 1 FROM ${s}.score_layers y WHERE y.run_id = q.from_run_id AND y.under_run_id = $1)))
+          AND (q.from_run_id IS NULL OR (q.from_run_id <> $1 AND NOT EXISTS (SELECT 1 FROM ${s}.score_publications y WHERE y.run_id = q.from_run_id AND y.under_run_id = $1)))
         ORDER BY q.publication_id DESC LIMIT 1`,
       [r.under, model],
     );
-    return before.length === 0 ? from : (before[0] as { from_run_id: string | null }).from_run_id;
+    return { compare: before.length === 0 ? from : (before[0] as { from_run_id: string | null }).from_run_id, under: r.under };
   }
 
   /** The model's last publication left fewer customers with reasons than the one before it: how many, and which run had more. */

@@ -93,6 +93,8 @@ export class Reference {
   /** customer_id -> step of its last insert or update. */
   changedAt = new Map<string, number>();
   step = 0;
+  /** Operations run (a step whose precondition failed is not run). */
+  executed = 0;
   /** The --keep-runs of the last run (a challenger's publish applies its champion's). */
   lastKeep = 3;
   /** The challenger run scored beside the last run, publishable until the next run. */
