@@ -60,7 +60,7 @@ BEGIN
     ' LEFT JOIN %2$I.score_runs ro ON ro.run_id = ' || cmp ||
     ' LEFT JOIN ' || replace(run_rows, '$RUN', cmp) || ' o ON o.customer_id = d.customer_id'
     ' UNION ALL '
-    'SELECT o.customer_id, NULL::real AS score, o.score AS previous_score, NULL::real AS delta, false AS is_new,'
+    'SELECT o.customer_id, NULL::real AS score, o.score AS previous_score, NULL::real AS delta, NULL::boolean AS is_new,'
     ' NULL::integer AS percentile, width_bucket(o.score::float8, ro.score_cuts) + 1 AS previous_percentile,'
     ' NULL::text AS band, ro.band_names[width_bucket(o.score::float8, ro.band_bounds) + 1] AS previous_band,'
     ' r.run_id, ro.run_id AS previous_run_id, %1$L::text AS model_name, r.model_version, ro.model_version AS previous_model_version,'
@@ -226,7 +226,7 @@ LEFT JOIN :SCHEMA.score_runs c ON c.run_id = r.champion_run_id;
 
 COMMENT ON VIEW :SCHEMA.customer_score_changes IS 'What changed since last month, per model: the published run''s customers against its comparison run (published_runs.compare_run_id: for a full run the publication before it, for an only-new layer the publication before the full run it lies on, after a rollback the run rolled back from), plus the comparison run''s customers the published run no longer has (is_removed, score NULL). customer_score_changes_since(run_id) gives the same against any kept run. See docs/downstream-semantics.md.';
 COMMENT ON COLUMN :SCHEMA.customer_score_changes.previous_run_id IS 'The comparison run (published_runs.compare_run_id); NULL when there is none (a model''s first publication, or the first after a retire).';
-COMMENT ON COLUMN :SCHEMA.customer_score_changes.is_new IS 'True when the customer has no score in the comparison run (new, rejected then, or the comparison run is no longer kept).';
+COMMENT ON COLUMN :SCHEMA.customer_score_changes.is_new IS 'True when the customer has no score in the comparison run (new, rejected then, or the comparison run is no longer kept); NULL when is_removed, so WHERE NOT is_new ORDER BY delta DESC still lists moves only.';
 COMMENT ON COLUMN :SCHEMA.customer_score_changes.is_removed IS 'True for a customer the comparison run scored and the published run does not (deleted from the source, rejected now, or not in the run rolled back to): score, delta, percentile and band are NULL.';
 COMMENT ON COLUMN :SCHEMA.customer_score_changes.score IS 'The score in the published run; NULL when is_removed.';
 COMMENT ON VIEW :SCHEMA.customer_score_reasons IS 'Why each customer of each model''s published run scored what it did, from the run that scored that customer (run_id: for a customer an only-new run carried, the run that scored it then). None for customers whose run was scored without --reasons (a challenger never has reasons); published_runs.rows_with_reasons counts the customers that have them.';
