@@ -9,6 +9,8 @@ export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' |
 /** The parameters a run was started with; a resume continues with exactly these. */
 export interface RunParams {
   modelDir: string;
+  /** Started with `--replace-promoted` over this challenger's run (published by hand): its resumes may replace that run too. */
+  replacesPromotedRunId?: string;
   chunkSize: number;
   dryRun: boolean;
   keepRuns: number;

@@ -31,7 +31,7 @@ describe('every reader view matches the reference after any sequence of operatio
         executed.push(m.executed);
         fc.pre(m.executed >= 8);
       }),
-      { numRuns: sequences, seed, endOnFailure: true, verbose: 1 },
+      { numRuns: sequences, seed, verbose: 1 },
     );
     expect(executed.filter((n) => n >= 8).length, 'sequences of 8+ steps').toBeGreaterThanOrEqual(sequences);
     console.log(`${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
