@@ -196,8 +196,8 @@ export class Publications {
     const s = this.s;
     const { rows } = await c.query<{ event: RetiredEvent }>(
       `WITH p AS (DELETE FROM ${s}.published_run WHERE model_name = $1 RETURNING model_name, run_id),
-            q AS (INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
-                  SELECT model_name, run_id, 'retire', run_id, $2, $3, $4, $5 FROM p RETURNING run_id, published_at)
+            q AS (INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, rows_published, rows_with_reasons)
+                  SELECT model_name, run_id, 'retire', run_id, $2, $3, $4, $5, 0, 0 FROM p RETURNING run_id, published_at)
        SELECT json_build_object('schema', $6::text, 'model_name', r.model_name, 'model_version', r.model_version,
                 'run_id', NULL, 'previous_run_id', r.run_id::text, 'rows', 0, 'published_at', q.published_at,
                 'kind', 'retire', 'rollback', false) AS event

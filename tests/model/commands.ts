@@ -3,6 +3,7 @@ import { expect } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { publishChallenger } from '../../src/job/challengerPublish.js';
+import { retireModel } from '../../src/job/retire.js';
 import { rollback } from '../../src/job/rollback.js';
 import { startCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -160,12 +161,34 @@ export class Rollback implements Cmd {
   toString = () => `rollback(${this.pick})`;
 }
 
+/** `scorejob model retire`: the model leaves every reader view. */
+export class Retire implements Cmd {
+  check = (m: Readonly<Reference>) => m.current !== undefined;
+  async run(m: Reference, r: Real): Promise<void> {
+    m.executed++;
+    await retireModel({ config: testConfig(r.t), log: silentLog }, { modelName: 'customer-value', confirm: 'customer-value' });
+    m.retire();
+    m.pendingChallenger = undefined;
+    await checkViews(m, r);
+  }
+  toString = () => 'retire';
+}
+
 const near = (a: number | null | undefined, b: number | undefined) => a !== null && a !== undefined && b !== undefined && Math.abs(a - b) < tol;
 
 /** Every reader view against the reference. */
 export async function checkViews(m: Reference, r: Real): Promise<void> {
-  const cur = m.runs.get(m.current as string)!;
   const q = async <T extends Record<string, unknown>>(sql: string) => (await r.t.pool.query<T>(sql)).rows;
+  if (m.current === undefined) {
+    // Retired: no rows in any reader view; the retire is the latest publication, and not current.
+    for (const view of ['customer_scores', 'customer_score_changes', 'customer_score_reasons']) {
+      expect((await q<{ n: string }>(`SELECT count(*) n FROM scoring.${view}`))[0]!.n, `${view} after a retire`).toBe('0');
+    }
+    const last = (await q('SELECT kind, is_current, rows_published::int FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1'))[0];
+    expect(last, 'published_runs after a retire').toEqual({ kind: 'retire', is_current: false, rows_published: 0 });
+    return;
+  }
+  const cur = m.runs.get(m.current)!;
   // customer_scores: the current run's customers, their scores, and the run that computed each.
   const scores = await q<{ k: string; score: number; run_id: string }>('SELECT customer_id::text k, score, run_id::text FROM scoring.customer_scores');
   expect(new Set(scores.map((s) => s.k)), 'customer_scores customers').toEqual(new Set(cur.scores.keys()));
@@ -235,8 +258,9 @@ const commands = [
   ),
   fc.constant(new PublishChallenger() as Cmd),
   fc.integer({ min: 0, max: 5 }).map((p) => new Rollback(p) as Cmd),
+  fc.constant(new Retire() as Cmd),
 ];
-export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!];
+export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!, commands[5]!];
 
 
 /** A fresh system for one sequence: the source (50 customers of the template), a migrated schema, a first full run. */

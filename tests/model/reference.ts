@@ -79,7 +79,7 @@ export interface RefRun {
 export interface RefPublication {
   run: string;
   from: string | null;
-  kind: 'full' | 'only-new' | 'challenger' | 'rollback';
+  kind: 'full' | 'only-new' | 'challenger' | 'rollback' | 'retire';
   compare: string | null;
 }
 
@@ -121,6 +121,13 @@ export class Reference {
     }
     this.publications.push({ run: run.id, from, kind, compare });
     this.current = run.id;
+  }
+
+  /** `model retire`: no run is current; the model's next publication compares with nothing. */
+  retire(): void {
+    const cur = this.current as string;
+    this.publications.push({ run: cur, from: cur, kind: 'retire', compare: null });
+    this.current = undefined;
   }
 
   /** After a publish that applied `--keep-runs keep`: the published runs beyond the newest keep-1 besides the current may be gone. */
