@@ -34,6 +34,10 @@ DO $$ BEGIN
     IF to_regclass('scoring.published_runs') IS NOT NULL THEN
       GRANT SELECT ON scoring.customer_score_changes, scoring.published_runs, scoring.customer_score_rejects TO scorejob_reader;
     END IF;
+    -- Schema version 17: what changed against any kept run a reader names (runs with the job's rights, as the views do).
+    IF to_regprocedure('scoring.customer_score_changes_since(bigint)') IS NOT NULL THEN
+      GRANT EXECUTE ON FUNCTION scoring.customer_score_changes_since(bigint) TO scorejob_reader;
+    END IF;
     -- Schema version 10 (issue 19): why each customer scored what it did.
     IF to_regclass('scoring.customer_score_reasons') IS NOT NULL THEN
       GRANT SELECT ON scoring.customer_score_reasons TO scorejob_reader;

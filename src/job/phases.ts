@@ -10,6 +10,7 @@ import { combineSidecars, type ChunkLoopDeps, type StopSignal } from './chunkLoo
 import { runChunks } from './chunkRunner.js';
 import { defaultOutageBudgetMs } from './retryPolicy.js';
 import type { Ledger, PlannedChunk, RunParams, RunStats } from '../ledger/ledger.js';
+import type { ChunkRow } from '../ledger/types.js';
 import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from './publish.js';
 import { classifyFailure, failureAdvice } from './advice.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -20,6 +21,7 @@ import { psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/ru
 import { computeRunStatistics } from './runStatistics.js';
 import type { StageTimings } from '../observe/timings.js';
 import { Publications } from '../ledger/publications.js';
+import { describeFewerReasons } from './reasonsLost.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from './reasons.js';
@@ -45,8 +47,10 @@ export interface RunResult {
   rowsScoredNow: number;
   rowsRejectedNow: number;
   durationMs: number;
-  /** This invocation's rows scored per second of its duration. */
+  /** This invocation's rows scored per second of its duration (a shared run: by every worker). */
   rowsPerSecond: number;
+  /** A shared run (`--workers N`): the workers, and the rows this process scored itself (`rowsScoredNow` counts every worker's). */
+  workers?: { count: number; scoredHere: number; rejectedHere: number };
   backend: string;
   modelName: string;
   modelVersion: string;
@@ -230,6 +234,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     } else {
       await analyzing;
       const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined });
+      await warnFewerReasons(deps.client, ledger, runId, model.manifest.name, log);
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
     }
@@ -239,6 +244,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       { model: model.manifest.name, runId, status: 'succeeded', errorKind: null, published: !params.dryRun, dryRun: params.dryRun, psi: statistics.drift.psi, rowsScored: scored, rowsRejected: rejected },
       () => ledger.lastSuccessAt(deps.client, model.manifest.name),
     );
+    const allNow = params.workers === undefined ? { scored: scoredNow, rejected: rejectedNow } : rowsOfChunks(finalChunks, pending);
     return {
       runId,
       status: 'succeeded',
@@ -246,10 +252,11 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       published: !params.dryRun,
       rowsScored: scored,
       rowsRejected: rejected,
-      rowsScoredNow: scoredNow,
-      rowsRejectedNow: rejectedNow,
+      rowsScoredNow: allNow.scored,
+      rowsRejectedNow: allNow.rejected,
       durationMs,
-      rowsPerSecond: scoredNow / Math.max(durationMs / 1000, 1e-9),
+      rowsPerSecond: allNow.scored / Math.max(durationMs / 1000, 1e-9),
+      ...(params.workers === undefined ? {} : { workers: { count: params.workers, scoredHere: scoredNow, rejectedHere: rejectedNow } }),
       backend: model.backend,
       modelName: model.manifest.name,
       modelVersion: model.manifest.version,
@@ -364,4 +371,17 @@ function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: 
 
 function stopped(stop: StopSignal, runId: string): StoppedError {
   return new StoppedError(`run ${runId} interrupted by ${stop.requested ?? 'a signal'}`);
+}
+
+/** A shared run's chunks were scored by every worker: this invocation's rows are those of the chunks pending when it started. */
+function rowsOfChunks(chunks: readonly ChunkRow[], pending: readonly { chunkNo: number }[]): { scored: number; rejected: number } {
+  const pendingNos = new Set(pending.map((ch) => ch.chunkNo));
+  const now = chunks.filter((ch) => pendingNos.has(ch.chunk_no));
+  return { scored: now.reduce((a, ch) => a + (ch.rows_scored ?? 0), 0), rejected: now.reduce((a, ch) => a + (ch.rows_rejected ?? 0), 0) };
+}
+
+/** A run that leaves readers fewer customers with reasons than the run it replaced says so (published_runs.fewer_reasons). */
+async function warnFewerReasons(c: pg.ClientBase, ledger: Ledger, runId: string, model: string, log: Logger): Promise<void> {
+  const fewer = await new Publications(ledger).fewerReasons(c, model);
+  if (fewer) log.warn({ rows_with_reasons: fewer.now, previous_rows_with_reasons: fewer.before }, describeFewerReasons(ledger.schema, runId, fewer));
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Ledger, RunRow } from '../ledger/ledger.js';
+import type { FewerReasons } from '../ledger/publications.js';
 
 /** What readers of customer_score_reasons lose when a publication replaces a run that had reasons with one that has none. */
 export interface ReasonsLost {
@@ -17,6 +18,11 @@ export async function reasonsLost(c: pg.ClientBase, ledger: Ledger, previousRunI
   const previous = await ledger.getRun(c, previousRunId);
   const k = previous?.params.reasons?.k;
   return k === undefined ? undefined : { fromRunId: previousRunId, k };
+}
+
+/** The words for a publication that left fewer customers with reasons (a run, a rollback). */
+export function describeFewerReasons(schema: string, runId: string, f: FewerReasons): string {
+  return `${schema}.customer_score_reasons has reasons for ${f.now} customers of run ${runId} now, ${f.before - f.now} fewer than with run ${f.fromRunId} before it (published_runs.fewer_reasons); score with --reasons to keep them`;
 }
 
 /** The publish line's words for it. */

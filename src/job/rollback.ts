@@ -7,6 +7,7 @@ import { runOnPublishCommand } from './onPublishCommand.js';
 import { withModelLock } from './modelLock.js';
 import { publishedBy } from './publish.js';
 import { withLockRetry } from './lockRetry.js';
+import { describeFewerReasons } from './reasonsLost.js';
 
 export interface RollbackOptions {
   /** The run to put back; default: the newest kept run of the model published before the current one. */
@@ -53,6 +54,8 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
         { rollback: true, from_run_id: current, by: publishedBy().osUser, reason: opts.reason ?? null, rows: done.rows },
         `rolled back: ${config.schema}.customer_scores (model_name = '${modelName}') shows run ${target} again (${done.rows} customers, model ${modelName} ${done.model_version}) instead of ${current === undefined ? 'none (the model was retired)' : `run ${current}`}`,
       );
+      const fewer = await publications.fewerReasons(client, modelName);
+      if (fewer) log.warn({ rows_with_reasons: fewer.now, previous_rows_with_reasons: fewer.before }, describeFewerReasons(config.schema, target, fewer));
       await runOnPublishCommand(opts.onPublishCommand, done, log);
       return done;
     },

@@ -78,7 +78,9 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: opts.modelDir, sha256: model.sha256 };
-    await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
+    const replaces = await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
+    // The person's --replace-promoted holds for the run's resumes too, over the same promoted run only.
+    if (replaces !== undefined) params.replacesPromotedRunId = replaces;
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
@@ -195,7 +197,7 @@ export async function resumeRun(ctx: RunContext, runId: string, forTick = false)
     }
     // A run started before a challenger was published by hand would undo the promotion when it publishes.
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: params.modelDir, sha256: model.sha256 };
-    await checkPromotion(client, ledger, runModel, { dryRun: run.dry_run, replace: false, where: describeDb(ctx.config.db), log: ctx.log, command: 'resume' });
+    await checkPromotion(client, ledger, runModel, { dryRun: run.dry_run, replace: false, replaces: params.replacesPromotedRunId, where: describeDb(ctx.config.db), log: ctx.log, command: 'resume' });
     await session.inTransaction(async (c) => {
       await ledger.reopenRun(c, runId, hostname(), process.pid);
       // The challenger's run follows its champion's status: running again, in the same transaction.

@@ -14,6 +14,8 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
   const scored = tookOver
     ? `${r.rowsScoredNow} customers now (${r.rowsScored} in all, ${r.rowsRejected} rejected)`
     : `${r.rowsScored} customers (${r.rowsRejected} rejected)`;
+  // A shared run: the figures are every worker's; this process's share is said as such.
+  const shared = r.workers ? ` with ${r.workers.count} workers (this process scored ${r.workers.scoredHere})` : '';
   const what = r.dryRun ? 'dry run (nothing published)' : `published to ${schema}.customer_scores`;
   // --only-new: the customers it did not score are there too, carried forward.
   const carried = r.carried ? `, ${r.carried.rows} scores carried forward from run ${r.carried.baseRunId}` : '';
@@ -37,8 +39,10 @@ export function logRunSummary(log: Logger, schema: string, r: RunResult): void {
       timings_ms: r.timings,
       dropped_runs: r.droppedRuns,
       rows_carried: r.carried?.rows,
+      workers: r.workers?.count,
+      rows_scored_here: r.workers?.scoredHere,
     },
-    `run ${r.runId} succeeded: scored ${scored} in ${formatSeconds(r.durationMs)}, ` +
+    `run ${r.runId} succeeded: scored ${scored}${shared} in ${formatSeconds(r.durationMs)}, ` +
       `${rate} rows/s, with model ${r.modelName} ${r.modelVersion} on the ${r.backend} backend${carried}; ${what}`,
   );
 }

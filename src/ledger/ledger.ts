@@ -243,7 +243,8 @@ export class Ledger extends RunHistory {
   /** The run's row as published (in the caller's publish transaction): succeeded, its failure cleared, its statistics final. */
   async markPublished(c: pg.ClientBase, runId: string, stats: RunStats): Promise<void> {
     await c.query(
-      `UPDATE ${this.table('score_runs')} SET status = 'succeeded', finished_at = now(), heartbeat_at = now(), published_at = now(),
+      // A run published by force after a gate keeps the time it finished scoring: the review's wait is not the run's duration.
+      `UPDATE ${this.table('score_runs')} SET status = 'succeeded', finished_at = COALESCE(finished_at, now()), heartbeat_at = now(), published_at = now(),
               error = NULL, error_kind = NULL, stats = $2 WHERE run_id = $1`,
       [runId, JSON.stringify(stats)],
     );

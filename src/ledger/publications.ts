@@ -102,19 +102,88 @@ export class Publications {
     );
     const moved = rows[0];
     if (!moved) throw new Error(`run ${runId} is not in ${this.ledger.schema}.score_runs`);
+    const { compare, under } = await this.compareRun(c, runId, moved.model_name, moved.previous_run_id, kind);
+    await c.query(`UPDATE ${s}.published_run SET compare_run_id = $2 WHERE model_name = $1`, [moved.model_name, compare]);
+    const withReasons = await this.rowsWithReasons(c, moved.model_name);
     const { rows: events } = await c.query<{ event: PublishedEvent }>(
       `WITH q AS (
-         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced)
-         VALUES ($2, $1, $3, $4, $5, $6, $7, $8, $10) RETURNING published_at)
+         INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, forced, compare_run_id, rows_published, rows_with_reasons, under_run_id)
+         SELECT $2, $1, $3, $4, $5, $6, $7, $8, $10, $11, r.rows_scored + r.rows_carried, $12, $13 FROM ${s}.score_runs r WHERE r.run_id = $1
+         RETURNING published_at)
        SELECT json_build_object('schema', $9::text, 'model_name', r.model_name, 'model_version', r.model_version,
-                'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored, 'published_at', q.published_at,
+                'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored + r.rows_carried, 'published_at', q.published_at,
                 'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
          FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
-      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true],
+      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true, compare, withReasons, under],
     );
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
     return event;
+  }
+
+  /**
+   * The run customer_score_changes compares with (docs/downstream-semantics.md): what readers saw before,
+   * except for an only-new layer published over what readers saw, which keeps "since last month": the run
+   * readers saw before the full run it lies on was last made current from something other than that run
+   * or a layer on it. Republishing the same run keeps its comparison. Whether a run lies on a full run is
+   * read from the publications (under_run_id), which outlive the layers retention drops. Also returns the
+   * full run this run lies on, recorded on its publication.
+   */
+  private async compareRun(c: pg.ClientBase, runId: string, model: string, from: string | null, kind: PublicationKind): Promise<{ compare: string | null; under: string | null }> {
+    const s = this.s;
+    // Runs before this publication's row is written: the latest publication is the one this replaces.
+    const { rows } = await c.query<{ same: boolean; compare: string | null; under: string | null }>(
+      `SELECT EXISTS (SELECT 1 FROM ${s}.score_publications q WHERE q.model_name = $2 AND q.run_id = $1
+                                  AND q.publication_id = (SELECT max(publication_id) FROM ${s}.score_publications WHERE model_name = $2) AND q.kind <> 'retire') AS same,
+              (SELECT q.compare_run_id::text FROM ${s}.score_publications q WHERE q.model_name = $2 ORDER BY q.publication_id DESC LIMIT 1) AS compare,
+              (SELECT l.under_run_id::text FROM ${s}.score_layers l WHERE l.run_id = $1) AS under`,
+      [runId, model],
+    );
+    const r = rows[0]!;
+    if (r.same) return { compare: r.compare, under: r.under };
+    if (r.under === null || kind === 'rollback' || kind === 'challenger') return { compare: from, under: r.under };
+    const { rows: before } = await c.query<{ from_run_id: string | null }>(
+      `SELECT q.from_run_id::text FROM ${s}.score_publications q
+        WHERE q.model_name = $2 AND q.run_id = $1 AND q.kind <> 'retire'
+          AND (q.from_run_id IS NULL OR (q.from_run_id <> $1 AND NOT EXISTS (SELECT 1 FROM ${s}.score_publications y WHERE y.run_id = q.from_run_id AND y.under_run_id = $1)))
+        ORDER BY q.publication_id DESC LIMIT 1`,
+      [r.under, model],
+    );
+    return { compare: before.length === 0 ? from : (before[0] as { from_run_id: string | null }).from_run_id, under: r.under };
+  }
+
+  /** The model's last publication left fewer customers with reasons than the one before it: how many, and which run had more. */
+  async fewerReasons(c: pg.ClientBase, model: string): Promise<FewerReasons | undefined> {
+    const { rows } = await c.query<{ now: string | null; before: string | null; from_run_id: string | null }>(
+      `SELECT q.rows_with_reasons::text AS now, b.rows_with_reasons::text AS before, b.run_id::text AS from_run_id
+         FROM ${this.s}.score_publications q
+         JOIN LATERAL (SELECT rows_with_reasons, run_id FROM ${this.s}.score_publications b WHERE b.model_name = q.model_name AND b.publication_id < q.publication_id
+                        ORDER BY b.publication_id DESC LIMIT 1) b ON true
+        WHERE q.model_name = $1 ORDER BY q.publication_id DESC LIMIT 1`,
+      [model],
+    );
+    const r = rows[0];
+    if (!r || r.now === null || r.before === null || Number(r.now) >= Number(r.before)) return undefined;
+    return { now: Number(r.now), before: Number(r.before), fromRunId: r.from_run_id as string };
+  }
+
+  /**
+   * Customers with reasons in customer_score_reasons for the model now (its pointer already moved): counted
+   * on score_reasons as the view reads it (the run's own, those copied from an earlier layer, those carried
+   * from the full run below), without unnesting every reason: 60 ms instead of 470 ms for 200,000 customers.
+   */
+  async rowsWithReasons(c: pg.ClientBase, model: string): Promise<number> {
+    const s = this.s;
+    const cur = `(SELECT p.run_id FROM ${s}.published_run p WHERE p.model_name = $1)`;
+    const { rows } = await c.query<{ n: string }>(
+      `SELECT ((SELECT count(*) FROM ${s}.score_reasons r WHERE r.run_id = ${cur})
+             + (SELECT count(*) FROM ${s}.score_data d JOIN ${s}.score_reasons r ON r.run_id = d.scored_run_id AND r.customer_id = d.customer_id
+                 WHERE d.run_id = ${cur} AND d.scored_run_id IS NOT NULL)
+             + (SELECT count(*) FROM ${s}.score_reasons r WHERE r.run_id = (SELECT l.under_run_id FROM ${s}.score_layers l WHERE l.run_id = ${cur})
+                 AND NOT EXISTS (SELECT 1 FROM ${s}.score_layer_hidden h WHERE h.run_id = ${cur} AND h.customer_id = r.customer_id)))::text AS n`,
+      [model],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 
   /**
@@ -127,8 +196,8 @@ export class Publications {
     const s = this.s;
     const { rows } = await c.query<{ event: RetiredEvent }>(
       `WITH p AS (DELETE FROM ${s}.published_run WHERE model_name = $1 RETURNING model_name, run_id),
-            q AS (INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason)
-                  SELECT model_name, run_id, 'retire', run_id, $2, $3, $4, $5 FROM p RETURNING run_id, published_at)
+            q AS (INSERT INTO ${s}.score_publications (model_name, run_id, kind, from_run_id, os_user, host, pid, reason, rows_published, rows_with_reasons)
+                  SELECT model_name, run_id, 'retire', run_id, $2, $3, $4, $5, 0, 0 FROM p RETURNING run_id, published_at)
        SELECT json_build_object('schema', $6::text, 'model_name', r.model_name, 'model_version', r.model_version,
                 'run_id', NULL, 'previous_run_id', r.run_id::text, 'rows', 0, 'published_at', q.published_at,
                 'kind', 'retire', 'rollback', false) AS event
@@ -286,6 +355,14 @@ export class Publications {
     );
     return rows;
   }
+}
+
+/** A publication that left fewer customers with reasons than the one it replaced (published_runs.fewer_reasons). */
+export interface FewerReasons {
+  now: number;
+  before: number;
+  /** The run readers saw before, with more reasons. */
+  fromRunId: string;
 }
 
 /** A challenger's run that customer_scores shows for its champion's model (Publications.currentPromotion). */

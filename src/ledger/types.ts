@@ -9,6 +9,8 @@ export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' |
 /** The parameters a run was started with; a resume continues with exactly these. */
 export interface RunParams {
   modelDir: string;
+  /** Started with `--replace-promoted` over this challenger's run (published by hand): its resumes may replace that run too. */
+  replacesPromotedRunId?: string;
   chunkSize: number;
   dryRun: boolean;
   keepRuns: number;
@@ -182,6 +184,12 @@ export type RunListRow = Pick<
   resumable_scores: boolean;
   /** A challenger run (`run --challenger`): the run it was scored beside; null otherwise. */
   champion_run_id?: string | null;
+  /** full, only_new or challenger (score_runs.kind). */
+  kind: string;
+  /** only_new runs: the scores carried from earlier runs. */
+  rows_carried: string | number;
+  /** The manifest name of the model that scored the run (a challenger's own; model_name is the slot it fills). */
+  manifest_name: string;
 };
 
 /** A run's rejects counted by reason and column (`runs show`). */

@@ -5,19 +5,27 @@ import { formatCount, formatDecimal, table } from '../format.js';
 /** `scorejob runs` as a table for people. */
 export function formatRunList(items: readonly RunListItem[]): string {
   if (items.length === 0) return 'No runs yet. Start one with `scorejob run`.\n';
-  const header = ['RUN', 'STATUS', 'TRIGGER', 'MODEL', 'ROWS', 'REJECTED', 'STARTED (UTC)', 'DURATION', 'ERROR / NEXT STEP'];
+  const header = ['RUN', 'STATUS', 'KIND', 'TRIGGER', 'MODEL', 'SCORED', 'CARRIED', 'PUBLISHED', 'REJECTED', 'STARTED (UTC)', 'DURATION', 'ERROR / NEXT STEP'];
   const rows = items.map((r) => [
     r.run_id,
-    r.status + (r.dry_run ? ' (dry)' : r.published ? '' : r.status === 'succeeded' ? '' : ''),
+    r.status + (r.dry_run ? ' (dry)' : r.current ? ' (current)' : ''),
+    r.kind,
     r.trigger,
-    `${r.model} ${r.model_version}${r.champion_run_id ? ` (challenger of ${r.champion_run_id})` : ''}`,
+    modelIdentity(r),
     formatCount(r.rows_scored),
+    formatCount(r.rows_carried),
+    r.published ? formatCount(r.rows_published) : '—',
     formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),
     r.duration_s === null ? '' : `${r.duration_s}s`,
     forcedNote(r) || (r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? ''),
   ]);
   return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items) + formatRetires(items);
+}
+
+/** A model as its manifest names it, everywhere: name and version, a challenger's run annotated with its champion's. */
+export function modelIdentity(r: Pick<RunListItem, 'model' | 'model_version' | 'champion_run_id'>): string {
+  return `${r.model} ${r.model_version}${r.champion_run_id ? ` (challenger of run ${r.champion_run_id})` : ''}`;
 }
 
 /** The retires among the listed runs' publications, newest first: which model left customer_scores, with which run, who and why. */
@@ -60,10 +68,11 @@ export function formatRunDetail(r: RunDetail): string {
   const lines: string[] = [];
   lines.push(`Run ${r.run_id}: ${r.status}${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`);
   lines.push(`  trigger      ${r.trigger}${r.tick_at ? ` (tick ${r.tick_at})` : ''}${r.resumes ? `, resumed ${r.resumes}×` : ''}`);
-  lines.push(`  model        ${r.model} ${r.model_version} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`);
+  lines.push(`  kind         ${r.kind}`);
+  lines.push(`  model        ${modelIdentity(r)} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`);
   lines.push(`  started      ${r.started_at}   finished ${r.finished_at ?? '—'}   duration ${r.duration_s ?? '—'}s`);
   lines.push(`  host / pid   ${r.host} / ${r.pid}`);
-  lines.push(`  rows         ${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_rejected)} rejected`);
+  lines.push(`  rows         ${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_carried)} carried, ${formatCount(r.rows_rejected)} rejected${r.published ? `; ${formatCount(r.rows_published)} published` : ''}`);
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   for (const p of r.publications ?? []) {

@@ -5,6 +5,7 @@ import { formatCount, formatDecimal, formatFraction, formatPercent } from '../fo
 import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, featureChanges, formatPsi, hasCategories, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
+import { modelIdentity } from './formatRuns.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 
 /** Escapes text for HTML content and attribute values. */
@@ -34,7 +35,7 @@ tr.changed td{background:#fff4d6}tr.changed td:first-child{font-weight:600}td .u
 function facts(r: RunDetail): string {
   const rows: [string, string][] = [
     ['status', `<span class="badge ${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`],
-    ['model', escapeHtml(`${r.model} ${r.model_version} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`)],
+    ['model', escapeHtml(`${modelIdentity(r)} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`)],
     ['trigger', escapeHtml(r.trigger + (r.resumes ? `, resumed ${r.resumes}×` : ''))],
     ['started / finished (UTC)', escapeHtml(`${r.started_at} / ${r.finished_at ?? '—'}`)],
     ['duration', escapeHtml(`${r.duration_s ?? '—'} s`)],
@@ -76,7 +77,12 @@ function nextStep(r: RunDetail): string {
   } else if (r.status === 'succeeded' && r.dry_run) html = `A dry run: nothing was published. To publish, start a real run: ${cmd('scorejob run')}.`;
   else if (r.status === 'succeeded') {
     act = false;
-    html = `Nothing to do: the run succeeded and its scores were published. To put the previous scores back, ${cmd('scorejob rollback')}.`;
+    // Only the current run's page may offer a plain rollback: on a replaced run's page it would roll back another run.
+    html = r.current
+      ? `Nothing to do: the run succeeded and customer_scores shows it now. To put the previous scores back, ${cmd('scorejob rollback')}.`
+      : r.published
+        ? `Nothing to do: the run succeeded and was published; customer_scores shows a later run now (see ${cmd('scorejob runs')}). To show this run again while its scores are kept, ${cmd(`scorejob rollback ${r.run_id}`)}.`
+        : `Nothing to do: the run succeeded and was not published.`;
   } else html = `Nothing to resume: start a new run with ${cmd('scorejob run')}.`;
   return `<div id="next" class="${act ? 'act' : 'ok'}"><strong>Next step.</strong> ${html}</div>`;
 }
@@ -194,7 +200,7 @@ export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
   const title = `scorejob run ${r.run_id}: ${r.status}`;
   const body = [
     `<h1>${escapeHtml(title)}</h1>`,
-    `<p class="sub">${escapeHtml(`${r.model} ${r.model_version} · ${formatCount(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
+    `<p class="sub">${escapeHtml(`${modelIdentity(r)} · ${formatCount(r.rows_scored)} customers scored · generated ${generatedAt.toISOString()}`)}</p>`,
     nextStep(r),
     changes(r),
     '<h2>Run</h2>',

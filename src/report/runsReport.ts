@@ -14,10 +14,20 @@ export interface RunListItem {
   trigger: string;
   dry_run: boolean;
   published: boolean;
+  /** The manifest name of the model that scored the run (a challenger's own name; `slot` is the model it may replace). */
   model: string;
   model_version: string;
+  /** The model whose customer_scores the run fills (score_runs.model_name): for a challenger, its champion's. */
+  slot: string;
+  /** full, only-new or challenger. */
+  kind: 'full' | 'only-new' | 'challenger';
   backend: string;
+  /** Customers the run itself scored. */
   rows_scored: number;
+  /** only-new: scores carried from earlier runs; 0 otherwise. */
+  rows_carried: number;
+  /** What customer_scores shows while the run is current: scored + carried. */
+  rows_published: number;
   rows_rejected: number;
   chunks_done: number;
   chunks_total: number | null;
@@ -109,10 +119,14 @@ function toItem(r: RunListRow): RunListItem {
     trigger: r.trigger,
     dry_run: r.dry_run,
     published: r.published_at !== null,
-    model: r.model_name,
+    model: r.manifest_name,
     model_version: r.model_version,
+    slot: r.model_name,
+    kind: r.kind === 'only_new' ? 'only-new' : r.kind === 'challenger' ? 'challenger' : 'full',
     backend: r.backend,
     rows_scored: Number(r.rows_scored),
+    rows_carried: Number(r.rows_carried),
+    rows_published: Number(r.rows_scored) + Number(r.rows_carried),
     rows_rejected: Number(r.rows_rejected),
     chunks_done: r.chunks_done,
     chunks_total: r.chunks_total,

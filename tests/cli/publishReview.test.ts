@@ -81,7 +81,7 @@ describe('publish --challenger and publish --force after review', () => {
     const reasons = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_score_reasons WHERE model_name = 'customer-value'`);
     expect(reasons.rows[0]!.n).toBe(0);
     const runs = await runCli(['runs', '--log-level', 'silent'], t.env);
-    expect(runs.stdout).toMatch(new RegExp(`\\n${sibling} +succeeded .*\\(challenger of ${runId}\\) .*forced: new pricing model, signed off by risk\\n`));
+    expect(runs.stdout).toMatch(new RegExp(`\\n${sibling} +succeeded .*\\(challenger of run ${runId}\\) .*forced: new pricing model, signed off by risk\\n`));
     const show = await runCli(['runs', 'show', sibling, '--log-level', 'silent'], t.env);
     expect(show.stdout).toMatch(new RegExp(`\\n  published by force \\S+ by \\S+ \\(replacing run ${runId}\\): new pricing model, signed off by risk\\n`));
   });

@@ -145,9 +145,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     // Its rejects are its own (tenure_months NULL has no fill in it either), under its run id.
     const rejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_rejects WHERE run_id = $1', [sibling.run_id]);
     expect(rejects.rows[0]!.n).toBe(3000 - expected.size);
-    // `scorejob runs` lists it beside its champion, saying whose challenger it is.
+    // `scorejob runs` lists it beside its champion under its own manifest name, saying whose challenger it is.
     const listed = await runCli(['runs', '--log-level', 'silent'], t.env);
-    expect(listed.stdout).toMatch(new RegExp(`\\n${sibling.run_id} +succeeded +manual +customer-value 2\\.0\\.0 \\(challenger of ${r.runId}\\)`));
+    expect(listed.stdout).toMatch(new RegExp(`\\n${sibling.run_id} +succeeded +challenger +manual +tiny-logistic 2\\.0\\.0 \\(challenger of run ${r.runId}\\)`));
   });
 
   it('runs show carries the correlation, PSI, top-decile overlap and band changes, equal to those computed independently', async () => {

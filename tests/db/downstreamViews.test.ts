@@ -40,10 +40,10 @@ describe('the downstream views', () => {
   });
   afterAll(async () => t.drop());
 
-  it('customer_score_changes equals the published run LEFT JOIN the previous one, computed by hand', async () => {
+  it('customer_score_changes equals the published run LEFT JOIN the previous one, plus the previous run\'s customers it lost, computed by hand', async () => {
     const view = await t.pool.query(
       `SELECT customer_id::text, score, previous_score, delta, is_new, band, previous_band, run_id::text, previous_run_id::text
-         FROM scoring.customer_score_changes ORDER BY 1`,
+         FROM scoring.customer_score_changes WHERE NOT is_removed ORDER BY 1`,
     );
     const hand = await t.pool.query(
       `SELECT c.customer_id::text, c.score, p.score AS previous_score, c.score - p.score AS delta, p.customer_id IS NULL AS is_new,
@@ -58,6 +58,13 @@ describe('the downstream views', () => {
     expect(arrived.length).toBeGreaterThan(0);
     expect(arrived.every((r) => r.is_new && r.previous_score === null && r.delta === null)).toBe(true);
     expect(view.rows.some((r) => r.delta !== 0 && r.delta !== null)).toBe(true);
+    const removed = await t.pool.query(`SELECT customer_id::text, score, previous_score FROM scoring.customer_score_changes WHERE is_removed ORDER BY 1`);
+    const lost = await t.pool.query(
+      `SELECT p.customer_id::text, NULL::real AS score, p.score AS previous_score FROM scoring.score_data p
+        WHERE p.run_id = $1::bigint AND NOT EXISTS (SELECT 1 FROM scoring.score_data c WHERE c.run_id = $2::bigint AND c.customer_id = p.customer_id) ORDER BY 1`,
+      [first, second],
+    );
+    expect(removed.rows).toEqual(lost.rows);
   });
 
   it('percentile is 1 + the cut points at or below the score; equal scores share one', async () => {
@@ -141,12 +148,13 @@ describe('the downstream views', () => {
   });
 
   it('a customer_id lookup in customer_score_changes reads two partitions by their key, nothing else', async () => {
+    // Four probes: the published run's customers (with the previous run's row), and the previous run's customers the published run lost.
     const { rows } = await t.pool.query<{ 'QUERY PLAN': string }>(
       `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM scoring.customer_score_changes WHERE model_name = 'customer-value' AND customer_id = (SELECT min(customer_id) FROM customers)`,
     );
     const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
     expect(plan).not.toMatch(/Seq Scan on score_data_\d+ (?!.*never executed)/);
-    expect(plan.match(/Index (Only )?Scan using score_data_\d+_pkey on score_data_\d+ \w+ \(actual rows=[\d.]+ loops=1\)/g)).toHaveLength(2);
+    expect(plan.match(/Index (Only )?Scan using score_data_\d+_pkey on score_data_\d+ \w+ \(actual rows=[\d.]+ loops=1\)/g)).toHaveLength(4);
     expect(plan).not.toMatch(/tie-free/);
   });
 });

@@ -59,8 +59,8 @@ describe('upgrading a schema with published runs to version 7', () => {
   it('records the publications so far, the previous run, and percentiles of the kept published runs', async () => {
     const pubs = await t.pool.query('SELECT run_id::text, previous_run_id::text, kind, is_current, in_history FROM scoring.published_runs ORDER BY publication_id');
     expect(pubs.rows).toEqual([
-      { run_id: runs[0], previous_run_id: null, kind: 'publish', is_current: false, in_history: true },
-      { run_id: runs[1], previous_run_id: runs[0], kind: 'publish', is_current: true, in_history: true },
+      { run_id: runs[0], previous_run_id: null, kind: 'full', is_current: false, in_history: true },
+      { run_id: runs[1], previous_run_id: runs[0], kind: 'full', is_current: true, in_history: true },
     ]);
     const changes = await t.pool.query('SELECT count(*)::int AS n, count(previous_score)::int AS p, min(delta)::numeric(4,2) AS d FROM scoring.customer_score_changes');
     expect(changes.rows[0]).toEqual({ n: 200, p: 200, d: '0.10' });

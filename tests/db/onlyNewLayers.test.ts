@@ -86,14 +86,16 @@ describe('incremental runs are layers over a full run', () => {
     expect(now.get(firstChanged)).not.toBe(afterFirst.get(firstChanged));
     expect(now.get(carriedChanged)).not.toBe(afterFirst.get(carriedChanged));
 
-    // History lists the layered runs whole; changes compare two layered runs customer by customer.
+    // History lists the layered runs whole; changes_since compares two layered runs customer by customer.
     expect(await scoresOf(t, 'SELECT customer_id::text k, score s FROM scoring.customer_score_history WHERE run_id = $1', [second.runId])).toEqual(now);
     expect(await scoresOf(t, 'SELECT customer_id::text k, score s FROM scoring.customer_score_history WHERE run_id = $1', [first.runId])).toEqual(afterFirst);
-    const changes = await t.pool.query<{ n: number; is_new: number; moved: number; prev: string; run: string }>(
-      `SELECT count(*)::int n, count(*) FILTER (WHERE is_new)::int is_new, count(*) FILTER (WHERE delta <> 0)::int moved, min(previous_run_id)::text prev, min(run_id)::text run
-         FROM scoring.customer_score_changes`,
-    );
-    expect(changes.rows[0]).toEqual({ n: source.size, is_new: 12, moved: 2, prev: first.runId, run: second.runId });
+    const counts = `SELECT count(*) FILTER (WHERE NOT is_removed)::int n, count(*) FILTER (WHERE is_new)::int is_new, count(*) FILTER (WHERE delta <> 0)::int moved,
+                          count(*) FILTER (WHERE is_removed)::int removed, min(previous_run_id)::text prev, min(run_id)::text run`;
+    const since = await t.pool.query(`${counts} FROM scoring.customer_score_changes_since($1)`, [first.runId]);
+    expect(since.rows[0]).toEqual({ n: source.size, is_new: 12, moved: 2, removed: 2, prev: first.runId, run: second.runId });
+    // The view compares a layer with the publication before the full run it lies on: here that run was the model's first, so everybody is new.
+    const changes = await t.pool.query(`${counts} FROM scoring.customer_score_changes`);
+    expect(changes.rows[0]).toEqual({ n: source.size, is_new: source.size, moved: 0, removed: 0, prev: null, run: second.runId });
     // Percentiles are over every score the run publishes, carried ones included.
     const cuts = await t.pool.query<{ same: boolean }>(
       `SELECT r.score_cuts = (SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score) FROM scoring.customer_scores) AS same

@@ -169,7 +169,7 @@ describe('model retire', () => {
     expect(shown.rows).toEqual([{ r: next.runId, n: next.rowsScored }]);
     expect((await t.pool.query(`SELECT run_id::text, previous_run_id FROM scoring.published_run WHERE model_name = 'customer-value'`)).rows).toEqual([{ run_id: next.runId, previous_run_id: null }]);
     const current = await t.pool.query(`SELECT run_id::text, kind, previous_run_id FROM scoring.published_runs WHERE is_current AND model_name = 'customer-value'`);
-    expect(current.rows).toEqual([{ run_id: next.runId, kind: 'publish', previous_run_id: null }]);
+    expect(current.rows).toEqual([{ run_id: next.runId, kind: 'full', previous_run_id: null }]);
     expect(await historyRuns('customer-value')).toEqual([value[1], next.runId]);
     await waitUntil('the notifications', async () => heard.length === 7, 5000);
     expect(heard.map((h) => `${String(h.event.model_name)} ${String(h.event.kind)}`).slice(3)).toEqual([

@@ -55,6 +55,9 @@ describe('sql/roles.sql: least privilege', () => {
       expect(scores.rows[0]).toEqual({ n: 2000 });
       const history = await readerClient.query('SELECT count(*)::int n FROM scoring.customer_score_history');
       expect(history.rows[0]).toEqual({ n: 2000 });
+      // What changed against any kept run: the function runs with the job's rights, as the views do.
+      const since = await readerClient.query(`SELECT count(*)::int n, bool_and(delta = 0) same FROM scoring.customer_score_changes_since((SELECT run_id FROM scoring.published_run))`);
+      expect(since.rows[0]).toEqual({ n: 2000, same: true });
       await expect(readerClient.query('SELECT * FROM scoring.score_runs')).rejects.toMatchObject({ code: '42501' });
       await expect(readerClient.query('SELECT * FROM customers')).rejects.toMatchObject({ code: '42501' });
       // The view cannot be written at all (55000: not updatable); the table behind it is not granted.

@@ -9,8 +9,8 @@ function detail(): RunDetail {
   accumulate(s, Float32Array.from([0.1, 0.2, 0.2, 0.9]), 4);
   const column = '"><script>alert(1)</script>';
   return {
-    run_id: '7', status: 'failed', trigger: 'cron', dry_run: false, published: false, model: 'm', model_version: '1', backend: 'cpu',
-    rows_scored: 4, rows_rejected: 0, chunks_done: 1, chunks_total: 1, started_at: '2026-01-01T00:00:00.000Z', finished_at: null, duration_s: 1,
+    run_id: '7', status: 'failed', trigger: 'cron', dry_run: false, published: false, model: 'm', model_version: '1', slot: 'm', kind: 'full', backend: 'cpu',
+    rows_scored: 4, rows_carried: 0, rows_published: 4, rows_rejected: 0, chunks_done: 1, chunks_total: 1, started_at: '2026-01-01T00:00:00.000Z', finished_at: null, duration_s: 1,
     error: 'PSI <b>0.5</b> over the limit', error_kind: 'gate', resume_command: 'scorejob resume 7', host: 'h', pid: 1, resumes: 0, failures: [], model_sha256: 'ab'.repeat(32),
     params: {}, tick_at: null, published_at: null, rejects_by_reason: [{ reason: 'null_without_fill', column, rows: 1 }], chunks: [],
     stats: summarize(s), timings_ms: null, previous_published: null,
