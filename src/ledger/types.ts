@@ -146,7 +146,7 @@ export interface NewRun {
 }
 
 /**
- * A run's statistics JSON (`score_runs.stats`): what computeRunStatistics produced (src/stats/runStats.ts)
+ * A run's statistics JSON (`score_runs.stats`): what computeRunStatistics produced (src/job/runStatistics.ts)
  * and the stage timings, stored before the gates; `forced_publish` once a person published it over a
  * gate. Every part may be missing: runs that failed early, or predate a part, have less.
  */
