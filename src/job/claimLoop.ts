@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describeDbError } from '../db/describeError.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { ClaimLostError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import { runHolderState } from '../ledger/runLock.js';
@@ -93,6 +94,12 @@ function claimedChunkDeps(d: ClaimLoopDeps, held: HeldClaims, turn: Turn, stageD
   return {
     ...d,
     more: () => claimNext(d, held, turn),
+    // Known before the failure is recorded: recording it needs a connection that may be gone, and
+    // afterTurnFailed must still ask whether the failed chunk's claim was ours.
+    onFailed: (chunk) => {
+      turn.failedChunk = chunk.chunkNo;
+      d.onFailed?.(chunk);
+    },
     recordFailure: async (chunkNo, message) => {
       turn.failedChunk = chunkNo;
       const claim = held.get(chunkNo);
@@ -144,7 +151,9 @@ async function afterTurnFailed(d: ClaimLoopDeps, held: HeldClaims, err: unknown,
   const chunkNo = err instanceof ClaimLostError ? err.chunkNo : failedChunk;
   const claim = chunkNo === undefined ? undefined : held.get(chunkNo);
   // Whatever the error (the fence, a duplicate key from the scores the other worker committed), a claim that is not ours any more was lost.
-  if (chunkNo !== undefined && (err instanceof ClaimLostError || (claim && !(await d.claims.stillHeld(d.pool, d.runId, claim).catch(() => true))))) {
+  const duplicate = sqlStateOf(err) === SqlState.uniqueViolation;
+  const lost = err instanceof ClaimLostError || (claim ? !(await d.claims.stillHeld(d.pool, d.runId, claim).catch(() => true)) : duplicate);
+  if (chunkNo !== undefined && lost) {
     held.sayLost(chunkNo, claim?.token);
     held.delete(chunkNo);
     await held.releaseAll();
