@@ -1,8 +1,5 @@
 import type { Command } from 'commander';
-import type pg from 'pg';
 import { defaults, resolveConfig, type Config } from '../config.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool, type Pool } from '../db/pool.js';
 import { ExitCode, ScorejobError, toExitCode } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { logLevel, read, schema } from './options.js';
@@ -80,28 +77,4 @@ export function reportError(err: unknown, log: Logger | undefined, onTerminal = 
   // The one line a person reads, on stderr, whatever the log format.
   if (!shownInLog) process.stderr.write(`scorejob: ${message}\n`);
   return code;
-}
-
-/** Opens a pool, proves the connection, runs fn, always closes the pool. */
-export async function withPool<T>(ctx: Context, fn: (pool: Pool) => Promise<T>): Promise<T> {
-  const pool = createPool(ctx.config.db);
-  try {
-    await checkConnection(pool, ctx.config.db);
-    return await fn(pool);
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
-}
-
-/** A migrated database's client for read-only commands. */
-export async function withMigratedClient<T>(ctx: Context, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  return withPool(ctx, async (pool) => {
-    const client = await pool.connect();
-    try {
-      await assertMigrated(client, ctx.config.schema);
-      return await fn(client);
-    } finally {
-      client.release();
-    }
-  });
 }

@@ -3,7 +3,8 @@ import { join, resolve } from 'node:path';
 import { backendChoices, defaults, parseChoice, shippedModelDir } from '../config.js';
 import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
-import { action, withPool } from './action.js';
+import { withSession } from '../db/session.js';
+import { action } from './action.js';
 import { addModelInitCommand } from './modelInit.js';
 import { addModelRetireCommand } from './modelRetire.js';
 import { model as modelSetting } from './options.js';
@@ -28,15 +29,10 @@ export function registerModel(program: Command): void {
             process.stdout.write(formatModelReport(report));
             return;
           }
-          const problems = await withPool(ctx, async (pool) => {
-            const client = await pool.connect();
-            try {
-              const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns], { manifestFile: join(report.dir, 'manifest.json') });
-              process.stdout.write(formatModelReport(report, check));
-              return check.problems.length;
-            } finally {
-              client.release();
-            }
+          const problems = await withSession(ctx.config, { requires: 'reachable' }, async ({ client }) => {
+            const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns], { manifestFile: join(report.dir, 'manifest.json') });
+            process.stdout.write(formatModelReport(report, check));
+            return check.problems.length;
           });
           return problems > 0 ? ExitCode.usage : ExitCode.ok;
         },

@@ -1,8 +1,8 @@
 import { type Command } from 'commander';
 import { profileColumns } from '../db/columnProfile.js';
-import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
-import { action, withPool } from './action.js';
+import { withSession } from '../db/session.js';
+import { action } from './action.js';
 
 interface InitFlags {
   table: string;
@@ -38,7 +38,7 @@ export function addModelInitCommand(model: Command): void {
         const { checkDraftTarget, draftManifest, readModelSignature, writeDraft } = await import('../model/init.js');
         await checkDraftTarget(dir, flags.force === true);
         const signature = await readModelSignature(dir);
-        const profile = await withPool(ctx, (pool) => withClient(pool, (client) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories })));
+        const profile = await withSession(ctx.config, { requires: 'reachable' }, ({ client }) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories }));
         const draft = draftManifest(dir, profile, signature, { numbers });
         const file = await writeDraft(dir, draft);
         const lines = [

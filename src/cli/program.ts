@@ -15,7 +15,6 @@ import { registerSeed } from './seed.js';
 import { registerWork } from './work.js';
 
 export type { Context } from './action.js';
-export { withPool } from './action.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 

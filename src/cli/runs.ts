@@ -3,7 +3,8 @@ import { defaults, parseChoice, parseIntFlag } from '../config.js';
 import { formatRunDetail, formatRunList } from '../report/formatRuns.js';
 import { writeHtmlReport } from '../report/htmlReport.js';
 import { listRuns, showRun } from '../report/runsReport.js';
-import { action, withMigratedClient } from './action.js';
+import { withSession } from '../db/session.js';
+import { action } from './action.js';
 
 const statuses = ['running', 'succeeded', 'failed', 'interrupted'] as const;
 
@@ -22,7 +23,7 @@ export function registerRuns(program: Command): void {
           const flags = cmd.opts<{ limit: string; status?: string; modelName?: string; json: boolean }>();
           const limit = parseIntFlag(flags.limit, '--limit', 1, 10_000);
           const status = flags.status === undefined ? undefined : parseChoice(flags.status, '--status', statuses);
-          await withMigratedClient(ctx, async (client) => {
+          await withSession(ctx.config, {}, async ({ client }) => {
             const items = await listRuns(client, ctx.config.schema, { limit, status, modelName: flags.modelName });
             process.stdout.write(flags.json ? JSON.stringify(items, null, 2) + '\n' : formatRunList(items));
           });
@@ -40,7 +41,7 @@ export function registerRuns(program: Command): void {
       action(
         async (ctx, runId: string, cmd: Command) => {
           const flags = cmd.opts<{ json: boolean; html?: string }>();
-          await withMigratedClient(ctx, async (client) => {
+          await withSession(ctx.config, {}, async ({ client }) => {
             const detail = await showRun(client, ctx.config.schema, runId);
             if (flags.html !== undefined) await writeHtmlReport(flags.html, detail);
             // `runs show <id> --json`: commander hands --json to `runs`, which declares it too.

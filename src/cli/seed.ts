@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { defaults, parseIntFlag, parseNumberFlag } from '../config.js';
 import { seedCustomers } from '../dev/seed.js';
-import { action, withPool } from './action.js';
+import { withSession } from '../db/session.js';
+import { action } from './action.js';
 
 /** `scorejob seed`: deterministic synthetic customers. */
 export function registerSeed(program: Command): void {
@@ -19,7 +20,8 @@ export function registerSeed(program: Command): void {
         const customers = parseIntFlag(flags.customers, '--customers', 0, 1_000_000_000);
         const seed = flags.seed === undefined ? undefined : parseIntFlag(flags.seed, '--seed', 0, 2 ** 32 - 1);
         const nullFraction = parseNumberFlag(flags.nullFraction, '--null-fraction', 0, 1);
-        await withPool(ctx, async (pool) => {
+        // The source table is the user's: seeding needs no scoring schema.
+        await withSession(ctx.config, { requires: 'reachable', client: false }, async ({ pool }) => {
           const r = await seedCustomers(pool, { customers, seed, nullFraction, table: flags.table, replace: flags.replace === true, log: ctx.log });
           ctx.log.info({ table: r.table, rows: r.rows, ms: Math.round(r.ms) }, `seeded ${r.rows} customers into ${r.table} in ${(r.ms / 1000).toFixed(1)} s`);
         });

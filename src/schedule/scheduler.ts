@@ -6,7 +6,8 @@ import type { Config } from '../config.js';
 import { checkCronExpression, checkTimezone, formatTick, type CronSpec } from '../cronTicks.js';
 import { describeDbError } from '../db/describeError.js';
 import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool, type Pool } from '../db/pool.js';
+import { checkConnection, type Pool } from '../db/pool.js';
+import { withSession } from '../db/session.js';
 import { ExitCode, signalExitCode, toExitCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
@@ -63,7 +64,8 @@ export async function runScheduler(ctx: { config: Config; log: Logger }, opts: S
   signals.on('SIGTERM', onSignal);
   signals.on('SIGINT', onSignal);
   try {
-    return await scheduler.run();
+    // Its own start-up check (startupCheck): a server away at start-up is not fatal here.
+    return await withSession(ctx.config, { connections: 2, requires: 'nothing', client: false }, ({ pool }) => scheduler.run(pool));
   } finally {
     signals.off('SIGTERM', onSignal);
     signals.off('SIGINT', onSignal);
@@ -73,7 +75,8 @@ export async function runScheduler(ctx: { config: Config; log: Logger }, opts: S
 /** One scheduler's state: the node-cron task, the child in flight, the stop request. */
 class Scheduler {
   private readonly spec: CronSpec;
-  private readonly pool: Pool;
+  /** The session's pool, for the ledger reads between runs (set by run()). */
+  private session: Pool | undefined;
   private readonly stopped = new AbortController();
   private task: ScheduledTask | undefined;
   private current: ChildRun | undefined;
@@ -89,15 +92,20 @@ class Scheduler {
     private readonly opts: ScheduleOptions,
   ) {
     this.spec = { expression: opts.cron, timezone: opts.timezone };
-    this.pool = createPool(config.db, 2);
+  }
+
+  private get pool(): Pool {
+    if (this.session === undefined) throw new Error('the scheduler reads the ledger only while it runs');
+    return this.session;
   }
 
   private at(tick: Date | null | undefined): string {
     return tick ? formatTick(tick, this.spec.timezone) : 'never';
   }
 
-  async run(): Promise<number> {
+  async run(pool: Pool): Promise<number> {
     const { log, spec } = this;
+    this.session = pool;
     try {
       await startupCheck(this.pool, this.config, log);
       if (this.stopping) return ExitCode.ok;
@@ -127,7 +135,6 @@ class Scheduler {
       return forced === undefined ? ExitCode.ok : signalExitCode(forced);
     } finally {
       await this.task?.destroy();
-      await this.pool.end().catch(() => undefined);
     }
   }
 

@@ -1,13 +1,11 @@
 import type { Config, RunOptions } from '../config.js';
 import { checkCronExpression, checkTimezone, formatTick, previousTick, type CronSpec } from '../cronTicks.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
+import { withSession } from '../db/session.js';
 import { LockedError, UsageError } from '../errors.js';
 import { Ledger } from '../ledger/ledger.js';
 import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
 import { checkModelDirectory } from './scheduler.js';
-import { withClient } from '../db/sql.js';
 import { checkDue, describeDue, type DueDecision } from '../job/due.js';
 
 /**
@@ -46,39 +44,32 @@ export async function planDueTick(ctx: { config: Config; log: Logger }, modelNam
     return { action: 'none' };
   }
   const tickText = formatTick(tick, spec.timezone);
-  const pool = createPool(ctx.config.db, 1);
-  try {
-    await checkConnection(pool, ctx.config.db);
-    return await withClient(pool, async (client) => {
-      await assertMigrated(client, ctx.config.schema);
-      const d = await checkDue(client, ctx.config.schema, modelName, spec, now, tick);
-      const fields = { if_due: spec.expression, timezone: spec.timezone, tick_at: tick.toISOString(), due: d.due, reason: d.reason, run_id_for_tick: 'run' in d ? d.run?.run_id : undefined };
-      const why = describeDue(d, tickText);
-      if (d.reason === 'in-progress') {
-        if (!mode.join) throw new LockedError(`${why}; nothing was done, try later`);
-        ctx.log.info(fields, `${why}; joining it as a worker (--join)`);
-        return { action: 'join', runId: d.run.run_id };
-      }
-      if (d.reason === 'waiting') {
-        const first = await new Ledger(ctx.config.schema).announceWaiting(client, d.run.run_id);
-        ctx.log[first ? 'warn' : 'info']({ ...fields, run_id: d.run.run_id, announced: first ? 'now' : 'before' }, `not retried: ${why}`);
-        if (first) mode.notice(why);
-        return { action: 'none' };
-      }
-      if (!d.due) {
-        ctx.log.info(fields, `not due: ${why} ("${spec.expression}", ${zone}); nothing to do`);
-        return { action: 'none' };
-      }
-      if (mode.join && (await runLockHeld(client, ctx.config.schema, modelLockName(modelName)))) {
-        ctx.log.debug(fields, `due, and another process holds the lock: waiting for its run to appear, to join it`);
-        return { action: 'wait' };
-      }
-      ctx.log.info(fields, `due: ${why} ("${spec.expression}", ${zone}); ${dueAction(d)}`);
-      return { action: 'due', run: d.run?.run_id, tick };
-    });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  return withSession(ctx.config, { connections: 1 }, async ({ client }) => {
+    const d = await checkDue(client, ctx.config.schema, modelName, spec, now, tick);
+    const fields = { if_due: spec.expression, timezone: spec.timezone, tick_at: tick.toISOString(), due: d.due, reason: d.reason, run_id_for_tick: 'run' in d ? d.run?.run_id : undefined };
+    const why = describeDue(d, tickText);
+    if (d.reason === 'in-progress') {
+      if (!mode.join) throw new LockedError(`${why}; nothing was done, try later`);
+      ctx.log.info(fields, `${why}; joining it as a worker (--join)`);
+      return { action: 'join', runId: d.run.run_id };
+    }
+    if (d.reason === 'waiting') {
+      const first = await new Ledger(ctx.config.schema).announceWaiting(client, d.run.run_id);
+      ctx.log[first ? 'warn' : 'info']({ ...fields, run_id: d.run.run_id, announced: first ? 'now' : 'before' }, `not retried: ${why}`);
+      if (first) mode.notice(why);
+      return { action: 'none' };
+    }
+    if (!d.due) {
+      ctx.log.info(fields, `not due: ${why} ("${spec.expression}", ${zone}); nothing to do`);
+      return { action: 'none' };
+    }
+    if (mode.join && (await runLockHeld(client, ctx.config.schema, modelLockName(modelName)))) {
+      ctx.log.debug(fields, `due, and another process holds the lock: waiting for its run to appear, to join it`);
+      return { action: 'wait' };
+    }
+    ctx.log.info(fields, `due: ${why} ("${spec.expression}", ${zone}); ${dueAction(d)}`);
+    return { action: 'due', run: d.run?.run_id, tick };
+  });
 }
 
 function dueAction(d: DueDecision & { due: true }): string {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunOptions } from '../config.js';
-import { createPool } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
+import { withSession } from '../db/session.js';
 import { ExitCode, LockedError, NothingToDoError, NotResumableError, RunFailedError, ScorejobError, signalExitCode } from '../errors.js';
 import { Ledger } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
@@ -78,14 +79,13 @@ async function announcingGate(ctx: RunContext, fn: () => Promise<RunResult>): Pr
 }
 
 async function markAnnounced(ctx: RunContext, runId: string): Promise<void> {
-  const pool = createPool(ctx.config.db, 1);
   try {
-    const ledger = new Ledger(ctx.config.schema);
-    if ((await ledger.getRun(pool, runId))?.error_kind === 'gate') await ledger.announceWaiting(pool, runId);
+    await withSession(ctx.config, { connections: 1, requires: 'reachable' }, async ({ client }) => {
+      const ledger = new Ledger(ctx.config.schema);
+      if ((await ledger.getRun(client, runId))?.error_kind === 'gate') await ledger.announceWaiting(client, runId);
+    });
   } catch {
     // the database is away: the next tick announces it instead
-  } finally {
-    await pool.end().catch(() => undefined);
   }
 }
 
@@ -94,8 +94,8 @@ async function markAnnounced(ctx: RunContext, runId: string): Promise<void> {
  * its end: 0 once published, 1 if it failed, undefined when its coordinator is gone (plan again).
  */
 async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promise<number | undefined> {
-  const pool = createPool(ctx.config.db, 1);
-  try {
+  // The pool, not a held connection: a connection lost during the wait is replaced at the next look.
+  return withSession(ctx.config, { connections: 1, requires: 'reachable', client: false }, async ({ pool }) => {
     const ledger = new Ledger(ctx.config.schema);
     const shared = (await ledger.getRun(pool, runId))?.params.workers !== undefined;
     if (shared && (await joinable(ctx, pool, ledger, runId, waitS))) {
@@ -125,16 +125,14 @@ async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promi
       if (ctx.stop.requested) return signalExitCode(ctx.stop.requested);
       await sleep(1000);
     }
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  });
 }
 
 /**
  * Waits until the run can be joined (planned, its coordinator alive): false when it ended, lost its
  * coordinator, or did not get there within `waitS` (the caller then only watches for its end).
  */
-async function joinable(ctx: RunContext, pool: ReturnType<typeof createPool>, ledger: Ledger, runId: string, waitS: number): Promise<boolean> {
+async function joinable(ctx: RunContext, pool: Pool, ledger: Ledger, runId: string, waitS: number): Promise<boolean> {
   const deadline = Date.now() + waitS * 1000;
   for (;;) {
     const run = await ledger.getRun(pool, runId);
