@@ -111,12 +111,12 @@ function parseOptions(argv: string[]): Options {
     out: resolve(values.out),
     build: !values['no-build'],
     backend: values.backend,
-    tables: (values.tables as string).split(',').map((t) => {
+    tables: (values.tables).split(',').map((t) => {
       if (!(tableNames as readonly string[]).includes(t)) usage(`--tables: "${t}" is not one of ${tableNames.join(', ')}`);
       return t as TableName;
     }),
     workers: values.workers === undefined ? undefined : values.workers.split(',').map((w) => (w === 'auto' || w === 'off' ? w : String(whole(w, '--workers', 1)))),
-    hidden: (values.hidden as string).split(',').map((h) => whole(h, '--hidden', 1)),
+    hidden: (values.hidden).split(',').map((h) => whole(h, '--hidden', 1)),
     challenger: values.challenger ?? (process.env.SCOREJOB_CHALLENGER || undefined),
   };
 }
@@ -165,17 +165,17 @@ async function main(): Promise<void> {
       const challenger = name === 'customers' ? opts.challenger : undefined;
       for (let round = 1; round <= opts.rounds; round++) {
         await checkpoint(pool);
-        const a = await measure(postmaster, () => runJob(url as string, opts, subject.modelDir));
+        const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir));
         jobs.push(a);
         say(`${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
         if (challenger !== undefined) {
           await checkpoint(pool);
-          const c = await measure(postmaster, () => runJob(url as string, opts, subject.modelDir, ['--challenger', resolve(challenger)]));
+          const c = await measure(postmaster, () => runJob(url, opts, subject.modelDir, ['--challenger', resolve(challenger)]));
           challenged.push(c);
           say(`${name} round ${round} A+ (--challenger ${challenger}): ${fmt(c.rowsPerSecond)} rows/s (job's own ${fmt(c.jobRowsPerSecond)}), ${c.wallMs.toFixed(0)} ms, peak RSS ${c.peakRssMb.toFixed(0)} MB`);
         }
         await checkpoint(pool);
-        const b = await measure(postmaster, () => runBaseline(url as string, subject.source));
+        const b = await measure(postmaster, () => runBaseline(url, subject.source));
         baselines.push(b);
         say(`${name} round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`);
         for (const x of [a, b]) if (x.rows !== opts.customers) throw new Error(`a child moved ${x.rows} rows, expected ${opts.customers}`);

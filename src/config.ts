@@ -92,8 +92,8 @@ export const defaults = Object.freeze({
   /** The shipped model, relative to the installation (not the working directory). */
   modelDir: 'models/customer-value',
   chunkSize: 50_000,
-  trigger: 'manual' as Trigger,
-  backend: 'auto' as BackendChoice,
+  trigger: 'manual',
+  backend: 'auto',
   keepRuns: 12,
   maxRejectRatio: 0.01,
   chunkAttempts: 4,

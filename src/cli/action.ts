@@ -40,7 +40,7 @@ export function action(fn: Action, defaultsOf: { quiet?: boolean } = {}) {
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args.at(-1) as Command;
     // `--json`: stdout holds the JSON document or nothing; the logs go to stderr, and an error is its one line there.
-    const json = (cmd.optsWithGlobals() as { json?: unknown }).json === true;
+    const json = cmd.optsWithGlobals<{ json?: unknown }>().json === true;
     let log: Logger | undefined;
     let onTerminal = false;
     try {

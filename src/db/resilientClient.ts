@@ -55,6 +55,7 @@ export class ResilientClient {
    * database is unreachable, or the failure that stopped the reconnecting.
    */
   async ensure(probe = true): Promise<void> {
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- the failure as onConnect threw it, whatever it is
     if (this.failure !== undefined) throw this.failure;
     if (!this.down && probe) {
       try {

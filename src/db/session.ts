@@ -42,7 +42,7 @@ export interface PoolSession {
    * Registers what the body acquired (a lock, a second connection) to be released when the session
    * ends, in reverse order and before the session's connection and pool, however the body ended.
    */
-  defer(release: () => Promise<unknown> | unknown): void;
+  defer(release: () => unknown): void;
 }
 
 /** A session with its own connection, checked as the options required. */
@@ -63,7 +63,7 @@ export async function withSession<T>(config: SessionConfig, options: SessionOpti
 export async function withSession<T>(config: SessionConfig, options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
   const requires = options.requires ?? 'migrated';
   const pool = createPool(config.db, options.connections);
-  const releases: (() => Promise<unknown> | unknown)[] = [];
+  const releases: (() => unknown)[] = [];
   let failed = false;
   try {
     if (requires !== 'nothing') await checkConnection(pool, config.db);
@@ -102,7 +102,7 @@ async function plainConnection(pool: Pool): Promise<SessionConnection> {
  * Runs every release even when one throws: a failed lock release must not leave the connection and
  * the pool open. The body's own error wins; after a body that succeeded, the first release error is thrown.
  */
-async function releaseAll(releases: (() => Promise<unknown> | unknown)[], bodyFailed: boolean): Promise<void> {
+async function releaseAll(releases: (() => unknown)[], bodyFailed: boolean): Promise<void> {
   let first: { err: unknown } | undefined;
   for (const release of releases) {
     try {

@@ -41,7 +41,7 @@ try {
     const sql = `SELECT customer_id, round(score::numeric, 4) AS churn_probability, model_version, run_id, scored_at
   FROM scoring.customer_scores WHERE model_name = 'customer-value' ORDER BY score DESC LIMIT 5`;
     say(`6. What a downstream team queries (the customers most likely to churn):\n\n${sql};\n`);
-    const { rows } = await client.query(sql);
+    const { rows } = await client.query<Record<string, unknown>>(sql);
     say(formatRows(rows));
   });
   say('\nDone. The temporary database is removed now. Next: README.md "Quick start" to point scorejob at your own database.');
@@ -60,6 +60,6 @@ async function serverVersion(client: PoolClient): Promise<string> {
 function formatRows(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const cols = Object.keys(rows[0] as object);
-  const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? (r[c] as Date).toISOString() : String(r[c]))));
+  const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? (r[c]).toISOString() : String(r[c]))));
   return table([cols, ...cells], { indent: '  ', rule: true }).join('\n');
 }

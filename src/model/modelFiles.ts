@@ -63,7 +63,7 @@ export async function readModelFiles(dir: string): Promise<Pick<ModelDirectory, 
   }
   const all = Buffer.concat(shards);
   // A view of exactly the shard bytes: Buffer.concat may return a slice of a larger pooled ArrayBuffer.
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
+  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
   return { modelJson, weightData, files };
 }
 
@@ -111,7 +111,7 @@ function checkModelJson(json: unknown, file: string): io.ModelJSON {
     weights.forEach((spec, w) => {
       const ok = isObject(spec) && typeof spec.name === 'string' && Array.isArray(spec.shape) && spec.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
       if (!ok) fail(`${at}.weights[${w}] must have a name, a shape of whole numbers and a dtype`);
-      const entry = spec as unknown as io.WeightsManifestEntry;
+      const entry = spec as io.WeightsManifestEntry;
       if (weightBytes(entry) === undefined) fail(`${at}.weights[${w}] (${entry.name}) has dtype ${JSON.stringify(entry.dtype)}, which scorejob cannot read`);
     });
   });

@@ -34,7 +34,7 @@ describe('npm run bench', () => {
     const results = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8'));
     expect(results.params).toMatchObject({ customers: 20000, rounds: 1, chunkSize: 5000, tables: ['customers', 'features'] });
     expect(Object.keys(results.tables)).toEqual(['customers', 'features']);
-    for (const table of Object.values(results.tables) as any[]) {
+    for (const table of Object.values<any>(results.tables)) {
     expect(table.ratio).toBeGreaterThan(0);
     for (const side of [table.job, table.baseline]) {
       for (const key of ['rowsPerSecond', 'wallMs', 'peakRssMb', 'nodeCpuMs']) {

@@ -32,7 +32,7 @@ describe('what can go wrong: the database', () => {
   async function slowRun(chunks: number, env: Record<string, string> = t.env, extra: string[] = []) {
     const child = startCli(['run', '--chunk-size', '20', ...extra], env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    if (chunks > 0) await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done as number) >= chunks);
+    if (chunks > 0) await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= chunks);
     return { child, runId: runId(started) };
   }
 

@@ -58,7 +58,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     expect(runs).toMatchObject([{ status: 'succeeded' }]);
     expect(await published()).toBe(customers);
     const byPid = await claimers(runs[0]!.run_id);
-    expect(byPid.length, `chunks claimed by ${byPid}`).toBeGreaterThan(1);
+    expect(byPid.length, `chunks claimed by ${byPid.join(',')}`).toBeGreaterThan(1);
     // One coordinator: the others said they joined.
     expect(results.filter((r) => r.logs.some((l) => /^run \d+ started/.test(String(l.msg))))).toHaveLength(1);
     expect(results.filter((r) => r.logs.some((l) => /joining it as a worker \(--join\)$/.test(String(l.msg)))).length).toBeGreaterThanOrEqual(1);
@@ -73,7 +73,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
   it('a worker killed -9: its chunk is taken over, the run is published, the others exit 0', async () => {
     const tickAt = await newTick();
     const children = pods(3, tickAt);
-    const runId = (await waitUntil('the run', async () => (await runsFor(tickAt))[0]?.run_id, 60_000, 20)) as string;
+    const runId = await waitUntil<string>('the run', async () => (await runsFor(tickAt))[0]?.run_id, 60_000, 20);
     const victim = await pidWorking(runId, children, false);
     victim.kill('SIGKILL');
     const results = await Promise.all(children.map((c) => c.result));
@@ -86,7 +86,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
   it('the coordinator killed -9: a remaining process resumes the run, the others join it, all exit 0', async () => {
     const tickAt = await newTick();
     const children = pods(3, tickAt);
-    const runId = (await waitUntil('the run', async () => (await runsFor(tickAt))[0]?.run_id, 60_000, 20)) as string;
+    const runId = await waitUntil<string>('the run', async () => (await runsFor(tickAt))[0]?.run_id, 60_000, 20);
     const coordinator = await pidWorking(runId, children, true);
     coordinator.kill('SIGKILL');
     const results = await Promise.all(children.map((c) => c.result));

@@ -132,7 +132,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     const metrics = join(dir, 'interrupted.prom');
     const child = startCli(['run', '--chunk-size', '20', '--metrics-file', metrics], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done as number) >= 3);
+    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= 3);
     child.kill('SIGTERM');
     expect((await child.result).code).toBe(143);
     const id = started.run_id as string;
@@ -164,7 +164,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(show.code).toBe(0);
     expect(show.stdout).toMatch(new RegExp(`Drift \\(PSI over 10 bins\\)  \\d\\.\\d{4} \\(\\w[\\w ]*\\) against run ${firstRun}`));
     expect(show.stdout).toContain(`Score histogram (this run │ previous published run ${firstRun}):`);
-    const bars = show.stdout.split('\n').filter((l) => /^  \d\.\d\d–\d\.\d\d  .*%  │ .*%$/.test(l));
+    const bars = show.stdout.split('\n').filter((l) => /^ {2}\d\.\d\d–\d\.\d\d {2}.*% {2}│ .*%$/.test(l));
     expect(bars).toHaveLength(20);
     expect(show.stdout).toMatch(/Features \(6,000 rows read; previous published run \d+ in brackets\):/);
     expect(show.stdout).toMatch(/days_since_last_order\s+standardize\s+\d+\.\d\d% \(\d+\.\d\d%\)/);

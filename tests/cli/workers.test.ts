@@ -85,7 +85,7 @@ describe('several workers share one run', () => {
     expect(two?.mean).toBeCloseTo(one?.mean as number, 9);
     expect(two?.predict).toBeGreaterThan(0);
     const show = await runCli(['runs', 'show', runId], t.env);
-    expect(show.stdout).toMatch(/Workers \(2\):\n  pid \d+ on .+: \d+ chunk\(s\), [\d,]+ rows, [\d.]+ s in its chunks\n  pid \d+ on /);
+    expect(show.stdout).toMatch(/Workers \(2\):\n {2}pid \d+ on .+: \d+ chunk\(s\), [\d,]+ rows, [\d.]+ s in its chunks\n {2}pid \d+ on /);
   }, 60_000);
 
   it('`work` processes on other "machines" join a coordinator; a worker killed -9 mid-chunk has its chunk taken over after the lease; nothing lost or doubled', async () => {

@@ -158,7 +158,7 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     }
     const done = await child.result;
     expect(done.code, output(done)).toBe(0);
-    const worked = await remote!.result;
+    const worked = await remote.result;
     expect(worked.code, output(worked)).toBe(0);
     expect(await workersOf(t, runId)).toBe(2);
     expect((await outcome(t, runId)).challenger).toMatchObject({ status: 'succeeded', chunks_not_done: 0 });

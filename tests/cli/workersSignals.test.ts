@@ -63,7 +63,6 @@ describe('SIGTERM to the workers of a shared run', () => {
       worker = startCli(['work', '--run', runId], t.env);
       const workerLogs = follow(worker);
       await holdWorker.add(worker.pid as number);
-      let rw: CliResult;
       let before: Map<number, { pid: number | null; token: string | null }>;
       let sigtermAt: string;
       try {
@@ -77,7 +76,7 @@ describe('SIGTERM to the workers of a shared run', () => {
       } finally {
         await holdWorker.release();
       }
-      rw = await worker.result;
+      const rw = await worker.result;
       expect(rw.code, rw.stderr + rw.stdout.slice(-2000)).toBe(143);
       const end = rw.logs.find((l) => l.outcome === 'stopped');
       expect(end?.msg).toMatch(/worker done with run \d+: [1-9]\d* chunk\(s\).*stopped by SIGTERM \(exit 143/);

@@ -55,6 +55,6 @@ describe('layoutInputs: features to the model’s named inputs', () => {
     ['a string input', [numeric[2]], [input('segment_id', 'string', [null, 1])], 'm/model.json: input "segment_id" is string; scorejob feeds float32 or int32 inputs'],
     ['a fixed batch size', [numeric[0]], [input('numeric', 'float32', [1, 1])], 'm/model.json: input "numeric" has a fixed batch size of 1 (shape [1, 1]); re-export it with a free batch dimension (None / -1)'],
   ])('refuses %s, in one line', (_, features, inputs, message) => {
-    expect(refusal(() => layoutInputs(plan(features as unknown[]), inputs as ModelTensorInfo[], files))).toBe(message);
+    expect(refusal(() => layoutInputs(plan(features as unknown[]), inputs, files))).toBe(message);
   });
 });

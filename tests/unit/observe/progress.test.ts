@@ -40,7 +40,7 @@ describe('run progress', () => {
     p.waitingSince = 50_000;
     const s = p.snapshot(20_000, 62_400);
     expect(s).toMatchObject({ eta_s: null, waiting_s: 12 });
-    expect(formatProgressLine(s, 200)).toMatch(/elapsed 0:20  waiting for the database \(12 s\)$/);
+    expect(formatProgressLine(s, 200)).toMatch(/elapsed 0:20 {2}waiting for the database \(12 s\)$/);
     expect(formatProgressMessage(s)).toBe('progress: 1,000 of 10,000 customers (10.0%), 1 of 10 chunks, 50 rows/s, elapsed 0:20, waiting for the database (12 s)');
     p.waitingSince = undefined;
     expect(p.snapshot(20_000)).toMatchObject({ eta_s: 180, waiting_s: null });

@@ -82,6 +82,6 @@ describe('the PSI gate', () => {
     const b = statsOf([0.2, 0.9]);
     const d = drift('4', a.histogram, b.histogram);
     expect(psiGateBreach(d, d.psi! - 1e-9)).toMatch(/drifted from run 4's: PSI/);
-    expect(psiGateBreach(d, d.psi!)).toBeUndefined();
+    expect(psiGateBreach(d, d.psi)).toBeUndefined();
   });
 });
