@@ -70,8 +70,7 @@ export async function withSession<T>(config: SessionConfig, options: SessionOpti
     const held = options.client !== false;
     const conn = held || requires === 'migrated' ? await (options.connect ?? plainConnection)(pool) : undefined;
     if (conn !== undefined) {
-      const closing = () => conn.close();
-      releases.push(closing);
+      releases.push(() => conn.close());
       if (requires === 'migrated') await assertMigrated(conn.client, config.schema);
       if (!held) await releases.pop()?.();
     }
@@ -88,8 +87,11 @@ export async function withSession<T>(config: SessionConfig, options: SessionOpti
     failed = true;
     throw err;
   } finally {
-    await releaseAll(releases.reverse(), failed);
-    await pool.end().catch(() => undefined);
+    try {
+      await releaseAll(releases.reverse(), failed);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
   }
 }
 
