@@ -26,6 +26,11 @@ export interface SessionOptions {
    * that must outlive an unreachable server (the scheduler starts anyway and retries).
    */
   requires?: 'migrated' | 'reachable' | 'nothing';
+  /**
+   * The server ends a transaction left idle this long, on every connection of the session (pg's
+   * `idle_in_transaction_session_timeout`): a stalled worker must not keep a claimed chunk's row locked past its lease.
+   */
+  idleInTransactionTimeoutMs?: number;
   /** Opens the session's own connection (default: a plain client from the pool), e.g. one named for pg_stat_activity, or resilient. */
   connect?: (pool: Pool) => Promise<SessionConnection>;
   /**
@@ -63,6 +68,8 @@ export async function withSession<T>(config: SessionConfig, options: SessionOpti
 export async function withSession<T>(config: SessionConfig, options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
   const requires = options.requires ?? 'migrated';
   const pool = createPool(config.db, options.connections);
+  // Before the first connection: the setting is sent when a connection opens.
+  if (options.idleInTransactionTimeoutMs !== undefined) pool.options.idle_in_transaction_session_timeout = options.idleInTransactionTimeoutMs;
   const releases: (() => unknown)[] = [];
   let failed = false;
   try {

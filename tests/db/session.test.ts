@@ -95,6 +95,20 @@ describe('withSession: the one session frame', () => {
     expect((refused as ScorejobError).exitCode).toBe(ExitCode.usage);
   });
 
+  it('idleInTransactionTimeoutMs applies to every connection of the session, the checked one included', async () => {
+    const settings = await withSession({ db: migrated.db, schema: 'scoring' }, { idleInTransactionTimeoutMs: 7000, client: false }, async ({ pool }) => {
+      const [a, b] = await Promise.all([pool.connect(), pool.connect()]);
+      try {
+        const show = async (c: typeof a) => (await c.query<{ v: string }>("SELECT current_setting('idle_in_transaction_session_timeout') AS v")).rows[0]?.v;
+        return [await show(a), await show(b)];
+      } finally {
+        a.release();
+        b.release();
+      }
+    });
+    expect(settings).toEqual(['7s', '7s']);
+  });
+
   it('an unreachable server: exit 1, naming the database, and the body never runs', async () => {
     const db = resolveDb({ DATABASE_URL: 'postgres://scorejob@127.0.0.1:1/nowhere' });
     let ran = false;
