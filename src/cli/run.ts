@@ -4,7 +4,7 @@ import { exportRefusal } from '../observe/metrics.js';
 import { runForTick } from '../schedule/tickRun.js';
 import type { TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
-import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, reasons, trigger, workers, workWait } from './options.js';
+import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, readyDeadline, reasons, trigger, workers, workWait } from './options.js';
 import { metricsFileOf, metricsPushOf, modelNameOf, observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
@@ -15,7 +15,7 @@ export function registerRun(program: Command): void {
   cmd.addOption(option(model)).addOption(option(chunkSize)).addOption(option(trigger)).option('--dry-run', 'score and validate, publish nothing', false);
   cmd.option('--replace-promoted', 'publish although customer_scores shows a challenger a person published by hand (publish --challenger): go back to this model', false);
   cmd.option('--only-new', 'score only customers absent from the published run (and rows changed since, with source.updated_column); carry the other scores forward', false);
-  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease]);
+  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline]);
   cmd
     .option(
       '--if-due <expr>',

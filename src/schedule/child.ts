@@ -87,7 +87,7 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
       else log.info(fields, `tick ${tickText}: nothing to do: it already has a succeeded run, or its run waits for a person after a gate (the child's log line above says which)`);
       return;
     case ExitCode.locked:
-      log.warn(fields, `tick ${tickText} skipped: another run holds the lock (exit 75); waiting for the next tick`);
+      log.warn(fields, `tick ${tickText} skipped: another run holds the lock, or the source is not ready (exit 75; the child's line above says which); waiting for the next tick`);
       return;
     case ExitCode.lockStuck:
       log.error(fields, `tick ${tickText} skipped: the run lock has been held far longer than a normal run (exit 69; the child's line above names the holder); look at that process, the next tick tries again`);
