@@ -33,6 +33,7 @@ import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
 import { challengerStatistics, finishChallenger, withChallengerColumns, type Challenger } from './challenger.js';
 import { analyzeEarly } from './analyzeEarly.js';
+import { runInputChecks } from '../features/input-checks/runInputChecks.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -341,6 +342,7 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
   // An --only-new run with no new customer still publishes: every score is carried forward.
   if (plan.rows === 0 && !params.onlyNew) throw new EmptySourceError(params.source.table, runId);
+  await runInputChecks(deps, view.snapshotId, plan.rows);
   await withTransaction(deps.client, async (c) => {
     await ledger.recordPlan(c, runId, plan.chunks);
     await ledger.recordChunkRows(c, runId, plan.chunks);

@@ -28,6 +28,7 @@ import { reasonsMethod } from '../model/explainer.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { createChallengerRun, loadChallenger, reloadChallenger } from './challenger.js';
 import { ensureSourceReady } from '../features/readiness/ensureSourceReady.js';
+import { skipChecksParam } from '../features/input-checks/skipChecks.js';
 
 export type { RunResult };
 
@@ -71,6 +72,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
     reasons: explainer ? { k: explainer.k, features: [...explainer.features], space: explainer.space, method: reasonsMethod } : null,
   };
+  Object.assign(params, skipChecksParam(model.manifest.checks, opts));
   return withLockedLedger(ctx, model, 'run', challengerModel, async (session) => {
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
