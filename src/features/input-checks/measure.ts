@@ -30,6 +30,12 @@ export async function lastPublishedFullRun(c: pg.ClientBase, schema: string, mod
   return { runId: row.run_id, rows: row.features?.rows ?? Number(row.rows_scored) + Number(row.rows_rejected), nullFractions };
 }
 
+/** The source's rows (the run's: the plan refuses NULL keys, so count(*) is what it will count). */
+export async function countRows(c: pg.ClientBase, table: string): Promise<number> {
+  const { rows } = await c.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteQualified(table)}`);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** NULLs per column and the rows, in one scan of the source. */
 export async function countNulls(c: pg.ClientBase, table: string, columns: readonly string[]): Promise<{ rows: number; nulls: Map<string, number> }> {
   const counts = columns.map((col) => `count(${quoteIdent(col)})`).join(', ');

@@ -4,7 +4,7 @@ import { InputCheckError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { InputChecks } from '../../model/manifestInputs.js';
 import { checkAssertion, checkNullRates, checkRowCount, describeFailures, skipped, type Baseline, type CheckResult } from './evaluate.js';
-import { countNulls, lastPublishedFullRun, runAssertion } from './measure.js';
+import { countNulls, countRows, lastPublishedFullRun, runAssertion } from './measure.js';
 import { recordChecks } from './recordChecks.js';
 import type { SkippedCheck } from './skipChecks.js';
 
@@ -21,13 +21,14 @@ export interface InputCheckRun {
 }
 
 /**
- * The manifest's input checks, in the run's snapshot, after the plan counted its rows and before the
- * run's score table exists. Every result is recorded on the run (run_input_checks); a failed check that
- * was not skipped throws {@link InputCheckError} (the run fails, kind input_check). A row count too far
- * off fails at once, before the NULL scan: a third of the source missing is refused in the plan's time.
+ * The manifest's input checks, in the run's snapshot, before the run plans its chunks (so before its
+ * score table exists). Every result is recorded on the run (run_input_checks); a failed check that was
+ * not skipped throws {@link InputCheckError} (the run fails, kind input_check). The row count comes
+ * first, from a count(*) in the snapshot (an index-only scan where the visibility map allows), and fails
+ * at once: a third of the source missing is refused before the NULL scan and the plan's pass over the keys.
  * An only-new run compares nothing with a full run: it runs the assertions only.
  */
-export async function runInputChecks(run: InputCheckRun, snapshotId: string, rows: number): Promise<void> {
+export async function runInputChecks(run: InputCheckRun, snapshotId: string): Promise<void> {
   const checks = run.model.manifest.checks;
   if (checks === undefined) return;
   const skips = new Map((run.params.skipChecks ?? []).map((s) => [s.name, s.reason]));
@@ -36,9 +37,9 @@ export async function runInputChecks(run: InputCheckRun, snapshotId: string, row
     const out: CheckResult[] = [];
     const baseline = onlyNew || (!checks.rowCount && !checks.nullRate) ? undefined : await lastPublishedFullRun(run.client, run.config.schema, run.model.manifest.name, run.runId);
     const skip = (name: string) => (skips.has(name) ? skipped(name, skips.get(name)!) : undefined);
-    if (checks.rowCount && !onlyNew) out.push(skip('row_count') ?? checkRowCount(rows, baseline, checks.rowCount.maxChange));
+    if (checks.rowCount && !onlyNew) out.push(skip('row_count') ?? checkRowCount(await countRows(c, run.params.source.table), baseline, checks.rowCount.maxChange));
     if (out.some((r) => r.outcome === 'failed')) return out;
-    if (checks.nullRate && !onlyNew) out.push(skip('null_rate') ?? (await nullRates(c, run, rows, baseline, checks.nullRate.maxChangePp)));
+    if (checks.nullRate && !onlyNew) out.push(skip('null_rate') ?? (await nullRates(c, run, baseline, checks.nullRate.maxChangePp)));
     for (const a of checks.assertions) out.push(skip(a.name) ?? (await assertion(c, a.name, a.sql)));
     return out;
   });
@@ -60,11 +61,10 @@ async function withSnapshot<T>(run: InputCheckRun, snapshotId: string, fn: (c: p
   }
 }
 
-async function nullRates(c: pg.ClientBase, run: InputCheckRun, rows: number, baseline: Baseline | undefined, maxChangePp: number): Promise<CheckResult> {
+async function nullRates(c: pg.ClientBase, run: InputCheckRun, baseline: Baseline | undefined, maxChangePp: number): Promise<CheckResult> {
   const columns = run.model.manifest.features.map((f) => f.column);
   const counted = await countNulls(c, run.params.source.table, columns);
-  // The plan's rows and the scan's agree in one snapshot; the scan's are the ones its NULLs are a share of.
-  return checkNullRates(counted.rows || rows, counted.nulls, baseline, maxChangePp);
+  return checkNullRates(counted.rows, counted.nulls, baseline, maxChangePp);
 }
 
 /** An assertion whose query fails is a failed check naming the error (a savepoint keeps the snapshot's transaction usable). */
