@@ -4,6 +4,7 @@ import { backendChoices, defaults, parseChoice, shippedModelDir } from '../confi
 import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
 import { action, withPool } from './action.js';
+import { addModelBaselineCommand } from './modelBaseline.js';
 import { addModelInitCommand } from './modelInit.js';
 import { addModelRetireCommand } from './modelRetire.js';
 import { model as modelSetting } from './options.js';
@@ -44,6 +45,7 @@ export function registerModel(program: Command): void {
       ),
     );
   addModelInitCommand(model);
+  addModelBaselineCommand(model);
   addModelRetireCommand(model);
 }
 
