@@ -95,7 +95,7 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
     case ExitCode.runFailed:
       if (row) log.error({ ...fields, error: row.error }, `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`);
       else if (ledgerAway) log.error(fields, `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`);
-      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable; see the lines above; the next tick tries again`);
+      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable or the source still not ready past --ready-deadline; see the lines above; the next tick tries again`);
       return;
     case ExitCode.usage:
       log.error(fields, `the run for tick ${tickText} refused its configuration (exit 2; see the lines above); fix it, the next tick tries again`);
