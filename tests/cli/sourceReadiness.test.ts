@@ -102,6 +102,23 @@ describe('source.ready_when holds runs and ticks until the upstream load is done
     expect(await written()).toEqual({ runs: 0, scores: 0 });
   }, 60_000);
 
+  it('a load in progress that holds a lock on what the query reads is "not ready" (exit 75, no mail), not an error', async () => {
+    const loader = await t.pool.connect();
+    try {
+      // What a loader that truncates and reloads in one transaction holds until it commits.
+      await loader.query('BEGIN; LOCK TABLE load_log IN ACCESS EXCLUSIVE MODE');
+      const r = await cron();
+      expect(r.code).toBe(75);
+      expect(r.out).toBe('');
+      expect(r.log).toContain('source.ready_when of');
+      expect(r.log).toContain('waited 10 s for a lock (a load in progress holds what it reads)');
+    } finally {
+      await loader.query('ROLLBACK');
+      loader.release();
+    }
+    expect(await written()).toEqual({ runs: 0, scores: 0 });
+  }, 60_000);
+
   it('the first cron tick after the load publishes (exit 0, no mail)', async () => {
     await t.pool.query('INSERT INTO load_log VALUES (now())');
     const r = await cron(['--ready-deadline', '1h']);

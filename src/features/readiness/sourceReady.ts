@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { SourceNotReadyError, StaleSourceError, UsageError } from '../../errors.js';
 import { formatDuration } from '../../format.js';
 import { withTransaction } from '../../db/sql.js';
+import { SqlState, sqlStateOf } from '../../db/sqlstate.js';
 
 /** What the readiness check needs of a run. */
 export interface ReadinessCheck {
@@ -20,6 +21,11 @@ export interface ReadinessCheck {
 
 /** Statement timeout of the query: a readiness probe that takes longer is a query to fix, not a wait. */
 const probeTimeoutMs = 60_000;
+/**
+ * Lock timeout of the query: a load that rewrites what the query reads (TRUNCATE and reload in one
+ * transaction) holds a lock on it until it commits; waiting for it is "not ready yet", not an error.
+ */
+export const probeLockTimeoutMs = 10_000;
 
 /**
  * `source.ready_when`, before anything is written: true when it holds; undefined without a query.
@@ -37,7 +43,8 @@ export async function checkSourceReady(client: pg.ClientBase, c: ReadinessCheck)
   }
   const value = await probe(client, c);
   if (value === true) return true;
-  const what = `source.ready_when of ${c.manifestFile} returned ${value === null ? 'NULL' : 'false'} on ${c.where}`;
+  const result = value === 'locked' ? `waited ${probeLockTimeoutMs / 1000} s for a lock (a load in progress holds what it reads)` : `returned ${value === null ? 'NULL' : 'false'}`;
+  const what = `source.ready_when of ${c.manifestFile} ${result} on ${c.where}`;
   const now = c.now ?? new Date();
   if (c.tickAt !== undefined && c.deadlineMs !== undefined) {
     const late = now.getTime() - c.tickAt.getTime();
@@ -50,18 +57,19 @@ export async function checkSourceReady(client: pg.ClientBase, c: ReadinessCheck)
   throw new SourceNotReadyError(`source not ready: ${what}; nothing was done, a later firing tries again`);
 }
 
-/** The query's one boolean (or NULL), read-only and under a statement timeout. */
-async function probe(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean | null> {
+/** The query's one boolean (or NULL), read-only and under a statement timeout; `locked` when a lock it needs stayed taken. */
+async function probe(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean | null | 'locked'> {
   const field = `${c.manifestFile}: source.ready_when`;
   let result: pg.QueryResult;
   try {
     result = await withTransaction(client, async (t) => {
       // Read-only: the query comes from a file, and "before anything is written" must hold whatever it says.
       await t.query(`SET TRANSACTION READ ONLY`);
-      await t.query(`SELECT set_config('statement_timeout', $1, true)`, [String(probeTimeoutMs)]);
+      await t.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [String(probeTimeoutMs), String(probeLockTimeoutMs)]);
       return t.query({ text: c.readyWhen!, rowMode: 'array' });
     });
   } catch (err) {
+    if (sqlStateOf(err) === SqlState.lockNotAvailable) return 'locked';
     throw new UsageError(`${field} failed on ${c.where}: ${(err as Error).message}; fix the query (it must return one boolean)`, { cause: err });
   }
   const { rows, fields } = result as pg.QueryResult<unknown[]>;
