@@ -58,6 +58,10 @@ export interface RunOptions {
   tickAt?: Date | undefined;
   /** `--if-due`: the schedule whose tick `tickAt` is; checked again once the run lock is held. */
   dueCheck?: { expression: string; timezone?: string | undefined } | undefined;
+  /** `--ready-deadline`: ms after the tick past which a source not ready is a stale_source failure (src/features/readiness). */
+  readyDeadlineMs?: number | undefined;
+  /** `--skip-check NAME` (repeatable) and `--reason TEXT`: input checks a person skips for this run. */
+  skipChecks?: { names: readonly string[]; reason: string | undefined } | undefined;
   /** `--on-publish-command`: a shell command run after the publish committed (src/job/onPublishCommand.ts). */
   onPublishCommand?: string | undefined;
   /** `--workers`: a shared run with this many local workers (src/job/sharedRun.ts); undefined: one process, as before. */

@@ -62,6 +62,30 @@ export class LockedError extends ScorejobError {
   }
 }
 
+/** `source.ready_when` returned false or NULL: nothing was done, a later tick tries again (75, no cron mail). */
+export class SourceNotReadyError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.locked);
+  }
+}
+
+/** `source.ready_when` still false past `--ready-deadline` after the tick: a failure (1) a person hears of; nothing was written. */
+export class StaleSourceError extends ScorejobError {
+  constructor(message: string) {
+    super(message, ExitCode.runFailed);
+  }
+}
+
+/** A manifest input check failed before the first chunk: the run fails (1, kind input_check), no score table written. */
+export class InputCheckError extends ScorejobError {
+  /** The checks that failed, by name (what `--skip-check` takes). */
+  readonly checks: readonly string[];
+  constructor(message: string, checks: readonly string[]) {
+    super(message, ExitCode.runFailed);
+    this.checks = checks;
+  }
+}
+
 /**
  * The run lock has been held far longer than a normal run (its holder still renews it): nothing was
  * done, and unlike 75 this is not "try later" but "look at the holder" (EX_UNAVAILABLE, 69).

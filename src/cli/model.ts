@@ -5,6 +5,7 @@ import { checkSourceColumns } from '../db/sourceColumns.js';
 import { ExitCode } from '../errors.js';
 import { withSession } from '../db/session.js';
 import { action } from './action.js';
+import { addModelBaselineCommand } from './modelBaseline.js';
 import { addModelInitCommand } from './modelInit.js';
 import { addModelRetireCommand } from './modelRetire.js';
 import { model as modelSetting } from './options.js';
@@ -40,6 +41,7 @@ export function registerModel(program: Command): void {
       ),
     );
   addModelInitCommand(model);
+  addModelBaselineCommand(model);
   addModelRetireCommand(model);
 }
 

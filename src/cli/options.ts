@@ -17,6 +17,7 @@ import {
   type Trigger,
 } from '../config.js';
 import { autoWorkers, defaultLeaseS } from '../job/workerCount.js';
+import { parseDuration } from '../features/readiness/duration.js';
 
 /**
  * One option of the CLI, defined once: its flag and help, its environment variable, its default, and
@@ -235,8 +236,18 @@ export const reasons: Setting<number> = {
   parse: (value, name) => parseIntFlag(value, name, 1, 32),
 };
 
+/** `--ready-deadline`: how long after a tick a source that is not ready (manifest `source.ready_when`) is waited for quietly. */
+export const readyDeadline: Setting<number> = {
+  flags: '--ready-deadline <duration>',
+  description: 'with --if-due (or under schedule): a source still not ready (manifest source.ready_when) this long after the tick fails as stale_source (exit 1, cron mails) instead of waiting quietly (exit 75); e.g. 6h, 90m, 2d',
+  env: 'SCOREJOB_READY_DEADLINE',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: parseDuration,
+};
+
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

@@ -4,7 +4,7 @@ import { exportRefusal } from '../observe/metrics.js';
 import { runForTick } from '../schedule/tickRun.js';
 import type { TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
-import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, reasons, trigger, workers, workWait } from './options.js';
+import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, readyDeadline, reasons, trigger, workers, workWait } from './options.js';
 import { metricsFileOf, metricsPushOf, modelNameOf, observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
@@ -14,8 +14,10 @@ export function registerRun(program: Command): void {
   const cmd = program.command('run').description('start a new run: plan chunks, score every customer, publish');
   cmd.addOption(option(model)).addOption(option(chunkSize)).addOption(option(trigger)).option('--dry-run', 'score and validate, publish nothing', false);
   cmd.option('--replace-promoted', 'publish although customer_scores shows a challenger a person published by hand (publish --challenger): go back to this model', false);
+  cmd.option('--skip-check <name>', 'skip this input check of the manifest (row_count, null_rate or an assertion\'s name) for this run; repeatable; needs --reason', (v: string, all: string[]) => [...all, v], []);
+  cmd.option('--reason <text>', 'with --skip-check: why the input is accepted as it is (recorded on the run)');
   cmd.option('--only-new', 'score only customers absent from the published run (and rows changed since, with source.updated_column); carry the other scores forward', false);
-  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease]);
+  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline]);
   cmd
     .option(
       '--if-due <expr>',
@@ -28,8 +30,9 @@ export function registerRun(program: Command): void {
     .action(
       action(async (ctx, cmd: Command) => {
         try {
-          const flags = cmd.opts<TickFlags & { onlyNew: boolean; replacePromoted: boolean }>();
-          const opts = { ...readRunOptions(cmd), onlyNew: flags.onlyNew, replacePromoted: flags.replacePromoted };
+          const flags = cmd.opts<TickFlags & { onlyNew: boolean; replacePromoted: boolean; skipCheck: string[]; reason?: string }>();
+          const skipChecks = flags.skipCheck.length > 0 || flags.reason !== undefined ? { names: flags.skipCheck, reason: flags.reason } : undefined;
+          const opts = { ...readRunOptions(cmd), onlyNew: flags.onlyNew, replacePromoted: flags.replacePromoted, skipChecks };
           // --join: the run is shared (its chunks claimed), so the other processes can join it.
           const runOpts = flags.join && opts.workers === undefined ? Object.freeze({ ...opts, workers: 1 }) : Object.freeze(opts);
           const observe = observeDeps(readObserveOptions(cmd));

@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, reasons, trigger, workers } from './options.js';
+import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {
@@ -23,6 +23,7 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
     chunkLeaseS: cmd.options.some((o) => o.long === '--chunk-lease') ? read(cmd, chunkLease) : undefined,
     reasons: cmd.options.some((o) => o.long === '--reasons') ? read(cmd, reasons) : undefined,
     challengerDir: cmd.options.some((o) => o.long === '--challenger') ? read(cmd, challenger) : undefined,
+    readyDeadlineMs: cmd.options.some((o) => o.long === '--ready-deadline') ? read(cmd, readyDeadline) : undefined,
   });
 }
 

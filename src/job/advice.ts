@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { describeDbError, isStatementTimeout } from '../db/describeError.js';
 import { quoteIdent } from '../db/sql.js';
 import { SqlState, isTransient, sqlStateOf } from '../db/sqlstate.js';
-import { ChunkCountError, GateError, ModelError, OutageError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
+import { ChunkCountError, GateError, InputCheckError, ModelError, OutageError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
 import type { ErrorKind, PlannedChunk } from '../ledger/ledger.js';
 import type { LoadedModel } from '../model/load.js';
 import { duplicateKeyError } from './publish.js';
@@ -40,6 +40,7 @@ export async function classifyFailure(err: unknown, ctx: FailureContext): Promis
   const during = ` (during ${stage})`;
   if (err instanceof StoppedError) return { status: 'interrupted', kind: 'interrupted', message: err.message };
   if (err instanceof GateError) return { status: 'failed', kind: 'gate', message: err.message };
+  if (err instanceof InputCheckError) return { status: 'failed', kind: 'input_check', message: err.message, advice: inputCheckAdvice(runId, err.checks) };
   if (err instanceof ModelError) return { status: 'failed', kind: 'model', message: err.message, advice: modelAdvice };
   if (err instanceof OutageError) {
     const message = `${describeDbError(err.cause, ctx.config.db)}, and ${err.message}${during}`;
@@ -78,6 +79,12 @@ export function failureAdvice(failure: Failure, runId: string, scored: number | 
   if (failure.kind !== 'gate') return `resume it with \`scorejob resume ${runId}\``;
   if (scored === 0) return 'no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run (`scorejob run`)';
   return gateAdvice(runId, dryRun);
+}
+
+/** A failed input check passes once the source is fixed (a resume checks again), or a person accepts the input for a new run. */
+function inputCheckAdvice(runId: string, checks: readonly string[]): string {
+  const skips = checks.map((c) => `--skip-check ${c}`).join(' ');
+  return `fix the source (or let its load finish), then \`scorejob resume ${runId}\` (the checks run again); or, to score this input as it is, start a new run with \`scorejob run ${skips} --reason "…"\``;
 }
 
 /** A model error recurs on every attempt and every resume of the run (same model, same rows): a new run, once fixed. */

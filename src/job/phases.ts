@@ -33,6 +33,7 @@ import { cutPointsFromHistogram, runBands } from './cutPoints.js';
 import { runShared, sharedSource } from './sharedRun.js';
 import { challengerStatistics, finishChallenger, withChallengerColumns, type Challenger } from './challenger.js';
 import { analyzeEarly } from './analyzeEarly.js';
+import { runInputChecks } from '../features/input-checks/runInputChecks.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -335,6 +336,8 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
     await view.recount(await ledger.pendingChunks(deps.client, runId));
     return undefined;
   }
+  // Before the plan: the plan's pass over the keys costs several times a count, and a partial load is refused without it.
+  await runInputChecks(deps, view.snapshotId);
   const t0 = performance.now();
   const plan = await view.plan(params.chunkSize);
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.

@@ -27,6 +27,8 @@ import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { createChallengerRun, loadChallenger, reloadChallenger } from './challenger.js';
+import { ensureSourceReady } from '../features/readiness/ensureSourceReady.js';
+import { skipChecksParam } from '../features/input-checks/skipChecks.js';
 
 export type { RunResult };
 
@@ -70,6 +72,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
     reasons: explainer ? { k: explainer.k, features: [...explainer.features], space: explainer.space, method: reasonsMethod } : null,
   };
+  Object.assign(params, skipChecksParam(model.manifest.checks, opts));
   return withLockedLedger(ctx, model, 'run', challengerModel, async (session) => {
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
@@ -77,6 +80,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       const due = await checkDue(client, ctx.config.schema, model.manifest.name, opts.dueCheck, new Date(), opts.tickAt);
       if (!due.due) throw new NothingToDoError(`not due any more: ${describeDue(due, opts.tickAt.toISOString())}; nothing to do`);
     }
+    await ensureSourceReady(client, ctx, model.manifest, opts);
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: opts.modelDir, sha256: model.sha256 };
     const replaces = await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
     // The person's --replace-promoted holds for the run's resumes too, over the same promoted run only.

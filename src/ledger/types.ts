@@ -4,7 +4,7 @@ import type { ChallengerComparison } from '../stats/challenger.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
 /** Why a run failed, for people and for filters: data, model, database, gate, interrupted, internal. */
-export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' | 'internal';
+export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' | 'internal' | 'input_check';
 
 /** The parameters a run was started with; a resume continues with exactly these. */
 export interface RunParams {
@@ -20,6 +20,8 @@ export interface RunParams {
   chunkAttempts: number;
   backendChoice: string;
   source: { table: string; key: string };
+  /** `--skip-check NAME --reason TEXT`: input checks skipped for this run and its resumes (src/features/input-checks). */
+  skipChecks?: { name: string; reason: string }[];
   /** `--on-publish-command`; null or absent: none. */
   onPublishCommand?: string | null;
   /**

@@ -1,11 +1,12 @@
 import { UsageError } from '../errors.js';
+import { parseManifestInputs, type ManifestInputs } from './manifestInputs.js';
 
 /**
  * `manifest.json`: what a model directory's TF.js model means (docs/models.md). Written by
  * `scripts/train.ts`, read once at start-up; every problem is a one-line {@link UsageError} that names
  * the file and the field path, so a person can fix the file without reading this code.
  */
-export interface Manifest {
+export interface Manifest extends ManifestInputs {
   name: string;
   version: string;
   description: string;
@@ -157,7 +158,7 @@ export function splitTableName(table: string): { schema: string | undefined; nam
 export function parseManifest(json: unknown, file: string): Manifest {
   const r = new Reader(file);
   const top = r.object(json, '');
-  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'training']);
+  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training']);
   if (top.draft !== undefined && typeof top.draft !== 'boolean') r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
   const manifest: Manifest = {
     name: r.name(top.name, 'name'),
@@ -169,6 +170,7 @@ export function parseManifest(json: unknown, file: string): Manifest {
     features: parseFeatures(r, top.features),
     output: parseOutput(r, top.output),
   };
+  Object.assign(manifest, parseManifestInputs(top, file));
   if (top.training !== undefined) manifest.training = r.object(top.training, 'training');
   return manifest;
 }
@@ -176,7 +178,7 @@ export function parseManifest(json: unknown, file: string): Manifest {
 function parseSource(r: Reader, value: unknown): ManifestSource {
   if (value === undefined) return { ...defaultSource };
   const o = r.object(value, 'source');
-  r.only(o, 'source', ['table', 'key', 'updated_column']);
+  r.only(o, 'source', ['table', 'key', 'updated_column', 'ready_when']);
   const table = o.table === undefined ? defaultSource.table : r.string(o.table, 'source.table');
   const parts = table.split('.');
   if (parts.length > 2 || parts.some((p) => p === '')) {

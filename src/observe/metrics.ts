@@ -31,7 +31,7 @@ export interface RunMetrics {
 }
 
 const statuses = ['succeeded', 'failed', 'interrupted', 'refused'] as const;
-const errorKinds: readonly RunMetrics['errorKind'][] = ['data', 'model', 'database', 'gate', 'interrupted', 'internal', 'config'];
+const errorKinds: readonly RunMetrics['errorKind'][] = ['data', 'model', 'database', 'gate', 'input_check', 'interrupted', 'internal', 'config'];
 
 interface Sample {
   labels?: Record<string, string>;

@@ -87,7 +87,7 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
       else log.info(fields, `tick ${tickText}: nothing to do: it already has a succeeded run, or its run waits for a person after a gate (the child's log line above says which)`);
       return;
     case ExitCode.locked:
-      log.warn(fields, `tick ${tickText} skipped: another run holds the lock (exit 75); waiting for the next tick`);
+      log.warn(fields, `tick ${tickText} skipped: another run holds the lock, or the source is not ready (exit 75; the child's line above says which); waiting for the next tick`);
       return;
     case ExitCode.lockStuck:
       log.error(fields, `tick ${tickText} skipped: the run lock has been held far longer than a normal run (exit 69; the child's line above names the holder); look at that process, the next tick tries again`);
@@ -95,7 +95,7 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
     case ExitCode.runFailed:
       if (row) log.error({ ...fields, error: row.error }, `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`);
       else if (ledgerAway) log.error(fields, `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`);
-      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable; see the lines above; the next tick tries again`);
+      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable or the source still not ready past --ready-deadline; see the lines above; the next tick tries again`);
       return;
     case ExitCode.usage:
       log.error(fields, `the run for tick ${tickText} refused its configuration (exit 2; see the lines above); fix it, the next tick tries again`);

@@ -1,0 +1,59 @@
+import { populationStabilityIndex } from './psi.js';
+
+/**
+ * A feature's training distribution (`scorejob model baseline`, DIR/baseline.json), in bins a run can
+ * count into without sorting: numbers by quantile edges, categories by name. NULL is a bin of its own
+ * (a feature that starts arriving NULL has drifted). Shares sum to 1 with `nullShare`.
+ */
+export type FeatureDistribution = NumericDistribution | CategoricalDistribution;
+
+export interface NumericDistribution {
+  column: string;
+  kind: 'numeric';
+  /** Strictly increasing cut points; bin i holds edges[i-1] <= x < edges[i] (bin 0 below edges[0], the last at or above the last edge). */
+  edges: number[];
+  /** edges.length + 1 shares of the non-NULL values, over all rows. */
+  shares: number[];
+  nullShare: number;
+}
+
+export interface CategoricalDistribution {
+  column: string;
+  kind: 'categorical';
+  /** The categories in the manifest's order (booleans: "true", "false"). */
+  categories: string[];
+  /** One share per category, then one for every other value. */
+  shares: number[];
+  nullShare: number;
+}
+
+/** The bin of a number among `edges` (what PostgreSQL's width_bucket(x, edges) gives): how many edges are <= x. */
+export function numericBin(x: number, edges: readonly number[]): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (edges[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** How many bins a distribution's counts have: its shares, then the NULL bin. */
+export function binCount(d: FeatureDistribution): number {
+  return d.shares.length + 1;
+}
+
+/**
+ * PSI of counts over a distribution's bins (its shares, then NULL last) against that distribution;
+ * null when no row was counted or the bins differ. Below 0.1 is usually read as stable.
+ */
+export function featurePsi(d: FeatureDistribution, counts: readonly number[]): number | null {
+  if (counts.length !== binCount(d)) return null;
+  return populationStabilityIndex([...d.shares, d.nullShare], counts);
+}
+
+/** Features by PSI, largest first (the top movers); features without a PSI last. */
+export function rankByPsi<T extends { psi: number | null }>(features: readonly T[]): T[] {
+  return [...features].sort((a, b) => (b.psi ?? -1) - (a.psi ?? -1));
+}
