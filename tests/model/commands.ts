@@ -1,15 +1,19 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { publishChallenger } from '../../src/job/challengerPublish.js';
 import { retireModel } from '../../src/job/retire.js';
 import { rollback } from '../../src/job/rollback.js';
+import { resumeRun, startRun, type RunContext, type RunResult } from '../../src/job/runJob.js';
+import { joinRun } from '../../src/job/worker.js';
+import { migrate } from '../../src/db/migrate.js';
+import type { RunOptions } from '../../src/config.js';
 import { startCli } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import type { TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
-import { modelCopy, resumeInProcess, runInProcess, silentLog, testConfig } from '../helpers/run.js';
+import { modelCopy, runOptions, silentLog, testConfig } from '../helpers/run.js';
 import { Reference, ReferenceScorer, type RefRun } from './reference.js';
+import { createTemplateDb, type TemplateDb } from './templateDb.js';
 
 /**
  * The operations of the model-based tests (tests/db/composeModel.test.ts) and the check after each.
@@ -29,7 +33,12 @@ export interface Real {
 }
 type Cmd = fc.AsyncCommand<Reference, Real>;
 const tol = 2e-5;
-const run = (r: Real, over: Record<string, unknown>) => runInProcess(r.t, { modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over });
+/**
+ * The library's run, as `scorejob run` calls it. No reader runs beside a step (the views are checked after
+ * it), so the publish need not wait for readers planned around the attach (src/job/publish.ts).
+ */
+const context = (r: Real): RunContext => ({ config: testConfig(r.t), log: silentLog, stop: { requested: undefined }, publishSettleMs: 0 });
+const run = (r: Real, over: Partial<RunOptions>) => startRun(context(r), runOptions({ modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over }));
 const sourceKeys = async (r: Real) => new Set((await r.t.pool.query<{ k: string }>('SELECT customer_id::text k FROM src')).rows.map((x) => x.k));
 
 function fullRunOf(id: string, scores: Map<string, number>, reasons: boolean, step: number): RefRun {
@@ -47,7 +56,7 @@ export class FullRun implements Cmd {
     const opts = { reasons: this.reasons ? 2 : undefined, keepRuns: this.keep, challengerDir: this.withChallenger ? r.challenger : undefined };
     // A kill needs a second chunk to hold the run in (chunks of 16).
     const kill = this.how === 'kill' && (await sourceKeys(r)).size > 40;
-    const res = kill ? await killedAndResumed(r, opts) : await run(r, { ...opts, workers: this.how === 'workers' ? 2 : undefined });
+    const res = kill ? await killedAndResumed(r, opts) : this.how === 'workers' ? await sharedRun(r, opts) : await run(r, opts);
     m.runs.set(res.runId, fullRunOf(res.runId, expected, this.reasons, step));
     m.publish(m.runs.get(res.runId)!, 'full');
     m.pendingChallenger = undefined;
@@ -61,6 +70,25 @@ export class FullRun implements Cmd {
     await checkViews(m, r);
   }
   toString = () => `full(reasons=${this.reasons}, keep=${this.keep}${this.withChallenger ? ', challenger' : ''}, ${this.how})`;
+}
+
+/**
+ * A shared run (`--workers`) whose second worker joins in-process, as `scorejob work --run ID` does from
+ * another machine: it claims chunks beside the coordinator once the run is planned.
+ */
+async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<RunResult> {
+  const coordinator = run(r, { ...opts, workers: 1 });
+  const planned = async () => (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND chunks_total IS NOT NULL AND champion_run_id IS NULL`)).rows[0]?.id ?? null;
+  let ended = false;
+  void coordinator.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  let runId: string | null = null;
+  while (!ended && (runId = await planned()) === null) await new Promise((r) => setTimeout(r, 10));
+  const joined = runId === null ? undefined : joinRun(context(r), { runId, waitS: 0, modelDir: undefined, backend: undefined });
+  const [res] = await Promise.all([coordinator, joined]);
+  return res;
 }
 
 /** `scorejob run` in a subprocess, killed with SIGKILL while its second chunk's transaction is open, then resumed in-process. */
@@ -78,8 +106,11 @@ async function killedAndResumed(r: Real, opts: { reasons: number | undefined; ke
   } finally {
     await hold.release();
   }
+  // The killed holder's grace (src/ledger/lockLiveness.ts) is over, as if the test had waited it out: the
+  // wait itself is the lock tests' subject (tests/cli/lock.test.ts), the resumed run's views are this one's.
+  await r.t.pool.query(`UPDATE scoring.run_locks SET heartbeat_at = heartbeat_at - interval '1 minute' WHERE token IS NOT NULL`);
   const runId = (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE champion_run_id IS NULL`)).rows[0]!.id;
-  return resumeInProcess(r.t, runId);
+  return resumeRun(context(r), runId);
 }
 
 export class OnlyNewRun implements Cmd {
@@ -247,9 +278,15 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
   if (certain) expect(Number(pub.rows_with_reasons), 'published_runs.rows_with_reasons').toBe(withReasons);
 }
 
+/**
+ * How a full run runs: mostly in-process; 1 in 4 shared with a second worker; 1 in 8 a subprocess killed
+ * with kill -9 inside its second chunk and resumed (a process start costs several plain runs).
+ */
+const how = fc.constantFrom('plain', 'plain', 'plain', 'plain', 'plain', 'workers', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>;
+
 // Weighted by repetition: source changes and runs are the common steps; rollbacks need a kept earlier run.
 const commands = [
-  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.constantFrom('plain', 'plain', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>).map(
+  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), how).map(
     ([a, k, c, how]) => new FullRun(a, k, c, how) as Cmd,
   ),
   fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 })).map(([a, k]) => new OnlyNewRun(a, k) as Cmd),
@@ -262,11 +299,22 @@ const commands = [
 ];
 export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!, commands[5]!];
 
+/** What every sequence starts from: the template database (after its first run) and the reference of that state. */
+export interface Fixture {
+  template: TemplateDb;
+  real: Omit<Real, 't'>;
+  start: Reference;
+}
 
-/** A fresh system for one sequence: the source (50 customers of the template), a migrated schema, a first full run. */
-export async function freshSequence(real: Real): Promise<Reference> {
-  const { t } = real;
-  await t.pool.query('DROP SCHEMA IF EXISTS scoring CASCADE; DROP TABLE IF EXISTS src');
+/**
+ * The template: 80 template customers, the source (50 of them), a migrated schema and a first full run
+ * (only-new, rollback and challenger steps need a published run); the two models (the champion, and a
+ * challenger that scores differently).
+ */
+export async function setUpFixture(): Promise<Fixture> {
+  const template = await createTemplateDb();
+  const { t } = template;
+  await seedCustomers(t.pool, { customers: 80, seed: 7, nullFraction: 0 });
   await t.pool.query(`CREATE TABLE src AS SELECT c.*, now() AS updated_at FROM customers c ORDER BY customer_id LIMIT 50`);
   await t.pool.query('ALTER TABLE src ADD PRIMARY KEY (customer_id)');
   const c = await t.pool.connect();
@@ -275,16 +323,6 @@ export async function freshSequence(real: Real): Promise<Reference> {
   } finally {
     c.release();
   }
-  const m = new Reference();
-  // Every sequence starts from a full run: only-new, rollback and challenger steps need a published run.
-  await new FullRun(false, 3, false).run(m, real);
-  return m;
-}
-
-/** The test database with the template customers and the two models (the champion, and a challenger that scores differently). */
-export async function setUpReal(): Promise<Real> {
-  const t = await createTestDatabase({ migrated: false });
-  await seedCustomers(t.pool, { customers: 80, seed: 7, nullFraction: 0 });
   const source = { table: 'src', key: 'customer_id', updated_column: 'updated_at' };
   const model = await modelCopy((mf) => (mf.source = source));
   const challenger = await modelCopy((mf) => {
@@ -293,5 +331,19 @@ export async function setUpReal(): Promise<Real> {
     mf.source = source;
     (mf.features as { column: string; mean?: number }[])[1]!.mean! += 1;
   });
-  return { t, model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger) };
+  const real = { model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger) };
+  const start = new Reference();
+  await new FullRun(false, 3, false).run(start, { ...real, t });
+  await template.freeze();
+  return { template, real, start };
+}
+
+/** A fresh system for one sequence: a clone of the template and a copy of its reference; the clone is dropped after fn. */
+export async function withFreshSequence<T>(f: Fixture, fn: (m: Reference, r: Real) => Promise<T>): Promise<T> {
+  const t = await f.template.clone();
+  try {
+    return await fn(f.start.copy(), { ...f.real, t });
+  } finally {
+    f.template.discard(t);
+  }
 }
