@@ -14,7 +14,7 @@ import type { Reference } from '../model/reference.js';
  * SCOREJOB_MODEL_SHARDS shards run side by side, shard i from seed SCOREJOB_MODEL_SEED + i. A failure
  * shrinks to a minimal sequence and names the shard's seed and fast-check's path: set
  * SCOREJOB_MODEL_SHARDS=1, SCOREJOB_MODEL_SEED and SCOREJOB_MODEL_PATH to replay it alone
- * (docs/testing.md). Each one found is a named test in composeRegressions.test.ts.
+ * (CONTRIBUTING.md, "Model-based tests"). Each one found is a named test in composeRegressions.test.ts.
  */
 const sequences = Number(process.env.SCOREJOB_MODEL_SEQUENCES ?? 3);
 const seed = Number(process.env.SCOREJOB_MODEL_SEED ?? 20261207);
