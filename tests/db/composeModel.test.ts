@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setUpFixture, weighted, withFreshSequence, type Fixture } from '../model/commands.js';
+import { setUpFixture, tearDownFixture, weighted, withFreshSequence, type Fixture } from '../model/commands.js';
 import type { Real } from '../model/commands.js';
 import type { Reference } from '../model/reference.js';
 
@@ -50,7 +50,7 @@ describe('every reader view matches the reference after any sequence of operatio
     console.log(`model-based tests: ${sequences} sequences in ${shards} shard(s), seeds ${seed}..${seed + shards - 1}${path ? `, path ${path}` : ''}`);
   }, 120_000);
   afterAll(async () => {
-    await fixture?.template.drop();
+    await tearDownFixture(fixture);
     const steps = [...timings].sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${v.n}× ${Math.round(v.ms / v.n)} ms`);
     console.log(`model-based tests: ${((performance.now() - t0) / 1000).toFixed(0)} s; per step kind (count × mean): ${steps.join(', ')}`);
   });

@@ -5,14 +5,15 @@ import { publishChallenger } from '../../src/job/challengerPublish.js';
 import { retireModel } from '../../src/job/retire.js';
 import { rollback } from '../../src/job/rollback.js';
 import { resumeRun, startRun, type RunContext, type RunResult } from '../../src/job/runJob.js';
-import { joinRun } from '../../src/job/worker.js';
+import { joinRun, type WorkResult } from '../../src/job/worker.js';
 import { migrate } from '../../src/db/migrate.js';
 import type { RunOptions } from '../../src/config.js';
-import { startCli } from '../helpers/cli.js';
 import type { TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
+import { waitUntil } from '../helpers/waitUntil.js';
 import { modelCopy, runOptions, silentLog, testConfig } from '../helpers/run.js';
 import { Reference, ReferenceScorer, type RefRun } from './reference.js';
+import { stopRunChildren, takeRunChild } from './killChild.js';
 import { createTemplateDb, type TemplateDb } from './templateDb.js';
 
 /**
@@ -74,36 +75,42 @@ export class FullRun implements Cmd {
 
 /**
  * A shared run (`--workers`) whose second worker joins in-process, as `scorejob work --run ID` does from
- * another machine: it claims chunks beside the coordinator once the run is planned.
+ * another machine. The coordinator is held in its first chunk's transaction until the worker is claiming
+ * beside it (its own reader session is open), so the worker always joins a running run.
  */
-async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<RunResult> {
-  const coordinator = run(r, { ...opts, workers: 1 });
-  const planned = async () => (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND chunks_total IS NOT NULL AND champion_run_id IS NULL`)).rows[0]?.id ?? null;
-  let ended = false;
-  void coordinator.then(
-    () => (ended = true),
-    () => (ended = true),
-  );
-  let runId: string | null = null;
-  while (!ended && (runId = await planned()) === null) await new Promise((r) => setTimeout(r, 10));
-  const joined = runId === null ? undefined : joinRun(context(r), { runId, waitS: 0, modelDir: undefined, backend: undefined });
-  const [res] = await Promise.all([coordinator, joined]);
-  return res;
+export async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<RunResult & { joined: WorkResult }> {
+  const hold = await holdChunk(r.t, 1);
+  const sessions = async (role: string) => (await r.t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [`scorejob ${role}`])).rows[0]!.n;
+  try {
+    const coordinator = run(r, { ...opts, workers: 1 });
+    coordinator.catch(() => undefined);
+    await hold.reached();
+    const runId = (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND champion_run_id IS NULL`)).rows[0]!.id;
+    const joined = joinRun(context(r), { runId, waitS: 0, modelDir: undefined, backend: undefined });
+    joined.catch(() => undefined);
+    await waitUntil('the second worker reads beside the coordinator', async () => (await sessions('reader')) >= 2, 30_000);
+    await hold.release();
+    const [res, worker] = await Promise.all([coordinator, joined]);
+    return { ...res, joined: worker };
+  } finally {
+    await hold.release();
+  }
 }
 
-/** `scorejob run` in a subprocess, killed with SIGKILL while its second chunk's transaction is open, then resumed in-process. */
+/**
+ * `scorejob run` in a child process (started ahead: tests/model/killChild.ts), killed with SIGKILL while its
+ * second chunk's transaction is open, then resumed in-process.
+ */
 async function killedAndResumed(r: Real, opts: { reasons: number | undefined; keepRuns: number; challengerDir: string | undefined }): Promise<{ runId: string }> {
   const hold = await holdChunk(r.t, 2);
-  const args = ['run', '--model', r.model, '--chunk-size', '16', '--keep-runs', String(opts.keepRuns), '--max-reject-ratio', '1', '--replace-promoted', '--log-level', 'silent'];
-  if (opts.reasons) args.push('--reasons', String(opts.reasons));
-  if (opts.challengerDir) args.push('--challenger', opts.challengerDir);
-  const child = startCli(args, r.t.env);
+  const child = await takeRunChild(r.model);
   try {
-    await hold.reached();
-    child.kill('SIGKILL');
-    await child.result;
+    child.run(r.t.url, { chunkSize: 16, keepRuns: opts.keepRuns, maxRejectRatio: 1, replacePromoted: true, reasons: opts.reasons, challengerDir: opts.challengerDir });
+    await Promise.race([hold.reached(), child.ended.then((how) => Promise.reject(new Error(`the run to be killed ended before its second chunk: ${how}`)))]);
+    await child.kill();
     await hold.endJobSessions();
   } finally {
+    await child.kill();
     await hold.release();
   }
   // The killed holder's grace (src/ledger/lockLiveness.ts) is over, as if the test had waited it out: the
@@ -278,11 +285,8 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
   if (certain) expect(Number(pub.rows_with_reasons), 'published_runs.rows_with_reasons').toBe(withReasons);
 }
 
-/**
- * How a full run runs: mostly in-process; 1 in 4 shared with a second worker; 1 in 8 a subprocess killed
- * with kill -9 inside its second chunk and resumed (a process start costs several plain runs).
- */
-const how = fc.constantFrom('plain', 'plain', 'plain', 'plain', 'plain', 'workers', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>;
+/** How a full run runs: in-process (1 in 2), shared with a second worker (1 in 4), or killed with kill -9 inside its second chunk and resumed (1 in 4). */
+const how = fc.constantFrom('plain', 'plain', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>;
 
 // Weighted by repetition: source changes and runs are the common steps; rollbacks need a kept earlier run.
 const commands = [
@@ -336,6 +340,12 @@ export async function setUpFixture(): Promise<Fixture> {
   await new FullRun(false, 3, false).run(start, { ...real, t });
   await template.freeze();
   return { template, real, start };
+}
+
+/** Stops the child processes started ahead, and drops the template and its clones. */
+export async function tearDownFixture(f: Fixture | undefined): Promise<void> {
+  await stopRunChildren();
+  await f?.template.drop();
 }
 
 /** A fresh system for one sequence: a clone of the template and a copy of its reference; the clone is dropped after fn. */
