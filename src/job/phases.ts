@@ -88,6 +88,8 @@ export interface ExecuteDeps {
   challenger?: Challenger | undefined;
   /** `--outage-budget`, ms: how long the chunks and the ledger wait for an unreachable database; default 60 s. */
   outageBudgetMs?: number | undefined;
+  /** How old the attach must be before publishing, ms (src/job/publish.ts); default there. */
+  publishSettleMs?: number | undefined;
 }
 
 /**
@@ -234,7 +236,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
       await ledger.finishRun(deps.client, runId, 'succeeded', { stats: runStats });
     } else {
       await analyzing;
-      const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined });
+      const event = await publishRun(deps.client, ledger, runId, runStats, log, { fence: deps.fence, analyzed: analyzing !== undefined, settleMs: deps.publishSettleMs });
       await warnFewerReasons(deps.client, ledger, runId, model.manifest.name, log);
       await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
       dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);

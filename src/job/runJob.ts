@@ -40,6 +40,11 @@ export interface RunContext {
   observe?: ExecuteDeps['observe'];
   /** `--outage-budget`, ms: how long the run waits for an unreachable database; default 60 s. */
   outageBudgetMs?: number | undefined;
+  /**
+   * How old the run's attach must be before it publishes, ms (default 1 s, src/job/publish.ts): the wait is
+   * for readers planned around the attach; callers that know no reader runs beside them shorten it.
+   */
+  publishSettleMs?: number | undefined;
 }
 
 /**
@@ -121,7 +126,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challengerModel && params.challenger ? ` with challenger ${challengerModel.manifest.name} ${challengerModel.manifest.version} (run ${params.challenger.runId})` : ''}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}${params.onlyNew ? ` (only new customers; the others' scores carried forward from run ${params.onlyNew.baseRunId})` : ''}`,
     );
     const challenger = challengerModel && params.challenger ? { model: challengerModel, runId: params.challenger.runId, histogram: opts.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, publishSettleMs: ctx.publishSettleMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 
@@ -214,7 +219,7 @@ export async function resumeRun(ctx: RunContext, runId: string, forTick = false)
     log.info({ trigger: 'resume', chunks_left: left, chunks: chunks.length }, `run ${runId} resumed: ${left} of ${chunks.length} chunks left`);
     if (params.onlyNew) await createOnlyNewView(client, ledger, params.onlyNew, params.source.key, params.modelDir, runId);
     const challenger = challengerModel && recorded ? { model: challengerModel, runId: recorded.runId, histogram: params.dryRun ? undefined : new ScoreHistogram() } : undefined;
-    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
+    return withOnlyNewView(session, params, log, () => executeRun(executeDeps(session, { log, stop: ctx.stop, observe: ctx.observe, outageBudgetMs: ctx.outageBudgetMs, publishSettleMs: ctx.publishSettleMs, model, runId, params, timings: new StageTimings(), explainer, challenger })));
   });
 }
 

@@ -1,39 +1,79 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshSequence, setUpReal, weighted, type Real } from '../model/commands.js';
+import { setUpFixture, tearDownFixture, weighted, withFreshSequence, type Fixture } from '../model/commands.js';
+import type { Real } from '../model/commands.js';
+import type { Reference } from '../model/reference.js';
 
 /**
  * Model-based tests: random sequences of full runs (plain, shared by 2 workers, or killed with kill -9 and
  * resumed), only-new runs, source inserts / updates / deletes / new rejects, reasons on and off, challenger
- * runs and their publication, rollbacks and --keep-runs 1-3, each step against real PostgreSQL, and after
- * every step every reader view checked against the reference (tests/model/reference.ts). `npm test` runs
- * a few seeded sequences; `npm run test:model` runs SCOREJOB_MODEL_SEQUENCES (default 200) of them.
- * A failure shrinks to a minimal sequence; each one found is a named test in composeRegressions.test.ts.
+ * runs and their publication, rollbacks, retires and --keep-runs 1-3, each step against real PostgreSQL,
+ * and after every step every reader view checked against the reference (tests/model/reference.ts).
+ *
+ * SCOREJOB_MODEL_SEQUENCES sequences (`npm test`: 3; CI's model tier, `npm run test:model`: 200) in
+ * SCOREJOB_MODEL_SHARDS shards run side by side, shard i from seed SCOREJOB_MODEL_SEED + i. A failure
+ * shrinks to a minimal sequence and names the shard's seed and fast-check's path: set
+ * SCOREJOB_MODEL_SHARDS=1, SCOREJOB_MODEL_SEED and SCOREJOB_MODEL_PATH to replay it alone
+ * (CONTRIBUTING.md, "Model-based tests"). Each one found is a named test in composeRegressions.test.ts.
  */
-const sequences = Number(process.env.SCOREJOB_MODEL_SEQUENCES ?? 2);
+const sequences = Number(process.env.SCOREJOB_MODEL_SEQUENCES ?? 3);
 const seed = Number(process.env.SCOREJOB_MODEL_SEED ?? 20261207);
+const path = process.env.SCOREJOB_MODEL_PATH;
+const shards = Math.max(1, Math.min(sequences, Number(process.env.SCOREJOB_MODEL_SHARDS ?? (sequences >= 20 ? 3 : 1))));
+const minSteps = 8;
+
+type Step = fc.AsyncCommand<Reference, Real>;
+/** Time per kind of step, for the summary line: where a sequence's time goes. */
+const timings = new Map<string, { n: number; ms: number }>();
+const kindOf = (step: Step) => {
+  const s = step.toString();
+  return s.startsWith('full(') ? `full ${/(\w+)\)$/.exec(s)?.[1]}` : s.replace(/\(.*$/, '');
+};
+function timed(step: Step): Step {
+  return {
+    check: (m) => step.check(m),
+    run: async (m, r) => {
+      const t0 = performance.now();
+      await step.run(m, r);
+      const e = timings.get(kindOf(step)) ?? { n: 0, ms: 0 };
+      timings.set(kindOf(step), { n: e.n + 1, ms: e.ms + performance.now() - t0 });
+    },
+    toString: () => step.toString(),
+  };
+}
 
 describe('every reader view matches the reference after any sequence of operations', () => {
-  let real: Real;
+  let fixture: Fixture;
+  const t0 = performance.now();
   beforeAll(async () => {
-    real = await setUpReal();
+    fixture = await setUpFixture();
+    console.log(`model-based tests: ${sequences} sequences in ${shards} shard(s), seeds ${seed}..${seed + shards - 1}${path ? `, path ${path}` : ''}`);
+  }, 120_000);
+  afterAll(async () => {
+    await tearDownFixture(fixture);
+    const steps = [...timings].sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${v.n}× ${Math.round(v.ms / v.n)} ms`);
+    console.log(`model-based tests: ${((performance.now() - t0) / 1000).toFixed(0)} s; per step kind (count × mean): ${steps.join(', ')}`);
   });
-  afterAll(async () => real?.t.drop());
 
-  it(`${sequences} seeded sequences of 8+ steps (seed ${seed})`, async () => {
-    const executed: number[] = [];
-    const t0 = performance.now();
-    await fc.assert(
-      fc.asyncProperty(fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= 9), async (cmds) => {
-        const m = await freshSequence(real);
-        await fc.asyncModelRun(() => ({ model: m, real }), cmds);
-        // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
-        executed.push(m.executed);
-        fc.pre(m.executed >= 8);
-      }),
-      { numRuns: sequences, seed, verbose: 1 },
-    );
-    expect(executed.filter((n) => n >= 8).length, 'sequences of 8+ steps').toBeGreaterThanOrEqual(sequences);
-    console.log(`${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  }, 3_600_000);
+  for (let shard = 0; shard < shards; shard++) {
+    const runs = Math.floor(sequences / shards) + (shard < sequences % shards ? 1 : 0);
+    const shardSeed = seed + shard;
+    it.concurrent(`${runs} seeded sequences of ${minSteps}+ steps (shard ${shard + 1}/${shards}, seed ${shardSeed})`, async () => {
+      const executed: number[] = [];
+      await fc.assert(
+        fc.asyncProperty(fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= minSteps + 1), async (cmds) => {
+          const ran = await withFreshSequence(fixture, async (m, real) => {
+            await fc.asyncModelRun(() => ({ model: m, real }), [...cmds].map(timed));
+            return m.executed;
+          });
+          // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
+          executed.push(ran);
+          fc.pre(ran >= minSteps);
+        }),
+        { numRuns: runs, seed: shardSeed, path, verbose: 1 },
+      );
+      expect(executed.filter((n) => n >= minSteps).length, `sequences of ${minSteps}+ steps`).toBeGreaterThanOrEqual(path ? 1 : runs);
+      console.log(`shard ${shard + 1}: ${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}`);
+    }, 3_600_000);
+  }
 });

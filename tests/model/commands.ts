@@ -1,15 +1,20 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { publishChallenger } from '../../src/job/challengerPublish.js';
 import { retireModel } from '../../src/job/retire.js';
 import { rollback } from '../../src/job/rollback.js';
-import { startCli } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { resumeRun, startRun, type RunContext, type RunResult } from '../../src/job/runJob.js';
+import { joinRun, type WorkResult } from '../../src/job/worker.js';
+import { migrate } from '../../src/db/migrate.js';
+import type { RunOptions } from '../../src/config.js';
+import type { TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
-import { modelCopy, resumeInProcess, runInProcess, silentLog, testConfig } from '../helpers/run.js';
+import { waitUntil } from '../helpers/waitUntil.js';
+import { modelCopy, runOptions, silentLog, testConfig } from '../helpers/run.js';
 import { Reference, ReferenceScorer, type RefRun } from './reference.js';
+import { stopRunChildren, takeRunChild } from './killChild.js';
+import { createTemplateDb, type TemplateDb } from './templateDb.js';
 
 /**
  * The operations of the model-based tests (tests/db/composeModel.test.ts) and the check after each.
@@ -29,7 +34,12 @@ export interface Real {
 }
 type Cmd = fc.AsyncCommand<Reference, Real>;
 const tol = 2e-5;
-const run = (r: Real, over: Record<string, unknown>) => runInProcess(r.t, { modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over });
+/**
+ * The library's run, as `scorejob run` calls it. No reader runs beside a step (the views are checked after
+ * it), so the publish need not wait for readers planned around the attach (src/job/publish.ts).
+ */
+const context = (r: Real): RunContext => ({ config: testConfig(r.t), log: silentLog, stop: { requested: undefined }, publishSettleMs: 0 });
+const run = (r: Real, over: Partial<RunOptions>) => startRun(context(r), runOptions({ modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over }));
 const sourceKeys = async (r: Real) => new Set((await r.t.pool.query<{ k: string }>('SELECT customer_id::text k FROM src')).rows.map((x) => x.k));
 
 function fullRunOf(id: string, scores: Map<string, number>, reasons: boolean, step: number): RefRun {
@@ -47,7 +57,7 @@ export class FullRun implements Cmd {
     const opts = { reasons: this.reasons ? 2 : undefined, keepRuns: this.keep, challengerDir: this.withChallenger ? r.challenger : undefined };
     // A kill needs a second chunk to hold the run in (chunks of 16).
     const kill = this.how === 'kill' && (await sourceKeys(r)).size > 40;
-    const res = kill ? await killedAndResumed(r, opts) : await run(r, { ...opts, workers: this.how === 'workers' ? 2 : undefined });
+    const res = kill ? await killedAndResumed(r, opts) : this.how === 'workers' ? await sharedRun(r, opts) : await run(r, opts);
     m.runs.set(res.runId, fullRunOf(res.runId, expected, this.reasons, step));
     m.publish(m.runs.get(res.runId)!, 'full');
     m.pendingChallenger = undefined;
@@ -63,23 +73,51 @@ export class FullRun implements Cmd {
   toString = () => `full(reasons=${this.reasons}, keep=${this.keep}${this.withChallenger ? ', challenger' : ''}, ${this.how})`;
 }
 
-/** `scorejob run` in a subprocess, killed with SIGKILL while its second chunk's transaction is open, then resumed in-process. */
-async function killedAndResumed(r: Real, opts: { reasons: number | undefined; keepRuns: number; challengerDir: string | undefined }): Promise<{ runId: string }> {
-  const hold = await holdChunk(r.t, 2);
-  const args = ['run', '--model', r.model, '--chunk-size', '16', '--keep-runs', String(opts.keepRuns), '--max-reject-ratio', '1', '--replace-promoted', '--log-level', 'silent'];
-  if (opts.reasons) args.push('--reasons', String(opts.reasons));
-  if (opts.challengerDir) args.push('--challenger', opts.challengerDir);
-  const child = startCli(args, r.t.env);
+/**
+ * A shared run (`--workers`) whose second worker joins in-process, as `scorejob work --run ID` does from
+ * another machine. The coordinator is held in its first chunk's transaction until the worker is claiming
+ * beside it (its own reader session is open), so the worker always joins a running run.
+ */
+export async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<RunResult & { joined: WorkResult }> {
+  const hold = await holdChunk(r.t, 1);
+  const sessions = async (role: string) => (await r.t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [`scorejob ${role}`])).rows[0]!.n;
   try {
+    const coordinator = run(r, { ...opts, workers: 1 });
+    coordinator.catch(() => undefined);
     await hold.reached();
-    child.kill('SIGKILL');
-    await child.result;
-    await hold.endJobSessions();
+    const runId = (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND champion_run_id IS NULL`)).rows[0]!.id;
+    const joined = joinRun(context(r), { runId, waitS: 0, modelDir: undefined, backend: undefined });
+    joined.catch(() => undefined);
+    await waitUntil('the second worker reads beside the coordinator', async () => (await sessions('reader')) >= 2, 30_000);
+    await hold.release();
+    const [res, worker] = await Promise.all([coordinator, joined]);
+    return { ...res, joined: worker };
   } finally {
     await hold.release();
   }
+}
+
+/**
+ * `scorejob run` in a child process (started ahead: tests/model/killChild.ts), killed with SIGKILL while its
+ * second chunk's transaction is open, then resumed in-process.
+ */
+async function killedAndResumed(r: Real, opts: { reasons: number | undefined; keepRuns: number; challengerDir: string | undefined }): Promise<{ runId: string }> {
+  const hold = await holdChunk(r.t, 2);
+  const child = await takeRunChild(r.model);
+  try {
+    child.run(r.t.url, { chunkSize: 16, keepRuns: opts.keepRuns, maxRejectRatio: 1, replacePromoted: true, reasons: opts.reasons, challengerDir: opts.challengerDir });
+    await Promise.race([hold.reached(), child.ended.then((how) => Promise.reject(new Error(`the run to be killed ended before its second chunk: ${how}`)))]);
+    await child.kill();
+    await hold.endJobSessions();
+  } finally {
+    await child.kill();
+    await hold.release();
+  }
+  // The killed holder's grace (src/ledger/lockLiveness.ts) is over, as if the test had waited it out: the
+  // wait itself is the lock tests' subject (tests/cli/lock.test.ts), the resumed run's views are this one's.
+  await r.t.pool.query(`UPDATE scoring.run_locks SET heartbeat_at = heartbeat_at - interval '1 minute' WHERE token IS NOT NULL`);
   const runId = (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE champion_run_id IS NULL`)).rows[0]!.id;
-  return resumeInProcess(r.t, runId);
+  return resumeRun(context(r), runId);
 }
 
 export class OnlyNewRun implements Cmd {
@@ -247,9 +285,15 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
   if (certain) expect(Number(pub.rows_with_reasons), 'published_runs.rows_with_reasons').toBe(withReasons);
 }
 
+/**
+ * How a full run runs: in-process (5 in 8), shared with a second worker (2 in 8), or killed with kill -9
+ * inside its second chunk and resumed (1 in 8: a kill and its resume cost about four plain runs).
+ */
+const how = fc.constantFrom('plain', 'plain', 'plain', 'plain', 'plain', 'workers', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>;
+
 // Weighted by repetition: source changes and runs are the common steps; rollbacks need a kept earlier run.
 const commands = [
-  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.constantFrom('plain', 'plain', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>).map(
+  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), how).map(
     ([a, k, c, how]) => new FullRun(a, k, c, how) as Cmd,
   ),
   fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 })).map(([a, k]) => new OnlyNewRun(a, k) as Cmd),
@@ -262,11 +306,22 @@ const commands = [
 ];
 export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!, commands[5]!];
 
+/** What every sequence starts from: the template database (after its first run) and the reference of that state. */
+export interface Fixture {
+  template: TemplateDb;
+  real: Omit<Real, 't'>;
+  start: Reference;
+}
 
-/** A fresh system for one sequence: the source (50 customers of the template), a migrated schema, a first full run. */
-export async function freshSequence(real: Real): Promise<Reference> {
-  const { t } = real;
-  await t.pool.query('DROP SCHEMA IF EXISTS scoring CASCADE; DROP TABLE IF EXISTS src');
+/**
+ * The template: 80 template customers, the source (50 of them), a migrated schema and a first full run
+ * (only-new, rollback and challenger steps need a published run); the two models (the champion, and a
+ * challenger that scores differently).
+ */
+export async function setUpFixture(): Promise<Fixture> {
+  const template = await createTemplateDb();
+  const { t } = template;
+  await seedCustomers(t.pool, { customers: 80, seed: 7, nullFraction: 0 });
   await t.pool.query(`CREATE TABLE src AS SELECT c.*, now() AS updated_at FROM customers c ORDER BY customer_id LIMIT 50`);
   await t.pool.query('ALTER TABLE src ADD PRIMARY KEY (customer_id)');
   const c = await t.pool.connect();
@@ -275,16 +330,6 @@ export async function freshSequence(real: Real): Promise<Reference> {
   } finally {
     c.release();
   }
-  const m = new Reference();
-  // Every sequence starts from a full run: only-new, rollback and challenger steps need a published run.
-  await new FullRun(false, 3, false).run(m, real);
-  return m;
-}
-
-/** The test database with the template customers and the two models (the champion, and a challenger that scores differently). */
-export async function setUpReal(): Promise<Real> {
-  const t = await createTestDatabase({ migrated: false });
-  await seedCustomers(t.pool, { customers: 80, seed: 7, nullFraction: 0 });
   const source = { table: 'src', key: 'customer_id', updated_column: 'updated_at' };
   const model = await modelCopy((mf) => (mf.source = source));
   const challenger = await modelCopy((mf) => {
@@ -293,5 +338,25 @@ export async function setUpReal(): Promise<Real> {
     mf.source = source;
     (mf.features as { column: string; mean?: number }[])[1]!.mean! += 1;
   });
-  return { t, model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger) };
+  const real = { model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger) };
+  const start = new Reference();
+  await new FullRun(false, 3, false).run(start, { ...real, t });
+  await template.freeze();
+  return { template, real, start };
+}
+
+/** Stops the child processes started ahead, and drops the template and its clones. */
+export async function tearDownFixture(f: Fixture | undefined): Promise<void> {
+  await stopRunChildren();
+  await f?.template.drop();
+}
+
+/** A fresh system for one sequence: a clone of the template and a copy of its reference; the clone is dropped after fn. */
+export async function withFreshSequence<T>(f: Fixture, fn: (m: Reference, r: Real) => Promise<T>): Promise<T> {
+  const t = await f.template.clone();
+  try {
+    return await fn(f.start.copy(), { ...f.real, t });
+  } finally {
+    f.template.discard(t);
+  }
 }

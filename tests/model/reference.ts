@@ -100,6 +100,11 @@ export class Reference {
   /** The challenger run scored beside the last run, publishable until the next run. */
   pendingChallenger: string | undefined;
 
+  /** An independent copy (each sequence starts from the template's state). */
+  copy(): Reference {
+    return Object.assign(new Reference(), structuredClone({ ...this }));
+  }
+
   get compare(): string | null {
     return this.publications.at(-1)?.compare ?? null;
   }
