@@ -25,6 +25,11 @@ export interface ManifestOutcomes {
 }
 
 const horizonPattern = /^([1-9][0-9]{0,4}) (day|days|week|weeks|month|months|year|years)$/;
+
+/** A horizon as the manifest and `seed --horizon` spell it: a whole number and a unit, e.g. `90 days`. */
+export function isHorizon(value: string): boolean {
+  return horizonPattern.test(value.trim());
+}
 const fields = ['table', 'query', 'key', 'event_time', 'label', 'horizon', 'absent'];
 
 /** Validates `outcomes`; every message is one line naming `file` and the field. */

@@ -1,0 +1,104 @@
+import { quoteIdent, quoteQualified } from '../../db/sql.js';
+import type { ManifestOutcomes } from '../../model/outcomesManifest.js';
+
+/**
+ * The SQL of `scorejob outcomes sync`, one run at a time. Parameters: $1 run_id, $2 as_of, $3 horizon.
+ * The run's window is (published_at, least(published_at + horizon, as_of)]: an outcome counts for a run
+ * when it happened after the run's scores were published, within the horizon, and by as_of.
+ */
+
+/** The manifest's outcomes as rows (customer_id bigint, event_at timestamptz, label boolean); names quoted here. */
+export function outcomeRowsSql(o: ManifestOutcomes): string {
+  const from = o.table !== undefined ? quoteQualified(o.table) : `(${o.query ?? ''}) q`;
+  return `SELECT ${quoteIdent(o.key)}::bigint AS customer_id, ${quoteIdent(o.eventTime)}::timestamptz AS event_at, ${quoteIdent(o.label)}::boolean AS label FROM ${from}`;
+}
+
+function windowSql(schema: string): string {
+  const s = quoteIdent(schema);
+  return `SELECT r.published_at AS opened, least(r.published_at + $3::interval, $2::timestamptz) AS closed,
+                  $2::timestamptz >= r.published_at + $3::interval AS mature,
+                  least(1, greatest(0, extract(epoch FROM $2::timestamptz - r.published_at)
+                                       / extract(epoch FROM (r.published_at + $3::interval) - r.published_at)))::float8 AS maturity
+             FROM ${s}.score_runs r WHERE r.run_id = $1`;
+}
+
+/**
+ * What a run's figures are computed from, cheaply (one pass over the outcomes, none over the scores): the
+ * count and a checksum of the outcome rows in its window, and whether it is mature. Equal to the stored
+ * signature: nothing new matured for the run, and its figures stand.
+ */
+export function signatureSql(schema: string, rows: string): string {
+  return `WITH run AS (${windowSql(schema)})
+    SELECT run.maturity, run.mature,
+           (SELECT count(*) || ':' || COALESCE(sum(hashtextextended(src.customer_id || ' ' || src.event_at || ' ' || src.label, 0)::numeric), 0)
+              FROM (${rows}) src WHERE src.event_at > run.opened AND src.event_at <= run.closed) || ':' || run.mature AS signature
+      FROM run`;
+}
+
+/**
+ * Every figure of one run, per band and for the whole run (band NULL), in one statement: the run's scores
+ * (its history, carried rows of a layered run included) are joined to its matured outcomes and grouped by
+ * score, so the server holds at most one row per distinct score and band, and the client gets a row per band.
+ * $4: a customer without an outcome in a mature run is a negative (manifest outcomes.absent).
+ *
+ * Over the scores in increasing order, per segment: m_before is the customers with an outcome scored lower,
+ * so a group's mean rank is m_before + (m + 1) / 2 (ties share it) and AUC = (R+ - P(P+1)/2) / (P N);
+ * KS is the largest gap of the cumulative positive and negative shares; q_before is the expected negatives
+ * scored lower, for the expected AUC (stats/classification.ts expectedAuc, the same sums).
+ */
+export function figuresSql(schema: string, rows: string): string {
+  const s = quoteIdent(schema);
+  const clamp = 'least(greatest(p, 1e-15), 1 - 1e-15)';
+  return `WITH run AS (${windowSql(schema)}),
+  o AS (
+    SELECT src.customer_id, bool_or(src.label) AS label
+      FROM (${rows}) src, run
+     WHERE src.event_at > run.opened AND src.event_at <= run.closed
+     GROUP BY src.customer_id),
+  j AS (
+    SELECT h.band, h.score::float8 AS p,
+           CASE WHEN o.label IS NOT NULL THEN o.label::int WHEN $4::boolean AND (SELECT mature FROM run) THEN 0 END AS y
+      FROM ${s}.customer_score_history h LEFT JOIN o ON o.customer_id = h.customer_id
+     WHERE h.run_id = $1),
+  g AS (
+    SELECT grouping(band) = 1 AS whole, CASE WHEN grouping(band) = 0 THEN band END AS band, p,
+           count(*)::float8 AS n, count(y)::float8 AS m, COALESCE(sum(y), 0)::float8 AS pos
+      FROM j GROUP BY GROUPING SETS ((band, p), (p))
+    HAVING grouping(band) = 1 OR band IS NOT NULL),
+  w AS MATERIALIZED (
+    SELECT g.*, sum(m) OVER upto - m AS m_before, sum(pos) OVER upto AS pos_cum, sum(m - pos) OVER upto AS neg_cum,
+           sum(n * (1 - p)) OVER upto - n * (1 - p) AS q_before,
+           sum(m) OVER seg AS m_total, sum(pos) OVER seg AS pos_total
+      FROM g
+    WINDOW seg AS (PARTITION BY whole, band), upto AS (PARTITION BY whole, band ORDER BY p ROWS UNBOUNDED PRECEDING)),
+  figures AS (
+    SELECT whole, band, sum(n) AS customers, sum(m) AS with_outcome, sum(pos) AS positives,
+           (sum(pos * (m_before + (m + 1) / 2)) - max(pos_total) * (max(pos_total) + 1) / 2)
+             / NULLIF(max(pos_total) * (max(m_total) - max(pos_total)), 0) AS auc,
+           max(abs(pos_cum / NULLIF(max_pos, 0) - neg_cum / NULLIF(max_m - max_pos, 0))) AS ks,
+           sum(pos * (1 - p) ^ 2 + (m - pos) * p ^ 2) / NULLIF(max(m_total), 0) AS brier,
+           -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) / NULLIF(max(m_total), 0) AS log_loss,
+           sum(n * p) / sum(n) AS expected_positive_rate,
+           (sum(n * p * (q_before + n * (1 - p) / 2)) - sum(n * p * (1 - p)) / 2)
+             / NULLIF(sum(n * p) * sum(n * (1 - p)) - sum(n * p * (1 - p)), 0) AS estimated_auc
+      FROM (SELECT w.*, m_total AS max_m, pos_total AS max_pos FROM w) w
+     GROUP BY whole, band),
+  deciles AS (
+    SELECT whole, band, array_agg(dm ORDER BY d) AS decile_customers, array_agg(dp ORDER BY d) AS decile_predicted,
+           array_agg(dobs ORDER BY d) AS decile_observed
+      FROM (SELECT whole, band, least(9, floor(m_before * 10 / m_total))::int AS d, sum(m)::bigint AS dm,
+                   sum(m * p) / sum(m) AS dp, sum(pos) / sum(m) AS dobs
+              FROM w WHERE m > 0 GROUP BY whole, band, d) x
+     GROUP BY whole, band),
+  roc AS (
+    SELECT array_agg(fpr ORDER BY fpr, tpr) AS roc_fpr, array_agg(tpr ORDER BY fpr, tpr) AS roc_tpr
+      FROM (SELECT DISTINCT ON (floor((m_before + m) * 50 / m_total))
+                   (m_total - pos_total - neg_cum) / (m_total - pos_total) AS fpr, (pos_total - pos_cum) / pos_total AS tpr
+              FROM w WHERE whole AND pos_total > 0 AND m_total > pos_total
+             ORDER BY floor((m_before + m) * 50 / m_total), p DESC) x)
+  SELECT f.band, f.whole, f.customers::bigint, f.with_outcome::bigint, f.positives::bigint, f.auc, f.ks, f.brier, f.log_loss,
+         f.expected_positive_rate, f.estimated_auc, d.decile_customers, d.decile_predicted, d.decile_observed,
+         CASE WHEN f.whole THEN (SELECT roc_fpr FROM roc) END AS roc_fpr, CASE WHEN f.whole THEN (SELECT roc_tpr FROM roc) END AS roc_tpr
+    FROM figures f LEFT JOIN deciles d ON d.whole = f.whole AND d.band IS NOT DISTINCT FROM f.band
+   ORDER BY f.whole DESC, f.band`;
+}

@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedCustomers } from '../../src/dev/seed.js';
+import { seedOutcomes } from '../../src/dev/seedOutcomes.js';
+import { syncOutcomes } from '../../src/features/outcomes/syncOutcomes.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { day, modelWithOutcomes, publishedAt } from '../helpers/outcomes.js';
+import { runInProcess } from '../helpers/run.js';
+
+/** Rank-sum AUC, KS and Brier over joined rows, written out here as the reference the SQL must match. */
+function reference(rows: { p: number; y: number }[]): { auc: number; ks: number; brier: number; positives: number } {
+  const sorted = [...rows].sort((a, b) => a.p - b.p);
+  const positives = rows.filter((r) => r.y === 1).length;
+  const negatives = rows.length - positives;
+  let rankSum = 0;
+  let ks = 0;
+  let pos = 0;
+  let neg = 0;
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1]!.p === sorted[i]!.p) j++;
+    for (let k = i; k <= j; k++) {
+      if (sorted[k]!.y === 1) {
+        rankSum += (i + j + 2) / 2;
+        pos++;
+      } else neg++;
+    }
+    ks = Math.max(ks, Math.abs(pos / positives - neg / negatives));
+    i = j + 1;
+  }
+  const brier = rows.reduce((s, r) => s + (r.p - r.y) ** 2, 0) / rows.length;
+  return { auc: (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives), ks, brier, positives };
+}
+
+describe('scorejob outcomes sync', () => {
+  let t: TestDatabase;
+  let dir: string;
+  let run1: string;
+  let run2: string;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await seedCustomers(t.pool, { customers: 3000, seed: 5 });
+    dir = await modelWithOutcomes();
+    run1 = (await runInProcess(t, { modelDir: dir })).runId;
+    await seedOutcomes(t.pool, { schema: 'scoring', seed: 3 });
+    run2 = (await runInProcess(t, { modelDir: dir })).runId;
+  }, 120_000);
+  afterAll(async () => t.drop());
+
+  it('AUC, KS and Brier per run equal a reference over the joined rows, to 1e-6', async () => {
+    const asOf = new Date((await publishedAt(t, run1)).getTime() + 100 * day);
+    const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf });
+    expect(synced.map((s) => s.runId)).toEqual([run1, run2]);
+    for (const runId of [run1, run2]) {
+      const joined = await t.pool.query<{ p: number; y: number }>(
+        `SELECT h.score::float8 AS p, bool_or(o.label)::int AS y
+           FROM scoring.customer_score_history h
+           JOIN customer_outcomes o ON o.customer_id = h.customer_id
+           JOIN scoring.score_runs r ON r.run_id = h.run_id
+          WHERE h.run_id = $1 AND o.event_time > r.published_at AND o.event_time <= least(r.published_at + interval '90 days', $2)
+          GROUP BY h.customer_id, h.score`,
+        [runId, asOf],
+      );
+      const ref = reference(joined.rows);
+      const got = await t.pool.query(`SELECT auc, ks, brier, positives, with_outcome, customers FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [runId]);
+      expect(got.rows).toHaveLength(1);
+      const row = got.rows[0];
+      expect(Number(row.with_outcome)).toBe(joined.rows.length);
+      expect(Number(row.positives)).toBe(ref.positives);
+      expect(row.auc).toBeCloseTo(ref.auc, 6);
+      expect(row.ks).toBeCloseTo(ref.ks, 6);
+      expect(row.brier).toBeCloseTo(ref.brier, 6);
+    }
+    // Run 2 was published after run 1's outcomes were drawn: some of them fall in its window, not all.
+    const coverage = await t.pool.query(`SELECT run_id::text, coverage, maturity FROM scoring.model_performance WHERE band IS NULL ORDER BY run_id`);
+    expect(coverage.rows[0]).toMatchObject({ run_id: run1, coverage: 1, maturity: 1 });
+  });
+
+  it('one row per band beside the whole run, the bands adding up to it', async () => {
+    const { rows } = await t.pool.query(`SELECT band, customers, with_outcome, positives FROM scoring.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`, [run1]);
+    const whole = rows[0];
+    expect(whole.band).toBeNull();
+    const bands = rows.slice(1);
+    expect(bands.length).toBeGreaterThan(1);
+    expect(bands.reduce((s, r) => s + Number(r.customers), 0)).toBe(Number(whole.customers));
+    expect(bands.reduce((s, r) => s + Number(r.positives), 0)).toBe(Number(whole.positives));
+  });
+});
