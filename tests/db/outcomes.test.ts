@@ -85,4 +85,65 @@ describe('scorejob outcomes sync', () => {
     expect(bands.reduce((s, r) => s + Number(r.customers), 0)).toBe(Number(whole.customers));
     expect(bands.reduce((s, r) => s + Number(r.positives), 0)).toBe(Number(whole.positives));
   });
+
+  it('adding matured outcomes changes only the runs whose window they fall in; estimates stay as first computed', async () => {
+    const p1 = await publishedAt(t, run1);
+    const p2 = await publishedAt(t, run2);
+    const asOf = new Date(p1.getTime() + 100 * day);
+    const before = await t.pool.query(`SELECT * FROM scoring.model_performance ORDER BY run_id, band NULLS FIRST`);
+    const again = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf });
+    expect(again.map((s) => s.outcome)).toEqual(['unchanged', 'unchanged']);
+
+    // A churn just inside run 2's horizon, which closed for run 1 a moment earlier, of a customer seen as negative so far.
+    const negative = await t.pool.query<{ customer_id: string }>(
+      `SELECT o.customer_id FROM customer_outcomes o WHERE NOT o.label ORDER BY o.customer_id LIMIT 1`,
+    );
+    const late = new Date(p2.getTime() + 90 * day - 1);
+    expect(late.getTime()).toBeGreaterThan(p1.getTime() + 90 * day);
+    await t.pool.query(`INSERT INTO customer_outcomes (customer_id, event_time, label) VALUES ($1, $2, true)`, [negative.rows[0]!.customer_id, late]);
+    const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf });
+    expect(synced.map((s) => [s.runId, s.outcome])).toEqual([[run1, 'unchanged'], [run2, 'synced']]);
+
+    const after = await t.pool.query(`SELECT * FROM scoring.model_performance ORDER BY run_id, band NULLS FIRST`);
+    expect(after.rows.filter((r) => String(r.run_id) === run1)).toEqual(before.rows.filter((r) => String(r.run_id) === run1));
+    const whole = (rows: any[]) => rows.find((r) => String(r.run_id) === run2 && r.band === null);
+    expect(Number(whole(after.rows).positives)).toBe(Number(whole(before.rows).positives) + 1);
+    expect(whole(after.rows).auc).not.toBe(whole(before.rows).auc);
+    expect(whole(after.rows).estimated_auc).toBe(whole(before.rows).estimated_auc);
+  });
+
+  it('a run half way through its horizon says so, and counts only the outcomes matured by --as-of', async () => {
+    const p1 = await publishedAt(t, run1);
+    const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date(p1.getTime() + 45 * day) });
+    expect(synced[0]!.maturity).toBeCloseTo(0.5, 3);
+    const { rows } = await t.pool.query(`SELECT maturity, mature, coverage FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
+    expect(rows[0].mature).toBe(false);
+    expect(rows[0].coverage).toBeGreaterThan(0.4);
+    expect(rows[0].coverage).toBeLessThan(0.6);
+    // Replaying the review at 100 days gives the mature figures back.
+    await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date(p1.getTime() + 100 * day) });
+    const mature = await t.pool.query(`SELECT mature, coverage FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
+    expect(mature.rows[0]).toEqual({ mature: true, coverage: 1 });
+  });
+
+  it('absent = negative: a mature run counts the customers without an outcome row as negatives, an immature one leaves them out', async () => {
+    await t.pool.query(`CREATE TABLE churn_events AS SELECT customer_id, event_time AS churned_at FROM customer_outcomes WHERE label`);
+    const churnDir = await modelWithOutcomes({ query: 'SELECT customer_id, churned_at, true AS churned FROM churn_events', event_time: 'churned_at', label: 'churned', horizon: '90 days', absent: 'negative' });
+    const p1 = await publishedAt(t, run1);
+    await syncOutcomes(t.pool, { schema: 'scoring', modelDir: churnDir, asOf: new Date(p1.getTime() + 100 * day) });
+    const { rows } = await t.pool.query(`SELECT coverage, positives, customers FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
+    expect(rows[0].coverage).toBe(1);
+    const churned = await t.pool.query(`SELECT count(DISTINCT customer_id)::int n FROM churn_events e, scoring.score_runs r WHERE r.run_id = $1 AND e.churned_at > r.published_at AND e.churned_at <= r.published_at + interval '90 days'`, [run1]);
+    expect(Number(rows[0].positives)).toBe(churned.rows[0].n);
+    await syncOutcomes(t.pool, { schema: 'scoring', modelDir: churnDir, asOf: new Date(p1.getTime() + 30 * day) });
+    const early = await t.pool.query(`SELECT with_outcome, positives FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
+    expect(early.rows[0].with_outcome).toBe(early.rows[0].positives);
+  });
+
+  it('a manifest whose outcomes table does not exist is a one-line usage error naming the field and the database', async () => {
+    const missing = await modelWithOutcomes({ table: 'no_such_outcomes', horizon: '90 days' });
+    const err = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: missing }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 2 });
+    expect((err as Error).message).toMatch(/^outcomes\.table "no_such_outcomes" in database postgres@127\.0\.0\.1:\d+\/sj_test_\w+: relation "no_such_outcomes" does not exist/);
+  });
 });

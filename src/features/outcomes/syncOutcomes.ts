@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
@@ -94,12 +95,15 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', ['scorejob outcomes', store.schema]);
     const sig = (await outcomeQuery(c, manifest.outcomes, () => c.query<{ maturity: number; mature: boolean; signature: string }>(signatureSql(store.schema, rows), params))).rows[0];
     if (sig === undefined) throw new Error(`run ${run.runId} vanished from ${store.schema}.score_runs during the sync`);
+    // The definition of an outcome is part of what the figures were computed from: a changed manifest recomputes.
+    const definition = createHash('sha256').update(`${rows}\n${manifest.outcomes.absent}`).digest('hex').slice(0, 16);
+    const signature = `${sig.signature}:${definition}`;
     const last = await store.lastSync(c, run.runId);
     const horizonText = (await c.query<{ h: string }>('SELECT $1::interval::text AS h', [horizon])).rows[0]?.h;
-    if (last !== undefined && last.signature === sig.signature && last.horizon === horizonText) return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
+    if (last !== undefined && last.signature === signature && last.horizon === horizonText) return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
     const figures = (await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))).rows;
     const derived = figures.map((f) => ({ ...f, ...derive(f) }));
-    await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature: sig.signature }, derived);
+    await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature }, derived);
     const whole = figures.find((f) => f.whole);
     return { runId: run.runId, maturity: sig.maturity, outcome: 'synced', withOutcome: Number(whole?.with_outcome ?? 0), auc: whole?.auc ?? null };
   });
