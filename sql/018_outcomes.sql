@@ -82,6 +82,8 @@ SELECT e.run_id,
        e.expected_positive_rate,
        p.decile_predicted,
        p.decile_observed,
+       CASE WHEN e.band IS NULL THEN s.roc_fpr END AS roc_fpr,
+       CASE WHEN e.band IS NULL THEN s.roc_tpr END AS roc_tpr,
        s.synced_at
 FROM :SCHEMA.outcome_estimates e
 JOIN :SCHEMA.outcome_syncs s ON s.run_id = e.run_id
@@ -105,6 +107,8 @@ COMMENT ON COLUMN :SCHEMA.model_performance.estimated_auc IS 'The AUC expected i
 COMMENT ON COLUMN :SCHEMA.model_performance.expected_positive_rate IS 'Mean score: the positive rate expected if the scores are calibrated probabilities.';
 COMMENT ON COLUMN :SCHEMA.model_performance.decile_predicted IS 'Mean score per score decile of the customers with an outcome, lowest first.';
 COMMENT ON COLUMN :SCHEMA.model_performance.decile_observed IS 'Observed positive rate per score decile, lowest first.';
+COMMENT ON COLUMN :SCHEMA.model_performance.roc_fpr IS 'Whole-run rows: false positive rates of about 50 points of the ROC curve, increasing (with roc_tpr).';
+COMMENT ON COLUMN :SCHEMA.model_performance.roc_tpr IS 'Whole-run rows: the true positive rates matching roc_fpr.';
 COMMENT ON TABLE :SCHEMA.outcome_syncs IS 'Ledger of scorejob outcomes sync: one row per run synced. Readers: model_performance.';
 COMMENT ON TABLE :SCHEMA.outcome_performance IS 'Realised figures per run and band. Readers: model_performance.';
 COMMENT ON TABLE :SCHEMA.outcome_estimates IS 'Estimated figures per run and band, computed once. Readers: model_performance.';

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { shippedModelDir } from '../config.js';
 import { assertMigrated } from '../db/migrate.js';
+import type { Pool } from '../db/pool.js';
 import { withClient } from '../db/sql.js';
 import { UsageError } from '../errors.js';
 import { action, withPool } from './action.js';
@@ -21,12 +22,13 @@ export function registerOutcomes(program: Command): void {
     .description("join each kept run of the model to its matured outcomes (manifest outcomes) and store realised and estimated performance per run and band (view model_performance)")
     .addOption(option(model, `model directory whose manifest declares outcomes; its name selects the runs; default: the shipped model`))
     .option('--as-of <time>', 'count outcomes up to this time (ISO 8601), to replay a review; default: now')
+    .option('--metrics-file <path>', "write scorejob_model_auc and scorejob_model_calibration_error of the model's newest mature run (Prometheus textfile collector)")
     .action(
       action(async (ctx, cmd: Command) => {
-        const flags = cmd.opts<{ asOf?: string }>();
+        const flags = cmd.opts<{ asOf?: string; metricsFile?: string }>();
         const asOf = flags.asOf === undefined ? undefined : parseAsOf(flags.asOf);
         const modelDir = read(cmd, model) ?? shippedModelDir;
-        const { syncOutcomes } = await import('../features/outcomes/syncOutcomes.js');
+        const { syncOutcomes } = await import('../features/outcomes/index.js');
         await withPool(ctx, async (pool) => {
           await withClient(pool, (c) => assertMigrated(c, ctx.config.schema));
           const runs = await syncOutcomes(pool, { schema: ctx.config.schema, modelDir, asOf, log: ctx.log });
@@ -36,7 +38,16 @@ export function registerOutcomes(program: Command): void {
             process.stdout.write(`run ${r.runId}: ${Math.round(r.maturity * 100)}% mature${covered}${auc} (${r.outcome})\n`);
           }
           if (runs.length === 0) process.stdout.write('no kept published runs of the model to sync\n');
+          if (flags.metricsFile !== undefined) await exportPerformance(pool, ctx.config.schema, modelDir, flags.metricsFile);
         });
       }, { quiet: true }),
     );
+}
+
+async function exportPerformance(pool: Pool, schema: string, modelDir: string, file: string): Promise<void> {
+  const { latestMaturePerformance, readOutcomesManifest } = await import('../features/outcomes/index.js');
+  const { renderModelPerformanceMetrics, writeMetricsFile } = await import('../observe/metrics.js');
+  const name = (await readOutcomesManifest(modelDir)).name;
+  const latest = await withClient(pool, (c) => latestMaturePerformance(c, schema, name));
+  await writeMetricsFile(file, await renderModelPerformanceMetrics({ model: name, auc: latest?.auc ?? null, calibrationError: latest?.calibrationError ?? null }));
 }

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
@@ -35,8 +38,24 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     expect(early.stdout).toMatch(new RegExp(`^run ${runId}: 33% mature, \\d+ customers with an outcome, AUC 0\\.\\d{3} \\(synced\\)\\n$`));
     const late = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 70 * day).toISOString()], t.env);
     expect(late.stdout).toMatch(new RegExp(`^run ${runId}: 100% mature, 1\\d{3} customers with an outcome, AUC 0\\.\\d{3} \\(synced\\)\\n$`));
-    const again = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 80 * day).toISOString()], t.env);
+    const metrics = join(await mkdtemp(join(tmpdir(), 'sj-outcomes-')), 'outcomes.prom');
+    const again = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 80 * day).toISOString(), '--metrics-file', metrics], t.env);
     expect(again.stdout).toBe(`run ${runId}: 100% mature (unchanged)\n`);
+    const prom = await readFile(metrics, 'utf8');
+    const auc = (await t.pool.query('SELECT auc, calibration_error FROM scoring.model_performance WHERE band IS NULL')).rows[0];
+    expect(prom).toContain(`scorejob_model_auc{model="customer-value"} ${auc.auc}\n`);
+    expect(prom).toContain(`scorejob_model_calibration_error{model="customer-value"} ${auc.calibration_error}\n`);
+
+    // Where people look: runs show (text and HTML) puts the realised figures beside the estimated ones.
+    const html = join(dirname(metrics), 'run.html');
+    const shown = await runCli(['runs', 'show', runId, '--html', html], t.env);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n  band +AUC +est\. AUC/);
+    expect(shown.stdout).toMatch(new RegExp(`\\n  all +${auc.auc.toFixed(3)} +0\\.\\d{3} `));
+    const page = await readFile(html, 'utf8');
+    expect(page).toContain('<h2>Outcomes</h2>');
+    expect(page.match(/<svg id="reliability"[^]*?<\/svg>/)?.[0].match(/<circle /g)).toHaveLength(10);
+    expect(page).toMatch(/<svg id="roc"[^>]*><rect[^]*?<path d="M40\.0,320\.0 L[^"]+L320\.0,40\.0"/);
   });
 
   it('a bad --as-of is a usage error naming the flag', async () => {

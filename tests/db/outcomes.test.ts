@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { seedOutcomes } from '../../src/dev/seedOutcomes.js';
-import { syncOutcomes } from '../../src/features/outcomes/syncOutcomes.js';
+import { performanceGate, syncOutcomes } from '../../src/features/outcomes/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { day, modelWithOutcomes, publishedAt } from '../helpers/outcomes.js';
 import { runInProcess } from '../helpers/run.js';
@@ -145,5 +145,22 @@ describe('scorejob outcomes sync', () => {
     const err = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: missing }).catch((e: unknown) => e);
     expect(err).toMatchObject({ exitCode: 2 });
     expect((err as Error).message).toMatch(/^outcomes\.table "no_such_outcomes" in database postgres@127\.0\.0\.1:\d+\/sj_test_\w+: relation "no_such_outcomes" does not exist/);
+  });
+
+  it('performanceGate: a breach names the run, its AUC and the way past it; none above the bar or before any run matured', async () => {
+    const p1 = await publishedAt(t, run1);
+    await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date(p1.getTime() + 100 * day) });
+    const auc = (await t.pool.query('SELECT auc FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL', [run2])).rows[0].auc as number;
+    const c = await t.pool.connect();
+    try {
+      const breach = await performanceGate(c, { schema: 'scoring' }, 'customer-value', auc + 0.01);
+      expect(breach).toBe(`the realised AUC of model "customer-value" fell to ${auc.toFixed(4)} (run ${run2}, 3000 customers with a matured outcome), below --min-auc ${auc + 0.01}: publish with \`scorejob publish <run-id> --force --reason TEXT\` once reviewed, or retrain the model`);
+      expect(await performanceGate(c, { schema: 'scoring' }, 'customer-value', auc - 0.01)).toBeUndefined();
+      // Before the horizon passed for any run there is nothing to judge by.
+      await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date(p1.getTime() + 30 * day) });
+      expect(await performanceGate(c, { schema: 'scoring' }, 'customer-value', 0.99)).toBeUndefined();
+    } finally {
+      c.release();
+    }
   });
 });
