@@ -101,6 +101,9 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     const last = await store.lastSync(c, run.runId);
     const horizonText = (await c.query<{ h: string }>('SELECT $1::interval::text AS h', [horizon])).rows[0]?.h;
     if (last !== undefined && last.signature === signature && last.horizon === horizonText) return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
+    // The figures sort and hash one row per distinct score and band (about two per customer): in memory
+    // rather than spilled to disk at the default 4 MB, for this transaction only.
+    await c.query(`SET LOCAL work_mem = '256MB'`);
     const figures = (await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))).rows;
     const derived = figures.map((f) => ({ ...f, ...derive(f) }));
     await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature }, derived);
