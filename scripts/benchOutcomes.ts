@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -17,17 +17,16 @@ import { resolveDb } from '../src/config.js';
 import { createPool } from '../src/db/pool.js';
 import { syncOutcomes } from '../src/features/outcomes/index.js';
 
-/** utime + stime of every process named postgres on this host, in seconds (0 when the server is elsewhere). */
-function serverCpuSeconds(): number {
+/** utime + stime of the server processes serving `pids`, in seconds (the server must run on this host). */
+function serverCpuSeconds(pids: readonly number[]): number {
   let ticks = 0;
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+  for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (!stat.includes('(postgres)')) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
     } catch {
-      // The process ended between the listing and the read.
+      // Not on this host, or ended.
     }
   }
   return ticks / 100;
@@ -59,18 +58,20 @@ try {
   cli('seed', '--customers', String(customers));
   cli('run', '--model', dir);
   cli('seed', '--outcomes');
-  const pool = createPool(resolveDb({ DATABASE_URL: url.toString() }), 2);
+  const pool = createPool(resolveDb({ DATABASE_URL: url.toString() }), 1);
   try {
     const { rows } = await pool.query<{ published_at: Date }>('SELECT published_at FROM scoring.score_runs ORDER BY run_id DESC LIMIT 1');
     const asOf = new Date(rows[0]!.published_at.getTime() + 91 * 86_400_000);
     for (const label of ['first sync', 'second sync (nothing new)']) {
-      // The machine may be shared: the server's CPU time for the sync (its backends, from /proc) beside the wall time.
-      const cpu0 = serverCpuSeconds();
+      // The machine may be shared: the CPU time of the sync's own server backends (from /proc; parallel
+      // workers, which come and go, not counted) beside the wall time.
+      const backends = (await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()')).rows.map((r) => r.pid);
+      const cpu0 = serverCpuSeconds(backends);
       const t0 = performance.now();
       const result = await syncOutcomes(pool, { schema: 'scoring', modelDir: dir, asOf });
       const s = (performance.now() - t0) / 1000;
-      const cpu = serverCpuSeconds() - cpu0;
-      console.log(`${label}: ${s.toFixed(2)} s wall, ${cpu.toFixed(2)} s server CPU, load ${loadavg()[0]?.toFixed(1)}, for ${customers.toLocaleString('en')} scored customers (${result.map((r) => `run ${r.runId} ${r.outcome}, AUC ${r.auc?.toFixed(4) ?? '—'}`).join('; ')})`);
+      const cpu = serverCpuSeconds(backends) - cpu0;
+      console.log(`${label}: ${s.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU of its backends, load ${loadavg()[0]?.toFixed(1)}, for ${customers.toLocaleString('en')} scored customers (${result.map((r) => `run ${r.runId} ${r.outcome}, AUC ${r.auc?.toFixed(4) ?? '—'}`).join('; ')})`);
     }
     const fig = await pool.query('SELECT auc, estimated_auc, calibration_error, positive_rate, expected_positive_rate FROM scoring.model_performance WHERE band IS NULL');
     console.log('whole run:', fig.rows[0]);

@@ -52,13 +52,13 @@ describe('scorejob outcomes sync', () => {
     const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf });
     expect(synced.map((s) => s.runId)).toEqual([run1, run2]);
     for (const runId of [run1, run2]) {
-      const joined = await t.pool.query<{ p: number; y: number }>(
-        `SELECT h.score::float8 AS p, bool_or(o.label)::int AS y
+      const joined = await t.pool.query<{ p: number; y: number; band: string }>(
+        `SELECT h.score::float8 AS p, bool_or(o.label)::int AS y, h.band
            FROM scoring.customer_score_history h
            JOIN customer_outcomes o ON o.customer_id = h.customer_id
            JOIN scoring.score_runs r ON r.run_id = h.run_id
           WHERE h.run_id = $1 AND o.event_time > r.published_at AND o.event_time <= least(r.published_at + interval '90 days', $2)
-          GROUP BY h.customer_id, h.score`,
+          GROUP BY h.customer_id, h.score, h.band`,
         [runId, asOf],
       );
       const ref = reference(joined.rows);
@@ -70,6 +70,15 @@ describe('scorejob outcomes sync', () => {
       expect(row.auc).toBeCloseTo(ref.auc, 6);
       expect(row.ks).toBeCloseTo(ref.ks, 6);
       expect(row.brier).toBeCloseTo(ref.brier, 6);
+      // Each band against the same reference over its own rows.
+      const bands = await t.pool.query(`SELECT band, auc, ks, brier FROM scoring.model_performance WHERE run_id = $1 AND band IS NOT NULL`, [runId]);
+      expect(bands.rows.map((b) => b.band).sort()).toEqual(['high', 'low', 'mid']);
+      for (const b of bands.rows) {
+        const own = reference(joined.rows.filter((r) => r.band === b.band));
+        expect(b.auc, b.band).toBeCloseTo(own.auc, 6);
+        expect(b.ks, b.band).toBeCloseTo(own.ks, 6);
+        expect(b.brier, b.band).toBeCloseTo(own.brier, 6);
+      }
     }
     // Run 2 was published after run 1's outcomes were drawn: some of them fall in its window, not all.
     const coverage = await t.pool.query(`SELECT run_id::text, coverage, maturity FROM scoring.model_performance WHERE band IS NULL ORDER BY run_id`);

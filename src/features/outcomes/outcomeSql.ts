@@ -38,13 +38,15 @@ export function signatureSql(schema: string, rows: string): string {
 /**
  * Every figure of one run, per band and for the whole run (band NULL), in one statement: the run's scores
  * (its history, carried rows of a layered run included) are joined to its matured outcomes and grouped by
- * score, so the server holds at most one row per distinct score and band, and the client gets a row per band.
+ * score, so the server holds one row per distinct score, sorted once, and the client gets a row per band.
  * $4: a customer without an outcome in a mature run is a negative (manifest outcomes.absent).
  *
- * Over the scores in increasing order, per segment: m_before is the customers with an outcome scored lower,
- * so a group's mean rank is m_before + (m + 1) / 2 (ties share it) and AUC = (R+ - P(P+1)/2) / (P N);
- * KS is the largest gap of the cumulative positive and negative shares; q_before is the expected negatives
- * scored lower, for the expected AUC (stats/classification.ts expectedAuc, the same sums).
+ * Over the scores in increasing order: m_before is the customers with an outcome scored lower, so a group's
+ * mean rank is m_before + (m + 1) / 2 (ties share it) and AUC = (R+ - P(P+1)/2) / (P N); KS is the largest
+ * gap of the cumulative positive and negative shares; q_before is the expected negatives scored lower, for
+ * the expected AUC (stats/classification.ts expectedAuc, the same sums). Bands are score intervals, so a
+ * band's running sums are the run's minus those of the bands below it: one sort serves every segment
+ * (bands_overlap says if that ever stopped being true, and the sync refuses the figures).
  */
 export function figuresSql(schema: string, rows: string): string {
   const s = quoteIdent(schema);
@@ -61,44 +63,52 @@ export function figuresSql(schema: string, rows: string): string {
       FROM ${s}.customer_score_history h LEFT JOIN o ON o.customer_id = h.customer_id
      WHERE h.run_id = $1),
   g AS (
-    SELECT grouping(band) = 1 AS whole, CASE WHEN grouping(band) = 0 THEN band END AS band, p,
-           count(*)::float8 AS n, count(y)::float8 AS m, COALESCE(sum(y), 0)::float8 AS pos
-      FROM j GROUP BY GROUPING SETS ((band, p), (p))
-    HAVING grouping(band) = 1 OR band IS NOT NULL),
+    SELECT p, min(band) AS band, count(*)::float8 AS n, count(y)::float8 AS m, COALESCE(sum(y), 0)::float8 AS pos
+      FROM j GROUP BY p),
   w AS MATERIALIZED (
     SELECT g.*, sum(m) OVER upto - m AS m_before, sum(pos) OVER upto AS pos_cum, sum(m - pos) OVER upto AS neg_cum,
-           sum(n * (1 - p)) OVER upto - n * (1 - p) AS q_before,
-           sum(m) OVER seg AS m_total, sum(pos) OVER seg AS pos_total
-      FROM g
-    WINDOW seg AS (PARTITION BY whole, band), upto AS (PARTITION BY whole, band ORDER BY p ROWS UNBOUNDED PRECEDING)),
+           sum(n * (1 - p)) OVER upto - n * (1 - p) AS q_before
+      FROM g WINDOW upto AS (ORDER BY p ROWS UNBOUNDED PRECEDING)),
+  bands AS MATERIALIZED (
+    SELECT b.*, sum(m_b) OVER lower - m_b AS m_off, sum(pos_b) OVER lower - pos_b AS pos_off,
+           sum(m_b - pos_b) OVER lower - (m_b - pos_b) AS neg_off, sum(q_b) OVER lower - q_b AS q_off, lag(hi) OVER lower AS prev_hi
+      FROM (SELECT band, min(p) AS lo, max(p) AS hi, sum(m) AS m_b, sum(pos) AS pos_b, sum(n * (1 - p)) AS q_b
+              FROM g WHERE band IS NOT NULL GROUP BY band) b
+    WINDOW lower AS (ORDER BY lo ROWS UNBOUNDED PRECEDING)),
+  seg AS (
+    SELECT true AS whole, NULL::text AS band, w.p, w.n, w.m, w.pos, w.m_before, w.pos_cum, w.neg_cum, w.q_before, t.m_total, t.pos_total
+      FROM w, (SELECT sum(m) AS m_total, sum(pos) AS pos_total FROM g) t
+    UNION ALL
+    SELECT false, w.band, w.p, w.n, w.m, w.pos, w.m_before - b.m_off, w.pos_cum - b.pos_off, w.neg_cum - b.neg_off, w.q_before - b.q_off, b.m_b, b.pos_b
+      FROM w JOIN bands b ON b.band = w.band),
   figures AS (
     SELECT whole, band, sum(n) AS customers, sum(m) AS with_outcome, sum(pos) AS positives,
            (sum(pos * (m_before + (m + 1) / 2)) - max(pos_total) * (max(pos_total) + 1) / 2)
              / NULLIF(max(pos_total) * (max(m_total) - max(pos_total)), 0) AS auc,
-           max(abs(pos_cum / NULLIF(max_pos, 0) - neg_cum / NULLIF(max_m - max_pos, 0))) AS ks,
+           max(abs(pos_cum / NULLIF(pos_total, 0) - neg_cum / NULLIF(m_total - pos_total, 0))) AS ks,
            sum(pos * (1 - p) ^ 2 + (m - pos) * p ^ 2) / NULLIF(max(m_total), 0) AS brier,
            -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) / NULLIF(max(m_total), 0) AS log_loss,
            sum(n * p) / sum(n) AS expected_positive_rate,
            (sum(n * p * (q_before + n * (1 - p) / 2)) - sum(n * p * (1 - p)) / 2)
              / NULLIF(sum(n * p) * sum(n * (1 - p)) - sum(n * p * (1 - p)), 0) AS estimated_auc
-      FROM (SELECT w.*, m_total AS max_m, pos_total AS max_pos FROM w) w
-     GROUP BY whole, band),
+      FROM seg GROUP BY whole, band),
   deciles AS (
     SELECT whole, band, array_agg(dm ORDER BY d) AS decile_customers, array_agg(dp ORDER BY d) AS decile_predicted,
            array_agg(dobs ORDER BY d) AS decile_observed
       FROM (SELECT whole, band, least(9, floor(m_before * 10 / m_total))::int AS d, sum(m)::bigint AS dm,
                    sum(m * p) / sum(m) AS dp, sum(pos) / sum(m) AS dobs
-              FROM w WHERE m > 0 GROUP BY whole, band, d) x
+              FROM seg WHERE m > 0 GROUP BY whole, band, d) x
      GROUP BY whole, band),
   roc AS (
+    -- Both rates fall as the threshold rises: a bucket's point at its highest score is its minimum of each.
     SELECT array_agg(fpr ORDER BY fpr, tpr) AS roc_fpr, array_agg(tpr ORDER BY fpr, tpr) AS roc_tpr
-      FROM (SELECT DISTINCT ON (floor((m_before + m) * 50 / m_total))
-                   (m_total - pos_total - neg_cum) / (m_total - pos_total) AS fpr, (pos_total - pos_cum) / pos_total AS tpr
-              FROM w WHERE whole AND pos_total > 0 AND m_total > pos_total
-             ORDER BY floor((m_before + m) * 50 / m_total), p DESC) x)
+      FROM (SELECT min((m_total - pos_total - neg_cum) / (m_total - pos_total)) AS fpr, min((pos_total - pos_cum) / pos_total) AS tpr
+              FROM seg WHERE whole AND pos_total > 0 AND m_total > pos_total
+             GROUP BY floor((m_before + m) * 50 / m_total)) x)
   SELECT f.band, f.whole, f.customers::bigint, f.with_outcome::bigint, f.positives::bigint, f.auc, f.ks, f.brier, f.log_loss,
          f.expected_positive_rate, f.estimated_auc, d.decile_customers, d.decile_predicted, d.decile_observed,
-         CASE WHEN f.whole THEN (SELECT roc_fpr FROM roc) END AS roc_fpr, CASE WHEN f.whole THEN (SELECT roc_tpr FROM roc) END AS roc_tpr
+         CASE WHEN f.whole THEN (SELECT roc_fpr FROM roc) END AS roc_fpr, CASE WHEN f.whole THEN (SELECT roc_tpr FROM roc) END AS roc_tpr,
+         (SELECT COALESCE(bool_or(lo <= prev_hi), false) FROM bands) AS bands_overlap
     FROM figures f LEFT JOIN deciles d ON d.whole = f.whole AND d.band IS NOT DISTINCT FROM f.band
    ORDER BY f.whole DESC, f.band`;
 }

@@ -19,6 +19,8 @@ export interface BandFigures {
   decile_observed: number[] | null;
   roc_fpr: number[] | null;
   roc_tpr: number[] | null;
+  /** Two bands' score ranges overlap: the band figures' shortcut (bands are score intervals) does not hold. */
+  bands_overlap: boolean;
 }
 
 /** The figures computed in TypeScript from the decile bins. */

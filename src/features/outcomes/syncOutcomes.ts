@@ -105,6 +105,7 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     // rather than spilled to disk at the default 4 MB, for this transaction only.
     await c.query(`SET LOCAL work_mem = '256MB'`);
     const figures = (await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))).rows;
+    if (figures.some((f) => f.bands_overlap)) throw new Error(`run ${run.runId}: its bands' score ranges overlap, so per-band figures cannot be computed from the run's one ordering`);
     const derived = figures.map((f) => ({ ...f, ...derive(f) }));
     await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature }, derived);
     const whole = figures.find((f) => f.whole);
