@@ -58,6 +58,12 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     expect(page).toMatch(/<svg id="roc"[^>]*><rect[^]*?<path d="M40\.0,320\.0 L[^"]+L320\.0,40\.0"/);
   });
 
+  it('seed without --customers or --outcomes says which to give', async () => {
+    const r = await runCli(['seed'], t.env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('scorejob: --customers: how many customers to seed is required (or --outcomes, to seed outcomes of the published run)\n');
+  });
+
   it('a bad --as-of is a usage error naming the flag', async () => {
     const r = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', 'last tuesday'], t.env);
     expect(r.code).toBe(2);
