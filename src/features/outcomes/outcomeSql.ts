@@ -75,9 +75,10 @@ export function figuresSql(schema: string, rows: string): string {
       FROM (SELECT band, min(p) AS lo, max(p) AS hi, sum(m) AS m_b, sum(pos) AS pos_b, sum(n * (1 - p)) AS q_b
               FROM g WHERE band IS NOT NULL GROUP BY band) b
     WINDOW lower AS (ORDER BY lo ROWS UNBOUNDED PRECEDING)),
+  totals AS (SELECT sum(m) AS m_total, sum(pos) AS pos_total FROM w),
   seg AS (
     SELECT true AS whole, NULL::text AS band, w.p, w.n, w.m, w.pos, w.m_before, w.pos_cum, w.neg_cum, w.q_before, t.m_total, t.pos_total
-      FROM w, (SELECT sum(m) AS m_total, sum(pos) AS pos_total FROM g) t
+      FROM w, totals t
     UNION ALL
     SELECT false, w.band, w.p, w.n, w.m, w.pos, w.m_before - b.m_off, w.pos_cum - b.pos_off, w.neg_cum - b.neg_off, w.q_before - b.q_off, b.m_b, b.pos_b
       FROM w JOIN bands b ON b.band = w.band),
@@ -90,25 +91,34 @@ export function figuresSql(schema: string, rows: string): string {
            -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) / NULLIF(max(m_total), 0) AS log_loss,
            sum(n * p) / sum(n) AS expected_positive_rate,
            (sum(n * p * (q_before + n * (1 - p) / 2)) - sum(n * p * (1 - p)) / 2)
-             / NULLIF(sum(n * p) * sum(n * (1 - p)) - sum(n * p * (1 - p)), 0) AS estimated_auc
-      FROM seg GROUP BY whole, band),
-  deciles AS (
-    SELECT whole, band, array_agg(dm ORDER BY d) AS decile_customers, array_agg(dp ORDER BY d) AS decile_predicted,
-           array_agg(dobs ORDER BY d) AS decile_observed
-      FROM (SELECT whole, band, least(9, floor(m_before * 10 / m_total))::int AS d, sum(m)::bigint AS dm,
-                   sum(m * p) / sum(m) AS dp, sum(pos) / sum(m) AS dobs
-              FROM seg WHERE m > 0 GROUP BY whole, band, d) x
+             / NULLIF(sum(n * p) * sum(n * (1 - p)) - sum(n * p * (1 - p)), 0) AS estimated_auc,
+           ${decileArrays()}
+      FROM (SELECT seg.*, least(9, floor(m_before * 10 / NULLIF(m_total, 0)))::int AS d FROM seg) seg
      GROUP BY whole, band),
   roc AS (
     -- Both rates fall as the threshold rises: a bucket's point at its highest score is its minimum of each.
     SELECT array_agg(fpr ORDER BY fpr, tpr) AS roc_fpr, array_agg(tpr ORDER BY fpr, tpr) AS roc_tpr
       FROM (SELECT min((m_total - pos_total - neg_cum) / (m_total - pos_total)) AS fpr, min((pos_total - pos_cum) / pos_total) AS tpr
-              FROM seg WHERE whole AND pos_total > 0 AND m_total > pos_total
+              FROM w, totals t WHERE pos_total > 0 AND m_total > pos_total
              GROUP BY floor((m_before + m) * 50 / m_total)) x)
   SELECT f.band, f.whole, f.customers::bigint, f.with_outcome::bigint, f.positives::bigint, f.auc, f.ks, f.brier, f.log_loss,
-         f.expected_positive_rate, f.estimated_auc, d.decile_customers, d.decile_predicted, d.decile_observed,
+         f.expected_positive_rate, f.estimated_auc, f.decile_customers, f.decile_predicted, f.decile_observed,
          CASE WHEN f.whole THEN (SELECT roc_fpr FROM roc) END AS roc_fpr, CASE WHEN f.whole THEN (SELECT roc_tpr FROM roc) END AS roc_tpr,
          (SELECT COALESCE(bool_or(lo <= prev_hi), false) FROM bands) AS bands_overlap
-    FROM figures f LEFT JOIN deciles d ON d.whole = f.whole AND d.band IS NOT DISTINCT FROM f.band
+    FROM figures f
    ORDER BY f.whole DESC, f.band`;
+}
+
+/**
+ * The ten score deciles of a segment's customers with an outcome (ties kept in one decile), as filtered
+ * aggregates of the figures' one pass: customers, mean score and observed rate per decile, NULL where a
+ * decile is empty (a segment of fewer than ten customers with an outcome).
+ */
+function decileArrays(): string {
+  const each = (f: (d: number) => string) => `ARRAY[${Array.from({ length: 10 }, (_, d) => f(d)).join(', ')}]`;
+  return [
+    `${each((d) => `sum(m) FILTER (WHERE d = ${d})`)}::bigint[] AS decile_customers`,
+    `${each((d) => `sum(m * p) FILTER (WHERE d = ${d}) / NULLIF(sum(m) FILTER (WHERE d = ${d}), 0)`)} AS decile_predicted`,
+    `${each((d) => `sum(pos) FILTER (WHERE d = ${d}) / NULLIF(sum(m) FILTER (WHERE d = ${d}), 0)`)} AS decile_observed`,
+  ].join(',\n           ');
 }

@@ -14,9 +14,9 @@ export interface BandFigures {
   log_loss: number | null;
   expected_positive_rate: number | null;
   estimated_auc: number | null;
-  decile_customers: string[] | null;
-  decile_predicted: number[] | null;
-  decile_observed: number[] | null;
+  decile_customers: (string | null)[] | null;
+  decile_predicted: (number | null)[] | null;
+  decile_observed: (number | null)[] | null;
   roc_fpr: number[] | null;
   roc_tpr: number[] | null;
   /** Two bands' score ranges overlap: the band figures' shortcut (bands are score intervals) does not hold. */

@@ -106,15 +106,23 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     await c.query(`SET LOCAL work_mem = '256MB'`);
     const figures = (await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))).rows;
     if (figures.some((f) => f.bands_overlap)) throw new Error(`run ${run.runId}: its bands' score ranges overlap, so per-band figures cannot be computed from the run's one ordering`);
-    const derived = figures.map((f) => ({ ...f, ...derive(f) }));
+    const derived = figures.map((f) => ({ ...withoutEmptyDeciles(f), ...derive(f) }));
     await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature }, derived);
     const whole = figures.find((f) => f.whole);
     return { runId: run.runId, maturity: sig.maturity, outcome: 'synced', withOutcome: Number(whole?.with_outcome ?? 0), auc: whole?.auc ?? null };
   });
 }
 
+/** The deciles that hold customers: a segment with fewer than ten customers with an outcome has empty ones. */
+function withoutEmptyDeciles(f: BandFigures): BandFigures {
+  const keep = (f.decile_customers ?? []).map((n, i) => (n !== null && Number(n) > 0 ? i : -1)).filter((i) => i >= 0);
+  const pick = <T>(a: T[] | null) => (a === null || keep.length === 0 ? null : keep.map((i) => a[i] as T));
+  return { ...f, decile_customers: pick(f.decile_customers), decile_predicted: pick(f.decile_predicted), decile_observed: pick(f.decile_observed) };
+}
+
 /** ECE and top-decile lift from the ten bins the statement returns. */
-function derive(f: BandFigures): DerivedFigures {
+function derive(raw: BandFigures): DerivedFigures {
+  const f = withoutEmptyDeciles(raw);
   const bins: CalibrationBin[] = (f.decile_customers ?? []).map((n, i) => ({ customers: Number(n), predicted: f.decile_predicted?.[i] ?? 0, observed: f.decile_observed?.[i] ?? 0 }));
   const ece = expectedCalibrationError(bins);
   const lift = topBinLift(bins);
