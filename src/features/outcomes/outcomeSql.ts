@@ -82,19 +82,27 @@ export function figuresSql(schema: string, rows: string): string {
     UNION ALL
     SELECT false, w.band, w.p, w.n, w.m, w.pos, w.m_before - b.m_off, w.pos_cum - b.pos_off, w.neg_cum - b.neg_off, w.q_before - b.q_off, b.m_b, b.pos_b
       FROM w JOIN bands b ON b.band = w.band),
+  -- Per segment and decile first (one hash aggregate; every term is a sum or a max, so they compose), then
+  -- per segment with the deciles as arrays.
+  parts AS (
+    SELECT whole, band, least(9, floor(m_before * 10 / NULLIF(m_total, 0)))::int AS d,
+           sum(n) AS n, sum(m) AS m, sum(pos) AS pos, sum(m * p) AS mp, max(pos_total) AS pos_total, max(m_total) AS m_total,
+           sum(pos * (m_before + (m + 1) / 2)) AS rank_sum,
+           max(abs(pos_cum / NULLIF(pos_total, 0) - neg_cum / NULLIF(m_total - pos_total, 0))) AS ks,
+           sum(pos * (1 - p) ^ 2 + (m - pos) * p ^ 2) AS brier_sum,
+           -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) AS log_loss_sum,
+           sum(n * p) AS np, sum(n * (1 - p)) AS nq, sum(n * p * (1 - p)) AS npq, sum(n * p * (q_before + n * (1 - p) / 2)) AS concordant
+      FROM seg GROUP BY whole, band, d),
   figures AS (
     SELECT whole, band, sum(n) AS customers, sum(m) AS with_outcome, sum(pos) AS positives,
-           (sum(pos * (m_before + (m + 1) / 2)) - max(pos_total) * (max(pos_total) + 1) / 2)
-             / NULLIF(max(pos_total) * (max(m_total) - max(pos_total)), 0) AS auc,
-           max(abs(pos_cum / NULLIF(pos_total, 0) - neg_cum / NULLIF(m_total - pos_total, 0))) AS ks,
-           sum(pos * (1 - p) ^ 2 + (m - pos) * p ^ 2) / NULLIF(max(m_total), 0) AS brier,
-           -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) / NULLIF(max(m_total), 0) AS log_loss,
-           sum(n * p) / sum(n) AS expected_positive_rate,
-           (sum(n * p * (q_before + n * (1 - p) / 2)) - sum(n * p * (1 - p)) / 2)
-             / NULLIF(sum(n * p) * sum(n * (1 - p)) - sum(n * p * (1 - p)), 0) AS estimated_auc,
-           ${decileArrays()}
-      FROM (SELECT seg.*, least(9, floor(m_before * 10 / NULLIF(m_total, 0)))::int AS d FROM seg) seg
-     GROUP BY whole, band),
+           (sum(rank_sum) - max(pos_total) * (max(pos_total) + 1) / 2) / NULLIF(max(pos_total) * (max(m_total) - max(pos_total)), 0) AS auc,
+           max(ks) AS ks, sum(brier_sum) / NULLIF(max(m_total), 0) AS brier, sum(log_loss_sum) / NULLIF(max(m_total), 0) AS log_loss,
+           sum(np) / sum(n) AS expected_positive_rate,
+           (sum(concordant) - sum(npq) / 2) / NULLIF(sum(np) * sum(nq) - sum(npq), 0) AS estimated_auc,
+           array_agg(m::bigint ORDER BY d) FILTER (WHERE m > 0) AS decile_customers,
+           array_agg(mp / m ORDER BY d) FILTER (WHERE m > 0) AS decile_predicted,
+           array_agg(pos / m ORDER BY d) FILTER (WHERE m > 0) AS decile_observed
+      FROM parts GROUP BY whole, band),
   roc AS (
     -- Both rates fall as the threshold rises: a bucket's point at its highest score is its minimum of each.
     SELECT array_agg(fpr ORDER BY fpr, tpr) AS roc_fpr, array_agg(tpr ORDER BY fpr, tpr) AS roc_tpr
@@ -109,16 +117,3 @@ export function figuresSql(schema: string, rows: string): string {
    ORDER BY f.whole DESC, f.band`;
 }
 
-/**
- * The ten score deciles of a segment's customers with an outcome (ties kept in one decile), as filtered
- * aggregates of the figures' one pass: customers, mean score and observed rate per decile, NULL where a
- * decile is empty (a segment of fewer than ten customers with an outcome).
- */
-function decileArrays(): string {
-  const each = (f: (d: number) => string) => `ARRAY[${Array.from({ length: 10 }, (_, d) => f(d)).join(', ')}]`;
-  return [
-    `${each((d) => `sum(m) FILTER (WHERE d = ${d})`)}::bigint[] AS decile_customers`,
-    `${each((d) => `sum(m * p) FILTER (WHERE d = ${d}) / NULLIF(sum(m) FILTER (WHERE d = ${d}), 0)`)} AS decile_predicted`,
-    `${each((d) => `sum(pos) FILTER (WHERE d = ${d}) / NULLIF(sum(m) FILTER (WHERE d = ${d}), 0)`)} AS decile_observed`,
-  ].join(',\n           ');
-}
