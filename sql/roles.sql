@@ -42,6 +42,10 @@ DO $$ BEGIN
     IF to_regclass('scoring.customer_score_reasons') IS NOT NULL THEN
       GRANT SELECT ON scoring.customer_score_reasons TO scorejob_reader;
     END IF;
+    -- Schema version 18 (issue 31): realised and estimated performance per run, model and band.
+    IF to_regclass('scoring.model_performance') IS NOT NULL THEN
+      GRANT SELECT ON scoring.model_performance TO scorejob_reader;
+    END IF;
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;

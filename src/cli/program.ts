@@ -5,6 +5,7 @@ import { reportError } from './action.js';
 import { registerMigrate } from './migrate.js';
 import { registerModel } from './model.js';
 import { logLevel, option, schema } from './options.js';
+import { registerOutcomes } from './outcomes.js';
 import { registerPublish } from './publish.js';
 import { registerResume } from './resume.js';
 import { registerRollback } from './rollback.js';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerWork(program);
   registerSeed(program);
   registerModel(program);
+  registerOutcomes(program);
 
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError });
   return program;

@@ -83,7 +83,7 @@ const relationKinds: Record<string, string> = { r: 'table', p: 'table', v: 'view
  * the mark), and only when told to replace it. Anything else there is refused (exit 2), untouched.
  * The table is locked before the drop, so that a seed running at the same time waits for this one's outcome.
  */
-async function checkExisting(client: PoolClient, table: string, replace: boolean): Promise<boolean> {
+export async function checkExisting(client: PoolClient, table: string, replace: boolean): Promise<boolean> {
   const { rows } = await client.query<{ kind: string; mark: string | null }>(
     `SELECT c.relkind AS kind, obj_description(c.oid, 'pg_class') AS mark FROM pg_class c WHERE c.oid = to_regclass($1)`,
     [quoteQualified(table)],

@@ -1,5 +1,6 @@
 import { UsageError } from '../errors.js';
 import { parseManifestInputs, type ManifestInputs } from './manifestInputs.js';
+import { parseOutcomes, type ManifestOutcomes } from './outcomesManifest.js';
 
 /**
  * `manifest.json`: what a model directory's TF.js model means (docs/models.md). Written by
@@ -25,6 +26,8 @@ export interface Manifest extends ManifestInputs {
    * it except with `--dry-run` (src/model/load.ts); a person deletes the key once reviewed.
    */
   draft?: true | undefined;
+  /** Where outcomes land and how long a run waits for them (`scorejob outcomes sync`, docs/outcomes.md). */
+  outcomes?: ManifestOutcomes | undefined;
 }
 
 export interface ManifestSource {
@@ -158,7 +161,7 @@ export function splitTableName(table: string): { schema: string | undefined; nam
 export function parseManifest(json: unknown, file: string): Manifest {
   const r = new Reader(file);
   const top = r.object(json, '');
-  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training']);
+  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training', 'outcomes']);
   if (top.draft !== undefined && typeof top.draft !== 'boolean') r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
   const manifest: Manifest = {
     name: r.name(top.name, 'name'),
@@ -172,6 +175,8 @@ export function parseManifest(json: unknown, file: string): Manifest {
   };
   Object.assign(manifest, parseManifestInputs(top, file));
   if (top.training !== undefined) manifest.training = r.object(top.training, 'training');
+
+  if (top.outcomes !== undefined) manifest.outcomes = parseOutcomes(top.outcomes, file);
   return manifest;
 }
 

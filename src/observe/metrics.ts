@@ -137,6 +137,28 @@ async function pushMetrics(url: string, m: RunMetrics): Promise<void> {
   await new Pushgateway(url, { timeout: 10_000 }, registry).push({ jobName: pushJob, groupings: { model: m.model } });
 }
 
+/** A model's realised performance as `scorejob outcomes sync --metrics-file` exports it. */
+export interface ModelPerformanceMetrics {
+  model: string;
+  /** Realised AUC of the model's newest mature run. */
+  auc: number | null;
+  /** Its expected calibration error. */
+  calibrationError: number | null;
+}
+
+/** `scorejob_model_auc` and `scorejob_model_calibration_error` by model; a figure not known yet is left out. */
+export async function renderModelPerformanceMetrics(m: ModelPerformanceMetrics): Promise<string> {
+  const { Gauge, Registry } = await import('prom-client');
+  const registry = new Registry();
+  const gauge = (name: string, help: string, value: number | null): void => {
+    if (value === null) return;
+    new Gauge({ name, help, labelNames: ['model'], registers: [registry] }).set({ model: m.model }, value);
+  };
+  gauge('scorejob_model_auc', "Realised AUC of the model's newest run whose outcome horizon has passed (scorejob outcomes sync).", m.auc);
+  gauge('scorejob_model_calibration_error', 'Expected calibration error (score deciles) of the same run.', m.calibrationError);
+  return registry.metrics();
+}
+
 /**
  * Exports a run's end. Never fails the run: a metrics problem is logged. The last success time comes
  * from the ledger, or from the previous export when the ledger cannot be reached.

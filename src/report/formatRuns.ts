@@ -1,5 +1,6 @@
 import type { RunDetail, RunListItem } from './runsReport.js';
 import { formatRunStatistics } from './formatStats.js';
+import { formatPerformance } from './performanceReport.js';
 import { formatCount, formatDecimal, table } from '../format.js';
 
 /** `scorejob runs` as a table for people. */
@@ -104,6 +105,7 @@ export function formatRunDetail(r: RunDetail): string {
     lines.push('', `Scores: none${r.rows_rejected > 0 ? ' (every row was rejected)' : ''}`);
   }
   lines.push(...formatRunStatistics(r));
+  if (r.outcomes) lines.push(...formatPerformance(r.outcomes));
   // A chunk that failed a shared run for good comes first: the one to look at.
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1).sort((a, b) => Number(b.failed === true) - Number(a.failed === true));
   if (failing.length > 0) {

@@ -6,6 +6,7 @@ import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, featureChanges, formatPsi, hasCategories, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
 import { modelIdentity } from './formatRuns.js';
+import { performanceHtml } from './performanceSvg.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 
 /** Escapes text for HTML content and attribute values. */
@@ -218,6 +219,8 @@ export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
     body.push('<h2>Score distribution</h2><p class="note">No scores recorded for this run yet.</p>');
   }
   body.push('<h2>Features</h2>', featureTable(r));
+  const outcomes = performanceHtml(r.outcomes, escapeHtml);
+  if (outcomes !== '') body.push(outcomes);
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title><style>${css}</style></head>

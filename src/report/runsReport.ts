@@ -6,6 +6,7 @@ import type { FeaturesSummary } from '../stats/featureStats.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
 import { Publications, type PublicationKind } from '../ledger/publications.js';
 import { analystFacts, type AnalystFacts } from './analystFacts.js';
+import { readPerformance, type PerformanceFacts } from './performanceReport.js';
 
 /** One line of `scorejob runs`. */
 export interface RunListItem {
@@ -85,6 +86,8 @@ export interface RunDetail extends RunListItem {
   forced_publish?: ForcedPublish | null;
   /** The run's kind (full, only_new: base run and carried scores) and its reasons (src/report/analystFacts.ts). */
   analyst?: AnalystFacts;
+  /** Realised and estimated performance once `scorejob outcomes sync` saw the run. */
+  outcomes?: PerformanceFacts | undefined;
 }
 
 /**
@@ -194,6 +197,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     drift,
     forced_publish: stats?.forced_publish ?? null,
     analyst: await analystFacts(c, schema, run),
+    outcomes: await readPerformance(c, schema, runId, run.model_name),
   };
 }
 

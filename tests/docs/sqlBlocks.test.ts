@@ -21,9 +21,9 @@ describe('the SQL blocks of the docs', () => {
   }, 120_000);
   afterAll(async () => t?.drop());
 
-  it('are found (README, downstream, analysts)', () => {
+  it('are found (README, downstream, analysts, outcomes)', () => {
     expect(runnable.length).toBeGreaterThanOrEqual(4);
-    expect(new Set(runnable.map((b) => b.file))).toEqual(new Set(['README.md', 'docs/analysts.md', 'docs/downstream.md']));
+    expect(new Set(runnable.map((b) => b.file))).toEqual(new Set(['README.md', 'docs/analysts.md', 'docs/downstream.md', 'docs/outcomes.md']));
   });
 
   for (const b of runnable) {
