@@ -55,7 +55,7 @@ export class Ledger extends RunHistory {
       [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
     );
     await c.query(`UPDATE ${this.table('score_runs')} SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
-    // An --only-new run created its table when it froze what it rescores (src/job/onlyNew.ts).
+    // An --only-new run created its table when it froze what it rescores (src/features/only-new/onlyNew.ts).
     const exists = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.runTable(runId)]);
     if (!exists.rows[0]?.t) await this.createRunTable(c, runId);
   }

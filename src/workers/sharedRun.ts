@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { ChunkClaims } from '../ledger/chunkClaims.js';
 import type { PlannedChunk, RunParams } from '../ledger/types.js';
-import type { ChunkLoopDeps, ChunkSource } from './chunkLoop.js';
+import type { ChunkLoopDeps, ChunkSource } from '../chunks/chunkLoop.js';
 import { chunkStages, runClaimed, thisWorker } from './claimLoop.js';
 import { defaultLeaseS } from './workerCount.js';
 import type { Stage } from '../observe/timings.js';

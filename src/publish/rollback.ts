@@ -6,7 +6,7 @@ import { Publications, type PublishedEvent } from '../ledger/publications.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { withModelLock } from './modelLock.js';
 import { publishedBy } from './publish.js';
-import { withLockRetry } from './lockRetry.js';
+import { withLockRetry } from '../db/lockRetry.js';
 import { describeFewerReasons } from './reasonsLost.js';
 
 export interface RollbackOptions {

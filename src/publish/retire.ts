@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { withModelLock } from './modelLock.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
 import { publishedBy } from './publish.js';
-import { withLockRetry } from './lockRetry.js';
+import { withLockRetry } from '../db/lockRetry.js';
 
 export interface RetireOptions {
   /** The model to take out of customer_scores (the manifest's `name`). */

@@ -10,23 +10,23 @@ import { ResilientClient } from '../db/resilientClient.js';
 import { EmptySourceError, LockedError, NotResumableError, NothingToDoError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
-import type { StopSignal } from './chunkLoop.js';
+import type { StopSignal } from '../chunks/chunkLoop.js';
 import { checkDue, describeDue } from './due.js';
 import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
 import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
-import { applyRetention } from './publish.js';
-import { checkPromotion } from './promotionGuard.js';
+import { applyRetention } from '../publish/publish.js';
+import { checkPromotion } from '../publish/promotionGuard.js';
 
 import { checkSource } from './sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
-import { defaultLeaseS } from './workerCount.js';
-import { explainerFor } from './reasonsSetup.js';
-import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from './onlyNew.js';
+import { defaultLeaseS } from '../workers/workerCount.js';
+import { explainerFor } from '../features/reasons/reasonsSetup.js';
+import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from '../features/only-new/onlyNew.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
-import { createChallengerRun, loadChallenger, reloadChallenger } from './challenger.js';
+import { createChallengerRun, loadChallenger, reloadChallenger } from '../features/challenger/challenger.js';
 
 export type { RunResult };
 
@@ -84,7 +84,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     if (!(await sourceHasRows(client, params.source))) {
       throw new EmptySourceError(params.source.table);
     }
-    // --only-new: the run reads a view of the customers to rescore (src/job/onlyNew.ts); refused (exit 2) without a base run.
+    // --only-new: the run reads a view of the customers to rescore (src/features/only-new/onlyNew.ts); refused (exit 2) without a base run.
     if (opts.onlyNew) Object.assign(params, await prepareOnlyNew(client, ledger, model));
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
@@ -131,7 +131,7 @@ async function withModelFreedOnError<T>(model: LoadedModel, fn: () => Promise<T>
   }
 }
 
-/** Runs fn, then drops an only-new run's view of its source, however fn ended (src/job/onlyNew.ts). */
+/** Runs fn, then drops an only-new run's view of its source, however fn ended (src/features/only-new/onlyNew.ts). */
 async function withOnlyNewView<T>(session: LockedSession, params: RunParams, log: Logger, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();

@@ -12,11 +12,11 @@ import type { Explainer } from '../model/explainer.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { RunObserver } from '../observe/observer.js';
 import { StageTimings } from '../observe/timings.js';
-import { combineSidecars, type ChunkSource, type StopSignal } from './chunkLoop.js';
-import { joinChallenger, withChallengerColumns, type Challenger } from './challenger.js';
+import { combineSidecars, type ChunkSource, type StopSignal } from '../chunks/chunkLoop.js';
+import { joinChallenger, withChallengerColumns, type Challenger } from '../features/challenger/challenger.js';
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
-import { reasonsSidecar } from './reasons.js';
-import { explainerFor } from './reasonsSetup.js';
+import { reasonsSidecar } from '../features/reasons/reasonsSidecar.js';
+import { explainerFor } from '../features/reasons/reasonsSetup.js';
 import { defaultLeaseS } from './workerCount.js';
 
 export interface WorkOptions {

@@ -6,9 +6,9 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { ClaimLostError, RunFailedError, SnapshotLostError } from '../errors.js';
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import { runHolderState } from '../ledger/runLock.js';
-import type { ChunkLoopDeps } from './chunkLoop.js';
+import type { ChunkLoopDeps } from '../chunks/chunkLoop.js';
 import { HeldClaims } from './heldClaims.js';
-import { runChunks } from './chunkRunner.js';
+import { runChunks } from '../chunks/chunkRunner.js';
 import type { Stage } from '../observe/timings.js';
 
 /** The stages a chunk costs (planning and publishing are the coordinator's). */

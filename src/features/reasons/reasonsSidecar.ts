@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import { copyReasons, encodeReasons } from '../db/reasonsCopy.js';
-import type { Ledger } from '../ledger/ledger.js';
-import { allocateReasons, type Explainer, type ReasonBuffers } from '../model/explainer.js';
-import type { ChunkSidecar } from './chunkLoop.js';
-import { reasonsTable } from './reasonsTables.js';
+import { copyReasons, encodeReasons } from '../../db/reasonsCopy.js';
+import type { Ledger } from '../../ledger/ledger.js';
+import { allocateReasons, type Explainer, type ReasonBuffers } from '../../model/explainer.js';
+import type { ChunkSidecar } from '../../chunks/chunkLoop.js';
+import { reasonsTable } from '../../ledger/reasonsTables.js';
 
 /**
  * The chunk loop's sidecar that explains each chunk's rows and writes their reasons in the chunk's

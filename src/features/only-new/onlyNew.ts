@@ -1,13 +1,14 @@
 import type pg from 'pg';
-import type { SourceRef } from '../db/copyReader.js';
-import { connectAs } from '../db/pool.js';
-import { quoteIdent, quoteQualified, withTransaction } from '../db/sql.js';
-import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { UsageError } from '../errors.js';
-import { IncrementalLedger } from '../ledger/incremental.js';
-import type { Ledger, OnlyNewParams } from '../ledger/ledger.js';
-import type { Logger } from '../log.js';
-import type { LoadedModel } from '../model/load.js';
+import type { SourceRef } from '../../db/copyReader.js';
+import { connectAs } from '../../db/pool.js';
+import { quoteIdent, quoteQualified, withTransaction } from '../../db/sql.js';
+import { SqlState, sqlStateOf } from '../../db/sqlstate.js';
+import { UsageError } from '../../errors.js';
+import { IncrementalLedger } from '../../ledger/incremental.js';
+import type { Ledger, OnlyNewParams } from '../../ledger/ledger.js';
+import type { Logger } from '../../log.js';
+import { frozenName } from '../../ledger/runStorage.js';
+import type { LoadedModel } from '../../model/load.js';
 
 /**
  * `scorejob run --only-new` (docs/analysts.md "Only the new customers between monthly runs"). The customers to rescore are
@@ -38,11 +39,6 @@ function viewName(ledger: Ledger, p: OnlyNewParams): string {
   return `${ledger.schema}.only_new_source_${BigInt(p.baseRunId).toString()}`;
 }
 
-/** The run's frozen copy of the source rows it rescores: kept until its last chunk is done (a resume reads it again). */
-function frozenName(ledger: Ledger, runId: string): string {
-  return `${ledger.schema}.only_new_rows_${BigInt(runId).toString()}`;
-}
-
 /**
  * Creates (or replaces) the run's view of its source: the source itself until the run has frozen what it
  * rescores, the frozen rows after (at each resume too). It lives only while the run does
@@ -71,11 +67,6 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: Onl
  */
 export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger): Promise<void> {
   await c.query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
-}
-
-/** Drops a run's frozen rows (and a view left on them): its chunks are done, or its scores are dropped. */
-export async function dropFrozenRows(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
-  await c.query(`DROP TABLE IF EXISTS ${quoteQualified(frozenName(ledger, runId))} CASCADE`);
 }
 
 /**

@@ -1,17 +1,17 @@
-import { UsageError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Config } from '../config.js';
-import { ChallengerLedger } from '../ledger/challengers.js';
+import { UsageError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Config } from '../../config.js';
+import { ChallengerLedger } from '../../ledger/challengers.js';
 import type pg from 'pg';
-import type { Ledger, RunRow } from '../ledger/ledger.js';
-import { Publications } from '../ledger/publications.js';
-import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from '../stats/challenger.js';
-import { psiGateBreach, rejectGateBreach } from '../stats/runStats.js';
-import { checkForceReason, forceCommand } from './forceReason.js';
-import { modelOfRun, withModelLock } from './modelLock.js';
-import { applyRetention, attachRunTable, publishRun } from './publish.js';
-import { runOnPublishCommand } from './onPublishCommand.js';
-import { reasonsLost, type ReasonsLost } from './reasonsLost.js';
+import type { Ledger, RunRow } from '../../ledger/ledger.js';
+import { Publications } from '../../ledger/publications.js';
+import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from '../../stats/challenger.js';
+import { psiGateBreach, rejectGateBreach } from '../../stats/runStats.js';
+import { checkForceReason, forceCommand } from '../../publish/forceReason.js';
+import { modelOfRun, withModelLock } from '../../publish/modelLock.js';
+import { applyRetention, attachRunTable, publishRun } from '../../publish/publish.js';
+import { runOnPublishCommand } from '../../publish/onPublishCommand.js';
+import { reasonsLost, type ReasonsLost } from '../../publish/reasonsLost.js';
 
 export interface ChallengerPublishResult {
   championRunId: string;

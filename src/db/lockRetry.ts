@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { withTransaction } from '../db/sql.js';
-import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { withTransaction } from './sql.js';
+import { SqlState, sqlStateOf } from './sqlstate.js';
 import type { Logger } from '../log.js';
 
 /**

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { Logger } from '../log.js';
-import type { Ledger } from '../ledger/ledger.js';
-import { withLockRetry } from './lockRetry.js';
+import type { Ledger } from './ledger.js';
+import { withLockRetry } from '../db/lockRetry.js';
 
 // Apart from the sidecar (reasons.ts), which loads TF.js: publish and retention drop these tables, and
 // `scorejob publish` or `rollback` must not pay for a model backend they never use.

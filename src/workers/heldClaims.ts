@@ -1,6 +1,6 @@
 import type { ChunkClaim, ChunkClaims } from '../ledger/chunkClaims.js';
 import type { Logger } from '../log.js';
-import type { ChunkLoopDeps } from './chunkLoop.js';
+import type { ChunkLoopDeps } from '../chunks/chunkLoop.js';
 
 /** What the held claims need of a claim loop's dependencies. */
 export type HeldClaimsDeps = Pick<ChunkLoopDeps, 'pool' | 'runId'> & { claims: ChunkClaims; log: Logger; leaseMs: number };

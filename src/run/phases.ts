@@ -6,33 +6,34 @@ import { EmptySourceError, GateError, InterruptedError, LockLostError, RunFailed
 import { withTransaction } from '../db/sql.js';
 import type { Logger } from '../log.js';
 import type { LoadedModel } from '../model/load.js';
-import { combineSidecars, type ChunkLoopDeps, type StopSignal } from './chunkLoop.js';
-import { runChunks } from './chunkRunner.js';
-import { defaultOutageBudgetMs } from './retryPolicy.js';
+import { combineSidecars, type ChunkLoopDeps, type StopSignal } from '../chunks/chunkLoop.js';
+import { runChunks } from '../chunks/chunkRunner.js';
+import { defaultOutageBudgetMs } from '../chunks/retryPolicy.js';
 import type { Ledger, PlannedChunk, RunParams, RunStats } from '../ledger/ledger.js';
 import type { ChunkRow } from '../ledger/types.js';
-import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from './publish.js';
+import { applyRetention, attachRunTable, dropRunLeftovers, publishRun, registerModel } from '../publish/publish.js';
 import { classifyFailure, failureAdvice } from './advice.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import { SourceView } from './sourceView.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
 import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/runStats.js';
-import { computeRunStatistics } from './runStatistics.js';
+import { computeRunStatistics } from '../publish/runStatistics.js';
 import type { StageTimings } from '../observe/timings.js';
 import { Publications } from '../ledger/publications.js';
-import { describeFewerReasons } from './reasonsLost.js';
-import { runOnPublishCommand } from './onPublishCommand.js';
+import { describeFewerReasons } from '../publish/reasonsLost.js';
+import { runOnPublishCommand } from '../publish/onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
-import { reasonsSidecar } from './reasons.js';
-import { ensureReasonsTable } from './reasonsTables.js';
+import { reasonsSidecar } from '../features/reasons/reasonsSidecar.js';
+import { ensureReasonsTable } from '../ledger/reasonsTables.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
-import { dropFrozenRows, freezeOnlyNew } from './onlyNew.js';
+import { freezeOnlyNew } from '../features/only-new/onlyNew.js';
+import { dropFrozenRows } from '../ledger/runStorage.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
-import { cutPointsFromHistogram, runBands } from './cutPoints.js';
-import { runShared, sharedSource } from './sharedRun.js';
-import { challengerStatistics, finishChallenger, withChallengerColumns, type Challenger } from './challenger.js';
-import { analyzeEarly } from './analyzeEarly.js';
+import { cutPointsFromHistogram, runBands } from '../publish/cutPoints.js';
+import { runShared, sharedSource } from '../workers/sharedRun.js';
+import { challengerStatistics, finishChallenger, withChallengerColumns, type Challenger } from '../features/challenger/challenger.js';
+import { analyzeEarly } from '../publish/analyzeEarly.js';
 
 /** What a finished run reports: the summary line's facts. */
 export interface RunResult {
@@ -81,9 +82,9 @@ export interface ExecuteDeps {
   timings: StageTimings;
   /** Progress line / log lines and the metrics file (the CLI's choices); none when absent. */
   observe?: ObserveDeps | undefined;
-  /** `--reasons K`: explains every scored row; its reasons are written with the scores (src/job/reasons.ts). */
+  /** `--reasons K`: explains every scored row; its reasons are written with the scores (src/features/reasons/reasonsSidecar.ts). */
   explainer?: Explainer | undefined;
-  /** `--challenger DIR`: a second model scoring the same chunks into its sibling run (src/job/challenger.ts). */
+  /** `--challenger DIR`: a second model scoring the same chunks into its sibling run (src/features/challenger/challenger.ts). */
   challenger?: Challenger | undefined;
   /** `--outage-budget`, ms: how long the chunks and the ledger wait for an unreachable database; default 60 s. */
   outageBudgetMs?: number | undefined;
@@ -116,7 +117,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
   /** The run table's ANALYZE, running beside the statistics (analyzeEarly.ts). */
   let analyzing: Promise<void> | undefined;
   try {
-    // --only-new: what the run rescores is frozen and the rest carried from the base run, in one snapshot, before it plans (src/job/onlyNew.ts).
+    // --only-new: what the run rescores is frozen and the rest carried from the base run, in one snapshot, before it plans (src/features/only-new/onlyNew.ts).
     const t0 = performance.now();
     const carried = params.onlyNew ? await freezeOnlyNew(deps.pool, ledger, runId, params.onlyNew, params.source.key, deps.fence, log) : 0;
     if (params.onlyNew) deps.timings.add('plan', performance.now() - t0);

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { createExplainer, type Explainer } from '../model/explainer.js';
-import type { LoadedModel } from '../model/load.js';
+import { createExplainer, type Explainer } from '../../model/explainer.js';
+import type { LoadedModel } from '../../model/load.js';
 
 /**
  * The run's explainer for `--reasons K` (undefined without it), made before anything is written: a model

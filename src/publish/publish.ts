@@ -6,9 +6,9 @@ import type { Logger } from '../log.js';
 import { quoteIdent, withTransaction } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
 import { IncrementalLedger } from '../ledger/incremental.js';
-import { dropFrozenRows } from './onlyNew.js';
-import { dropReasonsTable } from './reasonsTables.js';
-import { withLockRetry } from './lockRetry.js';
+import { dropFrozenRows } from '../ledger/runStorage.js';
+import { dropReasonsTable } from '../ledger/reasonsTables.js';
+import { withLockRetry } from '../db/lockRetry.js';
 import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**
@@ -66,7 +66,7 @@ export interface PublishOptions {
   /** How old the attach must be (default {@link attachSettleMs}; tests shorten it). */
   settleMs?: number | undefined;
   kind?: Exclude<PublicationKind, 'rollback' | 'retire'> | undefined;
-  /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/job/analyzeEarly.ts). */
+  /** The run's table was analyzed after its last chunk (the run does it beside its statistics, src/publish/analyzeEarly.ts). */
   analyzed?: boolean | undefined;
   /** Recorded on the publication: a person's reason, and whether `--force` took it past a gate. */
   reason?: string | undefined;

@@ -1,23 +1,23 @@
 import path from 'node:path';
 import type pg from 'pg';
-import type { ColumnBatch, ColumnSpec } from '../columns.js';
-import type { BackendChoice } from '../config.js';
-import { copyScores, encodeScores } from '../db/copyWriter.js';
-import { RunFailedError, UsageError } from '../errors.js';
-import { ChallengerLedger } from '../ledger/challengers.js';
-import type { ErrorKind, Ledger, RunParams, RunStats } from '../ledger/ledger.js';
-import { Publications } from '../ledger/publications.js';
-import { createFeatureCounters, transformBatch, type Reject } from '../model/features.js';
-import { loadModel, type LoadedModel } from '../model/load.js';
-import type { ManifestBand } from '../model/manifest.js';
-import { keepFiniteScores } from '../model/scorer.js';
-import { toFeatureCounts } from '../stats/featureStats.js';
-import { compareScores, type ChallengerComparison } from '../stats/challenger.js';
-import { computeRunStatistics } from './runStatistics.js';
-import { cutPointsFromHistogram, runBands } from './cutPoints.js';
-import type { ScoreHistogram } from '../stats/scoreCuts.js';
-import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
-import type { ChunkSidecar, Transform } from './chunkLoop.js';
+import type { ColumnBatch, ColumnSpec } from '../../columns.js';
+import type { BackendChoice } from '../../config.js';
+import { copyScores, encodeScores } from '../../db/copyWriter.js';
+import { RunFailedError, UsageError } from '../../errors.js';
+import { ChallengerLedger } from '../../ledger/challengers.js';
+import type { ErrorKind, Ledger, RunParams, RunStats } from '../../ledger/ledger.js';
+import { Publications } from '../../ledger/publications.js';
+import { createFeatureCounters, transformBatch, type Reject } from '../../model/features.js';
+import { loadModel, type LoadedModel } from '../../model/load.js';
+import type { ManifestBand } from '../../model/manifest.js';
+import { keepFiniteScores } from '../../model/scorer.js';
+import { toFeatureCounts } from '../../stats/featureStats.js';
+import { compareScores, type ChallengerComparison } from '../../stats/challenger.js';
+import { computeRunStatistics } from '../../publish/runStatistics.js';
+import { cutPointsFromHistogram, runBands } from '../../publish/cutPoints.js';
+import type { ScoreHistogram } from '../../stats/scoreCuts.js';
+import { accumulate, emptyStats, type ScoreStats } from '../../stats/scoreStats.js';
+import type { ChunkSidecar, Transform } from '../../chunks/chunkLoop.js';
 
 /** A run's challenger (`run --challenger DIR`): its loaded model and its sibling run. */
 export interface Challenger {
