@@ -1,5 +1,8 @@
 import type pg from 'pg';
+import { ChallengerLedger } from './challengers.js';
 import { RunHistory } from './history.js';
+import { OnlyNewLedger } from './onlyNewLedger.js';
+import { Publications } from './publications.js';
 import { holderAliveSql, lockTiming } from './lockLiveness.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
 import type { Queryable } from './history.js';
@@ -11,27 +14,17 @@ export type { Queryable } from './history.js';
 /**
  * The run ledger: the only code that reads or writes the run, chunk and reject tables (score_runs,
  * score_chunks, score_rejects), one method per operation. The schema name enters once, quoted
- * (RunHistory); every value goes as a parameter. The writes are here, the reads in history.ts.
+ * (RunTables); every value goes as a parameter. The writes are here, the reads in history.ts. Built once
+ * per session, it is also the facade of the ledger's parts: `ledger.publications`, `ledger.onlyNew`,
+ * `ledger.challengers`.
  */
 export class Ledger extends RunHistory {
-  /** The table a run writes its scores into before it is published (attached to score_data). */
-  runTable(runId: string): string {
-    return this.table(`"score_data_${BigInt(runId).toString()}"`);
-  }
-
-  /**
-   * A subquery (with alias `s`) of the run's scores, `customer_id, score`: its own table and, for a
-   * layered only_new run (`underRunId`, see IncrementalLedger.layerOf), the scores it carries in the table
-   * of the run below it, minus those it hides (sql/013_layers.sql; the views read them the same way).
-   * Names the tables themselves, not score_data: reading the parent would lock every run's table.
-   */
-  runScores(runId: string, underRunId?: string): string {
-    if (underRunId === undefined) return `${this.runTable(runId)} s`;
-    return `(SELECT d.customer_id, d.score FROM ${this.runTable(runId)} d
-             UNION ALL
-             SELECT b.customer_id, b.score FROM ${this.runTable(underRunId)} b
-              WHERE NOT EXISTS (SELECT 1 FROM ${this.table('score_layer_hidden')} h WHERE h.run_id = ${BigInt(runId).toString()} AND h.customer_id = b.customer_id)) s`;
-  }
+  /** The publications: the pointer, score_publications, ranks and bands (publications.ts). */
+  readonly publications = new Publications(this);
+  /** Only-new runs' part: base runs, layers, carried scores, stored histograms (onlyNewLedger.ts). */
+  readonly onlyNew = new OnlyNewLedger(this);
+  /** Challengers' part: sibling runs and their comparison with the champion (challengers.ts). */
+  readonly challengers = new ChallengerLedger(this);
 
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {
     const { rows } = await c.query<{ run_id: string }>(

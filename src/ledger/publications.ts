@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import { copyFloat4Bits } from '../db/copyFloat4.js';
-import { IncrementalLedger } from './incremental.js';
-import type { Ledger } from './ledger.js';
+import { OnlyNewLedger } from './onlyNewLedger.js';
+import type { RunTables } from './runTables.js';
 
 /**
  * How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's
@@ -81,8 +81,12 @@ export class Publications {
   /** The schema, quoted once. */
   private readonly s: string;
 
-  constructor(private readonly ledger: Ledger) {
+  /** Where a layered run's carried scores are (its layer). */
+  private readonly layers: OnlyNewLedger;
+
+  constructor(private readonly ledger: RunTables) {
     this.s = quoteIdent(ledger.schema);
+    this.layers = new OnlyNewLedger(ledger);
   }
 
   /**
@@ -329,9 +333,9 @@ export class Publications {
     await copyFloat4Bits(c, `COPY (SELECT score FROM ${await this.scores(c, runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
   }
 
-  /** The run's scores as a subquery, through its layer if it is one (Ledger.runScores). */
+  /** The run's scores as a subquery, through its layer if it is one (RunTables.runScores). */
   private async scores(c: pg.ClientBase, runId: string): Promise<string> {
-    return this.ledger.runScores(runId, (await new IncrementalLedger(this.ledger).layerOf(c, runId))?.underRunId);
+    return this.ledger.runScores(runId, (await this.layers.layerOf(c, runId))?.underRunId);
   }
 
   /** Streams the float32 bits of every score of the run (through its layer) to `sink`: one scan, nothing kept. */

@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import type { Ledger } from '../ledger/ledger.js';
-import { IncrementalLedger } from '../ledger/incremental.js';
-import { Publications, type RunBands } from '../ledger/publications.js';
+import { type RunBands } from '../ledger/publications.js';
 import type { ManifestBand } from '../model/manifest.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 
@@ -21,7 +20,7 @@ export async function cutPointsFromHistogram(
   total: number,
 ): Promise<{ cuts: number[]; histogram: ScoreHistogram } | undefined> {
   if (total === 0) return undefined;
-  const publications = new Publications(ledger);
+  const publications = ledger.publications;
   let counted = histogram?.count === total ? histogram : await layerHistogram(c, ledger, runId);
   if (counted?.count !== total) {
     const fresh = new ScoreHistogram();
@@ -37,12 +36,12 @@ export async function cutPointsFromHistogram(
 
 /** A layered run's histogram from the stored one of the run below it; undefined when there is none to start from. */
 async function layerHistogram(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<ScoreHistogram | undefined> {
-  const incremental = new IncrementalLedger(ledger);
+  const incremental = ledger.onlyNew;
   const layer = await incremental.layerOf(c, runId);
   const stored = layer && (await incremental.histogramOf(c, layer.underRunId));
   if (!layer || !stored) return undefined;
   const h = ScoreHistogram.fromSparse(stored.bins, stored.counts);
-  const publications = new Publications(ledger);
+  const publications = ledger.publications;
   try {
     await publications.hiddenScores(c, runId, layer.underRunId, (bits) => h.removeBits(bits));
   } catch {

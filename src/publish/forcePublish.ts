@@ -7,7 +7,6 @@ import { exportRunMetrics } from '../observe/metrics.js';
 import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
-import { ChallengerLedger } from '../ledger/challengers.js';
 import { checkForceReason, forceCommand } from './forceReason.js';
 import { reasonsLost, type ReasonsLost } from './reasonsLost.js';
 
@@ -55,7 +54,7 @@ export async function forcePublish(
     await attachRunTable(client, ledger, runId, log);
     const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, { fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
     // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
-    const challenger = await new ChallengerLedger(ledger).challengerOf(client, runId);
+    const challenger = await ledger.challengers.challengerOf(client, runId);
     if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
     await runOnPublishCommand(opts.onPublishCommand, event, log);
     const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);

@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import { UsageError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { Publications } from '../ledger/publications.js';
 import type { Logger } from '../log.js';
 
 /** The model a run is about to publish: its name and the sha256 of its files. */
@@ -29,7 +28,7 @@ export async function checkPromotion(
   opts: { dryRun: boolean; replace: boolean; replaces?: string | undefined; where: string; log: Logger; command: 'run' | 'resume' },
 ): Promise<string | undefined> {
   if (opts.dryRun) return undefined;
-  const p = await new Publications(ledger).currentPromotion(c, model.name);
+  const p = await ledger.publications.currentPromotion(c, model.name);
   if (p === undefined || p.model_sha256 === model.sha256) return undefined;
   const shown =
     `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the challenger ${p.challenger_name} ${p.model_version} (run ${p.run_id}, challenger of run ${p.champion_run_id}), ` +

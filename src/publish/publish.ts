@@ -3,13 +3,12 @@ import type pg from 'pg';
 import { RunFailedError } from '../errors.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
-import { quoteIdent, withTransaction } from '../db/sql.js';
+import { quoteIdent } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
-import { IncrementalLedger } from '../ledger/incremental.js';
 import { dropFrozenRows } from '../ledger/runStorage.js';
 import { dropReasonsTable } from '../ledger/reasonsTables.js';
 import { withLockRetry } from '../db/lockRetry.js';
-import { Publications, type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
+import { type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
 /**
  * Attaches the run's table to score_data before any of its chunks is scored, and long before it is
@@ -91,7 +90,7 @@ export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   await waitForOlderReaders(c, ledger, runId, log);
   if (!analyzed) await c.query(`ANALYZE ${ledger.runTable(runId)}`);
-  const publications = new Publications(ledger);
+  const publications = ledger.publications;
   // A run scored before schema version 7 (published by force now) gets its percentiles' cut points.
   await publications.ensureCuts(c, runId);
   let event: PublishedEvent | undefined;
@@ -178,7 +177,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
   const dropped: string[] = [];
   // A layered only_new run reads its carried scores from the run below it (sql/013_layers.sql): that run
   // stays while a run it does not drop lies on it; layers go first, newest first.
-  const layers = doomed.length > 0 ? await new IncrementalLedger(ledger).layers(c) : [];
+  const layers = doomed.length > 0 ? await ledger.onlyNew.layers(c) : [];
   for (const row of doomed.sort((a, b) => Number(b.run_id) - Number(a.run_id))) {
     const table = ledger.runTable(row.run_id);
     if (layers.some((l) => l.underRunId === row.run_id && !dropped.includes(l.runId))) {
@@ -203,6 +202,6 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
 /** What goes with a run's scores when they are dropped: its reasons table, its layer and stored histogram, an only-new run's frozen rows. */
 export async function dropRunLeftovers(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
   await dropReasonsTable(c, ledger, runId);
-  await new IncrementalLedger(ledger).dropLayer(c, runId);
+  await ledger.onlyNew.dropLayer(c, runId);
   await dropFrozenRows(c, ledger, runId);
 }

@@ -41,7 +41,7 @@ export async function retireModel(ctx: { config: Config; log: Logger }, opts: Re
     'retire',
     (client, ledger) => checkRetire(client, ledger, config, opts),
     async ({ client, ledger, lock, modelName }) => {
-      const publications = new Publications(ledger);
+      const publications = ledger.publications;
       const log = ctx.log.child({ model: modelName });
       const rows = await publications.publishedRows(client, modelName);
       let event: RetiredEvent | undefined;
@@ -72,7 +72,7 @@ async function checkRetire(client: pg.PoolClient, ledger: Ledger, config: Config
       `there is no model ${name} in schema ${config.schema} on ${describeDb(config.db)} (${models.length > 0 ? `its models: ${models.join(', ')}` : 'no model has run in it yet'})`,
     );
   }
-  const publications = new Publications(ledger);
+  const publications = ledger.publications;
   const current = await publications.currentRun(client, name);
   if (current === undefined) throw await nothingToRetire(client, publications, config, name);
   if (opts.confirm === name) return name;

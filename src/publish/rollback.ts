@@ -30,7 +30,7 @@ export interface RollbackOptions {
 export async function rollback(ctx: { config: Config; log: Logger }, opts: RollbackOptions): Promise<PublishedEvent> {
   if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`run id "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
   const { config } = ctx;
-  const publications = new Publications(new Ledger(config.schema));
+  const publications = new Ledger(config.schema).publications;
   return withModelLock(
     ctx,
     'rollback',

@@ -7,7 +7,7 @@ import { ChunkCountError, GateError, ModelError, OutageError, ScorejobError, Sna
 import type { ErrorKind, PlannedChunk } from '../ledger/ledger.js';
 import type { LoadedModel } from '../model/load.js';
 import { duplicateKeyError } from '../publish/publish.js';
-import { explainSourceFailure } from './sourceCheck.js';
+import { explainSourceFailure } from '../features/sourceCheck.js';
 
 /** What a failed run's classification needs to know. */
 export interface FailureContext {

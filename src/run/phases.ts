@@ -20,13 +20,11 @@ import { RunObserver, type ObserveDeps } from '../observe/observer.js';
 import { psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/runStats.js';
 import { computeRunStatistics } from '../publish/runStatistics.js';
 import type { StageTimings } from '../observe/timings.js';
-import { Publications } from '../ledger/publications.js';
 import { describeFewerReasons } from '../publish/reasonsLost.js';
 import { runOnPublishCommand } from '../publish/onPublishCommand.js';
 import type { Explainer } from '../model/explainer.js';
 import { reasonsSidecar } from '../features/reasons/reasonsSidecar.js';
 import { ensureReasonsTable } from '../ledger/reasonsTables.js';
-import { IncrementalLedger } from '../ledger/incremental.js';
 import { freezeOnlyNew } from '../features/only-new/onlyNew.js';
 import { dropFrozenRows } from '../ledger/runStorage.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
@@ -209,9 +207,9 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     // Percentile cut points and bands, on the run before its gates (a run published by force has them too).
     if (!params.dryRun && scored + carried > 0) {
       const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, scored + carried);
-      await new Publications(ledger).recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts?.cuts);
+      await ledger.publications.recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts?.cuts);
       // A full run keeps its histogram: the percentiles of the --only-new layers that will lie on it start from it.
-      if (cuts && !params.onlyNew) await new IncrementalLedger(ledger).recordHistogram(deps.client, runId, cuts.histogram.toSparse());
+      if (cuts && !params.onlyNew) await ledger.onlyNew.recordHistogram(deps.client, runId, cuts.histogram.toSparse());
     }
     // The challenger's statistics and its comparison with these scores (over the deciles just recorded), on the run before its gates.
     const challenged = deps.challenger && (await challengerStatistics(deps.client, ledger, runId, model, deps.challenger, params.dryRun));
@@ -383,6 +381,6 @@ function rowsOfChunks(chunks: readonly ChunkRow[], pending: readonly { chunkNo: 
 
 /** A run that leaves readers fewer customers with reasons than the run it replaced says so (published_runs.fewer_reasons). */
 async function warnFewerReasons(c: pg.ClientBase, ledger: Ledger, runId: string, model: string, log: Logger): Promise<void> {
-  const fewer = await new Publications(ledger).fewerReasons(c, model);
+  const fewer = await ledger.publications.fewerReasons(c, model);
   if (fewer) log.warn({ rows_with_reasons: fewer.now, previous_rows_with_reasons: fewer.before }, describeFewerReasons(ledger.schema, runId, fewer));
 }

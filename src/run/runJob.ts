@@ -18,12 +18,11 @@ import { runHolderState, takeRunLock, type LockPurpose, type RunLock } from '../
 import { applyRetention } from '../publish/publish.js';
 import { checkPromotion } from '../publish/promotionGuard.js';
 
-import { checkSource } from './sourceCheck.js';
+import { checkSource } from '../features/sourceCheck.js';
 import { StageTimings } from '../observe/timings.js';
 import { defaultLeaseS } from '../workers/workerCount.js';
 import { explainerFor } from '../features/reasons/reasonsSetup.js';
 import { createOnlyNewView, dropOnlyNewView, prepareOnlyNew } from '../features/only-new/onlyNew.js';
-import { IncrementalLedger } from '../ledger/incremental.js';
 import { reasonsMethod } from '../model/explainer.js';
 import { ScoreHistogram } from '../stats/scoreCuts.js';
 import { createChallengerRun, loadChallenger, reloadChallenger } from '../features/challenger/challenger.js';
@@ -104,7 +103,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
         pid: process.pid,
       });
       await session.lock.attachRun(c, id);
-      if (params.onlyNew) await new IncrementalLedger(ledger).markOnlyNew(c, id, params.onlyNew.baseRunId);
+      if (params.onlyNew) await ledger.onlyNew.markOnlyNew(c, id, params.onlyNew.baseRunId);
       // The challenger's sibling run, in the same transaction: both rows exist, or neither.
       if (challengerModel) {
         params.challenger = await createChallengerRun(c, ledger, { runId: id, modelName: model.manifest.name, params, trigger: opts.trigger, dryRun: opts.dryRun, tickAt: opts.tickAt, host: hostname(), pid: process.pid }, challengerModel);

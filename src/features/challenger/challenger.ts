@@ -4,9 +4,7 @@ import type { ColumnBatch, ColumnSpec } from '../../columns.js';
 import type { BackendChoice } from '../../config.js';
 import { copyScores, encodeScores } from '../../db/copyWriter.js';
 import { RunFailedError, UsageError } from '../../errors.js';
-import { ChallengerLedger } from '../../ledger/challengers.js';
 import type { ErrorKind, Ledger, RunParams, RunStats } from '../../ledger/ledger.js';
-import { Publications } from '../../ledger/publications.js';
 import { createFeatureCounters, transformBatch, type Reject } from '../../model/features.js';
 import { loadModel, type LoadedModel } from '../../model/load.js';
 import type { ManifestBand } from '../../model/manifest.js';
@@ -176,7 +174,7 @@ export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, cham
     pid: champion.pid,
   });
   const recorded = { modelDir: model.dir, name: model.manifest.name, version: model.manifest.version, sha256: model.sha256, runId };
-  const challengers = new ChallengerLedger(ledger);
+  const challengers = ledger.challengers;
   await challengers.markChallenger(c, runId, champion.runId);
   await challengers.recordOnChampion(c, champion.runId, recorded);
   return recorded;
@@ -235,10 +233,10 @@ export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, cha
   const scored = Number(run?.rows_scored ?? 0);
   if (!dryRun && scored > 0) {
     const cuts = await cutPointsFromHistogram(c, ledger, challenger.runId, challenger.histogram, scored);
-    await new Publications(ledger).recordRanks(c, challenger.runId, bands, cuts?.cuts);
+    await ledger.publications.recordRanks(c, challenger.runId, bands, cuts?.cuts);
   }
   const championBands = runBands(champion.manifest.output.bands);
-  const challengers = new ChallengerLedger(ledger);
+  const challengers = ledger.challengers;
   const cuts = { champion: await challengers.decileCuts(c, championRunId), challenger: await challengers.decileCuts(c, challenger.runId) };
   const rows = await challengers.compare(c, championRunId, challenger.runId, cuts, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
   const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);

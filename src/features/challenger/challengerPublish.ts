@@ -1,10 +1,8 @@
 import { UsageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Config } from '../../config.js';
-import { ChallengerLedger } from '../../ledger/challengers.js';
 import type pg from 'pg';
 import type { Ledger, RunRow } from '../../ledger/ledger.js';
-import { Publications } from '../../ledger/publications.js';
 import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from '../../stats/challenger.js';
 import { psiGateBreach, rejectGateBreach } from '../../stats/runStats.js';
 import { checkForceReason, forceCommand } from '../../publish/forceReason.js';
@@ -65,7 +63,7 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
 async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow): Promise<string> {
   const id = run.run_id;
   if (run.params.championRunId) throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
-  const challenger = await new ChallengerLedger(ledger).challengerOf(client, id);
+  const challenger = await ledger.challengers.challengerOf(client, id);
   if (!challenger) throw new UsageError(`run ${id} has no challenger (it was not started with --challenger DIR); start one with \`scorejob run --challenger DIR\``);
   if (run.dry_run) throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
   if (run.status !== 'succeeded' || challenger.status !== 'succeeded') {
@@ -75,7 +73,7 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
   if (Number(counts.rows_scored) === 0) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) scored no customer (${counts.rows_rejected} rejected: see ${ledger.schema}.score_rejects for run ${challenger.run_id}); publishing it would empty customer_scores`);
   }
-  if ((await new Publications(ledger).currentRun(client, run.model_name)) === challenger.run_id) {
+  if ((await ledger.publications.currentRun(client, run.model_name)) === challenger.run_id) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) is already published; there is nothing to do`);
   }
   const newer = await ledger.laterPublishedRun(client, challenger.run_id, run.model_name);

@@ -4,7 +4,6 @@ import { connectAs } from '../../db/pool.js';
 import { quoteIdent, quoteQualified, withTransaction } from '../../db/sql.js';
 import { SqlState, sqlStateOf } from '../../db/sqlstate.js';
 import { UsageError } from '../../errors.js';
-import { IncrementalLedger } from '../../ledger/incremental.js';
 import type { Ledger, OnlyNewParams } from '../../ledger/ledger.js';
 import type { Logger } from '../../log.js';
 import { frozenName } from '../../ledger/runStorage.js';
@@ -23,7 +22,7 @@ import type { LoadedModel } from '../../model/load.js';
  */
 export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: LoadedModel): Promise<{ source: SourceRef; onlyNew: OnlyNewParams }> {
   const { name, version } = model.manifest;
-  const base = await new IncrementalLedger(ledger).publishedRun(c, name);
+  const base = await ledger.onlyNew.publishedRun(c, name);
   if (!base) throw new UsageError(`--only-new needs a published run of model ${name} to carry forward; run a full \`scorejob run\` first`);
   if (base.modelSha256 !== model.sha256) {
     throw new UsageError(
@@ -88,7 +87,7 @@ export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyN
  */
 export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
   const t0 = performance.now();
-  const incremental = new IncrementalLedger(ledger);
+  const incremental = ledger.onlyNew;
   const c = await connectAs(pool, 'carry');
   // A connection an error left mid-transaction is destroyed, not returned to the pool.
   let clean = false;

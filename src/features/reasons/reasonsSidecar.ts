@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import { copyReasons, encodeReasons } from '../../db/reasonsCopy.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import { allocateReasons, type Explainer, type ReasonBuffers } from '../../model/explainer.js';

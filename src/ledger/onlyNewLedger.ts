@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
-import type { Ledger } from './ledger.js';
+import type { RunTables } from './runTables.js';
 
 /** The published run an only_new run starts from. */
 export interface BaseRun {
@@ -18,13 +18,13 @@ export interface Layer {
 }
 
 /**
- * The ledger's part of incremental runs (`run --only-new`, sql/010_analyst.sql and 013_layers.sql):
+ * The ledger's part of only-new runs (`run --only-new`, sql/010_analyst.sql and 013_layers.sql):
  * score_runs' kind, base_run_id and rows_carried; score_layers and score_layer_hidden. Kept apart from
  * ledger.ts, which other work changes too.
  */
-export class IncrementalLedger {
+export class OnlyNewLedger {
   private readonly s: string;
-  constructor(private readonly ledger: Ledger) {
+  constructor(ledger: RunTables) {
     this.s = quoteIdent(ledger.schema);
   }
 
