@@ -68,7 +68,7 @@ export interface ChunkLoopDeps {
   onWaiting?(since: number | undefined): void;
   /** The chunk whose failure fails the run, just before the loop throws (for the run's advice: its key range). */
   onFailed?(chunk: PlannedChunk): void;
-  /** More output per chunk (reasons, src/features/reasons/reasonsSidecar.ts; a challenger's scores, src/features/challenger/challenger.ts), written in the chunk's transaction: exactly once with its scores. */
+  /** More output per chunk (a run feature's, src/features/feature.ts `chunkRead`), written in the chunk's transaction: exactly once with its scores. */
   sidecar?: ChunkSidecar | undefined;
 }
 
@@ -94,7 +94,7 @@ export interface ChunkSidecar {
   /**
    * Right after scoring, before non-finite scores are taken out: row r of `x` gave `scores[r]`. `batch` is
    * the chunk as decoded (valid until prepare returns: the next read reuses it), for a sidecar that
-   * transforms the columns itself (a challenger model, src/features/challenger/challenger.ts).
+   * transforms the columns itself (a second model's).
    */
   prepare(x: Float32Array, rows: number, scores: Float32Array, batch: ColumnBatch): Promise<void>;
   /**

@@ -2,7 +2,7 @@ import { quoteIdent } from '../db/sql.js';
 
 /**
  * The names of the schema's tables and of a run's own tables, quoted: the one place the schema's name
- * enters the ledger's SQL. The ledger's parts (publications, only-new, challengers) take this, not the
+ * enters the ledger's SQL. The ledger's parts take this, not the
  * whole Ledger, which builds them.
  */
 export class RunTables {

@@ -11,7 +11,7 @@ import { withClient } from '../db/sql.js';
  */
 export function analyzeEarly(pool: pg.Pool, ledger: Ledger, runId: string): Promise<void> {
   const done = withClient(pool, async (c) => {
-    await c.query(`ANALYZE ${ledger.runTable(runId)}`);
+    await ledger.storage.analyze(c, runId);
   });
   done.catch(() => undefined);
   return done;

@@ -20,34 +20,32 @@ export async function cutPointsFromHistogram(
   total: number,
 ): Promise<{ cuts: number[]; histogram: ScoreHistogram } | undefined> {
   if (total === 0) return undefined;
-  const publications = ledger.publications;
   let counted = histogram?.count === total ? histogram : await layerHistogram(c, ledger, runId);
   if (counted?.count !== total) {
     const fresh = new ScoreHistogram();
-    await publications.allScores(c, runId, (bits) => fresh.addBits(bits));
+    await ledger.scores.allScores(c, runId, (bits) => fresh.addBits(bits));
     // The table moved under us (it cannot: the run holds its lock): let the SQL sort decide.
     if (fresh.count !== total) return undefined;
     counted = fresh;
   }
   const refined = counted.refinement();
-  await publications.scoresInRanges(c, runId, counted.ranges().thresholds, (bits) => refined.add(bits));
+  await ledger.scores.scoresInRanges(c, runId, counted.ranges().thresholds, (bits) => refined.add(bits));
   return { cuts: counted.cuts(refined), histogram: counted };
 }
 
 /** A layered run's histogram from the stored one of the run below it; undefined when there is none to start from. */
 async function layerHistogram(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<ScoreHistogram | undefined> {
-  const incremental = ledger.onlyNew;
-  const layer = await incremental.layerOf(c, runId);
-  const stored = layer && (await incremental.histogramOf(c, layer.underRunId));
+  const layers = ledger.onlyNew;
+  const layer = await layers.layerOf(c, runId);
+  const stored = layer && (await layers.histogramOf(c, layer.underRunId));
   if (!layer || !stored) return undefined;
   const h = ScoreHistogram.fromSparse(stored.bins, stored.counts);
-  const publications = ledger.publications;
   try {
-    await publications.hiddenScores(c, runId, layer.underRunId, (bits) => h.removeBits(bits));
+    await ledger.scores.hiddenScores(c, runId, layer.underRunId, (bits) => h.removeBits(bits));
   } catch {
     return undefined; // a stored histogram that does not hold the hidden scores: not this table's, count afresh
   }
-  await publications.ownScores(c, runId, (bits) => h.addBits(bits));
+  await ledger.scores.ownScores(c, runId, (bits) => h.addBits(bits));
   return h;
 }
 

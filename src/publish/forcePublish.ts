@@ -103,8 +103,7 @@ async function checkPublishable(client: Queryable, ledger: Ledger, runId: string
   if ((await ledger.pendingChunkCount(client, runId)) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
   const newer = await ledger.laterPublishedRun(client, runId, run.model_name);
   if (newer !== undefined) throw new UsageError(`run ${runId} was superseded by run ${newer}, published later; publishing it would go back in time`);
-  const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [ledger.runTable(runId)]);
-  if (table.rows[0]?.t === null) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+  if (!(await ledger.storage.exists(client, ledger.runTable(runId)))) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
   if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with ${forceCommand(runId)}`);
 }
 

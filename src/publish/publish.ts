@@ -3,10 +3,7 @@ import type pg from 'pg';
 import { RunFailedError } from '../errors.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import type { Logger } from '../log.js';
-import { quoteIdent } from '../db/sql.js';
 import type { Ledger, RunStats } from '../ledger/ledger.js';
-import { dropFrozenRows } from '../ledger/runStorage.js';
-import { dropReasonsTable } from '../ledger/reasonsTables.js';
 import { withLockRetry } from '../db/lockRetry.js';
 import { type PublicationKind, type PublishedBy, type PublishedEvent } from '../ledger/publications.js';
 
@@ -22,17 +19,16 @@ import { type PublicationKind, type PublishedBy, type PublishedEvent } from '../
  * rule) attaches a table that is not attached yet, building its primary key first if it lacks one.
  */
 export async function attachRunTable(c: pg.ClientBase, ledger: Ledger, runId: string, log: Logger): Promise<void> {
-  const state = await ledger.runTableState(c, runId);
+  const state = await ledger.storage.state(c, runId);
   if (!state.exists || state.attached) return;
   if (!state.hasKey) {
     try {
-      const id = BigInt(runId).toString();
-      await c.query(`ALTER TABLE ${ledger.runTable(runId)} ADD CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id)`);
+      await ledger.storage.addKey(c, runId);
     } catch (err) {
       throw duplicateKeyError(err, runId) ?? err;
     }
   }
-  await withLockRetry(c, log, 'attaching the run table to score_data', () => ledger.attachRunTable(c, runId));
+  await withLockRetry(c, log, 'attaching the run table to score_data', () => ledger.storage.attach(c, runId));
   await ledger.markAttached(c, runId);
 }
 
@@ -82,14 +78,14 @@ const oldReaderWaitMs = 30_000;
  */
 export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: RunStats, log: Logger, opts: PublishOptions = {}): Promise<PublishedEvent> {
   const { fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
-  const state = await ledger.runTableState(c, runId);
+  const state = await ledger.storage.state(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   // A statement planned around the attach's commit takes its snapshot right after planning: once the
   // attach is this old, any such statement saw the old pointer, or still runs (and is waited for below).
   const wait = await ledger.msUntilAttachedFor(c, runId, settleMs);
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   await waitForOlderReaders(c, ledger, runId, log);
-  if (!analyzed) await c.query(`ANALYZE ${ledger.runTable(runId)}`);
+  if (!analyzed) await ledger.storage.analyze(c, runId);
   const publications = ledger.publications;
   // A run scored before schema version 7 (published by force now) gets its percentiles' cut points.
   await publications.ensureCuts(c, runId);
@@ -179,15 +175,13 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
   // stays while a run it does not drop lies on it; layers go first, newest first.
   const layers = doomed.length > 0 ? await ledger.onlyNew.layers(c) : [];
   for (const row of doomed.sort((a, b) => Number(b.run_id) - Number(a.run_id))) {
-    const table = ledger.runTable(row.run_id);
     if (layers.some((l) => l.underRunId === row.run_id && !dropped.includes(l.runId))) {
       log.info({ kept_run: row.run_id }, `keeping the scores of run ${row.run_id}: a kept only_new run carries scores from them`);
       continue;
     }
     try {
       await c.query(`SET lock_timeout = '10s'`);
-      if (row.attached) await c.query(`ALTER TABLE ${quoteIdent(ledger.schema)}.score_data DETACH PARTITION ${table} ${row.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
-      await c.query(`DROP TABLE ${table}`);
+      await ledger.storage.detachAndDrop(c, row.run_id, row);
       await dropRunLeftovers(c, ledger, row.run_id);
       dropped.push(row.run_id);
     } catch (err) {
@@ -201,7 +195,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
 
 /** What goes with a run's scores when they are dropped: its reasons table, its layer and stored histogram, an only-new run's frozen rows. */
 export async function dropRunLeftovers(c: pg.ClientBase, ledger: Ledger, runId: string): Promise<void> {
-  await dropReasonsTable(c, ledger, runId);
+  await ledger.storage.dropReasonsTable(c, runId);
   await ledger.onlyNew.dropLayer(c, runId);
-  await dropFrozenRows(c, ledger, runId);
+  await ledger.storage.dropFrozenRows(c, runId);
 }

@@ -8,15 +8,13 @@ import { ChunkClaims } from '../ledger/chunkClaims.js';
 import { Ledger, type PlannedChunk, type RunRow } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
-import type { Explainer } from '../model/explainer.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { RunObserver } from '../observe/observer.js';
 import { StageTimings } from '../observe/timings.js';
-import { combineSidecars, type ChunkSource, type StopSignal } from '../chunks/chunkLoop.js';
-import { joinChallenger, withChallengerColumns, type Challenger } from '../features/challenger/challenger.js';
+import type { ChunkSource, StopSignal } from '../chunks/chunkLoop.js';
+import { describeFeatures, disposeFeatures, makeFeatures, partOfAnother, type ChunkRead, type JoinScope, type RunFeature } from '../features/index.js';
+import { frozenRunSpec } from '../ledger/runSpec.js';
 import { runClaimed, thisWorker, type ClaimOutcome } from './claimLoop.js';
-import { reasonsSidecar } from '../features/reasons/reasonsSidecar.js';
-import { explainerFor } from '../features/reasons/reasonsSetup.js';
 import { defaultLeaseS } from './workerCount.js';
 
 export interface WorkOptions {
@@ -52,8 +50,7 @@ export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<Work
   const { config } = ctx;
   const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
-  const joined = await lookUpRun(ctx, claims, ledger, opts);
-  const { run } = joined;
+  const run = await lookUpRun(ctx, claims, ledger, opts);
   const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
   // reader, two writers (chunkLoop.ts), the claims and their leases, and one spare.
   const pool = createPool(config.db, 5);
@@ -64,21 +61,15 @@ export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<Work
     const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
     const backend = opts.backend ?? (run.params.backendChoice as BackendChoice);
     const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend, allowDraft: run.dry_run });
-    // The run's params say the rest: `--reasons K` (each chunk's reasons written in its transaction, into
-    // the table the coordinator made) and `--only-new` (params.source is then the run's view of the
-    // customers to rescore, which the coordinator created before it took the snapshot the chunks read).
-    // (explainerFor frees the model itself if it refuses it.)
-    const explainer = explainerFor(model, run.params.reasons?.k);
-    let challenger: Challenger | undefined;
+    let features: readonly RunFeature[] = [];
     try {
       checkRunModel(model, run, opts);
-      // `--challenger`: this worker scores the challenger too, in the same pass, as the coordinator does (no histogram: the coordinator's cut points come from its table).
-      if (joined.challengerRun && joined.challengerDir !== undefined) {
-        challenger = { model: await joinChallenger(joined.challengerDir, joined.challengerRun, model, backend, run.run_id), runId: joined.challengerRun.run_id };
-      }
-      return await scoreClaims({ ctx, pool, claims, ledger, run, leaseMs, log, model, explainer, challenger });
+      // The run's params say the rest: each of its features joins as the run's own process did.
+      const join: JoinScope = { run, model, ledger, lookup: pool, backend, modelDirs: { challenger: opts.challengerDir } };
+      features = await makeFeatures((d) => d.forWorker?.(join));
+      return await scoreClaims({ ctx, pool, claims, ledger, run, leaseMs, log, model, features });
     } finally {
-      challenger?.model.dispose();
+      disposeFeatures(features);
       model.dispose();
     }
   } finally {
@@ -88,26 +79,15 @@ export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<Work
 
 type WorkContext = { config: Config; log: Logger; stop: StopSignal; outageBudgetMs?: number | undefined };
 
-/** The run to join and, for a run with a challenger (`run --challenger DIR`), the challenger's run, whose scores are this worker's to write too. */
-interface JoinedRun {
-  run: RunRow;
-  challengerRun: RunRow | undefined;
-  challengerDir: string | undefined;
-}
-
-/** Finds the run to join (and its challenger's) on a connection of its own, closed before the work starts. */
-async function lookUpRun(ctx: WorkContext, claims: ChunkClaims, ledger: Ledger, opts: WorkOptions): Promise<JoinedRun> {
+/** Finds the run to join on a connection of its own, closed before the work starts; its params frozen. */
+async function lookUpRun(ctx: WorkContext, claims: ChunkClaims, ledger: Ledger, opts: WorkOptions): Promise<RunRow> {
   const { config } = ctx;
   const lookup = createPool(config.db, 1);
   try {
     await checkConnection(lookup, config.db);
     await withClient(lookup, (c) => assertMigrated(c, config.schema));
     const run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
-    const recorded = run.params.challenger ?? undefined;
-    if (!recorded && opts.challengerDir !== undefined) throw new UsageError(`run ${run.run_id} has no challenger: leave out --challenger`);
-    const challengerRun = recorded && (await ledger.getRun(lookup, recorded.runId));
-    if (recorded && !challengerRun) throw new UsageError(`the challenger run ${recorded.runId} of run ${run.run_id} is gone from the ledger`);
-    return { run, challengerRun: challengerRun || undefined, challengerDir: opts.challengerDir ?? recorded?.modelDir };
+    return { ...run, params: frozenRunSpec(run.params) };
   } finally {
     await lookup.end().catch(() => undefined);
   }
@@ -130,24 +110,22 @@ interface ScoreClaimsArgs {
   leaseMs: number;
   log: Logger;
   model: LoadedModel;
-  explainer: Explainer | undefined;
-  challenger: Challenger | undefined;
+  features: readonly RunFeature[];
 }
 
 /** Scores the chunks this worker claims until the claim loop ends; counts what it did. */
 async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
-  const { ctx, pool, claims, ledger, run, log, model, challenger } = a;
+  const { ctx, pool, claims, ledger, run, log, model } = a;
   const observer = new RunObserver(undefined, log, model.plan);
-  const read = withChallengerColumns(model, observer.transform, challenger, ledger);
+  let read: ChunkRead = { columns: model.plan.columns, transform: observer.transform, sidecar: undefined };
+  for (const f of a.features) if (f.chunkRead) read = f.chunkRead(read, { ledger, runId: run.run_id, model, role: 'worker' });
   const timings = new StageTimings();
   const view = new LedgerSnapshot(pool, claims, ctx.config.schema, run.run_id);
   await view.refresh([]);
   const done = { chunks: 0, scored: 0, rejected: 0 };
   const started = performance.now();
-  log.info(
-    { model: model.manifest.name, backend: model.backend, reasons: run.params.reasons?.k, only_new: run.params.onlyNew ? true : undefined, challenger_run_id: challenger?.runId },
-    `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${challenger ? ` with challenger ${challenger.model.manifest.name} ${challenger.model.manifest.version} (run ${challenger.runId})` : ''}`,
-  );
+  const said = describeFeatures(a.features);
+  log.info({ model: model.manifest.name, backend: model.backend, ...said.fields }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${said.words}`);
   const outcome = await runClaimed({
     pool,
     view,
@@ -159,8 +137,7 @@ async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
     leaseMs: a.leaseMs,
     role: 'worker',
     source: run.params.source,
-    columns: read.columns,
-    transform: read.transform,
+    ...read,
     chunkStats: observer.chunkStats,
     scorer: model.scorer,
     chunkSize: run.params.chunkSize,
@@ -170,7 +147,6 @@ async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
     log,
     timings,
     recover: async () => undefined,
-    sidecar: combineSidecars([a.explainer && reasonsSidecar(a.explainer, ledger, run.run_id), read.sidecar]),
     onChunkDone: ({ chunkNo, scored, rejected }) => {
       done.chunks++;
       done.scored += scored;
@@ -192,8 +168,9 @@ async function findRun(pool: pg.Pool, claims: ChunkClaims, ledger: Ledger, schem
     const run = id === undefined ? undefined : await ledger.getRun(pool, id);
     if (opts.runId !== undefined) {
       if (!run) throw new UsageError(`there is no run ${opts.runId} (see \`scorejob runs\`)`);
-      // A challenger's run (created after its champion's, with its params) is scored by its champion's workers.
-      if (run.params.championRunId) throw new UsageError(`run ${run.run_id} is the challenger of run ${run.params.championRunId}; join that run instead (\`scorejob work --run ${run.params.championRunId}\`)`);
+      // A run a feature made as part of another is scored by that run's workers.
+      const other = partOfAnother({ runId: run.run_id, params: run.params }, 'work');
+      if (other !== undefined) throw new UsageError(other);
       if (run.params.workers === undefined) throw new UsageError(`run ${run.run_id} was not started with --workers: only its own process scores it`);
       if (run.status !== 'running' && run.status !== 'interrupted' && run.status !== 'failed') throw new NothingToDoError(`run ${run.run_id} is ${run.status}; nothing to do`);
     }

@@ -15,7 +15,8 @@ import { computeRunStatistics } from '../../publish/runStatistics.js';
 import { cutPointsFromHistogram, runBands } from '../../publish/cutPoints.js';
 import type { ScoreHistogram } from '../../stats/scoreCuts.js';
 import { accumulate, emptyStats, type ScoreStats } from '../../stats/scoreStats.js';
-import type { ChunkSidecar, Transform } from '../../chunks/chunkLoop.js';
+import { combineSidecars, type ChunkSidecar } from '../../chunks/chunkLoop.js';
+import type { ChunkRead } from '../feature.js';
 
 /** A run's challenger (`run --challenger DIR`): its loaded model and its sibling run. */
 export interface Challenger {
@@ -75,21 +76,19 @@ export function unionColumns(champion: readonly ColumnSpec[], challenger: readon
 }
 
 /**
- * A chunk loop's columns, transform and sidecar with a challenger riding along (the coordinator's and every
- * worker's, the same): each chunk is read once with the union of both models' columns, the champion's
- * transform sees its own first ones, and the sidecar scores and writes the challenger's in the chunk's
- * transaction. Without a challenger: the champion's alone.
+ * A chunk loop's read with a challenger riding along (the coordinator's and every worker's, the same):
+ * each chunk is read once with the union of both models' columns, the champion's transform sees its own
+ * first ones, and a sidecar scores and writes the challenger's in the chunk's transaction.
  */
-export function withChallengerColumns(
-  champion: LoadedModel,
-  transform: Transform,
-  challenger: Challenger | undefined,
-  ledger: Ledger,
-): { columns: readonly ColumnSpec[]; transform: Transform; sidecar: ChunkSidecar | undefined } {
-  if (!challenger) return { columns: champion.plan.columns, transform, sidecar: undefined };
-  const union = unionColumns(champion.plan.columns, challenger.model.plan.columns);
-  const n = champion.plan.columns.length;
-  return { columns: union.columns, transform: (batch, out, rejects) => transform(firstColumns(batch, n), out, rejects), sidecar: challengerSidecar(challenger, union.challengerIndex, ledger) };
+export function withChallengerColumns(read: ChunkRead, challenger: Challenger, ledger: Ledger): ChunkRead {
+  const union = unionColumns(read.columns, challenger.model.plan.columns);
+  const n = read.columns.length;
+  const transform = read.transform;
+  return {
+    columns: union.columns,
+    transform: (batch, out, rejects) => transform(firstColumns(batch, n), out, rejects),
+    sidecar: combineSidecars([read.sidecar, challengerSidecar(challenger, union.challengerIndex, ledger)]),
+  };
 }
 
 /** The first `n` columns of a batch, as a batch (per chunk, not per row: a small array). */

@@ -78,7 +78,7 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
   }
   const newer = await ledger.laterPublishedRun(client, challenger.run_id, run.model_name);
   if (newer !== undefined) throw new UsageError(`run ${newer} was published after run ${id}'s challenger (run ${challenger.run_id}) was scored; publishing it would go back in time`);
-  if (!(await ledger.runTableState(client, challenger.run_id)).exists) throw new UsageError(`the challenger's scores of run ${id} (run ${challenger.run_id}) are gone (retention dropped them); start a new run with \`scorejob run --challenger DIR\``);
+  if (!(await ledger.storage.state(client, challenger.run_id)).exists) throw new UsageError(`the challenger's scores of run ${id} (run ${challenger.run_id}) are gone (retention dropped them); start a new run with \`scorejob run --challenger DIR\``);
   return challenger.run_id;
 }
 

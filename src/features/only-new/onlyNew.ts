@@ -6,7 +6,6 @@ import { SqlState, sqlStateOf } from '../../db/sqlstate.js';
 import { UsageError } from '../../errors.js';
 import type { Ledger, OnlyNewParams } from '../../ledger/ledger.js';
 import type { Logger } from '../../log.js';
-import { frozenName } from '../../ledger/runStorage.js';
 import type { LoadedModel } from '../../model/load.js';
 
 /**
@@ -46,8 +45,8 @@ function viewName(ledger: Ledger, p: OnlyNewParams): string {
  */
 export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string, runId?: string): Promise<SourceRef> {
   const view = viewName(ledger, p);
-  if (runId !== undefined && (await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [frozenName(ledger, runId)])).rows[0]?.t) {
-    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT * FROM ${quoteQualified(frozenName(ledger, runId))}`);
+  if (runId !== undefined && (await ledger.storage.exists(c, ledger.storage.frozenRows(runId)))) {
+    await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT * FROM ${quoteQualified(ledger.storage.frozenRows(runId))}`);
     return { table: view, key };
   }
   if (p.updatedColumn !== null) {
@@ -97,7 +96,7 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
       clean = true;
       return done.rowsCarried;
     }
-    if ((await ledger.runTableState(c, runId)).exists) {
+    if ((await ledger.storage.state(c, runId)).exists) {
       // Planned by a scorejob before schema version 13, which copied every carried score in its snapshot.
       throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
     }
@@ -140,7 +139,7 @@ interface FreezeNames {
 function freezeNames(ledger: Ledger, runId: string, p: OnlyNewParams, key: string, under: string, baseIsLayer: boolean): FreezeNames {
   return {
     schema: quoteIdent(ledger.schema),
-    frozen: quoteQualified(frozenName(ledger, runId)),
+    frozen: quoteQualified(ledger.storage.frozenRows(runId)),
     view: quoteQualified(viewName(ledger, p)),
     source: quoteQualified(p.sourceTable),
     k: quoteIdent(key),
@@ -167,7 +166,7 @@ async function freezeInSnapshot(c: pg.ClientBase, ledger: Ledger, runId: string,
   const newKeys = await createKeysToRescore(c, p, n);
   const rows = await c.query(`CREATE TABLE ${frozen} AS SELECT * FROM ${view} v WHERE v.${k} IN (SELECT source_key FROM only_new_keys)`);
   await c.query(`CREATE INDEX ON ${frozen} (${k})`);
-  await ledger.createRunTable(c, runId);
+  await ledger.storage.createScoreTable(c, runId);
   const fromBase = n.baseIsLayer ? await copyBaseLayerScores(c, ledger, runId, n) : 0;
   // Gone from the source, or rescored and below (not new to it), or hidden by the base run.
   const hidden = await c.query(

@@ -2,7 +2,6 @@ import { copyReasons, encodeReasons } from '../../db/reasonsCopy.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import { allocateReasons, type Explainer, type ReasonBuffers } from '../../model/explainer.js';
 import type { ChunkSidecar } from '../../chunks/chunkLoop.js';
-import { reasonsTable } from '../../ledger/reasonsTables.js';
 
 /**
  * The chunk loop's sidecar that explains each chunk's rows and writes their reasons in the chunk's
@@ -11,7 +10,7 @@ import { reasonsTable } from '../../ledger/reasonsTables.js';
  * prepared): one allocation per chunk, none per row.
  */
 export function reasonsSidecar(explainer: Explainer, ledger: Ledger, runId: string): ChunkSidecar {
-  const table = reasonsTable(ledger, runId);
+  const table = ledger.storage.reasonsTable(runId);
   let buffers: ReasonBuffers = allocateReasons(explainer.k, 0);
   let explained = 0;
   return {
