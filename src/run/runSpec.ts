@@ -34,5 +34,5 @@ export function runSpec(opts: Readonly<RunOptions>, model: LoadedModel, underLoc
     reasons: null,
     ...(underLock.replacesPromotedRunId !== undefined ? { replacesPromotedRunId: underLock.replacesPromotedRunId } : {}),
   };
-  return frozenRunSpec(Object.assign(params, ...underLock.featureParts));
+  return frozenRunSpec(underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params));
 }

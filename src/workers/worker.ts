@@ -86,7 +86,7 @@ async function lookUpRun(ctx: WorkContext, claims: ChunkClaims, ledger: Ledger, 
   try {
     await checkConnection(lookup, config.db);
     await withClient(lookup, (c) => assertMigrated(c, config.schema));
-    const run = await findRun(lookup, claims, ledger, config.schema, opts, ctx);
+    const run = await findRun({ pool: lookup, claims, ledger, schema: config.schema }, opts, ctx);
     return { ...run, params: frozenRunSpec(run.params) };
   } finally {
     await lookup.end().catch(() => undefined);
@@ -159,7 +159,8 @@ async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
 }
 
 /** The run to join: the one named, or the newest shared run that is running (waiting up to --wait for one). */
-async function findRun(pool: pg.Pool, claims: ChunkClaims, ledger: Ledger, schema: string, opts: WorkOptions, ctx: { log: Logger; stop: StopSignal }): Promise<RunRow> {
+async function findRun(on: { pool: pg.Pool; claims: ChunkClaims; ledger: Ledger; schema: string }, opts: WorkOptions, ctx: { log: Logger; stop: StopSignal }): Promise<RunRow> {
+  const { pool, claims, ledger, schema } = on;
   if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`--run "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
   const deadline = Date.now() + opts.waitS * 1000;
   let said = false;

@@ -4,7 +4,7 @@ import type { ColumnBatch, ColumnSpec } from '../../columns.js';
 import type { BackendChoice } from '../../config.js';
 import { copyScores, encodeScores } from '../../db/copyWriter.js';
 import { RunFailedError, UsageError } from '../../errors.js';
-import type { ErrorKind, Ledger, RunParams, RunStats } from '../../ledger/ledger.js';
+import type { Ledger, RunParams, RunStats } from '../../ledger/ledger.js';
 import { createFeatureCounters, transformBatch, type Reject } from '../../model/features.js';
 import { loadModel, type LoadedModel } from '../../model/load.js';
 import type { ManifestBand } from '../../model/manifest.js';
@@ -16,7 +16,7 @@ import { cutPointsFromHistogram, runBands } from '../../publish/cutPoints.js';
 import type { ScoreHistogram } from '../../stats/scoreCuts.js';
 import { accumulate, emptyStats, type ScoreStats } from '../../stats/scoreStats.js';
 import { combineSidecars, type ChunkSidecar } from '../../chunks/chunkLoop.js';
-import type { ChunkRead } from '../feature.js';
+import type { ChunkRead, JoinScope, RunOutcome, RunScope } from '../feature.js';
 
 /** A run's challenger (`run --challenger DIR`): its loaded model and its sibling run. */
 export interface Challenger {
@@ -200,8 +200,9 @@ export async function reloadChallenger(params: NonNullable<RunParams['challenger
  * or `work --challenger DIR` where the files live elsewhere), refused (exit 2, naming the dir) unless its
  * files are the challenger run's (its model_sha256), as the champion's model is.
  */
-export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string; dry_run: boolean }, champion: LoadedModel, backend: BackendChoice, championRunId: string): Promise<LoadedModel> {
-  const model = await loadChallenger(dir, champion, backend, challengerRun.dry_run);
+export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string; dry_run: boolean }, join: JoinScope): Promise<LoadedModel> {
+  const championRunId = join.run.run_id;
+  const model = await loadChallenger(dir, join.model, join.backend, challengerRun.dry_run);
   if (model.sha256 !== challengerRun.model_sha256) {
     model.dispose();
     throw new UsageError(
@@ -222,7 +223,9 @@ export function challengerBands(champion: LoadedModel, challenger: LoadedModel):
  * with the champion, in one pass over both tables. The
  * challenger's run stays `running` (its status follows the champion's: see finishChallenger).
  */
-export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, championRunId: string, champion: LoadedModel, challenger: Challenger, dryRun: boolean): Promise<{ stats: RunStats; comparison: ChallengerComparison }> {
+export async function challengerStatistics(s: RunScope, challenger: Challenger): Promise<{ stats: RunStats; comparison: ChallengerComparison }> {
+  const { client: c, ledger, runId: championRunId, model: champion } = s;
+  const dryRun = s.params.dryRun;
   const chunks = await ledger.getChunks(c, challenger.runId);
   const notDone = chunks.filter((ch) => ch.status !== 'done');
   if (notDone.length > 0) throw new RunFailedError(`${notDone.length} chunk(s) of the challenger run ${challenger.runId} are not done although the champion's are (first: chunk ${notDone[0]!.chunk_no})`, championRunId);
@@ -246,7 +249,8 @@ export async function challengerStatistics(c: pg.ClientBase, ledger: Ledger, cha
  * The challenger's run takes its champion's outcome: succeeded (never published by the run), failed or
  * interrupted with the champion's error. A dry run's challenger scores are dropped with the champion's.
  */
-export async function finishChallenger(c: pg.ClientBase, ledger: Ledger, challengerRunId: string, championRunId: string, outcome: { status: 'succeeded' | 'failed' | 'interrupted'; error?: string; errorKind?: ErrorKind; stats?: RunStats | undefined }): Promise<void> {
+export async function finishChallenger(s: RunScope, challengerRunId: string, outcome: RunOutcome & { stats?: RunStats | undefined }): Promise<void> {
+  const championRunId = s.runId;
   const error = outcome.error === undefined ? null : `its champion run ${championRunId} ${outcome.status}: ${outcome.error}`;
-  await ledger.finishRun(c, challengerRunId, outcome.status, { error, errorKind: outcome.errorKind ?? null, stats: outcome.stats });
+  await s.ledger.finishRun(s.client, challengerRunId, outcome.status, { error, errorKind: outcome.errorKind ?? null, stats: outcome.stats });
 }

@@ -38,7 +38,8 @@ export const challenger: RunFeatureDefinition = {
     const backend = params.backendChoice as BackendChoice;
     return challengerFeature(await reloadChallenger(recorded, model, backend, { runId, dryRun: params.dryRun }), recorded.runId);
   },
-  async forWorker({ run, model, ledger, lookup, backend, modelDirs }) {
+  async forWorker(join) {
+    const { run, ledger, lookup, modelDirs } = join;
     const recorded = run.params.challenger ?? undefined;
     if (!recorded) {
       if (modelDirs.challenger !== undefined) throw new UsageError(`run ${run.run_id} has no challenger: leave out --challenger`);
@@ -47,7 +48,7 @@ export const challenger: RunFeatureDefinition = {
     const sibling = await ledger.getRun(lookup, recorded.runId);
     if (!sibling) throw new UsageError(`the challenger run ${recorded.runId} of run ${run.run_id} is gone from the ledger`);
     // No histogram on a worker: the coordinator's cut points come from the challenger's table.
-    return challengerFeature(await joinChallenger(modelDirs.challenger ?? recorded.modelDir, sibling, model, backend, run.run_id), recorded.runId);
+    return challengerFeature(await joinChallenger(modelDirs.challenger ?? recorded.modelDir, sibling, join), recorded.runId);
   },
   partOf({ runId, params }, command) {
     const champion = params.championRunId;
@@ -99,14 +100,14 @@ function challengerFeature(model: LoadedModel, recordedRunId: string | undefined
     // Its statistics and comparison with the champion (over the deciles just recorded), on the run before its gates;
     // beside the comparison, both models' drift from the same baseline: what `publish --challenger` gates on.
     statistics: async (s) => {
-      const challenged = await challengerStatistics(s.client, s.ledger, s.runId, s.model, sibling(), s.params.dryRun);
+      const challenged = await challengerStatistics(s, sibling());
       s.stats.challenger = { ...challenged.comparison, drift: { baseline_run_id: s.statistics.drift.baseline_run_id, champion_psi: s.statistics.drift.psi, challenger_psi: challenged.stats.drift?.psi ?? null } };
       state.stats = challenged.stats;
     },
     // Succeeded before the champion publishes: a publish that fails marks it failed again, and resume reopens it.
     finished: async (s, outcome) => {
       if (outcome.status === 'succeeded' && s.params.dryRun) await s.ledger.storage.dropScoreTable(s.client, state.runId as string);
-      await finishChallenger(s.client, s.ledger, state.runId as string, s.runId, { ...outcome, stats: state.stats });
+      await finishChallenger(s, state.runId as string, { ...outcome, stats: state.stats });
     },
     dispose: () => model.dispose(),
   };

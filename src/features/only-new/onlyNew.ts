@@ -7,6 +7,7 @@ import { UsageError } from '../../errors.js';
 import type { Ledger, OnlyNewParams } from '../../ledger/ledger.js';
 import type { Logger } from '../../log.js';
 import type { LoadedModel } from '../../model/load.js';
+import type { RunScope } from '../feature.js';
 
 /**
  * `scorejob run --only-new` (docs/analysts.md "Only the new customers between monthly runs"). The customers to rescore are
@@ -29,12 +30,22 @@ export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: Lo
     );
   }
   const onlyNew: OnlyNewParams = { baseRunId: base.runId, since: base.startedAt.toISOString(), sourceTable: model.manifest.source.table, updatedColumn: model.manifest.source.updatedColumn ?? null };
-  const source = await createOnlyNewView(c, ledger, onlyNew, model.manifest.source.key, model.dir);
+  const source = await createOnlyNewView(c, ledger, { p: onlyNew, key: model.manifest.source.key, modelDir: model.dir });
   return { source, onlyNew };
 }
 
 function viewName(ledger: Ledger, p: OnlyNewParams): string {
   return `${ledger.schema}.only_new_source_${BigInt(p.baseRunId).toString()}`;
+}
+
+/** Which view of the source: the run's (after its freeze, `runId`: on its frozen rows) for its base run. */
+export interface OnlyNewView {
+  p: OnlyNewParams;
+  /** The source's key column. */
+  key: string;
+  /** Named in the refusal of a bad `source.updated_column`. */
+  modelDir: string;
+  runId?: string | undefined;
 }
 
 /**
@@ -43,7 +54,8 @@ function viewName(ledger: Ledger, p: OnlyNewParams): string {
  * ({@link dropOnlyNewView}): a view on the source would stop its owner from dropping or retyping the
  * source's columns.
  */
-export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, key: string, modelDir: string, runId?: string): Promise<SourceRef> {
+export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, of: OnlyNewView): Promise<SourceRef> {
+  const { p, key, modelDir, runId } = of;
   const view = viewName(ledger, p);
   if (runId !== undefined && (await ledger.storage.exists(c, ledger.storage.frozenRows(runId)))) {
     await c.query(`CREATE OR REPLACE VIEW ${quoteQualified(view)} AS SELECT * FROM ${quoteQualified(ledger.storage.frozenRows(runId))}`);
@@ -84,7 +96,8 @@ export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyN
  * On a connection of its own (the ledger connection's heartbeat must not land in the snapshot's
  * transaction). Returns the number of carried scores.
  */
-export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string, p: OnlyNewParams, key: string, fence: (c: pg.ClientBase) => Promise<void>, log: Logger): Promise<number> {
+export async function freezeOnlyNew(s: RunScope, p: OnlyNewParams): Promise<number> {
+  const { pool, ledger, runId, log } = s;
   const t0 = performance.now();
   const incremental = ledger.onlyNew;
   const c = await connectAs(pool, 'carry');
@@ -101,13 +114,13 @@ export async function freezeOnlyNew(pool: pg.Pool, ledger: Ledger, runId: string
       throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
     }
     const baseLayer = await incremental.layerOf(c, p.baseRunId);
-    const n = freezeNames(ledger, runId, p, key, BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(), baseLayer !== undefined);
-    const { carried, rescored } = await withTransaction(c, () => freezeInSnapshot(c, ledger, runId, p, n));
+    const n = freezeNames(ledger, { runId, p, key: s.params.source.key, under: BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(), baseIsLayer: baseLayer !== undefined });
+    const { carried, rescored } = await withTransaction(c, () => freezeInSnapshot(c, ledger, p, n));
     await c.query(`ANALYZE ${n.frozen}`);
     await c.query(`CREATE OR REPLACE VIEW ${n.view} AS SELECT * FROM ${n.frozen}`);
     await withTransaction(c, async () => {
       await incremental.recordCarried(c, runId, carried);
-      await fence(c);
+      await s.fence(c);
     });
     log.info(
       { rows_carried: carried, rows_to_score: rescored, base_run_id: p.baseRunId, under_run_id: n.under, ms: Math.round(performance.now() - t0) },
@@ -136,7 +149,8 @@ interface FreezeNames {
   baseIsLayer: boolean;
 }
 
-function freezeNames(ledger: Ledger, runId: string, p: OnlyNewParams, key: string, under: string, baseIsLayer: boolean): FreezeNames {
+function freezeNames(ledger: Ledger, of: { runId: string; p: OnlyNewParams; key: string; under: string; baseIsLayer: boolean }): FreezeNames {
+  const { runId, p, key, under, baseIsLayer } = of;
   return {
     schema: quoteIdent(ledger.schema),
     frozen: quoteQualified(ledger.storage.frozenRows(runId)),
@@ -151,8 +165,9 @@ function freezeNames(ledger: Ledger, runId: string, p: OnlyNewParams, key: strin
 }
 
 /** The freeze's one transaction, in one snapshot: the frozen rows, the run's table, its layer. */
-async function freezeInSnapshot(c: pg.ClientBase, ledger: Ledger, runId: string, p: OnlyNewParams, n: FreezeNames): Promise<{ carried: number; rescored: number }> {
+async function freezeInSnapshot(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, n: FreezeNames): Promise<{ carried: number; rescored: number }> {
   const { schema, frozen, view, k, id, under } = n;
+  const runId = id;
   await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
   // The source's keys against the run below: each row has one side only (new to it, or gone from the source).
   await c.query(

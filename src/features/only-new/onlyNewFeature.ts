@@ -44,7 +44,7 @@ function resumedLayer(p: OnlyNewParams): RunFeature {
   return {
     ...onlyNewLayer(() => p),
     resumed: async (s) => {
-      await createOnlyNewView(s.client, s.ledger, p, s.params.source.key, s.params.modelDir, s.runId);
+      await createOnlyNewView(s.client, s.ledger, { p, key: s.params.source.key, modelDir: s.params.modelDir, runId: s.runId });
     },
   };
 }
@@ -60,7 +60,7 @@ function onlyNewLayer(params: () => OnlyNewParams): RunFeature {
     // What the run rescores is frozen and the rest carried from the base run, in one snapshot, before it plans.
     beforePlan: async (s) => {
       const t0 = performance.now();
-      carried = await freezeOnlyNew(s.pool, s.ledger, s.runId, params(), s.params.source.key, (c) => s.fence(c), s.log);
+      carried = await freezeOnlyNew(s, params());
       s.timings.add('plan', performance.now() - t0);
     },
     // With no new customer the run still publishes: every score is carried forward.
