@@ -1,16 +1,21 @@
 /**
  * Import boundaries of src/ (`npm run lint:deps`, run in CI).
- * Data flows one way: cli -> schedule -> job -> (db reader -> model -> db writer) -> ledger -> publish;
+ * Data flows one way: cli -> schedule -> run -> chunks -> (db reader -> model -> db writer) -> ledger -> publish;
+ * features plug into the run through its extension point (src/features/feature.ts);
  * a file may import its own folder and any layer BELOW its own, never one above.
  */
 const layers = [
   'cli', //       the program and its commands: the only code that exits
   'dev', //       demo, seed, embedded server: developer tools the CLI offers
   'schedule', //  cron scheduler and tick runs, which start jobs
-  'job', //       the run: phases, chunks, workers, publish
+  'run', //       start, resume, the phases of one run: calls its features' hooks
+  'workers', //   shared runs: claims, leases, the coordinator's and each worker's claim loop
+  'features', //  one folder per run feature (reasons, challenger, only-new): plugged into the run, never importing it
+  'publish', //   publish, force, rollback, retention, retire, statistics and cut points for the gates
+  'chunks', //    the chunk loop, its retry policy, outages
   'observe', //   progress, metrics, per-chunk observers
   'report', //    text and HTML reports of runs
-  'ledger', //    the only code on the ledger tables
+  'ledger', //    the only code on the ledger tables and on a run's storage
   'model', //     manifest, backends, features, scorer: no database
   'db', //        pool, transactions, quoting, COPY, source reads
   'stats', //     pure statistics

@@ -1,11 +1,11 @@
 // Mutation testing of the modules that carry the guarantees (DESIGN.md §2): `npm run mutate`.
 // Not part of `npm test` or CI: a full run takes tens of minutes. Scope it with --mutate, e.g.
-//   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run mutate -- --mutate src/job/publish.ts
+//   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run mutate -- --mutate src/publish/publish.ts
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.stryker.config.ts' },
-  mutate: ['src/ledger/ledger.ts', 'src/ledger/history.ts', 'src/job/publish.ts', 'src/job/chunkLoop.ts', 'src/model/features.ts', 'src/ledger/runLock.ts'],
+  mutate: ['src/ledger/ledger.ts', 'src/ledger/history.ts', 'src/publish/publish.ts', 'src/chunks/chunkLoop.ts', 'src/model/features.ts', 'src/ledger/runLock.ts'],
   coverageAnalysis: 'perTest',
   // Module-level code runs once per test process: mutating it would rerun every test for each mutant.
   ignoreStatic: true,

@@ -62,9 +62,9 @@ export interface RunOptions {
   readyDeadlineMs?: number | undefined;
   /** `--skip-check NAME` (repeatable) and `--reason TEXT`: input checks a person skips for this run. */
   skipChecks?: { names: readonly string[]; reason: string | undefined } | undefined;
-  /** `--on-publish-command`: a shell command run after the publish committed (src/job/onPublishCommand.ts). */
+  /** `--on-publish-command`: a shell command run after the publish committed (src/publish/onPublishCommand.ts). */
   onPublishCommand?: string | undefined;
-  /** `--workers`: a shared run with this many local workers (src/job/sharedRun.ts); undefined: one process, as before. */
+  /** `--workers`: a shared run with this many local workers (src/workers/sharedRun.ts); undefined: one process, as before. */
   workers?: number | undefined;
   /** `--chunk-lease`: seconds a worker's claim on a chunk lasts without renewal. */
   chunkLeaseS?: number | undefined;
@@ -72,9 +72,9 @@ export interface RunOptions {
   reasons?: number | undefined;
   /** `--only-new`: rescore only customers new (or changed) since the published run, carry the others forward. */
   onlyNew?: boolean | undefined;
-  /** `--challenger DIR`: a second model scored in the same pass into a sibling run, never published by the run (src/job/challenger.ts). */
+  /** `--challenger DIR`: a second model scored in the same pass into a sibling run, never published by the run (src/features/challenger/challenger.ts). */
   challengerDir?: string | undefined;
-  /** `--replace-promoted`: publish over a challenger a person published by hand (src/job/promotionGuard.ts); else such a run is refused. */
+  /** `--replace-promoted`: publish over a challenger a person published by hand (src/publish/promotionGuard.ts); else such a run is refused. */
   replacePromoted?: boolean | undefined;
 }
 

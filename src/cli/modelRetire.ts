@@ -14,7 +14,7 @@ export function addModelRetireCommand(model: Command): void {
     .action(
       action(async (ctx, name: string, cmd: Command) => {
         const flags = cmd.opts<{ confirm?: string; reason?: string }>();
-        await (await import('../job/retire.js')).retireModel(ctx, { modelName: name, confirm: flags.confirm, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        await (await import('../publish/retire.js')).retireModel(ctx, { modelName: name, confirm: flags.confirm, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
       }),
     );
 }

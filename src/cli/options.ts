@@ -16,7 +16,7 @@ import {
   type BackendChoice,
   type Trigger,
 } from '../config.js';
-import { autoWorkers, defaultLeaseS } from '../job/workerCount.js';
+import { autoWorkers, defaultLeaseS } from '../workers/workerCount.js';
 import { parseDuration } from '../features/readiness/duration.js';
 
 /**
@@ -168,7 +168,7 @@ export const progressInterval: DefaultedSetting<number> = {
   parse: parseProgressInterval,
 };
 
-/** A shell command run after a publish, rollback or retire committed (src/job/onPublishCommand.ts). */
+/** A shell command run after a publish, rollback or retire committed (src/publish/onPublishCommand.ts). */
 export const onPublishCommand: Setting<string> = {
   flags: '--on-publish-command <cmd>',
   description: 'shell command run after the publish committed, with SCOREJOB_RUN_ID etc. in its environment; its failure is logged, not fatal',
@@ -178,7 +178,7 @@ export const onPublishCommand: Setting<string> = {
   parse: (value) => value,
 };
 
-/** `--workers N|auto`: a shared run (src/job/sharedRun.ts). Unset: one process scores the chunks in order, as before. */
+/** `--workers N|auto`: a shared run (src/workers/sharedRun.ts). Unset: one process scores the chunks in order, as before. */
 export const workers: Setting<number> = {
   flags: '--workers <n>',
   description: 'share the run between this many local worker processes (auto: one per core, less one beside a local database); `scorejob work` may join it from other machines; default: one process, unshared',

@@ -41,11 +41,11 @@ export function registerPublish(program: Command): void {
         const { metricsFile, metricsPush } = readObserveOptions(cmd);
         const flags = cmd.opts<{ force: boolean; challenger: boolean; reason?: string }>();
         const limits = readLimits(cmd, flags.challenger);
-        const { describeReasonsLost } = await import('../job/reasonsLost.js');
+        const { describeReasonsLost } = await import('../publish/reasonsLost.js');
         const why = flags.reason === undefined ? '' : `; reason: ${flags.reason.trim()}`;
         if (flags.challenger) {
           // --force: over the challenger's gates (rejects, drift, the comparison with the champion), after review; never a challenger that scored nobody.
-          const r = await (await import('../job/challengerPublish.js')).publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand), force: flags.force, reason: flags.reason, limits });
+          const r = await (await import('../features/challenger/challengerPublish.js')).publishChallenger(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand), force: flags.force, reason: flags.reason, limits });
           const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
           ctx.log[lost === '' ? 'info' : 'warn'](
             { run_id: r.runId, champion_run_id: r.championRunId, model: r.modelName, status: 'succeeded', challenger: true, forced_publish: flags.force, reason: flags.reason, rows_scored: r.rowsScored, model_version: r.modelVersion, dropped_runs: r.droppedRuns, reasons_lost_from_run: r.reasonsLost?.fromRunId },
@@ -53,7 +53,7 @@ export function registerPublish(program: Command): void {
           );
           return;
         }
-        const r = await (await import('../job/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, { force: flags.force, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        const r = await (await import('../publish/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, { force: flags.force, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
         const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
         ctx.log[lost === '' ? 'info' : 'warn'](
           { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, reason: r.reason, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns, reasons_lost_from_run: r.reasonsLost?.fromRunId },

@@ -14,7 +14,7 @@ export function registerRollback(program: Command): void {
     .action(
       action(async (ctx, runId: string | undefined, cmd: Command) => {
         const flags = cmd.opts<{ modelName?: string; reason?: string }>();
-        await (await import('../job/rollback.js')).rollback(ctx, { runId, modelName: flags.modelName, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        await (await import('../publish/rollback.js')).rollback(ctx, { runId, modelName: flags.modelName, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
       }),
     );
 }

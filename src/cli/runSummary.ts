@@ -1,6 +1,6 @@
 import { ExitCode } from '../errors.js';
-import type { RunResult } from '../job/runJob.js';
-import { logRunSummary } from '../job/summary.js';
+import type { RunResult } from '../run/runJob.js';
+import { logRunSummary } from '../run/summary.js';
 import type { Context } from './action.js';
 
 /** The run's closing summary line; the run succeeded, so exit 0. */

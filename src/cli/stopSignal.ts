@@ -1,4 +1,4 @@
-import type { StopSignal } from '../job/chunkLoop.js';
+import type { StopSignal } from '../chunks/chunkLoop.js';
 import { signalExitCode } from '../errors.js';
 import type { Logger } from '../log.js';
 

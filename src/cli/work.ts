@@ -21,7 +21,7 @@ export function registerWork(program: Command): void {
       const opts = cmd.opts<{ run?: string }>();
       const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
       return withStopSignal(ctx.log, async (stop) => {
-        const result = await (await import('../job/worker.js')).joinRun(
+        const result = await (await import('../workers/worker.js')).joinRun(
           { ...ctx, stop, outageBudgetMs: read(cmd, outageBudget) * 1000 },
           { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), challengerDir: read(cmd, challenger), backend: given('backend') ? read(cmd, backend) : undefined },
         );

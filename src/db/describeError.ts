@@ -27,7 +27,7 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
   if (state === SqlState.cannotConnectNow) return `${server} is starting up or shutting down`;
   if (state === SqlState.invalidPassword) return `password authentication failed for user "${db?.user ?? '?'}" (check PGPASSWORD or DATABASE_URL)`;
   if (isStatementTimeout(err)) {
-    // What to do depends on where it hit (a chunk's statement, or publish, which scales with the run): the run's advice says it (src/job/advice.ts).
+    // What to do depends on where it hit (a chunk's statement, or publish, which scales with the run): the run's advice says it (src/run/advice.ts).
     return `a statement ran longer than statement_timeout and was canceled`;
   }
   if (state === SqlState.readOnlySqlTransaction) return `the database is read-only (${scrub(e.message)})`;

@@ -12,8 +12,8 @@ import { createLogger } from '../log.js';
 import { formatSeconds, table } from '../format.js';
 import { formatRunList } from '../report/formatRuns.js';
 import { listRuns } from '../report/runsReport.js';
-import { startRun } from '../job/runJob.js';
-import { logRunSummary } from '../job/summary.js';
+import { startRun } from '../run/runJob.js';
+import { logRunSummary } from '../run/summary.js';
 import { seedCustomers } from './seed.js';
 
 const customers = Number(process.env.DEMO_CUSTOMERS ?? 200_000);

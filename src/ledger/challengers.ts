@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
-import type { ChallengerParams, Ledger } from './ledger.js';
+import type { ChallengerParams } from './types.js';
+import type { RunTables } from './runTables.js';
 
 /** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
 export interface ChallengerRun {
@@ -34,7 +35,7 @@ export interface ScoreComparisonRows {
  */
 export class ChallengerLedger {
   private readonly s: string;
-  constructor(private readonly ledger: Ledger) {
+  constructor(private readonly ledger: RunTables) {
     this.s = quoteIdent(ledger.schema);
   }
 

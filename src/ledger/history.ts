@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { quoteIdent } from '../db/sql.js';
+import { RunTables } from './runTables.js';
 import type { ChunkRow, PreviousRun, RejectCount, RunListRow, RunRow, RunTableRow, TickRun } from './types.js';
 
 /** A connection or a pool: what a single statement needs. */
@@ -10,19 +10,7 @@ export type Queryable = pg.ClientBase | pg.Pool;
  * forced publish ask of the run, chunk and reject tables. The writes are in {@link Ledger}
  * (ledger.ts), which extends this: one entry point, one file per side.
  */
-export class RunHistory {
-  /** The schema, quoted: the one place its name enters the ledger's SQL. */
-  protected readonly schemaSql: string;
-
-  constructor(readonly schema: string) {
-    this.schemaSql = quoteIdent(schema);
-  }
-
-  /** `name` (a table of the schema), qualified and quoted. */
-  protected table(name: string): string {
-    return `${this.schemaSql}.${name}`;
-  }
-
+export class RunHistory extends RunTables {
   async getRun(c: Queryable, runId: string): Promise<RunRow | undefined> {
     const { rows } = await c.query<RunRow>(`SELECT * FROM ${this.table('score_runs')} WHERE run_id = $1`, [runId]);
     return rows[0];

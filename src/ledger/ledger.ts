@@ -1,5 +1,10 @@
 import type pg from 'pg';
+import { ChallengerLedger } from './challengers.js';
 import { RunHistory } from './history.js';
+import { OnlyNewLedger } from './onlyNewLedger.js';
+import { Publications } from './publications.js';
+import { RunStorage } from './runStorage.js';
+import { ScoreStreams } from './scoreStreams.js';
 import { holderAliveSql, lockTiming } from './lockLiveness.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
 import type { Queryable } from './history.js';
@@ -11,27 +16,21 @@ export type { Queryable } from './history.js';
 /**
  * The run ledger: the only code that reads or writes the run, chunk and reject tables (score_runs,
  * score_chunks, score_rejects), one method per operation. The schema name enters once, quoted
- * (RunHistory); every value goes as a parameter. The writes are here, the reads in history.ts.
+ * (RunTables); every value goes as a parameter. The writes are here, the reads in history.ts. Built once
+ * per session, it is also the facade of the ledger's parts: `ledger.publications`, `ledger.onlyNew`,
+ * `ledger.challengers`, `ledger.storage`.
  */
 export class Ledger extends RunHistory {
-  /** The table a run writes its scores into before it is published (attached to score_data). */
-  runTable(runId: string): string {
-    return this.table(`"score_data_${BigInt(runId).toString()}"`);
-  }
-
-  /**
-   * A subquery (with alias `s`) of the run's scores, `customer_id, score`: its own table and, for a
-   * layered only_new run (`underRunId`, see IncrementalLedger.layerOf), the scores it carries in the table
-   * of the run below it, minus those it hides (sql/013_layers.sql; the views read them the same way).
-   * Names the tables themselves, not score_data: reading the parent would lock every run's table.
-   */
-  runScores(runId: string, underRunId?: string): string {
-    if (underRunId === undefined) return `${this.runTable(runId)} s`;
-    return `(SELECT d.customer_id, d.score FROM ${this.runTable(runId)} d
-             UNION ALL
-             SELECT b.customer_id, b.score FROM ${this.runTable(underRunId)} b
-              WHERE NOT EXISTS (SELECT 1 FROM ${this.table('score_layer_hidden')} h WHERE h.run_id = ${BigInt(runId).toString()} AND h.customer_id = b.customer_id)) s`;
-  }
+  /** The publications: the pointer, score_publications, ranks and bands (publications.ts). */
+  readonly publications = new Publications(this);
+  /** Only-new runs' part: base runs, layers, carried scores, stored histograms (onlyNewLedger.ts). */
+  readonly onlyNew = new OnlyNewLedger(this);
+  /** Challengers' part: sibling runs and their comparison with the champion (challengers.ts). */
+  readonly challengers = new ChallengerLedger(this);
+  /** A run's scores streamed for its percentile cut points (scoreStreams.ts). */
+  readonly scores = new ScoreStreams(this);
+  /** A run's tables: created, keyed, attached, analyzed, detached, dropped (runStorage.ts). */
+  readonly storage = new RunStorage(this);
 
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {
     const { rows } = await c.query<{ run_id: string }>(
@@ -55,21 +54,7 @@ export class Ledger extends RunHistory {
       [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
     );
     await c.query(`UPDATE ${this.table('score_runs')} SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
-    // An --only-new run created its table when it froze what it rescores (src/job/onlyNew.ts).
-    const exists = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.runTable(runId)]);
-    if (!exists.rows[0]?.t) await this.createRunTable(c, runId);
-  }
-
-  /** Creates the run's own score table, with its primary key, in the caller's transaction. */
-  async createRunTable(c: pg.ClientBase, runId: string): Promise<void> {
-    // run_id defaults to this run and is checked, so COPY sends two columns and ATTACH needs no validation scan.
-    const id = BigInt(runId).toString();
-    await c.query(
-      `CREATE TABLE ${this.runTable(runId)} (LIKE ${this.table('score_data')} INCLUDING DEFAULTS,
-         CONSTRAINT "score_data_${id}_run" CHECK (run_id = ${id}),
-         CONSTRAINT "score_data_${id}_pkey" PRIMARY KEY (run_id, customer_id))`,
-    );
-    await c.query(`ALTER TABLE ${this.runTable(runId)} ALTER COLUMN run_id SET DEFAULT ${id}`);
+    await this.storage.ensureScoreTable(c, runId);
   }
 
   async modelRegistered(c: pg.ClientBase, modelName: string): Promise<boolean> {
@@ -92,23 +77,6 @@ export class Ledger extends RunHistory {
   /** Rebuilds customer_scores with one branch per registered model (sql/006_models.sql). */
   async refreshScoreViews(c: pg.ClientBase): Promise<void> {
     await c.query(`SELECT ${this.table('refresh_score_views')}()`);
-  }
-
-  /** Whether the run's table exists, and whether it is attached to score_data. */
-  async runTableState(c: pg.ClientBase, runId: string): Promise<{ exists: boolean; attached: boolean; hasKey: boolean }> {
-    const { rows } = await c.query<{ exists: boolean; attached: boolean; has_key: boolean }>(
-      `SELECT to_regclass($1) IS NOT NULL AS exists,
-              EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)) AS attached,
-              EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p') AS has_key`,
-      [this.runTable(runId), `${this.table('score_data')}`],
-    );
-    const r = rows[0] as { exists: boolean; attached: boolean; has_key: boolean };
-    return { exists: r.exists, attached: r.attached, hasKey: r.has_key };
-  }
-
-  /** ATTACH the run's table to score_data, in the caller's transaction (see publish.ts for why at plan time). */
-  async attachRunTable(c: pg.ClientBase, runId: string): Promise<void> {
-    await c.query(`ALTER TABLE ${this.table('score_data')} ATTACH PARTITION ${this.runTable(runId)} FOR VALUES IN (${BigInt(runId).toString()})`);
   }
 
   /** Stamps when the run's table became visible to planners: publish waits for reader transactions older than this. */

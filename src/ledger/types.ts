@@ -33,9 +33,9 @@ export interface RunParams {
   chunkLeaseS?: number;
   /** `--reasons K` (src/model/explainer.ts): K, the features the stored indexes name, the unit, the method; absent: none. */
   reasons?: RunReasons | null;
-  /** `--only-new` (src/job/onlyNew.ts): the base run and the source the view filters; absent: a full run. */
+  /** `--only-new` (src/features/only-new/onlyNew.ts): the base run and the source the view filters; absent: a full run. */
   onlyNew?: OnlyNewParams | null;
-  /** `--challenger DIR` (src/job/challenger.ts): on the champion, the challenger's model and sibling run; absent: none. */
+  /** `--challenger DIR` (src/features/challenger/challenger.ts): on the champion, the challenger's model and sibling run; absent: none. */
   challenger?: ChallengerParams | null;
   /** On a challenger's own run: the champion run whose chunks write its scores. */
   championRunId?: string | null;
@@ -148,7 +148,7 @@ export interface NewRun {
 }
 
 /**
- * A run's statistics JSON (`score_runs.stats`): what computeRunStatistics produced (src/job/runStatistics.ts)
+ * A run's statistics JSON (`score_runs.stats`): what computeRunStatistics produced (src/publish/runStatistics.ts)
  * and the stage timings, stored before the gates; `forced_publish` once a person published it over a
  * gate. Every part may be missing: runs that failed early, or predate a part, have less.
  */
@@ -217,7 +217,7 @@ export interface TickRun {
   waiting_announced_at: Date | null;
 }
 
-/** A run's score table as retention sees it (src/job/publish.ts applyRetention). */
+/** A run's score table as retention sees it (src/publish/publish.ts applyRetention). */
 export interface RunTableRow {
   run_id: string;
   published: boolean;

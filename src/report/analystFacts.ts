@@ -1,6 +1,5 @@
 import type pg from 'pg';
-import { quoteIdent } from '../db/sql.js';
-import type { RunRow } from '../ledger/ledger.js';
+import { Ledger, type RunRow } from '../ledger/ledger.js';
 import { formatCount } from '../format.js';
 import type { ChallengerComparison } from '../stats/challenger.js';
 
@@ -27,9 +26,9 @@ export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow
   const reasons = run.params.reasons ?? null;
   let firstReason: { feature: string; customers: number }[] = [];
   if (reasons) {
-    const table = `${quoteIdent(schema)}."score_reasons_${BigInt(run.run_id).toString()}"`;
-    const exists = await c.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [table]);
-    if (exists.rows[0]?.t) {
+    const storage = new Ledger(schema).storage;
+    const table = storage.reasonsTable(run.run_id);
+    if (await storage.exists(c, table)) {
       const { rows } = await c.query<{ f: number; n: number }>(`SELECT features[1] AS f, count(*)::int AS n FROM ${table} GROUP BY 1 ORDER BY 2 DESC, 1`);
       firstReason = rows.map((r) => ({ feature: reasons.features[r.f - 1] ?? String(r.f), customers: r.n }));
     }

@@ -120,7 +120,7 @@ export function formatRunDetail(r: RunDetail): string {
   return lines.map(visible).join('\n') + '\n';
 }
 
-/** A shared run's workers (src/job/claimLoop.ts): the chunks, rows and scoring time of each, from the ledger. */
+/** A shared run's workers (src/workers/claimLoop.ts): the chunks, rows and scoring time of each, from the ledger. */
 function formatWorkers(chunks: RunDetail['chunks']): string[] {
   const by = new Map<string, { chunks: number; rows: number; ms: number }>();
   for (const c of chunks) {

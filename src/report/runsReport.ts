@@ -4,7 +4,7 @@ import { Ledger, type ForcedPublish, type RejectCount, type RunFailure, type Run
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import type { FeaturesSummary } from '../stats/featureStats.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
-import { Publications, type PublicationKind } from '../ledger/publications.js';
+import { type PublicationKind } from '../ledger/publications.js';
 import { analystFacts, type AnalystFacts } from './analystFacts.js';
 import { readPerformance, type PerformanceFacts } from './performanceReport.js';
 
@@ -151,7 +151,7 @@ export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: 
 
 /** Adds each run's publications (and whether it is current) to the items. */
 async function withPublications<T extends RunListItem>(c: pg.ClientBase, ledger: Ledger, items: T[]): Promise<T[]> {
-  const publications = new Publications(ledger);
+  const publications = ledger.publications;
   const rows = await publications.forRuns(c, items.map((i) => i.run_id));
   const current = new Set(await publications.currentRuns(c));
   for (const item of items) {

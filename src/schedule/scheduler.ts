@@ -11,7 +11,7 @@ import { withSession } from '../db/session.js';
 import { ExitCode, signalExitCode, toExitCode, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseManifest } from '../model/manifest.js';
-import { checkDue, describeDue, type DueDecision } from '../job/due.js';
+import { checkDue, describeDue, type DueDecision } from '../run/due.js';
 import { withClient } from '../db/sql.js';
 import { reportChildOutcome, startChildRun, type ChildRun } from './child.js';
 

@@ -6,7 +6,7 @@ import { Ledger } from '../ledger/ledger.js';
 import { modelLockName, runLockHeld } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
 import { checkModelDirectory } from './scheduler.js';
-import { checkDue, describeDue, type DueDecision } from '../job/due.js';
+import { checkDue, describeDue, type DueDecision } from '../run/due.js';
 
 /**
  * What a tick does (`scorejob run --if-due EXPR`, the scheduler's child, every pod of the CronJob):

@@ -5,7 +5,7 @@ import { withSession } from '../db/session.js';
 import { ExitCode, LockedError, NothingToDoError, NotResumableError, RunFailedError, ScorejobError, signalExitCode } from '../errors.js';
 import { Ledger } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
-import type { RunContext, RunResult } from '../job/runJob.js';
+import type { RunContext, RunResult } from '../run/runJob.js';
 import { planTick, type TickFlags, type TickMode, type TickPlan } from './tickFlags.js';
 
 /** `--join`: every process of a Kubernetes Job runs the same command; all but the coordinator join its run. */
@@ -43,7 +43,7 @@ export async function runForTick(ctx: RunContext, flags: TickFlags, opts: RunOpt
 
 /** The plan's exit code, or undefined to plan again. */
 async function carryOut(ctx: RunContext, plan: TickPlan, join: JoinOptions | undefined, onResult: (r: RunResult) => number): Promise<number | undefined> {
-  const { startRun, resumeRun } = await import('../job/runJob.js');
+  const { startRun, resumeRun } = await import('../run/runJob.js');
   switch (plan.action) {
     case 'none':
       return ExitCode.ok;
@@ -99,7 +99,7 @@ async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promi
     const ledger = new Ledger(ctx.config.schema);
     const shared = (await ledger.getRun(pool, runId))?.params.workers !== undefined;
     if (shared && (await joinable(ctx, pool, ledger, runId, waitS))) {
-      const { joinRun } = await import('../job/worker.js');
+      const { joinRun } = await import('../workers/worker.js');
       const r = await joinRun(ctx, { runId, waitS: 10, modelDir: undefined, backend: undefined }).catch((err: unknown) => {
         // It ended (or never got going) meanwhile, or this worker's part failed (a chunk given up, the
         // coordinator's snapshot gone with it): the run's own end, below, decides the exit code.

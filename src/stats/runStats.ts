@@ -3,7 +3,7 @@ import type { FeaturesSummary } from './featureStats.js';
 import type { Drift } from './psi.js';
 import type { ScoreSummary } from './scoreStats.js';
 
-/** A run's statistics, as computed from its chunks (src/job/runStatistics.ts); stored in `score_runs.stats` with more (RunStats, src/ledger/types.ts). */
+/** A run's statistics, as computed from its chunks (src/publish/runStatistics.ts); stored in `score_runs.stats` with more (RunStats, src/ledger/types.ts). */
 export interface RunStatistics {
   scores: ScoreSummary;
   /** Null for runs whose chunks predate feature counters. */

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { rollback } from '../../src/job/rollback.js';
-import { publishChallenger } from '../../src/job/challengerPublish.js';
-import { forcePublish } from '../../src/job/forcePublish.js';
+import { rollback } from '../../src/publish/rollback.js';
+import { publishChallenger } from '../../src/features/challenger/challengerPublish.js';
+import { forcePublish } from '../../src/publish/forcePublish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 

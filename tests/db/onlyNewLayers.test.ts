@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { forcePublish } from '../../src/job/forcePublish.js';
-import { rollback } from '../../src/job/rollback.js';
+import { forcePublish } from '../../src/publish/forcePublish.js';
+import { rollback } from '../../src/publish/rollback.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 

@@ -8,7 +8,7 @@ import { createPool } from '../../src/db/pool.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { seedOutcomes } from '../../src/dev/seedOutcomes.js';
 import { syncOutcomes } from '../../src/features/outcomes/syncOutcomes.js';
-import { startRun } from '../../src/job/runJob.js';
+import { startRun } from '../../src/run/runJob.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { day, modelWithOutcomes, publishedAt } from '../helpers/outcomes.js';
 import { runOptions, silentLog } from '../helpers/run.js';

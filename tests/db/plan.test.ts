@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { planChunks } from '../../src/job/plan.js';
+import { planChunks } from '../../src/run/plan.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 describe('planChunks', () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledger, type RunParams } from '../../src/ledger/ledger.js';
 import { Publications } from '../../src/ledger/publications.js';
 import { ScoreHistogram } from '../../src/stats/scoreCuts.js';
-import { cutPointsFromHistogram } from '../../src/job/cutPoints.js';
+import { cutPointsFromHistogram } from '../../src/publish/cutPoints.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const sqlCuts = (table: string) => `SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score) AS cuts FROM ${table}`;

@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type pg from 'pg';
 import { defaultRunOptions, resolveConfig, type Config, type RunOptions } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
-import { startRun, resumeRun, type RunResult } from '../../src/job/runJob.js';
+import { startRun, resumeRun, type RunResult } from '../../src/run/runJob.js';
 import type { TestDatabase } from './db.js';
 
 export const shippedModelDir = fileURLToPath(new URL('../../models/customer-value/', import.meta.url));

@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { publishChallenger } from '../../src/job/challengerPublish.js';
-import { retireModel } from '../../src/job/retire.js';
-import { rollback } from '../../src/job/rollback.js';
-import { resumeRun, startRun, type RunContext, type RunResult } from '../../src/job/runJob.js';
-import { joinRun, type WorkResult } from '../../src/job/worker.js';
+import { publishChallenger } from '../../src/features/challenger/challengerPublish.js';
+import { retireModel } from '../../src/publish/retire.js';
+import { rollback } from '../../src/publish/rollback.js';
+import { resumeRun, startRun, type RunContext, type RunResult } from '../../src/run/runJob.js';
+import { joinRun, type WorkResult } from '../../src/workers/worker.js';
 import { migrate } from '../../src/db/migrate.js';
 import type { RunOptions } from '../../src/config.js';
 import type { TestDatabase } from '../helpers/db.js';
@@ -36,7 +36,7 @@ type Cmd = fc.AsyncCommand<Reference, Real>;
 const tol = 2e-5;
 /**
  * The library's run, as `scorejob run` calls it. No reader runs beside a step (the views are checked after
- * it), so the publish need not wait for readers planned around the attach (src/job/publish.ts).
+ * it), so the publish need not wait for readers planned around the attach (src/publish/publish.ts).
  */
 const context = (r: Real): RunContext => ({ config: testConfig(r.t), log: silentLog, stop: { requested: undefined }, publishSettleMs: 0 });
 const run = (r: Real, over: Partial<RunOptions>) => startRun(context(r), runOptions({ modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over }));

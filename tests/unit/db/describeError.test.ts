@@ -60,7 +60,7 @@ describe('describeDbError: one line, never a password', () => {
     expect(`chunk 32 failed (${describeDbError(starting)})`).not.toMatch(/the server at the server/);
   });
 
-  it('statement_timeout: the fact only; the advice depends on where it hit (src/job/advice.ts)', () => {
+  it('statement_timeout: the fact only; the advice depends on where it hit (src/run/advice.ts)', () => {
     const text = describeDbError(serverError(SqlState.queryCanceled, 'canceling statement due to statement timeout'), db);
     expect(text).toBe('a statement ran longer than statement_timeout and was canceled');
   });

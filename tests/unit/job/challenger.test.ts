@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocateBatch, type ColumnSpec } from '../../../src/columns.js';
-import { firstColumns, unionColumns } from '../../../src/job/challenger.js';
+import { firstColumns, unionColumns } from '../../../src/features/challenger/challenger.js';
 import { compareScores } from '../../../src/stats/challenger.js';
 
 describe('the columns a chunk is read with when a challenger rides along', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideRetry, failureClass, type RetryInput } from '../../../src/job/retryPolicy.js';
+import { decideRetry, failureClass, type RetryInput } from '../../../src/chunks/retryPolicy.js';
 import { ModelError, SnapshotLostError } from '../../../src/errors.js';
 
 const pgError = (code: string) => Object.assign(new Error(`server error ${code}`), { code });

@@ -45,21 +45,21 @@ describe('the import-boundary check (npm run lint:deps)', () => {
     const root = await tree({
       'src/errors.ts': 'export const e = 1;\n',
       'src/db/pool.ts': 'export const pool = 1;\n',
-      'src/ledger/ledger.ts': "import { x } from '../job/x.js';\nexport const ledger = x;\n",
+      'src/ledger/ledger.ts': "import { x } from '../run/x.js';\nexport const ledger = x;\n",
       'src/stats/psi.ts': "import { ledger } from '../ledger/ledger.js';\nimport { e } from '../errors.js';\nexport const psi = ledger + e;\n",
       'src/model/scorer.ts': "import { pool } from '../db/pool.js';\nexport const scorer = pool;\n",
-      'src/job/x.ts': "import { y } from './y.js';\nexport const x = 1;\nexport const xy = y;\n",
-      'src/job/y.ts': "import { x } from './x.js';\nimport { helper } from '../../tests/helper.js';\nexport const y = x + helper;\n",
+      'src/run/x.ts': "import { y } from './y.js';\nexport const x = 1;\nexport const xy = y;\n",
+      'src/run/y.ts': "import { x } from './x.js';\nimport { helper } from '../../tests/helper.js';\nexport const y = x + helper;\n",
       'tests/helper.ts': 'export const helper = 1;\n',
     });
     const r = await check(root);
     expect(r.code).not.toBe(0);
-    expect(r.out).toContain('no-upward-from-ledger: src/ledger/ledger.ts → src/job/x.ts');
+    expect(r.out).toContain('no-upward-from-ledger: src/ledger/ledger.ts → src/run/x.ts');
     expect(r.out).toContain('no-upward-from-stats: src/stats/psi.ts → src/ledger/ledger.ts');
     expect(r.out).toContain('stats-pure: src/stats/psi.ts → src/ledger/ledger.ts');
     expect(r.out).not.toContain('src/stats/psi.ts → src/errors.ts');
     expect(r.out).toContain('model-not-db: src/model/scorer.ts → src/db/pool.ts');
-    expect(r.out).toMatch(/no-circular: src\/job\/[xy]\.ts/);
-    expect(r.out).toContain('no-tests-or-scripts: src/job/y.ts → tests/helper.ts');
+    expect(r.out).toMatch(/no-circular: src\/run\/[xy]\.ts/);
+    expect(r.out).toContain('no-tests-or-scripts: src/run/y.ts → tests/helper.ts');
   }, 60_000);
 });

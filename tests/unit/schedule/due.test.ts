@@ -1,7 +1,7 @@
 import { createTask } from 'node-cron';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { checkCronExpression, checkTimezone, formatTick, previousTick, type CronSpec } from '../../../src/cronTicks.js';
-import { decideDue, runCoversTick, type TickRun } from '../../../src/job/due.js';
+import { decideDue, runCoversTick, type TickRun } from '../../../src/run/due.js';
 
 const at = (iso: string) => new Date(iso);
 const prev = (expression: string, timezone: string | undefined, now: string) => previousTick({ expression, timezone }, at(now))?.toISOString();

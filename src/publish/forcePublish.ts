@@ -1,0 +1,126 @@
+import { hostname, userInfo } from 'node:os';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Config } from '../config.js';
+import type { ForcedPublish, Ledger, Queryable, RejectCount, RunRow } from '../ledger/ledger.js';
+import { exportRunMetrics } from '../observe/metrics.js';
+import { modelOfRun, withModelLock } from './modelLock.js';
+import { applyRetention, attachRunTable, publishRun } from './publish.js';
+import { runOnPublishCommand } from './onPublishCommand.js';
+import { checkForceReason, forceCommand } from './forceReason.js';
+import { reasonsLost, type ReasonsLost } from './reasonsLost.js';
+
+export type { ForcedPublish };
+
+export interface ForcePublishResult {
+  runId: string;
+  modelName: string;
+  modelVersion: string;
+  rowsScored: number;
+  rowsRejected: number;
+  psi: number | null;
+  overriddenError: string | null;
+  droppedRuns: string[];
+  reason: string | undefined;
+  /** Set when the run it replaced had reasons (`--reasons K`) and this one has none. */
+  reasonsLost: ReasonsLost | undefined;
+}
+
+/**
+ * `scorejob publish <run-id> --force`: publishes a run that a publish gate (`--max-reject-ratio`,
+ * `--max-psi`) stopped, after a person looked at it. Only such a run: every chunk done, status
+ * `failed`, error kind `gate`, not a dry run, not superseded by a later published run; anything else
+ * is refused (exit 2). Takes the run lock like a run (exit 75 if held) and publishes through the same
+ * `publishRun` as a run, recording who forced it on the run.
+ */
+export async function forcePublish(
+  ctx: { config: Config; log: Logger; metricsFile?: string | undefined; metricsPush?: string | undefined },
+  runId: string,
+  opts: { force: boolean; reason?: string | undefined; onPublishCommand?: string | undefined },
+): Promise<ForcePublishResult> {
+  if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
+  const reason = checkForceReason(runId, opts);
+  const { config } = ctx;
+  const started = performance.now();
+  // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
+  return withModelLock(ctx, 'publish', modelOfRun(runId), async ({ client, ledger, lock }) => {
+    const run = await ledger.getRun(client, runId);
+    await checkPublishable(client, ledger, runId, run, opts.force);
+    const r = run as RunRow;
+    const log = ctx.log.child({ run_id: runId });
+    const previousStats = r.stats ?? {};
+    const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error, reason };
+    // A run stopped by a gate before its table was attached at plan time (schema version 1).
+    await attachRunTable(client, ledger, runId, log);
+    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, { fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
+    // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
+    const challenger = await ledger.challengers.challengerOf(client, runId);
+    if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
+    await runOnPublishCommand(opts.onPublishCommand, event, log);
+    const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
+    const psi = previousStats.drift?.psi ?? null;
+    const missing = await ledger.rejectsByReason(client, runId);
+    log.warn(
+      { forced_publish: true, overridden_error: r.error, reason, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
+      `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; reason: ${reason}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
+    );
+    await exportRunMetrics(
+      { file: ctx.metricsFile, push: ctx.metricsPush },
+      {
+        model: r.model_name,
+        runId,
+        status: 'succeeded',
+        errorKind: null,
+        published: true,
+        dryRun: false,
+        forced: true,
+        durationMs: performance.now() - started,
+        rowsScored: Number(r.rows_scored),
+        rowsRejected: Number(r.rows_rejected),
+        psi,
+      },
+      () => ledger.lastSuccessAt(client, r.model_name),
+      log,
+    );
+    const lost = await reasonsLost(client, ledger, event.previous_run_id, r);
+    return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped, reason, reasonsLost: lost };
+  });
+}
+
+/** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */
+async function checkPublishable(client: Queryable, ledger: Ledger, runId: string, run: RunRow | undefined, force: boolean): Promise<void> {
+  if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+  if (run.params.championRunId) throw new UsageError(`run ${runId} is the challenger of run ${run.params.championRunId}; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
+  if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
+  if (run.status !== 'failed' || run.error_kind !== 'gate') {
+    const why = run.status === 'failed' ? `failed (${run.error_kind ?? 'unknown'}: ${run.error ?? 'no error recorded'})` : run.status;
+    throw new UsageError(`run ${runId} is ${why}; only a run stopped by a publish gate (--max-reject-ratio, --max-psi) can be published with \`scorejob publish --force\`${run.status === 'failed' || run.status === 'interrupted' ? `; continue it with \`scorejob resume ${runId}\`` : ''}`);
+  }
+  if (run.dry_run) throw new UsageError(`run ${runId} was a dry run: its scores were never meant to be published; start a real run with \`scorejob run\``);
+  if (Number(run.rows_scored) === 0) {
+    throw new UsageError(`run ${runId} scored no customer (${run.rows_rejected} rejected): publishing it would empty ${ledger.schema}.customer_scores; fix the model or the data, then start a new run with \`scorejob run\``);
+  }
+  if ((await ledger.pendingChunkCount(client, runId)) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
+  const newer = await ledger.laterPublishedRun(client, runId, run.model_name);
+  if (newer !== undefined) throw new UsageError(`run ${runId} was superseded by run ${newer}, published later; publishing it would go back in time`);
+  if (!(await ledger.storage.exists(client, ledger.runTable(runId)))) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+  if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with ${forceCommand(runId)}`);
+}
+
+/** Who is not in customer_scores after a forced publish, and where a reader and an operator find them. */
+function missingCustomers(schema: string, runId: string, model: string, rejected: number, byReason: readonly RejectCount[]): string {
+  if (rejected === 0) return 'every customer of the source has a score';
+  const reasons = byReason.map((x) => `${x.reason}${x.column === null ? '' : ` in ${x.column}`}: ${x.rows}`).join(', ');
+  return (
+    `${rejected} customer(s) the run could not score (${reasons}) have no row in ${schema}.customer_scores for model ${model}: ` +
+    `they are listed in ${schema}.customer_score_rejects (readers) and ${schema}.score_rejects WHERE run_id = ${runId} (with the offending values)`
+  );
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'unknown';
+  }
+}

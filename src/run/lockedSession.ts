@@ -1,0 +1,92 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import { describeDb } from '../config.js';
+import { withTransaction } from '../db/sql.js';
+import { assertMigrated } from '../db/migrate.js';
+import { checkConnection, createPool } from '../db/pool.js';
+import { ResilientClient } from '../db/resilientClient.js';
+import { UsageError } from '../errors.js';
+import { disposeFeatures, type RunFeature } from '../features/index.js';
+import { checkSource } from '../features/sourceCheck.js';
+import { Ledger } from '../ledger/ledger.js';
+import { takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
+import type { Logger } from '../log.js';
+import type { LoadedModel } from '../model/load.js';
+
+/** A pool, the ledger connection, the run lock, and the ledger, for one run's life. */
+export interface LockedSession {
+  pool: pg.Pool;
+  /** The ledger connection (a getter: a lost one is replaced, see recover). */
+  readonly client: pg.PoolClient;
+  ledger: Ledger;
+  config: Config;
+  lock: RunLock;
+  /** After a connection loss: the lock must still be ours (else LockLostError) and the ledger connection up. */
+  recover(): Promise<void>;
+  /** fn in one transaction on the ledger connection. */
+  inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
+}
+
+/** What a locked session is opened for: the run's model and features (freed with the session), and why. */
+export interface SessionOf {
+  model: LoadedModel;
+  features: readonly RunFeature[];
+  purpose: LockPurpose;
+}
+
+/**
+ * Opens the pool and the ledger connection, refuses an un-migrated or read-only database or a source
+ * that lacks what the model (or a feature) needs, takes the run lock (or exits 75 naming the holder, 69
+ * if it is stuck), marks dead runs interrupted, runs fn, and releases everything in reverse order.
+ */
+export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, of: SessionOf, fn: (s: LockedSession) => Promise<T>): Promise<T> {
+  const { config, log } = ctx;
+  // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
+  // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
+  const pool = createPool(config.db, 7);
+  let conn: ResilientClient | undefined;
+  let lock: RunLock | undefined;
+  try {
+    await checkConnection(pool, config.db);
+    conn = await ResilientClient.connect(pool, { role: 'ledger', log });
+    const ledgerConn = conn;
+    await assertMigrated(ledgerConn.client, config.schema);
+    await assertWritable(ledgerConn.client, config);
+    await checkSource(ledgerConn.client, of.model);
+    for (const f of of.features) await f.check?.(ledgerConn.client);
+    const ledger = new Ledger(config.schema);
+    const dead: string[] = [];
+    lock = await takeRunLock(pool, { schema: config.schema, modelName: of.model.manifest.name, purpose: of.purpose, log, where: describeDb(config.db), ledger, onDead: (ids) => dead.push(...ids) });
+    const held = lock;
+    for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
+    const session: LockedSession = {
+      pool,
+      ledger,
+      config,
+      lock: held,
+      get client() {
+        return ledgerConn.client;
+      },
+      recover: async () => {
+        await held.ensure();
+        await ledgerConn.ensure();
+      },
+      inTransaction: (f) => withTransaction(ledgerConn.client, f),
+    };
+    return await fn(session);
+  } finally {
+    await lock?.release();
+    await conn?.close();
+    disposeFeatures(of.features);
+    of.model.dispose();
+    await pool.end().catch(() => undefined);
+  }
+}
+
+/** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */
+async function assertWritable(client: pg.ClientBase, config: Config): Promise<void> {
+  const { rows } = await client.query<{ ro: string }>(`SELECT current_setting('transaction_read_only') AS ro`);
+  if (rows[0]?.ro === 'on') {
+    throw new UsageError(`database ${describeDb(config.db)} is read-only (default_transaction_read_only is on, or it is a standby): scorejob needs to write its ledger and scores`);
+  }
+}

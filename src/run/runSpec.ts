@@ -1,0 +1,38 @@
+import type { RunOptions } from '../config.js';
+import { frozenRunSpec } from '../ledger/runSpec.js';
+import type { RunParams } from '../ledger/ledger.js';
+import type { LoadedModel } from '../model/load.js';
+import { defaultLeaseS } from '../workers/workerCount.js';
+
+/** What is decided under the run lock, after the options were read: the run's part of the spec from there. */
+export interface SpecUnderLock {
+  /** `--replace-promoted` replaces this promoted run (another model's, published by hand): the run's resumes may too. */
+  replacesPromotedRunId?: string | undefined;
+  /** Each feature's part (src/features/feature.ts `spec`), in registration order. */
+  featureParts: readonly Partial<RunParams>[];
+}
+
+/**
+ * The run specification of `scorejob run`, built once from the person's options, the model and what
+ * was decided under the lock; frozen and stored as the run's params (resume and workers read it back
+ * through the same frozenRunSpec).
+ */
+export function runSpec(opts: Readonly<RunOptions>, model: LoadedModel, underLock: SpecUnderLock): Readonly<RunParams> {
+  const params: RunParams = {
+    modelDir: opts.modelDir,
+    chunkSize: opts.chunkSize,
+    dryRun: opts.dryRun,
+    keepRuns: opts.keepRuns,
+    maxRejectRatio: opts.maxRejectRatio,
+    maxPsi: opts.maxPsi ?? null,
+    chunkAttempts: opts.chunkAttempts,
+    backendChoice: opts.backend,
+    source: { table: model.manifest.source.table, key: model.manifest.source.key },
+    onPublishCommand: opts.onPublishCommand ?? null,
+    // Only a shared run carries these.
+    ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
+    reasons: null,
+    ...(underLock.replacesPromotedRunId !== undefined ? { replacesPromotedRunId: underLock.replacesPromotedRunId } : {}),
+  };
+  return frozenRunSpec(underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params));
+}
