@@ -141,6 +141,15 @@ export const maxPsi: Setting<number> = {
   parse: (value, name) => parseNumberFlag(value, name, 0, 1000),
 };
 
+export const minAuc: Setting<number> = {
+  flags: '--min-auc <x>',
+  description: "fail without publishing while the model's newest mature run's realised AUC (manifest outcomes, `scorejob outcomes sync`) is below this; default: no AUC gate",
+  env: 'SCOREJOB_MIN_AUC',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => parseNumberFlag(value, name, 0, 1),
+};
+
 export const metricsFile: Setting<string> = {
   flags: '--metrics-file <path>',
   description: 'write Prometheus metrics (textfile collector) at the end of the run, success or failure',
@@ -247,7 +256,7 @@ export const readyDeadline: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

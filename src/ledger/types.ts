@@ -17,6 +17,8 @@ export interface RunParams {
   maxRejectRatio: number;
   /** The PSI gate (`--max-psi`); null or absent: none. */
   maxPsi?: number | null;
+  /** The realised-AUC gate (`--min-auc`, src/features/outcomes); absent: none. */
+  minAuc?: number;
   chunkAttempts: number;
   backendChoice: string;
   source: { table: string; key: string };
