@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runInProcess } from '../helpers/run.js';
 import { chunkState, holdChunk } from '../helpers/holdChunk.js';
 import { expectResumeRestores, publishedSnapshot, rejectLines, seedWithRejects } from '../helpers/state.js';
 
@@ -19,8 +20,7 @@ describe('SIGKILL inside a chunk transaction', () => {
     t = await createTestDatabase();
     // Rejects in every chunk: every 150th customer lacks tenure_months (no fill).
     await seedWithRejects(t, 3000, 19);
-    const clean = await runCli(['run', '--chunk-size', '500'], t.env);
-    expect(clean.code).toBe(0);
+    await runInProcess(t, { chunkSize: 500 });
     baseline = await publishedSnapshot(t);
     baselineRejects = await rejects(baseline.runs[0] as string);
     expect(baselineRejects).toHaveLength(20);

@@ -2,10 +2,11 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaults } from '../../src/config.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 
 const exitOk = (r: CliResult) => expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
 const summaryOf = (r: CliResult) => r.logs.find((l) => / succeeded: scored /.test(String(l.msg)))!;
@@ -43,8 +44,7 @@ describe('runs, pages and closing lines say what readers see', () => {
   it('runs lists kind, scored / carried / published rows and the current run; a challenger under its own name', async () => {
     await t.pool.query(`INSERT INTO customers SELECT customer_id + 5000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
             discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app FROM customers ORDER BY customer_id LIMIT 10`);
-    const layer = await runCli(['run', '--model', model, '--only-new', '--log-level', 'silent'], t.env);
-    exitOk(layer);
+    await runInProcess(t, { modelDir: model, onlyNew: true, chunkSize: defaults.chunkSize });
     const champion = await runCli(['run', '--model', model, '--challenger', challenger, '--chunk-size', '1000'], t.env);
     exitOk(champion);
     const championId = String(champion.logs.find((l) => typeof l.run_id === 'string')!.run_id);
@@ -71,7 +71,7 @@ describe('runs, pages and closing lines say what readers see', () => {
   });
 
   it('a run that leaves readers fewer customers with reasons than the run it replaces says so', async () => {
-    exitOk(await runCli(['run', '--model', model, '--reasons', '2', '--replace-promoted', '--log-level', 'silent'], t.env));
+    await runInProcess(t, { modelDir: model, reasons: 2, replacePromoted: true, chunkSize: defaults.chunkSize });
     const plain = await runCli(['run', '--model', model], t.env);
     exitOk(plain);
     const warning = plain.logs.find((l) => /customer_score_reasons has reasons for/.test(String(l.msg)));

@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 /**
  * bin/scorejob-cron under the real /bin/sh (dash on Debian, what cron runs), with the little environment
  * cron gives: its env-file checks, and the report it prints (which cron mails). The daemon itself is
- * tests/cli/cron.test.ts.
+ * tests/system/cron.test.ts.
  */
 interface WrapperResult {
   code: number | null;

@@ -156,7 +156,7 @@ describe('deployment files', () => {
   it('the Kubernetes alert rules pass promtool and alert on the metrics scorejob pushes', async (ctx) => {
     const file = join(repoRoot, 'deploy/prometheus/scorejob-kubernetes.rules.yml');
     const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
-    if (r.error) ctx.skip('promtool is not installed (Debian: apt-get install prometheus; tests/cli/metricsPush.test.ts installs it)');
+    if (r.error) ctx.skip('promtool is not installed (Debian: apt-get install prometheus; tests/system/metricsPush.test.ts installs it)');
     expect(r.status, r.stdout + r.stderr).toBe(0);
     const text = await readFile(file, 'utf8');
     const { renderMetrics } = await import('../../src/observe/metrics.js');

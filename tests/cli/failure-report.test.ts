@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runInProcess } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
 /** Polls until `query` returns a row; returns its first column. */
@@ -31,7 +32,7 @@ describe('what the ledger says about a failure', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers, seed: 21 });
-    expect((await runCli(['run', '--chunk-size', '100'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: 100 });
     admin = new pg.Client({ connectionString: t.url });
     await admin.connect();
   });

@@ -1,12 +1,13 @@
 import { rm, truncate, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { defaults } from '../../src/config.js';
 import { selectBackend } from '../../src/model/backend.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { makeModel } from '../helpers/makeModel.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, type LedgerState } from '../helpers/state.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,7 @@ describe('what can go wrong: the model', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 300, seed: 9 });
-    expect((await runCli(['run'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: defaults.chunkSize });
   });
   beforeEach(async () => {
     before = await ledgerState(t);

@@ -6,7 +6,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 import { ledgerState, publishedSnapshot } from '../helpers/state.js';
 
 /**
@@ -22,7 +22,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers, seed: 11 });
-    expect((await runCli(['run', '--chunk-size', '100'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: 100 });
     nanModel = await modelCopy();
     const weights = join(nanModel, 'weights.bin');
     const bytes = await readFile(weights);

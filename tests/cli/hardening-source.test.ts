@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { defaults } from '../../src/config.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, type LedgerState } from '../helpers/state.js';
 
 /** README "What can go wrong": the source table and its columns. Each case: exit 2, one line, nothing written. */
@@ -12,7 +13,7 @@ describe('what can go wrong: the source', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 500, seed: 8 });
-    expect((await runCli(['run'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: defaults.chunkSize });
   });
   beforeEach(async () => {
     before = await ledgerState(t);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { childEnv, repoRoot, runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 
 /** A command on a pseudo-terminal (stdin, stdout and stderr all a tty), as a person runs it: everything it printed. */
 function inPty(args: string[], env: Record<string, string>): Promise<{ code: number | null; text: string }> {
@@ -31,7 +31,7 @@ describe('what scorejob says about a failure', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 200, seed: 5 });
-    expect((await runCli(['run', '--chunk-size', '100'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: 100 });
     nan = await modelCopy();
     const weights = join(nan, 'weights.bin');
     const bytes = await readFile(weights);

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaults } from '../../src/config.js';
 import { runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
-import { modelCopy, shippedModelDir } from '../helpers/run.js';
+import { modelCopy, runInProcess, shippedModelDir } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, seedWithRejects } from '../helpers/state.js';
 
 const started = (l: Record<string, unknown>) => typeof l.run_id === 'string' && /started/.test(String(l.msg));
@@ -31,9 +32,7 @@ describe('a promoted challenger and the next run', () => {
 
   /** A run with the challenger beside it, then the challenger published by hand; returns the challenger's run. */
   async function promote(): Promise<string> {
-    const run = await runCli(['run', '--model', shippedModelDir, '--challenger', challenger, '--chunk-size', '200'], t.env);
-    expect(run.code).toBe(0);
-    const id = runIdOf(run);
+    const { runId: id } = await runInProcess(t, { modelDir: shippedModelDir, challengerDir: challenger, chunkSize: 200 });
     const published = await runCli(['publish', id, '--challenger', '--log-level', 'silent'], t.env);
     expect(published.stderr).toBe('');
     expect(published.code).toBe(0);
@@ -53,7 +52,7 @@ describe('a promoted challenger and the next run', () => {
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir], t.env), advice);
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir, ...scheduledTick()], t.env), /shows the challenger customer-value 2\.0\.0/);
     // A dry run publishes nothing: not refused.
-    expect((await runCli(['run', '--model', shippedModelDir, '--dry-run', '--log-level', 'silent'], t.env)).code).toBe(0);
+    await runInProcess(t, { modelDir: shippedModelDir, dryRun: true, chunkSize: defaults.chunkSize });
     expect(await shown()).toEqual([{ v: '2.0.0', run_id: promoted }]);
 
     const back = await runCli(['run', '--model', shippedModelDir, '--replace-promoted'], t.env);
@@ -61,7 +60,7 @@ describe('a promoted challenger and the next run', () => {
     expect(back.logs.some((l) => l.level === 40 && l.replace_promoted === true && /--replace-promoted: this run of .* \(version 1\.0\.0\) replaces it/.test(String(l.msg)))).toBe(true);
     expect(await shown()).toEqual([{ v: '1.0.0', run_id: runIdOf(back) }]);
     // Back to a champion's run: the next plain run goes on as ever.
-    expect((await runCli(['run', '--model', shippedModelDir, '--log-level', 'silent'], t.env)).code).toBe(0);
+    await runInProcess(t, { modelDir: shippedModelDir, chunkSize: defaults.chunkSize });
   });
 
   it("following the refusal's advice, --model at the challenger's directory, the run publishes and keeps the challenger's version, run after run", async () => {
@@ -80,7 +79,7 @@ describe('a promoted challenger and the next run', () => {
   });
 
   it('a run killed before the promotion is not resumed over it (exit 2, customer_scores unchanged)', async () => {
-    await runCli(['run', '--model', shippedModelDir, '--challenger', challenger, '--chunk-size', '200', '--replace-promoted', '--log-level', 'silent'], t.env);
+    await runInProcess(t, { modelDir: shippedModelDir, challengerDir: challenger, chunkSize: 200, replacePromoted: true });
     const hold = await holdChunk(t, 2);
     let killed: string;
     try {

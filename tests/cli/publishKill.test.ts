@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaults } from '../../src/config.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runInProcess } from '../helpers/run.js';
 import { expectResumeRestores, publishedSnapshot } from '../helpers/state.js';
 
 describe('a publish held at a known point, then killed', () => {
@@ -9,7 +11,7 @@ describe('a publish held at a known point, then killed', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 2000, seed: 17 });
-    expect((await runCli(['run'], t.env)).code).toBe(0);
+    await runInProcess(t, { chunkSize: defaults.chunkSize });
   });
   afterAll(async () => t.drop());
 

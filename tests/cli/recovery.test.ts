@@ -3,7 +3,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 import { judgePolls, publishedSnapshot, startReader } from '../helpers/state.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,8 +30,7 @@ describe('runs that survive failure', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 30000, seed: 21 });
-    const first = await runCli(['run', '--chunk-size', '10000'], t.env);
-    expect(first.code).toBe(0);
+    await runInProcess(t, { chunkSize: 10000 });
     baseline = await snapshot(t);
   });
   afterAll(async () => t.drop());

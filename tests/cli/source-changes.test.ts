@@ -4,7 +4,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdAtChunk, holdAtRunStart, holdAtSnapshot, type ChunkHold } from '../helpers/hold.js';
-import { modelCopy } from '../helpers/run.js';
+import { modelCopy, runInProcess } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
 
 /**
@@ -81,7 +81,7 @@ describe('a run reads one defined view of a changing source', () => {
   afterAll(async () => t?.drop());
 
   it('an uninterrupted run scores exactly the source as of its start: keys moved back or forward, rows inserted below the minimum or above the maximum, rows deleted after chunk 3', async () => {
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const reference = await published();
     const before = await keys();
     expect(before).toHaveLength(customers);
@@ -110,7 +110,7 @@ describe('a run reads one defined view of a changing source', () => {
     for (const c of await chunkAccounts(runId)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
 
     // The next run sees the changes: moved keys under their new key, new rows scored, deleted rows gone.
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const now = await keys();
     expect(now).toHaveLength(customers + 2 - deleted.length);
     expect(await publishedKeys()).toEqual(now);
@@ -118,7 +118,7 @@ describe('a run reads one defined view of a changing source', () => {
   });
 
   it('a table rewrite during a run (ALTER TABLE … TYPE) fails the chunk that reads nothing, naming the cause; resume, as advised, completes the run', async () => {
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const reference = await published();
     const { child, hold, runId } = await startHeld(3);
     // Completes while the run is held: the run holds no lock on the source between chunk reads.
@@ -147,7 +147,7 @@ describe('a run reads one defined view of a changing source', () => {
   });
 
   it('a table rewrite between the snapshot and the plan (or the recount of a resume) fails the run naming the rewrite, never a run missing rows; resume completes it', async () => {
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const reference = await published();
     const rewrite = (type: string) => t.pool.query(`ALTER TABLE customers ALTER COLUMN orders_12m TYPE ${type}`);
     const message = (id: string) =>
@@ -225,7 +225,7 @@ describe('a run reads one defined view of a changing source', () => {
     expect(expected).not.toContain(backTo);
     expect(expected).toEqual(expect.arrayContaining([forward, forwardTo]));
     for (const c of await chunkAccounts(runId)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env)); // a new run: exactly the source again
+    await runInProcess(t, { chunkSize: size }); // a new run: exactly the source again
     expect(await publishedKeys()).toEqual(await keys());
   });
 
@@ -251,7 +251,7 @@ describe('a run reads one defined view of a changing source', () => {
   });
 
   it('the connection holding the run’s snapshot is lost mid-run: the run takes a new one for its remaining chunks, says so, and succeeds', async () => {
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const reference = await published();
     const { child, hold, runId } = await startHeld(3, ['run', '--chunk-size', String(size), '--chunk-attempts', '3']);
     const first = await t.pool.query<{ s: string }>('SELECT source_snapshot s FROM scoring.score_runs WHERE run_id = $1', [runId]);
@@ -271,7 +271,7 @@ describe('a run reads one defined view of a changing source', () => {
   });
 
   it('idle_in_transaction_session_timeout on the database does not end the run’s snapshot', async () => {
-    ok(await runCli(['run', '--chunk-size', String(size)], t.env));
+    await runInProcess(t, { chunkSize: size });
     const reference = await published();
     await t.pool.query(`ALTER DATABASE ${t.name} SET idle_in_transaction_session_timeout = '1s'`);
     try {

@@ -3,6 +3,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { follow, runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
+import { runInProcess } from '../helpers/run.js';
 
 const started = (l: Record<string, unknown>) => typeof l.run_id === 'string' && /started/.test(String(l.msg));
 const output = (r: CliResult) => r.stderr + r.stdout.slice(-3000);
@@ -54,11 +55,10 @@ describe('a shared run with --reasons or --only-new', () => {
   afterAll(async () => t.drop());
 
   it('--workers 2 --reasons 3 writes the same reasons as --workers 1 --reasons 3, with both processes scoring', async () => {
-    const one = await runCli(['run', '--workers', '1', '--reasons', '3', '--chunk-size', '100'], t.env);
-    expect(one.code, output(one)).toBe(0);
+    const one = await runInProcess(t, { workers: 1, reasons: 3, chunkSize: 100 });
     const two = await sharedRun(t, ['--reasons', '3', '--chunk-size', '100']);
     expect(two.code, output(two)).toBe(0);
-    const [r1, r2] = [runIdOf(one), runIdOf(two)];
+    const [r1, r2] = [one.runId, runIdOf(two)];
     expect(await workersOf(t, r2)).toBe(2);
     const expected = await reasons(t, r1);
     expect(expected.n).toBeGreaterThan(2500);
@@ -69,19 +69,17 @@ describe('a shared run with --reasons or --only-new', () => {
   }, 60_000);
 
   it('--workers 2 --only-new publishes the same table as --only-new, with both processes scoring the new customers', async () => {
-    const base = await runCli(['run', '--chunk-size', '500'], t.env);
-    expect(base.code, output(base)).toBe(0);
+    const base = await runInProcess(t, { chunkSize: 500 });
     // 1000 new customers: copies of existing ones under new keys.
     await t.pool.query(
       `INSERT INTO customers SELECT (jsonb_populate_record(NULL::customers, to_jsonb(c) || jsonb_build_object('customer_id', c.customer_id + 50000000))).*
          FROM customers c ORDER BY customer_id DESC LIMIT 1000`,
     );
-    const alone = await runCli(['run', '--only-new', '--chunk-size', '50'], t.env);
-    expect(alone.code, output(alone)).toBe(0);
+    await runInProcess(t, { onlyNew: true, chunkSize: 50 });
     const expected = await published(t);
     expect(expected.n).toBeGreaterThan(3500);
     // Back to the base run, so that the shared run has the same base and the same new customers.
-    const back = await runCli(['rollback', runIdOf(base)], t.env);
+    const back = await runCli(['rollback', base.runId], t.env);
     expect(back.code, output(back)).toBe(0);
     expect((await published(t)).md5).not.toBe(expected.md5);
     const shared = await sharedRun(t, ['--only-new', '--chunk-size', '50']);
@@ -94,6 +92,6 @@ describe('a shared run with --reasons or --only-new', () => {
     // The closing line says what was carried, in words and as a field.
     const closing = shared.logs.find((l) => l.status === 'succeeded' && l.run_id === runId);
     expect(closing).toMatchObject({ rows_carried: expected.n - 1000 });
-    expect(String(closing?.msg)).toMatch(new RegExp(`, ${expected.n - 1000} scores carried forward from run ${runIdOf(base)}; published to scoring\\.customer_scores$`));
+    expect(String(closing?.msg)).toMatch(new RegExp(`, ${expected.n - 1000} scores carried forward from run ${base.runId}; published to scoring\\.customer_scores$`));
   }, 60_000);
 });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { follow, runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runInProcess } from '../helpers/run.js';
 import { failWorkerChunks } from '../helpers/failChunks.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 
@@ -42,8 +43,7 @@ describe('a chunk that fails for good fails a shared run for every worker', () =
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 6000, seed: 5 });
-    const first = await runCli(['run', '--chunk-size', '500', '--workers', '1'], t.env);
-    expect(first.code, output(first)).toBe(0);
+    await runInProcess(t, { chunkSize: 500, workers: 1 });
     before = await published(t);
   }, 60_000);
   afterAll(async () => t.drop());

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { follow, runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runInProcess } from '../helpers/run.js';
 import { holdChunk, holdWorkerChunks } from '../helpers/holdChunk.js';
 
 /** The published table as the issue compares it: the count and an md5 of the ordered (customer_id, score). */
@@ -45,7 +46,7 @@ describe('SIGTERM to the workers of a shared run', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 6000, seed: 5 });
-    exitOk(await runCli(['run', '--chunk-size', '500', '--workers', '1'], t.env));
+    await runInProcess(t, { chunkSize: 500, workers: 1 });
     oneWorker = await published(t);
     expect(oneWorker.n).toBeGreaterThan(5000);
   }, 60_000);

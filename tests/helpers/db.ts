@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { resolveDb, type DbConfig } from '../../src/config.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
 import { migrate } from '../../src/db/migrate.js';
+import { templateSchema } from './templateDb.js';
 
 /** A database of its own for one test file, on the server globalSetup chose. */
 export interface TestDatabase {
@@ -27,21 +28,28 @@ export function urlFor(database: string, admin = adminUrl()): string {
   return url.toString();
 }
 
-/** Creates an empty database (and migrates it, unless told not to). Dropped by `drop()`. */
+/**
+ * Creates a database for a test file, dropped by `drop()`. Migrated (the default) for the `scoring` schema on
+ * the shared server: a clone of globalSetup's migrated template. Otherwise it is created empty and, unless
+ * `migrated: false`, migrated here (another schema, or a server of the test's own).
+ */
 export async function createTestDatabase(opts: { migrated?: boolean; schema?: string; adminUrl?: string } = {}): Promise<TestDatabase> {
   const name = `sj_test_${randomBytes(5).toString('hex')}`;
   const server = opts.adminUrl ?? adminUrl();
+  const migrated = opts.migrated ?? true;
+  const cloned = migrated && (opts.schema ?? templateSchema) === templateSchema && opts.adminUrl === undefined;
   const admin = new pg.Client({ connectionString: server });
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+    const template = cloned ? ` TEMPLATE ${admin.escapeIdentifier(inject('templateDb'))}` : '';
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}${template}`);
   } finally {
     await admin.end();
   }
   const url = urlFor(name, server);
   const db = resolveDb({ DATABASE_URL: url });
   const pool = createPool(db, 10);
-  if (opts.migrated ?? true) {
+  if (migrated && !cloned) {
     const client = await pool.connect();
     try {
       await migrate(client, opts.schema ?? 'scoring');

