@@ -50,7 +50,7 @@ await c.query(`CREATE DATABASE ${c.escapeIdentifier(name)}`);
 try {
   const dir = await mkdtemp(join(tmpdir(), 'sj-bench-outcomes-'));
   await cp(join(repoRoot, 'models/customer-value'), dir, { recursive: true });
-  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Record<string, any>;
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { outcomes?: unknown; output: { bands?: unknown } };
   manifest.outcomes = { table: 'customer_outcomes', horizon: '90 days' };
   manifest.output.bands = [{ name: 'low', below: 0.2 }, { name: 'mid', below: 0.5 }, { name: 'high' }];
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));

@@ -46,5 +46,6 @@ export function partOfAnother(run: Parameters<NonNullable<RunFeatureDefinition['
 /** The features' log fields and words, merged in order (the "run started" and "joined run" lines). */
 export function describeFeatures(features: readonly RunFeature[]): { fields: Record<string, unknown>; words: string } {
   const parts = features.map((f) => f.describe?.() ?? {});
-  return { fields: Object.assign({}, ...parts.map((p) => p.fields ?? {})), words: parts.map((p) => p.words ?? '').join('') };
+  const fields: Record<string, unknown> = Object.assign({}, ...parts.map((p) => p.fields ?? {})) as Record<string, unknown>;
+  return { fields, words: parts.map((p) => p.words ?? '').join('') };
 }

@@ -64,8 +64,8 @@ export async function takeRunLock(pool: pg.Pool, opts: TakeLockOptions): Promise
   const name = modelLockName(opts.modelName);
   const s = opts.log;
   const lock = new RunLock(opts.schema, name, opts.purpose, s, timing);
-  const { ledger, onDead } = opts;
-  const onAcquired = ledger ? async (c: pg.ClientBase) => onDead?.(await ledger.markDeadRuns(c)) : undefined;
+  const { ledger } = opts;
+  const onAcquired = ledger ? async (c: pg.ClientBase) => opts.onDead?.(await ledger.markDeadRuns(c)) : undefined;
   let waited = false;
   try {
     await lock.open(pool);
@@ -214,7 +214,9 @@ export class RunLock {
     if (this.lost) throw this.lost;
     const conn = this.conn as ResilientClient;
     await conn.ensure(false);
-    if (this.lost) throw this.lost;
+    // Set by the lease renewal, which may have run while this awaited (TypeScript keeps the narrowing above).
+    const lost = this.lost as LockLostError | undefined;
+    if (lost) throw lost;
     await this.beat(true);
   }
 
@@ -233,7 +235,8 @@ export class RunLock {
     try {
       await p;
     } catch (err) {
-      if (this.lost) throw this.lost;
+      const lost = this.lost as LockLostError | undefined;
+      if (lost) throw lost;
       conn.markDown(err);
       if (strict) throw err;
     } finally {

@@ -79,7 +79,7 @@ function limitOf(value: unknown, at: string, key: string, fallback: number, fail
   const limit = value[key];
   if (limit === undefined) return fallback;
   if (typeof limit !== 'number' || !Number.isFinite(limit) || limit < 0) fail(`${at}.${key}`, `must be a number >= 0 (got ${JSON.stringify(limit)})`);
-  return limit as number;
+  return limit;
 }
 
 function parseAssertions(value: unknown, fail: Fail): InputAssertion[] {
@@ -89,13 +89,13 @@ function parseAssertions(value: unknown, fail: Fail): InputAssertion[] {
   return value.map((item: unknown, i) => {
     const at = `checks.assertions[${i}]`;
     if (!isObject(item)) fail(at, 'must be an object with "name" and "sql"');
-    const o = item as Record<string, unknown>;
+    const o = item;
     for (const k of Object.keys(o)) if (k !== 'name' && k !== 'sql') fail(`${at}.${k}`, 'is not a known field (expected name, sql)');
     if (typeof o.name !== 'string' || !/^[a-z][a-z0-9_]{0,62}$/.test(o.name)) fail(`${at}.name`, 'must be a lower-case name of letters, digits and _ (what --skip-check names)');
-    const name = o.name as string;
+    const name = o.name;
     if (names.has(name)) fail(`${at}.name`, `"${name}" is already used${(builtInChecks as readonly string[]).includes(name) ? ' (a built-in check)' : ''}`);
     names.add(name);
     if (typeof o.sql !== 'string' || o.sql.trim() === '') fail(`${at}.sql`, 'must be a query returning the keys of offending rows');
-    return { name, sql: o.sql as string };
+    return { name, sql: o.sql };
   });
 }

@@ -71,7 +71,7 @@ function runResult(deps: ExecuteDeps, r: Finished): RunResult {
     rowsRejectedNow: now.rejected,
     durationMs,
     rowsPerSecond: now.scored / Math.max(durationMs / 1000, 1e-9),
-    ...(shared ? { workers: { count: params.workers as number, scoredHere: r.progress.scoredNow, rejectedHere: r.progress.rejectedNow } } : {}),
+    ...(shared ? { workers: { count: params.workers, scoredHere: r.progress.scoredNow, rejectedHere: r.progress.rejectedNow } } : {}),
     backend: model.backend,
     modelName: model.manifest.name,
     modelVersion: model.manifest.version,

@@ -20,7 +20,7 @@ export async function publishOrDrop(deps: ExecuteDeps, progress: RunProgress): P
     await ledger.finishRun(deps.client, runId, 'succeeded', { stats: progress.runStats });
   } else {
     await progress.analyzing;
-    const event = await publishRun(deps.client, ledger, runId, progress.runStats ?? {}, log, { fence: deps.fence, analyzed: progress.analyzing !== undefined, settleMs: deps.publishSettleMs });
+    const event = await publishRun(deps.client, ledger, runId, progress.runStats ?? {}, log, { fence: (c) => deps.fence(c), analyzed: progress.analyzing !== undefined, settleMs: deps.publishSettleMs });
     for (const f of deps.features) await f.published?.(deps);
     await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
     dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);

@@ -49,7 +49,7 @@ export async function runStatistics(deps: ExecuteDeps, progress: RunProgress, to
     if (cuts) for (const f of deps.features) await f.ranked?.(deps, cuts.histogram);
   }
   // A scope that reads the session through deps (its ledger connection is a getter), with the statistics beside it.
-  const scope: StatisticsScope = Object.create(deps, { statistics: { value: statistics }, stats: { value: stats } });
+  const scope = Object.create(deps, { statistics: { value: statistics }, stats: { value: stats } }) as StatisticsScope;
   for (const f of deps.features) await f.statistics?.(scope);
   deps.timings.add('statistics', performance.now() - t);
   checkGates(deps, all, totals.rejected, statistics.drift);

@@ -50,7 +50,7 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     const html = join(dirname(metrics), 'run.html');
     const shown = await runCli(['runs', 'show', runId, '--html', html], t.env);
     expect(shown.code).toBe(0);
-    expect(shown.stdout).toMatch(/\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n  band +AUC +est\. AUC/);
+    expect(shown.stdout).toMatch(/\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n {2}band +AUC +est\. AUC/);
     expect(shown.stdout).toMatch(new RegExp(`\\n  all +${auc.auc.toFixed(3)} +0\\.\\d{3} `));
     const page = await readFile(html, 'utf8');
     expect(page).toContain('<h2>Outcomes</h2>');

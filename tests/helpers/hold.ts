@@ -18,7 +18,7 @@ export async function holdRunAtChunkWrite(
   runId: string,
   chunks: number,
 ): Promise<{ locker: pg.PoolClient; release: () => Promise<void> }> {
-  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done as number) >= chunks);
+  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= chunks);
   const locker = await t.pool.connect();
   await locker.query('BEGIN');
   await locker.query(`LOCK TABLE scoring."score_data_${BigInt(runId)}" IN ACCESS EXCLUSIVE MODE`);

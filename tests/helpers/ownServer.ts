@@ -41,7 +41,7 @@ export async function startOwnServer(): Promise<OwnServer> {
     const { startEmbeddedPostgres } = await import('../../src/dev/embedded.js');
     const s = await startEmbeddedPostgres({ fast: true });
     const halt = async (mode: 'fast' | 'immediate') => (mode === 'fast' ? s.halt() : embeddedImmediateStop(s.dataDir));
-    return { url: s.url, kind: 'embedded PostgreSQL', stop: s.stop, restart: s.restart, halt, start: s.start };
+    return { url: s.url, kind: 'embedded PostgreSQL', stop: () => s.stop(), restart: () => s.restart(), halt, start: () => s.start() };
   }
   const major = await serverMajor(shared);
   const bindir = process.env.TEST_PG_BINDIR ?? `/usr/lib/postgresql/${major}/bin`;

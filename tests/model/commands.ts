@@ -289,7 +289,7 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
  * How a full run runs: in-process (5 in 8), shared with a second worker (2 in 8), or killed with kill -9
  * inside its second chunk and resumed (1 in 8: a kill and its resume cost about four plain runs).
  */
-const how = fc.constantFrom('plain', 'plain', 'plain', 'plain', 'plain', 'workers', 'workers', 'kill') as fc.Arbitrary<'plain' | 'workers' | 'kill'>;
+const how = fc.constantFrom<'plain' | 'workers' | 'kill'>('plain', 'plain', 'plain', 'plain', 'plain', 'workers', 'workers', 'kill');
 
 // Weighted by repetition: source changes and runs are the common steps; rollbacks need a kept earlier run.
 const commands = [
@@ -297,12 +297,12 @@ const commands = [
     ([a, k, c, how]) => new FullRun(a, k, c, how) as Cmd,
   ),
   fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 })).map(([a, k]) => new OnlyNewRun(a, k) as Cmd),
-  fc.tuple(fc.constantFrom('insert', 'update', 'delete', 'reject') as fc.Arbitrary<'insert' | 'update' | 'delete' | 'reject'>, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 40 })).map(
+  fc.tuple(fc.constantFrom<'insert' | 'update' | 'delete' | 'reject'>('insert', 'update', 'delete', 'reject'), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 40 })).map(
     ([w, n, o]) => new SourceChange(w, n, o) as Cmd,
   ),
-  fc.constant(new PublishChallenger() as Cmd),
+  fc.constant(new PublishChallenger()),
   fc.integer({ min: 0, max: 5 }).map((p) => new Rollback(p) as Cmd),
-  fc.constant(new Retire() as Cmd),
+  fc.constant(new Retire()),
 ];
 export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!, commands[5]!];
 

@@ -1,6 +1,7 @@
 // A process that runs `scorejob run` through the built library (dist/, as bin/scorejob does) when its parent
 // says so: started ahead, with TF.js loaded and the model read once, so that a kill -9 step of the model-based
 // tests (tests/model/killChild.ts) pays no process start. It runs one run, then waits to be killed.
+import process from 'node:process';
 import { defaultRunOptions, resolveConfig } from '../../dist/config.js';
 import { createLogger } from '../../dist/log.js';
 import { startRun } from '../../dist/job/runJob.js';

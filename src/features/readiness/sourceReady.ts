@@ -77,5 +77,5 @@ async function probe(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean 
   if (rows.length !== 1 || fields.length !== 1 || (value !== null && typeof value !== 'boolean')) {
     throw new UsageError(`${field} must return one row with one boolean column; on ${c.where} it returned ${rows.length} row(s) of ${fields.length} column(s)${rows.length === 1 && fields.length === 1 ? ` (a ${typeof value})` : ''}`);
   }
-  return value as boolean | null;
+  return value;
 }
