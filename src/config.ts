@@ -52,6 +52,8 @@ export interface RunOptions {
   maxRejectRatio: number;
   /** A run whose scores' PSI against the previous published run exceeds this fails without publishing; undefined: no PSI gate. */
   maxPsi?: number | undefined;
+  /** `--max-feature-psi`: a run with a feature whose PSI (against the model's baseline or the previous published run) exceeds this fails without publishing. */
+  maxFeaturePsi?: number | undefined;
   /** Attempts per chunk for transient failures (connection lost, serialization failure). */
   chunkAttempts: number;
   /** For scheduled runs: the tick the run is for. */
