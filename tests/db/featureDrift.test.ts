@@ -115,6 +115,19 @@ describe('feature drift against the model baseline', () => {
     expect(psiOf(await summaryOf(shared.runId), 'tenure_months').psi_previous).toBeLessThanOrEqual(0.01);
   }, 300_000);
 
+  it('an only-new layer (new and changed customers only) is not measured: --max-feature-psi does not hold it', async () => {
+    await t.pool.query(
+      `INSERT INTO customers SELECT customer_id + 50000000, 0, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
+              discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app
+         FROM customers ORDER BY customer_id DESC LIMIT 500`,
+    );
+    const layer = await runInProcess(t, { modelDir: model, onlyNew: true, maxFeaturePsi: 0.01 });
+    expect(layer.published).toBe(true);
+    expect(layer.rowsScored).toBe(500);
+    const rows = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.run_feature_drift WHERE run_id = $1', [layer.runId]);
+    expect(rows.rows[0]!.n).toBe('0');
+  }, 240_000);
+
   it('--max-feature-psi without a baseline: refused before anything is written, and the advice works when followed', async () => {
     const bare = await modelCopy();
     const runs = async () => Number((await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs')).rows[0]!.n);

@@ -20,7 +20,12 @@ import { driftSummary, featureDriftRows, featurePsiGateBreach } from './featureD
  */
 export const featureDrift: RunFeatureDefinition = {
   name: 'feature-drift',
-  forStart: async (opts, model) => {
+  forStart: async (opts, model, env) => {
+    if (opts.onlyNew) {
+      // An only-new layer reads the new and changed customers only: a biased sample that would always look drifted.
+      if (opts.maxFeaturePsi !== undefined) env.log.info({ max_feature_psi: opts.maxFeaturePsi }, 'an only-new run reads only the new and changed customers: feature drift is not measured and the --max-feature-psi gate does not apply');
+      return undefined;
+    }
     const loaded = await loadBaseline(model);
     if (!loaded) {
       if (opts.maxFeaturePsi === undefined) return undefined;
