@@ -92,6 +92,11 @@ describe('feature drift against the model baseline', () => {
     } finally {
       c.release();
     }
+    // After review, the scores a gate kept publish by force, as the error says.
+    const forced = await runCli(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream'], t.env);
+    expect(forced.code, forced.stderr).toBe(0);
+    const now = await t.pool.query<{ run_id: string }>('SELECT DISTINCT run_id::text FROM scoring.customer_scores');
+    expect(now.rows).toEqual([{ run_id: runId }]);
   }, 240_000);
 
   it("a resumed run keeps the done chunks' counts, and a shared run counts every worker's chunks", async () => {
