@@ -160,4 +160,14 @@ describe('feature drift against the model baseline', () => {
     expect(toExitCode(refused)).toBe(ExitCode.usage);
     expect(String((refused as Error).message)).toMatch(/baseline\.json changed since the run started \(sha256 [0-9a-f]{16}…\): put that baseline back, or start a new run$/);
   }, 240_000);
+  it('a baseline.json that is not one is refused before anything is written, naming the file and the command that writes it', async () => {
+    const broken = await modelCopy();
+    await writeFile(join(broken, 'baseline.json'), '{"format":1,"features":{"tenure_months":1}}\n');
+    const before = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs');
+    const r = await runCli(['run', '--model', broken, '--backend', 'cpu'], t.env);
+    expect(r.code).toBe(ExitCode.usage);
+    expect(r.stderr).toContain(`${join(broken, 'baseline.json')} is not a feature baseline (each feature needs its column, kind, shares and nullShare): write it again with \`scorejob model baseline ${broken} --table <training table>\``);
+    const after = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs');
+    expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
+  }, 120_000);
 });

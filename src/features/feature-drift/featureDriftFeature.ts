@@ -44,17 +44,35 @@ interface LoadedBaseline {
 }
 
 async function loadBaseline(model: LoadedModel): Promise<LoadedBaseline | undefined> {
-  const text = await readFile(join(model.dir, baselineFile), 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
-  if (text === undefined) return undefined;
+  const file = join(model.dir, baselineFile);
+  const again = `write it again with \`scorejob model baseline ${model.dir} --table <training table>\``;
+  let text: string;
   try {
-    return { baseline: JSON.parse(text) as FeatureBaseline, sha256: createHash('sha256').update(text).digest('hex') };
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    model.dispose();
+    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let baseline: FeatureBaseline;
+  try {
+    baseline = JSON.parse(text) as FeatureBaseline;
   } catch (err) {
     model.dispose();
-    throw new UsageError(`${join(model.dir, baselineFile)} is not valid JSON: write it again with \`scorejob model baseline ${model.dir} --table <training table>\``, { cause: err });
+    throw new UsageError(`${file} is not valid JSON: ${again}`, { cause: err });
   }
+  if (!Array.isArray(baseline.features) || !baseline.features.every(isDistribution)) {
+    model.dispose();
+    throw new UsageError(`${file} is not a feature baseline (each feature needs its column, kind, shares and nullShare): ${again}`);
+  }
+  return { baseline, sha256: createHash('sha256').update(text).digest('hex') };
+}
+
+function isDistribution(d: unknown): d is FeatureDistribution {
+  if (typeof d !== 'object' || d === null) return false;
+  const f = d as Partial<Record<string, unknown>>;
+  const bins = f.kind === 'numeric' ? f.edges : f.kind === 'categorical' ? f.categories : undefined;
+  return typeof f.column === 'string' && Array.isArray(bins) && Array.isArray(f.shares) && f.shares.length === bins.length + 1 && typeof f.nullShare === 'number';
 }
 
 /** A resume or a joined worker counts into the same bins as the run's other chunks, or not at all. */
