@@ -46,6 +46,10 @@ DO $$ BEGIN
     IF to_regclass('scoring.model_performance') IS NOT NULL THEN
       GRANT SELECT ON scoring.model_performance TO scorejob_reader;
     END IF;
+    -- Schema version 20 (issue 30): each feature's drift per run.
+    IF to_regclass('scoring.feature_drift') IS NOT NULL THEN
+      GRANT SELECT ON scoring.feature_drift TO scorejob_reader;
+    END IF;
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;

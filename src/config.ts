@@ -54,6 +54,8 @@ export interface RunOptions {
   maxPsi?: number | undefined;
   /** `--min-auc`: the realised-AUC gate (src/features/outcomes); undefined: none. */
   minAuc?: number | undefined;
+  /** `--max-feature-psi`: a run with a feature whose PSI (against the model's baseline or the previous published run) exceeds this fails without publishing. */
+  maxFeaturePsi?: number | undefined;
   /** Attempts per chunk for transient failures (connection lost, serialization failure). */
   chunkAttempts: number;
   /** For scheduled runs: the tick the run is for. */

@@ -150,6 +150,15 @@ export const minAuc: Setting<number> = {
   parse: (value, name) => parseNumberFlag(value, name, 0, 1),
 };
 
+export const maxFeaturePsi: Setting<number> = {
+  flags: '--max-feature-psi <x>',
+  description: "fail without publishing when a feature's PSI against the model's baseline.json (scorejob model baseline) or the previous published run exceeds this, naming the features; default: no feature gate",
+  env: 'SCOREJOB_MAX_FEATURE_PSI',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => parseNumberFlag(value, name, 0, 1000),
+};
+
 export const metricsFile: Setting<string> = {
   flags: '--metrics-file <path>',
   description: 'write Prometheus metrics (textfile collector) at the end of the run, success or failure',
@@ -256,7 +265,7 @@ export const readyDeadline: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, maxFeaturePsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

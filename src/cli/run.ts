@@ -4,7 +4,7 @@ import { exportRefusal } from '../observe/metrics.js';
 import { runForTick } from '../schedule/tickRun.js';
 import type { TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
-import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, readyDeadline, reasons, trigger, workers, workWait } from './options.js';
+import { addSettings, backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxFeaturePsi, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, option, outageBudget, progressInterval, read, readyDeadline, reasons, trigger, workers, workWait } from './options.js';
 import { metricsFileOf, metricsPushOf, modelNameOf, observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
@@ -17,7 +17,7 @@ export function registerRun(program: Command): void {
   cmd.option('--skip-check <name>', 'skip this input check of the manifest (row_count, null_rate or an assertion\'s name) for this run; repeatable; needs --reason', (v: string, all: string[]) => [...all, v], []);
   cmd.option('--reason <text>', 'with --skip-check: why the input is accepted as it is (recorded on the run)');
   cmd.option('--only-new', 'score only customers absent from the published run (and rows changed since, with source.updated_column); carry the other scores forward', false);
-  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline]);
+  addSettings(cmd, [backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, maxFeaturePsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline]);
   cmd
     .option(
       '--if-due <expr>',

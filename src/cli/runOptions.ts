@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
+import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxFeaturePsi, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {
@@ -17,6 +17,7 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
     maxRejectRatio: read(cmd, maxRejectRatio),
     chunkAttempts: read(cmd, chunkAttempts),
     maxPsi: read(cmd, maxPsi),
+    maxFeaturePsi: read(cmd, maxFeaturePsi),
     minAuc: cmd.options.some((o) => o.long === '--min-auc') ? read(cmd, minAuc) : undefined,
     // Only where the command takes it (`run`); `schedule` passes it on to each run.
     onPublishCommand: cmd.options.some((o) => o.long === '--on-publish-command') ? read(cmd, onPublishCommand) : undefined,

@@ -1,4 +1,5 @@
 import { challenger } from './challenger/challengerFeature.js';
+import { featureDrift } from './feature-drift/featureDriftFeature.js';
 import { inputChecks } from './input-checks/inputChecksFeature.js';
 import type { RunFeature, RunFeatureDefinition } from './feature.js';
 import { onlyNew } from './only-new/onlyNewFeature.js';
@@ -9,7 +10,7 @@ import { reasons } from './reasons/reasonsFeature.js';
 export type * from './feature.js';
 
 /** Every run feature, in the order the run calls their hooks. Adding a feature: its folder and one line here. */
-export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, outcomes];
+export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, outcomes];
 
 /**
  * The run's features, made in registration order by `make` (each returns undefined when the run does not

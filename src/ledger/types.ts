@@ -1,6 +1,7 @@
 import type { RunStatistics } from '../stats/runStats.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
 import type { ChallengerComparison } from '../stats/challenger.js';
+import type { FeatureDriftSummary } from '../stats/featurePsi.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
 /** Why a run failed, for people and for filters: data, model, database, gate, interrupted, internal. */
@@ -39,6 +40,8 @@ export interface RunParams {
   onlyNew?: OnlyNewParams | null;
   /** `--challenger DIR` (src/features/challenger/challenger.ts): on the champion, the challenger's model and sibling run; absent: none. */
   challenger?: ChallengerParams | null;
+  /** The model's baseline.json (src/features/feature-drift): its sha256 and the `--max-feature-psi` gate; absent: no feature drift. */
+  featureDrift?: { baselineSha256: string; maxFeaturePsi: number | null } | null;
   /** On a challenger's own run: the champion run whose chunks write its scores. */
   championRunId?: string | null;
 }
@@ -159,6 +162,8 @@ export interface RunStats extends Partial<RunStatistics> {
   forced_publish?: ForcedPublish;
   /** `run --challenger DIR`: how the challenger scored beside this run (src/stats/challenger.ts). */
   challenger?: ChallengerComparison;
+  /** Each feature's PSI against the model's baseline and the previous published run (src/features/feature-drift). */
+  feature_drift?: FeatureDriftSummary;
 }
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */

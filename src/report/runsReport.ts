@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { FeatureDriftSummary } from '../stats/featurePsi.js';
 import { UsageError } from '../errors.js';
 import { Ledger, type ForcedPublish, type RejectCount, type RunFailure, type RunListRow, type RunRow, type RunStatus } from '../ledger/ledger.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -88,6 +89,8 @@ export interface RunDetail extends RunListItem {
   analyst?: AnalystFacts;
   /** Realised and estimated performance once `scorejob outcomes sync` saw the run. */
   outcomes?: PerformanceFacts | undefined;
+  /** Each feature's PSI against the model's baseline and the previous published run, the top movers first. */
+  feature_drift?: FeatureDriftSummary | null;
 }
 
 /**
@@ -196,6 +199,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     features: stats?.features ?? null,
     drift,
     forced_publish: stats?.forced_publish ?? null,
+    feature_drift: stats?.feature_drift ?? null,
     analyst: await analystFacts(c, schema, run),
     outcomes: await readPerformance(c, schema, runId, run.model_name),
   };

@@ -57,3 +57,12 @@ export function featurePsi(d: FeatureDistribution, counts: readonly number[]): n
 export function rankByPsi<T extends { psi: number | null }>(features: readonly T[]): T[] {
   return [...features].sort((a, b) => (b.psi ?? -1) - (a.psi ?? -1));
 }
+
+/** `score_runs.stats.feature_drift` (src/features/feature-drift): every feature's PSI, the top movers first. */
+export interface FeatureDriftSummary {
+  /** The baseline.json the bins come from. */
+  baseline_sha256: string;
+  /** The published run compared with; null: none counted on the same baseline. */
+  previous_run_id: string | null;
+  features: { feature: string; psi_baseline: number | null; psi_previous: number | null }[];
+}
