@@ -13,13 +13,29 @@ export function outcomeRowsSql(o: ManifestOutcomes): string {
   return `SELECT ${quoteIdent(o.key)}::bigint AS customer_id, ${quoteIdent(o.eventTime)}::timestamptz AS event_at, ${quoteIdent(o.label)}::boolean AS label FROM ${from}`;
 }
 
+/**
+ * A run's scores with their bands: its history once published; a run scored beside a published run in the
+ * same pass (champion_run_id) and never published itself is read from its own table, so both models are
+ * judged on the same customers and the same outcomes.
+ */
+function runScoresSql(s: string): string {
+  return `(SELECT customer_id, score, band FROM ${s}.customer_score_history WHERE run_id = $1
+           UNION ALL
+           SELECT d.customer_id, d.score, r.band_names[width_bucket(d.score::float8, r.band_bounds) + 1]
+             FROM ${s}.score_data d JOIN ${s}.score_runs r ON r.run_id = d.run_id
+            WHERE d.run_id = $1 AND r.published_at IS NULL AND r.champion_run_id IS NOT NULL)`;
+}
+
 function windowSql(schema: string): string {
   const s = quoteIdent(schema);
-  return `SELECT r.published_at AS opened, least(r.published_at + $3::interval, $2::timestamptz) AS closed,
-                  $2::timestamptz >= r.published_at + $3::interval AS mature,
-                  least(1, greatest(0, extract(epoch FROM $2::timestamptz - r.published_at)
-                                       / extract(epoch FROM (r.published_at + $3::interval) - r.published_at)))::float8 AS maturity
-             FROM ${s}.score_runs r WHERE r.run_id = $1`;
+  return `SELECT p.at AS opened, least(p.at + $3::interval, $2::timestamptz) AS closed,
+                  $2::timestamptz >= p.at + $3::interval AS mature,
+                  least(1, greatest(0, extract(epoch FROM $2::timestamptz - p.at)
+                                       / extract(epoch FROM (p.at + $3::interval) - p.at)))::float8 AS maturity
+             FROM ${s}.score_runs r
+             LEFT JOIN ${s}.score_runs beside ON beside.run_id = r.champion_run_id,
+             LATERAL (SELECT COALESCE(r.published_at, beside.published_at) AS at) p
+            WHERE r.run_id = $1`;
 }
 
 /**
@@ -60,8 +76,7 @@ export function figuresSql(schema: string, rows: string): string {
   j AS (
     SELECT h.band, h.score::float8 AS p,
            CASE WHEN o.label IS NOT NULL THEN o.label::int WHEN $4::boolean AND (SELECT mature FROM run) THEN 0 END AS y
-      FROM ${s}.customer_score_history h LEFT JOIN o ON o.customer_id = h.customer_id
-     WHERE h.run_id = $1),
+      FROM ${runScoresSql(s)} h LEFT JOIN o ON o.customer_id = h.customer_id),
   g AS (
     SELECT p, min(band) AS band, count(*)::float8 AS n, count(y)::float8 AS m, COALESCE(sum(y), 0)::float8 AS pos
       FROM j GROUP BY p),

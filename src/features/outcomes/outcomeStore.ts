@@ -45,11 +45,17 @@ export class OutcomeStore {
     this.s = quoteIdent(schema);
   }
 
-  /** The model's published runs whose scores are still kept (a layered run's own rows or those it lies on). */
+  /**
+   * The model's published runs whose scores are still kept (a layered run's own rows or those it lies on),
+   * and its runs scored beside another model's published run in the same pass (champion_run_id): their
+   * window opens when that run was published, so both models are judged on the same outcomes.
+   */
   async keptRuns(c: pg.ClientBase, modelName: string): Promise<KeptRun[]> {
     const { rows } = await c.query<{ run_id: string; published_at: Date }>(
-      `SELECT r.run_id, r.published_at FROM ${this.s}.score_runs r
-        WHERE r.model_name = $1 AND r.published_at IS NOT NULL AND NOT r.dry_run
+      `SELECT r.run_id, COALESCE(r.published_at, beside.published_at) AS published_at
+         FROM ${this.s}.score_runs r
+         LEFT JOIN ${this.s}.score_runs beside ON beside.run_id = r.champion_run_id
+        WHERE r.model_name = $1 AND COALESCE(r.published_at, beside.published_at) IS NOT NULL AND NOT r.dry_run
           AND (EXISTS (SELECT 1 FROM ${this.s}.score_data k WHERE k.run_id = r.run_id)
                OR EXISTS (SELECT 1 FROM ${this.s}.score_layers y JOIN ${this.s}.score_data k ON k.run_id = y.under_run_id WHERE y.run_id = r.run_id))
         ORDER BY r.run_id`,

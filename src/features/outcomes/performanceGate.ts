@@ -15,6 +15,7 @@ export async function latestMaturePerformance(client: pg.ClientBase, schema: str
   const { rows } = await client.query<{ run_id: string; auc: number | null; calibration_error: number | null; with_outcome: string }>(
     `SELECT run_id::text, auc, calibration_error, with_outcome FROM ${s}.model_performance
       WHERE model_name = $1 AND band IS NULL AND mature AND with_outcome > 0
+        AND run_id IN (SELECT run_id FROM ${s}.score_runs WHERE published_at IS NOT NULL)
       ORDER BY run_id DESC LIMIT 1`,
     [modelName],
   );
