@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
 import { action } from './action.js';
-import { backend, challenger, model, option, outageBudget, read, workWait } from './options.js';
+import { backend, model, option, outageBudget, read, workWait } from './options.js';
+import { challenger } from '../features/challenger/challengerSettings.js';
 import { withStopSignal } from './stopSignal.js';
 
 /** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */

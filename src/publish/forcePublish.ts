@@ -52,12 +52,13 @@ export async function forcePublish(
     const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error, reason };
     // A run stopped by a gate before its table was attached at plan time (schema version 1).
     await attachRunTable(client, ledger, runId, log);
-    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, { fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
-    // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
-    const challenger = await ledger.challengers.challengerOf(client, runId);
-    if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
+    const stats = { ...previousStats, forced_publish: forced };
+    const event = await publishRun({ client, ledger, runId, stats, log, fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
+    // A run made as part of it, stopped with it by the gate, follows it: succeeded (publishable by its own command).
+    const sibling = await ledger.siblingOf(client, runId);
+    if (sibling?.status === 'failed') await ledger.finishRun(client, sibling.run_id, 'succeeded');
     await runOnPublishCommand(opts.onPublishCommand, event, log);
-    const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
+    const dropped = await applyRetention({ client, ledger, modelName: r.model_name, keep: r.params.keepRuns ?? 12, log });
     const psi = previousStats.drift?.psi ?? null;
     const missing = await ledger.rejectsByReason(client, runId);
     log.warn(
