@@ -140,7 +140,7 @@ export class RunHistory extends RunTables {
     return rows;
   }
 
-  /** The model's (not dry, not challenger) runs started for `tick` or since it, newest first (at most 100): the due check's rows. A challenger's run is never a tick's run: its champion is. */
+  /** The model's (not dry, not made as part of another) runs started for `tick` or since it, newest first (at most 100): the due check's rows. A sibling run is never a tick's run: the run it is part of is. */
   async runsForTick(c: Queryable, modelName: string, tick: Date): Promise<TickRun[]> {
     const { rows } = await c.query<TickRun>(
       `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid, error_kind, waiting_announced_at FROM ${this.table('score_runs')}

@@ -233,8 +233,8 @@ export class Ledger extends RunHistory {
    * Runs still marked `running` whose process is gone (kill -9, machine lost): no live holder of a run
    * lock works on them (src/ledger/runLock.ts: lease current, and backend alive or heartbeat within the grace).
    * Marks them interrupted so they can be resumed. Safe without holding the lock: a live run is
-   * attached to its lock in the transaction that creates or reopens it (a challenger run lives while
-   * its champion's holder does: it is created and reopened in its champion's transaction).
+   * attached to its lock in the transaction that creates or reopens it (a run made as part of another
+   * lives while that run's holder does: it is created and reopened in that run's transaction).
    */
   async markDeadRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(
