@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import type { ComparisonLimits } from '../features/challenger/comparison.js';
 import { comparisonLimitSettings, publishChallengerFlag } from '../features/challenger/challengerSettings.js';
+import { partOfAnother } from '../features/index.js';
 import { action } from './action.js';
 import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf } from './options.js';
 import { readObserveOptions } from './runOptions.js';
@@ -41,7 +42,12 @@ export function registerPublish(program: Command): void {
         }
         const { describeReasonsLost } = await import('../publish/reasonsLost.js');
         const why = flags.reason === undefined ? '' : `; reason: ${flags.reason.trim()}`;
-        const r = await (await import('../publish/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, { force: flags.force, reason: flags.reason, onPublishCommand: read(cmd, onPublishCommand) });
+        const r = await (await import('../publish/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, {
+          force: flags.force,
+          reason: flags.reason,
+          onPublishCommand: read(cmd, onPublishCommand),
+          partOf: (run) => partOfAnother(run, 'publish'),
+        });
         const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
         ctx.log[lost === '' ? 'info' : 'warn'](
           { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, reason: r.reason, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns, reasons_lost_from_run: r.reasonsLost?.fromRunId },
