@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import type { ComparisonLimits } from '../features/challenger/comparison.js';
 import { comparisonLimitSettings, publishChallengerFlag } from '../features/challenger/challengerSettings.js';
-import { partOfAnother } from '../features/index.js';
 import { action } from './action.js';
 import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf } from './options.js';
 import { readObserveOptions } from './runOptions.js';
@@ -46,7 +45,8 @@ export function registerPublish(program: Command): void {
           force: flags.force,
           reason: flags.reason,
           onPublishCommand: read(cmd, onPublishCommand),
-          partOf: (run) => partOfAnother(run, 'publish'),
+          // Imported only for such a run: the features load the model backends, which publish never needs.
+          partOf: async (run) => (await import('../features/index.js')).partOfAnother(run, 'publish'),
         });
         const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
         ctx.log[lost === '' ? 'info' : 'warn'](

@@ -27,7 +27,7 @@ export interface ForcePublishResult {
 }
 
 /** The words of the feature that made a run as part of another, saying how to publish it instead (src/features/index.ts partOfAnother). */
-export type ForcePartOf = (run: { runId: string; params: Readonly<RunParams> }) => string | undefined;
+export type ForcePartOf = (run: { runId: string; params: Readonly<RunParams> }) => Promise<string | undefined> | string | undefined;
 
 /**
  * `scorejob publish <run-id> --force`: publishes a run that a publish gate (`--max-reject-ratio`,
@@ -102,7 +102,7 @@ async function checkPublishable(client: Queryable, ledger: Ledger, run: RunRow |
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   const part = run.params.championRunId;
   if (part) {
-    const words = opts.partOf?.({ runId, params: run.params });
+    const words = await opts.partOf?.({ runId, params: run.params });
     throw new UsageError(words ?? `run ${runId} was made as part of run ${part}; publish it through that run (see \`scorejob runs show ${part}\`)`);
   }
   if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
