@@ -18,31 +18,10 @@ import {
 } from '../config.js';
 import { autoWorkers, defaultLeaseS } from '../workers/workerCount.js';
 import { parseDuration } from '../features/readiness/duration.js';
+import { challenger } from '../features/challenger/challengerSettings.js';
+import type { DefaultedSetting, Setting } from '../setting.js';
 
-/**
- * One option of the CLI, defined once: its flag and help, its environment variable, its default, and
- * how its value is checked. Commander applies the precedence (flag, then environment, then default)
- * and records where the value came from; {@link read} checks it, naming the flag or the variable.
- */
-export interface Setting<T> {
-  /** commander flags, e.g. `--chunk-size <n>`. */
-  flags: string;
-  description: string;
-  env?: string;
-  /** The default, as a flag would spell it (shown in help). */
-  default?: string;
-  /** A variable set to the empty string counts as unset (paths, optional gates). */
-  blankIsUnset?: boolean;
-  /** `scorejob schedule` takes it too and passes it on to each run when given as a flag. */
-  forward?: 'value' | 'path';
-  /** The value, checked; `name` is the flag or the variable the value came from. */
-  parse: (value: string, name: string) => T;
-}
-
-/** A setting with a default: reading it always gives a value. */
-export interface DefaultedSetting<T> extends Setting<T> {
-  default: string;
-}
+export type { DefaultedSetting, Setting } from '../setting.js';
 
 /** Global: schema of the ledger and the scores. */
 export const schema: DefaultedSetting<string> = {
@@ -233,16 +212,6 @@ function hostOfUrl(url: string | undefined): string | undefined {
     return undefined;
   }
 }
-
-/** `--challenger DIR`: a second model scored beside the run's in the same pass (docs/analysts.md "A challenger beside the champion"). */
-export const challenger: Setting<string> = {
-  flags: '--challenger <dir>',
-  description: 'also score this model directory in the same pass, into a sibling run of its own (never published by the run; compare with `runs show`, publish with `publish <run> --challenger`)',
-  env: 'SCOREJOB_CHALLENGER',
-  blankIsUnset: true,
-  forward: 'path',
-  parse: (value) => resolve(value),
-};
 
 /** `--reasons K`: per customer, the K features that moved the score most (docs/analysts.md "Reasons per score"). */
 export const reasons: Setting<number> = {

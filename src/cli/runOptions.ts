@@ -3,7 +3,8 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, challenger, chunkAttempts, chunkLease, chunkSize, keepRuns, maxFeaturePsi, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
+import { backend, chunkAttempts, chunkLease, chunkSize, keepRuns, maxFeaturePsi, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
+import { challenger } from '../features/challenger/challengerSettings.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {

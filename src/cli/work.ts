@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
 import { action } from './action.js';
-import { backend, challenger, model, option, outageBudget, read, workWait } from './options.js';
+import { backend, model, option, outageBudget, read, workWait } from './options.js';
+import { challenger } from '../features/challenger/challengerSettings.js';
 import { withStopSignal } from './stopSignal.js';
 
 /** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */
@@ -23,7 +24,7 @@ export function registerWork(program: Command): void {
       return withStopSignal(ctx.log, async (stop) => {
         const result = await (await import('../workers/worker.js')).joinRun(
           { ...ctx, stop, outageBudgetMs: read(cmd, outageBudget) * 1000 },
-          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), challengerDir: read(cmd, challenger), backend: given('backend') ? read(cmd, backend) : undefined },
+          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), modelDirs: { challenger: read(cmd, challenger) }, backend: given('backend') ? read(cmd, backend) : undefined },
         );
         const words = {
           done: 'no chunk is left',

@@ -149,7 +149,7 @@ export interface RunFeatureDefinition {
   forResume?(params: Readonly<RunParams>, model: LoadedModel, runId: string): Promise<RunFeature | undefined> | RunFeature | undefined;
   /** `scorejob work`: from the joined run's params. */
   forWorker?(join: JoinScope): Promise<RunFeature | undefined> | RunFeature | undefined;
-  /** A run this feature made as part of another (resume or join that one instead): the words that say so. */
-  partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work'): string | undefined;
+  /** A run this feature made as part of another (resume, join or publish through that one instead): the words that say so. */
+  partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work' | 'publish'): string | undefined;
 }
 

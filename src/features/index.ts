@@ -36,7 +36,7 @@ export function disposeFeatures(features: readonly RunFeature[]): void {
 }
 
 /** The words of the first registered feature that says `run` is part of another run (resume or join that one). */
-export function partOfAnother(run: Parameters<NonNullable<RunFeatureDefinition['partOf']>>[0], command: 'resume' | 'work'): string | undefined {
+export function partOfAnother(run: Parameters<NonNullable<RunFeatureDefinition['partOf']>>[0], command: 'resume' | 'work' | 'publish'): string | undefined {
   for (const d of runFeatures) {
     const words = d.partOf?.(run, command);
     if (words !== undefined) return words;

@@ -142,7 +142,7 @@ export class ChunkClaims {
     return rowCount === 1;
   }
 
-  /** The newest shared run (started with --workers) still `running` and planned, not a challenger's (its champion's workers score it): what `scorejob work` joins without --run. */
+  /** The newest shared run (started with --workers) still `running` and planned, not one made as part of another (that run's workers score it): what `scorejob work` joins without --run. */
   async joinableRun(c: Queryable): Promise<string | undefined> {
     const { rows } = await c.query<{ run_id: string }>(
       `SELECT run_id::text FROM ${this.runs} WHERE status = 'running' AND params ? 'workers' AND champion_run_id IS NULL AND chunks_total IS NOT NULL ORDER BY run_id DESC LIMIT 1`,

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { RunTables } from './runTables.js';
-import type { ChunkRow, PreviousRun, RejectCount, RunListRow, RunRow, RunTableRow, TickRun } from './types.js';
+import type { ChunkRow, PreviousRun, RejectCount, RunListRow, RunRow, RunTableRow, SiblingRun, TickRun } from './types.js';
 
 /** A connection or a pool: what a single statement needs. */
 export type Queryable = pg.ClientBase | pg.Pool;
@@ -65,14 +65,23 @@ export class RunHistory extends RunTables {
     return rows[0]?.run_id;
   }
 
-  /** A run of the model after `runId` that succeeded (not a dry run, not an unpublished challenger): resuming `runId` would go back in time. */
+  /** A run of the model after `runId` that succeeded (not a dry run, not an unpublished run made as part of another): resuming `runId` would go back in time. */
   async laterSucceededRun(c: Queryable, runId: string, modelName: string): Promise<string | undefined> {
     const { rows } = await c.query<{ run_id: string }>(
       `SELECT run_id FROM ${this.table('score_runs')} WHERE run_id > $1 AND status = 'succeeded' AND NOT dry_run AND model_name = $2
-          AND (kind <> 'challenger' OR published_at IS NOT NULL) LIMIT 1`,
+          AND (champion_run_id IS NULL OR published_at IS NOT NULL) LIMIT 1`,
       [runId, modelName],
     );
     return rows[0]?.run_id;
+  }
+
+  /** The run made as part of `runId` (scored beside it, in its chunks: score_runs.champion_run_id), if it has one. */
+  async siblingOf(c: Queryable, runId: string): Promise<SiblingRun | undefined> {
+    const { rows } = await c.query<SiblingRun>(
+      `SELECT run_id::text, status, model_version, published_at FROM ${this.table('score_runs')} WHERE champion_run_id = $1`,
+      [runId],
+    );
+    return rows[0];
   }
 
   /** The latest succeeded, published (not dry) run's finish time, of one model (the metrics file's last success). */
@@ -131,7 +140,7 @@ export class RunHistory extends RunTables {
     return rows;
   }
 
-  /** The model's (not dry, not challenger) runs started for `tick` or since it, newest first (at most 100): the due check's rows. A challenger's run is never a tick's run: its champion is. */
+  /** The model's (not dry, not made as part of another) runs started for `tick` or since it, newest first (at most 100): the due check's rows. A sibling run is never a tick's run: the run it is part of is. */
   async runsForTick(c: Queryable, modelName: string, tick: Date): Promise<TickRun[]> {
     const { rows } = await c.query<TickRun>(
       `SELECT run_id::text, status, trigger, dry_run, started_at, tick_at, host, pid, error_kind, waiting_announced_at FROM ${this.table('score_runs')}

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { ChallengerLedger } from './challengers.js';
 import { RunHistory } from './history.js';
 import { OnlyNewLedger } from './onlyNewLedger.js';
 import { Publications } from './publications.js';
@@ -18,15 +17,13 @@ export type { Queryable } from './history.js';
  * score_chunks, score_rejects), one method per operation. The schema name enters once, quoted
  * (RunTables); every value goes as a parameter. The writes are here, the reads in history.ts. Built once
  * per session, it is also the facade of the ledger's parts: `ledger.publications`, `ledger.onlyNew`,
- * `ledger.challengers`, `ledger.storage`.
+ * `ledger.storage`; a feature with tables of its own builds its part from the facade.
  */
 export class Ledger extends RunHistory {
   /** The publications: the pointer, score_publications, ranks and bands (publications.ts). */
   readonly publications = new Publications(this);
   /** Only-new runs' part: base runs, layers, carried scores, stored histograms (onlyNewLedger.ts). */
   readonly onlyNew = new OnlyNewLedger(this);
-  /** Challengers' part: sibling runs and their comparison with the champion (challengers.ts). */
-  readonly challengers = new ChallengerLedger(this);
   /** A run's scores streamed for its percentile cut points (scoreStreams.ts). */
   readonly scores = new ScoreStreams(this);
   /** A run's tables: created, keyed, attached, analyzed, detached, dropped (runStorage.ts). */
@@ -236,8 +233,8 @@ export class Ledger extends RunHistory {
    * Runs still marked `running` whose process is gone (kill -9, machine lost): no live holder of a run
    * lock works on them (src/ledger/runLock.ts: lease current, and backend alive or heartbeat within the grace).
    * Marks them interrupted so they can be resumed. Safe without holding the lock: a live run is
-   * attached to its lock in the transaction that creates or reopens it (a challenger run lives while
-   * its champion's holder does: it is created and reopened in its champion's transaction).
+   * attached to its lock in the transaction that creates or reopens it (a run made as part of another
+   * lives while that run's holder does: it is created and reopened in that run's transaction).
    */
   async markDeadRuns(c: pg.ClientBase): Promise<string[]> {
     const { rows } = await c.query<{ run_id: string }>(

@@ -255,19 +255,20 @@ export class Publications {
   }
 
   /**
-   * The challenger customer_scores shows now for the model, if its pointer names a challenger's run (put
-   * there by hand: `publish --challenger`, or a rollback to such a run); undefined otherwise.
+   * The sibling run customer_scores shows now for the model, if its pointer names a run made as part of
+   * another (put there by hand by a feature's publish, or a rollback to such a run); undefined otherwise.
+   * The manifest name is read from the stored params of the run it is part of (their key is the feature's).
    */
   async currentPromotion(c: pg.ClientBase, modelName: string): Promise<Promotion | undefined> {
     const { rows } = await c.query<Promotion>(
-      `SELECT r.run_id::text, r.champion_run_id::text, COALESCE(ch.params->'challenger'->>'name', r.model_name) AS challenger_name,
+      `SELECT r.run_id::text, r.champion_run_id::text, COALESCE(ch.params->'challenger'->>'name', r.model_name) AS manifest_name,
               r.model_version, r.model_sha256, r.params->>'modelDir' AS model_dir, q.published_at, COALESCE(q.os_user, q.db_user) AS by
          FROM ${this.s}.published_run p
          JOIN ${this.s}.score_runs r ON r.run_id = p.run_id
          LEFT JOIN ${this.s}.score_runs ch ON ch.run_id = r.champion_run_id
          JOIN LATERAL (SELECT published_at, os_user, db_user FROM ${this.s}.score_publications l
                         WHERE l.model_name = p.model_name ORDER BY l.publication_id DESC LIMIT 1) q ON true
-        WHERE p.model_name = $1 AND r.kind = 'challenger'`,
+        WHERE p.model_name = $1 AND r.champion_run_id IS NOT NULL`,
       [modelName],
     );
     return rows[0];
@@ -357,15 +358,15 @@ export interface FewerReasons {
   fromRunId: string;
 }
 
-/** A challenger's run that customer_scores shows for its champion's model (Publications.currentPromotion). */
+/** A sibling run that customer_scores shows for the model of the run it is part of (Publications.currentPromotion). */
 export interface Promotion {
   run_id: string;
   champion_run_id: string;
-  /** The challenger's manifest name (the run's model_name is the champion's: the slot it fills). */
-  challenger_name: string;
+  /** The sibling's manifest name (the run's model_name is that of the run it is part of: the slot it fills). */
+  manifest_name: string;
   model_version: string;
   model_sha256: string;
-  /** The challenger's model directory as the run that scored it recorded it. */
+  /** The sibling's model directory as the run that scored it recorded it. */
   model_dir: string;
   published_at: Date;
   by: string;

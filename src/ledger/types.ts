@@ -1,6 +1,5 @@
 import type { RunStatistics } from '../stats/runStats.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
-import type { ChallengerComparison } from '../stats/challenger.js';
 import type { FeatureDriftSummary } from '../stats/featurePsi.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
@@ -160,10 +159,41 @@ export interface NewRun {
 export interface RunStats extends Partial<RunStatistics> {
   timings_ms?: Record<string, number>;
   forced_publish?: ForcedPublish;
-  /** `run --challenger DIR`: how the challenger scored beside this run (src/stats/challenger.ts). */
-  challenger?: ChallengerComparison;
+  /**
+   * How the model of a sibling run scored beside this one (src/features/challenger/): the key is the
+   * stored JSON's, read back from existing runs' stats by `runs show`.
+   */
+  challenger?: SiblingComparison;
   /** Each feature's PSI against the model's baseline and the previous published run (src/features/feature-drift). */
   feature_drift?: FeatureDriftSummary;
+}
+
+/** A run made as part of another (scored beside it, in its chunks), as its ledger row holds it. */
+export interface SiblingRun {
+  run_id: string;
+  status: string;
+  model_version: string;
+  published_at: Date | null;
+}
+
+/** How a sibling run's model scored beside the run's, over the customers both scored (stored in the run's stats). */
+export interface SiblingComparison {
+  /** The sibling run. */
+  run_id: string;
+  model_name: string;
+  model_version: string;
+  /** Customers both models scored (the others were rejected by one of them). */
+  customers: number;
+  /** Pearson's r of the two scores; null with fewer than two customers or a constant score. */
+  correlation: number | null;
+  /** PSI of the sibling's scores against the run's over the run's deciles (its percentile cut points 10, 20, …, 90). */
+  psi: number | null;
+  /** |top decile by the run ∩ top decile by the sibling| / |top decile by the run|: each its percentiles 91–100. */
+  top_decile_overlap: number | null;
+  /** Customers whose band would change were the sibling published; null when the run's manifest has no bands. */
+  band_changes: number | null;
+  /** Both models' drift from the run readers saw before (the --max-psi gate's baseline), side by side (stored keys); absent on older runs. */
+  drift?: { baseline_run_id: string | null; champion_psi: number | null; challenger_psi: number | null };
 }
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */

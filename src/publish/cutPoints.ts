@@ -12,13 +12,15 @@ import { ScoreHistogram } from '../stats/scoreCuts.js';
  * whose earlier chunks another process counted) one filled now from a stream of the run's scores, still
  * cheaper than the sort percentile_cont would do. Undefined when the run has no score.
  */
-export async function cutPointsFromHistogram(
-  c: pg.ClientBase,
-  ledger: Ledger,
-  runId: string,
-  histogram: ScoreHistogram | undefined,
-  total: number,
-): Promise<{ cuts: number[]; histogram: ScoreHistogram } | undefined> {
+export async function cutPointsFromHistogram(opts: {
+  client: pg.ClientBase;
+  ledger: Ledger;
+  runId: string;
+  histogram: ScoreHistogram | undefined;
+  /** How many scores the run has. */
+  total: number;
+}): Promise<{ cuts: number[]; histogram: ScoreHistogram } | undefined> {
+  const { client: c, ledger, runId, histogram, total } = opts;
   if (total === 0) return undefined;
   let counted = histogram?.count === total ? histogram : await layerHistogram(c, ledger, runId);
   if (counted?.count !== total) {

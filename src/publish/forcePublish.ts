@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config.js';
-import type { ForcedPublish, Ledger, Queryable, RejectCount, RunRow } from '../ledger/ledger.js';
+import type { ForcedPublish, Ledger, Queryable, RejectCount, RunParams, RunRow } from '../ledger/ledger.js';
 import { exportRunMetrics } from '../observe/metrics.js';
 import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
@@ -26,6 +26,9 @@ export interface ForcePublishResult {
   reasonsLost: ReasonsLost | undefined;
 }
 
+/** The words of the feature that made a run as part of another, saying how to publish it instead (src/features/index.ts partOfAnother). */
+export type ForcePartOf = (run: { runId: string; params: Readonly<RunParams> }) => Promise<string | undefined> | string | undefined;
+
 /**
  * `scorejob publish <run-id> --force`: publishes a run that a publish gate (`--max-reject-ratio`,
  * `--max-psi`) stopped, after a person looked at it. Only such a run: every chunk done, status
@@ -36,7 +39,12 @@ export interface ForcePublishResult {
 export async function forcePublish(
   ctx: { config: Config; log: Logger; metricsFile?: string | undefined; metricsPush?: string | undefined },
   runId: string,
-  opts: { force: boolean; reason?: string | undefined; onPublishCommand?: string | undefined },
+  opts: {
+    force: boolean;
+    reason?: string | undefined;
+    onPublishCommand?: string | undefined;
+    partOf?: ForcePartOf | undefined;
+  },
 ): Promise<ForcePublishResult> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const reason = checkForceReason(runId, opts);
@@ -45,19 +53,20 @@ export async function forcePublish(
   // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
   return withModelLock(ctx, 'publish', modelOfRun(runId), async ({ client, ledger, lock }) => {
     const run = await ledger.getRun(client, runId);
-    await checkPublishable(client, ledger, runId, run, opts.force);
+    await checkPublishable(client, ledger, run, { ...opts, runId });
     const r = run as RunRow;
     const log = ctx.log.child({ run_id: runId });
     const previousStats = r.stats ?? {};
     const forced: ForcedPublish = { at: new Date().toISOString(), by: safeUser(), host: hostname(), pid: process.pid, overridden_error: r.error, reason };
     // A run stopped by a gate before its table was attached at plan time (schema version 1).
     await attachRunTable(client, ledger, runId, log);
-    const event = await publishRun(client, ledger, runId, { ...previousStats, forced_publish: forced }, log, { fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
-    // Its challenger, stopped with it by the gate, follows it: succeeded (publishable with `publish --challenger`).
-    const challenger = await ledger.challengers.challengerOf(client, runId);
-    if (challenger?.status === 'failed') await ledger.finishRun(client, challenger.run_id, 'succeeded');
+    const stats = { ...previousStats, forced_publish: forced };
+    const event = await publishRun({ client, ledger, runId, stats, log, fence: (c) => lock.fence(c), kind: 'force', reason, forced: true });
+    // A run made as part of it, stopped with it by the gate, follows it: succeeded (publishable by its own command).
+    const sibling = await ledger.siblingOf(client, runId);
+    if (sibling?.status === 'failed') await ledger.finishRun(client, sibling.run_id, 'succeeded');
     await runOnPublishCommand(opts.onPublishCommand, event, log);
-    const dropped = await applyRetention(client, ledger, r.model_name, r.params.keepRuns ?? 12, log);
+    const dropped = await applyRetention({ client, ledger, modelName: r.model_name, keep: r.params.keepRuns ?? 12, log });
     const psi = previousStats.drift?.psi ?? null;
     const missing = await ledger.rejectsByReason(client, runId);
     log.warn(
@@ -88,9 +97,14 @@ export async function forcePublish(
 }
 
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */
-async function checkPublishable(client: Queryable, ledger: Ledger, runId: string, run: RunRow | undefined, force: boolean): Promise<void> {
+async function checkPublishable(client: Queryable, ledger: Ledger, run: RunRow | undefined, opts: { runId: string; force: boolean; partOf?: ForcePartOf | undefined }): Promise<void> {
+  const { runId, force } = opts;
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-  if (run.params.championRunId) throw new UsageError(`run ${runId} is the challenger of run ${run.params.championRunId}; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
+  const part = run.params.championRunId;
+  if (part) {
+    const words = await opts.partOf?.({ runId, params: run.params });
+    throw new UsageError(words ?? `run ${runId} was made as part of run ${part}; publish it through that run (see \`scorejob runs show ${part}\`)`);
+  }
   if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
   if (run.status !== 'failed' || run.error_kind !== 'gate') {
     const why = run.status === 'failed' ? `failed (${run.error_kind ?? 'unknown'}: ${run.error ?? 'no error recorded'})` : run.status;

@@ -18,7 +18,7 @@ export interface ModelLockSession {
 }
 
 /**
- * The frame of `publish --force`, `publish --challenger`, `rollback` and `model retire`: a pool of three
+ * The frame of `publish --force`, a feature's publish of its sibling run, `rollback` and `model retire`: a pool of three
  * connections (see below), the schema checked as migrated, then the lock of the model `modelOf` names
  * (read before the lock: `fn` reads what it acts on again under it), held for `fn` and released however it
  * ends (exit 75 when a run of the model holds it). Everything closed after.

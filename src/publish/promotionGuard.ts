@@ -31,7 +31,7 @@ export async function checkPromotion(
   const p = await ledger.publications.currentPromotion(c, model.name);
   if (p === undefined || p.model_sha256 === model.sha256) return undefined;
   const shown =
-    `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the challenger ${p.challenger_name} ${p.model_version} (run ${p.run_id}, challenger of run ${p.champion_run_id}), ` +
+    `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the challenger ${p.manifest_name} ${p.model_version} (run ${p.run_id}, challenger of run ${p.champion_run_id}), ` +
     `published by hand by ${p.by} on ${p.published_at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   if (opts.replace || opts.replaces === p.run_id) {
     opts.log.warn({ model: model.name, promoted_run_id: p.run_id, promoted_version: p.model_version, replace_promoted: true }, `${shown}; --replace-promoted: this run of ${model.dir} (version ${model.version}) replaces it once it publishes`);

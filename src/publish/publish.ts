@@ -68,6 +68,15 @@ export interface PublishOptions {
   forced?: boolean | undefined;
 }
 
+/** One publish (publishRun): the run, the stats stored on it as it is marked published, and how. */
+export interface PublishRequest extends PublishOptions {
+  client: pg.ClientBase;
+  ledger: Ledger;
+  runId: string;
+  stats: RunStats;
+  log: Logger;
+}
+
 /** How long publish waits for reader transactions that began before the run's table was attached. */
 const oldReaderWaitMs = 30_000;
 
@@ -76,8 +85,8 @@ const oldReaderWaitMs = 30_000;
  * mark the run succeeded. A reader's statement sees the old pointer or the new one, never a mix
  * (docs/architecture.md "Complete or nothing"). No rename swap: that would take ACCESS EXCLUSIVE and queue behind readers.
  */
-export async function publishRun(c: pg.ClientBase, ledger: Ledger, runId: string, stats: RunStats, log: Logger, opts: PublishOptions = {}): Promise<PublishedEvent> {
-  const { fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
+export async function publishRun(opts: PublishRequest): Promise<PublishedEvent> {
+  const { client: c, ledger, runId, stats, log, fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
   const state = await ledger.storage.state(c, runId);
   if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   // A statement planned around the attach's commit takes its snapshot right after planning: once the
@@ -138,21 +147,32 @@ export function duplicateKeyError(err: unknown, runId: string): RunFailedError |
   return new RunFailedError(`the source key is not unique, so a customer was scored twice (${detail}); fix the source key`, runId, { cause: err });
 }
 
+/** One retention pass (applyRetention): the model's runs, how many to keep, and the run in progress (never touched). */
+export interface RetentionRequest {
+  client: pg.ClientBase;
+  ledger: Ledger;
+  modelName: string;
+  keep: number;
+  log: Logger;
+  current?: string | undefined;
+}
+
 /**
  * What retention keeps of one model's runs (docs/downstream.md "Every publication, and what changed"); other models' runs are never touched:
  * - the published run, always, whatever `keep` says, and the newest published runs up to `keep` in all;
  * - the table of a run that was never published (failed, interrupted, stopped by a gate, dry) until a
  *   later run is published (from then on neither `resume` nor `publish --force` accepts it), and at
  *   most `keep` of them in any case, the newest.
- * - a run's challenger (`run --challenger`) while its champion's scores are kept, unless it was published
- *   (then it is a run like any other).
+ * - a run made as part of another (score_runs.champion_run_id) while that run's scores are kept, unless
+ *   it was published (then it is a run like any other).
  * Everything else is dropped whole: attached tables are detached CONCURRENTLY (readers never blocked)
  * first. `current` (the run in progress, if any) is never touched. Best effort: a failure is logged,
  * and the next run finishes the job.
  */
-export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName: string, keep: number, log: Logger, current?: string): Promise<string[]> {
+export async function applyRetention(opts: RetentionRequest): Promise<string[]> {
+  const { client: c, ledger, modelName, keep, log, current } = opts;
   const all = await ledger.runTables(c, modelName, current);
-  // A challenger never published is no kept run of its own: it goes with its champion (a published one counts as any run).
+  // A sibling run never published is no kept run of its own: it goes with the run it is part of (a published one counts as any run).
   const rows = all.filter((r) => r.champion_run_id === null || r.published);
   const published = rows.filter((r) => r.published && !r.is_pointer);
   const unpublished = rows.filter((r) => !r.published);
@@ -167,7 +187,7 @@ export async function applyRetention(c: pg.ClientBase, ledger: Ledger, modelName
   const listed = new Set(all.map((r) => r.run_id));
   const doomed = [
     ...champions,
-    // Its champion dropped now, or before (its table gone; a running champion's challenger is running too, and not listed).
+    // The run it is part of dropped now, or before (its table gone; a running run's sibling is running too, and not listed).
     ...all.filter((r) => r.champion_run_id !== null && !r.published && (doomedIds.has(r.champion_run_id) || (!listed.has(r.champion_run_id) && r.champion_run_id !== current))),
   ];
   const dropped: string[] = [];

@@ -10,7 +10,14 @@ import { mergeStats, summarize, type ScoreStats } from '../stats/scoreStats.js';
  * Merges every chunk's statistics (all chunks, also those a failed attempt of the run committed
  * before a resume) and compares the scores with the previous published run. No pass over the scores.
  */
-export async function computeRunStatistics(c: pg.ClientBase, ledger: Ledger, runId: string, plan: FeaturePlan, chunks: readonly ChunkRow[]): Promise<RunStatistics> {
+export async function computeRunStatistics(opts: {
+  client: pg.ClientBase;
+  ledger: Ledger;
+  runId: string;
+  plan: FeaturePlan;
+  chunks: readonly ChunkRow[];
+}): Promise<RunStatistics> {
+  const { client: c, ledger, runId, plan, chunks } = opts;
   const scores = summarize(mergeStats(chunks.map((ch) => ch.stats).filter((s): s is ScoreStats => s !== null)));
   const counts = chunks.map((ch) => chunkFeatureCounts(ch.stats));
   const complete = counts.every((x): x is FeatureCounts => x !== undefined);

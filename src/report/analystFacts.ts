@@ -1,15 +1,14 @@
 import type pg from 'pg';
-import { Ledger, type RunRow } from '../ledger/ledger.js';
+import { Ledger, type RunRow, type SiblingComparison } from '../ledger/ledger.js';
 import { formatCount } from '../format.js';
-import type { ChallengerComparison } from '../stats/challenger.js';
 
 /** What `runs show` says of a run's kind (full or only_new) and reasons (issue 19). */
 export interface AnalystFacts {
   kind: 'full' | 'only_new' | 'challenger';
   /** A challenger run: the run it was scored beside. */
   champion_run_id?: string | null;
-  /** `--challenger DIR`: how the challenger scored beside this run (src/stats/challenger.ts); null without one. */
-  challenger?: ChallengerComparison | null;
+  /** `--challenger DIR`: how the challenger scored beside this run (src/features/challenger/comparison.ts); null without one. */
+  challenger?: SiblingComparison | null;
   /** only_new: the published run whose scores it carried forward, and how many. */
   base_run_id: string | null;
   rows_carried: number;
@@ -59,7 +58,7 @@ export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
 }
 
 /** The challenger comparison as text lines (`runs show`, and the HTML page's rows). */
-export function formatChallenger(c: ChallengerComparison): string[] {
+export function formatChallenger(c: SiblingComparison): string[] {
   const num = (v: number | null, digits: number) => (v === null ? 'n/a' : v.toFixed(digits));
   return [
     `Challenger: ${c.model_name} ${c.model_version} (run ${c.run_id}), over ${formatCount(c.customers)} customers both scored`,

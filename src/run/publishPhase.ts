@@ -20,10 +20,11 @@ export async function publishOrDrop(deps: ExecuteDeps, progress: RunProgress): P
     await ledger.finishRun(deps.client, runId, 'succeeded', { stats: progress.runStats });
   } else {
     await progress.analyzing;
-    const event = await publishRun(deps.client, ledger, runId, progress.runStats ?? {}, log, { fence: (c) => deps.fence(c), analyzed: progress.analyzing !== undefined, settleMs: deps.publishSettleMs });
+    const analyzed = progress.analyzing !== undefined;
+    const event = await publishRun({ client: deps.client, ledger, runId, stats: progress.runStats ?? {}, log, fence: (c) => deps.fence(c), analyzed, settleMs: deps.publishSettleMs });
     for (const f of deps.features) await f.published?.(deps);
     await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
-    dropped = await applyRetention(deps.client, ledger, model.manifest.name, params.keepRuns, log);
+    dropped = await applyRetention({ client: deps.client, ledger, modelName: model.manifest.name, keep: params.keepRuns, log });
   }
   deps.timings.add('publish', performance.now() - t);
   return dropped;

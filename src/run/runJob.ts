@@ -67,7 +67,7 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     for (const f of features) if (f.spec) featureParts.push(await f.spec(client, ledger));
     const params = runSpec(opts, model, { replacesPromotedRunId, featureParts });
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
-    await applyRetention(client, ledger, model.manifest.name, params.keepRuns, ctx.log);
+    await applyRetention({ client, ledger, modelName: model.manifest.name, keep: params.keepRuns, log: ctx.log });
     const runId = await createRun(session, { opts, model, params, features });
     const log = ctx.log.child({ run_id: runId });
     const said = describeFeatures(features);

@@ -39,12 +39,12 @@ export async function settleChunks(deps: ExecuteDeps, progress: RunProgress): Pr
 export async function runStatistics(deps: ExecuteDeps, progress: RunProgress, totals: ChunkTotals, histogram: ScoreHistogram | undefined): Promise<RunStatistics> {
   const { ledger, runId, params, model } = deps;
   const t = performance.now();
-  const statistics = await computeRunStatistics(deps.client, ledger, runId, model.plan, totals.chunks);
+  const statistics = await computeRunStatistics({ client: deps.client, ledger, runId, plan: model.plan, chunks: totals.chunks });
   const stats: RunStats = { ...statistics, timings_ms: deps.timings.toJSON() };
   progress.runStats = stats;
   const all = totals.scored + (carriedOf(deps.features)?.rows ?? 0);
   if (!params.dryRun && all > 0) {
-    const cuts = await cutPointsFromHistogram(deps.client, ledger, runId, histogram, all);
+    const cuts = await cutPointsFromHistogram({ client: deps.client, ledger, runId, histogram, total: all });
     await ledger.publications.recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts?.cuts);
     if (cuts) for (const f of deps.features) await f.ranked?.(deps, cuts.histogram);
   }

@@ -13,7 +13,7 @@ export interface RunStatistics {
 
 /**
  * The reject gate's complaint (`rejected 1.20% of rows (12 of 1000), over the limit of 1.00% (--max-reject-ratio)`),
- * or undefined when the rejects are within the limit. Shared by a run's gates and `publish --challenger`.
+ * or undefined when the rejects are within the limit. Shared by a run's gates and the publish of a run made as part of another.
  */
 export function rejectGateBreach(scored: number, rejected: number, maxRatio: number): string | undefined {
   const total = scored + rejected;

@@ -24,8 +24,8 @@ export interface WorkOptions {
   waitS: number;
   /** The model files; undefined: the run's own model directory. */
   modelDir: string | undefined;
-  /** The challenger's model files (a run started with `--challenger`); undefined: the directory recorded on the run. */
-  challengerDir?: string | undefined;
+  /** Model directories of the run's features given on this worker's command line, by feature name; one not given: the directory recorded on the run. */
+  modelDirs?: Readonly<Record<string, string | undefined>> | undefined;
   backend: BackendChoice | undefined;
 }
 
@@ -65,7 +65,7 @@ export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<Work
     try {
       checkRunModel(model, run, opts);
       // The run's params say the rest: each of its features joins as the run's own process did.
-      const join: JoinScope = { run, model, ledger, lookup: pool, backend, modelDirs: { challenger: opts.challengerDir } };
+      const join: JoinScope = { run, model, ledger, lookup: pool, backend, modelDirs: opts.modelDirs ?? {} };
       features = await makeFeatures((d) => d.forWorker?.(join));
       return await scoreClaims({ ctx, pool, claims, ledger, run, leaseMs, log, model, features });
     } finally {

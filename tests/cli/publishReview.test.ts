@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/model/backend.js';
-import type { ChallengerComparison } from '../../src/stats/challenger.js';
+import type { ChallengerComparison } from '../../src/features/challenger/comparison.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { makeModel } from '../helpers/makeModel.js';

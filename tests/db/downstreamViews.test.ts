@@ -118,7 +118,7 @@ describe('the downstream views', () => {
       // 1,000 distinct scores in a scrambled order.
       await c.query(`INSERT INTO ${ledger.runTable(runId)} (customer_id, score) SELECT g, ((g * 7919) % 1000) / 1000.0 FROM generate_series(1, 1000) g`);
       await new Publications(ledger).recordRanks(c, runId, undefined);
-      await publishRun(c, ledger, runId, {}, silentLog, { settleMs: 10 });
+      await publishRun({ client: c, ledger, runId, stats: {}, log: silentLog, settleMs: 10 });
       const differ = await t.pool.query(
         `SELECT count(*)::int AS n FROM scoring.customer_scores s
            JOIN (SELECT customer_id, ntile(100) OVER (ORDER BY score) AS nt FROM scoring.score_data WHERE run_id = $1) x USING (customer_id)

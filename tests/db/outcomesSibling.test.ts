@@ -80,7 +80,11 @@ function rankSumAuc(rows: readonly { p: number; y: number }[]): number {
     let j = i;
     while (j < sorted.length && sorted[j]!.p === sorted[i]!.p) j++;
     const meanRank = (i + 1 + j) / 2;
-    for (let k = i; k < j; k++) if (sorted[k]!.y === 1) (rankSum += meanRank), positives++;
+    for (let k = i; k < j; k++) {
+      if (sorted[k]!.y !== 1) continue;
+      rankSum += meanRank;
+      positives++;
+    }
     i = j;
   }
   const negatives = sorted.length - positives;

@@ -41,7 +41,7 @@ async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<s
   await attachRunTable(c, ledger, runId, silent);
   await c.query(`INSERT INTO ${ledger.runTable(runId)} (customer_id, score) SELECT g, $1 FROM generate_series(1, $2) g`, [Number(runId), rows]);
   // 50 ms of settling after the attach (a real run has seconds): hundreds of publishes stay quick.
-  await publishRun(c, ledger, runId, {}, silent, { settleMs: 50 });
+  await publishRun({ client: c, ledger, runId, stats: {}, log: silent, settleMs: 50 });
   return runId;
 }
 

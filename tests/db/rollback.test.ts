@@ -105,7 +105,7 @@ describe('rollback and the publish event', () => {
     const c = await t.pool.connect();
     try {
       const ledger = new Ledger('scoring');
-      const dropped = await applyRetention(c, ledger, 'customer-value', 1, silentLog);
+      const dropped = await applyRetention({ client: c, ledger, modelName: 'customer-value', keep: 1, log: silentLog });
       expect(dropped.sort()).toEqual([runs[1], runs[2]]);
     } finally {
       c.release();

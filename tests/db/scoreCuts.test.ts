@@ -43,7 +43,7 @@ describe('percentile cut points from the histogram', () => {
     }
     const c = await t.pool.connect();
     try {
-      const ours = (await cutPointsFromHistogram(c, ledger, runId, histogram, values.length))?.cuts;
+      const ours = (await cutPointsFromHistogram({ client: c, ledger, runId, histogram, total: values.length }))?.cuts;
       const theirs = (await c.query<{ cuts: number[] }>(sqlCuts(table))).rows[0]?.cuts;
       expect(ours).toHaveLength(99);
       // -0 and 0 are one value to PostgreSQL (and to width_bucket, which reads the cut points).
@@ -79,10 +79,10 @@ describe('percentile cut points from the histogram', () => {
     const c = await t.pool.connect();
     try {
       const theirs = (await c.query<{ cuts: number[] }>(sqlCuts(table))).rows[0]?.cuts;
-      expect((await cutPointsFromHistogram(c, ledger, runId, partial, values.length))?.cuts).toEqual(theirs);
-      expect((await cutPointsFromHistogram(c, ledger, runId, undefined, values.length))?.cuts).toEqual(theirs);
+      expect((await cutPointsFromHistogram({ client: c, ledger, runId, histogram: partial, total: values.length }))?.cuts).toEqual(theirs);
+      expect((await cutPointsFromHistogram({ client: c, ledger, runId, histogram: undefined, total: values.length }))?.cuts).toEqual(theirs);
       // A total the table does not hold (it cannot happen under the run's lock): the SQL sort decides.
-      expect(await cutPointsFromHistogram(c, ledger, runId, undefined, values.length + 1)).toBeUndefined();
+      expect(await cutPointsFromHistogram({ client: c, ledger, runId, histogram: undefined, total: values.length + 1 })).toBeUndefined();
     } finally {
       c.release();
     }

@@ -10,7 +10,8 @@ import { loadModel, type LoadedModel } from '../../model/load.js';
 import type { ManifestBand } from '../../model/manifest.js';
 import { keepFiniteScores } from '../../model/scorer.js';
 import { toFeatureCounts } from '../../stats/featureStats.js';
-import { compareScores, type ChallengerComparison } from '../../stats/challenger.js';
+import { compareScores, type ChallengerComparison } from './comparison.js';
+import { ChallengerLedger } from './challengerLedger.js';
 import { computeRunStatistics } from '../../publish/runStatistics.js';
 import { cutPointsFromHistogram, runBands } from '../../publish/cutPoints.js';
 import type { ScoreHistogram } from '../../stats/scoreCuts.js';
@@ -173,7 +174,7 @@ export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, cham
     pid: champion.pid,
   });
   const recorded = { modelDir: model.dir, name: model.manifest.name, version: model.manifest.version, sha256: model.sha256, runId };
-  const challengers = ledger.challengers;
+  const challengers = new ChallengerLedger(ledger);
   await challengers.markChallenger(c, runId, champion.runId);
   await challengers.recordOnChampion(c, champion.runId, recorded);
   return recorded;
@@ -229,16 +230,16 @@ export async function challengerStatistics(s: RunScope, challenger: Challenger):
   const chunks = await ledger.getChunks(c, challenger.runId);
   const notDone = chunks.filter((ch) => ch.status !== 'done');
   if (notDone.length > 0) throw new RunFailedError(`${notDone.length} chunk(s) of the challenger run ${challenger.runId} are not done although the champion's are (first: chunk ${notDone[0]!.chunk_no})`, championRunId);
-  const statistics = await computeRunStatistics(c, ledger, challenger.runId, challenger.model.plan, chunks);
+  const statistics = await computeRunStatistics({ client: c, ledger, runId: challenger.runId, plan: challenger.model.plan, chunks });
   const bands = runBands(challengerBands(champion, challenger.model));
   const run = await ledger.getRun(c, challenger.runId);
   const scored = Number(run?.rows_scored ?? 0);
   if (!dryRun && scored > 0) {
-    const cuts = await cutPointsFromHistogram(c, ledger, challenger.runId, challenger.histogram, scored);
+    const cuts = await cutPointsFromHistogram({ client: c, ledger, runId: challenger.runId, histogram: challenger.histogram, total: scored });
     await ledger.publications.recordRanks(c, challenger.runId, bands, cuts?.cuts);
   }
   const championBands = runBands(champion.manifest.output.bands);
-  const challengers = ledger.challengers;
+  const challengers = new ChallengerLedger(ledger);
   const cuts = { champion: await challengers.decileCuts(c, championRunId), challenger: await challengers.decileCuts(c, challenger.runId) };
   const rows = await challengers.compare(c, championRunId, challenger.runId, cuts, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
   const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);

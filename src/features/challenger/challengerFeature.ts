@@ -53,7 +53,11 @@ export const challenger: RunFeatureDefinition = {
   partOf({ runId, params }, command) {
     const champion = params.championRunId;
     if (!champion) return undefined;
-    const how = command === 'resume' ? `resume that run instead (\`scorejob resume ${champion}\`)` : `join that run instead (\`scorejob work --run ${champion}\`)`;
+    const how = {
+      resume: `resume that run instead (\`scorejob resume ${champion}\`)`,
+      work: `join that run instead (\`scorejob work --run ${champion}\`)`,
+      publish: `publish it with \`scorejob publish ${champion} --challenger\``,
+    }[command];
     return `run ${runId} is the challenger of run ${champion}; ${how}`;
   },
 };

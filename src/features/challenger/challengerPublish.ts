@@ -3,7 +3,8 @@ import type { Logger } from '../../log.js';
 import type { Config } from '../../config.js';
 import type pg from 'pg';
 import type { Ledger, RunRow } from '../../ledger/ledger.js';
-import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from '../../stats/challenger.js';
+import { comparisonGateBreach, defaultComparisonLimits, type ComparisonLimits } from './comparison.js';
+import { ChallengerLedger } from './challengerLedger.js';
 import { psiGateBreach, rejectGateBreach } from '../../stats/runStats.js';
 import { checkForceReason, forceCommand } from '../../publish/forceReason.js';
 import { modelOfRun, withModelLock } from '../../publish/modelLock.js';
@@ -42,7 +43,7 @@ export interface ChallengerPublishOptions {
  */
 export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: ChallengerPublishOptions): Promise<ChallengerPublishResult> {
   if (!/^\d{1,18}$/.test(championRunId)) throw new UsageError(`run id "${championRunId}" is not a run number (see \`scorejob runs\`)`);
-  const reason = checkForceReason(championRunId, { ...opts, challenger: true });
+  const reason = checkForceReason(championRunId, { ...opts, flag: '--challenger' });
   return withModelLock(ctx, 'publish', modelOfRun(championRunId), async ({ client, ledger, lock }) => {
     // Read again under the lock: a run may have finished or published meanwhile.
     const champion = (await ledger.getRun(client, championRunId)) as RunRow;
@@ -51,9 +52,19 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
     if (opts.force !== true) checkChallengerGates(ledger, champion, challenger, opts.limits ?? defaultComparisonLimits);
     const log = ctx.log.child({ run_id: challengerId, champion_run_id: championRunId });
     await attachRunTable(client, ledger, challengerId, log);
-    const event = await publishRun(client, ledger, challengerId, challenger.stats ?? {}, log, { fence: (c) => lock.fence(c), kind: 'challenger', reason, forced: opts.force === true });
+    const event = await publishRun({
+      client,
+      ledger,
+      runId: challengerId,
+      stats: challenger.stats ?? {},
+      log,
+      fence: (c) => lock.fence(c),
+      kind: 'challenger',
+      reason,
+      forced: opts.force === true,
+    });
     await runOnPublishCommand(opts.onPublishCommand, event, log);
-    const dropped = await applyRetention(client, ledger, champion.model_name, champion.params.keepRuns ?? 12, log);
+    const dropped = await applyRetention({ client, ledger, modelName: champion.model_name, keep: champion.params.keepRuns ?? 12, log });
     const lost = await reasonsLost(client, ledger, event.previous_run_id, challenger);
     return { championRunId, runId: challengerId, modelName: champion.model_name, modelVersion: challenger.model_version, rowsScored: Number(challenger.rows_scored), droppedRuns: dropped, reasonsLost: lost };
   });
@@ -63,7 +74,7 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
 async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow): Promise<string> {
   const id = run.run_id;
   if (run.params.championRunId) throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
-  const challenger = await ledger.challengers.challengerOf(client, id);
+  const challenger = await new ChallengerLedger(ledger).challengerOf(client, id);
   if (!challenger) throw new UsageError(`run ${id} has no challenger (it was not started with --challenger DIR); start one with \`scorejob run --challenger DIR\``);
   if (run.dry_run) throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
   if (run.status !== 'succeeded' || challenger.status !== 'succeeded') {
@@ -89,7 +100,7 @@ async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger,
  */
 function checkChallengerGates(ledger: Ledger, run: RunRow, challenger: RunRow, limits: ComparisonLimits): void {
   const id = run.run_id;
-  const orForce = `, or after review publish it anyway with ${forceCommand(id, true)}`;
+  const orForce = `, or after review publish it anyway with ${forceCommand(id, '--challenger')}`;
   const runGates = run.stats?.forced_publish === undefined;
   const rejects = runGates ? rejectGateBreach(Number(challenger.rows_scored), Number(challenger.rows_rejected), run.params.maxRejectRatio) : undefined;
   if (rejects) {

@@ -15,7 +15,7 @@ interface StoredFeatures {
 
 /**
  * The last published full run of the model (not this one, not a dry run, not an only-new layer or a
- * challenger): what "the input looks as usual" is measured against.
+ * run made as part of another): what "the input looks as usual" is measured against.
  */
 export async function lastPublishedFullRun(c: pg.ClientBase, schema: string, modelName: string, runId: string): Promise<Baseline | undefined> {
   const { rows } = await c.query<{ run_id: string; rows_scored: string; rows_rejected: string; features: StoredFeatures | null }>(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { allocateBatch, type ColumnSpec } from '../../../src/columns.js';
 import { firstColumns, unionColumns } from '../../../src/features/challenger/challenger.js';
-import { compareScores } from '../../../src/stats/challenger.js';
+import { compareScores } from '../../../src/features/challenger/comparison.js';
 
 describe('the columns a chunk is read with when a challenger rides along', () => {
   const champion: ColumnSpec[] = [

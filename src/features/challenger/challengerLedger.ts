@@ -1,17 +1,11 @@
 import type pg from 'pg';
-import { quoteIdent } from '../db/sql.js';
-import type { ChallengerParams } from './types.js';
-import type { RunTables } from './runTables.js';
+import { quoteIdent } from '../../db/sql.js';
+import type { ChallengerParams, Ledger, SiblingRun } from '../../ledger/ledger.js';
 
 /** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
-export interface ChallengerRun {
-  run_id: string;
-  status: string;
-  model_version: string;
-  published_at: Date | null;
-}
+export type ChallengerRun = SiblingRun;
 
-/** What one pass over both runs' scores gives (src/stats/challenger.ts turns it into the comparison). */
+/** What one pass over both runs' scores gives (comparison.ts turns it into the comparison). */
 export interface ScoreComparisonRows {
   /** Customers both models scored. */
   both: number;
@@ -29,13 +23,13 @@ export interface ScoreComparisonRows {
 }
 
 /**
- * The ledger's part of challengers (`run --challenger DIR`, sql/011_challenger.sql): score_runs' kind
- * 'challenger' and champion_run_id, and the comparison of the two runs' score tables. Kept apart from
- * ledger.ts, which other work changes too.
+ * The challenger's part of the ledger (`run --challenger DIR`, sql/011_challenger.sql): score_runs' kind
+ * 'challenger' and champion_run_id, and the comparison of the two runs' score tables. The feature builds it
+ * from the session's ledger facade; the only code that writes those columns.
  */
 export class ChallengerLedger {
   private readonly s: string;
-  constructor(private readonly ledger: RunTables) {
+  constructor(private readonly ledger: Ledger) {
     this.s = quoteIdent(ledger.schema);
   }
 
@@ -51,11 +45,7 @@ export class ChallengerLedger {
 
   /** The challenger of a run, if it has one. */
   async challengerOf(c: pg.ClientBase, championRunId: string): Promise<ChallengerRun | undefined> {
-    const { rows } = await c.query<ChallengerRun>(
-      `SELECT run_id::text, status, model_version, published_at FROM ${this.s}.score_runs WHERE champion_run_id = $1`,
-      [championRunId],
-    );
-    return rows[0];
+    return this.ledger.siblingOf(c, championRunId);
   }
 
   /** The champion of a challenger run; undefined for any other run. */

@@ -1,0 +1,48 @@
+import { resolve } from 'node:path';
+import { parseNumberFlag } from '../../config.js';
+import type { DefaultedSetting, Setting } from '../../setting.js';
+import { defaultComparisonLimits } from './comparison.js';
+
+/** `--challenger DIR` of `run` and `work`: a second model scored beside the run's in the same pass (docs/analysts.md "A challenger beside the champion"). */
+export const challenger: Setting<string> = {
+  flags: '--challenger <dir>',
+  description:
+    'also score this model directory in the same pass, into a sibling run of its own (never published by the run; compare with `runs show`, publish with `publish <run> --challenger`)',
+  env: 'SCOREJOB_CHALLENGER',
+  blankIsUnset: true,
+  forward: 'path',
+  parse: (value) => resolve(value),
+};
+
+/** `publish <run> --challenger`: the run's challenger is published instead of the run. */
+export const publishChallengerFlag = {
+  flags: '--challenger',
+  description: "publish the scores of the run's challenger (`run --challenger DIR`) instead of the run's",
+} as const;
+
+/** A limit of the comparison gate of `publish --challenger` (comparison.ts), flag only. */
+function limit(flags: string, description: string, value: number, range: [number, number]): DefaultedSetting<number> {
+  return { flags, description, default: String(value), parse: (v, name) => parseNumberFlag(v, name, range[0], range[1]) };
+}
+
+/** `publish --challenger`: the limits of the comparison with the champion, one setting each. */
+export const comparisonLimitSettings = {
+  minCorrelation: limit(
+    '--min-correlation <r>',
+    "with --challenger: refuse (without --force) a challenger whose scores' correlation with the champion's is under this",
+    defaultComparisonLimits.minCorrelation,
+    [-1, 1],
+  ),
+  minTopDecileOverlap: limit(
+    '--min-top-decile-overlap <f>',
+    "with --challenger: refuse (without --force) a challenger that keeps less than this share of the champion's top decile in its own",
+    defaultComparisonLimits.minTopDecileOverlap,
+    [0, 1],
+  ),
+  maxPsi: limit(
+    '--max-psi-vs-champion <x>',
+    "with --challenger: refuse (without --force) a challenger whose scores' PSI over the champion's deciles exceeds this",
+    defaultComparisonLimits.maxPsi,
+    [0, 1000],
+  ),
+} as const satisfies Record<string, DefaultedSetting<number>>;
