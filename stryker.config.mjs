@@ -5,7 +5,14 @@
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.stryker.config.ts' },
-  mutate: ['src/ledger/ledger.ts', 'src/ledger/history.ts', 'src/publish/publish.ts', 'src/chunks/chunkLoop.ts', 'src/model/features.ts', 'src/ledger/runLock.ts'],
+  mutate: [
+    'src/ledger/ledger.ts',
+    'src/ledger/history.ts',
+    'src/publish/publish.ts',
+    'src/chunks/chunkLoop.ts',
+    'src/model/features.ts',
+    'src/ledger/runLock.ts',
+  ],
   coverageAnalysis: 'perTest',
   // Module-level code runs once per test process: mutating it would rerun every test for each mutant.
   ignoreStatic: true,

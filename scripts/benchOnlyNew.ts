@@ -16,7 +16,14 @@ import { createPool } from '../src/db/pool.js';
 import { seedCustomers } from '../src/dev/seed.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
-const { values } = parseArgs({ options: { customers: { type: 'string' }, 'new-fraction': { type: 'string', default: '0.01' }, rounds: { type: 'string', default: '1' }, 'no-vacuum': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    customers: { type: 'string' },
+    'new-fraction': { type: 'string', default: '0.01' },
+    rounds: { type: 'string', default: '1' },
+    'no-vacuum': { type: 'boolean', default: false },
+  },
+});
 const customers = Number(values.customers);
 const fraction = Number(values['new-fraction']);
 if (!Number.isSafeInteger(customers) || customers < 100 || !(fraction > 0 && fraction < 1) || !process.env.DATABASE_URL) {
@@ -38,7 +45,11 @@ async function settle(): Promise<void> {
 
 function run(args: string[]): number {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin/scorejob'), 'run', '--no-pretty', '--keep-runs', '2', ...args], { env: process.env, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin/scorejob'), 'run', '--no-pretty', '--keep-runs', '2', ...args], {
+    env: process.env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
   if (r.status !== 0) throw new Error(`scorejob run ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return performance.now() - t0;
 }
@@ -47,7 +58,9 @@ try {
   const c = await pool.connect();
   try {
     await migrate(c, 'scoring');
-    const n = await c.query<{ n: number }>(`SELECT CASE WHEN to_regclass('customers') IS NULL THEN 0 ELSE (SELECT count(*)::int FROM customers) END AS n`).catch(() => ({ rows: [{ n: 0 }] }));
+    const n = await c
+      .query<{ n: number }>(`SELECT CASE WHEN to_regclass('customers') IS NULL THEN 0 ELSE (SELECT count(*)::int FROM customers) END AS n`)
+      .catch(() => ({ rows: [{ n: 0 }] }));
     if (n.rows[0]?.n !== customers) {
       process.stdout.write(`seeding ${customers} customers (not timed)\n`);
       // replace: only a table an earlier seed created; seed refuses anything else.
@@ -60,8 +73,11 @@ try {
   for (let round = 1; round <= Number(values.rounds); round++) {
     await settle();
     const full = run([]);
-    await pool.query(`INSERT INTO customers SELECT customer_id + 1000000000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
-      discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app FROM customers ORDER BY customer_id LIMIT $1`, [added]);
+    await pool.query(
+      `INSERT INTO customers SELECT customer_id + 1000000000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
+      discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app FROM customers ORDER BY customer_id LIMIT $1`,
+      [added],
+    );
     await settle();
     const incremental = run(['--only-new']);
     await pool.query('DELETE FROM customers WHERE customer_id >= 1000000000000');

@@ -42,7 +42,8 @@ const name = `scorejob_bench_outcomes_${process.pid}`;
 const url = new URL(admin);
 url.pathname = `/${name}`;
 const env = { ...process.env, DATABASE_URL: url.toString() };
-const cli = (...args: string[]) => execFileSync(join(repoRoot, 'bin/scorejob'), ['--log-level', 'warn', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+const cli = (...args: string[]) =>
+  execFileSync(join(repoRoot, 'bin/scorejob'), ['--log-level', 'warn', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
 
 const c = new pg.Client({ connectionString: admin });
 await c.connect();
@@ -71,9 +72,13 @@ try {
       const result = await syncOutcomes(pool, { schema: 'scoring', modelDir: dir, asOf });
       const s = (performance.now() - t0) / 1000;
       const cpu = serverCpuSeconds(backends) - cpu0;
-      console.log(`${label}: ${s.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU of its backends, load ${loadavg()[0]?.toFixed(1)}, for ${customers.toLocaleString('en')} scored customers (${result.map((r) => `run ${r.runId} ${r.outcome}, AUC ${r.auc?.toFixed(4) ?? '—'}`).join('; ')})`);
+      console.log(
+        `${label}: ${s.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU of its backends, load ${loadavg()[0]?.toFixed(1)}, for ${customers.toLocaleString('en')} scored customers (${result.map((r) => `run ${r.runId} ${r.outcome}, AUC ${r.auc?.toFixed(4) ?? '—'}`).join('; ')})`,
+      );
     }
-    const fig = await pool.query('SELECT auc, estimated_auc, calibration_error, positive_rate, expected_positive_rate FROM scoring.model_performance WHERE band IS NULL');
+    const fig = await pool.query(
+      'SELECT auc, estimated_auc, calibration_error, positive_rate, expected_positive_rate FROM scoring.model_performance WHERE band IS NULL',
+    );
     console.log('whole run:', fig.rows[0]);
   } finally {
     await pool.end();

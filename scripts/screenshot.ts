@@ -32,8 +32,18 @@ try {
   const runId = (Array.isArray(runs) ? runs : runs.runs)[0]!.run_id;
   const html = join(tmp, 'report.html');
   scorejob('runs', 'show', String(runId), '--html', html);
-  const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--hide-scrollbars'];
-  execFileSync('chromium', [...flags, `--user-data-dir=${join(tmp, 'profile')}`, `--screenshot=${out}`, '--window-size=1200,1600', `file://${html}`], { stdio: 'ignore' });
+  const flags = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--no-first-run',
+    '--hide-scrollbars',
+  ];
+  execFileSync('chromium', [...flags, `--user-data-dir=${join(tmp, 'profile')}`, `--screenshot=${out}`, '--window-size=1200,1600', `file://${html}`], {
+    stdio: 'ignore',
+  });
   process.stdout.write(`wrote ${out} (${Math.round(statSync(out).size / 1024)} KB), the report of run ${runId}\n`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });

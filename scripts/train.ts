@@ -84,7 +84,9 @@ async function main(): Promise<void> {
   await writeManifest(outDir, features, holdoutAuc);
   const seconds = (performance.now() - started) / 1000;
   console.log(`wrote ${relative(process.cwd(), outDir) || '.'}: input width ${width}, ${train.length} training rows, ${holdout.length} holdout rows`);
-  console.log(`holdout AUC ${holdoutAuc.toFixed(4)} (the generator's own noiseless probability: ${rocAuc(Float32Array.from(holdout, churnProbability), holdout).toFixed(4)}), ${seconds.toFixed(1)} s`);
+  console.log(
+    `holdout AUC ${holdoutAuc.toFixed(4)} (the generator's own noiseless probability: ${rocAuc(Float32Array.from(holdout, churnProbability), holdout).toFixed(4)}), ${seconds.toFixed(1)} s`,
+  );
 }
 
 /** Transforms and their constants, from the training rows only (the holdout stays unseen). */
@@ -97,7 +99,14 @@ function describeFeatures(train: readonly CustomerRow[]): Feature[] {
     const std = Math.sqrt(filled.reduce((a, b) => a + (b - mean) ** 2, 0) / filled.length) || 1;
     const observed = train.map((r) => r[column]).filter((v): v is number => v !== null);
     // Rounded before use: training and the manifest must hold the very same constants.
-    const f: Feature = { column, transform: 'standardize', mean: round6(mean), std: round6(std), min: observed.reduce((a, b) => Math.min(a, b)), max: observed.reduce((a, b) => Math.max(a, b)) };
+    const f: Feature = {
+      column,
+      transform: 'standardize',
+      mean: round6(mean),
+      std: round6(std),
+      min: observed.reduce((a, b) => Math.min(a, b)),
+      max: observed.reduce((a, b) => Math.max(a, b)),
+    };
     if (fill !== undefined) f.fill = fill;
     return f;
   });
@@ -222,7 +231,7 @@ function rocAuc(scores: Float32Array, rows: readonly LabeledCustomerRow[]): numb
   const order = Array.from(scores.keys()).sort((a, b) => scores[a]! - scores[b]!);
   let positiveRankSum = 0;
   let positives = 0;
-  for (let i = 0; i < order.length; ) {
+  for (let i = 0; i < order.length;) {
     let j = i;
     while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
     const rank = (i + j) / 2 + 1;

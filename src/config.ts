@@ -200,7 +200,10 @@ export function resolveDb(env: Env, opts: { libpqDefaults?: boolean } = {}): DbC
   if (namingVariables.some((name) => given(name) !== undefined)) return { ...db, origin: 'libpq variables' };
   const service = given('PGSERVICE');
   if (service !== undefined) {
-    return { ...db, refusal: `PGSERVICE=${service} is set, but scorejob does not read pg_service.conf: set DATABASE_URL=postgres://user@host:port/database (or PGHOST and PGDATABASE) to that service's connection` };
+    return {
+      ...db,
+      refusal: `PGSERVICE=${service} is set, but scorejob does not read pg_service.conf: set DATABASE_URL=postgres://user@host:port/database (or PGHOST and PGDATABASE) to that service's connection`,
+    };
   }
   if (opts.libpqDefaults) return { ...db, origin: 'libpq defaults' };
   return {
@@ -293,10 +296,14 @@ export function checkMetricsPush(given: string, name: string): string {
     url = new URL(given);
   } catch {
     // Not echoed when it may hold a password (user:password@host).
-    throw new UsageError(`${name}: ${given.includes('@') ? 'the value' : `"${given}"`} is not a URL; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
+    throw new UsageError(
+      `${name}: ${given.includes('@') ? 'the value' : `"${given}"`} is not a URL; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`,
+    );
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${name}: "${url.protocol}" is not http: or https:; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
-  if (url.search !== '' || url.hash !== '') throw new UsageError(`${name}: "${url.origin}${url.pathname}…" has a query or fragment; give the Pushgateway's base URL only`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`${name}: "${url.protocol}" is not http: or https:; give the Pushgateway's base URL, e.g. http://pushgateway.monitoring:9091`);
+  if (url.search !== '' || url.hash !== '')
+    throw new UsageError(`${name}: "${url.origin}${url.pathname}…" has a query or fragment; give the Pushgateway's base URL only`);
   return url.toString().replace(/\/+$/, '');
 }
 

@@ -80,10 +80,7 @@ export function previousTick(spec: CronSpec, now: Date): Date | undefined {
         for (const minute of minutes) {
           for (const second of seconds) {
             if (i === 0 && hour * 3600 + minute * 60 + second > nowSecondOfDay + wallClockSlackSeconds) continue;
-            const ts = wallClockToInstant(
-              { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour, minute, second },
-              spec.timezone,
-            );
+            const ts = wallClockToInstant({ year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour, minute, second }, spec.timezone);
             if (ts <= nowMs && full.match(new Date(ts))) return new Date(ts);
           }
         }
@@ -128,7 +125,16 @@ function wallClock(date: Date, timezone: string | undefined): WallClock {
   const key = timezone ?? '';
   let f = partsFormatters.get(key);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+      hourCycle: 'h23',
+    });
     partsFormatters.set(key, f);
   }
   const p: Record<string, string> = {};

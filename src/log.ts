@@ -18,7 +18,16 @@ export function createLogger(opts: { level: string; pretty: boolean; destination
   };
   if (opts.pretty) {
     // Messages are written to stand alone; the fields stay in the JSON form for machines.
-    return pino(options, pretty({ destination: dest, sync: true, colorize: Boolean((dest === 1 ? process.stdout : process.stderr).isTTY), ignore: 'pid,hostname', hideObject: true }));
+    return pino(
+      options,
+      pretty({
+        destination: dest,
+        sync: true,
+        colorize: Boolean((dest === 1 ? process.stdout : process.stderr).isTTY),
+        ignore: 'pid,hostname',
+        hideObject: true,
+      }),
+    );
   }
   return pino(options, pino.destination({ dest, sync: true }));
 }

@@ -14,7 +14,11 @@ export async function waitForChunkDatabase(d: ChunkLoopDeps, chunk: PlannedChunk
     (await connectAs(d.pool, 'probe')).release(true);
   };
   const onWaiting = (since: number | undefined): void => {
-    if (since !== undefined) d.log.warn({ chunk: chunk.chunkNo, error: message, outage_budget_s: budgetMs / 1000 }, `the database is unreachable (${message}); waiting for it (chunk ${chunk.chunkNo})`);
+    if (since !== undefined)
+      d.log.warn(
+        { chunk: chunk.chunkNo, error: message, outage_budget_s: budgetMs / 1000 },
+        `the database is unreachable (${message}); waiting for it (chunk ${chunk.chunkNo})`,
+      );
     else d.log.info({ chunk: chunk.chunkNo }, 'the database is back');
     d.onWaiting?.(since);
   };

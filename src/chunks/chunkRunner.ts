@@ -10,42 +10,11 @@ import { ChunkCountError, ModelError, RunFailedError } from '../errors.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
 import type { Reject } from '../model/features.js';
 import { keepFiniteScores } from '../model/scorer.js';
-import { accumulate, emptyStats, type ScoreStats } from '../stats/scoreStats.js';
+import { accumulate, emptyStats } from '../stats/scoreStats.js';
 import type { ChunkLoopDeps } from './chunkLoop.js';
 import { waitForChunkDatabase } from './chunkOutage.js';
 import { decideRetry, failureClass } from './retryPolicy.js';
-
-/** A chunk scored and encoded, waiting for (or in) its write transaction. */
-interface PreparedChunk {
-  chunkNo: number;
-  rows: number;
-  /** When this attempt began: written as the chunk's started_at, it is the attempt's token in the ledger. */
-  startedAt: Date;
-  /** Its encode buffer's index (busy until the write settles). */
-  slot: number;
-  encoded: Buffer;
-  /** The scorer's array (new for each chunk): the first `scored` are the chunk's finite scores. */
-  scores: Float32Array;
-  scored: number;
-  rejects: Reject[];
-  stats: ScoreStats;
-  /** The sidecar's write of this chunk (reasons), in its transaction. */
-  side?: ((c: pg.ClientBase) => Promise<void>) | undefined;
-}
-
-/** A write transaction in flight, on its own writer. */
-interface Writing {
-  index: number;
-  writer: number;
-  prepared: PreparedChunk;
-  promise: Promise<PreparedChunk>;
-}
-
-/**
- * Write transactions in flight at once. Two: the COPY into the run's keyed table is the longest stage
- * (its index build is server CPU), and with one writer the loop waited on it while a core idled.
- */
-const writerCount = 2;
+import { writerCount, type PreparedChunk, type Writing } from './preparedChunk.js';
 
 /** One run of the chunk loop (runChunks): its buffers, connections, writes in flight and retry state. */
 export class ChunkRunner {
@@ -190,7 +159,10 @@ export class ChunkRunner {
   }
 
   private finished(p: PreparedChunk): void {
-    this.d.log.debug({ chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length }, `chunk ${p.chunkNo}/${this.chunks.at(-1)?.chunkNo} done`);
+    this.d.log.debug(
+      { chunk: p.chunkNo, rows: p.rows, scored: p.scored, rejected: p.rejects.length },
+      `chunk ${p.chunkNo}/${this.chunks.at(-1)?.chunkNo} done`,
+    );
     this.d.onScoresCommitted?.(p.scores, p.scored);
     this.d.onChunkDone?.({ chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length });
   }
@@ -242,7 +214,18 @@ export class ChunkRunner {
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
     const slot = this.encoded.findIndex((_, k) => !this.writing.some((w) => w.prepared.slot === k));
     const buf = (this.encoded[slot] = encodeScores(keys, scores, accepted, this.encoded[slot]));
-    return { chunkNo: chunk.chunkNo, rows: batch.rows, startedAt, slot, encoded: buf, scores, scored: accepted, rejects, stats: extra ? { ...stats, ...extra } : stats, side };
+    return {
+      chunkNo: chunk.chunkNo,
+      rows: batch.rows,
+      startedAt,
+      slot,
+      encoded: buf,
+      scores,
+      scored: accepted,
+      rejects,
+      stats: extra ? { ...stats, ...extra } : stats,
+      side,
+    };
   }
 
   /** The chunk's scores, rejects and "done" mark in one transaction on the given writer. */
@@ -253,7 +236,13 @@ export class ChunkRunner {
       await copyScores(w, this.table, p.encoded);
       await d.ledger.insertRejects(w, d.runId, p.rejects);
       await p.side?.(w);
-      const ours = await d.ledger.commitChunk(w, d.runId, { chunkNo: p.chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats });
+      const ours = await d.ledger.commitChunk(w, d.runId, {
+        chunkNo: p.chunkNo,
+        scored: p.scored,
+        rejected: p.rejects.length,
+        startedAt: p.startedAt,
+        stats: p.stats,
+      });
       if (!ours) throw new RunFailedError(`run ${d.runId} is no longer running in this process (another process marked it); stopping`, d.runId);
       // The run lock must still be ours at COMMIT: the fence is the transaction's last statement.
       await d.fence?.(w, p.chunkNo);
@@ -367,13 +356,27 @@ export class ChunkRunner {
     const outages = (this.outagesOf.get(chunk.chunkNo) ?? 0) + (counted ? 0 : 1);
     this.outagesOf.set(chunk.chunkNo, outages);
     const before = d.attemptsBefore?.(chunk.chunkNo) ?? 0;
-    const decision = decideRetry({ failure, counted, attempts: attempts + before, outages, maxAttempts: d.attempts, backoffMs: d.backoffMs ?? 500, stopping: d.stop.requested !== undefined });
+    const decision = decideRetry({
+      failure,
+      counted,
+      attempts: attempts + before,
+      outages,
+      maxAttempts: d.attempts,
+      backoffMs: d.backoffMs ?? 500,
+      stopping: d.stop.requested !== undefined,
+    });
     if (decision.action === 'fail') {
       d.onFailed?.(chunk);
-      await d.recover().then(() => d.recordFailure(chunk.chunkNo, message)).catch(() => undefined);
+      await d
+        .recover()
+        .then(() => d.recordFailure(chunk.chunkNo, message))
+        .catch(() => undefined);
       throw err;
     }
-    d.log.warn({ chunk: chunk.chunkNo, attempt: attempts, retry_in_ms: decision.waitMs, error: message, cause: (err as Error).message }, `chunk ${chunk.chunkNo} failed (${message}); retrying`);
+    d.log.warn(
+      { chunk: chunk.chunkNo, attempt: attempts, retry_in_ms: decision.waitMs, error: message, cause: (err as Error).message },
+      `chunk ${chunk.chunkNo} failed (${message}); retrying`,
+    );
     await new Promise((r) => setTimeout(r, decision.waitMs));
     this.recovering = true;
     if (counted) this.pendingFailure = { chunkNo: chunk.chunkNo, message };

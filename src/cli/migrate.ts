@@ -17,7 +17,10 @@ export function registerMigrate(program: Command): void {
           for (const step of steps) ctx.log.info({ migration: step.name, outcome: step.outcome }, `migration ${step.name}: ${step.outcome}`);
           const applied = steps.filter((s) => s.outcome === 'applied').length;
           const where = `schema "${ctx.config.schema}" of database ${describeDb(ctx.config.db)}`;
-          ctx.log.info({ schema: ctx.config.schema, database: describeDb(ctx.config.db), applied }, applied === 0 ? `${where} is up to date` : `applied ${applied} migration(s) to ${where}`);
+          ctx.log.info(
+            { schema: ctx.config.schema, database: describeDb(ctx.config.db), applied },
+            applied === 0 ? `${where} is up to date` : `applied ${applied} migration(s) to ${where}`,
+          );
         });
       }),
     );

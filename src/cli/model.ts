@@ -31,7 +31,9 @@ export function registerModel(program: Command): void {
             return;
           }
           const problems = await withSession(ctx.config, { requires: 'reachable' }, async ({ client }) => {
-            const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns], { manifestFile: join(report.dir, 'manifest.json') });
+            const check = await checkSourceColumns(client, report.manifest.source, [...report.plan.columns], {
+              manifestFile: join(report.dir, 'manifest.json'),
+            });
             process.stdout.write(formatModelReport(report, check));
             return check.problems.length;
           });

@@ -26,26 +26,38 @@ export function addModelInitCommand(model: Command): void {
     .option('--numbers <transform>', 'numeric columns as standardize (mean and std from the data) or raw (the model normalizes them itself)', 'standardize')
     .option('--force', 'replace an existing manifest.json')
     .action(
-      action(async (ctx, dir: string, cmd: Command) => {
-        const flags = cmd.opts<InitFlags>();
-        const maxCategories = Number(flags.maxCategories);
-        if (!Number.isInteger(maxCategories) || maxCategories < 1) throw new UsageError(`--max-categories must be a whole number >= 1 (got ${flags.maxCategories})`);
-        if (flags.numbers !== 'standardize' && flags.numbers !== 'raw') throw new UsageError(`--numbers must be standardize or raw (got ${flags.numbers})`);
-        const numbers = flags.numbers;
-        const columns = flags.columns === undefined ? undefined : flags.columns.split(',').map((c) => c.trim()).filter((c) => c !== '');
-        if (columns !== undefined && columns.length === 0) throw new UsageError('--columns names no column');
-        // Everything that needs no database is checked first.
-        const { checkDraftTarget, draftManifest, readModelSignature, writeDraft } = await import('../model/init.js');
-        await checkDraftTarget(dir, flags.force === true);
-        const signature = await readModelSignature(dir);
-        const profile = await withSession(ctx.config, { requires: 'reachable' }, ({ client }) => profileColumns(client, flags.table, { key: flags.key, columns, maxCategories }));
-        const draft = draftManifest(dir, profile, signature, { numbers });
-        const file = await writeDraft(dir, draft);
-        const lines = [
-          `wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}, marked "draft": true; review it (scorejob model inspect ${dir}), then delete "draft": true: scorejob run refuses a draft (--dry-run tries it)`,
-        ];
-        for (const note of draft.notes) lines.push(`  review: ${note}`);
-        process.stdout.write(`${lines.join('\n')}\n`);
-      }, { quiet: true }),
+      action(
+        async (ctx, dir: string, cmd: Command) => {
+          const flags = cmd.opts<InitFlags>();
+          const maxCategories = Number(flags.maxCategories);
+          if (!Number.isInteger(maxCategories) || maxCategories < 1)
+            throw new UsageError(`--max-categories must be a whole number >= 1 (got ${flags.maxCategories})`);
+          if (flags.numbers !== 'standardize' && flags.numbers !== 'raw') throw new UsageError(`--numbers must be standardize or raw (got ${flags.numbers})`);
+          const numbers = flags.numbers;
+          const columns =
+            flags.columns === undefined
+              ? undefined
+              : flags.columns
+                  .split(',')
+                  .map((c) => c.trim())
+                  .filter((c) => c !== '');
+          if (columns !== undefined && columns.length === 0) throw new UsageError('--columns names no column');
+          // Everything that needs no database is checked first.
+          const { checkDraftTarget, draftManifest, readModelSignature, writeDraft } = await import('../model/init.js');
+          await checkDraftTarget(dir, flags.force === true);
+          const signature = await readModelSignature(dir);
+          const profile = await withSession(ctx.config, { requires: 'reachable' }, ({ client }) =>
+            profileColumns(client, flags.table, { key: flags.key, columns, maxCategories }),
+          );
+          const draft = draftManifest(dir, profile, signature, { numbers });
+          const file = await writeDraft(dir, draft);
+          const lines = [
+            `wrote ${file}: ${draft.manifest.features.length} features from ${profile.rows} rows of ${profile.table}, marked "draft": true; review it (scorejob model inspect ${dir}), then delete "draft": true: scorejob run refuses a draft (--dry-run tries it)`,
+          ];
+          for (const note of draft.notes) lines.push(`  review: ${note}`);
+          process.stdout.write(`${lines.join('\n')}\n`);
+        },
+        { quiet: true },
+      ),
     );
 }

@@ -122,7 +122,8 @@ export const maxPsi: Setting<number> = {
 
 export const minAuc: Setting<number> = {
   flags: '--min-auc <x>',
-  description: "fail without publishing while the model's newest mature run's realised AUC (manifest outcomes, `scorejob outcomes sync`) is below this; default: no AUC gate",
+  description:
+    "fail without publishing while the model's newest mature run's realised AUC (manifest outcomes, `scorejob outcomes sync`) is below this; default: no AUC gate",
   env: 'SCOREJOB_MIN_AUC',
   blankIsUnset: true,
   forward: 'value',
@@ -131,7 +132,8 @@ export const minAuc: Setting<number> = {
 
 export const maxFeaturePsi: Setting<number> = {
   flags: '--max-feature-psi <x>',
-  description: "fail without publishing when a feature's PSI against the model's baseline.json (scorejob model baseline) or the previous published run exceeds this, naming the features; default: no feature gate",
+  description:
+    "fail without publishing when a feature's PSI against the model's baseline.json (scorejob model baseline) or the previous published run exceeds this, naming the features; default: no feature gate",
   env: 'SCOREJOB_MAX_FEATURE_PSI',
   blankIsUnset: true,
   forward: 'value',
@@ -149,7 +151,8 @@ export const metricsFile: Setting<string> = {
 
 export const metricsPush: Setting<string> = {
   flags: '--metrics-push <url>',
-  description: 'push the same metrics to this Prometheus Pushgateway at the end of the run, success or failure (replacing the group job="scorejob", model=NAME)',
+  description:
+    'push the same metrics to this Prometheus Pushgateway at the end of the run, success or failure (replacing the group job="scorejob", model=NAME)',
   env: 'SCOREJOB_METRICS_PUSH',
   blankIsUnset: true,
   forward: 'value',
@@ -178,7 +181,8 @@ export const onPublishCommand: Setting<string> = {
 /** `--workers N|auto`: a shared run (src/workers/sharedRun.ts). Unset: one process scores the chunks in order, as before. */
 export const workers: Setting<number> = {
   flags: '--workers <n>',
-  description: 'share the run between this many local worker processes (auto: one per core, less one beside a local database); `scorejob work` may join it from other machines; default: one process, unshared',
+  description:
+    'share the run between this many local worker processes (auto: one per core, less one beside a local database); `scorejob work` may join it from other machines; default: one process, unshared',
   env: 'SCOREJOB_WORKERS',
   blankIsUnset: true,
   forward: 'value',
@@ -226,7 +230,8 @@ export const reasons: Setting<number> = {
 /** `--ready-deadline`: how long after a tick a source that is not ready (manifest `source.ready_when`) is waited for quietly. */
 export const readyDeadline: Setting<number> = {
   flags: '--ready-deadline <duration>',
-  description: 'with --if-due (or under schedule): a source still not ready (manifest source.ready_when) this long after the tick fails as stale_source (exit 1, cron mails) instead of waiting quietly (exit 75); e.g. 6h, 90m, 2d',
+  description:
+    'with --if-due (or under schedule): a source still not ready (manifest source.ready_when) this long after the tick fails as stale_source (exit 1, cron mails) instead of waiting quietly (exit 75); e.g. 6h, 90m, 2d',
   env: 'SCOREJOB_READY_DEADLINE',
   blankIsUnset: true,
   forward: 'value',
@@ -234,7 +239,27 @@ export const readyDeadline: Setting<number> = {
 };
 
 /** The options of `scorejob run` that `scorejob schedule` takes and passes on to each run. */
-export const forwardedRunSettings: readonly Setting<unknown>[] = [model, chunkSize, backend, keepRuns, maxRejectRatio, chunkAttempts, outageBudget, maxPsi, maxFeaturePsi, minAuc, metricsFile, metricsPush, progressInterval, onPublishCommand, reasons, challenger, workers, chunkLease, readyDeadline];
+export const forwardedRunSettings: readonly Setting<unknown>[] = [
+  model,
+  chunkSize,
+  backend,
+  keepRuns,
+  maxRejectRatio,
+  chunkAttempts,
+  outageBudget,
+  maxPsi,
+  maxFeaturePsi,
+  minAuc,
+  metricsFile,
+  metricsPush,
+  progressInterval,
+  onPublishCommand,
+  reasons,
+  challenger,
+  workers,
+  chunkLease,
+  readyDeadline,
+];
 
 /** The commander option for a setting (a new one each time: several commands may take it). */
 export function option(setting: Setting<unknown>, description = setting.description): Option {

@@ -36,7 +36,10 @@ export function buildProgram(): Command {
     .addOption(option(logLevel))
     .option('--pretty', 'human-readable logs (default when stdout is a terminal)')
     .option('--no-pretty', 'JSON log lines even on a terminal')
-    .option('--libpq-defaults', "with none of DATABASE_URL, PGHOST, PGDATABASE set, connect where libpq's defaults lead (localhost, the OS user's database) instead of refusing; env SCOREJOB_LIBPQ_DEFAULTS=1")
+    .option(
+      '--libpq-defaults',
+      "with none of DATABASE_URL, PGHOST, PGDATABASE set, connect where libpq's defaults lead (localhost, the OS user's database) instead of refusing; env SCOREJOB_LIBPQ_DEFAULTS=1",
+    )
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ outputError });

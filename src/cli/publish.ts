@@ -10,7 +10,8 @@ const limitSettings = Object.values(comparisonLimitSettings);
 
 /** The comparison limits, checked; one given without --challenger is refused (it would be ignored). */
 function readLimits(cmd: Command, challenger: boolean): ComparisonLimits {
-  for (const s of limitSettings) if (!challenger && sourceOf(cmd, s) === 'cli') throw new UsageError(`${s.flags.split(' ')[0]} applies to publish --challenger only`);
+  for (const s of limitSettings)
+    if (!challenger && sourceOf(cmd, s) === 'cli') throw new UsageError(`${s.flags.split(' ')[0]} applies to publish --challenger only`);
   const l = comparisonLimitSettings;
   return { minCorrelation: read(cmd, l.minCorrelation), minTopDecileOverlap: read(cmd, l.minTopDecileOverlap), maxPsi: read(cmd, l.maxPsi) };
 }
@@ -19,7 +20,9 @@ function readLimits(cmd: Command, challenger: boolean): ComparisonLimits {
 export function registerPublish(program: Command): void {
   const cmd = program
     .command('publish')
-    .description('publish a run that a publish gate (--max-reject-ratio, --max-psi) stopped, after a person has looked at it; or, with --challenger, the challenger a run scored beside it')
+    .description(
+      'publish a run that a publish gate (--max-reject-ratio, --max-psi) stopped, after a person has looked at it; or, with --challenger, the challenger a run scored beside it',
+    )
     .argument('<run-id>', 'the run (see `scorejob runs show <run-id>`)')
     .option('--force', 'publish it although it breached a gate (needs --reason)', false)
     .option('--reason <text>', 'why, recorded on the publication (published_runs.reason); required with --force')
@@ -41,7 +44,9 @@ export function registerPublish(program: Command): void {
         }
         const { describeReasonsLost } = await import('../publish/reasonsLost.js');
         const why = flags.reason === undefined ? '' : `; reason: ${flags.reason.trim()}`;
-        const r = await (await import('../publish/forcePublish.js')).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, {
+        const r = await (
+          await import('../publish/forcePublish.js')
+        ).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, {
           force: flags.force,
           reason: flags.reason,
           onPublishCommand: read(cmd, onPublishCommand),
@@ -50,7 +55,19 @@ export function registerPublish(program: Command): void {
         });
         const lost = r.reasonsLost === undefined ? '' : describeReasonsLost(ctx.config.schema, r.reasonsLost);
         ctx.log[lost === '' ? 'info' : 'warn'](
-          { run_id: r.runId, model: r.modelName, status: 'succeeded', forced_publish: true, reason: r.reason, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected, psi: r.psi, model_version: r.modelVersion, dropped_runs: r.droppedRuns, reasons_lost_from_run: r.reasonsLost?.fromRunId },
+          {
+            run_id: r.runId,
+            model: r.modelName,
+            status: 'succeeded',
+            forced_publish: true,
+            reason: r.reason,
+            rows_scored: r.rowsScored,
+            rows_rejected: r.rowsRejected,
+            psi: r.psi,
+            model_version: r.modelVersion,
+            dropped_runs: r.droppedRuns,
+            reasons_lost_from_run: r.reasonsLost?.fromRunId,
+          },
           `run ${r.runId} published to ${ctx.config.schema}.customer_scores (model_name = '${r.modelName}') by force: ${r.rowsScored} customers, model ${r.modelName} ${r.modelVersion}${why}${lost}`,
         );
       }),

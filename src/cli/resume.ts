@@ -14,7 +14,9 @@ export function registerResume(program: Command): void {
   addSettings(cmd, [metricsFile, metricsPush, progressInterval, outageBudget]).action(
     action(async (ctx, runId: string, cmd: Command) => {
       const observe = observeDeps(readObserveOptions(cmd));
-      return withStopSignal(ctx.log, async (stop) => runSummary(ctx, await (await import('../run/runJob.js')).resumeRun({ ...ctx, stop, observe, outageBudgetMs: read(cmd, outageBudget) * 1000 }, runId)));
+      return withStopSignal(ctx.log, async (stop) =>
+        runSummary(ctx, await (await import('../run/runJob.js')).resumeRun({ ...ctx, stop, observe, outageBudgetMs: read(cmd, outageBudget) * 1000 }, runId)),
+      );
     }),
   );
 }

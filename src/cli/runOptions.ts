@@ -3,7 +3,27 @@ import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { shippedModelDir, type ObserveOptions, type RunOptions } from '../config.js';
 import type { ObserveDeps } from '../observe/observer.js';
-import { backend, chunkAttempts, chunkLease, chunkSize, keepRuns, maxFeaturePsi, maxPsi, maxRejectRatio, minAuc, metricsFile, metricsPush, model, onPublishCommand, progressInterval, read, readyDeadline, reasons, trigger, workers } from './options.js';
+import {
+  backend,
+  chunkAttempts,
+  chunkLease,
+  chunkSize,
+  keepRuns,
+  maxFeaturePsi,
+  maxPsi,
+  maxRejectRatio,
+  minAuc,
+  metricsFile,
+  metricsPush,
+  model,
+  onPublishCommand,
+  progressInterval,
+  read,
+  readyDeadline,
+  reasons,
+  trigger,
+  workers,
+} from './options.js';
 import { challenger } from '../features/challenger/challengerSettings.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
@@ -34,12 +54,20 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
 export function readObserveOptions(cmd: Command): ObserveOptions {
   const hasInterval = cmd.options.some((o) => o.long === '--progress-interval');
   const hasPush = cmd.options.some((o) => o.long === '--metrics-push');
-  return Object.freeze({ metricsFile: read(cmd, metricsFile), metricsPush: hasPush ? read(cmd, metricsPush) : undefined, progressIntervalS: hasInterval ? read(cmd, progressInterval) : 0 });
+  return Object.freeze({
+    metricsFile: read(cmd, metricsFile),
+    metricsPush: hasPush ? read(cmd, metricsPush) : undefined,
+    progressIntervalS: hasInterval ? read(cmd, progressInterval) : 0,
+  });
 }
 
 /** The live progress line on stderr when it is a terminal, else progress log lines; the metrics file. */
 export function observeDeps(o: ObserveOptions): ObserveDeps {
-  return { metricsFile: o.metricsFile, metricsPush: o.metricsPush, progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 } };
+  return {
+    metricsFile: o.metricsFile,
+    metricsPush: o.metricsPush,
+    progress: { tty: process.stderr.isTTY ? process.stderr : undefined, intervalMs: o.progressIntervalS * 1000 },
+  };
 }
 
 /** The metrics file, if one is set and valid (for a refusal: a bad value of its own writes nothing). */

@@ -15,16 +15,29 @@ export function registerWork(program: Command): void {
     .addOption(option(outageBudget))
     .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"))
     // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
-    .addOption(option({ ...challenger, env: undefined }, "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)"))
+    .addOption(
+      option(
+        { ...challenger, env: undefined },
+        "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)",
+      ),
+    )
     .addOption(option(backend, "TensorFlow.js backend: auto, tensorflow, wasm or cpu; default: the run's"));
   cmd.action(
     action(async (ctx, cmd: Command) => {
       const opts = cmd.opts<{ run?: string }>();
       const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
       return withStopSignal(ctx.log, async (stop) => {
-        const result = await (await import('../workers/worker.js')).joinRun(
+        const result = await (
+          await import('../workers/worker.js')
+        ).joinRun(
           { ...ctx, stop, outageBudgetMs: read(cmd, outageBudget) * 1000 },
-          { runId: opts.run, waitS: read(cmd, workWait), modelDir: read(cmd, model), modelDirs: { challenger: read(cmd, challenger) }, backend: given('backend') ? read(cmd, backend) : undefined },
+          {
+            runId: opts.run,
+            waitS: read(cmd, workWait),
+            modelDir: read(cmd, model),
+            modelDirs: { challenger: read(cmd, challenger) },
+            backend: given('backend') ? read(cmd, backend) : undefined,
+          },
         );
         const words = {
           done: 'no chunk is left',
@@ -34,7 +47,17 @@ export function registerWork(program: Command): void {
         }[result.outcome];
         const exitCode = result.outcome === 'stopped' && stop.requested ? signalExitCode(stop.requested) : ExitCode.ok;
         ctx.log.info(
-          { outcome: result.outcome, exit_code: exitCode, worker_pid: process.pid, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), chunks: result.chunks, rows_scored: result.rowsScored, rows_rejected: result.rowsRejected, duration_ms: Math.round(result.durationMs), timings_ms: result.timings },
+          {
+            outcome: result.outcome,
+            exit_code: exitCode,
+            worker_pid: process.pid,
+            peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+            chunks: result.chunks,
+            rows_scored: result.rowsScored,
+            rows_rejected: result.rowsRejected,
+            duration_ms: Math.round(result.durationMs),
+            timings_ms: result.timings,
+          },
           `worker done with run ${result.runId}: ${result.chunks} chunk(s), ${result.rowsScored} scored, ${result.rowsRejected} rejected; ${words}${exitCode === ExitCode.ok ? '' : ` (exit ${exitCode}: its chunks in flight committed, its other claims given back)`}`,
         );
         return exitCode;

@@ -157,7 +157,8 @@ export class BinaryRowDecoder {
         if (p + len > end) return rowStart;
         nulls[c]![row] = 0;
         const kind = kinds[c]!;
-        if (len !== wireBytes[kind] && wireBytes[kind] !== 0) throw new Error(`binary COPY field of column ${this.batch.columns[c]?.name} has ${len} bytes, expected ${wireBytes[kind]}`);
+        if (len !== wireBytes[kind] && wireBytes[kind] !== 0)
+          throw new Error(`binary COPY field of column ${this.batch.columns[c]?.name} has ${len} bytes, expected ${wireBytes[kind]}`);
         switch (kind) {
           case FLOAT8:
             float8s[c]![row] = view.getFloat64(p);

@@ -107,7 +107,12 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
       // abs(NaN) sorts above every number in PostgreSQL, so the one bound leaves out all three.
       const usable = w.float ? ` FILTER (WHERE abs(${c}) <= ${float32Max})` : '';
       const nonFinite = `${c} IN ('NaN', 'Infinity', '-Infinity')`;
-      exprs.push(`avg(${c})${usable}::float8 AS mean_${i}`, `stddev_pop(${c})${usable}::float8 AS std_${i}`, `min(${c})${usable}::float8 AS min_${i}`, `max(${c})${usable}::float8 AS max_${i}`);
+      exprs.push(
+        `avg(${c})${usable}::float8 AS mean_${i}`,
+        `stddev_pop(${c})${usable}::float8 AS std_${i}`,
+        `min(${c})${usable}::float8 AS min_${i}`,
+        `max(${c})${usable}::float8 AS max_${i}`,
+      );
       exprs.push(w.float ? `count(*) FILTER (WHERE ${nonFinite})::float8 AS nonfinite_${i}` : `0::float8 AS nonfinite_${i}`);
       exprs.push(w.float ? `count(*) FILTER (WHERE abs(${c}) > ${float32Max} AND NOT ${nonFinite})::float8 AS beyond_${i}` : `0::float8 AS beyond_${i}`);
     } else if (w.kind === 'boolean') {
@@ -120,7 +125,16 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
   for (const [i, w] of readable.entries()) {
     const base = { name: w.name, type: w.type, nulls: agg[`nulls_${i}`] as number };
     if (w.kind === 'number') {
-      columns.push({ ...base, kind: 'number', mean: agg[`mean_${i}`] ?? null, std: agg[`std_${i}`] ?? null, min: agg[`min_${i}`] ?? null, max: agg[`max_${i}`] ?? null, nonFinite: agg[`nonfinite_${i}`] as number, beyondFloat32: agg[`beyond_${i}`] as number });
+      columns.push({
+        ...base,
+        kind: 'number',
+        mean: agg[`mean_${i}`] ?? null,
+        std: agg[`std_${i}`] ?? null,
+        min: agg[`min_${i}`] ?? null,
+        max: agg[`max_${i}`] ?? null,
+        nonFinite: agg[`nonfinite_${i}`] as number,
+        beyondFloat32: agg[`beyond_${i}`] as number,
+      });
     } else if (w.kind === 'boolean') {
       columns.push({ ...base, kind: 'boolean', trues: agg[`trues_${i}`] as number, falses: agg[`falses_${i}`] as number });
     } else {

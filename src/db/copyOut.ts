@@ -123,4 +123,3 @@ export class CopyOutQuery {
     this.reject(err);
   }
 }
-

@@ -13,7 +13,16 @@ export interface SourceRef {
   key: string;
 }
 
-const wireSql: Record<WireType, string> = { int2: 'int2', int4: 'int4', int8: 'int8', float4: 'float4', float8: 'float8', numeric: 'numeric', bool: 'boolean', text: 'text' };
+const wireSql: Record<WireType, string> = {
+  int2: 'int2',
+  int4: 'int4',
+  int8: 'int8',
+  float4: 'float4',
+  float8: 'float8',
+  numeric: 'numeric',
+  bool: 'boolean',
+  text: 'text',
+};
 /** Source type OIDs a float8 column is read as, natively. */
 const numericOids = new Map<number, WireType>([
   [21, 'int2'],

@@ -23,7 +23,8 @@ export function describeDbError(err: unknown, db?: DbConfig): string {
     case 'EPIPE':
       return `connection to ${where} lost`;
   }
-  if (state === SqlState.adminShutdown || state === SqlState.crashShutdown) return `connection to ${where} lost (the server ended the session: ${scrub(e.message)})`;
+  if (state === SqlState.adminShutdown || state === SqlState.crashShutdown)
+    return `connection to ${where} lost (the server ended the session: ${scrub(e.message)})`;
   if (state === SqlState.cannotConnectNow) return `${server} is starting up or shutting down`;
   if (state === SqlState.invalidPassword) return `password authentication failed for user "${db?.user ?? '?'}" (check PGPASSWORD or DATABASE_URL)`;
   if (isStatementTimeout(err)) {

@@ -61,7 +61,10 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
         await client.query(`CREATE SCHEMA ${ident}`);
       } catch (err) {
         if (sqlStateOf(err) === SqlState.insufficientPrivilege) {
-          throw new UsageError(`cannot create schema "${schema}": this role may not create schemas in database ${databaseOf(client)}; have an administrator run sql/roles.sql (it creates the schema owned by the job's role)`, { cause: err });
+          throw new UsageError(
+            `cannot create schema "${schema}": this role may not create schemas in database ${databaseOf(client)}; have an administrator run sql/roles.sql (it creates the schema owned by the job's role)`,
+            { cause: err },
+          );
         }
         throw err;
       }
@@ -95,7 +98,9 @@ export async function migrate(client: pg.ClientBase, schema: string, dir: URL = 
 }
 
 async function appliedMigrations(client: pg.ClientBase, ident: string): Promise<Map<number, { name: string; checksum: string }>> {
-  const { rows } = await client.query<{ version: number; name: string; checksum: string }>(`SELECT version, name, checksum FROM ${ident}.schema_migrations ORDER BY version`);
+  const { rows } = await client.query<{ version: number; name: string; checksum: string }>(
+    `SELECT version, name, checksum FROM ${ident}.schema_migrations ORDER BY version`,
+  );
   return new Map(rows.map((r) => [r.version, { name: r.name, checksum: r.checksum }]));
 }
 
@@ -133,10 +138,15 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) {
-      throw new UsageError(`database ${where} is not migrated for scorejob (schema "${schema}" is missing): if this is the right database, run \`scorejob migrate\``);
+      throw new UsageError(
+        `database ${where} is not migrated for scorejob (schema "${schema}" is missing): if this is the right database, run \`scorejob migrate\``,
+      );
     }
     if (state === SqlState.insufficientPrivilege) {
-      throw new UsageError(`database ${where}: this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`, { cause: err });
+      throw new UsageError(
+        `database ${where}: this role has no rights on schema "${schema}" (${(err as Error).message}); the job's role must own it: see sql/roles.sql`,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -149,6 +159,8 @@ export async function assertMigrated(client: pg.ClientBase, schema: string): Pro
     throw new UsageError(`database ${where}: schema "${schema}" is at version ${current}, this scorejob needs ${latest}: run \`scorejob migrate\``);
   }
   if (current > latest) {
-    throw new UsageError(`database ${where}: schema "${schema}" is at version ${current}, newer than this scorejob (${latest}); upgrade scorejob instead of downgrading the schema`);
+    throw new UsageError(
+      `database ${where}: schema "${schema}" is at version ${current}, newer than this scorejob (${latest}); upgrade scorejob instead of downgrading the schema`,
+    );
   }
 }

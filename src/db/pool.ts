@@ -50,7 +50,9 @@ export async function checkConnection(pool: pg.Pool, db: DbConfig): Promise<void
   } catch (err) {
     const state = sqlStateOf(err);
     const config = state === SqlState.invalidPassword || state === SqlState.invalidAuthorization || state === SqlState.invalidCatalogName;
-    throw new ScorejobError(`cannot connect to PostgreSQL ${describeDb(db)}: ${describeDbError(err, db)}`, config ? ExitCode.usage : ExitCode.runFailed, { cause: err });
+    throw new ScorejobError(`cannot connect to PostgreSQL ${describeDb(db)}: ${describeDbError(err, db)}`, config ? ExitCode.usage : ExitCode.runFailed, {
+      cause: err,
+    });
   }
   client.release();
 }

@@ -107,12 +107,16 @@ export async function checkSourceColumns(
     check.problems.push(`${what} has no key column ${source.key} (manifest source.key)`);
   } else {
     check.key.type = key.type;
-    if (!integerTypes.has(key.base)) check.problems.push(`key column ${source.key} of ${source.table} is ${key.type}, expected an integer type (smallint, integer or bigint)`);
-    else if (!key.readable) check.problems.push(`cannot read key column ${source.key} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
+    if (!integerTypes.has(key.base))
+      check.problems.push(`key column ${source.key} of ${source.table} is ${key.type}, expected an integer type (smallint, integer or bigint)`);
+    else if (!key.readable)
+      check.problems.push(`cannot read key column ${source.key} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
     else check.key.ok = true;
     check.key.unique = await keyUniqueness(client, rel.oid, rel.relkind, key.attnum);
     if (check.key.unique === 'no') {
-      check.problems.push(`key column ${source.key} of ${source.table} is not unique (no primary key or unique index on exactly that column); scores are one per customer`);
+      check.problems.push(
+        `key column ${source.key} of ${source.table} is not unique (no primary key or unique index on exactly that column); scores are one per customer`,
+      );
     } else if (check.key.unique === 'unknown') {
       check.notes.push(`${source.table} is a ${check.relkind}: whether ${source.key} is unique cannot be checked`);
     }
@@ -130,7 +134,8 @@ export async function checkSourceColumns(
     }
     column.type = c.type;
     if (!compatible(column.kind, c)) check.problems.push(`column ${column.name} of ${source.table} is ${c.type}, expected ${expected[column.kind]}`);
-    else if (!c.readable) check.problems.push(`cannot read column ${column.name} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
+    else if (!c.readable)
+      check.problems.push(`cannot read column ${column.name} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
     else column.ok = true;
   }
   return check;

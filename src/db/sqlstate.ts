@@ -30,7 +30,7 @@ export const SqlState = {
 /** The SQLSTATE of a pg error, if it is one. */
 export function sqlStateOf(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err).code;
+    const code = err.code;
     // Five characters, but not a Node errno that happens to have five (EPIPE, EPERM, EBUSY): no SQLSTATE
     // class begins with E. Read as a SQLSTATE, a chunk's EPIPE once failed a run instead of retrying it.
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^E[A-Z]{4}$/.test(code)) return code;

@@ -60,6 +60,6 @@ async function serverVersion(client: PoolClient): Promise<string> {
 function formatRows(rows: Record<string, unknown>[]): string {
   if (rows.length === 0) return '(no rows)';
   const cols = Object.keys(rows[0] as object);
-  const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? (r[c]).toISOString() : String(r[c]))));
+  const cells = rows.map((r) => cols.map((c) => (r[c] instanceof Date ? r[c].toISOString() : String(r[c]))));
   return table([cols, ...cells], { indent: '  ', rule: true }).join('\n');
 }

@@ -72,7 +72,10 @@ export async function seedCustomers(pool: Pool, opts: SeedOptions): Promise<Seed
     });
   });
   const ms = Math.round(performance.now() - started);
-  opts.log?.info({ table, rows: customers, seed, null_fraction: nullFraction, ms, rows_per_s: ms > 0 ? Math.round((customers * 1000) / ms) : undefined }, 'seeded customers');
+  opts.log?.info(
+    { table, rows: customers, seed, null_fraction: nullFraction, ms, rows_per_s: ms > 0 ? Math.round((customers * 1000) / ms) : undefined },
+    'seeded customers',
+  );
   return { table, rows: customers, ms };
 }
 
@@ -98,7 +101,9 @@ export async function checkExisting(client: PoolClient, table: string, replace: 
   }
   if (!replace) {
     const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteQualified(table)}`);
-    throw new UsageError(`table ${table} in database ${databaseOf(client)} already holds customers seeded by scorejob seed (${count.rows[0]?.n ?? '?'} rows): pass --replace to replace them`);
+    throw new UsageError(
+      `table ${table} in database ${databaseOf(client)} already holds customers seeded by scorejob seed (${count.rows[0]?.n ?? '?'} rows): pass --replace to replace them`,
+    );
   }
   await client.query(`LOCK TABLE ${quoteQualified(table)} IN ACCESS EXCLUSIVE MODE`);
   return true;

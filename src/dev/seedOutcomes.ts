@@ -47,13 +47,18 @@ export async function seedOutcomes(pool: Pool, opts: SeedOutcomesOptions): Promi
       );
       const run = runs.rows[0];
       if (run === undefined || runs.rows.length > 1) {
-        const which = runs.rows.length > 1 ? `several models are published (${runs.rows.map((r) => r.model_name).join(', ')}): name one with --model-name` : `no published run${opts.modelName === undefined ? '' : ` of model "${opts.modelName}"`} in database ${databaseOf(client)}: run \`scorejob run\` first`;
+        const which =
+          runs.rows.length > 1
+            ? `several models are published (${runs.rows.map((r) => r.model_name).join(', ')}): name one with --model-name`
+            : `no published run${opts.modelName === undefined ? '' : ` of model "${opts.modelName}"`} in database ${databaseOf(client)}: run \`scorejob run\` first`;
         throw new UsageError(`seed --outcomes draws each customer's outcome from its published score: ${which}`);
       }
       if (await checkExisting(client, table, opts.replace === true)) await client.query(`DROP TABLE ${quoteQualified(table)}`);
       const target = quoteQualified(table);
       await client.query(`CREATE TABLE ${target} (customer_id bigint NOT NULL, event_time timestamptz NOT NULL, label boolean NOT NULL)`);
-      await client.query(`COMMENT ON TABLE ${target} IS ${client.escapeLiteral(`scorejob seed: outcomes of run ${run.run_id} (model ${run.model_name}) within ${horizon}, seed ${seed}`)}`);
+      await client.query(
+        `COMMENT ON TABLE ${target} IS ${client.escapeLiteral(`scorejob seed: outcomes of run ${run.run_id} (model ${run.model_name}) within ${horizon}, seed ${seed}`)}`,
+      );
       // Two independent uniforms per customer from 52 bits of a seeded hash: one for the label, one for the time.
       const uniform = (salt: string) => `((hashtextextended(h.customer_id::text || '${salt}', $2) & 4503599627370495)::float8 / 4503599627370496)`;
       const inserted = await client.query<{ rows: string; positives: string }>(

@@ -152,4 +152,3 @@ export interface RunFeatureDefinition {
   /** A run this feature made as part of another (resume, join or publish through that one instead): the words that say so. */
   partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work' | 'publish'): string | undefined;
 }
-

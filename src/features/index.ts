@@ -16,7 +16,9 @@ export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChe
  * The run's features, made in registration order by `make` (each returns undefined when the run does not
  * use it). A refusal frees the ones already made and is thrown as it is.
  */
-export async function makeFeatures(make: (d: RunFeatureDefinition) => Promise<RunFeature | undefined> | RunFeature | undefined): Promise<readonly RunFeature[]> {
+export async function makeFeatures(
+  make: (d: RunFeatureDefinition) => Promise<RunFeature | undefined> | RunFeature | undefined,
+): Promise<readonly RunFeature[]> {
   const made: RunFeature[] = [];
   try {
     for (const d of runFeatures) {

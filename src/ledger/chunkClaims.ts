@@ -50,7 +50,15 @@ export class ChunkClaims {
   async claim(c: Queryable, runId: string, worker: { host: string; pid: number }, leaseMs: number): Promise<ChunkClaim | undefined> {
     const token = randomUUID();
     // SKIP LOCKED: two workers claiming at once each get a different chunk, without waiting on each other.
-    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null; prev_host: string | null; prev_pid: number | null; attempts: number }>(
+    const { rows } = await c.query<{
+      chunk_no: number;
+      key_lo: string | null;
+      key_hi: string | null;
+      rows_planned: string | null;
+      prev_host: string | null;
+      prev_pid: number | null;
+      attempts: number;
+    }>(
       `WITH pick AS (
          SELECT run_id, chunk_no, claim_token AS prev_token, claim_host AS prev_host, claim_pid AS prev_pid
            FROM ${this.chunks}
@@ -100,28 +108,28 @@ export class ChunkClaims {
    * and a worker that took it over earlier has changed the token: then this one must roll back.
    */
   async holds(c: pg.ClientBase, runId: string, claim: ChunkClaim): Promise<boolean> {
-    const { rowCount } = await c.query(`SELECT 1 FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 FOR UPDATE`, [runId, claim.chunkNo, claim.token]);
+    const { rowCount } = await c.query(`SELECT 1 FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 FOR UPDATE`, [
+      runId,
+      claim.chunkNo,
+      claim.token,
+    ]);
     return rowCount === 1;
   }
 
   /** A failed attempt, recorded only while the claim is ours (a worker that lost it says nothing on the chunk). */
   async recordFailure(c: Queryable, runId: string, claim: ChunkClaim, error: string): Promise<void> {
-    await c.query(`UPDATE ${this.chunks} SET attempts = attempts + 1, last_error = $4 WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [
-      runId,
-      claim.chunkNo,
-      claim.token,
-      error,
-    ]);
+    await c.query(
+      `UPDATE ${this.chunks} SET attempts = attempts + 1, last_error = $4 WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
+      [runId, claim.chunkNo, claim.token, error],
+    );
   }
 
   /** The chunk failed for good on this worker: every worker stops, and the coordinator fails the run. */
   async markFailed(c: Queryable, runId: string, claim: ChunkClaim, error: string): Promise<void> {
-    await c.query(`UPDATE ${this.chunks} SET failed = true, last_error = COALESCE(last_error, $4) WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [
-      runId,
-      claim.chunkNo,
-      claim.token,
-      error,
-    ]);
+    await c.query(
+      `UPDATE ${this.chunks} SET failed = true, last_error = COALESCE(last_error, $4) WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
+      [runId, claim.chunkNo, claim.token, error],
+    );
   }
 
   /**
@@ -138,7 +146,11 @@ export class ChunkClaims {
 
   /** Whether the claim is still this worker's (outside a transaction: for the words after a failure). */
   async stillHeld(c: Queryable, runId: string, claim: ChunkClaim): Promise<boolean> {
-    const { rowCount } = await c.query(`SELECT 1 FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [runId, claim.chunkNo, claim.token]);
+    const { rowCount } = await c.query(`SELECT 1 FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [
+      runId,
+      claim.chunkNo,
+      claim.token,
+    ]);
     return rowCount === 1;
   }
 
@@ -153,29 +165,38 @@ export class ChunkClaims {
   /** The snapshot the run's chunks read now, and the rows each of `chunkNos` holds in it. */
   async snapshotAndRows(c: Queryable, runId: string, chunkNos: readonly number[]): Promise<{ snapshot: string | null; rows: Map<number, number | undefined> }> {
     const run = await c.query<{ s: string | null }>(`SELECT source_snapshot AS s FROM ${this.runs} WHERE run_id = $1`, [runId]);
-    const { rows } = await c.query<{ chunk_no: number; rows_planned: string | null }>(`SELECT chunk_no, rows_planned FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = ANY($2::int[])`, [
-      runId,
-      chunkNos,
-    ]);
+    const { rows } = await c.query<{ chunk_no: number; rows_planned: string | null }>(
+      `SELECT chunk_no, rows_planned FROM ${this.chunks} WHERE run_id = $1 AND chunk_no = ANY($2::int[])`,
+      [runId, chunkNos],
+    );
     return { snapshot: run.rows[0]?.s ?? null, rows: new Map(rows.map((r) => [r.chunk_no, r.rows_planned === null ? undefined : Number(r.rows_planned)])) };
   }
 
   /** Gives the claim back (a stopped worker): another worker may take the chunk at once. */
   async release(c: Queryable, runId: string, claim: ChunkClaim): Promise<void> {
-    await c.query(`UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`, [
-      runId,
-      claim.chunkNo,
-      claim.token,
-    ]);
+    await c.query(
+      `UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL WHERE run_id = $1 AND chunk_no = $2 AND claim_token = $3 AND status = 'pending'`,
+      [runId, claim.chunkNo, claim.token],
+    );
   }
 
   /** A (re)started coordinator: the pending chunks' claims and failures of an earlier attempt are void, and their attempts count afresh. */
   async reset(c: Queryable, runId: string): Promise<void> {
-    await c.query(`UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL, failed = false, attempts_at_start = attempts WHERE run_id = $1 AND status = 'pending'`, [runId]);
+    await c.query(
+      `UPDATE ${this.chunks} SET claim_token = NULL, lease_until = NULL, failed = false, attempts_at_start = attempts WHERE run_id = $1 AND status = 'pending'`,
+      [runId],
+    );
   }
 
   async state(c: Queryable, runId: string): Promise<ClaimState> {
-    const { rows } = await c.query<{ status: string | null; pending: number; chunk_no: number | null; host: string | null; pid: number | null; error: string | null }>(
+    const { rows } = await c.query<{
+      status: string | null;
+      pending: number;
+      chunk_no: number | null;
+      host: string | null;
+      pid: number | null;
+      error: string | null;
+    }>(
       `SELECT (SELECT status FROM ${this.runs} WHERE run_id = $1) AS status,
               (SELECT count(*)::int FROM ${this.chunks} WHERE run_id = $1 AND status = 'pending') AS pending,
               f.chunk_no, f.claim_host AS host, f.claim_pid AS pid, f.last_error AS error

@@ -27,7 +27,9 @@ export class RunHistory extends RunTables {
 
   /** How many of the run's chunks are not done. */
   async pendingChunkCount(c: Queryable, runId: string): Promise<number> {
-    const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done'`, [runId]);
+    const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done'`, [
+      runId,
+    ]);
     return rows[0]?.n ?? 0;
   }
 

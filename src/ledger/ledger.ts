@@ -33,7 +33,18 @@ export class Ledger extends RunHistory {
     const { rows } = await c.query<{ run_id: string }>(
       `INSERT INTO ${this.table('score_runs')} (status, trigger, dry_run, model_name, model_version, model_sha256, backend, params, tick_at, host, pid)
        VALUES ('running', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING run_id`,
-      [run.trigger, run.dryRun, run.modelName, run.modelVersion, run.modelSha256, run.backend, JSON.stringify(run.params), run.tickAt ?? null, run.host, run.pid],
+      [
+        run.trigger,
+        run.dryRun,
+        run.modelName,
+        run.modelVersion,
+        run.modelSha256,
+        run.backend,
+        JSON.stringify(run.params),
+        run.tickAt ?? null,
+        run.host,
+        run.pid,
+      ],
     );
     return (rows[0] as { run_id: string }).run_id;
   }
@@ -173,7 +184,11 @@ export class Ledger extends RunHistory {
     return rows[0];
   }
 
-  async insertRejects(c: pg.ClientBase, runId: string, rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[]): Promise<void> {
+  async insertRejects(
+    c: pg.ClientBase,
+    runId: string,
+    rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[],
+  ): Promise<void> {
     if (rejects.length === 0) return;
     await c.query(
       `INSERT INTO ${this.table('score_rejects')} (run_id, customer_id, reason, detail)
@@ -184,12 +199,19 @@ export class Ledger extends RunHistory {
 
   /** A failed attempt at a chunk, recorded outside the (rolled back) chunk transaction. */
   async recordChunkFailure(c: pg.ClientBase, runId: string, chunkNo: number, error: string): Promise<void> {
-    await c.query(`UPDATE ${this.table('score_chunks')} SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [runId, chunkNo, error]);
+    await c.query(`UPDATE ${this.table('score_chunks')} SET attempts = attempts + 1, last_error = $3 WHERE run_id = $1 AND chunk_no = $2`, [
+      runId,
+      chunkNo,
+      error,
+    ]);
   }
 
   /** Stamps that a tick announced this gate-stopped run as waiting for a person: true for the first tick only. */
   async announceWaiting(c: Queryable, runId: string): Promise<boolean> {
-    const { rowCount } = await c.query(`UPDATE ${this.table('score_runs')} SET waiting_announced_at = now() WHERE run_id = $1 AND waiting_announced_at IS NULL`, [runId]);
+    const { rowCount } = await c.query(
+      `UPDATE ${this.table('score_runs')} SET waiting_announced_at = now() WHERE run_id = $1 AND waiting_announced_at IS NULL`,
+      [runId],
+    );
     return rowCount === 1;
   }
 
@@ -197,7 +219,12 @@ export class Ledger extends RunHistory {
     await c.query(`UPDATE ${this.table('score_runs')} SET heartbeat_at = now() WHERE run_id = $1 AND status = 'running'`, [runId]);
   }
 
-  async finishRun(c: pg.ClientBase, runId: string, status: Exclude<RunStatus, 'running'>, fields: { error?: string | null; errorKind?: ErrorKind | null; stats?: RunStats | undefined } = {}): Promise<void> {
+  async finishRun(
+    c: pg.ClientBase,
+    runId: string,
+    status: Exclude<RunStatus, 'running'>,
+    fields: { error?: string | null; errorKind?: ErrorKind | null; stats?: RunStats | undefined } = {},
+  ): Promise<void> {
     await c.query(
       `UPDATE ${this.table('score_runs')} SET status = $2, finished_at = now(), heartbeat_at = now(), error = $3, error_kind = $4, stats = COALESCE($5, stats)
         WHERE run_id = $1`,

@@ -3,79 +3,34 @@ import { quoteIdent } from '../db/sql.js';
 import { OnlyNewLedger } from './onlyNewLedger.js';
 import type { RunTables } from './runTables.js';
 
-/**
- * How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's
- * challenger published (`publish --challenger`), or the model retired (`model retire`: no pointer left).
- */
-export type PublicationKind = 'publish' | 'force' | 'rollback' | 'challenger' | 'retire';
+import {
+  publishedChannel,
+  type PublicationKind,
+  type PublishedBy,
+  type PublishedEvent,
+  type RetiredEvent,
+  type LastPublication,
+  type RollbackCandidate,
+  type RunBands,
+  type FewerReasons,
+  type Promotion,
+  type PublicationRow,
+} from './publicationTypes.js';
 
-/** Who moved the pointer and why (score_publications; the database role is recorded by the server). */
-export interface PublishedBy {
-  osUser: string;
-  host: string;
-  pid: number;
-  reason?: string | undefined;
-  /** Made with `--force` past a gate (`reason` then says why). */
-  forced?: boolean | undefined;
-}
+export { publishedChannel };
+export type {
+  PublicationKind,
+  PublishedBy,
+  PublishedEvent,
+  RetiredEvent,
+  LastPublication,
+  RollbackCandidate,
+  RunBands,
+  FewerReasons,
+  Promotion,
+  PublicationRow,
+};
 
-/** The `scorejob_published` notification's payload (docs/downstream.md). */
-export interface PublishedEvent {
-  schema: string;
-  model_name: string;
-  model_version: string;
-  run_id: string;
-  previous_run_id: string | null;
-  rows: number;
-  published_at: string;
-  kind: Exclude<PublicationKind, 'retire'>;
-  rollback: boolean;
-}
-
-/**
- * The `scorejob_published` payload of a retire: the fields of a publication, saying that customer_scores
- * shows no run of the model now (run_id null, rows 0); previous_run_id is the run taken out.
- */
-export interface RetiredEvent extends Omit<PublishedEvent, 'run_id' | 'previous_run_id' | 'kind'> {
-  run_id: null;
-  previous_run_id: string;
-  kind: 'retire';
-}
-
-/** A model's latest publication (score_publications). */
-export interface LastPublication {
-  run_id: string;
-  kind: PublicationKind;
-  published_at: Date;
-  by: string;
-}
-
-/** The channel a listener LISTENs on; one notification per publish, rollback and retire. */
-export const publishedChannel = 'scorejob_published';
-
-/** A run as a rollback target: what the refusals need to know. */
-export interface RollbackCandidate {
-  run_id: string;
-  model_name: string;
-  model_version: string;
-  status: string;
-  dry_run: boolean;
-  published_at: Date | null;
-  rows_scored: string;
-  /** Its scores are still attached to score_data (retention did not drop them). */
-  kept: boolean;
-}
-
-/** The manifest's bands as stored on a run: names[i] for bounds[i-1] <= score < bounds[i]. */
-export interface RunBands {
-  bounds: number[];
-  names: string[];
-}
-
-/**
- * The SQL on score_publications, published_run's pointer moves, and the run's percentile cut points and
- * bands (sql/007_downstream.sql). Values go as parameters; the schema enters through the Ledger's quoting.
- */
 export class Publications {
   /** The schema, quoted once. */
   private readonly s: string;
@@ -117,7 +72,21 @@ export class Publications {
                 'run_id', r.run_id::text, 'previous_run_id', $4::text, 'rows', r.rows_scored + r.rows_carried, 'published_at', q.published_at,
                 'kind', $3::text, 'rollback', $3::text = 'rollback') AS event
          FROM ${s}.score_runs r, q WHERE r.run_id = $1`,
-      [runId, moved.model_name, kind, moved.previous_run_id, by.osUser, by.host, by.pid, by.reason ?? null, this.ledger.schema, by.forced === true, compare, withReasons, under],
+      [
+        runId,
+        moved.model_name,
+        kind,
+        moved.previous_run_id,
+        by.osUser,
+        by.host,
+        by.pid,
+        by.reason ?? null,
+        this.ledger.schema,
+        by.forced === true,
+        compare,
+        withReasons,
+        under,
+      ],
     );
     const event = (events[0] as { event: PublishedEvent }).event;
     await c.query('SELECT pg_notify($1, $2)', [publishedChannel, JSON.stringify(event)]);
@@ -132,7 +101,13 @@ export class Publications {
    * read from the publications (under_run_id), which outlive the layers retention drops. Also returns the
    * full run this run lies on, recorded on its publication.
    */
-  private async compareRun(c: pg.ClientBase, runId: string, model: string, from: string | null, kind: PublicationKind): Promise<{ compare: string | null; under: string | null }> {
+  private async compareRun(
+    c: pg.ClientBase,
+    runId: string,
+    model: string,
+    from: string | null,
+    kind: PublicationKind,
+  ): Promise<{ compare: string | null; under: string | null }> {
     const s = this.s;
     // Runs before this publication's row is written: the latest publication is the one this replaces.
     const { rows } = await c.query<{ same: boolean; compare: string | null; under: string | null }>(
@@ -314,7 +289,9 @@ export class Publications {
    */
   async recordRanks(c: pg.ClientBase, runId: string, bands: RunBands | undefined, cuts?: readonly number[]): Promise<void> {
     // With `cuts` (computed from the chunks' scores, src/stats/scoreCuts.ts: the same figures) the sort is skipped.
-    const sorted = cuts ? 'NULL' : `(SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score) FROM ${await this.scores(c, runId)})`;
+    const sorted = cuts
+      ? 'NULL'
+      : `(SELECT percentile_cont((SELECT array_agg(i / 100.0) FROM generate_series(1, 99) i)) WITHIN GROUP (ORDER BY score) FROM ${await this.scores(c, runId)})`;
     await c.query(
       `UPDATE ${this.s}.score_runs SET band_bounds = $2, band_names = $3, score_cuts = COALESCE($4::float8[], ${sorted})
         WHERE run_id = $1`,
@@ -348,37 +325,4 @@ export class Publications {
     );
     return rows;
   }
-}
-
-/** A publication that left fewer customers with reasons than the one it replaced (published_runs.fewer_reasons). */
-export interface FewerReasons {
-  now: number;
-  before: number;
-  /** The run readers saw before, with more reasons. */
-  fromRunId: string;
-}
-
-/** A sibling run that customer_scores shows for the model of the run it is part of (Publications.currentPromotion). */
-export interface Promotion {
-  run_id: string;
-  champion_run_id: string;
-  /** The sibling's manifest name (the run's model_name is that of the run it is part of: the slot it fills). */
-  manifest_name: string;
-  model_version: string;
-  model_sha256: string;
-  /** The sibling's model directory as the run that scored it recorded it. */
-  model_dir: string;
-  published_at: Date;
-  by: string;
-}
-
-/** One row of score_publications, as `scorejob runs` shows it. */
-export interface PublicationRow {
-  run_id: string;
-  kind: PublicationKind;
-  from_run_id: string | null;
-  published_at: Date;
-  by: string;
-  reason: string | null;
-  forced: boolean;
 }

@@ -78,7 +78,11 @@ export async function takeRunLock(pool: pg.Pool, opts: TakeLockOptions): Promise
       if (!holder.backend_alive && !holder.lease_expired && holder.heartbeat_age_ms !== null) {
         // Its connection is gone but the grace is not over: a live holder reconnects within it.
         const waitMs = Math.max(100, timing.graceMs - holder.heartbeat_age_ms + 100);
-        if (!waited) s.info({ holder_run_id: holder.run_id, holder_pid: holder.pid, holder_host: holder.host, wait_ms: waitMs }, `the lock's holder, ${describeHolder(holder)}, lost its database connection; waiting up to ${Math.ceil(waitMs / 1000)} s for it to come back before taking the lock`);
+        if (!waited)
+          s.info(
+            { holder_run_id: holder.run_id, holder_pid: holder.pid, holder_host: holder.host, wait_ms: waitMs },
+            `the lock's holder, ${describeHolder(holder)}, lost its database connection; waiting up to ${Math.ceil(waitMs / 1000)} s for it to come back before taking the lock`,
+          );
         waited = true;
         await new Promise((r) => setTimeout(r, waitMs));
         continue;
@@ -117,7 +121,7 @@ async function heldError(pool: pg.Pool, holder: HolderRow, opts: TakeLockOptions
 function describeHolder(h: Pick<HolderRow, 'run_id' | 'purpose' | 'pid' | 'host' | 'acquired_at'>): string {
   const since = h.acquired_at ? `, holding the lock since ${h.acquired_at.toISOString()}` : '';
   if (h.run_id !== null) return `run ${h.run_id} (pid ${h.pid} on ${h.host}${since})`;
-  const command = h.purpose === 'retire' ? 'model retire' : h.purpose ?? 'run';
+  const command = h.purpose === 'retire' ? 'model retire' : (h.purpose ?? 'run');
   return `\`scorejob ${command}\` (pid ${h.pid} on ${h.host}${since})`;
 }
 
@@ -178,7 +182,10 @@ export class RunLock {
       const row = rows[0] as HolderRow;
       if (row.alive) return { ...row, held_ms: Number(row.held_ms) };
       if (row.token !== null && row.lease_expired && row.backend_alive) {
-        this.log.warn({ holder_run_id: row.run_id, holder_pid: row.pid, holder_host: row.host }, `the lock's holder, ${describeHolder(row)}, stopped renewing its lease while connected (hung?); taking the lock over`);
+        this.log.warn(
+          { holder_run_id: row.run_id, holder_pid: row.pid, holder_host: row.host },
+          `the lock's holder, ${describeHolder(row)}, stopped renewing its lease while connected (hung?); taking the lock over`,
+        );
       }
       await c.query(
         `UPDATE ${table} SET token = $2, run_id = NULL, purpose = $3, host = $4, pid = $5, acquired_at = now(), ${registerSet('$6')} WHERE name = $1`,
@@ -245,7 +252,11 @@ export class RunLock {
   }
 
   private async renew(c: pg.PoolClient): Promise<void> {
-    const { rowCount } = await c.query(`UPDATE ${this.table} SET ${registerSet('$3')} WHERE name = $1 AND token = $2`, [this.name, this.token, this.timing.leaseMs]);
+    const { rowCount } = await c.query(`UPDATE ${this.table} SET ${registerSet('$3')} WHERE name = $1 AND token = $2`, [
+      this.name,
+      this.token,
+      this.timing.leaseMs,
+    ]);
     if (rowCount !== 1) throw this.lose(takenOver);
   }
 
@@ -267,7 +278,12 @@ export class RunLock {
     await this.beating?.catch(() => undefined);
     if (!this.lost && !conn.isDown) {
       const c = conn.client;
-      await c.query(`UPDATE ${this.table} SET token = NULL, run_id = NULL, backend_pid = NULL, backend_start = NULL, lease_until = now() WHERE name = $1 AND token = $2`, [this.name, this.token]).catch(() => undefined);
+      await c
+        .query(
+          `UPDATE ${this.table} SET token = NULL, run_id = NULL, backend_pid = NULL, backend_start = NULL, lease_until = now() WHERE name = $1 AND token = $2`,
+          [this.name, this.token],
+        )
+        .catch(() => undefined);
     }
     await conn.close();
   }
@@ -283,10 +299,10 @@ function registerSet(lease: string): string {
 
 /** Whether anyone holds the run lock now (alive, grace included): the due check's "in progress". */
 export async function runLockHeld(c: pg.ClientBase, schema: string, name = runLockName): Promise<boolean> {
-  const { rows } = await c.query<{ held: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteIdent(schema)}.run_locks l WHERE l.name = $1 AND ${holderAliveSql('l', '$2')}) AS held`, [
-    name,
-    lockTiming.graceMs,
-  ]);
+  const { rows } = await c.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${quoteIdent(schema)}.run_locks l WHERE l.name = $1 AND ${holderAliveSql('l', '$2')}) AS held`,
+    [name, lockTiming.graceMs],
+  );
   return rows[0]?.held === true;
 }
 

@@ -26,7 +26,11 @@ export class ScoreStreams {
   async scoresInRanges(c: pg.ClientBase, runId: string, thresholds: readonly number[], sink: (bits: number) => void): Promise<void> {
     const literal = (t: number) => (t === Infinity ? "'Infinity'" : Number.isFinite(t) ? `'${String(t)}'` : "'-Infinity'");
     const array = `ARRAY[${thresholds.map(literal).join(', ')}]::real[]`;
-    await copyFloat4Bits(c, `COPY (SELECT score FROM ${await this.scores(c, runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`, sink);
+    await copyFloat4Bits(
+      c,
+      `COPY (SELECT score FROM ${await this.scores(c, runId)} WHERE width_bucket(score, ${array}) % 2 = 1) TO STDOUT (FORMAT binary)`,
+      sink,
+    );
   }
 
   /** Streams the float32 bits of every score of the run (through its layer) to `sink`: one scan, nothing kept. */

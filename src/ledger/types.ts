@@ -214,7 +214,22 @@ export type PreviousRun = Pick<RunRow, 'run_id' | 'model_version' | 'rows_scored
 /** A run as `scorejob runs` lists it: the run's columns and what is derived from the other runs and tables. */
 export type RunListRow = Pick<
   RunRow,
-  'run_id' | 'status' | 'trigger' | 'dry_run' | 'model_name' | 'model_version' | 'backend' | 'rows_scored' | 'rows_rejected' | 'chunks_total' | 'started_at' | 'finished_at' | 'heartbeat_at' | 'error' | 'error_kind' | 'published_at'
+  | 'run_id'
+  | 'status'
+  | 'trigger'
+  | 'dry_run'
+  | 'model_name'
+  | 'model_version'
+  | 'backend'
+  | 'rows_scored'
+  | 'rows_rejected'
+  | 'chunks_total'
+  | 'started_at'
+  | 'finished_at'
+  | 'heartbeat_at'
+  | 'error'
+  | 'error_kind'
+  | 'published_at'
 > & {
   chunks_done: number;
   /** A later run was published: neither resume nor publish --force accepts this run any more. */

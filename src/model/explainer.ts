@@ -46,14 +46,22 @@ export function allocateReasons(k: number, rows: number): ReasonBuffers {
 }
 
 /** The method in one line, for the ledger and `runs show`. */
-export const reasonsMethod = 'gradient x (input - baseline) on the transformed inputs, summed per manifest feature; baseline: the training mean (standardize), 1/k per one-hot category, 0.5 per boolean, 0 raw';
+export const reasonsMethod =
+  'gradient x (input - baseline) on the transformed inputs, summed per manifest feature; baseline: the training mean (standardize), 1/k per one-hot category, 0.5 per boolean, 0 raw';
 
 /**
  * An {@link Explainer} over a loaded layers model. Refused (a one-line {@link UsageError}, exit 2) for a
  * model whose gradients TF.js cannot take (a graph model), an int32 input (index features), or `k` above
  * the number of features.
  */
-export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readonly InputSlot[], selection: OutputSelection, k: number, modelFile: string): Explainer {
+export function createExplainer(
+  model: TfModel,
+  plan: FeaturePlan,
+  slots: readonly InputSlot[],
+  selection: OutputSelection,
+  k: number,
+  modelFile: string,
+): Explainer {
   const apply = refuseUnexplainable(model, plan, slots, k, modelFile);
   const space = model.outputActivation?.(selection.output) === 'sigmoid' ? 'logit' : 'score';
   const baseline = new Float32Array(plan.width);
@@ -118,20 +126,32 @@ export function createExplainer(model: TfModel, plan: FeaturePlan, slots: readon
 }
 
 /** The model's differentiable form, or the one-line refusal of `--reasons K` for it (see {@link createExplainer}). */
-function refuseUnexplainable(model: TfModel, plan: FeaturePlan, slots: readonly InputSlot[], k: number, modelFile: string): (inputs: tf.Tensor[]) => tf.Tensor[] {
+function refuseUnexplainable(
+  model: TfModel,
+  plan: FeaturePlan,
+  slots: readonly InputSlot[],
+  k: number,
+  modelFile: string,
+): (inputs: tf.Tensor[]) => tf.Tensor[] {
   const apply = model.differentiable;
   if (model.format !== 'layers-model' || apply === undefined) {
-    throw new UsageError(`--reasons needs gradients, which TF.js cannot take through the graph model ${modelFile}; convert the model as a layers model, or run without --reasons`);
+    throw new UsageError(
+      `--reasons needs gradients, which TF.js cannot take through the graph model ${modelFile}; convert the model as a layers model, or run without --reasons`,
+    );
   }
   const intSlot = slots.find((s) => s.dtype === 'int32');
   // An id is a label, not a quantity: a gradient with respect to it means nothing, and attributing on the
   // Embedding's output would need a baseline vector that training never defined (docs/analysts.md "Reasons per score").
   if (intSlot) {
-    throw new UsageError(`--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features are ids, with no gradient); run without --reasons, or use a model fed one_hot features`);
+    throw new UsageError(
+      `--reasons needs gradients, and the model input "${intSlot.name}" of ${modelFile} is int32 (index features are ids, with no gradient); run without --reasons, or use a model fed one_hot features`,
+    );
   }
   if (k > plan.features.length) {
     const manifestFile = path.join(path.dirname(modelFile), 'manifest.json');
-    throw new UsageError(`--reasons ${k}: the model's manifest (${manifestFile}) has ${plan.features.length} features; give --reasons 1 to ${plan.features.length}`);
+    throw new UsageError(
+      `--reasons ${k}: the model's manifest (${manifestFile}) has ${plan.features.length} features; give --reasons 1 to ${plan.features.length}`,
+    );
   }
   return apply;
 }

@@ -1,6 +1,9 @@
 import type { ColumnBatch, ColumnSpec, RawColumn } from '../columns.js';
 import { nullId, unknownId, type Feature, type Manifest } from './manifest.js';
 import type { FeatureCounters } from '../stats/featureStats.js';
+import { countFeatures } from './featureCounters.js';
+
+export { addFeatureCounters, createFeatureCounters } from './featureCounters.js';
 
 /**
  * The manifest's features compiled for the hot path: which source columns to read (and how the COPY
@@ -79,25 +82,6 @@ export function compileFeatures(manifest: Pick<Manifest, 'features'>): FeaturePl
  */
 export function allocateModelInput(plan: FeaturePlan, capacity: number): ModelInput {
   return { x: new Float32Array(capacity * plan.width), keys: new BigInt64Array(capacity) };
-}
-
-export function createFeatureCounters(plan: FeaturePlan): FeatureCounters {
-  const n = plan.features.length;
-  return { rows: 0, nulls: new Float64Array(n), belowMin: new Float64Array(n), aboveMax: new Float64Array(n), unknownCategory: new Float64Array(n) };
-}
-
-/**
- * Adds `from` into `into` (e.g. a chunk's counters into the run's).
- * @internal exported for tests
- */
-export function addFeatureCounters(into: FeatureCounters, from: FeatureCounters): void {
-  into.rows += from.rows;
-  for (let f = 0; f < into.nulls.length; f++) {
-    into.nulls[f]! += from.nulls[f]!;
-    into.belowMin[f]! += from.belowMin[f]!;
-    into.aboveMax[f]! += from.aboveMax[f]!;
-    into.unknownCategory[f]! += from.unknownCategory[f]!;
-  }
 }
 
 /** Rows per block of {@link transformBatch}: 1024 rows of a few dozen inputs fit in a core's L2 cache. */
@@ -243,7 +227,11 @@ function describeReject(batch: ColumnBatch, plan: FeaturePlan, r: number): Rejec
     const feature = plan.features[f]!.feature;
     if (column.nulls[r] === 1) {
       if (feature.fill === undefined) return { key: batch.keys[r]!, reason: 'null_without_fill', column: column.name, value: null };
-    } else if (column.kind === 'float8' && (feature.transform === 'standardize' || feature.transform === 'raw') && !Number.isFinite(rawOrStandardized(column.values[r]!, feature))) {
+    } else if (
+      column.kind === 'float8' &&
+      (feature.transform === 'standardize' || feature.transform === 'raw') &&
+      !Number.isFinite(rawOrStandardized(column.values[r]!, feature))
+    ) {
       return { key: batch.keys[r]!, reason: 'non_finite', column: column.name, value: String(column.values[r]) };
     }
   }
@@ -270,7 +258,19 @@ function writeFeature(column: RawColumn, planned: PlannedFeature, width: number,
   }
 }
 
-function standardize(values: Float64Array, nulls: Uint8Array, fill: number, mean: number, std: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+function standardize(
+  values: Float64Array,
+  nulls: Uint8Array,
+  fill: number,
+  mean: number,
+  std: number,
+  x: Float32Array,
+  width: number,
+  offset: number,
+  at: Int32Array,
+  from: number,
+  to: number,
+): void {
   // The fill's input computed once, as a double: choosing between the `fill` argument and values[r] inside
   // the loop made V8 box every value (an allocation per value).
   const filled = (fill - mean) / std;
@@ -280,7 +280,17 @@ function standardize(values: Float64Array, nulls: Uint8Array, fill: number, mean
   }
 }
 
-function booleans(values: Uint8Array, nulls: Uint8Array, fill: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+function booleans(
+  values: Uint8Array,
+  nulls: Uint8Array,
+  fill: number,
+  x: Float32Array,
+  width: number,
+  offset: number,
+  at: Int32Array,
+  from: number,
+  to: number,
+): void {
   for (let r = from; r < to; r++) {
     const t = at[r]!;
     if (t >= 0) x[t * width + offset] = nulls[r] === 1 ? fill : values[r] !== 0 ? 1 : 0;
@@ -288,7 +298,18 @@ function booleans(values: Uint8Array, nulls: Uint8Array, fill: number, x: Float3
 }
 
 /** k inputs per row, all 0 but the category's (an unknown category, code -1, is all zeros). */
-function oneHot(codes: Int32Array, nulls: Uint8Array, fill: number, k: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+function oneHot(
+  codes: Int32Array,
+  nulls: Uint8Array,
+  fill: number,
+  k: number,
+  x: Float32Array,
+  width: number,
+  offset: number,
+  at: Int32Array,
+  from: number,
+  to: number,
+): void {
   for (let r = from; r < to; r++) {
     const t = at[r]!;
     if (t < 0) continue;
@@ -300,75 +321,22 @@ function oneHot(codes: Int32Array, nulls: Uint8Array, fill: number, k: number, x
 }
 
 /** One input per row: the category's position, `unknown` for code -1, `fill` for a NULL. */
-function indices(codes: Int32Array, nulls: Uint8Array, fill: number, unknown: number, x: Float32Array, width: number, offset: number, at: Int32Array, from: number, to: number): void {
+function indices(
+  codes: Int32Array,
+  nulls: Uint8Array,
+  fill: number,
+  unknown: number,
+  x: Float32Array,
+  width: number,
+  offset: number,
+  at: Int32Array,
+  from: number,
+  to: number,
+): void {
   for (let r = from; r < to; r++) {
     const t = at[r]!;
     if (t < 0) continue;
     const code = codes[r]!;
     x[t * width + offset] = nulls[r] === 1 ? fill : code < 0 ? unknown : code;
   }
-}
-
-function countFeatures(batch: ColumnBatch, plan: FeaturePlan, c: FeatureCounters): void {
-  const rows = batch.rows;
-  c.rows += rows;
-  for (let f = 0; f < plan.features.length; f++) {
-    const column = batch.columns[f]!;
-    const feature = plan.features[f]!.feature;
-    const hasRange = feature.transform === 'standardize' || feature.transform === 'raw';
-    const ranged = column.kind === 'float8' && hasRange && (feature.min !== undefined || feature.max !== undefined);
-    const min = ranged && hasRange ? (feature.min ?? -Infinity) : -Infinity;
-    const max = ranged && hasRange ? (feature.max ?? Infinity) : Infinity;
-    let nulls = 0;
-    let below = 0;
-    let above = 0;
-    let unknown = 0;
-    for (let from = 0; from < rows; from += rowBlock) {
-      const to = Math.min(rows, from + rowBlock);
-      nulls += countSet(column.nulls, from, to);
-      if (ranged && column.kind === 'float8') {
-        below += countBelow(column.values, column.nulls, min, from, to);
-        above += countAbove(column.values, column.nulls, max, from, to);
-      } else if (column.kind === 'category') {
-        unknown += countUnknown(column.codes, column.nulls, from, to);
-      }
-    }
-    c.nulls[f]! += nulls;
-    c.belowMin[f]! += below;
-    c.aboveMax[f]! += above;
-    c.unknownCategory[f]! += unknown;
-  }
-}
-
-function countSet(flags: Uint8Array, from: number, to: number): number {
-  let n = 0;
-  for (let r = from; r < to; r++) n += flags[r]!;
-  return n;
-}
-
-/** Finite non-NULL values below min. */
-function countBelow(values: Float64Array, nulls: Uint8Array, min: number, from: number, to: number): number {
-  let n = 0;
-  for (let r = from; r < to; r++) {
-    const v = values[r]!;
-    n += nulls[r] === 0 && v < min && v !== -Infinity ? 1 : 0;
-  }
-  return n;
-}
-
-/** Finite non-NULL values above max. */
-function countAbove(values: Float64Array, nulls: Uint8Array, max: number, from: number, to: number): number {
-  let n = 0;
-  for (let r = from; r < to; r++) {
-    const v = values[r]!;
-    n += nulls[r] === 0 && v > max && v !== Infinity ? 1 : 0;
-  }
-  return n;
-}
-
-/** Non-NULL values that matched no category. */
-function countUnknown(codes: Int32Array, nulls: Uint8Array, from: number, to: number): number {
-  let n = 0;
-  for (let r = from; r < to; r++) n += nulls[r] === 0 && codes[r]! < 0 ? 1 : 0;
-  return n;
 }

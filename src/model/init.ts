@@ -22,7 +22,18 @@ export interface ProfileSummary {
 }
 
 export type ProfiledColumn =
-  | { kind: 'number'; name: string; type: string; nulls: number; mean: number | null; std: number | null; min: number | null; max: number | null; nonFinite: number; beyondFloat32: number }
+  | {
+      kind: 'number';
+      name: string;
+      type: string;
+      nulls: number;
+      mean: number | null;
+      std: number | null;
+      min: number | null;
+      max: number | null;
+      nonFinite: number;
+      beyondFloat32: number;
+    }
   | { kind: 'boolean'; name: string; type: string; nulls: number; trues: number; falses: number }
   | { kind: 'text'; name: string; type: string; nulls: number; categories: readonly { value: string; count: number }[]; truncated: boolean };
 
@@ -51,7 +62,9 @@ export async function readModelSignature(dir: string): Promise<ModelSignature> {
     model.dispose();
     return signature;
   } catch (err) {
-    throw new UsageError(`${modelFile}: TF.js cannot load the model: ${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ')}`, { cause: err });
+    throw new UsageError(`${modelFile}: TF.js cannot load the model: ${(err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ')}`, {
+      cause: err,
+    });
   }
 }
 
@@ -88,7 +101,10 @@ export function draftManifest(dir: string, profile: ProfileSummary, model: Model
     for (const c of free.slice(0, width)) assigned.set(c.name, input.name);
   }
   const floatInputs = inputs.filter((i) => i.dtype !== 'int32');
-  if (floatInputs.length > 1) notes.push(`the model has ${floatInputs.length} float inputs (${floatInputs.map((i) => i.name).join(', ')}): every other column went to ${floatInputs[0]!.name}; move features between them with features[].input`);
+  if (floatInputs.length > 1)
+    notes.push(
+      `the model has ${floatInputs.length} float inputs (${floatInputs.map((i) => i.name).join(', ')}): every other column went to ${floatInputs[0]!.name}; move features between them with features[].input`,
+    );
   for (const c of usable) if (!assigned.has(c.name) && floatInputs[0] !== undefined) assigned.set(c.name, floatInputs[0].name);
   const named = inputs.length > 1;
   const features: Feature[] = [];
@@ -104,7 +120,8 @@ export function draftManifest(dir: string, profile: ProfileSummary, model: Model
   for (const c of usable) if (!assigned.has(c.name)) notes.push(`${c.name}: no model input left for it; left out`);
   if (features.length === 0) throw new UsageError(`${profile.table}: no column to draft a feature from (${notes.join('; ')})`);
   checkWidths(inputs, features, notes);
-  if (model.outputNames.length > 1) notes.push(`the model has ${model.outputNames.length} outputs (${model.outputNames.join(', ')}): output.from is the first; name the one that is the score`);
+  if (model.outputNames.length > 1)
+    notes.push(`the model has ${model.outputNames.length} outputs (${model.outputNames.join(', ')}): output.from is the first; name the one that is the score`);
   const output: Manifest['output'] = { name: 'score', description: 'TODO: what the score means (e.g. churn probability in the next 90 days)', unit: undefined };
   if (model.outputNames.length > 1) output.from = model.outputNames[0]!;
   const manifest = {
@@ -119,7 +136,13 @@ export function draftManifest(dir: string, profile: ProfileSummary, model: Model
     source: { table: profile.table, key: profile.key },
     features,
     output: { name: output.name, description: output.description, ...(output.from === undefined ? {} : { from: output.from }) },
-    training: { drafted_by: 'scorejob model init', table: profile.table, rows: profile.rows, review: notes, columns: Object.fromEntries(profile.columns.map((c) => [c.name, columnStats(c, profile.rows)])) },
+    training: {
+      drafted_by: 'scorejob model init',
+      table: profile.table,
+      rows: profile.rows,
+      review: notes,
+      columns: Object.fromEntries(profile.columns.map((c) => [c.name, columnStats(c, profile.rows)])),
+    },
   };
   // The draft is what the parser accepts: a draft `model inspect` refused would be no help.
   return { manifest: parseManifest(JSON.parse(JSON.stringify(manifest)), path.join(dir, 'manifest.json')), notes };
@@ -132,7 +155,9 @@ function draftFeature(c: ProfiledColumn, int32: boolean, rows: number, numbers: 
       if (c.nonFinite > 0) notes.push(`${c.name}: ${c.nonFinite} NaN or infinite values (such rows are rejected)`);
       if (c.beyondFloat32 > 0) {
         const values = c.beyondFloat32 === 1 ? '1 value' : `${c.beyondFloat32} values`;
-        notes.push(`${c.name}: ${values} beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)`);
+        notes.push(
+          `${c.name}: ${values} beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)`,
+        );
       }
       if (numbers === 'raw') {
         const f: Feature = { column: c.name, transform: 'raw', min: c.min!, max: c.max! };
@@ -166,8 +191,11 @@ function draftFeature(c: ProfiledColumn, int32: boolean, rows: number, numbers: 
       const categories = c.categories.map((x) => x.value);
       // A category's position is its one_hot column or index id: an order other than training's scores silently wrong.
       const meaning = int32 ? 'id' : 'one_hot position';
-      notes.push(`${c.name}: categories ordered by frequency in this table (most frequent first), not by training: each category's ${meaning} must be the one the model was trained with; reorder categories to match`);
-      if (c.truncated) notes.push(`${c.name}: more than ${categories.length} distinct values; the ${categories.length} most frequent kept (the rest count as unknown)`);
+      notes.push(
+        `${c.name}: categories ordered by frequency in this table (most frequent first), not by training: each category's ${meaning} must be the one the model was trained with; reorder categories to match`,
+      );
+      if (c.truncated)
+        notes.push(`${c.name}: more than ${categories.length} distinct values; the ${categories.length} most frequent kept (the rest count as unknown)`);
       if (int32) {
         const f: IndexFeature = { column: c.name, transform: 'index', categories };
         if (c.nulls > 0) {
@@ -191,7 +219,8 @@ function checkWidths(inputs: readonly ModelTensorInfo[], features: readonly Feat
     const expected = input.shape === undefined ? null : input.shape.length === 1 ? 1 : (input.shape[1] ?? null);
     const mine = features.filter((f) => (f.input ?? inputs[0]!.name) === input.name);
     const width = mine.reduce((w, f) => w + (f.transform === 'one_hot' ? f.categories.length : 1), 0);
-    if (expected !== null && expected !== width) notes.push(`input ${input.name}: the model expects ${expected} values, the draft gives ${width}: add, remove or change features`);
+    if (expected !== null && expected !== width)
+      notes.push(`input ${input.name}: the model expects ${expected} values, the draft gives ${width}: add, remove or change features`);
   }
 }
 
@@ -203,7 +232,12 @@ function columnStats(c: ProfiledColumn, rows: number): Record<string, unknown> {
     case 'boolean':
       return { ...base, true_fraction: rows === 0 ? 0 : c.trues / rows };
     case 'text':
-      return { ...base, categories: c.categories.length, more_categories: c.truncated, top: Object.fromEntries(c.categories.slice(0, 10).map((x) => [x.value, x.count])) };
+      return {
+        ...base,
+        categories: c.categories.length,
+        more_categories: c.truncated,
+        top: Object.fromEntries(c.categories.slice(0, 10).map((x) => [x.value, x.count])),
+      };
   }
 }
 

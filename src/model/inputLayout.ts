@@ -25,7 +25,9 @@ export function layoutInputs(plan: FeaturePlan, inputs: readonly ModelTensorInfo
       target = names.indexOf(p.feature.input);
       if (target < 0) throw new UsageError(`${files.manifest}: ${at} "${p.feature.input}" is not an input of the model (its inputs: ${list})`);
     } else if (inputs.length > 1) {
-      throw new UsageError(`${files.manifest}: ${at} is missing: the model has ${inputs.length} inputs (${list}); name the one feature ${p.feature.column} feeds`);
+      throw new UsageError(
+        `${files.manifest}: ${at} is missing: the model has ${inputs.length} inputs (${list}); name the one feature ${p.feature.column} feeds`,
+      );
     }
     const input = inputs[target]!;
     if (input.dtype === 'int32' && (p.feature.transform === 'standardize' || p.feature.transform === 'raw')) {
@@ -49,7 +51,9 @@ function slot(input: ModelTensorInfo, columns: number[], inputCount: number, row
     throw new UsageError(`${files.model}: the model's input "${input.name}" has shape ${shown}; scorejob feeds [rows, features] or [rows]`);
   }
   if (shape[0] !== null) {
-    throw new UsageError(`${files.model}: input "${input.name}" has a fixed batch size of ${shape[0]} (shape ${shown}); re-export it with a free batch dimension (None / -1)`);
+    throw new UsageError(
+      `${files.model}: input "${input.name}" has a fixed batch size of ${shape[0]} (shape ${shown}); re-export it with a free batch dimension (None / -1)`,
+    );
   }
   if (columns.length === 0) {
     throw new UsageError(`${files.manifest}: no feature feeds the model's input "${input.name}" (set features[].input)`);

@@ -60,7 +60,8 @@ export function formatModelReport(report: ModelReport, columns?: SourceColumnsSu
   lines.push(`format   ${report.format} (${report.execution})`);
   lines.push(`input    ${report.inputWidth} floats per row, from ${m.features.length} features`);
   if (report.inputs.length > 1 || report.inputs.some((i) => i.dtype !== 'float32')) {
-    for (const i of report.inputs) lines.push(`         ${i.name}: ${i.dtype} [rows${i.rank === 2 ? `, ${i.width}` : ''}] <- row inputs ${Array.from(i.columns).join(', ')}`);
+    for (const i of report.inputs)
+      lines.push(`         ${i.name}: ${i.dtype} [rows${i.rank === 2 ? `, ${i.width}` : ''}] <- row inputs ${Array.from(i.columns).join(', ')}`);
   }
   const unit = output.totalUnits > 1 ? ` (unit ${m.output.unit ?? 0} of ${output.totalUnits})` : '';
   const from = m.output.from !== undefined || output.totalUnits > 1 ? ` from output "${report.outputName}"` : '';
@@ -112,7 +113,9 @@ function formatColumns(c: SourceColumnsSummary): string[] {
   if (c.relation !== undefined) {
     const mark = (ok: boolean) => (ok ? 'ok' : '--');
     const nulls = c.key.nullKeys === undefined ? '' : `, NULL keys: ${c.key.nullKeys}`;
-    const rows = [[mark(c.key.ok && c.key.unique !== 'no' && !c.key.nullKeys), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}${nulls}`]];
+    const rows = [
+      [mark(c.key.ok && c.key.unique !== 'no' && !c.key.nullKeys), `${c.key.name} (key)`, c.key.type ?? 'missing', `unique: ${c.key.unique}${nulls}`],
+    ];
     for (const col of c.columns) rows.push([mark(col.ok), col.name, col.type ?? 'missing', '']);
     lines.push(...table(rows, { indent: '  ' }));
   }

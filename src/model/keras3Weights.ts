@@ -69,7 +69,8 @@ export function fromKeras3Weights(artifacts: tf.io.ModelArtifacts, topology: unk
   const layers = layersByName(topology);
   const expected = new Set([...layers].flatMap(([name, l]) => (variableNames(l.className, l.config) ?? []).map((v) => `${name}/${v}`)));
   const prefixed = (name: string) => !expected.has(name) && expected.has(lastTwo(name));
-  if (artifacts.weightData === undefined || !specs.some((s) => storePath.test(s.name) || prefixed(s.name))) return { weightSpecs: artifacts.weightSpecs, weightData: artifacts.weightData };
+  if (artifacts.weightData === undefined || !specs.some((s) => storePath.test(s.name) || prefixed(s.name)))
+    return { weightSpecs: artifacts.weightSpecs, weightData: artifacts.weightData };
   const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
   const kept: Spec[] = [];
   const pieces: Uint8Array[] = [];

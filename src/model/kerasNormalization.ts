@@ -52,7 +52,10 @@ export class KerasNormalization extends tfl.layers.Layer {
       this.addWeight('count', [], 'int32', zeros, undefined, false);
     } else {
       // Kept past any tidy the build runs in; freed in dispose().
-      const constant = (v: number | number[]) => tf.tidy(() => tf.keep(tf.broadcastTo(tf.reshape(tf.tensor(v, undefined, 'float32'), Array.isArray(v) ? this.broadcastShape : []), this.broadcastShape)));
+      const constant = (v: number | number[]) =>
+        tf.tidy(() =>
+          tf.keep(tf.broadcastTo(tf.reshape(tf.tensor(v, undefined, 'float32'), Array.isArray(v) ? this.broadcastShape : []), this.broadcastShape)),
+        );
       this.mean = constant(this.given.mean);
       this.variance = constant(this.given.variance);
     }

@@ -79,7 +79,23 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Lo
     const outputs = await probe(model, slots, backend, modelFile);
     const output = selectOutput(model.outputNames, outputs, manifest, modelFile);
     const scorer = createTfScorer(model, plan.width, slots, output);
-    return { dir, manifest, plan, sha256: files.sha256, files: files.files, backend, format: model.format, execution: model.format === 'layers-model' ? 'predict' : model.async ? 'executeAsync' : 'execute', inputs: slots, inputWidth: plan.width, output, outputName: model.outputNames[output.output]!, scorer, tfModel: model, dispose: () => scorer.dispose() };
+    return {
+      dir,
+      manifest,
+      plan,
+      sha256: files.sha256,
+      files: files.files,
+      backend,
+      format: model.format,
+      execution: model.format === 'layers-model' ? 'predict' : model.async ? 'executeAsync' : 'execute',
+      inputs: slots,
+      inputWidth: plan.width,
+      output,
+      outputName: model.outputNames[output.output]!,
+      scorer,
+      tfModel: model,
+      dispose: () => scorer.dispose(),
+    };
   } catch (err) {
     model.dispose();
     throw err;
@@ -161,7 +177,11 @@ function opFailure(err: unknown, backend: BackendName, file: string): UsageError
   const kernel = /Kernel '([^']+)' not registered for backend '([^']+)'/.exec(message);
   if (kernel) return new UsageError(`${file}: the model needs op ${kernel[1]}, which the ${kernel[2]} backend does not have${other}`, { cause: err });
   const unknown = /Unknown op '([^']+)'/.exec(message) ?? /Custom op (\S+) is not registered/.exec(message);
-  if (unknown) return new UsageError(`${file}: the graph uses op ${unknown[1]}, which TF.js ${tf.version_core} does not implement (on the ${backend} backend or any other)`, { cause: err });
+  if (unknown)
+    return new UsageError(
+      `${file}: the graph uses op ${unknown[1]}, which TF.js ${tf.version_core} does not implement (on the ${backend} backend or any other)`,
+      { cause: err },
+    );
   return new UsageError(`${file}: a test prediction on the ${backend} backend failed: ${message.replace(/\s+/g, ' ').trim()}`, { cause: err });
 }
 
@@ -185,12 +205,16 @@ function selectOutput(names: readonly string[], probed: readonly ProbedOutput[],
   if (from !== undefined) {
     // A graph's output may be named with its tensor index (`Identity:0`); the bare node name matches too.
     const output = names.findIndex((n) => n === from || n.replace(/:0$/, '') === from.replace(/:0$/, ''));
-    if (output < 0) throw new UsageError(`${manifestFile}: output.from "${from}" is not an output of the model (its outputs: ${names.map((n) => `"${n}"`).join(', ')})`);
+    if (output < 0)
+      throw new UsageError(`${manifestFile}: output.from "${from}" is not an output of the model (its outputs: ${names.map((n) => `"${n}"`).join(', ')})`);
     const unit = manifest.output.unit ?? 0;
     if (manifest.output.unit === undefined && units[output]! !== 1) {
-      throw new UsageError(`model output "${from}" has ${units[output]} units; set output.unit in manifest.json (${manifestFile}) to the one that is the score`);
+      throw new UsageError(
+        `model output "${from}" has ${units[output]} units; set output.unit in manifest.json (${manifestFile}) to the one that is the score`,
+      );
     }
-    if (unit >= units[output]!) throw new UsageError(`${manifestFile}: output.unit is ${unit} but output "${from}" has ${units[output]} units (0 to ${units[output]! - 1})`);
+    if (unit >= units[output]!)
+      throw new UsageError(`${manifestFile}: output.unit is ${unit} but output "${from}" has ${units[output]} units (0 to ${units[output]! - 1})`);
     return { output, unit, units: units[output]!, totalUnits };
   }
   let unit = manifest.output.unit;

@@ -162,7 +162,8 @@ export function parseManifest(json: unknown, file: string): Manifest {
   const r = new Reader(file);
   const top = r.object(json, '');
   r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training', 'outcomes']);
-  if (top.draft !== undefined && typeof top.draft !== 'boolean') r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
+  if (top.draft !== undefined && typeof top.draft !== 'boolean')
+    r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
   const manifest: Manifest = {
     name: r.name(top.name, 'name'),
     version: r.name(top.version, 'version'),
@@ -271,7 +272,8 @@ function parseTransform(r: Reader, o: Record<string, unknown>, at: string): Feat
 function parseIndex(r: Reader, o: Record<string, unknown>, column: string, at: string): IndexFeature {
   r.only(o, at, ['column', 'transform', 'input', 'categories', 'unknown', 'fill']);
   const categories = parseCategories(r, o.categories, `${at}.categories`);
-  if (categories.length >= maxIndexId) r.fail(`${at}.categories`, `has ${categories.length} entries; index ids must stay below 2^24 (${maxIndexId}) to be exact in float32`);
+  if (categories.length >= maxIndexId)
+    r.fail(`${at}.categories`, `has ${categories.length} entries; index ids must stay below 2^24 (${maxIndexId}) to be exact in float32`);
   const f: IndexFeature = { column, transform: 'index', categories };
   if (o.unknown !== undefined) f.unknown = r.id(o.unknown, `${at}.unknown`);
   if (typeof o.fill === 'string') {
@@ -302,7 +304,11 @@ function parseOutput(r: Reader, value: unknown): ManifestOutput {
     if (typeof o.unit !== 'number' || !Number.isInteger(o.unit) || o.unit < 0) r.fail('output.unit', `must be a whole number >= 0 (got ${describe(o.unit)})`);
     unit = o.unit;
   }
-  const output: ManifestOutput = { name: r.name(o.name, 'output.name'), description: o.description === undefined ? '' : r.string(o.description, 'output.description'), unit };
+  const output: ManifestOutput = {
+    name: r.name(o.name, 'output.name'),
+    description: o.description === undefined ? '' : r.string(o.description, 'output.description'),
+    unit,
+  };
   if (o.from !== undefined) output.from = r.name(o.from, 'output.from');
   if (o.bands !== undefined) output.bands = parseBands(r, o.bands);
   return output;
@@ -311,7 +317,8 @@ function parseOutput(r: Reader, value: unknown): ManifestOutput {
 /** `output.bands`: at least two, names unique, `below` on every band but the last and strictly increasing. */
 function parseBands(r: Reader, value: unknown): ManifestBand[] {
   const at = 'output.bands';
-  if (!Array.isArray(value) || value.length < 2) r.fail(at, 'must be an array of at least two bands, lowest first, e.g. [{"name": "low", "below": 0.3}, {"name": "high"}]');
+  if (!Array.isArray(value) || value.length < 2)
+    r.fail(at, 'must be an array of at least two bands, lowest first, e.g. [{"name": "low", "below": 0.3}, {"name": "high"}]');
   const names = new Set<string>();
   let previous = -Infinity;
   return value.map((item: unknown, i) => {

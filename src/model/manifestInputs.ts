@@ -44,7 +44,8 @@ export function parseManifestInputs(top: Record<string, unknown>, file: string):
   const source = top.source as Record<string, unknown> | undefined;
   const readyWhen = source?.ready_when;
   if (readyWhen !== undefined) {
-    if (typeof readyWhen !== 'string' || readyWhen.trim() === '') fail('source.ready_when', 'must be a SQL query returning one boolean, e.g. "SELECT max(loaded_at) >= date_trunc(\'month\', now()) FROM crm.load_log"');
+    if (typeof readyWhen !== 'string' || readyWhen.trim() === '')
+      fail('source.ready_when', 'must be a SQL query returning one boolean, e.g. "SELECT max(loaded_at) >= date_trunc(\'month\', now()) FROM crm.load_log"');
     out.readyWhen = readyWhen as string;
   }
   if (top.checks !== undefined) out.checks = parseChecks(top.checks, fail);
@@ -91,7 +92,8 @@ function parseAssertions(value: unknown, fail: Fail): InputAssertion[] {
     if (!isObject(item)) fail(at, 'must be an object with "name" and "sql"');
     const o = item;
     for (const k of Object.keys(o)) if (k !== 'name' && k !== 'sql') fail(`${at}.${k}`, 'is not a known field (expected name, sql)');
-    if (typeof o.name !== 'string' || !/^[a-z][a-z0-9_]{0,62}$/.test(o.name)) fail(`${at}.name`, 'must be a lower-case name of letters, digits and _ (what --skip-check names)');
+    if (typeof o.name !== 'string' || !/^[a-z][a-z0-9_]{0,62}$/.test(o.name))
+      fail(`${at}.name`, 'must be a lower-case name of letters, digits and _ (what --skip-check names)');
     const name = o.name;
     if (names.has(name)) fail(`${at}.name`, `"${name}" is already used${(builtInChecks as readonly string[]).includes(name) ? ' (a built-in check)' : ''}`);
     names.add(name);

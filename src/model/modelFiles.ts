@@ -109,7 +109,8 @@ function checkModelJson(json: unknown, file: string): io.ModelJSON {
     if (!Array.isArray(grp.paths) || grp.paths.some((p) => typeof p !== 'string' || p === '')) fail(`${at}.paths must be an array of file names`);
     const weights = Array.isArray(grp.weights) ? (grp.weights as unknown[]) : fail(`${at}.weights must be an array`);
     weights.forEach((spec, w) => {
-      const ok = isObject(spec) && typeof spec.name === 'string' && Array.isArray(spec.shape) && spec.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
+      const ok =
+        isObject(spec) && typeof spec.name === 'string' && Array.isArray(spec.shape) && spec.shape.every((d) => Number.isInteger(d) && (d as number) >= 0);
       if (!ok) fail(`${at}.weights[${w}] must have a name, a shape of whole numbers and a dtype`);
       const entry = spec as io.WeightsManifestEntry;
       if (weightBytes(entry) === undefined) fail(`${at}.weights[${w}] (${entry.name}) has dtype ${JSON.stringify(entry.dtype)}, which scorejob cannot read`);
@@ -148,7 +149,9 @@ function checkGroupSize(dir: string, g: number, group: io.WeightsManifestConfig[
   if (expected === actual) return;
   const names = group.paths.map((p) => path.join(dir, p)).join(', ');
   const what = group.paths.length === 1 ? names : `weight files of weightsManifest[${g}] (${names}) together`;
-  throw new UsageError(`${what} ${group.paths.length === 1 ? 'has' : 'have'} ${actual} bytes, but model.json's weight specs need ${expected} bytes (wrong or partly copied file?)`);
+  throw new UsageError(
+    `${what} ${group.paths.length === 1 ? 'has' : 'have'} ${actual} bytes, but model.json's weight specs need ${expected} bytes (wrong or partly copied file?)`,
+  );
 }
 
 function describeFile(name: string, bytes: Buffer): ModelFile {

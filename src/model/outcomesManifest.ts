@@ -37,7 +37,8 @@ export function parseOutcomes(value: unknown, file: string): ManifestOutcomes {
   const fail = (path: string, what: string): never => {
     throw new UsageError(`${file}: outcomes${path === '' ? '' : `.${path}`} ${what}`);
   };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('', 'must be a JSON object, e.g. {"table": "customer_outcomes", "horizon": "90 days"}');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    fail('', 'must be a JSON object, e.g. {"table": "customer_outcomes", "horizon": "90 days"}');
   const o = value as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!fields.includes(k)) fail(k, `is not a known field (expected ${fields.join(', ')})`);
   const text = (k: string, fallback?: string): string | undefined => {
@@ -49,12 +50,15 @@ export function parseOutcomes(value: unknown, file: string): ManifestOutcomes {
   };
   const table = text('table');
   const query = text('query');
-  if ((table === undefined) === (query === undefined)) fail(table === undefined ? 'table' : 'query', 'and query: give exactly one (a table or view name, or a SELECT)');
-  if (table !== undefined && (table.split('.').length > 2 || table.split('.').some((p) => p === ''))) fail('table', `must be "table" or "schema.table" (got "${table}")`);
+  if ((table === undefined) === (query === undefined))
+    fail(table === undefined ? 'table' : 'query', 'and query: give exactly one (a table or view name, or a SELECT)');
+  if (table !== undefined && (table.split('.').length > 2 || table.split('.').some((p) => p === '')))
+    fail('table', `must be "table" or "schema.table" (got "${table}")`);
   if (query !== undefined && !/^\s*(select|with)\b/i.test(query)) fail('query', 'must be a SELECT (or WITH … SELECT) statement');
   const horizon = text('horizon');
   if (horizon === undefined) return fail('horizon', 'is required: how long after a run is published its outcomes count, e.g. "90 days"');
-  if (!horizonPattern.test(horizon.trim())) fail('horizon', `must be a whole number and a unit (days, weeks, months, years), e.g. "90 days" (got "${horizon}")`);
+  if (!horizonPattern.test(horizon.trim()))
+    fail('horizon', `must be a whole number and a unit (days, weeks, months, years), e.g. "90 days" (got "${horizon}")`);
   const absent = text('absent', 'unknown');
   if (absent !== 'negative' && absent !== 'unknown') fail('absent', `must be "negative" or "unknown" (got "${absent}")`);
   const ident = (k: string, fallback: string): string => {

@@ -42,7 +42,9 @@ export const predictBatchRows = 8192;
 export function createTfScorer(model: TfModel, inputWidth: number, slots: readonly InputSlot[], selection: OutputSelection): Scorer {
   let disposed = false;
   // Per-input buffers for one predict call, reused call after call (STYLE.md §6); a whole-row float32 input needs none.
-  const buffers = slots.map((s) => (s.whole ? undefined : s.dtype === 'int32' ? new Int32Array(predictBatchRows * s.width) : new Float32Array(predictBatchRows * s.width)));
+  const buffers = slots.map((s) =>
+    s.whole ? undefined : s.dtype === 'int32' ? new Int32Array(predictBatchRows * s.width) : new Float32Array(predictBatchRows * s.width),
+  );
   return {
     inputWidth,
     async score(x, rows) {

@@ -66,8 +66,16 @@ async function metricsRegistry(m: RunMetrics): Promise<import('prom-client').Reg
     for (const s of samples) g.set({ model: m.model, ...s.labels }, s.value);
   };
   gauge('scorejob_last_run_success', '1 if the last run succeeded, 0 if it failed, was interrupted or was refused.', flag(m.status === 'succeeded'));
-  gauge('scorejob_last_run_status', 'Status of the last run (refused: stopped before it started, exit 2): 1 for its status, 0 for the others.', statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })));
-  gauge('scorejob_last_run_failure', 'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it; config: refused at start-up), 0 for the others.', errorKinds.map((k) => ({ labels: { kind: String(k) }, value: k === m.errorKind ? 1 : 0 })));
+  gauge(
+    'scorejob_last_run_status',
+    'Status of the last run (refused: stopped before it started, exit 2): 1 for its status, 0 for the others.',
+    statuses.map((s) => ({ labels: { status: s }, value: s === m.status ? 1 : 0 })),
+  );
+  gauge(
+    'scorejob_last_run_failure',
+    'Why the last run failed: 1 for its error kind (gate: a publish gate stopped it; config: refused at start-up), 0 for the others.',
+    errorKinds.map((k) => ({ labels: { kind: String(k) }, value: k === m.errorKind ? 1 : 0 })),
+  );
   gauge('scorejob_last_run_id', 'Run id of the last run (scorejob runs show <id>).', one(m.runId === null ? null : Number(m.runId)));
   gauge('scorejob_last_run_published', '1 if the last run published its scores to customer_scores.', flag(m.published));
   gauge('scorejob_last_run_dry_run', '1 if the last run was a dry run.', flag(m.dryRun));
@@ -77,9 +85,17 @@ async function metricsRegistry(m: RunMetrics): Promise<import('prom-client').Reg
   gauge('scorejob_last_run_rows_scored', 'Rows scored by the last run.', one(m.rowsScored));
   gauge('scorejob_last_run_rows_rejected', 'Rows the last run could not score (score_rejects).', one(m.rowsRejected));
   gauge('scorejob_last_run_reject_ratio', 'Rejected / (scored + rejected) of the last run.', one(total === 0 ? 0 : m.rowsRejected / total));
-  gauge('scorejob_last_run_rows_per_second', 'Rows scored per second by the last run in this process (a resume: the rows it scored).', one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0));
+  gauge(
+    'scorejob_last_run_rows_per_second',
+    'Rows scored per second by the last run in this process (a resume: the rows it scored).',
+    one(seconds > 0 ? Math.round((m.rowsScoredNow ?? m.rowsScored) / seconds) : 0),
+  );
   gauge('scorejob_last_run_psi', "Population stability index of the last run's scores against the previous published run (absent without one).", one(m.psi));
-  gauge('scorejob_last_success_timestamp_seconds', 'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).', one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000));
+  gauge(
+    'scorejob_last_success_timestamp_seconds',
+    'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).',
+    one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000),
+  );
   return registry;
 }
 
@@ -115,7 +131,10 @@ function lastSuccessIn(text: string, model?: string): Date | null {
 async function previousLastSuccess(target: MetricsTarget, model: string): Promise<Date | null> {
   if (target.file) return lastSuccessIn(await readFile(target.file, 'utf8').catch(() => ''));
   if (!target.push) return null;
-  const text = await fetch(`${target.push}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => (r.ok ? r.text() : ''), () => '');
+  const text = await fetch(`${target.push}/metrics`, { signal: AbortSignal.timeout(10_000) }).then(
+    (r) => (r.ok ? r.text() : ''),
+    () => '',
+  );
   return lastSuccessIn(text, model);
 }
 
@@ -197,6 +216,18 @@ export async function exportRunMetrics(
  * a staleness alert would notice. The last success time is kept from the previous export.
  */
 export async function exportRefusal(target: MetricsTarget, model: string, log: Logger): Promise<void> {
-  const facts = { model, runId: null, status: 'refused', errorKind: 'config', published: false, dryRun: false, forced: false, durationMs: 0, rowsScored: 0, rowsRejected: 0, psi: null } as const;
+  const facts = {
+    model,
+    runId: null,
+    status: 'refused',
+    errorKind: 'config',
+    published: false,
+    dryRun: false,
+    forced: false,
+    durationMs: 0,
+    rowsScored: 0,
+    rowsRejected: 0,
+    psi: null,
+  } as const;
   await exportRunMetrics(target, facts, () => previousLastSuccess(target, model), log);
 }

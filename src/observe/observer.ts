@@ -87,7 +87,11 @@ export class RunObserver {
 
   /** Writes the metrics file, if asked; rows default to what this process counted. */
   async finished(
-    outcome: Pick<RunMetrics, 'model' | 'status' | 'errorKind' | 'published' | 'dryRun' | 'psi'> & { runId: string; rowsScored?: number; rowsRejected?: number },
+    outcome: Pick<RunMetrics, 'model' | 'status' | 'errorKind' | 'published' | 'dryRun' | 'psi'> & {
+      runId: string;
+      rowsScored?: number;
+      rowsRejected?: number;
+    },
     lastSuccess: () => Promise<Date | null>,
   ): Promise<void> {
     this.stopProgress();

@@ -48,7 +48,6 @@ export async function forcePublish(
 ): Promise<ForcePublishResult> {
   if (!/^\d{1,18}$/.test(runId)) throw new UsageError(`run id "${runId}" is not a run number (see \`scorejob runs\`)`);
   const reason = checkForceReason(runId, opts);
-  const { config } = ctx;
   const started = performance.now();
   // The run's model decides which lock: read it, take the model's lock, then read the run again under it.
   return withModelLock(ctx, 'publish', modelOfRun(runId), async ({ client, ledger, lock }) => {
@@ -68,36 +67,82 @@ export async function forcePublish(
     await runOnPublishCommand(opts.onPublishCommand, event, log);
     const dropped = await applyRetention({ client, ledger, modelName: r.model_name, keep: r.params.keepRuns ?? 12, log });
     const psi = previousStats.drift?.psi ?? null;
-    const missing = await ledger.rejectsByReason(client, runId);
-    log.warn(
-      { forced_publish: true, overridden_error: r.error, reason, by: forced.by, psi, rows_scored: Number(r.rows_scored), rows_rejected: Number(r.rows_rejected), rejects_by_reason: missing, dropped_runs: dropped },
-      `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; reason: ${reason}; ` + missingCustomers(config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
-    );
-    await exportRunMetrics(
-      { file: ctx.metricsFile, push: ctx.metricsPush },
-      {
-        model: r.model_name,
-        runId,
-        status: 'succeeded',
-        errorKind: null,
-        published: true,
-        dryRun: false,
-        forced: true,
-        durationMs: performance.now() - started,
-        rowsScored: Number(r.rows_scored),
-        rowsRejected: Number(r.rows_rejected),
-        psi,
-      },
-      () => ledger.lastSuccessAt(client, r.model_name),
-      log,
-    );
+    await reportForced({ ctx, client, ledger, run: r, log, forced, dropped, psi, durationMs: performance.now() - started });
     const lost = await reasonsLost(client, ledger, event.previous_run_id, r);
-    return { runId, modelName: r.model_name, modelVersion: r.model_version, rowsScored: Number(r.rows_scored), rowsRejected: Number(r.rows_rejected), psi, overriddenError: r.error, droppedRuns: dropped, reason, reasonsLost: lost };
+    return {
+      runId,
+      modelName: r.model_name,
+      modelVersion: r.model_version,
+      rowsScored: Number(r.rows_scored),
+      rowsRejected: Number(r.rows_rejected),
+      psi,
+      overriddenError: r.error,
+      droppedRuns: dropped,
+      reason,
+      reasonsLost: lost,
+    };
   });
 }
 
+/** The forced publish in words (a warn line naming what readers now miss) and in the run's metrics. */
+async function reportForced(f: {
+  ctx: { config: Config; metricsFile?: string | undefined; metricsPush?: string | undefined };
+  client: Queryable;
+  ledger: Ledger;
+  run: RunRow;
+  log: Logger;
+  forced: ForcedPublish;
+  dropped: string[];
+  psi: number | null;
+  durationMs: number;
+}): Promise<void> {
+  const { client, ledger, log, forced, dropped, psi } = f;
+  const r = f.run;
+  const runId = r.run_id;
+  const reason = forced.reason;
+  const missing = await ledger.rejectsByReason(client, runId);
+  log.warn(
+    {
+      forced_publish: true,
+      overridden_error: r.error,
+      reason,
+      by: forced.by,
+      psi,
+      rows_scored: Number(r.rows_scored),
+      rows_rejected: Number(r.rows_rejected),
+      rejects_by_reason: missing,
+      dropped_runs: dropped,
+    },
+    `run ${runId} published by force (--force) over its failed gate: ${r.error ?? 'no error recorded'}; reason: ${reason}; ` +
+      missingCustomers(f.ctx.config.schema, runId, r.model_name, Number(r.rows_rejected), missing),
+  );
+  await exportRunMetrics(
+    { file: f.ctx.metricsFile, push: f.ctx.metricsPush },
+    {
+      model: r.model_name,
+      runId,
+      status: 'succeeded',
+      errorKind: null,
+      published: true,
+      dryRun: false,
+      forced: true,
+      durationMs: f.durationMs,
+      rowsScored: Number(r.rows_scored),
+      rowsRejected: Number(r.rows_rejected),
+      psi,
+    },
+    () => ledger.lastSuccessAt(client, r.model_name),
+    log,
+  );
+}
+
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */
-async function checkPublishable(client: Queryable, ledger: Ledger, run: RunRow | undefined, opts: { runId: string; force: boolean; partOf?: ForcePartOf | undefined }): Promise<void> {
+async function checkPublishable(
+  client: Queryable,
+  ledger: Ledger,
+  run: RunRow | undefined,
+  opts: { runId: string; force: boolean; partOf?: ForcePartOf | undefined },
+): Promise<void> {
   const { runId, force } = opts;
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   const part = run.params.championRunId;
@@ -108,17 +153,26 @@ async function checkPublishable(client: Queryable, ledger: Ledger, run: RunRow |
   if (run.published_at !== null) throw new UsageError(`run ${runId} is already published; there is nothing to do`);
   if (run.status !== 'failed' || run.error_kind !== 'gate') {
     const why = run.status === 'failed' ? `failed (${run.error_kind ?? 'unknown'}: ${run.error ?? 'no error recorded'})` : run.status;
-    throw new UsageError(`run ${runId} is ${why}; only a run stopped by a publish gate (--max-reject-ratio, --max-psi) can be published with \`scorejob publish --force\`${run.status === 'failed' || run.status === 'interrupted' ? `; continue it with \`scorejob resume ${runId}\`` : ''}`);
+    throw new UsageError(
+      `run ${runId} is ${why}; only a run stopped by a publish gate (--max-reject-ratio, --max-psi) can be published with \`scorejob publish --force\`${run.status === 'failed' || run.status === 'interrupted' ? `; continue it with \`scorejob resume ${runId}\`` : ''}`,
+    );
   }
   if (run.dry_run) throw new UsageError(`run ${runId} was a dry run: its scores were never meant to be published; start a real run with \`scorejob run\``);
   if (Number(run.rows_scored) === 0) {
-    throw new UsageError(`run ${runId} scored no customer (${run.rows_rejected} rejected): publishing it would empty ${ledger.schema}.customer_scores; fix the model or the data, then start a new run with \`scorejob run\``);
+    throw new UsageError(
+      `run ${runId} scored no customer (${run.rows_rejected} rejected): publishing it would empty ${ledger.schema}.customer_scores; fix the model or the data, then start a new run with \`scorejob run\``,
+    );
   }
-  if ((await ledger.pendingChunkCount(client, runId)) > 0 || run.chunks_total === null) throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
+  if ((await ledger.pendingChunkCount(client, runId)) > 0 || run.chunks_total === null)
+    throw new UsageError(`run ${runId} has chunks that are not done; continue it with \`scorejob resume ${runId}\``);
   const newer = await ledger.laterPublishedRun(client, runId, run.model_name);
   if (newer !== undefined) throw new UsageError(`run ${runId} was superseded by run ${newer}, published later; publishing it would go back in time`);
-  if (!(await ledger.storage.exists(client, ledger.runTable(runId)))) throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
-  if (!force) throw new UsageError(`run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with ${forceCommand(runId)}`);
+  if (!(await ledger.storage.exists(client, ledger.runTable(runId))))
+    throw new UsageError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+  if (!force)
+    throw new UsageError(
+      `run ${runId} was stopped by a publish gate (${run.error ?? 'no error recorded'}); after a person has looked (\`scorejob runs show ${runId}\`), publish it with ${forceCommand(runId)}`,
+    );
 }
 
 /** Who is not in customer_scores after a forced publish, and where a reader and an operator find them. */

@@ -32,5 +32,8 @@ export async function runOnPublishCommand(command: string | undefined, event: Pu
     return;
   }
   const why = outcome.error ? outcome.error.message : outcome.signal ? `killed by ${outcome.signal}` : `exit code ${outcome.code}`;
-  log.warn({ on_publish_command: command, ms, exit_code: outcome.code, signal: outcome.signal }, `--on-publish-command failed (${why}); ${event.run_id === null ? `model ${event.model_name} is retired` : `run ${event.run_id} is published`} all the same`);
+  log.warn(
+    { on_publish_command: command, ms, exit_code: outcome.code, signal: outcome.signal },
+    `--on-publish-command failed (${why}); ${event.run_id === null ? `model ${event.model_name} is retired` : `run ${event.run_id} is published`} all the same`,
+  );
 }

@@ -34,7 +34,10 @@ export async function checkPromotion(
     `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the challenger ${p.manifest_name} ${p.model_version} (run ${p.run_id}, challenger of run ${p.champion_run_id}), ` +
     `published by hand by ${p.by} on ${p.published_at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   if (opts.replace || opts.replaces === p.run_id) {
-    opts.log.warn({ model: model.name, promoted_run_id: p.run_id, promoted_version: p.model_version, replace_promoted: true }, `${shown}; --replace-promoted: this run of ${model.dir} (version ${model.version}) replaces it once it publishes`);
+    opts.log.warn(
+      { model: model.name, promoted_run_id: p.run_id, promoted_version: p.model_version, replace_promoted: true },
+      `${shown}; --replace-promoted: this run of ${model.dir} (version ${model.version}) replaces it once it publishes`,
+    );
     return p.run_id;
   }
   const back = opts.command === 'run' ? 'run once with `scorejob run --replace-promoted`' : 'start a new run with `scorejob run --replace-promoted`';

@@ -51,7 +51,10 @@ export async function registerModel(c: pg.ClientBase, ledger: Ledger, modelName:
   await withLockRetry(c, log, `registering model ${modelName}`, async () => {
     if (await ledger.registerModel(c, modelName)) await ledger.refreshScoreViews(c);
   });
-  log.info({ model: modelName }, `model ${modelName} registered in schema ${ledger.schema}: customer_scores now has its rows once it publishes (WHERE model_name = '${modelName}')`);
+  log.info(
+    { model: modelName },
+    `model ${modelName} registered in schema ${ledger.schema}: customer_scores now has its rows once it publishes (WHERE model_name = '${modelName}')`,
+  );
 }
 
 /** How a publish is made (publishRun). */
@@ -88,7 +91,8 @@ const oldReaderWaitMs = 30_000;
 export async function publishRun(opts: PublishRequest): Promise<PublishedEvent> {
   const { client: c, ledger, runId, stats, log, fence, settleMs = attachSettleMs, kind = 'publish', analyzed = false } = opts;
   const state = await ledger.storage.state(c, runId);
-  if (!state.attached) throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
+  if (!state.attached)
+    throw new RunFailedError(`the scores of run ${runId} are not attached to ${ledger.schema}.score_data; resume it with \`scorejob resume ${runId}\``, runId);
   // A statement planned around the attach's commit takes its snapshot right after planning: once the
   // attach is this old, any such statement saw the old pointer, or still runs (and is waited for below).
   const wait = await ledger.msUntilAttachedFor(c, runId, settleMs);
@@ -132,7 +136,10 @@ async function waitForOlderReaders(c: pg.ClientBase, ledger: Ledger, runId: stri
     const old = await ledger.readersOlderThanAttach(c, runId);
     if (old.length === 0) return;
     if (performance.now() >= deadline) {
-      log.warn({ pids: old.map((o) => o.pid) }, `publishing although ${old.length} session(s) in a transaction older than this run still hold a lock on score_data (pids ${old.map((o) => o.pid).join(', ')}): their next statement may see no scores until they end their transaction`);
+      log.warn(
+        { pids: old.map((o) => o.pid) },
+        `publishing although ${old.length} session(s) in a transaction older than this run still hold a lock on score_data (pids ${old.map((o) => o.pid).join(', ')}): their next statement may see no scores until they end their transaction`,
+      );
       return;
     }
     if (!waited) log.info({ pids: old.map((o) => o.pid) }, `waiting for ${old.length} reader transaction(s) older than this run to end before publishing`);
@@ -188,7 +195,10 @@ export async function applyRetention(opts: RetentionRequest): Promise<string[]> 
   const doomed = [
     ...champions,
     // The run it is part of dropped now, or before (its table gone; a running run's sibling is running too, and not listed).
-    ...all.filter((r) => r.champion_run_id !== null && !r.published && (doomedIds.has(r.champion_run_id) || (!listed.has(r.champion_run_id) && r.champion_run_id !== current))),
+    ...all.filter(
+      (r) =>
+        r.champion_run_id !== null && !r.published && (doomedIds.has(r.champion_run_id) || (!listed.has(r.champion_run_id) && r.champion_run_id !== current)),
+    ),
   ];
   const dropped: string[] = [];
   // A layered only_new run reads its carried scores from the run below it (sql/013_layers.sql): that run

@@ -13,7 +13,12 @@ export interface ReasonsLost {
  * Whether the publication of `run` (replacing `previousRunId`) empties the model's customer_score_reasons:
  * the run it replaced was scored with `--reasons K` and this one was not (a sibling run never has reasons).
  */
-export async function reasonsLost(c: pg.ClientBase, ledger: Ledger, previousRunId: string | null, run: Pick<RunRow, 'params'>): Promise<ReasonsLost | undefined> {
+export async function reasonsLost(
+  c: pg.ClientBase,
+  ledger: Ledger,
+  previousRunId: string | null,
+  run: Pick<RunRow, 'params'>,
+): Promise<ReasonsLost | undefined> {
   if (previousRunId === null || run.params.reasons) return undefined;
   const previous = await ledger.getRun(c, previousRunId);
   const k = previous?.params.reasons?.k;

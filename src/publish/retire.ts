@@ -89,7 +89,9 @@ async function nothingToRetire(client: pg.PoolClient, publications: Publications
   const last = await publications.lastPublication(client, name);
   const where = `${config.schema}.customer_scores on ${describeDb(config.db)}`;
   if (last?.kind === 'retire') {
-    return new NothingToDoError(`model ${name} is already retired (run ${last.run_id} left ${where} at ${last.published_at.toISOString()}, by ${last.by}); nothing to do`);
+    return new NothingToDoError(
+      `model ${name} is already retired (run ${last.run_id} left ${where} at ${last.published_at.toISOString()}, by ${last.by}); nothing to do`,
+    );
   }
   return new NothingToDoError(`model ${name} has no published run: ${where} shows none of its rows; nothing to do`);
 }

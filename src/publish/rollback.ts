@@ -38,8 +38,13 @@ export async function rollback(ctx: { config: Config; log: Logger }, opts: Rollb
     async ({ client, lock, modelName }) => {
       // Under the lock: what is published now, and the target, read again.
       const current = await publications.currentRun(client, modelName);
-      const target = opts.runId ?? (current === undefined ? await retiredRun(client, publications, modelName) : await publications.previousKeptRun(client, modelName, current));
-      if (target === undefined) throw new UsageError(`model ${modelName} has no kept run published before run ${current} (see \`scorejob runs --model-name ${modelName}\`); name one with \`scorejob rollback <run-id>\``);
+      const target =
+        opts.runId ??
+        (current === undefined ? await retiredRun(client, publications, modelName) : await publications.previousKeptRun(client, modelName, current));
+      if (target === undefined)
+        throw new UsageError(
+          `model ${modelName} has no kept run published before run ${current} (see \`scorejob runs --model-name ${modelName}\`); name one with \`scorejob rollback <run-id>\``,
+        );
       await checkTarget(client, publications, target, modelName, current);
       const log = ctx.log.child({ run_id: target, model: modelName });
       let event: PublishedEvent | undefined;
@@ -67,17 +72,22 @@ async function whichModel(client: import('pg').ClientBase, ledger: Ledger, publi
   if (opts.runId !== undefined) {
     const run = await ledger.getRun(client, opts.runId);
     if (!run) throw new UsageError(`there is no run ${opts.runId} (see \`scorejob runs\`)`);
-    if (opts.modelName !== undefined && opts.modelName !== run.model_name) throw new UsageError(`run ${opts.runId} is a run of model ${run.model_name}, not of ${opts.modelName} (--model-name)`);
+    if (opts.modelName !== undefined && opts.modelName !== run.model_name)
+      throw new UsageError(`run ${opts.runId} is a run of model ${run.model_name}, not of ${opts.modelName} (--model-name)`);
     return run.model_name;
   }
   const models = await publications.publishedModels(client);
   if (opts.modelName !== undefined) {
     const retired = (await publications.lastPublication(client, opts.modelName))?.kind === 'retire';
-    if (!models.includes(opts.modelName) && !retired) throw new UsageError(`model ${opts.modelName} (--model-name) has no published run in schema ${ledger.schema}${models.length ? ` (published: ${models.join(', ')})` : ''}`);
+    if (!models.includes(opts.modelName) && !retired)
+      throw new UsageError(
+        `model ${opts.modelName} (--model-name) has no published run in schema ${ledger.schema}${models.length ? ` (published: ${models.join(', ')})` : ''}`,
+      );
     return opts.modelName;
   }
   if (models.length === 0) throw new UsageError(`schema ${ledger.schema} has no published run: there is nothing to roll back`);
-  if (models.length > 1) throw new UsageError(`schema ${ledger.schema} publishes several models (${models.join(', ')}): name one with --model-name, or name the run`);
+  if (models.length > 1)
+    throw new UsageError(`schema ${ledger.schema} publishes several models (${models.join(', ')}): name one with --model-name, or name the run`);
   return models[0] as string;
 }
 
@@ -92,14 +102,22 @@ async function retiredRun(client: import('pg').ClientBase, publications: Publica
 }
 
 /** Every reason a run cannot be put back, each a usage error (exit 2). */
-async function checkTarget(client: import('pg').ClientBase, publications: Publications, runId: string, modelName: string, current: string | undefined): Promise<void> {
+async function checkTarget(
+  client: import('pg').ClientBase,
+  publications: Publications,
+  runId: string,
+  modelName: string,
+  current: string | undefined,
+): Promise<void> {
   const run = await publications.candidate(client, runId);
   if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
   if (run.model_name !== modelName) throw new UsageError(`run ${runId} is a run of model ${run.model_name}, not of ${modelName}`);
   if (runId === current) throw new UsageError(`run ${runId} is already published (model ${modelName}); there is nothing to do`);
   if (run.dry_run) throw new UsageError(`run ${runId} was a dry run: its scores were never meant to be published`);
   if (run.status !== 'succeeded' || run.published_at === null) {
-    throw new UsageError(`run ${runId} is ${run.status === 'succeeded' ? 'not published' : run.status}: only a run that succeeded and was published can be put back (see \`scorejob runs show ${runId}\`)`);
+    throw new UsageError(
+      `run ${runId} is ${run.status === 'succeeded' ? 'not published' : run.status}: only a run that succeeded and was published can be put back (see \`scorejob runs show ${runId}\`)`,
+    );
   }
   if (!run.kept) throw new UsageError(`run ${runId} is not kept: retention dropped its scores (--keep-runs); start a new run instead`);
 }

@@ -46,13 +46,24 @@ export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow
 export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
   if (!f) return [];
   const lines: string[] = [];
-  if (f.kind === 'only_new') lines.push('', `Only new customers: ${formatCount(f.rows_carried)} scores carried forward from run ${f.base_run_id ?? '?'} (their run_id and scored_at stay that run's)`);
-  if (f.kind === 'challenger') lines.push('', `Challenger of run ${f.champion_run_id ?? '?'}: scored beside it, never published by it (publish with \`scorejob publish ${f.champion_run_id ?? '?'} --challenger\`)`);
+  if (f.kind === 'only_new')
+    lines.push(
+      '',
+      `Only new customers: ${formatCount(f.rows_carried)} scores carried forward from run ${f.base_run_id ?? '?'} (their run_id and scored_at stay that run's)`,
+    );
+  if (f.kind === 'challenger')
+    lines.push(
+      '',
+      `Challenger of run ${f.champion_run_id ?? '?'}: scored beside it, never published by it (publish with \`scorejob publish ${f.champion_run_id ?? '?'} --challenger\`)`,
+    );
   if (f.challenger) lines.push('', ...formatChallenger(f.challenger));
   if (f.reasons) {
     lines.push('', `Reasons: ${f.reasons.k} per customer, in the ${f.reasons.measured_in} (${f.reasons.method})`);
     const total = f.reasons.first_reason.reduce((n, r) => n + r.customers, 0);
-    for (const r of f.reasons.first_reason.slice(0, 10)) lines.push(`  ${r.feature.padEnd(28)} first reason of ${formatCount(r.customers).padStart(10)} customers (${((100 * r.customers) / Math.max(total, 1)).toFixed(1)}%)`);
+    for (const r of f.reasons.first_reason.slice(0, 10))
+      lines.push(
+        `  ${r.feature.padEnd(28)} first reason of ${formatCount(r.customers).padStart(10)} customers (${((100 * r.customers) / Math.max(total, 1)).toFixed(1)}%)`,
+      );
   }
   return lines;
 }
@@ -66,6 +77,11 @@ export function formatChallenger(c: SiblingComparison): string[] {
     `  PSI against the champion   ${num(c.psi, 4)} (over the champion's deciles)`,
     `  top-decile overlap         ${c.top_decile_overlap === null ? 'n/a' : `${(100 * c.top_decile_overlap).toFixed(1)}%`}`,
     ...(c.band_changes === null ? [] : [`  band changes               ${formatCount(c.band_changes)} customers would change band`]),
-    ...(c.drift?.baseline_run_id ? [`  drift from run ${c.drift.baseline_run_id} (PSI)`.padEnd(29) + `champion ${num(c.drift.champion_psi, 4)}, challenger ${num(c.drift.challenger_psi, 4)}`] : []),
+    ...(c.drift?.baseline_run_id
+      ? [
+          `  drift from run ${c.drift.baseline_run_id} (PSI)`.padEnd(29) +
+            `champion ${num(c.drift.champion_psi, 4)}, challenger ${num(c.drift.challenger_psi, 4)}`,
+        ]
+      : []),
   ];
 }

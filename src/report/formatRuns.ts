@@ -19,7 +19,7 @@ export function formatRunList(items: readonly RunListItem[]): string {
     formatCount(r.rows_rejected),
     r.started_at.replace('T', ' ').slice(0, 19),
     r.duration_s === null ? '' : `${r.duration_s}s`,
-    forcedNote(r) || (r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : r.resume_command ?? ''),
+    forcedNote(r) || (r.error ? `${oneLine(r.error, 100)}${r.resume_command ? ` → ${r.resume_command}` : ''}` : (r.resume_command ?? '')),
   ]);
   return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items) + formatRetires(items);
 }
@@ -37,7 +37,9 @@ function formatRetires(items: readonly RunListItem[]): string {
   if (retires.length === 0) return '';
   const lines = ['', 'Retired models (newest first):'];
   for (const p of retires) {
-    lines.push(`  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.run_id} taken out of customer_scores by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+    lines.push(
+      `  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.run_id} taken out of customer_scores by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`,
+    );
   }
   return lines.map(visible).join('\n') + '\n';
 }
@@ -51,12 +53,16 @@ function forcedNote(r: RunListItem): string {
 /** The rollbacks among the listed runs' publications, newest first: who put which run back, from which, and why. */
 function formatRollbacks(items: readonly RunListItem[]): string {
   const rollbacks = items
-    .flatMap((r) => (r.publications ?? []).filter((p) => p.kind === 'rollback').map((p) => ({ ...p, run_id: r.run_id, model: r.model, current: r.current === true })))
+    .flatMap((r) =>
+      (r.publications ?? []).filter((p) => p.kind === 'rollback').map((p) => ({ ...p, run_id: r.run_id, model: r.model, current: r.current === true })),
+    )
     .sort((a, b) => b.at.localeCompare(a.at));
   if (rollbacks.length === 0) return '';
   const lines = ['', 'Rollbacks (newest first):'];
   for (const p of rollbacks) {
-    lines.push(`  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.from_run_id ?? '—'} -> run ${p.run_id}${p.current ? ' (current)' : ''} by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`);
+    lines.push(
+      `  ${p.at.replace('T', ' ').slice(0, 19)} UTC  ${p.model}: run ${p.from_run_id ?? '—'} -> run ${p.run_id}${p.current ? ' (current)' : ''} by ${p.by}${p.reason ? `: ${oneLine(p.reason, 100)}` : ''}`,
+    );
   }
   return lines.map(visible).join('\n') + '\n';
 }
@@ -73,7 +79,9 @@ export function formatRunDetail(r: RunDetail): string {
   lines.push(`  model        ${modelIdentity(r)} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`);
   lines.push(`  started      ${r.started_at}   finished ${r.finished_at ?? '—'}   duration ${r.duration_s ?? '—'}s`);
   lines.push(`  host / pid   ${r.host} / ${r.pid}`);
-  lines.push(`  rows         ${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_carried)} carried, ${formatCount(r.rows_rejected)} rejected${r.published ? `; ${formatCount(r.rows_published)} published` : ''}`);
+  lines.push(
+    `  rows         ${formatCount(r.rows_scored)} scored, ${formatCount(r.rows_carried)} carried, ${formatCount(r.rows_rejected)} rejected${r.published ? `; ${formatCount(r.rows_published)} published` : ''}`,
+  );
   lines.push(`  chunks       ${r.chunks_done} of ${r.chunks_total ?? '?'} done`);
   if (r.error) lines.push(`  error        ${r.error}`);
   for (const p of r.publications ?? []) {
@@ -87,7 +95,8 @@ export function formatRunDetail(r: RunDetail): string {
   const earlier = r.status === 'failed' || r.status === 'interrupted' ? r.failures.slice(0, -1) : r.failures;
   if (earlier.length > 0) {
     lines.push('', r.status === 'succeeded' ? 'Failures before it succeeded (oldest first):' : 'Earlier failures (oldest first):');
-    for (const f of earlier) lines.push(`  ${f.at.replace('T', ' ').slice(0, 19)} UTC  ${f.status}${f.kind ? ` (${f.kind})` : ''}: ${oneLine(f.error ?? '—', 200)}`);
+    for (const f of earlier)
+      lines.push(`  ${f.at.replace('T', ' ').slice(0, 19)} UTC  ${f.status}${f.kind ? ` (${f.kind})` : ''}: ${oneLine(f.error ?? '—', 200)}`);
   }
   if (r.rejects_by_reason.length > 0) {
     lines.push('', 'Rejected rows by reason:');
@@ -99,7 +108,11 @@ export function formatRunDetail(r: RunDetail): string {
     lines.push('', `Scores${prev ? ` (previous published run ${r.previous_published?.run_id} in brackets)` : ''}:`);
     const pair = (a: number | null, b: number | null | undefined) => (prev ? `${formatDecimal(a)} (${formatDecimal(b)})` : formatDecimal(a));
     lines.push(`  mean ${pair(s.mean, prev?.mean)}   std ${pair(s.std, prev?.std)}   min ${pair(s.min, prev?.min)}   max ${pair(s.max, prev?.max)}`);
-    lines.push(`  quantiles ${Object.entries(s.quantiles).map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`).join('  ')}`);
+    lines.push(
+      `  quantiles ${Object.entries(s.quantiles)
+        .map(([k, v]) => `${k} ${pair(v, prev?.quantiles[k])}`)
+        .join('  ')}`,
+    );
   } else if (r.stats) {
     // No score to describe: never a mean or std of 0.
     lines.push('', `Scores: none${r.rows_rejected > 0 ? ' (every row was rejected)' : ''}`);
@@ -112,7 +125,9 @@ export function formatRunDetail(r: RunDetail): string {
     lines.push('', 'Chunks not done or retried:');
     for (const c of failing.slice(0, 20)) {
       const by = c.claim_host ? ` (last by pid ${c.claim_pid} on ${c.claim_host})` : '';
-      lines.push(`  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.failed ? 'failed' : c.status}, ${c.attempts} attempt(s)${by}${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`);
+      lines.push(
+        `  #${c.chunk_no} (${c.key_lo ?? '-∞'}, ${c.key_hi ?? '∞'}] ${c.failed ? 'failed' : c.status}, ${c.attempts} attempt(s)${by}${c.last_error ? `: ${oneLine(c.last_error, 120)}` : ''}`,
+      );
     }
     if (failing.length > 20) lines.push(`  … and ${failing.length - 20} more`);
   }
@@ -134,7 +149,8 @@ function formatWorkers(chunks: RunDetail['chunks']): string[] {
   }
   if (by.size === 0) return [];
   const lines = ['', `Workers (${by.size}):`];
-  for (const [who, w] of by) lines.push(`  ${who}: ${formatCount(w.chunks)} chunk(s), ${formatCount(w.rows)} rows, ${(w.ms / 1000).toFixed(1)} s in its chunks`);
+  for (const [who, w] of by)
+    lines.push(`  ${who}: ${formatCount(w.chunks)} chunk(s), ${formatCount(w.rows)} rows, ${(w.ms / 1000).toFixed(1)} s in its chunks`);
   return lines;
 }
 

@@ -11,7 +11,10 @@ export function psiVerdict(psi: number): string {
 }
 
 export function formatPsi(d: Drift | null | undefined): string {
-  if (!d || d.psi === null) return d?.baseline_run_id ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})` : '— (no previous published run)';
+  if (!d || d.psi === null)
+    return d?.baseline_run_id
+      ? `— (cannot be computed against run ${d.baseline_run_id}: ${d.unavailable ?? 'the histograms are not comparable'})`
+      : '— (no previous published run)';
   return `${formatDecimal(d.psi)} (${psiVerdict(d.psi)}) against run ${d.baseline_run_id}`;
 }
 
@@ -110,7 +113,10 @@ export function formatFeatureTable(f: FeaturesSummary, previous: FeaturesSummary
 export function formatRunStatistics(r: RunDetail): string[] {
   const lines: string[] = [];
   if (r.forced_publish) {
-    lines.push('', `Published by force on ${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}${r.forced_publish.reason ? `; reason: ${r.forced_publish.reason}` : ''}`);
+    lines.push(
+      '',
+      `Published by force on ${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}${r.forced_publish.reason ? `; reason: ${r.forced_publish.reason}` : ''}`,
+    );
   }
   if (r.stats && r.stats.count > 0) {
     lines.push('', `Drift (PSI over ${r.drift?.bins ?? 10} bins)  ${formatPsi(r.drift)}`);
@@ -120,7 +126,10 @@ export function formatRunStatistics(r: RunDetail): string[] {
   }
   if (r.features && r.features.features.length > 0) {
     const prev = r.previous_published?.features;
-    lines.push('', `Features (${formatCount(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`);
+    lines.push(
+      '',
+      `Features (${formatCount(r.features.rows)} rows read${prev ? `; previous published run ${r.previous_published?.run_id} in brackets` : ''}):`,
+    );
     lines.push(...formatFeatureTable(r.features, prev));
   }
   lines.push(...formatFeatureDrift(r.feature_drift));

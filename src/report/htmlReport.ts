@@ -14,7 +14,6 @@ export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
-
 const css = `
 body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1d2433;margin:32px auto;max-width:1080px;padding:0 24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #d8dde6;padding-bottom:4px}
@@ -35,7 +34,10 @@ tr.changed td{background:#fff4d6}tr.changed td:first-child{font-weight:600}td .u
 
 function facts(r: RunDetail): string {
   const rows: [string, string][] = [
-    ['status', `<span class="badge ${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`],
+    [
+      'status',
+      `<span class="badge ${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`,
+    ],
     ['model', escapeHtml(`${modelIdentity(r)} (sha256 ${r.model_sha256.slice(0, 16)}…) on ${r.backend}`)],
     ['trigger', escapeHtml(r.trigger + (r.resumes ? `, resumed ${r.resumes}×` : ''))],
     ['started / finished (UTC)', escapeHtml(`${r.started_at} / ${r.finished_at ?? '—'}`)],
@@ -45,9 +47,14 @@ function facts(r: RunDetail): string {
     ['drift (PSI)', psiCell(r)],
   ];
   if (r.error) rows.push(['error', escapeHtml(r.error)]);
-  if (r.forced_publish) rows.push(['published by force', escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`)]);
+  if (r.forced_publish)
+    rows.push([
+      'published by force',
+      escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`),
+    ]);
   for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([analystLabel(line), escapeHtml(line.trim())]);
-  for (const x of r.rejects_by_reason) rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
+  for (const x of r.rejects_by_reason)
+    rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
 }
 
@@ -72,7 +79,12 @@ function nextStep(r: RunDetail): string {
   let act = true;
   if (r.status === 'running') html = `In progress. Follow it with ${cmd('scorejob runs')}.`;
   else if (r.resume_command) {
-    const why = r.error_kind === 'gate' ? 'A publish gate stopped this run; its scores are kept unpublished.' : r.status === 'interrupted' ? 'The run was interrupted; it is resumable.' : 'The run failed; the ledger recorded why (above).';
+    const why =
+      r.error_kind === 'gate'
+        ? 'A publish gate stopped this run; its scores are kept unpublished.'
+        : r.status === 'interrupted'
+          ? 'The run was interrupted; it is resumable.'
+          : 'The run failed; the ledger recorded why (above).';
     // resume_command names one command, or two joined by words ("… once the data is fixed, or … after review").
     html = `${escapeHtml(why)} Next: ${commandsAsCode(r.resume_command)}.`;
   } else if (r.status === 'succeeded' && r.dry_run) html = `A dry run: nothing was published. To publish, start a real run: ${cmd('scorejob run')}.`;
@@ -95,7 +107,8 @@ function changes(r: RunDetail): string {
   const items: string[] = [];
   const psi = r.drift?.psi;
   if (psi !== null && psi !== undefined) items.push(`Score distribution: ${psiCell(r)}.`);
-  if (prev.stats && r.stats.mean !== null && prev.stats.mean !== null) items.push(escapeHtml(`Mean score ${formatDecimal(r.stats.mean)} (was ${formatDecimal(prev.stats.mean)}).`));
+  if (prev.stats && r.stats.mean !== null && prev.stats.mean !== null)
+    items.push(escapeHtml(`Mean score ${formatDecimal(r.stats.mean)} (was ${formatDecimal(prev.stats.mean)}).`));
   const rejected = r.rows_scored + r.rows_rejected > 0 ? r.rows_rejected / (r.rows_scored + r.rows_rejected) : 0;
   items.push(escapeHtml(`Customers scored: ${formatCount(r.rows_scored)} (was ${formatCount(prev.rows_scored)}); rejected ${formatFraction(rejected)}.`));
   const moved = r.features ? featureChanges(r.features, prev.features) : [];
@@ -103,7 +116,7 @@ function changes(r: RunDetail): string {
     const dir = c.now > c.before ? 'up' : 'down';
     items.push(`<span class="${dir}">${escapeHtml(`${c.column}: ${c.what} ${formatFraction(c.now)} (was ${formatFraction(c.before)})`)}</span>`);
   }
-  if (r.features && prev.features && moved.length === 0) items.push('No feature\'s NULL, out-of-range or unknown-category fraction moved notably.');
+  if (r.features && prev.features && moved.length === 0) items.push("No feature's NULL, out-of-range or unknown-category fraction moved notably.");
   return `<h2>What changed against run ${escapeHtml(prev.run_id)}</h2><ul id="changes">${items.map((i) => `<li>${i}</li>`).join('')}</ul>`;
 }
 
@@ -137,12 +150,19 @@ export function histogramSvg(current: ScoreSummary['histogram'], previous: Score
   const step = (current.hi - current.lo) / bins;
   a.forEach((share, i) => {
     const x0 = left + i * slot + slot * 0.1;
-    parts.push(`<rect class="bar current" x="${x0.toFixed(1)}" y="${y(share).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(share)).toFixed(1)}" fill="#2f6fde"><title>${(current.lo + i * step).toFixed(2)}–${(current.lo + (i + 1) * step).toFixed(2)}: ${formatPercent(share)}</title></rect>`);
+    parts.push(
+      `<rect class="bar current" x="${x0.toFixed(1)}" y="${y(share).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(share)).toFixed(1)}" fill="#2f6fde"><title>${(current.lo + i * step).toFixed(2)}–${(current.lo + (i + 1) * step).toFixed(2)}: ${formatPercent(share)}</title></rect>`,
+    );
     if (p) {
       const ps = p[i] ?? 0;
-      parts.push(`<rect class="bar previous" x="${(x0 + barW).toFixed(1)}" y="${y(ps).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(ps)).toFixed(1)}" fill="#a7b0bf"><title>previous: ${formatPercent(ps)}</title></rect>`);
+      parts.push(
+        `<rect class="bar previous" x="${(x0 + barW).toFixed(1)}" y="${y(ps).toFixed(1)}" width="${barW.toFixed(1)}" height="${(10 + plotH - y(ps)).toFixed(1)}" fill="#a7b0bf"><title>previous: ${formatPercent(ps)}</title></rect>`,
+      );
     }
-    if (i % 2 === 0) parts.push(`<text x="${(left + i * slot).toFixed(1)}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="middle">${(current.lo + i * step).toFixed(2)}</text>`);
+    if (i % 2 === 0)
+      parts.push(
+        `<text x="${(left + i * slot).toFixed(1)}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="middle">${(current.lo + i * step).toFixed(2)}</text>`,
+      );
   });
   parts.push(`<text x="${W - 10}" y="${H - bottom + 16}" font-size="11" fill="#5b6577" text-anchor="end">${current.hi.toFixed(2)}</text>`);
   parts.push(`<line x1="${left}" x2="${W - 10}" y1="${10 + plotH}" y2="${10 + plotH}" stroke="#5b6577"/>`);

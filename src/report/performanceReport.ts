@@ -45,7 +45,9 @@ export async function readPerformance(c: pg.ClientBase, schema: string, runId: s
   const s = quoteIdent(schema);
   const run = await c.query<PerformanceRow>(`SELECT ${columns} FROM ${s}.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`, [runId]);
   if (run.rows.length === 0) return undefined;
-  const history = await c.query<PerformanceRow>(`SELECT ${columns} FROM ${s}.model_performance WHERE model_name = $1 AND band IS NULL ORDER BY run_id`, [modelName]);
+  const history = await c.query<PerformanceRow>(`SELECT ${columns} FROM ${s}.model_performance WHERE model_name = $1 AND band IS NULL ORDER BY run_id`, [
+    modelName,
+  ]);
   return { run: run.rows, history: history.rows };
 }
 
@@ -54,21 +56,31 @@ const pct = (v: number | null): string => (v === null ? '—' : formatPercent(v,
 
 /** The maturity of a run in words: what a reviewer must know before trusting the realised figures. */
 export function maturityWords(r: PerformanceRow): string {
-  return r.mature ? `mature (as of ${r.as_of.slice(0, 10)})` : `${Math.round(r.maturity * 100)}% of the horizon elapsed (as of ${r.as_of.slice(0, 10)}): figures may still move`;
+  return r.mature
+    ? `mature (as of ${r.as_of.slice(0, 10)})`
+    : `${Math.round(r.maturity * 100)}% of the horizon elapsed (as of ${r.as_of.slice(0, 10)}): figures may still move`;
 }
 
 /** `runs show`'s outcomes section: realised beside estimated, per band. */
 export function formatPerformance(p: PerformanceFacts): string[] {
   const whole = p.run.find((r) => r.band === null);
   if (whole === undefined) return [];
-  const lines = ['', `Outcomes: ${maturityWords(whole)}, ${formatCount(whole.with_outcome ?? 0)} of ${formatCount(whole.customers)} customers with an outcome (${pct(whole.coverage)})`];
-  lines.push(`  ${'band'.padEnd(12)} ${'AUC'.padStart(7)} ${'est. AUC'.padStart(9)} ${'KS'.padStart(6)} ${'Brier'.padStart(7)} ${'ECE'.padStart(7)} ${'lift@10%'.padStart(9)} ${'rate'.padStart(7)} ${'expected'.padStart(9)}`);
+  const lines = [
+    '',
+    `Outcomes: ${maturityWords(whole)}, ${formatCount(whole.with_outcome ?? 0)} of ${formatCount(whole.customers)} customers with an outcome (${pct(whole.coverage)})`,
+  ];
+  lines.push(
+    `  ${'band'.padEnd(12)} ${'AUC'.padStart(7)} ${'est. AUC'.padStart(9)} ${'KS'.padStart(6)} ${'Brier'.padStart(7)} ${'ECE'.padStart(7)} ${'lift@10%'.padStart(9)} ${'rate'.padStart(7)} ${'expected'.padStart(9)}`,
+  );
   for (const r of p.run) {
-    lines.push(`  ${(r.band ?? 'all').padEnd(12)} ${num(r.auc).padStart(7)} ${num(r.estimated_auc).padStart(9)} ${num(r.ks).padStart(6)} ${num(r.brier, 4).padStart(7)} ${num(r.calibration_error, 4).padStart(7)} ${num(r.top_decile_lift, 2).padStart(9)} ${pct(r.positive_rate).padStart(7)} ${pct(r.expected_positive_rate).padStart(9)}`);
+    lines.push(
+      `  ${(r.band ?? 'all').padEnd(12)} ${num(r.auc).padStart(7)} ${num(r.estimated_auc).padStart(9)} ${num(r.ks).padStart(6)} ${num(r.brier, 4).padStart(7)} ${num(r.calibration_error, 4).padStart(7)} ${num(r.top_decile_lift, 2).padStart(9)} ${pct(r.positive_rate).padStart(7)} ${pct(r.expected_positive_rate).padStart(9)}`,
+    );
   }
   if (p.history.length > 1) {
     lines.push('  Kept runs of the model (realised AUC / estimated):');
-    for (const h of p.history) lines.push(`    run ${h.run_id.padEnd(8)} ${num(h.auc)} / ${num(h.estimated_auc)}  ${h.mature ? 'mature' : `${Math.round(h.maturity * 100)}% mature`}`);
+    for (const h of p.history)
+      lines.push(`    run ${h.run_id.padEnd(8)} ${num(h.auc)} / ${num(h.estimated_auc)}  ${h.mature ? 'mature' : `${Math.round(h.maturity * 100)}% mature`}`);
   }
   return lines;
 }

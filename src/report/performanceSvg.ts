@@ -8,18 +8,27 @@ const x = (v: number) => (pad + v * side).toFixed(1);
 const y = (v: number) => (pad + (1 - v) * side).toFixed(1);
 
 function frame(id: string, label: string, xTitle: string, yTitle: string, inner: string[]): string {
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((t) => `<text x="${x(t)}" y="${W - pad + 14}" font-size="10" text-anchor="middle" fill="#5b6577">${t}</text><text x="${pad - 6}" y="${(Number(y(t)) + 3).toFixed(1)}" font-size="10" text-anchor="end" fill="#5b6577">${t}</text>`);
-  return `<svg id="${id}" viewBox="0 0 ${W} ${W}" width="${W}" role="img" aria-label="${label}">`
-    + `<rect x="${pad}" y="${pad}" width="${side}" height="${side}" fill="none" stroke="#5b6577"/>`
-    + `<line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="#c8ced8" stroke-dasharray="4 3"/>`
-    + ticks.join('') + inner.join('')
-    + `<text x="${W / 2}" y="${W - 6}" font-size="12" text-anchor="middle">${xTitle}</text>`
-    + `<text x="12" y="${W / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 12 ${W / 2})">${yTitle}</text></svg>`;
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map(
+    (t) =>
+      `<text x="${x(t)}" y="${W - pad + 14}" font-size="10" text-anchor="middle" fill="#5b6577">${t}</text><text x="${pad - 6}" y="${(Number(y(t)) + 3).toFixed(1)}" font-size="10" text-anchor="end" fill="#5b6577">${t}</text>`,
+  );
+  return (
+    `<svg id="${id}" viewBox="0 0 ${W} ${W}" width="${W}" role="img" aria-label="${label}">` +
+    `<rect x="${pad}" y="${pad}" width="${side}" height="${side}" fill="none" stroke="#5b6577"/>` +
+    `<line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="#c8ced8" stroke-dasharray="4 3"/>` +
+    ticks.join('') +
+    inner.join('') +
+    `<text x="${W / 2}" y="${W - 6}" font-size="12" text-anchor="middle">${xTitle}</text>` +
+    `<text x="12" y="${W / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 12 ${W / 2})">${yTitle}</text></svg>`
+  );
 }
 
 /** Observed rate against mean score per decile: on the diagonal, the scores are calibrated. */
 export function reliabilitySvg(predicted: readonly number[], observed: readonly number[]): string {
-  const points = predicted.map((p, i) => `<circle cx="${x(p)}" cy="${y(observed[i] ?? 0)}" r="4" fill="#2f6fde"><title>decile ${i + 1}: mean score ${formatDecimal(p, 3)}, observed ${formatDecimal(observed[i] ?? 0, 3)}</title></circle>`);
+  const points = predicted.map(
+    (p, i) =>
+      `<circle cx="${x(p)}" cy="${y(observed[i] ?? 0)}" r="4" fill="#2f6fde"><title>decile ${i + 1}: mean score ${formatDecimal(p, 3)}, observed ${formatDecimal(observed[i] ?? 0, 3)}</title></circle>`,
+  );
   const path = predicted.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p)},${y(observed[i] ?? 0)}`).join(' ');
   return frame('reliability', 'reliability diagram', 'mean score (decile)', 'observed rate', [`<path d="${path}" fill="none" stroke="#2f6fde"/>`, ...points]);
 }
@@ -36,8 +45,14 @@ export function performanceHtml(p: PerformanceFacts | undefined, escape: (s: str
   const whole = p?.run.find((r) => r.band === null);
   if (p === undefined || whole === undefined) return '';
   const cell = (v: number | null, d = 3) => (v === null ? '—' : formatDecimal(v, d));
-  const rows = p.run.map((r) => `<tr><td>${escape(r.band ?? 'all')}</td><td>${cell(r.auc)}</td><td>${cell(r.estimated_auc)}</td><td>${cell(r.ks)}</td><td>${cell(r.brier, 4)}</td><td>${cell(r.calibration_error, 4)}</td><td>${cell(r.positive_rate)}</td><td>${cell(r.expected_positive_rate)}</td></tr>`);
-  const history = p.history.map((h) => `<tr><td>${escape(h.run_id)}</td><td>${cell(h.auc)}</td><td>${cell(h.estimated_auc)}</td><td>${cell(h.calibration_error, 4)}</td><td>${escape(h.mature ? 'mature' : `${Math.round(h.maturity * 100)}%`)}</td></tr>`);
+  const rows = p.run.map(
+    (r) =>
+      `<tr><td>${escape(r.band ?? 'all')}</td><td>${cell(r.auc)}</td><td>${cell(r.estimated_auc)}</td><td>${cell(r.ks)}</td><td>${cell(r.brier, 4)}</td><td>${cell(r.calibration_error, 4)}</td><td>${cell(r.positive_rate)}</td><td>${cell(r.expected_positive_rate)}</td></tr>`,
+  );
+  const history = p.history.map(
+    (h) =>
+      `<tr><td>${escape(h.run_id)}</td><td>${cell(h.auc)}</td><td>${cell(h.estimated_auc)}</td><td>${cell(h.calibration_error, 4)}</td><td>${escape(h.mature ? 'mature' : `${Math.round(h.maturity * 100)}%`)}</td></tr>`,
+  );
   const charts = [
     whole.decile_predicted && whole.decile_observed ? reliabilitySvg(whole.decile_predicted, whole.decile_observed) : '',
     whole.roc_fpr && whole.roc_tpr ? rocSvg(whole.roc_fpr, whole.roc_tpr) : '',

@@ -75,7 +75,20 @@ export interface RunDetail extends RunListItem {
   tick_at: string | null;
   published_at: string | null;
   rejects_by_reason: RejectCount[];
-  chunks: { chunk_no: number; key_lo: string | null; key_hi: string | null; status: string; attempts: number; rows_scored: number | null; rows_rejected: number | null; duration_ms: number | null; last_error: string | null; claim_host?: string | null; claim_pid?: number | null; failed?: boolean }[];
+  chunks: {
+    chunk_no: number;
+    key_lo: string | null;
+    key_hi: string | null;
+    status: string;
+    attempts: number;
+    rows_scored: number | null;
+    rows_rejected: number | null;
+    duration_ms: number | null;
+    last_error: string | null;
+    claim_host?: string | null;
+    claim_pid?: number | null;
+    failed?: boolean;
+  }[];
   stats: ScoreSummary | null;
   timings_ms: Record<string, number> | null;
   previous_published: { run_id: string; model_version: string; rows_scored: number; stats: ScoreSummary | null; features?: FeaturesSummary | null } | null;
@@ -113,7 +126,10 @@ function nextStep(r: RunListRow): string | null {
   if (r.champion_run_id) return r.error_kind === 'gate' || r.superseded || !r.resumable_scores ? null : `scorejob resume ${r.champion_run_id}`;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
   // A run that scored no customer is never published, not even by force.
-  if (r.error_kind === 'gate') return r.dry_run || Number(r.rows_scored) === 0 ? 'scorejob run' : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force --reason "<what you checked>" after review`;
+  if (r.error_kind === 'gate')
+    return r.dry_run || Number(r.rows_scored) === 0
+      ? 'scorejob run'
+      : `scorejob run once the data is fixed, or scorejob publish ${r.run_id} --force --reason "<what you checked>" after review`;
   return `scorejob resume ${r.run_id}`;
 }
 
@@ -146,7 +162,11 @@ function toItem(r: RunListRow): RunListItem {
   };
 }
 
-export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: number; status?: string | undefined; modelName?: string | undefined }): Promise<RunListItem[]> {
+export async function listRuns(
+  c: pg.ClientBase,
+  schema: string,
+  opts: { limit: number; status?: string | undefined; modelName?: string | undefined },
+): Promise<RunListItem[]> {
   const ledger = new Ledger(schema);
   await settleDeadRuns(c, ledger);
   return withPublications(c, ledger, (await ledger.listRuns(c, opts)).map(toItem));
@@ -155,7 +175,10 @@ export async function listRuns(c: pg.ClientBase, schema: string, opts: { limit: 
 /** Adds each run's publications (and whether it is current) to the items. */
 async function withPublications<T extends RunListItem>(c: pg.ClientBase, ledger: Ledger, items: T[]): Promise<T[]> {
   const publications = ledger.publications;
-  const rows = await publications.forRuns(c, items.map((i) => i.run_id));
+  const rows = await publications.forRuns(
+    c,
+    items.map((i) => i.run_id),
+  );
   const current = new Set(await publications.currentRuns(c));
   for (const item of items) {
     item.current = current.has(item.run_id);
@@ -195,7 +218,15 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     chunks: chunks.map(({ stats: _s, ...rest }) => rest),
     stats: stats?.scores ?? null,
     timings_ms: stats?.timings_ms ?? null,
-    previous_published: p ? { run_id: p.run_id, model_version: p.model_version, rows_scored: Number(p.rows_scored), stats: prevStats?.scores ?? null, features: prevStats?.features ?? null } : null,
+    previous_published: p
+      ? {
+          run_id: p.run_id,
+          model_version: p.model_version,
+          rows_scored: Number(p.rows_scored),
+          stats: prevStats?.scores ?? null,
+          features: prevStats?.features ?? null,
+        }
+      : null,
     features: stats?.features ?? null,
     drift,
     forced_publish: stats?.forced_publish ?? null,

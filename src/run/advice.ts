@@ -44,7 +44,12 @@ export async function classifyFailure(err: unknown, ctx: FailureContext): Promis
   if (err instanceof ModelError) return { status: 'failed', kind: 'model', message: err.message, advice: modelAdvice };
   if (err instanceof OutageError) {
     const message = `${describeDbError(err.cause, ctx.config.db)}, and ${err.message}${during}`;
-    return { status: 'failed', kind: 'database', message, advice: `once the database is back, resume it with \`scorejob resume ${runId}\` (a longer --outage-budget rides out a longer outage)` };
+    return {
+      status: 'failed',
+      kind: 'database',
+      message,
+      advice: `once the database is back, resume it with \`scorejob resume ${runId}\` (a longer --outage-budget rides out a longer outage)`,
+    };
   }
   if (err instanceof ChunkCountError) {
     // A rewrite that also broke a column the model reads (ALTER … TYPE text): the column is the thing to fix.

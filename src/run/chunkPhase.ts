@@ -46,7 +46,8 @@ export async function scoreChunks(deps: ExecuteDeps, progress: RunProgress, obse
     },
     onChunkDone: chunkCounter(deps, progress, observer, planned),
   };
-  const completed = params.workers === undefined ? await runChunks(loop, pending) : await runShared(loop, { config: deps.config, params, modelDir: params.modelDir });
+  const completed =
+    params.workers === undefined ? await runChunks(loop, pending) : await runShared(loop, { config: deps.config, params, modelDir: params.modelDir });
   observer.stopProgress();
   await view.close(); // every chunk is read: let VACUUM past the snapshot before the gates and the publish
   if (!completed || deps.stop.requested) throw stopped(deps.stop, runId);
@@ -68,7 +69,10 @@ function chunkCounter(deps: ExecuteDeps, progress: RunProgress, observer: RunObs
   return ({ chunkNo, scored, rejected }) => {
     done++;
     // Debug on a terminal, where the live progress line says it (and log lines would tear it); info in logs, where cron and tests follow the chunks.
-    deps.log[observer.chunkLogLevel]({ chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length }, `chunk ${chunkNo} done (${done}/${chunks.length})`);
+    deps.log[observer.chunkLogLevel](
+      { chunk: chunkNo, scored, rejected, chunks_done: done, chunks_total: chunks.length },
+      `chunk ${chunkNo} done (${done}/${chunks.length})`,
+    );
     observer.chunkDone(scored, rejected);
     progress.scoredNow += scored;
     progress.rejectedNow += rejected;

@@ -53,7 +53,14 @@ export function decideDue(tick: Date | undefined, runs: readonly TickRun[], lock
 }
 
 /** The latest tick at or before `now`, and whether it still needs a run, from the ledger. */
-export async function checkDue(client: pg.ClientBase, schema: string, modelName: string, spec: CronSpec, now: Date, tick = previousTick(spec, now)): Promise<DueDecision> {
+export async function checkDue(
+  client: pg.ClientBase,
+  schema: string,
+  modelName: string,
+  spec: CronSpec,
+  now: Date,
+  tick = previousTick(spec, now),
+): Promise<DueDecision> {
   if (tick === undefined) return decideDue(undefined, [], false);
   const rows = await new Ledger(schema).runsForTick(client, modelName, tick);
   const lockHeld = await runLockHeld(client, schema, modelLockName(modelName));

@@ -13,22 +13,42 @@ import type { ExecuteDeps, RunProgress } from './runState.js';
  */
 export async function recordFailure(deps: ExecuteDeps, progress: RunProgress, observer: RunObserver, err: unknown): Promise<Error> {
   const { ledger, runId, params, log, model } = deps;
-  const failure = await classifyFailure(err, { client: deps.client, model, config: deps.config, runId, stage: progress.stage, failedChunk: progress.failedChunk });
+  const failure = await classifyFailure(err, {
+    client: deps.client,
+    model,
+    config: deps.config,
+    runId,
+    stage: progress.stage,
+    failedChunk: progress.failedChunk,
+  });
   await recordOutcome(deps, async () => {
     await ledger.finishRun(deps.client, runId, failure.status, { error: failure.message, errorKind: failure.kind, stats: progress.runStats });
     for (const f of deps.features) await f.finished?.(deps, { status: failure.status, error: failure.message, errorKind: failure.kind });
   });
   await observer.finished(
-    { model: model.manifest.name, runId, status: failure.status, errorKind: failure.kind, published: false, dryRun: params.dryRun, psi: progress.runStats?.drift?.psi ?? null },
+    {
+      model: model.manifest.name,
+      runId,
+      status: failure.status,
+      errorKind: failure.kind,
+      published: false,
+      dryRun: params.dryRun,
+      psi: progress.runStats?.drift?.psi ?? null,
+    },
     () => ledger.lastSuccessAt(deps.client, model.manifest.name),
   );
   if (failure.status === 'interrupted' && deps.stop.requested) {
-    const interrupted = new InterruptedError(`run ${runId} interrupted by ${deps.stop.requested}; resume it with \`scorejob resume ${runId}\``, deps.stop.requested);
+    const interrupted = new InterruptedError(
+      `run ${runId} interrupted by ${deps.stop.requested}; resume it with \`scorejob resume ${runId}\``,
+      deps.stop.requested,
+    );
     log.warn({ status: 'interrupted' }, interrupted.message);
     interrupted.loggedAt = 'warn';
     return interrupted;
   }
-  const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failureAdvice(failure, runId, progress.scoredTotal, params.dryRun)}`, runId, { cause: err });
+  const failed = new RunFailedError(`run ${runId} failed: ${failure.message}; ${failureAdvice(failure, runId, progress.scoredTotal, params.dryRun)}`, runId, {
+    cause: err,
+  });
   log.error({ status: failure.status, error_kind: failure.kind, error: failure.message, stage: progress.stage, exit_code: failed.exitCode }, failed.message);
   failed.loggedAt = 'error';
   return failed;
@@ -54,10 +74,17 @@ async function recordOutcome(deps: ExecuteDeps, write: () => Promise<void>): Pro
         return;
       }
       if (!isTransient(e) || Date.now() >= deadline) {
-        deps.log.error({ err: describeDbError(e) }, 'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted');
+        deps.log.error(
+          { err: describeDbError(e) },
+          'could not record the outcome in the ledger; the next run (or `scorejob runs`) will mark this run interrupted',
+        );
         return;
       }
-      if (attempt === 1) deps.log.warn({ err: describeDbError(e) }, `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${budgetMs / 1000} s (--outage-budget)`);
+      if (attempt === 1)
+        deps.log.warn(
+          { err: describeDbError(e) },
+          `cannot reach the ledger to record the outcome (${describeDbError(e)}); retrying for up to ${budgetMs / 1000} s (--outage-budget)`,
+        );
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** attempt)));
     }
   }

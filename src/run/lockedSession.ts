@@ -56,7 +56,15 @@ export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, 
     for (const f of of.features) await f.check?.(ledgerConn.client);
     const ledger = new Ledger(config.schema);
     const dead: string[] = [];
-    lock = await takeRunLock(pool, { schema: config.schema, modelName: of.model.manifest.name, purpose: of.purpose, log, where: describeDb(config.db), ledger, onDead: (ids) => dead.push(...ids) });
+    lock = await takeRunLock(pool, {
+      schema: config.schema,
+      modelName: of.model.manifest.name,
+      purpose: of.purpose,
+      log,
+      where: describeDb(config.db),
+      ledger,
+      onDead: (ids) => dead.push(...ids),
+    });
     const held = lock;
     for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
     const session: LockedSession = {
@@ -87,6 +95,8 @@ export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, 
 async function assertWritable(client: pg.ClientBase, config: Config): Promise<void> {
   const { rows } = await client.query<{ ro: string }>(`SELECT current_setting('transaction_read_only') AS ro`);
   if (rows[0]?.ro === 'on') {
-    throw new UsageError(`database ${describeDb(config.db)} is read-only (default_transaction_read_only is on, or it is a standby): scorejob needs to write its ledger and scores`);
+    throw new UsageError(
+      `database ${describeDb(config.db)} is read-only (default_transaction_read_only is on, or it is a standby): scorejob needs to write its ledger and scores`,
+    );
   }
 }

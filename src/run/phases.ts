@@ -30,7 +30,17 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
     const dropped = await publishOrDrop(deps, progress);
     const result = runResult(deps, { started, planned, totals, statistics, dropped, progress });
     await observer.finished(
-      { model: deps.model.manifest.name, runId: deps.runId, status: 'succeeded', errorKind: null, published: !deps.params.dryRun, dryRun: deps.params.dryRun, psi: statistics.drift.psi, rowsScored: totals.scored, rowsRejected: totals.rejected },
+      {
+        model: deps.model.manifest.name,
+        runId: deps.runId,
+        status: 'succeeded',
+        errorKind: null,
+        published: !deps.params.dryRun,
+        dryRun: deps.params.dryRun,
+        psi: statistics.drift.psi,
+        rowsScored: totals.scored,
+        rowsRejected: totals.rejected,
+      },
       () => deps.ledger.lastSuccessAt(deps.client, deps.model.manifest.name),
     );
     return result;

@@ -58,7 +58,10 @@ async function planByIndex(client: pg.ClientBase, key: string, table: string, ch
   for (;;) {
     const where: string = prev === null ? `${key} IS NOT NULL` : `${key} > $2::int8`;
     const params: (string | number)[] = prev === null ? [chunkSize - 1] : [chunkSize - 1, prev.toString()];
-    const found: pg.QueryResult<{ k: string }> = await client.query<{ k: string }>(`SELECT ${key}::int8::text AS k FROM ${table} WHERE ${where} ORDER BY ${key} OFFSET $1 LIMIT 1`, params);
+    const found: pg.QueryResult<{ k: string }> = await client.query<{ k: string }>(
+      `SELECT ${key}::int8::text AS k FROM ${table} WHERE ${where} ORDER BY ${key} OFFSET $1 LIMIT 1`,
+      params,
+    );
     const hi: string | undefined = found.rows[0]?.k;
     if (hi === undefined) break;
     chunks.push({ chunkNo: chunks.length + 1, lo: prev, hi: BigInt(hi), rows: chunkSize });

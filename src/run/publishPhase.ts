@@ -21,7 +21,16 @@ export async function publishOrDrop(deps: ExecuteDeps, progress: RunProgress): P
   } else {
     await progress.analyzing;
     const analyzed = progress.analyzing !== undefined;
-    const event = await publishRun({ client: deps.client, ledger, runId, stats: progress.runStats ?? {}, log, fence: (c) => deps.fence(c), analyzed, settleMs: deps.publishSettleMs });
+    const event = await publishRun({
+      client: deps.client,
+      ledger,
+      runId,
+      stats: progress.runStats ?? {},
+      log,
+      fence: (c) => deps.fence(c),
+      analyzed,
+      settleMs: deps.publishSettleMs,
+    });
     for (const f of deps.features) await f.published?.(deps);
     await runOnPublishCommand(params.onPublishCommand ?? undefined, event, log);
     dropped = await applyRetention({ client: deps.client, ledger, modelName: model.manifest.name, keep: params.keepRuns, log });

@@ -50,7 +50,10 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
   const model = await loadModel(opts.modelDir, { backend: opts.backend, allowDraft: opts.dryRun });
   const features = await freedOnError(model, () => makeFeatures((d) => d.forStart?.(opts, model, ctx)));
   // Debug: before the run exists there is no run_id to carry; the "started" line repeats these at info.
-  ctx.log.debug({ model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 }, `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`);
+  ctx.log.debug(
+    { model: model.manifest.name, model_version: model.manifest.version, backend: model.backend, model_sha256: model.sha256 },
+    `model ${model.manifest.name} ${model.manifest.version} loaded on the ${model.backend} backend`,
+  );
   return withLockedLedger(ctx, { model, features, purpose: 'run' }, async (session) => {
     const { ledger, client } = session;
     if (opts.dueCheck && opts.tickAt) {
@@ -60,7 +63,13 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     }
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: opts.modelDir, sha256: model.sha256 };
     // The person's --replace-promoted holds for the run's resumes too, over the same promoted run only.
-    const replacesPromotedRunId = await checkPromotion(client, ledger, runModel, { dryRun: opts.dryRun, replace: opts.replacePromoted === true, where: describeDb(ctx.config.db), log: ctx.log, command: 'run' });
+    const replacesPromotedRunId = await checkPromotion(client, ledger, runModel, {
+      dryRun: opts.dryRun,
+      replace: opts.replacePromoted === true,
+      where: describeDb(ctx.config.db),
+      log: ctx.log,
+      command: 'run',
+    });
     const source = { table: model.manifest.source.table, key: model.manifest.source.key };
     if (!(await sourceHasRows(client, source))) throw new EmptySourceError(source.table);
     const featureParts: Partial<RunParams>[] = [];
@@ -72,7 +81,16 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     const log = ctx.log.child({ run_id: runId });
     const said = describeFeatures(features);
     log.info(
-      { trigger: opts.trigger, dry_run: opts.dryRun, chunk_size: params.chunkSize, backend: model.backend, model: model.manifest.name, model_version: model.manifest.version, model_sha256: model.sha256, ...said.fields },
+      {
+        trigger: opts.trigger,
+        dry_run: opts.dryRun,
+        chunk_size: params.chunkSize,
+        backend: model.backend,
+        model: model.manifest.name,
+        model_version: model.manifest.version,
+        model_sha256: model.sha256,
+        ...said.fields,
+      },
       `run ${runId} started: model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${said.words}${opts.dryRun ? ' (dry run: nothing will be published)' : ''}`,
     );
     return runToEnd(session, executeDeps(session, { ctx, log, model, runId, params, features }));
@@ -84,11 +102,22 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
  * to the lock, and the features' rows (a sibling run) are written, in the same transaction:
  * no one ever sees it running without a holder, and its parts exist with it or not at all.
  */
-async function createRun(session: LockedSession, run: { opts: RunOptions; model: LoadedModel; params: Readonly<RunParams>; features: readonly RunFeature[] }): Promise<string> {
+async function createRun(
+  session: LockedSession,
+  run: { opts: RunOptions; model: LoadedModel; params: Readonly<RunParams>; features: readonly RunFeature[] },
+): Promise<string> {
   const { opts, model, params } = run;
   return session.inTransaction(async (c) => {
     const at = { trigger: opts.trigger, tickAt: opts.tickAt, host: hostname(), pid: process.pid };
-    const runId = await session.ledger.createRun(c, { ...at, dryRun: opts.dryRun, modelName: model.manifest.name, modelVersion: model.manifest.version, modelSha256: model.sha256, backend: model.backend, params });
+    const runId = await session.ledger.createRun(c, {
+      ...at,
+      dryRun: opts.dryRun,
+      modelName: model.manifest.name,
+      modelVersion: model.manifest.version,
+      modelSha256: model.sha256,
+      backend: model.backend,
+      params,
+    });
     await session.lock.attachRun(c, runId);
     for (const f of run.features) await f.created?.(c, { ...at, ledger: session.ledger, runId, params, modelName: model.manifest.name });
     return runId;
@@ -137,12 +166,21 @@ export async function resumeRun(ctx: RunContext, runId: string, forTick = false)
       );
     }
     const newer = await ledger.laterSucceededRun(client, runId, run.model_name);
-    if (newer !== undefined && !run.dry_run) throw new NotResumableError(`run ${runId} was superseded by run ${newer}, which succeeded later; start a new run instead`);
-    if (run.chunks_total !== null && !(await ledger.storage.state(client, runId)).exists) throw new NotResumableError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
+    if (newer !== undefined && !run.dry_run)
+      throw new NotResumableError(`run ${runId} was superseded by run ${newer}, which succeeded later; start a new run instead`);
+    if (run.chunks_total !== null && !(await ledger.storage.state(client, runId)).exists)
+      throw new NotResumableError(`the scores of run ${runId} are gone (its table was dropped); start a new run instead`);
     for (const f of features) await f.resumable?.(client, ledger, run);
     // A run started before another model's run was promoted by hand would undo the promotion when it publishes.
     const runModel = { name: model.manifest.name, version: model.manifest.version, dir: params.modelDir, sha256: model.sha256 };
-    await checkPromotion(client, ledger, runModel, { dryRun: run.dry_run, replace: false, replaces: params.replacesPromotedRunId, where: describeDb(ctx.config.db), log: ctx.log, command: 'resume' });
+    await checkPromotion(client, ledger, runModel, {
+      dryRun: run.dry_run,
+      replace: false,
+      replaces: params.replacesPromotedRunId,
+      where: describeDb(ctx.config.db),
+      log: ctx.log,
+      command: 'resume',
+    });
     await session.inTransaction(async (c) => {
       await ledger.reopenRun(c, runId, hostname(), process.pid);
       for (const f of features) await f.reopened?.(c, { ledger, runId, host: hostname(), pid: process.pid });
@@ -197,7 +235,10 @@ async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<
  * The session's parts for executeRun. `client` is a getter, not a copy: recover() replaces the ledger
  * connection after a connection loss, and every later ledger write must use the new one.
  */
-function executeDeps(session: LockedSession, run: { ctx: RunContext; log: Logger; model: LoadedModel; runId: string; params: Readonly<RunParams>; features: readonly RunFeature[] }): ExecuteDeps {
+function executeDeps(
+  session: LockedSession,
+  run: { ctx: RunContext; log: Logger; model: LoadedModel; runId: string; params: Readonly<RunParams>; features: readonly RunFeature[] },
+): ExecuteDeps {
   const { ctx } = run;
   return {
     log: run.log,

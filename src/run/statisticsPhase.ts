@@ -25,7 +25,10 @@ export async function settleChunks(deps: ExecuteDeps, progress: RunProgress): Pr
   const chunks = await ledger.getChunks(deps.client, runId);
   const notDone = chunks.filter((c) => c.status !== 'done').map((c) => c.chunk_no);
   if (notDone.length > 0) {
-    throw new RunFailedError(`${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`, runId);
+    throw new RunFailedError(
+      `${notDone.length} chunk(s) are not done in the ledger (first: chunk ${notDone[0]}) although this process scored them: the server lost their commits`,
+      runId,
+    );
   }
   for (const f of deps.features) await f.chunksDone?.(deps);
   return { scored, rejected: Number(run?.rows_rejected ?? 0), chunks };
@@ -36,7 +39,12 @@ export async function settleChunks(deps: ExecuteDeps, progress: RunProgress): Pr
  * before its gates (a run a gate stopped can be inspected; one published by force has its ranks), then
  * the gates.
  */
-export async function runStatistics(deps: ExecuteDeps, progress: RunProgress, totals: ChunkTotals, histogram: ScoreHistogram | undefined): Promise<RunStatistics> {
+export async function runStatistics(
+  deps: ExecuteDeps,
+  progress: RunProgress,
+  totals: ChunkTotals,
+  histogram: ScoreHistogram | undefined,
+): Promise<RunStatistics> {
   const { ledger, runId, params, model } = deps;
   const t = performance.now();
   const statistics = await computeRunStatistics({ client: deps.client, ledger, runId, plan: model.plan, chunks: totals.chunks });
@@ -66,6 +74,10 @@ function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: 
   if (rejectBreach) throw new GateError(`${rejectBreach}; the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`);
   const psiBreach = psiGateBreach(drift, params.maxPsi);
   if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
-  if (scored === 0) throw new GateError(`no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`);
-  if (params.maxPsi != null && drift.baseline_run_id === null) log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+  if (scored === 0)
+    throw new GateError(
+      `no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`,
+    );
+  if (params.maxPsi != null && drift.baseline_run_id === null)
+    log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
 }

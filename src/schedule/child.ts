@@ -58,7 +58,11 @@ export function childArgs(config: Config, spec: CronSpec, tick: Date, runArgs: r
  * exactly one SIGTERM (a second signal would make the run stop at once, without its clean stop).
  */
 export function startChildRun(config: Config, spec: CronSpec, tick: Date, runArgs: readonly string[]): ChildRun {
-  const child = spawn(process.execPath, [bin, ...childArgs(config, spec, tick, runArgs)], { stdio: ['ignore', 'inherit', 'inherit'], detached: true, env: process.env });
+  const child = spawn(process.execPath, [bin, ...childArgs(config, spec, tick, runArgs)], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    detached: true,
+    env: process.env,
+  });
   const done = new Promise<ChildOutcome>((resolve) => {
     child.once('error', (error) => resolve({ code: null, signal: null, error }));
     child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -79,33 +83,69 @@ export async function reportChildOutcome(log: Logger, pool: pg.Pool, schema: str
   let ledgerAway = false;
   const row = await findChildRun(pool, schema, run).catch(() => void (ledgerAway = true));
   const id = row?.run_id;
-  const fields = { tick_at: run.tick.toISOString(), child_pid: run.pid, exit_code: outcome.code, signal: outcome.signal ?? undefined, run_id: id, status: row?.status };
+  const fields = {
+    tick_at: run.tick.toISOString(),
+    child_pid: run.pid,
+    exit_code: outcome.code,
+    signal: outcome.signal ?? undefined,
+    run_id: id,
+    status: row?.status,
+  };
   const the = id === undefined ? 'the run' : `run ${id}`;
   switch (outcome.code) {
     case ExitCode.ok:
       if (row) log.info(fields, `run ${id} for tick ${tickText} ${row.status === 'succeeded' ? 'succeeded' : `ended (${row.status})`}`);
-      else log.info(fields, `tick ${tickText}: nothing to do: it already has a succeeded run, or its run waits for a person after a gate (the child's log line above says which)`);
+      else
+        log.info(
+          fields,
+          `tick ${tickText}: nothing to do: it already has a succeeded run, or its run waits for a person after a gate (the child's log line above says which)`,
+        );
       return;
     case ExitCode.locked:
-      log.warn(fields, `tick ${tickText} skipped: another run holds the lock, or the source is not ready (exit 75; the child's line above says which); waiting for the next tick`);
+      log.warn(
+        fields,
+        `tick ${tickText} skipped: another run holds the lock, or the source is not ready (exit 75; the child's line above says which); waiting for the next tick`,
+      );
       return;
     case ExitCode.lockStuck:
-      log.error(fields, `tick ${tickText} skipped: the run lock has been held far longer than a normal run (exit 69; the child's line above names the holder); look at that process, the next tick tries again`);
+      log.error(
+        fields,
+        `tick ${tickText} skipped: the run lock has been held far longer than a normal run (exit 69; the child's line above names the holder); look at that process, the next tick tries again`,
+      );
       return;
     case ExitCode.runFailed:
-      if (row) log.error({ ...fields, error: row.error }, `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`);
-      else if (ledgerAway) log.error(fields, `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`);
-      else log.error(fields, `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable or the source still not ready past --ready-deadline; see the lines above; the next tick tries again`);
+      if (row)
+        log.error(
+          { ...fields, error: row.error },
+          `run ${id} for tick ${tickText} failed (exit 1): ${row.error ?? 'see the lines above'}; resume it with \`scorejob resume ${id}\`, or the next tick starts a new run`,
+        );
+      else if (ledgerAway)
+        log.error(
+          fields,
+          `the run for tick ${tickText} failed (exit 1) and the ledger cannot be read to say which (is the database away?); see the lines above; the next tick tries again`,
+        );
+      else
+        log.error(
+          fields,
+          `the run for tick ${tickText} failed before it was recorded (exit 1), e.g. the database was unreachable or the source still not ready past --ready-deadline; see the lines above; the next tick tries again`,
+        );
       return;
     case ExitCode.usage:
       log.error(fields, `the run for tick ${tickText} refused its configuration (exit 2; see the lines above); fix it, the next tick tries again`);
       return;
     case ExitCode.sigint:
     case ExitCode.sigterm:
-      log.warn(fields, `${the} for tick ${tickText} was interrupted (exit ${outcome.code})${id === undefined ? '' : `; resume it with \`scorejob resume ${id}\``}`);
+      log.warn(
+        fields,
+        `${the} for tick ${tickText} was interrupted (exit ${outcome.code})${id === undefined ? '' : `; resume it with \`scorejob resume ${id}\``}`,
+      );
       return;
     default:
       if (outcome.error) log.error({ ...fields, err: outcome.error }, `could not start the run for tick ${tickText}: ${outcome.error.message}`);
-      else log.error(fields, `${the} for tick ${tickText} ended with ${outcome.signal ? `signal ${outcome.signal}` : `exit ${outcome.code}`}; see the lines above`);
+      else
+        log.error(
+          fields,
+          `${the} for tick ${tickText} ended with ${outcome.signal ? `signal ${outcome.signal}` : `exit ${outcome.code}`}; see the lines above`,
+        );
   }
 }

@@ -37,7 +37,9 @@ export async function checkModelDirectory(dir: string, flag: string): Promise<st
     text = await readFile(file, 'utf8');
     await access(join(dir, 'model.json'));
   } catch (err) {
-    throw new UsageError(`${flag}: "${dir}" is not a model directory (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}: ${(err as { path?: string }).path ?? file})`);
+    throw new UsageError(
+      `${flag}: "${dir}" is not a model directory (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}: ${(err as { path?: string }).path ?? file})`,
+    );
   }
   let json: unknown;
   try {
@@ -109,7 +111,12 @@ class Scheduler {
     try {
       await startupCheck(this.pool, this.config, log);
       if (this.stopping) return ExitCode.ok;
-      const task = createTask(spec.expression, (c) => this.onTick(c.date), { timezone: spec.timezone, noOverlap: true, name: 'scorejob', logger: cronLogger(log) });
+      const task = createTask(spec.expression, (c) => this.onTick(c.date), {
+        timezone: spec.timezone,
+        noOverlap: true,
+        name: 'scorejob',
+        logger: cronLogger(log),
+      });
       this.task = task;
       // noOverlap: node-cron does not call us while the previous tick's run is in flight; say so.
       task.on('execution:overlap', (c) => this.logSkipped(c.date));
@@ -122,11 +129,19 @@ class Scheduler {
       const next = task.getNextRun();
       // A --metrics-push URL may carry basic-auth credentials: they stay out of the log.
       log.info(
-        { cron: spec.expression, timezone: spec.timezone, catch_up: this.opts.catchUp, next_tick: next?.toISOString(), run_args: this.opts.runArgs.map((a) => a.replace(/\/\/[^/@\s]*@/, '//…@')) },
+        {
+          cron: spec.expression,
+          timezone: spec.timezone,
+          catch_up: this.opts.catchUp,
+          next_tick: next?.toISOString(),
+          run_args: this.opts.runArgs.map((a) => a.replace(/\/\/[^/@\s]*@/, '//…@')),
+        },
         `scheduler started: "${spec.expression}" (${zone}); next tick at ${this.at(next)}`,
       );
       const missed = this.checkMissed('start-up');
-      await new Promise<void>((resolve) => (this.stopped.signal.aborted ? resolve() : this.stopped.signal.addEventListener('abort', () => resolve(), { once: true })));
+      await new Promise<void>((resolve) =>
+        this.stopped.signal.aborted ? resolve() : this.stopped.signal.addEventListener('abort', () => resolve(), { once: true }),
+      );
       await task.destroy();
       await missed;
       await this.active;
@@ -173,7 +188,10 @@ class Scheduler {
 
   private logSkipped(tick: Date): void {
     const running = this.current?.tick;
-    this.log.warn({ tick_at: tick.toISOString(), running_tick_at: running?.toISOString() }, `tick ${this.at(tick)} skipped: the run for tick ${running ? this.at(running) : 'before it'} is still in flight`);
+    this.log.warn(
+      { tick_at: tick.toISOString(), running_tick_at: running?.toISOString() },
+      `tick ${this.at(tick)} skipped: the run for tick ${running ? this.at(running) : 'before it'} is still in flight`,
+    );
   }
 
   /** Starts the child for a tick unless one is in flight; resolves when it has ended and been reported. */
@@ -185,7 +203,10 @@ class Scheduler {
     }
     const run = startChildRun(this.config, this.spec, tick, this.opts.runArgs);
     this.current = run;
-    this.log.info({ tick_at: tick.toISOString(), child_pid: run.pid, why }, `${why === 'tick' ? 'tick' : 'catch-up for tick'} ${this.at(tick)}: run started in child process ${run.pid ?? '?'}`);
+    this.log.info(
+      { tick_at: tick.toISOString(), child_pid: run.pid, why },
+      `${why === 'tick' ? 'tick' : 'catch-up for tick'} ${this.at(tick)}: run started in child process ${run.pid ?? '?'}`,
+    );
     this.active = (async () => {
       const outcome = await run.done;
       await reportChildOutcome(this.log, this.pool, this.config.schema, run, outcome, this.at(tick));
@@ -213,12 +234,16 @@ class Scheduler {
         continue;
       }
       if (!d.due) {
-        if (d.reason !== 'no-tick') log.info({ tick_at: d.tick.toISOString(), reason: d.reason, run_id: d.run.run_id }, `${why}: ${describeDue(d, this.at(d.tick))}`);
+        if (d.reason !== 'no-tick')
+          log.info({ tick_at: d.tick.toISOString(), reason: d.reason, run_id: d.run.run_id }, `${why}: ${describeDue(d, this.at(d.tick))}`);
         return;
       }
       const line = `${why}: ${describeDue(d, this.at(d.tick))}`;
       if (!this.opts.catchUp) {
-        log.warn({ tick_at: d.tick.toISOString(), reason: d.reason, missed: true }, `${line}: a run was missed; start one with \`scorejob run\`, or restart the scheduler with --catch-up`);
+        log.warn(
+          { tick_at: d.tick.toISOString(), reason: d.reason, missed: true },
+          `${line}: a run was missed; start one with \`scorejob run\`, or restart the scheduler with --catch-up`,
+        );
         return;
       }
       log.warn({ tick_at: d.tick.toISOString(), reason: d.reason }, `${line}; catching up now (--catch-up)`);

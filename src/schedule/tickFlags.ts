@@ -36,7 +36,14 @@ export interface TickMode {
  * throws {@link LockedError} (75, "try later") unless the mode joins it. A run a gate stopped is
  * announced once (the first tick stamps it and hands `notice` its line; later ticks only log it).
  */
-export async function planDueTick(ctx: { config: Config; log: Logger }, modelName: string, spec: CronSpec, tickAt: Date | undefined, mode: TickMode, now = new Date()): Promise<TickPlan | { action: 'due'; run: string | undefined; tick: Date }> {
+export async function planDueTick(
+  ctx: { config: Config; log: Logger },
+  modelName: string,
+  spec: CronSpec,
+  tickAt: Date | undefined,
+  mode: TickMode,
+  now = new Date(),
+): Promise<TickPlan | { action: 'due'; run: string | undefined; tick: Date }> {
   const tick = tickAt ?? previousTick(spec, now);
   const zone = spec.timezone ?? 'system time zone';
   if (tick === undefined) {
@@ -46,7 +53,14 @@ export async function planDueTick(ctx: { config: Config; log: Logger }, modelNam
   const tickText = formatTick(tick, spec.timezone);
   return withSession(ctx.config, { connections: 1 }, async ({ client }) => {
     const d = await checkDue(client, ctx.config.schema, modelName, spec, now, tick);
-    const fields = { if_due: spec.expression, timezone: spec.timezone, tick_at: tick.toISOString(), due: d.due, reason: d.reason, run_id_for_tick: 'run' in d ? d.run?.run_id : undefined };
+    const fields = {
+      if_due: spec.expression,
+      timezone: spec.timezone,
+      tick_at: tick.toISOString(),
+      due: d.due,
+      reason: d.reason,
+      run_id_for_tick: 'run' in d ? d.run?.run_id : undefined,
+    };
     const why = describeDue(d, tickText);
     if (d.reason === 'in-progress') {
       if (!mode.join) throw new LockedError(`${why}; nothing was done, try later`);

@@ -21,7 +21,14 @@ export interface JoinOptions {
  * or to fail (1), and, when the coordinator is gone (killed, its node lost), plans again: the run is
  * then due and resumed by one of the processes, which the others join.
  */
-export async function runForTick(ctx: RunContext, flags: TickFlags, opts: RunOptions, join: JoinOptions | undefined, mode: Pick<TickMode, 'notice'>, onResult: (r: RunResult) => number): Promise<number> {
+export async function runForTick(
+  ctx: RunContext,
+  flags: TickFlags,
+  opts: RunOptions,
+  join: JoinOptions | undefined,
+  mode: Pick<TickMode, 'notice'>,
+  onResult: (r: RunResult) => number,
+): Promise<number> {
   const waitMs = (join?.waitS ?? 0) * 1000;
   let deadline = Date.now() + waitMs;
   for (;;) {
@@ -36,7 +43,8 @@ export async function runForTick(ctx: RunContext, flags: TickFlags, opts: RunOpt
       if (!(err instanceof LockedError) || join === undefined) throw err;
     }
     if (ctx.stop.requested) return signalExitCode(ctx.stop.requested);
-    if (Date.now() > deadline) throw new LockedError(`another process holds the run lock and no run to join appeared within --wait ${join?.waitS} s; nothing was done, try later`);
+    if (Date.now() > deadline)
+      throw new LockedError(`another process holds the run lock and no run to join appeared within --wait ${join?.waitS} s; nothing was done, try later`);
     await sleep(1000);
   }
 }
@@ -109,7 +117,11 @@ async function joinForTick(ctx: RunContext, runId: string, waitS: number): Promi
         return undefined;
       });
       if (r?.outcome === 'stopped' && ctx.stop.requested) return signalExitCode(ctx.stop.requested);
-      if (r) ctx.log.info({ outcome: r.outcome, chunks: r.chunks, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected }, `worker part of run ${runId} done: ${r.chunks} chunk(s), ${r.rowsScored} scored; waiting for the run's end`);
+      if (r)
+        ctx.log.info(
+          { outcome: r.outcome, chunks: r.chunks, rows_scored: r.rowsScored, rows_rejected: r.rowsRejected },
+          `worker part of run ${runId} done: ${r.chunks} chunk(s), ${r.rowsScored} scored; waiting for the run's end`,
+        );
     }
     for (;;) {
       const run = await ledger.getRun(pool, runId);

@@ -17,11 +17,15 @@ export function aucRankSum(scores: ArrayLike<number>, labels: ArrayLike<number>)
   const order = sortedOrder(scores);
   let rankSum = 0;
   let positives = 0;
-  for (let i = 0; i < order.length; ) {
+  for (let i = 0; i < order.length;) {
     let j = i;
     while (j + 1 < order.length && scores[order[j + 1]!] === scores[order[i]!]) j++;
     const meanRank = (i + j + 2) / 2;
-    for (let k = i; k <= j; k++) if (labels[order[k]!] === 1) { rankSum += meanRank; positives++; }
+    for (let k = i; k <= j; k++)
+      if (labels[order[k]!] === 1) {
+        rankSum += meanRank;
+        positives++;
+      }
     i = j + 1;
   }
   const negatives = order.length - positives;
@@ -96,7 +100,7 @@ export function expectedAuc(probabilities: ArrayLike<number>): number {
   let concordant = 0;
   let self = 0;
   let sumP = 0;
-  for (let i = 0; i < order.length; ) {
+  for (let i = 0; i < order.length;) {
     let j = i;
     let groupP = 0;
     let groupQ = 0;

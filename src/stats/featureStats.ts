@@ -15,7 +15,9 @@ export interface FeatureCounters {
 
 /** What the statistics read of a compiled feature plan (model/features.ts `FeaturePlan`): each feature's column, transform and training range. */
 export interface CountedPlan {
-  readonly features: readonly { readonly feature: { readonly column: string; readonly transform: string; readonly min?: number | undefined; readonly max?: number | undefined } }[];
+  readonly features: readonly {
+    readonly feature: { readonly column: string; readonly transform: string; readonly min?: number | undefined; readonly max?: number | undefined };
+  }[];
 }
 
 /**
@@ -68,7 +70,16 @@ export function toFeatureCounts(plan: CountedPlan, c: FeatureCounters): FeatureC
 
 function isFeatureCounts(v: unknown): v is FeatureCounts {
   const o = v as Partial<FeatureCounts> | null;
-  return typeof o === 'object' && o !== null && typeof o.rows === 'number' && Array.isArray(o.columns) && Array.isArray(o.nulls) && Array.isArray(o.below_min) && Array.isArray(o.above_max) && Array.isArray(o.unknown_category);
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.rows === 'number' &&
+    Array.isArray(o.columns) &&
+    Array.isArray(o.nulls) &&
+    Array.isArray(o.below_min) &&
+    Array.isArray(o.above_max) &&
+    Array.isArray(o.unknown_category)
+  );
 }
 
 /** The feature counts inside a chunk's stats jsonb, if it has them (chunks of older versions do not). */
@@ -105,7 +116,8 @@ export function summarizeFeatures(plan: CountedPlan, counts: FeatureCounts): Fea
   const share = (k: number) => (counts.rows === 0 ? 0 : k / counts.rows);
   const features = counts.columns.map((column, i): FeatureSummary => {
     const feature = plan.features.find((f) => f.feature.column === column)?.feature;
-    const range = feature?.transform === 'standardize' || feature?.transform === 'raw' ? { min: feature.min ?? null, max: feature.max ?? null } : { min: null, max: null };
+    const range =
+      feature?.transform === 'standardize' || feature?.transform === 'raw' ? { min: feature.min ?? null, max: feature.max ?? null } : { min: null, max: null };
     const nulls = counts.nulls[i] ?? 0;
     const below = counts.below_min[i] ?? 0;
     const above = counts.above_max[i] ?? 0;

@@ -78,7 +78,8 @@ export function histogramPsi(baseline: Histogram | null | undefined, current: Hi
 /** Why {@link histogramPsi} of these two is null, in words; undefined when it is not. */
 export function psiUnavailable(baselineRunId: string, baseline: Histogram | null | undefined, current: Histogram): string | undefined {
   if (!baseline) return `run ${baselineRunId} has no score histogram`;
-  if (baseline.lo !== current.lo || baseline.hi !== current.hi || !coarsen(baseline) || !coarsen(current)) return `the histograms of run ${baselineRunId} and this run have different bins`;
+  if (baseline.lo !== current.lo || baseline.hi !== current.hi || !coarsen(baseline) || !coarsen(current))
+    return `the histograms of run ${baselineRunId} and this run have different bins`;
   const total = (h: Histogram) => h.bins.reduce((s, v) => s + v, 0) + h.below + h.above;
   if (total(current) === 0) return 'this run has no scores';
   if (total(baseline) === 0) return `run ${baselineRunId} has no scores`;

@@ -201,4 +201,3 @@ interface Located {
   /** Scores in the bins below `bin`. */
   below: number;
 }
-

@@ -128,13 +128,19 @@ async function claimNext(d: ClaimLoopDeps, held: HeldClaims, turn: Turn): Promis
   const claim = await d.claims.claim(d.pool, d.runId, d.worker, d.leaseMs);
   if (!claim) return undefined;
   if (claim.takenFrom) {
-    d.log.warn({ chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts }, `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`);
+    d.log.warn(
+      { chunk: claim.chunkNo, from_pid: claim.takenFrom.pid, from_host: claim.takenFrom.host, attempts: claim.attempts },
+      `chunk ${claim.chunkNo}: took it over from pid ${claim.takenFrom.pid} on ${claim.takenFrom.host}, whose lease expired`,
+    );
   }
   if (claim.attempts >= d.attempts) {
     // Its attempts are used up across workers (the one it was taken from died trying): it fails the run
     // here, and the next look at the run (checkRun) stops every worker. No more claims meanwhile.
     await d.claims.giveUp(d.pool, d.runId, claim, d.attempts);
-    d.log.error({ chunk: claim.chunkNo, attempts: claim.attempts }, `chunk ${claim.chunkNo} has had ${claim.attempts} attempt${claim.attempts === 1 ? '' : 's'} across workers (--chunk-attempts ${d.attempts}): it fails the run`);
+    d.log.error(
+      { chunk: claim.chunkNo, attempts: claim.attempts },
+      `chunk ${claim.chunkNo} has had ${claim.attempts} attempt${claim.attempts === 1 ? '' : 's'} across workers (--chunk-attempts ${d.attempts}): it fails the run`,
+    );
     await d.claims.release(d.pool, d.runId, claim);
     return undefined;
   }
@@ -170,7 +176,10 @@ async function afterTurnFailed(d: ClaimLoopDeps, held: HeldClaims, err: unknown,
     // Stopped by a signal while a chunk was failing: it is not failed for good, only not done; another
     // worker (or the resume) tries it again.
     await held.releaseAll();
-    d.log.warn({ chunk: chunkNo, error: describeDbError(err) }, `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`);
+    d.log.warn(
+      { chunk: chunkNo, error: describeDbError(err) },
+      `chunk ${chunkNo ?? '?'} failed (${describeDbError(err)}) while stopping; given back, not marked failed`,
+    );
     return 'stopped';
   }
   // The run ended meanwhile (its coordinator was stopped and marked it interrupted): the chunk's commit

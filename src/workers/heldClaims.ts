@@ -30,7 +30,10 @@ export class HeldClaims extends Map<number, ChunkClaim> {
       this.renewing.add(c.token);
       void d.claims
         .renew(d.pool, d.runId, c, d.leaseMs)
-        .then((ours) => (ours ? undefined : this.sayLost(c.chunkNo, c.token)), () => undefined)
+        .then(
+          (ours) => (ours ? undefined : this.sayLost(c.chunkNo, c.token)),
+          () => undefined,
+        )
         .finally(() => this.renewing.delete(c.token));
     }
   }
@@ -39,7 +42,10 @@ export class HeldClaims extends Map<number, ChunkClaim> {
   sayLost(chunkNo: number, token: string | undefined): void {
     if (token !== undefined && this.lostSaid.has(token)) return;
     if (token !== undefined) this.lostSaid.add(token);
-    this.d.log.warn({ chunk: chunkNo, claim_lost: true }, `lost the claim on chunk ${chunkNo}: its lease expired and another worker took it over; this worker's work on it is rolled back`);
+    this.d.log.warn(
+      { chunk: chunkNo, claim_lost: true },
+      `lost the claim on chunk ${chunkNo}: its lease expired and another worker took it over; this worker's work on it is rolled back`,
+    );
   }
 
   /** Gives every held claim back (best effort: a claim already lost needs nothing). */

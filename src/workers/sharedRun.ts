@@ -23,7 +23,11 @@ export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run:
   const claims = new ChunkClaims(run.config.schema);
   await claims.reset(loop.pool, loop.runId);
   const children = spawnWorkers((run.params.workers ?? 1) - 1, loop.runId, run, loop.outageBudgetMs);
-  if (children.length > 0) loop.log.info({ workers: children.length + 1, worker_pids: children.map((c) => c.pid) }, `run ${loop.runId}: ${children.length} local worker process(es) started beside this one`);
+  if (children.length > 0)
+    loop.log.info(
+      { workers: children.length + 1, worker_pids: children.map((c) => c.pid) },
+      `run ${loop.runId}: ${children.length} local worker process(es) started beside this one`,
+    );
   // A stop request reaches the local workers too (once: a second signal stops a worker at once, its
   // chunk rolled back): each finishes its chunks in flight and gives its other claims back.
   const told = new Set<ChildProcess>();
@@ -67,13 +71,36 @@ async function addWorkerTimings(loop: Omit<ChunkLoopDeps, 'recordFailure'>): Pro
   }
 }
 
-function spawnWorkers(n: number, runId: string, run: { config: Config; params: RunParams; modelDir: string }, outageBudgetMs: number | undefined): ChildProcess[] {
+function spawnWorkers(
+  n: number,
+  runId: string,
+  run: { config: Config; params: RunParams; modelDir: string },
+  outageBudgetMs: number | undefined,
+): ChildProcess[] {
   const children: ChildProcess[] = [];
   // The coordinator's outage budget (a flag of its own is not in the environment the workers inherit).
   const budget = outageBudgetMs === undefined ? [] : ['--outage-budget', String(Math.round(outageBudgetMs / 1000))];
   for (let i = 0; i < n; i++) {
     const defaults = run.config.db.origin === 'libpq defaults' ? ['--libpq-defaults'] : [];
-    const args = [bin, '--schema', run.config.schema, '--log-level', run.config.logLevel, '--no-pretty', ...defaults, 'work', '--run', runId, '--model', run.modelDir, '--backend', run.params.backendChoice, '--wait', '30', ...budget];
+    const args = [
+      bin,
+      '--schema',
+      run.config.schema,
+      '--log-level',
+      run.config.logLevel,
+      '--no-pretty',
+      ...defaults,
+      'work',
+      '--run',
+      runId,
+      '--model',
+      run.modelDir,
+      '--backend',
+      run.params.backendChoice,
+      '--wait',
+      '30',
+      ...budget,
+    ];
     // The environment carries the connection (DATABASE_URL / PG*), as for the coordinator; the logs share its stdout.
     children.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }));
   }

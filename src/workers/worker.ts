@@ -125,7 +125,10 @@ async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
   const done = { chunks: 0, scored: 0, rejected: 0 };
   const started = performance.now();
   const said = describeFeatures(a.features);
-  log.info({ model: model.manifest.name, backend: model.backend, ...said.fields }, `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${said.words}`);
+  log.info(
+    { model: model.manifest.name, backend: model.backend, ...said.fields },
+    `joined run ${run.run_id} as a worker (pid ${process.pid}): model ${model.manifest.name} ${model.manifest.version} on the ${model.backend} backend${said.words}`,
+  );
   const outcome = await runClaimed({
     pool,
     view,
@@ -159,7 +162,11 @@ async function scoreClaims(a: ScoreClaimsArgs): Promise<WorkResult> {
 }
 
 /** The run to join: the one named, or the newest shared run that is running (waiting up to --wait for one). */
-async function findRun(on: { pool: pg.Pool; claims: ChunkClaims; ledger: Ledger; schema: string }, opts: WorkOptions, ctx: { log: Logger; stop: StopSignal }): Promise<RunRow> {
+async function findRun(
+  on: { pool: pg.Pool; claims: ChunkClaims; ledger: Ledger; schema: string },
+  opts: WorkOptions,
+  ctx: { log: Logger; stop: StopSignal },
+): Promise<RunRow> {
   const { pool, claims, ledger, schema } = on;
   if (opts.runId !== undefined && !/^\d{1,18}$/.test(opts.runId)) throw new UsageError(`--run "${opts.runId}" is not a run number (see \`scorejob runs\`)`);
   const deadline = Date.now() + opts.waitS * 1000;
@@ -173,13 +180,24 @@ async function findRun(on: { pool: pg.Pool; claims: ChunkClaims; ledger: Ledger;
       const other = partOfAnother({ runId: run.run_id, params: run.params }, 'work');
       if (other !== undefined) throw new UsageError(other);
       if (run.params.workers === undefined) throw new UsageError(`run ${run.run_id} was not started with --workers: only its own process scores it`);
-      if (run.status !== 'running' && run.status !== 'interrupted' && run.status !== 'failed') throw new NothingToDoError(`run ${run.run_id} is ${run.status}; nothing to do`);
+      if (run.status !== 'running' && run.status !== 'interrupted' && run.status !== 'failed')
+        throw new NothingToDoError(`run ${run.run_id} is ${run.status}; nothing to do`);
     }
     if (run && run.status === 'running' && run.chunks_total !== null && (await runHolderState(pool, schema, run.run_id)) === 'alive') return run;
     if (Date.now() >= deadline || ctx.stop.requested) {
-      throw new NothingToDoError(opts.runId !== undefined ? `run ${opts.runId} is not running (waited ${opts.waitS} s); nothing to do` : `no shared run is running (waited ${opts.waitS} s); nothing to do`);
+      throw new NothingToDoError(
+        opts.runId !== undefined
+          ? `run ${opts.runId} is not running (waited ${opts.waitS} s); nothing to do`
+          : `no shared run is running (waited ${opts.waitS} s); nothing to do`,
+      );
     }
-    if (!said) ctx.log.info({ wait_s: opts.waitS }, opts.runId !== undefined ? `run ${opts.runId} is not running yet; waiting up to ${opts.waitS} s` : `no shared run is running; waiting up to ${opts.waitS} s for one`);
+    if (!said)
+      ctx.log.info(
+        { wait_s: opts.waitS },
+        opts.runId !== undefined
+          ? `run ${opts.runId} is not running yet; waiting up to ${opts.waitS} s`
+          : `no shared run is running; waiting up to ${opts.waitS} s for one`,
+      );
     said = true;
     await new Promise((r) => setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))));
   }
@@ -205,7 +223,11 @@ class LedgerSnapshot implements ChunkSource {
   }
 
   async refresh(pending: readonly PlannedChunk[]): Promise<Map<number, number | undefined>> {
-    const { snapshot, rows } = await this.claims.snapshotAndRows(this.pool, this.runId, pending.map((c) => c.chunkNo));
+    const { snapshot, rows } = await this.claims.snapshotAndRows(
+      this.pool,
+      this.runId,
+      pending.map((c) => c.chunkNo),
+    );
     this.id = snapshot ?? '';
     return rows;
   }

@@ -21,7 +21,11 @@ describe('bringing your own model', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 2000, seed: 18 });
-    rows = (await t.pool.query<Row>('SELECT customer_id::text AS key, tenure_months::text, orders_12m::text, revenue_12m::text, days_since_last_order::text, discount_share::text, email_open_rate::text, segment, region, is_subscriber::text FROM customers')).rows;
+    rows = (
+      await t.pool.query<Row>(
+        'SELECT customer_id::text AS key, tenure_months::text, orders_12m::text, revenue_12m::text, days_since_last_order::text, discount_share::text, email_open_rate::text, segment, region, is_subscriber::text FROM customers',
+      )
+    ).rows;
     root = await mkdtemp(join(tmpdir(), 'sj-byo-'));
     await selectBackend('cpu'); // the layers fixtures are built with TF.js
   });
@@ -32,7 +36,10 @@ describe('bringing your own model', () => {
     const r = await runCli(['run', '--model', dir, '--backend', backend], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const { rows: got } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.customer_scores WHERE model_name = $1', [modelName]);
+    const { rows: got } = await t.pool.query<{ k: string; s: number }>(
+      'SELECT customer_id::text k, score s FROM scoring.customer_scores WHERE model_name = $1',
+      [modelName],
+    );
     const scores = new Map(got.map((g) => [g.k, g.s]));
     let compared = 0;
     let worst = 0;
@@ -84,7 +91,11 @@ describe('bringing your own model', () => {
       (row) => {
         const numeric = [num(row.tenure_months)!, num(row.discount_share)!, num(row.email_open_rate, 0.25)!, num(row.days_since_last_order, 730)!];
         const region = row.region === null ? 5 : regions.includes(row.region!) ? regions.indexOf(row.region!) : 4;
-        const x = [...numeric, ...embedding(weight(w, 'segment_embedding/embeddings'), segments.indexOf(row.segment!)), ...embedding(weight(w, 'region_embedding/embeddings'), region)];
+        const x = [
+          ...numeric,
+          ...embedding(weight(w, 'segment_embedding/embeddings'), segments.indexOf(row.segment!)),
+          ...embedding(weight(w, 'region_embedding/embeddings'), region),
+        ];
         const h = relu(dense(x, weight(w, 'hidden/kernel'), weight(w, 'hidden/bias')));
         return sigmoid(dense(h, weight(w, 'churn/kernel'), weight(w, 'churn/bias')))[0];
       },
@@ -99,7 +110,12 @@ describe('bringing your own model', () => {
     const w = await readWeights(dir);
     const segments = ['consumer', 'smb', 'enterprise'];
     await runAndCompare(dir, 'byo-two-outputs', (row) => {
-      const x = [(num(row.tenure_months)! - 30) / 20, (num(row.orders_12m)! - 8) / 13, ...segments.map((c) => (c === row.segment ? 1 : 0)), row.is_subscriber === 'true' ? 1 : 0];
+      const x = [
+        (num(row.tenure_months)! - 30) / 20,
+        (num(row.orders_12m)! - 8) / 13,
+        ...segments.map((c) => (c === row.segment ? 1 : 0)),
+        row.is_subscriber === 'true' ? 1 : 0,
+      ];
       const h = relu(dense(x, weight(w, 'hidden/kernel'), weight(w, 'hidden/bias')));
       return sigmoid(dense(h, weight(w, 'value/kernel'), weight(w, 'value/bias')))[0];
     });
@@ -115,7 +131,12 @@ describe('bringing your own model', () => {
       const dir = join(root, 'bad-op');
       await writeGraphModel(dir, { op: 'FancyRelu' });
       const r = await runCli(['run', '--model', dir], t.env);
-      await expectRefusedUnchanged(t, before, r, new RegExp(`${join(dir, 'model.json')}: the graph uses op FancyRelu, which TF.js \\S+ does not implement \\(on the \\w+ backend or any other\\)`));
+      await expectRefusedUnchanged(
+        t,
+        before,
+        r,
+        new RegExp(`${join(dir, 'model.json')}: the graph uses op FancyRelu, which TF.js \\S+ does not implement \\(on the \\w+ backend or any other\\)`),
+      );
     });
 
     it('an op the chosen backend lacks', async () => {
@@ -129,11 +150,13 @@ describe('bringing your own model', () => {
       const dir = join(root, 'embedding-small');
       await writeTwoInputModel(dir);
       const extra = await modelCopy((m) => m.features[4].categories.push('public'), dir); // ids 0-3, unknown 4; input_dim 4
-      const segment = /^scorejob: \S+manifest\.json: features\[4\] \(segment, index\) produces ids 0 to 4 \(categories 0-3, unknown 4\) but feeds the Embedding layer "segment_embedding" \(input "segment_id"\) with input_dim 4, ids 0 to 3: list only the categories the model was trained with, or re-export the model with input_dim 5 or more$/m;
+      const segment =
+        /^scorejob: \S+manifest\.json: features\[4\] \(segment, index\) produces ids 0 to 4 \(categories 0-3, unknown 4\) but feeds the Embedding layer "segment_embedding" \(input "segment_id"\) with input_dim 4, ids 0 to 3: list only the categories the model was trained with, or re-export the model with input_dim 5 or more$/m;
       await expectRefusedUnchanged(t, before, await runCli(['run', '--model', extra], t.env), segment);
       await expectRefusedUnchanged(t, before, await runCli(['model', 'inspect', extra], t.env), segment);
       const nullId = await modelCopy((m) => (m.features[5].fill = 6), dir); // region: unknown 4, NULL 6; input_dim 6
-      const region = /features\[5\] \(region, index\) produces ids 0 to 6 \(categories 0-3, unknown 4, NULL 6\) but feeds the Embedding layer "region_embedding" \(input "region_id"\) with input_dim 6, ids 0 to 5: /;
+      const region =
+        /features\[5\] \(region, index\) produces ids 0 to 6 \(categories 0-3, unknown 4, NULL 6\) but feeds the Embedding layer "region_embedding" \(input "region_id"\) with input_dim 6, ids 0 to 5: /;
       await expectRefusedUnchanged(t, before, await runCli(['run', '--model', nullId], t.env), region);
       const followed = await modelCopy((m) => m.features[4].categories.pop(), extra);
       expect((await runCli(['run', '--model', followed], t.env)).code).toBe(0);
@@ -143,7 +166,12 @@ describe('bringing your own model', () => {
       const dir = join(root, 'reasons-ids');
       await writeTwoInputModel(dir);
       const r = await runCli(['run', '--model', dir, '--reasons', '2'], t.env);
-      await expectRefusedUnchanged(t, before, r, /--reasons needs gradients, and the model input "segment_id" of \S+model\.json is int32 \(index features are ids, with no gradient\); run without --reasons, or use a model fed one_hot features$/m);
+      await expectRefusedUnchanged(
+        t,
+        before,
+        r,
+        /--reasons needs gradients, and the model input "segment_id" of \S+model\.json is int32 \(index features are ids, with no gradient\); run without --reasons, or use a model fed one_hot features$/m,
+      );
     });
 
     it('a feature naming an input the model does not have', async () => {
@@ -151,7 +179,12 @@ describe('bringing your own model', () => {
       await writeTwoInputModel(dir);
       const copy = await modelCopy((m) => (m.features[4].input = 'segment'), dir);
       const r = await runCli(['run', '--model', copy], t.env);
-      await expectRefusedUnchanged(t, before, r, /manifest\.json: features\[4\]\.input "segment" is not an input of the model \(its inputs: "numeric", "segment_id", "region_id"\)/);
+      await expectRefusedUnchanged(
+        t,
+        before,
+        r,
+        /manifest\.json: features\[4\]\.input "segment" is not an input of the model \(its inputs: "numeric", "segment_id", "region_id"\)/,
+      );
     });
   });
 });

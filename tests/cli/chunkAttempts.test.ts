@@ -28,13 +28,18 @@ describe('--chunk-attempts at commit', () => {
         END IF;
         RETURN NEW;
       END $$`);
-    await t.pool.query(`CREATE TRIGGER sj_test_refuse_chunk3 BEFORE UPDATE ON scoring.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_refuse_chunk3()`);
+    await t.pool.query(
+      `CREATE TRIGGER sj_test_refuse_chunk3 BEFORE UPDATE ON scoring.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_refuse_chunk3()`,
+    );
     const started = Date.now();
     const r = await runCli(['run', '--chunk-size', '100', '--chunk-attempts', '2'], t.env);
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(r.code).toBe(1);
     const runId = r.logs.find((l) => /started/.test(String(l.msg)))?.run_id as string;
-    const chunk = await t.pool.query<{ attempts: number; status: string }>('SELECT attempts, status FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3', [runId]);
+    const chunk = await t.pool.query<{ attempts: number; status: string }>(
+      'SELECT attempts, status FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3',
+      [runId],
+    );
     expect(chunk.rows[0]).toEqual({ attempts: 2, status: 'pending' });
     expect(await runStatus(t, runId)).toMatchObject({ status: 'failed', error_kind: 'database' });
     expect(r.stderr).toMatch(new RegExp(`resume it with \`scorejob resume ${runId}\``));

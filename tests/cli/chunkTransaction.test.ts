@@ -44,7 +44,10 @@ describe('SIGKILL inside a chunk transaction', () => {
       await hold.release();
     }
     const chunk = await chunkState(t, runId, 3);
-    const expectedRejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers WHERE tenure_months IS NULL AND customer_id > $1 AND customer_id <= $2', [chunk.lo, chunk.hi]);
+    const expectedRejects = await t.pool.query<{ n: number }>(
+      'SELECT count(*)::int n FROM customers WHERE tenure_months IS NULL AND customer_id > $1 AND customer_id <= $2',
+      [chunk.lo, chunk.hi],
+    );
     expect(expectedRejects.rows[0]?.n).toBeGreaterThan(0); // the chunk had rejects to write
     expect(chunk).toMatchObject({ status: 'pending', in_chunk_scores: 0, in_chunk_rejects: 0 });
     expect(chunk.done_scored).toBeGreaterThan(0);

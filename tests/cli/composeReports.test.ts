@@ -31,18 +31,21 @@ describe('runs, pages and closing lines say what readers see', () => {
   });
   afterAll(async () => t.drop());
 
-  it('--workers 2: the closing line gives the run\'s rows and rate, and this process\'s share as such', async () => {
+  it("--workers 2: the closing line gives the run's rows and rate, and this process's share as such", async () => {
     const r = await runCli(['run', '--model', model, '--chunk-size', '100', '--workers', '2'], t.env);
     exitOk(r);
     const summary = summaryOf(r);
     expect(summary.rows_scored_now).toBe(3000);
     expect(Number(summary.rows_scored_here)).toBeLessThanOrEqual(3000);
-    expect(String(summary.msg)).toMatch(/^run \d+ succeeded: scored 3000 customers \(0 rejected\) with 2 workers \(this process scored \d+\) in [\d.]+ s, \d+ rows\/s/);
+    expect(String(summary.msg)).toMatch(
+      /^run \d+ succeeded: scored 3000 customers \(0 rejected\) with 2 workers \(this process scored \d+\) in [\d.]+ s, \d+ rows\/s/,
+    );
     expect(String(summary.msg)).not.toMatch(/customers now/);
   });
 
   it('runs lists kind, scored / carried / published rows and the current run; a challenger under its own name', async () => {
-    await t.pool.query(`INSERT INTO customers SELECT customer_id + 5000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
+    await t.pool
+      .query(`INSERT INTO customers SELECT customer_id + 5000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
             discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app FROM customers ORDER BY customer_id LIMIT 10`);
     await runInProcess(t, { modelDir: model, onlyNew: true, chunkSize: defaults.chunkSize });
     const champion = await runCli(['run', '--model', model, '--challenger', challenger, '--chunk-size', '1000'], t.env);
@@ -52,9 +55,14 @@ describe('runs, pages and closing lines say what readers see', () => {
     exitOk(runs);
     const lines = runs.stdout.split('\n');
     expect(lines[0]).toMatch(/^RUN +STATUS +KIND +TRIGGER +MODEL +SCORED +CARRIED +PUBLISHED +REJECTED/);
-    expect(lines.find((l) => l.startsWith(`${championId} `)), runs.stdout).toMatch(/succeeded \(current\) +full +manual +customer-value 1\.0\.0 +3,010 +0 +3,010 /);
+    expect(
+      lines.find((l) => l.startsWith(`${championId} `)),
+      runs.stdout,
+    ).toMatch(/succeeded \(current\) +full +manual +customer-value 1\.0\.0 +3,010 +0 +3,010 /);
     expect(lines.find((l) => / only-new /.test(l))).toMatch(/succeeded +only-new +manual +customer-value 1\.0\.0 +10 +3,000 +3,010 /);
-    expect(lines.find((l) => / challenger /.test(l))).toMatch(new RegExp(`challenger +manual +churn2c 2\\.0\\.0 \\(challenger of run ${championId}\\) +3,010 +0 +— `));
+    expect(lines.find((l) => / challenger /.test(l))).toMatch(
+      new RegExp(`challenger +manual +churn2c 2\\.0\\.0 \\(challenger of run ${championId}\\) +3,010 +0 +— `),
+    );
     expect(lines.filter((l) => /\(current\)/.test(l))).toHaveLength(1);
     const show = await runCli(['runs', 'show', String(Number(championId) + 1)], t.env);
     expect(show.stdout).toMatch(new RegExp(`model +churn2c 2\\.0\\.0 \\(challenger of run ${championId}\\)`));

@@ -62,7 +62,9 @@ describe('bin/scorejob-cron checks its env file and the connection before runnin
     await mkdir(folder);
     const r = await wrapper(['migrate'], { SCOREJOB_ENV: folder });
     expect(r.code).toBe(2);
-    expect(r.out).toMatch(new RegExp(`^scorejob-cron: the env file SCOREJOB_ENV=${folder} is a directory, not a file: name the file in it \\(e\\.g\\. ${folder}/scorejob\\.env\\)`));
+    expect(r.out).toMatch(
+      new RegExp(`^scorejob-cron: the env file SCOREJOB_ENV=${folder} is a directory, not a file: name the file in it \\(e\\.g\\. ${folder}/scorejob\\.env\\)`),
+    );
     expect(r.out).toContain('Nothing was run (exit 2).');
     expect(r.log).toBe('');
     expect(await notMigrated()).toBe(true);
@@ -89,7 +91,9 @@ describe('bin/scorejob-cron checks its env file and the connection before runnin
     const file = await envFile('amp.env', `DATABASE_URL=${url.toString()}\n`);
     const r = await wrapper(['runs'], { SCOREJOB_ENV: file });
     expect(r.code).toBe(2);
-    expect(r.out).toContain(`scorejob-cron: warning: ${file} line 1 has an unquoted & (the shell runs the part before it in the background, so that variable is not set): put the value in single quotes, NAME='…'`);
+    expect(r.out).toContain(
+      `scorejob-cron: warning: ${file} line 1 has an unquoted & (the shell runs the part before it in the background, so that variable is not set): put the value in single quotes, NAME='…'`,
+    );
     expect(r.out).toMatch(/no database connection is set after loading/);
     expect(r.log).toBe('');
     await writeFile(file, `DATABASE_URL='${url.toString()}'\n`);
@@ -102,14 +106,18 @@ describe('bin/scorejob-cron checks its env file and the connection before runnin
     const file = await envFile('broken.env', `DATABASE_URL='${t.url}\n`);
     const r = await wrapper(['migrate'], { SCOREJOB_ENV: file });
     expect(r.code).toBe(2);
-    expect(r.out).toMatch(new RegExp(`scorejob-cron: the env file ${file} is not valid sh .*: quote each value, NAME='value'\\. Nothing was run \\(exit 2\\)\\.`));
+    expect(r.out).toMatch(
+      new RegExp(`scorejob-cron: the env file ${file} is not valid sh .*: quote each value, NAME='value'\\. Nothing was run \\(exit 2\\)\\.`),
+    );
     expect(r.log).toBe('');
   });
 
   it('no SCOREJOB_ENV and no connection in the crontab: exit 2 saying how to set one', async () => {
     const r = await wrapper(['run', '--trigger', 'cron'], {});
     expect(r.code).toBe(2);
-    expect(r.out).toMatch(/^scorejob-cron: no database connection is set \(none of DATABASE_URL, PGHOST, PGDATABASE\): set SCOREJOB_ENV in the crontab to a file with a line DATABASE_URL='postgres:\/\/…'/);
+    expect(r.out).toMatch(
+      /^scorejob-cron: no database connection is set \(none of DATABASE_URL, PGHOST, PGDATABASE\): set SCOREJOB_ENV in the crontab to a file with a line DATABASE_URL='postgres:\/\/…'/,
+    );
     expect(r.log).toBe('');
   });
 
@@ -156,7 +164,12 @@ describe('bin/scorejob-cron and a run a publish gate stopped', () => {
     const first = await wrapper(args, env);
     expect(first.code).toBe(0);
     expect(first.out).toMatch(/^scorejob run exited 0 on /m);
-    expect(first.out).toMatch(new RegExp(`^  scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person: review it \\(\`scorejob runs show ${id}\`\\), then \`scorejob publish ${id} --force\``, 'm'));
+    expect(first.out).toMatch(
+      new RegExp(
+        `^  scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person: review it \\(\`scorejob runs show ${id}\`\\), then \`scorejob publish ${id} --force\``,
+        'm',
+      ),
+    );
     expect(first.out).toMatch(/^What to do: a person decides/m);
     for (let i = 0; i < 2; i++) {
       const later = await wrapper(args, env);

@@ -49,7 +49,9 @@ function podSpec(doc: Manifest['doc']): Record<string, any> {
 }
 
 /** The containers (init containers first) of a CronJob's or a Job's pod template. */
-function containers(doc: Manifest['doc']): { name: string; image: string; args?: string[]; command?: string[]; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] }[] {
+function containers(
+  doc: Manifest['doc'],
+): { name: string; image: string; args?: string[]; command?: string[]; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] }[] {
   const pod = podSpec(doc);
   return [...(pod.initContainers ?? []), ...pod.containers];
 }
@@ -160,7 +162,27 @@ describe('deployment files', () => {
     expect(r.status, r.stdout + r.stderr).toBe(0);
     const text = await readFile(file, 'utf8');
     const { renderMetrics } = await import('../../src/observe/metrics.js');
-    const names = new Set([...(await renderMetrics({ model: 'm', runId: '1', status: 'failed', errorKind: 'gate', published: false, dryRun: false, forced: false, durationMs: 1, rowsScored: 1, rowsRejected: 0, psi: 0.1, finishedAt: new Date(), lastSuccessAt: new Date() })).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    const names = new Set(
+      [
+        ...(
+          await renderMetrics({
+            model: 'm',
+            runId: '1',
+            status: 'failed',
+            errorKind: 'gate',
+            published: false,
+            dryRun: false,
+            forced: false,
+            durationMs: 1,
+            rowsScored: 1,
+            rowsRejected: 0,
+            psi: 0.1,
+            finishedAt: new Date(),
+            lastSuccessAt: new Date(),
+          })
+        ).matchAll(/^# TYPE (\S+)/gm),
+      ].map((m) => m[1]),
+    );
     const used = [...text.matchAll(/\b(scorejob_[a-z_]+)\b/g)].map((m) => m[1]);
     expect(used.length).toBeGreaterThan(5);
     for (const n of used) expect(names, `${n} is not a metric scorejob exports`).toContain(n);
@@ -168,7 +190,10 @@ describe('deployment files', () => {
 
   it('every path the Dockerfile copies from the context exists, and .dockerignore lets it in', async () => {
     const dockerfile = await readFile(join(repoRoot, 'Dockerfile'), 'utf8');
-    const ignore = (await readFile(join(repoRoot, '.dockerignore'), 'utf8')).split('\n').filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
+    const ignore = (await readFile(join(repoRoot, '.dockerignore'), 'utf8'))
+      .split('\n')
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
     const copies = [...dockerfile.matchAll(/^COPY\s+(?!--from)(.+)$/gm)].map((m) => (m[1] as string).trim().split(/\s+/).slice(0, -1)).flat();
     expect(copies.length).toBeGreaterThan(5);
     for (const path of copies) {

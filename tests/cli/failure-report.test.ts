@@ -56,13 +56,20 @@ describe('what the ledger says about a failure', () => {
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
       await holder.query('ROLLBACK');
       const r = await child.result;
-      expect(r.stderr).toMatch(new RegExp(`^scorejob: run ${runId} failed: connection to \\S+ lost .* \\(during publish\\); resume it with \`scorejob resume ${runId}\``));
+      expect(r.stderr).toMatch(
+        new RegExp(`^scorejob: run ${runId} failed: connection to \\S+ lost .* \\(during publish\\); resume it with \`scorejob resume ${runId}\``),
+      );
       expect(r.code).toBe(1);
     } finally {
       await holder.end();
     }
     const row = (await t.pool.query(`SELECT status, error, error_kind, rows_scored::int FROM scoring.score_runs WHERE run_id = $1`, [runId])).rows[0];
-    expect(row).toMatchObject({ status: 'failed', error_kind: 'database', rows_scored: customers, error: expect.stringMatching(/^connection to \S+ lost .* \(during publish\)$/) });
+    expect(row).toMatchObject({
+      status: 'failed',
+      error_kind: 'database',
+      rows_scored: customers,
+      error: expect.stringMatching(/^connection to \S+ lost .* \(during publish\)$/),
+    });
     expect(await publishedSnapshot(t)).toEqual(before);
 
     // (c) The resume scores nothing (every chunk was done) and says so: this invocation's rows and rate, and the run's total.
@@ -76,9 +83,15 @@ describe('what the ledger says about a failure', () => {
     // (b) The failure before the resume is kept, with its time, and shown.
     const show = await runCli(['runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/resumed 1×/);
-    expect(show.stdout).toMatch(/Failures before it succeeded \(oldest first\):\n {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC {2}failed \(database\): connection to \S+ lost .* \(during publish\)\n/);
-    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as { failures: { at: string; status: string; kind: string; error: string }[] };
-    expect(json.failures).toEqual([{ at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), status: 'failed', kind: 'database', error: expect.stringMatching(/\(during publish\)$/) }]);
+    expect(show.stdout).toMatch(
+      /Failures before it succeeded \(oldest first\):\n {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC {2}failed \(database\): connection to \S+ lost .* \(during publish\)\n/,
+    );
+    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as {
+      failures: { at: string; status: string; kind: string; error: string }[];
+    };
+    expect(json.failures).toEqual([
+      { at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), status: 'failed', kind: 'database', error: expect.stringMatching(/\(during publish\)$/) },
+    ]);
   });
 
   it('a connection lost in a chunk, without retries: the ledger names the chunk; two failures and two resumes are all kept', async () => {
@@ -114,8 +127,14 @@ describe('what the ledger says about a failure', () => {
     const done = await runCli(['resume', runId], t.env);
     expect(done.code).toBe(0);
     expect(done.logs.at(-1)).toMatchObject({ rows_scored: customers, rows_scored_now: 100 });
-    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as { resumes: number; failures: { status: string; error: string }[] };
+    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as {
+      resumes: number;
+      failures: { status: string; error: string }[];
+    };
     expect(json.resumes).toBe(2);
-    expect(json.failures.map((f) => f.error)).toEqual([expect.stringMatching(/lost .* \(during chunk 2\)$/), expect.stringMatching(/lost .* \(during chunk 2\)$/)]);
+    expect(json.failures.map((f) => f.error)).toEqual([
+      expect.stringMatching(/lost .* \(during chunk 2\)$/),
+      expect.stringMatching(/lost .* \(during chunk 2\)$/),
+    ]);
   });
 });

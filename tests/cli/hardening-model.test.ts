@@ -84,7 +84,12 @@ describe('what can go wrong: the model', () => {
   });
 
   it('a --backend that is not installed', async () => {
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--backend', 'tensorflow'], t.env), /--backend tensorflow: @tensorflow\/tfjs-node is not installed/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--backend', 'tensorflow'], t.env),
+      /--backend tensorflow: @tensorflow\/tfjs-node is not installed/,
+    );
   });
 
   it('a --backend that does not exist', async () => {

@@ -53,7 +53,8 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     expect(rejects).toHaveLength(customers);
     expect(new Set(rejects.map((x) => x.k))).toEqual(new Set(before.scores.keys()));
     expect(rejects.every((x) => x.reason === 'non_finite_score' && x.column === null && x.value === 'NaN')).toBe(true);
-    const run = (await t.pool.query(`SELECT status, error_kind, rows_scored::int, rows_rejected::int FROM scoring.score_runs WHERE run_id = $1`, [runId])).rows[0];
+    const run = (await t.pool.query(`SELECT status, error_kind, rows_scored::int, rows_rejected::int FROM scoring.score_runs WHERE run_id = $1`, [runId]))
+      .rows[0];
     expect(run).toEqual({ status: 'failed', error_kind: 'gate', rows_scored: 0, rows_rejected: customers });
     const prom = parsePrometheus(await readFile(metrics, 'utf8'));
     expect(prom.get('scorejob_last_run_success')).toBe(0);

@@ -38,7 +38,12 @@ describe('what can go wrong: the source', () => {
   it('key column not an integer', async () => {
     await t.pool.query('CREATE TABLE customers_textkey AS SELECT customer_id::text AS customer_id, tenure_months FROM customers');
     await t.pool.query('ALTER TABLE customers_textkey ADD PRIMARY KEY (customer_id)');
-    await expectRefusedUnchanged(t, before, await run((m) => (m.source.table = 'customers_textkey')), /key column customer_id of customers_textkey is text, expected an integer type/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await run((m) => (m.source.table = 'customers_textkey')),
+      /key column customer_id of customers_textkey is text, expected an integer type/,
+    );
   });
 
   it('a feature column renamed upstream', async () => {
@@ -59,7 +64,9 @@ describe('what can go wrong: the source', () => {
       expect(inspect.code).toBe(2);
       expect(inspect.stdout).toMatch(/has_app/);
     } finally {
-      await t.pool.query(`ALTER TABLE customers ALTER COLUMN revenue_12m TYPE numeric(12,2) USING revenue_12m::numeric, ALTER COLUMN has_app TYPE boolean USING has_app::boolean`);
+      await t.pool.query(
+        `ALTER TABLE customers ALTER COLUMN revenue_12m TYPE numeric(12,2) USING revenue_12m::numeric, ALTER COLUMN has_app TYPE boolean USING has_app::boolean`,
+      );
     }
   });
 
@@ -70,7 +77,10 @@ describe('what can go wrong: the source', () => {
       `INSERT INTO customers_nk SELECT (jsonb_populate_record(NULL::customers_nk, to_jsonb(c) || '{"customer_id": null}'::jsonb)).* FROM customers c ORDER BY customer_id LIMIT 7`,
     );
     await t.pool.query('CREATE VIEW customers_nk_v AS SELECT * FROM customers_nk');
-    const message = (table: string) => new RegExp(`^scorejob: key column customer_id of ${table} has 7 NULL values: a row without a key can be neither scored nor rejected; give those rows a key or delete them`);
+    const message = (table: string) =>
+      new RegExp(
+        `^scorejob: key column customer_id of ${table} has 7 NULL values: a row without a key can be neither scored nor rejected; give those rows a key or delete them`,
+      );
     for (const table of ['customers_nk', 'public.customers_nk_v']) {
       const model = await modelCopy((m) => (m.source.table = table));
       await expectRefusedUnchanged(t, before, await runCli(['run', '--model', model], t.env), message(table));
@@ -79,7 +89,9 @@ describe('what can go wrong: the source', () => {
       expect(inspect.stdout).toMatch(new RegExp(`problem: key column customer_id of ${table} has 7 NULL values`));
     }
     // The advice, followed: give them keys.
-    await t.pool.query(`UPDATE customers_nk c SET customer_id = 1000000000 + n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`);
+    await t.pool.query(
+      `UPDATE customers_nk c SET customer_id = 1000000000 + n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`,
+    );
     const r = await run((m) => (m.source.table = 'customers_nk'));
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

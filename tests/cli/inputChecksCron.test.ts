@@ -48,12 +48,18 @@ describe('input checks under cron', () => {
   });
 
   // Ticks of an every-second schedule stand for months: a run started after a tick covers it, so each "month" is a tick after the previous run.
-  const firing = (tick: string) => wrapper(['run', '--trigger', 'cron', '--model', model, '--chunk-size', '500', '--if-due', '* * * * * *', '--timezone', 'UTC', '--tick-at', tick], t.env);
+  const firing = (tick: string) =>
+    wrapper(['run', '--trigger', 'cron', '--model', model, '--chunk-size', '500', '--if-due', '* * * * * *', '--timezone', 'UTC', '--tick-at', tick], t.env);
   const nextTick = async () => {
     await new Promise((r) => setTimeout(r, 1100));
     return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
   };
-  const runs = async () => (await t.pool.query<{ run_id: string; status: string; error_kind: string | null; resumes: number }>('SELECT run_id::text, status, error_kind, resumes FROM scoring.score_runs ORDER BY run_id')).rows;
+  const runs = async () =>
+    (
+      await t.pool.query<{ run_id: string; status: string; error_kind: string | null; resumes: number }>(
+        'SELECT run_id::text, status, error_kind, resumes FROM scoring.score_runs ORDER BY run_id',
+      )
+    ).rows;
 
   it("a month whose source lost 30% fails with the figures and a mail; the month's next firings check again, and publish once it is whole", async () => {
     expect(await firing(await nextTick())).toEqual({ code: 0, out: '' });
@@ -74,6 +80,6 @@ describe('input checks under cron', () => {
     await t.pool.query('TRUNCATE customers; INSERT INTO customers SELECT * FROM customers_orig');
     expect(await firing(month)).toEqual({ code: 0, out: '' });
     expect(await runs()).toMatchObject([{ status: 'succeeded' }, { run_id: '2', status: 'succeeded', resumes: 2 }]);
-    expect(Number((await t.pool.query("SELECT count(*) FROM scoring.customer_scores WHERE run_id = 2")).rows[0]?.count)).toBe(2000);
+    expect(Number((await t.pool.query('SELECT count(*) FROM scoring.customer_scores WHERE run_id = 2')).rows[0]?.count)).toBe(2000);
   }, 120_000);
 });

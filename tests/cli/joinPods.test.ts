@@ -24,13 +24,35 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers, seed: 21 });
     await t.pool.query(`CREATE TABLE knob (delay float8 NOT NULL); INSERT INTO knob VALUES (0.01)`);
-    await t.pool.query(`CREATE VIEW slow_customers AS SELECT c.* FROM customers c CROSS JOIN knob k WHERE pg_sleep(CASE WHEN c.customer_id % 5 = 0 THEN k.delay ELSE 0 END) IS NOT NULL`);
+    await t.pool.query(
+      `CREATE VIEW slow_customers AS SELECT c.* FROM customers c CROSS JOIN knob k WHERE pg_sleep(CASE WHEN c.customer_id % 5 = 0 THEN k.delay ELSE 0 END) IS NOT NULL`,
+    );
     model = await modelCopy((m) => void (m.source = { table: 'slow_customers', key: 'customer_id' }));
   }, 60_000);
   afterAll(async () => t.drop());
 
   /** The exact command of the CronJob's pods, for a tick of its own (each test is a period: `--tick-at`, as `schedule` passes it). */
-  const podCommand = (tickAt: string) => ['--no-pretty', 'run', '--trigger', 'cron', '--model', model, '--chunk-size', '100', '--chunk-lease', '3', '--if-due', '*/1 * * * * *', '--timezone', 'UTC', '--tick-at', tickAt, '--join', '--wait', '120'];
+  const podCommand = (tickAt: string) => [
+    '--no-pretty',
+    'run',
+    '--trigger',
+    'cron',
+    '--model',
+    model,
+    '--chunk-size',
+    '100',
+    '--chunk-lease',
+    '3',
+    '--if-due',
+    '*/1 * * * * *',
+    '--timezone',
+    'UTC',
+    '--tick-at',
+    tickAt,
+    '--join',
+    '--wait',
+    '120',
+  ];
   const newTick = async () => {
     const tick = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000);
     await new Promise((r) => setTimeout(r, tick.getTime() - Date.now() + 50));
@@ -38,22 +60,43 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
   };
   const pods = (n: number, tickAt: string) => Array.from({ length: n }, () => startCli(podCommand(tickAt), t.env));
   const runsFor = async (tickAt: string) =>
-    (await t.pool.query<{ run_id: string; status: string; pid: number; resumes: number }>(`SELECT run_id::text, status, pid, resumes FROM scoring.score_runs WHERE tick_at = $1 ORDER BY run_id`, [tickAt])).rows;
+    (
+      await t.pool.query<{ run_id: string; status: string; pid: number; resumes: number }>(
+        `SELECT run_id::text, status, pid, resumes FROM scoring.score_runs WHERE tick_at = $1 ORDER BY run_id`,
+        [tickAt],
+      )
+    ).rows;
   const published = async () => Number((await t.pool.query(`SELECT count(*) FROM scoring.customer_scores`)).rows[0]?.count);
-  const claimers = async (runId: string) => (await t.pool.query<{ pid: number }>(`SELECT DISTINCT claim_pid AS pid FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid IS NOT NULL`, [runId])).rows.map((r) => r.pid);
+  const claimers = async (runId: string) =>
+    (
+      await t.pool.query<{ pid: number }>(`SELECT DISTINCT claim_pid AS pid FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid IS NOT NULL`, [runId])
+    ).rows.map((r) => r.pid);
   const why = (rs: CliResult[]) => rs.map((r) => `exit ${r.code}: ${r.stderr}${r.stdout.slice(-1500)}`).join('\n---\n');
   const pidWorking = async (runId: string, children: ChildProcess[], coordinator: boolean) =>
-    waitUntil(`a ${coordinator ? 'coordinator' : 'worker'} process holding a claim`, async () => {
-      const run = (await t.pool.query<{ pid: number }>(`SELECT pid FROM scoring.score_runs WHERE run_id = $1`, [runId])).rows[0];
-      const busy = (await t.pool.query<{ pid: number }>(`SELECT DISTINCT claim_pid AS pid FROM scoring.score_chunks WHERE run_id = $1 AND status = 'pending' AND lease_until > now()`, [runId])).rows.map((r) => r.pid);
-      return children.find((c) => busy.includes(c.pid as number) && (c.pid === run?.pid) === coordinator);
-    }, 60_000, 20);
+    waitUntil(
+      `a ${coordinator ? 'coordinator' : 'worker'} process holding a claim`,
+      async () => {
+        const run = (await t.pool.query<{ pid: number }>(`SELECT pid FROM scoring.score_runs WHERE run_id = $1`, [runId])).rows[0];
+        const busy = (
+          await t.pool.query<{ pid: number }>(
+            `SELECT DISTINCT claim_pid AS pid FROM scoring.score_chunks WHERE run_id = $1 AND status = 'pending' AND lease_until > now()`,
+            [runId],
+          )
+        ).rows.map((r) => r.pid);
+        return children.find((c) => busy.includes(c.pid as number) && (c.pid === run?.pid) === coordinator);
+      },
+      60_000,
+      20,
+    );
 
   it('4 processes at the same moment: one run, scored by several of them, published; all exit 0; a late one exits 0 at once', async () => {
     const tickAt = await newTick();
     const children = pods(4, tickAt);
     const results = await Promise.all(children.map((c) => c.result));
-    expect(results.map((r) => r.code), why(results)).toEqual([0, 0, 0, 0]);
+    expect(
+      results.map((r) => r.code),
+      why(results),
+    ).toEqual([0, 0, 0, 0]);
     const runs = await runsFor(tickAt);
     expect(runs).toMatchObject([{ status: 'succeeded' }]);
     expect(await published()).toBe(customers);
@@ -78,7 +121,10 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     victim.kill('SIGKILL');
     const results = await Promise.all(children.map((c) => c.result));
     const others = results.filter((_, i) => children[i] !== victim);
-    expect(others.map((r) => r.code), why(others)).toEqual([0, 0]);
+    expect(
+      others.map((r) => r.code),
+      why(others),
+    ).toEqual([0, 0]);
     expect(await runsFor(tickAt)).toMatchObject([{ run_id: runId, status: 'succeeded', resumes: 0 }]);
     expect(await published()).toBe(customers);
   }, 180_000);
@@ -91,9 +137,14 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     coordinator.kill('SIGKILL');
     const results = await Promise.all(children.map((c) => c.result));
     const others = results.filter((_, i) => children[i] !== coordinator);
-    expect(others.map((r) => r.code), why(others)).toEqual([0, 0]);
+    expect(
+      others.map((r) => r.code),
+      why(others),
+    ).toEqual([0, 0]);
     expect(await runsFor(tickAt)).toMatchObject([{ run_id: runId, status: 'succeeded', resumes: 1 }]);
-    expect(others.some((r) => r.logs.some((l) => String(l.msg) === `run ${runId} lost its coordinator; planning the tick again (its run is resumed)`))).toBe(true);
+    expect(others.some((r) => r.logs.some((l) => String(l.msg) === `run ${runId} lost its coordinator; planning the tick again (its run is resumed)`))).toBe(
+      true,
+    );
     expect(await published()).toBe(customers);
   }, 180_000);
 });

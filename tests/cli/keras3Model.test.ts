@@ -14,7 +14,10 @@ type Row = Record<string, string | null>;
 /** Every file of the directory and its bytes' sha256: a load must not rewrite any of them. */
 async function fingerprints(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const f of (await readdir(dir)).sort()) out[f] = createHash('sha256').update(await readFile(join(dir, f))).digest('hex');
+  for (const f of (await readdir(dir)).sort())
+    out[f] = createHash('sha256')
+      .update(await readFile(join(dir, f)))
+      .digest('hex');
   return out;
 }
 
@@ -28,7 +31,11 @@ describe('models exported from Keras 3', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 2000, seed: 19 });
-    rows = (await t.pool.query<Row>('SELECT customer_id::text AS key, tenure_months::text, revenue_12m::text, days_since_last_order::text, discount_share::text, email_open_rate::text, segment, region FROM customers')).rows;
+    rows = (
+      await t.pool.query<Row>(
+        'SELECT customer_id::text AS key, tenure_months::text, revenue_12m::text, days_since_last_order::text, discount_share::text, email_open_rate::text, segment, region FROM customers',
+      )
+    ).rows;
     root = await mkdtemp(join(tmpdir(), 'sj-keras3-'));
   });
   afterAll(async () => t.drop());
@@ -44,7 +51,10 @@ describe('models exported from Keras 3', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(await fingerprints(dir)).toEqual(before);
-    const { rows: got } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.customer_scores WHERE model_name = $1', [modelName]);
+    const { rows: got } = await t.pool.query<{ k: string; s: number }>(
+      'SELECT customer_id::text k, score s FROM scoring.customer_scores WHERE model_name = $1',
+      [modelName],
+    );
     const scores = new Map(got.map((g) => [g.k, g.s]));
     let worst = 0;
     for (const row of rows) {
@@ -60,29 +70,40 @@ describe('models exported from Keras 3', () => {
 
   it.each([
     ['', false],
-    [', converted from a .keras file (weights named by their store path, with the optimizer\'s)', true],
-  ])('a functional model with three inputs: Normalization (adapted: weights), Embeddings, Concatenate, BatchNormalization, Dropout%s', async (_, weightsStore) => {
-    const dir = join(root, weightsStore ? 'functional-store' : 'functional');
-    await writeKeras3FunctionalModel(dir, { weightsStore });
-    const stored = await readWeights(dir);
-    const named = (name: string) => weight(stored, weightsStore ? keras3StoreName(name) : name);
-    const segments = ['consumer', 'smb', 'enterprise'];
-    const regions = ['north', 'south', 'east', 'west']; // 'central' is unknown: id 4; NULL is the fill id 5
-    await runAndCompare(dir, 'keras3-functional', (row) => {
-      const numeric = normalize(
-        [num(row.tenure_months), num(row.discount_share), num(row.email_open_rate, 0.25), num(row.days_since_last_order, 730)],
-        vector(named('normalization/mean')),
-        vector(named('normalization/variance')),
-      );
-      const region = row.region === null ? 5 : regions.includes(row.region!) ? regions.indexOf(row.region!) : 4;
-      const x = [...numeric, ...embedding(named('segment_embedding/embeddings'), segments.indexOf(row.segment!)), ...embedding(named('region_embedding/embeddings'), region)];
-      const h = relu(dense(x, named('hidden/kernel'), named('hidden/bias')));
-      const b = 'batch_normalization';
-      const n = batchNorm(h, { gamma: named(`${b}/gamma`), beta: named(`${b}/beta`), mean: named(`${b}/moving_mean`), variance: named(`${b}/moving_variance`) }, 0.001);
-      return sigmoid(dense(n, named('churn/kernel'), named('churn/bias')))[0]!; // Dropout: the identity at inference
-    });
-    expect(rows.some((r) => r.region === null) && rows.some((r) => r.region === 'central')).toBe(true);
-  });
+    [", converted from a .keras file (weights named by their store path, with the optimizer's)", true],
+  ])(
+    'a functional model with three inputs: Normalization (adapted: weights), Embeddings, Concatenate, BatchNormalization, Dropout%s',
+    async (_, weightsStore) => {
+      const dir = join(root, weightsStore ? 'functional-store' : 'functional');
+      await writeKeras3FunctionalModel(dir, { weightsStore });
+      const stored = await readWeights(dir);
+      const named = (name: string) => weight(stored, weightsStore ? keras3StoreName(name) : name);
+      const segments = ['consumer', 'smb', 'enterprise'];
+      const regions = ['north', 'south', 'east', 'west']; // 'central' is unknown: id 4; NULL is the fill id 5
+      await runAndCompare(dir, 'keras3-functional', (row) => {
+        const numeric = normalize(
+          [num(row.tenure_months), num(row.discount_share), num(row.email_open_rate, 0.25), num(row.days_since_last_order, 730)],
+          vector(named('normalization/mean')),
+          vector(named('normalization/variance')),
+        );
+        const region = row.region === null ? 5 : regions.includes(row.region!) ? regions.indexOf(row.region!) : 4;
+        const x = [
+          ...numeric,
+          ...embedding(named('segment_embedding/embeddings'), segments.indexOf(row.segment!)),
+          ...embedding(named('region_embedding/embeddings'), region),
+        ];
+        const h = relu(dense(x, named('hidden/kernel'), named('hidden/bias')));
+        const b = 'batch_normalization';
+        const n = batchNorm(
+          h,
+          { gamma: named(`${b}/gamma`), beta: named(`${b}/beta`), mean: named(`${b}/moving_mean`), variance: named(`${b}/moving_variance`) },
+          0.001,
+        );
+        return sigmoid(dense(n, named('churn/kernel'), named('churn/bias')))[0]!; // Dropout: the identity at inference
+      });
+      expect(rows.some((r) => r.region === null) && rows.some((r) => r.region === 'central')).toBe(true);
+    },
+  );
 
   it('a Sequential model (weights named under the model) whose Normalization has its mean and variance in the config', async () => {
     const dir = join(root, 'sequential');
@@ -90,7 +111,11 @@ describe('models exported from Keras 3', () => {
     const w = await readWeights(dir);
     const { mean, variance } = keras3SequentialNormalization;
     await runAndCompare(dir, 'keras3-sequential', (row) => {
-      const x = normalize([num(row.tenure_months), num(row.revenue_12m), num(row.days_since_last_order, 730), num(row.discount_share), num(row.email_open_rate, 0.25)], mean, variance);
+      const x = normalize(
+        [num(row.tenure_months), num(row.revenue_12m), num(row.days_since_last_order, 730), num(row.discount_share), num(row.email_open_rate, 0.25)],
+        mean,
+        variance,
+      );
       const s = 'keras3_sequential';
       const h = relu(dense(x, weight(w, `${s}/dense/kernel`), weight(w, `${s}/dense/bias`)));
       return sigmoid(dense(h, weight(w, `${s}/dense_1/kernel`), weight(w, `${s}/dense_1/bias`)))[0]!;

@@ -22,7 +22,10 @@ describe('the run lock', () => {
 
   const scores = async () => (await publishedSnapshot(t)).scores;
   const terminate = (appName: string) =>
-    t.pool.query<{ n: number }>(`SELECT count(pg_terminate_backend(pid))::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [appName]);
+    t.pool.query<{ n: number }>(
+      `SELECT count(pg_terminate_backend(pid))::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`,
+      [appName],
+    );
   const runsJson = async () => {
     const r = await runCli(['runs', '--json'], t.env);
     expect(r.code).toBe(0);
@@ -218,7 +221,8 @@ describe('the run lock', () => {
     let doneBefore: number;
     try {
       expect((await terminate('scorejob lock')).rows[0]?.n).toBe(1);
-      doneBefore = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId])).rows[0]?.n as number;
+      doneBefore = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]))
+        .rows[0]?.n as number;
       taker = await runCli(['run', '--chunk-size', '1000'], t.env); // waits out the grace, takes the lock over
     } finally {
       child.kill('SIGCONT');
@@ -230,7 +234,8 @@ describe('the run lock', () => {
     const r = await child.result;
     expect(r.code).toBe(1);
     expect(await runStatus(t, runId)).toMatchObject({ status: 'interrupted' });
-    const doneAfter = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId])).rows[0]?.n;
+    const doneAfter = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]))
+      .rows[0]?.n;
     expect(doneAfter).toBe(doneBefore);
     expect((await publishedSnapshot(t)).runs).toEqual([taker.logs.find((l) => /started/.test(String(l.msg)))?.run_id]);
   });

@@ -12,7 +12,11 @@ import { modelCopy, runInProcess } from '../helpers/run.js';
 function inPty(args: string[], env: Record<string, string>): Promise<{ code: number | null; text: string }> {
   const command = [process.execPath, join(repoRoot, 'bin/scorejob'), ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: repoRoot, env: childEnv({ ...env, TERM: 'xterm' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: repoRoot,
+      env: childEnv({ ...env, TERM: 'xterm' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let text = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d));
@@ -41,7 +45,11 @@ describe('what scorejob says about a failure', () => {
   afterAll(async () => t.drop());
 
   it('`runs show 99 --json` for a missing run: stdout empty, the error on stderr, exit 2', async () => {
-    for (const args of [['runs', 'show', '99', '--json'], ['runs', '--json', 'show', '99'], ['runs', '--json', '--status', 'gone']]) {
+    for (const args of [
+      ['runs', 'show', '99', '--json'],
+      ['runs', '--json', 'show', '99'],
+      ['runs', '--json', '--status', 'gone'],
+    ]) {
       const r = await runCli(args, t.env);
       expect(r.stdout).toBe('');
       expect(r.code).toBe(2);
@@ -54,7 +62,7 @@ describe('what scorejob says about a failure', () => {
     expect((JSON.parse(ok.stdout) as { run_id: string }).run_id).toBe('1');
   });
 
-  it('an escape sequence in a manifest\'s name or version reaches `runs` and `runs show` escaped, never raw', async () => {
+  it("an escape sequence in a manifest's name or version reaches `runs` and `runs show` escaped, never raw", async () => {
     const evil = await modelCopy((m) => {
       m.name = 'value\u001b[2J\u001b[31mred';
       m.version = '1.0\u0007\u202e';
@@ -145,10 +153,15 @@ describe('configuration errors name what was set', () => {
   });
 
   it('--progress-interval below 0.1 s is refused (0 still means none)', async () => {
-    for (const [args, env] of [[['run', '--progress-interval', '0.001'], {}], [['run'], { SCOREJOB_PROGRESS_INTERVAL: '0.05' }]] as const) {
+    for (const [args, env] of [
+      [['run', '--progress-interval', '0.001'], {}],
+      [['run'], { SCOREJOB_PROGRESS_INTERVAL: '0.05' }],
+    ] as const) {
       const r = await runCli([...args], { ...t.env, ...env });
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/^scorejob: (--progress-interval|SCOREJOB_PROGRESS_INTERVAL): "0\.0+[15]" is not 0 \(no progress lines\) or a number of seconds from 0\.1 to 86400/);
+      expect(r.stderr).toMatch(
+        /^scorejob: (--progress-interval|SCOREJOB_PROGRESS_INTERVAL): "0\.0+[15]" is not 0 \(no progress lines\) or a number of seconds from 0\.1 to 86400/,
+      );
     }
   });
 });

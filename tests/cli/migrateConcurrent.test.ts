@@ -17,9 +17,14 @@ describe('scorejob migrate run by several processes at once', () => {
   it('5 processes at once on a fresh database: all exit 0, the schema is applied once', async () => {
     const children = Array.from({ length: 5 }, () => startCli(['--no-pretty', 'migrate'], t.env));
     const results = await Promise.all(children.map((c) => c.result));
-    expect(results.map((r) => r.code), results.map((r) => r.stderr).join('\n')).toEqual([0, 0, 0, 0, 0]);
+    expect(
+      results.map((r) => r.code),
+      results.map((r) => r.stderr).join('\n'),
+    ).toEqual([0, 0, 0, 0, 0]);
     const files = await readMigrations();
-    const { rows } = await t.pool.query<{ version: number; n: number }>('SELECT version, count(*)::int AS n FROM scoring.schema_migrations GROUP BY version ORDER BY version');
+    const { rows } = await t.pool.query<{ version: number; n: number }>(
+      'SELECT version, count(*)::int AS n FROM scoring.schema_migrations GROUP BY version ORDER BY version',
+    );
     expect(rows).toEqual(files.map((f) => ({ version: f.version, n: 1 })));
     // One process applied them all; the others waited for its lock and found the schema up to date.
     const applied = results.map((r) => r.logs.filter((l) => l.outcome === 'applied').length);

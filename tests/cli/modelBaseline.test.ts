@@ -27,14 +27,16 @@ describe('scorejob model baseline', () => {
   const read = async (): Promise<FeatureBaseline> => JSON.parse(await readFile(join(dir, 'baseline.json'), 'utf8')) as FeatureBaseline;
   const feature = (b: FeatureBaseline, column: string): FeatureDistribution => b.features.find((f) => f.column === column)!;
 
-  it('writes every manifest feature: numbers in decile bins, categories by name, NULL apart; the shares are the table\'s', async () => {
+  it("writes every manifest feature: numbers in decile bins, categories by name, NULL apart; the shares are the table's", async () => {
     const before = await runCli(['model', 'inspect', dir, '--no-db', '--backend', 'cpu'], t.env);
     const r = await runCli(['model', 'baseline', dir, '--table', 'customers'], t.env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^wrote \S+baseline\.json: 15 features from 4000 rows of customers on /);
     const b = await read();
     expect(b.rows).toBe(4000);
-    expect(b.features.map((f) => f.column)).toEqual(JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')).features.map((f: { column: string }) => f.column));
+    expect(b.features.map((f) => f.column)).toEqual(
+      JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')).features.map((f: { column: string }) => f.column),
+    );
     for (const f of b.features) expect(f.shares.reduce((s, x) => s + x, 0) + f.nullShare).toBeCloseTo(1, 9);
 
     // Against plain SQL: the tenure bins and the segment shares.

@@ -40,19 +40,26 @@ describe('scorejob model init', () => {
     await writeFile(file, JSON.stringify(manifest, null, 2));
   }
 
-  it("drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the reviewed draft succeeds", async () => {
+  it('drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the reviewed draft succeeds', async () => {
     const dir = await bareShippedModel('shipped');
     const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
     expect(init.stdout).toMatch(/^wrote .*manifest\.json: 15 features from 3000 rows of customers/);
-    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { description: string; source: unknown; features: Record<string, any>[]; training: Record<string, any> };
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as {
+      description: string;
+      source: unknown;
+      features: Record<string, any>[];
+      training: Record<string, any>;
+    };
     expect(manifest.description).toMatch(/DRAFT .* a person must review it .*delete "draft": true/);
     expect(manifest).toHaveProperty('draft', true);
     expect(manifest.source).toEqual({ table: 'customers', key: 'customer_id' });
     for (const f of manifest.features.filter((x) => x.transform === 'standardize')) {
       const c = `"${f.column}"`;
-      const { rows } = await t.pool.query(`SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max, count(*) - count(${c}) AS nulls FROM customers`);
+      const { rows } = await t.pool.query(
+        `SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max, count(*) - count(${c}) AS nulls FROM customers`,
+      );
       const sql = rows[0];
       expect({ mean: f.mean, std: f.std, min: f.min, max: f.max }, f.column).toEqual({ mean: sql.mean, std: sql.std, min: sql.min, max: sql.max });
       expect(f.fill, f.column).toBe(Number(sql.nulls) > 0 ? sql.mean : undefined);
@@ -62,7 +69,9 @@ describe('scorejob model init', () => {
     const { rows: top } = await t.pool.query<{ region: string }>('SELECT region FROM customers WHERE region IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1');
     expect(region).toEqual({ column: 'region', transform: 'one_hot', categories: top.map((r) => r.region), fill: top[0]!.region });
     for (const column of ['segment', 'region']) {
-      expect(init.stdout).toContain(`  review: ${column}: categories ordered by frequency in this table (most frequent first), not by training: each category's one_hot position must be the one the model was trained with; reorder categories to match\n`);
+      expect(init.stdout).toContain(
+        `  review: ${column}: categories ordered by frequency in this table (most frequent first), not by training: each category's one_hot position must be the one the model was trained with; reorder categories to match\n`,
+      );
     }
     expect(manifest.features.find((f) => f.column === 'has_app')).toHaveProperty('fill');
     expect(manifest.features.find((f) => f.column === 'is_subscriber')).not.toHaveProperty('fill');
@@ -81,7 +90,9 @@ describe('scorejob model init', () => {
     const dir = await bareShippedModel('twice');
     expect((await runCli(['model', 'init', dir, '--table', 'customers'], t.env)).code).toBe(0);
     const first = await readFile(join(dir, 'manifest.json'), 'utf8');
-    const again = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', 'tenure_months'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    const again = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', 'tenure_months'], {
+      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+    });
     expect(again.code).toBe(2);
     expect(again.stderr).toBe(`scorejob: ${join(dir, 'manifest.json')} exists; scorejob model init does not overwrite it (pass --force to replace it)\n`);
     expect(await readFile(join(dir, 'manifest.json'), 'utf8')).toBe(first);
@@ -96,13 +107,21 @@ describe('scorejob model init', () => {
     const init = await runCli(['model', 'init', dir, '--table', 'huge', '--columns', 'f,n,plain', '--force'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
-    expect(init.stdout).toContain('  review: f: 2 values beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n');
-    expect(init.stdout).toContain('  review: n: 1 value beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n');
+    expect(init.stdout).toContain(
+      '  review: f: 2 values beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n',
+    );
+    expect(init.stdout).toContain(
+      '  review: n: 1 value beyond float32 (|value| > 3.4e38) left out of the statistics; the model cannot take them: a run rejects such rows (non_finite)\n',
+    );
     expect(init.stdout).toContain('  review: f: 1 NaN or infinite values (such rows are rejected)\n');
     expect(init.stdout.split('\n').every((line) => line.length < 300)).toBe(true);
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[]; training: Record<string, any> };
     const stats = async (c: string) =>
-      (await t.pool.query(`SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max FROM huge WHERE abs(${c}) < 1e30`)).rows[0];
+      (
+        await t.pool.query(
+          `SELECT avg(${c})::float8 AS mean, stddev_pop(${c})::float8 AS std, min(${c})::float8 AS min, max(${c})::float8 AS max FROM huge WHERE abs(${c}) < 1e30`,
+        )
+      ).rows[0];
     const [f, n] = manifest.features;
     expect({ mean: f!.mean, std: f!.std, min: f!.min, max: f!.max }).toEqual(await stats('f'));
     expect({ mean: n!.mean, std: n!.std, min: n!.min, max: n!.max }).toEqual(await stats('n'));
@@ -127,7 +146,9 @@ describe('scorejob model init', () => {
       ['region', 'index', 'region_id'],
     ]);
     expect(manifest.features[5]!.fill).toBe(manifest.features[5]!.categories.length); // NULL -> the unknown id
-    expect(init.stdout).toContain("  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n");
+    expect(init.stdout).toContain(
+      "  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n",
+    );
     await markReviewed(dir);
     expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
   });
@@ -167,7 +188,12 @@ describe('scorejob model init', () => {
     const before = await ledgerState(t);
     const refused = await runCli(['run', '--model', dir], t.env);
     await expectRefusedUnchanged(t, before, refused, new RegExp(`^scorejob: ${escapeRegExp(file)} ${advice.source}`));
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir, '--challenger', dir], t.env), new RegExp(`^scorejob: --challenger: .*manifest\\.json ${advice.source}`));
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', shippedModelDir, '--challenger', dir], t.env),
+      new RegExp(`^scorejob: --challenger: .*manifest\\.json ${advice.source}`),
+    );
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', dir, '--trigger', 'cron', '--if-due', '* * * * *'], t.env), advice);
 
     const dry = await runCli(['run', '--model', dir, '--dry-run'], t.env);

@@ -132,7 +132,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     const metrics = join(dir, 'interrupted.prom');
     const child = startCli(['run', '--chunk-size', '20', '--metrics-file', metrics], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= 3);
+    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 3);
     child.kill('SIGTERM');
     expect((await child.result).code).toBe(143);
     const id = started.run_id as string;
@@ -226,7 +226,11 @@ describe('progress', () => {
     const cmd = `${process.execPath} ${join(repoRoot, 'bin/scorejob')} run --chunk-size 200`;
     const inPty = (command: string) =>
       new Promise<{ code: number | null; text: string }>((resolve, reject) => {
-        const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: repoRoot, env: childEnv({ ...t.env, TERM: 'xterm' }), stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn('script', ['-qfec', command, '/dev/null'], {
+          cwd: repoRoot,
+          env: childEnv({ ...t.env, TERM: 'xterm' }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let text = '';
         child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
         child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d));

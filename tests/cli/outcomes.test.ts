@@ -22,7 +22,9 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
   it('seed --outcomes before any run is refused (exit 2), saying to run first', async () => {
     const r = await runCli(['seed', '--outcomes'], t.env);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^scorejob: seed --outcomes draws each customer's outcome from its published score: no published run in database \S+: run `scorejob run` first\n$/);
+    expect(r.stderr).toMatch(
+      /^scorejob: seed --outcomes draws each customer's outcome from its published score: no published run in database \S+: run `scorejob run` first\n$/,
+    );
   });
 
   it('run, seed --outcomes, sync: exit 0, one line per run saying how mature it is', async () => {
@@ -39,7 +41,10 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     const late = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 70 * day).toISOString()], t.env);
     expect(late.stdout).toMatch(new RegExp(`^run ${runId}: 100% mature, 1\\d{3} customers with an outcome, AUC 0\\.\\d{3} \\(synced\\)\\n$`));
     const metrics = join(await mkdtemp(join(tmpdir(), 'sj-outcomes-')), 'outcomes.prom');
-    const again = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 80 * day).toISOString(), '--metrics-file', metrics], t.env);
+    const again = await runCli(
+      ['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 80 * day).toISOString(), '--metrics-file', metrics],
+      t.env,
+    );
     expect(again.stdout).toBe(`run ${runId}: 100% mature (unchanged)\n`);
     const prom = await readFile(metrics, 'utf8');
     const auc = (await t.pool.query('SELECT auc, calibration_error FROM scoring.model_performance WHERE band IS NULL')).rows[0];
@@ -50,7 +55,9 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     const html = join(dirname(metrics), 'run.html');
     const shown = await runCli(['runs', 'show', runId, '--html', html], t.env);
     expect(shown.code).toBe(0);
-    expect(shown.stdout).toMatch(/\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n {2}band +AUC +est\. AUC/);
+    expect(shown.stdout).toMatch(
+      /\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n {2}band +AUC +est\. AUC/,
+    );
     expect(shown.stdout).toMatch(new RegExp(`\\n  all +${auc.auc.toFixed(3)} +0\\.\\d{3} `));
     const page = await readFile(html, 'utf8');
     expect(page).toContain('<h2>Outcomes</h2>');
@@ -74,7 +81,9 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     const plain = await modelCopy();
     const r = await runCli(['outcomes', 'sync', '--model', plain], t.env);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^scorejob: \S+manifest\.json: outcomes is missing: add e\.g\. "outcomes": \{"table": "customer_outcomes", "horizon": "90 days"\} \(docs\/outcomes\.md\)\n$/);
+    expect(r.stderr).toMatch(
+      /^scorejob: \S+manifest\.json: outcomes is missing: add e\.g\. "outcomes": \{"table": "customer_outcomes", "horizon": "90 days"\} \(docs\/outcomes\.md\)\n$/,
+    );
     const followed = await modelCopy((m) => {
       m.outcomes = { table: 'customer_outcomes', horizon: '90 days' };
     });

@@ -28,7 +28,8 @@ describe('a promoted challenger and the next run', () => {
   });
   afterAll(async () => t.drop());
 
-  const shown = async () => (await t.pool.query<{ v: string; run_id: string }>('SELECT DISTINCT model_version v, run_id::text FROM scoring.customer_scores')).rows;
+  const shown = async () =>
+    (await t.pool.query<{ v: string; run_id: string }>('SELECT DISTINCT model_version v, run_id::text FROM scoring.customer_scores')).rows;
 
   /** A run with the challenger beside it, then the challenger published by hand; returns the challenger's run. */
   async function promote(): Promise<string> {
@@ -50,14 +51,23 @@ describe('a promoted challenger and the next run', () => {
         `this run of .* \\(version 1\\.0\\.0\\) would replace it with another model's scores: to keep the challenger, point --model at its directory \\(${challenger}\\) .*; to go back to this model, run once with \`scorejob run --replace-promoted\`\n$`,
     );
     await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir], t.env), advice);
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir, ...scheduledTick()], t.env), /shows the challenger customer-value 2\.0\.0/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', shippedModelDir, ...scheduledTick()], t.env),
+      /shows the challenger customer-value 2\.0\.0/,
+    );
     // A dry run publishes nothing: not refused.
     await runInProcess(t, { modelDir: shippedModelDir, dryRun: true, chunkSize: defaults.chunkSize });
     expect(await shown()).toEqual([{ v: '2.0.0', run_id: promoted }]);
 
     const back = await runCli(['run', '--model', shippedModelDir, '--replace-promoted'], t.env);
     expect(back.code).toBe(0);
-    expect(back.logs.some((l) => l.level === 40 && l.replace_promoted === true && /--replace-promoted: this run of .* \(version 1\.0\.0\) replaces it/.test(String(l.msg)))).toBe(true);
+    expect(
+      back.logs.some(
+        (l) => l.level === 40 && l.replace_promoted === true && /--replace-promoted: this run of .* \(version 1\.0\.0\) replaces it/.test(String(l.msg)),
+      ),
+    ).toBe(true);
     expect(await shown()).toEqual([{ v: '1.0.0', run_id: runIdOf(back) }]);
     // Back to a champion's run: the next plain run goes on as ever.
     await runInProcess(t, { modelDir: shippedModelDir, chunkSize: defaults.chunkSize });
@@ -99,7 +109,9 @@ describe('a promoted challenger and the next run', () => {
     expect(promoted.map((r) => r.v)).toEqual(['2.0.0']);
     const before = await ledgerState(t);
     const resumed = await runCli(['resume', killed], t.env);
-    expect(resumed.stderr).toMatch(/shows the challenger customer-value 2\.0\.0 .*this resume of .* would replace it .*to go back to this model, start a new run with `scorejob run --replace-promoted`\n$/);
+    expect(resumed.stderr).toMatch(
+      /shows the challenger customer-value 2\.0\.0 .*this resume of .* would replace it .*to go back to this model, start a new run with `scorejob run --replace-promoted`\n$/,
+    );
     expect(resumed.code).toBe(2);
     expect(await shown()).toEqual(promoted);
     expect((await ledgerState(t)).publishedRun).toBe(before.publishedRun);

@@ -27,7 +27,10 @@ describe('a publish held at a known point, then killed', () => {
       const waiting = await waitForLog(child, (l) => /reader transaction\(s\) older than this run/.test(String(l.msg)));
       runId = waiting.run_id as string;
       // Every chunk is done and the run's table is attached; only the pointer has not moved.
-      const chunks = await t.pool.query<{ pending: number }>(`SELECT count(*) FILTER (WHERE status <> 'done')::int AS pending FROM scoring.score_chunks WHERE run_id = $1`, [runId]);
+      const chunks = await t.pool.query<{ pending: number }>(
+        `SELECT count(*) FILTER (WHERE status <> 'done')::int AS pending FROM scoring.score_chunks WHERE run_id = $1`,
+        [runId],
+      );
       expect(chunks.rows[0]?.pending).toBe(0);
       child.kill('SIGKILL');
       await child.result;

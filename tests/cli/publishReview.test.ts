@@ -34,9 +34,15 @@ describe('publish --challenger and publish --force after review', () => {
   });
   afterAll(async () => t.drop());
 
-  const published = async () => (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`)).rows[0].h as string;
+  const published = async () =>
+    (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`))
+      .rows[0].h as string;
   const lastPublication = async () =>
-    (await t.pool.query<{ run_id: string; kind: string; forced: boolean; reason: string | null }>('SELECT run_id::text, kind, forced, reason FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1')).rows[0]!;
+    (
+      await t.pool.query<{ run_id: string; kind: string; forced: boolean; reason: string | null }>(
+        'SELECT run_id::text, kind, forced, reason FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1',
+      )
+    ).rows[0]!;
   async function expectRefused(args: string[], message: RegExp, env = t.env): Promise<void> {
     const before = await published();
     const x = await runCli(['publish', ...args], env);
@@ -47,7 +53,8 @@ describe('publish --challenger and publish --force after review', () => {
   }
 
   it('refuses (exit 2, one line, customer_scores unchanged) a challenger unlike its champion, naming the figures runs show stores', async () => {
-    const comparison = (await t.pool.query<{ c: ChallengerComparison }>(`SELECT stats->'challenger' c FROM scoring.score_runs WHERE run_id = $1`, [runId])).rows[0]!.c;
+    const comparison = (await t.pool.query<{ c: ChallengerComparison }>(`SELECT stats->'challenger' c FROM scoring.score_runs WHERE run_id = $1`, [runId]))
+      .rows[0]!.c;
     expect(comparison.correlation!).toBeLessThan(0.5);
     const sibling = comparison.run_id;
     const figures =
@@ -55,19 +62,25 @@ describe('publish --challenger and publish --force after review', () => {
       `top-decile overlap ${(comparison.top_decile_overlap! * 100).toFixed(1)}%, under 30% \\(--min-top-decile-overlap\\)`;
     await expectRefused(
       [runId, '--challenger'],
-      new RegExp(`^scorejob: the challenger of run ${runId} \\(run ${sibling}\\) ${figures}.*; compare both in \`scorejob runs show ${runId}\`, or after review publish it anyway with \`scorejob publish ${runId} --challenger --force --reason "<what you checked>"\`\\n$`),
+      new RegExp(
+        `^scorejob: the challenger of run ${runId} \\(run ${sibling}\\) ${figures}.*; compare both in \`scorejob runs show ${runId}\`, or after review publish it anyway with \`scorejob publish ${runId} --challenger --force --reason "<what you checked>"\`\\n$`,
+      ),
     );
   });
 
   it('--force without --reason is refused before the database is read (exit 2, one line), for a run and for a challenger', async () => {
     const nowhere = { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
-    await expectRefused([runId, '--challenger', '--force'], /^scorejob: --force needs --reason TEXT: say why the gate may be passed .*e\.g\. `scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/, nowhere);
+    await expectRefused(
+      [runId, '--challenger', '--force'],
+      /^scorejob: --force needs --reason TEXT: say why the gate may be passed .*e\.g\. `scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/,
+      nowhere,
+    );
     await expectRefused([runId, '--force'], /^scorejob: --force needs --reason TEXT/, nowhere);
     await expectRefused([runId, '--challenger', '--force', '--reason', '  '], /^scorejob: --reason is empty/, nowhere);
     await expectRefused([runId, '--min-correlation', '0.1'], /^scorejob: --min-correlation applies to publish --challenger only\n$/);
   });
 
-  it("following the advice, --force --reason publishes it, recorded as forced with the reason; runs says so; the publish line says the reasons are gone", async () => {
+  it('following the advice, --force --reason publishes it, recorded as forced with the reason; runs says so; the publish line says the reasons are gone', async () => {
     const forced = await runCli(['publish', runId, '--challenger', '--force', '--reason', 'new pricing model, signed off by risk'], t.env);
     expect(forced.stderr).toBe('');
     expect(forced.code).toBe(0);
@@ -76,7 +89,9 @@ describe('publish --challenger and publish --force after review', () => {
     const line = forced.logs.find((l) => l.challenger === true)!;
     expect(line.level).toBe(40);
     expect(String(line.msg)).toMatch(
-      new RegExp(`by force: \\d+ customers; reason: new pricing model, signed off by risk; scoring\\.customer_score_reasons is empty for this model now: run ${runId}, which it replaces, had each customer's 2 reasons, this one has none`),
+      new RegExp(
+        `by force: \\d+ customers; reason: new pricing model, signed off by risk; scoring\\.customer_score_reasons is empty for this model now: run ${runId}, which it replaces, had each customer's 2 reasons, this one has none`,
+      ),
     );
     const reasons = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_score_reasons WHERE model_name = 'customer-value'`);
     expect(reasons.rows[0]!.n).toBe(0);

@@ -37,14 +37,21 @@ describe('README quick start, on your own database', () => {
     await t?.drop();
   });
 
-  const digest = async () => (await t.pool.query<{ md5: string }>(`SELECT md5(string_agg(c::text, '|' ORDER BY c.customer_id)) AS md5 FROM customers c`)).rows[0]!.md5;
+  const digest = async () =>
+    (await t.pool.query<{ md5: string }>(`SELECT md5(string_agg(c::text, '|' ORDER BY c.customer_id)) AS md5 FROM customers c`)).rows[0]!.md5;
 
   it('every command of the block exits 0, the last one lists a succeeded run, and the source table is as it was', async () => {
     const before = await digest();
     const lines = await readmeBlock();
-    expect(lines.filter((l) => /^scorejob seed\b/.test(l)), 'the block never seeds over a database of your own').toEqual([]);
+    expect(
+      lines.filter((l) => /^scorejob seed\b/.test(l)),
+      'the block never seeds over a database of your own',
+    ).toEqual([]);
     expect(lines[0]).toMatch(/^export DATABASE_URL=/);
-    expect(lines.slice(1).every((l) => l.startsWith('scorejob ')), lines.join('\n')).toBe(true);
+    expect(
+      lines.slice(1).every((l) => l.startsWith('scorejob ')),
+      lines.join('\n'),
+    ).toBe(true);
     const script = ['set -e', `export DATABASE_URL='${t.url}'`, ...lines.slice(1).map((l) => `echo "+ ${l.replace(/\s+#.*$/, '')}" >&2; ${l}`)].join('\n');
     const child = spawn('/bin/sh', ['-c', script], {
       cwd: dir,

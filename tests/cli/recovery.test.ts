@@ -20,7 +20,7 @@ async function startSlowRun(t: TestDatabase, chunks: number, extra: string[] = [
   // Tiny chunks: each costs a few round trips, so 30,000 rows take seconds, long enough to interrupt.
   const child = startCli(['run', '--chunk-size', '20', ...extra], t.env);
   const started = await waitForLog(child, (l) => typeof l.run_id === 'string' && /started/.test(String(l.msg)));
-  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= chunks);
+  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= chunks);
   return { child, runId: started.run_id as string };
 }
 
@@ -109,7 +109,8 @@ describe('runs that survive failure', () => {
   });
 
   it('resume refuses a succeeded run, a running run and a run whose model changed (exit 2)', async () => {
-    const last = (await t.pool.query<{ run_id: string }>(`SELECT max(run_id)::text run_id FROM scoring.score_runs WHERE status = 'succeeded'`)).rows[0]?.run_id as string;
+    const last = (await t.pool.query<{ run_id: string }>(`SELECT max(run_id)::text run_id FROM scoring.score_runs WHERE status = 'succeeded'`)).rows[0]
+      ?.run_id as string;
     const ok = await runCli(['resume', last], t.env);
     expect(ok.code).toBe(2);
     expect(ok.stderr).toMatch(/already succeeded/);
@@ -137,7 +138,7 @@ describe('runs that survive failure', () => {
   it('a lost connection is retried and the run succeeds', async () => {
     const child = startCli(['run', '--chunk-size', '300', '--log-level', 'debug'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= 2);
+    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
     const killed = await t.pool.query<{ n: number }>(
       `SELECT count(pg_terminate_backend(pid))::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name IN ('scorejob writer', 'scorejob reader')`,
     );
@@ -155,8 +156,10 @@ describe('runs that survive failure', () => {
     const child = startCli(['run', '--chunk-size', '300', '--chunk-attempts', '1'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     const runId = started.run_id as string;
-    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= 2);
-    await t.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name IN ('scorejob writer', 'scorejob reader')`);
+    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
+    await t.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name IN ('scorejob writer', 'scorejob reader')`,
+    );
     const r = await child.result;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`run ${runId} failed: connection to .* lost.*scorejob resume ${runId}`));
@@ -172,7 +175,7 @@ describe('runs that survive failure', () => {
     const child = startCli(['run', '--chunk-size', '300'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     const runId = started.run_id as string;
-    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= 2);
+    await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
     await t.pool.query(`ALTER TABLE customers ALTER COLUMN revenue_12m TYPE text USING 'n/a'`);
     try {
       const r = await child.result;

@@ -15,7 +15,11 @@ const schema = 'scores_alt';
 
 /** Runs a command line as a person pastes it into a shell, with `scorejob` on the PATH. */
 function inShell(line: string, env: Record<string, string>): Promise<CliResult> {
-  const child = spawn('sh', ['-c', line], { cwd: repoRoot, env: childEnv({ ...env, PATH: `${join(repoRoot, 'bin')}:${process.env.PATH ?? ''}` }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('sh', ['-c', line], {
+    cwd: repoRoot,
+    env: childEnv({ ...env, PATH: `${join(repoRoot, 'bin')}:${process.env.PATH ?? ''}` }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -61,7 +65,9 @@ describe('scorejob model retire', () => {
     expect(await readFile(heard, 'utf8')).toBe(`retire [] ${runId} ${name}\n`);
     const line = done.logs.find((l) => l.retire === true);
     expect(line).toMatchObject({ level: 40, model: name, run_id: runId, rows: 200 });
-    expect(String(line?.msg)).toMatch(/The model's next `scorejob run` \(cron, schedule\) publishes it again; `scorejob --schema scores_alt rollback --model-name 'churn "v2" it'\\''s'` puts run \d+ back$/);
+    expect(String(line?.msg)).toMatch(
+      /The model's next `scorejob run` \(cron, schedule\) publishes it again; `scorejob --schema scores_alt rollback --model-name 'churn "v2" it'\\''s'` puts run \d+ back$/,
+    );
     expect(await rowsOf(name)).toBe(0);
     expect(await rowsOf('customer-value')).toBe(200);
   });
@@ -69,7 +75,9 @@ describe('scorejob model retire', () => {
   it('`runs` and `runs show` show the retire', async () => {
     const list = await runCli(['--schema', schema, 'runs'], t.env);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(new RegExp(`\\nRetired models \\(newest first\\):\\n  \\S+ \\S+ UTC  churn "v2" it's: run ${runId} taken out of customer_scores by \\S+\\n`));
+    expect(list.stdout).toMatch(
+      new RegExp(`\\nRetired models \\(newest first\\):\\n  \\S+ \\S+ UTC  churn "v2" it's: run ${runId} taken out of customer_scores by \\S+\\n`),
+    );
     const show = await runCli(['--schema', schema, 'runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/\n {2}retired {6}\S+ by \S+ \(its model left customer_scores\)\n/);
     expect(show.stdout).not.toMatch(/customer_scores shows this run now/);
@@ -79,7 +87,11 @@ describe('scorejob model retire', () => {
     const again = await runCli(['--schema', schema, 'model', 'retire', name, '--confirm', name], t.env);
     expect(again.code).toBe(0);
     expect(again.stderr).toBe('');
-    expect(again.logs.some((l) => /^model churn "v2" it's is already retired \(run \d+ left scores_alt\.customer_scores on \S+ at \S+, by \S+\); nothing to do$/.test(String(l.msg)))).toBe(true);
+    expect(
+      again.logs.some((l) =>
+        /^model churn "v2" it's is already retired \(run \d+ left scores_alt\.customer_scores on \S+ at \S+, by \S+\); nothing to do$/.test(String(l.msg)),
+      ),
+    ).toBe(true);
     const unknown = await runCli(['--schema', schema, 'model', 'retire', 'churn'], t.env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^scorejob: there is no model churn in schema scores_alt on \S+ \(its models: churn "v2" it's, customer-value\)\n$/);

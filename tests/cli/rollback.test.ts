@@ -53,11 +53,22 @@ describe('scorejob rollback', () => {
     const scores = await t.pool.query('SELECT DISTINCT run_id::text AS r FROM scoring.customer_scores');
     expect(scores.rows).toEqual([{ r: ids.first }]);
     const runs = await runCli(['runs'], t.env);
-    expect(runs.stdout).toMatch(new RegExp(`Rollbacks \\(newest first\\):\\n  \\S+ \\S+ UTC  customer-value: run ${ids.second} -> run ${ids.first} \\(current\\) by \\S+: source was half loaded\\n`));
-    const json = JSON.parse((await runCli(['runs', '--json'], t.env)).stdout) as { run_id: string; current: boolean; publications: { kind: string; reason: string | null }[] }[];
+    expect(runs.stdout).toMatch(
+      new RegExp(
+        `Rollbacks \\(newest first\\):\\n  \\S+ \\S+ UTC  customer-value: run ${ids.second} -> run ${ids.first} \\(current\\) by \\S+: source was half loaded\\n`,
+      ),
+    );
+    const json = JSON.parse((await runCli(['runs', '--json'], t.env)).stdout) as {
+      run_id: string;
+      current: boolean;
+      publications: { kind: string; reason: string | null }[];
+    }[];
     const first = json.find((i) => i.run_id === ids.first);
     expect(first?.current).toBe(true);
-    expect(first?.publications.map((p) => [p.kind, p.reason])).toEqual([['publish', null], ['rollback', 'source was half loaded']]);
+    expect(first?.publications.map((p) => [p.kind, p.reason])).toEqual([
+      ['publish', null],
+      ['rollback', 'source was half loaded'],
+    ]);
   });
 
   it('refuses a run whose scores retention dropped', async () => {

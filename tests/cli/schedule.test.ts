@@ -65,7 +65,8 @@ describe('scorejob schedule', () => {
 
   const knob = (delay: number, fail = false) => t.pool.query('UPDATE knob SET delay = $1, fail = $2', [delay, fail]);
   const ledger = async (schema = 'scoring'): Promise<LedgerRun[]> =>
-    (await t.pool.query<LedgerRun>(`SELECT run_id::text, status, trigger, started_at, finished_at, tick_at, error FROM ${schema}.score_runs ORDER BY run_id`)).rows;
+    (await t.pool.query<LedgerRun>(`SELECT run_id::text, status, trigger, started_at, finished_at, tick_at, error FROM ${schema}.score_runs ORDER BY run_id`))
+      .rows;
   const schedule = (args: string[], schema = 'scoring') =>
     startCli(['--no-pretty', '--log-level', 'info', '--schema', schema, 'schedule', '--model', slowModel, '--chunk-size', '500', ...args], t.env);
   const msgs = (r: CliResult) => r.logs.map((l) => String(l.msg));
@@ -95,7 +96,9 @@ describe('scorejob schedule', () => {
     // Never two at once: each run finished before the next one started.
     const all = (await ledger()).slice(before).sort((a, b) => a.started_at.getTime() - b.started_at.getTime());
     for (let i = 1; i < all.length; i++) {
-      expect((all[i - 1] as LedgerRun).finished_at!.getTime(), `run ${all[i]?.run_id} started before run ${all[i - 1]?.run_id} finished`).toBeLessThanOrEqual((all[i] as LedgerRun).started_at.getTime());
+      expect((all[i - 1] as LedgerRun).finished_at!.getTime(), `run ${all[i]?.run_id} started before run ${all[i - 1]?.run_id} finished`).toBeLessThanOrEqual(
+        (all[i] as LedgerRun).started_at.getTime(),
+      );
     }
     // The slow runs made the scheduler skip ticks, and it said so.
     expect(msgs(r).filter((m) => /^tick \S+ skipped: the run for tick \S+ is still in flight/.test(m)).length).toBeGreaterThan(0);
@@ -111,13 +114,17 @@ describe('scorejob schedule', () => {
     expect(failed).toMatchObject({ trigger: 'schedule' });
     expect(failed.error).toMatch(/rejected 100\.00% of rows/);
     await knob(0, false);
-    const ok = await waitFor('a succeeded run after the failure', async () => (await ledger()).slice(before).find((x) => x.status === 'succeeded' && Number(x.run_id) > Number(failed.run_id)));
+    const ok = await waitFor('a succeeded run after the failure', async () =>
+      (await ledger()).slice(before).find((x) => x.status === 'succeeded' && Number(x.run_id) > Number(failed.run_id)),
+    );
     expect(ok.trigger).toBe('schedule');
     child.kill('SIGTERM');
     const r = await child.result;
     expect(r.code).toBe(0);
     const failureLine = r.logs.find((l) => l.run_id === failed.run_id && l.exit_code === 1 && l.level === 50 && l.tick_at !== undefined);
-    expect(failureLine?.msg).toMatch(new RegExp(`^run ${failed.run_id} for tick \\S+ failed \\(exit 1\\): rejected 100\\.00% .*scorejob resume ${failed.run_id}`));
+    expect(failureLine?.msg).toMatch(
+      new RegExp(`^run ${failed.run_id} for tick \\S+ failed \\(exit 1\\): rejected 100\\.00% .*scorejob resume ${failed.run_id}`),
+    );
   });
 
   it('SIGTERM: no more ticks, the run in flight stops cleanly (interrupted, exit 143), the scheduler exits 0', async () => {
@@ -145,7 +152,9 @@ describe('scorejob schedule', () => {
     expect(runs).toHaveLength(1);
     expect(runs[0]).toMatchObject({ run_id: started.run_id, status: 'interrupted', trigger: 'schedule' });
     expect(msgs(r).some((m) => /^SIGTERM: no more ticks; asking the run in flight \(pid \d+\) to stop after its chunk/.test(m))).toBe(true);
-    expect(r.logs.find((l) => l.exit_code === 143 && l.run_id === started.run_id)?.msg).toMatch(/was interrupted \(exit 143\); resume it with `scorejob resume/);
+    expect(r.logs.find((l) => l.exit_code === 143 && l.run_id === started.run_id)?.msg).toMatch(
+      /was interrupted \(exit 143\); resume it with `scorejob resume/,
+    );
     expect(msgs(r).at(-1)).toBe('scheduler stopped');
     await knob(0);
   });
@@ -204,7 +213,9 @@ describe('scorejob schedule', () => {
       await knob(0);
       const child = schedule(yearly, 'catchup');
       const line = await waitForLog(child, (l) => l.missed === true);
-      expect(line.msg).toMatch(/^start-up: tick \d{4}-01-01T00:00:00Z has no run: a run was missed; start one with `scorejob run`, or restart the scheduler with --catch-up$/);
+      expect(line.msg).toMatch(
+        /^start-up: tick \d{4}-01-01T00:00:00Z has no run: a run was missed; start one with `scorejob run`, or restart the scheduler with --catch-up$/,
+      );
       // That line is the start-up check's decision, its last word: nothing runs until the next tick, months away.
       child.kill('SIGTERM');
       const r = await child.result;
@@ -235,7 +246,17 @@ describe('scorejob schedule', () => {
   it('takes every option of `run` a scheduled run needs (--help lists them) and refuses a wrong one at start-up, naming the flag or the variable', async () => {
     const help = await runCli(['schedule', '--help'], t.env);
     expect(help.code).toBe(0);
-    for (const flag of ['--model', '--chunk-size', '--backend', '--keep-runs', '--max-reject-ratio', '--chunk-attempts', '--max-psi', '--metrics-file', '--progress-interval']) {
+    for (const flag of [
+      '--model',
+      '--chunk-size',
+      '--backend',
+      '--keep-runs',
+      '--max-reject-ratio',
+      '--chunk-attempts',
+      '--max-psi',
+      '--metrics-file',
+      '--progress-interval',
+    ]) {
       expect(help.stdout).toContain(flag);
     }
     const cases: [string[], Record<string, string>, RegExp][] = [
@@ -302,7 +323,9 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
 
     const second = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
     expect(second.code).toBe(0);
-    expect(second.logs.find((l) => l.reason === 'done')?.msg).toMatch(/^not due: tick \d{4}-\d{2}-01T00:00:00\+0[12]:00 already has succeeded run 1 \(cron, started /);
+    expect(second.logs.find((l) => l.reason === 'done')?.msg).toMatch(
+      /^not due: tick \d{4}-\d{2}-01T00:00:00\+0[12]:00 already has succeeded run 1 \(cron, started /,
+    );
     expect(await runs()).toHaveLength(1);
 
     // The month's run turns out failed and cannot be resumed (its scores were dropped): due again, a new run.

@@ -3,7 +3,8 @@ import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const digest = async (t: TestDatabase, table: string) =>
-  (await t.pool.query<{ md5: string; n: string }>(`SELECT md5(string_agg(c::text, '|' ORDER BY c.customer_id)) AS md5, count(*) AS n FROM ${table} c`)).rows[0]!;
+  (await t.pool.query<{ md5: string; n: string }>(`SELECT md5(string_agg(c::text, '|' ORDER BY c.customer_id)) AS md5, count(*) AS n FROM ${table} c`))
+    .rows[0]!;
 
 /** `scorejob seed` on a database that already has a source table: no command drops or changes a table it did not create. */
 describe('scorejob seed never replaces a table it did not create', () => {
@@ -15,9 +16,12 @@ describe('scorejob seed never replaces a table it did not create', () => {
   });
   afterAll(async () => t?.drop());
 
-  it("refuses a real customers table (exit 2, one line naming it) and leaves its 1,000 rows as they were", async () => {
+  it('refuses a real customers table (exit 2, one line naming it) and leaves its 1,000 rows as they were', async () => {
     const before = await digest(t, 'customers');
-    for (const args of [['seed', '--customers', '100'], ['seed', '--customers', '100', '--replace']]) {
+    for (const args of [
+      ['seed', '--customers', '100'],
+      ['seed', '--customers', '100', '--replace'],
+    ]) {
       const r = await runCli(args, t.env);
       expect(r.code, r.stderr).toBe(2);
       const lines = r.stderr.trim().split('\n');
@@ -36,7 +40,9 @@ describe('scorejob seed never replaces a table it did not create', () => {
     const again = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers'], t.env);
     expect(again.code).toBe(2);
     expect(again.stderr.trim().split('\n')).toHaveLength(1);
-    expect(again.stderr).toMatch(/table synthetic_customers in database \S+ already holds customers seeded by scorejob seed \(200 rows\): pass --replace to replace them/);
+    expect(again.stderr).toMatch(
+      /table synthetic_customers in database \S+ already holds customers seeded by scorejob seed \(200 rows\): pass --replace to replace them/,
+    );
     expect(await digest(t, 'synthetic_customers')).toEqual(seeded);
     // The advice, followed as written.
     const replaced = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers', '--replace'], t.env);

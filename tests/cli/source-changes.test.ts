@@ -24,7 +24,8 @@ describe('a run reads one defined view of a changing source', () => {
     }
   });
 
-  const keys = async (): Promise<string[]> => (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id')).rows.map((r) => r.k);
+  const keys = async (): Promise<string[]> =>
+    (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id')).rows.map((r) => r.k);
   const published = async () => publishedSnapshot(t);
   const publishedKeys = async (): Promise<string[]> => {
     const { rows } = await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM scoring.customer_scores ORDER BY customer_id');
@@ -42,7 +43,10 @@ describe('a run reads one defined view of a changing source', () => {
   const moveKey = (from: string, to: string) => t.pool.query('UPDATE customers SET customer_id = $2 WHERE customer_id = $1', [from, to]);
   /** A new customer with `key` and the columns of customer `like`. */
   const insertLike = (key: string, like: string) =>
-    t.pool.query(`INSERT INTO customers SELECT (jsonb_populate_record(NULL::customers, to_jsonb(c) || jsonb_build_object('customer_id', $1::bigint))).* FROM customers c WHERE customer_id = $2`, [key, like]);
+    t.pool.query(
+      `INSERT INTO customers SELECT (jsonb_populate_record(NULL::customers, to_jsonb(c) || jsonb_build_object('customer_id', $1::bigint))).* FROM customers c WHERE customer_id = $2`,
+      [key, like],
+    );
 
   /** Starts `scorejob ...args` and waits until it is held at chunk `chunkNo`. */
   async function startHeld(chunkNo: number, args: string[] = ['run', '--chunk-size', String(size)]) {
@@ -128,10 +132,17 @@ describe('a run reads one defined view of a changing source', () => {
     try {
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(new RegExp(`run ${runId} failed: chunk \\d+ read 0 rows of customers where the run's snapshot held ${size}: the source was rewritten during the run \\(ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE\\).*resume it with \`scorejob resume ${runId}\``));
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `run ${runId} failed: chunk \\d+ read 0 rows of customers where the run's snapshot held ${size}: the source was rewritten during the run \\(ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE\\).*resume it with \`scorejob resume ${runId}\``,
+        ),
+      );
       const run = await t.pool.query('SELECT status, error_kind FROM scoring.score_runs WHERE run_id = $1', [runId]);
       expect(run.rows[0]).toEqual({ status: 'failed', error_kind: 'data' });
-      const failed = await t.pool.query<{ last_error: string }>(`SELECT last_error FROM scoring.score_chunks WHERE run_id = $1 AND status = 'pending' AND last_error IS NOT NULL`, [runId]);
+      const failed = await t.pool.query<{ last_error: string }>(
+        `SELECT last_error FROM scoring.score_chunks WHERE run_id = $1 AND status = 'pending' AND last_error IS NOT NULL`,
+        [runId],
+      );
       expect(failed.rows[0]?.last_error).toMatch(/rewritten during the run/);
       expect(await published()).toEqual(reference); // nothing published
 
@@ -151,7 +162,9 @@ describe('a run reads one defined view of a changing source', () => {
     const reference = await published();
     const rewrite = (type: string) => t.pool.query(`ALTER TABLE customers ALTER COLUMN orders_12m TYPE ${type}`);
     const message = (id: string) =>
-      new RegExp(`^scorejob: run ${id} failed: customers was rewritten \\(ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE\\) after the run took its snapshot of the source, which sees it empty; a resume takes a new snapshot; resume it with`);
+      new RegExp(
+        `^scorejob: run ${id} failed: customers was rewritten \\(ALTER TABLE … TYPE, VACUUM FULL, CLUSTER or TRUNCATE\\) after the run took its snapshot of the source, which sees it empty; a resume takes a new snapshot; resume it with`,
+      );
     try {
       // A new run, held once its snapshot is taken.
       let hold = await holdAtSnapshot(t.pool);
@@ -242,8 +255,14 @@ describe('a run reads one defined view of a changing source', () => {
     const r = await child.result;
     expect(r.code).toBe(1);
     const runId = (r.logs.find((l) => typeof l.run_id === 'string')?.run_id ?? '') as string;
-    expect(r.stderr).toMatch(new RegExp(`^scorejob: run ${runId} failed: key column customer_id of customers_nk has 3 NULL values: .*give those rows a key.*resume it with \`scorejob resume ${runId}\``));
-    await t.pool.query(`UPDATE customers_nk c SET customer_id = -n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^scorejob: run ${runId} failed: key column customer_id of customers_nk has 3 NULL values: .*give those rows a key.*resume it with \`scorejob resume ${runId}\``,
+      ),
+    );
+    await t.pool.query(
+      `UPDATE customers_nk c SET customer_id = -n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`,
+    );
     ok(await runCli(['resume', runId], t.env));
     const { rows } = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers_nk');
     expect(await publishedKeys()).toHaveLength(rows[0]?.n as number);
@@ -327,8 +346,10 @@ describe('keys at the limits of their type', () => {
   });
   afterAll(async () => t?.drop());
 
-  const keysOf = async (table: string) => (await t.pool.query<{ k: string }>(`SELECT customer_id::text k FROM ${table} ORDER BY customer_id`)).rows.map((r) => r.k);
-  const publishedKeys = async () => (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM scoring.customer_scores ORDER BY customer_id')).rows.map((r) => r.k);
+  const keysOf = async (table: string) =>
+    (await t.pool.query<{ k: string }>(`SELECT customer_id::text k FROM ${table} ORDER BY customer_id`)).rows.map((r) => r.k);
+  const publishedKeys = async () =>
+    (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM scoring.customer_scores ORDER BY customer_id')).rows.map((r) => r.k);
 
   for (const type of Object.keys(limits) as (keyof typeof limits)[]) {
     it(`${type} keys from the type's minimum to its maximum: a run and a resume score every row`, async () => {

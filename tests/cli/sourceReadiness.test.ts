@@ -64,14 +64,17 @@ describe('source.ready_when holds runs and ticks until the upstream load is done
     runs: Number((await t.pool.query('SELECT count(*) FROM scoring.score_runs')).rows[0]?.count),
     scores: Number((await t.pool.query('SELECT count(*) FROM scoring.customer_scores')).rows[0]?.count),
   });
-  const cron = (extra: string[] = []) => wrapper(['run', '--trigger', 'cron', '--model', model, '--chunk-size', '500', '--metrics-file', metrics, ...monthly, ...extra], t.env);
+  const cron = (extra: string[] = []) =>
+    wrapper(['run', '--trigger', 'cron', '--model', model, '--chunk-size', '500', '--metrics-file', metrics, ...monthly, ...extra], t.env);
 
   it('before the load: exit 75, no mail, nothing written, scorejob_source_ready 0, one line naming the query and the database', async () => {
     const r = await cron();
     expect(r.code).toBe(75);
     expect(r.out).toBe('');
     expect(await written()).toEqual({ runs: 0, scores: 0 });
-    expect(r.log).toContain(`scorejob: source not ready: source.ready_when of ${join(model, 'manifest.json')} returned NULL on ${t.db.user}@${t.db.host}:${t.db.port}/${t.db.database}; nothing was done, a later firing tries again`);
+    expect(r.log).toContain(
+      `scorejob: source not ready: source.ready_when of ${join(model, 'manifest.json')} returned NULL on ${t.db.user}@${t.db.host}:${t.db.port}/${t.db.database}; nothing was done, a later firing tries again`,
+    );
     const prom = await readFile(metrics, 'utf8');
     expect(prom).toMatch(/^scorejob_source_ready\{model="customer-value"\} 0$/m);
     expect(prom).toMatch(/^scorejob_source_stale\{model="customer-value"\} 0$/m);
@@ -82,7 +85,9 @@ describe('source.ready_when holds runs and ticks until the upstream load is done
     const late = await cron(['--ready-deadline', '1h']);
     expect(late.code).toBe(1);
     expect(late.out).toMatch(/^scorejob run exited 1 on /);
-    expect(late.out).toMatch(/source not ready past the deadline: source\.ready_when of \S+ returned NULL on \S+, \S+ after the tick \(--ready-deadline 1h00m after the tick \S+\); nothing was written/);
+    expect(late.out).toMatch(
+      /source not ready past the deadline: source\.ready_when of \S+ returned NULL on \S+, \S+ after the tick \(--ready-deadline 1h00m after the tick \S+\); nothing was written/,
+    );
     expect(await written()).toEqual({ runs: 0, scores: 0 });
     expect(await readFile(metrics, 'utf8')).toMatch(/^scorejob_source_stale\{model="customer-value"\} 1$/m);
 

@@ -40,7 +40,8 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
   });
   afterAll(async () => t.drop());
 
-  const runs = async (): Promise<Row[]> => (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at FROM scoring.score_runs ORDER BY run_id')).rows;
+  const runs = async (): Promise<Row[]> =>
+    (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at FROM scoring.score_runs ORDER BY run_id')).rows;
   const tick = (extra: string[] = []) => runCli(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '300', ...monthly, ...extra], t.env);
 
   it('a run killed -9 half-way is resumed by the next tick (same run, only its unfinished chunks), not restarted', async () => {
@@ -56,7 +57,9 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     }
     const [killed] = await runs();
     expect(killed).toMatchObject({ status: 'running', resumes: 0 });
-    const doneBefore = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [killed?.run_id])).rows[0]?.n;
+    const doneBefore = (
+      await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [killed?.run_id])
+    ).rows[0]?.n;
     // Chunk 4 is held; its neighbour on the other writer may have committed.
     expect(doneBefore).toBeGreaterThanOrEqual(3);
 
@@ -64,11 +67,19 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     await new Promise((r) => setTimeout(r, 6500));
     const next = await tick();
     expect(next.code, next.stderr).toBe(0);
-    expect(next.logs.find((l) => l.due === true)?.msg).toMatch(new RegExp(`^due: run ${killed?.run_id} for tick \\S+ is marked running but its process is gone .*; resuming run ${killed?.run_id} from its first unfinished chunk$`));
+    expect(next.logs.find((l) => l.due === true)?.msg).toMatch(
+      new RegExp(
+        `^due: run ${killed?.run_id} for tick \\S+ is marked running but its process is gone .*; resuming run ${killed?.run_id} from its first unfinished chunk$`,
+      ),
+    );
     expect(next.logs.some((l) => String(l.msg) === `run ${killed?.run_id} resumed: ${10 - (doneBefore ?? 0)} of 10 chunks left`)).toBe(true);
     expect(await runs()).toMatchObject([{ run_id: killed?.run_id, status: 'succeeded', resumes: 1 }]);
     // Each chunk scored once: the three done before the kill kept their single attempt.
-    const attempts = (await t.pool.query<{ chunk_no: number; attempts: number }>(`SELECT chunk_no, attempts FROM scoring.score_chunks WHERE run_id = $1 ORDER BY chunk_no`, [killed?.run_id])).rows;
+    const attempts = (
+      await t.pool.query<{ chunk_no: number; attempts: number }>(`SELECT chunk_no, attempts FROM scoring.score_chunks WHERE run_id = $1 ORDER BY chunk_no`, [
+        killed?.run_id,
+      ])
+    ).rows;
     expect(attempts.map((c) => c.attempts)).toEqual(attempts.map(() => 1));
     expect(Number((await t.pool.query('SELECT count(*) FROM scoring.customer_scores')).rows[0]?.count)).toBe(3000);
 
@@ -81,9 +92,15 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
   it('a run that failed (the database went away) is resumed; one a model change makes unresumable is replaced by a new run', async () => {
     // This period's run, failed half-way: chunks 6.. undone.
     const [run] = await runs();
-    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)', published_at = NULL WHERE run_id = $1`, [run?.run_id]);
+    await t.pool.query(
+      `UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)', published_at = NULL WHERE run_id = $1`,
+      [run?.run_id],
+    );
     await t.pool.query(`UPDATE scoring.score_chunks SET status = 'pending' WHERE run_id = $1 AND chunk_no >= 6`, [run?.run_id]);
-    await t.pool.query(`DELETE FROM scoring."score_data_${run?.run_id}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 6)`, [run?.run_id]);
+    await t.pool.query(
+      `DELETE FROM scoring."score_data_${run?.run_id}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 6)`,
+      [run?.run_id],
+    );
     const resumed = await tick();
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.logs.find((l) => l.due === true)?.reason).toBe('failed');
@@ -93,7 +110,11 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', model_sha256 = 'changed' WHERE run_id = $1`, [run?.run_id]);
     const replaced = await tick();
     expect(replaced.code, replaced.stderr).toBe(0);
-    expect(replaced.logs.some((l) => new RegExp(`^run ${run?.run_id} cannot be resumed \\(the model files in .* changed since run ${run?.run_id} started`).test(String(l.msg)))).toBe(true);
+    expect(
+      replaced.logs.some((l) =>
+        new RegExp(`^run ${run?.run_id} cannot be resumed \\(the model files in .* changed since run ${run?.run_id} started`).test(String(l.msg)),
+      ),
+    ).toBe(true);
     const after = await runs();
     expect(after).toHaveLength(2);
     expect(after[1]).toMatchObject({ status: 'succeeded', resumes: 0 });
@@ -118,9 +139,14 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     const before = await runs();
     const last = before.at(-1) as Row;
     // The monthly tick's latest run, failed half-way (as the outage test above made it).
-    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [last.run_id]);
+    await t.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [
+      last.run_id,
+    ]);
     await t.pool.query(`UPDATE scoring.score_chunks SET status = 'pending' WHERE run_id = $1 AND chunk_no >= 8`, [last.run_id]);
-    await t.pool.query(`DELETE FROM scoring."score_data_${last.run_id}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 8)`, [last.run_id]);
+    await t.pool.query(
+      `DELETE FROM scoring."score_data_${last.run_id}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 8)`,
+      [last.run_id],
+    );
     const child = startCli(['--no-pretty', 'schedule', '--cron', '0 0 1 * *', '--timezone', 'UTC', '--catch-up', '--chunk-size', '300'], t.env);
     const { waitForLog } = await import('../helpers/cli.js');
     await waitForLog(child, (l) => new RegExp(`^run ${last.run_id} for tick \\S+ succeeded$`).test(String(l.msg)), 60_000);
@@ -148,7 +174,11 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
       const quiet = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
       expect(quiet.code).toBe(0);
       expect(quiet.stderr).toBe('');
-      expect(quiet.logs.find((l) => l.reason === 'waiting')?.msg).toMatch(new RegExp(`^not retried: run ${gatedRun?.run_id} for tick \\S+ was stopped by a publish gate and waits for a person: review it .*scorejob publish ${gatedRun?.run_id} --force`));
+      expect(quiet.logs.find((l) => l.reason === 'waiting')?.msg).toMatch(
+        new RegExp(
+          `^not retried: run ${gatedRun?.run_id} for tick \\S+ was stopped by a publish gate and waits for a person: review it .*scorejob publish ${gatedRun?.run_id} --force`,
+        ),
+      );
     }
     expect((await runs()).length).toBe(before + 1);
 
@@ -171,7 +201,9 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     const first = await runCli(period, t.env);
     expect(first.code, JSON.stringify(first.logs.map((l) => l.msg))).toBe(0);
     expect(first.stderr.trim().split('\n')).toHaveLength(1);
-    expect(first.stderr, JSON.stringify(first.logs.map((l) => l.msg))).toMatch(new RegExp(`^scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person`));
+    expect(first.stderr, JSON.stringify(first.logs.map((l) => l.msg))).toMatch(
+      new RegExp(`^scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person`),
+    );
     const second = await runCli(period, t.env);
     expect(second.code).toBe(0);
     expect(second.stderr).toBe('');

@@ -23,7 +23,12 @@ async function distinctPublished(t: TestDatabase): Promise<number> {
 /** Waits until worker `pid` holds a claim on a pending chunk; with `pause`, stops it (SIGSTOP) while it does. */
 async function whileHoldingClaim(t: TestDatabase, runId: string, child: ChildProcess, act: () => void): Promise<void> {
   const holds = async () =>
-    (await t.pool.query(`SELECT 1 FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND status = 'pending' AND lease_until > now()`, [runId, child.pid])).rows.length > 0;
+    (
+      await t.pool.query(`SELECT 1 FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND status = 'pending' AND lease_until > now()`, [
+        runId,
+        child.pid,
+      ])
+    ).rows.length > 0;
   for (let i = 0; i < 200; i++) {
     await waitUntil('the worker to hold a claim', async () => ((await holds()) ? true : undefined), 20_000, 2);
     child.kill('SIGSTOP');
@@ -110,7 +115,10 @@ describe('several workers share one run', () => {
     // The killed worker's chunk: taken over, its lost attempt counted.
     const taken = [...rc.logs, ...rb.logs].filter((l) => /took it over from pid/.test(String(l.msg)));
     expect(taken.length).toBeGreaterThanOrEqual(1);
-    const { rows } = await t.pool.query<{ attempts: number }>(`SELECT attempts FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [runId, taken[0]?.chunk]);
+    const { rows } = await t.pool.query<{ attempts: number }>(`SELECT attempts FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [
+      runId,
+      taken[0]?.chunk,
+    ]);
     expect(rows[0]?.attempts).toBe(2);
     expect(taken[0]?.from_pid).toBe(a.pid);
     // No worker lost a claim it was not paused or killed for.
@@ -154,14 +162,19 @@ describe('several workers share one run', () => {
     const rw = await w.result;
     exitOk(rw);
     expect(rw.logs.some((l) => l.outcome === 'coordinator-gone')).toBe(true);
-    await waitUntil('the run to be resumable', async () => {
-      const r = await runCli(['resume', runId], t.env);
-      return r.code === 0 ? r : undefined;
-    }, 30_000, 1000);
+    await waitUntil(
+      'the run to be resumable',
+      async () => {
+        const r = await runCli(['resume', runId], t.env);
+        return r.code === 0 ? r : undefined;
+      },
+      30_000,
+      1000,
+    );
     expect(await published(t)).toEqual(oneWorker);
   }, 90_000);
 
-  it('a worker refuses model files that are not the run\'s (exit 2), and exits 0 when no run is running', async () => {
+  it("a worker refuses model files that are not the run's (exit 2), and exits 0 when no run is running", async () => {
     // The coordinator is held inside chunk 3's commit: the run is still running when the worker checks it.
     const hold = await holdChunk(t, 3);
     let runId: string;

@@ -29,7 +29,10 @@ async function reasons(t: TestDatabase, runId: string): Promise<{ n: number; md5
 
 /** How many processes committed the run's chunks. */
 async function workersOf(t: TestDatabase, runId: string): Promise<number> {
-  const { rows } = await t.pool.query<{ n: number }>(`SELECT count(DISTINCT claim_pid)::int AS n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]);
+  const { rows } = await t.pool.query<{ n: number }>(
+    `SELECT count(DISTINCT claim_pid)::int AS n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`,
+    [runId],
+  );
   return rows[0]?.n ?? 0;
 }
 
@@ -86,12 +89,16 @@ describe('a shared run with --reasons or --only-new', () => {
     expect(shared.code, output(shared)).toBe(0);
     const runId = runIdOf(shared);
     expect(await workersOf(t, runId)).toBe(2);
-    const { rows } = await t.pool.query<{ kind: string; scored: number }>(`SELECT kind, rows_scored::int AS scored FROM scoring.score_runs WHERE run_id = $1`, [runId]);
+    const { rows } = await t.pool.query<{ kind: string; scored: number }>(`SELECT kind, rows_scored::int AS scored FROM scoring.score_runs WHERE run_id = $1`, [
+      runId,
+    ]);
     expect(rows[0]).toEqual({ kind: 'only_new', scored: 1000 });
     expect(await published(t)).toEqual(expected);
     // The closing line says what was carried, in words and as a field.
     const closing = shared.logs.find((l) => l.status === 'succeeded' && l.run_id === runId);
     expect(closing).toMatchObject({ rows_carried: expected.n - 1000 });
-    expect(String(closing?.msg)).toMatch(new RegExp(`, ${expected.n - 1000} scores carried forward from run ${base.runId}; published to scoring\\.customer_scores$`));
+    expect(String(closing?.msg)).toMatch(
+      new RegExp(`, ${expected.n - 1000} scores carried forward from run ${base.runId}; published to scoring\\.customer_scores$`),
+    );
   }, 60_000);
 });

@@ -27,7 +27,10 @@ async function digest(t: TestDatabase, runId: string): Promise<{ n: number; md5:
 
 /** What the ledger holds of a champion run and its challenger: both tables' digests, the challenger's counts, cut points and chunks, and the comparison. */
 async function outcome(t: TestDatabase, runId: string) {
-  const champion = await t.pool.query<{ status: string; comparison: ChallengerComparison }>(`SELECT status, stats->'challenger' AS comparison FROM scoring.score_runs WHERE run_id = $1`, [runId]);
+  const champion = await t.pool.query<{ status: string; comparison: ChallengerComparison }>(
+    `SELECT status, stats->'challenger' AS comparison FROM scoring.score_runs WHERE run_id = $1`,
+    [runId],
+  );
   const sibling = await t.pool.query<{ run_id: string; status: string; scored: number; rejected: number; cuts: number[] | null; chunks_not_done: number }>(
     `SELECT run_id::text, status, rows_scored::int AS scored, rows_rejected::int AS rejected, score_cuts AS cuts,
             (SELECT count(*)::int FROM scoring.score_chunks ch WHERE ch.run_id = r.run_id AND ch.status <> 'done') AS chunks_not_done
@@ -36,12 +39,21 @@ async function outcome(t: TestDatabase, runId: string) {
   );
   const c = sibling.rows[0]!;
   const rejects = await t.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM scoring.score_rejects WHERE run_id = $1`, [c.run_id]);
-  return { champion: champion.rows[0]!, championTable: await digest(t, runId), challenger: c, challengerTable: await digest(t, c.run_id), challengerRejects: rejects.rows[0]!.n };
+  return {
+    champion: champion.rows[0]!,
+    championTable: await digest(t, runId),
+    challenger: c,
+    challengerTable: await digest(t, c.run_id),
+    challengerRejects: rejects.rows[0]!.n,
+  };
 }
 
 /** How many processes committed the run's chunks. */
 async function workersOf(t: TestDatabase, runId: string): Promise<number> {
-  const { rows } = await t.pool.query<{ n: number }>(`SELECT count(DISTINCT claim_pid)::int AS n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]);
+  const { rows } = await t.pool.query<{ n: number }>(
+    `SELECT count(DISTINCT claim_pid)::int AS n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`,
+    [runId],
+  );
   return rows[0]?.n ?? 0;
 }
 
@@ -73,7 +85,9 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     const hold = await holdChunk(t, 3);
     const child = startCli(['run', '--workers', '2', ...args], t.env);
     try {
-      await follow(child).until('the local worker joined with the challenger', (l) => /joined run \d+ as a worker .* with challenger tiny-logistic 2\.0\.0/.test(String(l.msg)));
+      await follow(child).until('the local worker joined with the challenger', (l) =>
+        /joined run \d+ as a worker .* with challenger tiny-logistic 2\.0\.0/.test(String(l.msg)),
+      );
     } finally {
       await hold.release();
     }
@@ -117,10 +131,15 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     const rw = await w.result;
     expect(rw.code, output(rw)).toBe(0);
     expect(await workersOf(t, runId)).toBeGreaterThanOrEqual(1);
-    await waitUntil('the run to be resumable', async () => {
-      const r = await runCli(['resume', runId], t.env);
-      return r.code === 0 ? r : undefined;
-    }, 30_000, 1000);
+    await waitUntil(
+      'the run to be resumable',
+      async () => {
+        const r = await runCli(['resume', runId], t.env);
+        return r.code === 0 ? r : undefined;
+      },
+      30_000,
+      1000,
+    );
     const got = await outcome(t, runId);
     expect(got.championTable).toEqual(want.championTable);
     expect(got.challengerTable).toEqual(want.challengerTable);
@@ -129,7 +148,7 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
     expect(got.champion.comparison.customers).toBe(want.champion.comparison.customers);
   }, 120_000);
 
-  it('a scorejob work whose challenger files are not the run\'s exits 2 with one line naming the dir; one without flags joins the champion\'s run (never its challenger\'s) and scores both', async () => {
+  it("a scorejob work whose challenger files are not the run's exits 2 with one line naming the dir; one without flags joins the champion's run (never its challenger's) and scores both", async () => {
     const other = await modelCopy((m) => (m.version = '2.0.1'), logistic);
     const hold = await holdChunk(t, 3);
     const child = startCli(['run', '--workers', '1', '--model', champion, '--challenger', logistic, '--chunk-size', '100'], t.env);
@@ -141,7 +160,11 @@ describe('a shared run with a challenger (run --workers N --challenger DIR)', ()
       const work = await runCli(['work', '--run', runId, '--model', champion, '--challenger', other, '--wait', '5'], t.env);
       expect(work.code, output(work)).toBe(2);
       expect(work.stderr.trim().split('\n')).toHaveLength(1);
-      expect(work.stderr).toMatch(new RegExp(`the challenger's model files in ${other.replaceAll('/', '\\/')} are not run ${runId}'s challenger's \\(run \\d+: sha256 \\w+… here, \\w+… in the run\\)`));
+      expect(work.stderr).toMatch(
+        new RegExp(
+          `the challenger's model files in ${other.replaceAll('/', '\\/')} are not run ${runId}'s challenger's \\(run \\d+: sha256 \\w+… here, \\w+… in the run\\)`,
+        ),
+      );
       // Its challenger's run is not one to join by itself.
       const sibling = (await t.pool.query<{ id: string }>(`SELECT run_id::text AS id FROM scoring.score_runs WHERE champion_run_id = $1`, [runId])).rows[0]!.id;
       const wrong = await runCli(['work', '--run', sibling, '--wait', '5'], t.env);

@@ -82,7 +82,11 @@ describe('a chunk that fails for good fails a shared run for every worker', () =
     expect(r.status).toBe('failed');
     expect(r.error).toMatch(new RegExp(`chunk ${f.chunk_no} failed on pid ${worker.pid} on ${hostname()}: .*test: chunk ${f.chunk_no} refused`));
     const show = await runCli(['runs', 'show', runId], t.env);
-    expect(show.stdout).toMatch(new RegExp(`Chunks not done or retried:\\n  #${f.chunk_no} \\S+ \\S+ failed, 1 attempt\\(s\\) \\(last by pid ${worker.pid} on ${hostname()}\\): .*refused`));
+    expect(show.stdout).toMatch(
+      new RegExp(
+        `Chunks not done or retried:\\n  #${f.chunk_no} \\S+ \\S+ failed, 1 attempt\\(s\\) \\(last by pid ${worker.pid} on ${hostname()}\\): .*refused`,
+      ),
+    );
     // Every worker stopped claiming: the coordinator did nothing beyond what it held when the chunk failed.
     expect((await chunksOf(t, runId, coordinator.pid)).every((c) => coordinatorChunks.includes(c))).toBe(true);
     expect(rc.logs.filter((l) => /took it over/.test(String(l.msg)))).toEqual([]);
@@ -122,7 +126,9 @@ describe('a chunk that fails for good fails a shared run for every worker', () =
       chunkNo = failed.rows[0]!.chunk_no;
       // One failed attempt on a, one lost with a's lease: b did not try a third time.
       expect(failed.rows[0]).toMatchObject({ attempts: 2, claim_pid: b.pid });
-      expect(failed.rows[0]!.last_error).toMatch(new RegExp(`^2 attempts across workers \\(--chunk-attempts 2\\); the last: the lease of pid ${a.pid} on .* expired`));
+      expect(failed.rows[0]!.last_error).toMatch(
+        new RegExp(`^2 attempts across workers \\(--chunk-attempts 2\\); the last: the lease of pid ${a.pid} on .* expired`),
+      );
       expect(rb.code, output(rb)).toBe(1);
       expect(rb.logs.some((l) => l.chunk === chunkNo && /has had 2 attempts across workers/.test(String(l.msg)))).toBe(true);
     } finally {

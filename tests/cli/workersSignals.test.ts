@@ -83,13 +83,23 @@ describe('SIGTERM to the workers of a shared run', () => {
       expect(end?.msg).toMatch(/worker done with run \d+: [1-9]\d* chunk\(s\).*stopped by SIGTERM \(exit 143/);
       expect(end?.exit_code).toBe(143);
       // The chunks in flight committed: every chunk it logged done is done by it in the ledger.
-      const doneLogged = rw.logs.filter((l) => /^chunk \d+ done$/.test(String(l.msg))).map((l) => l.chunk as number).sort((a, b) => a - b);
-      const doneByIt = await t.pool.query<{ chunk_no: number }>(`SELECT chunk_no FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done' AND claim_pid = $2 ORDER BY chunk_no`, [runId, worker.pid]);
+      const doneLogged = rw.logs
+        .filter((l) => /^chunk \d+ done$/.test(String(l.msg)))
+        .map((l) => l.chunk as number)
+        .sort((a, b) => a - b);
+      const doneByIt = await t.pool.query<{ chunk_no: number }>(
+        `SELECT chunk_no FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done' AND claim_pid = $2 ORDER BY chunk_no`,
+        [runId, worker.pid],
+      );
       expect(doneLogged.length).toBeGreaterThanOrEqual(1);
       expect(doneByIt.rows.map((r) => r.chunk_no)).toEqual(doneLogged);
       // It claimed nothing after the signal, and holds nothing now (the coordinator still waits at its hold).
       const after = await pendingClaims(t, runId);
-      const late = await t.pool.query(`SELECT chunk_no FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND claimed_at > $3::timestamptz`, [runId, worker.pid, sigtermAt]);
+      const late = await t.pool.query(`SELECT chunk_no FROM scoring.score_chunks WHERE run_id = $1 AND claim_pid = $2 AND claimed_at > $3::timestamptz`, [
+        runId,
+        worker.pid,
+        sigtermAt,
+      ]);
       expect(late.rows).toEqual([]);
       expect([...after.values()].filter((c) => c.pid === worker?.pid && c.token !== null)).toEqual([]);
       // It gave back nothing it did not hold: the coordinator's claims are as they were.

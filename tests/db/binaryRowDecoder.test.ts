@@ -98,7 +98,11 @@ describe('BinaryRowDecoder on real binary COPY streams', () => {
       expect(split.rows).toBe(40);
       expect(JSON.stringify(columnsOf(split)), `split at byte ${at}`).toBe(reference);
     }
-    const many = decode(bytes, wire, Array.from({ length: Math.floor(bytes.length / 7) }, (_, i) => (i + 1) * 7));
+    const many = decode(
+      bytes,
+      wire,
+      Array.from({ length: Math.floor(bytes.length / 7) }, (_, i) => (i + 1) * 7),
+    );
     expect(JSON.stringify(columnsOf(many))).toBe(reference);
   });
 

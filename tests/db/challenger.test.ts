@@ -14,11 +14,7 @@ import { makeModel, tinyFeatures } from '../helpers/makeModel.js';
 import { modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, seedWithRejects } from '../helpers/state.js';
 
-const bands = [
-  { name: 'low', below: 0.3 },
-  { name: 'mid', below: 0.6 },
-  { name: 'high' },
-];
+const bands = [{ name: 'low', below: 0.3 }, { name: 'mid', below: 0.6 }, { name: 'high' }];
 
 /** md5 of a run's (customer_id, score) in key order, straight from its table; and its row count and distinct keys. */
 async function tableDigest(t: TestDatabase, runId: string): Promise<{ md5: string; rows: number; customers: number }> {
@@ -31,12 +27,19 @@ async function tableDigest(t: TestDatabase, runId: string): Promise<{ md5: strin
 }
 
 async function publishedDigest(t: TestDatabase): Promise<string> {
-  const { rows } = await t.pool.query<{ md5: string }>(`SELECT md5(string_agg(customer_id::text || ':' || score::text, ',' ORDER BY customer_id)) AS md5 FROM scoring.customer_scores`);
+  const { rows } = await t.pool.query<{ md5: string }>(
+    `SELECT md5(string_agg(customer_id::text || ':' || score::text, ',' ORDER BY customer_id)) AS md5 FROM scoring.customer_scores`,
+  );
   return rows[0]!.md5;
 }
 
-async function challengerOf(t: TestDatabase, runId: string): Promise<{ run_id: string; status: string; model_name: string; model_version: string; kind: string }> {
-  const { rows } = await t.pool.query(`SELECT run_id::text, status, model_name, model_version, kind FROM scoring.score_runs WHERE champion_run_id = $1`, [runId]);
+async function challengerOf(
+  t: TestDatabase,
+  runId: string,
+): Promise<{ run_id: string; status: string; model_name: string; model_version: string; kind: string }> {
+  const { rows } = await t.pool.query(`SELECT run_id::text, status, model_name, model_version, kind FROM scoring.score_runs WHERE champion_run_id = $1`, [
+    runId,
+  ]);
   expect(rows).toHaveLength(1);
   return rows[0];
 }
@@ -75,13 +78,33 @@ async function expectedLogisticScores(t: TestDatabase, dir: string, features: re
  * The comparison as a test computes it, independently of scorejob: each run's deciles with SQL
  * percentile_cont over its own table, SQL corr() over the customers both scored, and the counts in JS.
  */
-async function independentComparison(t: TestDatabase, a: string, b: string, bounds?: number[]): Promise<{ both: number; r: number; overlap: number; psi: number; moved: number | null }> {
+async function independentComparison(
+  t: TestDatabase,
+  a: string,
+  b: string,
+  bounds?: number[],
+): Promise<{ both: number; r: number; overlap: number; psi: number; moved: number | null }> {
   const deciles = async (run: string) =>
-    (await t.pool.query<{ c: number[] }>(`SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY score) c FROM scoring.score_data WHERE run_id = $1`, [run])).rows[0]!.c;
+    (
+      await t.pool.query<{ c: number[] }>(
+        `SELECT percentile_cont(ARRAY[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) WITHIN GROUP (ORDER BY score) c FROM scoring.score_data WHERE run_id = $1`,
+        [run],
+      )
+    ).rows[0]!.c;
   const ca = await deciles(a);
   const cb = await deciles(b);
-  const r = (await t.pool.query<{ r: number }>(`SELECT corr(a.score, b.score) r FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`, [a, b])).rows[0]!.r;
-  const pairs = (await t.pool.query<{ a: number; b: number }>(`SELECT a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`, [a, b])).rows;
+  const r = (
+    await t.pool.query<{ r: number }>(
+      `SELECT corr(a.score, b.score) r FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`,
+      [a, b],
+    )
+  ).rows[0]!.r;
+  const pairs = (
+    await t.pool.query<{ a: number; b: number }>(
+      `SELECT a.score::float8 a, b.score::float8 b FROM scoring.score_data a JOIN scoring.score_data b USING (customer_id) WHERE a.run_id = $1 AND b.run_id = $2`,
+      [a, b],
+    )
+  ).rows;
   const bucket = (v: number) => ca.filter((c) => v >= c).length;
   const ea = new Array<number>(10).fill(0);
   const eb = new Array<number>(10).fill(0);
@@ -124,7 +147,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
   });
   afterAll(async () => t.drop());
 
-  it('publishes the champion exactly as without a challenger, and writes exactly the challenger\'s scores (a plain-JS forward pass) to its sibling run, nobody twice', async () => {
+  it("publishes the champion exactly as without a challenger, and writes exactly the challenger's scores (a plain-JS forward pass) to its sibling run, nobody twice", async () => {
     const plain = await publishedDigest(t);
     const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
     expect(r.published).toBe(true);
@@ -136,7 +159,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const sibling = await challengerOf(t, r.runId);
     expect(sibling).toMatchObject({ status: 'succeeded', model_name: 'customer-value', model_version: '2.0.0', kind: 'challenger' });
     const expected = await expectedLogisticScores(t, logistic, tinyFeatures);
-    const { rows } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.score_data WHERE run_id = $1', [sibling.run_id]);
+    const { rows } = await t.pool.query<{ k: string; s: number }>('SELECT customer_id::text k, score s FROM scoring.score_data WHERE run_id = $1', [
+      sibling.run_id,
+    ]);
     expect(rows.length).toBe(expected.size);
     expect(new Set(rows.map((x) => x.k)).size).toBe(rows.length);
     let worst = 0;
@@ -147,7 +172,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect(rejects.rows[0]!.n).toBe(3000 - expected.size);
     // `scorejob runs` lists it beside its champion under its own manifest name, saying whose challenger it is.
     const listed = await runCli(['runs', '--log-level', 'silent'], t.env);
-    expect(listed.stdout).toMatch(new RegExp(`\\n${sibling.run_id} +succeeded +challenger +manual +tiny-logistic 2\\.0\\.0 \\(challenger of run ${r.runId}\\)`));
+    expect(listed.stdout).toMatch(
+      new RegExp(`\\n${sibling.run_id} +succeeded +challenger +manual +tiny-logistic 2\\.0\\.0 \\(challenger of run ${r.runId}\\)`),
+    );
   });
 
   it('runs show carries the correlation, PSI, top-decile overlap and band changes, equal to those computed independently', async () => {
@@ -162,7 +189,13 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     try {
       const detail = await showRun(c, 'scoring', real.runId);
       const got = detail.analyst?.challenger;
-      expect(got).toMatchObject({ run_id: realSibling.run_id, model_name: 'tiny-logistic', model_version: '2.0.0', customers: want.both, band_changes: want.moved });
+      expect(got).toMatchObject({
+        run_id: realSibling.run_id,
+        model_name: 'tiny-logistic',
+        model_version: '2.0.0',
+        customers: want.both,
+        band_changes: want.moved,
+      });
       expect(got?.correlation).toBeCloseTo(want.r, 9);
       expect(got?.top_decile_overlap).toBeCloseTo(want.overlap, 12);
       expect(got?.psi).toBeCloseTo(want.psi, 6);
@@ -178,7 +211,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       expect(baseline).not.toBeNull();
       expect(got?.drift).toEqual({ baseline_run_id: baseline, champion_psi: championPsi, challenger_psi: challengerPsi });
       expect(challengerPsi).toBeGreaterThan(championPsi ?? 0);
-      expect(formatRunDetail(detail)).toMatch(new RegExp(`drift from run ${baseline} \\(PSI\\) +champion ${championPsi!.toFixed(4)}, challenger ${challengerPsi!.toFixed(4)}(\\n|$)`));
+      expect(formatRunDetail(detail)).toMatch(
+        new RegExp(`drift from run ${baseline} \\(PSI\\) +champion ${championPsi!.toFixed(4)}, challenger ${challengerPsi!.toFixed(4)}(\\n|$)`),
+      );
     } finally {
       c.release();
     }
@@ -200,7 +235,12 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
               to_regclass('scoring.score_reasons_' || $2)::text other`,
       [r.runId, sibling.run_id],
     );
-    expect(rows[0]).toEqual({ scores: r.rowsScored, reasons: r.rowsScored, challenger: (await expectedLogisticScores(t, logistic, tinyFeatures)).size, other: null });
+    expect(rows[0]).toEqual({
+      scores: r.rowsScored,
+      reasons: r.rowsScored,
+      challenger: (await expectedLogisticScores(t, logistic, tinyFeatures)).size,
+      other: null,
+    });
   });
 
   it('a challenger identical to the champion gives correlation 1, PSI 0, overlap 1 and no band change', async () => {
@@ -218,7 +258,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     }
   });
 
-  it('kill -9 mid-chunk, then resume: the champion\'s and the challenger\'s tables equal an uninterrupted run\'s', async () => {
+  it("kill -9 mid-chunk, then resume: the champion's and the challenger's tables equal an uninterrupted run's", async () => {
     const baseline = await runInProcess(t, { modelDir: champion, chunkSize: 300, challengerDir: logistic });
     const baselineSibling = await challengerOf(t, baseline.runId);
     const hold = await holdChunk(t, 3);
@@ -249,7 +289,9 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       [runId, sibling.run_id],
     );
     expect(rows.rows[0]).toEqual({ a: rows.rows[0]!.da, b: rows.rows[0]!.db, da: rows.rows[0]!.da, db: rows.rows[0]!.db });
-    expect((await t.pool.query<{ s: string }>('SELECT status s FROM scoring.score_runs WHERE run_id = $1', [sibling.run_id])).rows[0]!.s).toMatch(/running|interrupted/);
+    expect((await t.pool.query<{ s: string }>('SELECT status s FROM scoring.score_runs WHERE run_id = $1', [sibling.run_id])).rows[0]!.s).toMatch(
+      /running|interrupted/,
+    );
     const resumed = await runCli(['resume', runId, '--log-level', 'silent'], t.env);
     expect(resumed.code).toBe(0);
     expect(await tableDigest(t, runId)).toEqual(await tableDigest(t, baseline.runId));
@@ -257,7 +299,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await challengerOf(t, runId)).status).toBe('succeeded');
   });
 
-  it('publish <run> --challenger shows the challenger\'s scores in customer_scores, with its version and run id; refusals exit 2 with one line', async () => {
+  it("publish <run> --challenger shows the challenger's scores in customer_scores, with its version and run id; refusals exit 2 with one line", async () => {
     const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
     const sibling = await challengerOf(t, r.runId);
     const refused = async (args: string[], message: RegExp) => {
@@ -280,15 +322,27 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const ok = await runCli(['publish', r.runId, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
-    const shown = await t.pool.query<{ run_id: string; model_version: string; n: number }>('SELECT run_id::text, model_version, count(*)::int n FROM scoring.customer_scores GROUP BY 1, 2');
+    const shown = await t.pool.query<{ run_id: string; model_version: string; n: number }>(
+      'SELECT run_id::text, model_version, count(*)::int n FROM scoring.customer_scores GROUP BY 1, 2',
+    );
     expect(shown.rows).toEqual([{ run_id: sibling.run_id, model_version: '2.0.0', n: (await tableDigest(t, sibling.run_id)).rows }]);
     expect(await publishedDigest(t)).toBe((await tableDigest(t, sibling.run_id)).md5);
-    const publication = await t.pool.query('SELECT run_id::text, kind, previous_run_id::text, forced, reason FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1');
-    expect(publication.rows[0]).toEqual({ run_id: sibling.run_id, kind: 'challenger', previous_run_id: r.runId, forced: true, reason: 'tiny-logistic reviewed' });
+    const publication = await t.pool.query(
+      'SELECT run_id::text, kind, previous_run_id::text, forced, reason FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1',
+    );
+    expect(publication.rows[0]).toEqual({
+      run_id: sibling.run_id,
+      kind: 'challenger',
+      previous_run_id: r.runId,
+      forced: true,
+      reason: 'tiny-logistic reviewed',
+    });
     expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications')).rows[0].n).toBe(before.rows[0].n + 1);
     await refused([r.runId, '--challenger'], /is already published/);
     // Percentiles and bands of the published challenger are its own run's.
-    const ranks = await t.pool.query<{ bad: number }>(`SELECT count(*) FILTER (WHERE percentile IS NULL OR band IS NULL)::int bad FROM scoring.customer_scores`);
+    const ranks = await t.pool.query<{ bad: number }>(
+      `SELECT count(*) FILTER (WHERE percentile IS NULL OR band IS NULL)::int bad FROM scoring.customer_scores`,
+    );
     expect(ranks.rows[0]!.bad).toBe(0);
 
     // The gated run published by force after review: its challenger follows it, and can be published in turn.
@@ -299,8 +353,10 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
-  it("publish --challenger refuses a challenger that scored nobody, rejected more than --max-reject-ratio or drifted over --max-psi (exit 2, one line); customer_scores unchanged", async () => {
-    const published = async () => (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`)).rows[0].h as string;
+  it('publish --challenger refuses a challenger that scored nobody, rejected more than --max-reject-ratio or drifted over --max-psi (exit 2, one line); customer_scores unchanged', async () => {
+    const published = async () =>
+      (await t.pool.query(`SELECT md5(string_agg(customer_id || ':' || score || ':' || run_id, ',' ORDER BY customer_id)) h FROM scoring.customer_scores`))
+        .rows[0].h as string;
     const refused = async (runId: string, message: RegExp) => {
       const before = await published();
       const x = await runCli(['publish', runId, '--challenger', '--log-level', 'silent'], t.env);
@@ -328,7 +384,10 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     // The champion's scores equal the published run's (PSI 0, under --max-psi); the challenger, another model, drifted.
     await runInProcess(t, { modelDir: champion, chunkSize: 500 });
     const drifted = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic, maxPsi: 0.001 });
-    await refused(drifted.runId, /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/);
+    await refused(
+      drifted.runId,
+      /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/,
+    );
     // The advice works: after review, --force publishes it over its gates.
     const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--reason', 'drift reviewed', '--log-level', 'silent'], t.env);
     expect(forced.code).toBe(0);
@@ -339,22 +398,50 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
   it('a bad --challenger dir, or one reading another source table, is refused with exit 2 and one line naming it; nothing is written', async () => {
     const before = await ledgerState(t);
     const missing = join(tmpdir(), 'sj-no-such-model');
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missing], t.env), /--challenger: model directory .*sj-no-such-model does not exist \(--challenger DIR\)/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', champion, '--challenger', missing], t.env),
+      /--challenger: model directory .*sj-no-such-model does not exist \(--challenger DIR\)/,
+    );
     const elsewhere = await modelCopy((m) => (m.source = { table: 'other_customers', key: 'customer_id' }), logistic);
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env), /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/);
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env), /--challenger cannot be combined with --only-new/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env),
+      /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/,
+    );
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env),
+      /--challenger cannot be combined with --only-new/,
+    );
     const missingColumn = await modelCopy((m) => (m.features[0].column = 'no_such_column'), logistic);
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', champion, '--challenger', missingColumn], t.env), /^scorejob: --challenger .*sj-model-\w+: .*no_such_column/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCli(['run', '--model', champion, '--challenger', missingColumn], t.env),
+      /^scorejob: --challenger .*sj-model-\w+: .*no_such_column/,
+    );
   });
 
   it('resume reloads the challenger from its dir and refuses (exit 2) when its files changed; a challenger run is not resumed on its own', async () => {
     const moving = await modelCopy(undefined, logistic);
-    await expect(runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: moving, maxRejectRatio: 0, replacePromoted: true })).rejects.toMatchObject({ exitCode: 1 });
+    await expect(
+      runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: moving, maxRejectRatio: 0, replacePromoted: true }),
+    ).rejects.toMatchObject({ exitCode: 1 });
     const gated = (await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE kind <> 'challenger'`)).rows[0]!.id;
     const sibling = await challengerOf(t, gated);
     await writeFile(join(moving, 'manifest.json'), (await readFile(join(moving, 'manifest.json'), 'utf8')).replace('"2.0.0"', '"2.0.1"'));
-    await expect(resumeInProcess(t, gated)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/the challenger's model files in .* changed since run \d+ started/) });
-    await expect(resumeInProcess(t, sibling.run_id)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/is the challenger of run \d+; resume that run instead/) });
+    await expect(resumeInProcess(t, gated)).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/the challenger's model files in .* changed since run \d+ started/),
+    });
+    await expect(resumeInProcess(t, sibling.run_id)).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/is the challenger of run \d+; resume that run instead/),
+    });
   });
 });
 
@@ -371,7 +458,11 @@ describe('retention and challengers', () => {
   afterAll(async () => t.drop());
 
   const tables = async (): Promise<string[]> =>
-    (await t.pool.query<{ n: string }>(`SELECT replace(tablename, 'score_data_', '') n FROM pg_tables WHERE schemaname = 'scoring' AND tablename LIKE 'score\\_data\\_%' ORDER BY length(tablename), tablename`)).rows.map((r) => r.n);
+    (
+      await t.pool.query<{ n: string }>(
+        `SELECT replace(tablename, 'score_data_', '') n FROM pg_tables WHERE schemaname = 'scoring' AND tablename LIKE 'score\\_data\\_%' ORDER BY length(tablename), tablename`,
+      )
+    ).rows.map((r) => r.n);
 
   it('drops a challenger with its champion, never counts it as a kept run, and keeps a published one like any run', async () => {
     const a = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 2 })).runId;
@@ -387,7 +478,14 @@ describe('retention and challengers', () => {
     expect((await runCli(['publish', b, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2); // c was published after it
     const d = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 1 })).runId;
     const d2 = (await challengerOf(t, d)).run_id;
-    expect((await runCli(['publish', d, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent', '--on-publish-command', ''], t.env)).code).toBe(0);
+    expect(
+      (
+        await runCli(
+          ['publish', d, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent', '--on-publish-command', ''],
+          t.env,
+        )
+      ).code,
+    ).toBe(0);
     // The published challenger is the pointer: kept whatever --keep-runs says, and its champion is a kept published run.
     const e = (await runInProcess(t, { chunkSize: 200, keepRuns: 2, replacePromoted: true })).runId;
     expect(await tables()).toEqual([d2, e]);

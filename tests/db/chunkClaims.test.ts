@@ -31,7 +31,12 @@ describe('chunk claims', () => {
 
   it('two workers claiming at once get different chunks, in order; none is claimed twice while its lease runs', async () => {
     await reopen();
-    const got = await Promise.all([claims.claim(t.pool, runId, a, 60_000), claims.claim(t.pool, runId, b, 60_000), claims.claim(t.pool, runId, a, 60_000), claims.claim(t.pool, runId, b, 60_000)]);
+    const got = await Promise.all([
+      claims.claim(t.pool, runId, a, 60_000),
+      claims.claim(t.pool, runId, b, 60_000),
+      claims.claim(t.pool, runId, a, 60_000),
+      claims.claim(t.pool, runId, b, 60_000),
+    ]);
     expect(got.map((c) => c?.chunkNo).sort()).toEqual([1, 2, 3, 4]);
     expect(await claims.claim(t.pool, runId, a, 60_000)).toBeUndefined();
   });
@@ -51,7 +56,10 @@ describe('chunk claims', () => {
     } finally {
       client.release();
     }
-    const { rows } = await t.pool.query(`SELECT attempts, claim_host, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [runId, fresh.chunkNo]);
+    const { rows } = await t.pool.query(`SELECT attempts, claim_host, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = $2`, [
+      runId,
+      fresh.chunkNo,
+    ]);
     expect(rows[0]).toMatchObject({ attempts: 1, claim_host: 'host-b' });
     expect(rows[0].last_error).toMatch(/lease of pid 1 on host-a expired/);
   });

@@ -43,7 +43,10 @@ describe('a chunk commits whole or not at all', () => {
       await hold.release();
     }
     const chunk = await chunkState(t, runId, 3);
-    const expectedRejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers WHERE tenure_months IS NULL AND customer_id > $1 AND customer_id <= $2', [chunk.lo, chunk.hi]);
+    const expectedRejects = await t.pool.query<{ n: number }>(
+      'SELECT count(*)::int n FROM customers WHERE tenure_months IS NULL AND customer_id > $1 AND customer_id <= $2',
+      [chunk.lo, chunk.hi],
+    );
     expect(expectedRejects.rows[0]?.n).toBeGreaterThan(0); // the chunk had rejects to write
     expect(chunk).toMatchObject({ status: 'pending', in_chunk_scores: 0, in_chunk_rejects: 0 });
     expect(chunk.done_scored).toBeGreaterThan(0);
@@ -73,9 +76,14 @@ describe('a chunk commits whole or not at all', () => {
     }
     const runId = await outcome;
     expect(runId).toMatch(/^\d+$/);
-    const chunk = await t.pool.query<{ status: string; attempts: number; last_error: string | null }>('SELECT status, attempts, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3', [runId]);
+    const chunk = await t.pool.query<{ status: string; attempts: number; last_error: string | null }>(
+      'SELECT status, attempts, last_error FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3',
+      [runId],
+    );
     expect(chunk.rows[0]).toEqual({ status: 'done', attempts: 2, last_error: null });
-    const others = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no <> 3 AND attempts <> 1', [runId]);
+    const others = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no <> 3 AND attempts <> 1', [
+      runId,
+    ]);
     expect(others.rows[0]?.n).toBe(0);
     const after = await publishedSnapshot(t);
     expect(after.runs).toEqual([runId]);

@@ -58,22 +58,31 @@ describe('every reader view matches the reference after any sequence of operatio
   for (let shard = 0; shard < shards; shard++) {
     const runs = Math.floor(sequences / shards) + (shard < sequences % shards ? 1 : 0);
     const shardSeed = seed + shard;
-    it.concurrent(`${runs} seeded sequences of ${minSteps}+ steps (shard ${shard + 1}/${shards}, seed ${shardSeed})`, async () => {
-      const executed: number[] = [];
-      await fc.assert(
-        fc.asyncProperty(fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= minSteps + 1), async (cmds) => {
-          const ran = await withFreshSequence(fixture, async (m, real) => {
-            await fc.asyncModelRun(() => ({ model: m, real }), [...cmds].map(timed));
-            return m.executed;
-          });
-          // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
-          executed.push(ran);
-          fc.pre(ran >= minSteps);
-        }),
-        { numRuns: runs, seed: shardSeed, path, verbose: 1 },
-      );
-      expect(executed.filter((n) => n >= minSteps).length, `sequences of ${minSteps}+ steps`).toBeGreaterThanOrEqual(path ? 1 : runs);
-      console.log(`shard ${shard + 1}: ${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}`);
-    }, 3_600_000);
+    it.concurrent(
+      `${runs} seeded sequences of ${minSteps}+ steps (shard ${shard + 1}/${shards}, seed ${shardSeed})`,
+      async () => {
+        const executed: number[] = [];
+        await fc.assert(
+          fc.asyncProperty(
+            fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= minSteps + 1),
+            async (cmds) => {
+              const ran = await withFreshSequence(fixture, async (m, real) => {
+                await fc.asyncModelRun(() => ({ model: m, real }), [...cmds].map(timed));
+                return m.executed;
+              });
+              // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
+              executed.push(ran);
+              fc.pre(ran >= minSteps);
+            },
+          ),
+          { numRuns: runs, seed: shardSeed, path, verbose: 1 },
+        );
+        expect(executed.filter((n) => n >= minSteps).length, `sequences of ${minSteps}+ steps`).toBeGreaterThanOrEqual(path ? 1 : runs);
+        console.log(
+          `shard ${shard + 1}: ${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}`,
+        );
+      },
+      3_600_000,
+    );
   }
 });

@@ -1,6 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Reference } from '../model/reference.js';
-import { FullRun, OnlyNewRun, PublishChallenger, Rollback, setUpFixture, sharedRun, SourceChange, tearDownFixture, withFreshSequence, type Fixture, type Real } from '../model/commands.js';
+import {
+  FullRun,
+  OnlyNewRun,
+  PublishChallenger,
+  Rollback,
+  setUpFixture,
+  sharedRun,
+  SourceChange,
+  tearDownFixture,
+  withFreshSequence,
+  type Fixture,
+  type Real,
+} from '../model/commands.js';
 
 /**
  * The sequences the model-based tests (composeModel.test.ts) found failing, shrunk, each a named test:

@@ -32,7 +32,8 @@ describe('the downstream views', () => {
     // Between the runs: scores move, customers leave, new customers arrive (after the second run too).
     await t.pool.query('UPDATE customers SET days_since_last_order = days_since_last_order + 90 WHERE customer_id % 3 = 0');
     await t.pool.query('DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 5)');
-    await t.pool.query(`INSERT INTO customers SELECT customer_id + 1000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
+    await t.pool
+      .query(`INSERT INTO customers SELECT customer_id + 1000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
                           discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app
                           FROM customers ORDER BY customer_id LIMIT 7`);
     second = (await runInProcess(t, { modelDir: model, chunkSize: 100, maxRejectRatio: 0.5 })).runId;
@@ -40,7 +41,7 @@ describe('the downstream views', () => {
   });
   afterAll(async () => t.drop());
 
-  it('customer_score_changes equals the published run LEFT JOIN the previous one, plus the previous run\'s customers it lost, computed by hand', async () => {
+  it("customer_score_changes equals the published run LEFT JOIN the previous one, plus the previous run's customers it lost, computed by hand", async () => {
     const view = await t.pool.query(
       `SELECT customer_id::text, score, previous_score, delta, is_new, band, previous_band, run_id::text, previous_run_id::text
          FROM scoring.customer_score_changes WHERE NOT is_removed ORDER BY 1`,
@@ -108,8 +109,27 @@ describe('the downstream views', () => {
     const c = await t.pool.connect();
     try {
       const ledger = new Ledger('scoring');
-      const params = { modelDir: 'm', chunkSize: 10, dryRun: false, keepRuns: 12, maxRejectRatio: 0, chunkAttempts: 1, backendChoice: 'cpu', source: { table: 'customers', key: 'customer_id' } } satisfies RunParams;
-      const runId = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'tie-free', modelVersion: '1', modelSha256: 'x', backend: 'cpu', params, host: 'h', pid: 1 });
+      const params = {
+        modelDir: 'm',
+        chunkSize: 10,
+        dryRun: false,
+        keepRuns: 12,
+        maxRejectRatio: 0,
+        chunkAttempts: 1,
+        backendChoice: 'cpu',
+        source: { table: 'customers', key: 'customer_id' },
+      } satisfies RunParams;
+      const runId = await ledger.createRun(c, {
+        trigger: 'manual',
+        dryRun: false,
+        modelName: 'tie-free',
+        modelVersion: '1',
+        modelSha256: 'x',
+        backend: 'cpu',
+        params,
+        host: 'h',
+        pid: 1,
+      });
       await c.query('BEGIN');
       await ledger.recordPlan(c, runId, [{ chunkNo: 1, lo: null, hi: null }]);
       await c.query('COMMIT');
@@ -134,8 +154,12 @@ describe('the downstream views', () => {
   });
 
   it('customer_score_rejects lists the published run rejects; a source customer in neither view came after the run', async () => {
-    const runs = await t.pool.query<{ rows_rejected: string }>('SELECT rows_rejected FROM scoring.published_runs WHERE is_current AND model_name = $1', ['customer-value']);
-    const rejects = await t.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM scoring.customer_score_rejects WHERE model_name = 'customer-value' AND reason IS NOT NULL AND rejected_column IS NOT NULL`);
+    const runs = await t.pool.query<{ rows_rejected: string }>('SELECT rows_rejected FROM scoring.published_runs WHERE is_current AND model_name = $1', [
+      'customer-value',
+    ]);
+    const rejects = await t.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM scoring.customer_score_rejects WHERE model_name = 'customer-value' AND reason IS NOT NULL AND rejected_column IS NOT NULL`,
+    );
     expect(rejects.rows[0]?.n).toBe(Number(runs.rows[0]?.rows_rejected));
     expect(rejects.rows[0]?.n).toBeGreaterThan(0);
     const missing = await t.pool.query(

@@ -67,7 +67,9 @@ describe('feature drift against the model baseline', () => {
     const runId = (err as RunFailedError).runId!;
     const run = await t.pool.query<{ error: string; error_kind: string }>('SELECT error, error_kind FROM scoring.score_runs WHERE run_id = $1', [runId]);
     expect(run.rows[0]!.error_kind).toBe('gate');
-    expect(run.rows[0]!.error).toMatch(/^1 feature\(s\) drifted over the limit of 0\.1 \(--max-feature-psi\): tenure_months \(PSI \d\.\d{4} vs baseline, \d\.\d{4} vs run \d+\); the scores are kept unpublished/);
+    expect(run.rows[0]!.error).toMatch(
+      /^1 feature\(s\) drifted over the limit of 0\.1 \(--max-feature-psi\): tenure_months \(PSI \d\.\d{4} vs baseline, \d\.\d{4} vs run \d+\); the scores are kept unpublished/,
+    );
     const s = await summaryOf(runId);
     expect(s.features[0]!.feature).toBe('tenure_months');
     expect(s.features[0]!.psi_baseline).toBeGreaterThanOrEqual(0.1);
@@ -81,14 +83,21 @@ describe('feature drift against the model baseline', () => {
     const published = await t.pool.query<{ run_id: string }>('SELECT DISTINCT run_id::text FROM scoring.customer_scores');
     expect(published.rows).toEqual([{ run_id: firstRun }]);
     // The reader view lists them per run, top mover ranked 1.
-    const view = await t.pool.query<{ feature: string; mover_rank: string; published: boolean }>('SELECT feature, mover_rank, published FROM scoring.feature_drift WHERE run_id = $1 ORDER BY mover_rank, feature', [runId]);
+    const view = await t.pool.query<{ feature: string; mover_rank: string; published: boolean }>(
+      'SELECT feature, mover_rank, published FROM scoring.feature_drift WHERE run_id = $1 ORDER BY mover_rank, feature',
+      [runId],
+    );
     expect(view.rows).toHaveLength(15);
     expect(view.rows[0]).toEqual({ feature: 'tenure_months', mover_rank: '1', published: false });
     // runs show: the top movers first.
     const c = await t.pool.connect();
     try {
       const text = formatRunDetail(await showRun(c, 'scoring', runId));
-      expect(text).toMatch(new RegExp(`Feature drift \\(PSI vs the model's baseline and vs run ${firstRun}, top movers first\\):\\n  tenure_months +\\d\\.\\d{4} +\\d\\.\\d{4}\\n`));
+      expect(text).toMatch(
+        new RegExp(
+          `Feature drift \\(PSI vs the model's baseline and vs run ${firstRun}, top movers first\\):\\n  tenure_months +\\d\\.\\d{4} +\\d\\.\\d{4}\\n`,
+        ),
+      );
     } finally {
       c.release();
     }
@@ -111,11 +120,17 @@ describe('feature drift against the model baseline', () => {
     const before = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.chunk_feature_counts WHERE run_id = $1', [runId]);
     expect(Number(before.rows[0]!.n)).toBeGreaterThan(0);
     await resumeInProcess(t, runId);
-    const totals = await t.pool.query<{ total: string }>(`SELECT (SELECT sum(n) FROM unnest(counts) n) AS total FROM scoring.run_feature_drift WHERE run_id = $1`, [runId]);
+    const totals = await t.pool.query<{ total: string }>(
+      `SELECT (SELECT sum(n) FROM unnest(counts) n) AS total FROM scoring.run_feature_drift WHERE run_id = $1`,
+      [runId],
+    );
     expect(totals.rows.map((r) => Number(r.total))).toEqual(new Array(15).fill(customers));
 
     const shared = await runInProcess(t, { modelDir: model, chunkSize: 5_000, workers: 2 });
-    const workers = await t.pool.query<{ total: string }>(`SELECT (SELECT sum(n) FROM unnest(counts) n) AS total FROM scoring.run_feature_drift WHERE run_id = $1`, [shared.runId]);
+    const workers = await t.pool.query<{ total: string }>(
+      `SELECT (SELECT sum(n) FROM unnest(counts) n) AS total FROM scoring.run_feature_drift WHERE run_id = $1`,
+      [shared.runId],
+    );
     expect(workers.rows.map((r) => Number(r.total))).toEqual(new Array(15).fill(customers));
     expect(psiOf(await summaryOf(shared.runId), 'tenure_months').psi_previous).toBeLessThanOrEqual(0.01);
   }, 300_000);
@@ -158,7 +173,9 @@ describe('feature drift against the model baseline', () => {
     await writeFile(join(model, 'baseline.json'), '{"format":1,"features":[]}\n');
     const refused = await resumeInProcess(t, runId).catch((e: unknown) => e);
     expect(toExitCode(refused)).toBe(ExitCode.usage);
-    expect(String((refused as Error).message)).toMatch(/baseline\.json changed since the run started \(sha256 [0-9a-f]{16}…\): put that baseline back, or start a new run$/);
+    expect(String((refused as Error).message)).toMatch(
+      /baseline\.json changed since the run started \(sha256 [0-9a-f]{16}…\): put that baseline back, or start a new run$/,
+    );
   }, 240_000);
   it('a baseline.json that is not one is refused before anything is written, naming the file and the command that writes it', async () => {
     const broken = await modelCopy();
@@ -166,7 +183,9 @@ describe('feature drift against the model baseline', () => {
     const before = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs');
     const r = await runCli(['run', '--model', broken, '--backend', 'cpu'], t.env);
     expect(r.code).toBe(ExitCode.usage);
-    expect(r.stderr).toContain(`${join(broken, 'baseline.json')} is not a feature baseline (each feature needs its column, kind, shares and nullShare): write it again with \`scorejob model baseline ${broken} --table <training table>\``);
+    expect(r.stderr).toContain(
+      `${join(broken, 'baseline.json')} is not a feature baseline (each feature needs its column, kind, shares and nullShare): write it again with \`scorejob model baseline ${broken} --table <training table>\``,
+    );
     const after = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs');
     expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
   }, 120_000);

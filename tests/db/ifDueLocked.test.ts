@@ -21,7 +21,10 @@ describe('--if-due, checked again under the lock', () => {
     const first = await runInProcess(t, { tickAt, dueCheck, trigger: 'cron' });
     expect(first.status).toBe('succeeded');
     // The second one "passed" its --if-due check before the first finished; now it holds the lock.
-    await expect(runInProcess(t, { tickAt, dueCheck, trigger: 'cron' })).rejects.toMatchObject({ exitCode: 0, message: expect.stringMatching(/^not due any more/) });
+    await expect(runInProcess(t, { tickAt, dueCheck, trigger: 'cron' })).rejects.toMatchObject({
+      exitCode: 0,
+      message: expect.stringMatching(/^not due any more/),
+    });
     const runs = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs');
     expect(runs.rows[0]?.n).toBe(1);
   });

@@ -45,10 +45,14 @@ describe('input checks before the first chunk', () => {
     expect(err).toBeInstanceOf(RunFailedError);
     expect(toExitCode(err)).toBe(ExitCode.runFailed);
     const runId = (err as RunFailedError).runId!;
-    const { rows } = await t.pool.query<{ error: string; error_kind: string; t: string | null }>(`SELECT error, error_kind, to_regclass('scoring.score_data_' || run_id)::text AS t FROM scoring.score_runs WHERE run_id = $1`, [runId]);
+    const { rows } = await t.pool.query<{ error: string; error_kind: string; t: string | null }>(
+      `SELECT error, error_kind, to_regclass('scoring.score_data_' || run_id)::text AS t FROM scoring.score_runs WHERE run_id = $1`,
+      [runId],
+    );
     return { runId, error: rows[0]!.error, kind: rows[0]!.error_kind, table: rows[0]!.t };
   };
-  const published = async () => (await t.pool.query<{ run_id: string; n: string }>('SELECT min(run_id)::text AS run_id, count(*) AS n FROM scoring.customer_scores')).rows[0];
+  const published = async () =>
+    (await t.pool.query<{ run_id: string; n: string }>('SELECT min(run_id)::text AS run_id, count(*) AS n FROM scoring.customer_scores')).rows[0];
 
   it('the first run has nothing to compare with: it passes and records every check', async () => {
     const c = await t.pool.connect();
@@ -78,7 +82,9 @@ describe('input checks before the first chunk', () => {
     await t.pool.query('UPDATE customers SET email_open_rate = NULL WHERE customer_id % 10 = 0');
     const f = await failedRun(runInProcess(t, { modelDir: model }));
     expect(f.kind).toBe('input_check');
-    expect(f.error).toMatch(new RegExp(`^input check failed: null_rate: email_open_rate \\d+\\.\\d% NULL vs \\d+\\.\\d% in run ${firstRun} \\(\\+\\d+\\.\\d pp\\), limit 5 pp$`));
+    expect(f.error).toMatch(
+      new RegExp(`^input check failed: null_rate: email_open_rate \\d+\\.\\d% NULL vs \\d+\\.\\d% in run ${firstRun} \\(\\+\\d+\\.\\d pp\\), limit 5 pp$`),
+    );
     expect(f.table).toBeNull();
   }, 60_000);
 

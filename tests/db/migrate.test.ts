@@ -23,7 +23,16 @@ describe('scorejob migrate', () => {
         WHERE n.nspname = 'scoring' AND c.relkind IN ('r', 'p', 'v') ORDER BY 1`,
     );
     expect(rows.map((r) => r.name)).toEqual(
-      expect.arrayContaining(['customer_score_history', 'customer_scores', 'published_run', 'schema_migrations', 'score_chunks', 'score_data', 'score_rejects', 'score_runs']),
+      expect.arrayContaining([
+        'customer_score_history',
+        'customer_scores',
+        'published_run',
+        'schema_migrations',
+        'score_chunks',
+        'score_data',
+        'score_rejects',
+        'score_runs',
+      ]),
     );
     const applied = await t.pool.query('SELECT version, name, checksum FROM scoring.schema_migrations');
     expect(applied.rows.length).toBeGreaterThan(0);

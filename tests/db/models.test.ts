@@ -18,7 +18,9 @@ async function historyRuns(t: TestDatabase, model: string): Promise<string[]> {
 }
 
 async function baselineOf(t: TestDatabase, runId: string): Promise<string | null> {
-  const { rows } = await t.pool.query<{ b: string | null }>(`SELECT stats->'drift'->>'baseline_run_id' AS b FROM scoring.score_runs WHERE run_id = $1`, [runId]);
+  const { rows } = await t.pool.query<{ b: string | null }>(`SELECT stats->'drift'->>'baseline_run_id' AS b FROM scoring.score_runs WHERE run_id = $1`, [
+    runId,
+  ]);
   return rows[0]?.b ?? null;
 }
 

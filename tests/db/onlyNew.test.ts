@@ -65,8 +65,12 @@ describe('incremental runs (run --only-new)', () => {
               discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app, now()
          FROM customers ORDER BY customer_id DESC LIMIT 60`,
     );
-    await t.pool.query(`UPDATE customers SET tenure_months = tenure_months + 37, updated_at = now() WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 25 OFFSET 500)`);
-    const changed = new Set((await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id LIMIT 25 OFFSET 500')).rows.map((r) => r.k));
+    await t.pool.query(
+      `UPDATE customers SET tenure_months = tenure_months + 37, updated_at = now() WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 25 OFFSET 500)`,
+    );
+    const changed = new Set(
+      (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id LIMIT 25 OFFSET 500')).rows.map((r) => r.k),
+    );
 
     const inc = await runInProcess(t, { modelDir: model, chunkSize: 30, onlyNew: true });
     expect(inc.rowsScored).toBe(85);

@@ -15,8 +15,10 @@ async function scoresOf(t: TestDatabase, sql: string, params: unknown[] = []): P
 }
 
 const published = (t: TestDatabase) => scoresOf(t, 'SELECT customer_id::text k, score s FROM scoring.customer_scores');
-const ownRows = async (t: TestDatabase, runId: string) => Number((await t.pool.query<{ n: string }>('SELECT count(*) n FROM scoring.score_data WHERE run_id = $1', [runId])).rows[0]!.n);
-const tableExists = async (t: TestDatabase, runId: string) => (await t.pool.query<{ t: string | null }>(`SELECT to_regclass('scoring.score_data_' || $1)::text t`, [runId])).rows[0]!.t !== null;
+const ownRows = async (t: TestDatabase, runId: string) =>
+  Number((await t.pool.query<{ n: string }>('SELECT count(*) n FROM scoring.score_data WHERE run_id = $1', [runId])).rows[0]!.n);
+const tableExists = async (t: TestDatabase, runId: string) =>
+  (await t.pool.query<{ t: string | null }>(`SELECT to_regclass('scoring.score_data_' || $1)::text t`, [runId])).rows[0]!.t !== null;
 
 const addCustomers = (t: TestDatabase, offset: number, n: number) =>
   t.pool.query(
@@ -49,22 +51,30 @@ describe('incremental runs are layers over a full run', () => {
     // Layer 1: 30 new, 20 deleted, 15 changed.
     await addCustomers(t, 10_000_000, 30);
     await t.pool.query(`DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 20 OFFSET 100)`);
-    await t.pool.query(`UPDATE customers SET orders_12m = orders_12m + 9, updated_at = now() WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 15 OFFSET 700)`);
+    await t.pool.query(
+      `UPDATE customers SET orders_12m = orders_12m + 9, updated_at = now() WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 15 OFFSET 700)`,
+    );
     const first = await runInProcess(t, { modelDir: model, chunkSize: 20, onlyNew: true, keepRuns: 10 });
     expect(first.rowsScored).toBe(45);
     expect(await ownRows(t, first.runId)).toBe(45);
-    expect((await t.pool.query('SELECT under_run_id::text u, rows_carried::int n FROM scoring.score_layers WHERE run_id = $1', [first.runId])).rows).toEqual([{ u: full, n: 2000 - 20 - 15 }]);
+    expect((await t.pool.query('SELECT under_run_id::text u, rows_carried::int n FROM scoring.score_layers WHERE run_id = $1', [first.runId])).rows).toEqual([
+      { u: full, n: 2000 - 20 - 15 },
+    ]);
     const afterFirst = await published(t);
 
     // Layer 2, on layer 1: new again, one of layer 1's new customers and one carried customer deleted,
     // one of layer 1's changed customers and one carried customer changed again.
     await addCustomers(t, 20_000_000, 12);
-    const firstNew = (await t.pool.query<{ k: string }>('SELECT min(customer_id)::text k FROM customers WHERE customer_id >= 10000000 AND customer_id < 20000000')).rows[0]!.k;
+    const firstNew = (
+      await t.pool.query<{ k: string }>('SELECT min(customer_id)::text k FROM customers WHERE customer_id >= 10000000 AND customer_id < 20000000')
+    ).rows[0]!.k;
     const carriedGone = (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id LIMIT 1 OFFSET 300')).rows[0]!.k;
     const firstChanged = (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id LIMIT 1 OFFSET 700')).rows[0]!.k;
     const carriedChanged = (await t.pool.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY customer_id LIMIT 1 OFFSET 1500')).rows[0]!.k;
     await t.pool.query('DELETE FROM customers WHERE customer_id = ANY($1::int8[])', [[firstNew, carriedGone]]);
-    await t.pool.query(`UPDATE customers SET orders_12m = orders_12m + 5, updated_at = now() WHERE customer_id = ANY($1::int8[])`, [[firstChanged, carriedChanged]]);
+    await t.pool.query(`UPDATE customers SET orders_12m = orders_12m + 5, updated_at = now() WHERE customer_id = ANY($1::int8[])`, [
+      [firstChanged, carriedChanged],
+    ]);
     const second = await runInProcess(t, { modelDir: model, chunkSize: 20, onlyNew: true, keepRuns: 10 });
     expect(second.rowsScored).toBe(14);
     // The layer lies on the full run, not on layer 1: its own table has its 14 and layer 1's rows it carries.
@@ -106,8 +116,12 @@ describe('incremental runs are layers over a full run', () => {
     // They start from the histogram the full run stored (every score of it counted), not from a pass over its table.
     const stored = await t.pool.query('SELECT (SELECT sum(n)::int FROM unnest(counts) n) AS n FROM scoring.score_histograms WHERE run_id = $1', [full]);
     expect(stored.rows).toEqual([{ n: 2000 }]);
-    expect((await t.pool.query('SELECT count(*)::int n FROM scoring.score_histograms WHERE run_id = ANY($1::int8[])', [[first.runId, second.runId]])).rows[0]).toEqual({ n: 0 });
-    const inHistory = await t.pool.query('SELECT run_id::text, in_history FROM scoring.published_runs WHERE run_id = ANY($1::int8[]) ORDER BY run_id', [[first.runId, second.runId]]);
+    expect(
+      (await t.pool.query('SELECT count(*)::int n FROM scoring.score_histograms WHERE run_id = ANY($1::int8[])', [[first.runId, second.runId]])).rows[0],
+    ).toEqual({ n: 0 });
+    const inHistory = await t.pool.query('SELECT run_id::text, in_history FROM scoring.published_runs WHERE run_id = ANY($1::int8[]) ORDER BY run_id', [
+      [first.runId, second.runId],
+    ]);
     expect(inHistory.rows).toEqual([
       { run_id: first.runId, in_history: true },
       { run_id: second.runId, in_history: true },

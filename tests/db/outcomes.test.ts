@@ -15,7 +15,7 @@ function reference(rows: { p: number; y: number }[]): { auc: number; ks: number;
   let ks = 0;
   let pos = 0;
   let neg = 0;
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1]!.p === sorted[i]!.p) j++;
     for (let k = i; k <= j; k++) {
@@ -62,7 +62,10 @@ describe('scorejob outcomes sync', () => {
         [runId, asOf],
       );
       const ref = reference(joined.rows);
-      const got = await t.pool.query(`SELECT auc, ks, brier, positives, with_outcome, customers FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [runId]);
+      const got = await t.pool.query(
+        `SELECT auc, ks, brier, positives, with_outcome, customers FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`,
+        [runId],
+      );
       expect(got.rows).toHaveLength(1);
       const row = got.rows[0];
       expect(Number(row.with_outcome)).toBe(joined.rows.length);
@@ -86,7 +89,10 @@ describe('scorejob outcomes sync', () => {
   });
 
   it('one row per band beside the whole run, the bands adding up to it', async () => {
-    const { rows } = await t.pool.query(`SELECT band, customers, with_outcome, positives FROM scoring.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`, [run1]);
+    const { rows } = await t.pool.query(
+      `SELECT band, customers, with_outcome, positives FROM scoring.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`,
+      [run1],
+    );
     const whole = rows[0];
     expect(whole.band).toBeNull();
     const bands = rows.slice(1);
@@ -111,7 +117,10 @@ describe('scorejob outcomes sync', () => {
     expect(late.getTime()).toBeGreaterThan(p1.getTime() + 90 * day);
     await t.pool.query(`INSERT INTO customer_outcomes (customer_id, event_time, label) VALUES ($1, $2, true)`, [negative.rows[0]!.customer_id, late]);
     const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf });
-    expect(synced.map((s) => [s.runId, s.outcome])).toEqual([[run1, 'unchanged'], [run2, 'synced']]);
+    expect(synced.map((s) => [s.runId, s.outcome])).toEqual([
+      [run1, 'unchanged'],
+      [run2, 'synced'],
+    ]);
 
     const after = await t.pool.query(`SELECT * FROM scoring.model_performance ORDER BY run_id, band NULLS FIRST`);
     expect(after.rows.filter((r) => String(r.run_id) === run1)).toEqual(before.rows.filter((r) => String(r.run_id) === run1));
@@ -137,12 +146,21 @@ describe('scorejob outcomes sync', () => {
 
   it('absent = negative: a mature run counts the customers without an outcome row as negatives, an immature one leaves them out', async () => {
     await t.pool.query(`CREATE TABLE churn_events AS SELECT customer_id, event_time AS churned_at FROM customer_outcomes WHERE label`);
-    const churnDir = await modelWithOutcomes({ query: 'SELECT customer_id, churned_at, true AS churned FROM churn_events', event_time: 'churned_at', label: 'churned', horizon: '90 days', absent: 'negative' });
+    const churnDir = await modelWithOutcomes({
+      query: 'SELECT customer_id, churned_at, true AS churned FROM churn_events',
+      event_time: 'churned_at',
+      label: 'churned',
+      horizon: '90 days',
+      absent: 'negative',
+    });
     const p1 = await publishedAt(t, run1);
     await syncOutcomes(t.pool, { schema: 'scoring', modelDir: churnDir, asOf: new Date(p1.getTime() + 100 * day) });
     const { rows } = await t.pool.query(`SELECT coverage, positives, customers FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
     expect(rows[0].coverage).toBe(1);
-    const churned = await t.pool.query(`SELECT count(DISTINCT customer_id)::int n FROM churn_events e, scoring.score_runs r WHERE r.run_id = $1 AND e.churned_at > r.published_at AND e.churned_at <= r.published_at + interval '90 days'`, [run1]);
+    const churned = await t.pool.query(
+      `SELECT count(DISTINCT customer_id)::int n FROM churn_events e, scoring.score_runs r WHERE r.run_id = $1 AND e.churned_at > r.published_at AND e.churned_at <= r.published_at + interval '90 days'`,
+      [run1],
+    );
     expect(Number(rows[0].positives)).toBe(churned.rows[0].n);
     await syncOutcomes(t.pool, { schema: 'scoring', modelDir: churnDir, asOf: new Date(p1.getTime() + 30 * day) });
     const early = await t.pool.query(`SELECT with_outcome, positives FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [run1]);
@@ -153,7 +171,9 @@ describe('scorejob outcomes sync', () => {
     const missing = await modelWithOutcomes({ table: 'no_such_outcomes', horizon: '90 days' });
     const err = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: missing }).catch((e: unknown) => e);
     expect(err).toMatchObject({ exitCode: 2 });
-    expect((err as Error).message).toMatch(/^outcomes\.table "no_such_outcomes" in database postgres@127\.0\.0\.1:\d+\/sj_test_\w+: relation "no_such_outcomes" does not exist/);
+    expect((err as Error).message).toMatch(
+      /^outcomes\.table "no_such_outcomes" in database postgres@127\.0\.0\.1:\d+\/sj_test_\w+: relation "no_such_outcomes" does not exist/,
+    );
   });
 
   it('performanceGate: a breach names the run, its AUC and the way past it; none above the bar or before any run matured', async () => {
@@ -163,7 +183,9 @@ describe('scorejob outcomes sync', () => {
     const c = await t.pool.connect();
     try {
       const breach = await performanceGate(c, { schema: 'scoring' }, 'customer-value', auc + 0.01);
-      expect(breach).toBe(`the realised AUC of model "customer-value" fell to ${auc.toFixed(4)} (run ${run2}, 3000 customers with a matured outcome), below --min-auc ${auc + 0.01}: publish with \`scorejob publish <run-id> --force --reason TEXT\` once reviewed, or retrain the model`);
+      expect(breach).toBe(
+        `the realised AUC of model "customer-value" fell to ${auc.toFixed(4)} (run ${run2}, 3000 customers with a matured outcome), below --min-auc ${auc + 0.01}: publish with \`scorejob publish <run-id> --force --reason TEXT\` once reviewed, or retrain the model`,
+      );
       expect(await performanceGate(c, { schema: 'scoring' }, 'customer-value', auc - 0.01)).toBeUndefined();
       // Before the horizon passed for any run there is nothing to judge by.
       await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date(p1.getTime() + 30 * day) });

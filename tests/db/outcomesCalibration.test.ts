@@ -23,9 +23,14 @@ describe('outcomes seeded from the scores', () => {
     const dir = await modelWithOutcomes();
     const { runId } = await runInProcess(t, { modelDir: dir, chunkSize: 20_000 });
     const seeded = await seedOutcomes(t.pool, { schema: 'scoring', seed: 9 });
-    expect(seeded.rows).toBe(60_000 - (await t.pool.query<{ n: number }>('SELECT rows_rejected::int n FROM scoring.score_runs WHERE run_id = $1', [runId])).rows[0]!.n);
+    expect(seeded.rows).toBe(
+      60_000 - (await t.pool.query<{ n: number }>('SELECT rows_rejected::int n FROM scoring.score_runs WHERE run_id = $1', [runId])).rows[0]!.n,
+    );
     await syncOutcomes(t.pool, { schema: 'scoring', modelDir: dir, asOf: new Date((await publishedAt(t, runId)).getTime() + 91 * day) });
-    const { rows } = await t.pool.query(`SELECT band, coverage, auc, estimated_auc, calibration_error, positive_rate, expected_positive_rate FROM scoring.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`, [runId]);
+    const { rows } = await t.pool.query(
+      `SELECT band, coverage, auc, estimated_auc, calibration_error, positive_rate, expected_positive_rate FROM scoring.model_performance WHERE run_id = $1 ORDER BY band NULLS FIRST`,
+      [runId],
+    );
     const whole = rows[0];
     expect(whole.band).toBeNull();
     expect(whole.coverage).toBe(1);

@@ -35,7 +35,10 @@ describe('outcomes of a model scored beside the published one (run --challenger)
     const asOf = new Date((await publishedAt(t, championRun)).getTime() + 100 * day);
     // The slot's runs, the one scored beside the published run included, under the slot's outcomes definition.
     const synced = await syncOutcomes(t.pool, { schema: 'scoring', modelDir: champion, asOf });
-    expect(synced.map((s) => [s.runId, s.outcome, s.maturity])).toEqual([[championRun, 'synced', 1], [secondRun, 'synced', 1]]);
+    expect(synced.map((s) => [s.runId, s.outcome, s.maturity])).toEqual([
+      [championRun, 'synced', 1],
+      [secondRun, 'synced', 1],
+    ]);
     const { rows } = await t.pool.query(
       `SELECT run_id::text, model_name, model_version, customers, with_outcome, positives, auc, published_at FROM scoring.model_performance WHERE band IS NULL ORDER BY run_id`,
     );
@@ -65,7 +68,9 @@ describe('outcomes of a model scored beside the published one (run --challenger)
     const c = await t.pool.connect();
     try {
       // The second model's run is newer and mature too, but readers never saw its scores: the gate names the published run.
-      expect(await performanceGate(c, { schema: 'scoring' }, 'customer-value', 0.99)).toMatch(new RegExp(`^the realised AUC of model "customer-value" fell to [0-9.]+ \\(run ${championRun},`));
+      expect(await performanceGate(c, { schema: 'scoring' }, 'customer-value', 0.99)).toMatch(
+        new RegExp(`^the realised AUC of model "customer-value" fell to [0-9.]+ \\(run ${championRun},`),
+      );
     } finally {
       c.release();
     }
@@ -76,7 +81,7 @@ function rankSumAuc(rows: readonly { p: number; y: number }[]): number {
   const sorted = [...rows].sort((x, y) => x.p - y.p);
   let rankSum = 0;
   let positives = 0;
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j < sorted.length && sorted[j]!.p === sorted[i]!.p) j++;
     const meanRank = (i + 1 + j) / 2;

@@ -58,7 +58,9 @@ describe('planChunks', () => {
   it('counts the rows whose key is NULL (a table with a unique index and no primary key; a view)', async () => {
     await t.pool.query('CREATE TABLE customers_nk AS SELECT * FROM customers ORDER BY customer_id LIMIT 100');
     await t.pool.query('CREATE UNIQUE INDEX ON customers_nk (customer_id)');
-    await t.pool.query('UPDATE customers_nk SET customer_id = NULL WHERE customer_id IN (SELECT customer_id FROM customers_nk ORDER BY customer_id DESC LIMIT 7)');
+    await t.pool.query(
+      'UPDATE customers_nk SET customer_id = NULL WHERE customer_id IN (SELECT customer_id FROM customers_nk ORDER BY customer_id DESC LIMIT 7)',
+    );
     await t.pool.query('CREATE VIEW customers_nk_v AS SELECT * FROM customers_nk');
     for (const table of ['customers_nk', 'public.customers_nk_v']) {
       const p = await plan(table, 10);

@@ -33,7 +33,17 @@ const params: RunParams = {
  * 1..rows with the score run_id, so a reader can tell runs apart and see a mix.
  */
 async function oneRun(c: pg.ClientBase, ledger: Ledger, rows: number): Promise<string> {
-  const runId = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'm', modelVersion: '1', modelSha256: 'x', backend: 'cpu', params, host: 'h', pid: 1 });
+  const runId = await ledger.createRun(c, {
+    trigger: 'manual',
+    dryRun: false,
+    modelName: 'm',
+    modelVersion: '1',
+    modelSha256: 'x',
+    backend: 'cpu',
+    params,
+    host: 'h',
+    pid: 1,
+  });
   await c.query('BEGIN');
   await ledger.recordPlan(c, runId, [{ chunkNo: 1, lo: 0n, hi: BigInt(rows) }]);
   await c.query('COMMIT');
@@ -135,7 +145,9 @@ describe('retention of runs that were never published', () => {
     const stopped = await gateStoppedRun(t);
     expect(await tables(t)).toEqual([first.runId, stopped]);
     const offered = (await runsList(t)).find((r) => r.run_id === stopped);
-    expect(offered?.resume_command).toBe(`scorejob run once the data is fixed, or scorejob publish ${stopped} --force --reason "<what you checked>" after review`);
+    expect(offered?.resume_command).toBe(
+      `scorejob run once the data is fixed, or scorejob publish ${stopped} --force --reason "<what you checked>" after review`,
+    );
     const later = await runInProcess(t, { maxRejectRatio: 0.5 });
     expect(await tables(t)).toEqual([first.runId, later.runId]);
     expect(await historyRuns(t)).toEqual([first.runId, later.runId]);
@@ -171,7 +183,9 @@ describe('advice that works when followed', () => {
   afterAll(async () => t.drop());
 
   it('duplicate keys through a view: the run fails on the chunk saying so; once the view is fixed, resume finishes it, every customer once', async () => {
-    await t.pool.query(`CREATE VIEW customers_v AS SELECT * FROM customers UNION ALL SELECT * FROM customers WHERE customer_id = (SELECT max(customer_id) FROM customers)`);
+    await t.pool.query(
+      `CREATE VIEW customers_v AS SELECT * FROM customers UNION ALL SELECT * FROM customers WHERE customer_id = (SELECT max(customer_id) FROM customers)`,
+    );
     const dir = await modelCopy((m) => (m.source.table = 'public.customers_v'));
     const err = await runInProcess(t, { modelDir: dir, chunkSize: 100 }).then(
       () => undefined,
@@ -179,7 +193,10 @@ describe('advice that works when followed', () => {
     );
     expect(err?.message).toMatch(/the source key is not unique.*fix the source key.*resume it with `scorejob resume \d+`/);
     const runId = err?.runId as string;
-    const chunks = await t.pool.query<{ status: string; n: string }>('SELECT status, count(*) n FROM scoring.score_chunks WHERE run_id = $1 GROUP BY 1 ORDER BY 1', [runId]);
+    const chunks = await t.pool.query<{ status: string; n: string }>(
+      'SELECT status, count(*) n FROM scoring.score_chunks WHERE run_id = $1 GROUP BY 1 ORDER BY 1',
+      [runId],
+    );
     expect(chunks.rows).toEqual([
       { status: 'done', n: '3' },
       { status: 'pending', n: '1' },
@@ -210,7 +227,17 @@ describe('a schema of version 1 with data, migrated', () => {
       const ledger = new Ledger('scoring');
       const v1Params = { ...params, modelDir: shippedModelDir, chunkSize: 100, maxRejectRatio: 0.01, chunkAttempts: 3, backendChoice: 'auto' };
       // A published run as version 1 left it: its table attached at publish, the pointer on it.
-      const old = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'customer-value', modelVersion: '0.9', modelSha256: sha, backend: 'cpu', params: v1Params, host: 'h', pid: 1 });
+      const old = await ledger.createRun(c, {
+        trigger: 'manual',
+        dryRun: false,
+        modelName: 'customer-value',
+        modelVersion: '0.9',
+        modelSha256: sha,
+        backend: 'cpu',
+        params: v1Params,
+        host: 'h',
+        pid: 1,
+      });
       await c.query(`CREATE TABLE scoring.score_data_${old} (LIKE scoring.score_data INCLUDING DEFAULTS)`);
       await c.query(`INSERT INTO scoring.score_data_${old} SELECT ${old}, customer_id, 0.5 FROM customers`);
       await c.query(`ALTER TABLE scoring.score_data_${old} ADD PRIMARY KEY (run_id, customer_id)`);
@@ -218,17 +245,29 @@ describe('a schema of version 1 with data, migrated', () => {
       await c.query(`UPDATE scoring.score_runs SET status = 'succeeded', finished_at = now(), published_at = now() WHERE run_id = $1`, [old]);
       await c.query(`UPDATE scoring.published_run SET run_id = $1, published_at = now()`, [old]);
       // An interrupted run as version 1 left it: planned, two chunks done, its table neither keyed nor attached.
-      const cut = await ledger.createRun(c, { trigger: 'manual', dryRun: false, modelName: 'customer-value', modelVersion: '1.0.0', modelSha256: sha, backend: 'cpu', params: v1Params, host: 'h', pid: 1 });
+      const cut = await ledger.createRun(c, {
+        trigger: 'manual',
+        dryRun: false,
+        modelName: 'customer-value',
+        modelVersion: '1.0.0',
+        modelSha256: sha,
+        backend: 'cpu',
+        params: v1Params,
+        host: 'h',
+        pid: 1,
+      });
       const keys = (await c.query<{ k: string }>('SELECT customer_id::text k FROM customers ORDER BY 1')).rows.map((r) => BigInt(r.k));
       const bounds = [keys[0]! - 1n, keys[99]!, keys[199]!, keys[249]!];
-      await c.query(`INSERT INTO scoring.score_chunks (run_id, chunk_no, key_lo, key_hi, status) VALUES ($1, 1, $2, $3, 'done'), ($1, 2, $3, $4, 'pending'), ($1, 3, $4, $5, 'pending')`, [
-        cut,
-        ...bounds.map(String),
-      ]);
+      await c.query(
+        `INSERT INTO scoring.score_chunks (run_id, chunk_no, key_lo, key_hi, status) VALUES ($1, 1, $2, $3, 'done'), ($1, 2, $3, $4, 'pending'), ($1, 3, $4, $5, 'pending')`,
+        [cut, ...bounds.map(String)],
+      );
       await c.query(`UPDATE scoring.score_runs SET chunks_total = 3, status = 'interrupted', rows_scored = 100 WHERE run_id = $1`, [cut]);
       await c.query(`CREATE TABLE scoring.score_data_${cut} (LIKE scoring.score_data INCLUDING DEFAULTS, CHECK (run_id = ${cut}))`);
       await c.query(`ALTER TABLE scoring.score_data_${cut} ALTER COLUMN run_id SET DEFAULT ${cut}`);
-      await c.query(`INSERT INTO scoring.score_data_${cut} (customer_id, score) SELECT customer_id, 0.25 FROM customers WHERE customer_id <= $1`, [String(bounds[1])]);
+      await c.query(`INSERT INTO scoring.score_data_${cut} (customer_id, score) SELECT customer_id, 0.25 FROM customers WHERE customer_id <= $1`, [
+        String(bounds[1]),
+      ]);
 
       // Readers poll customer_scores while the schema is migrated: every poll sees the published run, whole.
       const reader = await t.pool.connect();

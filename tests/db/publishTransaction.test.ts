@@ -38,14 +38,25 @@ describe('a publish commits whole or not at all', () => {
       await jobWaitsOnLock(t.pool, ['ledger']);
       runId = (await t.pool.query<{ id: string }>('SELECT max(run_id)::text id FROM scoring.score_runs')).rows[0]?.id as string;
       await t.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'scorejob ledger'`);
-      await waitUntil('the ledger session is gone', async () => (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'scorejob ledger' AND wait_event_type = 'Lock'`)).rows[0]?.n === 0);
+      await waitUntil(
+        'the ledger session is gone',
+        async () =>
+          (
+            await t.pool.query<{ n: number }>(
+              `SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'scorejob ledger' AND wait_event_type = 'Lock'`,
+            )
+          ).rows[0]?.n === 0,
+      );
       await holder.query('ROLLBACK');
       expect(await outcome).not.toBe('succeeded');
     } finally {
       await holder.end();
     }
     expect(await publishedSnapshot(t)).toEqual(baseline);
-    const run = await t.pool.query<{ status: string; published: boolean }>('SELECT status, published_at IS NOT NULL AS published FROM scoring.score_runs WHERE run_id = $1', [runId]);
+    const run = await t.pool.query<{ status: string; published: boolean }>(
+      'SELECT status, published_at IS NOT NULL AS published FROM scoring.score_runs WHERE run_id = $1',
+      [runId],
+    );
     expect(run.rows[0]).not.toMatchObject({ status: 'succeeded' });
     expect(run.rows[0]?.published).toBe(false);
 

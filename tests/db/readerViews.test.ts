@@ -29,7 +29,10 @@ describe('sql/roles.sql: the reader role and the downstream views', () => {
     u.password = password;
     return u.toString();
   };
-  const jobCtx = () => ({ config: resolveConfig({ schema: 'scoring', logLevel: 'silent', pretty: false }, { DATABASE_URL: urlAs(job) }, false), log: silentLog });
+  const jobCtx = () => ({
+    config: resolveConfig({ schema: 'scoring', logLevel: 'silent', pretty: false }, { DATABASE_URL: urlAs(job) }, false),
+    log: silentLog,
+  });
 
   beforeAll(async () => {
     t = await createTestDatabase({ migrated: false });

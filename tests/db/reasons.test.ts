@@ -7,11 +7,35 @@ import { holdChunk } from '../helpers/holdChunk.js';
 import { resumeInProcess, runInProcess } from '../helpers/run.js';
 import { ledgerState, expectRefusedUnchanged, seedWithRejects } from '../helpers/state.js';
 
-const manifestColumns = ['tenure_months', 'orders_12m', 'revenue_12m', 'avg_order_value', 'days_since_last_order', 'support_tickets_12m', 'discount_share', 'returns_12m', 'web_sessions_30d', 'email_open_rate', 'segment', 'region', 'channel', 'is_subscriber', 'has_app'];
+const manifestColumns = [
+  'tenure_months',
+  'orders_12m',
+  'revenue_12m',
+  'avg_order_value',
+  'days_since_last_order',
+  'support_tickets_12m',
+  'discount_share',
+  'returns_12m',
+  'web_sessions_30d',
+  'email_open_rate',
+  'segment',
+  'region',
+  'channel',
+  'is_subscriber',
+  'has_app',
+];
 
 /** Every published customer has exactly `k` reasons, ranked 1..k by |contribution|, and no one else has any. */
 async function expectReasonsForEveryScore(t: TestDatabase, runId: string, k: number): Promise<void> {
-  const { rows } = await t.pool.query<{ scored: number; reasons: number; customers: number; bad_rank: number; bad_order: number; bad_feature: number; strangers: number }>(
+  const { rows } = await t.pool.query<{
+    scored: number;
+    reasons: number;
+    customers: number;
+    bad_rank: number;
+    bad_order: number;
+    bad_feature: number;
+    strangers: number;
+  }>(
     `SELECT (SELECT count(*)::int FROM scoring.customer_scores) AS scored,
             count(*)::int AS reasons,
             count(DISTINCT customer_id)::int AS customers,
@@ -29,7 +53,9 @@ async function expectReasonsForEveryScore(t: TestDatabase, runId: string, k: num
 }
 
 async function reasonTables(t: TestDatabase): Promise<string[]> {
-  const { rows } = await t.pool.query<{ n: string }>(`SELECT tablename n FROM pg_tables WHERE schemaname = 'scoring' AND tablename LIKE 'score\\_reasons\\_%' ORDER BY 1`);
+  const { rows } = await t.pool.query<{ n: string }>(
+    `SELECT tablename n FROM pg_tables WHERE schemaname = 'scoring' AND tablename LIKE 'score\\_reasons\\_%' ORDER BY 1`,
+  );
   return rows.map((r) => r.n);
 }
 
@@ -45,7 +71,10 @@ describe('reasons per score (run --reasons K)', () => {
     const r = await runInProcess(t, { chunkSize: 500, reasons: 3 });
     expect(r.rowsRejected).toBeGreaterThan(0);
     await expectReasonsForEveryScore(t, r.runId, 3);
-    const params = await t.pool.query<{ reasons: { k: number; space: string; features: string[] } }>('SELECT params->\'reasons\' AS reasons FROM scoring.score_runs WHERE run_id = $1', [r.runId]);
+    const params = await t.pool.query<{ reasons: { k: number; space: string; features: string[] } }>(
+      "SELECT params->'reasons' AS reasons FROM scoring.score_runs WHERE run_id = $1",
+      [r.runId],
+    );
     expect(params.rows[0]?.reasons).toMatchObject({ k: 3, space: 'logit', features: manifestColumns });
     const measured = await t.pool.query('SELECT DISTINCT measured_in, model_name FROM scoring.customer_score_reasons');
     expect(measured.rows).toEqual([{ measured_in: 'logit', model_name: 'customer-value' }]);

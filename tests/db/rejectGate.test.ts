@@ -40,7 +40,9 @@ describe('the reject gate at its limit', () => {
 
   it('a limit the smallest step below the ratio fails the run, unpublished', async () => {
     const before = await publishedSnapshot(t);
-    await expect(runInProcess(t, { maxRejectRatio: below(0.01) })).rejects.toThrow(/rejected 1\.00% of rows \(2 of 200\), over the limit of 1\.00% \(--max-reject-ratio\)/);
+    await expect(runInProcess(t, { maxRejectRatio: below(0.01) })).rejects.toThrow(
+      /rejected 1\.00% of rows \(2 of 200\), over the limit of 1\.00% \(--max-reject-ratio\)/,
+    );
     const run = await t.pool.query('SELECT status, error_kind FROM scoring.score_runs ORDER BY run_id DESC LIMIT 1');
     expect(run.rows[0]).toEqual({ status: 'failed', error_kind: 'gate' });
     expect(await publishedSnapshot(t)).toEqual(before);

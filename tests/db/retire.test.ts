@@ -29,12 +29,17 @@ describe('model retire', () => {
   /** Rows of each reader view per model. */
   const views = ['customer_scores', 'customer_score_changes', 'customer_score_reasons', 'customer_score_rejects'] as const;
   const viewRows = async (model: string): Promise<Record<(typeof views)[number], number>> => {
-    const counts = await Promise.all(views.map(async (v) => (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.${v} WHERE model_name = $1`, [model])).rows[0]?.n ?? -1));
+    const counts = await Promise.all(
+      views.map(async (v) => (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.${v} WHERE model_name = $1`, [model])).rows[0]?.n ?? -1),
+    );
     return Object.fromEntries(views.map((v, i) => [v, counts[i] as number])) as Record<(typeof views)[number], number>;
   };
   const historyRuns = async (model: string): Promise<string[]> =>
-    (await t.pool.query<{ r: string }>('SELECT DISTINCT run_id::text r FROM scoring.customer_score_history WHERE model_name = $1 ORDER BY 1', [model])).rows.map((r) => r.r);
-  const publicationCount = async (): Promise<number> => (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_publications')).rows[0]?.n ?? -1;
+    (
+      await t.pool.query<{ r: string }>('SELECT DISTINCT run_id::text r FROM scoring.customer_score_history WHERE model_name = $1 ORDER BY 1', [model])
+    ).rows.map((r) => r.r);
+  const publicationCount = async (): Promise<number> =>
+    (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_publications')).rows[0]?.n ?? -1;
 
   beforeAll(async () => {
     t = await createTestDatabase();
@@ -78,7 +83,9 @@ describe('model retire', () => {
     await expect(refusal).rejects.toThrow(
       `not confirmed, nothing done: retiring model customer-value takes its ${before.customer_scores} rows (run ${value[1]}) out of scoring.customer_scores and the reader views on ${t.db.user}@${t.db.host}:${t.db.port}/${t.name}; to do it: scorejob model retire customer-value --confirm customer-value`,
     );
-    await expect(retireModel(ctx(), { modelName: 'customer-value', confirm: 'account-expansion' })).rejects.toThrow(/^--confirm names account-expansion, not customer-value, nothing done/);
+    await expect(retireModel(ctx(), { modelName: 'customer-value', confirm: 'account-expansion' })).rejects.toThrow(
+      /^--confirm names account-expansion, not customer-value, nothing done/,
+    );
     expect(await viewRows('customer-value')).toEqual(before);
     expect(await publicationCount()).toBe(3);
     expect(heard).toHaveLength(3);
@@ -113,17 +120,37 @@ describe('model retire', () => {
     expect(done.rows).toBe(rows);
     expect(await viewRows('customer-value')).toEqual({ customer_scores: 0, customer_score_changes: 0, customer_score_reasons: 0, customer_score_rejects: 0 });
     expect(await viewRows('account-expansion')).toEqual(expansionBefore);
-    expect((await t.pool.query('SELECT model_name, run_id::text FROM scoring.published_run')).rows).toEqual([{ model_name: 'account-expansion', run_id: expansionRun }]);
+    expect((await t.pool.query('SELECT model_name, run_id::text FROM scoring.published_run')).rows).toEqual([
+      { model_name: 'account-expansion', run_id: expansionRun },
+    ]);
 
-    const ledger = await t.pool.query(`SELECT run_id::text, previous_run_id::text, kind, reason, is_current, in_history FROM scoring.published_runs WHERE model_name = 'customer-value' ORDER BY publication_id`);
-    expect(ledger.rows.at(-1)).toEqual({ run_id: value[1], previous_run_id: value[1], kind: 'retire', reason: 'replaced by account-expansion', is_current: false, in_history: true });
+    const ledger = await t.pool.query(
+      `SELECT run_id::text, previous_run_id::text, kind, reason, is_current, in_history FROM scoring.published_runs WHERE model_name = 'customer-value' ORDER BY publication_id`,
+    );
+    expect(ledger.rows.at(-1)).toEqual({
+      run_id: value[1],
+      previous_run_id: value[1],
+      kind: 'retire',
+      reason: 'replaced by account-expansion',
+      is_current: false,
+      in_history: true,
+    });
     expect(ledger.rows.filter((r: { is_current: boolean }) => r.is_current)).toEqual([]);
     const current = await t.pool.query('SELECT model_name, run_id::text FROM scoring.published_runs WHERE is_current');
     expect(current.rows).toEqual([{ model_name: 'account-expansion', run_id: expansionRun }]);
 
     await waitUntil('the retire notification', async () => heard.length === 4 && heard[3]?.modelRows !== undefined, 5000);
     const retire = heard[3] as { event: Event; modelRows: number };
-    expect(retire.event).toMatchObject({ schema: 'scoring', model_name: 'customer-value', model_version: '1.0.0', run_id: null, previous_run_id: value[1], rows: 0, kind: 'retire', rollback: false });
+    expect(retire.event).toMatchObject({
+      schema: 'scoring',
+      model_name: 'customer-value',
+      model_version: '1.0.0',
+      run_id: null,
+      previous_run_id: value[1],
+      rows: 0,
+      kind: 'retire',
+      rollback: false,
+    });
     expect(Date.parse(String(retire.event.published_at))).not.toBeNaN();
     // Heard at the commit: the rows are already gone for the listener.
     expect(retire.modelRows).toBe(0);
@@ -137,7 +164,9 @@ describe('model retire', () => {
     const again = retireModel(ctx(), { modelName: 'customer-value' });
     await expect(again).rejects.toBeInstanceOf(NothingToDoError);
     await expect(again).rejects.toMatchObject({ exitCode: ExitCode.ok });
-    await expect(again).rejects.toThrow(new RegExp(`^model customer-value is already retired \\(run ${value[1]} left scoring.customer_scores on \\S+ at \\S+, by \\S+\\); nothing to do$`));
+    await expect(again).rejects.toThrow(
+      new RegExp(`^model customer-value is already retired \\(run ${value[1]} left scoring.customer_scores on \\S+ at \\S+, by \\S+\\); nothing to do$`),
+    );
     expect(await publicationCount()).toBe(4);
   });
 
@@ -155,7 +184,9 @@ describe('model retire', () => {
     const shown = await t.pool.query(`SELECT DISTINCT run_id::text r FROM scoring.customer_scores WHERE model_name = 'customer-value'`);
     expect(shown.rows).toEqual([{ r: value[1] }]);
     // Nothing was shown before it: every customer of the run is new to customer_score_changes.
-    const changes = await t.pool.query(`SELECT count(*)::int n, bool_and(is_new) all_new FROM scoring.customer_score_changes WHERE model_name = 'customer-value'`);
+    const changes = await t.pool.query(
+      `SELECT count(*)::int n, bool_and(is_new) all_new FROM scoring.customer_score_changes WHERE model_name = 'customer-value'`,
+    );
     expect(changes.rows[0]).toEqual({ n: (await viewRows('customer-value')).customer_scores, all_new: true });
     const current = await t.pool.query(`SELECT run_id::text, kind FROM scoring.published_runs WHERE is_current AND model_name = 'customer-value'`);
     expect(current.rows).toEqual([{ run_id: value[1], kind: 'rollback' }]);
@@ -167,8 +198,12 @@ describe('model retire', () => {
     const next = await runInProcess(t, { modelDir: strict, chunkSize: 100, maxRejectRatio: 1, keepRuns: 2 });
     const shown = await t.pool.query(`SELECT run_id::text r, count(*)::int n FROM scoring.customer_scores WHERE model_name = 'customer-value' GROUP BY 1`);
     expect(shown.rows).toEqual([{ r: next.runId, n: next.rowsScored }]);
-    expect((await t.pool.query(`SELECT run_id::text, previous_run_id FROM scoring.published_run WHERE model_name = 'customer-value'`)).rows).toEqual([{ run_id: next.runId, previous_run_id: null }]);
-    const current = await t.pool.query(`SELECT run_id::text, kind, previous_run_id FROM scoring.published_runs WHERE is_current AND model_name = 'customer-value'`);
+    expect((await t.pool.query(`SELECT run_id::text, previous_run_id FROM scoring.published_run WHERE model_name = 'customer-value'`)).rows).toEqual([
+      { run_id: next.runId, previous_run_id: null },
+    ]);
+    const current = await t.pool.query(
+      `SELECT run_id::text, kind, previous_run_id FROM scoring.published_runs WHERE is_current AND model_name = 'customer-value'`,
+    );
     expect(current.rows).toEqual([{ run_id: next.runId, kind: 'full', previous_run_id: null }]);
     expect(await historyRuns('customer-value')).toEqual([value[1], next.runId]);
     await waitUntil('the notifications', async () => heard.length === 7, 5000);

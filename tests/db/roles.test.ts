@@ -56,7 +56,9 @@ describe('sql/roles.sql: least privilege', () => {
       const history = await readerClient.query('SELECT count(*)::int n FROM scoring.customer_score_history');
       expect(history.rows[0]).toEqual({ n: 2000 });
       // What changed against any kept run: the function runs with the job's rights, as the views do.
-      const since = await readerClient.query(`SELECT count(*)::int n, bool_and(delta = 0) same FROM scoring.customer_score_changes_since((SELECT run_id FROM scoring.published_run))`);
+      const since = await readerClient.query(
+        `SELECT count(*)::int n, bool_and(delta = 0) same FROM scoring.customer_score_changes_since((SELECT run_id FROM scoring.published_run))`,
+      );
       expect(since.rows[0]).toEqual({ n: 2000, same: true });
       await expect(readerClient.query('SELECT * FROM scoring.score_runs')).rejects.toMatchObject({ code: '42501' });
       await expect(readerClient.query('SELECT * FROM customers')).rejects.toMatchObject({ code: '42501' });
@@ -77,17 +79,22 @@ describe('sql/roles.sql: least privilege', () => {
     const readerClient = new pg.Client({ connectionString: urlAs(`${reader}_login`) });
     await readerClient.connect();
     try {
-      const rows = async () => (await readerClient.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'customer-value'`)).rows[0]?.n;
+      const rows = async () =>
+        (await readerClient.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'customer-value'`)).rows[0]?.n;
       expect(await rows()).toBe(2000);
       // What a retire writes, by hand: neither the pointer nor the publication ledger is the reader's to change.
       await expect(readerClient.query(`DELETE FROM scoring.published_run WHERE model_name = 'customer-value'`)).rejects.toMatchObject({ code: '42501' });
-      await expect(readerClient.query(`INSERT INTO scoring.score_publications (model_name, run_id, kind) SELECT model_name, run_id, 'retire' FROM scoring.published_run`)).rejects.toMatchObject({ code: '42501' });
+      await expect(
+        readerClient.query(`INSERT INTO scoring.score_publications (model_name, run_id, kind) SELECT model_name, run_id, 'retire' FROM scoring.published_run`),
+      ).rejects.toMatchObject({ code: '42501' });
 
       const done = await runCli(retire, { DATABASE_URL: urlAs(job) });
       expect(done.stderr).toBe('');
       expect(done.code).toBe(0);
       expect(await rows()).toBe(0);
-      const last = await readerClient.query(`SELECT kind, is_current FROM scoring.published_runs WHERE model_name = 'customer-value' ORDER BY publication_id DESC LIMIT 1`);
+      const last = await readerClient.query(
+        `SELECT kind, is_current FROM scoring.published_runs WHERE model_name = 'customer-value' ORDER BY publication_id DESC LIMIT 1`,
+      );
       expect(last.rows).toEqual([{ kind: 'retire', is_current: false }]);
     } finally {
       await readerClient.end();

@@ -65,7 +65,9 @@ describe('rollback and the publish event', () => {
     expect(performance.now() - started).toBeLessThan(3000);
     expect(event).toMatchObject({ run_id: second, previous_run_id: third, kind: 'rollback', rollback: true, rows: 300 });
     expect(await publishedRun()).toEqual([second]);
-    const pub = await t.pool.query('SELECT run_id::text, previous_run_id::text, kind, reason, is_current FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1');
+    const pub = await t.pool.query(
+      'SELECT run_id::text, previous_run_id::text, kind, reason, is_current FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1',
+    );
     expect(pub.rows[0]).toEqual({ run_id: second, previous_run_id: third, kind: 'rollback', reason: 'bad source month', is_current: true });
     await waitUntil('the notifications arrived', async () => heard.length === 4 && heard[3]?.visibleRun !== undefined, 5000);
     expect(heard[3]).toMatchObject({ event: { run_id: second, rollback: true }, visibleRun: second });
@@ -115,7 +117,11 @@ describe('rollback and the publish event', () => {
     expect(history.rows).toEqual([{ r: runs[0] }]);
     await expect(rollback({ config: testConfig(t), log: silentLog }, { runId: runs[2] })).rejects.toThrow(/is not kept/);
     const inHistory = await t.pool.query('SELECT run_id::text, bool_or(in_history) AS kept FROM scoring.published_runs GROUP BY 1 ORDER BY 1');
-    expect(inHistory.rows).toEqual([{ run_id: runs[0], kept: true }, { run_id: runs[1], kept: false }, { run_id: runs[2], kept: false }]);
+    expect(inHistory.rows).toEqual([
+      { run_id: runs[0], kept: true },
+      { run_id: runs[1], kept: false },
+      { run_id: runs[2], kept: false },
+    ]);
 
     const next = await runInProcess(t, { chunkSize: 100, keepRuns: 12 });
     expect(await publishedRun()).toEqual([next.runId]);

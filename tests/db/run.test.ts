@@ -56,7 +56,9 @@ describe('a full scoring run', () => {
     const r = await runInProcess(t);
     const view = await t.pool.query<{ run_id: string }>('SELECT DISTINCT run_id::text FROM scoring.customer_scores');
     expect(view.rows).toEqual([{ run_id: r.runId }]);
-    const history = await t.pool.query<{ run_id: string; n: string }>('SELECT run_id::text, count(*) n FROM scoring.customer_score_history GROUP BY 1 ORDER BY 1');
+    const history = await t.pool.query<{ run_id: string; n: string }>(
+      'SELECT run_id::text, count(*) n FROM scoring.customer_score_history GROUP BY 1 ORDER BY 1',
+    );
     expect(history.rows.map((h) => h.run_id)).toEqual([...before.rows.map((b) => b.run_id), r.runId].sort((a, b) => Number(a) - Number(b)));
     for (const h of history.rows) expect(Number(h.n)).toBe(r.rowsScored);
   });
@@ -112,7 +114,9 @@ describe('a full scoring run', () => {
   });
 
   it('readers query by customer_id through the index of one partition', async () => {
-    const { rows } = await t.pool.query<{ 'QUERY PLAN': string }>('EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM scoring.customer_scores WHERE customer_id = 12345');
+    const { rows } = await t.pool.query<{ 'QUERY PLAN': string }>(
+      'EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM scoring.customer_scores WHERE customer_id = 12345',
+    );
     const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
     expect(plan).toMatch(/Index Scan using score_data_\d+_pkey/);
   });

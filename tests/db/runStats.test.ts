@@ -116,7 +116,10 @@ describe('score and feature statistics of a run', () => {
     expect(get('discount_share')).toMatchObject({ below_min: 3 });
     expect(get('segment')).toMatchObject({ unknown_category: 4 });
     // Stored per chunk, beside the score statistics, so a resumed run's counters cover every chunk.
-    const chunks = await t.pool.query<{ rows: number }>(`SELECT sum((stats->'features'->>'rows')::int)::int AS rows FROM scoring.score_chunks WHERE run_id = $1`, [r.runId]);
+    const chunks = await t.pool.query<{ rows: number }>(
+      `SELECT sum((stats->'features'->>'rows')::int)::int AS rows FROM scoring.score_chunks WHERE run_id = $1`,
+      [r.runId],
+    );
     expect(chunks.rows[0]?.rows).toBe(5000);
   });
 
@@ -130,7 +133,9 @@ describe('score and feature statistics of a run', () => {
 
   it('PSI against a shifted distribution equals the formula applied to deciles binned in SQL over both published runs', async () => {
     const base = await runInProcess(t);
-    await t.pool.query('UPDATE customers SET days_since_last_order = days_since_last_order + 250, support_tickets_12m = support_tickets_12m + 2 WHERE customer_id % 2 = 0');
+    await t.pool.query(
+      'UPDATE customers SET days_since_last_order = days_since_last_order + 250, support_tickets_12m = support_tickets_12m + 2 WHERE customer_id % 2 = 0',
+    );
     const r = await runInProcess(t);
     expect(r.psiBaselineRunId).toBe(base.runId);
     const expected = psiByHand(await sqlDeciles(t, base.runId), await sqlDeciles(t, r.runId));

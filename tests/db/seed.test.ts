@@ -31,7 +31,9 @@ describe('seedCustomers', () => {
     const { rows: count } = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM customers');
     expect(Number(count[0]!.n)).toBe(20_000);
     // ANALYZE ran: the planner has statistics for every column.
-    const { rows: stats } = await t.pool.query<{ attname: string }>(`SELECT attname FROM pg_stats WHERE schemaname = 'public' AND tablename = 'customers' ORDER BY attname`);
+    const { rows: stats } = await t.pool.query<{ attname: string }>(
+      `SELECT attname FROM pg_stats WHERE schemaname = 'public' AND tablename = 'customers' ORDER BY attname`,
+    );
     expect(stats.map((s) => s.attname)).toEqual(customerColumns.map((c) => c.name).sort());
   });
 
@@ -96,7 +98,10 @@ describe('seedCustomers', () => {
     const before = await digest(t, 'customers');
     await expect(seedCustomers(t.pool, { customers: -1 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--customers') });
     await expect(seedCustomers(t.pool, { customers: 1.5 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--customers') });
-    await expect(seedCustomers(t.pool, { customers: 10, nullFraction: 1.5 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--null-fraction') });
+    await expect(seedCustomers(t.pool, { customers: 10, nullFraction: 1.5 })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining('--null-fraction'),
+    });
     await expect(seedCustomers(t.pool, { customers: 10, seed: -3 })).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('--seed') });
     expect(await digest(t, 'customers')).toBe(before);
   });
@@ -133,7 +138,9 @@ describe('seedCustomers', () => {
     const first = await digest(t, 'own');
     await expect(seedCustomers(t.pool, { customers: 50, seed: 6, table: 'own' })).rejects.toMatchObject({
       exitCode: 2,
-      message: expect.stringMatching(/^table own in database \S+ already holds customers seeded by scorejob seed \(300 rows\): pass --replace to replace them$/),
+      message: expect.stringMatching(
+        /^table own in database \S+ already holds customers seeded by scorejob seed \(300 rows\): pass --replace to replace them$/,
+      ),
     });
     expect(await digest(t, 'own')).toBe(first);
     // The advice, followed.

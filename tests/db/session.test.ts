@@ -52,7 +52,11 @@ describe('withSession: the one session frame', () => {
   });
 
   it('requires: reachable runs the body on an un-migrated database (migrate, seed)', async () => {
-    const n = await withSession({ db: empty.db, schema: 'scoring' }, { requires: 'reachable' }, async ({ client }) => (await client.query('SELECT 1')).rowCount);
+    const n = await withSession(
+      { db: empty.db, schema: 'scoring' },
+      { requires: 'reachable' },
+      async ({ client }) => (await client.query('SELECT 1')).rowCount,
+    );
     expect(n).toBe(1);
   });
 
@@ -89,7 +93,10 @@ describe('withSession: the one session frame', () => {
   });
 
   it('client: false checks the schema on a borrowed connection and holds none while the body runs', async () => {
-    const counts = await withSession({ db: migrated.db, schema: 'scoring' }, { client: false }, async ({ pool }) => ({ total: pool.totalCount, idle: pool.idleCount }));
+    const counts = await withSession({ db: migrated.db, schema: 'scoring' }, { client: false }, async ({ pool }) => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+    }));
     expect(counts).toEqual({ total: 1, idle: 1 });
     const refused = await withSession({ db: empty.db, schema: 'scoring' }, { client: false }, async () => 'ran').catch((e: unknown) => e);
     expect((refused as ScorejobError).exitCode).toBe(ExitCode.usage);

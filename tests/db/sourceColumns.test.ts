@@ -90,13 +90,18 @@ describe('checkSourceColumns', () => {
   it('says which columns are missing and which model needs them', async () => {
     const more: ColumnSpec[] = [...specs, { name: 'has_app', kind: 'bool' }];
     const c = await check('customers', 'id', more, 'customer-value');
-    expect(c.problems).toEqual(['table customers has no key column id (manifest source.key)', 'table customers has no column has_app (model customer-value needs it)']);
+    expect(c.problems).toEqual([
+      'table customers has no key column id (manifest source.key)',
+      'table customers has no column has_app (model customer-value needs it)',
+    ]);
   });
 
   it('refuses a key without a unique index on exactly it (a partial unique index does not count)', async () => {
     const c = await check('crm.nounique', 'id');
     expect(c.key.unique).toBe('no');
-    expect(c.problems).toEqual(['key column id of crm.nounique is not unique (no primary key or unique index on exactly that column); scores are one per customer']);
+    expect(c.problems).toEqual([
+      'key column id of crm.nounique is not unique (no primary key or unique index on exactly that column); scores are one per customer',
+    ]);
     // A domain over varchar is a category column.
     expect(c.columns.find((col) => col.name === 'segment')).toMatchObject({ type: 'crm.label', ok: true });
   });

@@ -7,7 +7,9 @@ import { blocksOf, docPages } from '../helpers/docBlocks.js';
  * The JSON and YAML a reader copies (a manifest, an alert rule, a payload to parse) parse as shown; the
  * manifest of docs/models.md passes scorejob's own manifest check. A fragment says so right above it.
  */
-const blocks = docPages().flatMap((f) => blocksOf(f)).filter((b) => b.notRun === undefined);
+const blocks = docPages()
+  .flatMap((f) => blocksOf(f))
+  .filter((b) => b.notRun === undefined);
 const json = blocks.filter((b) => b.lang === 'json');
 const yaml = blocks.filter((b) => b.lang === 'yaml');
 

@@ -16,7 +16,9 @@ import { blocksOf, docPages, isShell, type DocBlock } from '../helpers/docBlocks
  * says why right above it (`<!-- not run in tests: … -->`); what the reader did before it, if anything,
  * is in `<!-- before this block in tests: … -->`.
  */
-const blocks = docPages().flatMap((f) => blocksOf(f)).filter(isShell);
+const blocks = docPages()
+  .flatMap((f) => blocksOf(f))
+  .filter(isShell);
 const runnable = blocks.filter((b) => b.notRun === undefined);
 
 async function runBlock(b: DocBlock): Promise<{ code: number | null; out: string }> {

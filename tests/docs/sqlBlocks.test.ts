@@ -9,7 +9,9 @@ import { blocksOf, docPages } from '../helpers/docBlocks.js';
  * (with reasons), as a downstream engineer would paste it into psql. A block that cannot run here says why
  * right above it (`<!-- not run in tests: … -->`).
  */
-const blocks = docPages().flatMap((f) => blocksOf(f)).filter((b) => b.lang === 'sql');
+const blocks = docPages()
+  .flatMap((f) => blocksOf(f))
+  .filter((b) => b.lang === 'sql');
 const runnable = blocks.filter((b) => b.notRun === undefined);
 
 describe('the SQL blocks of the docs', () => {

@@ -84,7 +84,10 @@ export function waitForLog(child: ChildProcess, predicate: (log: Record<string, 
  * printed in the same write as an earlier one is not missed); a timeout names what it waited for and
  * shows the child's last lines.
  */
-export function follow(child: ChildProcess): { logs: Record<string, unknown>[]; until(what: string, p: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> } {
+export function follow(child: ChildProcess): {
+  logs: Record<string, unknown>[];
+  until(what: string, p: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+} {
   const logs: Record<string, unknown>[] = [];
   let buffer = '';
   child.stdout?.on('data', (d: Buffer | string) => {
@@ -102,7 +105,12 @@ export function follow(child: ChildProcess): { logs: Record<string, unknown>[]; 
         const hit = logs.find(p);
         if (hit) return hit;
         if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`no log line ${what} (pid ${child.pid}, exit ${child.exitCode ?? child.signalCode}); last lines:\n${logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}`);
+          throw new Error(
+            `no log line ${what} (pid ${child.pid}, exit ${child.exitCode ?? child.signalCode}); last lines:\n${logs
+              .slice(-8)
+              .map((l) => JSON.stringify(l))
+              .join('\n')}`,
+          );
         }
         await new Promise((r) => setTimeout(r, 25));
       }

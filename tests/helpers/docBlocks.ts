@@ -18,7 +18,9 @@ export interface DocBlock {
 
 /** The pages a user reads: README.md and docs/*.md (docs/cli.md is generated and holds no commands to copy). */
 export function docPages(): string[] {
-  const docs = readdirSync(join(repoRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`);
+  const docs = readdirSync(join(repoRoot, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`);
   return ['README.md', ...docs.sort()];
 }
 
@@ -36,7 +38,10 @@ export function blocksOf(file: string, text = readFileSync(join(repoRoot, file),
     let end = i + 1;
     while (end < lines.length && !/^\s*```\s*$/.test(lines[end]!)) end++;
     if (end === lines.length) throw new Error(`${file}:${i + 1}: a code block that is never closed`);
-    const code = lines.slice(i + 1, end).map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join('\n');
+    const code = lines
+      .slice(i + 1, end)
+      .map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length)))
+      .join('\n');
     let notRun: string | undefined;
     let setup: string | undefined;
     for (let j = i - 1; j >= 0; j--) {

@@ -42,7 +42,9 @@ export async function failWorkerChunks(t: TestDatabase, schema = 'scoring'): Pro
       END IF;
       RETURN NEW;
     END $$`);
-  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_fail_worker BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_fail_worker()`);
+  await t.pool.query(
+    `CREATE OR REPLACE TRIGGER sj_test_fail_worker BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_fail_worker()`,
+  );
   const holder = new pg.Client({ connectionString: t.url });
   await holder.connect();
   await holder.query('SELECT pg_advisory_lock($1, $2)', [...key]);
@@ -58,7 +60,7 @@ export async function failWorkerChunks(t: TestDatabase, schema = 'scoring'): Pro
     },
     reached: (timeoutMs = 30_000) =>
       waitUntil(
-        'a failing worker\'s chunk waits at the hold',
+        "a failing worker's chunk waits at the hold",
         async () =>
           (
             await t.pool.query<{ n: number }>(

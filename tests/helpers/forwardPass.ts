@@ -14,7 +14,9 @@ export interface Weight {
 
 /** Every float32 weight of the model, by its name in weightsManifest (bool constants and int32 counters are skipped). */
 export async function readWeights(dir: string): Promise<Map<string, Weight>> {
-  const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[] };
+  const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as {
+    weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+  };
   const out = new Map<string, Weight>();
   for (const group of modelJson.weightsManifest) {
     const bytes = Buffer.concat(await Promise.all(group.paths.map((p) => readFile(join(dir, p)))));

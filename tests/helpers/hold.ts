@@ -18,7 +18,7 @@ export async function holdRunAtChunkWrite(
   runId: string,
   chunks: number,
 ): Promise<{ locker: pg.PoolClient; release: () => Promise<void> }> {
-  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= chunks);
+  await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= chunks);
   const locker = await t.pool.connect();
   await locker.query('BEGIN');
   await locker.query(`LOCK TABLE scoring."score_data_${BigInt(runId)}" IN ACCESS EXCLUSIVE MODE`);
@@ -48,7 +48,10 @@ export async function startHeldRun(t: TestDatabase, env: Record<string, string> 
 }
 
 export async function runStatus(t: TestDatabase, runId: string): Promise<{ status: string; error: string | null; error_kind: string | null }> {
-  const { rows } = await t.pool.query<{ status: string; error: string | null; error_kind: string | null }>('SELECT status, error, error_kind FROM scoring.score_runs WHERE run_id = $1', [runId]);
+  const { rows } = await t.pool.query<{ status: string; error: string | null; error_kind: string | null }>(
+    'SELECT status, error, error_kind FROM scoring.score_runs WHERE run_id = $1',
+    [runId],
+  );
   expect(rows).toHaveLength(1);
   return rows[0] as { status: string; error: string | null; error_kind: string | null };
 }
@@ -71,7 +74,6 @@ export async function holdRunLock(t: TestDatabase, schema = 'scoring', modelName
   };
 }
 
-
 /** Advisory lock class of test holds (runs use 0x5c0c, migrations 0x5c0b). */
 const holdClass = 0x7e57;
 
@@ -90,7 +92,11 @@ export interface ChunkHold {
  * `chunkNo` waits, so create the hold just before the run it is for.
  */
 export function holdAtChunk(pool: pg.Pool, chunkNo: number, schema = 'scoring'): Promise<ChunkHold> {
-  return holdOnTrigger(pool, chunkNo, `AFTER UPDATE ON ${quote(schema)}.score_chunks FOR EACH ROW WHEN (NEW.chunk_no = ${Number(chunkNo)} AND NEW.status = 'done' AND OLD.status = 'pending')`);
+  return holdOnTrigger(
+    pool,
+    chunkNo,
+    `AFTER UPDATE ON ${quote(schema)}.score_chunks FOR EACH ROW WHEN (NEW.chunk_no = ${Number(chunkNo)} AND NEW.status = 'done' AND OLD.status = 'pending')`,
+  );
 }
 
 /**

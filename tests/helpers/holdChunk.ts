@@ -33,7 +33,9 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
       END IF;
       RETURN NEW;
     END $$`);
-  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_hold_chunk BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_chunk()`);
+  await t.pool.query(
+    `CREATE OR REPLACE TRIGGER sj_test_hold_chunk BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_chunk()`,
+  );
   const holder = new pg.Client({ connectionString: t.url });
   await holder.connect();
   await holder.query('SELECT pg_advisory_lock($1, $2)', [...holdKey]);
@@ -49,9 +51,15 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
   let released = false;
   return {
     reached: (timeoutMs = 60_000) =>
-      waitUntil(`chunk ${chunkNo} waits at the hold`, async () => (await jobSessions(['writer'], `AND wait_event_type = 'Lock' AND wait_event = 'advisory'`)) > 0, timeoutMs).then(() => undefined),
+      waitUntil(
+        `chunk ${chunkNo} waits at the hold`,
+        async () => (await jobSessions(['writer'], `AND wait_event_type = 'Lock' AND wait_event = 'advisory'`)) > 0,
+        timeoutMs,
+      ).then(() => undefined),
     endJobSessions: async (roles = ['ledger', 'reader', 'writer']) => {
-      await t.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY($1)`, [names(roles)]);
+      await t.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY($1)`, [
+        names(roles),
+      ]);
       await waitUntil(`the job's ${roles.join(', ')} sessions are gone`, async () => (await jobSessions(roles)) === 0, 30_000);
     },
     release: async () => {
@@ -77,8 +85,13 @@ export async function holdChunk(t: TestDatabase, chunkNo: number, schema = 'scor
 
 /** Where a run's scores are: its own table while it has one by that name, else its rows of score_data. */
 async function runScores(t: TestDatabase, runId: string, schema: string): Promise<string> {
-  const { rows } = await t.pool.query<{ table: string | null }>(`SELECT to_regclass(format('%I.%I', $1::text, 'score_data_' || $2::text))::text AS table`, [schema, runId]);
-  return rows[0]?.table ? `(SELECT customer_id FROM ${rows[0].table})` : `(SELECT customer_id FROM "${schema.replaceAll('"', '""')}".score_data WHERE run_id = ${BigInt(runId).toString()})`;
+  const { rows } = await t.pool.query<{ table: string | null }>(`SELECT to_regclass(format('%I.%I', $1::text, 'score_data_' || $2::text))::text AS table`, [
+    schema,
+    runId,
+  ]);
+  return rows[0]?.table
+    ? `(SELECT customer_id FROM ${rows[0].table})`
+    : `(SELECT customer_id FROM "${schema.replaceAll('"', '""')}".score_data WHERE run_id = ${BigInt(runId).toString()})`;
 }
 
 /**
@@ -89,7 +102,17 @@ async function runScores(t: TestDatabase, runId: string, schema: string): Promis
 export async function chunkState(t: TestDatabase, runId: string, chunkNo: number, schema = 'scoring') {
   const s = `"${schema.replaceAll('"', '""')}"`;
   const scores = await runScores(t, runId, schema);
-  const { rows } = await t.pool.query<{ status: string; lo: string; hi: string; in_chunk_scores: number; in_chunk_rejects: number; scores: number; rejects: number; done_scored: number; done_rejected: number }>(
+  const { rows } = await t.pool.query<{
+    status: string;
+    lo: string;
+    hi: string;
+    in_chunk_scores: number;
+    in_chunk_rejects: number;
+    scores: number;
+    rejects: number;
+    done_scored: number;
+    done_rejected: number;
+  }>(
     `SELECT c.status, c.key_lo::text lo, c.key_hi::text hi,
             (SELECT count(*)::int FROM ${scores} x WHERE x.customer_id > c.key_lo AND x.customer_id <= c.key_hi) in_chunk_scores,
             (SELECT count(*)::int FROM ${s}.score_rejects j WHERE j.run_id = c.run_id AND j.customer_id > c.key_lo AND j.customer_id <= c.key_hi) in_chunk_rejects,
@@ -135,7 +158,9 @@ export async function holdWorkerChunks(t: TestDatabase, slot = 1, schema = 'scor
       END IF;
       RETURN NEW;
     END $$`);
-  await t.pool.query(`CREATE OR REPLACE TRIGGER sj_test_hold_worker_${n} BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_worker_${n}()`);
+  await t.pool.query(
+    `CREATE OR REPLACE TRIGGER sj_test_hold_worker_${n} BEFORE UPDATE ON ${s}.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_test_hold_worker_${n}()`,
+  );
   const holder = new pg.Client({ connectionString: t.url });
   await holder.connect();
   await holder.query('SELECT pg_advisory_lock($1, $2)', [...key]);
@@ -146,7 +171,7 @@ export async function holdWorkerChunks(t: TestDatabase, slot = 1, schema = 'scor
     },
     reached: (timeoutMs = 60_000) =>
       waitUntil(
-        'a held worker\'s chunk waits at the hold',
+        "a held worker's chunk waits at the hold",
         async () =>
           (
             await t.pool.query<{ n: number }>(

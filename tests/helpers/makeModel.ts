@@ -57,10 +57,21 @@ export async function makeModel(dir: string, opts: MakeModelOptions = {}): Promi
   const input = tfl.input({ shape: [inputWidth], name: 'features' });
   let h: tfl.SymbolicTensor = input;
   (opts.hidden ?? [8]).forEach((units, i) => {
-    h = tfl.layers.dense({ units, activation: 'relu', kernelInitializer: init(i), biasInitializer: 'zeros', name: `hidden_${i}` }).apply(h) as tfl.SymbolicTensor;
+    h = tfl.layers
+      .dense({ units, activation: 'relu', kernelInitializer: init(i), biasInitializer: 'zeros', name: `hidden_${i}` })
+      .apply(h) as tfl.SymbolicTensor;
   });
-  const outputs = (opts.outputs ?? [1]).map((units, i) =>
-    tfl.layers.dense({ units, activation: 'sigmoid', kernelInitializer: init(100 + i), biasInitializer: tfl.initializers.constant({ value: 0.1 }), name: `score_${i}` }).apply(h) as tfl.SymbolicTensor,
+  const outputs = (opts.outputs ?? [1]).map(
+    (units, i) =>
+      tfl.layers
+        .dense({
+          units,
+          activation: 'sigmoid',
+          kernelInitializer: init(100 + i),
+          biasInitializer: tfl.initializers.constant({ value: 0.1 }),
+          name: `score_${i}`,
+        })
+        .apply(h) as tfl.SymbolicTensor,
   );
   const model = tfl.model({ inputs: input, outputs: outputs.length === 1 ? outputs[0]! : outputs });
   const manifest: Record<string, unknown> = {

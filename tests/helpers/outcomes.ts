@@ -7,7 +7,10 @@ export const threeBands = [{ name: 'low', below: 0.2 }, { name: 'mid', below: 0.
  * The shipped model with an `outcomes` section (the shipped manifest has none: its sha256 is part of every
  * run) and score bands, for runs and syncs alike.
  */
-export function modelWithOutcomes(outcomes: Record<string, unknown> = { table: 'customer_outcomes', horizon: '90 days' }, bands: unknown = threeBands): Promise<string> {
+export function modelWithOutcomes(
+  outcomes: Record<string, unknown> = { table: 'customer_outcomes', horizon: '90 days' },
+  bands: unknown = threeBands,
+): Promise<string> {
   return modelCopy((m) => {
     m.outcomes = outcomes;
     if (bands !== undefined) m.output.bands = bands;

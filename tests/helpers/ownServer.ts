@@ -95,9 +95,11 @@ async function startCluster(bindir: string, major: number): Promise<OwnServer> {
     return new Error(`${what} failed: ${(err as Error).message.trim()}\n${log.split('\n').slice(-15).join('\n')}`);
   };
 
-  await tool('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '--no-sync']).catch(async (e: unknown) => {
-    throw await explain('initdb', e);
-  });
+  await tool('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '--no-sync']).catch(
+    async (e: unknown) => {
+      throw await explain('initdb', e);
+    },
+  );
   const port = await freePort();
   // Same settings as the embedded server (src/dev/embedded.ts): loopback only, no socket file, durability traded for speed.
   await appendFile(
@@ -120,7 +122,11 @@ async function startCluster(bindir: string, major: number): Promise<OwnServer> {
   const onExit = () => {
     if (!running) return;
     try {
-      execFileSync(asRoot ? 'runuser' : join(bindir, 'pg_ctl'), [...(asRoot ? ['-u', 'postgres', '--', join(bindir, 'pg_ctl')] : []), '-D', dataDir, 'stop', '-m', 'immediate'], { stdio: 'ignore' });
+      execFileSync(
+        asRoot ? 'runuser' : join(bindir, 'pg_ctl'),
+        [...(asRoot ? ['-u', 'postgres', '--', join(bindir, 'pg_ctl')] : []), '-D', dataDir, 'stop', '-m', 'immediate'],
+        { stdio: 'ignore' },
+      );
     } catch {
       // already gone
     }

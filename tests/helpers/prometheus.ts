@@ -77,7 +77,9 @@ export function parsePrometheus(text: string): PromFile {
     get(metric, labels = {}) {
       // Every sample carries the run's `model`; a lookup that does not name one means any model.
       const keys = (l: Record<string, string>) => Object.keys(l).filter((k) => k !== 'model' || 'model' in labels).length;
-      const found = samples.filter((s) => s.name === metric && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && keys(s.labels) === Object.keys(labels).length);
+      const found = samples.filter(
+        (s) => s.name === metric && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && keys(s.labels) === Object.keys(labels).length,
+      );
       if (found.length > 1) throw new Error(`${metric} has ${found.length} samples with these labels`);
       return found[0]?.value;
     },

@@ -21,7 +21,8 @@ export function ensurePushgateway(): string | undefined {
     spawnSync('apt-get', ['update'], { env, encoding: 'utf8' });
     r = install();
   }
-  if (r.error || r.status !== 0 || !existsSync(gatewayBin) || !existsSync(promtoolBin)) return `cannot install prometheus-pushgateway/prometheus: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;
+  if (r.error || r.status !== 0 || !existsSync(gatewayBin) || !existsSync(promtoolBin))
+    return `cannot install prometheus-pushgateway/prometheus: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;
   return undefined;
 }
 
@@ -48,7 +49,18 @@ export async function startPushgateway(): Promise<Pushgateway> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(gatewayBin, [`--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
-  await waitUntil('the Pushgateway answers', async () => (child.exitCode !== null ? Promise.reject(new Error(`pushgateway exited ${child.exitCode}`)) : fetch(`${url}/-/ready`).then((r) => r.ok, () => false)), 30_000, 100);
+  await waitUntil(
+    'the Pushgateway answers',
+    async () =>
+      child.exitCode !== null
+        ? Promise.reject(new Error(`pushgateway exited ${child.exitCode}`))
+        : fetch(`${url}/-/ready`).then(
+            (r) => r.ok,
+            () => false,
+          ),
+    30_000,
+    100,
+  );
   return {
     url,
     metrics: async () => (await fetch(`${url}/metrics`)).text(),

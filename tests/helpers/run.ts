@@ -59,14 +59,28 @@ interface ManifestFeature {
  * tfjs-layers from the files and asked to predict. Keys as strings.
  */
 export async function independentScores(pool: pg.Pool, modelDir: string = shippedModelDir): Promise<Map<string, number>> {
-  const manifest = JSON.parse(await readFile(join(modelDir, 'manifest.json'), 'utf8')) as { features: ManifestFeature[]; source: { table: string; key: string } };
-  const modelJson = JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
+  const manifest = JSON.parse(await readFile(join(modelDir, 'manifest.json'), 'utf8')) as {
+    features: ManifestFeature[];
+    source: { table: string; key: string };
+  };
+  const modelJson = JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8')) as {
+    modelTopology: object;
+    weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  };
   const specs = modelJson.weightsManifest.flatMap((g) => g.weights);
   const buffers = await Promise.all(modelJson.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(join(modelDir, p))));
   const weights = Buffer.concat(buffers);
-  const model = await tfl.loadLayersModel(tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs: specs, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }));
+  const model = await tfl.loadLayersModel(
+    tf.io.fromMemory({
+      modelTopology: modelJson.modelTopology,
+      weightSpecs: specs,
+      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+    }),
+  );
   const cols = manifest.features.map((f) => `"${f.column}"::text AS "${f.column}"`).join(', ');
-  const { rows } = await pool.query<Record<string, string | null>>(`SELECT "${manifest.source.key}"::text AS key, ${cols} FROM ${manifest.source.table} ORDER BY 1`);
+  const { rows } = await pool.query<Record<string, string | null>>(
+    `SELECT "${manifest.source.key}"::text AS key, ${cols} FROM ${manifest.source.table} ORDER BY 1`,
+  );
   const keys: string[] = [];
   const inputs: number[][] = [];
   for (const row of rows) {

@@ -51,7 +51,9 @@ export function startReader(t: TestDatabase, intervalMs = 25, schema = 'scoring'
   const client = new pg.Client({ connectionString: t.url });
   const poll = async () => {
     try {
-      const { rows } = await client.query<{ run_id: string; n: number }>(`SELECT run_id::text AS run_id, count(*)::int AS n FROM ${s}.customer_scores GROUP BY 1 ORDER BY 1`);
+      const { rows } = await client.query<{ run_id: string; n: number }>(
+        `SELECT run_id::text AS run_id, count(*)::int AS n FROM ${s}.customer_scores GROUP BY 1 ORDER BY 1`,
+      );
       polls.push({ runs: rows });
     } catch (err) {
       polls.push({ runs: [], error: (err as Error).message });
@@ -92,17 +94,26 @@ export function judgePolls(polls: ReaderPoll[], runs: string[], rows: number): {
  */
 export async function seedWithRejects(t: TestDatabase, customers: number, seed: number): Promise<void> {
   await seedCustomers(t.pool, { customers, seed, nullFraction: 0 });
-  await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`);
+  await t.pool.query(
+    `UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM (SELECT customer_id, row_number() OVER (ORDER BY customer_id) n FROM customers) x WHERE n % 150 = 0)`,
+  );
 }
 
 /** A run's rejects as "customer_id reason" lines, in key order. */
 export async function rejectLines(t: TestDatabase, runId: string): Promise<string[]> {
-  const { rows } = await t.pool.query<{ r: string }>(`SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`, [runId]);
+  const { rows } = await t.pool.query<{ r: string }>(
+    `SELECT customer_id || ' ' || reason AS r FROM scoring.score_rejects WHERE run_id = $1 ORDER BY customer_id`,
+    [runId],
+  );
   return rows.map((x) => x.r);
 }
 
 /** Resumes a run by the CLI and expects it to publish exactly the baseline's customers, quietly. */
-export async function expectResumeRestores(t: TestDatabase, runId: string, baseline: { scores: Map<string, number> }): Promise<{ runs: string[]; scores: Map<string, number> }> {
+export async function expectResumeRestores(
+  t: TestDatabase,
+  runId: string,
+  baseline: { scores: Map<string, number> },
+): Promise<{ runs: string[]; scores: Map<string, number> }> {
   const resumed = await runCli(['resume', runId], t.env);
   expect(resumed.stderr).toBe('');
   expect(resumed.code).toBe(0);

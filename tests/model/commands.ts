@@ -39,7 +39,8 @@ const tol = 2e-5;
  * it), so the publish need not wait for readers planned around the attach (src/publish/publish.ts).
  */
 const context = (r: Real): RunContext => ({ config: testConfig(r.t), log: silentLog, stop: { requested: undefined }, publishSettleMs: 0 });
-const run = (r: Real, over: Partial<RunOptions>) => startRun(context(r), runOptions({ modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over }));
+const run = (r: Real, over: Partial<RunOptions>) =>
+  startRun(context(r), runOptions({ modelDir: r.model, chunkSize: 16, maxRejectRatio: 1, replacePromoted: true, ...over }));
 const sourceKeys = async (r: Real) => new Set((await r.t.pool.query<{ k: string }>('SELECT customer_id::text k FROM src')).rows.map((x) => x.k));
 
 function fullRunOf(id: string, scores: Map<string, number>, reasons: boolean, step: number): RefRun {
@@ -48,7 +49,12 @@ function fullRunOf(id: string, scores: Map<string, number>, reasons: boolean, st
 
 /** A full run: in-process, or shared by 2 workers, or killed (kill -9, in a subprocess) inside its second chunk and resumed. */
 export class FullRun implements Cmd {
-  constructor(readonly reasons: boolean, readonly keep: number, readonly withChallenger: boolean, readonly how: 'plain' | 'workers' | 'kill' = 'plain') {}
+  constructor(
+    readonly reasons: boolean,
+    readonly keep: number,
+    readonly withChallenger: boolean,
+    readonly how: 'plain' | 'workers' | 'kill' = 'plain',
+  ) {}
   check = () => true;
   async run(m: Reference, r: Real): Promise<void> {
     const step = ++m.step;
@@ -80,12 +86,19 @@ export class FullRun implements Cmd {
  */
 export async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<RunResult & { joined: WorkResult }> {
   const hold = await holdChunk(r.t, 1);
-  const sessions = async (role: string) => (await r.t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [`scorejob ${role}`])).rows[0]!.n;
+  const sessions = async (role: string) =>
+    (
+      await r.t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [
+        `scorejob ${role}`,
+      ])
+    ).rows[0]!.n;
   try {
     const coordinator = run(r, { ...opts, workers: 1 });
     coordinator.catch(() => undefined);
     await hold.reached();
-    const runId = (await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND champion_run_id IS NULL`)).rows[0]!.id;
+    const runId = (
+      await r.t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running' AND champion_run_id IS NULL`)
+    ).rows[0]!.id;
     const joined = joinRun(context(r), { runId, waitS: 0, modelDir: undefined, backend: undefined });
     joined.catch(() => undefined);
     await waitUntil('the second worker reads beside the coordinator', async () => (await sessions('reader')) >= 2, 30_000);
@@ -101,11 +114,21 @@ export async function sharedRun(r: Real, opts: Partial<RunOptions>): Promise<Run
  * `scorejob run` in a child process (started ahead: tests/model/killChild.ts), killed with SIGKILL while its
  * second chunk's transaction is open, then resumed in-process.
  */
-async function killedAndResumed(r: Real, opts: { reasons: number | undefined; keepRuns: number; challengerDir: string | undefined }): Promise<{ runId: string }> {
+async function killedAndResumed(
+  r: Real,
+  opts: { reasons: number | undefined; keepRuns: number; challengerDir: string | undefined },
+): Promise<{ runId: string }> {
   const hold = await holdChunk(r.t, 2);
   const child = await takeRunChild(r.model);
   try {
-    child.run(r.t.url, { chunkSize: 16, keepRuns: opts.keepRuns, maxRejectRatio: 1, replacePromoted: true, reasons: opts.reasons, challengerDir: opts.challengerDir });
+    child.run(r.t.url, {
+      chunkSize: 16,
+      keepRuns: opts.keepRuns,
+      maxRejectRatio: 1,
+      replacePromoted: true,
+      reasons: opts.reasons,
+      challengerDir: opts.challengerDir,
+    });
     await Promise.race([hold.reached(), child.ended.then((how) => Promise.reject(new Error(`the run to be killed ended before its second chunk: ${how}`)))]);
     await child.kill();
     await hold.endJobSessions();
@@ -121,7 +144,10 @@ async function killedAndResumed(r: Real, opts: { reasons: number | undefined; ke
 }
 
 export class OnlyNewRun implements Cmd {
-  constructor(readonly reasons: boolean, readonly keep: number) {}
+  constructor(
+    readonly reasons: boolean,
+    readonly keep: number,
+  ) {}
   check = (m: Readonly<Reference>) => m.current !== undefined && m.runs.get(m.current)?.kind !== 'challenger';
   async run(m: Reference, r: Real): Promise<void> {
     const step = ++m.step;
@@ -142,7 +168,11 @@ export class OnlyNewRun implements Cmd {
 
 /** A source change between runs: insert (from the template), update, delete, or a new reject (a NULL with no fill). */
 export class SourceChange implements Cmd {
-  constructor(readonly what: 'insert' | 'update' | 'delete' | 'reject', readonly n: number, readonly offset: number) {}
+  constructor(
+    readonly what: 'insert' | 'update' | 'delete' | 'reject',
+    readonly n: number,
+    readonly offset: number,
+  ) {}
   check = () => true;
   async run(m: Reference, r: Real): Promise<void> {
     const step = ++m.step;
@@ -158,7 +188,11 @@ export class SourceChange implements Cmd {
       await r.t.pool.query(`DELETE FROM src WHERE customer_id IN (${pick})`);
     } else {
       const set = this.what === 'update' ? 'orders_12m = orders_12m + 3' : 'orders_12m = NULL';
-      keys = (await r.t.pool.query<{ k: string }>(`UPDATE src SET ${set}, updated_at = clock_timestamp() WHERE customer_id IN (${pick}) RETURNING customer_id::text k`)).rows.map((x) => x.k);
+      keys = (
+        await r.t.pool.query<{ k: string }>(
+          `UPDATE src SET ${set}, updated_at = clock_timestamp() WHERE customer_id IN (${pick}) RETURNING customer_id::text k`,
+        )
+      ).rows.map((x) => x.k);
     }
     for (const k of keys) m.changedAt.set(k, step);
   }
@@ -237,15 +271,23 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
   // customer_score_changes: the current customers, plus those the comparison run had and the current has not.
   const cmpId = m.compare;
   const cmp = cmpId === null ? undefined : m.runs.get(cmpId);
-  const changes = await q<{ k: string; score: number | null; previous_score: number | null; is_new: boolean; is_removed: boolean; previous_run_id: string | null }>(
-    'SELECT customer_id::text k, score, previous_score, is_new, is_removed, previous_run_id::text FROM scoring.customer_score_changes',
-  );
+  const changes = await q<{
+    k: string;
+    score: number | null;
+    previous_score: number | null;
+    is_new: boolean;
+    is_removed: boolean;
+    previous_run_id: string | null;
+  }>('SELECT customer_id::text k, score, previous_score, is_new, is_removed, previous_run_id::text FROM scoring.customer_score_changes');
   const present = changes.filter((c) => !c.is_removed);
   expect(new Set(present.map((c) => c.k)), 'customer_score_changes customers').toEqual(new Set(cur.scores.keys()));
   expect(present.length, 'customer_score_changes: one row per customer').toBe(cur.scores.size);
   for (const c of changes) expect(c.previous_run_id, 'customer_score_changes.previous_run_id').toBe(cmpId);
   if (cmp === undefined) {
-    expect(changes.every((c) => c.is_new && !c.is_removed && c.previous_score === null), 'no comparison run: everybody new').toBe(true);
+    expect(
+      changes.every((c) => c.is_new && !c.is_removed && c.previous_score === null),
+      'no comparison run: everybody new',
+    ).toBe(true);
   } else if (m.kept(cmp.id)) {
     for (const c of present) {
       expect(c.is_new, `is_new of ${c.k}`).toBe(!cmp.scores.has(c.k));
@@ -256,7 +298,9 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
     for (const c of changes.filter((x) => x.is_removed)) expect(c.score === null && near(c.previous_score, cmp.scores.get(c.k)), `removed ${c.k}`).toBe(true);
   }
   // customer_score_reasons: 2 per customer whose scoring run had reasons (and is still kept), from that run.
-  const reasons = await q<{ k: string; n: string; run_id: string }>('SELECT customer_id::text k, count(*) n, min(run_id)::text run_id FROM scoring.customer_score_reasons GROUP BY 1');
+  const reasons = await q<{ k: string; n: string; run_id: string }>(
+    'SELECT customer_id::text k, count(*) n, min(run_id)::text run_id FROM scoring.customer_score_reasons GROUP BY 1',
+  );
   const byKey = new Map(reasons.map((x) => [x.k, x]));
   let withReasons = 0;
   let certain = true;
@@ -271,17 +315,21 @@ export async function checkViews(m: Reference, r: Real): Promise<void> {
     if (scoredBy.reasons) expect(byKey.get(k)?.run_id).toBe(by);
   }
   // published_runs: the current publication's kind, counts and comparison run.
-  const pub = (await q<{ kind: string; run_id: string; rows_published: string; rows_with_reasons: string; compare_run_id: string | null; is_current: boolean }>(
-    'SELECT kind, run_id::text, rows_published::text, rows_with_reasons::text, compare_run_id::text, is_current FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1',
-  ))[0]!;
+  const pub = (
+    await q<{ kind: string; run_id: string; rows_published: string; rows_with_reasons: string; compare_run_id: string | null; is_current: boolean }>(
+      'SELECT kind, run_id::text, rows_published::text, rows_with_reasons::text, compare_run_id::text, is_current FROM scoring.published_runs ORDER BY publication_id DESC LIMIT 1',
+    )
+  )[0]!;
   const last = m.publications.at(-1)!;
-  expect({ kind: pub.kind, run: pub.run_id, rows: Number(pub.rows_published), compare: pub.compare_run_id, current: pub.is_current }, 'published_runs').toEqual({
-    kind: last.kind,
-    run: cur.id,
-    rows: cur.scores.size,
-    compare: last.compare,
-    current: true,
-  });
+  expect({ kind: pub.kind, run: pub.run_id, rows: Number(pub.rows_published), compare: pub.compare_run_id, current: pub.is_current }, 'published_runs').toEqual(
+    {
+      kind: last.kind,
+      run: cur.id,
+      rows: cur.scores.size,
+      compare: last.compare,
+      current: true,
+    },
+  );
   if (certain) expect(Number(pub.rows_with_reasons), 'published_runs.rows_with_reasons').toBe(withReasons);
 }
 
@@ -293,18 +341,32 @@ const how = fc.constantFrom<'plain' | 'workers' | 'kill'>('plain', 'plain', 'pla
 
 // Weighted by repetition: source changes and runs are the common steps; rollbacks need a kept earlier run.
 const commands = [
-  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), how).map(
-    ([a, k, c, how]) => new FullRun(a, k, c, how) as Cmd,
-  ),
+  fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 }), fc.boolean(), how).map(([a, k, c, how]) => new FullRun(a, k, c, how) as Cmd),
   fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 })).map(([a, k]) => new OnlyNewRun(a, k) as Cmd),
-  fc.tuple(fc.constantFrom<'insert' | 'update' | 'delete' | 'reject'>('insert', 'update', 'delete', 'reject'), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 40 })).map(
-    ([w, n, o]) => new SourceChange(w, n, o) as Cmd,
-  ),
+  fc
+    .tuple(
+      fc.constantFrom<'insert' | 'update' | 'delete' | 'reject'>('insert', 'update', 'delete', 'reject'),
+      fc.integer({ min: 1, max: 6 }),
+      fc.integer({ min: 0, max: 40 }),
+    )
+    .map(([w, n, o]) => new SourceChange(w, n, o) as Cmd),
   fc.constant(new PublishChallenger()),
   fc.integer({ min: 0, max: 5 }).map((p) => new Rollback(p) as Cmd),
   fc.constant(new Retire()),
 ];
-export const weighted = [commands[0]!, commands[0]!, commands[1]!, commands[1]!, commands[2]!, commands[2]!, commands[2]!, commands[3]!, commands[4]!, commands[4]!, commands[5]!];
+export const weighted = [
+  commands[0]!,
+  commands[0]!,
+  commands[1]!,
+  commands[1]!,
+  commands[2]!,
+  commands[2]!,
+  commands[2]!,
+  commands[3]!,
+  commands[4]!,
+  commands[4]!,
+  commands[5]!,
+];
 
 /** What every sequence starts from: the template database (after its first run) and the reference of that state. */
 export interface Fixture {

@@ -15,7 +15,10 @@ export interface RunChild {
 }
 
 function start(modelDir: string): Promise<RunChild> {
-  const child: ChildProcess = fork(script, [modelDir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  const child: ChildProcess = fork(script, [modelDir], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+  });
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ended = new Promise<string>((resolve) => child.on('message', (m: { ended?: string }) => m.ended !== undefined && resolve(m.ended)));
   return new Promise((resolve, reject) => {

@@ -35,20 +35,20 @@ describe('npm run bench', () => {
     expect(results.params).toMatchObject({ customers: 20000, rounds: 1, chunkSize: 5000, tables: ['customers', 'features'] });
     expect(Object.keys(results.tables)).toEqual(['customers', 'features']);
     for (const table of Object.values<any>(results.tables)) {
-    expect(table.ratio).toBeGreaterThan(0);
-    for (const side of [table.job, table.baseline]) {
-      for (const key of ['rowsPerSecond', 'wallMs', 'peakRssMb', 'nodeCpuMs']) {
-        expect(side[key].median, key).toBeGreaterThan(0);
-        expect(side[key].min, key).toBeGreaterThan(0);
-        expect(side[key].max, key).toBeGreaterThanOrEqual(side[key].min);
+      expect(table.ratio).toBeGreaterThan(0);
+      for (const side of [table.job, table.baseline]) {
+        for (const key of ['rowsPerSecond', 'wallMs', 'peakRssMb', 'nodeCpuMs']) {
+          expect(side[key].median, key).toBeGreaterThan(0);
+          expect(side[key].min, key).toBeGreaterThan(0);
+          expect(side[key].max, key).toBeGreaterThanOrEqual(side[key].min);
+        }
+        expect(side.rounds).toHaveLength(1);
+        expect(side.rounds[0].rows).toBe(20000);
       }
-      expect(side.rounds).toHaveLength(1);
-      expect(side.rounds[0].rows).toBe(20000);
-    }
-    expect(table.job.jobRowsPerSecond.median).toBeGreaterThan(0);
-    expect(table.job.startupMs).toBeGreaterThan(0);
-    expect(table.baseline.copyRowsPerSecond.median).toBeGreaterThan(0);
-    for (const stage of ['plan', 'read', 'transform', 'predict', 'write', 'publish']) expect(table.job.timingsMs[stage], stage).toBeGreaterThan(0);
+      expect(table.job.jobRowsPerSecond.median).toBeGreaterThan(0);
+      expect(table.job.startupMs).toBeGreaterThan(0);
+      expect(table.baseline.copyRowsPerSecond.median).toBeGreaterThan(0);
+      for (const stage of ['plan', 'read', 'transform', 'predict', 'write', 'publish']) expect(table.job.timingsMs[stage], stage).toBeGreaterThan(0);
     }
 
     // A second invocation finds the data seeded and does not seed again.
@@ -60,7 +60,11 @@ describe('npm run bench', () => {
 
 function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -98,7 +98,8 @@ describe('which database', () => {
   });
   afterAll(async () => t?.drop());
 
-  const refusal = /^scorejob: no database configured \(none of DATABASE_URL, PGHOST, PGDATABASE is set; libpq's defaults would reach postgres@localhost:1\/postgres\): set DATABASE_URL=postgres:\/\/user@host:port\/database .*--libpq-defaults/;
+  const refusal =
+    /^scorejob: no database configured \(none of DATABASE_URL, PGHOST, PGDATABASE is set; libpq's defaults would reach postgres@localhost:1\/postgres\): set DATABASE_URL=postgres:\/\/user@host:port\/database .*--libpq-defaults/;
 
   it('with no connection set, refuses (exit 2, one line saying how to set one); set as it says, the command works', async () => {
     for (const args of [['migrate'], ['runs'], ['run'], ['model', 'inspect'], ['seed', '--customers', '10']]) {

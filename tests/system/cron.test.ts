@@ -34,7 +34,8 @@ function ensureCron(): string | undefined {
     spawnSync('apt-get', ['update'], { env, encoding: 'utf8' });
     r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
   }
-  if (r.error || r.status !== 0 || !existsSync(cronDaemon)) return `cannot install cron: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;
+  if (r.error || r.status !== 0 || !existsSync(cronDaemon))
+    return `cannot install cron: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;
   return undefined;
 }
 
@@ -55,7 +56,11 @@ async function cronRunning(): Promise<boolean> {
  * The repo's crontab as an /etc/cron.d file: its variable lines with the given values, and its one
  * job line, unchanged but for the schedule (every minute) and the user field cron.d files have.
  */
-async function cronDFromRepoCrontab(values: Record<string, string>, user = 'root', variants: readonly string[] = []): Promise<{ text: string; command: string }> {
+async function cronDFromRepoCrontab(
+  values: Record<string, string>,
+  user = 'root',
+  variants: readonly string[] = [],
+): Promise<{ text: string; command: string }> {
   const lines = (await readFile(join(repoRoot, 'crontab'), 'utf8')).split('\n');
   const out: string[] = [];
   const jobs: string[] = [];
@@ -127,9 +132,14 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     const made = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '500', '--if-due', '30 2 1 * *'], healing.env);
     expect(made.code, made.stderr).toBe(0);
     healingRun = String(made.logs.find((l) => typeof l.run_id === 'string')?.run_id);
-    await healing.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [healingRun]);
+    await healing.pool.query(`UPDATE scoring.score_runs SET status = 'failed', error_kind = 'database', error = 'connection lost (test)' WHERE run_id = $1`, [
+      healingRun,
+    ]);
     await healing.pool.query(`UPDATE scoring.score_chunks SET status = 'pending' WHERE run_id = $1 AND chunk_no >= 3`, [healingRun]);
-    await healing.pool.query(`DELETE FROM scoring."score_data_${healingRun}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3)`, [healingRun]);
+    await healing.pool.query(
+      `DELETE FROM scoring."score_data_${healingRun}" WHERE customer_id > (SELECT key_lo FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no = 3)`,
+      [healingRun],
+    );
     lock = await holdRunLock(locked);
     dir = await mkdtemp(join(tmpdir(), 'sj-cron-'));
     const envFile = join(dir, 'scorejob.env');
@@ -194,26 +204,22 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
       )
     ).rows[0];
 
-  it(
-    'fires the crontab line and leaves a succeeded run with trigger cron in the ledger within two minutes',
-    async () => {
-      const deadline = Date.now() + 130_000;
-      let run: Awaited<ReturnType<typeof firstRun>>;
-      while (Date.now() < deadline) {
-        run = await firstRun(t);
-        if (run) break;
-        await ensureCronRunning();
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-      const log = await readFile(join(dir, 'scorejob.log'), 'utf8').catch(() => '(no log file)');
-      expect(run, `no run within two minutes; ${cronFile}:\n${await readFile(cronFile, 'utf8')}\nlog:\n${log}`).toBeDefined();
-      expect(run, log).toMatchObject({ status: 'succeeded', trigger: 'cron' });
-      // --if-due in the line: the run is for the month's tick (02:30 on the 1st, the machine's time zone).
-      expect(run?.tick_at).toEqual(previousTick({ expression: '30 2 1 * *' }, new Date()));
-      expect(log).toMatch(/"msg":"due: tick \S+ has no run/);
-    },
-    200_000,
-  );
+  it('fires the crontab line and leaves a succeeded run with trigger cron in the ledger within two minutes', async () => {
+    const deadline = Date.now() + 130_000;
+    let run: Awaited<ReturnType<typeof firstRun>>;
+    while (Date.now() < deadline) {
+      run = await firstRun(t);
+      if (run) break;
+      await ensureCronRunning();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const log = await readFile(join(dir, 'scorejob.log'), 'utf8').catch(() => '(no log file)');
+    expect(run, `no run within two minutes; ${cronFile}:\n${await readFile(cronFile, 'utf8')}\nlog:\n${log}`).toBeDefined();
+    expect(run, log).toMatchObject({ status: 'succeeded', trigger: 'cron' });
+    // --if-due in the line: the run is for the month's tick (02:30 on the 1st, the machine's time zone).
+    expect(run?.tick_at).toEqual(previousTick({ expression: '30 2 1 * *' }, new Date()));
+    expect(log).toMatch(/"msg":"due: tick \S+ has no run/);
+  }, 200_000);
 
   it('mails a failed run: the exit code, the reason with the run id, and the next step; a short subject', async (ctx) => {
     if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
@@ -233,12 +239,20 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
     expect(mail).toMatch(new RegExp(`^What to do: .*\`scorejob runs show ${run?.run_id}\``, 'm'));
   }, 150_000);
 
-  it('resumes the month\'s failed run (the same run, its unfinished chunks), and sends no mail', async (ctx) => {
+  it("resumes the month's failed run (the same run, its unfinished chunks), and sends no mail", async (ctx) => {
     let rows: { run_id: string; status: string; resumes: number }[] = [];
-    await waitUntil('cron resumes the failed run', async () => {
-      rows = (await healing.pool.query<{ run_id: string; status: string; resumes: number }>(`SELECT run_id::text, status, resumes FROM scoring.score_runs ORDER BY run_id`)).rows;
-      return rows[0]?.status === 'succeeded';
-    }, 130_000);
+    await waitUntil(
+      'cron resumes the failed run',
+      async () => {
+        rows = (
+          await healing.pool.query<{ run_id: string; status: string; resumes: number }>(
+            `SELECT run_id::text, status, resumes FROM scoring.score_runs ORDER BY run_id`,
+          )
+        ).rows;
+        return rows[0]?.status === 'succeeded';
+      },
+      130_000,
+    );
     expect(rows).toEqual([{ run_id: healingRun, status: 'succeeded', resumes: 1 }]);
     const log = await readFile(join(dir, 'healing.log'), 'utf8');
     expect(log).toContain(`resuming run ${healingRun} from its first unfinished chunk`);

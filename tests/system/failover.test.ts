@@ -20,7 +20,10 @@ describe('a database failover under a run', () => {
 
   /** Every customer published once, by this run. */
   async function expectEveryCustomerOnce(runId: string): Promise<void> {
-    const { rows } = await t.pool.query<{ n: number; distinct: number }>('SELECT count(*)::int n, count(DISTINCT customer_id)::int AS distinct FROM scoring.customer_scores WHERE run_id = $1', [runId]);
+    const { rows } = await t.pool.query<{ n: number; distinct: number }>(
+      'SELECT count(*)::int n, count(DISTINCT customer_id)::int AS distinct FROM scoring.customer_scores WHERE run_id = $1',
+      [runId],
+    );
     expect(rows[0]).toEqual({ n: customers, distinct: customers });
   }
   /** The test's pool lost its connections with the server: a new one. */
@@ -28,7 +31,16 @@ describe('a database failover under a run', () => {
     await t.pool.end().catch(() => undefined);
     const { createPool } = await import('../../src/db/pool.js');
     t.pool = createPool(t.db, 10);
-    await waitUntil('the server answers', async () => (await t.pool.query('SELECT 1').then(() => true).catch(() => false)) || undefined, 60_000, 200);
+    await waitUntil(
+      'the server answers',
+      async () =>
+        (await t.pool
+          .query('SELECT 1')
+          .then(() => true)
+          .catch(() => false)) || undefined,
+      60_000,
+      200,
+    );
   }
 
   beforeAll(async () => {
@@ -72,10 +84,17 @@ describe('a database failover under a run', () => {
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     const runId = started.run_id as string;
     const waits = async (event: string) =>
-      (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE application_name = 'scorejob writer' AND wait_event = $1`, [event])).rows[0]!.n > 0 || undefined;
+      (
+        await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM pg_stat_activity WHERE application_name = 'scorejob writer' AND wait_event = $1`, [
+          event,
+        ])
+      ).rows[0]!.n > 0 || undefined;
     await waitUntil('chunk 4 committed, waiting for its standby', () => waits('SyncRep'));
     await waitUntil('chunk 3 waiting before its done mark', () => waits('advisory'));
-    expect((await t.pool.query(`SELECT status FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no IN (3, 4) ORDER BY chunk_no`, [runId])).rows).toEqual([{ status: 'pending' }, { status: 'pending' }]);
+    expect((await t.pool.query(`SELECT status FROM scoring.score_chunks WHERE run_id = $1 AND chunk_no IN (3, 4) ORDER BY chunk_no`, [runId])).rows).toEqual([
+      { status: 'pending' },
+      { status: 'pending' },
+    ]);
 
     await server.halt('immediate');
     await sleep(1000);
@@ -89,7 +108,11 @@ describe('a database failover under a run', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.logs.some((l) => l.chunk === 4 && /committed although its reply was lost/.test(String(l.msg)))).toBe(true);
-    const chunks = (await t.pool.query<{ chunk_no: number; status: string }>(`SELECT chunk_no, status FROM scoring.score_chunks WHERE run_id = $1 AND status <> 'done'`, [runId])).rows;
+    const chunks = (
+      await t.pool.query<{ chunk_no: number; status: string }>(`SELECT chunk_no, status FROM scoring.score_chunks WHERE run_id = $1 AND status <> 'done'`, [
+        runId,
+      ])
+    ).rows;
     expect(chunks).toEqual([]);
     await expectEveryCustomerOnce(runId);
   });
@@ -128,7 +151,11 @@ describe('a database failover under a run', () => {
     const r = await child.result;
     await reconnect();
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^scorejob: run ${runId} failed: connection to \\S+ refused .*the database stayed unreachable for longer than the outage budget \\(4 s, --outage-budget\\) \\(during chunk \\d+\\); once the database is back, resume it with \`scorejob resume ${runId}\``));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^scorejob: run ${runId} failed: connection to \\S+ refused .*the database stayed unreachable for longer than the outage budget \\(4 s, --outage-budget\\) \\(during chunk \\d+\\); once the database is back, resume it with \`scorejob resume ${runId}\``,
+      ),
+    );
     expect(await runStatus(t, runId)).toMatchObject({ status: 'failed', error_kind: 'database' });
     const resumed = await runCli(['resume', runId], t.env);
     expect(resumed.stderr).toBe('');

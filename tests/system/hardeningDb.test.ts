@@ -32,7 +32,7 @@ describe('what can go wrong: the database', () => {
   async function slowRun(chunks: number, env: Record<string, string> = t.env, extra: string[] = []) {
     const child = startCli(['run', '--chunk-size', '20', ...extra], env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
-    if (chunks > 0) await waitForLog(child, (l) => typeof l.chunks_done === 'number' && (l.chunks_done) >= chunks);
+    if (chunks > 0) await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= chunks);
     return { child, runId: runId(started) };
   }
 
@@ -116,7 +116,13 @@ describe('what can go wrong: the database', () => {
     const r = await child.result;
     outputs.push(r);
     // The run's log lines say which connection failed how, should it fail.
-    expect(r.stderr, r.stdout.split('\n').filter((l) => /"level":(40|50)/.test(l)).join('\n')).toBe('');
+    expect(
+      r.stderr,
+      r.stdout
+        .split('\n')
+        .filter((l) => /"level":(40|50)/.test(l))
+        .join('\n'),
+    ).toBe('');
     expect(r.code).toBe(0);
     expect(r.logs.some((l) => /retrying/.test(String(l.msg)))).toBe(true);
     expect(await scores()).toEqual(baseline);

@@ -24,7 +24,8 @@ function which(name: string): string | undefined {
 async function findChromium(): Promise<{ bin: string } | { reason: string }> {
   const found = ['chromium', 'chromium-browser', 'google-chrome'].map(which).find((b) => b !== undefined);
   if (found) return { bin: found };
-  if (process.getuid?.() !== 0 || !which('apt-get')) return { reason: 'chromium is not installed and apt-get cannot install it here (not root, or no apt-get)' };
+  if (process.getuid?.() !== 0 || !which('apt-get'))
+    return { reason: 'chromium is not installed and apt-get cannot install it here (not root, or no apt-get)' };
   try {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     await run('apt-get', ['update'], { env, timeout: 300_000 });
@@ -42,7 +43,7 @@ function readPng(buf: Buffer): { width: number; height: number; pixels: Buffer }
   let width = 0;
   let height = 0;
   const idat: Buffer[] = [];
-  for (let at = 8; at < buf.length; ) {
+  for (let at = 8; at < buf.length;) {
     const len = buf.readUInt32BE(at);
     const type = buf.toString('latin1', at + 4, at + 8);
     const data = buf.subarray(at + 8, at + 8 + len);
@@ -103,7 +104,12 @@ describe('runs show --html', () => {
       ctx.skip();
       return;
     }
-    const dom = (await run(chromium.bin, [...chromiumFlags(await mkdtemp(join(tmpdir(), 'sj-chromium-'))), '--dump-dom', `file://${html}`], { timeout: 120_000, maxBuffer: 20_000_000 })).stdout;
+    const dom = (
+      await run(chromium.bin, [...chromiumFlags(await mkdtemp(join(tmpdir(), 'sj-chromium-'))), '--dump-dom', `file://${html}`], {
+        timeout: 120_000,
+        maxBuffer: 20_000_000,
+      })
+    ).stdout;
     expect(dom).toContain('<table id="facts">');
     expect(dom).toMatch(/<svg id="histogram"/);
     expect(dom.match(/<rect class="bar current"/g)).toHaveLength(20);
@@ -118,7 +124,11 @@ describe('runs show --html', () => {
     expect(dom).toContain('<table id="scores">');
 
     const shot = join(dir, 'report.png');
-    await run(chromium.bin, [...chromiumFlags(await mkdtemp(join(tmpdir(), 'sj-chromium-'))), `--screenshot=${shot}`, '--window-size=1200,1600', `file://${html}`], { timeout: 120_000 });
+    await run(
+      chromium.bin,
+      [...chromiumFlags(await mkdtemp(join(tmpdir(), 'sj-chromium-'))), `--screenshot=${shot}`, '--window-size=1200,1600', `file://${html}`],
+      { timeout: 120_000 },
+    );
     expect(existsSync(shot)).toBe(true);
     expect((await stat(shot)).size).toBeGreaterThan(20_000);
     const png = readPng(await readFile(shot));

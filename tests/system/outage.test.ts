@@ -18,7 +18,10 @@ const pgCtl = ((): string => {
 
 /** `pg_ctl stop -m MODE -w` on our own server, as the user it runs as (pg_ctl refuses root). */
 function pgCtlStop(dataDir: string, mode: 'fast' | 'immediate'): Promise<void> {
-  const asPostgres = userInfo().uid === 0 ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
+  const asPostgres =
+    userInfo().uid === 0
+      ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) }
+      : {};
   return new Promise((resolve, reject) => {
     const p = spawn(pgCtl, ['stop', '-D', dataDir, '-m', mode, '-w'], { stdio: 'ignore', ...asPostgres });
     p.on('error', reject);

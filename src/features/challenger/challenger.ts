@@ -49,7 +49,9 @@ export async function loadChallenger(dir: string, champion: LoadedModel, backend
   if (a.table !== b.table || a.key !== b.key) {
     model.dispose();
     const file = path.join(dir, 'manifest.json');
-    throw new UsageError(`${file}: the challenger reads ${b.table} by ${b.key}, the champion ${a.table} by ${a.key}; a challenger must score the champion's source (set "source" in ${file} to {"table": "${a.table}", "key": "${a.key}"})`);
+    throw new UsageError(
+      `${file}: the challenger reads ${b.table} by ${b.key}, the champion ${a.table} by ${a.key}; a challenger must score the champion's source (set "source" in ${file} to {"table": "${a.table}", "key": "${a.key}"})`,
+    );
   }
   return model;
 }
@@ -66,7 +68,8 @@ export function challengerRunParams(champion: RunParams, model: LoadedModel, cha
  */
 export function unionColumns(champion: readonly ColumnSpec[], challenger: readonly ColumnSpec[]): { columns: ColumnSpec[]; challengerIndex: number[] } {
   const columns = [...champion];
-  const same = (x: ColumnSpec, y: ColumnSpec) => x.name === y.name && x.kind === y.kind && JSON.stringify(x.categories ?? null) === JSON.stringify(y.categories ?? null);
+  const same = (x: ColumnSpec, y: ColumnSpec) =>
+    x.name === y.name && x.kind === y.kind && JSON.stringify(x.categories ?? null) === JSON.stringify(y.categories ?? null);
   const challengerIndex = challenger.map((spec) => {
     const at = columns.findIndex((c) => same(c, spec));
     if (at >= 0) return at;
@@ -126,7 +129,14 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
       const scored = keepFiniteScores(keys, scores, transformed, rejects);
       const stats = emptyStats();
       accumulate(stats, scores, scored);
-      prepared = { encoded: encodeScores(keys, scores, scored), scores, scored, rejects, stats: { ...stats, features: toFeatureCounts(plan, counters) }, startedAt };
+      prepared = {
+        encoded: encodeScores(keys, scores, scored),
+        scores,
+        scored,
+        rejects,
+        stats: { ...stats, features: toFeatureCounts(plan, counters) },
+        startedAt,
+      };
     },
     seal(_keys, _accepted, chunkNo) {
       const p = prepared;
@@ -136,7 +146,8 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
         await copyScores(c, table, p.encoded);
         await ledger.insertRejects(c, runId, p.rejects);
         const chunk = { chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats as unknown as ScoreStats };
-        if (!(await ledger.commitChunk(c, runId, chunk))) throw new RunFailedError(`the challenger run ${runId} is no longer running in this process; stopping`, runId);
+        if (!(await ledger.commitChunk(c, runId, chunk)))
+          throw new RunFailedError(`the challenger run ${runId} is no longer running in this process; stopping`, runId);
         challenger.histogram?.add(p.scores, p.scored);
       };
     },
@@ -160,7 +171,12 @@ export interface ChampionStart {
  * version and sha256) and records it on the champion's params, in the transaction that creates the
  * champion: both rows exist, or neither. Returns the challenger's params as recorded on the champion.
  */
-export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, champion: ChampionStart, model: LoadedModel): Promise<NonNullable<RunParams['challenger']>> {
+export async function createChallengerRun(
+  c: pg.ClientBase,
+  ledger: Ledger,
+  champion: ChampionStart,
+  model: LoadedModel,
+): Promise<NonNullable<RunParams['challenger']>> {
   const runId = await ledger.createRun(c, {
     trigger: champion.trigger,
     dryRun: champion.dryRun,
@@ -184,7 +200,12 @@ export async function createChallengerRun(c: pg.ClientBase, ledger: Ledger, cham
  * `resume` of a run with a challenger: the challenger's model again, from the dir its params name, refused
  * (exit 2) when its files changed since the run started (their sha256 is on the run).
  */
-export async function reloadChallenger(params: NonNullable<RunParams['challenger']>, champion: LoadedModel, backend: BackendChoice, run: { runId: string; dryRun: boolean }): Promise<LoadedModel> {
+export async function reloadChallenger(
+  params: NonNullable<RunParams['challenger']>,
+  champion: LoadedModel,
+  backend: BackendChoice,
+  run: { runId: string; dryRun: boolean },
+): Promise<LoadedModel> {
   const championRunId = run.runId;
   const model = await loadChallenger(params.modelDir, champion, backend, run.dryRun);
   if (model.sha256 !== params.sha256) {
@@ -201,7 +222,11 @@ export async function reloadChallenger(params: NonNullable<RunParams['challenger
  * or `work --challenger DIR` where the files live elsewhere), refused (exit 2, naming the dir) unless its
  * files are the challenger run's (its model_sha256), as the champion's model is.
  */
-export async function joinChallenger(dir: string, challengerRun: { run_id: string; model_sha256: string; dry_run: boolean }, join: JoinScope): Promise<LoadedModel> {
+export async function joinChallenger(
+  dir: string,
+  challengerRun: { run_id: string; model_sha256: string; dry_run: boolean },
+  join: JoinScope,
+): Promise<LoadedModel> {
   const championRunId = join.run.run_id;
   const model = await loadChallenger(dir, join.model, join.backend, challengerRun.dry_run);
   if (model.sha256 !== challengerRun.model_sha256) {
@@ -229,7 +254,11 @@ export async function challengerStatistics(s: RunScope, challenger: Challenger):
   const dryRun = s.params.dryRun;
   const chunks = await ledger.getChunks(c, challenger.runId);
   const notDone = chunks.filter((ch) => ch.status !== 'done');
-  if (notDone.length > 0) throw new RunFailedError(`${notDone.length} chunk(s) of the challenger run ${challenger.runId} are not done although the champion's are (first: chunk ${notDone[0]!.chunk_no})`, championRunId);
+  if (notDone.length > 0)
+    throw new RunFailedError(
+      `${notDone.length} chunk(s) of the challenger run ${challenger.runId} are not done although the champion's are (first: chunk ${notDone[0]!.chunk_no})`,
+      championRunId,
+    );
   const statistics = await computeRunStatistics({ client: c, ledger, runId: challenger.runId, plan: challenger.model.plan, chunks });
   const bands = runBands(challengerBands(champion, challenger.model));
   const run = await ledger.getRun(c, challenger.runId);
@@ -241,8 +270,17 @@ export async function challengerStatistics(s: RunScope, challenger: Challenger):
   const championBands = runBands(champion.manifest.output.bands);
   const challengers = new ChallengerLedger(ledger);
   const cuts = { champion: await challengers.decileCuts(c, championRunId), challenger: await challengers.decileCuts(c, challenger.runId) };
-  const rows = await challengers.compare(c, championRunId, challenger.runId, cuts, championBands && bands && { champion: championBands.bounds, challenger: bands.bounds });
-  const comparison = compareScores({ run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version }, rows);
+  const rows = await challengers.compare(
+    c,
+    championRunId,
+    challenger.runId,
+    cuts,
+    championBands && bands && { champion: championBands.bounds, challenger: bands.bounds },
+  );
+  const comparison = compareScores(
+    { run_id: challenger.runId, model_name: challenger.model.manifest.name, model_version: challenger.model.manifest.version },
+    rows,
+  );
   return { stats: { ...statistics }, comparison };
 }
 

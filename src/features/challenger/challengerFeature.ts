@@ -28,7 +28,9 @@ export const challenger: RunFeatureDefinition = {
     if (opts.challengerDir === undefined) return undefined;
     // The challenger rides on every chunk loop of the run (a shared run's workers too), but not on an only-new run's carried scores.
     if (opts.onlyNew) {
-      throw new UsageError('--challenger cannot be combined with --only-new: a challenger is compared over every customer, an only-new run scores a few; run the challenger with a full `scorejob run --challenger DIR`');
+      throw new UsageError(
+        '--challenger cannot be combined with --only-new: a challenger is compared over every customer, an only-new run scores a few; run the challenger with a full `scorejob run --challenger DIR`',
+      );
     }
     return challengerFeature(await loadChallenger(opts.challengerDir, model, opts.backend, opts.dryRun), undefined);
   },
@@ -64,7 +66,11 @@ export const challenger: RunFeatureDefinition = {
 
 /** The feature for one run: the challenger's model, its sibling run once created, and its statistics once computed. */
 function challengerFeature(model: LoadedModel, recordedRunId: string | undefined): RunFeature {
-  const state: { runId: string | undefined; histogram: ScoreHistogram | undefined; stats: RunStats | undefined } = { runId: recordedRunId, histogram: undefined, stats: undefined };
+  const state: { runId: string | undefined; histogram: ScoreHistogram | undefined; stats: RunStats | undefined } = {
+    runId: recordedRunId,
+    histogram: undefined,
+    stats: undefined,
+  };
   const sibling = (): Challenger => ({ model, runId: state.runId as string, histogram: state.histogram });
   const feature: RunFeature = {
     name: 'challenger',
@@ -82,7 +88,9 @@ function challengerFeature(model: LoadedModel, recordedRunId: string | undefined
     },
     resumable: async (client, ledger, run) => {
       if (run.chunks_total !== null && !(await ledger.storage.state(client, state.runId as string)).exists) {
-        throw new NotResumableError(`the challenger's scores of run ${run.run_id} (run ${state.runId}) are gone (its table was dropped); start a new run instead`);
+        throw new NotResumableError(
+          `the challenger's scores of run ${run.run_id} (run ${state.runId}) are gone (its table was dropped); start a new run instead`,
+        );
       }
     },
     // Its status follows its champion's: running again, in the same transaction.
@@ -105,7 +113,14 @@ function challengerFeature(model: LoadedModel, recordedRunId: string | undefined
     // beside the comparison, both models' drift from the same baseline: what `publish --challenger` gates on.
     statistics: async (s) => {
       const challenged = await challengerStatistics(s, sibling());
-      s.stats.challenger = { ...challenged.comparison, drift: { baseline_run_id: s.statistics.drift.baseline_run_id, champion_psi: s.statistics.drift.psi, challenger_psi: challenged.stats.drift?.psi ?? null } };
+      s.stats.challenger = {
+        ...challenged.comparison,
+        drift: {
+          baseline_run_id: s.statistics.drift.baseline_run_id,
+          champion_psi: s.statistics.drift.psi,
+          challenger_psi: challenged.stats.drift?.psi ?? null,
+        },
+      };
       state.stats = challenged.stats;
     },
     // Succeeded before the champion publishes: a publish that fails marks it failed again, and resume reopens it.

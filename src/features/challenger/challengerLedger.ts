@@ -40,7 +40,10 @@ export class ChallengerLedger {
 
   /** Records the challenger on its champion's params, in the transaction that creates the challenger. */
   async recordOnChampion(c: pg.ClientBase, championRunId: string, challenger: ChallengerParams): Promise<void> {
-    await c.query(`UPDATE ${this.s}.score_runs SET params = params || jsonb_build_object('challenger', $2::jsonb) WHERE run_id = $1`, [championRunId, JSON.stringify(challenger)]);
+    await c.query(`UPDATE ${this.s}.score_runs SET params = params || jsonb_build_object('challenger', $2::jsonb) WHERE run_id = $1`, [
+      championRunId,
+      JSON.stringify(challenger),
+    ]);
   }
 
   /** The challenger of a run, if it has one. */
@@ -50,7 +53,9 @@ export class ChallengerLedger {
 
   /** The champion of a challenger run; undefined for any other run. */
   async championOf(c: pg.ClientBase, runId: string): Promise<string | undefined> {
-    const { rows } = await c.query<{ champion: string | null }>(`SELECT champion_run_id::text AS champion FROM ${this.s}.score_runs WHERE run_id = $1`, [runId]);
+    const { rows } = await c.query<{ champion: string | null }>(`SELECT champion_run_id::text AS champion FROM ${this.s}.score_runs WHERE run_id = $1`, [
+      runId,
+    ]);
     return rows[0]?.champion ?? undefined;
   }
 
@@ -85,8 +90,17 @@ export class ChallengerLedger {
     const a = this.ledger.runTable(championRunId);
     const b = this.ledger.runTable(challengerRunId);
     // Ten counts per side in the one aggregate: the SQL is built from constants only.
-    const perDecile = (col: 'a' | 'b') => `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE width_bucket(${col}, $1::float8[]) = ${g})`).join(', ')}]::text[]`;
-    const { rows } = await c.query<{ both: string; r: number | null; top: string; overlap: string; a_deciles: string[]; b_deciles: string[]; band_changes: string | null }>(
+    const perDecile = (col: 'a' | 'b') =>
+      `ARRAY[${Array.from({ length: 10 }, (_, g) => `count(*) FILTER (WHERE width_bucket(${col}, $1::float8[]) = ${g})`).join(', ')}]::text[]`;
+    const { rows } = await c.query<{
+      both: string;
+      r: number | null;
+      top: string;
+      overlap: string;
+      a_deciles: string[];
+      b_deciles: string[];
+      band_changes: string | null;
+    }>(
       `SELECT count(*) AS both, corr(a, b) AS r,
               count(*) FILTER (WHERE a >= ($1::float8[])[9]) AS top, count(*) FILTER (WHERE a >= ($1::float8[])[9] AND b >= ($2::float8[])[9]) AS overlap,
               ${perDecile('a')} AS a_deciles, ${perDecile('b')} AS b_deciles,

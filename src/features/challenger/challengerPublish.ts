@@ -41,7 +41,11 @@ export interface ChallengerPublishOptions {
  * challenger that scored nobody, and, unless forced with a reason, for one that breached the run's gates
  * (--max-reject-ratio, --max-psi) or differs from the champion beyond `limits`.
  */
-export async function publishChallenger(ctx: { config: Config; log: Logger }, championRunId: string, opts: ChallengerPublishOptions): Promise<ChallengerPublishResult> {
+export async function publishChallenger(
+  ctx: { config: Config; log: Logger },
+  championRunId: string,
+  opts: ChallengerPublishOptions,
+): Promise<ChallengerPublishResult> {
   if (!/^\d{1,18}$/.test(championRunId)) throw new UsageError(`run id "${championRunId}" is not a run number (see \`scorejob runs\`)`);
   const reason = checkForceReason(championRunId, { ...opts, flag: '--challenger' });
   return withModelLock(ctx, 'publish', modelOfRun(championRunId), async ({ client, ledger, lock }) => {
@@ -66,30 +70,49 @@ export async function publishChallenger(ctx: { config: Config; log: Logger }, ch
     await runOnPublishCommand(opts.onPublishCommand, event, log);
     const dropped = await applyRetention({ client, ledger, modelName: champion.model_name, keep: champion.params.keepRuns ?? 12, log });
     const lost = await reasonsLost(client, ledger, event.previous_run_id, challenger);
-    return { championRunId, runId: challengerId, modelName: champion.model_name, modelVersion: challenger.model_version, rowsScored: Number(challenger.rows_scored), droppedRuns: dropped, reasonsLost: lost };
+    return {
+      championRunId,
+      runId: challengerId,
+      modelName: champion.model_name,
+      modelVersion: challenger.model_version,
+      rowsScored: Number(challenger.rows_scored),
+      droppedRuns: dropped,
+      reasonsLost: lost,
+    };
   });
 }
 
 /** Every reason the run's challenger cannot be published at all, each a usage error (exit 2) saying what to do; else the challenger's run id. */
 async function checkChallengerPublishable(client: pg.ClientBase, ledger: Ledger, run: RunRow): Promise<string> {
   const id = run.run_id;
-  if (run.params.championRunId) throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
+  if (run.params.championRunId)
+    throw new UsageError(`run ${id} is itself a challenger; publish it with \`scorejob publish ${run.params.championRunId} --challenger\``);
   const challenger = await new ChallengerLedger(ledger).challengerOf(client, id);
-  if (!challenger) throw new UsageError(`run ${id} has no challenger (it was not started with --challenger DIR); start one with \`scorejob run --challenger DIR\``);
-  if (run.dry_run) throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
+  if (!challenger)
+    throw new UsageError(`run ${id} has no challenger (it was not started with --challenger DIR); start one with \`scorejob run --challenger DIR\``);
+  if (run.dry_run)
+    throw new UsageError(`run ${id} was a dry run: its challenger's scores were dropped with it; start a real run with \`scorejob run --challenger DIR\``);
   if (run.status !== 'succeeded' || challenger.status !== 'succeeded') {
-    throw new UsageError(`run ${id} is ${run.status}${run.status === 'succeeded' ? ` but its challenger (run ${challenger.run_id}) is ${challenger.status}` : ''}; only a succeeded run's challenger can be published${run.status === 'failed' || run.status === 'interrupted' ? `: continue it with \`scorejob resume ${id}\`` : ''}`);
+    throw new UsageError(
+      `run ${id} is ${run.status}${run.status === 'succeeded' ? ` but its challenger (run ${challenger.run_id}) is ${challenger.status}` : ''}; only a succeeded run's challenger can be published${run.status === 'failed' || run.status === 'interrupted' ? `: continue it with \`scorejob resume ${id}\`` : ''}`,
+    );
   }
   const counts = (await ledger.getRun(client, challenger.run_id)) as RunRow;
   if (Number(counts.rows_scored) === 0) {
-    throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) scored no customer (${counts.rows_rejected} rejected: see ${ledger.schema}.score_rejects for run ${challenger.run_id}); publishing it would empty customer_scores`);
+    throw new UsageError(
+      `the challenger of run ${id} (run ${challenger.run_id}) scored no customer (${counts.rows_rejected} rejected: see ${ledger.schema}.score_rejects for run ${challenger.run_id}); publishing it would empty customer_scores`,
+    );
   }
   if ((await ledger.publications.currentRun(client, run.model_name)) === challenger.run_id) {
     throw new UsageError(`the challenger of run ${id} (run ${challenger.run_id}) is already published; there is nothing to do`);
   }
   const newer = await ledger.laterPublishedRun(client, challenger.run_id, run.model_name);
-  if (newer !== undefined) throw new UsageError(`run ${newer} was published after run ${id}'s challenger (run ${challenger.run_id}) was scored; publishing it would go back in time`);
-  if (!(await ledger.storage.state(client, challenger.run_id)).exists) throw new UsageError(`the challenger's scores of run ${id} (run ${challenger.run_id}) are gone (retention dropped them); start a new run with \`scorejob run --challenger DIR\``);
+  if (newer !== undefined)
+    throw new UsageError(`run ${newer} was published after run ${id}'s challenger (run ${challenger.run_id}) was scored; publishing it would go back in time`);
+  if (!(await ledger.storage.state(client, challenger.run_id)).exists)
+    throw new UsageError(
+      `the challenger's scores of run ${id} (run ${challenger.run_id}) are gone (retention dropped them); start a new run with \`scorejob run --challenger DIR\``,
+    );
   return challenger.run_id;
 }
 

@@ -11,7 +11,15 @@ export type ChallengerComparison = SiblingComparison;
 /** The comparison from the counts one pass over both tables gives (challengerLedger.ts). */
 export function compareScores(
   run: { run_id: string; model_name: string; model_version: string },
-  rows: { both: number; correlation: number | null; top: number; topOverlap: number; championDeciles: readonly number[]; challengerDeciles: readonly number[]; bandChanges: number | null },
+  rows: {
+    both: number;
+    correlation: number | null;
+    top: number;
+    topOverlap: number;
+    championDeciles: readonly number[];
+    challengerDeciles: readonly number[];
+    bandChanges: number | null;
+  },
 ): ChallengerComparison {
   return {
     ...run,
@@ -52,12 +60,16 @@ export function comparisonGateBreach(c: ChallengerComparison | undefined, limits
   if (c === undefined) return 'has no comparison with the champion recorded (the run did not compute one)';
   const breaches: string[] = [];
   const r = c.correlation;
-  if (r === null || r < limits.minCorrelation) breaches.push(`correlation ${r === null ? 'undefined (a constant score)' : r.toFixed(2)}, under ${limits.minCorrelation} (--min-correlation)`);
+  if (r === null || r < limits.minCorrelation)
+    breaches.push(`correlation ${r === null ? 'undefined (a constant score)' : r.toFixed(2)}, under ${limits.minCorrelation} (--min-correlation)`);
   const o = c.top_decile_overlap;
   if (o === null || o < limits.minTopDecileOverlap) {
-    breaches.push(`top-decile overlap ${o === null ? 'undefined' : `${(o * 100).toFixed(1)}%`}, under ${(limits.minTopDecileOverlap * 100).toFixed(0)}% (--min-top-decile-overlap)`);
+    breaches.push(
+      `top-decile overlap ${o === null ? 'undefined' : `${(o * 100).toFixed(1)}%`}, under ${(limits.minTopDecileOverlap * 100).toFixed(0)}% (--min-top-decile-overlap)`,
+    );
   }
-  if (c.psi === null || c.psi > limits.maxPsi) breaches.push(`PSI against the champion ${c.psi === null ? 'undefined' : c.psi.toFixed(2)}, over ${limits.maxPsi} (--max-psi-vs-champion)`);
+  if (c.psi === null || c.psi > limits.maxPsi)
+    breaches.push(`PSI against the champion ${c.psi === null ? 'undefined' : c.psi.toFixed(2)}, over ${limits.maxPsi} (--max-psi-vs-champion)`);
   if (breaches.length === 0) return undefined;
   return `differs from the champion over the ${c.customers} customers both scored: ${breaches.join(', ')}`;
 }

@@ -28,16 +28,32 @@ const isNumeric = (f: Feature) => f.transform === 'standardize' || f.transform =
  * Computes the baseline in SQL, in one READ ONLY REPEATABLE READ transaction (every figure from the same
  * rows): one sorting pass for the numeric features' deciles, then one scan counting every feature's bins.
  */
-export async function computeBaseline(client: pg.ClientBase, manifest: Manifest, source: { table: string; where?: string | undefined }): Promise<FeatureBaseline> {
+export async function computeBaseline(
+  client: pg.ClientBase,
+  manifest: Manifest,
+  source: { table: string; where?: string | undefined },
+): Promise<FeatureBaseline> {
   const from = `${quoteQualified(source.table)}${source.where ? ` WHERE (${source.where})` : ''}`;
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const numeric = manifest.features.filter(isNumeric);
-    const edges = await decileEdges(client, from, numeric.map((f) => f.column));
+    const edges = await decileEdges(
+      client,
+      from,
+      numeric.map((f) => f.column),
+    );
     const { rows, counts } = await countBins(client, from, manifest.features, edges);
     await client.query('COMMIT');
     const features = manifest.features.map((f, i) => distribution(f, counts[i]!, rows, edges.get(f.column)));
-    return { format: 1, model: { name: manifest.name, version: manifest.version }, table: source.table, where: source.where ?? null, rows, computedAt: new Date().toISOString(), features };
+    return {
+      format: 1,
+      model: { name: manifest.name, version: manifest.version },
+      table: source.table,
+      where: source.where ?? null,
+      rows,
+      computedAt: new Date().toISOString(),
+      features,
+    };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -53,7 +69,12 @@ async function decileEdges(client: pg.ClientBase, from: string, columns: readonl
 }
 
 /** Each feature's bin counts (its bins, then NULL last), and the rows, in one scan. */
-async function countBins(client: pg.ClientBase, from: string, features: readonly Feature[], edges: Map<string, number[]>): Promise<{ rows: number; counts: number[][] }> {
+async function countBins(
+  client: pg.ClientBase,
+  from: string,
+  features: readonly Feature[],
+  edges: Map<string, number[]>,
+): Promise<{ rows: number; counts: number[][] }> {
   const values: unknown[] = [];
   const param = (v: unknown) => `$${values.push(v)}`;
   const exprs = features.map((f) => {

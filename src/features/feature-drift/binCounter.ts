@@ -75,7 +75,15 @@ function countColumn(col: RawColumn, d: FeatureDistribution, rows: number, count
 }
 
 /** More edges than the fast path takes (a baseline written by hand): a binary search per row. */
-function countNumericWide(values: Float64Array, nulls: Uint8Array, edges: readonly number[], rows: number, counts: Float64Array, at: number, nullBin: number): void {
+function countNumericWide(
+  values: Float64Array,
+  nulls: Uint8Array,
+  edges: readonly number[],
+  rows: number,
+  counts: Float64Array,
+  at: number,
+  nullBin: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const v = values[r]!;
     counts[nulls[r] ? nullBin : at + (v !== v ? edges.length : numericBin(v, edges))]! += 1;

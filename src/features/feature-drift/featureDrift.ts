@@ -16,7 +16,12 @@ export interface FeatureDriftRow {
 }
 
 /** Each feature's PSI from the run's merged counts, against the baseline and the previous run's counts. */
-export function featureDriftRows(features: readonly FeatureDistribution[], layout: BinLayout, merged: readonly number[], previous: { runId: string | null; counts: Map<number, number[]> }): FeatureDriftRow[] {
+export function featureDriftRows(
+  features: readonly FeatureDistribution[],
+  layout: BinLayout,
+  merged: readonly number[],
+  previous: { runId: string | null; counts: Map<number, number[]> },
+): FeatureDriftRow[] {
   return features.map((d, i) => {
     const start = layout.offsets[i]!;
     const counts = merged.slice(start, start + d.shares.length + 1);
@@ -53,7 +58,10 @@ export function featurePsiGateBreach(summary: FeatureDriftSummary, max: number |
     .filter((x) => x.worst > max)
     .sort((a, b) => b.worst - a.worst);
   if (over.length === 0) return undefined;
-  const named = over.map(({ f }) => `${f.feature} (PSI ${fmt(f.psi_baseline)} vs baseline${f.psi_previous !== null ? `, ${fmt(f.psi_previous)} vs run ${summary.previous_run_id}` : ''})`);
+  const named = over.map(
+    ({ f }) =>
+      `${f.feature} (PSI ${fmt(f.psi_baseline)} vs baseline${f.psi_previous !== null ? `, ${fmt(f.psi_previous)} vs run ${summary.previous_run_id}` : ''})`,
+  );
   return `${over.length} feature(s) drifted over the limit of ${max} (--max-feature-psi): ${named.join(', ')}`;
 }
 

@@ -23,14 +23,20 @@ export const featureDrift: RunFeatureDefinition = {
   forStart: async (opts, model, env) => {
     if (opts.onlyNew) {
       // An only-new layer reads the new and changed customers only: a biased sample that would always look drifted.
-      if (opts.maxFeaturePsi !== undefined) env.log.info({ max_feature_psi: opts.maxFeaturePsi }, 'an only-new run reads only the new and changed customers: feature drift is not measured and the --max-feature-psi gate does not apply');
+      if (opts.maxFeaturePsi !== undefined)
+        env.log.info(
+          { max_feature_psi: opts.maxFeaturePsi },
+          'an only-new run reads only the new and changed customers: feature drift is not measured and the --max-feature-psi gate does not apply',
+        );
       return undefined;
     }
     const loaded = await loadBaseline(model);
     if (!loaded) {
       if (opts.maxFeaturePsi === undefined) return undefined;
       model.dispose();
-      throw new UsageError(`--max-feature-psi needs the model's feature baseline, and ${join(model.dir, baselineFile)} does not exist: run \`scorejob model baseline ${model.dir} --table <training table>\` first`);
+      throw new UsageError(
+        `--max-feature-psi needs the model's feature baseline, and ${join(model.dir, baselineFile)} does not exist: run \`scorejob model baseline ${model.dir} --table <training table>\` first`,
+      );
     }
     return driftFeature(loaded, { baselineSha256: loaded.sha256, maxFeaturePsi: opts.maxFeaturePsi ?? null });
   },
@@ -72,7 +78,9 @@ function isDistribution(d: unknown): d is FeatureDistribution {
   if (typeof d !== 'object' || d === null) return false;
   const f = d as Partial<Record<string, unknown>>;
   const bins = f.kind === 'numeric' ? f.edges : f.kind === 'categorical' ? f.categories : undefined;
-  return typeof f.column === 'string' && Array.isArray(bins) && Array.isArray(f.shares) && f.shares.length === bins.length + 1 && typeof f.nullShare === 'number';
+  return (
+    typeof f.column === 'string' && Array.isArray(bins) && Array.isArray(f.shares) && f.shares.length === bins.length + 1 && typeof f.nullShare === 'number'
+  );
 }
 
 /** A resume or a joined worker counts into the same bins as the run's other chunks, or not at all. */
@@ -82,7 +90,9 @@ async function fromParams(params: Readonly<RunParams>, model: LoadedModel): Prom
   const loaded = await loadBaseline(model);
   if (!loaded || loaded.sha256 !== spec.baselineSha256) {
     model.dispose();
-    throw new UsageError(`${join(model.dir, baselineFile)} ${loaded ? 'changed' : 'is gone'} since the run started (sha256 ${spec.baselineSha256.slice(0, 16)}…): put that baseline back, or start a new run`);
+    throw new UsageError(
+      `${join(model.dir, baselineFile)} ${loaded ? 'changed' : 'is gone'} since the run started (sha256 ${spec.baselineSha256.slice(0, 16)}…): put that baseline back, or start a new run`,
+    );
   }
   return driftFeature(loaded, spec);
 }
@@ -114,7 +124,10 @@ function driftSidecar(features: readonly FeatureDistribution[], layout: BinLayou
   };
 }
 
-async function recordDrift(s: StatisticsScope, d: { features: readonly FeatureDistribution[]; layout: BinLayout; sha256: string; maxFeaturePsi: number | null }): Promise<void> {
+async function recordDrift(
+  s: StatisticsScope,
+  d: { features: readonly FeatureDistribution[]; layout: BinLayout; sha256: string; maxFeaturePsi: number | null },
+): Promise<void> {
   const store = new DriftStore(s.ledger.schema);
   const merged = await store.mergedCounts(s.client, s.runId, d.layout.total);
   // The run readers saw when this one started (the --max-psi gate's baseline), if it counted on the same bins.

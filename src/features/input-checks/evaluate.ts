@@ -29,7 +29,8 @@ const limitText = (x: number): string => `${Number((x * 100).toFixed(2))}%`;
 
 /** `row_count`: the snapshot's rows against the baseline's, within ±maxChange (a fraction). */
 export function checkRowCount(rows: number, baseline: Baseline | undefined, maxChange: number): CheckResult {
-  if (baseline === undefined) return { name: 'row_count', outcome: 'passed', detail: `${count(rows)} rows; no published full run to compare with`, figures: { rows } };
+  if (baseline === undefined)
+    return { name: 'row_count', outcome: 'passed', detail: `${count(rows)} rows; no published full run to compare with`, figures: { rows } };
   const change = baseline.rows === 0 ? (rows === 0 ? 0 : Infinity) : (rows - baseline.rows) / baseline.rows;
   const figures = { rows, baseline_rows: baseline.rows, baseline_run_id: baseline.runId, change, limit: maxChange };
   const detail = `${count(rows)} rows vs ${count(baseline.rows)} in run ${baseline.runId} (${Number.isFinite(change) ? signed(change * 100, '%') : 'new rows'}), limit ${limitText(maxChange)}`;
@@ -42,13 +43,22 @@ export function checkNullRates(rows: number, nulls: ReadonlyMap<string, number>,
   const compared = shares.filter((s): s is typeof s & { before: number } => s.before !== undefined);
   if (baseline === undefined || compared.length === 0) {
     const why = baseline === undefined ? 'no published full run to compare with' : `run ${baseline.runId} recorded no NULL rates`;
-    return { name: 'null_rate', outcome: 'passed', detail: `${shares.length} features; ${why}`, figures: { null_fraction: Object.fromEntries(shares.map((s) => [s.column, s.share])) } };
+    return {
+      name: 'null_rate',
+      outcome: 'passed',
+      detail: `${shares.length} features; ${why}`,
+      figures: { null_fraction: Object.fromEntries(shares.map((s) => [s.column, s.share])) },
+    };
   }
   const moved = compared.map((s) => ({ ...s, pp: (s.share - s.before) * 100 })).sort((a, b) => Math.abs(b.pp) - Math.abs(a.pp));
   const over = moved.filter((s) => Math.abs(s.pp) > maxChangePp);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const say = (s: (typeof moved)[number]) => `${s.column} ${pct(s.share)} NULL vs ${pct(s.before)} in run ${baseline.runId} (${signed(s.pp, ' pp')})`;
-  const figures = { baseline_run_id: baseline.runId, limit_pp: maxChangePp, features: moved.map((s) => ({ column: s.column, null_fraction: s.share, baseline_null_fraction: s.before, change_pp: s.pp })) };
+  const figures = {
+    baseline_run_id: baseline.runId,
+    limit_pp: maxChangePp,
+    features: moved.map((s) => ({ column: s.column, null_fraction: s.share, baseline_null_fraction: s.before, change_pp: s.pp })),
+  };
   if (over.length === 0) {
     const top = moved[0]!;
     return { name: 'null_rate', outcome: 'passed', detail: `largest change: ${say(top)}, limit ${maxChangePp} pp`, figures };
@@ -60,7 +70,12 @@ export function checkNullRates(rows: number, nulls: ReadonlyMap<string, number>,
 export function checkAssertion(name: string, offending: number, keys: readonly string[]): CheckResult {
   if (offending === 0) return { name, outcome: 'passed', detail: 'no offending rows', figures: { offending: 0 } };
   const more = offending > keys.length ? `, …` : '';
-  return { name, outcome: 'failed', detail: `${count(offending)} offending row${offending === 1 ? '' : 's'}, keys ${keys.join(', ')}${more}`, figures: { offending, keys } };
+  return {
+    name,
+    outcome: 'failed',
+    detail: `${count(offending)} offending row${offending === 1 ? '' : 's'}, keys ${keys.join(', ')}${more}`,
+    figures: { offending, keys },
+  };
 }
 
 /** A check a person skipped (`--skip-check NAME --reason TEXT`): recorded with the reason, not measured. */

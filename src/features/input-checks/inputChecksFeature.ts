@@ -22,6 +22,10 @@ function inputChecksFeature(checks: InputChecks | undefined, skips: SkippedCheck
   return {
     name: 'input-checks',
     spec: async () => (skips === undefined ? {} : { skipChecks: skips }),
-    planning: (s, snapshotId) => runInputChecks({ pool: s.pool, client: s.client, config: { schema: s.ledger.schema }, runId: s.runId, params: s.params, model: s.model, log: s.log }, snapshotId),
+    planning: (s, snapshotId) =>
+      runInputChecks(
+        { pool: s.pool, client: s.client, config: { schema: s.ledger.schema }, runId: s.runId, params: s.params, model: s.model, log: s.log },
+        snapshotId,
+      ),
   };
 }

@@ -35,9 +35,13 @@ export async function runInputChecks(run: InputCheckRun, snapshotId: string): Pr
   const onlyNew = run.params.onlyNew !== undefined && run.params.onlyNew !== null;
   const results = await withSnapshot(run, snapshotId, async (c) => {
     const out: CheckResult[] = [];
-    const baseline = onlyNew || (!checks.rowCount && !checks.nullRate) ? undefined : await lastPublishedFullRun(run.client, run.config.schema, run.model.manifest.name, run.runId);
+    const baseline =
+      onlyNew || (!checks.rowCount && !checks.nullRate)
+        ? undefined
+        : await lastPublishedFullRun(run.client, run.config.schema, run.model.manifest.name, run.runId);
     const skip = (name: string) => (skips.has(name) ? skipped(name, skips.get(name)!) : undefined);
-    if (checks.rowCount && !onlyNew) out.push(skip('row_count') ?? checkRowCount(await countRows(c, run.params.source.table), baseline, checks.rowCount.maxChange));
+    if (checks.rowCount && !onlyNew)
+      out.push(skip('row_count') ?? checkRowCount(await countRows(c, run.params.source.table), baseline, checks.rowCount.maxChange));
     if (out.some((r) => r.outcome === 'failed')) return out;
     if (checks.nullRate && !onlyNew) out.push(skip('null_rate') ?? (await nullRates(c, run, baseline, checks.nullRate.maxChangePp)));
     for (const a of checks.assertions) out.push(skip(a.name) ?? (await assertion(c, a.name, a.sql)));
@@ -49,7 +53,11 @@ export async function runInputChecks(run: InputCheckRun, snapshotId: string): Pr
     { input_checks: results.map((r) => ({ name: r.name, outcome: r.outcome, detail: r.detail })) },
     `input checks: ${results.map((r) => `${r.name} ${r.outcome} (${r.detail})`).join('; ')}`,
   );
-  if (failed.length > 0) throw new InputCheckError(describeFailures(failed), failed.map((f) => f.name));
+  if (failed.length > 0)
+    throw new InputCheckError(
+      describeFailures(failed),
+      failed.map((f) => f.name),
+    );
 }
 
 async function withSnapshot<T>(run: InputCheckRun, snapshotId: string, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {

@@ -36,7 +36,10 @@ export function resolveSkips(checks: InputChecks | undefined, names: readonly st
 }
 
 /** The run's params entry for `opts.skipChecks` (checked): `{}` when nothing is skipped, so other runs' params stay as they were. */
-export function skipChecksParam(checks: InputChecks | undefined, opts: { modelDir: string; skipChecks?: { names: readonly string[]; reason: string | undefined } | undefined }): { skipChecks?: SkippedCheck[] } {
+export function skipChecksParam(
+  checks: InputChecks | undefined,
+  opts: { modelDir: string; skipChecks?: { names: readonly string[]; reason: string | undefined } | undefined },
+): { skipChecks?: SkippedCheck[] } {
   const skips = resolveSkips(checks, opts.skipChecks?.names ?? [], opts.skipChecks?.reason, join(opts.modelDir, 'manifest.json'));
   return skips.length === 0 ? {} : { skipChecks: skips };
 }

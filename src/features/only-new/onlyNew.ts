@@ -29,7 +29,12 @@ export async function prepareOnlyNew(c: pg.ClientBase, ledger: Ledger, model: Lo
       `--only-new would mix two models: the published run ${base.runId} was scored by ${name} ${base.modelVersion} with other model files (sha256 ${base.modelSha256.slice(0, 12)}…, now ${model.sha256.slice(0, 12)}… ${version}); run a full \`scorejob run\``,
     );
   }
-  const onlyNew: OnlyNewParams = { baseRunId: base.runId, since: base.startedAt.toISOString(), sourceTable: model.manifest.source.table, updatedColumn: model.manifest.source.updatedColumn ?? null };
+  const onlyNew: OnlyNewParams = {
+    baseRunId: base.runId,
+    since: base.startedAt.toISOString(),
+    sourceTable: model.manifest.source.table,
+    updatedColumn: model.manifest.source.updatedColumn ?? null,
+  };
   const source = await createOnlyNewView(c, ledger, { p: onlyNew, key: model.manifest.source.key, modelDir: model.dir });
   return { source, onlyNew };
 }
@@ -63,7 +68,8 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, of: On
   }
   if (p.updatedColumn !== null) {
     await c.query(`SELECT s.${quoteIdent(p.updatedColumn)} FROM ${quoteQualified(p.sourceTable)} s LIMIT 0`).catch((err: unknown) => {
-      if (sqlStateOf(err) === SqlState.undefinedColumn) throw new UsageError(`source.updated_column "${p.updatedColumn}" of ${modelDir}/manifest.json is not a column of ${p.sourceTable}`, { cause: err });
+      if (sqlStateOf(err) === SqlState.undefinedColumn)
+        throw new UsageError(`source.updated_column "${p.updatedColumn}" of ${modelDir}/manifest.json is not a column of ${p.sourceTable}`, { cause: err });
       throw err;
     });
   }
@@ -76,7 +82,9 @@ export async function createOnlyNewView(c: pg.ClientBase, ledger: Ledger, of: On
  * Its frozen rows go when its last chunk is done (executeRun), or with its scores (retention).
  */
 export async function dropOnlyNewView(c: pg.ClientBase, ledger: Ledger, p: OnlyNewParams, log: Logger): Promise<void> {
-  await c.query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`).catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
+  await c
+    .query(`DROP VIEW IF EXISTS ${quoteQualified(viewName(ledger, p))}`)
+    .catch((err: unknown) => log.warn({ err: (err as Error).message }, `could not drop the view ${viewName(ledger, p)}`));
 }
 
 /**
@@ -111,10 +119,18 @@ export async function freezeOnlyNew(s: RunScope, p: OnlyNewParams): Promise<numb
     }
     if ((await ledger.storage.state(c, runId)).exists) {
       // Planned by a scorejob before schema version 13, which copied every carried score in its snapshot.
-      throw new UsageError(`run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``);
+      throw new UsageError(
+        `run ${runId} was started by an earlier version of scorejob and cannot be resumed by this one; start a new run with \`scorejob run --only-new\``,
+      );
     }
     const baseLayer = await incremental.layerOf(c, p.baseRunId);
-    const n = freezeNames(ledger, { runId, p, key: s.params.source.key, under: BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(), baseIsLayer: baseLayer !== undefined });
+    const n = freezeNames(ledger, {
+      runId,
+      p,
+      key: s.params.source.key,
+      under: BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(),
+      baseIsLayer: baseLayer !== undefined,
+    });
     const { carried, rescored } = await withTransaction(c, () => freezeInSnapshot(c, ledger, p, n));
     await c.query(`ANALYZE ${n.frozen}`);
     await c.query(`CREATE OR REPLACE VIEW ${n.view} AS SELECT * FROM ${n.frozen}`);

@@ -131,4 +131,3 @@ export function figuresSql(schema: string, rows: string): string {
     FROM figures f
    ORDER BY f.whole DESC, f.band`;
 }
-

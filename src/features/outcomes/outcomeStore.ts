@@ -78,7 +78,11 @@ export class OutcomeStore {
    * Replaces the run's realised figures and sync row; adds its estimates only the first time (they come
    * from the scores, which do not change). In the caller's transaction.
    */
-  async replace(c: pg.ClientBase, sync: { runId: string; modelName: string; publishedAt: Date; horizon: string; asOf: Date; maturity: number; signature: string }, figures: readonly (BandFigures & DerivedFigures)[]): Promise<void> {
+  async replace(
+    c: pg.ClientBase,
+    sync: { runId: string; modelName: string; publishedAt: Date; horizon: string; asOf: Date; maturity: number; signature: string },
+    figures: readonly (BandFigures & DerivedFigures)[],
+  ): Promise<void> {
     const whole = figures.find((f) => f.whole);
     await c.query(`DELETE FROM ${this.s}.outcome_performance WHERE run_id = $1`, [sync.runId]);
     await c.query(
@@ -95,8 +99,24 @@ export class OutcomeStore {
         `INSERT INTO ${this.s}.outcome_performance (run_id, band, model_name, customers, with_outcome, positives, coverage, auc, gini, ks, brier, log_loss,
            top_decile_lift, ece, decile_customers, decile_predicted, decile_observed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 2 * $8::float8 - 1, $9, $10, $11, $12, $13, $14, $15, $16)`,
-        [sync.runId, f.band, sync.modelName, f.customers, f.with_outcome, f.positives, Number(f.customers) > 0 ? covered / Number(f.customers) : null,
-          f.auc, f.ks, f.brier, f.log_loss, f.topDecileLift, f.ece, f.decile_customers, f.decile_predicted, f.decile_observed],
+        [
+          sync.runId,
+          f.band,
+          sync.modelName,
+          f.customers,
+          f.with_outcome,
+          f.positives,
+          Number(f.customers) > 0 ? covered / Number(f.customers) : null,
+          f.auc,
+          f.ks,
+          f.brier,
+          f.log_loss,
+          f.topDecileLift,
+          f.ece,
+          f.decile_customers,
+          f.decile_predicted,
+          f.decile_observed,
+        ],
       );
       await c.query(
         `INSERT INTO ${this.s}.outcome_estimates (run_id, band, model_name, customers, expected_positive_rate, estimated_auc)

@@ -18,7 +18,8 @@ export const outcomes: RunFeatureDefinition = {
 
 function outcomesFeature(declared: boolean, modelDir: string, minAuc: number | undefined): RunFeature | undefined {
   if (!declared) {
-    if (minAuc !== undefined) throw new UsageError(`--min-auc: the manifest in ${modelDir} declares no outcomes, so there is no realised AUC to gate on (docs/outcomes.md)`);
+    if (minAuc !== undefined)
+      throw new UsageError(`--min-auc: the manifest in ${modelDir} declares no outcomes, so there is no realised AUC to gate on (docs/outcomes.md)`);
     return undefined;
   }
   return {
@@ -35,7 +36,10 @@ function outcomesFeature(declared: boolean, modelDir: string, minAuc: number | u
         const changed = synced.filter((r) => r.outcome === 'synced').length;
         s.log.info({ outcome_runs: synced.length, outcome_runs_synced: changed }, `outcomes: ${changed} of ${synced.length} kept runs synced`);
       } catch (err) {
-        s.log.warn({ err: describeDbError(err) }, `outcomes not synced after the publish (${describeDbError(err)}); \`scorejob outcomes sync --model ${modelDir}\` tries again`);
+        s.log.warn(
+          { err: describeDbError(err) },
+          `outcomes not synced after the publish (${describeDbError(err)}); \`scorejob outcomes sync --model ${modelDir}\` tries again`,
+        );
       }
     },
   };

@@ -28,8 +28,14 @@ export async function latestMaturePerformance(client: pg.ClientBase, schema: str
  * below `minAuc`; undefined when it did not, or when no run has matured yet (nothing to judge the model by).
  * The run it gates is published only with `publish --force --reason`.
  */
-export async function performanceGate(client: pg.ClientBase, ledger: { readonly schema: string }, modelName: string, minAuc: number, gated?: { runId: string }): Promise<string | undefined> {
+export async function performanceGate(
+  client: pg.ClientBase,
+  ledger: { readonly schema: string },
+  modelName: string,
+  minAuc: number,
+  gated?: { runId: string },
+): Promise<string | undefined> {
   const latest = await latestMaturePerformance(client, ledger.schema, modelName);
   if (latest === undefined || latest.auc === null || latest.auc >= minAuc) return undefined;
-  return `the realised AUC of model "${modelName}" fell to ${latest.auc.toFixed(4)} (run ${latest.runId}, ${latest.withOutcome} customers with a matured outcome), below --min-auc ${minAuc}: publish with \`scorejob publish ${gated?.runId ?? "<run-id>"} --force --reason TEXT\` once reviewed, or retrain the model`;
+  return `the realised AUC of model "${modelName}" fell to ${latest.auc.toFixed(4)} (run ${latest.runId}, ${latest.withOutcome} customers with a matured outcome), below --min-auc ${minAuc}: publish with \`scorejob publish ${gated?.runId ?? '<run-id>'} --force --reason TEXT\` once reviewed, or retrain the model`;
 }

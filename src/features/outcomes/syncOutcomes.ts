@@ -71,7 +71,10 @@ export async function syncOutcomes(pool: Pool, opts: SyncOptions): Promise<RunSy
     const results: RunSync[] = [];
     for (const run of runs) {
       const result = await syncRun(c, { store, run, manifest, rows, asOf });
-      opts.log?.info({ run_id: run.runId, maturity: result.maturity, outcome: result.outcome, with_outcome: result.withOutcome, auc: result.auc }, `run ${run.runId}: ${Math.round(result.maturity * 100)}% mature, ${result.outcome}`);
+      opts.log?.info(
+        { run_id: run.runId, maturity: result.maturity, outcome: result.outcome, with_outcome: result.withOutcome, auc: result.auc },
+        `run ${run.runId}: ${Math.round(result.maturity * 100)}% mature, ${result.outcome}`,
+      );
       results.push(result);
     }
     return results;
@@ -93,21 +96,33 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
   return withTransaction(c, async () => {
     // One sync writes a run at a time: a second sync of the same schema waits here instead of colliding.
     await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', ['scorejob outcomes', store.schema]);
-    const sig = (await outcomeQuery(c, manifest.outcomes, () => c.query<{ maturity: number; mature: boolean; signature: string }>(signatureSql(store.schema, rows), params))).rows[0];
+    const sig = (
+      await outcomeQuery(c, manifest.outcomes, () =>
+        c.query<{ maturity: number; mature: boolean; signature: string }>(signatureSql(store.schema, rows), params),
+      )
+    ).rows[0];
     if (sig === undefined) throw new Error(`run ${run.runId} vanished from ${store.schema}.score_runs during the sync`);
     // The definition of an outcome is part of what the figures were computed from: a changed manifest recomputes.
     const definition = createHash('sha256').update(`${rows}\n${manifest.outcomes.absent}`).digest('hex').slice(0, 16);
     const signature = `${sig.signature}:${definition}`;
     const last = await store.lastSync(c, run.runId);
     const horizonText = (await c.query<{ h: string }>('SELECT $1::interval::text AS h', [horizon])).rows[0]?.h;
-    if (last !== undefined && last.signature === signature && last.horizon === horizonText) return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
+    if (last !== undefined && last.signature === signature && last.horizon === horizonText)
+      return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
     // The figures sort and hash one row per distinct score and band (about two per customer): in memory
     // rather than spilled to disk at the default 4 MB, for this transaction only.
     await c.query(`SET LOCAL work_mem = '256MB'`);
-    const figures = (await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))).rows;
-    if (figures.some((f) => f.bands_overlap)) throw new Error(`run ${run.runId}: its bands' score ranges overlap, so per-band figures cannot be computed from the run's one ordering`);
+    const figures = (
+      await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))
+    ).rows;
+    if (figures.some((f) => f.bands_overlap))
+      throw new Error(`run ${run.runId}: its bands' score ranges overlap, so per-band figures cannot be computed from the run's one ordering`);
     const derived = figures.map((f) => ({ ...withoutEmptyDeciles(f), ...derive(f) }));
-    await store.replace(c, { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature }, derived);
+    await store.replace(
+      c,
+      { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature },
+      derived,
+    );
     const whole = figures.find((f) => f.whole);
     return { runId: run.runId, maturity: sig.maturity, outcome: 'synced', withOutcome: Number(whole?.with_outcome ?? 0), auc: whole?.auc ?? null };
   });
@@ -123,7 +138,11 @@ function withoutEmptyDeciles(f: BandFigures): BandFigures {
 /** ECE and top-decile lift from the ten bins the statement returns. */
 function derive(raw: BandFigures): DerivedFigures {
   const f = withoutEmptyDeciles(raw);
-  const bins: CalibrationBin[] = (f.decile_customers ?? []).map((n, i) => ({ customers: Number(n), predicted: f.decile_predicted?.[i] ?? 0, observed: f.decile_observed?.[i] ?? 0 }));
+  const bins: CalibrationBin[] = (f.decile_customers ?? []).map((n, i) => ({
+    customers: Number(n),
+    predicted: f.decile_predicted?.[i] ?? 0,
+    observed: f.decile_observed?.[i] ?? 0,
+  }));
   const ece = expectedCalibrationError(bins);
   const lift = topBinLift(bins);
   return { ece: Number.isFinite(ece) ? ece : null, topDecileLift: Number.isFinite(lift) ? lift : null };
@@ -136,8 +155,17 @@ async function outcomeQuery<T>(c: pg.ClientBase, o: ManifestOutcomes, q: () => P
   } catch (err) {
     const state = sqlStateOf(err);
     const what = o.table !== undefined ? `outcomes.table "${o.table}"` : 'outcomes.query';
-    if (state === SqlState.undefinedTable || state === SqlState.undefinedColumn || state === SqlState.cannotCoerce || state === SqlState.datatypeMismatch || state === SqlState.insufficientPrivilege) {
-      throw new UsageError(`${what} in database ${databaseOf(c)}: ${(err as Error).message} (the manifest's outcomes names key "${o.key}", event_time "${o.eventTime}", label "${o.label}"; fix them or the table, docs/outcomes.md)`, { cause: err });
+    if (
+      state === SqlState.undefinedTable ||
+      state === SqlState.undefinedColumn ||
+      state === SqlState.cannotCoerce ||
+      state === SqlState.datatypeMismatch ||
+      state === SqlState.insufficientPrivilege
+    ) {
+      throw new UsageError(
+        `${what} in database ${databaseOf(c)}: ${(err as Error).message} (the manifest's outcomes names key "${o.key}", event_time "${o.eventTime}", label "${o.label}"; fix them or the table, docs/outcomes.md)`,
+        { cause: err },
+      );
     }
     if (state?.startsWith('42') === true) throw new UsageError(`${what} in database ${databaseOf(c)}: ${(err as Error).message}`, { cause: err });
     throw err;

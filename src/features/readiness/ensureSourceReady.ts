@@ -27,11 +27,22 @@ export interface ReadinessOptions {
  * Checks `source.ready_when` before anything of the run is written and exports the readiness gauges.
  * Throws what {@link checkSourceReady} throws: 75 not ready yet, 1 past the deadline, 2 a broken query.
  */
-export async function ensureSourceReady(client: pg.ClientBase, ctx: ReadinessContext, manifest: { name: string; readyWhen?: string | undefined }, opts: ReadinessOptions): Promise<void> {
+export async function ensureSourceReady(
+  client: pg.ClientBase,
+  ctx: ReadinessContext,
+  manifest: { name: string; readyWhen?: string | undefined },
+  opts: ReadinessOptions,
+): Promise<void> {
   const metrics: MetricsTarget = { file: ctx.observe?.metricsFile, push: ctx.observe?.metricsPush };
   const run = { log: ctx.log, config: ctx.config, tickAt: opts.tickAt, model: manifest };
   try {
-    const ready = await checkSourceReady(client, { readyWhen: manifest.readyWhen, manifestFile: join(opts.modelDir, 'manifest.json'), where: describeDb(ctx.config.db), tickAt: opts.tickAt, deadlineMs: opts.readyDeadlineMs });
+    const ready = await checkSourceReady(client, {
+      readyWhen: manifest.readyWhen,
+      manifestFile: join(opts.modelDir, 'manifest.json'),
+      where: describeDb(ctx.config.db),
+      tickAt: opts.tickAt,
+      deadlineMs: opts.readyDeadlineMs,
+    });
     if (ready === undefined) return;
     run.log.debug({ source_ready: true }, `source ready: source.ready_when holds on ${describeDb(run.config.db)}`);
     await exportSourceReady(metrics, run.model.name, 'ready', run.log);

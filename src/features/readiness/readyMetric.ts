@@ -12,16 +12,29 @@ const gaugeNames = ['scorejob_source_ready', 'scorejob_source_stale'];
 async function render(model: string, state: ReadyState): Promise<import('prom-client').Registry> {
   const { Gauge, Registry } = await import('prom-client');
   const registry = new Registry();
-  const ready = new Gauge({ name: 'scorejob_source_ready', help: '1 if source.ready_when held at the last check, 0 if not (the run waited: exit 75, or failed past --ready-deadline).', labelNames: ['model'], registers: [registry] });
+  const ready = new Gauge({
+    name: 'scorejob_source_ready',
+    help: '1 if source.ready_when held at the last check, 0 if not (the run waited: exit 75, or failed past --ready-deadline).',
+    labelNames: ['model'],
+    registers: [registry],
+  });
   ready.set({ model }, state === 'ready' ? 1 : 0);
-  const stale = new Gauge({ name: 'scorejob_source_stale', help: '1 if the source was still not ready past --ready-deadline after the tick (a stale_source failure).', labelNames: ['model'], registers: [registry] });
+  const stale = new Gauge({
+    name: 'scorejob_source_stale',
+    help: '1 if the source was still not ready past --ready-deadline after the tick (a stale_source failure).',
+    labelNames: ['model'],
+    registers: [registry],
+  });
   stale.set({ model }, state === 'stale' ? 1 : 0);
   return registry;
 }
 
 /** The text without the readiness gauges' lines (HELP, TYPE, samples). */
 function withoutGauges(text: string): string {
-  const ours = (line: string) => gaugeNames.some((g) => line === g || line.startsWith(`${g} `) || line.startsWith(`${g}{`) || line.startsWith(`# HELP ${g} `) || line.startsWith(`# TYPE ${g} `));
+  const ours = (line: string) =>
+    gaugeNames.some(
+      (g) => line === g || line.startsWith(`${g} `) || line.startsWith(`${g}{`) || line.startsWith(`# HELP ${g} `) || line.startsWith(`# TYPE ${g} `),
+    );
   return text
     .split('\n')
     .filter((line) => line !== '' && !ours(line))

@@ -35,7 +35,8 @@ export const probeLockTimeoutMs = 10_000;
  */
 export async function checkSourceReady(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean | undefined> {
   if (c.readyWhen === undefined) {
-    if (c.deadlineMs !== undefined) throw new UsageError(`--ready-deadline: ${c.manifestFile} has no source.ready_when, so there is nothing to wait for; add one or leave the flag out`);
+    if (c.deadlineMs !== undefined)
+      throw new UsageError(`--ready-deadline: ${c.manifestFile} has no source.ready_when, so there is nothing to wait for; add one or leave the flag out`);
     return undefined;
   }
   if (c.deadlineMs !== undefined && c.tickAt === undefined) {
@@ -43,14 +44,19 @@ export async function checkSourceReady(client: pg.ClientBase, c: ReadinessCheck)
   }
   const value = await probe(client, c);
   if (value === true) return true;
-  const result = value === 'locked' ? `waited ${probeLockTimeoutMs / 1000} s for a lock (a load in progress holds what it reads)` : `returned ${value === null ? 'NULL' : 'false'}`;
+  const result =
+    value === 'locked'
+      ? `waited ${probeLockTimeoutMs / 1000} s for a lock (a load in progress holds what it reads)`
+      : `returned ${value === null ? 'NULL' : 'false'}`;
   const what = `source.ready_when of ${c.manifestFile} ${result} on ${c.where}`;
   const now = c.now ?? new Date();
   if (c.tickAt !== undefined && c.deadlineMs !== undefined) {
     const late = now.getTime() - c.tickAt.getTime();
     const deadline = `--ready-deadline ${formatDuration(c.deadlineMs)} after the tick ${c.tickAt.toISOString()}`;
     if (late > c.deadlineMs) {
-      throw new StaleSourceError(`source not ready past the deadline: ${what}, ${formatDuration(late)} after the tick (${deadline}); nothing was written: see why the upstream load is late, the next firing tries again`);
+      throw new StaleSourceError(
+        `source not ready past the deadline: ${what}, ${formatDuration(late)} after the tick (${deadline}); nothing was written: see why the upstream load is late, the next firing tries again`,
+      );
     }
     throw new SourceNotReadyError(`source not ready: ${what}; nothing was done, a later firing tries again (${deadline})`);
   }
@@ -65,7 +71,10 @@ async function probe(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean 
     result = await withTransaction(client, async (t) => {
       // Read-only: the query comes from a file, and "before anything is written" must hold whatever it says.
       await t.query(`SET TRANSACTION READ ONLY`);
-      await t.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [String(probeTimeoutMs), String(probeLockTimeoutMs)]);
+      await t.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`, [
+        String(probeTimeoutMs),
+        String(probeLockTimeoutMs),
+      ]);
       return t.query({ text: c.readyWhen!, rowMode: 'array' });
     });
   } catch (err) {
@@ -75,7 +84,9 @@ async function probe(client: pg.ClientBase, c: ReadinessCheck): Promise<boolean 
   const { rows, fields } = result as pg.QueryResult<unknown[]>;
   const value = rows[0]?.[0];
   if (rows.length !== 1 || fields.length !== 1 || (value !== null && typeof value !== 'boolean')) {
-    throw new UsageError(`${field} must return one row with one boolean column; on ${c.where} it returned ${rows.length} row(s) of ${fields.length} column(s)${rows.length === 1 && fields.length === 1 ? ` (a ${typeof value})` : ''}`);
+    throw new UsageError(
+      `${field} must return one row with one boolean column; on ${c.where} it returned ${rows.length} row(s) of ${fields.length} column(s)${rows.length === 1 && fields.length === 1 ? ` (a ${typeof value})` : ''}`,
+    );
   }
   return value;
 }

@@ -49,7 +49,9 @@ describe('describeDbError: one line, never a password', () => {
   });
 
   it('network errors name host:port only', () => {
-    expect(describeDbError(Object.assign(new Error(`connect ECONNREFUSED`), { code: 'ECONNREFUSED' }), db)).toBe('connection to db.example:5432 refused (is PostgreSQL running there?)');
+    expect(describeDbError(Object.assign(new Error(`connect ECONNREFUSED`), { code: 'ECONNREFUSED' }), db)).toBe(
+      'connection to db.example:5432 refused (is PostgreSQL running there?)',
+    );
     expect(describeDbError(new Error(`Connection terminated unexpectedly postgres://job:${secret}@h`), db)).toBe('connection to db.example:5432 lost');
   });
 

@@ -35,12 +35,22 @@ describe('the comparison from its counts', () => {
 
   it('an identical distribution has PSI 0, and the overlap is the share of the top decile kept', () => {
     const deciles = [10, 10, 10, 10, 10, 10, 10, 10, 10, 10];
-    const c = compareScores(run, { both: 100, correlation: 1, top: 10, topOverlap: 7, championDeciles: deciles, challengerDeciles: deciles, bandChanges: null });
+    const c = compareScores(run, {
+      both: 100,
+      correlation: 1,
+      top: 10,
+      topOverlap: 7,
+      championDeciles: deciles,
+      challengerDeciles: deciles,
+      bandChanges: null,
+    });
     expect(c).toEqual({ ...run, customers: 100, correlation: 1, psi: 0, top_decile_overlap: 0.7, band_changes: null });
   });
 
   it('nobody scored by both: no correlation, PSI or overlap', () => {
     const zero = new Array<number>(10).fill(0);
-    expect(compareScores(run, { both: 0, correlation: null, top: 0, topOverlap: 0, championDeciles: zero, challengerDeciles: zero, bandChanges: 0 })).toMatchObject({ correlation: null, psi: null, top_decile_overlap: null, band_changes: 0 });
+    expect(
+      compareScores(run, { both: 0, correlation: null, top: 0, topOverlap: 0, championDeciles: zero, challengerDeciles: zero, bandChanges: 0 }),
+    ).toMatchObject({ correlation: null, psi: null, top_decile_overlap: null, band_changes: 0 });
   });
 });

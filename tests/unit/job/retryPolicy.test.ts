@@ -6,7 +6,7 @@ const pgError = (code: string) => Object.assign(new Error(`server error ${code}`
 const base: RetryInput = { failure: 'transient', counted: true, attempts: 1, maxAttempts: 4, backoffMs: 500, stopping: false };
 
 describe('the chunk retry policy', () => {
-  it('tells an unreachable database from a chunk\'s own transient or permanent failure', () => {
+  it("tells an unreachable database from a chunk's own transient or permanent failure", () => {
     expect(failureClass(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe('connection');
     expect(failureClass(pgError('57P03'))).toBe('connection'); // starting up
     expect(failureClass(pgError('57P01'))).toBe('connection'); // admin shutdown

@@ -23,6 +23,8 @@ describe('selectBackend', () => {
   it('a forced backend that cannot start is a usage error naming --backend', async () => {
     const err = await selectBackend('tensorflow').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);
-    expect((err as Error).message).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")');
+    expect((err as Error).message).toBe(
+      '--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")',
+    );
   });
 });

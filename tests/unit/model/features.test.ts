@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocateBatch, type ColumnBatch } from '../../../src/columns.js';
-import {
-  addFeatureCounters,
-  allocateModelInput,
-  compileFeatures,
-  createFeatureCounters,
-  transformBatch,
-  type Reject,
-} from '../../../src/model/features.js';
+import { addFeatureCounters, allocateModelInput, compileFeatures, createFeatureCounters, transformBatch, type Reject } from '../../../src/model/features.js';
 import type { Feature } from '../../../src/model/manifest.js';
 
 const features: Feature[] = [
@@ -53,7 +46,14 @@ function run(rows: Row[]) {
 describe('compileFeatures', () => {
   it('gives one input per number or boolean and one per category, and one column spec per feature', () => {
     expect(plan.width).toBe(1 + 1 + 3 + 2 + 1 + 1);
-    expect(plan.features.map((p) => [p.offset, p.inputs])).toEqual([[0, 1], [1, 1], [2, 3], [5, 2], [7, 1], [8, 1]]);
+    expect(plan.features.map((p) => [p.offset, p.inputs])).toEqual([
+      [0, 1],
+      [1, 1],
+      [2, 3],
+      [5, 2],
+      [7, 1],
+      [8, 1],
+    ]);
     expect(plan.columns).toEqual([
       { name: 'tenure', kind: 'float8' },
       { name: 'spend', kind: 'float8' },
@@ -169,7 +169,12 @@ describe('transformBatch', () => {
   });
 
   it('reuses its buffers across batches of different sizes', () => {
-    expect(run([[1, Number.NaN, 0, 0, 0, 0, 0], [2, 10, 0, 0, 0, 0, 0]]).keys).toEqual([2n]);
+    expect(
+      run([
+        [1, Number.NaN, 0, 0, 0, 0, 0],
+        [2, 10, 0, 0, 0, 0, 0],
+      ]).keys,
+    ).toEqual([2n]);
     const big: Row[] = Array.from({ length: 300 }, (_, k) => [k, 10, 0, 0, 0, 0, 0] as Row);
     expect(run(big).accepted).toBe(300);
     expect(run([[7, 10, 0, 0, 0, 0, 0]]).keys).toEqual([7n]);

@@ -20,7 +20,10 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     const dir = join(await mkdtemp(join(tmpdir(), 'sj-k2-')), 'two-inputs');
     await writeTwoInputModel(dir);
     for (const model of [shippedModelDir, dir]) {
-      const json = JSON.parse(await readFile(join(model, 'model.json'), 'utf8')) as { modelTopology: unknown; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+      const json = JSON.parse(await readFile(join(model, 'model.json'), 'utf8')) as {
+        modelTopology: unknown;
+        weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+      };
       expect(fromKeras3(json.modelTopology)).toEqual(json.modelTopology);
       const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
       const weightData = new ArrayBuffer(8);
@@ -41,7 +44,13 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(layers.get('hidden')!.config.dtype).toBe('float32');
     expect(layers.get('hidden')!.config.kernel_initializer).toEqual({ class_name: 'GlorotUniform', config: { seed: null } });
     expect(layers.get('hidden')!.config.kernel_regularizer).toBeNull();
-    expect(layers.get('joined')!.inbound_nodes).toEqual([[['normalization', 0, 0, {}], ['segment_flat', 0, 0, {}], ['region_flat', 0, 0, {}]]]);
+    expect(layers.get('joined')!.inbound_nodes).toEqual([
+      [
+        ['normalization', 0, 0, {}],
+        ['segment_flat', 0, 0, {}],
+        ['region_flat', 0, 0, {}],
+      ],
+    ]);
     expect(layers.get('dropout')!.inbound_nodes).toEqual([[['batch_normalization', 0, 0, {}]]]);
     expect(out.model_config.config.output_layers).toEqual([['churn', 0, 0]]);
     expect(JSON.stringify(out)).not.toMatch(/"(module|registered_name|build_config|__keras_tensor__)"/);
@@ -53,8 +62,18 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
       class_name: 'Functional',
       config: {
         layers: [
-          { class_name: 'Add', name: 'sum', config: { name: 'sum', dtype: policy }, inbound_nodes: [{ args: [{ class_name: '__tuple__', config: { value: [tensor('a'), tensor('b')] } }], kwargs: {} }] },
-          { class_name: 'Dense', name: 'out', config: { name: 'out', kernel_initializer: { module: 'keras.initializers', class_name: 'LecunNormal', config: { seed: 3 } } }, inbound_nodes: [] },
+          {
+            class_name: 'Add',
+            name: 'sum',
+            config: { name: 'sum', dtype: policy },
+            inbound_nodes: [{ args: [{ class_name: '__tuple__', config: { value: [tensor('a'), tensor('b')] } }], kwargs: {} }],
+          },
+          {
+            class_name: 'Dense',
+            name: 'out',
+            config: { name: 'out', kernel_initializer: { module: 'keras.initializers', class_name: 'LecunNormal', config: { seed: 3 } } },
+            inbound_nodes: [],
+          },
           { class_name: 'Sequential', name: 'inner', config: { layers: [{ class_name: 'InputLayer', config: { batch_shape: [null, 2] } }] } },
         ],
         input_layers: { a: ['a', 0, 0], b: ['b', 0, 0] },
@@ -62,9 +81,17 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
       },
     };
     const out = fromKeras3(topology) as any;
-    expect(out.config.input_layers).toEqual([['a', 0, 0], ['b', 0, 0]]);
+    expect(out.config.input_layers).toEqual([
+      ['a', 0, 0],
+      ['b', 0, 0],
+    ]);
     expect(out.config.layers[0].config.dtype).toBe('float32');
-    expect(out.config.layers[0].inbound_nodes).toEqual([[['a', 0, 0, {}], ['b', 0, 0, {}]]]);
+    expect(out.config.layers[0].inbound_nodes).toEqual([
+      [
+        ['a', 0, 0, {}],
+        ['b', 0, 0, {}],
+      ],
+    ]);
     expect(out.config.layers[1].config.kernel_initializer).toEqual({ class_name: 'LeCunNormal', config: { seed: 3 } });
     expect(out.config.layers[2].config.layers[0].config).toEqual({ batch_input_shape: [null, 2] });
   });
@@ -86,7 +113,7 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it("a Normalization given its mean and variance in the config frees them with the model", async () => {
+  it('a Normalization given its mean and variance in the config frees them with the model', async () => {
     const dir = join(await mkdtemp(join(tmpdir(), 'sj-k3-')), 'sequential');
     await writeKeras3SequentialModel(dir);
     const before = tf.memory().numTensors;
@@ -96,7 +123,7 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('names a .keras conversion\'s store-path weights as TF.js does, and drops the training-only ones wherever they lie', () => {
+  it("names a .keras conversion's store-path weights as TF.js does, and drops the training-only ones wherever they lie", () => {
     const topology = {
       class_name: 'Functional',
       config: {
@@ -121,7 +148,13 @@ describe('Keras 3 configs in the Keras 2 shapes TF.js reads (fromKeras3)', () =>
     expect(Array.from(new Uint8Array(out.weightData as ArrayBuffer))).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5]);
     const plain = { weightSpecs: [{ name: 'dense/kernel', shape: [1], dtype: 'float32' as const }], weightData: new ArrayBuffer(4) };
     expect(fromKeras3Weights(plain, topology)).toEqual(plain);
-    const underModel = { weightSpecs: [{ name: 'sequential/d/kernel', shape: [1], dtype: 'float32' as const }, { name: 'sequential/c/w', shape: [1], dtype: 'float32' as const }], weightData: new ArrayBuffer(8) };
+    const underModel = {
+      weightSpecs: [
+        { name: 'sequential/d/kernel', shape: [1], dtype: 'float32' as const },
+        { name: 'sequential/c/w', shape: [1], dtype: 'float32' as const },
+      ],
+      weightData: new ArrayBuffer(8),
+    };
     expect(fromKeras3Weights(underModel, topology).weightSpecs!.map((w) => w.name)).toEqual(['d/kernel', 'sequential/c/w']);
   });
 });

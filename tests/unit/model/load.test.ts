@@ -140,7 +140,9 @@ describe('loadModel', () => {
     const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
     json.weightsManifest[0].weights[0].dtype = 'string';
     await writeFile(path.join(dir, 'model.json'), JSON.stringify(json));
-    expect(await loadError(dir)).toBe(`${path.join(dir, 'model.json')}: weightsManifest[0].weights[0] (hidden_0/kernel) has dtype "string", which scorejob cannot read`);
+    expect(await loadError(dir)).toBe(
+      `${path.join(dir, 'model.json')}: weightsManifest[0].weights[0] (hidden_0/kernel) has dtype "string", which scorejob cannot read`,
+    );
   });
 
   it('refuses an invalid manifest, naming the file and field', async () => {
@@ -171,6 +173,8 @@ describe('loadModel', () => {
 
   it('refuses a forced backend that is not installed, naming the flag', async () => {
     const dir = await made();
-    expect(await loadError(dir, 'tensorflow')).toBe('--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")');
+    expect(await loadError(dir, 'tensorflow')).toBe(
+      '--backend tensorflow: @tensorflow/tfjs-node is not installed (it needs libtensorflow; see docs/models.md, "Backends")',
+    );
   });
 });

@@ -32,9 +32,16 @@ describe('manifest output.bands', () => {
 
   it('refuses bands a reader could not rely on, naming the field', () => {
     expect(messageOf([{ name: 'all' }])).toMatch(/^models\/x\/manifest\.json: output\.bands must be an array of at least two bands/);
-    expect(messageOf([{ name: 'low', below: 0.7 }, { name: 'mid', below: 0.3 }, { name: 'high' }])).toBe('models/x/manifest.json: output.bands[1].below (0.3) must be greater than the band before\'s (0.7)');
+    expect(messageOf([{ name: 'low', below: 0.7 }, { name: 'mid', below: 0.3 }, { name: 'high' }])).toBe(
+      "models/x/manifest.json: output.bands[1].below (0.3) must be greater than the band before's (0.7)",
+    );
     expect(messageOf([{ name: 'low' }, { name: 'high' }])).toMatch(/output\.bands\[0\]\.below must be a number/);
-    expect(messageOf([{ name: 'low', below: 0.5 }, { name: 'high', below: 1 }])).toMatch(/output\.bands\[1\]\.below must be left out on the last band/);
+    expect(
+      messageOf([
+        { name: 'low', below: 0.5 },
+        { name: 'high', below: 1 },
+      ]),
+    ).toMatch(/output\.bands\[1\]\.below must be left out on the last band/);
     expect(messageOf([{ name: 'x', below: 0.5 }, { name: 'x' }])).toMatch(/output\.bands\[1\]\.name "x" is used twice/);
     expect(messageOf([{ name: 'low', below: 0.5, colour: 'red' }, { name: 'high' }])).toMatch(/output\.bands\[0\]\.colour is not a known field/);
   });

@@ -33,7 +33,10 @@ describe('manifest source.ready_when and checks', () => {
   });
 
   it('reads checks with default limits; false or absence turns a check off', () => {
-    const m = parseManifest(manifest({ checks: { row_count: {}, null_rate: { max_change_pp: 2 }, assertions: [{ name: 'no_negative_income', sql: 'SELECT 1' }] } }), file);
+    const m = parseManifest(
+      manifest({ checks: { row_count: {}, null_rate: { max_change_pp: 2 }, assertions: [{ name: 'no_negative_income', sql: 'SELECT 1' }] } }),
+      file,
+    );
     expect(m.checks).toEqual({ rowCount: { maxChange: 0.2 }, nullRate: { maxChangePp: 2 }, assertions: [{ name: 'no_negative_income', sql: 'SELECT 1' }] });
     expect(parseManifest(manifest({ checks: { row_count: false } }), file).checks).toEqual({ assertions: [] });
     expect(parseManifest(manifest({}), file).checks).toBeUndefined();
@@ -43,7 +46,9 @@ describe('manifest source.ready_when and checks', () => {
     expect(messageOf({ checks: { row_counts: {} } })).toBe(`${file}: checks.row_counts is not a known field (expected row_count, null_rate, assertions)`);
     expect(messageOf({ checks: { row_count: { max_change: -1 } } })).toBe(`${file}: checks.row_count.max_change must be a number >= 0 (got -1)`);
     expect(messageOf({ checks: { row_count: { limit: 1 } } })).toBe(`${file}: checks.row_count.limit is not a known field (expected max_change)`);
-    expect(messageOf({ checks: { assertions: [{ name: 'row_count', sql: 'SELECT 1' }] } })).toBe(`${file}: checks.assertions[0].name "row_count" is already used (a built-in check)`);
+    expect(messageOf({ checks: { assertions: [{ name: 'row_count', sql: 'SELECT 1' }] } })).toBe(
+      `${file}: checks.assertions[0].name "row_count" is already used (a built-in check)`,
+    );
     expect(messageOf({ checks: { assertions: [{ name: 'Bad Name', sql: 'SELECT 1' }] } })).toMatch(/checks\.assertions\[0\]\.name must be a lower-case name/);
     expect(messageOf({ checks: { assertions: [{ name: 'a' }] } })).toMatch(/checks\.assertions\[0\]\.sql must be a query returning the keys of offending rows/);
   });

@@ -37,8 +37,25 @@ describe('manifest outcomes', () => {
   });
 
   it('a query with its own column names and absent = negative', () => {
-    const o = parseManifest(manifest({ query: 'SELECT id, churned_at, true AS churned FROM churns', key: 'id', event_time: 'churned_at', label: 'churned', horizon: '3 months', absent: 'negative' }), file).outcomes;
-    expect(o).toMatchObject({ query: 'SELECT id, churned_at, true AS churned FROM churns', key: 'id', eventTime: 'churned_at', label: 'churned', horizon: '3 months', absent: 'negative' });
+    const o = parseManifest(
+      manifest({
+        query: 'SELECT id, churned_at, true AS churned FROM churns',
+        key: 'id',
+        event_time: 'churned_at',
+        label: 'churned',
+        horizon: '3 months',
+        absent: 'negative',
+      }),
+      file,
+    ).outcomes;
+    expect(o).toMatchObject({
+      query: 'SELECT id, churned_at, true AS churned FROM churns',
+      key: 'id',
+      eventTime: 'churned_at',
+      label: 'churned',
+      horizon: '3 months',
+      absent: 'negative',
+    });
   });
 
   it('no manifest outcomes: the field stays absent', () => {

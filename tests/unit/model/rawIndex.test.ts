@@ -43,12 +43,24 @@ describe('manifest: raw, index, input, output.from', () => {
   });
 
   it.each([
-    ['an index fill that is no category', { column: 'b', transform: 'index', categories: ['x'], fill: 'z' }, 'features[0].fill "z" must be one of categories (or a whole number id)'],
-    ['an unknown id beyond float32 integers', { column: 'b', transform: 'index', categories: ['x'], unknown: 2 ** 24 }, 'features[0].unknown must be a whole number from 0 to 16777215 (got 16777216)'],
+    [
+      'an index fill that is no category',
+      { column: 'b', transform: 'index', categories: ['x'], fill: 'z' },
+      'features[0].fill "z" must be one of categories (or a whole number id)',
+    ],
+    [
+      'an unknown id beyond float32 integers',
+      { column: 'b', transform: 'index', categories: ['x'], unknown: 2 ** 24 },
+      'features[0].unknown must be a whole number from 0 to 16777215 (got 16777216)',
+    ],
     ['a negative id', { column: 'b', transform: 'index', categories: ['x'], fill: -1 }, 'features[0].fill must be a whole number from 0 to 16777215 (got -1)'],
     ['a raw fill beyond float32', { column: 'a', transform: 'raw', fill: 1e300 }, "features[0].fill (1e+300) is beyond float32's range"],
     ['an empty input name', { column: 'a', transform: 'raw', input: '' }, 'features[0].input must not be empty'],
-    ['a raw mean (not a raw field)', { column: 'a', transform: 'raw', mean: 1 }, 'features[0].mean is not a known field (expected column, transform, input, min, max, fill)'],
+    [
+      'a raw mean (not a raw field)',
+      { column: 'a', transform: 'raw', mean: 1 },
+      'features[0].mean is not a known field (expected column, transform, input, min, max, fill)',
+    ],
   ])('refuses %s, naming the file and field', (_, feature, message) => {
     expect(refusal(() => parseManifest(manifestWith([feature]), file))).toBe(`${file}: ${message}`);
   });

@@ -27,7 +27,9 @@ describe('graph models', () => {
       const s = 'StatefulPartitionedCall/model';
       let worst = 0;
       for (let r = 0; r < rows; r++) {
-        const h = relu(dense(Array.from(x.subarray(r * 5, r * 5 + 5)), weight(w, `${s}/dense/MatMul/ReadVariableOp`), weight(w, `${s}/dense/BiasAdd/ReadVariableOp`)));
+        const h = relu(
+          dense(Array.from(x.subarray(r * 5, r * 5 + 5)), weight(w, `${s}/dense/MatMul/ReadVariableOp`), weight(w, `${s}/dense/BiasAdd/ReadVariableOp`)),
+        );
         const want = sigmoid(dense(h, weight(w, `${s}/churn/MatMul/ReadVariableOp`), weight(w, `${s}/churn/BiasAdd/ReadVariableOp`)))[0]!;
         worst = Math.max(worst, Math.abs(scores[r]! - want));
       }

@@ -9,7 +9,16 @@ describe('run progress', () => {
     p.chunkDone(1000);
     p.chunkDone(1000);
     const s = p.snapshot(2000); // 2,000 rows in 2 s
-    expect(s).toEqual({ customers_done: 2000, customers_total: 10_000, chunks_done: 2, chunks_total: 10, elapsed_s: 2, rows_per_second: 1000, eta_s: 8, waiting_s: null });
+    expect(s).toEqual({
+      customers_done: 2000,
+      customers_total: 10_000,
+      chunks_done: 2,
+      chunks_total: 10,
+      elapsed_s: 2,
+      rows_per_second: 1000,
+      eta_s: 8,
+      waiting_s: null,
+    });
   });
 
   it('a resume counts only its own rows in the rate', () => {
@@ -20,7 +29,16 @@ describe('run progress', () => {
   });
 
   it('formats a line that never wraps, with bar, figures, elapsed and ETA', () => {
-    const s = { customers_done: 420_000, customers_total: 1_000_000, chunks_done: 9, chunks_total: 20, elapsed_s: 5, rows_per_second: 84_000, eta_s: 7, waiting_s: null };
+    const s = {
+      customers_done: 420_000,
+      customers_total: 1_000_000,
+      chunks_done: 9,
+      chunks_total: 20,
+      elapsed_s: 5,
+      rows_per_second: 84_000,
+      eta_s: 7,
+      waiting_s: null,
+    };
     const line = formatProgressLine(s, 200);
     expect(line).toContain('42.0%');
     expect(line).toContain('420,000/1,000,000 customers');
@@ -41,7 +59,9 @@ describe('run progress', () => {
     const s = p.snapshot(20_000, 62_400);
     expect(s).toMatchObject({ eta_s: null, waiting_s: 12 });
     expect(formatProgressLine(s, 200)).toMatch(/elapsed 0:20 {2}waiting for the database \(12 s\)$/);
-    expect(formatProgressMessage(s)).toBe('progress: 1,000 of 10,000 customers (10.0%), 1 of 10 chunks, 50 rows/s, elapsed 0:20, waiting for the database (12 s)');
+    expect(formatProgressMessage(s)).toBe(
+      'progress: 1,000 of 10,000 customers (10.0%), 1 of 10 chunks, 50 rows/s, elapsed 0:20, waiting for the database (12 s)',
+    );
     p.waitingSince = undefined;
     expect(p.snapshot(20_000)).toMatchObject({ eta_s: 180, waiting_s: null });
   });
@@ -49,7 +69,11 @@ describe('run progress', () => {
   it('draws on a terminal and clears the line at the end', () => {
     const written: string[] = [];
     const p = new RunProgress(100, 2, { customers: 0, chunks: 0 });
-    const r = startProgress(p, { tty: { write: (s: string) => written.push(s), columns: 120 }, intervalMs: 30_000 }, createLogger({ level: 'silent', pretty: false }));
+    const r = startProgress(
+      p,
+      { tty: { write: (s: string) => written.push(s), columns: 120 }, intervalMs: 30_000 },
+      createLogger({ level: 'silent', pretty: false }),
+    );
     p.chunkDone(50);
     r.stop();
     r.stop();

@@ -9,12 +9,59 @@ function detail(): RunDetail {
   accumulate(s, Float32Array.from([0.1, 0.2, 0.2, 0.9]), 4);
   const column = '"><script>alert(1)</script>';
   return {
-    run_id: '7', status: 'failed', trigger: 'cron', dry_run: false, published: false, model: 'm', model_version: '1', slot: 'm', kind: 'full', backend: 'cpu',
-    rows_scored: 4, rows_carried: 0, rows_published: 4, rows_rejected: 0, chunks_done: 1, chunks_total: 1, started_at: '2026-01-01T00:00:00.000Z', finished_at: null, duration_s: 1,
-    error: 'PSI <b>0.5</b> over the limit', error_kind: 'gate', resume_command: 'scorejob resume 7', host: 'h', pid: 1, resumes: 0, failures: [], model_sha256: 'ab'.repeat(32),
-    params: {}, tick_at: null, published_at: null, rejects_by_reason: [{ reason: 'null_without_fill', column, rows: 1 }], chunks: [],
-    stats: summarize(s), timings_ms: null, previous_published: null,
-    features: { rows: 4, features: [{ column, transform: 'standardize', nulls: 1, null_fraction: 0.25, min: 0, max: 1, below_min: 0, above_max: 1, outside_range_fraction: 0.25, unknown_category: 0, unknown_category_fraction: 0 }] },
+    run_id: '7',
+    status: 'failed',
+    trigger: 'cron',
+    dry_run: false,
+    published: false,
+    model: 'm',
+    model_version: '1',
+    slot: 'm',
+    kind: 'full',
+    backend: 'cpu',
+    rows_scored: 4,
+    rows_carried: 0,
+    rows_published: 4,
+    rows_rejected: 0,
+    chunks_done: 1,
+    chunks_total: 1,
+    started_at: '2026-01-01T00:00:00.000Z',
+    finished_at: null,
+    duration_s: 1,
+    error: 'PSI <b>0.5</b> over the limit',
+    error_kind: 'gate',
+    resume_command: 'scorejob resume 7',
+    host: 'h',
+    pid: 1,
+    resumes: 0,
+    failures: [],
+    model_sha256: 'ab'.repeat(32),
+    params: {},
+    tick_at: null,
+    published_at: null,
+    rejects_by_reason: [{ reason: 'null_without_fill', column, rows: 1 }],
+    chunks: [],
+    stats: summarize(s),
+    timings_ms: null,
+    previous_published: null,
+    features: {
+      rows: 4,
+      features: [
+        {
+          column,
+          transform: 'standardize',
+          nulls: 1,
+          null_fraction: 0.25,
+          min: 0,
+          max: 1,
+          below_min: 0,
+          above_max: 1,
+          outside_range_fraction: 0.25,
+          unknown_category: 0,
+          unknown_category_fraction: 0,
+        },
+      ],
+    },
     drift: { psi: null, baseline_run_id: null, bins: 10, epsilon: 1e-4 },
     forced_publish: null,
   };
@@ -22,7 +69,19 @@ function detail(): RunDetail {
 
 /** A feature summary of one standardized column. */
 function feature(column: string, nullFraction: number, outside = 0) {
-  return { column, transform: 'standardize', nulls: 0, null_fraction: nullFraction, min: 0, max: 1, below_min: 0, above_max: 0, outside_range_fraction: outside, unknown_category: 0, unknown_category_fraction: 0 };
+  return {
+    column,
+    transform: 'standardize',
+    nulls: 0,
+    null_fraction: nullFraction,
+    min: 0,
+    max: 1,
+    below_min: 0,
+    above_max: 0,
+    outside_range_fraction: outside,
+    unknown_category: 0,
+    unknown_category_fraction: 0,
+  };
 }
 
 describe('run reports', () => {
@@ -31,7 +90,9 @@ describe('run reports', () => {
     const page = renderRunHtml(r);
     const next = /<div id="next" class="act">([\s\S]*?)<\/div>/.exec(page)?.[1] ?? '';
     expect(next).toContain('A publish gate stopped this run');
-    expect(next).toContain('<code>scorejob run</code> once the data is fixed, or <code>scorejob publish 7 --force --reason &quot;&lt;what you checked&gt;&quot;</code> after review');
+    expect(next).toContain(
+      '<code>scorejob run</code> once the data is fixed, or <code>scorejob publish 7 --force --reason &quot;&lt;what you checked&gt;&quot;</code> after review',
+    );
     expect(next).not.toMatch(/resume/);
     const failed = renderRunHtml({ ...detail(), error_kind: 'database', resume_command: 'scorejob resume 7' });
     expect(failed).toMatch(/<div id="next" class="act">.*Next: <code>scorejob resume 7<\/code>/);
@@ -42,7 +103,13 @@ describe('run reports', () => {
     const r: RunDetail = {
       ...base,
       features: { rows: 1_000_000, features: [feature('stable', 0.02), feature('appeared', 0.0304), feature('tiny', 0.000003)] },
-      previous_published: { run_id: '6', model_version: '1', rows_scored: 4, stats: base.stats, features: { rows: 1_000_000, features: [feature('stable', 0.0201), feature('appeared', 0), feature('tiny', 0)] } },
+      previous_published: {
+        run_id: '6',
+        model_version: '1',
+        rows_scored: 4,
+        stats: base.stats,
+        features: { rows: 1_000_000, features: [feature('stable', 0.0201), feature('appeared', 0), feature('tiny', 0)] },
+      },
     };
     const page = renderRunHtml(r);
     const rows = /<table id="features">([\s\S]*?)<\/table>/.exec(page)?.[1] ?? '';

@@ -5,7 +5,7 @@ import { childArgs } from '../../../src/schedule/child.js';
 const tick = new Date('2026-12-01T02:30:00Z');
 const spec = { expression: '30 2 1 * *' };
 
-describe("a scheduled child run connects where the scheduler does", () => {
+describe('a scheduled child run connects where the scheduler does', () => {
   it('passes --libpq-defaults on when the scheduler was told the defaults are meant', () => {
     const config = resolveConfig({ libpqDefaults: true, logLevel: 'info', pretty: false }, { PGUSER: 'job' }, false);
     const args = childArgs(config, spec, tick, []);

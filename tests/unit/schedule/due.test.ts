@@ -8,7 +8,18 @@ const prev = (expression: string, timezone: string | undefined, now: string) => 
 
 let nextId = 1;
 function run(over: Partial<TickRun> & { started_at: Date }): TickRun {
-  return { run_id: String(nextId++), status: 'succeeded', trigger: 'cron', dry_run: false, tick_at: null, host: 'h', pid: 1, error_kind: null, waiting_announced_at: null, ...over };
+  return {
+    run_id: String(nextId++),
+    status: 'succeeded',
+    trigger: 'cron',
+    dry_run: false,
+    tick_at: null,
+    host: 'h',
+    pid: 1,
+    error_kind: null,
+    waiting_announced_at: null,
+    ...over,
+  };
 }
 
 describe('previousTick: the latest tick at or before now', () => {
@@ -85,7 +96,12 @@ describe('previousTick agrees with the ticks node-cron actually fires', () => {
   const cases: [string, CronSpec, string, number][] = [
     ['half-hourly across the New York fall-back', { expression: '*/30 * * * *', timezone: 'America/New_York' }, '2026-10-31T20:00:00Z', 30],
     ['half-hourly across the Berlin spring-forward', { expression: '*/30 * * * *', timezone: 'Europe/Berlin' }, '2026-03-28T20:00:00Z', 30],
-    ['daily 02:30 across the Berlin spring-forward (no tick on the 29th)', { expression: '30 2 * * *', timezone: 'Europe/Berlin' }, '2026-03-27T00:00:00Z', 24 * 4],
+    [
+      'daily 02:30 across the Berlin spring-forward (no tick on the 29th)',
+      { expression: '30 2 * * *', timezone: 'Europe/Berlin' },
+      '2026-03-27T00:00:00Z',
+      24 * 4,
+    ],
     ['daily 02:30 across the Berlin fall-back', { expression: '30 2 * * *', timezone: 'Europe/Berlin' }, '2026-10-23T00:00:00Z', 24 * 4],
     ['monthly default in New York over the 1 November DST change', { expression: '30 2 1 * *', timezone: 'America/New_York' }, '2026-09-15T00:00:00Z', 24 * 80],
   ];
@@ -119,7 +135,10 @@ describe('decideDue: does the latest tick still need a run?', () => {
   });
 
   it("last month's succeeded run does not serve this month's tick", () => {
-    expect(decideDue(tick, [run({ started_at: at('2026-11-01T02:30:00Z'), tick_at: at('2026-11-01T02:30:00Z') })], false)).toMatchObject({ due: true, reason: 'never-ran' });
+    expect(decideDue(tick, [run({ started_at: at('2026-11-01T02:30:00Z'), tick_at: at('2026-11-01T02:30:00Z') })], false)).toMatchObject({
+      due: true,
+      reason: 'never-ran',
+    });
     expect(decideDue(tick, [run({ started_at: at('2026-12-01T02:29:59.999Z') })], false)).toMatchObject({ due: true });
   });
 

@@ -5,7 +5,13 @@ import { numericBin, type FeatureDistribution } from '../../../src/stats/feature
 
 /** The per-chunk drift counter bins every value as PostgreSQL's width_bucket (and `model baseline`) does. */
 describe('countBatch', () => {
-  const numeric = (column: string, edges: number[]): FeatureDistribution => ({ column, kind: 'numeric', edges, shares: new Array(edges.length + 1).fill(0), nullShare: 0 });
+  const numeric = (column: string, edges: number[]): FeatureDistribution => ({
+    column,
+    kind: 'numeric',
+    edges,
+    shares: new Array(edges.length + 1).fill(0),
+    nullShare: 0,
+  });
 
   it('puts each number in the bin numericBin gives (NaN and +Infinity last, NULL apart), for 1 to 20 edges', () => {
     const rows = 2000;
@@ -36,7 +42,13 @@ describe('countBatch', () => {
   it('counts categories by name (the baseline may order them otherwise), unknown ones as other, booleans as true/false', () => {
     const cat: FeatureDistribution = { column: 'c', kind: 'categorical', categories: ['b', 'a'], shares: [0, 0, 0], nullShare: 0 };
     const bool: FeatureDistribution = { column: 'f', kind: 'categorical', categories: ['true', 'false'], shares: [0, 0, 0], nullShare: 0 };
-    const batch = allocateBatch([{ name: 'c', kind: 'category', categories: ['a', 'b', 'z'] }, { name: 'f', kind: 'bool' }], 6);
+    const batch = allocateBatch(
+      [
+        { name: 'c', kind: 'category', categories: ['a', 'b', 'z'] },
+        { name: 'f', kind: 'bool' },
+      ],
+      6,
+    );
     batch.rows = 6;
     const [c, f] = batch.columns;
     if (c?.kind !== 'category' || f?.kind !== 'bool') throw new Error('kinds');

@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { comparisonGateBreach, defaultComparisonLimits, type ChallengerComparison } from '../../../src/features/challenger/comparison.js';
 
-const close: ChallengerComparison = { run_id: '43', model_name: 'm', model_version: '2', customers: 1000, correlation: 0.93, psi: 0.04, top_decile_overlap: 0.71, band_changes: null };
+const close: ChallengerComparison = {
+  run_id: '43',
+  model_name: 'm',
+  model_version: '2',
+  customers: 1000,
+  correlation: 0.93,
+  psi: 0.04,
+  top_decile_overlap: 0.71,
+  band_changes: null,
+};
 
 describe('the comparison gate of publish --challenger', () => {
   it('passes a challenger within every default limit, at the limits included', () => {

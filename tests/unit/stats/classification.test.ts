@@ -5,17 +5,18 @@ import { aucRankSum, brierScore, expectedAuc, expectedCalibrationError, ksStatis
 function aucByPairs(s: number[], y: number[]): number {
   let win = 0;
   let pairs = 0;
-  for (let i = 0; i < s.length; i++) for (let j = 0; j < s.length; j++) {
-    if (y[i] !== 1 || y[j] !== 0) continue;
-    pairs++;
-    win += s[i]! > s[j]! ? 1 : s[i] === s[j] ? 0.5 : 0;
-  }
+  for (let i = 0; i < s.length; i++)
+    for (let j = 0; j < s.length; j++) {
+      if (y[i] !== 1 || y[j] !== 0) continue;
+      pairs++;
+      win += s[i]! > s[j]! ? 1 : s[i] === s[j] ? 0.5 : 0;
+    }
   return win / pairs;
 }
 
 function lcg(seed: number): () => number {
   let x = seed;
-  return () => ((x = (x * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  return () => (x = (x * 1664525 + 1013904223) >>> 0) / 2 ** 32;
 }
 
 describe('classification statistics', () => {
@@ -39,7 +40,10 @@ describe('classification statistics', () => {
   });
 
   it('ECE and top-decile lift from bins', () => {
-    const bins = [{ customers: 100, predicted: 0.1, observed: 0.2 }, { customers: 300, predicted: 0.5, observed: 0.4 }];
+    const bins = [
+      { customers: 100, predicted: 0.1, observed: 0.2 },
+      { customers: 300, predicted: 0.5, observed: 0.4 },
+    ];
     expect(expectedCalibrationError(bins)).toBeCloseTo((100 * 0.1 + 300 * 0.1) / 400, 12);
     expect(topBinLift(bins)).toBeCloseTo(0.4 / ((20 + 120) / 400), 12);
     expect(expectedCalibrationError([])).toBeNaN();
@@ -49,12 +53,13 @@ describe('classification statistics', () => {
     const p = [0.1, 0.5, 0.5, 0.9, 0.3];
     let num = 0;
     let den = 0;
-    for (let i = 0; i < p.length; i++) for (let j = 0; j < p.length; j++) {
-      if (i === j) continue;
-      const w = p[i]! * (1 - p[j]!);
-      den += w;
-      num += w * (p[i]! > p[j]! ? 1 : p[i] === p[j] ? 0.5 : 0);
-    }
+    for (let i = 0; i < p.length; i++)
+      for (let j = 0; j < p.length; j++) {
+        if (i === j) continue;
+        const w = p[i]! * (1 - p[j]!);
+        den += w;
+        num += w * (p[i]! > p[j]! ? 1 : p[i] === p[j] ? 0.5 : 0);
+      }
     expect(expectedAuc(p)).toBeCloseTo(num / den, 12);
 
     const rand = lcg(7);
