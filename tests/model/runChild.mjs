@@ -4,7 +4,7 @@
 import process from 'node:process';
 import { defaultRunOptions, resolveConfig } from '../../dist/config.js';
 import { createLogger } from '../../dist/log.js';
-import { startRun } from '../../dist/job/runJob.js';
+import { startRun } from '../../dist/run/runJob.js';
 import { loadModel } from '../../dist/model/load.js';
 
 const [modelDir] = process.argv.slice(2);
