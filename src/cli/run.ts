@@ -4,32 +4,7 @@ import { exportRefusal } from '../observe/metrics.js';
 import { runForTick } from '../schedule/tickRun.js';
 import type { TickFlags } from '../schedule/tickFlags.js';
 import { action } from './action.js';
-import {
-  addSettings,
-  backend,
-  chunkAttempts,
-  chunkLease,
-  chunkSize,
-  keepRuns,
-  maxFeaturePsi,
-  maxPsi,
-  maxRejectRatio,
-  minAuc,
-  metricsFile,
-  metricsPush,
-  model,
-  onPublishCommand,
-  option,
-  outageBudget,
-  progressInterval,
-  read,
-  readyDeadline,
-  reasons,
-  trigger,
-  workers,
-  workWait,
-} from './options.js';
-import { challenger } from '../features/challenger/challengerSettings.js';
+import { addSettings, forwardedRunSettings, chunkSize, model, option, outageBudget, read, trigger, workWait } from './options.js';
 import { metricsFileOf, metricsPushOf, modelNameOf, observeDeps, readObserveOptions, readRunOptions } from './runOptions.js';
 import { runSummary } from './runSummary.js';
 import { withStopSignal } from './stopSignal.js';
@@ -55,25 +30,11 @@ export function registerRun(program: Command): void {
     'score only customers absent from the published run (and rows changed since, with source.updated_column); carry the other scores forward',
     false,
   );
-  addSettings(cmd, [
-    backend,
-    keepRuns,
-    maxRejectRatio,
-    chunkAttempts,
-    outageBudget,
-    maxPsi,
-    maxFeaturePsi,
-    minAuc,
-    metricsFile,
-    metricsPush,
-    progressInterval,
-    onPublishCommand,
-    reasons,
-    challenger,
-    workers,
-    chunkLease,
-    readyDeadline,
-  ]);
+  // The settings `schedule` forwards to each run, but model and chunk size, which `run` takes above.
+  addSettings(
+    cmd,
+    forwardedRunSettings.filter((s) => s !== model && s !== chunkSize),
+  );
   cmd
     .option(
       '--if-due <expr>',
