@@ -4,6 +4,7 @@ import { formatRunDetail, formatRunList } from '../report/formatRuns.js';
 import { writeHtmlReport } from '../report/htmlReport.js';
 import { listRuns, showRun } from '../report/runsReport.js';
 import { withSession } from '../db/session.js';
+import { featureReports } from '../features/index.js';
 import { action } from './action.js';
 
 const statuses = ['running', 'succeeded', 'failed', 'interrupted'] as const;
@@ -42,11 +43,11 @@ export function registerRuns(program: Command): void {
         async (ctx, runId: string, cmd: Command) => {
           const flags = cmd.opts<{ json: boolean; html?: string }>();
           await withSession(ctx.config, {}, async ({ client }) => {
-            const detail = await showRun(client, ctx.config.schema, runId);
-            if (flags.html !== undefined) await writeHtmlReport(flags.html, detail);
+            const detail = await showRun(client, ctx.config.schema, runId, featureReports);
+            if (flags.html !== undefined) await writeHtmlReport(flags.html, detail, featureReports);
             // `runs show <id> --json`: commander hands --json to `runs`, which declares it too.
             const json = flags.json || runs.opts<{ json: boolean }>().json;
-            process.stdout.write(json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail));
+            process.stdout.write(json ? JSON.stringify(detail, null, 2) + '\n' : formatRunDetail(detail, featureReports));
           });
         },
         { quiet: true },

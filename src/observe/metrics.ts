@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../files.js';
 import type { Logger } from '../log.js';
 import type { ErrorKind } from '../ledger/ledger.js';
+import type { MetricFamily, MetricSample } from '../report/featureReport.js';
 
 /**
  * The facts of a run's end that `--metrics-file` exports, in the Prometheus text format for
@@ -28,15 +29,14 @@ export interface RunMetrics {
   finishedAt: Date;
   /** Finish time of the latest run that succeeded and published (kept from the ledger on failure). */
   lastSuccessAt: Date | null;
+  /** Gauges the run's features add (src/report/featureReport.ts), rendered after the run's own. */
+  features?: readonly MetricFamily[] | undefined;
 }
 
 const statuses = ['succeeded', 'failed', 'interrupted', 'refused'] as const;
 const errorKinds: readonly RunMetrics['errorKind'][] = ['data', 'model', 'database', 'gate', 'input_check', 'interrupted', 'internal', 'config'];
 
-interface Sample {
-  labels?: Record<string, string>;
-  value: number;
-}
+type Sample = MetricSample;
 
 const one = (v: number | null | undefined): Sample[] => (v === null || v === undefined ? [] : [{ value: v }]);
 const flag = (b: boolean): Sample[] => [{ value: b ? 1 : 0 }];
@@ -96,6 +96,7 @@ async function metricsRegistry(m: RunMetrics): Promise<import('prom-client').Reg
     'When the latest run that succeeded and published its scores finished (Unix time; dry runs excluded).',
     one(m.lastSuccessAt === null ? null : m.lastSuccessAt.getTime() / 1000),
   );
+  for (const f of m.features ?? []) gauge(f.name, f.help, f.samples);
   return registry;
 }
 

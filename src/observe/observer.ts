@@ -4,6 +4,7 @@ import { createFeatureCounters, transformBatch, type FeaturePlan, type ModelInpu
 import { toFeatureCounts, type FeatureCounters } from '../stats/featureStats.js';
 import type { ChunkRow } from '../ledger/ledger.js';
 import { exportRunMetrics, type RunMetrics } from './metrics.js';
+import type { MetricFamily } from '../report/featureReport.js';
 import { RunProgress, startProgress, type ProgressOptions, type ProgressReporter } from './progress.js';
 
 /** What a run invocation asked to be told: progress while it runs, metrics when it ends. */
@@ -85,7 +86,11 @@ export class RunObserver {
     this.reporter?.stop();
   }
 
-  /** Writes the metrics file, if asked; rows default to what this process counted. */
+  /**
+   * Writes the metrics file, if asked; rows default to what this process counted. `features` gives the
+   * run features' gauges (read from the ledger only when a file or Pushgateway is asked for; a failure to read
+   * them leaves them out, never the run's own).
+   */
   async finished(
     outcome: Pick<RunMetrics, 'model' | 'status' | 'errorKind' | 'published' | 'dryRun' | 'psi'> & {
       runId: string;
@@ -93,8 +98,11 @@ export class RunObserver {
       rowsRejected?: number;
     },
     lastSuccess: () => Promise<Date | null>,
+    features?: () => Promise<MetricFamily[]>,
   ): Promise<void> {
     this.stopProgress();
+    const wanted = this.observe?.metricsFile !== undefined || this.observe?.metricsPush !== undefined;
+    const featureGauges = wanted && features ? await features().catch((err: unknown) => this.featureMetricsLost(err)) : [];
     await exportRunMetrics(
       { file: this.observe?.metricsFile, push: this.observe?.metricsPush },
       {
@@ -104,9 +112,15 @@ export class RunObserver {
         rowsScored: outcome.rowsScored ?? this.scored,
         rowsRejected: outcome.rowsRejected ?? this.rejected,
         rowsScoredNow: this.scored - this.scoredBefore,
+        features: featureGauges,
       },
       lastSuccess,
       this.log,
     );
+  }
+
+  private featureMetricsLost(err: unknown): MetricFamily[] {
+    this.log.warn({ err: (err as Error).message }, `the run features' metrics were left out of the export: ${(err as Error).message}`);
+    return [];
   }
 }

@@ -42,7 +42,7 @@ export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow
   };
 }
 
-/** The facts as text lines for `runs show` (none for a full run without reasons). */
+/** The facts as text lines for `runs show` (none for a full run without reasons); a challenger's are its feature's (src/features/challenger). */
 export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
   if (!f) return [];
   const lines: string[] = [];
@@ -51,12 +51,6 @@ export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
       '',
       `Only new customers: ${formatCount(f.rows_carried)} scores carried forward from run ${f.base_run_id ?? '?'} (their run_id and scored_at stay that run's)`,
     );
-  if (f.kind === 'challenger')
-    lines.push(
-      '',
-      `Challenger of run ${f.champion_run_id ?? '?'}: scored beside it, never published by it (publish with \`scorejob publish ${f.champion_run_id ?? '?'} --challenger\`)`,
-    );
-  if (f.challenger) lines.push('', ...formatChallenger(f.challenger));
   if (f.reasons) {
     lines.push('', `Reasons: ${f.reasons.k} per customer, in the ${f.reasons.measured_in} (${f.reasons.method})`);
     const total = f.reasons.first_reason.reduce((n, r) => n + r.customers, 0);
@@ -66,22 +60,4 @@ export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
       );
   }
   return lines;
-}
-
-/** The challenger comparison as text lines (`runs show`, and the HTML page's rows). */
-export function formatChallenger(c: SiblingComparison): string[] {
-  const num = (v: number | null, digits: number) => (v === null ? 'n/a' : v.toFixed(digits));
-  return [
-    `Challenger: ${c.model_name} ${c.model_version} (run ${c.run_id}), over ${formatCount(c.customers)} customers both scored`,
-    `  correlation of the scores  ${num(c.correlation, 4)}`,
-    `  PSI against the champion   ${num(c.psi, 4)} (over the champion's deciles)`,
-    `  top-decile overlap         ${c.top_decile_overlap === null ? 'n/a' : `${(100 * c.top_decile_overlap).toFixed(1)}%`}`,
-    ...(c.band_changes === null ? [] : [`  band changes               ${formatCount(c.band_changes)} customers would change band`]),
-    ...(c.drift?.baseline_run_id
-      ? [
-          `  drift from run ${c.drift.baseline_run_id} (PSI)`.padEnd(29) +
-            `champion ${num(c.drift.champion_psi, 4)}, challenger ${num(c.drift.challenger_psi, 4)}`,
-        ]
-      : []),
-  ];
 }

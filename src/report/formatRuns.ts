@@ -1,5 +1,6 @@
 import type { RunDetail, RunListItem } from './runsReport.js';
-import { formatRunStatistics } from './formatStats.js';
+import { formatForceHint, formatRunStatistics } from './formatStats.js';
+import type { FeatureReport } from './featureReport.js';
 import { formatPerformance } from './performanceReport.js';
 import { formatCount, formatDecimal, table } from '../format.js';
 
@@ -70,8 +71,8 @@ function formatRollbacks(items: readonly RunListItem[]): string {
 /** How `runs show` names each kind of publication of a run. */
 const publicationWords: Partial<Record<string, string>> = { rollback: 'put back by rollback', force: 'published by force', retire: 'retired' };
 
-/** `scorejob runs show <id>` for people. */
-export function formatRunDetail(r: RunDetail): string {
+/** `scorejob runs show <id>` for people, with what each run feature in `reports` says of the run. */
+export function formatRunDetail(r: RunDetail, reports: readonly FeatureReport[] = []): string {
   const lines: string[] = [];
   lines.push(`Run ${r.run_id}: ${r.status}${r.dry_run ? ' (dry run, not published)' : r.published ? ' and published' : ''}`);
   lines.push(`  trigger      ${r.trigger}${r.tick_at ? ` (tick ${r.tick_at})` : ''}${r.resumes ? `, resumed ${r.resumes}×` : ''}`);
@@ -119,6 +120,8 @@ export function formatRunDetail(r: RunDetail): string {
   }
   lines.push(...formatRunStatistics(r));
   if (r.outcomes) lines.push(...formatPerformance(r.outcomes));
+  for (const f of reports) lines.push(...(f.showLines?.(r) ?? []));
+  lines.push(...formatForceHint(r));
   // A chunk that failed a shared run for good comes first: the one to look at.
   const failing = r.chunks.filter((c) => c.status !== 'done' || c.attempts > 1).sort((a, b) => Number(b.failed === true) - Number(a.failed === true));
   if (failing.length > 0) {

@@ -132,21 +132,15 @@ export function formatRunStatistics(r: RunDetail): string[] {
     );
     lines.push(...formatFeatureTable(r.features, prev));
   }
-  lines.push(...formatFeatureDrift(r.feature_drift));
   lines.push(...formatAnalystFacts(r.analyst));
-  // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
-  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
-    lines.push('', `After review, \`scorejob publish ${r.run_id} --force --reason "<what you checked>"\` publishes these scores as they are.`);
-  }
   return lines;
 }
 
-/** The features' PSI against the model's baseline (and the previous published run), the top movers first. */
-function formatFeatureDrift(d: RunDetail['feature_drift']): string[] {
-  if (!d || d.features.length === 0) return [];
-  const psi = (v: number | null) => (v === null ? '—' : v.toFixed(4)).padStart(8);
-  const width = Math.max(7, ...d.features.map((f) => f.feature.length));
-  const lines = ['', `Feature drift (PSI vs the model's baseline${d.previous_run_id ? ` and vs run ${d.previous_run_id}` : ''}, top movers first):`];
-  for (const f of d.features) lines.push(`  ${f.feature.padEnd(width)} ${psi(f.psi_baseline)}${d.previous_run_id ? ` ${psi(f.psi_previous)}` : ''}`);
-  return lines;
+/** The closing hint of `runs show` for a run a gate stopped, once its scores are complete. */
+export function formatForceHint(r: RunDetail): string[] {
+  // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
+  if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
+    return ['', `After review, \`scorejob publish ${r.run_id} --force --reason "<what you checked>"\` publishes these scores as they are.`];
+  }
+  return [];
 }

@@ -5,6 +5,7 @@ import { formatCount, formatDecimal, formatFraction, formatPercent } from '../fo
 import type { FeatureSummary } from '../stats/featureStats.js';
 import { binShares, featureChanges, formatPsi, hasCategories, psiVerdict } from './formatStats.js';
 import type { RunDetail } from './runsReport.js';
+import type { FeatureReport } from './featureReport.js';
 import { modelIdentity } from './formatRuns.js';
 import { performanceHtml } from './performanceSvg.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -32,7 +33,7 @@ tr.changed td{background:#fff4d6}tr.changed td:first-child{font-weight:600}td .u
 #changes li{margin:2px 0}
 `;
 
-function facts(r: RunDetail): string {
+function facts(r: RunDetail, reports: readonly FeatureReport[]): string {
   const rows: [string, string][] = [
     [
       'status',
@@ -53,6 +54,7 @@ function facts(r: RunDetail): string {
       escapeHtml(`${r.forced_publish.at} by ${r.forced_publish.by}@${r.forced_publish.host}, over: ${r.forced_publish.overridden_error ?? '—'}`),
     ]);
   for (const line of formatAnalystFacts(r.analyst).filter((l) => l !== '')) rows.push([analystLabel(line), escapeHtml(line.trim())]);
+  for (const f of reports) for (const [label, text] of f.htmlFacts?.(r) ?? []) rows.push([label, escapeHtml(text)]);
   for (const x of r.rejects_by_reason)
     rows.push([`rejected: ${escapeHtml(x.reason)}`, escapeHtml(`${formatCount(x.rows)}${x.column ? ` (${x.column})` : ''}`)]);
   return `<table id="facts">${rows.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${v}</td></tr>`).join('')}</table>`;
@@ -213,10 +215,12 @@ function featureTable(r: RunDetail): string {
 
 /**
  * `scorejob runs show <id> --html FILE`: one self-contained page (inline CSS and SVG, no script, no
- * external resource) an analyst can attach to an email.
+ * external resource) an analyst can attach to an email; each run feature in `reports` adds its rows and section.
  * @internal exported for tests
  */
-export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
+export function renderRunHtml(r: RunDetail, opts: { reports?: readonly FeatureReport[]; generatedAt?: Date } = {}): string {
+  const reports = opts.reports ?? [];
+  const generatedAt = opts.generatedAt ?? new Date();
   const prev = r.previous_published;
   const title = `scorejob run ${r.run_id}: ${r.status}`;
   const body = [
@@ -225,7 +229,7 @@ export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
     nextStep(r),
     changes(r),
     '<h2>Run</h2>',
-    facts(r),
+    facts(r, reports),
   ];
   if (r.stats && r.stats.count > 0) {
     body.push(
@@ -241,6 +245,10 @@ export function renderRunHtml(r: RunDetail, generatedAt = new Date()): string {
   body.push('<h2>Features</h2>', featureTable(r));
   const outcomes = performanceHtml(r.outcomes, escapeHtml);
   if (outcomes !== '') body.push(outcomes);
+  for (const f of reports) {
+    const section = f.htmlSection?.(r, { escape: escapeHtml }) ?? '';
+    if (section !== '') body.push(section);
+  }
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title><style>${css}</style></head>
@@ -251,9 +259,9 @@ ${body.join('\n')}
 }
 
 /** Writes the page (temporary file + rename, so a mail client never attaches half of it). */
-export async function writeHtmlReport(file: string, r: RunDetail): Promise<void> {
+export async function writeHtmlReport(file: string, r: RunDetail, reports: readonly FeatureReport[] = []): Promise<void> {
   try {
-    await writeFileAtomic(file, renderRunHtml(r));
+    await writeFileAtomic(file, renderRunHtml(r, { reports }));
   } catch (err) {
     throw new UsageError(`--html: cannot write "${file}": ${(err as Error).message}`);
   }
@@ -262,7 +270,6 @@ export async function writeHtmlReport(file: string, r: RunDetail): Promise<void>
 /** The row label of one of formatAnalystFacts' lines on the HTML page. */
 function analystLabel(line: string): string {
   if (line.includes(' first reason of ')) return 'first reason';
-  if (line.startsWith('Challenger') || line.startsWith('  ')) return 'challenger';
   if (line.startsWith('Reasons')) return 'reasons';
   return 'only new customers';
 }

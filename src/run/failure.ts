@@ -2,6 +2,7 @@ import { describeDbError } from '../db/describeError.js';
 import { isTransient } from '../db/sqlstate.js';
 import { InterruptedError, LockLostError, RunFailedError } from '../errors.js';
 import { defaultOutageBudgetMs } from '../chunks/retryPolicy.js';
+import { runFeatureMetrics } from '../features/index.js';
 import type { RunObserver } from '../observe/observer.js';
 import { classifyFailure, failureAdvice } from './advice.js';
 import type { ExecuteDeps, RunProgress } from './runState.js';
@@ -36,6 +37,7 @@ export async function recordFailure(deps: ExecuteDeps, progress: RunProgress, ob
       psi: progress.runStats?.drift?.psi ?? null,
     },
     () => ledger.lastSuccessAt(deps.client, model.manifest.name),
+    () => runFeatureMetrics(deps.client, ledger.schema, { runId, model: model.manifest.name }),
   );
   if (failure.status === 'interrupted' && deps.stop.requested) {
     const interrupted = new InterruptedError(

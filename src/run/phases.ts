@@ -1,4 +1,5 @@
 import type { ChunkRow } from '../ledger/types.js';
+import { runFeatureMetrics } from '../features/index.js';
 import { RunObserver } from '../observe/observer.js';
 import type { RunStatistics } from '../stats/runStats.js';
 import { scoreChunks } from './chunkPhase.js';
@@ -42,6 +43,7 @@ export async function executeRun(deps: ExecuteDeps): Promise<RunResult> {
         rowsRejected: totals.rejected,
       },
       () => deps.ledger.lastSuccessAt(deps.client, deps.model.manifest.name),
+      () => runFeatureMetrics(deps.client, deps.ledger.schema, { runId: deps.runId, model: deps.model.manifest.name }),
     );
     return result;
   } catch (err) {

@@ -65,4 +65,31 @@ export interface FeatureDriftSummary {
   /** The published run compared with; null: none counted on the same baseline. */
   previous_run_id: string | null;
   features: { feature: string; psi_baseline: number | null; psi_previous: number | null }[];
+  /** The top movers' distributions (shares per bin, NULL last) beside the baseline's and the previous run's, for the report. */
+  distributions?: FeatureDistributionShares[];
+}
+
+/** One feature's shares per bin: the baseline's, the run's and the previous published run's (null without one). */
+export interface FeatureDistributionShares {
+  feature: string;
+  /** One label per bin: `< 1.5`, `1.5 – 3`, `≥ 3`, a category, `other`, then `NULL`. */
+  bins: string[];
+  baseline: number[];
+  run: number[];
+  previous: number[] | null;
+}
+
+/** The bins' labels of a distribution, NULL last. */
+export function binLabels(d: FeatureDistribution): string[] {
+  const g = (x: number) => String(Number(x.toPrecision(4)));
+  if (d.kind === 'categorical') return [...d.categories, 'other', 'NULL'];
+  const e = d.edges;
+  if (e.length === 0) return ['all values', 'NULL'];
+  return [`< ${g(e[0]!)}`, ...e.slice(1).map((hi, i) => `${g(e[i]!)} – ${g(hi)}`), `≥ ${g(e[e.length - 1]!)}`, 'NULL'];
+}
+
+/** Counts as shares of their total (all zero when nothing was counted). */
+export function sharesOf(counts: readonly number[]): number[] {
+  const total = counts.reduce((a, b) => a + b, 0);
+  return counts.map((n) => (total === 0 ? 0 : n / total));
 }

@@ -44,6 +44,16 @@ export class DriftStore {
     return new Map(rows.map((r) => [r.feature_no, r.counts.map(Number)]));
   }
 
+  /** The run's PSI per feature, the top movers (against the baseline) first; `limit` of them. */
+  async runPsi(c: pg.ClientBase, runId: string, limit: number): Promise<{ feature: string; psi_baseline: number | null; psi_previous: number | null }[]> {
+    const { rows } = await c.query<{ feature: string; psi_baseline: number | null; psi_previous: number | null }>(
+      `SELECT feature, psi_baseline, psi_previous FROM ${this.s}.run_feature_drift WHERE run_id = $1
+        ORDER BY psi_baseline DESC NULLS LAST, feature_no LIMIT $2`,
+      [runId, limit],
+    );
+    return rows;
+  }
+
   /** The run's drift per feature (again on a resume: the latest statistics win). */
   async saveRunDrift(c: pg.ClientBase, runId: string, baselineSha256: string, features: readonly FeatureDriftRow[]): Promise<void> {
     await c.query(

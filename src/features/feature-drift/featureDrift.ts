@@ -1,4 +1,12 @@
-import { featurePsi, rankByPsi, type FeatureDistribution, type FeatureDriftSummary } from '../../stats/featurePsi.js';
+import {
+  binLabels,
+  featurePsi,
+  rankByPsi,
+  sharesOf,
+  type FeatureDistribution,
+  type FeatureDistributionShares,
+  type FeatureDriftSummary,
+} from '../../stats/featurePsi.js';
 import { populationStabilityIndex } from '../../stats/psi.js';
 import type { BinLayout } from './binCounter.js';
 
@@ -45,6 +53,27 @@ export function driftSummary(rows: readonly FeatureDriftRow[], baselineSha256: s
     previous_run_id: rows.some((r) => r.previous_run_id !== null) ? previousRunId : null,
     features: ranked.map((r) => ({ feature: r.feature, psi_baseline: r.psi, psi_previous: r.psi_previous })),
   };
+}
+
+/** How many of the top movers keep their distributions on the run (the report draws them beside the baseline). */
+export const topMoversShown = 5;
+
+/** The top movers' shares per bin beside the baseline's and the previous run's (the rows ranked by PSI against the baseline). */
+export function topDistributions(
+  rows: readonly FeatureDriftRow[],
+  features: readonly FeatureDistribution[],
+  previous: Map<number, number[]>,
+  n = topMoversShown,
+): FeatureDistributionShares[] {
+  const ranked = rankByPsi(rows.map((r) => ({ row: r, psi: r.psi_baseline }))).slice(0, n);
+  return ranked.flatMap(({ row }) => {
+    const d = features[row.feature_no];
+    if (!d) return [];
+    const prev = previous.get(row.feature_no);
+    return [
+      { feature: row.feature, bins: binLabels(d), baseline: [...d.shares, d.nullShare], run: sharesOf(row.counts), previous: prev ? sharesOf(prev) : null },
+    ];
+  });
 }
 
 /**

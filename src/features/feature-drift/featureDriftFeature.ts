@@ -10,7 +10,8 @@ import type { RunFeature, RunFeatureDefinition, StatisticsScope } from '../featu
 import { baselineFile, type FeatureBaseline } from './baseline.js';
 import { binLayout, countBatch, type BinLayout } from './binCounter.js';
 import { DriftStore } from './driftStore.js';
-import { driftSummary, featureDriftRows, featurePsiGateBreach } from './featureDrift.js';
+import { driftSummary, featureDriftRows, featurePsiGateBreach, topDistributions } from './featureDrift.js';
+import { featureDriftReport } from './featureDriftReport.js';
 
 /**
  * Per-feature drift (docs/models.md "Feature drift"): when the model directory has a baseline.json, each
@@ -42,6 +43,7 @@ export const featureDrift: RunFeatureDefinition = {
   },
   forResume: (params, model) => fromParams(params, model),
   forWorker: ({ run, model }) => fromParams(run.params, model),
+  report: featureDriftReport,
 };
 
 interface LoadedBaseline {
@@ -135,7 +137,7 @@ async function recordDrift(
   const previous = previousRunId ? await store.runCounts(s.client, previousRunId, d.sha256) : new Map<number, number[]>();
   const rows = featureDriftRows(d.features, d.layout, merged, { runId: previousRunId, counts: previous });
   await store.saveRunDrift(s.client, s.runId, d.sha256, rows);
-  const summary = driftSummary(rows, d.sha256, previousRunId);
+  const summary = { ...driftSummary(rows, d.sha256, previousRunId), distributions: topDistributions(rows, d.features, previous) };
   s.stats.feature_drift = summary;
   const top = summary.features[0];
   s.log.info({ top_feature: top?.feature, top_feature_psi: top?.psi_baseline ?? null, previous_run_id: summary.previous_run_id }, 'feature drift recorded');

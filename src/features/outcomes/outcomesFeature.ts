@@ -1,6 +1,7 @@
 import { describeDbError } from '../../db/describeError.js';
 import { GateError, UsageError } from '../../errors.js';
 import type { RunFeature, RunFeatureDefinition } from '../feature.js';
+import { outcomesReport } from './outcomesReport.js';
 import { performanceGate } from './performanceGate.js';
 import { syncOutcomes } from './syncOutcomes.js';
 
@@ -14,6 +15,7 @@ export const outcomes: RunFeatureDefinition = {
   name: 'outcomes',
   forStart: (opts, model) => outcomesFeature(model.manifest.outcomes !== undefined, opts.modelDir, opts.minAuc),
   forResume: (params, model) => outcomesFeature(model.manifest.outcomes !== undefined, params.modelDir, params.minAuc),
+  report: outcomesReport,
 };
 
 function outcomesFeature(declared: boolean, modelDir: string, minAuc: number | undefined): RunFeature | undefined {
