@@ -1,3 +1,6 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { runCli } from '../helpers/cli.js';
@@ -42,8 +45,14 @@ describe('scorejob run with manifest outcomes', () => {
     const auc = (await t.pool.query<{ auc: number }>('SELECT auc FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL', [first])).rows[0]!.auc;
     expect(auc).toBeGreaterThan(0.5);
 
-    const gated = await runCli(['run', '--model', dir, '--chunk-size', '400', '--min-auc', String(Math.min(1, auc + 0.01))], t.env);
+    const metrics = join(await mkdtemp(join(tmpdir(), 'sj-outcomes-run-')), 'run.prom');
+    const gated = await runCli(['run', '--model', dir, '--chunk-size', '400', '--min-auc', String(Math.min(1, auc + 0.01)), '--metrics-file', metrics], t.env);
     expect(gated.code).toBe(1);
+    // The run's own metrics file carries the realised figures it was gated on, beside its failure.
+    const prom = await readFile(metrics, 'utf8');
+    expect(prom).toMatch(/^scorejob_last_run_failure\{model="customer-value",kind="gate"\} 1$/m);
+    expect(Number(/^scorejob_model_auc\{model="customer-value"\} (\S+)$/m.exec(prom)?.[1])).toBeCloseTo(auc, 9);
+    expect(prom).toMatch(/^scorejob_model_calibration_error\{model="customer-value"\} 0\.\d+/m);
     const advice = /`(scorejob publish (\d+) --force --reason TEXT)`/.exec(gated.stderr);
     expect(advice, gated.stderr).not.toBeNull();
     expect(await current()).toBe(first);

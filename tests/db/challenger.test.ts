@@ -6,6 +6,7 @@ import { selectBackend } from '../../src/model/backend.js';
 import type { Feature } from '../../src/model/manifest.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
+import { featureReports } from '../../src/features/index.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dense, readWeights, sigmoid, weight } from '../helpers/forwardPass.js';
@@ -187,7 +188,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const want = await independentComparison(t, real.runId, realSibling.run_id, [0.3, 0.6]);
     const c = await t.pool.connect();
     try {
-      const detail = await showRun(c, 'scoring', real.runId);
+      const detail = await showRun(c, 'scoring', real.runId, featureReports);
       const got = detail.analyst?.challenger;
       expect(got).toMatchObject({
         run_id: realSibling.run_id,
@@ -200,7 +201,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       expect(got?.top_decile_overlap).toBeCloseTo(want.overlap, 12);
       expect(got?.psi).toBeCloseTo(want.psi, 6);
       expect(want.moved).toBeGreaterThan(0);
-      expect(formatRunDetail(detail)).toMatch(/Challenger: tiny-logistic 2\.0\.0 \(run \d+\), over [\d,]+ customers both scored/);
+      expect(formatRunDetail(detail, featureReports)).toMatch(/Challenger: tiny-logistic 2\.0\.0 \(run \d+\), over [\d,]+ customers both scored/);
       // Beside it, both models' drift from the run readers saw before: the champion's and the challenger's own.
       const own = await t.pool.query<{ champion: number | null; challenger: number | null; baseline: string | null }>(
         `SELECT (c.stats->'drift'->>'psi')::float8 champion, (s.stats->'drift'->>'psi')::float8 challenger, c.stats->'drift'->>'baseline_run_id' baseline
@@ -211,7 +212,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       expect(baseline).not.toBeNull();
       expect(got?.drift).toEqual({ baseline_run_id: baseline, champion_psi: championPsi, challenger_psi: challengerPsi });
       expect(challengerPsi).toBeGreaterThan(championPsi ?? 0);
-      expect(formatRunDetail(detail)).toMatch(
+      expect(formatRunDetail(detail, featureReports)).toMatch(
         new RegExp(`drift from run ${baseline} \\(PSI\\) +champion ${championPsi!.toFixed(4)}, challenger ${challengerPsi!.toFixed(4)}(\\n|$)`),
       );
     } finally {

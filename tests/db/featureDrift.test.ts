@@ -1,4 +1,5 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
@@ -8,7 +9,10 @@ import { showRun } from '../../src/report/runsReport.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
+import { modelCopy, resumeInProcess, runInProcess, runOptions, silentLog, testConfig } from '../helpers/run.js';
+import { startRun } from '../../src/run/runJob.js';
+import { featureReports } from '../../src/features/index.js';
+import { renderRunHtml } from '../../src/report/htmlReport.js';
 
 const customers = 100_000;
 
@@ -38,6 +42,7 @@ describe('feature drift against the model baseline', () => {
     const { rows } = await t.pool.query<{ d: FeatureDriftSummary }>(`SELECT stats->'feature_drift' AS d FROM scoring.score_runs WHERE run_id = $1`, [runId]);
     return rows[0]!.d;
   };
+  const summary = (d: { feature_drift?: FeatureDriftSummary | null }): FeatureDriftSummary => d.feature_drift!;
   const psiOf = (s: FeatureDriftSummary, feature: string) => s.features.find((f) => f.feature === feature)!;
 
   it("an unchanged source: every feature's PSI against the baseline is at most 0.01, and its counts are every row of the table", async () => {
@@ -58,7 +63,9 @@ describe('feature drift against the model baseline', () => {
   it('one feature shifted by +0.5 SD: it is the top mover (PSI >= 0.1), every other stays <= 0.01, and --max-feature-psi stops the publish naming it', async () => {
     const { rows } = await t.pool.query<{ sd: number }>('SELECT stddev_pop(tenure_months)::float8 AS sd FROM customers');
     await t.pool.query('UPDATE customers SET tenure_months = tenure_months + round($1::float8 * 0.5)::int', [rows[0]!.sd]);
-    const err = await runInProcess(t, { modelDir: model, chunkSize: 20_000, maxFeaturePsi: 0.1 }).then(
+    const metrics = join(await mkdtemp(join(tmpdir(), 'sj-drift-')), 'run.prom');
+    const ctx = { config: testConfig(t), log: silentLog, stop: { requested: undefined }, observe: { metricsFile: metrics } };
+    const err = await startRun(ctx, runOptions({ modelDir: model, chunkSize: 20_000, maxFeaturePsi: 0.1 })).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -92,15 +99,43 @@ describe('feature drift against the model baseline', () => {
     // runs show: the top movers first.
     const c = await t.pool.connect();
     try {
-      const text = formatRunDetail(await showRun(c, 'scoring', runId));
+      const detail = await showRun(c, 'scoring', runId, featureReports);
+      const text = formatRunDetail(detail, featureReports);
       expect(text).toMatch(
         new RegExp(
           `Feature drift \\(PSI vs the model's baseline and vs run ${firstRun}, top movers first\\):\\n  tenure_months +\\d\\.\\d{4} +\\d\\.\\d{4}\\n`,
         ),
       );
+      // The HTML page: every feature's PSI, and the top movers' shares per bin beside the baseline's and the previous run's.
+      const page = renderRunHtml(detail, { reports: featureReports });
+      expect(page).toContain('<h2>Feature drift</h2>');
+      expect(page).toMatch(/<table id="feature-drift"><tr><th>feature<\/th><th>PSI vs baseline<\/th><th>PSI vs run \d+<\/th><\/tr><tr><td>tenure_months<\/td>/);
+      const movers = [...page.matchAll(/<table class="feature-distribution" data-feature="([^"]+)">/g)].map((m) => m[1]);
+      expect(movers).toHaveLength(5);
+      expect(movers[0]).toBe('tenure_months');
+      expect(page).toMatch(
+        new RegExp(`data-feature="tenure_months"><tr><th>tenure_months</th><th>this run</th><th>baseline</th><th>run ${firstRun}</th></tr><tr><td>&lt; `),
+      );
+      const shares = summary(detail).distributions![0]!;
+      for (const [i, x] of [shares.run, shares.baseline, shares.previous!].entries())
+        expect(
+          x.reduce((a, b) => a + b, 0),
+          String(i),
+        ).toBeCloseTo(1, 9);
+      expect(shares.bins.at(-1)).toBe('NULL');
     } finally {
       c.release();
     }
+    // The run's metrics file: the top movers' PSI against the baseline and the previous run, the gate's failure beside them.
+    const prom = await readFile(metrics, 'utf8');
+    expect(prom).toMatch(/^scorejob_last_run_failure\{model="customer-value",kind="gate"\} 1$/m);
+    const psi = [...prom.matchAll(/^scorejob_feature_psi\{model="customer-value",feature="([^"]+)",against="(baseline|previous)"\} (\S+)$/gm)];
+    expect(psi).toHaveLength(20);
+    const tenure = psi.filter((m) => m[1] === 'tenure_months').map((m) => [m[2], Number(m[3])]);
+    expect(tenure).toEqual([
+      ['baseline', s.features[0]!.psi_baseline],
+      ['previous', s.features[0]!.psi_previous],
+    ]);
     // After review, the scores a gate kept publish by force, as the error says.
     const forced = await runCli(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream'], t.env);
     expect(forced.code, forced.stderr).toBe(0);

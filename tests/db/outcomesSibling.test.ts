@@ -2,6 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { seedOutcomes } from '../../src/dev/seedOutcomes.js';
 import { performanceGate, syncOutcomes } from '../../src/features/outcomes/index.js';
+import { featureReports } from '../../src/features/index.js';
+import { formatRunDetail } from '../../src/report/formatRuns.js';
+import { renderRunHtml } from '../../src/report/htmlReport.js';
+import { showRun } from '../../src/report/runsReport.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { day, modelWithOutcomes, publishedAt, threeBands } from '../helpers/outcomes.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -62,6 +66,32 @@ describe('outcomes of a model scored beside the published one (run --challenger)
     );
     expect(joined.rows.length).toBe(Number(b.with_outcome));
     expect(b.auc).toBeCloseTo(rankSumAuc(joined.rows), 6);
+  });
+
+  it("runs show of the published run prints the second model's realised figures beside its own, and so does the HTML page", async () => {
+    const { rows } = await t.pool.query<{ run_id: string; auc: number }>(
+      'SELECT run_id::text, auc FROM scoring.model_performance WHERE band IS NULL AND run_id IN ($1, $2) ORDER BY run_id',
+      [championRun, secondRun],
+    );
+    expect(rows).toHaveLength(2);
+    const c = await t.pool.connect();
+    try {
+      const detail = await showRun(c, 'scoring', championRun, featureReports);
+      const text = formatRunDetail(detail, featureReports);
+      const [own, beside] = rows.map((r) => r.auc.toFixed(3));
+      expect(text).toMatch(/\nRealised performance beside the challenger \(mature as of \d{4}-\d\d-\d\d, the same outcomes for both\):\n/);
+      expect(text).toMatch(new RegExp(`\\n  champion customer-value \\S+ \\(run ${championRun}\\) +${own} `));
+      expect(text).toMatch(new RegExp(`\\n  challenger customer-value-b 2\\.0\\.0 \\(run ${secondRun}\\) +${beside} `));
+      const page = renderRunHtml(detail, { reports: featureReports });
+      expect(page).toContain('<h2>Champion and challenger</h2>');
+      expect(page).toMatch(
+        new RegExp(`<table id="challenger-performance">.*<td>challenger customer-value-b 2\\.0\\.0 \\(run ${secondRun}\\)</td><td class="n">${beside}</td>`),
+      );
+      // Without the features' reports the page and the text say nothing of the challenger.
+      expect(formatRunDetail(detail)).not.toContain('Realised performance beside');
+    } finally {
+      c.release();
+    }
   });
 
   it('the --min-auc gate judges published runs only', async () => {

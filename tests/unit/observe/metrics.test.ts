@@ -25,6 +25,22 @@ const failed: RunMetrics = {
 };
 
 describe('metrics file', () => {
+  it("carries the run features' gauges after the run's own, each with the model label; a family without samples is left out", async () => {
+    const text = await renderMetrics({
+      ...failed,
+      features: [
+        { name: 'scorejob_feature_psi', help: 'PSI.', samples: [{ labels: { feature: 'region', against: 'baseline' }, value: 0.31 }] },
+        { name: 'scorejob_model_auc', help: 'AUC.', samples: [{ value: 0.81 }] },
+        { name: 'scorejob_empty', help: 'none.', samples: [] },
+      ],
+    });
+    const m = parsePrometheus(text);
+    expect(m.get('scorejob_feature_psi', { model: 'customer-value', feature: 'region', against: 'baseline' })).toBe(0.31);
+    expect(m.get('scorejob_model_auc', { model: 'customer-value' })).toBe(0.81);
+    expect(text).not.toContain('scorejob_empty');
+    expect(text.indexOf('scorejob_last_run_success')).toBeLessThan(text.indexOf('scorejob_feature_psi'));
+  });
+
   it('renders every figure as a gauge in the Prometheus text format', async () => {
     const m = parsePrometheus(await renderMetrics(failed));
     expect(m.get('scorejob_last_run_success')).toBe(0);

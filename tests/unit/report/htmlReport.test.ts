@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { renderRunHtml } from '../../../src/report/htmlReport.js';
-import { formatRunStatistics } from '../../../src/report/formatStats.js';
+import { formatRunDetail } from '../../../src/report/formatRuns.js';
+import type { FeatureReport } from '../../../src/report/featureReport.js';
+import { featureReports } from '../../../src/features/index.js';
 import type { RunDetail } from '../../../src/report/runsReport.js';
 import { accumulate, emptyStats, summarize } from '../../../src/stats/scoreStats.js';
 
@@ -134,10 +136,53 @@ describe('run reports', () => {
   });
 
   it('the terminal report says when there is nothing to compare with, and how to publish a gated run', () => {
-    const text = formatRunStatistics(detail()).join('\n');
+    const text = formatRunDetail(detail());
     expect(text).toContain('Drift (PSI over 10 bins)  — (no previous published run)');
     expect(text).toContain('Score histogram (this run):');
     expect(text).toContain('After review, `scorejob publish 7 --force --reason "<what you checked>"` publishes these scores as they are.');
     expect(text).toMatch(/standardize {2}25\.00% {2}25\.00% {2}/);
+  });
+
+  it("a feature's report adds its lines, its rows and its section, in registration order, and only when passed", () => {
+    const noted: FeatureReport = {
+      name: 'noted',
+      showLines: (r) => ['', `Noted: run ${r.run_id}`],
+      htmlFacts: () => [['noted', 'a <fact>']],
+      htmlSection: (_r, html) => `<h2>Noted</h2><p>${html.escape('<b>x</b>')}</p>`,
+    };
+    const second: FeatureReport = { name: 'second', showLines: () => ['', 'Second'] };
+    const text = formatRunDetail(detail(), [noted, second]);
+    expect(text).toMatch(/\nNoted: run 7\n\nSecond\n/);
+    expect(text.indexOf('Noted: run 7')).toBeLessThan(text.indexOf('After review'));
+    const page = renderRunHtml(detail(), { reports: [noted, second] });
+    expect(page).toContain('<tr><th>noted</th><td>a &lt;fact&gt;</td></tr>');
+    expect(page).toContain('<h2>Noted</h2><p>&lt;b&gt;x&lt;/b&gt;</p>');
+    expect(formatRunDetail(detail())).not.toContain('Noted');
+    expect(renderRunHtml(detail())).not.toContain('Noted');
+  });
+
+  it("feature drift on the page: every feature's PSI, the top movers' shares per bin beside the baseline, names escaped", () => {
+    const r: RunDetail = {
+      ...detail(),
+      feature_drift: {
+        baseline_sha256: 'ab',
+        previous_run_id: '6',
+        features: [
+          { feature: 'region', psi_baseline: 0.31, psi_previous: 0.12 },
+          { feature: 'tenure', psi_baseline: 0.004, psi_previous: null },
+        ],
+        distributions: [{ feature: 'region', bins: ['<north>', 'south', 'other', 'NULL'], baseline: [0.5, 0.5, 0, 0], run: [0.2, 0.8, 0, 0], previous: null }],
+      },
+    };
+    const page = renderRunHtml(r, { reports: featureReports });
+    expect(page).toMatch(
+      /<table id="feature-drift">.*<tr><td>region<\/td><td class="n"><span class="major">0\.3100<\/span><\/td><td class="n"><span class="moderate">0\.1200<\/span><\/td><\/tr>/,
+    );
+    const region = /<table class="feature-distribution" data-feature="region">(.*?)<\/table>/.exec(page)?.[1] ?? '';
+    expect(region).toContain('<tr><th>region</th><th>this run</th><th>baseline</th></tr>');
+    expect(region).toMatch(/<tr><td>&lt;north&gt;<\/td><td><svg [^>]*><rect width="30\.0"[^>]*\/><\/svg> 20\.0%<\/td><td><svg [^>]*><rect width="75\.0"/);
+    expect(formatRunDetail(r, featureReports)).toMatch(
+      /Feature drift \(PSI vs the model's baseline and vs run 6, top movers first\):\n {2}region +0\.3100 +0\.1200\n {2}tenure +0\.0040 +—/,
+    );
   });
 });
