@@ -40,13 +40,16 @@ function windowSql(schema: string): string {
 
 /**
  * What a run's figures are computed from, cheaply (one pass over the outcomes, none over the scores): the
- * count and a checksum of the outcome rows in its window, and whether it is mature. Equal to the stored
+ * count and a checksum of the outcome rows in its window, and whether it is mature. Each row's hash chains
+ * its key, time and label through the integer and float hash functions: about 3× faster than hashing the
+ * row as text (formatting a timestamptz is the slow part), and the same in every session time zone
+ * (`date_part('epoch', …)` of a timestamptz does not depend on it). Equal to the stored
  * signature: nothing new matured for the run, and its figures stand.
  */
 export function signatureSql(schema: string, rows: string): string {
   return `WITH run AS (${windowSql(schema)})
     SELECT run.maturity, run.mature,
-           (SELECT count(*) || ':' || COALESCE(sum(hashtextextended(src.customer_id || ' ' || src.event_at || ' ' || src.label, 0)::numeric), 0)
+           (SELECT count(*) || ':' || COALESCE(sum(hashint8extended(src.customer_id, hashfloat8extended(date_part('epoch', src.event_at), src.label::int))), 0)
               FROM (${rows}) src WHERE src.event_at > run.opened AND src.event_at <= run.closed) || ':' || run.mature AS signature
       FROM run`;
 }
