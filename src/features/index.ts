@@ -6,11 +6,12 @@ import { onlyNew } from './only-new/onlyNewFeature.js';
 import { outcomes } from './outcomes/outcomesFeature.js';
 import { readiness } from './readiness/readinessFeature.js';
 import { reasons } from './reasons/reasonsFeature.js';
+import { segments } from './segments/segmentsFeature.js';
 
 export type * from './feature.js';
 
 /** Every run feature, in the order the run calls their hooks. Adding a feature: its folder and one line here. */
-export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, outcomes];
+export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, segments, outcomes];
 
 /**
  * The run's features, made in registration order by `make` (each returns undefined when the run does not

@@ -133,6 +133,7 @@ export function formatRunStatistics(r: RunDetail): string[] {
     lines.push(...formatFeatureTable(r.features, prev));
   }
   lines.push(...formatFeatureDrift(r.feature_drift));
+  lines.push(...formatSegments(r.segments));
   lines.push(...formatAnalystFacts(r.analyst));
   // Not for a run that scored no customer: publishing it would empty customer_scores (publish --force refuses it).
   if (r.error_kind === 'gate' && r.status === 'failed' && r.chunks_done === r.chunks_total && r.rows_scored > 0) {
@@ -148,5 +149,22 @@ function formatFeatureDrift(d: RunDetail['feature_drift']): string[] {
   const width = Math.max(7, ...d.features.map((f) => f.feature.length));
   const lines = ['', `Feature drift (PSI vs the model's baseline${d.previous_run_id ? ` and vs run ${d.previous_run_id}` : ''}, top movers first):`];
   for (const f of d.features) lines.push(`  ${f.feature.padEnd(width)} ${psi(f.psi_baseline)}${d.previous_run_id ? ` ${psi(f.psi_previous)}` : ''}`);
+  return lines;
+}
+
+/** The segments that moved most against the previous published run (every one: the segment_drift view). */
+function formatSegments(d: RunDetail['segments']): string[] {
+  if (!d || d.segments === 0) return [];
+  const label = (m: (typeof d.top)[number]) => `${m.segment}=${m.value_kind === 'value' ? m.value : `(${m.value_kind})`}`;
+  const width = Math.max(7, ...d.top.map((m) => label(m).length));
+  const against = d.previous_run_id ? `PSI vs run ${d.previous_run_id}` : 'no earlier published run to compare with';
+  const lines = ['', `Segments (${d.segments}; ${against}; top movers first, all in scoring.segment_drift):`];
+  for (const m of d.top) {
+    const psi = m.psi_previous === null ? '—' : m.psi_previous.toFixed(4);
+    const share = `${(m.share * 100).toFixed(1)}%${m.previous_share !== null ? ` (was ${(m.previous_share * 100).toFixed(1)}%)` : ''}`;
+    lines.push(
+      `  ${label(m).padEnd(width)} ${psi.padStart(8)}  ${formatCount(m.rows_scored).padStart(10)} rows  ${share}  mean ${m.mean_score?.toFixed(4) ?? '—'}`,
+    );
+  }
   return lines;
 }

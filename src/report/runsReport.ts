@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { FeatureDriftSummary } from '../stats/featurePsi.js';
 import { UsageError } from '../errors.js';
 import { Ledger, type ForcedPublish, type RejectCount, type RunFailure, type RunListRow, type RunRow, type RunStatus } from '../ledger/ledger.js';
+import type { SegmentDriftSummary } from '../ledger/types.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
 import type { FeaturesSummary } from '../stats/featureStats.js';
 import { drift as computeDrift, type Drift } from '../stats/psi.js';
@@ -104,6 +105,8 @@ export interface RunDetail extends RunListItem {
   outcomes?: PerformanceFacts | undefined;
   /** Each feature's PSI against the model's baseline and the previous published run, the top movers first. */
   feature_drift?: FeatureDriftSummary | null;
+  /** The segments (manifest `segments`) that moved most against the previous published run. */
+  segments?: SegmentDriftSummary | null;
 }
 
 /**
@@ -231,6 +234,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string): 
     drift,
     forced_publish: stats?.forced_publish ?? null,
     feature_drift: stats?.feature_drift ?? null,
+    segments: stats?.segments ?? null,
     analyst: await analystFacts(c, schema, run),
     outcomes: await readPerformance(c, schema, runId, run.model_name),
   };
