@@ -119,7 +119,7 @@ describe('segments', () => {
     }
   }, 120_000);
 
-  it("a resumed run keeps the done chunks' counts: every row counted once", async () => {
+  it("a resumed run keeps the done chunks' counts, and a shared run counts every worker's chunks: every row counted once", async () => {
     await t.pool.query(`CREATE FUNCTION public.sj_fail_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.status = 'done' AND NEW.chunk_no = (SELECT max(chunk_no) FROM scoring.score_chunks WHERE run_id = NEW.run_id) THEN RAISE EXCEPTION 'last chunk refused' USING ERRCODE = 'P0001'; END IF; RETURN NEW; END $$`);
     await t.pool.query('CREATE TRIGGER sj_fail_chunk BEFORE UPDATE ON scoring.score_chunks FOR EACH ROW EXECUTE FUNCTION public.sj_fail_chunk()');
@@ -130,6 +130,26 @@ describe('segments', () => {
     await resumeInProcess(t, runId);
     const got = await segmentsOf(runId);
     expect(got.reduce((n, g) => n + Number(g.rows_scored) + Number(g.rows_rejected), 0)).toBe(customers);
+
+    const shared = await runInProcess(t, { modelDir: model, chunkSize: 2_000, workers: 2 });
+    const counted = await segmentsOf(shared.runId);
+    expect(counted.reduce((n, g) => n + Number(g.rows_scored) + Number(g.rows_rejected), 0)).toBe(customers);
+    // The same source as the resumed run's: no segment moved.
+    for (const g of counted) if (g.psi_previous !== null) expect(g.psi_previous, String(g.value)).toBeLessThanOrEqual(0.001);
+    expect(counted.find((g) => g.value === 'north')!.previous_run_id).toBe(runId);
+  }, 180_000);
+
+  it('an only-new layer (new and changed customers only) measures no segments: --max-segment-psi does not hold it', async () => {
+    await t.pool.query(
+      `INSERT INTO customers SELECT customer_id + 50000000, 0, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
+              discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, 'north', channel, is_subscriber, has_app
+         FROM customers ORDER BY customer_id DESC LIMIT 300`,
+    );
+    const layer = await runInProcess(t, { modelDir: model, onlyNew: true, maxSegmentPsi: 0.01 });
+    expect(layer.published).toBe(true);
+    const rows = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.run_segments WHERE run_id = $1', [layer.runId]);
+    expect(rows.rows[0]!.n).toBe('0');
+    await t.pool.query('DELETE FROM customers WHERE customer_id > 50000000');
   }, 120_000);
 
   it('--max-segment-psi without segments in the manifest, or a segment column the source lacks, is refused before anything is written (exit 2)', async () => {

@@ -72,9 +72,20 @@ export class SegmentCounter {
     const kept = new Int32Array(keys.buffer, keys.byteOffset, accepted * 2);
     const rowOf = this.rowOf;
     let j = 0;
-    for (let r = 0; r < rows; r++) {
-      if (j < accepted && all[2 * r] === kept[2 * j] && all[2 * r + 1] === kept[2 * j + 1]) rowOf[j++] = r;
-      else for (let k = 0; k < this.batchColumn.length; k++) this.counts[this.slotOf(batch, k, r) * this.layout.stride + rejectsAt]! += 1;
+    for (let r = 0; r < rows; r++) if (j < accepted && all[2 * r] === kept[2 * j] && all[2 * r + 1] === kept[2 * j + 1]) rowOf[j++] = r;
+    // The rejected rows are those between the accepted ones: a reject of its segment in every column.
+    for (let k = 0; k < this.batchColumn.length; k++) {
+      const { nulls, codes, nullSlot, otherSlot, first } = this.columnOf(batch, k);
+      const { stride } = this.layout;
+      let next = 0;
+      for (let r = 0; r < rows; r++) {
+        if (next < accepted && rowOf[next] === r) {
+          next++;
+          continue;
+        }
+        const code = codes[r]!;
+        this.counts[(nulls[r] ? nullSlot : code < 0 ? otherSlot : first + code) * stride + rejectsAt]! += 1;
+      }
     }
   }
 
@@ -84,9 +95,15 @@ export class SegmentCounter {
     const bands = bandBounds.length;
     const bandAt = binsAt + psiBins;
     const counts = this.counts;
+    const rowOf = this.rowOf;
+    const everyRow = this.everyRow;
     for (let k = 0; k < this.batchColumn.length; k++) {
+      // Per column, not per row: the loop below reads only typed arrays and numbers.
+      const { nulls, codes, nullSlot, otherSlot, first } = this.columnOf(batch, k);
       for (let j = 0; j < rows; j++) {
-        const at = this.slotOf(batch, k, this.everyRow ? j : this.rowOf[j]!) * stride;
+        const r = everyRow ? j : rowOf[j]!;
+        const code = codes[r]!;
+        const at = (nulls[r] ? nullSlot : code < 0 ? otherSlot : first + code) * stride;
         const s = scores[j]!;
         if (!Number.isFinite(s)) {
           counts[at + rejectsAt]! += 1;
@@ -105,13 +122,13 @@ export class SegmentCounter {
     }
   }
 
-  /** Segment column k's slot of batch row r: its value's, NULL's or other's. */
-  private slotOf(batch: ColumnBatch, k: number, r: number): number {
+  /** Segment column k as the loops read it: its NULLs and codes, and its value, NULL and other slots. */
+  private columnOf(batch: ColumnBatch, k: number): { nulls: Uint8Array; codes: Int32Array; first: number; nullSlot: number; otherSlot: number } {
     const col = batch.columns[this.batchColumn[k]!]!;
     const first = this.layout.firstSlot[k]!;
     const known = this.layout.columns[k]!.values.length;
-    if (col.nulls[r]) return first + known;
-    const code = col.kind === 'category' ? col.codes[r]! : -1;
-    return code < 0 ? first + known + 1 : first + code;
+    // A column always read as text is a category column; anything else counts as "other".
+    const codes = col.kind === 'category' ? col.codes : new Int32Array(batch.capacity).fill(-1);
+    return { nulls: col.nulls, codes, first, nullSlot: first + known, otherSlot: first + known + 1 };
   }
 }
