@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { ExitCode, RunFailedError, toExitCode } from '../../src/errors.js';
 import type { SegmentDriftSummary } from '../../src/ledger/ledger.js';
+import { forcePublish } from '../../src/publish/forcePublish.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
+import { modelCopy, resumeInProcess, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 
 const customers = 20_000;
 const chunkSize = 4_000;
@@ -117,6 +118,10 @@ describe('segments', () => {
     } finally {
       c.release();
     }
+    // After review, the scores the gate kept publish by force with a reason, as its error says.
+    await forcePublish({ config: testConfig(t), log: silentLog }, runId, { force: true, reason: 'the north was re-based upstream' });
+    const now = await t.pool.query<{ run_id: string }>('SELECT DISTINCT run_id::text FROM scoring.customer_scores');
+    expect(now.rows).toEqual([{ run_id: runId }]);
   }, 120_000);
 
   it("a resumed run keeps the done chunks' counts, and a shared run counts every worker's chunks: every row counted once", async () => {
