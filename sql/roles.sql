@@ -50,6 +50,10 @@ DO $$ BEGIN
     IF to_regclass('scoring.feature_drift') IS NOT NULL THEN
       GRANT SELECT ON scoring.feature_drift TO scorejob_reader;
     END IF;
+    -- Schema version 21 (issue 30): each segment's figures and drift per run.
+    IF to_regclass('scoring.segment_drift') IS NOT NULL THEN
+      GRANT SELECT ON scoring.segment_drift TO scorejob_reader;
+    END IF;
   ELSE
     RAISE NOTICE 'scoring.customer_scores does not exist yet: run `scorejob migrate` as scorejob_job, then this file again';
   END IF;

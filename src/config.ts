@@ -56,6 +56,8 @@ export interface RunOptions {
   minAuc?: number | undefined;
   /** `--max-feature-psi`: a run with a feature whose PSI (against the model's baseline or the previous published run) exceeds this fails without publishing. */
   maxFeaturePsi?: number | undefined;
+  /** `--max-segment-psi`: a run with a segment (manifest `segments`) whose PSI against the previous published run exceeds this fails without publishing. */
+  maxSegmentPsi?: number | undefined;
   /** Attempts per chunk for transient failures (connection lost, serialization failure). */
   chunkAttempts: number;
   /** For scheduled runs: the tick the run is for. */

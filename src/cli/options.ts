@@ -140,6 +140,16 @@ export const maxFeaturePsi: Setting<number> = {
   parse: (value, name) => parseNumberFlag(value, name, 0, 1000),
 };
 
+export const maxSegmentPsi: Setting<number> = {
+  flags: '--max-segment-psi <x>',
+  description:
+    "fail without publishing when a segment's PSI (a value of a column of the manifest's segments, its scores against the same segment in the previous published run) exceeds this, naming the segments; default: no segment gate",
+  env: 'SCOREJOB_MAX_SEGMENT_PSI',
+  blankIsUnset: true,
+  forward: 'value',
+  parse: (value, name) => parseNumberFlag(value, name, 0, 1000),
+};
+
 export const metricsFile: Setting<string> = {
   flags: '--metrics-file <path>',
   description: 'write Prometheus metrics (textfile collector) at the end of the run, success or failure',
@@ -249,6 +259,7 @@ export const forwardedRunSettings: readonly Setting<unknown>[] = [
   outageBudget,
   maxPsi,
   maxFeaturePsi,
+  maxSegmentPsi,
   minAuc,
   metricsFile,
   metricsPush,

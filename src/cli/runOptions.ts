@@ -11,6 +11,7 @@ import {
   keepRuns,
   maxFeaturePsi,
   maxPsi,
+  maxSegmentPsi,
   maxRejectRatio,
   minAuc,
   metricsFile,
@@ -39,6 +40,7 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
     chunkAttempts: read(cmd, chunkAttempts),
     maxPsi: read(cmd, maxPsi),
     maxFeaturePsi: read(cmd, maxFeaturePsi),
+    maxSegmentPsi: read(cmd, maxSegmentPsi),
     minAuc: cmd.options.some((o) => o.long === '--min-auc') ? read(cmd, minAuc) : undefined,
     // Only where the command takes it (`run`); `schedule` passes it on to each run.
     onPublishCommand: cmd.options.some((o) => o.long === '--on-publish-command') ? read(cmd, onPublishCommand) : undefined,

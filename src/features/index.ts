@@ -8,11 +8,12 @@ import { readiness } from './readiness/readinessFeature.js';
 import { reasons } from './reasons/reasonsFeature.js';
 import type pg from 'pg';
 import { featureMetrics, type FeatureReport, type MetricFamily, type MetricsRun } from '../report/featureReport.js';
+import { segments } from './segments/segmentsFeature.js';
 
 export type * from './feature.js';
 
 /** Every run feature, in the order the run calls their hooks. Adding a feature: its folder and one line here. */
-export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, outcomes];
+export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, segments, outcomes];
 
 /** What the registered features show of a run (`runs show`, the HTML page, the run's metrics file), in registration order. */
 export const featureReports: readonly FeatureReport[] = runFeatures.flatMap((d) => (d.report ? [d.report] : []));

@@ -41,6 +41,8 @@ export interface RunParams {
   challenger?: ChallengerParams | null;
   /** The model's baseline.json (src/features/feature-drift): its sha256 and the `--max-feature-psi` gate; absent: no feature drift. */
   featureDrift?: { baselineSha256: string; maxFeaturePsi: number | null } | null;
+  /** The manifest's `segments` (src/features/segments): each column's values as the run found them, and the `--max-segment-psi` gate; absent: none. */
+  segments?: { columns: { column: string; values: string[] }[]; maxSegmentPsi: number | null } | null;
   /** On a challenger's own run: the champion run whose chunks write its scores. */
   championRunId?: string | null;
 }
@@ -166,6 +168,27 @@ export interface RunStats extends Partial<RunStatistics> {
   challenger?: SiblingComparison;
   /** Each feature's PSI against the model's baseline and the previous published run (src/features/feature-drift). */
   feature_drift?: FeatureDriftSummary;
+  /** The segments that moved most against the previous published run (src/features/segments). */
+  segments?: SegmentDriftSummary;
+}
+
+/** `score_runs.stats.segments`: how many segments the run counted, and the top movers (every one is in run_segments). */
+export interface SegmentDriftSummary {
+  previous_run_id: string | null;
+  segments: number;
+  top: SegmentMover[];
+}
+
+export interface SegmentMover {
+  segment: string;
+  /** The value as text; null for the rows where the column is NULL and for the values not known when the run started. */
+  value: string | null;
+  value_kind: 'value' | 'null' | 'other';
+  rows_scored: number;
+  share: number;
+  previous_share: number | null;
+  mean_score: number | null;
+  psi_previous: number | null;
 }
 
 /** A run made as part of another (scored beside it, in its chunks), as its ledger row holds it. */

@@ -66,6 +66,7 @@ export function formatModelReport(report: ModelReport, columns?: SourceColumnsSu
   const unit = output.totalUnits > 1 ? ` (unit ${m.output.unit ?? 0} of ${output.totalUnits})` : '';
   const from = m.output.from !== undefined || output.totalUnits > 1 ? ` from output "${report.outputName}"` : '';
   lines.push(`output   ${m.output.name}${from}${unit}${m.output.description === '' ? '' : `: ${m.output.description}`}`);
+  if (m.segments) lines.push(`segments ${m.segments.join(', ')} (each value's scores watched per run)`);
   lines.push(`backend  ${report.backend}`, '', 'features (model input order)');
   lines.push(...table([['inputs', 'column', 'transform', 'details'], ...report.plan.features.map(featureRow)], { indent: '  ' }));
   lines.push('', 'files');

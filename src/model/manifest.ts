@@ -28,6 +28,8 @@ export interface Manifest extends ManifestInputs {
   draft?: true | undefined;
   /** Where outcomes land and how long a run waits for them (`scorejob outcomes sync`, docs/outcomes.md). */
   outcomes?: ManifestOutcomes | undefined;
+  /** `segments`: source columns (each with at most a few hundred values) whose every value is watched per run (src/features/segments). */
+  segments?: string[] | undefined;
 }
 
 export interface ManifestSource {
@@ -161,7 +163,7 @@ export function splitTableName(table: string): { schema: string | undefined; nam
 export function parseManifest(json: unknown, file: string): Manifest {
   const r = new Reader(file);
   const top = r.object(json, '');
-  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training', 'outcomes']);
+  r.only(top, '', ['name', 'version', 'draft', 'description', 'source', 'features', 'output', 'checks', 'training', 'outcomes', 'segments']);
   if (top.draft !== undefined && typeof top.draft !== 'boolean')
     r.fail('draft', `must be true (a draft nobody has reviewed yet) or left out (got ${describe(top.draft)})`);
   const manifest: Manifest = {
@@ -178,7 +180,20 @@ export function parseManifest(json: unknown, file: string): Manifest {
   if (top.training !== undefined) manifest.training = r.object(top.training, 'training');
 
   if (top.outcomes !== undefined) manifest.outcomes = parseOutcomes(top.outcomes, file);
+  if (top.segments !== undefined) manifest.segments = parseSegments(r, top.segments);
   return manifest;
+}
+
+/** `segments`: a non-empty list of distinct source column names. */
+function parseSegments(r: Reader, value: unknown): string[] {
+  if (!Array.isArray(value) || value.length === 0) r.fail('segments', 'must be a non-empty array of source column names, e.g. ["region"]');
+  const seen = new Set<string>();
+  return value.map((c: unknown, i) => {
+    const column = r.identifier(c, `segments[${i}]`);
+    if (seen.has(column)) r.fail(`segments[${i}]`, `"${column}" is listed twice`);
+    seen.add(column);
+    return column;
+  });
 }
 
 function parseSource(r: Reader, value: unknown): ManifestSource {

@@ -1,4 +1,5 @@
 import type { FeatureDriftSummary } from '../stats/featurePsi.js';
+import type { SegmentDriftSummary } from '../ledger/types.js';
 import type { ForcedPublish, RejectCount, RunFailure, RunStatus } from '../ledger/ledger.js';
 import type { PublicationKind } from '../ledger/publications.js';
 import type { ScoreSummary } from '../stats/scoreStats.js';
@@ -102,6 +103,8 @@ export interface RunDetail extends RunListItem {
   outcomes?: PerformanceFacts | undefined;
   /** Each feature's PSI against the model's baseline and the previous published run, the top movers first. */
   feature_drift?: FeatureDriftSummary | null;
+  /** The segments (manifest `segments`) that moved most against the previous published run. */
+  segments?: SegmentDriftSummary | null;
   /** What each run feature read for its part of the report (src/report/featureReport.ts), by feature name. */
   reports?: Record<string, unknown>;
 }

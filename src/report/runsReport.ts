@@ -135,6 +135,7 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string, r
     drift,
     forced_publish: stats?.forced_publish ?? null,
     feature_drift: stats?.feature_drift ?? null,
+    segments: stats?.segments ?? null,
     analyst: await analystFacts(c, schema, run),
     outcomes: await readPerformance(c, schema, runId, run.model_name),
   };

@@ -79,6 +79,13 @@ describe('sql/roles.sql: the reader role and the downstream views', () => {
     expect((await reading.query('SELECT DISTINCT run_id::text AS r FROM scoring.customer_scores')).rows).toEqual([{ r: '1' }]);
   });
 
+  it('reads the segment_drift view, and not the segment tables behind it', async () => {
+    expect((await reading.query('SELECT count(*)::int AS n FROM scoring.segment_drift')).rows[0]).toEqual({ n: 0 });
+    for (const table of ['run_segments', 'chunk_segment_counts']) {
+      await expect(reading.query(`SELECT 1 FROM scoring.${table} LIMIT 1`), table).rejects.toMatchObject({ code: '42501' });
+    }
+  });
+
   it('reads nothing more: not the ledger, the scores tables, the source, or the view function', async () => {
     for (const table of ['score_runs', 'score_publications', 'score_rejects', 'score_data', 'score_chunks', 'run_locks', 'models']) {
       await expect(reading.query(`SELECT 1 FROM scoring.${table} LIMIT 1`), table).rejects.toMatchObject({ code: '42501' });

@@ -19,6 +19,13 @@ describe('inspectModel', () => {
     expect(text).toContain('(all = sha256sum manifest.json model.json weights.bin | sha256sum)');
   });
 
+  it("names the manifest's segments", async () => {
+    const report = await inspectModel(fixture, { backend: 'cpu' });
+    expect(formatModelReport(report)).not.toContain('segments ');
+    report.manifest.segments = ['region', 'channel'];
+    expect(formatModelReport(report)).toContain("segments region, channel (each value's scores watched per run)\nbackend  cpu");
+  });
+
   it('adds the source check when given one', async () => {
     const report = await inspectModel(fixture, { backend: 'cpu' });
     const text = formatModelReport(report, {

@@ -47,6 +47,16 @@ describe('parseManifest', () => {
     expect(m.training).toEqual({ auc: 0.9 });
   });
 
+  it('reads segments as a list of distinct column names, and refuses anything else in one line naming the field', () => {
+    expect(parseManifest({ ...valid(), segments: ['region', 'channel'] }, file).segments).toEqual(['region', 'channel']);
+    expect(parseManifest(valid(), file).segments).toBeUndefined();
+    expect(messageOf((m) => (m.segments = 'region'))).toBe(`${file}: segments must be a non-empty array of source column names, e.g. ["region"]`);
+    expect(messageOf((m) => (m.segments = []))).toBe(`${file}: segments must be a non-empty array of source column names, e.g. ["region"]`);
+    expect(messageOf((m) => (m.segments = ['region', 3]))).toBe(`${file}: segments[1] must be a string (got 3)`);
+    expect(messageOf((m) => (m.segments = ['region', 'region']))).toBe(`${file}: segments[1] "region" is listed twice`);
+    expect(messageOf((m) => (m.segments = ['']))).toBe(`${file}: segments[0] must not be empty`);
+  });
+
   it('defaults source to customers/customer_id, and leaves output.unit and fill unset when absent', () => {
     const json = valid();
     delete json.source;
