@@ -2,9 +2,9 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDb } from '../config.js';
 import { withTransaction } from '../db/sql.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 import { ResilientClient } from '../db/resilientClient.js';
+import { withSession, type Session } from '../db/session.js';
 import { UsageError } from '../errors.js';
 import { disposeFeatures, type RunFeature } from '../features/index.js';
 import { checkSource } from '../features/sourceCheck.js';
@@ -41,54 +41,56 @@ export interface SessionOf {
  */
 export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, of: SessionOf, fn: (s: LockedSession) => Promise<T>): Promise<T> {
   const { config, log } = ctx;
-  // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
-  // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
-  const pool = createPool(config.db, 7);
-  let conn: ResilientClient | undefined;
-  let lock: RunLock | undefined;
+  let ledgerConn: ResilientClient | undefined;
+  const connect = async (pool: Pool): Promise<ResilientClient> => (ledgerConn = await ResilientClient.connect(pool, { role: 'ledger', log }));
   try {
-    await checkConnection(pool, config.db);
-    conn = await ResilientClient.connect(pool, { role: 'ledger', log });
-    const ledgerConn = conn;
-    await assertMigrated(ledgerConn.client, config.schema);
-    await assertWritable(ledgerConn.client, config);
-    await checkSource(ledgerConn.client, of.model);
-    for (const f of of.features) await f.check?.(ledgerConn.client);
-    const ledger = new Ledger(config.schema);
-    const dead: string[] = [];
-    lock = await takeRunLock(pool, {
-      schema: config.schema,
-      modelName: of.model.manifest.name,
-      purpose: of.purpose,
-      log,
-      where: describeDb(config.db),
-      ledger,
-      onDead: (ids) => dead.push(...ids),
+    // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
+    // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
+    return await withSession(config, { connections: 7, connect }, async (s) => {
+      const conn = ledgerConn as ResilientClient;
+      await assertWritable(s.client, config);
+      await checkSource(s.client, of.model);
+      for (const f of of.features) await f.check?.(s.client);
+      const ledger = new Ledger(config.schema);
+      const held = await lockFor(s, { config, log, ledger, of });
+      const session: LockedSession = {
+        pool: s.pool,
+        ledger,
+        config,
+        lock: held,
+        get client() {
+          return conn.client;
+        },
+        recover: async () => {
+          await held.ensure();
+          await conn.ensure();
+        },
+        inTransaction: (f) => withTransaction(conn.client, f),
+      };
+      return await fn(session);
     });
-    const held = lock;
-    for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
-    const session: LockedSession = {
-      pool,
-      ledger,
-      config,
-      lock: held,
-      get client() {
-        return ledgerConn.client;
-      },
-      recover: async () => {
-        await held.ensure();
-        await ledgerConn.ensure();
-      },
-      inTransaction: (f) => withTransaction(ledgerConn.client, f),
-    };
-    return await fn(session);
   } finally {
-    await lock?.release();
-    await conn?.close();
     disposeFeatures(of.features);
     of.model.dispose();
-    await pool.end().catch(() => undefined);
   }
+}
+
+/** Takes the run lock (released with the session), and says which runs it found dead and marked interrupted. */
+async function lockFor(s: Session, on: { config: Config; log: Logger; ledger: Ledger; of: SessionOf }): Promise<RunLock> {
+  const { config, log, ledger, of } = on;
+  const dead: string[] = [];
+  const lock = await takeRunLock(s.pool, {
+    schema: config.schema,
+    modelName: of.model.manifest.name,
+    purpose: of.purpose,
+    log,
+    where: describeDb(config.db),
+    ledger,
+    onDead: (ids) => dead.push(...ids),
+  });
+  s.defer(() => lock.release());
+  for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
+  return lock;
 }
 
 /** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */
