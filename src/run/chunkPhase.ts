@@ -20,6 +20,7 @@ export async function scoreChunks(deps: ExecuteDeps, progress: RunProgress, obse
   // Fixed size, counted as chunks commit: it spares a sort of the run's table.
   const histogram = params.dryRun ? undefined : new ScoreHistogram();
   const read = chunkRead(deps, observer);
+  const onChunkDone = chunkCounter(deps, progress, observer, planned);
   const loop: ChunkLoopDeps = {
     pool: deps.pool,
     view: params.workers === undefined ? view : sharedSource(view, () => ledger.pendingChunks(deps.client, runId)),
@@ -44,7 +45,7 @@ export async function scoreChunks(deps: ExecuteDeps, progress: RunProgress, obse
       progress.failedChunk = chunk;
       progress.stage = `chunk ${chunk.chunkNo}`;
     },
-    onChunkDone: chunkCounter(deps, progress, observer, planned),
+    onChunkDone,
   };
   const completed =
     params.workers === undefined ? await runChunks(loop, pending) : await runShared(loop, { config: deps.config, params, modelDir: params.modelDir });

@@ -40,46 +40,27 @@ export interface SessionOf {
  * if it is stuck), marks dead runs interrupted, runs fn, and releases everything in reverse order.
  */
 export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, of: SessionOf, fn: (s: LockedSession) => Promise<T>): Promise<T> {
-  const { config, log } = ctx;
   let ledgerConn: ResilientClient | undefined;
-  const connect = async (pool: Pool): Promise<ResilientClient> => (ledgerConn = await ResilientClient.connect(pool, { role: 'ledger', log }));
+  const connect = async (pool: Pool): Promise<ResilientClient> => (ledgerConn = await ResilientClient.connect(pool, { role: 'ledger', log: ctx.log }));
   try {
     // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
     // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
-    return await withSession(config, { connections: 7, connect }, async (s) => {
-      const conn = ledgerConn as ResilientClient;
-      await assertWritable(s.client, config);
-      await checkSource(s.client, of.model);
-      for (const f of of.features) await f.check?.(s.client);
-      const ledger = new Ledger(config.schema);
-      const held = await lockFor(s, { config, log, ledger, of });
-      const session: LockedSession = {
-        pool: s.pool,
-        ledger,
-        config,
-        lock: held,
-        get client() {
-          return conn.client;
-        },
-        recover: async () => {
-          await held.ensure();
-          await conn.ensure();
-        },
-        inTransaction: (f) => withTransaction(conn.client, f),
-      };
-      return await fn(session);
-    });
+    return await withSession(ctx.config, { connections: 7, connect }, async (s) => fn(await lockSession(s, ledgerConn as ResilientClient, ctx, of)));
   } finally {
     disposeFeatures(of.features);
     of.model.dispose();
   }
 }
 
-/** Takes the run lock (released with the session), and says which runs it found dead and marked interrupted. */
-async function lockFor(s: Session, on: { config: Config; log: Logger; ledger: Ledger; of: SessionOf }): Promise<RunLock> {
-  const { config, log, ledger, of } = on;
+/** The checks before the lock, then the lock (released with the session), on the session's resilient ledger connection. */
+async function lockSession(s: Session, conn: ResilientClient, ctx: { config: Config; log: Logger }, of: SessionOf): Promise<LockedSession> {
+  const { config, log } = ctx;
+  await assertWritable(conn.client, config);
+  await checkSource(conn.client, of.model);
+  for (const f of of.features) await f.check?.(conn.client);
+  const ledger = new Ledger(config.schema);
   const dead: string[] = [];
-  const lock = await takeRunLock(s.pool, {
+  const held = await takeRunLock(s.pool, {
     schema: config.schema,
     modelName: of.model.manifest.name,
     purpose: of.purpose,
@@ -88,9 +69,22 @@ async function lockFor(s: Session, on: { config: Config; log: Logger; ledger: Le
     ledger,
     onDead: (ids) => dead.push(...ids),
   });
-  s.defer(() => lock.release());
+  s.defer(() => held.release());
   for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
-  return lock;
+  return {
+    pool: s.pool,
+    ledger,
+    config,
+    lock: held,
+    get client() {
+      return conn.client;
+    },
+    recover: async () => {
+      await held.ensure();
+      await conn.ensure();
+    },
+    inTransaction: (f) => withTransaction(conn.client, f),
+  };
 }
 
 /** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */

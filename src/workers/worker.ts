@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { BackendChoice, Config } from '../config.js';
 import { withSession } from '../db/session.js';
 import { NothingToDoError, SnapshotLostError, UsageError } from '../errors.js';
-import { ChunkClaims } from '../ledger/chunkClaims.js';
+import type { ChunkClaims } from '../ledger/chunkClaims.js';
 import { Ledger, type PlannedChunk, type RunRow } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
@@ -46,8 +46,8 @@ export interface WorkResult {
  */
 export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<WorkResult> {
   const { config } = ctx;
-  const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
+  const claims = ledger.claims;
   const run = await lookUpRun(ctx, claims, ledger, opts);
   const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
   const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
