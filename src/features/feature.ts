@@ -5,6 +5,7 @@ import type { ChunkSidecar, Transform } from '../chunks/chunkLoop.js';
 import type { Ledger, PlannedChunk, RunParams, RunRow, RunStats } from '../ledger/ledger.js';
 import type { ErrorKind } from '../ledger/types.js';
 import type { Logger } from '../log.js';
+import type { Setting } from '../setting.js';
 import type { LoadedModel } from '../model/load.js';
 import type { StageTimings } from '../observe/timings.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
@@ -151,4 +152,16 @@ export interface RunFeatureDefinition {
   forWorker?(join: JoinScope): Promise<RunFeature | undefined> | RunFeature | undefined;
   /** A run this feature made as part of another (resume, join or publish through that one instead): the words that say so. */
   partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work' | 'publish'): string | undefined;
+}
+
+/**
+ * A feature's own options of the CLI (src/features/settings.ts), declared in its folder: the CLI adds them
+ * to its commands and hands their values on without knowing the feature.
+ */
+export interface FeatureCli {
+  readonly name: string;
+  /** A setting of `run` (and of `schedule`, which passes it on when its `forward` says so), and what its value sets in the run's options. */
+  readonly run?: { readonly setting: Setting<string>; options(value: string | undefined): Partial<RunOptions> };
+  /** A setting of `work`: a model directory of the feature's on this worker's machine, handed on by the feature's name (JoinScope.modelDirs). */
+  readonly work?: { readonly setting: Setting<string> };
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { parseNumberFlag } from '../../config.js';
 import type { DefaultedSetting, Setting } from '../../setting.js';
+import type { FeatureCli } from '../feature.js';
 import { defaultComparisonLimits } from './comparison.js';
 
 /** `--challenger DIR` of `run` and `work`: a second model scored beside the run's in the same pass (docs/analysts.md "A challenger beside the champion"). */
@@ -12,6 +13,21 @@ export const challenger: Setting<string> = {
   blankIsUnset: true,
   forward: 'path',
   parse: (value) => resolve(value),
+};
+
+/** The challenger's options of `run` (and `schedule`) and of `work`. */
+export const challengerCli: FeatureCli = {
+  name: 'challenger',
+  run: { setting: challenger, options: (dir) => ({ challengerDir: dir }) },
+  work: {
+    // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
+    setting: {
+      ...challenger,
+      env: undefined,
+      description:
+        "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)",
+    },
+  },
 };
 
 /** `publish <run> --challenger`: the run's challenger is published instead of the run. */
