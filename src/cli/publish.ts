@@ -6,7 +6,7 @@ import { action } from './action.js';
 import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf } from './options.js';
 import { readObserveOptions } from './runOptions.js';
 
-/** The features' variants of `publish` (`--challenger`: the run's challenger instead of the run). */
+/** The features' variants of `publish` (a feature's part of the run published instead of the run). */
 const variants = featureCli.flatMap((f) => (f.publish ? [f.publish] : []));
 
 /** The variant the command's flags chose, if any; a variant's setting given without its flag is refused (it would be ignored). */
