@@ -18,7 +18,7 @@ import {
 } from '../config.js';
 import { autoWorkers, defaultLeaseS } from '../workers/workerCount.js';
 import { parseDuration } from '../features/readiness/duration.js';
-import { challenger } from '../features/challenger/challengerSettings.js';
+import { featureRunSettings } from '../features/settings.js';
 import type { DefaultedSetting, Setting } from '../setting.js';
 
 export type { DefaultedSetting, Setting } from '../setting.js';
@@ -266,7 +266,7 @@ export const forwardedRunSettings: readonly Setting<unknown>[] = [
   progressInterval,
   onPublishCommand,
   reasons,
-  challenger,
+  ...featureRunSettings,
   workers,
   chunkLease,
   readyDeadline,

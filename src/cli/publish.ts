@@ -1,33 +1,41 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
-import type { ComparisonLimits } from '../features/challenger/comparison.js';
-import { comparisonLimitSettings, publishChallengerFlag } from '../features/challenger/challengerSettings.js';
+import type { FeaturePublish } from '../features/feature.js';
+import { featureCli } from '../features/settings.js';
 import { action } from './action.js';
 import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf } from './options.js';
 import { readObserveOptions } from './runOptions.js';
 
-const limitSettings = Object.values(comparisonLimitSettings);
+/** The features' variants of `publish` (a feature's part of the run published instead of the run). */
+const variants = featureCli.flatMap((f) => (f.publish ? [f.publish] : []));
 
-/** The comparison limits, checked; one given without --challenger is refused (it would be ignored). */
-function readLimits(cmd: Command, challenger: boolean): ComparisonLimits {
-  for (const s of limitSettings)
-    if (!challenger && sourceOf(cmd, s) === 'cli') throw new UsageError(`${s.flags.split(' ')[0]} applies to publish --challenger only`);
-  const l = comparisonLimitSettings;
-  return { minCorrelation: read(cmd, l.minCorrelation), minTopDecileOverlap: read(cmd, l.minTopDecileOverlap), maxPsi: read(cmd, l.maxPsi) };
+/** The variant the command's flags chose, if any; a variant's setting given without its flag is refused (it would be ignored). */
+function chosenVariant(cmd: Command): FeaturePublish | undefined {
+  let chosen: FeaturePublish | undefined;
+  for (const v of variants) {
+    if (cmd.getOptionValue(new Option(v.flag.flags).attributeName()) === true) {
+      chosen ??= v;
+      continue;
+    }
+    for (const s of v.settings) if (sourceOf(cmd, s) === 'cli') throw new UsageError(`${s.flags.split(' ')[0]} applies to publish ${v.flag.flags} only`);
+  }
+  return chosen;
 }
 
-/** `scorejob publish <run-id> --force --reason TEXT`: a gated run, published after a person has looked at it; `--challenger`: the run's challenger. */
+/** `scorejob publish <run-id> --force --reason TEXT`: a gated run, published after a person has looked at it; a feature's variant (its flag): the feature's part of the run. */
 export function registerPublish(program: Command): void {
   const cmd = program
     .command('publish')
     .description(
-      'publish a run that a publish gate (--max-reject-ratio, --max-psi) stopped, after a person has looked at it; or, with --challenger, the challenger a run scored beside it',
+      `publish a run that a publish gate (--max-reject-ratio, --max-psi) stopped, after a person has looked at it${variants.map((v) => `; ${v.says}`).join('')}`,
     )
     .argument('<run-id>', 'the run (see `scorejob runs show <run-id>`)')
     .option('--force', 'publish it although it breached a gate (needs --reason)', false)
-    .option('--reason <text>', 'why, recorded on the publication (published_runs.reason); required with --force')
-    .option(publishChallengerFlag.flags, publishChallengerFlag.description, false);
-  for (const s of limitSettings) cmd.addOption(option(s));
+    .option('--reason <text>', 'why, recorded on the publication (published_runs.reason); required with --force');
+  for (const v of variants) {
+    cmd.option(v.flag.flags, v.flag.description, false);
+    for (const s of v.settings) cmd.addOption(option(s));
+  }
   cmd
     .addOption(option(metricsFile, 'write Prometheus metrics (textfile collector) when done'))
     .addOption(option(metricsPush, 'push the same metrics to this Prometheus Pushgateway when done (replacing the group job="scorejob", model=NAME)'))
@@ -35,11 +43,11 @@ export function registerPublish(program: Command): void {
     .action(
       action(async (ctx, runId: string, cmd: Command) => {
         const { metricsFile, metricsPush } = readObserveOptions(cmd);
-        const flags = cmd.opts<{ force: boolean; challenger: boolean; reason?: string }>();
-        const limits = readLimits(cmd, flags.challenger);
-        if (flags.challenger) {
-          const { publishChallengerCommand } = await import('../features/challenger/publishCommand.js');
-          await publishChallengerCommand(ctx, runId, { onPublishCommand: read(cmd, onPublishCommand), force: flags.force, reason: flags.reason, limits });
+        const flags = cmd.opts<{ force: boolean; reason?: string }>();
+        const variant = chosenVariant(cmd);
+        if (variant) {
+          const opts = { onPublishCommand: read(cmd, onPublishCommand), force: flags.force, reason: flags.reason };
+          await variant.publish(ctx, runId, { ...opts, read: (s) => read(cmd, s) });
           return;
         }
         const { describeReasonsLost } = await import('../publish/reasonsLost.js');

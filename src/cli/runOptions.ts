@@ -25,7 +25,8 @@ import {
   trigger,
   workers,
 } from './options.js';
-import { challenger } from '../features/challenger/challengerSettings.js';
+import { featureCli } from '../features/settings.js';
+import type { Setting } from '../setting.js';
 
 /** The options of a run from a command's settings (flag, then environment, then default), checked once, each message naming the flag or the variable. */
 export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigger']; dryRun?: boolean } = {}): RunOptions {
@@ -47,9 +48,18 @@ export function readRunOptions(cmd: Command, over: { trigger?: RunOptions['trigg
     workers: cmd.options.some((o) => o.long === '--workers') ? read(cmd, workers) : undefined,
     chunkLeaseS: cmd.options.some((o) => o.long === '--chunk-lease') ? read(cmd, chunkLease) : undefined,
     reasons: cmd.options.some((o) => o.long === '--reasons') ? read(cmd, reasons) : undefined,
-    challengerDir: cmd.options.some((o) => o.long === '--challenger') ? read(cmd, challenger) : undefined,
     readyDeadlineMs: cmd.options.some((o) => o.long === '--ready-deadline') ? read(cmd, readyDeadline) : undefined,
+    ...featureRunOptions(cmd),
   });
+}
+
+/** What the features' own settings set in the run's options, each read only where the command takes it. */
+function featureRunOptions(cmd: Command): Partial<RunOptions> {
+  const takes = (s: Setting<string>) => cmd.options.some((o) => o.flags === s.flags);
+  return Object.assign(
+    {},
+    ...featureCli.map((f) => (f.run ? f.run.options(takes(f.run.setting) ? read(cmd, f.run.setting) : undefined) : {})),
+  ) as Partial<RunOptions>;
 }
 
 /** `--metrics-file` and `--progress-interval` (the latter only on the commands that run chunks), checked before anything is written. */

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ExitCode, signalExitCode } from '../errors.js';
 import { action } from './action.js';
 import { backend, model, option, outageBudget, read, workWait } from './options.js';
-import { challenger } from '../features/challenger/challengerSettings.js';
+import { featureCli } from '../features/settings.js';
 import { withStopSignal } from './stopSignal.js';
 
 /** `scorejob work`: a worker that joins a shared run (started with `--workers`) from any machine. */
@@ -13,15 +13,11 @@ export function registerWork(program: Command): void {
     .option('--run <id>', 'the run to join; default: the newest shared run that is running')
     .addOption(option(workWait))
     .addOption(option(outageBudget))
-    .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"))
-    // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
-    .addOption(
-      option(
-        { ...challenger, env: undefined },
-        "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)",
-      ),
-    )
-    .addOption(option(backend, "TensorFlow.js backend: auto, tensorflow, wasm or cpu; default: the run's"));
+    .addOption(option(model, "model directory; default: the run's own (its files' sha256 must match the run's)"));
+  // The features' own: a feature's model directory on this machine, handed on by the feature's name.
+  const featureSettings = featureCli.flatMap((f) => (f.work ? [[f.name, f.work.setting] as const] : []));
+  for (const [, s] of featureSettings) cmd.addOption(option(s));
+  cmd.addOption(option(backend, "TensorFlow.js backend: auto, tensorflow, wasm or cpu; default: the run's"));
   cmd.action(
     action(async (ctx, cmd: Command) => {
       const opts = cmd.opts<{ run?: string }>();
@@ -35,7 +31,7 @@ export function registerWork(program: Command): void {
             runId: opts.run,
             waitS: read(cmd, workWait),
             modelDir: read(cmd, model),
-            modelDirs: { challenger: read(cmd, challenger) },
+            modelDirs: Object.fromEntries(featureSettings.map(([name, s]) => [name, read(cmd, s)])),
             backend: given('backend') ? read(cmd, backend) : undefined,
           },
         );

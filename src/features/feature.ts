@@ -5,6 +5,7 @@ import type { ChunkSidecar, Transform } from '../chunks/chunkLoop.js';
 import type { Ledger, PlannedChunk, RunParams, RunRow, RunStats } from '../ledger/ledger.js';
 import type { ErrorKind } from '../ledger/types.js';
 import type { Logger } from '../log.js';
+import type { DefaultedSetting, Setting } from '../setting.js';
 import type { LoadedModel } from '../model/load.js';
 import type { StageTimings } from '../observe/timings.js';
 import type { FeatureReport } from '../report/featureReport.js';
@@ -154,4 +155,38 @@ export interface RunFeatureDefinition {
   readonly report?: FeatureReport;
   /** A run this feature made as part of another (resume, join or publish through that one instead): the words that say so. */
   partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work' | 'publish'): string | undefined;
+}
+
+/**
+ * A feature's own options of the CLI (src/features/settings.ts), declared in its folder: the CLI adds them
+ * to its commands and hands their values on without knowing the feature.
+ */
+export interface FeatureCli {
+  readonly name: string;
+  /** A setting of `run` (and of `schedule`, which passes it on when its `forward` says so), and what its value sets in the run's options. */
+  readonly run?: { readonly setting: Setting<string>; options(value: string | undefined): Partial<RunOptions> };
+  /** A setting of `work`: a model directory of the feature's on this worker's machine, handed on by the feature's name (JoinScope.modelDirs). */
+  readonly work?: { readonly setting: Setting<string> };
+  /** A variant of `publish <run>` under a flag of its own: the feature's part of the run is published instead of the run. */
+  readonly publish?: FeaturePublish;
+}
+
+/** A feature's variant of `publish <run>` (src/cli/publish.ts). */
+export interface FeaturePublish {
+  /** The flag that selects it (boolean). */
+  readonly flag: { readonly flags: string; readonly description: string };
+  /** Its words in the command's description, after the run's own ("or, with --flag, ..."). */
+  readonly says: string;
+  /** Settings of `publish` for this variant alone: one given without the flag is refused (it would be ignored). */
+  readonly settings: readonly DefaultedSetting<unknown>[];
+  /** Publishes and says so; it imports what it needs when called. `read` gives one of `settings`, checked. */
+  publish(ctx: { config: Config; log: Logger }, runId: string, opts: FeaturePublishOptions): Promise<void>;
+}
+
+/** What `publish <run>` hands a feature's variant. */
+export interface FeaturePublishOptions {
+  onPublishCommand: string | undefined;
+  force: boolean;
+  reason: string | undefined;
+  read<T>(setting: DefaultedSetting<T>): T;
 }

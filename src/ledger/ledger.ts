@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { ChunkClaims } from './chunkClaims.js';
 import { RunHistory } from './history.js';
 import { OnlyNewLedger } from './onlyNewLedger.js';
 import { Publications } from './publications.js';
@@ -17,7 +18,7 @@ export type { Queryable } from './history.js';
  * score_chunks, score_rejects), one method per operation. The schema name enters once, quoted
  * (RunTables); every value goes as a parameter. The writes are here, the reads in history.ts. Built once
  * per session, it is also the facade of the ledger's parts: `ledger.publications`, `ledger.onlyNew`,
- * `ledger.storage`; a feature with tables of its own builds its part from the facade.
+ * `ledger.storage`, `ledger.claims`; a feature with tables of its own builds its part from the facade.
  */
 export class Ledger extends RunHistory {
   /** The publications: the pointer, score_publications, ranks and bands (publications.ts). */
@@ -28,6 +29,8 @@ export class Ledger extends RunHistory {
   readonly scores = new ScoreStreams(this);
   /** A run's tables: created, keyed, attached, analyzed, detached, dropped (runStorage.ts). */
   readonly storage = new RunStorage(this);
+  /** A shared run's chunk claims and their leases (chunkClaims.ts). */
+  readonly claims = new ChunkClaims(this.schema);
 
   async createRun(c: pg.ClientBase, run: NewRun): Promise<string> {
     const { rows } = await c.query<{ run_id: string }>(

@@ -1,8 +1,6 @@
 import type pg from 'pg';
 import { describeDb, type Config } from '../config.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
-import { withClient } from '../db/sql.js';
+import { withSession } from '../db/session.js';
 import { Ledger, type Queryable } from '../ledger/ledger.js';
 import { takeRunLock, type LockPurpose, type RunLock } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
@@ -32,23 +30,14 @@ export async function withModelLock<T>(
   const { config } = ctx;
   // Three: the command's connection, the lock's own, and one for naming a holder when the lock is held
   // (its query for the stuck rule would otherwise wait out the pool's 15 s connection timeout).
-  const pool = createPool(config.db, 3);
-  try {
-    await checkConnection(pool, config.db);
-    return await withClient(pool, async (client) => {
-      await assertMigrated(client, config.schema);
-      const ledger = new Ledger(config.schema);
-      const modelName = await modelOf(client, ledger);
-      const lock = await takeRunLock(pool, { schema: config.schema, modelName, purpose, log: ctx.log, where: describeDb(config.db), ledger });
-      try {
-        return await fn({ client, ledger, lock, modelName });
-      } finally {
-        await lock.release();
-      }
-    });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  return withSession(config, { connections: 3 }, async (s) => {
+    const { client, pool } = s;
+    const ledger = new Ledger(config.schema);
+    const modelName = await modelOf(client, ledger);
+    const lock = await takeRunLock(pool, { schema: config.schema, modelName, purpose, log: ctx.log, where: describeDb(config.db), ledger });
+    s.defer(() => lock.release());
+    return fn({ client, ledger, lock, modelName });
+  });
 }
 
 /** `modelOf` for a command on a run: the run's model (exit 2 when there is no such run). */

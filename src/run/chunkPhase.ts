@@ -15,11 +15,13 @@ import type { ExecuteDeps, PlannedRun, RunProgress } from './runState.js';
 export async function scoreChunks(deps: ExecuteDeps, progress: RunProgress, observer: RunObserver, planned: PlannedRun): Promise<ScoreHistogram | undefined> {
   const { ledger, runId, params } = deps;
   const { chunks, pending, view } = planned;
+  // What each chunk reads and what is done once it is: the run's parts, made before the loop starts.
+  const read = chunkRead(deps, observer);
+  const onChunkDone = chunkCounter(deps, progress, observer, planned);
   progress.stage = pending[0] ? `chunk ${pending[0].chunkNo}` : 'statistics';
   observer.begin(chunks, params.chunkSize, planned.sourceRows);
   // Fixed size, counted as chunks commit: it spares a sort of the run's table.
   const histogram = params.dryRun ? undefined : new ScoreHistogram();
-  const read = chunkRead(deps, observer);
   const loop: ChunkLoopDeps = {
     pool: deps.pool,
     view: params.workers === undefined ? view : sharedSource(view, () => ledger.pendingChunks(deps.client, runId)),
@@ -44,7 +46,7 @@ export async function scoreChunks(deps: ExecuteDeps, progress: RunProgress, obse
       progress.failedChunk = chunk;
       progress.stage = `chunk ${chunk.chunkNo}`;
     },
-    onChunkDone: chunkCounter(deps, progress, observer, planned),
+    onChunkDone,
   };
   const completed =
     params.workers === undefined ? await runChunks(loop, pending) : await runShared(loop, { config: deps.config, params, modelDir: params.modelDir });

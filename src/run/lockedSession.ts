@@ -2,9 +2,9 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import { describeDb } from '../config.js';
 import { withTransaction } from '../db/sql.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 import { ResilientClient } from '../db/resilientClient.js';
+import { withSession, type Session } from '../db/session.js';
 import { UsageError } from '../errors.js';
 import { disposeFeatures, type RunFeature } from '../features/index.js';
 import { checkSource } from '../features/sourceCheck.js';
@@ -40,55 +40,51 @@ export interface SessionOf {
  * if it is stuck), marks dead runs interrupted, runs fn, and releases everything in reverse order.
  */
 export async function withLockedLedger<T>(ctx: { config: Config; log: Logger }, of: SessionOf, fn: (s: LockedSession) => Promise<T>): Promise<T> {
-  const { config, log } = ctx;
-  // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
-  // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
-  const pool = createPool(config.db, 7);
-  let conn: ResilientClient | undefined;
-  let lock: RunLock | undefined;
+  let ledgerConn: ResilientClient | undefined;
+  const connect = async (pool: Pool): Promise<ResilientClient> => (ledgerConn = await ResilientClient.connect(pool, { role: 'ledger', log: ctx.log }));
   try {
-    await checkConnection(pool, config.db);
-    conn = await ResilientClient.connect(pool, { role: 'ledger', log });
-    const ledgerConn = conn;
-    await assertMigrated(ledgerConn.client, config.schema);
-    await assertWritable(ledgerConn.client, config);
-    await checkSource(ledgerConn.client, of.model);
-    for (const f of of.features) await f.check?.(ledgerConn.client);
-    const ledger = new Ledger(config.schema);
-    const dead: string[] = [];
-    lock = await takeRunLock(pool, {
-      schema: config.schema,
-      modelName: of.model.manifest.name,
-      purpose: of.purpose,
-      log,
-      where: describeDb(config.db),
-      ledger,
-      onDead: (ids) => dead.push(...ids),
-    });
-    const held = lock;
-    for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
-    const session: LockedSession = {
-      pool,
-      ledger,
-      config,
-      lock: held,
-      get client() {
-        return ledgerConn.client;
-      },
-      recover: async () => {
-        await held.ensure();
-        await ledgerConn.ensure();
-      },
-      inTransaction: (f) => withTransaction(ledgerConn.client, f),
-    };
-    return await fn(session);
+    // ledger, lock, reader, two writers (chunkLoop.ts), one spare while a lost connection is being replaced,
+    // and one for a shared run's claims and lease renewals (claimLoop.ts); a pool opens connections only as used.
+    return await withSession(ctx.config, { connections: 7, connect }, async (s) => fn(await lockSession(s, ledgerConn as ResilientClient, ctx, of)));
   } finally {
-    await lock?.release();
-    await conn?.close();
     disposeFeatures(of.features);
     of.model.dispose();
-    await pool.end().catch(() => undefined);
   }
+}
+
+/** The checks before the lock, then the lock (released with the session), on the session's resilient ledger connection. */
+async function lockSession(s: Session, conn: ResilientClient, ctx: { config: Config; log: Logger }, of: SessionOf): Promise<LockedSession> {
+  const { config, log } = ctx;
+  await assertWritable(conn.client, config);
+  await checkSource(conn.client, of.model);
+  for (const f of of.features) await f.check?.(conn.client);
+  const ledger = new Ledger(config.schema);
+  const dead: string[] = [];
+  const held = await takeRunLock(s.pool, {
+    schema: config.schema,
+    modelName: of.model.manifest.name,
+    purpose: of.purpose,
+    log,
+    where: describeDb(config.db),
+    ledger,
+    onDead: (ids) => dead.push(...ids),
+  });
+  s.defer(() => held.release());
+  for (const id of dead) log.warn({ dead_run_id: id }, `run ${id} had stopped without a word; marked interrupted (resume it with \`scorejob resume ${id}\`)`);
+  return {
+    pool: s.pool,
+    ledger,
+    config,
+    lock: held,
+    get client() {
+      return conn.client;
+    },
+    recover: async () => {
+      await held.ensure();
+      await conn.ensure();
+    },
+    inTransaction: (f) => withTransaction(conn.client, f),
+  };
 }
 
 /** A read-only database (default_transaction_read_only, a standby) is refused before anything is tried. */

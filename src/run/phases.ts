@@ -6,7 +6,7 @@ import { scoreChunks } from './chunkPhase.js';
 import { recordFailure } from './failure.js';
 import { planRun } from './planPhase.js';
 import { publishOrDrop } from './publishPhase.js';
-import { carriedOf, type ChunkTotals, type ExecuteDeps, type PlannedRun, type RunProgress, type RunResult } from './runState.js';
+import { type ChunkTotals, type ExecuteDeps, type PlannedRun, type RunProgress, type RunResult } from './runState.js';
 import { runStatistics, settleChunks } from './statisticsPhase.js';
 
 export type { ExecuteDeps, RunResult };
@@ -71,7 +71,7 @@ function runResult(deps: ExecuteDeps, r: Finished): RunResult {
   const durationMs = performance.now() - r.started;
   const shared = params.workers !== undefined;
   const now = shared ? rowsOfChunks(r.totals.chunks, r.planned.pending) : { scored: r.progress.scoredNow, rejected: r.progress.rejectedNow };
-  const carried = carriedOf(deps.features);
+  const carried = r.totals.carried;
   return {
     runId: deps.runId,
     status: 'succeeded',

@@ -3,9 +3,8 @@ import type pg from 'pg';
 import type { Config, RunOptions } from '../config.js';
 import { describeDb } from '../config.js';
 import type { SourceRef } from '../db/copyReader.js';
-import { quoteQualified, withClient } from '../db/sql.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
+import { quoteQualified } from '../db/sql.js';
+import { withSession } from '../db/session.js';
 import { EmptySourceError, LockedError, NotResumableError, NothingToDoError, UsageError } from '../errors.js';
 import { describeFeatures, makeFeatures, partOfAnother, type RunFeature } from '../features/index.js';
 import type { Logger } from '../log.js';
@@ -203,27 +202,20 @@ function nothingLeft(runId: string, forTick: boolean): Error {
 
 /** Reads the run to resume first (without the lock, on a connection of its own) to know which model to load. */
 async function readResumable(ctx: RunContext, runId: string, forTick: boolean): Promise<Readonly<RunParams>> {
-  const pool = createPool(ctx.config.db, 1);
-  try {
-    await checkConnection(pool, ctx.config.db);
-    return await withClient(pool, async (client) => {
-      await assertMigrated(client, ctx.config.schema);
-      const run = await new Ledger(ctx.config.schema).getRun(client, runId);
-      if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
-      if (run.status === 'succeeded') throw nothingLeft(runId, forTick);
-      const other = partOfAnother({ runId, params: run.params }, 'resume');
-      if (other !== undefined) throw new UsageError(other);
-      // Still running for real only while a live lock holder works on it (grace included); otherwise
-      // its process died, and taking the lock below marks it interrupted.
-      if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
-        const msg = `run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`;
-        throw forTick ? new LockedError(msg) : new UsageError(msg);
-      }
-      return frozenRunSpec(run.params);
-    });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
+  return withSession(ctx.config, { connections: 1 }, async ({ client }) => {
+    const run = await new Ledger(ctx.config.schema).getRun(client, runId);
+    if (!run) throw new UsageError(`there is no run ${runId} (see \`scorejob runs\`)`);
+    if (run.status === 'succeeded') throw nothingLeft(runId, forTick);
+    const other = partOfAnother({ runId, params: run.params }, 'resume');
+    if (other !== undefined) throw new UsageError(other);
+    // Still running for real only while a live lock holder works on it (grace included); otherwise
+    // its process died, and taking the lock below marks it interrupted.
+    if (run.status === 'running' && (await runHolderState(client, ctx.config.schema, runId)) === 'alive') {
+      const msg = `run ${runId} is still running (pid ${run.pid} on ${run.host}); wait for it, or stop it first`;
+      throw forTick ? new LockedError(msg) : new UsageError(msg);
+    }
+    return frozenRunSpec(run.params);
+  });
 }
 
 async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {

@@ -87,6 +87,8 @@ export interface ChunkTotals {
   scored: number;
   rejected: number;
   chunks: readonly ChunkRow[];
+  /** Scores the run publishes without scoring them (carried from an earlier run, carriedOf): counted in gates and ranks. */
+  carried: { rows: number; baseRunId: string } | undefined;
 }
 
 /** Scores the run publishes without scoring them (carried from an earlier run), from its features. */

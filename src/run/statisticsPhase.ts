@@ -31,7 +31,7 @@ export async function settleChunks(deps: ExecuteDeps, progress: RunProgress): Pr
     );
   }
   for (const f of deps.features) await f.chunksDone?.(deps);
-  return { scored, rejected: Number(run?.rows_rejected ?? 0), chunks };
+  return { scored, rejected: Number(run?.rows_rejected ?? 0), chunks, carried: carriedOf(deps.features) };
 }
 
 /**
@@ -50,7 +50,7 @@ export async function runStatistics(
   const statistics = await computeRunStatistics({ client: deps.client, ledger, runId, plan: model.plan, chunks: totals.chunks });
   const stats: RunStats = { ...statistics, timings_ms: deps.timings.toJSON() };
   progress.runStats = stats;
-  const all = totals.scored + (carriedOf(deps.features)?.rows ?? 0);
+  const all = totals.scored + (totals.carried?.rows ?? 0);
   if (!params.dryRun && all > 0) {
     const cuts = await cutPointsFromHistogram({ client: deps.client, ledger, runId, histogram, total: all });
     await ledger.publications.recordRanks(deps.client, runId, runBands(model.manifest.output.bands), cuts?.cuts);

@@ -3,7 +3,6 @@ import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { ChunkClaims } from '../ledger/chunkClaims.js';
 import type { PlannedChunk, RunParams } from '../ledger/types.js';
 import type { ChunkLoopDeps, ChunkSource } from '../chunks/chunkLoop.js';
 import { chunkStages, runClaimed, thisWorker } from './claimLoop.js';
@@ -20,7 +19,7 @@ const bin = fileURLToPath(new URL('../../bin/scorejob', import.meta.url));
  * through the ledger: a chunk marked failed fails the run here.
  */
 export async function runShared(loop: Omit<ChunkLoopDeps, 'recordFailure'>, run: { config: Config; params: RunParams; modelDir: string }): Promise<boolean> {
-  const claims = new ChunkClaims(run.config.schema);
+  const claims = loop.ledger.claims;
   await claims.reset(loop.pool, loop.runId);
   const children = spawnWorkers((run.params.workers ?? 1) - 1, loop.runId, run, loop.outageBudgetMs);
   if (children.length > 0)

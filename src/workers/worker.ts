@@ -1,10 +1,8 @@
 import type pg from 'pg';
 import type { BackendChoice, Config } from '../config.js';
-import { assertMigrated } from '../db/migrate.js';
-import { checkConnection, createPool } from '../db/pool.js';
-import { withClient } from '../db/sql.js';
+import { withSession } from '../db/session.js';
 import { NothingToDoError, SnapshotLostError, UsageError } from '../errors.js';
-import { ChunkClaims } from '../ledger/chunkClaims.js';
+import type { ChunkClaims } from '../ledger/chunkClaims.js';
 import { Ledger, type PlannedChunk, type RunRow } from '../ledger/ledger.js';
 import { runHolderState } from '../ledger/runLock.js';
 import type { Logger } from '../log.js';
@@ -48,32 +46,30 @@ export interface WorkResult {
  */
 export async function joinRun(ctx: WorkContext, opts: WorkOptions): Promise<WorkResult> {
   const { config } = ctx;
-  const claims = new ChunkClaims(config.schema);
   const ledger = new Ledger(config.schema);
+  const claims = ledger.claims;
   const run = await lookUpRun(ctx, claims, ledger, opts);
   const leaseMs = (run.params.chunkLeaseS ?? defaultLeaseS) * 1000;
-  // reader, two writers (chunkLoop.ts), the claims and their leases, and one spare.
-  const pool = createPool(config.db, 5);
-  // A worker that stalls (paused, swapped out) inside its chunk's transaction would keep the chunk's row
-  // locked, and no one could take the chunk over: the server ends such a transaction after the lease.
-  pool.options.idle_in_transaction_session_timeout = leaseMs;
+  const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
+  const backend = opts.backend ?? (run.params.backendChoice as BackendChoice);
+  const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend, allowDraft: run.dry_run });
+  let features: readonly RunFeature[] = [];
   try {
-    const log = ctx.log.child({ run_id: run.run_id, worker_pid: process.pid });
-    const backend = opts.backend ?? (run.params.backendChoice as BackendChoice);
-    const model = await loadModel(opts.modelDir ?? run.params.modelDir, { backend, allowDraft: run.dry_run });
-    let features: readonly RunFeature[] = [];
-    try {
-      checkRunModel(model, run, opts);
+    checkRunModel(model, run, opts);
+    // reader, two writers (chunkLoop.ts), the claims and their leases, and one spare. A worker that stalls
+    // (paused, swapped out) inside its chunk's transaction would keep the chunk's row locked, and no one
+    // could take the chunk over: the server ends such a transaction after the lease. The look-up proved
+    // the database reachable and migrated.
+    const frame = { connections: 5, idleInTransactionTimeoutMs: leaseMs, requires: 'nothing', client: false } as const;
+    return await withSession(config, frame, async ({ pool }) => {
       // The run's params say the rest: each of its features joins as the run's own process did.
       const join: JoinScope = { run, model, ledger, lookup: pool, backend, modelDirs: opts.modelDirs ?? {} };
       features = await makeFeatures((d) => d.forWorker?.(join));
       return await scoreClaims({ ctx, pool, claims, ledger, run, leaseMs, log, model, features });
-    } finally {
-      disposeFeatures(features);
-      model.dispose();
-    }
+    });
   } finally {
-    await pool.end().catch(() => undefined);
+    disposeFeatures(features);
+    model.dispose();
   }
 }
 
@@ -82,15 +78,10 @@ type WorkContext = { config: Config; log: Logger; stop: StopSignal; outageBudget
 /** Finds the run to join on a connection of its own, closed before the work starts; its params frozen. */
 async function lookUpRun(ctx: WorkContext, claims: ChunkClaims, ledger: Ledger, opts: WorkOptions): Promise<RunRow> {
   const { config } = ctx;
-  const lookup = createPool(config.db, 1);
-  try {
-    await checkConnection(lookup, config.db);
-    await withClient(lookup, (c) => assertMigrated(c, config.schema));
-    const run = await findRun({ pool: lookup, claims, ledger, schema: config.schema }, opts, ctx);
+  return withSession(config, { connections: 1, client: false }, async ({ pool }) => {
+    const run = await findRun({ pool, claims, ledger, schema: config.schema }, opts, ctx);
     return { ...run, params: frozenRunSpec(run.params) };
-  } finally {
-    await lookup.end().catch(() => undefined);
-  }
+  });
 }
 
 /** The model files must be the run's own: a worker never scores a run with another model. */

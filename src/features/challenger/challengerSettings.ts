@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { parseNumberFlag } from '../../config.js';
 import type { DefaultedSetting, Setting } from '../../setting.js';
+import type { FeatureCli } from '../feature.js';
 import { defaultComparisonLimits } from './comparison.js';
 
 /** `--challenger DIR` of `run` and `work`: a second model scored beside the run's in the same pass (docs/analysts.md "A challenger beside the champion"). */
@@ -13,12 +14,6 @@ export const challenger: Setting<string> = {
   forward: 'path',
   parse: (value) => resolve(value),
 };
-
-/** `publish <run> --challenger`: the run's challenger is published instead of the run. */
-export const publishChallengerFlag = {
-  flags: '--challenger',
-  description: "publish the scores of the run's challenger (`run --challenger DIR`) instead of the run's",
-} as const;
 
 /** A limit of the comparison gate of `publish --challenger` (comparison.ts), flag only. */
 function limit(flags: string, description: string, value: number, range: [number, number]): DefaultedSetting<number> {
@@ -46,3 +41,30 @@ export const comparisonLimitSettings = {
     [0, 1000],
   ),
 } as const satisfies Record<string, DefaultedSetting<number>>;
+
+/** The challenger's options of `run` (and `schedule`) and of `work`. */
+export const challengerCli: FeatureCli = {
+  name: 'challenger',
+  run: { setting: challenger, options: (dir) => ({ challengerDir: dir }) },
+  work: {
+    // The flag only (not SCOREJOB_CHALLENGER): the challenger is the run's, and a worker's environment may be shared with runs that have none.
+    setting: {
+      ...challenger,
+      env: undefined,
+      description:
+        "the challenger's model directory, for a run started with --challenger whose files live elsewhere here; default: the run's own (its files' sha256 must match the challenger run's)",
+    },
+  },
+  // `publish <run> --challenger`: the run's challenger is published instead of the run.
+  publish: {
+    flag: { flags: '--challenger', description: "publish the scores of the run's challenger (`run --challenger DIR`) instead of the run's" },
+    says: 'or, with --challenger, the challenger a run scored beside it',
+    settings: Object.values(comparisonLimitSettings),
+    async publish(ctx, runId, o) {
+      const l = comparisonLimitSettings;
+      const limits = { minCorrelation: o.read(l.minCorrelation), minTopDecileOverlap: o.read(l.minTopDecileOverlap), maxPsi: o.read(l.maxPsi) };
+      const { publishChallengerCommand } = await import('./publishCommand.js');
+      await publishChallengerCommand(ctx, runId, { onPublishCommand: o.onPublishCommand, force: o.force, reason: o.reason, limits });
+    },
+  },
+};
