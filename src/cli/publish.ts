@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import type { FeaturePublish } from '../features/feature.js';
 import { featureCli } from '../features/settings.js';
 import { action } from './action.js';
+import { runFeatureMetrics } from '../features/reports.js';
 import { metricsFile, metricsPush, onPublishCommand, option, read, sourceOf } from './options.js';
 import { readObserveOptions } from './runOptions.js';
 
@@ -54,7 +55,7 @@ export function registerPublish(program: Command): void {
         const why = flags.reason === undefined ? '' : `; reason: ${flags.reason.trim()}`;
         const r = await (
           await import('../publish/forcePublish.js')
-        ).forcePublish({ ...ctx, metricsFile, metricsPush }, runId, {
+        ).forcePublish({ ...ctx, metricsFile, metricsPush, featureMetrics: runFeatureMetrics }, runId, {
           force: flags.force,
           reason: flags.reason,
           onPublishCommand: read(cmd, onPublishCommand),

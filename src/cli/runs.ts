@@ -4,7 +4,7 @@ import { formatRunDetail, formatRunList } from '../report/formatRuns.js';
 import { writeHtmlReport } from '../report/htmlReport.js';
 import { listRuns, showRun } from '../report/runsReport.js';
 import { withSession } from '../db/session.js';
-import { featureReports } from '../features/index.js';
+import { featureReports } from '../features/reports.js';
 import { action } from './action.js';
 
 const statuses = ['running', 'succeeded', 'failed', 'interrupted'] as const;

@@ -8,7 +8,6 @@ import type { Logger } from '../log.js';
 import type { DefaultedSetting, Setting } from '../setting.js';
 import type { LoadedModel } from '../model/load.js';
 import type { StageTimings } from '../observe/timings.js';
-import type { FeatureReport } from '../report/featureReport.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
 import type { RunStatistics } from '../stats/runStats.js';
 
@@ -151,8 +150,6 @@ export interface RunFeatureDefinition {
   forResume?(params: Readonly<RunParams>, model: LoadedModel, runId: string): Promise<RunFeature | undefined> | RunFeature | undefined;
   /** `scorejob work`: from the joined run's params. */
   forWorker?(join: JoinScope): Promise<RunFeature | undefined> | RunFeature | undefined;
-  /** What the feature shows of a run in `runs show`, the HTML page and the run's metrics file (src/report/featureReport.ts). */
-  readonly report?: FeatureReport;
   /** A run this feature made as part of another (resume, join or publish through that one instead): the words that say so. */
   partOf?(run: { runId: string; params: Readonly<RunParams> }, command: 'resume' | 'work' | 'publish'): string | undefined;
 }

@@ -6,22 +6,12 @@ import { onlyNew } from './only-new/onlyNewFeature.js';
 import { outcomes } from './outcomes/outcomesFeature.js';
 import { readiness } from './readiness/readinessFeature.js';
 import { reasons } from './reasons/reasonsFeature.js';
-import type pg from 'pg';
-import { featureMetrics, type FeatureReport, type MetricFamily, type MetricsRun } from '../report/featureReport.js';
 import { segments } from './segments/segmentsFeature.js';
 
 export type * from './feature.js';
 
 /** Every run feature, in the order the run calls their hooks. Adding a feature: its folder and one line here. */
 export const runFeatures: readonly RunFeatureDefinition[] = [readiness, inputChecks, reasons, onlyNew, challenger, featureDrift, segments, outcomes];
-
-/** What the registered features show of a run (`runs show`, the HTML page, the run's metrics file), in registration order. */
-export const featureReports: readonly FeatureReport[] = runFeatures.flatMap((d) => (d.report ? [d.report] : []));
-
-/** The registered features' gauges for a run's metrics file (read from the ledger at the run's end). */
-export function runFeatureMetrics(c: pg.ClientBase, schema: string, run: MetricsRun): Promise<MetricFamily[]> {
-  return featureMetrics(c, schema, run, featureReports);
-}
 
 /**
  * The run's features, made in registration order by `make` (each returns undefined when the run does not

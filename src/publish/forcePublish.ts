@@ -3,7 +3,9 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config.js';
 import type { ForcedPublish, Ledger, Queryable, RejectCount, RunParams, RunRow } from '../ledger/ledger.js';
+import type pg from 'pg';
 import { exportRunMetrics } from '../observe/metrics.js';
+import type { MetricFamily, MetricsRun } from '../report/featureReport.js';
 import { modelOfRun, withModelLock } from './modelLock.js';
 import { applyRetention, attachRunTable, publishRun } from './publish.js';
 import { runOnPublishCommand } from './onPublishCommand.js';
@@ -36,8 +38,15 @@ export type ForcePartOf = (run: { runId: string; params: Readonly<RunParams> }) 
  * is refused (exit 2). Takes the run lock like a run (exit 75 if held) and publishes through the same
  * `publishRun` as a run, recording who forced it on the run.
  */
+/** Where a forced publish exports its metrics, and the run features' gauges it adds (src/features/reports.ts). */
+export interface ForceMetrics {
+  metricsFile?: string | undefined;
+  metricsPush?: string | undefined;
+  featureMetrics?: ((c: pg.ClientBase, schema: string, run: MetricsRun) => Promise<MetricFamily[]>) | undefined;
+}
+
 export async function forcePublish(
-  ctx: { config: Config; log: Logger; metricsFile?: string | undefined; metricsPush?: string | undefined },
+  ctx: { config: Config; log: Logger } & ForceMetrics,
   runId: string,
   opts: {
     force: boolean;
@@ -86,8 +95,8 @@ export async function forcePublish(
 
 /** The forced publish in words (a warn line naming what readers now miss) and in the run's metrics. */
 async function reportForced(f: {
-  ctx: { config: Config; metricsFile?: string | undefined; metricsPush?: string | undefined };
-  client: Queryable;
+  ctx: { config: Config } & ForceMetrics;
+  client: pg.ClientBase;
   ledger: Ledger;
   run: RunRow;
   log: Logger;
@@ -130,10 +139,20 @@ async function reportForced(f: {
       rowsScored: Number(r.rows_scored),
       rowsRejected: Number(r.rows_rejected),
       psi,
+      features: await featureGauges(f.ctx, f.client, { runId, model: r.model_name }, log),
     },
     () => ledger.lastSuccessAt(client, r.model_name),
     log,
   );
+}
+
+/** The features' gauges (the run's feature drift, its model's AUC) for the export; left out, with a warning, when they cannot be read. */
+async function featureGauges(ctx: { config: Config } & ForceMetrics, c: pg.ClientBase, run: MetricsRun, log: Logger): Promise<MetricFamily[]> {
+  if (!ctx.featureMetrics || (ctx.metricsFile === undefined && ctx.metricsPush === undefined)) return [];
+  return ctx.featureMetrics(c, ctx.config.schema, run).catch((err: unknown) => {
+    log.warn({ err: (err as Error).message }, `the run features' metrics were left out of the export: ${(err as Error).message}`);
+    return [];
+  });
 }
 
 /** Every reason a run cannot be published by force, each a usage error (exit 2) that says what to do instead. */

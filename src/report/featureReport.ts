@@ -29,7 +29,7 @@ export interface HtmlKit {
 /**
  * What a run feature shows of a run, wherever people look (`runs show`, the HTML page, the run's metrics
  * file). Features define it beside their code (src/features/<name>/) and the commands pass the registered
- * ones down (src/features/index.ts `featureReports`): the report calls them in registration order instead
+ * ones down (src/features/reports.ts `featureReports`): the report calls them in registration order instead
  * of knowing each feature. Every part is optional; a feature with nothing to say of a run returns nothing.
  */
 export interface FeatureReport {

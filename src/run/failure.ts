@@ -2,7 +2,7 @@ import { describeDbError } from '../db/describeError.js';
 import { isTransient } from '../db/sqlstate.js';
 import { InterruptedError, LockLostError, RunFailedError } from '../errors.js';
 import { defaultOutageBudgetMs } from '../chunks/retryPolicy.js';
-import { runFeatureMetrics } from '../features/index.js';
+import { runFeatureMetrics } from '../features/reports.js';
 import type { RunObserver } from '../observe/observer.js';
 import { classifyFailure, failureAdvice } from './advice.js';
 import type { ExecuteDeps, RunProgress } from './runState.js';

@@ -1,5 +1,5 @@
 import type { ChunkRow } from '../ledger/types.js';
-import { runFeatureMetrics } from '../features/index.js';
+import { runFeatureMetrics } from '../features/reports.js';
 import { RunObserver } from '../observe/observer.js';
 import type { RunStatistics } from '../stats/runStats.js';
 import { scoreChunks } from './chunkPhase.js';

@@ -6,7 +6,7 @@ import { selectBackend } from '../../src/model/backend.js';
 import type { Feature } from '../../src/model/manifest.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
-import { featureReports } from '../../src/features/index.js';
+import { featureReports } from '../../src/features/reports.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dense, readWeights, sigmoid, weight } from '../helpers/forwardPass.js';

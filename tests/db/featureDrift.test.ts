@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, resumeInProcess, runInProcess, runOptions, silentLog, testConfig } from '../helpers/run.js';
 import { startRun } from '../../src/run/runJob.js';
-import { featureReports } from '../../src/features/index.js';
+import { featureReports } from '../../src/features/reports.js';
 import { renderRunHtml } from '../../src/report/htmlReport.js';
 
 const customers = 100_000;
@@ -137,8 +137,12 @@ describe('feature drift against the model baseline', () => {
       ['previous', s.features[0]!.psi_previous],
     ]);
     // After review, the scores a gate kept publish by force, as the error says.
-    const forced = await runCli(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream'], t.env);
+    const forced = await runCli(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream', '--metrics-file', metrics], t.env);
     expect(forced.code, forced.stderr).toBe(0);
+    // The forced publish replaces the metrics file: the run's feature drift stays in it.
+    const after = await readFile(metrics, 'utf8');
+    expect(after).toMatch(/^scorejob_last_run_forced_publish\{model="customer-value"\} 1$/m);
+    expect(after).toContain(`scorejob_feature_psi{model="customer-value",feature="tenure_months",against="baseline"} ${s.features[0]!.psi_baseline}\n`);
     const now = await t.pool.query<{ run_id: string }>('SELECT DISTINCT run_id::text FROM scoring.customer_scores');
     expect(now.rows).toEqual([{ run_id: runId }]);
   }, 240_000);

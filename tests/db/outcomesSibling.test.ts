@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { seedOutcomes } from '../../src/dev/seedOutcomes.js';
 import { performanceGate, syncOutcomes } from '../../src/features/outcomes/index.js';
-import { featureReports } from '../../src/features/index.js';
+import { featureReports } from '../../src/features/reports.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { renderRunHtml } from '../../src/report/htmlReport.js';
 import { showRun } from '../../src/report/runsReport.js';

@@ -5,7 +5,7 @@ import type { SegmentDriftSummary } from '../../src/ledger/ledger.js';
 import { forcePublish } from '../../src/publish/forcePublish.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
-import { featureReports } from '../../src/features/index.js';
+import { featureReports } from '../../src/features/reports.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, resumeInProcess, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 

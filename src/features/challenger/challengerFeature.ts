@@ -16,7 +16,6 @@ import {
   withChallengerColumns,
   type Challenger,
 } from './challenger.js';
-import { challengerReport } from './challengerReport.js';
 
 /**
  * `--challenger DIR` (docs/analysts.md): a second model scores the same chunks, in the same pass and
@@ -63,7 +62,6 @@ export const challenger: RunFeatureDefinition = {
     }[command];
     return `run ${runId} is the challenger of run ${champion}; ${how}`;
   },
-  report: challengerReport,
 };
 
 /** The feature for one run: the challenger's model, its sibling run once created, and its statistics once computed. */

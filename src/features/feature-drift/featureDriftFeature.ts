@@ -11,7 +11,6 @@ import { baselineFile, type FeatureBaseline } from './baseline.js';
 import { binLayout, countBatch, type BinLayout } from './binCounter.js';
 import { DriftStore } from './driftStore.js';
 import { driftSummary, featureDriftRows, featurePsiGateBreach, topDistributions } from './featureDrift.js';
-import { featureDriftReport } from './featureDriftReport.js';
 
 /**
  * Per-feature drift (docs/models.md "Feature drift"): when the model directory has a baseline.json, each
@@ -43,7 +42,6 @@ export const featureDrift: RunFeatureDefinition = {
   },
   forResume: (params, model) => fromParams(params, model),
   forWorker: ({ run, model }) => fromParams(run.params, model),
-  report: featureDriftReport,
 };
 
 interface LoadedBaseline {

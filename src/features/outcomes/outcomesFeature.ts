@@ -1,7 +1,6 @@
 import { describeDbError } from '../../db/describeError.js';
 import { GateError, UsageError } from '../../errors.js';
 import type { RunFeature, RunFeatureDefinition } from '../feature.js';
-import { outcomesReport } from './outcomesReport.js';
 import { performanceGate } from './performanceGate.js';
 import { syncOutcomes } from './syncOutcomes.js';
 
@@ -15,7 +14,6 @@ export const outcomes: RunFeatureDefinition = {
   name: 'outcomes',
   forStart: (opts, model) => outcomesFeature(model.manifest.outcomes !== undefined, opts.modelDir, opts.minAuc),
   forResume: (params, model) => outcomesFeature(model.manifest.outcomes !== undefined, params.modelDir, params.minAuc),
-  report: outcomesReport,
 };
 
 function outcomesFeature(declared: boolean, modelDir: string, minAuc: number | undefined): RunFeature | undefined {

@@ -12,7 +12,6 @@ import type { ChunkRead, ChunkReadScope, RunFeature, RunFeatureDefinition, Stati
 import { SegmentCounter, segmentLayout, type SegmentLayout } from './segmentCounter.js';
 import { segmentLabel, segmentPsiGateBreach, segmentRows, segmentSummary } from './segmentDrift.js';
 import { SegmentStore, sourceSegmentValues } from './segmentStore.js';
-import { segmentsReport } from './segmentsReport.js';
 
 type SegmentsParams = NonNullable<RunParams['segments']>;
 
@@ -32,7 +31,6 @@ export const maxSegmentValues = 500;
  */
 export const segments: RunFeatureDefinition = {
   name: 'segments',
-  report: segmentsReport,
   forStart: (opts, model, env) => {
     if (opts.onlyNew) {
       // An only-new layer scores the new and changed customers only: every segment would look drifted.

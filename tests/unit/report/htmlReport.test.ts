@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { renderRunHtml } from '../../../src/report/htmlReport.js';
 import { formatRunDetail } from '../../../src/report/formatRuns.js';
 import type { FeatureReport } from '../../../src/report/featureReport.js';
-import { featureReports } from '../../../src/features/index.js';
+import { featureReports } from '../../../src/features/reports.js';
 import type { RunDetail } from '../../../src/report/runsReport.js';
 import { accumulate, emptyStats, summarize } from '../../../src/stats/scoreStats.js';
 
