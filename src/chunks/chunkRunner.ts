@@ -8,6 +8,7 @@ import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { ChunkCountError, ModelError, RunFailedError } from '../errors.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
+import type { KeyBytes } from '../keyColumn.js';
 import type { Reject } from '../model/features.js';
 import { keepFiniteScores } from '../model/scorer.js';
 import { accumulate, emptyStats } from '../stats/scoreStats.js';
@@ -57,7 +58,7 @@ export class ChunkRunner {
   ) {
     this.chunks = planned.map((c) => ({ ...c }));
     const capacity = Math.ceil(d.chunkSize * 1.25) + 64;
-    this.batches = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
+    this.batches = [allocateBatch(d.columns, capacity, d.source.keyType), allocateBatch(d.columns, capacity, d.source.keyType)];
     this.x = new Float32Array(capacity * d.scorer.inputWidth);
     this.keys = new BigInt64Array(capacity);
     this.table = d.ledger.runTable(d.runId);
@@ -207,13 +208,14 @@ export class ChunkRunner {
     }
     // A NaN or ±Infinity score is a reject, never a published score.
     const accepted = keepFiniteScores(keys, scores, transformed, rejects);
+    if (batch.keyBytes) nameRejectKeys(rejects, batch.keyBytes);
     const side = d.sidecar?.seal(keys, accepted, chunk.chunkNo);
     d.timings.add('predict', performance.now() - t);
     const stats = emptyStats();
     accumulate(stats, scores, accepted);
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
     const slot = this.encoded.findIndex((_, k) => !this.writing.some((w) => w.prepared.slot === k));
-    const buf = (this.encoded[slot] = encodeScores(keys, scores, accepted, this.encoded[slot]));
+    const buf = (this.encoded[slot] = encodeScores(keys, scores, accepted, this.encoded[slot], batch.keyBytes));
     return {
       chunkNo: chunk.chunkNo,
       rows: batch.rows,
@@ -234,7 +236,7 @@ export class ChunkRunner {
     const t = performance.now();
     await withTransaction(writer, async (w) => {
       await copyScores(w, this.table, p.encoded);
-      await d.ledger.insertRejects(w, d.runId, p.rejects);
+      await d.ledger.insertRejects(w, d.runId, p.rejects, d.source.keyType);
       await p.side?.(w);
       const ours = await d.ledger.commitChunk(w, d.runId, {
         chunkNo: p.chunkNo,
@@ -393,4 +395,9 @@ export class ChunkRunner {
 export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
   if (planned.length === 0 && !d.more) return true;
   return (await ChunkRunner.open(d, planned)).run();
+}
+
+/** uuid and text keys: a reject holds its row's position in the chunk's key bytes until named here (rejects are few: a string each). */
+export function nameRejectKeys(rejects: Reject[], keyBytes: KeyBytes): void {
+  for (const r of rejects) if (typeof r.key === 'bigint') r.key = keyBytes.text(Number(r.key));
 }

@@ -29,7 +29,8 @@ export interface PlannedFeature {
 
 /** A row the model cannot score: it goes to score_rejects. */
 export interface Reject {
-  key: bigint;
+  /** An int8 key; for uuid and text keys its row's position in the chunk's key bytes, then the key as text (src/keyColumn.ts). */
+  key: bigint | string;
   reason: RejectReason;
   /** The first feature column (in manifest order) that made the row unscorable; null for a `non_finite_score`. */
   column: string | null;

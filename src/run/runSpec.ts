@@ -1,4 +1,5 @@
 import type { RunOptions } from '../config.js';
+import type { KeyType } from '../keyColumn.js';
 import { frozenRunSpec } from '../ledger/runSpec.js';
 import type { RunParams } from '../ledger/ledger.js';
 import type { LoadedModel } from '../model/load.js';
@@ -10,6 +11,8 @@ export interface SpecUnderLock {
   replacesPromotedRunId?: string | undefined;
   /** Each feature's part (src/features/feature.ts `spec`), in registration order. */
   featureParts: readonly Partial<RunParams>[];
+  /** The source key's type (src/run/keyTypeCheck.ts); int8 or absent: not stored, as for every run before uuid and text keys. */
+  keyType?: KeyType | undefined;
 }
 
 /**
@@ -27,7 +30,11 @@ export function runSpec(opts: Readonly<RunOptions>, model: LoadedModel, underLoc
     maxPsi: opts.maxPsi ?? null,
     chunkAttempts: opts.chunkAttempts,
     backendChoice: opts.backend,
-    source: { table: model.manifest.source.table, key: model.manifest.source.key },
+    source: {
+      table: model.manifest.source.table,
+      key: model.manifest.source.key,
+      ...(underLock.keyType !== undefined && underLock.keyType !== 'int8' ? { keyType: underLock.keyType } : {}),
+    },
     onPublishCommand: opts.onPublishCommand ?? null,
     // Only a shared run carries these.
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
