@@ -8,8 +8,7 @@ import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { ChunkCountError, ModelError, RunFailedError } from '../errors.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
-import type { KeyBytes } from '../keyColumn.js';
-import type { Reject } from '../model/features.js';
+import { nameRejectKeys, type Reject } from '../model/features.js';
 import { keepFiniteScores } from '../model/scorer.js';
 import { accumulate, emptyStats } from '../stats/scoreStats.js';
 import type { ChunkLoopDeps } from './chunkLoop.js';
@@ -395,9 +394,4 @@ export class ChunkRunner {
 export async function runChunks(d: ChunkLoopDeps, planned: readonly PlannedChunk[]): Promise<boolean> {
   if (planned.length === 0 && !d.more) return true;
   return (await ChunkRunner.open(d, planned)).run();
-}
-
-/** uuid and text keys: a reject holds its row's position in the chunk's key bytes until named here (rejects are few: a string each). */
-export function nameRejectKeys(rejects: Reject[], keyBytes: KeyBytes): void {
-  for (const r of rejects) if (typeof r.key === 'bigint') r.key = keyBytes.text(Number(r.key));
 }

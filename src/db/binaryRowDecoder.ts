@@ -143,19 +143,7 @@ export class BinaryRowDecoder {
         ({ nulls, float8s, bools, codes } = this);
       }
       const row = this.batch.rows;
-      const keyBytes = this.batch.keyBytes;
-      if (keyBytes === undefined) {
-        if (keyLen !== 8) throw new Error('source key is NULL or not int8');
-        // Key: int8, copied as two 32-bit halves into the BigInt64Array's memory (no BigInt allocated).
-        this.keyView.setInt32(row * 8 + 4, view.getInt32(p + 6), true);
-        this.keyView.setUint32(row * 8, view.getUint32(p + 10), true);
-      } else {
-        if (keyLen < 0) throw new Error('source key is NULL');
-        // uuid or text key: its field bytes kept verbatim; keys[row] names its position there (src/keyColumn.ts).
-        keyBytes.put(row, buf, p + 6, keyLen);
-        this.keyView.setInt32(row * 8 + 4, 0, true);
-        this.keyView.setUint32(row * 8, row, true);
-      }
+      this.decodeKey(buf, view, p, row, keyLen);
       p += 6 + keyLen;
       for (let c = 0; c < columnCount; c++) {
         if (p + 4 > end) return rowStart;
@@ -202,6 +190,23 @@ export class BinaryRowDecoder {
       decoded++;
     }
     return p;
+  }
+
+  /** Row `row`'s key, whose field (length keyLen) starts at p + 2. */
+  private decodeKey(buf: Buffer, view: DataView, p: number, row: number, keyLen: number): void {
+    const keyBytes = this.batch.keyBytes;
+    if (keyBytes === undefined) {
+      if (keyLen !== 8) throw new Error('source key is NULL or not int8');
+      // Key: int8, copied as two 32-bit halves into the BigInt64Array's memory (no BigInt allocated).
+      this.keyView.setInt32(row * 8 + 4, view.getInt32(p + 6), true);
+      this.keyView.setUint32(row * 8, view.getUint32(p + 10), true);
+      return;
+    }
+    if (keyLen < 0) throw new Error('source key is NULL');
+    // uuid or text key: its field bytes kept verbatim; keys[row] names its position there (src/keyColumn.ts).
+    keyBytes.put(row, buf, p + 6, keyLen);
+    this.keyView.setInt32(row * 8 + 4, 0, true);
+    this.keyView.setUint32(row * 8, row, true);
   }
 
   /** More rows than planned (rows added since planning): grow by half, keeping what was decoded. */

@@ -16,7 +16,6 @@ export interface SourceRef {
   keyType?: KeyType | undefined;
 }
 
-
 /** A bound as a SQL literal of the key's type: int8 formatted from a bigint, anything else quoted by the client's literal escaping. */
 export function keyLiteral(v: bigint | string, keyType: KeyType = 'int8'): string {
   if (typeof v === 'bigint') return `'${BigInt.asIntN(64, v).toString()}'::int8`;

@@ -116,7 +116,9 @@ export async function checkSourceColumns(
     check.key.type = key.type;
     check.key.keyType = keyTypeOf(key.base);
     if (check.key.keyType === undefined)
-      check.problems.push(`key column ${source.key} of ${source.table} is ${key.type}, expected an integer (smallint, integer, bigint), uuid or text (text, varchar) key`);
+      check.problems.push(
+        `key column ${source.key} of ${source.table} is ${key.type}, expected an integer (smallint, integer, bigint), uuid or text (text, varchar) key`,
+      );
     else if (!key.readable)
       check.problems.push(`cannot read key column ${source.key} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
     else check.key.ok = true;

@@ -133,7 +133,14 @@ export class Ledger extends RunHistory {
 
   /** The chunks not done yet, in order, with their bounds and planned rows. */
   async pendingChunks(c: pg.ClientBase, runId: string): Promise<PlannedChunk[]> {
-    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; key_lo_text: string | null; key_hi_text: string | null; rows_planned: string | null }>(
+    const { rows } = await c.query<{
+      chunk_no: number;
+      key_lo: string | null;
+      key_hi: string | null;
+      key_lo_text: string | null;
+      key_hi_text: string | null;
+      rows_planned: string | null;
+    }>(
       `SELECT chunk_no, key_lo, key_hi, key_lo_text, key_hi_text, rows_planned FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
       [runId],
     );

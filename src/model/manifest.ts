@@ -192,7 +192,10 @@ function parseSource(r: Reader, value: unknown): ManifestSource {
   }
   for (const part of parts) r.identifier(part, 'source.table');
   if (Array.isArray(o.key))
-    r.fail('source.key', 'names one column: a key of several columns is not supported; read a view with one key column instead (docs/models.md, "Source keys")');
+    r.fail(
+      'source.key',
+      'names one column: a key of several columns is not supported; read a view with one key column instead (docs/models.md, "Source keys")',
+    );
   const source: ManifestSource = { table, key: o.key === undefined ? defaultSource.key : r.identifier(o.key, 'source.key') };
   if (o.updated_column !== undefined) source.updatedColumn = r.identifier(o.updated_column, 'source.updated_column');
   return source;

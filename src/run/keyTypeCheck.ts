@@ -21,7 +21,13 @@ const notYetForKeys: [keyof RunOptions, string][] = [
  * keys are refused (one line naming the flag), and the schema must hold keys of that type, or take it
  * now while it holds no run (src/ledger/keyTypes.ts); otherwise the model needs a schema of its own.
  */
-export async function checkRunKeyType(client: pg.ClientBase, schema: string, source: SourceRef, opts: Readonly<RunOptions>, modelName: string): Promise<KeyType> {
+export async function checkRunKeyType(
+  client: pg.ClientBase,
+  schema: string,
+  source: SourceRef,
+  opts: Readonly<RunOptions>,
+  modelName: string,
+): Promise<KeyType> {
   const keyType = (await sourceKeyType(client, source)) ?? 'int8';
   if (keyType !== 'int8') {
     for (const [option, flag] of notYetForKeys) {

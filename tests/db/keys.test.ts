@@ -156,9 +156,14 @@ describe('uuid and text customer keys', () => {
 
   it('refuses NULL keys of every type before anything is written', async () => {
     await t.pool.query(`CREATE TABLE clients_nullable (id uuid UNIQUE, LIKE customers)`);
-    await t.pool.query(`INSERT INTO clients_nullable SELECT CASE WHEN customer_id % 500 = 0 THEN NULL ELSE md5(customer_id::text)::uuid END, c.* FROM customers c`);
+    await t.pool.query(
+      `INSERT INTO clients_nullable SELECT CASE WHEN customer_id % 500 = 0 THEN NULL ELSE md5(customer_id::text)::uuid END, c.* FROM customers c`,
+    );
     const dir = await modelCopy((m) => (m.source = { table: 'clients_nullable', key: 'id' }));
-    await expect(runInProcess(t, { modelDir: dir })).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/key column id of clients_nullable has \d+ NULL values/) });
+    await expect(runInProcess(t, { modelDir: dir })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/key column id of clients_nullable has \d+ NULL values/),
+    });
   });
 
   it('refuses a key of several columns, naming the workaround (a view with one key column)', async () => {
