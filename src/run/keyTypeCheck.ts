@@ -10,8 +10,6 @@ import { fitKeyType } from '../ledger/keyTypes.js';
 /** Run options not supported yet with uuid and text keys, and the flag that asks for each. */
 const notYetForKeys: [keyof RunOptions, string][] = [
   ['onlyNew', '--only-new'],
-  ['challengerDir', '--challenger'],
-  ['reasons', '--reasons'],
   ['workers', '--workers'],
   ['minAuc', '--min-auc'],
 ];

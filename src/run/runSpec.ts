@@ -30,16 +30,15 @@ export function runSpec(opts: Readonly<RunOptions>, model: LoadedModel, underLoc
     maxPsi: opts.maxPsi ?? null,
     chunkAttempts: opts.chunkAttempts,
     backendChoice: opts.backend,
-    source: {
-      table: model.manifest.source.table,
-      key: model.manifest.source.key,
-      ...(underLock.keyType !== undefined && underLock.keyType !== 'int8' ? { keyType: underLock.keyType } : {}),
-    },
+    source: { table: model.manifest.source.table, key: model.manifest.source.key },
     onPublishCommand: opts.onPublishCommand ?? null,
     // Only a shared run carries these.
     ...(opts.workers !== undefined ? { workers: opts.workers, chunkLeaseS: opts.chunkLeaseS ?? defaultLeaseS } : {}),
     reasons: null,
     ...(underLock.replacesPromotedRunId !== undefined ? { replacesPromotedRunId: underLock.replacesPromotedRunId } : {}),
   };
-  return frozenRunSpec(underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params));
+  const spec = underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params);
+  // After the features' parts: the source an only-new run reads (a view of the source) has the source's key type.
+  if (underLock.keyType !== undefined && underLock.keyType !== 'int8') spec.source = { ...spec.source, keyType: underLock.keyType };
+  return frozenRunSpec(spec);
 }

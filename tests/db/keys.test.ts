@@ -118,6 +118,27 @@ describe('uuid and text customer keys', () => {
     expect(bytewise.rows[0]?.differs).toBe(true);
   });
 
+  it('reasons and a challenger with uuid keys: reasons keyed by uuid, the challenger scores every customer the champion scores', async () => {
+    const challenger = await modelCopy((m) => (m.version = '1.0.1'), uuidModel);
+    const r = await runInProcess(t, { modelDir: uuidModel, chunkSize: 400, reasons: 2, challengerDir: challenger });
+    const reasons = await t.pool.query<{ n: number; customers: number; known: number }>(
+      `SELECT count(*)::int n, count(DISTINCT s.customer_id)::int customers, count(c.id)::int known
+         FROM scoring.customer_score_reasons s LEFT JOIN clients_uuid c ON c.id = s.customer_id`,
+    );
+    expect(reasons.rows[0]).toEqual({ n: r.rowsScored * 2, customers: r.rowsScored, known: r.rowsScored * 2 });
+    const sibling = await t.pool.query<{ n: number; same: number }>(
+      `SELECT count(*)::int n, count(*) FILTER (WHERE abs(d.score - p.score) < 1e-6)::int same
+         FROM scoring.score_data d JOIN scoring.customer_scores p USING (customer_id)
+        WHERE d.run_id = (SELECT max(run_id) FROM scoring.score_runs WHERE kind = 'challenger')`,
+    );
+    expect(sibling.rows[0]).toEqual({ n: r.rowsScored, same: r.rowsScored });
+    const rejects = await t.pool.query<{ n: number }>(
+      `SELECT count(*)::int n FROM scoring.score_rejects j JOIN clients_uuid c ON c.id = j.customer_id
+        WHERE j.run_id = (SELECT max(run_id) FROM scoring.score_runs WHERE kind = 'challenger')`,
+    );
+    expect(rejects.rows[0]?.n).toBe(r.rowsRejected);
+  });
+
   it('a run that failed mid-way resumes from its chunk bounds: every customer exactly once', async () => {
     await t.pool.query(`CREATE TABLE public.sj_keys_fail (chunk_no int)`);
     await t.pool.query(`INSERT INTO public.sj_keys_fail VALUES (3)`);
