@@ -9,7 +9,6 @@ import { fitKeyType } from '../ledger/keyTypes.js';
 
 /** Run options not supported yet with uuid and text keys, and the flag that asks for each. */
 const notYetForKeys: [keyof RunOptions, string][] = [
-  ['onlyNew', '--only-new'],
   ['workers', '--workers'],
   ['minAuc', '--min-auc'],
 ];

@@ -139,6 +139,29 @@ describe('uuid and text customer keys', () => {
     expect(rejects.rows[0]?.n).toBe(r.rowsRejected);
   });
 
+  it('an only-new layer with text keys: new customers scored, deleted ones removed, every other score carried', async () => {
+    const full = await runInProcess(t, { modelDir: textModel, chunkSize: 500 }, 'keys_text');
+    await t.pool.query(`DELETE FROM clients_text WHERE customer_id % 97 = 0`);
+    await t.pool.query(
+      `INSERT INTO clients_text SELECT 'Ñ-' || c.customer_id, c.* FROM customers c WHERE c.customer_id % 53 = 0 AND c.tenure_months IS NOT NULL`,
+    );
+    try {
+      const layer = await runInProcess(t, { modelDir: textModel, onlyNew: true }, 'keys_text');
+      const added = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM clients_text WHERE code LIKE 'Ñ-%'`);
+      expect(layer.rowsScored).toBe(added.rows[0]?.n);
+      const expected = await independentScores(t.pool, textModel);
+      const { rows } = await t.pool.query<{ k: string; s: number }>(`SELECT customer_id k, score s FROM keys_text.customer_scores`);
+      expect(new Set(rows.map((r) => r.k))).toEqual(new Set(expected.keys()));
+      for (const r of rows) expect(Math.abs(r.s - (expected.get(r.k) as number))).toBeLessThan(1e-5);
+      expect(full.rowsScored).toBeGreaterThan(layer.rowsScored);
+    } finally {
+      await t.pool.query(`DELETE FROM clients_text WHERE code LIKE 'Ñ-%'`);
+      await t.pool.query(
+        `INSERT INTO clients_text SELECT ((ARRAY['c-', 'C-', 'É-', 'e-', 'Z-', 'a-'])[customer_id % 6 + 1] || customer_id), c.* FROM customers c WHERE customer_id % 97 = 0`,
+      );
+    }
+  });
+
   it('a run that failed mid-way resumes from its chunk bounds: every customer exactly once', async () => {
     await t.pool.query(`CREATE TABLE public.sj_keys_fail (chunk_no int)`);
     await t.pool.query(`INSERT INTO public.sj_keys_fail VALUES (3)`);
@@ -168,9 +191,9 @@ describe('uuid and text customer keys', () => {
     const before = await runs();
     const bigint = runInProcess(t, { chunkSize: 1000 });
     await expect(bigint).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/schema scoring holds uuid keys.*--schema/) });
-    await expect(runInProcess(t, { modelDir: uuidModel, onlyNew: true })).rejects.toMatchObject({
+    await expect(runInProcess(t, { modelDir: uuidModel, workers: 2 })).rejects.toMatchObject({
       exitCode: 2,
-      message: expect.stringMatching(/^--only-new is not supported yet with uuid keys/),
+      message: expect.stringMatching(/^--workers is not supported yet with uuid keys/),
     });
     expect(await runs()).toBe(before);
   });
