@@ -73,6 +73,8 @@ export function keyRangeCondition(quotedKey: string, lo: KeyBound, hi: KeyBound,
  * `COPY (SELECT key, features... WHERE key > lo AND key <= hi) TO STDOUT (FORMAT binary)`; a null bound is no bound.
  * Every column is cast to its wire type: free when the column already has that type (the server drops
  * the cast), and a guarantee of what arrives if the source changed type meanwhile.
+ * uuid and text keys are read in key order: their physical order is rarely the key's (a uuid is random), and
+ * the chunk's rows then go into the score table's primary key in order, not scattered over its btree.
  * COPY takes no bind parameters: the bounds are values the planner produced (see keyRangeCondition)
  * and every identifier goes through quoteIdent (src/db/sql.ts) here, once.
  */
@@ -88,7 +90,7 @@ export function chunkCopySql(
   const cols = specs.map((s, i) => `${quoteIdent(s.name)}::${wireSql[wire[i] ?? castWire[s.kind]]}`);
   return (
     `COPY (SELECT ${key}::${keySqlType[keyType]}${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(source.table)} ` +
-    `WHERE ${keyRangeCondition(key, lo, hi, keyType)}) TO STDOUT (FORMAT binary)`
+    `WHERE ${keyRangeCondition(key, lo, hi, keyType)}${keyType === 'int8' ? '' : ` ORDER BY ${key}`}) TO STDOUT (FORMAT binary)`
   );
 }
 

@@ -8,10 +8,7 @@ import type { KeyType } from '../keyColumn.js';
 import { fitKeyType } from '../ledger/keyTypes.js';
 
 /** Run options not supported yet with uuid and text keys, and the flag that asks for each. */
-const notYetForKeys: [keyof RunOptions, string][] = [
-  ['workers', '--workers'],
-  ['minAuc', '--min-auc'],
-];
+const notYetForKeys: [keyof RunOptions, string][] = [['minAuc', '--min-auc']];
 
 /**
  * The source's key type, checked before the run is created: options not supported yet with uuid or text

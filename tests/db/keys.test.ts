@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { independentScores, modelCopy, resumeInProcess, runInProcess } from '../helpers/run.js';
+import { profileColumns } from '../../src/db/columnProfile.js';
+import { rollback } from '../../src/publish/rollback.js';
+import { independentScores, modelCopy, resumeInProcess, runInProcess, silentLog, testConfig } from '../helpers/run.js';
 import { seedWithRejects } from '../helpers/state.js';
 
 /**
@@ -162,6 +164,14 @@ describe('uuid and text customer keys', () => {
     }
   });
 
+  it('a shared run (--workers 2) with uuid keys: every chunk claimed by its bounds, every customer exactly once', async () => {
+    const r = await runInProcess(t, { modelDir: uuidModel, chunkSize: 300, workers: 2 });
+    expect(r.rowsScored + r.rowsRejected).toBe(customers);
+    await expectEveryCustomerOnce('scoring', r.runId, uuidModel);
+    const claimed = await t.pool.query<{ pids: number }>(`SELECT count(DISTINCT claim_pid)::int pids FROM scoring.score_chunks WHERE run_id = $1`, [r.runId]);
+    expect(claimed.rows[0]?.pids).toBeGreaterThanOrEqual(1);
+  });
+
   it('a run that failed mid-way resumes from its chunk bounds: every customer exactly once', async () => {
     await t.pool.query(`CREATE TABLE public.sj_keys_fail (chunk_no int)`);
     await t.pool.query(`INSERT INTO public.sj_keys_fail VALUES (3)`);
@@ -186,14 +196,33 @@ describe('uuid and text customer keys', () => {
     await expectEveryCustomerOnce('scoring', runId, uuidModel);
   });
 
+  it('rollback puts the earlier uuid-keyed run back; model init drafts from a uuid-keyed table, its primary key as the key', async () => {
+    const { rows } = await t.pool.query<{ run_id: string }>(`SELECT run_id::text FROM scoring.published_runs WHERE kind = 'full' ORDER BY publication_id`);
+    const earlier = rows.at(-2)?.run_id as string;
+    await rollback({ config: testConfig(t), log: silentLog }, { runId: earlier });
+    const shown = await t.pool.query<{ run_id: string; n: number }>(`SELECT run_id::text, count(*)::int n FROM scoring.customer_scores GROUP BY 1`);
+    expect(shown.rows).toHaveLength(1);
+    expect(shown.rows[0]?.run_id).toBe(earlier);
+    const c = await t.pool.connect();
+    try {
+      const profile = await profileColumns(c, 'clients_uuid', { maxCategories: 20 });
+      expect(profile.key).toBe('id');
+      expect(profile.columns.map((col) => col.name)).not.toContain('id');
+    } finally {
+      c.release();
+    }
+  });
+
   it('refuses (exit 2) a model whose key type is not its schema’s, naming --schema, and options not supported yet with uuid keys', async () => {
     const runs = async () => (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs')).rows[0]?.n;
     const before = await runs();
     const bigint = runInProcess(t, { chunkSize: 1000 });
     await expect(bigint).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/schema scoring holds uuid keys.*--schema/) });
-    await expect(runInProcess(t, { modelDir: uuidModel, workers: 2 })).rejects.toMatchObject({
+    await t.pool.query(`CREATE TABLE clients_outcomes (customer_id uuid, event_time timestamptz, label boolean)`);
+    const withOutcomes = await modelCopy((m) => (m.outcomes = { table: 'clients_outcomes', horizon: '90 days' }), uuidModel);
+    await expect(runInProcess(t, { modelDir: withOutcomes, minAuc: 0.6 })).rejects.toMatchObject({
       exitCode: 2,
-      message: expect.stringMatching(/^--workers is not supported yet with uuid keys/),
+      message: expect.stringMatching(/^--min-auc is not supported yet with uuid keys/),
     });
     expect(await runs()).toBe(before);
   });
