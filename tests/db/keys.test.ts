@@ -227,7 +227,7 @@ describe('uuid and text customer keys', () => {
     expect(await runs()).toBe(before);
   });
 
-  it('refuses NULL keys of every type before anything is written', async () => {
+  it('refuses NULL keys of every type, and a key that is not unique, before anything is written', async () => {
     await t.pool.query(`CREATE TABLE clients_nullable (id uuid UNIQUE, LIKE customers)`);
     await t.pool.query(
       `INSERT INTO clients_nullable SELECT CASE WHEN customer_id % 500 = 0 THEN NULL ELSE md5(customer_id::text)::uuid END, c.* FROM customers c`,
@@ -236,6 +236,12 @@ describe('uuid and text customer keys', () => {
     await expect(runInProcess(t, { modelDir: dir })).rejects.toMatchObject({
       exitCode: 2,
       message: expect.stringMatching(/key column id of clients_nullable has \d+ NULL values/),
+    });
+    await t.pool.query(`CREATE TABLE clients_dup AS SELECT * FROM clients_uuid UNION ALL (SELECT * FROM clients_uuid LIMIT 10)`);
+    const dup = await modelCopy((m) => (m.source = { table: 'clients_dup', key: 'id' }));
+    await expect(runInProcess(t, { modelDir: dup })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/key column id of clients_dup is not unique/),
     });
   });
 
