@@ -26,7 +26,7 @@ import { customerColumns, defaultNullFraction } from '../src/dev/synthetic.js';
 import { selectBackend } from '../src/model/backend.js';
 import type { Feature } from '../src/model/manifest.js';
 import { makeModel } from '../tests/helpers/makeModel.js';
-import { prepareUuidSubject, uuidTable } from './benchKeys.js';
+import { keyComparison, prepareUuidSubject, uuidTable } from './benchKeys.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
@@ -651,23 +651,6 @@ function git(args: string[]): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** With both customers and customers_uuid measured: uuid keys against bigint keys on the same rows. */
-function keyComparison(tables: Partial<Record<TableName, TableResults>>): { line: string; figures: Record<string, number> } | undefined {
-  const big = tables.customers;
-  const uuid = tables.customers_uuid;
-  if (!big || !uuid) return undefined;
-  const figures = {
-    rowsPerSecondRatio: uuid.job.rowsPerSecond.median / big.job.rowsPerSecond.median,
-    jobRowsPerSecondRatio: uuid.job.jobRowsPerSecond.median / big.job.jobRowsPerSecond.median,
-    peakRssMbBigint: big.job.peakRssMb.max,
-    peakRssMbUuid: uuid.job.peakRssMb.max,
-  };
-  const line =
-    `uuid keys / bigint keys (A, median rows/s): ${figures.rowsPerSecondRatio.toFixed(2)} (run's own clock ${figures.jobRowsPerSecondRatio.toFixed(2)}); ` +
-    `peak RSS ${figures.peakRssMbUuid.toFixed(0)} MB against ${figures.peakRssMbBigint.toFixed(0)} MB`;
-  return { line, figures };
 }
 
 function fmt(n: number): string {

@@ -44,3 +44,25 @@ export async function prepareUuidSubject(
   await writeFile(file, JSON.stringify(manifest, null, 2));
   return { modelDir, extraArgs: ['--schema', uuidSchema] };
 }
+
+/** The figures of a table's A side the comparison reads (bench.ts TableResults). */
+interface KeyFigures {
+  job: { rowsPerSecond: { median: number }; jobRowsPerSecond: { median: number }; peakRssMb: { max: number } };
+}
+
+/** With both customers and customers_uuid measured: uuid keys against bigint keys on the same rows. */
+export function keyComparison(tables: Partial<Record<string, KeyFigures>>): { line: string; figures: Record<string, number> } | undefined {
+  const big = tables.customers;
+  const uuid = tables.customers_uuid;
+  if (!big || !uuid) return undefined;
+  const figures = {
+    rowsPerSecondRatio: uuid.job.rowsPerSecond.median / big.job.rowsPerSecond.median,
+    jobRowsPerSecondRatio: uuid.job.jobRowsPerSecond.median / big.job.jobRowsPerSecond.median,
+    peakRssMbBigint: big.job.peakRssMb.max,
+    peakRssMbUuid: uuid.job.peakRssMb.max,
+  };
+  const line =
+    `uuid keys / bigint keys (A, median rows/s): ${figures.rowsPerSecondRatio.toFixed(2)} (run's own clock ${figures.jobRowsPerSecondRatio.toFixed(2)}); ` +
+    `peak RSS ${figures.peakRssMbUuid.toFixed(0)} MB against ${figures.peakRssMbBigint.toFixed(0)} MB`;
+  return { line, figures };
+}
