@@ -26,6 +26,7 @@ import { customerColumns, defaultNullFraction } from '../src/dev/synthetic.js';
 import { selectBackend } from '../src/model/backend.js';
 import type { Feature } from '../src/model/manifest.js';
 import { makeModel } from '../tests/helpers/makeModel.js';
+import { keyComparison, prepareUuidSubject, uuidTable } from './benchKeys.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const stages = ['plan', 'read', 'transform', 'predict', 'write', 'writeWait', 'statistics', 'publish'] as const;
@@ -54,7 +55,7 @@ interface Options {
  * integers and a few categories) and `features` (a bigint key and 16 double precision columns of
  * realistic values, scored by a 16->64->32->1 network the bench builds).
  */
-const tableNames = ['customers', 'features'] as const;
+const tableNames = ['customers', 'features', 'customers_uuid'] as const;
 type TableName = (typeof tableNames)[number];
 
 /** One child's figures. rowsPerSecond is rows over the child's wall time, spawn to exit: all a user waits for. */
@@ -92,7 +93,7 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string', default: join(repoRoot, '.bench') },
       'no-build': { type: 'boolean', default: false },
       backend: { type: 'string' },
-      tables: { type: 'string', default: tableNames.join(',') },
+      tables: { type: 'string', default: 'customers,features' },
       workers: { type: 'string' },
       hidden: { type: 'string', default: '64,32' },
       challenger: { type: 'string' },
@@ -124,7 +125,7 @@ function parseOptions(argv: string[]): Options {
 
 function usage(message: string): never {
   process.stderr.write(
-    `bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256] [--challenger DIR]\n`,
+    `bench: ${message}\nusage: npm run bench -- --customers N [--chunk-size C] [--rounds R] [--tables customers,features,customers_uuid] [--backend B] [--out DIR] [--no-build] [--workers 1,2,auto] [--hidden 256,256] [--challenger DIR]\n`,
   );
   process.exit(2);
 }
@@ -156,7 +157,7 @@ async function main(): Promise<void> {
     const tables: Partial<Record<TableName, TableResults>> = {};
     const scaling: Partial<Record<TableName, WorkerResults>> = {};
     for (const name of opts.tables) {
-      const subject = name === 'customers' ? await customersSubject(pool, opts.customers) : await featuresSubject(pool, opts);
+      const subject = await subjectOf(name, pool, opts);
       say(
         `${name}: ${opts.customers} customers (${subject.describe}), chunk size ${opts.chunkSize ?? 'default'}, ${opts.rounds} round(s) of A (scorejob run) and B (COPY out + COPY in); PostgreSQL ${version} at ${target}`,
       );
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
       const challenger = name === 'customers' ? opts.challenger : undefined;
       for (let round = 1; round <= opts.rounds; round++) {
         await checkpoint(pool);
-        const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir));
+        const a = await measure(postmaster, () => runJob(url, opts, subject.modelDir, subject.extraArgs));
         jobs.push(a);
         say(
           `${name} round ${round} A: ${fmt(a.rowsPerSecond)} rows/s (job's own ${fmt(a.jobRowsPerSecond)}), ${a.wallMs.toFixed(0)} ms, peak RSS ${a.peakRssMb.toFixed(0)} MB`,
@@ -215,9 +216,12 @@ async function main(): Promise<void> {
         challenger: opts.challenger ?? null,
       },
       tables,
+      ...(keyComparison(tables) ? { keys: keyComparison(tables)?.figures } : {}),
       ...(opts.workers ? { workers: scaling } : {}),
     };
     for (const [name, r] of Object.entries(tables)) report(name, r);
+    const keys = keyComparison(tables);
+    if (keys) say(keys.line);
     await mkdir(opts.out, { recursive: true });
     const file = join(opts.out, `results-${results.date.replace(/[:.]/g, '-')}.json`);
     const json = JSON.stringify(results, null, 2) + '\n';
@@ -233,8 +237,18 @@ async function main(): Promise<void> {
 /** What one table's rounds run: the model A uses, and the columns B moves (the model's key and columns). */
 interface Subject {
   modelDir: string | undefined;
-  source: { table: string; key: string; columns: string[] };
+  source: { table: string; key: string; columns: string[]; keySql?: string };
   describe: string;
+  /** Arguments every `scorejob run` of this table takes (customers_uuid: its schema). */
+  extraArgs?: string[];
+}
+
+async function subjectOf(name: TableName, pool: pg.Pool, opts: Options): Promise<Subject> {
+  if (name === 'features') return featuresSubject(pool, opts);
+  const customers = await customersSubject(pool, opts.customers);
+  if (name === 'customers') return customers;
+  const uuid = await prepareUuidSubject(pool, opts.customers, join(repoRoot, 'models/customer-value'), opts.out);
+  return { ...uuid, source: { ...customers.source, table: uuidTable, keySql: 'uuid' }, describe: 'the synthetic customers keyed by uuid, the shipped model' };
 }
 
 async function customersSubject(pool: pg.Pool, customers: number): Promise<Subject> {
@@ -514,14 +528,14 @@ import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-const { table, key, columns, target } = JSON.parse(process.env.BENCH_BASELINE);
+const { table, key, columns, target, keySql } = JSON.parse(process.env.BENCH_BASELINE);
 const reader = new pg.Client({ connectionString: process.env.DATABASE_URL });
 const writer = new pg.Client({ connectionString: process.env.DATABASE_URL });
 await Promise.all([reader.connect(), writer.connect()]);
 const q = (c, name) => name.split('.').map((p) => c.escapeIdentifier(p)).join('.');
 await writer.query('DROP TABLE IF EXISTS ' + q(writer, target));
 // Logged, with a primary key on the customer: what a run's scores table is.
-await writer.query('CREATE TABLE ' + q(writer, target) + ' (run_id bigint NOT NULL DEFAULT 1 CHECK (run_id = 1), customer_id bigint NOT NULL PRIMARY KEY, score real NOT NULL)');
+await writer.query('CREATE TABLE ' + q(writer, target) + ' (run_id bigint NOT NULL DEFAULT 1 CHECK (run_id = 1), customer_id ' + (keySql === 'uuid' ? 'uuid' : 'bigint') + ' NOT NULL PRIMARY KEY, score real NOT NULL)');
 const started = performance.now();
 let rows = 0;
 let tail;
@@ -555,7 +569,7 @@ process.stdout.write(JSON.stringify({ rows, copyMs }) + '\n');
 `;
 
 /** B: the same key and feature columns out, a constant score per key in, into a table shaped like a run's (logged, keyed). */
-async function runBaseline(url: string, source: { table: string; key: string; columns: string[] }): Promise<Omit<BaselineSample, 'pgCpuMs'>> {
+async function runBaseline(url: string, source: Subject['source']): Promise<Omit<BaselineSample, 'pgCpuMs'>> {
   const env = { ...process.env, DATABASE_URL: url, BENCH_BASELINE: JSON.stringify({ ...source, target: baselineTable }) };
   const r = await runChild(['--input-type=module', '-e', baselineProgram], env);
   if (r.code !== 0) throw new Error(`the baseline exited ${r.code}:\n${r.stderr.slice(-2000)}`);

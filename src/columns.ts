@@ -1,3 +1,5 @@
+import { KeyBytes, type KeyType } from './keyColumn.js';
+
 /**
  * One chunk of source rows, decoded column by column into typed arrays: the hand-off between the
  * COPY reader (db/) and the feature transforms (model/). Neither side allocates per row.
@@ -7,8 +9,10 @@
 export interface ColumnBatch {
   rows: number;
   capacity: number;
-  /** The source key of each row. */
+  /** The source key of each row (int8 keys), or its position in `keyBytes` (uuid and text keys: src/keyColumn.ts). */
   keys: BigInt64Array;
+  /** uuid and text keys: their field bytes, verbatim; undefined for int8 keys. */
+  keyBytes?: KeyBytes | undefined;
   /** One entry per feature source column, in manifest order. */
   columns: RawColumn[];
 }
@@ -56,12 +60,13 @@ export interface ColumnSpec {
   categories?: readonly string[];
 }
 
-/** Allocates a batch for `capacity` rows of the given columns. */
-export function allocateBatch(specs: readonly ColumnSpec[], capacity: number): ColumnBatch {
+/** Allocates a batch for `capacity` rows of the given columns, keyed by `keyType`. */
+export function allocateBatch(specs: readonly ColumnSpec[], capacity: number, keyType: KeyType = 'int8'): ColumnBatch {
   return {
     rows: 0,
     capacity,
     keys: new BigInt64Array(capacity),
+    keyBytes: keyType === 'int8' ? undefined : new KeyBytes(keyType, capacity),
     columns: specs.map((s): RawColumn => {
       const nulls = new Uint8Array(capacity);
       switch (s.kind) {

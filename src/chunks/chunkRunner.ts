@@ -8,7 +8,7 @@ import { withTransaction } from '../db/sql.js';
 import { inSnapshotSql, snapshotError } from '../db/snapshot.js';
 import { ChunkCountError, ModelError, RunFailedError } from '../errors.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
-import type { Reject } from '../model/features.js';
+import { nameRejectKeys, type Reject } from '../model/features.js';
 import { keepFiniteScores } from '../model/scorer.js';
 import { accumulate, emptyStats } from '../stats/scoreStats.js';
 import type { ChunkLoopDeps } from './chunkLoop.js';
@@ -57,7 +57,7 @@ export class ChunkRunner {
   ) {
     this.chunks = planned.map((c) => ({ ...c }));
     const capacity = Math.ceil(d.chunkSize * 1.25) + 64;
-    this.batches = [allocateBatch(d.columns, capacity), allocateBatch(d.columns, capacity)];
+    this.batches = [allocateBatch(d.columns, capacity, d.source.keyType), allocateBatch(d.columns, capacity, d.source.keyType)];
     this.x = new Float32Array(capacity * d.scorer.inputWidth);
     this.keys = new BigInt64Array(capacity);
     this.table = d.ledger.runTable(d.runId);
@@ -207,13 +207,14 @@ export class ChunkRunner {
     }
     // A NaN or ±Infinity score is a reject, never a published score.
     const accepted = keepFiniteScores(keys, scores, transformed, rejects);
+    if (batch.keyBytes) nameRejectKeys(rejects, batch.keyBytes);
     const side = d.sidecar?.seal(keys, accepted, chunk.chunkNo);
     d.timings.add('predict', performance.now() - t);
     const stats = emptyStats();
     accumulate(stats, scores, accepted);
     // keys and x are free again once encoded: the next chunk is scored while this one's buffer is written.
     const slot = this.encoded.findIndex((_, k) => !this.writing.some((w) => w.prepared.slot === k));
-    const buf = (this.encoded[slot] = encodeScores(keys, scores, accepted, this.encoded[slot]));
+    const buf = (this.encoded[slot] = encodeScores(keys, scores, accepted, this.encoded[slot], batch.keyBytes));
     return {
       chunkNo: chunk.chunkNo,
       rows: batch.rows,
@@ -234,7 +235,7 @@ export class ChunkRunner {
     const t = performance.now();
     await withTransaction(writer, async (w) => {
       await copyScores(w, this.table, p.encoded);
-      await d.ledger.insertRejects(w, d.runId, p.rejects);
+      await d.ledger.insertRejects(w, d.runId, p.rejects, d.source.keyType);
       await p.side?.(w);
       const ours = await d.ledger.commitChunk(w, d.runId, {
         chunkNo: p.chunkNo,

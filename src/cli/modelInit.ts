@@ -20,7 +20,7 @@ export function addModelInitCommand(model: Command): void {
     .description("draft DIR/manifest.json for the model in DIR from a table's data (statistics, categories, NULL fills): a person reviews it before use")
     .argument('<dir>', 'model directory holding model.json and its weights')
     .requiredOption('--table <table>', 'source table or view (table or schema.table)')
-    .option('--key <column>', 'integer key column (default: the single-column primary key)')
+    .option('--key <column>', 'key column, integer, uuid or text (default: the single-column primary key)')
     .option('--columns <a,b,...>', 'feature columns, in model input order (default: every column but the key, in table order)')
     .option('--max-categories <n>', 'most frequent categories kept per text column', '50')
     .option('--numbers <transform>', 'numeric columns as standardize (mean and std from the data) or raw (the model normalizes them itself)', 'standardize')

@@ -135,17 +135,16 @@ export class BinaryRowDecoder {
       }
       if (fields !== fieldCount) throw new Error(`binary COPY row has ${fields} fields, expected ${fieldCount}`);
       const rowStart = p;
-      if (p + 14 > end) return rowStart;
-      if (view.getInt32(p + 2) !== 8) throw new Error('source key is NULL or not int8');
+      if (p + 6 > end) return rowStart;
+      const keyLen = view.getInt32(p + 2);
+      if (p + 6 + keyLen > end) return rowStart;
       if (this.batch.rows === this.batch.capacity) {
         this.grow();
         ({ nulls, float8s, bools, codes } = this);
       }
       const row = this.batch.rows;
-      // Key: int8, copied as two 32-bit halves into the BigInt64Array's memory (no BigInt allocated).
-      this.keyView.setInt32(row * 8 + 4, view.getInt32(p + 6), true);
-      this.keyView.setUint32(row * 8, view.getUint32(p + 10), true);
-      p += 14;
+      this.decodeKey(buf, view, p, row, keyLen);
+      p += 6 + keyLen;
       for (let c = 0; c < columnCount; c++) {
         if (p + 4 > end) return rowStart;
         const len = view.getInt32(p);
@@ -193,6 +192,23 @@ export class BinaryRowDecoder {
     return p;
   }
 
+  /** Row `row`'s key, whose field (length keyLen) starts at p + 2. */
+  private decodeKey(buf: Buffer, view: DataView, p: number, row: number, keyLen: number): void {
+    const keyBytes = this.batch.keyBytes;
+    if (keyBytes === undefined) {
+      if (keyLen !== 8) throw new Error('source key is NULL or not int8');
+      // Key: int8, copied as two 32-bit halves into the BigInt64Array's memory (no BigInt allocated).
+      this.keyView.setInt32(row * 8 + 4, view.getInt32(p + 6), true);
+      this.keyView.setUint32(row * 8, view.getUint32(p + 10), true);
+      return;
+    }
+    if (keyLen < 0) throw new Error('source key is NULL');
+    // uuid or text key: its field bytes kept verbatim; keys[row] names its position there (src/keyColumn.ts).
+    keyBytes.put(row, buf, p + 6, keyLen);
+    this.keyView.setInt32(row * 8 + 4, 0, true);
+    this.keyView.setUint32(row * 8, row, true);
+  }
+
   /** More rows than planned (rows added since planning): grow by half, keeping what was decoded. */
   private grow(): void {
     const old = this.batch;
@@ -201,6 +217,7 @@ export class BinaryRowDecoder {
       Math.ceil(old.capacity * 1.5) + 16,
     );
     bigger.keys.set(old.keys);
+    bigger.keyBytes = old.keyBytes?.grown(bigger.capacity, old.rows);
     bigger.columns.forEach((c, i) => {
       const o = old.columns[i] as RawColumn;
       c.nulls.set(o.nulls);

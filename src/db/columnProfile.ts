@@ -84,7 +84,7 @@ export async function profileColumns(client: pg.ClientBase, table: string, opts:
   if (relation === undefined) throw new UsageError(`--table ${table}: no such table or view (is the search_path right? name it schema.table)`);
   const catalog = await readCatalog(client, relation.oid);
   const key = opts.key ?? (await primaryKey(client, relation.oid));
-  if (key === undefined) throw new UsageError(`--table ${table} has no single-column primary key; name the integer key column with --key`);
+  if (key === undefined) throw new UsageError(`--table ${table} has no single-column primary key; name the key column (integer, uuid or text) with --key`);
   if (!catalog.has(key)) throw new UsageError(`--key ${key}: ${table} has no such column`);
   const names = opts.columns ?? [...catalog.keys()].filter((n) => n !== key);
   const wanted: { name: string; type: string; kind: ColumnProfile['kind'] | undefined; float: boolean }[] = [];

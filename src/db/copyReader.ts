@@ -2,15 +2,24 @@ import type pg from 'pg';
 import type { ColumnBatch, ColumnSpec } from '../columns.js';
 import { BinaryRowDecoder, castWire, type WireType } from './binaryRowDecoder.js';
 import { CopyOutQuery } from './copyOut.js';
-import { quoteIdent, quoteQualified } from './sql.js';
+import { quoteIdent, quoteLiteral, quoteQualified } from './sql.js';
+import { keySqlType, type KeyBound, type KeyType } from '../keyColumn.js';
 
-export type { WireType };
+export type { KeyBound, WireType };
 
-/** The source a model reads: a table or view and its bigint key. */
+/** The source a model reads: a table or view and its key. */
 export interface SourceRef {
   /** `table` or `schema.table`. */
   table: string;
   key: string;
+  /** How the key is read and stored (src/keyColumn.ts); absent: int8 (smallint, integer or bigint keys). */
+  keyType?: KeyType | undefined;
+}
+
+/** A bound as a SQL literal of the key's type: int8 formatted from a bigint, anything else quoted by the client's literal escaping. */
+export function keyLiteral(v: bigint | string, keyType: KeyType = 'int8'): string {
+  if (typeof v === 'bigint') return `'${BigInt.asIntN(64, v).toString()}'::int8`;
+  return `${quoteLiteral(v)}::${keySqlType[keyType]}`;
 }
 
 const wireSql: Record<WireType, string> = {
@@ -47,15 +56,16 @@ export async function sourceWireTypes(client: pg.ClientBase, source: SourceRef, 
 
 /**
  * The SQL condition for keys in (lo, hi], `quotedKey` already quoted; a null bound is no bound (the first
- * chunk is open below, the last open above), and rows without a key are never in a range. Bounds are
- * written as int8 literals formatted from bigint (never from user text): compared with an int2 or int4
- * key without overflow, and still by the key's index.
+ * chunk is open below, the last open above), and rows without a key are never in a range. int8 bounds
+ * are written as int8 literals formatted from bigint (never from user text): compared with an int2 or
+ * int4 key without overflow, and still by the key's index. uuid and text bounds are values the database
+ * gave, quoted as literals of the key's type and compared in the key column's own collation (no COLLATE
+ * clause), so the key's btree index serves the range.
  */
-export function keyRangeCondition(quotedKey: string, lo: bigint | null, hi: bigint | null): string {
-  const int8 = (v: bigint) => `'${BigInt.asIntN(64, v).toString()}'::int8`;
+export function keyRangeCondition(quotedKey: string, lo: KeyBound, hi: KeyBound, keyType: KeyType = 'int8'): string {
   const parts: string[] = [];
-  if (lo !== null) parts.push(`${quotedKey} > ${int8(lo)}`);
-  if (hi !== null) parts.push(`${quotedKey} <= ${int8(hi)}`);
+  if (lo !== null) parts.push(`${quotedKey} > ${keyLiteral(lo, keyType)}`);
+  if (hi !== null) parts.push(`${quotedKey} <= ${keyLiteral(hi, keyType)}`);
   return parts.length > 0 ? parts.join(' AND ') : `${quotedKey} IS NOT NULL`;
 }
 
@@ -63,21 +73,24 @@ export function keyRangeCondition(quotedKey: string, lo: bigint | null, hi: bigi
  * `COPY (SELECT key, features... WHERE key > lo AND key <= hi) TO STDOUT (FORMAT binary)`; a null bound is no bound.
  * Every column is cast to its wire type: free when the column already has that type (the server drops
  * the cast), and a guarantee of what arrives if the source changed type meanwhile.
- * COPY takes no bind parameters: the bounds are bigints the planner produced (see keyRangeCondition)
+ * uuid and text keys are read in key order: their physical order is rarely the key's (a uuid is random), and
+ * the chunk's rows then go into the score table's primary key in order, not scattered over its btree.
+ * COPY takes no bind parameters: the bounds are values the planner produced (see keyRangeCondition)
  * and every identifier goes through quoteIdent (src/db/sql.ts) here, once.
  */
 export function chunkCopySql(
   source: SourceRef,
   specs: readonly ColumnSpec[],
-  lo: bigint | null,
-  hi: bigint | null,
+  lo: KeyBound,
+  hi: KeyBound,
   wire: readonly WireType[] = specs.map((s) => castWire[s.kind]),
 ): string {
   const key = quoteIdent(source.key);
+  const keyType = source.keyType ?? 'int8';
   const cols = specs.map((s, i) => `${quoteIdent(s.name)}::${wireSql[wire[i] ?? castWire[s.kind]]}`);
   return (
-    `COPY (SELECT ${key}::int8${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(source.table)} ` +
-    `WHERE ${keyRangeCondition(key, lo, hi)}) TO STDOUT (FORMAT binary)`
+    `COPY (SELECT ${key}::${keySqlType[keyType]}${cols.length ? ', ' + cols.join(', ') : ''} FROM ${quoteQualified(source.table)} ` +
+    `WHERE ${keyRangeCondition(key, lo, hi, keyType)}${keyType === 'int8' ? '' : ` ORDER BY ${key}`}) TO STDOUT (FORMAT binary)`
   );
 }
 

@@ -1,6 +1,12 @@
 import type pg from 'pg';
 import { quoteIdent, quoteQualified } from './sql.js';
 import type { ColumnSpec, RawColumnKind } from '../columns.js';
+import { keyTypeOf, type KeyType } from '../keyColumn.js';
+
+/** A key of several columns is not supported: what to do instead (docs/models.md "Source keys"). */
+export const compositeKeyAdvice =
+  '; a key of several columns is not supported: read a view with one key column instead, e.g. ' +
+  `SELECT tenant_id || ':' || customer_id AS customer_key, … (docs/models.md, "Source keys")`;
 
 /** The source relation as the catalog describes it, checked against what a model reads. */
 export interface SourceColumnCheck {
@@ -32,6 +38,8 @@ export interface SourceColumn {
 export interface KeyColumnCheck {
   name: string;
   type: string | undefined;
+  /** How the key is read and stored (src/keyColumn.ts); undefined when the column is missing or cannot be a key. */
+  keyType: KeyType | undefined;
   ok: boolean;
   /** Whether a primary key or unique index covers exactly the key; views and foreign tables cannot say. */
   unique: 'yes' | 'no' | 'unknown';
@@ -61,7 +69,6 @@ function pointAtYourTable(manifestFile: string | undefined): string {
 
 const relkinds: Record<string, RelationKind> = { r: 'table', p: 'partitioned table', v: 'view', m: 'materialized view', f: 'foreign table' };
 const numericTypes = new Set(['int2', 'int4', 'int8', 'numeric', 'float4', 'float8']);
-const integerTypes = new Set(['int2', 'int4', 'int8']);
 const textTypes = new Set(['text', 'varchar', 'bpchar', 'citext', 'name']);
 const expected: Record<RawColumnKind, string> = { float8: 'a number', bool: 'boolean', category: 'text or an enum (a category)' };
 
@@ -81,7 +88,7 @@ export async function checkSourceColumns(
     table: source.table,
     relation: undefined,
     relkind: undefined,
-    key: { name: source.key, type: undefined, ok: false, unique: 'unknown', nullKeys: undefined },
+    key: { name: source.key, type: undefined, keyType: undefined, ok: false, unique: 'unknown', nullKeys: undefined },
     columns: specs.map((s) => ({ name: s.name, kind: s.kind, type: undefined, ok: false })),
     problems: [],
     notes: [],
@@ -104,11 +111,14 @@ export async function checkSourceColumns(
 
   const key = found.get(source.key);
   if (key === undefined) {
-    check.problems.push(`${what} has no key column ${source.key} (manifest source.key)`);
+    check.problems.push(`${what} has no key column ${source.key} (manifest source.key)${source.key.includes(',') ? compositeKeyAdvice : ''}`);
   } else {
     check.key.type = key.type;
-    if (!integerTypes.has(key.base))
-      check.problems.push(`key column ${source.key} of ${source.table} is ${key.type}, expected an integer type (smallint, integer or bigint)`);
+    check.key.keyType = keyTypeOf(key.base);
+    if (check.key.keyType === undefined)
+      check.problems.push(
+        `key column ${source.key} of ${source.table} is ${key.type}, expected an integer (smallint, integer, bigint), uuid or text (text, varchar) key`,
+      );
     else if (!key.readable)
       check.problems.push(`cannot read key column ${source.key} of ${source.table}: ${await currentUser(client)} has no SELECT privilege on it`);
     else check.key.ok = true;
@@ -220,4 +230,15 @@ async function searchPath(client: pg.ClientBase): Promise<string> {
 async function currentUser(client: pg.ClientBase): Promise<string> {
   const { rows } = await client.query<{ user: string }>('SELECT current_user AS user');
   return rows[0]?.user ?? 'the current role';
+}
+
+/**
+ * The key type of the source's key column (by its type, or a domain's base type), or undefined when the
+ * relation or the column is missing or the type cannot be a key: the start-up check says which.
+ */
+export async function sourceKeyType(client: pg.ClientBase, source: { table: string; key: string }): Promise<KeyType | undefined> {
+  const rel = await findRelation(client, source.table);
+  if (rel === undefined) return undefined;
+  const key = (await readColumns(client, rel.oid, [source.key])).get(source.key);
+  return key === undefined ? undefined : keyTypeOf(key.base);
 }

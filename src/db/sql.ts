@@ -8,6 +8,14 @@ export function quoteIdent(name: string): string {
   return pg.escapeIdentifier(name);
 }
 
+/**
+ * A value as a SQL literal, for the few statements that take no bind parameters (COPY): pg's
+ * escapeLiteral (quotes doubled, backslashes as an E'' string). Only for values the database gave.
+ */
+export function quoteLiteral(value: string): string {
+  return pg.escapeLiteral(value);
+}
+
 /** `table` or `schema.table` (split on the first dot), each part quoted by {@link quoteIdent}. */
 export function quoteQualified(name: string): string {
   const dot = name.indexOf('.');

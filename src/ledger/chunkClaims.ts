@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { quoteIdent } from '../db/sql.js';
 import type { Queryable } from './history.js';
+import { boundOf } from '../keyColumn.js';
 import type { PlannedChunk } from './types.js';
 
 /** A worker's claim on one chunk: the chunk, and the token that fences its commit. */
@@ -54,6 +55,8 @@ export class ChunkClaims {
       chunk_no: number;
       key_lo: string | null;
       key_hi: string | null;
+      key_lo_text: string | null;
+      key_hi_text: string | null;
       rows_planned: string | null;
       prev_host: string | null;
       prev_pid: number | null;
@@ -75,7 +78,7 @@ export class ChunkClaims {
          FROM pick
         WHERE ch.run_id = pick.run_id AND ch.chunk_no = pick.chunk_no
           AND EXISTS (SELECT 1 FROM ${this.runs} r WHERE r.run_id = $1 AND r.status = 'running')
-       RETURNING ch.chunk_no, ch.key_lo, ch.key_hi, ch.rows_planned, ch.attempts - ch.attempts_at_start AS attempts,
+       RETURNING ch.chunk_no, ch.key_lo, ch.key_hi, ch.key_lo_text, ch.key_hi_text, ch.rows_planned, ch.attempts - ch.attempts_at_start AS attempts,
                  CASE WHEN pick.prev_token IS NULL THEN NULL ELSE pick.prev_host END AS prev_host, pick.prev_pid`,
       [runId, token, worker.host, worker.pid, leaseMs],
     );
@@ -83,8 +86,8 @@ export class ChunkClaims {
     if (!r) return undefined;
     return {
       chunkNo: r.chunk_no,
-      lo: r.key_lo === null ? null : BigInt(r.key_lo),
-      hi: r.key_hi === null ? null : BigInt(r.key_hi),
+      lo: boundOf(r.key_lo, r.key_lo_text),
+      hi: boundOf(r.key_hi, r.key_hi_text),
       rows: r.rows_planned === null ? undefined : Number(r.rows_planned),
       token,
       takenFrom: r.prev_host === null ? undefined : { host: r.prev_host, pid: r.prev_pid ?? 0 },

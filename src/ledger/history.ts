@@ -18,7 +18,7 @@ export class RunHistory extends RunTables {
 
   async getChunks(c: Queryable, runId: string): Promise<ChunkRow[]> {
     const { rows } = await c.query<ChunkRow>(
-      `SELECT chunk_no, key_lo, key_hi, status, attempts, rows_scored, rows_rejected, duration_ms, last_error, stats, claim_host, claim_pid, failed
+      `SELECT chunk_no, COALESCE(key_lo::text, key_lo_text) AS key_lo, COALESCE(key_hi::text, key_hi_text) AS key_hi, status, attempts, rows_scored, rows_rejected, duration_ms, last_error, stats, claim_host, claim_pid, failed
          FROM ${this.table('score_chunks')} WHERE run_id = $1 ORDER BY chunk_no`,
       [runId],
     );

@@ -9,6 +9,7 @@ import { holderAliveSql, lockTiming } from './lockLiveness.js';
 import type { ErrorKind, NewRun, PlannedChunk, RunStats, RunStatus } from './types.js';
 import type { Queryable } from './history.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
+import { boundOf, keySqlType, type KeyType } from '../keyColumn.js';
 
 export type * from './types.js';
 export type { Queryable } from './history.js';
@@ -60,9 +61,9 @@ export class Ledger extends RunHistory {
    */
   async recordPlan(c: pg.ClientBase, runId: string, chunks: readonly PlannedChunk[]): Promise<void> {
     await c.query(
-      `INSERT INTO ${this.table('score_chunks')} (run_id, chunk_no, key_lo, key_hi)
-       SELECT $1, n, lo, hi FROM unnest($2::int[], $3::int8[], $4::int8[]) AS t(n, lo, hi)`,
-      [runId, chunks.map((c) => c.chunkNo), chunks.map((c) => c.lo?.toString() ?? null), chunks.map((c) => c.hi?.toString() ?? null)],
+      `INSERT INTO ${this.table('score_chunks')} (run_id, chunk_no, key_lo, key_hi, key_lo_text, key_hi_text)
+       SELECT $1, n, lo, hi, lo_text, hi_text FROM unnest($2::int[], $3::int8[], $4::int8[], $5::text[], $6::text[]) AS t(n, lo, hi, lo_text, hi_text)`,
+      [runId, chunks.map((c) => c.chunkNo), ...interleave(boundColumns(chunks, 'lo'), boundColumns(chunks, 'hi'))],
     );
     await c.query(`UPDATE ${this.table('score_runs')} SET chunks_total = $2 WHERE run_id = $1`, [runId, chunks.length]);
     await this.storage.ensureScoreTable(c, runId);
@@ -135,14 +136,21 @@ export class Ledger extends RunHistory {
 
   /** The chunks not done yet, in order, with their bounds and planned rows. */
   async pendingChunks(c: pg.ClientBase, runId: string): Promise<PlannedChunk[]> {
-    const { rows } = await c.query<{ chunk_no: number; key_lo: string | null; key_hi: string | null; rows_planned: string | null }>(
-      `SELECT chunk_no, key_lo, key_hi, rows_planned FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
+    const { rows } = await c.query<{
+      chunk_no: number;
+      key_lo: string | null;
+      key_hi: string | null;
+      key_lo_text: string | null;
+      key_hi_text: string | null;
+      rows_planned: string | null;
+    }>(
+      `SELECT chunk_no, key_lo, key_hi, key_lo_text, key_hi_text, rows_planned FROM ${this.table('score_chunks')} WHERE run_id = $1 AND status <> 'done' ORDER BY chunk_no`,
       [runId],
     );
     return rows.map((r) => ({
       chunkNo: r.chunk_no,
-      lo: r.key_lo === null ? null : BigInt(r.key_lo),
-      hi: r.key_hi === null ? null : BigInt(r.key_hi),
+      lo: boundOf(r.key_lo, r.key_lo_text),
+      hi: boundOf(r.key_hi, r.key_hi_text),
       rows: r.rows_planned === null ? undefined : Number(r.rows_planned),
     }));
   }
@@ -190,12 +198,15 @@ export class Ledger extends RunHistory {
   async insertRejects(
     c: pg.ClientBase,
     runId: string,
-    rejects: readonly { key: bigint; reason: string; column: string | null; value: string | null }[],
+    rejects: readonly { key: bigint | string; reason: string; column: string | null; value: string | null }[],
+    keyType: KeyType = 'int8',
   ): Promise<void> {
     if (rejects.length === 0) return;
+    // uuid and text keys arrive as text (src/keyColumn.ts): cast to the key's type, that of customer_id.
     await c.query(
       `INSERT INTO ${this.table('score_rejects')} (run_id, customer_id, reason, detail)
-       SELECT $1, k, r, jsonb_build_object('column', col, 'value', v) FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS t(k, r, col, v)`,
+       SELECT $1, k::${keySqlType[keyType]}, r, jsonb_build_object('column', col, 'value', v)
+         FROM unnest($2::${keySqlType[keyType]}[], $3::text[], $4::text[], $5::text[]) AS t(k, r, col, v)`,
       [runId, rejects.map((r) => r.key.toString()), rejects.map((r) => r.reason), rejects.map((r) => r.column), rejects.map((r) => r.value)],
     );
   }
@@ -279,4 +290,14 @@ export class Ledger extends RunHistory {
     );
     return rows.map((r) => r.run_id);
   }
+}
+
+/** A bound of each chunk as the two columns that store it: [int8 bounds, uuid and text bounds]. */
+function boundColumns(chunks: readonly PlannedChunk[], which: 'lo' | 'hi'): [(string | null)[], (string | null)[]] {
+  return [chunks.map((c) => (typeof c[which] === 'bigint' ? c[which].toString() : null)), chunks.map((c) => (typeof c[which] === 'string' ? c[which] : null))];
+}
+
+/** [lo int8, lo text] and [hi int8, hi text] as [lo int8, hi int8, lo text, hi text]. */
+function interleave<T>(lo: [T, T], hi: [T, T]): [T, T, T, T] {
+  return [lo[0], hi[0], lo[1], hi[1]];
 }

@@ -1,3 +1,4 @@
+import type { KeyBound, KeyType } from '../keyColumn.js';
 import type { RunStatistics } from '../stats/runStats.js';
 import type { ScoreStats } from '../stats/scoreStats.js';
 import type { FeatureDriftSummary } from '../stats/featurePsi.js';
@@ -21,7 +22,8 @@ export interface RunParams {
   minAuc?: number;
   chunkAttempts: number;
   backendChoice: string;
-  source: { table: string; key: string };
+  /** keyType: absent for int8 keys (src/keyColumn.ts). */
+  source: { table: string; key: string; keyType?: KeyType | undefined };
   /** `--skip-check NAME --reason TEXT`: input checks skipped for this run and its resumes (src/features/input-checks). */
   skipChecks?: { name: string; reason: string }[];
   /** `--on-publish-command`; null or absent: none. */
@@ -134,8 +136,9 @@ export interface ChunkRow {
 /** A planned chunk: keys in (lo, hi]; a null bound is no bound (the first chunk is open below, the last above). */
 export interface PlannedChunk {
   chunkNo: number;
-  lo: bigint | null;
-  hi: bigint | null;
+  /** int8 keys: a bigint; uuid and text keys: the key as the database writes it (src/keyColumn.ts). */
+  lo: KeyBound;
+  hi: KeyBound;
   /** The rows it holds in the snapshot it is read in (score_chunks.rows_planned); undefined: not known. */
   rows?: number | undefined;
 }

@@ -1,4 +1,5 @@
 import type { ColumnBatch, ColumnSpec, RawColumn } from '../columns.js';
+import type { KeyBytes } from '../keyColumn.js';
 import { nullId, unknownId, type Feature, type Manifest } from './manifest.js';
 import type { FeatureCounters } from '../stats/featureStats.js';
 import { countFeatures } from './featureCounters.js';
@@ -29,12 +30,18 @@ export interface PlannedFeature {
 
 /** A row the model cannot score: it goes to score_rejects. */
 export interface Reject {
-  key: bigint;
+  /** An int8 key; for uuid and text keys its row's position in the chunk's key bytes, then the key as text (src/keyColumn.ts). */
+  key: bigint | string;
   reason: RejectReason;
   /** The first feature column (in manifest order) that made the row unscorable; null for a `non_finite_score`. */
   column: string | null;
   /** The offending value as text; null for a NULL. */
   value: string | null;
+}
+
+/** uuid and text keys: a reject holds its row's position in the chunk's key bytes until named here (rejects are few: a string each). */
+export function nameRejectKeys(rejects: Reject[], keyBytes: KeyBytes): void {
+  for (const r of rejects) if (typeof r.key === 'bigint') r.key = keyBytes.text(Number(r.key));
 }
 
 /**

@@ -34,7 +34,7 @@ export interface Manifest extends ManifestInputs {
 
 export interface ManifestSource {
   table: string;
-  /** Integer key column: chunk ranges and score rows are keyed by it. */
+  /** Key column (an integer, uuid or text column): chunk ranges and score rows are keyed by it. */
   key: string;
   /** A timestamp column the source sets when a row changes: `run --only-new` rescores rows changed since its base run started. */
   updatedColumn?: string | undefined;
@@ -206,6 +206,11 @@ function parseSource(r: Reader, value: unknown): ManifestSource {
     r.fail('source.table', `must be "table" or "schema.table" (got "${table}")`);
   }
   for (const part of parts) r.identifier(part, 'source.table');
+  if (Array.isArray(o.key))
+    r.fail(
+      'source.key',
+      'names one column: a key of several columns is not supported; read a view with one key column instead (docs/models.md, "Source keys")',
+    );
   const source: ManifestSource = { table, key: o.key === undefined ? defaultSource.key : r.identifier(o.key, 'source.key') };
   if (o.updated_column !== undefined) source.updatedColumn = r.identifier(o.updated_column, 'source.updated_column');
   return source;

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { keyRangeCondition, type SourceRef } from '../db/copyReader.js';
+import { keyRangeCondition, type KeyBound, type SourceRef } from '../db/copyReader.js';
+import { keySqlType, type KeyType } from '../keyColumn.js';
 import { quoteIdent, quoteQualified } from '../db/sql.js';
 import type { PlannedChunk } from '../ledger/ledger.js';
 
@@ -23,12 +24,33 @@ export interface Plan {
  * Each chunk carries its exact row count: run this in the transaction (snapshot) the chunks are read in.
  */
 export async function planChunks(client: pg.ClientBase, source: SourceRef, chunkSize: number): Promise<Plan> {
-  const key = quoteIdent(source.key);
+  const key: KeyRef = { sql: quoteIdent(source.key), type: source.keyType ?? 'int8' };
   const table = quoteQualified(source.table);
   return (await keyIsIndexed(client, source)) ? planByIndex(client, key, table, chunkSize) : planByWindow(client, key, table, chunkSize);
 }
 
-/** Whether a btree index leads with the key column (a table's primary key, usually). Views have none. */
+/** The key column, quoted, and how it is read. */
+interface KeyRef {
+  sql: string;
+  type: KeyType;
+}
+
+/**
+ * The key's text in the query's results, and how a bound goes back to it: int8 keys as int8 (whatever
+ * the integer type), uuid and text keys as their own text, cast back to the key's type.
+ */
+function keyText(key: KeyRef): string {
+  return key.type === 'int8' ? `${key.sql}::int8::text` : `${key.sql}::text`;
+}
+
+function boundOfText(key: KeyRef, k: string): KeyBound {
+  return key.type === 'int8' ? BigInt(k) : k;
+}
+
+/**
+ * Whether a btree index leads with the key column (a table's primary key, usually), in the column's own
+ * collation (the one every range and ORDER BY of the key uses). Views have none.
+ */
 async function keyIsIndexed(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>(
     `SELECT EXISTS (
@@ -36,7 +58,7 @@ async function keyIsIndexed(client: pg.ClientBase, source: SourceRef): Promise<b
          JOIN pg_class c ON c.oid = i.indexrelid
          JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND i.indpred IS NULL) AS ok`,
+        WHERE i.indrelid = to_regclass($1) AND a.attname = $2 AND i.indpred IS NULL AND i.indcollation[0] = a.attcollation) AS ok`,
     [quoteQualified(source.table), source.key],
   );
   return rows[0]?.ok === true;
@@ -49,25 +71,26 @@ async function keyIsIndexed(client: pg.ClientBase, source: SourceRef): Promise<b
  * took ~0.3 s per million rows). Every chunk but the last holds exactly chunkSize rows: the key is unique
  * (the start-up check refuses a table whose key is not).
  */
-async function planByIndex(client: pg.ClientBase, key: string, table: string, chunkSize: number): Promise<Plan> {
-  // Bounds travel as int8 parameters whatever the key's type: compared across integer types, still by the index.
-  const nulls = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${key} IS NULL`);
+async function planByIndex(client: pg.ClientBase, key: KeyRef, table: string, chunkSize: number): Promise<Plan> {
+  // int8 bounds travel as int8 parameters whatever the integer type: compared across integer types, still by the index.
+  // uuid and text bounds as the key's own type, compared in the column's collation: the index's order (keyIsIndexed).
+  const nulls = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${key.sql} IS NULL`);
   const nullKeys = Number(nulls.rows[0]?.n ?? 0);
   const chunks: CountedChunk[] = [];
-  let prev: bigint | null = null;
+  let prev: KeyBound = null;
   for (;;) {
-    const where: string = prev === null ? `${key} IS NOT NULL` : `${key} > $2::int8`;
+    const where: string = prev === null ? `${key.sql} IS NOT NULL` : `${key.sql} > $2::${keySqlType[key.type]}`;
     const params: (string | number)[] = prev === null ? [chunkSize - 1] : [chunkSize - 1, prev.toString()];
     const found: pg.QueryResult<{ k: string }> = await client.query<{ k: string }>(
-      `SELECT ${key}::int8::text AS k FROM ${table} WHERE ${where} ORDER BY ${key} OFFSET $1 LIMIT 1`,
+      `SELECT ${keyText(key)} AS k FROM ${table} WHERE ${where} ORDER BY ${key.sql} OFFSET $1 LIMIT 1`,
       params,
     );
     const hi: string | undefined = found.rows[0]?.k;
     if (hi === undefined) break;
-    chunks.push({ chunkNo: chunks.length + 1, lo: prev, hi: BigInt(hi), rows: chunkSize });
-    prev = BigInt(hi);
+    chunks.push({ chunkNo: chunks.length + 1, lo: prev, hi: boundOfText(key, hi), rows: chunkSize });
+    prev = boundOfText(key, hi);
   }
-  const rest = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${keyRangeCondition(key, prev, null)}`);
+  const rest = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${keyRangeCondition(key.sql, prev, null, key.type)}`);
   return finish(chunks, prev, Number(rest.rows[0]?.n ?? 0), nullKeys);
 }
 
@@ -76,22 +99,22 @@ async function planByIndex(client: pg.ClientBase, key: string, table: string, ch
  * over the same ordering counts the rows with a key up to each boundary (peers included), so a chunk's
  * count stays exact even where a view repeats a key across a boundary.
  */
-async function planByWindow(client: pg.ClientBase, key: string, table: string, chunkSize: number): Promise<Plan> {
-  const stats = await client.query<{ n: string; keyed: string }>(`SELECT count(*) AS n, count(${key}) AS keyed FROM ${table}`);
+async function planByWindow(client: pg.ClientBase, key: KeyRef, table: string, chunkSize: number): Promise<Plan> {
+  const stats = await client.query<{ n: string; keyed: string }>(`SELECT count(*) AS n, count(${key.sql}) AS keyed FROM ${table}`);
   const keyed = Number(stats.rows[0]?.keyed ?? 0);
   const nullKeys = Number(stats.rows[0]?.n ?? 0) - keyed;
   if (keyed === 0) return { chunks: [], rows: 0, nullKeys };
   const bounds = await client.query<{ k: string; upto: string }>(
     `SELECT k::text AS k, upto FROM (
-       SELECT ${key}::int8 AS k, row_number() OVER w AS rn, count(*) OVER w AS upto FROM ${table} WHERE ${key} IS NOT NULL WINDOW w AS (ORDER BY ${key})) s
+       SELECT ${keyText(key)} AS k, row_number() OVER w AS rn, count(*) OVER w AS upto FROM ${table} WHERE ${key.sql} IS NOT NULL WINDOW w AS (ORDER BY ${key.sql})) s
       WHERE rn % $1 = 0 ORDER BY rn`,
     [chunkSize],
   );
   const chunks: CountedChunk[] = [];
-  let prev: bigint | null = null;
+  let prev: KeyBound = null;
   let counted = 0;
   for (const b of bounds.rows) {
-    const hi = BigInt(b.k);
+    const hi = boundOfText(key, b.k);
     if (prev !== null && hi === prev) continue; // a key repeated across the boundary: one chunk holds all its rows
     chunks.push({ chunkNo: chunks.length + 1, lo: prev, hi, rows: Number(b.upto) - counted });
     counted = Number(b.upto);
@@ -101,7 +124,7 @@ async function planByWindow(client: pg.ClientBase, key: string, table: string, c
 }
 
 /** Adds the rows past the last boundary as a last chunk, or opens the last chunk above if there are none. */
-function finish(chunks: CountedChunk[], prev: bigint | null, tail: number, nullKeys: number): Plan {
+function finish(chunks: CountedChunk[], prev: KeyBound, tail: number, nullKeys: number): Plan {
   if (tail > 0) chunks.push({ chunkNo: chunks.length + 1, lo: prev, hi: null, rows: tail });
   else if (chunks.length > 0) (chunks.at(-1) as CountedChunk).hi = null;
   return { chunks, rows: chunks.reduce((n, c) => n + c.rows, 0), nullKeys };
@@ -114,19 +137,21 @@ function finish(chunks: CountedChunk[], prev: bigint | null, tail: number, nullK
  */
 export async function countChunkRows(client: pg.ClientBase, source: SourceRef, chunks: readonly PlannedChunk[]): Promise<CountedChunk[]> {
   const key = quoteIdent(source.key);
+  const keyType = source.keyType ?? 'int8';
+  const sqlType = keySqlType[keyType];
   const table = quoteQualified(source.table);
   const counts = new Map<number, number>();
   const bounded = chunks.filter((c) => c.lo !== null && c.hi !== null);
   if (bounded.length > 0) {
     const { rows } = await client.query<{ n: number; rows: string }>(
       `SELECT r.n, (SELECT count(*) FROM ${table} WHERE ${key} > r.lo AND ${key} <= r.hi) AS rows
-         FROM unnest($1::int[], $2::int8[], $3::int8[]) AS r(n, lo, hi)`,
+         FROM unnest($1::int[], $2::${sqlType}[], $3::${sqlType}[]) AS r(n, lo, hi)`,
       [bounded.map((c) => c.chunkNo), bounded.map((c) => String(c.lo)), bounded.map((c) => String(c.hi))],
     );
     for (const r of rows) counts.set(r.n, Number(r.rows));
   }
   for (const c of chunks.filter((c) => c.lo === null || c.hi === null)) {
-    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${keyRangeCondition(key, c.lo, c.hi)}`);
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${keyRangeCondition(key, c.lo, c.hi, keyType)}`);
     counts.set(c.chunkNo, Number(rows[0]?.n ?? 0));
   }
   return chunks.map((c) => ({ ...c, rows: counts.get(c.chunkNo) ?? 0 }));

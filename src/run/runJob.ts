@@ -19,6 +19,7 @@ import { applyRetention } from '../publish/publish.js';
 import { checkPromotion } from '../publish/promotionGuard.js';
 import { StageTimings } from '../observe/timings.js';
 import { withLockedLedger, type LockedSession } from './lockedSession.js';
+import { checkRunKeyType } from './keyTypeCheck.js';
 import { runSpec } from './runSpec.js';
 
 export type { RunResult };
@@ -71,9 +72,10 @@ export async function startRun(ctx: RunContext, opts: RunOptions): Promise<RunRe
     });
     const source = { table: model.manifest.source.table, key: model.manifest.source.key };
     if (!(await sourceHasRows(client, source))) throw new EmptySourceError(source.table);
+    const keyType = await checkRunKeyType(client, ctx.config.schema, source, opts, model.manifest.name);
     const featureParts: Partial<RunParams>[] = [];
     for (const f of features) if (f.spec) featureParts.push(await f.spec(client, ledger));
-    const params = runSpec(opts, model, { replacesPromotedRunId, featureParts });
+    const params = runSpec(opts, model, { replacesPromotedRunId, featureParts, keyType });
     // Tables of runs a later publish superseded, or beyond --keep-runs unpublished ones (publish.ts).
     await applyRetention({ client, ledger, modelName: model.manifest.name, keep: params.keepRuns, log: ctx.log });
     const runId = await createRun(session, { opts, model, params, features });

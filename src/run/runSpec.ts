@@ -1,4 +1,5 @@
 import type { RunOptions } from '../config.js';
+import type { KeyType } from '../keyColumn.js';
 import { frozenRunSpec } from '../ledger/runSpec.js';
 import type { RunParams } from '../ledger/ledger.js';
 import type { LoadedModel } from '../model/load.js';
@@ -10,6 +11,8 @@ export interface SpecUnderLock {
   replacesPromotedRunId?: string | undefined;
   /** Each feature's part (src/features/feature.ts `spec`), in registration order. */
   featureParts: readonly Partial<RunParams>[];
+  /** The source key's type (src/run/keyTypeCheck.ts); int8 or absent: not stored, as for every run before uuid and text keys. */
+  keyType?: KeyType | undefined;
 }
 
 /**
@@ -34,5 +37,8 @@ export function runSpec(opts: Readonly<RunOptions>, model: LoadedModel, underLoc
     reasons: null,
     ...(underLock.replacesPromotedRunId !== undefined ? { replacesPromotedRunId: underLock.replacesPromotedRunId } : {}),
   };
-  return frozenRunSpec(underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params));
+  const spec = underLock.featureParts.reduce<RunParams>((spec, part) => ({ ...spec, ...part }), params);
+  // After the features' parts: the source an only-new run reads (a view of the source) has the source's key type.
+  if (underLock.keyType !== undefined && underLock.keyType !== 'int8') spec.source = { ...spec.source, keyType: underLock.keyType };
+  return frozenRunSpec(spec);
 }

@@ -6,6 +6,7 @@ import { allocateBatch, type ColumnBatch, type ColumnSpec } from '../../src/colu
 import { BinaryRowDecoder, type WireType } from '../../src/db/binaryRowDecoder.js';
 import { readChunk, chunkCopySql, sourceWireTypes } from '../../src/db/copyReader.js';
 import { seedCustomers } from '../../src/dev/seed.js';
+import type { KeyType } from '../../src/keyColumn.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const specs: ColumnSpec[] = [
@@ -30,8 +31,8 @@ async function copyBytes(t: TestDatabase, sql: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function decode(bytes: Buffer, wire: WireType[], splits: number[]): ColumnBatch {
-  const decoder = new BinaryRowDecoder(allocateBatch(specs, 16), wire); // small: grows mid-stream
+function decode(bytes: Buffer, wire: WireType[], splits: number[], keyType: KeyType = 'int8'): ColumnBatch {
+  const decoder = new BinaryRowDecoder(allocateBatch(specs, 16, keyType), wire); // small: grows mid-stream
   let from = 0;
   for (const to of [...splits, bytes.length]) {
     const part = Buffer.from(bytes.subarray(from, to)); // a buffer of its own, as a socket read would be
@@ -104,6 +105,23 @@ describe('BinaryRowDecoder on real binary COPY streams', () => {
       Array.from({ length: Math.floor(bytes.length / 7) }, (_, i) => (i + 1) * 7),
     );
     expect(JSON.stringify(columnsOf(many))).toBe(reference);
+  });
+
+  it('uuid and text keys: the key bytes of each row kept verbatim, however the stream is split and as the batch grows', async () => {
+    await t.pool.query(
+      `CREATE TABLE keyed AS SELECT md5(customer_id::text)::uuid AS u, repeat('é', (customer_id % 7)::int) || 'K-' || customer_id AS s, c.* FROM customers c`,
+    );
+    for (const [key, keyType] of [
+      ['u', 'uuid'],
+      ['s', 'text'],
+    ] as const) {
+      const bytes = await copyBytes(t, chunkCopySql({ table: 'keyed', key, keyType }, specs, null, null, wire));
+      const { rows } = await t.pool.query<{ k: string }>(`SELECT ${key}::text k FROM keyed ORDER BY ${key}`);
+      const keysOf = (b: ColumnBatch) => Array.from({ length: b.rows }, (_, i) => b.keyBytes?.text(Number(b.keys[i])));
+      expect(keysOf(decode(bytes, wire, [], keyType))).toEqual(rows.map((r) => r.k));
+      for (let at = 1; at < bytes.length; at += 3)
+        expect(keysOf(decode(bytes, wire, [at], keyType)), `${keyType} split at byte ${at}`).toEqual(rows.map((r) => r.k));
+    }
   });
 
   it('readChunk (the pg Submittable) leaves the connection usable after the COPY and after a COPY that fails', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setUpFixture, tearDownFixture, weighted, withFreshSequence, type Fixture } from '../model/commands.js';
 import type { Real } from '../model/commands.js';
 import type { Reference } from '../model/reference.js';
+import type { SourceKeyType } from '../model/sourceKeys.js';
 
 /**
  * Model-based tests: random sequences of full runs (plain, shared by 2 workers, or killed with kill -9 and
@@ -19,8 +20,9 @@ import type { Reference } from '../model/reference.js';
 const sequences = Number(process.env.SCOREJOB_MODEL_SEQUENCES ?? 3);
 const seed = Number(process.env.SCOREJOB_MODEL_SEED ?? 20261207);
 const path = process.env.SCOREJOB_MODEL_PATH;
-const shards = Math.max(1, Math.min(sequences, Number(process.env.SCOREJOB_MODEL_SHARDS ?? (sequences >= 20 ? 3 : 1))));
 const minSteps = 8;
+/** Sequences with a uuid-keyed and with a text-keyed source, each (SCOREJOB_MODEL_KEY_SEQUENCES; `npm test`: 1). */
+const keySequences = Number(process.env.SCOREJOB_MODEL_KEY_SEQUENCES ?? Math.max(1, Math.round(sequences / 10)));
 
 type Step = fc.AsyncCommand<Reference, Real>;
 /** Time per kind of step, for the summary line: where a sequence's time goes. */
@@ -42,47 +44,64 @@ function timed(step: Step): Step {
   };
 }
 
-describe('every reader view matches the reference after any sequence of operations', () => {
-  let fixture: Fixture;
-  const t0 = performance.now();
-  beforeAll(async () => {
-    fixture = await setUpFixture();
-    console.log(`model-based tests: ${sequences} sequences in ${shards} shard(s), seeds ${seed}..${seed + shards - 1}${path ? `, path ${path}` : ''}`);
-  }, 120_000);
-  afterAll(async () => {
-    await tearDownFixture(fixture);
-    const steps = [...timings].sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${v.n}× ${Math.round(v.ms / v.n)} ms`);
-    console.log(`model-based tests: ${((performance.now() - t0) / 1000).toFixed(0)} s; per step kind (count × mean): ${steps.join(', ')}`);
-  });
+for (const [keys, count] of [
+  ['bigint', sequences],
+  ['uuid', keySequences],
+  ['text', keySequences],
+] as [SourceKeyType, number][])
+  describeSequences(keys, count);
 
-  for (let shard = 0; shard < shards; shard++) {
-    const runs = Math.floor(sequences / shards) + (shard < sequences % shards ? 1 : 0);
-    const shardSeed = seed + shard;
-    it.concurrent(
-      `${runs} seeded sequences of ${minSteps}+ steps (shard ${shard + 1}/${shards}, seed ${shardSeed})`,
-      async () => {
-        const executed: number[] = [];
-        await fc.assert(
-          fc.asyncProperty(
-            fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= minSteps + 1),
-            async (cmds) => {
-              const ran = await withFreshSequence(fixture, async (m, real) => {
-                await fc.asyncModelRun(() => ({ model: m, real }), [...cmds].map(timed));
-                return m.executed;
-              });
-              // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
-              executed.push(ran);
-              fc.pre(ran >= minSteps);
-            },
-          ),
-          { numRuns: runs, seed: shardSeed, path, verbose: 1 },
-        );
-        expect(executed.filter((n) => n >= minSteps).length, `sequences of ${minSteps}+ steps`).toBeGreaterThanOrEqual(path ? 1 : runs);
-        console.log(
-          `shard ${shard + 1}: ${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}`,
-        );
-      },
-      3_600_000,
-    );
-  }
-});
+/** Each key type explores sequences of its own: its seeds start 1000 apart (SCOREJOB_MODEL_SEED is bigint's). */
+function seedOf(keys: SourceKeyType): number {
+  return seed + { bigint: 0, uuid: 1000, text: 2000 }[keys];
+}
+
+function describeSequences(keys: SourceKeyType, sequences: number): void {
+  const shards = Math.max(1, Math.min(sequences, Number(process.env.SCOREJOB_MODEL_SHARDS ?? (sequences >= 20 ? 3 : 1))));
+  describe(`every reader view matches the reference after any sequence of operations${keys === 'bigint' ? '' : ` (${keys} keys)`}`, () => {
+    let fixture: Fixture;
+    const t0 = performance.now();
+    beforeAll(async () => {
+      fixture = await setUpFixture(keys);
+      console.log(
+        `model-based tests (${keys} keys): ${sequences} sequences in ${shards} shard(s), seeds ${seedOf(keys)}..${seedOf(keys) + shards - 1}${path ? `, path ${path}` : ''}`,
+      );
+    }, 120_000);
+    afterAll(async () => {
+      await tearDownFixture(fixture);
+      const steps = [...timings].sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => `${k} ${v.n}× ${Math.round(v.ms / v.n)} ms`);
+      console.log(`model-based tests: ${((performance.now() - t0) / 1000).toFixed(0)} s; per step kind (count × mean): ${steps.join(', ')}`);
+    });
+
+    for (let shard = 0; shard < shards; shard++) {
+      const runs = Math.floor(sequences / shards) + (shard < sequences % shards ? 1 : 0);
+      const shardSeed = seedOf(keys) + shard;
+      it.concurrent(
+        `${runs} seeded sequences of ${minSteps}+ steps (shard ${shard + 1}/${shards}, seed ${shardSeed})`,
+        async () => {
+          const executed: number[] = [];
+          await fc.assert(
+            fc.asyncProperty(
+              fc.commands(weighted, { maxCommands: 12 }).filter((c) => [...c].length >= minSteps + 1),
+              async (cmds) => {
+                const ran = await withFreshSequence(fixture, async (m, real) => {
+                  await fc.asyncModelRun(() => ({ model: m, real }), [...cmds].map(timed));
+                  return m.executed;
+                });
+                // Steps whose precondition failed were skipped: a sequence with fewer than 8 steps run does not count.
+                executed.push(ran);
+                fc.pre(ran >= minSteps);
+              },
+            ),
+            { numRuns: runs, seed: shardSeed, path, verbose: 1 },
+          );
+          expect(executed.filter((n) => n >= minSteps).length, `sequences of ${minSteps}+ steps`).toBeGreaterThanOrEqual(path ? 1 : runs);
+          console.log(
+            `shard ${shard + 1}: ${executed.length} sequences, steps run min ${Math.min(...executed)} mean ${(executed.reduce((a, b) => a + b, 0) / executed.length).toFixed(1)}`,
+          );
+        },
+        3_600_000,
+      );
+    }
+  });
+}

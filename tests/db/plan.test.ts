@@ -22,7 +22,7 @@ describe('planChunks', () => {
   };
 
   /** Rows of `table` in each chunk, counted by a plain query; open ends (NULL) mean no bound. */
-  const countIn = async (table: string, chunks: { lo: bigint | null; hi: bigint | null }[]) => {
+  const countIn = async (table: string, chunks: { lo: bigint | string | null; hi: bigint | string | null }[]) => {
     const { rows } = await t.pool.query<{ n: number }>(
       `SELECT (SELECT count(*)::int FROM ${table} c WHERE (r.lo IS NULL OR c.customer_id > r.lo) AND (r.hi IS NULL OR c.customer_id <= r.hi)) AS n
          FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS r(lo, hi, i) ORDER BY r.i`,

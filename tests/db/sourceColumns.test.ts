@@ -58,7 +58,7 @@ describe('checkSourceColumns', () => {
     expect(c.problems).toEqual([]);
     expect(c.relation).toBe('public.customers');
     expect(c.relkind).toBe('table');
-    expect(c.key).toEqual({ name: 'customer_id', type: 'bigint', ok: true, unique: 'yes' });
+    expect(c.key).toEqual({ name: 'customer_id', type: 'bigint', keyType: 'int8', ok: true, unique: 'yes' });
     expect(c.columns.map((col) => [col.name, col.type, col.ok])).toEqual([
       ['tenure_months', 'integer', true],
       ['revenue_12m', 'numeric(12,2)', true],
@@ -76,10 +76,10 @@ describe('checkSourceColumns', () => {
     expect(c.columns.find((col) => col.name === 'segment')?.type).toBe('crm.segment');
   });
 
-  it('names each column whose type the model cannot read, and a non-integer key', async () => {
+  it('names each column whose type the model cannot read, and a key neither integer, uuid nor text', async () => {
     const c = await check('crm.wrong', 'id');
     expect(c.problems).toEqual([
-      'key column id of crm.wrong is numeric, expected an integer type (smallint, integer or bigint)',
+      'key column id of crm.wrong is numeric, expected an integer (smallint, integer, bigint), uuid or text (text, varchar) key',
       'column tenure_months of crm.wrong is text, expected a number',
       'column segment of crm.wrong is integer, expected text or an enum (a category)',
       'column is_subscriber of crm.wrong is integer, expected boolean',

@@ -15,6 +15,7 @@ import { modelCopy, runOptions, silentLog, testConfig } from '../helpers/run.js'
 import { Reference, ReferenceScorer, type RefRun } from './reference.js';
 import { stopRunChildren, takeRunChild } from './killChild.js';
 import { createTemplateDb, type TemplateDb } from './templateDb.js';
+import { createSourceSql, sourceKey, sourceRest, type SourceKeyType } from './sourceKeys.js';
 
 /**
  * The operations of the model-based tests (tests/db/composeModel.test.ts) and the check after each.
@@ -31,6 +32,8 @@ export interface Real {
   challenger: string;
   scorer: ReferenceScorer;
   challengerScorer: ReferenceScorer;
+  /** The type of src's key (tests/model/sourceKeys.ts). */
+  keys: SourceKeyType;
 }
 type Cmd = fc.AsyncCommand<Reference, Real>;
 const tol = 2e-5;
@@ -181,7 +184,8 @@ export class SourceChange implements Cmd {
     let keys: string[] = [];
     if (this.what === 'insert') {
       const res = await r.t.pool.query<{ k: string }>(
-        `INSERT INTO src SELECT c.*, clock_timestamp() FROM customers c WHERE c.customer_id NOT IN (SELECT customer_id FROM src) ORDER BY c.customer_id LIMIT ${this.n} RETURNING customer_id::text k`,
+        `INSERT INTO src SELECT ${sourceKey(r.keys, 'c.customer_id')}, ${sourceRest}, clock_timestamp() FROM customers c
+          WHERE ${sourceKey(r.keys, 'c.customer_id')} NOT IN (SELECT customer_id FROM src) ORDER BY c.customer_id LIMIT ${this.n} RETURNING customer_id::text k`,
       );
       keys = res.rows.map((x) => x.k);
     } else if (this.what === 'delete') {
@@ -380,11 +384,11 @@ export interface Fixture {
  * (only-new, rollback and challenger steps need a published run); the two models (the champion, and a
  * challenger that scores differently).
  */
-export async function setUpFixture(): Promise<Fixture> {
+export async function setUpFixture(keys: SourceKeyType = 'bigint'): Promise<Fixture> {
   const template = await createTemplateDb();
   const { t } = template;
   await seedCustomers(t.pool, { customers: 80, seed: 7, nullFraction: 0 });
-  await t.pool.query(`CREATE TABLE src AS SELECT c.*, now() AS updated_at FROM customers c ORDER BY customer_id LIMIT 50`);
+  for (const sql of createSourceSql(keys, 50)) await t.pool.query(sql);
   await t.pool.query('ALTER TABLE src ADD PRIMARY KEY (customer_id)');
   const c = await t.pool.connect();
   try {
@@ -400,7 +404,7 @@ export async function setUpFixture(): Promise<Fixture> {
     mf.source = source;
     (mf.features as { column: string; mean?: number }[])[1]!.mean! += 1;
   });
-  const real = { model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger) };
+  const real = { model, challenger, scorer: await ReferenceScorer.load(model), challengerScorer: await ReferenceScorer.load(challenger), keys };
   const start = new Reference();
   await new FullRun(false, 3, false).run(start, { ...real, t });
   await template.freeze();

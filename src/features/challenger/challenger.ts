@@ -5,7 +5,8 @@ import type { BackendChoice } from '../../config.js';
 import { copyScores, encodeScores } from '../../db/copyWriter.js';
 import { RunFailedError, UsageError } from '../../errors.js';
 import type { Ledger, RunParams, RunStats } from '../../ledger/ledger.js';
-import { createFeatureCounters, transformBatch, type Reject } from '../../model/features.js';
+import { createFeatureCounters, nameRejectKeys, transformBatch, type Reject } from '../../model/features.js';
+import type { KeyType } from '../../keyColumn.js';
 import { loadModel, type LoadedModel } from '../../model/load.js';
 import type { ManifestBand } from '../../model/manifest.js';
 import { keepFiniteScores } from '../../model/scorer.js';
@@ -97,7 +98,9 @@ export function withChallengerColumns(read: ChunkRead, challenger: Challenger, l
 
 /** The first `n` columns of a batch, as a batch (per chunk, not per row: a small array). */
 export function firstColumns(batch: ColumnBatch, n: number): ColumnBatch {
-  return batch.columns.length === n ? batch : { rows: batch.rows, capacity: batch.capacity, keys: batch.keys, columns: batch.columns.slice(0, n) };
+  return batch.columns.length === n
+    ? batch
+    : { rows: batch.rows, capacity: batch.capacity, keys: batch.keys, keyBytes: batch.keyBytes, columns: batch.columns.slice(0, n) };
 }
 
 /**
@@ -113,11 +116,18 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
   const table = ledger.runTable(runId);
   let x = new Float32Array(0);
   let keys = new BigInt64Array(0);
+  let keyType: KeyType = 'int8';
   let prepared: { encoded: Buffer; scores: Float32Array; scored: number; rejects: Reject[]; stats: Record<string, unknown>; startedAt: Date } | undefined;
   return {
     async prepare(_x, _rows, _scores, batch) {
       const startedAt = new Date();
-      const view: ColumnBatch = { rows: batch.rows, capacity: batch.capacity, keys: batch.keys, columns: challengerIndex.map((i) => batch.columns[i]!) };
+      const view: ColumnBatch = {
+        rows: batch.rows,
+        capacity: batch.capacity,
+        keys: batch.keys,
+        keyBytes: batch.keyBytes,
+        columns: challengerIndex.map((i) => batch.columns[i]!),
+      };
       if (keys.length < batch.rows) {
         keys = new BigInt64Array(batch.capacity);
         x = new Float32Array(batch.capacity * plan.width);
@@ -127,10 +137,12 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
       const transformed = transformBatch(view, plan, { x, keys }, rejects, counters);
       const scores = transformed > 0 ? await model.scorer.score(x, transformed) : new Float32Array(0);
       const scored = keepFiniteScores(keys, scores, transformed, rejects);
+      if (batch.keyBytes) nameRejectKeys(rejects, batch.keyBytes);
+      keyType = batch.keyBytes?.type ?? 'int8';
       const stats = emptyStats();
       accumulate(stats, scores, scored);
       prepared = {
-        encoded: encodeScores(keys, scores, scored),
+        encoded: encodeScores(keys, scores, scored, undefined, batch.keyBytes),
         scores,
         scored,
         rejects,
@@ -144,7 +156,7 @@ export function challengerSidecar(challenger: Challenger, challengerIndex: reado
       if (!p) throw new Error('internal: the challenger sealed a chunk it did not prepare');
       return async (c) => {
         await copyScores(c, table, p.encoded);
-        await ledger.insertRejects(c, runId, p.rejects);
+        await ledger.insertRejects(c, runId, p.rejects, keyType);
         const chunk = { chunkNo, scored: p.scored, rejected: p.rejects.length, startedAt: p.startedAt, stats: p.stats as unknown as ScoreStats };
         if (!(await ledger.commitChunk(c, runId, chunk)))
           throw new RunFailedError(`the challenger run ${runId} is no longer running in this process; stopping`, runId);

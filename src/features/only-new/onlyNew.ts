@@ -1,3 +1,4 @@
+import { keySqlType, type KeyType } from '../../keyColumn.js';
 import type pg from 'pg';
 import type { SourceRef } from '../../db/copyReader.js';
 import { connectAs } from '../../db/pool.js';
@@ -128,6 +129,7 @@ export async function freezeOnlyNew(s: RunScope, p: OnlyNewParams): Promise<numb
       runId,
       p,
       key: s.params.source.key,
+      keyType: s.params.source.keyType ?? 'int8',
       under: BigInt(baseLayer?.underRunId ?? p.baseRunId).toString(),
       baseIsLayer: baseLayer !== undefined,
     });
@@ -157,6 +159,8 @@ interface FreezeNames {
   source: string;
   /** The source's key column. */
   k: string;
+  /** The key's SQL type (src/keyColumn.ts): the type of the keys compared with customer_id. */
+  keySql: string;
   id: string;
   base: string;
   /** The full run below the base run (the base run itself when it is not a layer). */
@@ -165,7 +169,7 @@ interface FreezeNames {
   baseIsLayer: boolean;
 }
 
-function freezeNames(ledger: Ledger, of: { runId: string; p: OnlyNewParams; key: string; under: string; baseIsLayer: boolean }): FreezeNames {
+function freezeNames(ledger: Ledger, of: { runId: string; p: OnlyNewParams; key: string; keyType: KeyType; under: string; baseIsLayer: boolean }): FreezeNames {
   const { runId, p, key, under, baseIsLayer } = of;
   return {
     schema: quoteIdent(ledger.schema),
@@ -173,6 +177,7 @@ function freezeNames(ledger: Ledger, of: { runId: string; p: OnlyNewParams; key:
     view: quoteQualified(viewName(ledger, p)),
     source: quoteQualified(p.sourceTable),
     k: quoteIdent(key),
+    keySql: keySqlType[of.keyType],
     id: BigInt(runId).toString(),
     base: BigInt(p.baseRunId).toString(),
     under,
@@ -188,7 +193,7 @@ async function freezeInSnapshot(c: pg.ClientBase, ledger: Ledger, p: OnlyNewPara
   // The source's keys against the run below: each row has one side only (new to it, or gone from the source).
   await c.query(
     `CREATE TEMP TABLE only_new_diff ON COMMIT DROP AS
-     SELECT s.${k}::int8 AS source_key, u.customer_id AS under_key
+     SELECT s.${k}::${n.keySql} AS source_key, u.customer_id AS under_key
        FROM (SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${under} ORDER BY customer_id) u
        FULL JOIN ${n.source} s ON u.customer_id = s.${k}
       WHERE (s.${k} IS NULL) <> (u.customer_id IS NULL)`,
@@ -226,7 +231,7 @@ async function createKeysToRescore(c: pg.ClientBase, p: OnlyNewParams, n: Freeze
       `(${newKeys} UNION SELECT h.customer_id FROM ${schema}.score_layer_hidden h WHERE h.run_id = ${base} AND EXISTS (SELECT 1 FROM ${source} s WHERE s.${k} = h.customer_id))` +
       ` EXCEPT SELECT customer_id FROM ${schema}.score_data WHERE run_id = ${base}`;
   }
-  if (p.updatedColumn !== null) keys = `(${keys}) UNION SELECT s.${k}::int8 FROM ${source} s WHERE s.${quoteIdent(p.updatedColumn)} > $1::timestamptz`;
+  if (p.updatedColumn !== null) keys = `(${keys}) UNION SELECT s.${k}::${n.keySql} FROM ${source} s WHERE s.${quoteIdent(p.updatedColumn)} > $1::timestamptz`;
   await c.query(`CREATE TEMP TABLE only_new_keys ON COMMIT DROP AS ${keys}`, p.updatedColumn === null ? [] : [p.since]);
   await c.query('ANALYZE only_new_keys');
   return newKeys;

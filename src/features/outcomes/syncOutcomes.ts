@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { databaseOf, type Pool } from '../../db/pool.js';
 import { withClient, withTransaction } from '../../db/sql.js';
 import { SqlState, sqlStateOf } from '../../db/sqlstate.js';
+import { schemaKeyType } from '../../ledger/keyTypes.js';
 import { UsageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { parseManifest, type Manifest } from '../../model/manifest.js';
@@ -67,6 +68,9 @@ export async function syncOutcomes(pool: Pool, opts: SyncOptions): Promise<RunSy
   const store = new OutcomeStore(opts.schema);
   const rows = outcomeRowsSql(manifest.outcomes);
   return withClient(pool, async (c) => {
+    const keys = await schemaKeyType(c, opts.schema);
+    if (keys !== 'bigint')
+      throw new UsageError(`outcomes sync is not supported yet with ${keys} keys (schema ${opts.schema}): outcomes are joined by an integer key`);
     const runs = await store.keptRuns(c, manifest.name);
     const results: RunSync[] = [];
     for (const run of runs) {

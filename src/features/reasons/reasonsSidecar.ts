@@ -2,6 +2,7 @@ import { copyReasons, encodeReasons } from '../../db/reasonsCopy.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import { allocateReasons, type Explainer, type ReasonBuffers } from '../../model/explainer.js';
 import type { ChunkSidecar } from '../../chunks/chunkLoop.js';
+import type { KeyBytes } from '../../keyColumn.js';
 
 /**
  * The chunk loop's sidecar that explains each chunk's rows and writes their reasons in the chunk's
@@ -13,15 +14,17 @@ export function reasonsSidecar(explainer: Explainer, ledger: Ledger, runId: stri
   const table = ledger.storage.reasonsTable(runId);
   let buffers: ReasonBuffers = allocateReasons(explainer.k, 0);
   let explained = 0;
+  let keyBytes: KeyBytes | undefined;
   return {
-    async prepare(x, rows, scores) {
+    async prepare(x, rows, scores, batch) {
+      keyBytes = batch.keyBytes;
       if (buffers.contribution.length < rows * explainer.k) buffers = allocateReasons(explainer.k, Math.ceil(rows * 1.25));
       explained = rows > 0 ? await explainer.explain(x, rows, scores, buffers) : 0;
     },
     seal(keys, accepted) {
       if (explained !== accepted) throw new Error(`internal: ${explained} rows explained, ${accepted} scored`);
       if (accepted === 0) return async () => undefined;
-      const encoded = encodeReasons(keys, buffers.feature, buffers.contribution, accepted, explainer.k);
+      const encoded = encodeReasons(keys, { feature: buffers.feature, contribution: buffers.contribution, k: explainer.k }, accepted, undefined, keyBytes);
       return (c) => copyReasons(c, table, encoded);
     },
   };
