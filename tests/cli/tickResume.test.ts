@@ -20,6 +20,7 @@ interface Row {
   resumes: number;
   error_kind: string | null;
   tick_at: Date | null;
+  started_at: Date;
 }
 
 const monthly = ['--if-due', '0 0 1 * *', '--timezone', 'UTC'];
@@ -41,7 +42,7 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
   afterAll(async () => t.drop());
 
   const runs = async (): Promise<Row[]> =>
-    (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at FROM scoring.score_runs ORDER BY run_id')).rows;
+    (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at, started_at FROM scoring.score_runs ORDER BY run_id')).rows;
   const tick = (extra: string[] = []) => runCli(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '300', ...monthly, ...extra], t.env);
 
   it('a run killed -9 half-way is resumed by the next tick (same run, only its unfinished chunks), not restarted', async () => {
@@ -162,7 +163,8 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     const before = (await runs()).length;
     // A new period for this test: a tick later than every run so far.
     const tickAt = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000).toISOString();
-    await new Promise((r) => setTimeout(r, 1500));
+    // Past the tick (a run started before it would not cover it), whatever the timer's slack.
+    await new Promise((r) => setTimeout(r, Date.parse(tickAt) - Date.now() + 100));
     const period = ['--if-due', '* * * * * *', '--timezone', 'UTC', '--tick-at', tickAt];
     const gated = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
     expect(gated.code).toBe(1);
@@ -182,8 +184,11 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     }
     expect((await runs()).length).toBe(before + 1);
 
-    // The next period: a new run, whatever this one's state.
-    const nextTick = new Date(Date.parse(tickAt) + 2000);
+    // The next period: a new run, whatever this one's state. Its tick comes after the gated run started
+    // (a run started at or after a tick covers it), not a fixed time after tickAt: under load the gated
+    // run can start more than a second after its tick.
+    const startedAt = gatedRun?.started_at.getTime() ?? Date.now();
+    const nextTick = new Date(Math.max(Date.parse(tickAt) + 2000, Math.floor(startedAt / 1000) * 1000 + 1000));
     await new Promise((r) => setTimeout(r, Math.max(0, nextTick.getTime() - Date.now() + 200)));
     const fresh = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...period.slice(0, -1), nextTick.toISOString()], t.env);
     expect(fresh.code, fresh.stderr).toBe(0);
@@ -193,7 +198,8 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
 
   it('a gated run nobody announced yet (run by hand for the tick) is said once: one stderr line on the first tick, none after', async () => {
     const tickAt = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000).toISOString();
-    await new Promise((r) => setTimeout(r, 1500));
+    // Past the tick (a run started before it would not cover it), whatever the timer's slack.
+    await new Promise((r) => setTimeout(r, Date.parse(tickAt) - Date.now() + 100));
     const manual = await runCli(['--no-pretty', 'run', '--model', nanModel], t.env);
     expect(manual.code).toBe(1);
     const id = (await runs()).at(-1)?.run_id;
