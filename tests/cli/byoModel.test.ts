@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { writeGraphModel, writeTwoInputModel, writeTwoOutputModel } from '../../scripts/fixtures/byoModels.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { selectBackend } from '../../src/model/backend.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dense, embedding, readWeights, relu, sigmoid, weight } from '../helpers/forwardPass.js';
 import { modelCopy } from '../helpers/run.js';
@@ -33,7 +33,7 @@ describe('bringing your own model', () => {
 
   /** Runs the model, then compares every published score of it with `expected` (float32 tolerance). */
   async function runAndCompare(dir: string, modelName: string, expected: (row: Row) => number | undefined, backend = 'auto'): Promise<void> {
-    const r = await runCli(['run', '--model', dir, '--backend', backend], t.env);
+    const r = await runCliInProcess(['run', '--model', dir, '--backend', backend], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const { rows: got } = await t.pool.query<{ k: string; s: number }>(
@@ -130,7 +130,7 @@ describe('bringing your own model', () => {
     it('an op TF.js does not implement', async () => {
       const dir = join(root, 'bad-op');
       await writeGraphModel(dir, { op: 'FancyRelu' });
-      const r = await runCli(['run', '--model', dir], t.env);
+      const r = await runCliInProcess(['run', '--model', dir], t.env);
       await expectRefusedUnchanged(
         t,
         before,
@@ -142,7 +142,7 @@ describe('bringing your own model', () => {
     it('an op the chosen backend lacks', async () => {
       const dir = join(root, 'einsum');
       await writeGraphModel(dir, { einsum: true });
-      const r = await runCli(['run', '--model', dir, '--backend', 'wasm'], t.env);
+      const r = await runCliInProcess(['run', '--model', dir, '--backend', 'wasm'], t.env);
       await expectRefusedUnchanged(t, before, r, /model\.json: the model needs op Einsum, which the wasm backend does not have \(try --backend cpu\)$/m);
     });
 
@@ -152,20 +152,20 @@ describe('bringing your own model', () => {
       const extra = await modelCopy((m) => m.features[4].categories.push('public'), dir); // ids 0-3, unknown 4; input_dim 4
       const segment =
         /^scorejob: \S+manifest\.json: features\[4\] \(segment, index\) produces ids 0 to 4 \(categories 0-3, unknown 4\) but feeds the Embedding layer "segment_embedding" \(input "segment_id"\) with input_dim 4, ids 0 to 3: list only the categories the model was trained with, or re-export the model with input_dim 5 or more$/m;
-      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', extra], t.env), segment);
-      await expectRefusedUnchanged(t, before, await runCli(['model', 'inspect', extra], t.env), segment);
+      await expectRefusedUnchanged(t, before, await runCliInProcess(['run', '--model', extra], t.env), segment);
+      await expectRefusedUnchanged(t, before, await runCliInProcess(['model', 'inspect', extra], t.env), segment);
       const nullId = await modelCopy((m) => (m.features[5].fill = 6), dir); // region: unknown 4, NULL 6; input_dim 6
       const region =
         /features\[5\] \(region, index\) produces ids 0 to 6 \(categories 0-3, unknown 4, NULL 6\) but feeds the Embedding layer "region_embedding" \(input "region_id"\) with input_dim 6, ids 0 to 5: /;
-      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', nullId], t.env), region);
+      await expectRefusedUnchanged(t, before, await runCliInProcess(['run', '--model', nullId], t.env), region);
       const followed = await modelCopy((m) => m.features[4].categories.pop(), extra);
-      expect((await runCli(['run', '--model', followed], t.env)).code).toBe(0);
+      expect((await runCliInProcess(['run', '--model', followed], t.env)).code).toBe(0);
     });
 
     it('--reasons with an int32 (Embedding) input: ids have no gradient', async () => {
       const dir = join(root, 'reasons-ids');
       await writeTwoInputModel(dir);
-      const r = await runCli(['run', '--model', dir, '--reasons', '2'], t.env);
+      const r = await runCliInProcess(['run', '--model', dir, '--reasons', '2'], t.env);
       await expectRefusedUnchanged(
         t,
         before,
@@ -178,7 +178,7 @@ describe('bringing your own model', () => {
       const dir = join(root, 'misnamed');
       await writeTwoInputModel(dir);
       const copy = await modelCopy((m) => (m.features[4].input = 'segment'), dir);
-      const r = await runCli(['run', '--model', copy], t.env);
+      const r = await runCliInProcess(['run', '--model', copy], t.env);
       await expectRefusedUnchanged(
         t,
         before,

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults } from '../../src/config.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
 
@@ -32,7 +33,7 @@ describe('runs, pages and closing lines say what readers see', () => {
   afterAll(async () => t.drop());
 
   it("--workers 2: the closing line gives the run's rows and rate, and this process's share as such", async () => {
-    const r = await runCli(['run', '--model', model, '--chunk-size', '100', '--workers', '2'], t.env);
+    const r = await runCliInProcess(['run', '--model', model, '--chunk-size', '100', '--workers', '2'], t.env);
     exitOk(r);
     const summary = summaryOf(r);
     expect(summary.rows_scored_now).toBe(3000);
@@ -48,10 +49,10 @@ describe('runs, pages and closing lines say what readers see', () => {
       .query(`INSERT INTO customers SELECT customer_id + 5000000, tenure_months, orders_12m, revenue_12m, avg_order_value, days_since_last_order, support_tickets_12m,
             discount_share, returns_12m, web_sessions_30d, email_open_rate, segment, region, channel, is_subscriber, has_app FROM customers ORDER BY customer_id LIMIT 10`);
     await runInProcess(t, { modelDir: model, onlyNew: true, chunkSize: defaults.chunkSize });
-    const champion = await runCli(['run', '--model', model, '--challenger', challenger, '--chunk-size', '1000'], t.env);
+    const champion = await runCliInProcess(['run', '--model', model, '--challenger', challenger, '--chunk-size', '1000'], t.env);
     exitOk(champion);
     const championId = String(champion.logs.find((l) => typeof l.run_id === 'string')!.run_id);
-    const runs = await runCli(['runs'], t.env);
+    const runs = await runCliInProcess(['runs'], t.env);
     exitOk(runs);
     const lines = runs.stdout.split('\n');
     expect(lines[0]).toMatch(/^RUN +STATUS +KIND +TRIGGER +MODEL +SCORED +CARRIED +PUBLISHED +REJECTED/);
@@ -64,7 +65,7 @@ describe('runs, pages and closing lines say what readers see', () => {
       new RegExp(`challenger +manual +churn2c 2\\.0\\.0 \\(challenger of run ${championId}\\) +3,010 +0 +— `),
     );
     expect(lines.filter((l) => /\(current\)/.test(l))).toHaveLength(1);
-    const show = await runCli(['runs', 'show', String(Number(championId) + 1)], t.env);
+    const show = await runCliInProcess(['runs', 'show', String(Number(championId) + 1)], t.env);
     expect(show.stdout).toMatch(new RegExp(`model +churn2c 2\\.0\\.0 \\(challenger of run ${championId}\\)`));
   });
 
@@ -72,7 +73,7 @@ describe('runs, pages and closing lines say what readers see', () => {
     const dir = await mkdtemp(join(tmpdir(), 'sj-html-'));
     const { rows } = await t.pool.query<{ id: string }>(`SELECT min(run_id)::text id FROM scoring.score_runs`);
     const first = rows[0]!.id;
-    exitOk(await runCli(['runs', 'show', first, '--html', join(dir, 'old.html')], t.env));
+    exitOk(await runCliInProcess(['runs', 'show', first, '--html', join(dir, 'old.html')], t.env));
     const page = await readFile(join(dir, 'old.html'), 'utf8');
     expect(page).toMatch(new RegExp(`customer_scores shows a later run now.*<code>scorejob rollback ${first}</code>`));
     expect(page).not.toMatch(/To put the previous scores back/);
@@ -80,7 +81,7 @@ describe('runs, pages and closing lines say what readers see', () => {
 
   it('a run that leaves readers fewer customers with reasons than the run it replaces says so', async () => {
     await runInProcess(t, { modelDir: model, reasons: 2, replacePromoted: true, chunkSize: defaults.chunkSize });
-    const plain = await runCli(['run', '--model', model], t.env);
+    const plain = await runCliInProcess(['run', '--model', model], t.env);
     exitOk(plain);
     const warning = plain.logs.find((l) => /customer_score_reasons has reasons for/.test(String(l.msg)));
     expect(warning, plain.stdout).toMatchObject({ rows_with_reasons: 0, previous_rows_with_reasons: 3010 });

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runInProcess } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
@@ -73,7 +74,7 @@ describe('what the ledger says about a failure', () => {
     expect(await publishedSnapshot(t)).toEqual(before);
 
     // (c) The resume scores nothing (every chunk was done) and says so: this invocation's rows and rate, and the run's total.
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.code).toBe(0);
     const summary = resumed.logs.at(-1)!;
     expect(summary).toMatchObject({ run_id: runId, status: 'succeeded', rows_scored: customers, rows_scored_now: 0, rows_rejected_now: 0, rows_per_second: 0 });
@@ -81,12 +82,12 @@ describe('what the ledger says about a failure', () => {
     expect((await publishedSnapshot(t)).runs).toEqual([runId]);
 
     // (b) The failure before the resume is kept, with its time, and shown.
-    const show = await runCli(['runs', 'show', runId], t.env);
+    const show = await runCliInProcess(['runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/resumed 1×/);
     expect(show.stdout).toMatch(
       /Failures before it succeeded \(oldest first\):\n {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC {2}failed \(database\): connection to \S+ lost .* \(during publish\)\n/,
     );
-    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as {
+    const json = JSON.parse((await runCliInProcess(['runs', 'show', runId, '--json'], t.env)).stdout) as {
       failures: { at: string; status: string; kind: string; error: string }[];
     };
     expect(json.failures).toEqual([
@@ -124,10 +125,10 @@ describe('what the ledger says about a failure', () => {
       await t.pool.query('DROP TRIGGER hold_chunk ON scoring.score_chunks');
       await t.pool.query('DROP FUNCTION public.hold_chunk()');
     }
-    const done = await runCli(['resume', runId], t.env);
+    const done = await runCliInProcess(['resume', runId], t.env);
     expect(done.code).toBe(0);
     expect(done.logs.at(-1)).toMatchObject({ rows_scored: customers, rows_scored_now: 100 });
-    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as {
+    const json = JSON.parse((await runCliInProcess(['runs', 'show', runId, '--json'], t.env)).stdout) as {
       resumes: number;
       failures: { status: string; error: string }[];
     };

@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { selectBackend } from '../../src/model/backend.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runStatus } from '../helpers/hold.js';
 import { modelCopy } from '../helpers/run.js';
@@ -35,7 +36,7 @@ describe('advice that works', () => {
     // A float input cast to ids by an Embedding of 4: orders_12m's raw values (up to hundreds) are out of its range.
     const dir = join(root, 'embedding');
     await writeEmbeddingModel(dir, 4);
-    const r = await runCli(['run', '--model', dir, '--backend', 'cpu', '--chunk-size', '500'], t.env);
+    const r = await runCliInProcess(['run', '--model', dir, '--backend', 'cpu', '--chunk-size', '500'], t.env);
     const runId = runIdOf(r);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(
@@ -47,14 +48,14 @@ describe('advice that works', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(await runStatus(t, runId)).toMatchObject({ status: 'failed', error_kind: 'model' });
     // A resume fails the same way (what the advice says, and why it does not offer it).
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.code).toBe(1);
     expect(resumed.stderr).toMatch(/GatherV2/);
 
     // Following the advice: the model fixed (an Embedding as wide as the ids it is fed), a new run.
     const maxOrders = (await t.pool.query<{ m: number }>('SELECT max(orders_12m)::int m FROM customers')).rows[0]!.m;
     await writeEmbeddingModel(dir, maxOrders + 1);
-    const fixed = await runCli(['run', '--model', dir, '--backend', 'cpu', '--chunk-size', '500'], t.env);
+    const fixed = await runCliInProcess(['run', '--model', dir, '--backend', 'cpu', '--chunk-size', '500'], t.env);
     expect(fixed.stderr).toBe('');
     expect(fixed.code).toBe(0);
   });
@@ -73,7 +74,7 @@ describe('advice that works', () => {
     expect(updated.rowCount).toBe(1);
     const dir = await modelCopy((m) => (m.source = { table: 'customers_cast', key: 'customer_id' }));
 
-    const r = await runCli(['run', '--model', dir, '--chunk-size', '500'], t.env);
+    const r = await runCliInProcess(['run', '--model', dir, '--chunk-size', '500'], t.env);
     const runId = runIdOf(r);
     expect(r.code, r.stderr).toBe(1);
     const chunk = (
@@ -90,7 +91,7 @@ describe('advice that works', () => {
 
     // Following the advice: the row fixed, the run resumed.
     await t.pool.query(`UPDATE customers_text SET tenure_months = '12' WHERE customer_id = $1`, [bad]);
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     const published = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.customer_scores WHERE run_id = $1', [runId]);

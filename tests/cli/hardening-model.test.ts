@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { defaults } from '../../src/config.js';
 import { selectBackend } from '../../src/model/backend.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { makeModel } from '../helpers/makeModel.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -26,7 +26,7 @@ describe('what can go wrong: the model', () => {
   });
   afterAll(async () => t.drop());
 
-  const runWith = (dir: string, ...extra: string[]) => runCli(['run', '--model', dir, ...extra], t.env);
+  const runWith = (dir: string, ...extra: string[]) => runCliInProcess(['run', '--model', dir, ...extra], t.env);
 
   it('model directory missing', async () => {
     await expectRefusedUnchanged(t, before, await runWith('/nonexistent/model'), /model directory \/nonexistent\/model does not exist \(--model DIR\)/);
@@ -87,20 +87,25 @@ describe('what can go wrong: the model', () => {
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--backend', 'tensorflow'], t.env),
+      await runCliInProcess(['run', '--backend', 'tensorflow'], t.env),
       /--backend tensorflow: @tensorflow\/tfjs-node is not installed/,
     );
   });
 
   it('a --backend that does not exist', async () => {
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--backend', 'gpu'], t.env), /--backend: "gpu" is not one of auto, tensorflow, wasm, cpu/);
+    await expectRefusedUnchanged(
+      t,
+      before,
+      await runCliInProcess(['run', '--backend', 'gpu'], t.env),
+      /--backend: "gpu" is not one of auto, tensorflow, wasm, cpu/,
+    );
   });
 
   it('the cpu backend, forced, scores the same as wasm', async () => {
-    const wasm = await runCli(['run', '--backend', 'wasm'], t.env);
+    const wasm = await runCliInProcess(['run', '--backend', 'wasm'], t.env);
     expect(wasm.code).toBe(0);
     const a = await t.pool.query('SELECT customer_id, score FROM scoring.customer_scores ORDER BY 1');
-    const cpu = await runCli(['run', '--backend', 'cpu'], t.env);
+    const cpu = await runCliInProcess(['run', '--backend', 'cpu'], t.env);
     expect(cpu.code).toBe(0);
     expect(cpu.logs.at(-1)).toMatchObject({ backend: 'cpu' });
     const b = await t.pool.query('SELECT customer_id, score FROM scoring.customer_scores ORDER BY 1');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -44,7 +44,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
   it('a model that outputs NaN publishes nothing: every row is a non_finite_score reject, and the reject gate fails the run', async () => {
     const before = await publishedSnapshot(t);
     const metrics = join(dir, 'nan.prom');
-    const r = await runCli(['run', '--model', nanModel, '--chunk-size', '100', '--max-psi', '0.1', '--metrics-file', metrics], t.env);
+    const r = await runCliInProcess(['run', '--model', nanModel, '--chunk-size', '100', '--max-psi', '0.1', '--metrics-file', metrics], t.env);
     expect(r.stderr).toMatch(/rejected 100\.00% of rows \(300 of 300\), over the limit of 1\.00% \(--max-reject-ratio\)/);
     expect(r.code).toBe(1);
     expect(await publishedSnapshot(t)).toEqual(before);
@@ -62,7 +62,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     // The advice cannot be to publish these scores (there are none): it is a new run, and `publish --force` refuses.
     expect(r.stderr).not.toMatch(/publish \d+ --force/);
     expect(r.stderr).toMatch(/no customer was scored, so there is nothing to publish: fix the model or the data, then start a new run \(`scorejob run`\)/);
-    const forced = await runCli(['publish', runId, '--force', '--reason', 'checked the rejects'], t.env);
+    const forced = await runCliInProcess(['publish', runId, '--force', '--reason', 'checked the rejects'], t.env);
     expect(forced.stderr).toMatch(new RegExp(`run ${runId} scored no customer .*: publishing it would empty scoring\\.customer_scores`));
     expect(forced.code).toBe(2);
     expect(await publishedSnapshot(t)).toEqual(before);
@@ -70,7 +70,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
 
   it('with every gate open (--max-reject-ratio 1, no --max-psi) a run that scored no customer still publishes nothing', async () => {
     const before = await publishedSnapshot(t);
-    const r = await runCli(['run', '--model', nanModel, '--chunk-size', '100', '--max-reject-ratio', '1'], t.env);
+    const r = await runCliInProcess(['run', '--model', nanModel, '--chunk-size', '100', '--max-reject-ratio', '1'], t.env);
     expect(r.stderr).toMatch(/failed: no customer could be scored \(300 rejected: see scoring\.score_rejects for run \d+\)/);
     expect(r.code).toBe(1);
     expect(await publishedSnapshot(t)).toEqual(before);
@@ -78,7 +78,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
 
   it('with the reject gate opened, a PSI that cannot be computed fails --max-psi (there is a previous published run)', async () => {
     const before = await publishedSnapshot(t);
-    const r = await runCli(['run', '--model', nanModel, '--chunk-size', '100', '--max-reject-ratio', '1', '--max-psi', '0.1'], t.env);
+    const r = await runCliInProcess(['run', '--model', nanModel, '--chunk-size', '100', '--max-reject-ratio', '1', '--max-psi', '0.1'], t.env);
     expect(r.stderr).toMatch(/PSI of the scores against run \d+'s cannot be computed \(this run has no scores\)/);
     expect(r.code).toBe(1);
     expect(r.stdout).not.toMatch(/no previous published run/);
@@ -90,13 +90,13 @@ describe('what can go wrong: non-finite scores and inputs', () => {
 
   it('`runs show` of a run whose scores were all NaN shows no mean or std of 0', async () => {
     const runId = await lastRunId();
-    const text = await runCli(['runs', 'show', runId], t.env);
+    const text = await runCliInProcess(['runs', 'show', runId], t.env);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/non_finite_score: 300/);
     expect(text.stdout).not.toMatch(/mean 0\.0000|std 0\.0000/);
     expect(text.stdout).toMatch(/Scores: none \(every row was rejected\)/);
     expect(text.stdout).not.toMatch(/--force/);
-    const json = await runCli(['runs', 'show', runId, '--json'], t.env);
+    const json = await runCliInProcess(['runs', 'show', runId, '--json'], t.env);
     const detail = JSON.parse(json.stdout) as { stats: { count: number; mean: number | null; std: number | null } };
     expect(detail.stats).toMatchObject({ count: 0, mean: null, std: null });
   });
@@ -105,7 +105,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     const fresh = await createTestDatabase();
     try {
       await seedCustomers(fresh.pool, { customers: 100, seed: 3 });
-      const r = await runCli(['run', '--max-psi', '0.1'], fresh.env);
+      const r = await runCliInProcess(['run', '--max-psi', '0.1'], fresh.env);
       expect(r.code).toBe(0);
       expect(r.logs.some((l) => String(l.msg).includes('no previous published run'))).toBe(true);
     } finally {
@@ -122,7 +122,7 @@ describe('what can go wrong: non-finite scores and inputs', () => {
     await t.pool.query(`UPDATE customers SET revenue_12m = 1e45 WHERE customer_id = $1`, [c]);
     try {
       for (const backend of ['wasm', 'cpu']) {
-        const r = await runCli(['run', '--chunk-size', '100', '--backend', backend], t.env);
+        const r = await runCliInProcess(['run', '--chunk-size', '100', '--backend', backend], t.env);
         expect(r.code).toBe(0);
         const runId = await lastRunId();
         expect(await rejectsOf(runId)).toEqual([

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
 import { holdChunk } from '../helpers/holdChunk.js';
@@ -29,14 +30,14 @@ describe('hostile identifiers', () => {
   afterAll(async () => t.drop());
 
   it('a source table and feature column with hostile names are read as names', async () => {
-    expect((await runCli(['migrate'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['migrate'], t.env)).code).toBe(0);
     const dir = await modelCopy((m) => {
       m.source.table = hostileTable;
       m.features[0].column = hostileColumn;
     });
-    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    const inspect = await runCliInProcess(['model', 'inspect', dir], t.env);
     expect(inspect.code).toBe(0);
-    const r = await runCli(['run', '--model', dir], t.env);
+    const r = await runCliInProcess(['run', '--model', dir], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     await customersStillThere(t);
@@ -46,15 +47,15 @@ describe('hostile identifiers', () => {
 
   it('a hostile --schema is a schema name: migrate, run, runs and resume work in it', async () => {
     const env = { ...t.env, SCOREJOB_SCHEMA: hostileSchema };
-    expect((await runCli(['migrate'], env)).code).toBe(0);
-    const r = await runCli(['run', '--chunk-size', '100'], env);
+    expect((await runCliInProcess(['migrate'], env)).code).toBe(0);
+    const r = await runCliInProcess(['run', '--chunk-size', '100'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     await customersStillThere(t);
     const quoted = `"${hostileSchema.replaceAll('"', '""')}"`;
     const { rows } = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM ${quoted}.customer_scores`);
     expect(rows[0]?.n).toBe(400);
-    const runs = await runCli(['runs', '--json'], env);
+    const runs = await runCliInProcess(['runs', '--json'], env);
     expect(runs.code).toBe(0);
     expect(JSON.parse(runs.stdout)).toHaveLength(1);
 
@@ -75,7 +76,7 @@ describe('hostile identifiers', () => {
     }
     // The killed run's lock has a grace (src/ledger/runLock.ts) before `runs` may call it interrupted.
     const item = await waitUntil('runs to show the killed run interrupted', async () => {
-      const listed = await runCli(['runs', '--json'], env);
+      const listed = await runCliInProcess(['runs', '--json'], env);
       expect(listed.code).toBe(0);
       const found = (JSON.parse(listed.stdout) as { run_id: string; status: string; resume_command: string }[]).find((x) => x.run_id === runId);
       return found?.status === 'interrupted' ? found : undefined;
@@ -84,13 +85,13 @@ describe('hostile identifiers', () => {
       status: 'interrupted',
       resume_command: `scorejob resume ${runId}`,
     });
-    const resumed = await runCli(['resume', runId], env);
+    const resumed = await runCliInProcess(['resume', runId], env);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     await customersStillThere(t);
     const published = await t.pool.query<{ run_id: string; n: number }>(`SELECT run_id::text, count(*)::int n FROM ${quoted}.customer_scores GROUP BY 1`);
     expect(published.rows).toEqual([{ run_id: runId, n: 400 }]);
-    const show = await runCli(['runs', 'show', runId, '--json'], env);
+    const show = await runCliInProcess(['runs', 'show', runId, '--json'], env);
     expect(show.code).toBe(0);
     expect(JSON.parse(show.stdout)).toMatchObject({ run_id: runId, status: 'succeeded' });
     // The default schema is untouched by runs in the other one.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { defaults } from '../../src/config.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState, type LedgerState } from '../helpers/state.js';
@@ -20,7 +20,7 @@ describe('what can go wrong: the source', () => {
   });
   afterAll(async () => t.drop());
 
-  const run = async (edit?: (m: Record<string, any>) => void) => runCli(['run', ...(edit ? ['--model', await modelCopy(edit)] : [])], t.env);
+  const run = async (edit?: (m: Record<string, any>) => void) => runCliInProcess(['run', ...(edit ? ['--model', await modelCopy(edit)] : [])], t.env);
 
   it('source table missing', async () => {
     await expectRefusedUnchanged(t, before, await run((m) => (m.source.table = 'clients')), /source table clients does not exist/);
@@ -49,7 +49,7 @@ describe('what can go wrong: the source', () => {
   it('a feature column renamed upstream', async () => {
     await t.pool.query('ALTER TABLE customers RENAME COLUMN orders_12m TO orders_last_year');
     try {
-      await expectRefusedUnchanged(t, before, await runCli(['run'], t.env), /table customers has no column orders_12m/);
+      await expectRefusedUnchanged(t, before, await runCliInProcess(['run'], t.env), /table customers has no column orders_12m/);
     } finally {
       await t.pool.query('ALTER TABLE customers RENAME COLUMN orders_last_year TO orders_12m');
     }
@@ -58,9 +58,9 @@ describe('what can go wrong: the source', () => {
   it('a feature column of the wrong type (text for a number, text for a boolean)', async () => {
     await t.pool.query(`ALTER TABLE customers ALTER COLUMN revenue_12m TYPE text, ALTER COLUMN has_app TYPE text`);
     try {
-      const r = await runCli(['run'], t.env);
+      const r = await runCliInProcess(['run'], t.env);
       await expectRefusedUnchanged(t, before, r, /column revenue_12m of customers is text, expected a number \(and 1 more problem/);
-      const inspect = await runCli(['model', 'inspect'], t.env);
+      const inspect = await runCliInProcess(['model', 'inspect'], t.env);
       expect(inspect.code).toBe(2);
       expect(inspect.stdout).toMatch(/has_app/);
     } finally {
@@ -83,8 +83,8 @@ describe('what can go wrong: the source', () => {
       );
     for (const table of ['customers_nk', 'public.customers_nk_v']) {
       const model = await modelCopy((m) => (m.source.table = table));
-      await expectRefusedUnchanged(t, before, await runCli(['run', '--model', model], t.env), message(table));
-      const inspect = await runCli(['model', 'inspect', model], t.env);
+      await expectRefusedUnchanged(t, before, await runCliInProcess(['run', '--model', model], t.env), message(table));
+      const inspect = await runCliInProcess(['model', 'inspect', model], t.env);
       expect(inspect.code).toBe(2);
       expect(inspect.stdout).toMatch(new RegExp(`problem: key column customer_id of ${table} has 7 NULL values`));
     }
@@ -109,7 +109,7 @@ describe('what can go wrong: the source', () => {
 
   it('values far outside the training range are scored, not rejected', async () => {
     await t.pool.query(`UPDATE customers SET revenue_12m = 99999999 WHERE customer_id = (SELECT min(customer_id) FROM customers)`);
-    const r = await runCli(['run'], t.env);
+    const r = await runCliInProcess(['run'], t.env);
     expect(r.code).toBe(0);
     // Every log line of a run carries its run id (cron's log shippers group by it).
     expect(r.logs.length).toBeGreaterThan(3);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keras3SequentialNormalization, keras3StoreName, writeKeras3FunctionalModel, writeKeras3SequentialModel } from '../../scripts/fixtures/keras3Models.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { batchNorm, dense, embedding, normalize, readWeights, relu, sigmoid, weight, type Weight } from '../helpers/forwardPass.js';
 
@@ -43,11 +43,11 @@ describe('models exported from Keras 3', () => {
   /** Runs the model, then compares every published score with `expected`; the model's files are unchanged. */
   async function runAndCompare(dir: string, modelName: string, expected: (row: Row) => number): Promise<void> {
     const before = await fingerprints(dir);
-    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    const inspect = await runCliInProcess(['model', 'inspect', dir], t.env);
     expect(inspect.stderr).toBe('');
     expect(inspect.code).toBe(0);
     expect(inspect.stdout).toMatch(/^format {3}layers-model \(predict\)$/m);
-    const r = await runCli(['run', '--model', dir], t.env);
+    const r = await runCliInProcess(['run', '--model', dir], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(await fingerprints(dir)).toEqual(before);
@@ -121,7 +121,7 @@ describe('models exported from Keras 3', () => {
       return sigmoid(dense(h, weight(w, `${s}/dense_1/kernel`), weight(w, `${s}/dense_1/bias`)))[0]!;
     });
     // Gradients pass through the Normalization layer: --reasons works on it.
-    const explained = await runCli(['run', '--model', dir, '--reasons', '5'], t.env);
+    const explained = await runCliInProcess(['run', '--model', dir, '--reasons', '5'], t.env);
     expect(explained.stderr).toBe('');
     expect(explained.code).toBe(0);
     const { rows: reasons } = await t.pool.query<{ n: number; zero: number }>(

@@ -4,7 +4,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { childEnv, repoRoot, runCli } from '../helpers/cli.js';
+import { childEnv, repoRoot } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
 
@@ -50,14 +51,14 @@ describe('what scorejob says about a failure', () => {
       ['runs', '--json', 'show', '99'],
       ['runs', '--json', '--status', 'gone'],
     ]) {
-      const r = await runCli(args, t.env);
+      const r = await runCliInProcess(args, t.env);
       expect(r.stdout).toBe('');
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
-    expect((await runCli(['runs', 'show', '99', '--json'], t.env)).stderr).toBe('scorejob: there is no run 99 (see `scorejob runs`)\n');
+    expect((await runCliInProcess(['runs', 'show', '99', '--json'], t.env)).stderr).toBe('scorejob: there is no run 99 (see `scorejob runs`)\n');
     // And when it works, stdout is exactly one JSON document.
-    const ok = await runCli(['runs', 'show', '1', '--json'], t.env);
+    const ok = await runCliInProcess(['runs', 'show', '1', '--json'], t.env);
     expect(ok.code).toBe(0);
     expect((JSON.parse(ok.stdout) as { run_id: string }).run_id).toBe('1');
   });
@@ -67,17 +68,17 @@ describe('what scorejob says about a failure', () => {
       m.name = 'value\u001b[2J\u001b[31mred';
       m.version = '1.0\u0007\u202e';
     });
-    const r = await runCli(['run', '--model', evil, '--chunk-size', '100'], t.env);
+    const r = await runCliInProcess(['run', '--model', evil, '--chunk-size', '100'], t.env);
     expect(r.code).toBe(0);
     const runId = String(r.logs.at(-1)?.run_id);
     for (const args of [['runs'], ['runs', 'show', runId]]) {
-      const out = await runCli(args, t.env);
+      const out = await runCliInProcess(args, t.env);
       expect(out.code).toBe(0);
       expect(out.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/);
       expect(out.stdout).toContain('value\\x1b[2J\\x1b[31mred 1.0\\x07\\u{202e}');
     }
     // Machines get the value itself, JSON-escaped.
-    const json = JSON.parse((await runCli(['runs', 'show', runId, '--json'], t.env)).stdout) as { model: string };
+    const json = JSON.parse((await runCliInProcess(['runs', 'show', runId, '--json'], t.env)).stdout) as { model: string };
     expect(json.model).toBe('value\u001b[2J\u001b[31mred');
   });
 
@@ -96,7 +97,7 @@ describe('what scorejob says about a failure', () => {
   });
 
   it('in a pipe a failed run logs its error once (a JSON line) and says it once on stderr', async () => {
-    const r = await runCli(['run', '--model', nan, '--chunk-size', '100'], t.env);
+    const r = await runCliInProcess(['run', '--model', nan, '--chunk-size', '100'], t.env);
     const errorLines = r.logs.filter((l) => l.level === 50);
     expect(r.code).toBe(1);
     expect(errorLines).toHaveLength(1);
@@ -121,33 +122,35 @@ describe('configuration errors name what was set', () => {
       [{ SCOREJOB_BACKEND: 'gpu' }, ['schedule'], /^scorejob: SCOREJOB_BACKEND: "gpu" is not one of auto, tensorflow, wasm, cpu/],
     ];
     for (const [env, args, message] of cases) {
-      const r = await runCli(args, { ...t.env, ...env });
+      const r = await runCliInProcess(args, { ...t.env, ...env });
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.code).toBe(2);
     }
     // The flag, when the flag was given (over the variable).
-    expect((await runCli(['--schema', '', 'runs'], { ...t.env, SCOREJOB_SCHEMA: 'x' })).stderr).toMatch(/^scorejob: --schema: "" is not a schema name/);
-    expect((await runCli(['run', '--backend', 'gpu'], { ...t.env, SCOREJOB_BACKEND: 'cpu' })).stderr).toMatch(/^scorejob: --backend: "gpu"/);
+    expect((await runCliInProcess(['--schema', '', 'runs'], { ...t.env, SCOREJOB_SCHEMA: 'x' })).stderr).toMatch(
+      /^scorejob: --schema: "" is not a schema name/,
+    );
+    expect((await runCliInProcess(['run', '--backend', 'gpu'], { ...t.env, SCOREJOB_BACKEND: 'cpu' })).stderr).toMatch(/^scorejob: --backend: "gpu"/);
   });
 
   it('an unknown layer class in model.json: one line naming the file and the class', async () => {
     const dir = await modelCopy();
     const file = join(dir, 'model.json');
     await writeFile(file, (await readFile(file, 'utf8')).replace(/"class_name": ?"Dense"/, '"class_name":"FancyDense"'));
-    const r = await runCli(['model', 'inspect', dir, '--no-db'], t.env);
+    const r = await runCliInProcess(['model', 'inspect', dir, '--no-db'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/model\.json: TF\.js cannot load the model: unknown layer class FancyDense/);
   });
 
   it('`scorejob` with no command: usage on stderr, exit 2', async () => {
-    const r = await runCli([], t.env);
+    const r = await runCliInProcess([], t.env);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^Usage: scorejob \[options\] \[command\]/);
     // Asked for, help is not an error.
-    const help = await runCli(['--help'], t.env);
+    const help = await runCliInProcess(['--help'], t.env);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: scorejob/);
   });
@@ -157,7 +160,7 @@ describe('configuration errors name what was set', () => {
       [['run', '--progress-interval', '0.001'], {}],
       [['run'], { SCOREJOB_PROGRESS_INTERVAL: '0.05' }],
     ] as const) {
-      const r = await runCli([...args], { ...t.env, ...env });
+      const r = await runCliInProcess([...args], { ...t.env, ...env });
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(
         /^scorejob: (--progress-interval|SCOREJOB_PROGRESS_INTERVAL): "0\.0+[15]" is not 0 \(no progress lines\) or a number of seconds from 0\.1 to 86400/,

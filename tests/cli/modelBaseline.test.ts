@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import type { FeatureBaseline } from '../../src/features/feature-drift/baseline.js';
 import { featurePsi, numericBin, type FeatureDistribution } from '../../src/stats/featurePsi.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy } from '../helpers/run.js';
 
@@ -28,8 +28,8 @@ describe('scorejob model baseline', () => {
   const feature = (b: FeatureBaseline, column: string): FeatureDistribution => b.features.find((f) => f.column === column)!;
 
   it("writes every manifest feature: numbers in decile bins, categories by name, NULL apart; the shares are the table's", async () => {
-    const before = await runCli(['model', 'inspect', dir, '--no-db', '--backend', 'cpu'], t.env);
-    const r = await runCli(['model', 'baseline', dir, '--table', 'customers'], t.env);
+    const before = await runCliInProcess(['model', 'inspect', dir, '--no-db', '--backend', 'cpu'], t.env);
+    const r = await runCliInProcess(['model', 'baseline', dir, '--table', 'customers'], t.env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^wrote \S+baseline\.json: 15 features from 4000 rows of customers on /);
     const b = await read();
@@ -54,14 +54,14 @@ describe('scorejob model baseline', () => {
     for (const row of rows.filter((x) => x.segment !== null)) expect(segment.shares[segment.categories.indexOf(row.segment!)]).toBe(Number(row.n) / 4000);
 
     // baseline.json is not a model file: the model's fingerprint, and so a run's resume, are unchanged.
-    const after = await runCli(['model', 'inspect', dir, '--no-db', '--backend', 'cpu'], t.env);
+    const after = await runCliInProcess(['model', 'inspect', dir, '--no-db', '--backend', 'cpu'], t.env);
     const sha = (s: string) => s.match(/sha256[^0-9a-f]*([0-9a-f]{64})/)?.[1];
     expect(sha(after.stdout)).toBeDefined();
     expect(sha(after.stdout)).toBe(sha(before.stdout));
   }, 90_000);
 
   it('--where keeps only the training rows', async () => {
-    const r = await runCli(['model', 'baseline', dir, '--table', 'customers', '--where', "segment = 'smb'"], t.env);
+    const r = await runCliInProcess(['model', 'baseline', dir, '--table', 'customers', '--where', "segment = 'smb'"], t.env);
     expect(r.code, r.stderr).toBe(0);
     const b = await read();
     const smb = Number((await t.pool.query("SELECT count(*) FROM customers WHERE segment = 'smb'")).rows[0]?.count);
@@ -71,10 +71,10 @@ describe('scorejob model baseline', () => {
   }, 60_000);
 
   it('a table or filter that does not work is refused (exit 2) naming it and the database', async () => {
-    const missing = await runCli(['model', 'baseline', dir, '--table', 'customerz'], t.env);
+    const missing = await runCliInProcess(['model', 'baseline', dir, '--table', 'customerz'], t.env);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`--table customerz on ${t.db.user}@${t.db.host}:${t.db.port}/${t.db.database}: relation "customerz" does not exist`);
-    const none = await runCli(['model', 'baseline', dir, '--table', 'customers', '--where', 'false'], t.env);
+    const none = await runCliInProcess(['model', 'baseline', dir, '--table', 'customers', '--where', 'false'], t.env);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('has no rows on');
   }, 60_000);

@@ -6,7 +6,7 @@ import { writeTwoInputModel } from '../../scripts/fixtures/byoModels.js';
 import { writeKeras3FunctionalModel } from '../../scripts/fixtures/keras3Models.js';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { selectBackend } from '../../src/model/backend.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { shippedModelDir } from '../helpers/run.js';
 import { expectRefusedUnchanged, ledgerState } from '../helpers/state.js';
@@ -42,7 +42,7 @@ describe('scorejob model init', () => {
 
   it('drafts the statistics PostgreSQL computes (avg, stddev_pop, min, max), fills where NULLs exist, and a run with the reviewed draft succeeds', async () => {
     const dir = await bareShippedModel('shipped');
-    const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
+    const init = await runCliInProcess(['model', 'init', dir, '--table', 'customers'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
     expect(init.stdout).toMatch(/^wrote .*manifest\.json: 15 features from 3000 rows of customers/);
@@ -76,11 +76,11 @@ describe('scorejob model init', () => {
     expect(manifest.features.find((f) => f.column === 'has_app')).toHaveProperty('fill');
     expect(manifest.features.find((f) => f.column === 'is_subscriber')).not.toHaveProperty('fill');
 
-    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    const inspect = await runCliInProcess(['model', 'inspect', dir], t.env);
     expect(inspect.code).toBe(0);
     expect(inspect.stdout).toMatch(/the source has every column the model needs/);
     await markReviewed(dir);
-    const run = await runCli(['run', '--model', dir], t.env);
+    const run = await runCliInProcess(['run', '--model', dir], t.env);
     expect(run.code).toBe(0);
     const { rows: scored } = await t.pool.query<{ n: number }>("SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'shipped'");
     expect(scored[0]!.n).toBe(3000);
@@ -88,15 +88,15 @@ describe('scorejob model init', () => {
 
   it('never overwrites a manifest.json without --force (exit 2, one line, before reading the table)', async () => {
     const dir = await bareShippedModel('twice');
-    expect((await runCli(['model', 'init', dir, '--table', 'customers'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['model', 'init', dir, '--table', 'customers'], t.env)).code).toBe(0);
     const first = await readFile(join(dir, 'manifest.json'), 'utf8');
-    const again = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', 'tenure_months'], {
+    const again = await runCliInProcess(['model', 'init', dir, '--table', 'customers', '--columns', 'tenure_months'], {
       DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
     });
     expect(again.code).toBe(2);
     expect(again.stderr).toBe(`scorejob: ${join(dir, 'manifest.json')} exists; scorejob model init does not overwrite it (pass --force to replace it)\n`);
     expect(await readFile(join(dir, 'manifest.json'), 'utf8')).toBe(first);
-    expect((await runCli(['model', 'init', dir, '--table', 'customers', '--force'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['model', 'init', dir, '--table', 'customers', '--force'], t.env)).code).toBe(0);
   });
 
   it('drafts around values beyond float32 (float8 ±1e300, numeric 1e400): statistics from the rest, a review line per column naming them', async () => {
@@ -104,7 +104,7 @@ describe('scorejob model init', () => {
     await t.pool.query(`INSERT INTO huge SELECT i, i, i * 2, i FROM generate_series(1, 20) i`);
     await t.pool.query(`INSERT INTO huge VALUES (21, 1e300, 1e400, 1), (22, -1e300, 5, 2), (23, 'NaN', 'Infinity', 3)`);
     const dir = await bareShippedModel('huge');
-    const init = await runCli(['model', 'init', dir, '--table', 'huge', '--columns', 'f,n,plain', '--force'], t.env);
+    const init = await runCliInProcess(['model', 'init', dir, '--table', 'huge', '--columns', 'f,n,plain', '--force'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
     expect(init.stdout).toContain(
@@ -134,7 +134,7 @@ describe('scorejob model init', () => {
     await writeTwoInputModel(dir);
     await rm(join(dir, 'manifest.json'));
     const columns = 'tenure_months,discount_share,email_open_rate,days_since_last_order,region,segment';
-    const init = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
+    const init = await runCliInProcess(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
     expect(init.code).toBe(0);
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[] };
     expect(manifest.features.map((f) => [f.column, f.transform, f.input])).toEqual([
@@ -150,7 +150,7 @@ describe('scorejob model init', () => {
       "  review: region: categories ordered by frequency in this table (most frequent first), not by training: each category's id must be the one the model was trained with; reorder categories to match\n",
     );
     await markReviewed(dir);
-    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['run', '--model', dir], t.env)).code).toBe(0);
   });
 
   it('reads the inputs of a Keras 3 export (batch_shape, DTypePolicy) and drafts a manifest a run accepts', async () => {
@@ -158,7 +158,7 @@ describe('scorejob model init', () => {
     await writeKeras3FunctionalModel(dir);
     await rm(join(dir, 'manifest.json'));
     const columns = 'tenure_months,discount_share,email_open_rate,days_since_last_order,region,segment';
-    const init = await runCli(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
+    const init = await runCliInProcess(['model', 'init', dir, '--table', 'customers', '--columns', columns, '--numbers', 'raw'], t.env);
     expect(init.stderr).toBe('');
     expect(init.code).toBe(0);
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { features: Record<string, any>[] };
@@ -171,39 +171,39 @@ describe('scorejob model init', () => {
       ['region', 'index', 'region_id'],
     ]);
     await markReviewed(dir);
-    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['run', '--model', dir], t.env)).code).toBe(0);
   });
 
   it('a draft publishes nothing: run refuses it (exit 2, one line, before anything is written), as --model and as --challenger; inspect says it is a draft; --dry-run tries it; deleting the mark as the refusal says lets the run publish', async () => {
     const dir = await bareShippedModel('unreviewed');
-    const init = await runCli(['model', 'init', dir, '--table', 'customers'], t.env);
+    const init = await runCliInProcess(['model', 'init', dir, '--table', 'customers'], t.env);
     expect(init.code).toBe(0);
     expect(init.stdout).toMatch(/marked "draft": true; review it .*then delete "draft": true: scorejob run refuses a draft/);
-    const inspect = await runCli(['model', 'inspect', dir], t.env);
+    const inspect = await runCliInProcess(['model', 'inspect', dir], t.env);
     expect(inspect.code).toBe(0);
     expect(inspect.stdout).toMatch(/\ndraft +yes: nobody has reviewed this manifest; scorejob run refuses it/);
 
     const file = join(dir, 'manifest.json');
     const advice = /is a draft \("draft": true, written by scorejob model init\) that nobody has reviewed: .*then delete "draft": true from it/;
     const before = await ledgerState(t);
-    const refused = await runCli(['run', '--model', dir], t.env);
+    const refused = await runCliInProcess(['run', '--model', dir], t.env);
     await expectRefusedUnchanged(t, before, refused, new RegExp(`^scorejob: ${escapeRegExp(file)} ${advice.source}`));
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', shippedModelDir, '--challenger', dir], t.env),
+      await runCliInProcess(['run', '--model', shippedModelDir, '--challenger', dir], t.env),
       new RegExp(`^scorejob: --challenger: .*manifest\\.json ${advice.source}`),
     );
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', dir, '--trigger', 'cron', '--if-due', '* * * * *'], t.env), advice);
+    await expectRefusedUnchanged(t, before, await runCliInProcess(['run', '--model', dir, '--trigger', 'cron', '--if-due', '* * * * *'], t.env), advice);
 
-    const dry = await runCli(['run', '--model', dir, '--dry-run'], t.env);
+    const dry = await runCliInProcess(['run', '--model', dir, '--dry-run'], t.env);
     expect(dry.code).toBe(0);
     expect((await ledgerState(t)).publishedRun).toBe(before.publishedRun);
 
     // The advice, followed: the mark deleted, the run publishes.
     await markReviewed(dir);
-    expect((await runCli(['model', 'inspect', dir], t.env)).stdout).not.toMatch(/\ndraft /);
-    expect((await runCli(['run', '--model', dir], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['model', 'inspect', dir], t.env)).stdout).not.toMatch(/\ndraft /);
+    expect((await runCliInProcess(['run', '--model', dir], t.env)).code).toBe(0);
     const { rows } = await t.pool.query<{ n: number }>("SELECT count(*)::int n FROM scoring.customer_scores WHERE model_name = 'unreviewed'");
     expect(rows[0]!.n).toBe(3000);
   });

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { childEnv, repoRoot, runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { childEnv, repoRoot, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
@@ -39,7 +40,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     await seedCustomers(t.pool, { customers: 6000, seed: 41 });
     // A few customers every run rejects (tenure_months has no fill): 0.2%, under the reject gate.
     await t.pool.query('UPDATE customers SET tenure_months = NULL WHERE customer_id % 500 = 0');
-    const first = await runCli(['run', '--chunk-size', '2000'], t.env);
+    const first = await runCliInProcess(['run', '--chunk-size', '2000'], t.env);
     expect(first.code).toBe(0);
     firstRun = runIdOf(first);
     const summary = first.logs.at(-1) as Record<string, unknown>;
@@ -51,7 +52,7 @@ describe('publish gates, publish --force and the metrics file', () => {
     const before = await snapshot(t);
     await t.pool.query('UPDATE customers SET days_since_last_order = days_since_last_order + 300 WHERE customer_id % 2 = 0');
     const metrics = join(dir, 'gate.prom');
-    const r = await runCli(['run', '--chunk-size', '2000', '--max-psi', '0.0001', '--metrics-file', metrics], t.env);
+    const r = await runCliInProcess(['run', '--chunk-size', '2000', '--max-psi', '0.0001', '--metrics-file', metrics], t.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.0001 \(--max-psi\)/);
     expect(r.stderr).toMatch(/scorejob publish \d+ --force/);
@@ -78,13 +79,13 @@ describe('publish gates, publish --force and the metrics file', () => {
 
   it('publish without --force is refused (exit 2); publish --force publishes the gated run, records it on the run, and writes metrics', async () => {
     const before = await snapshot(t);
-    const refused = await runCli(['publish', gated], t.env);
+    const refused = await runCliInProcess(['publish', gated], t.env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(new RegExp(`publish it with \`scorejob publish ${gated} --force --reason "<what you checked>"\``));
     expect(await snapshot(t)).toEqual(before);
 
     const metrics = join(dir, 'gate.prom');
-    const forced = await runCli(['publish', gated, '--force', '--reason', 'drift expected: new price list', '--metrics-file', metrics], t.env);
+    const forced = await runCliInProcess(['publish', gated, '--force', '--reason', 'drift expected: new price list', '--metrics-file', metrics], t.env);
     expect(forced.stderr).toBe('');
     expect(forced.code).toBe(0);
     expect(forced.logs.some((l) => l.forced_publish === true && l.level === 40 && /published by force/.test(String(l.msg)))).toBe(true);
@@ -108,20 +109,20 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(m.get('scorejob_last_run_forced_publish')).toBe(1);
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBeCloseTo(row.finished_epoch, 2);
 
-    const again = await runCli(['publish', gated, '--force', '--reason', 'again'], t.env);
+    const again = await runCliInProcess(['publish', gated, '--force', '--reason', 'again'], t.env);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already published/);
-    const show = await runCli(['runs', 'show', gated], t.env);
+    const show = await runCliInProcess(['runs', 'show', gated], t.env);
     expect(show.stdout).toMatch(/Published by force on .* over: the scores drifted.*; reason: drift expected: new price list\n/);
   });
 
   it('publish --force refuses a run no gate stopped and an unknown run (exit 2), and exits 75 while another holds the run lock', async () => {
-    const ok = await runCli(['publish', firstRun, '--force', '--reason', 'r'], t.env);
+    const ok = await runCliInProcess(['publish', firstRun, '--force', '--reason', 'r'], t.env);
     expect(ok.code).toBe(2);
-    expect((await runCli(['publish', '999999', '--force', '--reason', 'r'], t.env)).stderr).toMatch(/there is no run 999999/);
+    expect((await runCliInProcess(['publish', '999999', '--force', '--reason', 'r'], t.env)).stderr).toMatch(/there is no run 999999/);
     const holder = await holdRunLock(t);
     try {
-      const locked = await runCli(['publish', gated, '--force', '--reason', 'r'], t.env);
+      const locked = await runCliInProcess(['publish', gated, '--force', '--reason', 'r'], t.env);
       expect(locked.code).toBe(75);
     } finally {
       await holder.release();
@@ -142,11 +143,11 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(m.get('scorejob_last_run_rows_scored')).toBeGreaterThan(0);
     expect(m.get('scorejob_last_success_timestamp_seconds')).toBeCloseTo((await runRow(t, gated)).finished_epoch, 2);
 
-    const refused = await runCli(['publish', id, '--force', '--reason', 'r'], t.env);
+    const refused = await runCliInProcess(['publish', id, '--force', '--reason', 'r'], t.env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(new RegExp(`run ${id} is interrupted; only a run stopped by a publish gate .*scorejob resume ${id}`));
 
-    const resumed = await runCli(['resume', id, '--metrics-file', metrics], t.env);
+    const resumed = await runCliInProcess(['resume', id, '--metrics-file', metrics], t.env);
     expect(resumed.code).toBe(0);
     const row = await runRow(t, id);
     expect(row.stats.scores.count).toBe(Number(row.rows_scored));
@@ -160,7 +161,7 @@ describe('publish gates, publish --force and the metrics file', () => {
   });
 
   it('runs show draws the score histogram beside the previous published run, with PSI and the feature table', async () => {
-    const show = await runCli(['runs', 'show', gated], t.env);
+    const show = await runCliInProcess(['runs', 'show', gated], t.env);
     expect(show.code).toBe(0);
     expect(show.stdout).toMatch(new RegExp(`Drift \\(PSI over 10 bins\\)  \\d\\.\\d{4} \\(\\w[\\w ]*\\) against run ${firstRun}`));
     expect(show.stdout).toContain(`Score histogram (this run │ previous published run ${firstRun}):`);
@@ -168,21 +169,21 @@ describe('publish gates, publish --force and the metrics file', () => {
     expect(bars).toHaveLength(20);
     expect(show.stdout).toMatch(/Features \(6,000 rows read; previous published run \d+ in brackets\):/);
     expect(show.stdout).toMatch(/days_since_last_order\s+standardize\s+\d+\.\d\d% \(\d+\.\d\d%\)/);
-    const json = JSON.parse((await runCli(['runs', 'show', gated, '--json'], t.env)).stdout) as Record<string, any>;
+    const json = JSON.parse((await runCliInProcess(['runs', 'show', gated, '--json'], t.env)).stdout) as Record<string, any>;
     expect(json.drift.baseline_run_id).toBe(firstRun);
     expect(json.features.features).toHaveLength(15);
   });
 
   it('a refusal (exit 2) writes the metrics file too: status refused, kind config, the last success kept', async () => {
     const metrics = join(dir, 'refused.prom');
-    const ok = await runCli(['run', '--chunk-size', '3000', '--metrics-file', metrics], t.env);
+    const ok = await runCliInProcess(['run', '--chunk-size', '3000', '--metrics-file', metrics], t.env);
     expect(ok.code).toBe(0);
     const lastSuccess = (await metricsOf(metrics)).get('scorejob_last_success_timestamp_seconds', { model: 'customer-value' });
     expect(lastSuccess).toBeGreaterThan(0);
     // A column the model needs changes type: the run is refused before it starts.
     await t.pool.query('ALTER TABLE customers ALTER COLUMN tenure_months TYPE text');
     try {
-      const refused = await runCli(['run', '--metrics-file', metrics], t.env);
+      const refused = await runCliInProcess(['run', '--metrics-file', metrics], t.env);
       expect(refused.code, refused.stderr).toBe(2);
       const m = await metricsOf(metrics);
       const labels = { model: 'customer-value' };
@@ -200,12 +201,12 @@ describe('publish gates, publish --force and the metrics file', () => {
   it('metrics and progress options are checked before anything is written (exit 2)', async () => {
     const count = async () => (await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_runs')).rows[0]?.n;
     const before = await count();
-    expect((await runCli(['run', '--metrics-file', '/nonexistent-dir/x.prom'], t.env)).stderr).toMatch(/--metrics-file: .*does not exist/);
-    const bad = await runCli(['run', '--max-psi', 'much'], t.env);
+    expect((await runCliInProcess(['run', '--metrics-file', '/nonexistent-dir/x.prom'], t.env)).stderr).toMatch(/--metrics-file: .*does not exist/);
+    const bad = await runCliInProcess(['run', '--max-psi', 'much'], t.env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--max-psi: "much" is not a number/);
-    expect((await runCli(['run', '--progress-interval', '-1'], { ...t.env })).code).toBe(2);
-    expect((await runCli(['run'], { ...t.env, SCOREJOB_MAX_PSI: 'x' })).stderr).toMatch(/SCOREJOB_MAX_PSI/);
+    expect((await runCliInProcess(['run', '--progress-interval', '-1'], { ...t.env })).code).toBe(2);
+    expect((await runCliInProcess(['run'], { ...t.env, SCOREJOB_MAX_PSI: 'x' })).stderr).toMatch(/SCOREJOB_MAX_PSI/);
     expect(await count()).toBe(before);
   });
 });
@@ -254,7 +255,7 @@ describe('progress', () => {
   });
 
   it('in a pipe: no live line, no bar; progress log lines every --progress-interval seconds instead, per-chunk lines still at info', async () => {
-    const r = await runCli(['run', '--chunk-size', '20', '--progress-interval', '0.1'], t.env);
+    const r = await runCliInProcess(['run', '--chunk-size', '20', '--progress-interval', '0.1'], t.env);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).not.toMatch(/[\r█░]/);

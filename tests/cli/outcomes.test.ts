@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { day, modelWithOutcomes, publishedAt } from '../helpers/outcomes.js';
 import { modelCopy } from '../helpers/run.js';
@@ -20,7 +20,7 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
   afterAll(async () => t.drop());
 
   it('seed --outcomes before any run is refused (exit 2), saying to run first', async () => {
-    const r = await runCli(['seed', '--outcomes'], t.env);
+    const r = await runCliInProcess(['seed', '--outcomes'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /^scorejob: seed --outcomes draws each customer's outcome from its published score: no published run in database \S+: run `scorejob run` first\n$/,
@@ -28,20 +28,20 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
   });
 
   it('run, seed --outcomes, sync: exit 0, one line per run saying how mature it is', async () => {
-    expect((await runCli(['run', '--model', dir, '--chunk-size', '500'], t.env)).code).toBe(0);
-    const seeded = await runCli(['seed', '--outcomes'], t.env);
+    expect((await runCliInProcess(['run', '--model', dir, '--chunk-size', '500'], t.env)).code).toBe(0);
+    const seeded = await runCliInProcess(['seed', '--outcomes'], t.env);
     expect(seeded.stderr).toBe('');
     expect(seeded.code).toBe(0);
     const runId = (await t.pool.query<{ run_id: string }>('SELECT run_id::text FROM scoring.published_run')).rows[0]!.run_id;
     const asOf = new Date((await publishedAt(t, runId)).getTime() + 30 * day).toISOString();
-    const early = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', asOf], t.env);
+    const early = await runCliInProcess(['outcomes', 'sync', '--model', dir, '--as-of', asOf], t.env);
     expect(early.stderr).toBe('');
     expect(early.code).toBe(0);
     expect(early.stdout).toMatch(new RegExp(`^run ${runId}: 33% mature, \\d+ customers with an outcome, AUC 0\\.\\d{3} \\(synced\\)\\n$`));
-    const late = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 70 * day).toISOString()], t.env);
+    const late = await runCliInProcess(['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 70 * day).toISOString()], t.env);
     expect(late.stdout).toMatch(new RegExp(`^run ${runId}: 100% mature, 1\\d{3} customers with an outcome, AUC 0\\.\\d{3} \\(synced\\)\\n$`));
     const metrics = join(await mkdtemp(join(tmpdir(), 'sj-outcomes-')), 'outcomes.prom');
-    const again = await runCli(
+    const again = await runCliInProcess(
       ['outcomes', 'sync', '--model', dir, '--as-of', new Date(Date.parse(asOf) + 80 * day).toISOString(), '--metrics-file', metrics],
       t.env,
     );
@@ -53,7 +53,7 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
 
     // Where people look: runs show (text and HTML) puts the realised figures beside the estimated ones.
     const html = join(dirname(metrics), 'run.html');
-    const shown = await runCli(['runs', 'show', runId, '--html', html], t.env);
+    const shown = await runCliInProcess(['runs', 'show', runId, '--html', html], t.env);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(
       /\nOutcomes: mature \(as of \d{4}-\d{2}-\d{2}\), 1[,\d]+ of 1[,\d]+ customers with an outcome \(100\.0%\)\n {2}band +AUC +est\. AUC/,
@@ -66,20 +66,20 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
   });
 
   it('seed without --customers or --outcomes says which to give', async () => {
-    const r = await runCli(['seed'], t.env);
+    const r = await runCliInProcess(['seed'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('scorejob: --customers: how many customers to seed is required (or --outcomes, to seed outcomes of the published run)\n');
   });
 
   it('a bad --as-of is a usage error naming the flag', async () => {
-    const r = await runCli(['outcomes', 'sync', '--model', dir, '--as-of', 'last tuesday'], t.env);
+    const r = await runCliInProcess(['outcomes', 'sync', '--model', dir, '--as-of', 'last tuesday'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('scorejob: --as-of: "last tuesday" is not a time: give ISO 8601, e.g. 2026-03-31 or 2026-03-31T12:00:00Z\n');
   });
 
   it('a manifest without outcomes: exit 2, and the advice works when followed', async () => {
     const plain = await modelCopy();
-    const r = await runCli(['outcomes', 'sync', '--model', plain], t.env);
+    const r = await runCliInProcess(['outcomes', 'sync', '--model', plain], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /^scorejob: \S+manifest\.json: outcomes is missing: add e\.g\. "outcomes": \{"table": "customer_outcomes", "horizon": "90 days"\} \(docs\/outcomes\.md\)\n$/,
@@ -87,7 +87,7 @@ describe('scorejob outcomes sync and seed --outcomes (the CLI)', () => {
     const followed = await modelCopy((m) => {
       m.outcomes = { table: 'customer_outcomes', horizon: '90 days' };
     });
-    const ok = await runCli(['outcomes', 'sync', '--model', followed], t.env);
+    const ok = await runCliInProcess(['outcomes', 'sync', '--model', followed], t.env);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
   });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaults } from '../../src/config.js';
-import { runCli, startCli, type CliResult } from '../helpers/cli.js';
+import { startCli, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy, runInProcess, shippedModelDir } from '../helpers/run.js';
@@ -34,7 +35,7 @@ describe('a promoted challenger and the next run', () => {
   /** A run with the challenger beside it, then the challenger published by hand; returns the challenger's run. */
   async function promote(): Promise<string> {
     const { runId: id } = await runInProcess(t, { modelDir: shippedModelDir, challengerDir: challenger, chunkSize: 200 });
-    const published = await runCli(['publish', id, '--challenger', '--log-level', 'silent'], t.env);
+    const published = await runCliInProcess(['publish', id, '--challenger', '--log-level', 'silent'], t.env);
     expect(published.stderr).toBe('');
     expect(published.code).toBe(0);
     const rows = await shown();
@@ -50,18 +51,18 @@ describe('a promoted challenger and the next run', () => {
       `^scorejob: scoring\\.customer_scores for customer-value on postgres@[^ ]+ shows the challenger customer-value 2\\.0\\.0 \\(run ${promoted}, challenger of run \\d+\\), published by hand by .* UTC; ` +
         `this run of .* \\(version 1\\.0\\.0\\) would replace it with another model's scores: to keep the challenger, point --model at its directory \\(${challenger}\\) .*; to go back to this model, run once with \`scorejob run --replace-promoted\`\n$`,
     );
-    await expectRefusedUnchanged(t, before, await runCli(['run', '--model', shippedModelDir], t.env), advice);
+    await expectRefusedUnchanged(t, before, await runCliInProcess(['run', '--model', shippedModelDir], t.env), advice);
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', shippedModelDir, ...scheduledTick()], t.env),
+      await runCliInProcess(['run', '--model', shippedModelDir, ...scheduledTick()], t.env),
       /shows the challenger customer-value 2\.0\.0/,
     );
     // A dry run publishes nothing: not refused.
     await runInProcess(t, { modelDir: shippedModelDir, dryRun: true, chunkSize: defaults.chunkSize });
     expect(await shown()).toEqual([{ v: '2.0.0', run_id: promoted }]);
 
-    const back = await runCli(['run', '--model', shippedModelDir, '--replace-promoted'], t.env);
+    const back = await runCliInProcess(['run', '--model', shippedModelDir, '--replace-promoted'], t.env);
     expect(back.code).toBe(0);
     expect(
       back.logs.some(
@@ -75,12 +76,12 @@ describe('a promoted challenger and the next run', () => {
 
   it("following the refusal's advice, --model at the challenger's directory, the run publishes and keeps the challenger's version, run after run", async () => {
     await promote();
-    const refused = await runCli(['run', '--model', shippedModelDir], t.env);
+    const refused = await runCliInProcess(['run', '--model', shippedModelDir], t.env);
     expect(refused.code).toBe(2);
     const dir = /point --model at its directory \((.*?)\) for this/.exec(refused.stderr)?.[1];
     expect(dir).toBe(challenger);
     for (let i = 0; i < 2; i++) {
-      const kept = await runCli(['run', '--model', dir!, ...scheduledTick()], t.env);
+      const kept = await runCliInProcess(['run', '--model', dir!, ...scheduledTick()], t.env);
       expect(kept.code).toBe(0);
       expect(await shown()).toEqual([{ v: '2.0.0', run_id: runIdOf(kept) }]);
       const kind = await t.pool.query<{ kind: string }>('SELECT kind FROM scoring.score_runs WHERE run_id = $1', [runIdOf(kept)]);
@@ -103,12 +104,12 @@ describe('a promoted challenger and the next run', () => {
       await hold.release();
     }
     const champion = (await t.pool.query<{ id: string }>(`SELECT max(champion_run_id)::text id FROM scoring.score_runs`)).rows[0]!.id;
-    const published = await runCli(['publish', champion, '--challenger', '--log-level', 'silent'], t.env);
+    const published = await runCliInProcess(['publish', champion, '--challenger', '--log-level', 'silent'], t.env);
     expect(published.code).toBe(0);
     const promoted = await shown();
     expect(promoted.map((r) => r.v)).toEqual(['2.0.0']);
     const before = await ledgerState(t);
-    const resumed = await runCli(['resume', killed], t.env);
+    const resumed = await runCliInProcess(['resume', killed], t.env);
     expect(resumed.stderr).toMatch(
       /shows the challenger customer-value 2\.0\.0 .*this resume of .* would replace it .*to go back to this model, start a new run with `scorejob run --replace-promoted`\n$/,
     );

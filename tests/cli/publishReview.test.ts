@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/model/backend.js';
 import type { ChallengerComparison } from '../../src/features/challenger/comparison.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { makeModel } from '../helpers/makeModel.js';
 import { shippedModelDir } from '../helpers/run.js';
@@ -28,7 +29,7 @@ describe('publish --challenger and publish --force after review', () => {
     // Another model altogether: a logistic layer on other features, unlike the shipped champion.
     logistic = await mkdtemp(join(tmpdir(), 'sj-review-'));
     (await makeModel(logistic, { hidden: [], seed: 11, manifest: { name: 'tiny-logistic', version: '2.0.0' } })).model.dispose();
-    const run = await runCli(['run', '--model', shippedModelDir, '--challenger', logistic, '--reasons', '2', '--chunk-size', '500'], t.env);
+    const run = await runCliInProcess(['run', '--model', shippedModelDir, '--challenger', logistic, '--reasons', '2', '--chunk-size', '500'], t.env);
     expect(run.code).toBe(0);
     runId = runIdOf(run);
   });
@@ -45,7 +46,7 @@ describe('publish --challenger and publish --force after review', () => {
     ).rows[0]!;
   async function expectRefused(args: string[], message: RegExp, env = t.env): Promise<void> {
     const before = await published();
-    const x = await runCli(['publish', ...args], env);
+    const x = await runCliInProcess(['publish', ...args], env);
     expect(x.stderr).toMatch(message);
     expect(x.code).toBe(2);
     expect(x.stderr.trim().split('\n')).toHaveLength(1);
@@ -81,7 +82,7 @@ describe('publish --challenger and publish --force after review', () => {
   });
 
   it('following the advice, --force --reason publishes it, recorded as forced with the reason; runs says so; the publish line says the reasons are gone', async () => {
-    const forced = await runCli(['publish', runId, '--challenger', '--force', '--reason', 'new pricing model, signed off by risk'], t.env);
+    const forced = await runCliInProcess(['publish', runId, '--challenger', '--force', '--reason', 'new pricing model, signed off by risk'], t.env);
     expect(forced.stderr).toBe('');
     expect(forced.code).toBe(0);
     const sibling = (await t.pool.query<{ id: string }>('SELECT run_id::text id FROM scoring.score_runs WHERE champion_run_id = $1', [runId])).rows[0]!.id;
@@ -95,19 +96,19 @@ describe('publish --challenger and publish --force after review', () => {
     );
     const reasons = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.customer_score_reasons WHERE model_name = 'customer-value'`);
     expect(reasons.rows[0]!.n).toBe(0);
-    const runs = await runCli(['runs', '--log-level', 'silent'], t.env);
+    const runs = await runCliInProcess(['runs', '--log-level', 'silent'], t.env);
     expect(runs.stdout).toMatch(new RegExp(`\\n${sibling} +succeeded .*\\(challenger of run ${runId}\\) .*forced: new pricing model, signed off by risk\\n`));
-    const show = await runCli(['runs', 'show', sibling, '--log-level', 'silent'], t.env);
+    const show = await runCliInProcess(['runs', 'show', sibling, '--log-level', 'silent'], t.env);
     expect(show.stdout).toMatch(new RegExp(`\\n  published by force \\S+ by \\S+ \\(replacing run ${runId}\\): new pricing model, signed off by risk\\n`));
   });
 
   it('the comparison limits are flags: within them, the challenger is published without --force, recorded as not forced', async () => {
-    const run = await runCli(['run', '--model', shippedModelDir, '--challenger', logistic, '--chunk-size', '500', '--replace-promoted'], t.env);
+    const run = await runCliInProcess(['run', '--model', shippedModelDir, '--challenger', logistic, '--chunk-size', '500', '--replace-promoted'], t.env);
     expect(run.code).toBe(0);
     const second = runIdOf(run);
     // Its scores run against the champion's (r < 0): only the loosest limits let it through.
     const loose = ['--min-correlation', '-1', '--min-top-decile-overlap', '0', '--max-psi-vs-champion', '1000'];
-    const ok = await runCli(['publish', second, '--challenger', ...loose, '--reason', 'trial month', '--log-level', 'silent'], t.env);
+    const ok = await runCliInProcess(['publish', second, '--challenger', ...loose, '--reason', 'trial month', '--log-level', 'silent'], t.env);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     expect(await lastPublication()).toMatchObject({ kind: 'challenger', forced: false, reason: 'trial month' });

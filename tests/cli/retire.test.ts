@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { childEnv, parseLogs, repoRoot, runCli, type CliResult } from '../helpers/cli.js';
+import { childEnv, parseLogs, repoRoot, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -47,7 +48,7 @@ describe('scorejob model retire', () => {
   afterAll(async () => t.drop());
 
   it('without --confirm: exit 2, one line with the rows that would leave and the command that confirms; following it retires the model', async () => {
-    const r = await runCli(['--schema', schema, 'model', 'retire', name], t.env);
+    const r = await runCliInProcess(['--schema', schema, 'model', 'retire', name], t.env);
     expect(r.code).toBe(2);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -73,18 +74,18 @@ describe('scorejob model retire', () => {
   });
 
   it('`runs` and `runs show` show the retire', async () => {
-    const list = await runCli(['--schema', schema, 'runs'], t.env);
+    const list = await runCliInProcess(['--schema', schema, 'runs'], t.env);
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(
       new RegExp(`\\nRetired models \\(newest first\\):\\n  \\S+ \\S+ UTC  churn "v2" it's: run ${runId} taken out of customer_scores by \\S+\\n`),
     );
-    const show = await runCli(['--schema', schema, 'runs', 'show', runId], t.env);
+    const show = await runCliInProcess(['--schema', schema, 'runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/\n {2}retired {6}\S+ by \S+ \(its model left customer_scores\)\n/);
     expect(show.stdout).not.toMatch(/customer_scores shows this run now/);
   });
 
   it('again: exit 0 and a line saying it is already retired; an unknown model: exit 2 naming the models', async () => {
-    const again = await runCli(['--schema', schema, 'model', 'retire', name, '--confirm', name], t.env);
+    const again = await runCliInProcess(['--schema', schema, 'model', 'retire', name, '--confirm', name], t.env);
     expect(again.code).toBe(0);
     expect(again.stderr).toBe('');
     expect(
@@ -92,7 +93,7 @@ describe('scorejob model retire', () => {
         /^model churn "v2" it's is already retired \(run \d+ left scores_alt\.customer_scores on \S+ at \S+, by \S+\); nothing to do$/.test(String(l.msg)),
       ),
     ).toBe(true);
-    const unknown = await runCli(['--schema', schema, 'model', 'retire', 'churn'], t.env);
+    const unknown = await runCliInProcess(['--schema', schema, 'model', 'retire', 'churn'], t.env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^scorejob: there is no model churn in schema scores_alt on \S+ \(its models: churn "v2" it's, customer-value\)\n$/);
   });
@@ -101,7 +102,7 @@ describe('scorejob model retire', () => {
     const held = await holdRunLock(t, schema, 'customer-value');
     try {
       const started = performance.now();
-      const r = await runCli(['--schema', schema, 'model', 'retire', 'customer-value', '--confirm', 'customer-value'], t.env);
+      const r = await runCliInProcess(['--schema', schema, 'model', 'retire', 'customer-value', '--confirm', 'customer-value'], t.env);
       expect(r.code).toBe(75);
       expect(r.stderr).toMatch(/holds the lock/);
       expect(performance.now() - started).toBeLessThan(8000);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
 
@@ -25,7 +25,7 @@ describe('scorejob rollback', () => {
   afterAll(async () => t.drop());
 
   const refused = async (args: string[], message: RegExp): Promise<void> => {
-    const r = await runCli(['rollback', ...args, '--log-level', 'silent'], t.env);
+    const r = await runCliInProcess(['rollback', ...args, '--log-level', 'silent'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(message);
@@ -45,20 +45,20 @@ describe('scorejob rollback', () => {
     // The hook sees the new scores (it runs after the commit); its failure is logged, not the command's.
     const read = `const c = new (await import('pg')).default.Client(process.env.DATABASE_URL); await c.connect(); console.log((await c.query('SELECT DISTINCT run_id FROM scoring.customer_scores')).rows[0].run_id); await c.end();`;
     const hook = `node --input-type=module -e "${read}" > ${out}; echo "$SCOREJOB_RUN_ID $SCOREJOB_PUBLISH_KIND" >> ${out}; exit 3`;
-    const r = await runCli(['rollback', '--reason', 'source was half loaded', '--on-publish-command', hook], t.env);
+    const r = await runCliInProcess(['rollback', '--reason', 'source was half loaded', '--on-publish-command', hook], t.env);
     expect(r.code).toBe(0);
     expect(await readFile(out, 'utf8')).toBe(`${ids.first}\n${ids.first} rollback\n`);
     expect(r.logs.some((l) => l.level === 40 && String(l.msg).startsWith('--on-publish-command failed (exit code 3)'))).toBe(true);
     expect(r.logs.some((l) => l.rollback === true && l.run_id === ids.first && l.from_run_id === ids.second)).toBe(true);
     const scores = await t.pool.query('SELECT DISTINCT run_id::text AS r FROM scoring.customer_scores');
     expect(scores.rows).toEqual([{ r: ids.first }]);
-    const runs = await runCli(['runs'], t.env);
+    const runs = await runCliInProcess(['runs'], t.env);
     expect(runs.stdout).toMatch(
       new RegExp(
         `Rollbacks \\(newest first\\):\\n  \\S+ \\S+ UTC  customer-value: run ${ids.second} -> run ${ids.first} \\(current\\) by \\S+: source was half loaded\\n`,
       ),
     );
-    const json = JSON.parse((await runCli(['runs', '--json'], t.env)).stdout) as {
+    const json = JSON.parse((await runCliInProcess(['runs', '--json'], t.env)).stdout) as {
       run_id: string;
       current: boolean;
       publications: { kind: string; reason: string | null }[];

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const digest = async (t: TestDatabase, table: string) =>
@@ -22,7 +22,7 @@ describe('scorejob seed never replaces a table it did not create', () => {
       ['seed', '--customers', '100'],
       ['seed', '--customers', '100', '--replace'],
     ]) {
-      const r = await runCli(args, t.env);
+      const r = await runCliInProcess(args, t.env);
       expect(r.code, r.stderr).toBe(2);
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
@@ -33,11 +33,11 @@ describe('scorejob seed never replaces a table it did not create', () => {
   });
 
   it('its own table: refused without --replace (exit 2, saying so), replaced with it', async () => {
-    const first = await runCli(['seed', '--customers', '200', '--table', 'synthetic_customers'], t.env);
+    const first = await runCliInProcess(['seed', '--customers', '200', '--table', 'synthetic_customers'], t.env);
     expect(first.code, first.stderr).toBe(0);
     const seeded = await digest(t, 'synthetic_customers');
     expect(seeded.n).toBe('200');
-    const again = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers'], t.env);
+    const again = await runCliInProcess(['seed', '--customers', '50', '--table', 'synthetic_customers'], t.env);
     expect(again.code).toBe(2);
     expect(again.stderr.trim().split('\n')).toHaveLength(1);
     expect(again.stderr).toMatch(
@@ -45,7 +45,7 @@ describe('scorejob seed never replaces a table it did not create', () => {
     );
     expect(await digest(t, 'synthetic_customers')).toEqual(seeded);
     // The advice, followed as written.
-    const replaced = await runCli(['seed', '--customers', '50', '--table', 'synthetic_customers', '--replace'], t.env);
+    const replaced = await runCliInProcess(['seed', '--customers', '50', '--table', 'synthetic_customers', '--replace'], t.env);
     expect(replaced.code, replaced.stderr).toBe(0);
     expect((await digest(t, 'synthetic_customers')).n).toBe('50');
   });

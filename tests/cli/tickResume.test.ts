@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli } from '../helpers/cli.js';
+import { startCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { modelCopy } from '../helpers/run.js';
@@ -20,6 +21,7 @@ interface Row {
   resumes: number;
   error_kind: string | null;
   tick_at: Date | null;
+  started_at: Date;
 }
 
 const monthly = ['--if-due', '0 0 1 * *', '--timezone', 'UTC'];
@@ -41,8 +43,8 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
   afterAll(async () => t.drop());
 
   const runs = async (): Promise<Row[]> =>
-    (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at FROM scoring.score_runs ORDER BY run_id')).rows;
-  const tick = (extra: string[] = []) => runCli(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '300', ...monthly, ...extra], t.env);
+    (await t.pool.query<Row>('SELECT run_id::text, status, resumes, error_kind, tick_at, started_at FROM scoring.score_runs ORDER BY run_id')).rows;
+  const tick = (extra: string[] = []) => runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', '--chunk-size', '300', ...monthly, ...extra], t.env);
 
   it('a run killed -9 half-way is resumed by the next tick (same run, only its unfinished chunks), not restarted', async () => {
     const hold = await holdChunk(t, 4);
@@ -162,16 +164,17 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     const before = (await runs()).length;
     // A new period for this test: a tick later than every run so far.
     const tickAt = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000).toISOString();
-    await new Promise((r) => setTimeout(r, 1500));
+    // Past the tick (a run started before it would not cover it), whatever the timer's slack.
+    await new Promise((r) => setTimeout(r, Date.parse(tickAt) - Date.now() + 100));
     const period = ['--if-due', '* * * * * *', '--timezone', 'UTC', '--tick-at', tickAt];
-    const gated = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
+    const gated = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
     expect(gated.code).toBe(1);
     expect(gated.stderr).toMatch(/^scorejob: run \d+ failed: rejected 100\.00% of rows/);
     const gatedRun = (await runs()).at(-1);
     expect(gatedRun).toMatchObject({ status: 'failed', error_kind: 'gate' });
 
     for (let i = 0; i < 2; i++) {
-      const quiet = await runCli(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
+      const quiet = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, ...period], t.env);
       expect(quiet.code).toBe(0);
       expect(quiet.stderr).toBe('');
       expect(quiet.logs.find((l) => l.reason === 'waiting')?.msg).toMatch(
@@ -182,10 +185,13 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
     }
     expect((await runs()).length).toBe(before + 1);
 
-    // The next period: a new run, whatever this one's state.
-    const nextTick = new Date(Date.parse(tickAt) + 2000);
+    // The next period: a new run, whatever this one's state. Its tick comes after the gated run started
+    // (a run started at or after a tick covers it), not a fixed time after tickAt: under load the gated
+    // run can start more than a second after its tick.
+    const startedAt = gatedRun?.started_at.getTime() ?? Date.now();
+    const nextTick = new Date(Math.max(Date.parse(tickAt) + 2000, Math.floor(startedAt / 1000) * 1000 + 1000));
     await new Promise((r) => setTimeout(r, Math.max(0, nextTick.getTime() - Date.now() + 200)));
-    const fresh = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...period.slice(0, -1), nextTick.toISOString()], t.env);
+    const fresh = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', ...period.slice(0, -1), nextTick.toISOString()], t.env);
     expect(fresh.code, fresh.stderr).toBe(0);
     expect(fresh.logs.find((l) => l.due === true)?.reason).toBe('never-ran');
     expect((await runs()).length).toBe(before + 2);
@@ -193,18 +199,19 @@ describe('a due tick resumes, and leaves a gated run to a person', () => {
 
   it('a gated run nobody announced yet (run by hand for the tick) is said once: one stderr line on the first tick, none after', async () => {
     const tickAt = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000).toISOString();
-    await new Promise((r) => setTimeout(r, 1500));
-    const manual = await runCli(['--no-pretty', 'run', '--model', nanModel], t.env);
+    // Past the tick (a run started before it would not cover it), whatever the timer's slack.
+    await new Promise((r) => setTimeout(r, Date.parse(tickAt) - Date.now() + 100));
+    const manual = await runCliInProcess(['--no-pretty', 'run', '--model', nanModel], t.env);
     expect(manual.code).toBe(1);
     const id = (await runs()).at(-1)?.run_id;
     const period = ['--no-pretty', 'run', '--trigger', 'cron', '--model', nanModel, '--if-due', '* * * * * *', '--timezone', 'UTC', '--tick-at', tickAt];
-    const first = await runCli(period, t.env);
+    const first = await runCliInProcess(period, t.env);
     expect(first.code, JSON.stringify(first.logs.map((l) => l.msg))).toBe(0);
     expect(first.stderr.trim().split('\n')).toHaveLength(1);
     expect(first.stderr, JSON.stringify(first.logs.map((l) => l.msg))).toMatch(
       new RegExp(`^scorejob: run ${id} for tick \\S+ was stopped by a publish gate and waits for a person`),
     );
-    const second = await runCli(period, t.env);
+    const second = await runCliInProcess(period, t.env);
     expect(second.code).toBe(0);
     expect(second.stderr).toBe('');
     expect((await runs()).at(-1)?.run_id).toBe(id);

@@ -7,7 +7,8 @@ import type { Feature } from '../../src/model/manifest.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
 import { featureReports } from '../../src/features/reports.js';
-import { runCli, startCli } from '../helpers/cli.js';
+import { startCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dense, readWeights, sigmoid, weight } from '../helpers/forwardPass.js';
 import { holdChunk } from '../helpers/holdChunk.js';
@@ -172,7 +173,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const rejects = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM scoring.score_rejects WHERE run_id = $1', [sibling.run_id]);
     expect(rejects.rows[0]!.n).toBe(3000 - expected.size);
     // `scorejob runs` lists it beside its champion under its own manifest name, saying whose challenger it is.
-    const listed = await runCli(['runs', '--log-level', 'silent'], t.env);
+    const listed = await runCliInProcess(['runs', '--log-level', 'silent'], t.env);
     expect(listed.stdout).toMatch(
       new RegExp(`\\n${sibling.run_id} +succeeded +challenger +manual +tiny-logistic 2\\.0\\.0 \\(challenger of run ${r.runId}\\)`),
     );
@@ -218,11 +219,11 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     } finally {
       c.release();
     }
-    const json = await runCli(['runs', 'show', real.runId, '--json', '--log-level', 'silent'], t.env);
+    const json = await runCliInProcess(['runs', 'show', real.runId, '--json', '--log-level', 'silent'], t.env);
     expect(json.code).toBe(0);
     expect((JSON.parse(json.stdout) as { analyst: { challenger: { customers: number } } }).analyst.challenger.customers).toBe(want.both);
     const html = join(await mkdtemp(join(tmpdir(), 'sj-html-')), 'run.html');
-    expect((await runCli(['runs', 'show', real.runId, '--html', html, '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['runs', 'show', real.runId, '--html', html, '--log-level', 'silent'], t.env)).code).toBe(0);
     expect(await readFile(html, 'utf8')).toMatch(/<th>challenger<\/th><td>correlation of the scores +-?\d\.\d{4}<\/td>/);
   });
 
@@ -293,7 +294,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect((await t.pool.query<{ s: string }>('SELECT status s FROM scoring.score_runs WHERE run_id = $1', [sibling.run_id])).rows[0]!.s).toMatch(
       /running|interrupted/,
     );
-    const resumed = await runCli(['resume', runId, '--log-level', 'silent'], t.env);
+    const resumed = await runCliInProcess(['resume', runId, '--log-level', 'silent'], t.env);
     expect(resumed.code).toBe(0);
     expect(await tableDigest(t, runId)).toEqual(await tableDigest(t, baseline.runId));
     expect(await tableDigest(t, sibling.run_id)).toEqual(await tableDigest(t, baselineSibling.run_id));
@@ -304,7 +305,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: logistic });
     const sibling = await challengerOf(t, r.runId);
     const refused = async (args: string[], message: RegExp) => {
-      const x = await runCli(['publish', ...args, '--log-level', 'silent'], t.env);
+      const x = await runCliInProcess(['publish', ...args, '--log-level', 'silent'], t.env);
       expect(x.stderr).toMatch(message);
       expect(x.code).toBe(2);
       expect(x.stderr.trim().split('\n')).toHaveLength(1);
@@ -320,7 +321,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
 
     const before = await t.pool.query('SELECT count(*)::int n FROM scoring.score_publications');
     // Another model altogether (a logistic layer): past the comparison gate by force, with a reason.
-    const ok = await runCli(['publish', r.runId, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env);
+    const ok = await runCliInProcess(['publish', r.runId, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env);
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     const shown = await t.pool.query<{ run_id: string; model_version: string; n: number }>(
@@ -347,10 +348,12 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     expect(ranks.rows[0]!.bad).toBe(0);
 
     // The gated run published by force after review: its challenger follows it, and can be published in turn.
-    expect((await runCli(['publish', gated, '--force', '--reason', 'rejects reviewed', '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['publish', gated, '--force', '--reason', 'rejects reviewed', '--log-level', 'silent'], t.env)).code).toBe(0);
     const gatedSibling = await challengerOf(t, gated);
     expect(gatedSibling.status).toBe('succeeded');
-    expect((await runCli(['publish', gated, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env)).code).toBe(0);
+    expect(
+      (await runCliInProcess(['publish', gated, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent'], t.env)).code,
+    ).toBe(0);
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: gatedSibling.run_id }]);
   });
 
@@ -360,7 +363,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
         .rows[0].h as string;
     const refused = async (runId: string, message: RegExp) => {
       const before = await published();
-      const x = await runCli(['publish', runId, '--challenger', '--log-level', 'silent'], t.env);
+      const x = await runCliInProcess(['publish', runId, '--challenger', '--log-level', 'silent'], t.env);
       expect(x.stderr).toMatch(message);
       expect(x.code).toBe(2);
       expect(x.stderr.trim().split('\n')).toHaveLength(1);
@@ -390,7 +393,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
       /^scorejob: the challenger of run \d+ \(run \d+\): the scores drifted from run \d+'s: PSI \d\.\d{4}, over the limit of 0\.001 \(--max-psi\); .*`scorejob publish \d+ --challenger --force --reason "<what you checked>"`\n$/,
     );
     // The advice works: after review, --force publishes it over its gates.
-    const forced = await runCli(['publish', drifted.runId, '--challenger', '--force', '--reason', 'drift reviewed', '--log-level', 'silent'], t.env);
+    const forced = await runCliInProcess(['publish', drifted.runId, '--challenger', '--force', '--reason', 'drift reviewed', '--log-level', 'silent'], t.env);
     expect(forced.code).toBe(0);
     const sibling = await challengerOf(t, drifted.runId);
     expect((await t.pool.query('SELECT DISTINCT run_id::text FROM scoring.customer_scores')).rows).toEqual([{ run_id: sibling.run_id }]);
@@ -402,27 +405,27 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', champion, '--challenger', missing], t.env),
+      await runCliInProcess(['run', '--model', champion, '--challenger', missing], t.env),
       /--challenger: model directory .*sj-no-such-model does not exist \(--challenger DIR\)/,
     );
     const elsewhere = await modelCopy((m) => (m.source = { table: 'other_customers', key: 'customer_id' }), logistic);
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', champion, '--challenger', elsewhere], t.env),
+      await runCliInProcess(['run', '--model', champion, '--challenger', elsewhere], t.env),
       /manifest\.json: the challenger reads other_customers by customer_id, the champion customers by customer_id/,
     );
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env),
+      await runCliInProcess(['run', '--model', champion, '--challenger', logistic, '--only-new'], t.env),
       /--challenger cannot be combined with --only-new/,
     );
     const missingColumn = await modelCopy((m) => (m.features[0].column = 'no_such_column'), logistic);
     await expectRefusedUnchanged(
       t,
       before,
-      await runCli(['run', '--model', champion, '--challenger', missingColumn], t.env),
+      await runCliInProcess(['run', '--model', champion, '--challenger', missingColumn], t.env),
       /^scorejob: --challenger .*sj-model-\w+: .*no_such_column/,
     );
   });
@@ -475,13 +478,13 @@ describe('retention and challengers', () => {
     const c = (await runInProcess(t, { chunkSize: 200, keepRuns: 2 })).runId;
     // keep 2: c and b; a goes, and its challenger with it.
     expect(await tables()).toEqual([b, b2, c]);
-    expect((await runCli(['publish', c, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2);
-    expect((await runCli(['publish', b, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2); // c was published after it
+    expect((await runCliInProcess(['publish', c, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2);
+    expect((await runCliInProcess(['publish', b, '--challenger', '--log-level', 'silent'], t.env)).code).toBe(2); // c was published after it
     const d = (await runInProcess(t, { chunkSize: 200, challengerDir: logistic, keepRuns: 1 })).runId;
     const d2 = (await challengerOf(t, d)).run_id;
     expect(
       (
-        await runCli(
+        await runCliInProcess(
           ['publish', d, '--challenger', '--force', '--reason', 'tiny-logistic reviewed', '--log-level', 'silent', '--on-publish-command', ''],
           t.env,
         )

@@ -7,7 +7,7 @@ import { ExitCode, RunFailedError, toExitCode } from '../../src/errors.js';
 import type { FeatureDriftSummary } from '../../src/stats/featurePsi.js';
 import { showRun } from '../../src/report/runsReport.js';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, resumeInProcess, runInProcess, runOptions, silentLog, testConfig } from '../helpers/run.js';
 import { startRun } from '../../src/run/runJob.js';
@@ -32,7 +32,7 @@ describe('feature drift against the model baseline', () => {
     await seedCustomers(t.pool, { customers, seed: 11 });
     model = await modelCopy();
     // The training distribution: every other customer (the run then scores a sample it was not computed on).
-    const r = await runCli(['model', 'baseline', model, '--table', 'customers', '--where', 'customer_id % 2 = 0'], t.env);
+    const r = await runCliInProcess(['model', 'baseline', model, '--table', 'customers', '--where', 'customer_id % 2 = 0'], t.env);
     expect(r.code, r.stderr).toBe(0);
     firstRun = (await runInProcess(t, { modelDir: model, chunkSize: 20_000 })).runId;
   }, 240_000);
@@ -137,7 +137,7 @@ describe('feature drift against the model baseline', () => {
       ['previous', s.features[0]!.psi_previous],
     ]);
     // After review, the scores a gate kept publish by force, as the error says.
-    const forced = await runCli(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream', '--metrics-file', metrics], t.env);
+    const forced = await runCliInProcess(['publish', runId, '--force', '--reason', 'tenure_months was re-based upstream', '--metrics-file', metrics], t.env);
     expect(forced.code, forced.stderr).toBe(0);
     // The forced publish replaces the metrics file: the run's feature drift stays in it.
     const after = await readFile(metrics, 'utf8');
@@ -191,14 +191,14 @@ describe('feature drift against the model baseline', () => {
     const bare = await modelCopy();
     const runs = async () => Number((await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs')).rows[0]!.n);
     const n = await runs();
-    const r = await runCli(['run', '--model', bare, '--max-feature-psi', '0.5', '--backend', 'cpu'], t.env);
+    const r = await runCliInProcess(['run', '--model', bare, '--max-feature-psi', '0.5', '--backend', 'cpu'], t.env);
     expect(r.code).toBe(ExitCode.usage);
     const advice = /run `scorejob model baseline (\S+) --table <training table>` first/.exec(r.stderr);
     expect(advice, r.stderr).not.toBeNull();
     expect(await runs()).toBe(n);
-    const b = await runCli(['model', 'baseline', advice![1]!, '--table', 'customers'], t.env);
+    const b = await runCliInProcess(['model', 'baseline', advice![1]!, '--table', 'customers'], t.env);
     expect(b.code, b.stderr).toBe(0);
-    const again = await runCli(['run', '--model', bare, '--max-feature-psi', '0.5', '--backend', 'cpu', '--chunk-size', '50000'], t.env);
+    const again = await runCliInProcess(['run', '--model', bare, '--max-feature-psi', '0.5', '--backend', 'cpu', '--chunk-size', '50000'], t.env);
     expect(again.code, again.stderr).toBe(0);
   }, 240_000);
 
@@ -220,7 +220,7 @@ describe('feature drift against the model baseline', () => {
     const broken = await modelCopy();
     await writeFile(join(broken, 'baseline.json'), '{"format":1,"features":{"tenure_months":1}}\n');
     const before = await t.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.score_runs');
-    const r = await runCli(['run', '--model', broken, '--backend', 'cpu'], t.env);
+    const r = await runCliInProcess(['run', '--model', broken, '--backend', 'cpu'], t.env);
     expect(r.code).toBe(ExitCode.usage);
     expect(r.stderr).toContain(
       `${join(broken, 'baseline.json')} is not a feature baseline (each feature needs its column, kind, shares and nullShare): write it again with \`scorejob model baseline ${broken} --table <training table>\``,

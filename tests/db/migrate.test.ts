@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, sqlDir } from '../../src/db/migrate.js';
 import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 describe('scorejob migrate', () => {
@@ -15,7 +16,7 @@ describe('scorejob migrate', () => {
   afterAll(async () => t.drop());
 
   it('creates every object of the schema on an empty database', async () => {
-    const r = await runCli(['migrate'], t.env);
+    const r = await runCliInProcess(['migrate'], t.env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const { rows } = await t.pool.query<{ name: string }>(
@@ -41,7 +42,7 @@ describe('scorejob migrate', () => {
 
   it('changes nothing when run again', async () => {
     const before = await t.pool.query('SELECT version, applied_at FROM scoring.schema_migrations ORDER BY version');
-    const r = await runCli(['migrate'], t.env);
+    const r = await runCliInProcess(['migrate'], t.env);
     expect(r.code).toBe(0);
     expect(r.logs.every((l) => l.outcome === undefined || l.outcome === 'unchanged')).toBe(true);
     const after = await t.pool.query('SELECT version, applied_at FROM scoring.schema_migrations ORDER BY version');
@@ -72,13 +73,13 @@ describe('scorejob migrate', () => {
                                 DROP COLUMN claimed_at, DROP COLUMN lease_until, DROP COLUMN failed`);
       await other.pool.query(`DROP INDEX scoring.score_chunks_pending_idx`);
       await other.pool.query(`DELETE FROM scoring.schema_migrations WHERE version = 9`);
-      const refused = await runCli(['runs'], other.env);
+      const refused = await runCliInProcess(['runs'], other.env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(/schema "scoring" lacks migration 009_chunk_claims\.sql: run `scorejob migrate`/);
-      const r = await runCli(['migrate'], other.env);
+      const r = await runCliInProcess(['migrate'], other.env);
       expect(r.code, r.stderr).toBe(0);
       expect(r.logs.some((l) => l.migration === '009_chunk_claims.sql' && l.outcome === 'applied')).toBe(true);
-      expect((await runCli(['runs'], other.env)).code).toBe(0);
+      expect((await runCliInProcess(['runs'], other.env)).code).toBe(0);
     } finally {
       await other.drop();
     }
@@ -88,10 +89,10 @@ describe('scorejob migrate', () => {
     const other = await createTestDatabase();
     try {
       await other.pool.query(`INSERT INTO scoring.schema_migrations (version, name, checksum) VALUES (999, '999_future.sql', 'x')`);
-      const r = await runCli(['migrate'], other.env);
+      const r = await runCliInProcess(['migrate'], other.env);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/newer scorejob/);
-      const run = await runCli(['runs'], other.env);
+      const run = await runCliInProcess(['runs'], other.env);
       expect(run.code).toBe(2);
       expect(run.stderr).toMatch(/newer than this scorejob/);
     } finally {
@@ -105,7 +106,7 @@ describe('scorejob migrate', () => {
       const [a, b] = await Promise.all([runCli(['migrate'], fresh.env), runCli(['migrate'], fresh.env)]);
       expect([a.code, b.code]).toEqual([0, 0]);
       const { rows } = await fresh.pool.query<{ n: string }>('SELECT count(*) AS n FROM scoring.schema_migrations');
-      const files = await runCli(['migrate'], fresh.env);
+      const files = await runCliInProcess(['migrate'], fresh.env);
       expect(files.code).toBe(0);
       expect(Number(rows[0]?.n)).toBeGreaterThan(0);
       const applied = [...a.logs, ...b.logs].filter((l) => l.outcome === 'applied');
@@ -124,7 +125,7 @@ describe('an un-migrated database', () => {
   afterAll(async () => t.drop());
 
   it('is refused with exit 2 and told to run scorejob migrate', async () => {
-    const r = await runCli(['runs'], t.env);
+    const r = await runCliInProcess(['runs'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('run `scorejob migrate`');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatRunDetail } from '../../src/report/formatRuns.js';
 import { showRun } from '../../src/report/runsReport.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdChunk } from '../helpers/holdChunk.js';
 import { resumeInProcess, runInProcess } from '../helpers/run.js';
@@ -126,15 +126,15 @@ describe('reasons per score (run --reasons K)', () => {
 
   it('--reasons 0 is refused with one line naming the flag (exit 2), nothing written', async () => {
     const before = await ledgerState(t);
-    const r = await runCli(['run', '--reasons', '0'], t.env);
+    const r = await runCliInProcess(['run', '--reasons', '0'], t.env);
     await expectRefusedUnchanged(t, before, r, /--reasons/);
   });
 
   it('--reasons K above the number of manifest features is refused with one line naming both (exit 2), nothing written; the K it advises runs', async () => {
     const before = await ledgerState(t);
-    const r = await runCli(['run', '--reasons', '16'], t.env);
+    const r = await runCliInProcess(['run', '--reasons', '16'], t.env);
     await expectRefusedUnchanged(t, before, r, /^scorejob: --reasons 16: the model's manifest \(\S+manifest\.json\) has 15 features; give --reasons 1 to 15$/m);
-    const ok = await runCli(['run', '--reasons', '15', '--chunk-size', '5000'], t.env);
+    const ok = await runCliInProcess(['run', '--reasons', '15', '--chunk-size', '5000'], t.env);
     expect(ok.code).toBe(0);
     const { rows } = await t.pool.query<{ run_id: string }>('SELECT run_id::text FROM scoring.score_runs ORDER BY started_at DESC LIMIT 1');
     await expectReasonsForEveryScore(t, rows[0]!.run_id, 15);

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 /**
@@ -42,9 +42,9 @@ describe('sql/roles.sql: least privilege', () => {
 
   it('the job role can migrate, run and resume; the reader role can read scores and history only', async () => {
     const env = { DATABASE_URL: urlAs(job) };
-    expect((await runCli(['migrate'], env)).code).toBe(0);
+    expect((await runCliInProcess(['migrate'], env)).code).toBe(0);
     await t.pool.query(sql); // part 2
-    const run = await runCli(['run', '--chunk-size', '500'], env);
+    const run = await runCliInProcess(['run', '--chunk-size', '500'], env);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
 
@@ -73,7 +73,7 @@ describe('sql/roles.sql: least privilege', () => {
 
   it('the reader role cannot retire a model; the job role can, and the reader sees it in published_runs', async () => {
     const retire = ['model', 'retire', 'customer-value', '--confirm', 'customer-value'];
-    const refused = await runCli(retire, { DATABASE_URL: urlAs(`${reader}_login`) });
+    const refused = await runCliInProcess(retire, { DATABASE_URL: urlAs(`${reader}_login`) });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/^scorejob: database \S+: this role has no rights on schema "scoring" \(permission denied for table \w+\)/);
     const readerClient = new pg.Client({ connectionString: urlAs(`${reader}_login`) });
@@ -88,7 +88,7 @@ describe('sql/roles.sql: least privilege', () => {
         readerClient.query(`INSERT INTO scoring.score_publications (model_name, run_id, kind) SELECT model_name, run_id, 'retire' FROM scoring.published_run`),
       ).rejects.toMatchObject({ code: '42501' });
 
-      const done = await runCli(retire, { DATABASE_URL: urlAs(job) });
+      const done = await runCliInProcess(retire, { DATABASE_URL: urlAs(job) });
       expect(done.stderr).toBe('');
       expect(done.code).toBe(0);
       expect(await rows()).toBe(0);

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { independentScores, modelCopy, runInProcess } from '../helpers/run.js';
 import { publishedSnapshot } from '../helpers/state.js';
@@ -140,7 +140,7 @@ describe('small and special sources', () => {
   it('an empty table is refused with exit 2 and nothing is written', async () => {
     const before = await t.pool.query('SELECT count(*)::int n FROM scoring.score_runs');
     await t.pool.query('TRUNCATE customers');
-    const r = await runCli(['run'], t.env);
+    const r = await runCliInProcess(['run'], t.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('has no rows');
     const after = await t.pool.query('SELECT count(*)::int n FROM scoring.score_runs');
@@ -185,7 +185,7 @@ describe('small and special sources', () => {
   it('a reject ratio over --max-reject-ratio fails the run without publishing, rejects kept', async () => {
     const before = await published(t);
     await t.pool.query(`UPDATE customers SET tenure_months = NULL WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY 1 LIMIT 30)`);
-    const r = await runCli(['run', '--max-reject-ratio', '0.05'], t.env);
+    const r = await runCliInProcess(['run', '--max-reject-ratio', '0.05'], t.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/over the limit of 5\.00% \(--max-reject-ratio\)/);
     expect(await published(t)).toEqual(before);
@@ -206,7 +206,7 @@ describe('bad models are refused before anything is written (exit 2)', () => {
   afterAll(async () => t.drop());
 
   async function expectRefused(modelDir: string, message: RegExp): Promise<void> {
-    const r = await runCli(['run', '--model', modelDir], t.env);
+    const r = await runCliInProcess(['run', '--model', modelDir], t.env);
     expect(r.stderr).toMatch(message);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
