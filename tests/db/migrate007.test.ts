@@ -51,7 +51,10 @@ describe('upgrading a schema with published runs to version 7', () => {
           pid: 1,
         });
         await c.query('BEGIN');
-        await ledger.recordPlan(c, runId, [{ chunkNo: 1, lo: null, hi: null }]);
+        // The plan as version 6 recorded it (today's ledger also writes columns of later versions).
+        await c.query('INSERT INTO scoring.score_chunks (run_id, chunk_no, key_lo, key_hi) VALUES ($1, 1, NULL, NULL)', [runId]);
+        await c.query('UPDATE scoring.score_runs SET chunks_total = 1 WHERE run_id = $1', [runId]);
+        await ledger.storage.ensureScoreTable(c, runId);
         await c.query('COMMIT');
         await registerModel(c, ledger, 'm', silentLog);
         await attachRunTable(c, ledger, runId, silentLog);
