@@ -45,8 +45,9 @@ async function cronRunning(): Promise<boolean> {
     const pid = Number((await readFile('/var/run/crond.pid', 'utf8')).trim());
     if (!Number.isInteger(pid) || pid <= 0) return false;
     process.kill(pid, 0);
+    // A stale pid file may name a pid the system gave to another process since: only a live cron counts.
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \([^)]*\) Z/.test(stat); // not a zombie
+    return /^\d+ \(cron\) [^Z]/.test(stat);
   } catch {
     return false;
   }
@@ -204,8 +205,10 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
       )
     ).rows[0];
 
-  it('fires the crontab line and leaves a succeeded run with trigger cron in the ledger within two minutes', async () => {
-    const deadline = Date.now() + 130_000;
+  // cron reads a new /etc/cron.d file at a minute's start and fires its lines at the next one it
+  // checks: on a loaded machine the first firing can come a little over two minutes after the file.
+  it('fires the crontab line and leaves a succeeded run with trigger cron in the ledger within three minutes', async () => {
+    const deadline = Date.now() + 190_000;
     let run: Awaited<ReturnType<typeof firstRun>>;
     while (Date.now() < deadline) {
       run = await firstRun(t);
@@ -214,12 +217,13 @@ describe.skipIf(unavailable !== undefined)('the repo crontab under a real cron d
       await new Promise((r) => setTimeout(r, 1000));
     }
     const log = await readFile(join(dir, 'scorejob.log'), 'utf8').catch(() => '(no log file)');
-    expect(run, `no run within two minutes; ${cronFile}:\n${await readFile(cronFile, 'utf8')}\nlog:\n${log}`).toBeDefined();
+    const mails = stub === 'foreign' ? [] : await mailsMentioning(`${dir}/scorejob.env`);
+    expect(run, `no run within three minutes; ${cronFile}:\n${await readFile(cronFile, 'utf8')}\nlog:\n${log}\nmails:\n${mails.join('\n')}`).toBeDefined();
     expect(run, log).toMatchObject({ status: 'succeeded', trigger: 'cron' });
     // --if-due in the line: the run is for the month's tick (02:30 on the 1st, the machine's time zone).
     expect(run?.tick_at).toEqual(previousTick({ expression: '30 2 1 * *' }, new Date()));
     expect(log).toMatch(/"msg":"due: tick \S+ has no run/);
-  }, 200_000);
+  }, 260_000);
 
   it('mails a failed run: the exit code, the reason with the run id, and the next step; a short subject', async (ctx) => {
     if (stub === 'foreign') ctx.skip(`${sendmail} is a real MTA: not replaced`);
