@@ -242,3 +242,9 @@ export async function sourceKeyType(client: pg.ClientBase, source: { table: stri
   const key = (await readColumns(client, rel.oid, [source.key])).get(source.key);
   return key === undefined ? undefined : keyTypeOf(key.base);
 }
+
+/** Whether the source holds any row (a run of an empty source is refused before it is created). */
+export async function sourceHasRows(client: pg.ClientBase, source: { table: string }): Promise<boolean> {
+  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(source.table)}) AS any`);
+  return rows[0]?.any === true;
+}

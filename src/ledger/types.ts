@@ -295,7 +295,7 @@ export interface TickRun {
   waiting_announced_at: Date | null;
 }
 
-/** A run's score table as retention sees it (src/publish/publish.ts applyRetention). */
+/** A run's score table as retention sees it (src/ledger/retention.ts applyRetention). */
 export interface RunTableRow {
   run_id: string;
   published: boolean;

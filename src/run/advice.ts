@@ -6,7 +6,7 @@ import { SqlState, isTransient, sqlStateOf } from '../db/sqlstate.js';
 import { ChunkCountError, GateError, InputCheckError, ModelError, OutageError, ScorejobError, SnapshotLostError, StoppedError } from '../errors.js';
 import type { ErrorKind, PlannedChunk } from '../ledger/ledger.js';
 import type { LoadedModel } from '../model/load.js';
-import { duplicateKeyError } from '../publish/publish.js';
+import { duplicateKeyError } from '../ledger/runAttach.js';
 import { explainSourceFailure } from '../features/sourceCheck.js';
 
 /** What a failed run's classification needs to know. */

@@ -1,7 +1,7 @@
 import { EmptySourceError, RunFailedError } from '../errors.js';
 import { withTransaction } from '../db/sql.js';
 import { nullKeysProblem } from '../db/sourceColumns.js';
-import { attachRunTable, registerModel } from '../publish/publish.js';
+import { attachRunTable, registerModel } from '../ledger/runAttach.js';
 import type { ExecuteDeps, PlannedRun, RunProgress } from './runState.js';
 import { SourceView } from './sourceView.js';
 

@@ -1,4 +1,5 @@
-import { applyRetention, dropRunLeftovers, publishRun } from '../publish/publish.js';
+import { applyRetention, dropRunLeftovers } from '../ledger/retention.js';
+import { publishRun } from '../publish/publish.js';
 import { runOnPublishCommand } from '../publish/onPublishCommand.js';
 import type { ExecuteDeps, RunProgress } from './runState.js';
 

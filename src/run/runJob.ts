@@ -1,9 +1,7 @@
 import { hostname } from 'node:os';
-import type pg from 'pg';
 import type { Config, RunOptions } from '../config.js';
 import { describeDb } from '../config.js';
-import type { SourceRef } from '../db/copyReader.js';
-import { quoteQualified } from '../db/sql.js';
+import { sourceHasRows } from '../db/sourceColumns.js';
 import { withSession } from '../db/session.js';
 import { EmptySourceError, LockedError, NotResumableError, NothingToDoError, UsageError } from '../errors.js';
 import { describeFeatures, makeFeatures, partOfAnother, type RunFeature } from '../features/index.js';
@@ -15,7 +13,7 @@ import { executeRun, type ExecuteDeps, type RunResult } from './phases.js';
 import { Ledger, type RunParams } from '../ledger/ledger.js';
 import { frozenRunSpec } from '../ledger/runSpec.js';
 import { runHolderState } from '../ledger/runLock.js';
-import { applyRetention } from '../publish/publish.js';
+import { applyRetention } from '../ledger/retention.js';
 import { checkPromotion } from '../publish/promotionGuard.js';
 import { StageTimings } from '../observe/timings.js';
 import { withLockedLedger, type LockedSession } from './lockedSession.js';
@@ -218,11 +216,6 @@ async function readResumable(ctx: RunContext, runId: string, forTick: boolean): 
     }
     return frozenRunSpec(run.params);
   });
-}
-
-async function sourceHasRows(client: pg.ClientBase, source: SourceRef): Promise<boolean> {
-  const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${quoteQualified(source.table)}) AS any`);
-  return rows[0]?.any === true;
 }
 
 /**

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { Ledger, type RunParams } from '../../src/ledger/ledger.js';
 import { Publications } from '../../src/ledger/publications.js';
-import { attachRunTable, publishRun, registerModel } from '../../src/publish/publish.js';
+import { attachRunTable, registerModel } from '../../src/ledger/runAttach.js';
+import { publishRun } from '../../src/publish/publish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { modelCopy, runInProcess, silentLog } from '../helpers/run.js';
 

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, sqlDir } from '../../src/db/migrate.js';
 import { Ledger, type RunParams } from '../../src/ledger/ledger.js';
-import { attachRunTable, registerModel } from '../../src/publish/publish.js';
+import { attachRunTable, registerModel } from '../../src/ledger/runAttach.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { silentLog } from '../helpers/run.js';
 

@@ -12,7 +12,8 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { modelCopy, resumeInProcess, runInProcess, shippedModelDir } from '../helpers/run.js';
 import { createLogger } from '../../src/log.js';
 import { Ledger, type RunParams } from '../../src/ledger/ledger.js';
-import { attachRunTable, publishRun, registerModel } from '../../src/publish/publish.js';
+import { attachRunTable, registerModel } from '../../src/ledger/runAttach.js';
+import { publishRun } from '../../src/publish/publish.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 const silent = createLogger({ level: 'silent', pretty: false });

@@ -4,7 +4,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { UsageError } from '../../src/errors.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { publishedChannel, type PublishedEvent } from '../../src/ledger/publications.js';
-import { applyRetention } from '../../src/publish/publish.js';
+import { applyRetention } from '../../src/ledger/retention.js';
 import { rollback } from '../../src/publish/rollback.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runInProcess, silentLog, testConfig } from '../helpers/run.js';

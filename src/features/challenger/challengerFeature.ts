@@ -1,7 +1,7 @@
 import type { BackendChoice } from '../../config.js';
 import { NotResumableError, UsageError } from '../../errors.js';
 import type { LoadedModel } from '../../model/load.js';
-import { attachRunTable } from '../../publish/publish.js';
+import { attachRunTable } from '../../ledger/runAttach.js';
 import { ScoreHistogram } from '../../stats/scoreCuts.js';
 import type { RunFeature, RunFeatureDefinition } from '../feature.js';
 import { checkSource } from '../sourceCheck.js';

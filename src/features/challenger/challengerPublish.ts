@@ -8,7 +8,9 @@ import { ChallengerLedger } from './challengerLedger.js';
 import { psiGateBreach, rejectGateBreach } from '../../stats/runStats.js';
 import { checkForceReason, forceCommand } from '../../publish/forceReason.js';
 import { modelOfRun, withModelLock } from '../../publish/modelLock.js';
-import { applyRetention, attachRunTable, publishRun } from '../../publish/publish.js';
+import { applyRetention } from '../../ledger/retention.js';
+import { attachRunTable } from '../../ledger/runAttach.js';
+import { publishRun } from '../../publish/publish.js';
 import { runOnPublishCommand } from '../../publish/onPublishCommand.js';
 import { reasonsLost, type ReasonsLost } from '../../publish/reasonsLost.js';
 
