@@ -125,7 +125,7 @@ export class RunHistory extends RunTables {
 
   private listColumns(): string {
     return `r.run_id, r.status, r.trigger, r.dry_run, r.model_name, r.model_version, r.backend, r.rows_scored, r.rows_rejected, r.champion_run_id::text AS champion_run_id,
-  r.kind, r.rows_carried, COALESCE((SELECT cr.params->'challenger'->>'name' FROM ${this.table('score_runs')} cr WHERE cr.run_id = r.champion_run_id), r.model_name) AS manifest_name,
+  r.kind, r.rows_carried, COALESCE((SELECT cr.params->(r.kind)->>'name' FROM ${this.table('score_runs')} cr WHERE cr.run_id = r.champion_run_id), r.model_name) AS manifest_name,
   r.chunks_total, r.started_at, r.finished_at, r.heartbeat_at, r.error, r.error_kind, r.published_at,
   (SELECT count(*) FROM ${this.table('score_chunks')} ch WHERE ch.run_id = r.run_id AND ch.status = 'done')::int AS chunks_done,
   EXISTS (SELECT 1 FROM ${this.table('score_runs')} l WHERE l.run_id > r.run_id AND l.published_at IS NOT NULL AND l.model_name = r.model_name) AS superseded,

@@ -85,6 +85,8 @@ export interface FewerReasons {
 export interface Promotion {
   run_id: string;
   champion_run_id: string;
+  /** The sibling run's kind (score_runs.kind), as its feature named it: how the run is spoken of. */
+  kind: string;
   /** The sibling's manifest name (the run's model_name is that of the run it is part of: the slot it fills). */
   manifest_name: string;
   model_version: string;

@@ -119,7 +119,8 @@ export class Publications {
     );
     const r = rows[0]!;
     if (r.same) return { compare: r.compare, under: r.under };
-    if (r.under === null || kind === 'rollback' || kind === 'challenger') return { compare: from, under: r.under };
+    // A rollback, or a feature's publish of a sibling run (any kind but publish, force and retire), is compared with the run it replaces.
+    if (r.under === null || (kind !== 'publish' && kind !== 'force' && kind !== 'retire')) return { compare: from, under: r.under };
     const { rows: before } = await c.query<{ from_run_id: string | null }>(
       `SELECT q.from_run_id::text FROM ${s}.score_publications q
         WHERE q.model_name = $2 AND q.run_id = $1 AND q.kind <> 'retire'
@@ -232,11 +233,12 @@ export class Publications {
   /**
    * The sibling run customer_scores shows now for the model, if its pointer names a run made as part of
    * another (put there by hand by a feature's publish, or a rollback to such a run); undefined otherwise.
-   * The manifest name is read from the stored params of the run it is part of (their key is the feature's).
+   * The manifest name is read from the stored params of the run it is part of, under the sibling's kind (a feature
+   * stores its sibling's parameters under the kind it gives the sibling run, src/ledger/types.ts RunParams).
    */
   async currentPromotion(c: pg.ClientBase, modelName: string): Promise<Promotion | undefined> {
     const { rows } = await c.query<Promotion>(
-      `SELECT r.run_id::text, r.champion_run_id::text, COALESCE(ch.params->'challenger'->>'name', r.model_name) AS manifest_name,
+      `SELECT r.run_id::text, r.champion_run_id::text, r.kind, COALESCE(ch.params->(r.kind)->>'name', r.model_name) AS manifest_name,
               r.model_version, r.model_sha256, r.params->>'modelDir' AS model_dir, q.published_at, COALESCE(q.os_user, q.db_user) AS by
          FROM ${this.s}.published_run p
          JOIN ${this.s}.score_runs r ON r.run_id = p.run_id

@@ -12,10 +12,10 @@ export interface RunModel {
 }
 
 /**
- * A run never silently replaces a challenger that a person published by hand (`publish --challenger`) with
- * another model's scores: when the model's pointer names a challenger's run whose files (sha256) are not
- * the run's model's, the run is refused (exit 2) before anything is written, unless `replace` (`run
- * --replace-promoted`) says to go back, which is then logged at warn. A run of the challenger's own files
+ * A run never silently replaces a sibling run that a person published by hand (a feature's publish, e.g. of a
+ * second model scored beside a run) with another model's scores: when the model's pointer names a sibling run
+ * whose files (sha256) are not the run's model's, the run is refused (exit 2) before anything is written, unless
+ * `replace` (`run --replace-promoted`) says to go back, which is then logged at warn. A run of the sibling's own files
  * (its directory given as --model) goes on: that is how the schedule keeps the promotion. A dry run
  * publishes nothing and is never refused. `where` names the database. A resume of a run started with
  * `--replace-promoted` goes on over the same promoted run (`replaces`: recorded on the run), not over another.
@@ -31,7 +31,7 @@ export async function checkPromotion(
   const p = await ledger.publications.currentPromotion(c, model.name);
   if (p === undefined || p.model_sha256 === model.sha256) return undefined;
   const shown =
-    `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the challenger ${p.manifest_name} ${p.model_version} (run ${p.run_id}, challenger of run ${p.champion_run_id}), ` +
+    `${ledger.schema}.customer_scores for ${model.name} on ${opts.where} shows the ${p.kind} ${p.manifest_name} ${p.model_version} (run ${p.run_id}, ${p.kind} of run ${p.champion_run_id}), ` +
     `published by hand by ${p.by} on ${p.published_at.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   if (opts.replace || opts.replaces === p.run_id) {
     opts.log.warn(
@@ -43,6 +43,6 @@ export async function checkPromotion(
   const back = opts.command === 'run' ? 'run once with `scorejob run --replace-promoted`' : 'start a new run with `scorejob run --replace-promoted`';
   throw new UsageError(
     `${shown}; this ${opts.command} of ${model.dir} (version ${model.version}) would replace it with another model's scores: ` +
-      `to keep the challenger, point --model at its directory (${p.model_dir}) for this and every scheduled run; to go back to this model, ${back}`,
+      `to keep the ${p.kind}, point --model at its directory (${p.model_dir}) for this and every scheduled run; to go back to this model, ${back}`,
   );
 }

@@ -25,9 +25,9 @@ export function formatRunList(items: readonly RunListItem[]): string {
   return table([header, ...rows].map((r) => r.map(visible))).join('\n') + '\n' + formatRollbacks(items) + formatRetires(items);
 }
 
-/** A model as its manifest names it, everywhere: name and version, a challenger's run annotated with its champion's. */
-export function modelIdentity(r: Pick<RunListItem, 'model' | 'model_version' | 'champion_run_id'>): string {
-  return `${r.model} ${r.model_version}${r.champion_run_id ? ` (challenger of run ${r.champion_run_id})` : ''}`;
+/** A model as its manifest names it, everywhere: name and version, a sibling run annotated with its kind and the run it was scored beside. */
+export function modelIdentity(r: Pick<RunListItem, 'model' | 'model_version' | 'champion_run_id' | 'kind'>): string {
+  return `${r.model} ${r.model_version}${r.champion_run_id ? ` (${r.kind} of run ${r.champion_run_id})` : ''}`;
 }
 
 /** The retires among the listed runs' publications, newest first: which model left customer_scores, with which run, who and why. */

@@ -8,6 +8,14 @@ import type { Drift } from '../stats/psi.js';
 import type { AnalystFacts } from './analystFacts.js';
 import type { PerformanceFacts } from './performanceReport.js';
 
+/** score_runs.kind as `runs` shows it: its stored value with `-` for `_` (only_new is shown as only-new). */
+export type RunKindLabel = string;
+
+/** score_runs.kind as `runs` shows it (the ledger's CHECK constraint names the kinds; the report knows none but only_new's spelling). */
+export function runKindLabel(kind: string): RunKindLabel {
+  return kind.replaceAll('_', '-');
+}
+
 /** One line of `scorejob runs`. */
 export interface RunListItem {
   run_id: string;
@@ -15,13 +23,13 @@ export interface RunListItem {
   trigger: string;
   dry_run: boolean;
   published: boolean;
-  /** The manifest name of the model that scored the run (a challenger's own name; `slot` is the model it may replace). */
+  /** The manifest name of the model that scored the run (a sibling run's own model; `slot` is the model it may replace). */
   model: string;
   model_version: string;
-  /** The model whose customer_scores the run fills (score_runs.model_name): for a challenger, its champion's. */
+  /** The model whose customer_scores the run fills (score_runs.model_name): for a sibling run, the model of the run it was scored beside. */
   slot: string;
-  /** full, only-new or challenger. */
-  kind: 'full' | 'only-new' | 'challenger';
+  /** score_runs.kind as shown: full, only-new, or the kind a run feature gives its sibling runs (src/features/). */
+  kind: RunKindLabel;
   backend: string;
   /** Customers the run itself scored. */
   rows_scored: number;
@@ -39,7 +47,7 @@ export interface RunListItem {
   error_kind: string | null;
   /** The command that continues it, when it can be continued. */
   resume_command: string | null;
-  /** A challenger's run (`run --challenger`): the run it was scored beside; absent otherwise. */
+  /** A sibling run (a run feature's second model, scored in the same pass): the run it was scored beside; absent otherwise. */
   champion_run_id?: string;
   /** customer_scores shows this run now (its model's pointer names it). */
   current?: boolean;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { UsageError } from '../errors.js';
 import { Ledger, type RunFailure, type RunListRow, type RunRow } from '../ledger/ledger.js';
-import type { RunDetail, RunListItem } from './runDetail.js';
+import { runKindLabel, type RunDetail, type RunListItem } from './runDetail.js';
 import { drift as computeDrift } from '../stats/psi.js';
 import { analystFacts } from './analystFacts.js';
 import { readPerformance } from './performanceReport.js';
@@ -25,7 +25,7 @@ async function settleDeadRuns(c: pg.ClientBase, ledger: Ledger): Promise<void> {
  */
 function nextStep(r: RunListRow): string | null {
   if (r.status !== 'failed' && r.status !== 'interrupted') return null;
-  // A challenger goes where its champion goes: resumed with it (never on its own), never published by force.
+  // A sibling run goes where the run it was scored beside goes: resumed with it (never on its own), never published by force.
   if (r.champion_run_id) return r.error_kind === 'gate' || r.superseded || !r.resumable_scores ? null : `scorejob resume ${r.champion_run_id}`;
   if (r.superseded || !r.resumable_scores) return r.dry_run ? null : 'scorejob run (a new run: this one was superseded or its scores dropped)';
   // A run that scored no customer is never published, not even by force.
@@ -47,7 +47,7 @@ function toItem(r: RunListRow): RunListItem {
     model: r.manifest_name,
     model_version: r.model_version,
     slot: r.model_name,
-    kind: r.kind === 'only_new' ? 'only-new' : r.kind === 'challenger' ? 'challenger' : 'full',
+    kind: runKindLabel(r.kind),
     backend: r.backend,
     rows_scored: Number(r.rows_scored),
     rows_carried: Number(r.rows_carried),
