@@ -37,6 +37,7 @@ export interface Config {
 }
 
 /** Options of `scorejob run` (and the run a resume continues). */
+// A run feature's own options are declared on RunOptions from its folder (src/features/<name>/).
 export interface RunOptions {
   /** Model directory: model.json, weights, manifest.json. */
   modelDir: string;
@@ -78,9 +79,7 @@ export interface RunOptions {
   reasons?: number | undefined;
   /** `--only-new`: rescore only customers new (or changed) since the published run, carry the others forward. */
   onlyNew?: boolean | undefined;
-  /** `--challenger DIR`: a second model scored in the same pass into a sibling run, never published by the run (src/features/challenger/challenger.ts). */
-  challengerDir?: string | undefined;
-  /** `--replace-promoted`: publish over a challenger a person published by hand (src/publish/promotionGuard.ts); else such a run is refused. */
+  /** `--replace-promoted`: publish over a sibling run a person published by hand (src/publish/promotionGuard.ts); else such a run is refused. */
   replacePromoted?: boolean | undefined;
 }
 

@@ -15,7 +15,7 @@ export function registerRun(program: Command): void {
   cmd.addOption(option(model)).addOption(option(chunkSize)).addOption(option(trigger)).option('--dry-run', 'score and validate, publish nothing', false);
   cmd.option(
     '--replace-promoted',
-    'publish although customer_scores shows a challenger a person published by hand (publish --challenger): go back to this model',
+    "publish although customer_scores shows another model's scores that a person published by hand: go back to this model",
     false,
   );
   cmd.option(

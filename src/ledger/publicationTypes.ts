@@ -1,10 +1,15 @@
 /** The ledger's publication records as the code reads them (score_publications, published_runs). */
 
 /**
- * How a model's pointer moved: a run published, a run published by force over a gate, a rollback, a run's
- * challenger published (`publish --challenger`), or the model retired (`model retire`: no pointer left).
+ * How a model's pointer moved: a run published, a run published by force over a gate, a rollback, or the
+ * model retired (`model retire`: no pointer left); or a feature's publish of a sibling run, under the kind
+ * the feature declares in its own folder (a key of SiblingPublicationKinds).
  */
-export type PublicationKind = 'publish' | 'force' | 'rollback' | 'challenger' | 'retire';
+export type PublicationKind = 'publish' | 'force' | 'rollback' | 'retire' | keyof SiblingPublicationKinds;
+
+/** The publication kinds features add (score_publications.kind): each feature declares its key here from its folder. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface SiblingPublicationKinds {}
 
 /** Who moved the pointer and why (score_publications; the database role is recorded by the server). */
 export interface PublishedBy {

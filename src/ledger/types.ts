@@ -10,7 +10,7 @@ export type ErrorKind = 'data' | 'model' | 'database' | 'gate' | 'interrupted' |
 /** The parameters a run was started with; a resume continues with exactly these. */
 export interface RunParams {
   modelDir: string;
-  /** Started with `--replace-promoted` over this challenger's run (published by hand): its resumes may replace that run too. */
+  /** Started with `--replace-promoted` over this sibling run (published by hand): its resumes may replace that run too. */
   replacesPromotedRunId?: string;
   chunkSize: number;
   dryRun: boolean;
@@ -39,24 +39,14 @@ export interface RunParams {
   reasons?: RunReasons | null;
   /** `--only-new` (src/features/only-new/onlyNew.ts): the base run and the source the view filters; absent: a full run. */
   onlyNew?: OnlyNewParams | null;
-  /** `--challenger DIR` (src/features/challenger/challenger.ts): on the champion, the challenger's model and sibling run; absent: none. */
-  challenger?: ChallengerParams | null;
   /** The model's baseline.json (src/features/feature-drift): its sha256 and the `--max-feature-psi` gate; absent: no feature drift. */
   featureDrift?: { baselineSha256: string; maxFeaturePsi: number | null } | null;
   /** The manifest's `segments` (src/features/segments): each column's values as the run found them, and the `--max-segment-psi` gate; absent: none. */
   segments?: { columns: { column: string; values: string[] }[]; maxSegmentPsi: number | null } | null;
-  /** On a challenger's own run: the champion run whose chunks write its scores. */
+  /** On a sibling run's own params: the run whose chunks write its scores. */
   championRunId?: string | null;
-}
-
-/** The challenger of a run (params.challenger of the champion). */
-export interface ChallengerParams {
-  modelDir: string;
-  name: string;
-  version: string;
-  sha256: string;
-  /** Its sibling run (kind 'challenger'), holding its scores. */
-  runId: string;
+  // A feature that scores a sibling run stores the sibling's model and run id on the run it is part of, under
+  // the sibling's kind (score_runs.kind): it declares that key on RunParams in its own folder (src/features/).
 }
 
 /** What an only_new run rescores and carries (params.onlyNew); `source` of the run is then the filtering view. */
@@ -164,11 +154,7 @@ export interface NewRun {
 export interface RunStats extends Partial<RunStatistics> {
   timings_ms?: Record<string, number>;
   forced_publish?: ForcedPublish;
-  /**
-   * How the model of a sibling run scored beside this one (src/features/challenger/): the key is the
-   * stored JSON's, read back from existing runs' stats by `runs show`.
-   */
-  challenger?: SiblingComparison;
+  // How the model of a sibling run scored beside this one: its feature declares its key on RunStats (src/features/).
   /** Each feature's PSI against the model's baseline and the previous published run (src/features/feature-drift). */
   feature_drift?: FeatureDriftSummary;
   /** The segments that moved most against the previous published run (src/features/segments). */
@@ -218,8 +204,6 @@ export interface SiblingComparison {
   top_decile_overlap: number | null;
   /** Customers whose band would change were the sibling published; null when the run's manifest has no bands. */
   band_changes: number | null;
-  /** Both models' drift from the run readers saw before (the --max-psi gate's baseline), side by side (stored keys); absent on older runs. */
-  drift?: { baseline_run_id: string | null; champion_psi: number | null; challenger_psi: number | null };
 }
 
 /** Recorded on the run (`score_runs.stats.forced_publish`) when a person publishes it over a failed gate. */
@@ -262,13 +246,13 @@ export type RunListRow = Pick<
   superseded: boolean;
   /** The run's scores table is still there (or the run never planned): retention did not drop it. */
   resumable_scores: boolean;
-  /** A challenger run (`run --challenger`): the run it was scored beside; null otherwise. */
+  /** A sibling run (a feature's second model, scored in the same pass): the run it was scored beside; null otherwise. */
   champion_run_id?: string | null;
-  /** full, only_new or challenger (score_runs.kind). */
+  /** full, only_new, or the kind a feature gives its sibling runs (score_runs.kind). */
   kind: string;
   /** only_new runs: the scores carried from earlier runs. */
   rows_carried: string | number;
-  /** The manifest name of the model that scored the run (a challenger's own; model_name is the slot it fills). */
+  /** The manifest name of the model that scored the run (a sibling run's own; model_name is the slot it fills). */
   manifest_name: string;
 };
 
@@ -306,6 +290,6 @@ export interface RunTableRow {
   is_pointer: boolean;
   /** A later run of the model was published. */
   superseded: boolean;
-  /** A challenger run (sql/011_challenger.sql): its champion; null for any other run. */
+  /** A sibling run (sql/011): the run it was scored beside; null for any other run. */
   champion_run_id: string | null;
 }

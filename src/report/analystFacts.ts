@@ -1,14 +1,14 @@
 import type pg from 'pg';
-import { Ledger, type RunRow, type SiblingComparison } from '../ledger/ledger.js';
+import { Ledger, type RunRow } from '../ledger/ledger.js';
 import { formatCount } from '../format.js';
 
 /** What `runs show` says of a run's kind (full or only_new) and reasons (issue 19). */
 export interface AnalystFacts {
-  kind: 'full' | 'only_new' | 'challenger';
-  /** A challenger run: the run it was scored beside. */
+  /** score_runs.kind: full, only_new, or the kind a feature gives its sibling runs. */
+  kind: string;
+  /** A sibling run: the run it was scored beside. */
   champion_run_id?: string | null;
-  /** `--challenger DIR`: how the challenger scored beside this run (src/features/challenger/comparison.ts); null without one. */
-  challenger?: SiblingComparison | null;
+  // A feature's own facts (FeatureReport.analyst) follow here, each feature declaring its keys from its folder.
   /** only_new: the published run whose scores it carried forward, and how many. */
   base_run_id: string | null;
   rows_carried: number;
@@ -18,9 +18,9 @@ export interface AnalystFacts {
 
 /**
  * The facts from the run's row (sql/010 columns; a row read before that migration has none) and, for a run
- * with reasons whose table is kept, one pass over it.
+ * with reasons whose table is kept, one pass over it; `features`: the features' facts (FeatureReport.analyst), merged in.
  */
-export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow): Promise<AnalystFacts> {
+export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow, features: Readonly<Record<string, unknown>> = {}): Promise<AnalystFacts> {
   const row = run as RunRow & { kind?: string; base_run_id?: string | null; rows_carried?: string | number; champion_run_id?: string | null };
   const reasons = run.params.reasons ?? null;
   let firstReason: { feature: string; customers: number }[] = [];
@@ -33,16 +33,16 @@ export async function analystFacts(c: pg.ClientBase, schema: string, run: RunRow
     }
   }
   return {
-    kind: row.kind === 'only_new' || row.kind === 'challenger' ? row.kind : 'full',
+    kind: row.kind ?? 'full',
     champion_run_id: row.champion_run_id ?? null,
-    challenger: run.stats?.challenger ?? null,
+    ...features,
     base_run_id: row.base_run_id ?? null,
     rows_carried: Number(row.rows_carried ?? 0),
     reasons: reasons && { k: reasons.k, measured_in: reasons.space, method: reasons.method, first_reason: firstReason },
   };
 }
 
-/** The facts as text lines for `runs show` (none for a full run without reasons); a challenger's are its feature's (src/features/challenger). */
+/** The facts as text lines for `runs show` (none for a full run without reasons); a sibling run's are its feature's (FeatureReport). */
 export function formatAnalystFacts(f: AnalystFacts | undefined): string[] {
   if (!f) return [];
   const lines: string[] = [];

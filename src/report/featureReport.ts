@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { RunRow } from '../ledger/ledger.js';
 import type { RunDetail } from './runDetail.js';
 
 /** One sample of a gauge in a run's metrics file; the `model` label is added by the file's writer. */
@@ -37,6 +38,8 @@ export interface FeatureReport {
   readonly name: string;
   /** Reads what the feature shows beyond the run's stored statistics (kept in `detail.reports[name]`, JSON included). */
   read?(c: pg.ClientBase, schema: string, run: RunDetail): Promise<unknown>;
+  /** What the feature adds to the run's analyst facts (`runs show`'s `analyst`), from the run's row: keys it declares on AnalystFacts. */
+  analyst?(run: RunRow): Record<string, unknown>;
   /** Lines of `runs show`, each section starting with an empty line. */
   showLines?(run: RunDetail): string[];
   /** Rows of the HTML page's "Run" table: label and text. */

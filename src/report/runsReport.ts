@@ -136,11 +136,16 @@ export async function showRun(c: pg.ClientBase, schema: string, runId: string, r
     forced_publish: stats?.forced_publish ?? null,
     feature_drift: stats?.feature_drift ?? null,
     segments: stats?.segments ?? null,
-    analyst: await analystFacts(c, schema, run),
+    analyst: await analystFacts(c, schema, run, featureAnalystFacts(run, reports)),
     outcomes: await readPerformance(c, schema, runId, run.model_name),
   };
   const read = await readFeatureReports(c, schema, detail, reports);
   return Object.keys(read).length === 0 ? detail : { ...detail, reports: read };
+}
+
+/** The features' own facts of the run for `analyst` (FeatureReport.analyst), merged in registration order. */
+function featureAnalystFacts(run: RunRow, reports: readonly FeatureReport[]): Record<string, unknown> {
+  return Object.assign({}, ...reports.map((r) => r.analyst?.(run) ?? {})) as Record<string, unknown>;
 }
 
 function failureHistory(run: RunRow): RunFailure[] {

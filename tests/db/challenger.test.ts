@@ -250,7 +250,7 @@ describe('a challenger beside the champion (run --challenger DIR)', () => {
     const r = await runInProcess(t, { modelDir: champion, chunkSize: 500, challengerDir: same });
     const c = await t.pool.connect();
     try {
-      const got = (await showRun(c, 'scoring', r.runId)).analyst?.challenger;
+      const got = (await showRun(c, 'scoring', r.runId, featureReports)).analyst?.challenger;
       expect(got?.correlation).toBeCloseTo(1, 12);
       expect(got?.psi).toBe(0);
       expect(got?.top_decile_overlap).toBe(1);

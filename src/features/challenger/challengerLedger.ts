@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { quoteIdent } from '../../db/sql.js';
-import type { ChallengerParams, Ledger, SiblingRun } from '../../ledger/ledger.js';
+import type { Ledger, SiblingRun } from '../../ledger/ledger.js';
+import type { ChallengerParams } from './challengerTypes.js';
 
 /** A run's challenger as the ledger holds it (sql/011_challenger.sql). */
 export type ChallengerRun = SiblingRun;

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { formatCount, formatDecimal, formatPercent } from '../../format.js';
-import { Ledger, type SiblingComparison } from '../../ledger/ledger.js';
+import { Ledger } from '../../ledger/ledger.js';
+import type { ChallengerComparison } from './challengerTypes.js';
 import type { FeatureReport, HtmlKit } from '../../report/featureReport.js';
 import { readPerformance, type PerformanceRow } from '../../report/performanceReport.js';
 import type { RunDetail } from '../../report/runsReport.js';
@@ -21,6 +22,7 @@ export interface ChallengerFacts {
 export const challengerReport: FeatureReport = {
   name: 'challenger',
   read: readChallenger,
+  analyst: (run) => ({ challenger: run.stats?.challenger ?? null }),
   showLines: (r) => {
     const lines = [...ownLines(r)];
     if (r.analyst?.challenger) lines.push('', ...formatChallenger(r.analyst.challenger));
@@ -49,7 +51,7 @@ function ownLines(r: RunDetail): string[] {
 }
 
 /** The challenger comparison as text lines (`runs show`, and the HTML page's rows). */
-export function formatChallenger(c: SiblingComparison): string[] {
+export function formatChallenger(c: ChallengerComparison): string[] {
   const num = (v: number | null, digits: number) => (v === null ? 'n/a' : v.toFixed(digits));
   return [
     `Challenger: ${c.model_name} ${c.model_version} (run ${c.run_id}), over ${formatCount(c.customers)} customers both scored`,

@@ -1,12 +1,7 @@
-import type { SiblingComparison } from '../../ledger/ledger.js';
+import type { ChallengerComparison } from './challengerTypes.js';
 import { populationStabilityIndex, psiEpsilon } from '../../stats/psi.js';
 
-/**
- * How a run's challenger scored beside it (`score_runs.stats.challenger` of the champion run, shown by
- * `runs show`), over the customers both models scored. Its `run_id` is the challenger's sibling run
- * (publish it with `scorejob publish <champion> --challenger`).
- */
-export type ChallengerComparison = SiblingComparison;
+export type { ChallengerComparison };
 
 /** The comparison from the counts one pass over both tables gives (challengerLedger.ts). */
 export function compareScores(
