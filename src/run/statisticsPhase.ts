@@ -4,7 +4,7 @@ import type { RunStats } from '../ledger/ledger.js';
 import { analyzeEarly } from '../publish/analyzeEarly.js';
 import { cutPointsFromHistogram, runBands } from '../publish/cutPoints.js';
 import { computeRunStatistics } from '../publish/runStatistics.js';
-import { psiGateBreach, rejectGateBreach, type RunStatistics } from '../stats/runStats.js';
+import { runGateRefusal, type RunStatistics } from '../stats/runStats.js';
 import type { ScoreHistogram } from '../stats/scoreCuts.js';
 import { carriedOf, type ChunkTotals, type ExecuteDeps, type RunProgress } from './runState.js';
 
@@ -37,7 +37,7 @@ export async function settleChunks(deps: ExecuteDeps, progress: RunProgress): Pr
 /**
  * The run's statistics, percentile cut points and bands and the features' parts, stored on the run
  * before its gates (a run a gate stopped can be inspected; one published by force has its ranks), then
- * the gates.
+ * the gates (runGateRefusal: a GateError with its words).
  */
 export async function runStatistics(
   deps: ExecuteDeps,
@@ -60,24 +60,19 @@ export async function runStatistics(
   const scope = Object.create(deps, { statistics: { value: statistics }, stats: { value: stats } }) as StatisticsScope;
   for (const f of deps.features) await f.statistics?.(scope);
   deps.timings.add('statistics', performance.now() - t);
-  checkGates(deps, all, totals.rejected, statistics.drift);
-  return statistics;
-}
-
-/**
- * The publish gates: too many rejects, no score at all (publishing would empty customer_scores,
- * whatever --max-reject-ratio allows), or scores drifted too far from the previous published run.
- */
-function checkGates(deps: ExecuteDeps, scored: number, rejected: number, drift: RunStatistics['drift']): void {
-  const { params, runId, ledger, log } = deps;
-  const rejectBreach = rejectGateBreach(scored, rejected, params.maxRejectRatio);
-  if (rejectBreach) throw new GateError(`${rejectBreach}; the scores are kept unpublished: see ${ledger.schema}.score_rejects for run ${runId}`);
-  const psiBreach = psiGateBreach(drift, params.maxPsi);
-  if (psiBreach) throw new GateError(`${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${runId}\`)`);
-  if (scored === 0)
-    throw new GateError(
-      `no customer could be scored (${rejected} rejected: see ${ledger.schema}.score_rejects for run ${runId}); publishing would empty customer_scores`,
-    );
+  // The publish gates (src/stats/runStats.ts), on what was just stored.
+  const { drift } = statistics;
+  const refusal = runGateRefusal({
+    scored: all,
+    rejected: totals.rejected,
+    drift,
+    maxRejectRatio: params.maxRejectRatio,
+    maxPsi: params.maxPsi,
+    schema: ledger.schema,
+    runId,
+  });
+  if (refusal) throw new GateError(refusal);
   if (params.maxPsi != null && drift.baseline_run_id === null)
-    log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+    deps.log.info({ max_psi: params.maxPsi }, 'no previous published run to compare the scores with: the PSI gate does not apply');
+  return statistics;
 }

@@ -37,3 +37,30 @@ export function psiGateBreach(d: Drift, maxPsi: number | null | undefined): stri
   if (d.psi <= maxPsi) return undefined;
   return `the scores drifted from run ${d.baseline_run_id}'s: PSI ${d.psi.toFixed(4)}, over the limit of ${maxPsi} (--max-psi)`;
 }
+
+/** What a run's publish gates look at: its counts and drift, its limits, and where its rejects are kept. */
+export interface RunGateInput {
+  scored: number;
+  rejected: number;
+  drift: Drift;
+  maxRejectRatio: number;
+  maxPsi: number | null | undefined;
+  /** The ledger's schema and the run: named in the refusal's pointer to its rejects. */
+  schema: string;
+  runId: string;
+}
+
+/**
+ * The publish gates of a run, in order: too many rejects, scores drifted too far from the previous
+ * published run, or no score at all (publishing would empty customer_scores, whatever
+ * --max-reject-ratio allows). The refusal's words, or undefined when the run may publish.
+ */
+export function runGateRefusal(g: RunGateInput): string | undefined {
+  const rejectBreach = rejectGateBreach(g.scored, g.rejected, g.maxRejectRatio);
+  if (rejectBreach) return `${rejectBreach}; the scores are kept unpublished: see ${g.schema}.score_rejects for run ${g.runId}`;
+  const psiBreach = psiGateBreach(g.drift, g.maxPsi);
+  if (psiBreach) return `${psiBreach}; the scores are kept unpublished for inspection (\`scorejob runs show ${g.runId}\`)`;
+  if (g.scored === 0)
+    return `no customer could be scored (${g.rejected} rejected: see ${g.schema}.score_rejects for run ${g.runId}); publishing would empty customer_scores`;
+  return undefined;
+}
