@@ -14,14 +14,14 @@ export function outcomeRowsSql(o: ManifestOutcomes): string {
 }
 
 /**
- * A run's scores with their bands: its history once published; a run scored beside a published run in the
- * same pass (champion_run_id) and never published itself is read from its own table, so both models are
- * judged on the same customers and the same outcomes. `run`: the run id as SQL (a parameter or a literal).
+ * A run's scores: its history once published; a run scored beside a published run in the same pass
+ * (champion_run_id) and never published itself is read from its own table, so both models are judged on
+ * the same customers and the same outcomes. `run`: the run id as SQL (a parameter or a literal).
  */
 function runScoresSql(s: string, run: string): string {
-  return `(SELECT customer_id, score, band FROM ${s}.customer_score_history WHERE run_id = ${run}
+  return `(SELECT customer_id, score FROM ${s}.customer_score_history WHERE run_id = ${run}
            UNION ALL
-           SELECT d.customer_id, d.score, r.band_names[width_bucket(d.score::float8, r.band_bounds) + 1]
+           SELECT d.customer_id, d.score
              FROM ${s}.score_data d JOIN ${s}.score_runs r ON r.run_id = d.run_id
             WHERE d.run_id = ${run} AND r.published_at IS NULL AND r.champion_run_id IS NOT NULL)`;
 }
@@ -59,31 +59,22 @@ function utcText(expr: string): string {
   return `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }
 
-/** A run and its outcome window, as signatureSql returned them. */
-export interface RunWindow {
-  runId: string;
-  opened: string;
-  closed: string;
+// The figures' two statements. The server only reads: the run's scores and the window's outcome rows, each
+// by one sequential scan, streamed by binary COPY; the job joins them by customer (customerJoin.ts), sorts
+// and sums (stats/outcomeFigures.ts). Joining (a hash of every outcome row), grouping by customer and
+// computing the bands there cost the server more than the reads themselves.
+// COPY takes no bind parameters: the run id is written from a bigint and the window's bounds are text the
+// database gave (signatureSql); identifiers went through quoteIdent where they entered.
+
+/** Each scored customer of the run (its history, carried rows of a layered run included): `customer_id int8, score float4`. */
+export function runScoresCopySql(schema: string, runId: string): string {
+  const run = `'${BigInt(runId).toString()}'::int8`;
+  return `COPY (SELECT h.customer_id::int8, h.score::float4 FROM ${runScoresSql(quoteIdent(schema), run)} h) TO STDOUT (FORMAT binary)`;
 }
 
-/**
- * Each scored customer of the run (its history, carried rows of a layered run included) with each of its
- * outcome rows in the window: `customer_id int8, score float4, band text, label boolean` (NULL: no outcome
- * row, or a NULL label), in no particular order, for readJoinedScores; a customer with several outcome rows
- * comes once per row, and readJoinedScores makes them one. The server only joins: the window's outcome rows
- * hashed by customer, the run's rows read once. Grouping the outcomes by customer here (a hash aggregate
- * over every outcome row) cost more than the rest of the statement; stats/outcomeFigures.ts sorts and sums.
- * COPY takes no bind parameters: the run id is written from a bigint and the window's bounds are text the
- * database gave (signatureSql); identifiers went through quoteIdent where they entered.
- */
-export function joinedScoresCopySql(schema: string, rows: string, w: RunWindow): string {
-  const s = quoteIdent(schema);
-  const run = `'${BigInt(w.runId).toString()}'::int8`;
-  return `COPY (
-    SELECT h.customer_id::int8, h.score::float4, h.band, o.label
-      FROM ${runScoresSql(s, run)} h
-      LEFT JOIN (SELECT src.customer_id, src.label FROM (${rows}) src
-                  WHERE src.event_at > ${quoteLiteral(w.opened)}::timestamptz AND src.event_at <= ${quoteLiteral(w.closed)}::timestamptz) o
-        ON o.customer_id = h.customer_id
+/** The outcome rows in the run's window: `customer_id int8, label boolean`, several for a customer perhaps. */
+export function windowOutcomesCopySql(rows: string, w: { opened: string; closed: string }): string {
+  return `COPY (SELECT src.customer_id, src.label FROM (${rows}) src
+                 WHERE src.customer_id IS NOT NULL AND src.event_at > ${quoteLiteral(w.opened)}::timestamptz AND src.event_at <= ${quoteLiteral(w.closed)}::timestamptz
   ) TO STDOUT (FORMAT binary)`;
 }

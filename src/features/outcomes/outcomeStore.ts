@@ -38,17 +38,19 @@ export class OutcomeStore {
   }
 
   /**
-   * The run's band names, and how many rows its scores are at most: its own and, for a layered run, those
-   * of the runs it lies on (an upper bound, to size the arrays the rows are read into).
+   * The run's bands (names and lower bounds), and how many rows its scores are at most: its own and, for a
+   * layered run, those of the runs it lies on (an upper bound, to size the arrays the rows are read into).
    */
-  async runShape(c: pg.ClientBase, runId: string): Promise<{ bandNames: string[]; rows: number }> {
-    const { rows } = await c.query<{ band_names: string[] | null; rows: string }>(
-      `SELECT r.band_names, r.rows_scored + COALESCE((SELECT sum(u.rows_scored) FROM ${this.s}.score_layers y
-                                                       JOIN ${this.s}.score_runs u ON u.run_id = y.under_run_id WHERE y.run_id = r.run_id), 0) AS rows
+  async runShape(c: pg.ClientBase, runId: string): Promise<{ bandNames: string[]; bandBounds: number[] | null; rows: number }> {
+    const { rows } = await c.query<{ band_names: string[] | null; band_bounds: number[] | null; rows: string }>(
+      `SELECT r.band_names, r.band_bounds,
+              r.rows_scored + COALESCE((SELECT sum(u.rows_scored) FROM ${this.s}.score_layers y
+                                         JOIN ${this.s}.score_runs u ON u.run_id = y.under_run_id WHERE y.run_id = r.run_id), 0) AS rows
          FROM ${this.s}.score_runs r WHERE r.run_id = $1`,
       [runId],
     );
-    return { bandNames: rows[0]?.band_names ?? [], rows: Number(rows[0]?.rows ?? 0) };
+    const r = rows[0];
+    return { bandNames: r?.band_names ?? [], bandBounds: r?.band_bounds ?? null, rows: Number(r?.rows ?? 0) };
   }
 
   /** The signature and horizon of the run's last sync, if any; with whether its estimates exist. */

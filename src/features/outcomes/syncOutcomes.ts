@@ -12,7 +12,7 @@ import { parseManifest, type Manifest } from '../../model/manifest.js';
 import type { ManifestOutcomes } from '../../model/outcomesManifest.js';
 import { outcomeFigures } from '../../stats/outcomeFigures.js';
 import { readJoinedScores } from './joinedScores.js';
-import { joinedScoresCopySql, outcomeRowsSql, signatureSql } from './outcomeSql.js';
+import { outcomeRowsSql, runScoresCopySql, signatureSql, windowOutcomesCopySql } from './outcomeSql.js';
 import { OutcomeStore, type KeptRun } from './outcomeStore.js';
 
 /** Options of `scorejob outcomes sync`. */
@@ -114,16 +114,15 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     const horizonText = (await c.query<{ h: string }>('SELECT $1::interval::text AS h', [horizon])).rows[0]?.h;
     if (last !== undefined && last.signature === signature && last.horizon === horizonText)
       return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
-    // The join hashes the window's outcome rows by customer: in memory rather than in batches spilled to
-    // disk at the default 4 MB. The planner overestimates the join's rows by orders of magnitude and JIT-
-    // compiles it, which costs more than it saves on a plain scan and hash join. For this transaction only.
-    await c.query(`SET LOCAL work_mem = '256MB'`);
+    // The statements only scan; JIT compiling them costs more than it saves.
     await c.query('SET LOCAL jit = off');
     const shape = await store.runShape(c, run.runId);
     const joined = await outcomeQuery(c, manifest.outcomes, () =>
       readJoinedScores(c, {
-        sql: joinedScoresCopySql(store.schema, rows, { runId: run.runId, opened: sig.opened, closed: sig.closed }),
+        scoresSql: runScoresCopySql(store.schema, run.runId),
+        outcomesSql: windowOutcomesCopySql(rows, sig),
         bandNames: shape.bandNames,
+        bandBounds: shape.bandBounds,
         expectedRows: shape.rows,
         absentIsNegative: manifest.outcomes.absent === 'negative' && sig.mature,
       }),
