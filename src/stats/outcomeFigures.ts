@@ -47,10 +47,9 @@ export interface SegmentFigures {
   roc: { fpr: number[]; tpr: number[] } | null;
 }
 
-// Sort keys: the score's float4 bits made order-preserving as an unsigned integer, times 2^20, plus the row's
-// label (2 bits) and band + 1 (18 bits): below 2^52, so exact in a double. One native sort of a
-// Float64Array (no comparator callback) then orders the rows by score and carries what the pass needs.
-const payloadSpan = 2 ** 20;
+// The rows are ordered by a radix sort of the scores' float4 bits made order-preserving as unsigned
+// integers, each carrying its row's label and band + 1 as label * 2^18 + band + 1: no comparator callback,
+// no index to follow afterwards.
 const bandSpan = 2 ** 18;
 const rocPoints = 50;
 
@@ -59,7 +58,7 @@ export function outcomeFigures(input: ScoredOutcomes): SegmentFigures[] {
   if (input.bandNames.length >= bandSpan - 1) throw new Error(`${input.bandNames.length} bands: at most ${bandSpan - 2} are supported`);
   const segments = countSegments(input);
   if (segments[0]!.customers === 0) return [];
-  walkScores(sortKeys(input), segments);
+  walkScores(sortRows(input), segments);
   const figures = segments.filter((s) => s.customers > 0).map((s) => s.figures());
   const bands = figures.slice(1).sort((a, b) => ((a.band ?? '') < (b.band ?? '') ? -1 : (a.band ?? '') > (b.band ?? '') ? 1 : 0));
   return [figures[0]!, ...bands];
@@ -78,19 +77,51 @@ function countSegments(input: ScoredOutcomes): Segment[] {
   return segments;
 }
 
-function sortKeys(input: ScoredOutcomes): Float64Array {
+/** The rows in increasing score: each one's ordered score bits, and its label and band. */
+interface SortedRows {
+  keys: Uint32Array;
+  payloads: Uint32Array;
+}
+
+function sortRows(input: ScoredOutcomes): SortedRows {
   const n = input.rows;
   const f32 = Float32Array.from(input.scores.subarray(0, n));
   const bits = new Uint32Array(f32.buffer);
-  const keys = new Float64Array(n);
+  const keys = new Uint32Array(n);
+  const payloads = new Uint32Array(n);
   const { labels, bands } = input;
   for (let i = 0; i < n; i++) {
     // -0 sorts (and groups) with 0, and every NaN above +Infinity, as PostgreSQL orders floats.
     const b = f32[i] === 0 ? 0 : f32[i] !== f32[i] ? 0x7fc00000 : bits[i]!;
-    const ordered = b >= 0x80000000 ? ~b >>> 0 : b + 0x80000000;
-    keys[i] = ordered * payloadSpan + labels[i]! * bandSpan + bands[i]! + 1;
+    keys[i] = b >= 0x80000000 ? ~b : b + 0x80000000;
+    payloads[i] = labels[i]! * bandSpan + bands[i]! + 1;
   }
-  return keys.sort();
+  return radixSort({ keys, payloads });
+}
+
+/** LSD radix sort on 11, 11 and 10 bits (stable); a pass whose digit is the same in every key is skipped. */
+function radixSort(rows: SortedRows): SortedRows {
+  let from = rows;
+  let to: SortedRows = { keys: new Uint32Array(rows.keys.length), payloads: new Uint32Array(rows.keys.length) };
+  for (const [shift, width] of [
+    [0, 11],
+    [11, 11],
+    [22, 10],
+  ] as const) {
+    const mask = (1 << width) - 1;
+    const starts = new Uint32Array(mask + 2);
+    const { keys, payloads } = from;
+    for (let i = 0; i < keys.length; i++) starts[((keys[i]! >>> shift) & mask) + 1]!++;
+    if (starts.includes(keys.length)) continue;
+    for (let d = 1; d < starts.length; d++) starts[d]! += starts[d - 1]!;
+    for (let i = 0; i < keys.length; i++) {
+      const at = starts[(keys[i]! >>> shift) & mask]!++;
+      to.keys[at] = keys[i]!;
+      to.payloads[at] = payloads[i]!;
+    }
+    [from, to] = [to, from];
+  }
+  return from;
 }
 
 const scratchBits = new Uint32Array(1);
@@ -106,18 +137,18 @@ function scoreOf(ordered: number): number {
  * The pass in increasing score: each run of equal scores (ties share their mean rank, and step the KS and ROC
  * together) is counted per segment, then added to each segment it touched.
  */
-function walkScores(keys: Float64Array, segments: Segment[]): void {
+function walkScores(rows: SortedRows, segments: Segment[]): void {
+  const { keys, payloads } = rows;
   const whole = segments[0]!;
   const touched = new Int32Array(segments.length);
   for (let i = 0; i < keys.length;) {
-    const ordered = Math.floor(keys[i]! / payloadSpan);
-    const groupEnd = (ordered + 1) * payloadSpan;
+    const ordered = keys[i]!;
     let nTouched = 0;
-    for (; i < keys.length && keys[i]! < groupEnd; i++) {
-      const payload = keys[i]! - ordered * payloadSpan;
-      const label = payload >= 2 * bandSpan ? unknown : payload >= bandSpan ? positive : negative;
+    for (; i < keys.length && keys[i] === ordered; i++) {
+      const payload = payloads[i]!;
+      const label = payload >>> 18;
       whole.add(label);
-      const band = payload - label * bandSpan;
+      const band = payload & (bandSpan - 1);
       if (band === 0) continue;
       const s = segments[band]!;
       if (s.groupN === 0) touched[nTouched++] = band;
@@ -198,8 +229,10 @@ class Segment {
       this.posCum += pos;
       this.negCum += m - pos;
       this.brierSum += pos * q * q + (m - pos) * p * p;
+      // Only the logarithms a term needs: a group is mostly one customer, one class.
       const c = Math.min(Math.max(p, 1e-15), 1 - 1e-15);
-      this.logLossSum -= pos * Math.log(c) + (m - pos) * Math.log(1 - c);
+      if (pos > 0) this.logLossSum -= pos * Math.log(c);
+      if (m > pos) this.logLossSum -= (m - pos) * Math.log(1 - c);
     }
     if (this.positives > 0 && negatives > 0) {
       // Every group, customers without an outcome too: a bucket of only those still has its point.
