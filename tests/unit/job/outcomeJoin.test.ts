@@ -39,12 +39,16 @@ describe('joining outcome rows to the scored customers', () => {
     expect(Array.from(labels)).toEqual([negative, unknown, negative, positive, positive, negative, unknown, unknown]);
   });
 
-  it('200,000 customers in an arbitrary order, every other one with two rows', () => {
+  it.each([
+    ['sparse keys', 1000n],
+    ['a serial key', 1n],
+  ])('200,000 customers in an arbitrary order, every other one with two rows: %s', (_, step) => {
     const n = 200_000;
     const scored = new BigInt64Array(n);
-    for (let i = 0; i < n; i++) scored[i] = BigInt((i * 7919) % n) * 1000n + 3n;
+    for (let i = 0; i < n; i++) scored[i] = BigInt((i * 7919) % n) * step - 5n;
     const rows: [bigint, Label][] = [];
     for (let i = 0; i < n; i += 2) rows.push([scored[i]!, i % 4 === 0], [scored[i]!, null]);
+    rows.push([-6n, true], [BigInt(n) * step, true]);
     const labels = joinOutcomes(scored, n, outcomes(rows));
     for (let i = 0; i < n; i += 9_973) expect(labels[i], String(i)).toBe(i % 2 === 1 ? unknown : i % 4 === 0 ? positive : negative);
     expect(labels.filter((l) => l === positive).length).toBe(n / 4);
