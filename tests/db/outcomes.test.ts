@@ -194,4 +194,47 @@ describe('scorejob outcomes sync', () => {
       c.release();
     }
   });
+
+  it('a customer with several outcome rows in the window counts once: positive if any is, else negative if any is, else without an outcome', async () => {
+    const p1 = await publishedAt(t, run1);
+    const asOf = new Date(p1.getTime() + 100 * day);
+    await t.pool.query(`CREATE TABLE repeat_outcomes AS SELECT customer_id, event_time, label FROM customer_outcomes`);
+    const window = `o.event_time > r.published_at AND o.event_time <= least(r.published_at + interval '90 days', $2)`;
+    const before = await t.pool.query<{ customer_id: string; label: boolean }>(
+      `SELECT o.customer_id::text, bool_or(o.label) AS label FROM repeat_outcomes o, scoring.score_runs r
+        WHERE r.run_id = $1 AND ${window} GROUP BY o.customer_id ORDER BY o.customer_id`,
+      [run1, asOf],
+    );
+    const [turnsPositive, staysNegative, loses] = before.rows.filter((r) => !r.label).map((r) => r.customer_id);
+    const staysPositive = before.rows.find((r) => r.label)!.customer_id;
+    const inWindow = new Date(p1.getTime() + 10 * day);
+    await t.pool.query(`UPDATE repeat_outcomes SET label = NULL WHERE customer_id = $1`, [loses]);
+    await t.pool.query(`INSERT INTO repeat_outcomes VALUES ($1, $5, true), ($2, $5, false), ($3, $5, NULL), ($4, $5, NULL), ($1, $5, false)`, [
+      turnsPositive,
+      staysPositive,
+      staysNegative,
+      loses,
+      inWindow,
+    ]);
+    await syncOutcomes(t.pool, { schema: 'scoring', modelDir: await modelWithOutcomes({ table: 'repeat_outcomes', horizon: '90 days' }), asOf });
+
+    const joined = await t.pool.query<{ p: number; y: number }>(
+      `SELECT h.score::float8 AS p, bool_or(o.label)::int AS y
+         FROM scoring.customer_score_history h JOIN repeat_outcomes o ON o.customer_id = h.customer_id JOIN scoring.score_runs r ON r.run_id = h.run_id
+        WHERE h.run_id = $1 AND ${window}
+        GROUP BY h.customer_id, h.score HAVING bool_or(o.label) IS NOT NULL`,
+      [run1, asOf],
+    );
+    const ref = reference(joined.rows);
+    const { rows } = await t.pool.query(`SELECT with_outcome, positives, auc, ks, brier FROM scoring.model_performance WHERE run_id = $1 AND band IS NULL`, [
+      run1,
+    ]);
+    expect(Number(rows[0].with_outcome)).toBe(before.rows.length - 1);
+    expect(Number(rows[0].positives)).toBe(before.rows.filter((r) => r.label).length + 1);
+    expect(Number(rows[0].with_outcome)).toBe(joined.rows.length);
+    expect(Number(rows[0].positives)).toBe(ref.positives);
+    expect(rows[0].auc).toBeCloseTo(ref.auc, 6);
+    expect(rows[0].ks).toBeCloseTo(ref.ks, 6);
+    expect(rows[0].brier).toBeCloseTo(ref.brier, 6);
+  });
 });

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteQualified } from '../../db/sql.js';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../../db/sql.js';
 import type { ManifestOutcomes } from '../../model/outcomesManifest.js';
 
 /**
@@ -14,16 +14,16 @@ export function outcomeRowsSql(o: ManifestOutcomes): string {
 }
 
 /**
- * A run's scores with their bands: its history once published; a run scored beside a published run in the
- * same pass (champion_run_id) and never published itself is read from its own table, so both models are
- * judged on the same customers and the same outcomes.
+ * A run's scores: its history once published; a run scored beside a published run in the same pass
+ * (champion_run_id) and never published itself is read from its own table, so both models are judged on
+ * the same customers and the same outcomes. `run`: the run id as SQL (a parameter or a literal).
  */
-function runScoresSql(s: string): string {
-  return `(SELECT customer_id, score, band FROM ${s}.customer_score_history WHERE run_id = $1
+function runScoresSql(s: string, run: string): string {
+  return `(SELECT customer_id, score FROM ${s}.customer_score_history WHERE run_id = ${run}
            UNION ALL
-           SELECT d.customer_id, d.score, r.band_names[width_bucket(d.score::float8, r.band_bounds) + 1]
+           SELECT d.customer_id, d.score
              FROM ${s}.score_data d JOIN ${s}.score_runs r ON r.run_id = d.run_id
-            WHERE d.run_id = $1 AND r.published_at IS NULL AND r.champion_run_id IS NOT NULL)`;
+            WHERE d.run_id = ${run} AND r.published_at IS NULL AND r.champion_run_id IS NOT NULL)`;
 }
 
 function windowSql(schema: string): string {
@@ -48,89 +48,33 @@ function windowSql(schema: string): string {
  */
 export function signatureSql(schema: string, rows: string): string {
   return `WITH run AS (${windowSql(schema)})
-    SELECT run.maturity, run.mature,
+    SELECT run.maturity, run.mature, ${utcText('run.opened')} AS opened, ${utcText('run.closed')} AS closed,
            (SELECT count(*) || ':' || COALESCE(sum(hashint8extended(src.customer_id, hashfloat8extended(date_part('epoch', src.event_at), src.label::int))), 0)
               FROM (${rows}) src WHERE src.event_at > run.opened AND src.event_at <= run.closed) || ':' || run.mature AS signature
       FROM run`;
 }
 
-/**
- * Every figure of one run, per band and for the whole run (band NULL), in one statement: the run's scores
- * (its history, carried rows of a layered run included) are joined to its matured outcomes and grouped by
- * score, so the server holds one row per distinct score, sorted once, and the client gets a row per band.
- * $4: a customer without an outcome in a mature run is a negative (manifest outcomes.absent).
- *
- * Over the scores in increasing order: m_before is the customers with an outcome scored lower, so a group's
- * mean rank is m_before + (m + 1) / 2 (ties share it) and AUC = (R+ - P(P+1)/2) / (P N); KS is the largest
- * gap of the cumulative positive and negative shares; q_before is the expected negatives scored lower, for
- * the expected AUC (stats/classification.ts expectedAuc, the same sums). Bands are score intervals, so a
- * band's running sums are the run's minus those of the bands below it: one sort serves every segment
- * (bands_overlap says if that ever stopped being true, and the sync refuses the figures).
- */
-export function figuresSql(schema: string, rows: string): string {
-  const s = quoteIdent(schema);
-  const clamp = 'least(greatest(p, 1e-15), 1 - 1e-15)';
-  return `WITH run AS (${windowSql(schema)}),
-  o AS (
-    SELECT src.customer_id, bool_or(src.label) AS label
-      FROM (${rows}) src, run
-     WHERE src.event_at > run.opened AND src.event_at <= run.closed
-     GROUP BY src.customer_id),
-  j AS (
-    SELECT h.band, h.score::float8 AS p,
-           CASE WHEN o.label IS NOT NULL THEN o.label::int WHEN $4::boolean AND (SELECT mature FROM run) THEN 0 END AS y
-      FROM ${runScoresSql(s)} h LEFT JOIN o ON o.customer_id = h.customer_id),
-  g AS (
-    SELECT p, min(band) AS band, count(*)::float8 AS n, count(y)::float8 AS m, COALESCE(sum(y), 0)::float8 AS pos
-      FROM j GROUP BY p),
-  w AS MATERIALIZED (
-    SELECT g.*, sum(m) OVER upto - m AS m_before, sum(pos) OVER upto AS pos_cum, sum(m - pos) OVER upto AS neg_cum,
-           sum(n * (1 - p)) OVER upto - n * (1 - p) AS q_before
-      FROM g WINDOW upto AS (ORDER BY p ROWS UNBOUNDED PRECEDING)),
-  bands AS MATERIALIZED (
-    SELECT b.*, sum(m_b) OVER lower - m_b AS m_off, sum(pos_b) OVER lower - pos_b AS pos_off,
-           sum(m_b - pos_b) OVER lower - (m_b - pos_b) AS neg_off, sum(q_b) OVER lower - q_b AS q_off, lag(hi) OVER lower AS prev_hi
-      FROM (SELECT band, min(p) AS lo, max(p) AS hi, sum(m) AS m_b, sum(pos) AS pos_b, sum(n * (1 - p)) AS q_b
-              FROM g WHERE band IS NOT NULL GROUP BY band) b
-    WINDOW lower AS (ORDER BY lo ROWS UNBOUNDED PRECEDING)),
-  totals AS (SELECT sum(m) AS m_total, sum(pos) AS pos_total FROM w),
-  seg AS (
-    SELECT true AS whole, NULL::text AS band, w.p, w.n, w.m, w.pos, w.m_before, w.pos_cum, w.neg_cum, w.q_before, t.m_total, t.pos_total
-      FROM w, totals t
-    UNION ALL
-    SELECT false, w.band, w.p, w.n, w.m, w.pos, w.m_before - b.m_off, w.pos_cum - b.pos_off, w.neg_cum - b.neg_off, w.q_before - b.q_off, b.m_b, b.pos_b
-      FROM w JOIN bands b ON b.band = w.band),
-  -- Per segment and decile first (one hash aggregate; every term is a sum or a max, so they compose), then
-  -- per segment with the deciles as arrays.
-  parts AS (
-    SELECT whole, band, least(9, floor(m_before * 10 / NULLIF(m_total, 0)))::int AS d,
-           sum(n) AS n, sum(m) AS m, sum(pos) AS pos, sum(m * p) AS mp, max(pos_total) AS pos_total, max(m_total) AS m_total,
-           sum(pos * (m_before + (m + 1) / 2)) AS rank_sum,
-           max(abs(pos_cum / NULLIF(pos_total, 0) - neg_cum / NULLIF(m_total - pos_total, 0))) AS ks,
-           sum(pos * (1 - p) ^ 2 + (m - pos) * p ^ 2) AS brier_sum,
-           -sum(pos * ln(${clamp}) + (m - pos) * ln(1 - ${clamp})) AS log_loss_sum,
-           sum(n * p) AS np, sum(n * (1 - p)) AS nq, sum(n * p * (1 - p)) AS npq, sum(n * p * (q_before + n * (1 - p) / 2)) AS concordant
-      FROM seg GROUP BY whole, band, d),
-  figures AS (
-    SELECT whole, band, sum(n) AS customers, sum(m) AS with_outcome, sum(pos) AS positives,
-           (sum(rank_sum) - max(pos_total) * (max(pos_total) + 1) / 2) / NULLIF(max(pos_total) * (max(m_total) - max(pos_total)), 0) AS auc,
-           max(ks) AS ks, sum(brier_sum) / NULLIF(max(m_total), 0) AS brier, sum(log_loss_sum) / NULLIF(max(m_total), 0) AS log_loss,
-           sum(np) / sum(n) AS expected_positive_rate,
-           (sum(concordant) - sum(npq) / 2) / NULLIF(sum(np) * sum(nq) - sum(npq), 0) AS estimated_auc,
-           array_agg(m::bigint ORDER BY d) FILTER (WHERE m > 0) AS decile_customers,
-           array_agg(mp / m ORDER BY d) FILTER (WHERE m > 0) AS decile_predicted,
-           array_agg(pos / m ORDER BY d) FILTER (WHERE m > 0) AS decile_observed
-      FROM parts GROUP BY whole, band),
-  roc AS (
-    -- Both rates fall as the threshold rises: a bucket's point at its highest score is its minimum of each.
-    SELECT array_agg(fpr ORDER BY fpr, tpr) AS roc_fpr, array_agg(tpr ORDER BY fpr, tpr) AS roc_tpr
-      FROM (SELECT min((m_total - pos_total - neg_cum) / (m_total - pos_total)) AS fpr, min((pos_total - pos_cum) / pos_total) AS tpr
-              FROM w, totals t WHERE pos_total > 0 AND m_total > pos_total
-             GROUP BY floor((m_before + m) * 50 / m_total)) x)
-  SELECT f.band, f.whole, f.customers::bigint, f.with_outcome::bigint, f.positives::bigint, f.auc, f.ks, f.brier, f.log_loss,
-         f.expected_positive_rate, f.estimated_auc, f.decile_customers, f.decile_predicted, f.decile_observed,
-         CASE WHEN f.whole THEN (SELECT roc_fpr FROM roc) END AS roc_fpr, CASE WHEN f.whole THEN (SELECT roc_tpr FROM roc) END AS roc_tpr,
-         (SELECT COALESCE(bool_or(lo <= prev_hi), false) FROM bands) AS bands_overlap
-    FROM figures f
-   ORDER BY f.whole DESC, f.band`;
+/** A timestamptz as ISO 8601 text in UTC to the microsecond: read back exactly whatever the session's DateStyle and TimeZone. */
+function utcText(expr: string): string {
+  return `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
+// The figures' two statements. The server only reads: the run's scores and the window's outcome rows, each
+// by one sequential scan, streamed by binary COPY; the job joins them by customer (customerJoin.ts), sorts
+// and sums (stats/outcomeFigures.ts). Joining (a hash of every outcome row), grouping by customer and
+// computing the bands there cost the server more than the reads themselves.
+// COPY takes no bind parameters: the run id is written from a bigint and the window's bounds are text the
+// database gave (signatureSql); identifiers went through quoteIdent where they entered.
+
+/** Each scored customer of the run (its history, carried rows of a layered run included): `customer_id int8, score float4`. */
+export function runScoresCopySql(schema: string, runId: string): string {
+  const run = `'${BigInt(runId).toString()}'::int8`;
+  return `COPY (SELECT h.customer_id::int8, h.score::float4 FROM ${runScoresSql(quoteIdent(schema), run)} h) TO STDOUT (FORMAT binary)`;
+}
+
+/** The outcome rows in the run's window: `customer_id int8, label boolean`, several for a customer perhaps. */
+export function windowOutcomesCopySql(rows: string, w: { opened: string; closed: string }): string {
+  return `COPY (SELECT src.customer_id, src.label FROM (${rows}) src
+                 WHERE src.customer_id IS NOT NULL AND src.event_at > ${quoteLiteral(w.opened)}::timestamptz AND src.event_at <= ${quoteLiteral(w.closed)}::timestamptz
+  ) TO STDOUT (FORMAT binary)`;
 }

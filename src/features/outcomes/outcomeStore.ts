@@ -1,33 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../../db/sql.js';
-
-/** One band's figures (band undefined: the whole run), as the figures statement returns them. */
-export interface BandFigures {
-  band: string | null;
-  whole: boolean;
-  customers: string;
-  with_outcome: string;
-  positives: string;
-  auc: number | null;
-  ks: number | null;
-  brier: number | null;
-  log_loss: number | null;
-  expected_positive_rate: number | null;
-  estimated_auc: number | null;
-  decile_customers: (string | null)[] | null;
-  decile_predicted: (number | null)[] | null;
-  decile_observed: (number | null)[] | null;
-  roc_fpr: number[] | null;
-  roc_tpr: number[] | null;
-  /** Two bands' score ranges overlap: the band figures' shortcut (bands are score intervals) does not hold. */
-  bands_overlap: boolean;
-}
-
-/** The figures computed in TypeScript from the decile bins. */
-export interface DerivedFigures {
-  ece: number | null;
-  topDecileLift: number | null;
-}
+import type { SegmentFigures } from '../../stats/outcomeFigures.js';
 
 /** A run a sync visits: a kept, published run of the model. */
 export interface KeptRun {
@@ -64,6 +37,22 @@ export class OutcomeStore {
     return rows.map((r) => ({ runId: r.run_id, publishedAt: r.published_at }));
   }
 
+  /**
+   * The run's bands (names and lower bounds), and how many rows its scores are at most: its own and, for a
+   * layered run, those of the runs it lies on (an upper bound, to size the arrays the rows are read into).
+   */
+  async runShape(c: pg.ClientBase, runId: string): Promise<{ bandNames: string[]; bandBounds: number[] | null; rows: number }> {
+    const { rows } = await c.query<{ band_names: string[] | null; band_bounds: number[] | null; rows: string }>(
+      `SELECT r.band_names, r.band_bounds,
+              r.rows_scored + COALESCE((SELECT sum(u.rows_scored) FROM ${this.s}.score_layers y
+                                         JOIN ${this.s}.score_runs u ON u.run_id = y.under_run_id WHERE y.run_id = r.run_id), 0) AS rows
+         FROM ${this.s}.score_runs r WHERE r.run_id = $1`,
+      [runId],
+    );
+    const r = rows[0];
+    return { bandNames: r?.band_names ?? [], bandBounds: r?.band_bounds ?? null, rows: Number(r?.rows ?? 0) };
+  }
+
   /** The signature and horizon of the run's last sync, if any; with whether its estimates exist. */
   async lastSync(c: pg.ClientBase, runId: string): Promise<{ signature: string; horizon: string } | undefined> {
     const { rows } = await c.query<{ signature: string; horizon: string }>(
@@ -81,9 +70,9 @@ export class OutcomeStore {
   async replace(
     c: pg.ClientBase,
     sync: { runId: string; modelName: string; publishedAt: Date; horizon: string; asOf: Date; maturity: number; signature: string },
-    figures: readonly (BandFigures & DerivedFigures)[],
+    figures: readonly SegmentFigures[],
   ): Promise<void> {
-    const whole = figures.find((f) => f.whole);
+    const whole = figures.find((f) => f.band === null);
     await c.query(`DELETE FROM ${this.s}.outcome_performance WHERE run_id = $1`, [sync.runId]);
     await c.query(
       `INSERT INTO ${this.s}.outcome_syncs (run_id, model_name, published_at, horizon, as_of, maturity, signature, roc_fpr, roc_tpr)
@@ -91,10 +80,9 @@ export class OutcomeStore {
        ON CONFLICT (run_id) DO UPDATE SET model_name = EXCLUDED.model_name, published_at = EXCLUDED.published_at, horizon = EXCLUDED.horizon,
          as_of = EXCLUDED.as_of, maturity = EXCLUDED.maturity, signature = EXCLUDED.signature, synced_at = now(),
          roc_fpr = EXCLUDED.roc_fpr, roc_tpr = EXCLUDED.roc_tpr`,
-      [sync.runId, sync.modelName, sync.publishedAt, sync.horizon, sync.asOf, sync.maturity, sync.signature, whole?.roc_fpr ?? null, whole?.roc_tpr ?? null],
+      [sync.runId, sync.modelName, sync.publishedAt, sync.horizon, sync.asOf, sync.maturity, sync.signature, whole?.roc?.fpr ?? null, whole?.roc?.tpr ?? null],
     );
     for (const f of figures) {
-      const covered = Number(f.with_outcome);
       await c.query(
         `INSERT INTO ${this.s}.outcome_performance (run_id, band, model_name, customers, with_outcome, positives, coverage, auc, gini, ks, brier, log_loss,
            top_decile_lift, ece, decile_customers, decile_predicted, decile_observed)
@@ -104,24 +92,24 @@ export class OutcomeStore {
           f.band,
           sync.modelName,
           f.customers,
-          f.with_outcome,
+          f.withOutcome,
           f.positives,
-          Number(f.customers) > 0 ? covered / Number(f.customers) : null,
+          f.customers > 0 ? f.withOutcome / f.customers : null,
           f.auc,
           f.ks,
           f.brier,
-          f.log_loss,
+          f.logLoss,
           f.topDecileLift,
           f.ece,
-          f.decile_customers,
-          f.decile_predicted,
-          f.decile_observed,
+          f.deciles?.customers ?? null,
+          f.deciles?.predicted ?? null,
+          f.deciles?.observed ?? null,
         ],
       );
       await c.query(
         `INSERT INTO ${this.s}.outcome_estimates (run_id, band, model_name, customers, expected_positive_rate, estimated_auc)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, (COALESCE(band, ''))) DO NOTHING`,
-        [sync.runId, f.band, sync.modelName, f.customers, f.expected_positive_rate, f.estimated_auc],
+        [sync.runId, f.band, sync.modelName, f.customers, f.expectedPositiveRate, f.estimatedAuc],
       );
     }
   }

@@ -10,9 +10,10 @@ import { UsageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { parseManifest, type Manifest } from '../../model/manifest.js';
 import type { ManifestOutcomes } from '../../model/outcomesManifest.js';
-import { expectedCalibrationError, topBinLift, type CalibrationBin } from '../../stats/classification.js';
-import { figuresSql, outcomeRowsSql, signatureSql } from './outcomeSql.js';
-import { OutcomeStore, type BandFigures, type DerivedFigures, type KeptRun } from './outcomeStore.js';
+import { outcomeFigures } from '../../stats/outcomeFigures.js';
+import { readJoinedScores } from './joinedScores.js';
+import { outcomeRowsSql, runScoresCopySql, signatureSql, windowOutcomesCopySql } from './outcomeSql.js';
+import { OutcomeStore, type KeptRun } from './outcomeStore.js';
 
 /** Options of `scorejob outcomes sync`. */
 export interface SyncOptions {
@@ -102,7 +103,7 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', ['scorejob outcomes', store.schema]);
     const sig = (
       await outcomeQuery(c, manifest.outcomes, () =>
-        c.query<{ maturity: number; mature: boolean; signature: string }>(signatureSql(store.schema, rows), params),
+        c.query<{ maturity: number; mature: boolean; opened: string; closed: string; signature: string }>(signatureSql(store.schema, rows), params),
       )
     ).rows[0];
     if (sig === undefined) throw new Error(`run ${run.runId} vanished from ${store.schema}.score_runs during the sync`);
@@ -113,43 +114,28 @@ async function syncRun(c: pg.ClientBase, step: RunStep): Promise<RunSync> {
     const horizonText = (await c.query<{ h: string }>('SELECT $1::interval::text AS h', [horizon])).rows[0]?.h;
     if (last !== undefined && last.signature === signature && last.horizon === horizonText)
       return { runId: run.runId, maturity: sig.maturity, outcome: 'unchanged' };
-    // The figures sort and hash one row per distinct score and band (about two per customer): in memory
-    // rather than spilled to disk at the default 4 MB, for this transaction only.
-    await c.query(`SET LOCAL work_mem = '256MB'`);
-    const figures = (
-      await outcomeQuery(c, manifest.outcomes, () => c.query<BandFigures>(figuresSql(store.schema, rows), [...params, manifest.outcomes.absent === 'negative']))
-    ).rows;
-    if (figures.some((f) => f.bands_overlap))
-      throw new Error(`run ${run.runId}: its bands' score ranges overlap, so per-band figures cannot be computed from the run's one ordering`);
-    const derived = figures.map((f) => ({ ...withoutEmptyDeciles(f), ...derive(f) }));
+    // The statements only scan; JIT compiling them costs more than it saves.
+    await c.query('SET LOCAL jit = off');
+    const shape = await store.runShape(c, run.runId);
+    const joined = await outcomeQuery(c, manifest.outcomes, () =>
+      readJoinedScores(c, {
+        scoresSql: runScoresCopySql(store.schema, run.runId),
+        outcomesSql: windowOutcomesCopySql(rows, sig),
+        bandNames: shape.bandNames,
+        bandBounds: shape.bandBounds,
+        expectedRows: shape.rows,
+        absentIsNegative: manifest.outcomes.absent === 'negative' && sig.mature,
+      }),
+    );
+    const figures = outcomeFigures(joined);
     await store.replace(
       c,
       { runId: run.runId, modelName: manifest.name, publishedAt: run.publishedAt, horizon, asOf, maturity: sig.maturity, signature },
-      derived,
+      figures,
     );
-    const whole = figures.find((f) => f.whole);
-    return { runId: run.runId, maturity: sig.maturity, outcome: 'synced', withOutcome: Number(whole?.with_outcome ?? 0), auc: whole?.auc ?? null };
+    const whole = figures.find((f) => f.band === null);
+    return { runId: run.runId, maturity: sig.maturity, outcome: 'synced', withOutcome: whole?.withOutcome ?? 0, auc: whole?.auc ?? null };
   });
-}
-
-/** The deciles that hold customers: a segment with fewer than ten customers with an outcome has empty ones. */
-function withoutEmptyDeciles(f: BandFigures): BandFigures {
-  const keep = (f.decile_customers ?? []).map((n, i) => (n !== null && Number(n) > 0 ? i : -1)).filter((i) => i >= 0);
-  const pick = <T>(a: T[] | null) => (a === null || keep.length === 0 ? null : keep.map((i) => a[i] as T));
-  return { ...f, decile_customers: pick(f.decile_customers), decile_predicted: pick(f.decile_predicted), decile_observed: pick(f.decile_observed) };
-}
-
-/** ECE and top-decile lift from the ten bins the statement returns. */
-function derive(raw: BandFigures): DerivedFigures {
-  const f = withoutEmptyDeciles(raw);
-  const bins: CalibrationBin[] = (f.decile_customers ?? []).map((n, i) => ({
-    customers: Number(n),
-    predicted: f.decile_predicted?.[i] ?? 0,
-    observed: f.decile_observed?.[i] ?? 0,
-  }));
-  const ece = expectedCalibrationError(bins);
-  const lift = topBinLift(bins);
-  return { ece: Number.isFinite(ece) ? ece : null, topDecileLift: Number.isFinite(lift) ? lift : null };
 }
 
 /** A missing outcomes table or column is the manifest's to fix: one line naming the field and the database. */
