@@ -103,17 +103,15 @@ async function checkColumns(client: pg.ClientBase, model: LoadedModel, columns: 
 }
 
 async function discoverValues(client: pg.ClientBase, source: { table: string }, columns: readonly string[], log: Logger): Promise<SegmentsParams['columns']> {
-  const out: SegmentsParams['columns'] = [];
-  for (const column of columns) {
-    const found = await sourceSegmentValues(client, source, column, maxSegmentValues);
-    if (found.more)
+  const found = await sourceSegmentValues(client, source, columns, maxSegmentValues);
+  return columns.map((column, k) => {
+    if (found[k]!.more)
       log.warn(
         { segment: column, segment_values: maxSegmentValues },
         `segment column ${column} has more than ${maxSegmentValues} values: the ${maxSegmentValues} with the most rows are segments, the others count together as ${column}=(other)`,
       );
-    out.push({ column, values: found.values });
-  }
-  return out;
+    return { column, values: found[k]!.values };
+  });
 }
 
 /** The chunk read with each segment column read as text (matched against its values) and counted beside the chunk. */
