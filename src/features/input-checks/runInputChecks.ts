@@ -21,7 +21,7 @@ export interface InputCheckRun {
 }
 
 /**
- * The manifest's input checks, in the run's snapshot, before the run plans its chunks (so before its
+ * The manifest's input checks, in the run's snapshot, while the run plans its chunks (before the plan is recorded or its
  * score table exists). Every result is recorded on the run (run_input_checks); a failed check that was
  * not skipped throws {@link InputCheckError} (the run fails, kind input_check). The source is read at
  * most twice, at the same time on two connections in the snapshot: one aggregate scan gives the row count
