@@ -114,14 +114,21 @@ async function discoverValues(client: pg.ClientBase, source: { table: string }, 
   });
 }
 
-/** The chunk read with each segment column read as text (matched against its values) and counted beside the chunk. */
+/**
+ * The chunk read with each segment column counted beside the chunk. A segment column that is also a
+ * category feature whose categories hold every one of the segment's values is counted from the feature's
+ * column (read once); any other is read as text of its own, matched against its values.
+ */
 function segmentRead(read: ChunkRead, s: ChunkReadScope, d: { params: SegmentsParams; layout: SegmentLayout }): ChunkRead {
   const before = read.columns.length;
-  const own: ColumnSpec[] = d.params.columns.map((c) => ({ name: c.column, kind: 'category', categories: c.values }));
-  const counter = new SegmentCounter(
-    d.layout,
-    own.map((_, k) => before + k),
-  );
+  const own: ColumnSpec[] = [];
+  const batchColumn = d.params.columns.map((c) => {
+    const shared = read.columns.findIndex((f) => f.name === c.column && f.kind === 'category' && c.values.every((v) => f.categories?.includes(v)));
+    if (shared >= 0) return shared;
+    own.push({ name: c.column, kind: 'category', categories: c.values });
+    return before + own.length - 1;
+  });
+  const counter = new SegmentCounter(d.layout, batchColumn);
   const inner = read.transform;
   const store = new SegmentStore(s.ledger.schema);
   const sidecar: ChunkSidecar = {
