@@ -92,7 +92,7 @@ export interface RunFeature {
   beforePlan?(scope: RunScope): Promise<void>;
   /** An empty source may still be a run worth publishing (every score carried from an earlier run). */
   readonly allowsEmptySource?: boolean;
-  /** In the run's snapshot, before the run plans its chunks (a resume of a planned run skips it): checks that can refuse the run. */
+  /** In the run's snapshot, while the run plans its chunks, before the plan is recorded (a resume of a planned run skips it): checks that can refuse the run. */
   planning?(scope: RunScope, snapshotId: string): Promise<void>;
   /** In the plan's transaction: rows of its own per chunk. */
   planned?(c: pg.ClientBase, scope: RunScope, chunks: readonly (PlannedChunk & { rows: number })[]): Promise<void>;

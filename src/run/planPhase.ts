@@ -39,10 +39,13 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
     await view.recount(await ledger.pendingChunks(deps.client, runId));
     return undefined;
   }
-  // Checks of the source that can refuse the run, in its snapshot, before the plan's pass over the keys.
-  for (const f of deps.features) await f.planning?.(deps, view.snapshotId);
+  // Checks of the source that can refuse the run, in its snapshot, while the plan passes over the keys
+  // (connections of their own): nothing is recorded before both are done, and a refusal comes first.
   const t0 = performance.now();
-  const plan = await view.plan(params.chunkSize);
+  const [checked, planned] = await Promise.allSettled([planningChecks(deps, view.snapshotId), view.plan(params.chunkSize)]);
+  if (checked.status === 'rejected') throw checked.reason;
+  if (planned.status === 'rejected') throw planned.reason;
+  const plan = planned.value;
   // The start-up check refused NULL keys; these appeared since (in the run's snapshot): still no row goes unaccounted for.
   if (plan.nullKeys > 0) throw new RunFailedError(nullKeysProblem(params.source.table, params.source.key, plan.nullKeys), runId);
   if (plan.rows === 0 && !deps.features.some((f) => f.allowsEmptySource)) throw new EmptySourceError(params.source.table, runId);
@@ -54,4 +57,8 @@ async function ensurePlanned(deps: ExecuteDeps, view: SourceView): Promise<numbe
   deps.timings.add('plan', performance.now() - t0);
   log.info({ chunks: plan.chunks.length, source_rows: plan.rows }, `run ${runId} planned: ${plan.rows} customers in ${plan.chunks.length} chunks`);
   return plan.rows;
+}
+
+async function planningChecks(deps: ExecuteDeps, snapshotId: string): Promise<void> {
+  for (const f of deps.features) await f.planning?.(deps, snapshotId);
 }

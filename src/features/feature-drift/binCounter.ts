@@ -33,33 +33,17 @@ export function countBatch(batch: ColumnBatch, features: readonly FeatureDistrib
 
 function countColumn(col: RawColumn, d: FeatureDistribution, rows: number, counts: Float64Array, at: number): void {
   const nullBin = at + binCount(d) - 1;
-  const { nulls } = col;
   if (d.kind === 'numeric') {
     if (col.kind !== 'float8') return;
-    if (d.edges.length > 15) return countNumericWide(col.values, nulls, d.edges, rows, counts, at, nullBin);
-    const { values } = col;
-    // Edges padded to 15 with +Infinity: a fixed four-step, branchless search (shifts, no mispredicted branch per row).
-    const e = new Float64Array(15).fill(Infinity);
-    e.set(d.edges);
-    const n = d.edges.length;
-    for (let r = 0; r < rows; r++) {
-      const v = values[r]!;
-      let i = +(e[7]! <= v) << 3;
-      i += +(e[i + 3]! <= v) << 2;
-      i += +(e[i + 1]! <= v) << 1;
-      i += +(e[i]! <= v);
-      // NaN compares false everywhere, but PostgreSQL's width_bucket puts it (and +Infinity) in the last bin.
-      if (i > n || v !== v) i = n;
-      counts[nulls[r] ? nullBin : at + i]! += 1;
-    }
-    return;
+    if (d.edges.length > 15) return countNumericWide(col.values, col.nulls, d.edges, rows, counts, at, nullBin);
+    return countNumeric(col.values, col.nulls, d.edges, rows, counts, at, nullBin);
   }
   const other = at + d.categories.length;
   if (col.kind === 'bool') {
     const t = d.categories.indexOf('true');
     const f = d.categories.indexOf('false');
-    for (let r = 0; r < rows; r++) counts[nulls[r] ? nullBin : col.values[r] ? (t < 0 ? other : at + t) : f < 0 ? other : at + f]! += 1;
-    return;
+    // Each kind's loop is a function of its own: one array type per loop, so each stays monomorphic.
+    return countCodes(col.values, col.nulls, Int32Array.of(f < 0 ? other : at + f, t < 0 ? other : at + t), other, nullBin, rows, counts);
   }
   if (col.kind !== 'category') return;
   // The reader's codes index the manifest's categories; the baseline's may be ordered differently (or older).
@@ -67,7 +51,48 @@ function countColumn(col: RawColumn, d: FeatureDistribution, rows: number, count
     const i = d.categories.indexOf(c);
     return i < 0 ? other : at + i;
   });
-  const { codes } = col;
+  countCodes(col.codes, col.nulls, toBin, other, nullBin, rows, counts);
+}
+
+/**
+ * Numbers into at most 16 bins: edges padded to 15 with +Infinity, a fixed four-step, branchless search
+ * (shifts, no mispredicted branch per row).
+ */
+function countNumeric(
+  values: Float64Array,
+  nulls: Uint8Array,
+  edges: readonly number[],
+  rows: number,
+  counts: Float64Array,
+  at: number,
+  nullBin: number,
+): void {
+  const e = new Float64Array(15).fill(Infinity);
+  e.set(edges);
+  const n = edges.length;
+  const e7 = e[7]!;
+  for (let r = 0; r < rows; r++) {
+    const v = values[r]!;
+    let i = +(e7 <= v) << 3;
+    i += +(e[i + 3]! <= v) << 2;
+    i += +(e[i + 1]! <= v) << 1;
+    i += +(e[i]! <= v);
+    // NaN compares false everywhere, but PostgreSQL's width_bucket puts it (and +Infinity) in the last bin.
+    if (i > n || v !== v) i = n;
+    counts[nulls[r] ? nullBin : at + i]! += 1;
+  }
+}
+
+/** Codes (a category's, or a boolean's 0 and 1) into bins through `toBin`; a negative code is "other". */
+function countCodes(
+  codes: Int32Array | Uint8Array,
+  nulls: Uint8Array,
+  toBin: Int32Array,
+  other: number,
+  nullBin: number,
+  rows: number,
+  counts: Float64Array,
+): void {
   for (let r = 0; r < rows; r++) {
     const code = codes[r]!;
     counts[nulls[r] ? nullBin : code < 0 ? other : toBin[code]!]! += 1;

@@ -3,7 +3,7 @@ import { inSnapshot } from '../../db/snapshot.js';
 import { InputCheckError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { InputChecks } from '../../model/manifestInputs.js';
-import { checkAssertion, checkNullRates, checkRowCount, describeFailures, skipped, type Baseline, type CheckResult } from './evaluate.js';
+import { checkAssertion, checkNullRates, checkRowCount, describeFailures, skipped, type CheckResult } from './evaluate.js';
 import { countNulls, countRows, lastPublishedFullRun, runAssertion } from './measure.js';
 import { recordChecks } from './recordChecks.js';
 import type { SkippedCheck } from './skipChecks.js';
@@ -21,32 +21,19 @@ export interface InputCheckRun {
 }
 
 /**
- * The manifest's input checks, in the run's snapshot, before the run plans its chunks (so before its
+ * The manifest's input checks, in the run's snapshot, while the run plans its chunks (before the plan is recorded or its
  * score table exists). Every result is recorded on the run (run_input_checks); a failed check that was
- * not skipped throws {@link InputCheckError} (the run fails, kind input_check). The row count comes
- * first, from a count(*) in the snapshot (an index-only scan where the visibility map allows), and fails
- * at once: a third of the source missing is refused before the NULL scan and the plan's pass over the keys.
- * An only-new run compares nothing with a full run: it runs the assertions only.
+ * not skipped throws {@link InputCheckError} (the run fails, kind input_check). The source is read at
+ * most twice, at the same time on two connections in the snapshot: one aggregate scan gives the row count
+ * and every feature's NULLs (a count(*) alone when the NULL rates are not checked), and the assertions run
+ * one after another on the other connection. A failed row count is the only result then (a third of
+ * the source missing says everything). An only-new run compares nothing with a full run: it runs the
+ * assertions only.
  */
 export async function runInputChecks(run: InputCheckRun, snapshotId: string): Promise<void> {
   const checks = run.model.manifest.checks;
   if (checks === undefined) return;
-  const skips = new Map((run.params.skipChecks ?? []).map((s) => [s.name, s.reason]));
-  const onlyNew = run.params.onlyNew !== undefined && run.params.onlyNew !== null;
-  const results = await withSnapshot(run, snapshotId, async (c) => {
-    const out: CheckResult[] = [];
-    const baseline =
-      onlyNew || (!checks.rowCount && !checks.nullRate)
-        ? undefined
-        : await lastPublishedFullRun(run.client, run.config.schema, run.model.manifest.name, run.runId);
-    const skip = (name: string) => (skips.has(name) ? skipped(name, skips.get(name)!) : undefined);
-    if (checks.rowCount && !onlyNew)
-      out.push(skip('row_count') ?? checkRowCount(await countRows(c, run.params.source.table), baseline, checks.rowCount.maxChange));
-    if (out.some((r) => r.outcome === 'failed')) return out;
-    if (checks.nullRate && !onlyNew) out.push(skip('null_rate') ?? (await nullRates(c, run, baseline, checks.nullRate.maxChangePp)));
-    for (const a of checks.assertions) out.push(skip(a.name) ?? (await assertion(c, a.name, a.sql)));
-    return out;
-  });
+  const results = await measureChecks(run, checks, snapshotId);
   await recordChecks(run.client, run.config.schema, run.runId, results);
   const failed = results.filter((r) => r.outcome === 'failed');
   run.log[failed.length > 0 ? 'warn' : 'info'](
@@ -60,6 +47,46 @@ export async function runInputChecks(run: InputCheckRun, snapshotId: string): Pr
     );
 }
 
+/** Every check's result, in the manifest's order: row_count, null_rate, the assertions. */
+async function measureChecks(run: InputCheckRun, checks: InputChecks, snapshotId: string): Promise<CheckResult[]> {
+  const skips = new Map((run.params.skipChecks ?? []).map((s) => [s.name, s.reason]));
+  const skip = (name: string) => (skips.has(name) ? skipped(name, skips.get(name)!) : undefined);
+  const onlyNew = run.params.onlyNew !== undefined && run.params.onlyNew !== null;
+  const rowCount = checks.rowCount && !onlyNew ? checks.rowCount : undefined;
+  const nullRate = checks.nullRate && !onlyNew ? checks.nullRate : undefined;
+  const countRowsNow = rowCount !== undefined && !skips.has('row_count');
+  const countNullsNow = nullRate !== undefined && !skips.has('null_rate');
+  const asserted = checks.assertions.filter((a) => !skips.has(a.name));
+  const [baseline, counted, assertions] = await Promise.all([
+    rowCount || nullRate ? lastPublishedFullRun(run.client, run.config.schema, run.model.manifest.name, run.runId) : undefined,
+    countRowsNow || countNullsNow ? withSnapshot(run, snapshotId, (c) => countSource(c, run, countNullsNow)) : undefined,
+    asserted.length > 0 ? withSnapshot(run, snapshotId, (c) => runAssertions(c, asserted)) : new Map<string, CheckResult>(),
+  ]);
+  const out: CheckResult[] = [];
+  if (rowCount) out.push(skip('row_count') ?? checkRowCount(counted!.rows, baseline, rowCount.maxChange));
+  if (out.some((r) => r.outcome === 'failed')) return out;
+  if (nullRate) out.push(skip('null_rate') ?? checkNullRates(counted!.rows, counted!.nulls, baseline, nullRate.maxChangePp));
+  for (const a of checks.assertions) out.push(skip(a.name) ?? assertions.get(a.name)!);
+  return out;
+}
+
+/** The source's rows, and each feature's NULLs when `nulls` (one scan). */
+async function countSource(c: pg.ClientBase, run: InputCheckRun, nulls: boolean): Promise<{ rows: number; nulls: Map<string, number> }> {
+  const table = run.params.source.table;
+  if (!nulls) return { rows: await countRows(c, table), nulls: new Map() };
+  return countNulls(
+    c,
+    table,
+    run.model.manifest.features.map((f) => f.column),
+  );
+}
+
+async function runAssertions(c: pg.ClientBase, asserted: readonly { name: string; sql: string }[]): Promise<Map<string, CheckResult>> {
+  const out = new Map<string, CheckResult>();
+  for (const a of asserted) out.set(a.name, await assertion(c, a.name, a.sql));
+  return out;
+}
+
 async function withSnapshot<T>(run: InputCheckRun, snapshotId: string, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
   const c = await run.pool.connect();
   try {
@@ -67,12 +94,6 @@ async function withSnapshot<T>(run: InputCheckRun, snapshotId: string, fn: (c: p
   } finally {
     c.release();
   }
-}
-
-async function nullRates(c: pg.ClientBase, run: InputCheckRun, baseline: Baseline | undefined, maxChangePp: number): Promise<CheckResult> {
-  const columns = run.model.manifest.features.map((f) => f.column);
-  const counted = await countNulls(c, run.params.source.table, columns);
-  return checkNullRates(counted.rows, counted.nulls, baseline, maxChangePp);
 }
 
 /** An assertion whose query fails is a failed check naming the error (a savepoint keeps the snapshot's transaction usable). */

@@ -51,6 +51,8 @@ export class SegmentCounter {
   /** The batch row of each accepted row (unused while every row was accepted). */
   private rowOf = new Int32Array(0);
   private everyRow = true;
+  /** Per batch column's categories: the slot of each code (see columnOf). */
+  private readonly slotMaps = new Map<readonly string[], Int32Array>();
 
   constructor(
     private readonly layout: SegmentLayout,
@@ -75,7 +77,7 @@ export class SegmentCounter {
     for (let r = 0; r < rows; r++) if (j < accepted && all[2 * r] === kept[2 * j] && all[2 * r + 1] === kept[2 * j + 1]) rowOf[j++] = r;
     // The rejected rows are those between the accepted ones: a reject of its segment in every column.
     for (let k = 0; k < this.batchColumn.length; k++) {
-      const { nulls, codes, nullSlot, otherSlot, first } = this.columnOf(batch, k);
+      const { nulls, codes, nullSlot, slotOf } = this.columnOf(batch, k);
       const { stride } = this.layout;
       let next = 0;
       for (let r = 0; r < rows; r++) {
@@ -83,8 +85,7 @@ export class SegmentCounter {
           next++;
           continue;
         }
-        const code = codes[r]!;
-        this.counts[(nulls[r] ? nullSlot : code < 0 ? otherSlot : first + code) * stride + rejectsAt]! += 1;
+        this.counts[(nulls[r] ? nullSlot : slotOf[codes[r]! + 1]!) * stride + rejectsAt]! += 1;
       }
     }
   }
@@ -99,11 +100,10 @@ export class SegmentCounter {
     const everyRow = this.everyRow;
     for (let k = 0; k < this.batchColumn.length; k++) {
       // Per column, not per row: the loop below reads only typed arrays and numbers.
-      const { nulls, codes, nullSlot, otherSlot, first } = this.columnOf(batch, k);
+      const { nulls, codes, nullSlot, slotOf } = this.columnOf(batch, k);
       for (let j = 0; j < rows; j++) {
         const r = everyRow ? j : rowOf[j]!;
-        const code = codes[r]!;
-        const at = (nulls[r] ? nullSlot : code < 0 ? otherSlot : first + code) * stride;
+        const at = (nulls[r] ? nullSlot : slotOf[codes[r]! + 1]!) * stride;
         const s = scores[j]!;
         if (!Number.isFinite(s)) {
           counts[at + rejectsAt]! += 1;
@@ -122,13 +122,28 @@ export class SegmentCounter {
     }
   }
 
-  /** Segment column k as the loops read it: its NULLs and codes, and its value, NULL and other slots. */
-  private columnOf(batch: ColumnBatch, k: number): { nulls: Uint8Array; codes: Int32Array; first: number; nullSlot: number; otherSlot: number } {
+  /**
+   * Segment column k as the loops read it: its NULLs and codes, its NULL slot, and the slot of each code
+   * (`slotOf[code + 1]`: a code of -1, a value not in the column's categories, is "other"). The batch
+   * column's categories may be the segment's values (a column of its own) or a feature's categories that
+   * hold every one of them (the feature's column, read once for both); other categories count as "other".
+   */
+  private columnOf(batch: ColumnBatch, k: number): { nulls: Uint8Array; codes: Int32Array; nullSlot: number; slotOf: Int32Array } {
     const col = batch.columns[this.batchColumn[k]!]!;
     const first = this.layout.firstSlot[k]!;
-    const known = this.layout.columns[k]!.values.length;
+    const values = this.layout.columns[k]!.values;
+    const nullSlot = first + values.length;
     // A column always read as text is a category column; anything else counts as "other".
-    const codes = col.kind === 'category' ? col.codes : new Int32Array(batch.capacity).fill(-1);
-    return { nulls: col.nulls, codes, first, nullSlot: first + known, otherSlot: first + known + 1 };
+    if (col.kind !== 'category') return { nulls: col.nulls, codes: new Int32Array(batch.capacity).fill(-1), nullSlot, slotOf: Int32Array.of(nullSlot + 1) };
+    let slotOf = this.slotMaps.get(col.categories);
+    if (!slotOf) {
+      const index = new Map(values.map((v, i) => [v, i]));
+      slotOf = Int32Array.from([null, ...col.categories], (c) => {
+        const i = c === null ? undefined : index.get(c);
+        return i === undefined ? nullSlot + 1 : first + i;
+      });
+      this.slotMaps.set(col.categories, slotOf);
+    }
+    return { nulls: col.nulls, codes: col.codes, nullSlot, slotOf };
   }
 }

@@ -61,18 +61,27 @@ export class SegmentStore {
 
 /**
  * Each segment column's values in the source, most rows first, at most `limit` (the rest count as
- * "other"); `more` says there were more. Read as text, as the chunks read the column.
+ * "other"); `more` says there were more. Read as text, as the chunks read the columns. One scan of the
+ * source for all the columns: it groups by every column at once (a parallel aggregate, like a single
+ * column's), then sums those groups per column.
  */
 export async function sourceSegmentValues(
   c: pg.ClientBase,
   source: { table: string },
-  column: string,
+  columns: readonly string[],
   limit: number,
-): Promise<{ values: string[]; more: boolean }> {
-  const col = quoteIdent(column);
-  const { rows } = await c.query<{ v: string }>(
-    `SELECT ${col}::text AS v FROM ${quoteQualified(source.table)} WHERE ${col} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT $1`,
+): Promise<{ values: string[]; more: boolean }[]> {
+  if (columns.length === 0) return [];
+  const texts = columns.map((col, k) => `${quoteIdent(col)}::text AS v${k}`).join(', ');
+  const per = columns.map((_, k) => `SELECT ${k} AS k, v${k} AS v, sum(n) AS n FROM g WHERE v${k} IS NOT NULL GROUP BY v${k}`).join(' UNION ALL ');
+  const { rows } = await c.query<{ k: number; v: string }>(
+    `WITH g AS MATERIALIZED (SELECT ${texts}, count(*) AS n FROM ${quoteQualified(source.table)} GROUP BY ${columns.map((_, k) => k + 1).join(', ')})
+     SELECT k, v FROM (SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY n DESC, v) AS r FROM (${per}) AS s) AS ranked
+      WHERE r <= $1 ORDER BY k, r`,
     [limit + 1],
   );
-  return { values: rows.slice(0, limit).map((r) => r.v), more: rows.length > limit };
+  return columns.map((_, k) => {
+    const values = rows.filter((r) => r.k === k).map((r) => r.v);
+    return { values: values.slice(0, limit), more: values.length > limit };
+  });
 }

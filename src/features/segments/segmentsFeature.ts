@@ -103,27 +103,32 @@ async function checkColumns(client: pg.ClientBase, model: LoadedModel, columns: 
 }
 
 async function discoverValues(client: pg.ClientBase, source: { table: string }, columns: readonly string[], log: Logger): Promise<SegmentsParams['columns']> {
-  const out: SegmentsParams['columns'] = [];
-  for (const column of columns) {
-    const found = await sourceSegmentValues(client, source, column, maxSegmentValues);
-    if (found.more)
+  const found = await sourceSegmentValues(client, source, columns, maxSegmentValues);
+  return columns.map((column, k) => {
+    if (found[k]!.more)
       log.warn(
         { segment: column, segment_values: maxSegmentValues },
         `segment column ${column} has more than ${maxSegmentValues} values: the ${maxSegmentValues} with the most rows are segments, the others count together as ${column}=(other)`,
       );
-    out.push({ column, values: found.values });
-  }
-  return out;
+    return { column, values: found[k]!.values };
+  });
 }
 
-/** The chunk read with each segment column read as text (matched against its values) and counted beside the chunk. */
+/**
+ * The chunk read with each segment column counted beside the chunk. A segment column that is also a
+ * category feature whose categories hold every one of the segment's values is counted from the feature's
+ * column (read once); any other is read as text of its own, matched against its values.
+ */
 function segmentRead(read: ChunkRead, s: ChunkReadScope, d: { params: SegmentsParams; layout: SegmentLayout }): ChunkRead {
   const before = read.columns.length;
-  const own: ColumnSpec[] = d.params.columns.map((c) => ({ name: c.column, kind: 'category', categories: c.values }));
-  const counter = new SegmentCounter(
-    d.layout,
-    own.map((_, k) => before + k),
-  );
+  const own: ColumnSpec[] = [];
+  const batchColumn = d.params.columns.map((c) => {
+    const shared = read.columns.findIndex((f) => f.name === c.column && f.kind === 'category' && c.values.every((v) => f.categories?.includes(v)));
+    if (shared >= 0) return shared;
+    own.push({ name: c.column, kind: 'category', categories: c.values });
+    return before + own.length - 1;
+  });
+  const counter = new SegmentCounter(d.layout, batchColumn);
   const inner = read.transform;
   const store = new SegmentStore(s.ledger.schema);
   const sidecar: ChunkSidecar = {

@@ -48,6 +48,25 @@ describe('SegmentCounter', () => {
     expect(c.reduce((s, v) => s + v, 0)).toBe(0);
   });
 
+  it("counts from a feature's column whose categories hold the segment's values in another order: the rest are other", () => {
+    // The segment's values (most rows first) are south, north; the feature's categories north, south, east.
+    const own = segmentLayout([{ column: 'region', values: ['south', 'north'] }], []);
+    const batch = allocateBatch([{ name: 'region', kind: 'category', categories: ['north', 'south', 'east'] }], 8);
+    const col = batch.columns[0]!;
+    if (col.kind !== 'category') throw new Error('category');
+    // north, south, east (a category that is no segment value), unknown, NULL, north.
+    col.codes.set([0, 1, 2, -1, 0, 0]);
+    col.nulls.set([0, 0, 0, 0, 1, 0]);
+    batch.rows = 6;
+    const counter = new SegmentCounter(own, [0]);
+    counter.rowsAccepted(batch, batch.keys.subarray(0, 6), 6);
+    counter.addScores(batch, Float32Array.of(0.1, 0.2, 0.3, 0.4, 0.5, 0.6), 6);
+    const rows = (v: number) => counter.counts[v * own.stride + rowsAt];
+    // Slots: south, north, NULL, other.
+    expect([rows(0), rows(1), rows(2), rows(3)]).toEqual([1, 2, 1, 2]);
+    expect(counter.counts[1 * own.stride + sumAt]).toBeCloseTo(0.7, 6);
+  });
+
   it('the gate names a segment over the limit with enough rows in both runs, and never a small one', () => {
     const merged = new Float64Array(layout.total);
     const fill = (v: number, rows: number, bin: number) => {
