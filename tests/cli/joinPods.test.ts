@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { waitUntil } from '../helpers/waitUntil.js';
 import { modelCopy } from '../helpers/run.js';
 
@@ -151,7 +152,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
 
 describe('--join needs --if-due', () => {
   it('refuses --join without --if-due (exit 2, naming both flags), before connecting', async () => {
-    const r = await startCli(['run', '--join'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }).result;
+    const r = await runCliInProcess(['run', '--join'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^scorejob: --join only applies with --if-due EXPR/);
   });
