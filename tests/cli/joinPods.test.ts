@@ -54,10 +54,16 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     '--wait',
     '120',
   ];
+  /** A tick (one per second) no test has used yet: the second now begun (a run is due for any tick that has none), else the next one. */
+  let lastTick = 0;
   const newTick = async () => {
-    const tick = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000);
-    await new Promise((r) => setTimeout(r, tick.getTime() - Date.now() + 50));
-    return tick.toISOString();
+    let tick = Math.floor(Date.now() / 1000) * 1000;
+    if (tick <= lastTick) {
+      tick = lastTick + 1000;
+      await new Promise((r) => setTimeout(r, tick - Date.now() + 50));
+    }
+    lastTick = tick;
+    return new Date(tick).toISOString();
   };
   const pods = (n: number, tickAt: string) => Array.from({ length: n }, () => startCli(podCommand(tickAt), t.env));
   const runsFor = async (tickAt: string) =>
