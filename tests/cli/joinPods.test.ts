@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { startCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { waitUntil } from '../helpers/waitUntil.js';
 import { modelCopy } from '../helpers/run.js';
 
@@ -53,10 +54,16 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     '--wait',
     '120',
   ];
+  /** A tick (one per second) no test has used yet: the second now begun (a run is due for any tick that has none), else the next one. */
+  let lastTick = 0;
   const newTick = async () => {
-    const tick = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000);
-    await new Promise((r) => setTimeout(r, tick.getTime() - Date.now() + 50));
-    return tick.toISOString();
+    let tick = Math.floor(Date.now() / 1000) * 1000;
+    if (tick <= lastTick) {
+      tick = lastTick + 1000;
+      await new Promise((r) => setTimeout(r, tick - Date.now() + 50));
+    }
+    lastTick = tick;
+    return new Date(tick).toISOString();
   };
   const pods = (n: number, tickAt: string) => Array.from({ length: n }, () => startCli(podCommand(tickAt), t.env));
   const runsFor = async (tickAt: string) =>
@@ -107,7 +114,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
     expect(results.filter((r) => r.logs.some((l) => /joining it as a worker \(--join\)$/.test(String(l.msg)))).length).toBeGreaterThanOrEqual(1);
     expect(results.every((r) => r.stderr === '')).toBe(true);
 
-    const late = await startCli(podCommand(tickAt), t.env).result;
+    const late = await runCliInProcess(podCommand(tickAt), t.env); // the due check is the subject here, not the process
     expect(late.code).toBe(0);
     expect(late.logs.find((l) => l.reason === 'done')?.msg).toMatch(/^not due: tick \S+ already has succeeded run/);
     expect(await runsFor(tickAt)).toHaveLength(1);
@@ -151,7 +158,7 @@ describe('scorejob run --if-due EXPR --join, in every pod', () => {
 
 describe('--join needs --if-due', () => {
   it('refuses --join without --if-due (exit 2, naming both flags), before connecting', async () => {
-    const r = await startCli(['run', '--join'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }).result;
+    const r = await runCliInProcess(['run', '--join'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^scorejob: --join only applies with --if-due EXPR/);
   });

@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdAtChunk, holdRunAtChunkWrite, runStatus, startHeldRun, waitUntil } from '../helpers/hold.js';
 import { publishedSnapshot } from '../helpers/state.js';
@@ -27,7 +28,7 @@ describe('the run lock', () => {
       [appName],
     );
   const runsJson = async () => {
-    const r = await runCli(['runs', '--json'], t.env);
+    const r = await runCliInProcess(['runs', '--json'], t.env);
     expect(r.code).toBe(0);
     return JSON.parse(r.stdout) as { run_id: string; status: string }[];
   };
@@ -42,12 +43,12 @@ describe('the run lock', () => {
     await t.pool.query(`ALTER ROLE ${job} PASSWORD '${password}'`);
     await t.pool.query(`CREATE ROLE ${reader}_login LOGIN PASSWORD '${password}' IN ROLE ${reader}`);
     const env = { DATABASE_URL: urlAs(job) };
-    const migrated = await runCli(['migrate'], env);
+    const migrated = await runCliInProcess(['migrate'], env);
     expect(migrated.stderr).toBe('');
     expect(migrated.code).toBe(0);
     await t.pool.query(sql); // part 2: the reader's grants
     t.env = env; // every scorejob in this file runs as the least-privilege job role
-    expect((await runCli(['run', '--chunk-size', '1000'], t.env)).code).toBe(0);
+    expect((await runCliInProcess(['run', '--chunk-size', '1000'], t.env)).code).toBe(0);
     baseline = await scores();
   });
   afterAll(async () => {
@@ -72,7 +73,7 @@ describe('the run lock', () => {
       // The old lock: classid 0x5c0c, objid hashtext(schema). Advisory locks need no privilege.
       await r.query(`SELECT pg_advisory_lock(${0x5c0c}, hashtext('scoring'))`);
       await r.query(`SELECT pg_advisory_lock(${0x5c0b}, hashtext('scoring'))`); // the migrate key too
-      const run = await runCli(['run', '--chunk-size', '1000'], t.env);
+      const run = await runCliInProcess(['run', '--chunk-size', '1000'], t.env);
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
       // The new lock is a row only the job's role can write; row locks need UPDATE, LOCK TABLE a privilege.
@@ -97,7 +98,7 @@ describe('the run lock', () => {
       expect((await terminate('scorejob ledger')).rows[0]?.n).toBe(1);
       const lost = await lostLine;
       expect(lost.level).toBe(40);
-      const second = await runCli(['run'], t.env);
+      const second = await runCliInProcess(['run'], t.env);
       expect(second.stderr).toMatch(new RegExp(`another run holds the lock on .*: run ${runId} \\(pid \\d+ on `));
       expect(second.code).toBe(75);
       expect((await runsJson()).find((r) => r.run_id === runId)?.status).toBe('running');
@@ -120,7 +121,7 @@ describe('the run lock', () => {
       expect((await terminate('scorejob lock')).rows[0]?.n).toBe(1);
       // Right away, before the run has re-registered (it may already have): never "dead".
       expect((await runsJson()).find((r) => r.run_id === runId)?.status).toBe('running');
-      const second = await runCli(['run'], t.env);
+      const second = await runCliInProcess(['run'], t.env);
       expect(second.code).toBe(75);
       expect(second.stderr).toMatch(new RegExp(`: run ${runId} \\(pid \\d+ on `));
       expect((await lostLine).level).toBe(40);
@@ -132,7 +133,7 @@ describe('the run lock', () => {
         return rows[0]?.ok ? true : undefined;
       });
       expect((await runsJson()).find((r) => r.run_id === runId)?.status).toBe('running');
-      expect((await runCli(['run'], t.env)).code).toBe(75);
+      expect((await runCliInProcess(['run'], t.env)).code).toBe(75);
     } finally {
       await hold.release();
     }
@@ -175,7 +176,7 @@ describe('the run lock', () => {
     await child.result;
     await hold.release();
     const t0 = Date.now();
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     const took = Date.now() - t0;
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
@@ -196,7 +197,7 @@ describe('the run lock', () => {
     try {
       // The holder still renews its lease, but has held the lock for 2 hours.
       await t.pool.query(`UPDATE scoring.run_locks SET acquired_at = now() - interval '2 hours' WHERE run_id = $1`, [runId]);
-      stuck = await runCli(['run'], t.env);
+      stuck = await runCliInProcess(['run'], t.env);
     } finally {
       // Follow the advice: stop the holder (it finishes the chunk in flight, then stops, resumable).
       child.kill('SIGTERM');
@@ -208,7 +209,7 @@ describe('the run lock', () => {
     expect(stuck.stderr.trim().split('\n')).toHaveLength(1);
     expect(stuck.logs.find((l) => /far longer than a normal run/.test(String(l.msg)))?.level).toBe(50);
     expect((await child.result).code).toBe(143);
-    const next = await runCli(['resume', runId], t.env);
+    const next = await runCliInProcess(['resume', runId], t.env);
     expect(next.stderr).toBe('');
     expect(next.code).toBe(0);
     expect(await scores()).toEqual(baseline);
@@ -223,7 +224,7 @@ describe('the run lock', () => {
       expect((await terminate('scorejob lock')).rows[0]?.n).toBe(1);
       doneBefore = (await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]))
         .rows[0]?.n as number;
-      taker = await runCli(['run', '--chunk-size', '1000'], t.env); // waits out the grace, takes the lock over
+      taker = await runCliInProcess(['run', '--chunk-size', '1000'], t.env); // waits out the grace, takes the lock over
     } finally {
       child.kill('SIGCONT');
       await hold.release();

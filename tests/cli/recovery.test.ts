@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog } from '../helpers/cli.js';
+import { startCli, waitForLog } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -17,7 +18,7 @@ async function runRow(t: TestDatabase, runId: string): Promise<Record<string, an
 
 /** Starts a run that takes a while (many small chunks) and waits until `chunks` chunks committed. */
 async function startSlowRun(t: TestDatabase, chunks: number, extra: string[] = []) {
-  // Tiny chunks: each costs a few round trips, so 30,000 rows take seconds, long enough to interrupt.
+  // Tiny chunks: each costs a few round trips, so 10,000 rows (500 chunks) take seconds, long enough to interrupt.
   const child = startCli(['run', '--chunk-size', '20', ...extra], t.env);
   const started = await waitForLog(child, (l) => typeof l.run_id === 'string' && /started/.test(String(l.msg)));
   await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= chunks);
@@ -25,11 +26,12 @@ async function startSlowRun(t: TestDatabase, chunks: number, extra: string[] = [
 }
 
 describe('runs that survive failure', () => {
+  const customers = 10000;
   let t: TestDatabase;
   let baseline: { runs: string[]; scores: Map<string, number> };
   beforeAll(async () => {
     t = await createTestDatabase();
-    await seedCustomers(t.pool, { customers: 30000, seed: 21 });
+    await seedCustomers(t.pool, { customers, seed: 21 });
     await runInProcess(t, { chunkSize: 10000 });
     baseline = await snapshot(t);
   });
@@ -47,7 +49,7 @@ describe('runs that survive failure', () => {
     // grace (6 s) to come back: `runs` tells the two apart once the grace is over.
     const killedAt = Date.now();
     const listed = await waitUntil('runs to show the killed run interrupted', async () => {
-      const runs = await runCli(['runs', '--json'], t.env);
+      const runs = await runCliInProcess(['runs', '--json'], t.env);
       expect(runs.code).toBe(0);
       const row = (JSON.parse(runs.stdout) as { run_id: string; status: string; resume_command: string }[]).find((r) => r.run_id === runId);
       return row?.status === 'interrupted' ? row : undefined;
@@ -57,7 +59,7 @@ describe('runs that survive failure', () => {
     const done = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND status = 'done'`, [runId]);
     expect(done.rows[0]?.n).toBeGreaterThanOrEqual(5);
 
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     expect(resumed.logs.every((l) => l.run_id === undefined || l.run_id === runId)).toBe(true);
@@ -67,7 +69,7 @@ describe('runs that survive failure', () => {
     const dupes = await t.pool.query(`SELECT customer_id FROM scoring."score_data_${runId}" GROUP BY 1 HAVING count(*) > 1`);
     expect(dupes.rows).toEqual([]);
     const run = await runRow(t, runId);
-    expect(run).toMatchObject({ status: 'succeeded', resumes: 1, rows_scored: '30000' });
+    expect(run).toMatchObject({ status: 'succeeded', resumes: 1, rows_scored: String(customers) });
 
     // Every poll saw one complete run: the previous one until the resume published, then the new one.
     const polls = await reader.stop();
@@ -93,14 +95,14 @@ describe('runs that survive failure', () => {
     expect(counted.rows[0]?.rows).toBe(counted.rows[0]?.chunks); // every committed chunk's rows are there, nothing more
     expect(run.rows_scored).toBe(counted.rows[0]?.rows);
     expect((await snapshot(t)).runs).toEqual(before.runs);
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.code).toBe(0);
     expect((await snapshot(t)).scores).toEqual(baseline.scores);
   });
 
   it('two runs started at once: exactly one runs, the other exits 75 naming the holder', async () => {
     const { child: a } = await startSlowRun(t, 1);
-    const b = await runCli(['run'], t.env);
+    const b = await runCliInProcess(['run'], t.env);
     expect(b.code).toBe(75);
     expect(b.stderr).toMatch(/another run holds the lock on .*: run \d+ \(pid \d+ on /);
     const ra = await a.result;
@@ -111,12 +113,12 @@ describe('runs that survive failure', () => {
   it('resume refuses a succeeded run, a running run and a run whose model changed (exit 2)', async () => {
     const last = (await t.pool.query<{ run_id: string }>(`SELECT max(run_id)::text run_id FROM scoring.score_runs WHERE status = 'succeeded'`)).rows[0]
       ?.run_id as string;
-    const ok = await runCli(['resume', last], t.env);
+    const ok = await runCliInProcess(['resume', last], t.env);
     expect(ok.code).toBe(2);
     expect(ok.stderr).toMatch(/already succeeded/);
 
     const { child, runId } = await startSlowRun(t, 1);
-    const running = await runCli(['resume', runId], t.env);
+    const running = await runCliInProcess(['resume', runId], t.env);
     expect(running.code).toBe(2);
     expect(running.stderr).toMatch(/still running/);
     child.kill('SIGTERM');
@@ -129,14 +131,14 @@ describe('runs that survive failure', () => {
     await c2.result;
     const manifest = join(dir, 'manifest.json');
     await writeFile(manifest, JSON.stringify({ ...JSON.parse((await import('node:fs')).readFileSync(manifest, 'utf8')), description: 'edited' }));
-    const refused = await runCli(['resume', changed], t.env);
+    const refused = await runCliInProcess(['resume', changed], t.env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/model files .* changed since run \d+ started/);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('a lost connection is retried and the run succeeds', async () => {
-    const child = startCli(['run', '--chunk-size', '300', '--log-level', 'debug'], t.env);
+    const child = startCli(['run', '--chunk-size', '100', '--log-level', 'debug'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
     const killed = await t.pool.query<{ n: number }>(
@@ -153,7 +155,7 @@ describe('runs that survive failure', () => {
   });
 
   it('with retries exhausted the run fails with a clear error, then resumes', async () => {
-    const child = startCli(['run', '--chunk-size', '300', '--chunk-attempts', '1'], t.env);
+    const child = startCli(['run', '--chunk-size', '100', '--chunk-attempts', '1'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     const runId = started.run_id as string;
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
@@ -166,13 +168,13 @@ describe('runs that survive failure', () => {
     const run = await runRow(t, runId);
     expect(run).toMatchObject({ status: 'failed', error_kind: 'database' });
     expect(run.error).toMatch(/connection to .* lost/);
-    const resumed = await runCli(['resume', runId], t.env);
+    const resumed = await runCliInProcess(['resume', runId], t.env);
     expect(resumed.code).toBe(0);
     expect((await snapshot(t)).scores).toEqual(baseline.scores);
   });
 
   it('a permanent error (a feature column changed to text) fails without retries; runs show gives the root cause in one line', async () => {
-    const child = startCli(['run', '--chunk-size', '300'], t.env);
+    const child = startCli(['run', '--chunk-size', '100'], t.env);
     const started = await waitForLog(child, (l) => /started/.test(String(l.msg)));
     const runId = started.run_id as string;
     await waitForLog(child, (l) => typeof l.chunks_done === 'number' && l.chunks_done >= 2);
@@ -185,7 +187,7 @@ describe('runs that survive failure', () => {
       expect(run.error).toBe('column revenue_12m of customers is text, expected a number');
       const retried = await t.pool.query<{ n: number }>(`SELECT count(*)::int n FROM scoring.score_chunks WHERE run_id = $1 AND attempts > 1`, [runId]);
       expect(retried.rows[0]?.n).toBe(0);
-      const show = await runCli(['runs', 'show', runId], t.env);
+      const show = await runCliInProcess(['runs', 'show', runId], t.env);
       expect(show.code).toBe(0);
       expect(show.stdout).toContain('error        column revenue_12m of customers is text, expected a number');
       expect(show.stdout).toContain(`next step    scorejob resume ${runId}`);

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { previousTick } from '../../src/cronTicks.js';
 import { migrate } from '../../src/db/migrate.js';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { adminUrl, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdRunLock } from '../helpers/hold.js';
 import { holdChunk } from '../helpers/holdChunk.js';
@@ -244,7 +245,7 @@ describe('scorejob schedule', () => {
   });
 
   it('takes every option of `run` a scheduled run needs (--help lists them) and refuses a wrong one at start-up, naming the flag or the variable', async () => {
-    const help = await runCli(['schedule', '--help'], t.env);
+    const help = await runCliInProcess(['schedule', '--help'], t.env);
     expect(help.code).toBe(0);
     for (const flag of [
       '--model',
@@ -266,7 +267,7 @@ describe('scorejob schedule', () => {
       [[], { SCOREJOB_METRICS_FILE: '/nonexistent-dir/x.prom' }, /^scorejob: SCOREJOB_METRICS_FILE: .*does not exist/],
     ];
     for (const [args, env, message] of cases) {
-      const r = await runCli(['schedule', ...args], { ...t.env, ...env });
+      const r = await runCliInProcess(['schedule', ...args], { ...t.env, ...env });
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -295,10 +296,10 @@ describe('scorejob schedule', () => {
   });
 
   it('refuses a bad --cron or --timezone at start-up: exit 2, one line naming the flag', async () => {
-    const bad = await runCli(['schedule', '--cron', '61 2 1 * *'], t.env);
+    const bad = await runCliInProcess(['schedule', '--cron', '61 2 1 * *'], t.env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^scorejob: --cron: "61 2 1 \* \*" is not a cron expression \(minute: /);
-    const zone = await runCli(['schedule', '--timezone', 'Europe/Atlantis'], t.env);
+    const zone = await runCliInProcess(['schedule', '--timezone', 'Europe/Atlantis'], t.env);
     expect(zone.code).toBe(2);
     expect(zone.stderr).toMatch(/^scorejob: --timezone: "Europe\/Atlantis" is not a time zone/);
   });
@@ -317,11 +318,11 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
 
   it('runs for the latest tick once; then exits 0 without running until a run for it fails', async () => {
     const tick = previousTick({ expression: '0 0 1 * *', timezone: 'Europe/Berlin' }, new Date()) as Date;
-    const first = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
+    const first = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
     expect(first.code).toBe(0);
     expect(await runs()).toMatchObject([{ status: 'succeeded', trigger: 'cron', tick_at: tick }]);
 
-    const second = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
+    const second = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
     expect(second.code).toBe(0);
     expect(second.logs.find((l) => l.reason === 'done')?.msg).toMatch(
       /^not due: tick \d{4}-\d{2}-01T00:00:00\+0[12]:00 already has succeeded run 1 \(cron, started /,
@@ -334,7 +335,7 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
     await t.pool.query(`SELECT scoring.refresh_score_views()`).catch(() => undefined);
     await t.pool.query(`ALTER TABLE scoring.score_data DETACH PARTITION scoring.score_data_1`);
     await t.pool.query(`DROP TABLE scoring.score_data_1`);
-    const third = await runCli(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
+    const third = await runCliInProcess(['--no-pretty', 'run', '--trigger', 'cron', ...monthlyBerlin], t.env);
     expect(third.code, third.stderr).toBe(0);
     expect(third.logs.find((l) => l.due === true)?.reason).toBe('failed');
     expect(third.logs.some((l) => /^run 1 cannot be resumed \(the scores of run 1 are gone/.test(String(l.msg)))).toBe(true);
@@ -352,7 +353,7 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
         [tick],
       );
       const before = (await runs()).length;
-      const r = await runCli(['run', '--trigger', 'cron', '--if-due', '*/10 * * * * *', '--timezone', 'UTC', '--tick-at', tick.toISOString()], t.env);
+      const r = await runCliInProcess(['run', '--trigger', 'cron', '--if-due', '*/10 * * * * *', '--timezone', 'UTC', '--tick-at', tick.toISOString()], t.env);
       expect(r.code).toBe(75);
       expect(r.stderr).toMatch(/is in progress \(pid 1 on elsewhere\); nothing was done, try later/);
       expect(await runs()).toHaveLength(before);
@@ -362,10 +363,10 @@ describe('scorejob run --if-due (cron lines that fire more often than the schedu
   });
 
   it('refuses a bad expression naming --if-due, and --timezone without --if-due', async () => {
-    const bad = await runCli(['run', '--if-due', 'monthly'], t.env);
+    const bad = await runCliInProcess(['run', '--if-due', 'monthly'], t.env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^scorejob: --if-due: "monthly" is not a cron expression/);
-    const tz = await runCli(['run', '--timezone', 'UTC'], t.env);
+    const tz = await runCliInProcess(['run', '--timezone', 'UTC'], t.env);
     expect(tz.code).toBe(2);
     expect(tz.stderr).toMatch(/^scorejob: --timezone: "UTC" only applies with --if-due/);
   });

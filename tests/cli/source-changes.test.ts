@@ -1,7 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { holdAtChunk, holdAtRunStart, holdAtSnapshot, type ChunkHold } from '../helpers/hold.js';
 import { modelCopy, runInProcess } from '../helpers/run.js';
@@ -16,11 +17,12 @@ describe('a run reads one defined view of a changing source', () => {
   const size = 500;
   const customers = 6000;
   /** What a failed test may leave behind: let go of it before the next test. */
-  const leftovers: { child: ChildProcess; hold: ChunkHold }[] = [];
+  const leftovers: { child?: ChildProcess; result?: Promise<CliResult>; hold: ChunkHold }[] = [];
   afterEach(async () => {
-    for (const { child, hold } of leftovers.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const { child, result, hold } of leftovers.splice(0)) {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await hold.release();
+      await result?.catch(() => undefined);
     }
   });
 
@@ -48,7 +50,7 @@ describe('a run reads one defined view of a changing source', () => {
       [key, like],
     );
 
-  /** Starts `scorejob ...args` and waits until it is held at chunk `chunkNo`. */
+  /** Starts `scorejob ...args` as a child process (to be killed -9) and waits until it is held at chunk `chunkNo`. */
   async function startHeld(chunkNo: number, args: string[] = ['run', '--chunk-size', String(size)]) {
     const hold = await holdAtChunk(t.pool, chunkNo);
     const child = startCli(args, t.env);
@@ -56,6 +58,21 @@ describe('a run reads one defined view of a changing source', () => {
     const [started] = await Promise.all([waitForLog(child, (l) => typeof l.run_id === 'string' && /started|resumed/.test(String(l.msg))), hold.held()]);
     return { child, hold, runId: started.run_id as string };
   }
+
+  /**
+   * Runs `scorejob ...args` in this process (it is not killed: the process is not the subject) and waits until it
+   * is held at `hold`; the run's id is the ledger's running run.
+   */
+  async function runHeld(hold: ChunkHold, args: string[]) {
+    const result = runCliInProcess(args, t.env);
+    leftovers.push({ result, hold });
+    const ended = result.then((r) => Promise.reject(new Error(`scorejob ${args.join(' ')} ended before the hold (exit ${r.code}): ${r.stderr}`)));
+    await Promise.race([hold.held(), ended]);
+    const { rows } = await t.pool.query<{ id: string }>(`SELECT max(run_id)::text id FROM scoring.score_runs WHERE status = 'running'`);
+    return { result, hold, runId: rows[0]?.id as string };
+  }
+  /** `runHeld` at chunk `chunkNo`. */
+  const runHeldAtChunk = async (chunkNo: number, args: string[] = ['run', '--chunk-size', String(size)]) => runHeld(await holdAtChunk(t.pool, chunkNo), args);
 
   async function killHeld(chunkNo: number): Promise<string> {
     const { child, hold, runId } = await startHeld(chunkNo);
@@ -90,7 +107,7 @@ describe('a run reads one defined view of a changing source', () => {
     const before = await keys();
     expect(before).toHaveLength(customers);
 
-    const { child, hold, runId } = await startHeld(3);
+    const { result, hold, runId } = await runHeldAtChunk(3);
     const back = before[9 * size + 10] as string; // chunk 10, not read yet
     const backTo = await freeKeyAfter(before, 1 * size + 10); // into chunk 2, committed
     const forward = before[20] as string; // chunk 1, committed
@@ -104,7 +121,7 @@ describe('a run reads one defined view of a changing source', () => {
     await insertLike(above, before[2] as string);
     await t.pool.query('DELETE FROM customers WHERE customer_id = ANY($1::int8[])', [deleted]);
     await hold.release();
-    ok(await child.result);
+    ok(await result);
 
     // Every customer of the start exactly once, under the key it had then, with the score an unchanged source gives.
     const during = await published();
@@ -124,11 +141,11 @@ describe('a run reads one defined view of a changing source', () => {
   it('a table rewrite during a run (ALTER TABLE … TYPE) fails the chunk that reads nothing, naming the cause; resume, as advised, completes the run', async () => {
     await runInProcess(t, { chunkSize: size });
     const reference = await published();
-    const { child, hold, runId } = await startHeld(3);
+    const { result, hold, runId } = await runHeldAtChunk(3);
     // Completes while the run is held: the run holds no lock on the source between chunk reads.
     await t.pool.query('ALTER TABLE customers ALTER COLUMN orders_12m TYPE bigint');
     await hold.release();
-    const r = await child.result;
+    const r = await result;
     try {
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -147,7 +164,7 @@ describe('a run reads one defined view of a changing source', () => {
       expect(await published()).toEqual(reference); // nothing published
 
       // Following the advice: the resumed run reads the source afresh, and every customer is scored.
-      ok(await runCli(['resume', runId], t.env));
+      ok(await runCliInProcess(['resume', runId], t.env));
       const after = await published();
       expect(after.runs).toEqual([runId]);
       expect(after.scores).toEqual(reference.scores);
@@ -167,36 +184,30 @@ describe('a run reads one defined view of a changing source', () => {
       );
     try {
       // A new run, held once its snapshot is taken.
-      let hold = await holdAtSnapshot(t.pool);
-      let child = startCli(['run', '--chunk-size', String(size)], t.env);
-      leftovers.push({ child, hold });
-      await hold.held();
+      let held = await runHeld(await holdAtSnapshot(t.pool), ['run', '--chunk-size', String(size)]);
       await rewrite('bigint');
-      await hold.release();
-      let r = await child.result;
+      await held.hold.release();
+      let r = await held.result;
       const runId = (r.logs.find((l) => typeof l.run_id === 'string')?.run_id ?? '') as string;
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(message(runId));
       expect(await published()).toEqual(reference);
 
-      ok(await runCli(['resume', runId], t.env)); // plans afresh
+      ok(await runCliInProcess(['resume', runId], t.env)); // plans afresh
       expect((await published()).scores).toEqual(reference.scores);
 
       // A resume of a planned run, held the same way: its unfinished chunks must not be counted (and read) empty.
       const killed = await killHeld(3);
-      hold = await holdAtSnapshot(t.pool);
-      child = startCli(['resume', killed], t.env);
-      leftovers.push({ child, hold });
-      await hold.held();
+      held = await runHeld(await holdAtSnapshot(t.pool), ['resume', killed]);
       await rewrite('integer');
-      await hold.release();
-      r = await child.result;
+      await held.hold.release();
+      r = await held.result;
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(message(killed));
       expect((await published()).scores).toEqual(reference.scores);
       expect((await published()).runs).toEqual([runId]);
 
-      ok(await runCli(['resume', killed], t.env));
+      ok(await runCliInProcess(['resume', killed], t.env));
       expect((await published()).scores).toEqual(reference.scores);
       for (const c of await chunkAccounts(killed)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
     } finally {
@@ -213,7 +224,7 @@ describe('a run reads one defined view of a changing source', () => {
     await insertLike(above, before[6] as string);
     await t.pool.query('DELETE FROM customers WHERE customer_id = ANY($1::int8[])', [before.slice(100, 103)]);
     await moveKey(before[4000] as string, await freeKeyAfter(before, 300));
-    ok(await runCli(['resume', runId], t.env));
+    ok(await runCliInProcess(['resume', runId], t.env));
     expect(await publishedKeys()).toEqual(await keys());
     for (const c of await chunkAccounts(runId)) expect(c.read, `chunk ${c.chunk_no}`).toBe(c.planned);
   });
@@ -231,7 +242,7 @@ describe('a run reads one defined view of a changing source', () => {
     await insertLike((BigInt(before[0] as string) - 5n).toString(), before[9] as string); // below the done first chunk: not in this run
     await insertLike((BigInt(before.at(-1) as string) + 5n).toString(), before[9] as string); // the open last chunk: in this run
     await t.pool.query('DELETE FROM customers WHERE customer_id = ANY($1::int8[])', [before.slice(6 * size, 6 * size + 4)]);
-    ok(await runCli(['resume', runId], t.env));
+    ok(await runCliInProcess(['resume', runId], t.env));
 
     const expected = sortKeys([...before.filter((k) => BigInt(k) <= boundary), ...(await keys()).filter((k) => BigInt(k) > boundary)]);
     expect(await publishedKeys()).toEqual(expected);
@@ -246,13 +257,10 @@ describe('a run reads one defined view of a changing source', () => {
     await t.pool.query('CREATE TABLE customers_nk AS SELECT * FROM customers');
     await t.pool.query('CREATE UNIQUE INDEX ON customers_nk (customer_id)');
     const model = await modelCopy((m) => (m.source.table = 'customers_nk'));
-    const hold = await holdAtRunStart(t.pool);
-    const child = startCli(['run', '--model', model, '--chunk-size', String(size)], t.env);
-    leftovers.push({ child, hold });
-    await hold.held();
+    const { result, hold } = await runHeld(await holdAtRunStart(t.pool), ['run', '--model', model, '--chunk-size', String(size)]);
     await t.pool.query(`UPDATE customers_nk SET customer_id = NULL WHERE customer_id IN (SELECT customer_id FROM customers_nk ORDER BY customer_id LIMIT 3)`);
     await hold.release();
-    const r = await child.result;
+    const r = await result;
     expect(r.code).toBe(1);
     const runId = (r.logs.find((l) => typeof l.run_id === 'string')?.run_id ?? '') as string;
     expect(r.stderr).toMatch(
@@ -263,7 +271,7 @@ describe('a run reads one defined view of a changing source', () => {
     await t.pool.query(
       `UPDATE customers_nk c SET customer_id = -n.rn FROM (SELECT ctid, row_number() OVER () rn FROM customers_nk WHERE customer_id IS NULL) n WHERE c.ctid = n.ctid`,
     );
-    ok(await runCli(['resume', runId], t.env));
+    ok(await runCliInProcess(['resume', runId], t.env));
     const { rows } = await t.pool.query<{ n: number }>('SELECT count(*)::int n FROM customers_nk');
     expect(await publishedKeys()).toHaveLength(rows[0]?.n as number);
     await t.pool.query('DROP TABLE customers_nk');
@@ -272,14 +280,14 @@ describe('a run reads one defined view of a changing source', () => {
   it('the connection holding the run’s snapshot is lost mid-run: the run takes a new one for its remaining chunks, says so, and succeeds', async () => {
     await runInProcess(t, { chunkSize: size });
     const reference = await published();
-    const { child, hold, runId } = await startHeld(3, ['run', '--chunk-size', String(size), '--chunk-attempts', '3']);
+    const { result, hold, runId } = await runHeldAtChunk(3, ['run', '--chunk-size', String(size), '--chunk-attempts', '3']);
     const first = await t.pool.query<{ s: string }>('SELECT source_snapshot s FROM scoring.score_runs WHERE run_id = $1', [runId]);
     const killed = await t.pool.query<{ n: number }>(
       `SELECT count(pg_terminate_backend(pid))::int n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'scorejob snapshot'`,
     );
     expect(killed.rows[0]?.n).toBe(1);
     await hold.release();
-    const r = await child.result;
+    const r = await result;
     ok(r);
     expect(r.logs.some((l) => l.level === 40 && /snapshot/.test(String(l.msg)) && /as of now/.test(String(l.msg)))).toBe(true);
     const second = await t.pool.query<{ s: string }>('SELECT source_snapshot s FROM scoring.score_runs WHERE run_id = $1', [runId]);
@@ -294,7 +302,7 @@ describe('a run reads one defined view of a changing source', () => {
     const reference = await published();
     await t.pool.query(`ALTER DATABASE ${t.name} SET idle_in_transaction_session_timeout = '1s'`);
     try {
-      const { child, hold, runId } = await startHeld(3);
+      const { result, hold, runId } = await runHeldAtChunk(3);
       const first = await t.pool.query<{ s: string }>('SELECT source_snapshot s FROM scoring.score_runs WHERE run_id = $1', [runId]);
       // Wait (by polling, not by a fixed sleep) until the snapshot's connection has idled in its transaction past the timeout.
       const deadline = Date.now() + 30_000;
@@ -309,7 +317,7 @@ describe('a run reads one defined view of a changing source', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       await hold.release();
-      const r = await child.result;
+      const r = await result;
       ok(r);
       expect(r.logs.filter((l) => l.level === 40)).toEqual([]);
       const second = await t.pool.query<{ s: string }>('SELECT source_snapshot s FROM scoring.score_runs WHERE run_id = $1', [runId]);
@@ -358,7 +366,7 @@ describe('keys at the limits of their type', () => {
       expect(expected[0]).toBe(limits[type].min.toString());
       expect(expected.at(-1)).toBe(limits[type].max.toString());
       for (const size of ['7', '1']) {
-        const r = await runCli(['run', '--model', model, '--chunk-size', size], t.env);
+        const r = await runCliInProcess(['run', '--model', model, '--chunk-size', size], t.env);
         expect(r.stderr).toBe('');
         expect(r.code).toBe(0);
         expect(await publishedKeys()).toEqual(expected);
@@ -371,7 +379,7 @@ describe('keys at the limits of their type', () => {
       child.kill('SIGKILL');
       await child.result;
       await hold.release();
-      const resumed = await runCli(['resume', started.run_id as string], t.env);
+      const resumed = await runCliInProcess(['resume', started.run_id as string], t.env);
       expect(resumed.stderr).toBe('');
       expect(resumed.code).toBe(0);
       expect(await publishedKeys()).toEqual(expected);

@@ -1,7 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
-import { runCli, startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { startCli, waitForLog, type CliResult } from '../helpers/cli.js';
+import { runCliInProcess } from '../helpers/inProcessCli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitUntil } from '../helpers/hold.js';
 import { holdChunk } from '../helpers/holdChunk.js';
@@ -51,7 +52,7 @@ describe('several workers share one run', () => {
   beforeAll(async () => {
     t = await createTestDatabase();
     await seedCustomers(t.pool, { customers: 6000, seed: 5 });
-    const first = await runCli(['run', '--chunk-size', '500', '--workers', '1'], t.env);
+    const first = await runCliInProcess(['run', '--chunk-size', '500', '--workers', '1'], t.env);
     exitOk(first);
     oneWorkerRun = first.logs.find(started)?.run_id as string;
     oneWorker = await published(t);
@@ -89,7 +90,7 @@ describe('several workers share one run', () => {
     expect([two?.scored, two?.rejected, two?.n]).toEqual([one?.scored, one?.rejected, one?.n]);
     expect(two?.mean).toBeCloseTo(one?.mean as number, 9);
     expect(two?.predict).toBeGreaterThan(0);
-    const show = await runCli(['runs', 'show', runId], t.env);
+    const show = await runCliInProcess(['runs', 'show', runId], t.env);
     expect(show.stdout).toMatch(/Workers \(2\):\n {2}pid \d+ on .+: \d+ chunk\(s\), [\d,]+ rows, [\d.]+ s in its chunks\n {2}pid \d+ on /);
   }, 60_000);
 
@@ -165,11 +166,11 @@ describe('several workers share one run', () => {
     await waitUntil(
       'the run to be resumable',
       async () => {
-        const r = await runCli(['resume', runId], t.env);
+        const r = await runCliInProcess(['resume', runId], t.env);
         return r.code === 0 ? r : undefined;
       },
       30_000,
-      1000,
+      250,
     );
     expect(await published(t)).toEqual(oneWorker);
   }, 90_000);
@@ -183,7 +184,7 @@ describe('several workers share one run', () => {
       runId = (await waitForLog(coordinator, started)).run_id as string;
       await hold.reached();
       const other = await modelCopy((m) => (m.version = '9.9.9'));
-      const refused = await runCli(['work', '--run', runId, '--model', other], t.env);
+      const refused = await runCliInProcess(['work', '--run', runId, '--model', other], t.env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(new RegExp(`scorejob: the model files in .* are not run ${runId}'s \\(sha256`));
       await hold.release();
@@ -191,7 +192,7 @@ describe('several workers share one run', () => {
     } finally {
       await hold.release();
     }
-    const idle = await runCli(['work', '--wait', '0'], t.env);
+    const idle = await runCliInProcess(['work', '--wait', '0'], t.env);
     expect(idle.code).toBe(0);
     expect(idle.stderr + idle.stdout).toMatch(/no shared run is running/);
   }, 30_000);

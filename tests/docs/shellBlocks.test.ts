@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { repoRoot } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/db.js';
@@ -47,14 +47,15 @@ async function runBlock(b: DocBlock): Promise<{ code: number | null; out: string
   }
 }
 
-describe('the shell blocks of the docs', () => {
-  it('are found on every page that has them, and each block not run says why', () => {
+// Each block has a database and a folder of its own: the blocks run side by side (vitest's maxConcurrency at a time).
+describe.concurrent('the shell blocks of the docs', () => {
+  it('are found on every page that has them, and each block not run says why', ({ expect }) => {
     expect(runnable.length).toBeGreaterThanOrEqual(10);
     for (const b of blocks) if (b.notRun !== undefined) expect(b.notRun.length, `${b.file}:${b.line}`).toBeGreaterThan(10);
   });
 
   for (const b of runnable) {
-    it(`${b.file}:${b.line} runs as written`, async () => {
+    it(`${b.file}:${b.line} runs as written`, async ({ expect }) => {
       const r = await runBlock(b);
       expect(r.code, `${b.file}:${b.line}\n${b.code}\n--- output ---\n${r.out.slice(-4000)}`).toBe(0);
     }, 120_000);
