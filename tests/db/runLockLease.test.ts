@@ -7,6 +7,7 @@ import { createPool } from '../../src/db/pool.js';
 import { withTransaction } from '../../src/db/sql.js';
 import { LockedError, LockLostError, LockStuckError } from '../../src/errors.js';
 import { modelLockName, runHolderState, runLockHeld, runLockName, stuckAfterMs, takeRunLock, type RunLock } from '../../src/ledger/runLock.js';
+import { Ledger } from '../../src/ledger/ledger.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 interface Line {
@@ -117,14 +118,23 @@ describe('the run lock: lease, grace and fence', () => {
         `^another run holds the lock on db/test schema "scoring": \`scorejob run\` \\(pid ${process.pid} on ${hostname()}, holding the lock since \\d{4}-.*Z\\); nothing was done, try later$`,
       ),
     );
-    expect(lines.find((l) => l.level === 40)).toMatchObject({ holder_pid: process.pid, holder_host: hostname(), held_s: 0 });
+    const warn = lines.find((l) => l.level === 40);
+    expect(warn).toMatchObject({
+      holder_pid: process.pid,
+      holder_host: hostname(),
+      held_s: 0,
+      msg: expect.stringMatching(/^another run holds the lock: `scorejob run` \(pid /),
+    });
+    expect(warn).not.toHaveProperty('holder_run_id');
     // Once it works on a run, the message names the run.
     const c = await pool.connect();
     await withTransaction(c, (tx) => first.attachRun(tx, '77')).finally(() => c.release());
     expect((await row())?.run_id).toBe('77');
     expect(await runHolderState(t.pool, 'scoring', '77')).toBe('alive');
     expect(await runHolderState(t.pool, 'scoring', '78')).toBe('none');
-    expect(((await take().catch((e: unknown) => e)) as Error).message).toMatch(/: run 77 \(pid \d+ on .*, holding the lock since/);
+    const second = capturingLog();
+    expect(((await take(second.log).catch((e: unknown) => e)) as Error).message).toMatch(/: run 77 \(pid \d+ on .*, holding the lock since/);
+    expect(second.lines.find((l) => l.level === 40)).toMatchObject({ holder_run_id: '77' });
   });
 
   it('a holder that retires a model, or left no purpose, is named by its command', async () => {
@@ -183,6 +193,9 @@ describe('the run lock: lease, grace and fence', () => {
     expect(await runHolderState(t.pool, 'scoring', '5')).toBe('none');
     await t.pool.query(`UPDATE scoring.run_locks SET run_id = 5 WHERE name = $1`, [name]);
     expect(await runHolderState(t.pool, 'scoring', '5')).toBe('grace');
+    const hb = Number(
+      (await t.pool.query<{ ms: string }>(`SELECT (extract(epoch FROM heartbeat_at) * 1000)::bigint::text AS ms FROM scoring.run_locks`)).rows[0]?.ms,
+    );
     const { log, lines } = capturingLog();
     const started = Date.now();
     const lock = await take(log, { graceMs: 1_000 });
@@ -190,13 +203,96 @@ describe('the run lock: lease, grace and fence', () => {
     const info = lines.filter((l) => l.level === 30 && /lost its database connection/.test(l.msg));
     expect(info).toHaveLength(1);
     const waitMs = info[0]?.wait_ms as number;
-    // The rest of the grace (1000 - ~300 ms) plus 100 ms: one wait, then the lock is free.
-    expect(waitMs).toBeGreaterThan(500);
-    expect(waitMs).toBeLessThanOrEqual(800);
+    // The rest of the grace plus 100 ms: 1000 - (the heartbeat's age when the taker looked, its log line's time) + 100.
+    expect(Math.abs(waitMs - (1_100 - ((info[0]?.time as number) - hb)))).toBeLessThan(80);
     expect(info[0]).toMatchObject({ holder_pid: 4242, holder_host: 'other-host', holder_run_id: '5' });
     expect(info[0]?.msg).toMatch(/run 5 \(pid 4242 on other-host, .*waiting up to 1 s for it to come back before taking the lock$/);
     expect(waited).toBeGreaterThanOrEqual(waitMs - 5);
     expect((await row())?.token).toBe(lock.token);
+  });
+
+  it('a holder that shows a sign of life during the wait is waited for again, and the wait is said only once', async () => {
+    await leave(`backend_pid = 0, heartbeat_at = now(), lease_until = now() + interval '1 minute'`);
+    const { log, lines } = capturingLog();
+    const taking = take(log, { graceMs: 600 });
+    await new Promise((r) => setTimeout(r, 300));
+    await t.pool.query(`UPDATE scoring.run_locks SET heartbeat_at = now() WHERE name = $1`, [name]);
+    const lock = await taking;
+    expect(lines.filter((l) => l.level === 30 && /lost its database connection/.test(l.msg))).toHaveLength(1);
+    expect((await row())?.token).toBe(lock.token);
+  });
+
+  it('with the ledger, the acquiring transaction reports the runs of dead holders, and the stuck limit follows the longest recent run', async () => {
+    const ledger = new Ledger('scoring');
+    const dead: string[][] = [];
+    await t.pool.query(
+      `INSERT INTO scoring.score_runs (status, trigger, model_name, model_version, model_sha256, backend, host, pid, started_at, finished_at, heartbeat_at)
+       VALUES ('succeeded', 'manual', $1, '1', 'x', 'wasm', 'h', 1, now() - interval '2 hours', now() - interval '30 minutes', now()),
+              ('running', 'manual', $1, '1', 'x', 'wasm', 'h', 1, now() - interval '10 minutes', NULL, now() - interval '5 minutes')`,
+      [model],
+    );
+    const first = await takeRunLock(pool, {
+      schema: 'scoring',
+      modelName: model,
+      purpose: 'run',
+      log: capturingLog().log,
+      where: 'db/test',
+      timing,
+      ledger,
+      onDead: (ids) => dead.push(ids),
+    });
+    held.push(first);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toHaveLength(1);
+    await t.pool.query(`UPDATE scoring.run_locks SET acquired_at = now() - interval '4 hours' WHERE name = $1`, [name]);
+    const err = (await takeRunLock(pool, {
+      schema: 'scoring',
+      modelName: model,
+      purpose: 'run',
+      log: capturingLog().log,
+      where: 'db/test',
+      timing,
+      ledger,
+    }).catch((e: unknown) => e)) as Error;
+    // 3 x 1h30 = 4h30: held 4 h is busy, not stuck.
+    expect(err).toBeInstanceOf(LockedError);
+    await t.pool.query(`UPDATE scoring.run_locks SET acquired_at = now() - interval '5 hours' WHERE name = $1`, [name]);
+    const stuck = (await takeRunLock(pool, {
+      schema: 'scoring',
+      modelName: model,
+      purpose: 'run',
+      log: capturingLog().log,
+      where: 'db/test',
+      timing,
+      ledger,
+    }).catch((e: unknown) => e)) as Error;
+    expect(stuck).toBeInstanceOf(LockStuckError);
+    expect(stuck.message).toMatch(/\(limit 4h30m: 3 times the longest recent succeeded run \(1h30m\), at least 1 h\)/);
+  });
+
+  it('a holder taken over learns it from its next heartbeat and says so once, at error; it stops renewing', async () => {
+    const { log, lines } = capturingLog();
+    const old = await take(log, { beatMs: 100, leaseMs: 150 });
+    await t.pool.query(`UPDATE scoring.run_locks SET token = gen_random_uuid() WHERE name = $1`, [name]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(old.lost).toBeInstanceOf(LockLostError);
+    const errors = lines.filter((l) => l.level === 50);
+    expect(errors).toEqual([expect.objectContaining({ lock: name, msg: expect.stringMatching(/^lost the run lock: another process took it over/) })]);
+    expect(lines.filter((l) => /connection was lost/.test(l.msg))).toEqual([]);
+  });
+
+  it("a lock whose connection was cut reconnects and re-registers its new backend (application_name 'scorejob lock')", async () => {
+    const lock = await take();
+    const before = (await t.pool.query<{ pid: number }>('SELECT backend_pid AS pid FROM scoring.run_locks WHERE name = $1', [name])).rows[0]?.pid;
+    const app = (await t.pool.query<{ a: string }>('SELECT application_name AS a FROM pg_stat_activity WHERE pid = $1', [before])).rows[0]?.a;
+    expect(app).toBe('scorejob lock');
+    await t.pool.query('SELECT pg_terminate_backend($1)', [before]);
+    await new Promise((r) => setTimeout(r, 200));
+    await lock.ensure();
+    const after = (await t.pool.query<{ pid: number }>('SELECT backend_pid AS pid FROM scoring.run_locks WHERE name = $1', [name])).rows[0]?.pid;
+    expect(after).not.toBe(before);
+    expect((await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [after])).rowCount).toBe(1);
+    expect(lock.lost).toBeUndefined();
   });
 
   it('a holder kept for over an hour, still renewing, is stuck (exit 69); just under an hour it is only busy (exit 75)', async () => {
