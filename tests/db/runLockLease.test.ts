@@ -3,12 +3,13 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { resolveDb } from '../../src/config.js';
 import { createPool } from '../../src/db/pool.js';
 import { withTransaction } from '../../src/db/sql.js';
 import { LockedError, LockLostError, LockStuckError } from '../../src/errors.js';
 import { modelLockName, runHolderState, runLockHeld, runLockName, stuckAfterMs, takeRunLock, type RunLock } from '../../src/ledger/runLock.js';
 import { Ledger } from '../../src/ledger/ledger.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, urlFor, type TestDatabase } from '../helpers/db.js';
 
 interface Line {
   level: number;
@@ -268,6 +269,41 @@ describe('the run lock: lease, grace and fence', () => {
     }).catch((e: unknown) => e)) as Error;
     expect(stuck).toBeInstanceOf(LockStuckError);
     expect(stuck.message).toMatch(/\(limit 4h30m: 3 times the longest recent succeeded run \(1h30m\), at least 1 h\)/);
+    // A ledger whose history cannot be read: the limit is the hour, said as with no run yet.
+    const unreadable = (await takeRunLock(pool, {
+      schema: 'scoring',
+      modelName: model,
+      purpose: 'run',
+      log: capturingLog().log,
+      where: 'db/test',
+      timing,
+      ledger: new Ledger('no_such_schema'),
+    }).catch((e: unknown) => e)) as Error;
+    expect(unreadable.message).toMatch(/\(limit 1h00m: 3 times the longest recent succeeded run, none yet, at least 1 h\)/);
+    // The ledger without onDead: the lock is taken all the same.
+    for (const l of held.splice(0)) await l.release();
+    held.push(await takeRunLock(pool, { schema: 'scoring', modelName: model, purpose: 'run', log: capturingLog().log, where: 'db/test', timing, ledger }));
+    expect((await row())?.token).toBe(held[0]?.token);
+  });
+
+  it('a holder taken over finds out when it makes sure of its lock (ensure), before any heartbeat', async () => {
+    const lock = await take(undefined, { beatMs: 60_000 });
+    await t.pool.query(`UPDATE scoring.run_locks SET token = gen_random_uuid() WHERE name = $1`, [name]);
+    const err = await lock.ensure().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockLostError);
+    expect(lock.lost).toBe(err);
+  });
+
+  it('a lock that cannot connect fails with the connection error, nothing else', async () => {
+    const missing = createPool(resolveDb({ DATABASE_URL: urlFor('sj_test_no_such_database') }), 1);
+    try {
+      const err = (await takeRunLock(missing, { schema: 'scoring', modelName: model, purpose: 'run', log: capturingLog().log, where: 'db/test', timing }).catch(
+        (e: unknown) => e,
+      )) as Error;
+      expect(err.message).toMatch(/database "sj_test_no_such_database" does not exist/);
+    } finally {
+      await missing.end();
+    }
   });
 
   it('a holder taken over learns it from its next heartbeat and says so once, at error; it stops renewing', async () => {
@@ -282,14 +318,15 @@ describe('the run lock: lease, grace and fence', () => {
   });
 
   it("a lock whose connection was cut reconnects and re-registers its new backend (application_name 'scorejob lock')", async () => {
-    const lock = await take();
+    const lock = await take(undefined, { beatMs: 60_000 });
     const before = (await t.pool.query<{ pid: number }>('SELECT backend_pid AS pid FROM scoring.run_locks WHERE name = $1', [name])).rows[0]?.pid;
     const app = (await t.pool.query<{ a: string }>('SELECT application_name AS a FROM pg_stat_activity WHERE pid = $1', [before])).rows[0]?.a;
     expect(app).toBe('scorejob lock');
     await t.pool.query('SELECT pg_terminate_backend($1)', [before]);
-    await new Promise((r) => setTimeout(r, 200));
-    await lock.ensure();
-    const after = (await t.pool.query<{ pid: number }>('SELECT backend_pid AS pid FROM scoring.run_locks WHERE name = $1', [name])).rows[0]?.pid;
+    // No heartbeat in this test's time (beatMs 1 min): the reconnection itself re-registers the backend.
+    const pidNow = async () => (await t.pool.query<{ pid: number }>('SELECT backend_pid AS pid FROM scoring.run_locks WHERE name = $1', [name])).rows[0]?.pid;
+    for (let i = 0; i < 100 && (await pidNow()) === before; i++) await new Promise((r) => setTimeout(r, 50));
+    const after = await pidNow();
     expect(after).not.toBe(before);
     expect((await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [after])).rowCount).toBe(1);
     expect(lock.lost).toBeUndefined();
