@@ -15,10 +15,14 @@ export function ensurePushgateway(): string | undefined {
   if (existsSync(gatewayBin) && existsSync(promtoolBin)) return undefined;
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'prometheus-pushgateway and promtool are not installed, and apt-get needs root';
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'prometheus-pushgateway', 'prometheus'], { env, encoding: 'utf8' });
+  const install = () =>
+    spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'prometheus-pushgateway', 'prometheus'], {
+      env,
+      encoding: 'utf8',
+    });
   let r = install();
   if (r.status !== 0) {
-    spawnSync('apt-get', ['update'], { env, encoding: 'utf8' });
+    spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update'], { env, encoding: 'utf8' });
     r = install();
   }
   if (r.error || r.status !== 0 || !existsSync(gatewayBin) || !existsSync(promtoolBin))

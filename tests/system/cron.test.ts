@@ -29,10 +29,10 @@ function ensureCron(): string | undefined {
   if (process.getuid?.() !== 0) return 'cron test needs root (to install and start cron and write /etc/cron.d)';
   if (existsSync(cronDaemon)) return undefined;
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
+  let r = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
   if (r.status !== 0) {
-    spawnSync('apt-get', ['update'], { env, encoding: 'utf8' });
-    r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
+    spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update'], { env, encoding: 'utf8' });
+    r = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'cron'], { env, encoding: 'utf8' });
   }
   if (r.error || r.status !== 0 || !existsSync(cronDaemon))
     return `cannot install cron: ${r.error?.message ?? (r.stderr || r.stdout).trim().split('\n').at(-1)}`;

@@ -28,8 +28,8 @@ async function findChromium(): Promise<{ bin: string } | { reason: string }> {
     return { reason: 'chromium is not installed and apt-get cannot install it here (not root, or no apt-get)' };
   try {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    await run('apt-get', ['update'], { env, timeout: 300_000 });
-    await run('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env, timeout: 600_000 });
+    await run('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update'], { env, timeout: 300_000 });
+    await run('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', 'chromium'], { env, timeout: 600_000 });
   } catch (err) {
     return { reason: `apt-get install chromium failed: ${String((err as Error).message).split('\n')[0]}` };
   }
