@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCustomers } from '../../src/dev/seed.js';
 import { ChunkClaims, type ChunkClaim } from '../../src/ledger/chunkClaims.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runInProcess } from '../helpers/run.js';
+import { reopenChunks, runInProcess } from '../helpers/run.js';
 
 /**
  * Claims and their fence beyond the first claim (src/ledger/chunkClaims.ts): what a claim carries, what a
@@ -22,11 +22,7 @@ describe('chunk claims: fencing and what a claim carries', () => {
   });
   afterAll(async () => t.drop());
 
-  const reopen = () =>
-    t.pool.query(
-      `UPDATE scoring.score_chunks SET status = 'pending', attempts = 0, claim_token = NULL, lease_until = NULL, failed = false, last_error = NULL, attempts_at_start = 0 WHERE run_id = $1;
-       UPDATE scoring.score_runs SET status = 'running' WHERE run_id = $1`.replaceAll('$1', String(BigInt(runId))),
-    );
+  const reopen = () => reopenChunks(t.pool, runId);
   const chunkRow = async (chunkNo: number) =>
     (
       await t.pool.query<{ attempts: number; last_error: string | null; failed: boolean; claim_token: string | null; lease_ms: number | null }>(

@@ -3,7 +3,7 @@ import { seedCustomers } from '../../src/dev/seed.js';
 import { withTransaction } from '../../src/db/sql.js';
 import { ChunkClaims } from '../../src/ledger/chunkClaims.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runInProcess } from '../helpers/run.js';
+import { reopenChunks, runInProcess } from '../helpers/run.js';
 
 /**
  * The claim rules of shared runs (src/ledger/chunkClaims.ts), on a real run's chunks taken back to
@@ -23,11 +23,7 @@ describe('chunk claims', () => {
   });
   afterAll(async () => t.drop());
 
-  const reopen = () =>
-    t.pool.query(
-      `UPDATE scoring.score_chunks SET status = 'pending', attempts = 0, claim_token = NULL, lease_until = NULL, failed = false, last_error = NULL, attempts_at_start = 0 WHERE run_id = $1;
-       UPDATE scoring.score_runs SET status = 'running' WHERE run_id = $1`.replaceAll('$1', String(BigInt(runId))),
-    );
+  const reopen = () => reopenChunks(t.pool, runId);
 
   it('two workers claiming at once get different chunks, in order; none is claimed twice while its lease runs', async () => {
     await reopen();

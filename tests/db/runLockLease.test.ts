@@ -225,6 +225,7 @@ describe('the run lock: lease, grace and fence', () => {
 
   it('with the ledger, the acquiring transaction reports the runs of dead holders, and the stuck limit follows the longest recent run', async () => {
     const ledger = new Ledger('scoring');
+    const lockOpts = () => ({ schema: 'scoring', modelName: model, purpose: 'run' as const, log: capturingLog().log, where: 'db/test', timing });
     const dead: string[][] = [];
     await t.pool.query(
       `INSERT INTO scoring.score_runs (status, trigger, model_name, model_version, model_sha256, backend, host, pid, started_at, finished_at, heartbeat_at)
@@ -233,12 +234,7 @@ describe('the run lock: lease, grace and fence', () => {
       [model],
     );
     const first = await takeRunLock(pool, {
-      schema: 'scoring',
-      modelName: model,
-      purpose: 'run',
-      log: capturingLog().log,
-      where: 'db/test',
-      timing,
+      ...lockOpts(),
       ledger,
       onDead: (ids) => dead.push(ids),
     });
@@ -247,42 +243,27 @@ describe('the run lock: lease, grace and fence', () => {
     expect(dead[0]).toHaveLength(1);
     await t.pool.query(`UPDATE scoring.run_locks SET acquired_at = now() - interval '4 hours' WHERE name = $1`, [name]);
     const err = (await takeRunLock(pool, {
-      schema: 'scoring',
-      modelName: model,
-      purpose: 'run',
-      log: capturingLog().log,
-      where: 'db/test',
-      timing,
+      ...lockOpts(),
       ledger,
     }).catch((e: unknown) => e)) as Error;
     // 3 x 1h30 = 4h30: held 4 h is busy, not stuck.
     expect(err).toBeInstanceOf(LockedError);
     await t.pool.query(`UPDATE scoring.run_locks SET acquired_at = now() - interval '5 hours' WHERE name = $1`, [name]);
     const stuck = (await takeRunLock(pool, {
-      schema: 'scoring',
-      modelName: model,
-      purpose: 'run',
-      log: capturingLog().log,
-      where: 'db/test',
-      timing,
+      ...lockOpts(),
       ledger,
     }).catch((e: unknown) => e)) as Error;
     expect(stuck).toBeInstanceOf(LockStuckError);
     expect(stuck.message).toMatch(/\(limit 4h30m: 3 times the longest recent succeeded run \(1h30m\), at least 1 h\)/);
     // A ledger whose history cannot be read: the limit is the hour, said as with no run yet.
     const unreadable = (await takeRunLock(pool, {
-      schema: 'scoring',
-      modelName: model,
-      purpose: 'run',
-      log: capturingLog().log,
-      where: 'db/test',
-      timing,
+      ...lockOpts(),
       ledger: new Ledger('no_such_schema'),
     }).catch((e: unknown) => e)) as Error;
     expect(unreadable.message).toMatch(/\(limit 1h00m: 3 times the longest recent succeeded run, none yet, at least 1 h\)/);
     // The ledger without onDead: the lock is taken all the same.
     for (const l of held.splice(0)) await l.release();
-    held.push(await takeRunLock(pool, { schema: 'scoring', modelName: model, purpose: 'run', log: capturingLog().log, where: 'db/test', timing, ledger }));
+    held.push(await takeRunLock(pool, { ...lockOpts(), ledger }));
     expect((await row())?.token).toBe(held[0]?.token);
   });
 

@@ -122,3 +122,14 @@ export async function independentScores(pool: pg.Pool, modelDir: string = shippe
   keys.forEach((k, i) => out.set(k, scores[i] as number));
   return out;
 }
+
+/**
+ * Takes a (dry) run's chunks back to pending and the run back to running: every chunk unclaimed, no
+ * attempt, no failure — the state a shared run's chunks are in before any worker claims one.
+ */
+export function reopenChunks(pool: pg.Pool, runId: string): Promise<unknown> {
+  return pool.query(
+    `UPDATE scoring.score_chunks SET status = 'pending', attempts = 0, claim_token = NULL, lease_until = NULL, failed = false, last_error = NULL, attempts_at_start = 0 WHERE run_id = $1;
+     UPDATE scoring.score_runs SET status = 'running' WHERE run_id = $1`.replaceAll('$1', String(BigInt(runId))),
+  );
+}
